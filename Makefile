@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# bus1: capability-based IPC for Linux, as a Rust-for-Linux kernel module.
+#
+#   make                 build bus1.ko against KDIR (your own Rust-enabled kernel build)
+#   make run             provision, build, boot a guest with bus1 loaded, run the demos
+#   make run CMD='...'   ... and run CMD in the guest instead
+#   make check           provision, build, run every test on the debug and the release kernel
+#   make vm              interactive guest shell (release kernel)
+#   make clean           remove build products from this tree
+#
+# Kbuild reads ./Kbuild; this file is only the front end.
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+LLVM ?= -19
+RUSTC ?= /usr/bin/rustc
+VARIANT ?= release
+TIMEOUT ?=
+
+export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
+
+.PHONY: all modules check run vm clean provision kernels help
+
+all: modules
+
+# Out-of-tree module build against a kernel you built yourself. The checks
+# run before any compile so a wrong KDIR fails in one line.
+modules:
+	@test -n "$(KDIR)" || { echo "bus1: error: set KDIR=<Rust-enabled kernel build dir> (or use make run / make check)"; exit 1; }
+	@scripts/check-kdir.sh "$(KDIR)" "$(RUSTC)"
+	$(MAKE) -C "$(KDIR)" M="$(TOP)" LLVM=$(LLVM) RUSTC=$(RUSTC) CONFIG_BUS1=m modules
+
+provision:
+	@scripts/provision.sh
+
+kernels: provision
+	@scripts/build-kernel.sh release >/dev/null
+	@scripts/build-kernel.sh debug >/dev/null
+
+check:
+	@scripts/check.sh
+
+run:
+	@scripts/vm.sh run $(VARIANT) "$(CMD)"
+
+vm:
+	@scripts/vm.sh shell $(VARIANT)
+
+clean:
+	rm -rf .tmp_versions Module.symvers modules.order
+	find . \( -name '*.o' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' -o -name '*.cmd' \
+		-o -name '*.rmeta' -o -name '*.d' -o -name 'modules.order' -o -name '.*.cmd' \) \
+		-not -path './.git/*' -not -path './tools/bus1/target/*' -delete
+	rm -rf build

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build (or reuse) a cached kernel for bus1: `build-kernel.sh release|debug`.
+# Prints the build directory on stdout. The cache entry is keyed by kernel
+# version, config fragments and toolchain; it is trusted only once its
+# completion stamp exists, which is written last.
+. "$(dirname "$0")/lib.sh"
+
+variant=${1:?usage: build-kernel.sh release|debug}
+frag=$BUS1_TOP/scripts/kconfig/$variant.config
+[ -f "$frag" ] || die "unknown kernel variant '$variant'"
+
+src=$(ls -d "$BUS1_CACHE"/src/linux-"$KVER_SERIES"* 2>/dev/null | sort -V | tail -n1)
+[ -n "$src" ] && [ -f "$src/Makefile" ] || die "no kernel source under $BUS1_CACHE/src (run scripts/provision.sh)"
+kver=$(basename "$src")
+
+key=$( { echo "$kver"; cat "$BUS1_TOP/scripts/kconfig/base.config" "$frag";
+	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
+out=$BUS1_CACHE/kernels/$variant-$kver-$key
+if [ -f "$out/.bus1-complete" ]; then
+	echo "$out"; exit 0
+fi
+need_space "$BUS1_CACHE" 8
+mkdir -p "$out"
+mapfile -t args < <(kmake_args)
+log "building $variant kernel $kver in $out (about 15 min on 2 cores)"
+make -s -C "$src" O="$out" "${args[@]}" rustavailable >&2 || die "Rust toolchain not usable for $kver"
+if [ ! -f "$out/.config" ] || [ ! -f "$out/.bus1-configured" ]; then
+	make -s -C "$src" O="$out" "${args[@]}" tinyconfig >&2
+	"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" \
+		"$BUS1_TOP/scripts/kconfig/base.config" "$frag" >/dev/null
+	make -s -C "$src" O="$out" "${args[@]}" olddefconfig >&2
+	# merge_config only warns about options Kconfig rejected; insist on
+	# every one the fragments ask for.
+	bad=$(cat "$BUS1_TOP/scripts/kconfig/base.config" "$frag" | grep -E '^CONFIG_[A-Z0-9_]+=[ym]$' |
+		while IFS= read -r l; do grep -qx "$l" "$out/.config" || echo "$l"; done)
+	[ -z "$bad" ] || die "kernel config rejected: $(echo $bad)"
+	touch "$out/.bus1-configured"
+fi
+make -C "$src" O="$out" "${args[@]}" -j"$(nproc)" bzImage modules_prepare >"$out/build.log" 2>&1 \
+	|| { tail -n 30 "$out/build.log" >&2; die "kernel build failed (log: $out/build.log)"; }
+touch "$out/.bus1-complete.tmp" && mv "$out/.bus1-complete.tmp" "$out/.bus1-complete"
+log "built $out"
+echo "$out"

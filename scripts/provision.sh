@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Install everything needed to build a Rust-enabled kernel and the bus1 module
+# on a Debian 12 machine. Idempotent: every step checks before it acts, and
+# every download goes to a temporary path that is renamed when complete.
+. "$(dirname "$0")/lib.sh"
+
+PKGS="rustc-web rust-web-src clang-19 lld-19 llvm-19 libclang-19-dev \
+qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio kmod \
+xz-utils python3-docutils"
+
+stamp=$BUS1_CACHE/provisioned-v1
+[ -f "$stamp" ] && [ -x "$BINDGEN_ROOT/bin/bindgen" ] && \
+	ls "$BUS1_CACHE"/src/linux-"$KVER_SERIES"*/Makefile >/dev/null 2>&1 && exit 0
+
+need_space "$BUS1_CACHE" 12
+
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	log "installing Debian packages:$missing"
+	SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq || die "apt-get update failed: no network to the Debian registry?"
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing \
+		|| die "apt-get install failed for:$missing"
+fi
+for t in "$KRUSTC" clang-19 ld.lld-19 llvm-ar-19 qemu-system-x86_64 busybox bc flex bison cpio; do
+	command -v "$t" >/dev/null || [ -x "$t" ] || die "missing tool after provisioning: $t"
+done
+[ -d /usr/lib/rustlib/src/rust/library ] || die "missing rust-src (package rust-web-src)"
+
+if [ ! -x "$BINDGEN_ROOT/bin/bindgen" ]; then
+	command -v cargo >/dev/null || die "missing tool: cargo (needed to install bindgen-cli)"
+	log "installing bindgen-cli 0.72.1"
+	rm -rf "$BINDGEN_ROOT.tmp"
+	cargo install --quiet --locked --root "$BINDGEN_ROOT.tmp" bindgen-cli --version 0.72.1 \
+		|| die "cargo install bindgen-cli failed: no network to crates.io?"
+	rm -rf "$BINDGEN_ROOT"; mv "$BINDGEN_ROOT.tmp" "$BINDGEN_ROOT"
+fi
+
+# The kernel source comes from a newer Debian suite than the machine's. A
+# private apt configuration, derived at run time from the machine's own Debian
+# sources entry, fetches it without touching the system's apt state.
+if ! ls "$BUS1_CACHE"/src/linux-"$KVER_SERIES"*/Makefile >/dev/null 2>&1; then
+	apt_dir=$BUS1_CACHE/apt
+	rm -rf "$apt_dir"; mkdir -p "$apt_dir"/{sources,lists/partial,cache/archives/partial,dl}
+	src=""
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		src=$(awk -v RS= '/Suites:[^\n]*bookworm( |\n|$)/ && !/security/ {print; exit}' "$f")
+		[ -n "$src" ] && break
+	done
+	if [ -n "$src" ]; then
+		uri=$(printf '%s\n' "$src" | awk '/^URIs:/ {print $2; exit}')
+		key=$(printf '%s\n' "$src" | awk '/^Signed-By:/ {print $2; exit}')
+	else
+		line=$(grep -hE '^deb [^ ]+ bookworm main' /etc/apt/sources.list 2>/dev/null | head -n1 || true)
+		uri=$(printf '%s\n' "$line" | awk '{print $2}')
+		key=/usr/share/keyrings/debian-archive-keyring.gpg
+	fi
+	[ -n "$uri" ] || die "no Debian sources entry found in /etc/apt to derive the kernel source suite from"
+	got=""
+	for suite in trixie-backports forky sid; do
+		cat > "$apt_dir/sources/k.sources" <<SRC
+Types: deb
+URIs: $uri
+Suites: $suite
+Components: main
+Signed-By: ${key:-/usr/share/keyrings/debian-archive-keyring.gpg}
+SRC
+		opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$apt_dir/sources"
+			-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+			-o "Dir::State::status=/var/lib/dpkg/status" -o "APT::Get::List-Cleanup=0"
+			-o "Debug::NoLocking=1" -o "Acquire::Check-Valid-Until=false")
+		apt-get "${opts[@]}" -qq update >/dev/null 2>&1 || continue
+		pkg=$(apt-cache "${opts[@]}" search --names-only "^linux-source-$KVER_SERIES\$" 2>/dev/null | awk '{print $1}' | head -n1)
+		[ -n "$pkg" ] || continue
+		(cd "$apt_dir/dl" && apt-get "${opts[@]}" -qq download "$pkg") || continue
+		got=$suite; break
+	done
+	[ -n "$got" ] || die "could not fetch linux-source-$KVER_SERIES from any Debian suite (trixie-backports, forky, sid)"
+	log "fetched linux-source-$KVER_SERIES from $got"
+	rm -rf "$apt_dir/x"; mkdir -p "$apt_dir/x"
+	dpkg-deb -x "$apt_dir"/dl/linux-source-*.deb "$apt_dir/x"
+	tarball=$(ls "$apt_dir"/x/usr/src/linux-source-*.tar.* | head -n1)
+	mkdir -p "$BUS1_CACHE/src"; rm -rf "$BUS1_CACHE/src/.tmp"; mkdir -p "$BUS1_CACHE/src/.tmp"
+	tar -xaf "$tarball" -C "$BUS1_CACHE/src/.tmp"
+	top=$(ls "$BUS1_CACHE/src/.tmp")
+	ver=$(make -s -C "$BUS1_CACHE/src/.tmp/$top" kernelversion)
+	rm -rf "$BUS1_CACHE/src/linux-$ver"
+	mv "$BUS1_CACHE/src/.tmp/$top" "$BUS1_CACHE/src/linux-$ver"
+	rm -rf "$BUS1_CACHE/src/.tmp" "$apt_dir/x" "$apt_dir/dl"
+fi
+touch "$stamp"
+log "provisioned"
