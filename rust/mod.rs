@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe abstractions over kernel C APIs that the Linux 7.2 `kernel` crate lacks.
+//!
+//! This is the only part of bus1 that uses `unsafe` or `kernel::bindings`. Each
+//! file is written in the `kernel` crate's style so it could be proposed
+//! upstream on its own; the rest of the module only uses the safe interfaces
+//! exported here.
+
+pub(crate) mod errno;
+pub(crate) mod miscdevice;
+pub(crate) mod poll;
+pub(crate) mod transmute;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot a guest with bus1: `vm.sh check|run|shell release|debug [command]`.
+# check: run every test, print a summary line "N passed, N failed" (exit != 0 on failure).
+# run:   load bus1 and run the demos (or the given command), printing what happens.
+# shell: interactive busybox shell.
+. "$(dirname "$0")/lib.sh"
+
+mode=${1:?usage: vm.sh check|run|shell release|debug [cmd]}
+variant=${2:-release}
+cmd=${3:-}
+
+"$BUS1_TOP/scripts/provision.sh"
+kdir=$("$BUS1_TOP/scripts/build-kernel.sh" "$variant")
+ksrc=$(readlink -f "$kdir/source")
+work=$BUS1_CACHE/work/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)/$variant-$(basename "$kdir")
+mkdir -p "$work"
+# One guest and one module build per tree and kernel at a time.
+exec 9>"$work.lock"
+flock 9
+
+# The module, built out of the source tree so two kernels never share objects.
+mapfile -t args < <(kmake_args)
+"$BUS1_TOP/scripts/check-kdir.sh" "$kdir" "$KRUSTC"
+make -s -C "$kdir" M="$BUS1_TOP" MO="$work/mod" "${args[@]}" CONFIG_BUS1=m modules >&2 \
+	|| die "module build failed"
+ko=$work/mod/bus1/bus1.ko
+[ -f "$ko" ] || die "module build produced no bus1.ko"
+
+# Static test programs.
+make -s -C "$BUS1_TOP/tools/testing/selftests/bus1" KSFT_LIB="$ksrc/tools/testing/selftests/lib.mk" \
+	OUTPUT="$work/selftests" USERLDFLAGS=-static >&2 || die "selftest build failed"
+
+# The initramfs: busybox, the module, the tests.
+root=$work/initramfs
+rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/selftests,tests/userspace,tests/demos}
+cp /bin/busybox "$root/bin/busybox"
+cp "$BUS1_TOP/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
+cp "$ko" "$root/lib/modules/"
+find "$work/selftests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$root/tests/selftests/" \;
+for d in "$BUS1_TOP"/build/guest/demos/* ; do [ -x "$d" ] && cp "$d" "$root/tests/demos/"; done
+for d in "$BUS1_TOP"/build/guest/userspace/* ; do [ -x "$d" ] && cp "$d" "$root/tests/userspace/"; done
+[ -n "$cmd" ] && printf '%s\n' "$cmd" >"$root/cmd"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initramfs.cpio.gz"
+
+# KVM only if a short probe boot proves it works (nested KVM hangs on some hosts).
+accel=(-accel tcg)
+probe=$BUS1_CACHE/kvm-probe-$(uname -r)-$(hostname)
+if [ -w /dev/kvm ] && [ "${BUS1_KVM:-auto}" != no ]; then
+	if [ ! -f "$probe" ]; then
+		echo no >"$probe"
+		if timeout 30 qemu-system-x86_64 -accel kvm -cpu host -m 256M -nodefaults -display none \
+			-no-reboot -serial stdio -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$work/initramfs.cpio.gz" \
+			-append "console=ttyS0 panic=-1 rdinit=/bin/busybox -- echo BUS1KVMOK" 2>/dev/null </dev/null | grep -q BUS1KVMOK; then
+			echo yes >"$probe"
+		fi
+	fi
+	[ "$(cat "$probe")" = yes ] && accel=(-accel kvm -cpu host)
+fi
+[ "${accel[1]}" = tcg ] && accel+=(-cpu max)
+
+mem=1G; [ "$variant" = debug ] && mem=2G
+append="console=ttyS0 kunit.enable=1 bus1.mode=$mode oops=panic panic=-1 printk.time=1"
+qemu=(qemu-system-x86_64 "${accel[@]}" -smp 2 -m "$mem" -nodefaults -display none -no-reboot
+	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$work/initramfs.cpio.gz")
+console=$work/console.log results=$work/results.log
+rm -f "$console" "$results"
+
+case $mode in
+shell)
+	exec "${qemu[@]}" -serial mon:stdio -serial null -append "$append loglevel=4"
+	;;
+run)
+	# Kernel messages and the guest's output both go to the terminal.
+	"${qemu[@]}" -serial file:"$console" -serial stdio -append "$append loglevel=4" </dev/null
+	grep -E 'BUG:|WARNING:|Oops|KASAN|panic' "$console" >&2 || true
+	;;
+check)
+	limit=${BUS1_VM_TIMEOUT:-1500}
+	log "booting $variant guest (${accel[*]}), timeout ${limit}s"
+	timeout --foreground -k 10 "$limit" "${qemu[@]}" -serial file:"$console" -serial file:"$results" \
+		-append "$append ignore_loglevel" </dev/null
+	rc=$?
+	[ $rc -eq 124 ] && log "guest timed out after ${limit}s (console: $console)"
+	python3 "$BUS1_TOP/scripts/results.py" --variant "$variant" --console "$console" \
+		--results "$results" --qemu-rc "$rc"
+	;;
+esac
