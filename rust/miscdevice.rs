@@ -9,18 +9,27 @@
 //!
 //! C header: [`include/linux/miscdevice.h`](srctree/include/linux/miscdevice.h).
 
-use core::marker::PhantomData;
+use core::{
+    any::TypeId,
+    marker::PhantomData, //
+};
 use kernel::{
     bindings,
     error::{
         to_result,
         VTABLE_DEFAULT_ERROR, //
     },
-    fs::File,
+    fs::{
+        File,
+        LocalFile, //
+    },
     mm::virt::VmaNew,
     prelude::*,
     seq_file::SeqFile,
-    sync::poll::PollTable,
+    sync::{
+        poll::PollTable,
+        SetOnce, //
+    },
     types::{
         ForeignOwnable,
         Opaque, //
@@ -37,7 +46,18 @@ pub(crate) struct MiscDeviceOptions {
     pub(crate) mode: u16,
 }
 
+/// The one misc device this module registers: the address of its `file_operations` and the
+/// [`MiscDevice`] type behind it.
+///
+/// Set once by the first successful [`MiscDeviceRegistration::register`] and never changed;
+/// the registration (and so its `file_operations`) lives until module exit, which cannot happen
+/// while any of its files is open because the files pin the module.
+static REGISTERED: SetOnce<(usize, TypeId)> = SetOnce::new();
+
 /// A registered misc device whose open files pin `module`.
+///
+/// At most one registration may exist per module: [`device_of_file`] identifies files of the
+/// device by their `file_operations`, and that needs a single, known address.
 ///
 /// # Invariants
 ///
@@ -58,8 +78,10 @@ unsafe impl<T> Send for MiscDeviceRegistration<T> {}
 // SAFETY: No `&self` method mutates the registration.
 unsafe impl<T> Sync for MiscDeviceRegistration<T> {}
 
-impl<T: MiscDevice> MiscDeviceRegistration<T> {
+impl<T: MiscDevice + 'static> MiscDeviceRegistration<T> {
     /// Registers a misc device whose open files hold a reference on `module`.
+    ///
+    /// Fails with `EBUSY` if this module already registered a misc device.
     pub(crate) fn register(
         opts: MiscDeviceOptions,
         module: &'static ThisModule,
@@ -80,6 +102,11 @@ impl<T: MiscDevice> MiscDeviceRegistration<T> {
                 // The `fops` field is initialised before this one (pin-init initialises fields
                 // in declaration order), so its address is final and valid.
                 misc.fops = Self::fops_of_slot(slot);
+                // Record the device before it becomes visible, so that its files are recognised
+                // from the first open on.
+                if !REGISTERED.populate((misc.fops as usize, TypeId::of::<T>())) {
+                    return Err(EBUSY);
+                }
                 // SAFETY: The initializer may write to `slot`.
                 unsafe { slot.write(misc) };
                 // SAFETY: `slot` holds a fully initialised `miscdevice` whose `name` and `fops`
@@ -111,6 +138,32 @@ impl<T> PinnedDrop for MiscDeviceRegistration<T> {
         // deregisters it.
         unsafe { bindings::misc_deregister(self.misc.get()) };
     }
+}
+
+/// Returns the private data of `file` if it is an open file of the misc device registered for
+/// `T`, or `None` for any other file.
+///
+/// This is how an ioctl recognises a file descriptor of its own device passed by user space.
+pub(crate) fn device_of_file<T: MiscDevice + 'static>(
+    file: &LocalFile,
+) -> Option<<T::Ptr as ForeignOwnable>::Borrowed<'_>> {
+    let (fops, ty) = REGISTERED.copy()?;
+    if ty != TypeId::of::<T>() {
+        return None;
+    }
+    let raw = file.as_ptr();
+    // SAFETY: `file` is a valid, referenced file for the lifetime of the borrow, so reading its
+    // `f_op` is fine; the field is only changed while the file is being opened.
+    let f_op = unsafe { (*raw).f_op };
+    if f_op as usize != fops {
+        return None;
+    }
+    // SAFETY: The file uses the `file_operations` of the registration of `T` (checked above;
+    // `REGISTERED` names exactly one registration and its type), so it was opened by
+    // `VTable::<T>::open`, which stored a `T::Ptr` made with `into_foreign` as private data. A
+    // file in an fd table has completed `open`, and `release` (which reclaims the data) cannot
+    // run while the caller holds the reference behind `file`, which outlives the borrow.
+    Some(unsafe { <T::Ptr as ForeignOwnable>::borrow((*raw).private_data.cast()) })
 }
 
 /// The per-open-file behaviour of a misc device registered with [`MiscDeviceRegistration`].
@@ -220,7 +273,8 @@ impl<T: MiscDevice> VTable<T> {
         match T::ioctl(device, file, cmd, arg as usize) {
             // CAST: ioctl results are small non-negative integers.
             Ok(ret) => ret as c_long,
-            Err(err) => c_long::from(err.to_errno()),
+            // CAST: Errno values are small negative integers.
+            Err(err) => err.to_errno() as c_long,
         }
     }
 

@@ -17,7 +17,7 @@ kver=$(basename "$src")
 key=$( { echo "$kver"; cat "$BUS1_TOP/scripts/kconfig/base.config" "$frag";
 	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
 out=$BUS1_CACHE/kernels/$variant-$kver-$key
-if [ -f "$out/.bus1-complete" ]; then
+if [ -f "$out/.bus1-complete-v2" ]; then
 	echo "$out"; exit 0
 fi
 need_space "$BUS1_CACHE" 8
@@ -37,8 +37,8 @@ if [ ! -f "$out/.config" ] || [ ! -f "$out/.bus1-configured" ]; then
 	[ -z "$bad" ] || die "kernel config rejected: $(echo $bad)"
 	touch "$out/.bus1-configured"
 fi
-make -C "$src" O="$out" "${args[@]}" -j"$(nproc)" bzImage modules_prepare >"$out/build.log" 2>&1 \
+make -C "$src" O="$out" "${args[@]}" -j"$(nproc)" bzImage modules >"$out/build.log" 2>&1 \
 	|| { tail -n 30 "$out/build.log" >&2; die "kernel build failed (log: $out/build.log)"; }
-touch "$out/.bus1-complete.tmp" && mv "$out/.bus1-complete.tmp" "$out/.bus1-complete"
+touch "$out/.bus1-complete-v2.tmp" && mv "$out/.bus1-complete-v2.tmp" "$out/.bus1-complete-v2"
 log "built $out"
 echo "$out"

@@ -9,7 +9,7 @@ grep -qx 'CONFIG_RUST=y' "$cfg" || { echo "bus1: error: $kdir was built without 
 [ -f "$kdir/rust/libkernel.rmeta" ] || [ -f "$kdir/rust/kernel.o" ] || \
 	{ echo "bus1: error: $kdir has no built Rust support (run 'make' there first)" >&2; exit 1; }
 want=$(sed -n 's/^CONFIG_RUSTC_VERSION=//p' "$cfg")
-have=$("$rustc" --version 2>/dev/null | awk '{split($2,v,"."); printf "%d%02d%02d", v[1], v[2], v[3]}') || true
+have=$("$rustc" --version 2>/dev/null | awk '{split($2,v,"."); printf "%d", v[1]*100000 + v[2]*100 + v[3]}') || true
 [ -n "$have" ] || { echo "bus1: error: cannot run rustc '$rustc'" >&2; exit 1; }
 [ -z "$want" ] || [ "$want" = "$have" ] || \
 	{ echo "bus1: error: $kdir was built with rustc $want, but RUSTC=$rustc is $have; pass RUSTC=<the kernel's rustc>" >&2; exit 1; }
