@@ -28,6 +28,7 @@ ko=$work/mod/bus1/bus1.ko
 [ -f "$ko" ] || die "module build produced no bus1.ko"
 
 # Static test programs.
+mkdir -p "$work/selftests"
 make -s -C "$BUS1_TOP/tools/testing/selftests/bus1" KSFT_LIB="$ksrc/tools/testing/selftests/lib.mk" \
 	OUTPUT="$work/selftests" USERLDFLAGS=-static >&2 || die "selftest build failed"
 

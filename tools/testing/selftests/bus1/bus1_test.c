@@ -34,11 +34,11 @@ TEST(uapi_ioctl_numbers)
 	ASSERT_EQ(0xC0089630u, (unsigned int)BUS1_CMD_SLICE_RELEASE);
 	ASSERT_EQ(0xC0509640u, (unsigned int)BUS1_CMD_SEND);
 	ASSERT_EQ(0xC0609650u, (unsigned int)BUS1_CMD_RECV);
-	ASSERT_EQ(32, sizeof(struct bus1_cmd_peer_reset));
-	ASSERT_EQ(32, sizeof(struct bus1_cmd_handle_transfer));
-	ASSERT_EQ(24, sizeof(struct bus1_cmd_nodes_destroy));
-	ASSERT_EQ(80, sizeof(struct bus1_cmd_send));
-	ASSERT_EQ(96, sizeof(struct bus1_cmd_recv));
+	ASSERT_EQ(32UL, sizeof(struct bus1_cmd_peer_reset));
+	ASSERT_EQ(32UL, sizeof(struct bus1_cmd_handle_transfer));
+	ASSERT_EQ(24UL, sizeof(struct bus1_cmd_nodes_destroy));
+	ASSERT_EQ(80UL, sizeof(struct bus1_cmd_send));
+	ASSERT_EQ(96UL, sizeof(struct bus1_cmd_recv));
 }
 
 /* /dev/bus1 is a world-accessible character device. */
@@ -48,7 +48,7 @@ TEST(device_node)
 
 	ASSERT_EQ(0, stat("/dev/bus1", &st));
 	ASSERT_TRUE(S_ISCHR(st.st_mode));
-	ASSERT_EQ(0666, st.st_mode & 0777);
+	ASSERT_EQ(0666u, st.st_mode & 0777);
 }
 
 /* Every open is a new peer; fdinfo shows distinct peer IDs. */
