@@ -6,7 +6,10 @@
 //! checked at compile time against the values of the ABI contract, and the C header carries the
 //! same checks, so the two definitions cannot drift apart silently.
 
-#![allow(dead_code, reason = "the ABI is defined in full; commands use it as they land")]
+#![allow(
+    dead_code,
+    reason = "the ABI is defined in full; commands use it as they land"
+)]
 
 use crate::ext::transmute::user_struct;
 use core::mem::{

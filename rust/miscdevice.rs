@@ -339,7 +339,11 @@ impl<T: MiscDevice> VTable<T> {
     const FOPS: bindings::file_operations = bindings::file_operations {
         open: Some(Self::open),
         release: Some(Self::release),
-        unlocked_ioctl: if T::HAS_IOCTL { Some(Self::ioctl) } else { None },
+        unlocked_ioctl: if T::HAS_IOCTL {
+            Some(Self::ioctl)
+        } else {
+            None
+        },
         compat_ioctl: if T::HAS_IOCTL {
             bindings::compat_ptr_ioctl
         } else {
