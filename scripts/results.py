@@ -125,7 +125,7 @@ def main():
     extra = f", {skipped} skipped" if skipped else ""
     print(f"{a.variant} kernel: {passed} passed, {failed} failed{extra}")
     print(f"RESULT {passed} {failed}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
