@@ -62,15 +62,18 @@ check)
 	fi
 	;;
 run)
-	echo "bus1: module loaded: $(grep '^bus1 ' /proc/modules)"
-	ls -l /dev/bus1
+	{
+		echo "bus1: module loaded: $(grep '^bus1 ' /proc/modules)"
+		ls -l /dev/bus1
+		grep bus1 /sys/kernel/debug/kunit/bus1*/results 2>/dev/null | grep ' ok '
+	} >$R 2>&1
 	if [ -n "$cmd" ]; then
-		echo "bus1: running: $cmd"
+		echo "bus1: running: $cmd" >$R
 		section run cmd sh -c "$cmd"
 	else
 		for d in /tests/demos/*; do
 			[ -x "$d" ] || continue
-			echo "bus1: demo ${d##*/}"
+			echo "bus1: demo ${d##*/}" >$R
 			section run "${d##*/}" "$d"
 		done
 	fi

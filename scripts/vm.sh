@@ -73,8 +73,9 @@ shell)
 	;;
 run)
 	# Kernel messages and the guest's output both go to the terminal.
-	"${qemu[@]}" -serial file:"$console" -serial stdio -append "$append loglevel=4" </dev/null
-	grep -E 'BUG:|WARNING:|Oops|KASAN|panic' "$console" >&2 || true
+	"${qemu[@]}" -chardev stdio,id=out,mux=on -serial chardev:out -serial chardev:out \
+		-append "$append loglevel=4" </dev/null | grep --line-buffered -v '^@@'
+	true
 	;;
 check)
 	limit=${BUS1_VM_TIMEOUT:-1500}
