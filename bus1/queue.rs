@@ -1,3 +1,1027 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Placeholder; being written.
+//! Per-peer message queues with a global order.
+//!
+//! Every peer owns one [`Queue`]. Together, the queues of all peers make every event (message,
+//! node destruction, node release) appear in one global total order, without any global lock or
+//! global counter. Each queue carries a Lamport clock; a transaction touching several queues
+//! collects a commit timestamp that is larger than every clock it has seen and commits all its
+//! entries with that timestamp. See `Documentation/bus1/` for the full argument; in short:
+//!
+//! * Timestamps are `u64` values. Even values are commit timestamps; odd values mark *staging*
+//!   entries whose transaction has not yet decided on its commit timestamp.
+//! * Entries are ordered by [`QueueKey`]: timestamp first, then the transaction tag (identical
+//!   on every queue, so ties between transactions are broken the same way everywhere), then a
+//!   per-queue ID that only makes keys unique.
+//! * Only the leftmost entry can be dequeued, and only once it is committed. A staging entry
+//!   therefore blocks everything ordered after it until its transaction commits; it can only
+//!   move to a larger timestamp when it does.
+//!
+//! A transaction with origin queue `O` and destination queues `D1..Dk` runs as follows, taking
+//! each queue's lock only around the call on that queue:
+//!
+//! 1. `T = 0`; for every destination: `key_i = Di.stage(slot_i, tag, T, v_i)`,
+//!    `T = key_i.clock()`.
+//! 2. `O.sync(T)`; `C = O.tick()`.
+//! 3. For every destination: `Di.sync(C)`. Nothing of the transaction is visible yet.
+//! 4. For every destination: `Di.commit_staged(&key_i, C)`; wake up readers if it says the
+//!    queue became readable.
+//!
+//! [`Queue`] is a plain data structure without a lock of its own: it lives in a peer's
+//! lock-protected state and every method expects the caller to hold that lock. Methods that
+//! insert entries take a [`QueueSlot`] allocated beforehand, so no queue operation ever
+//! allocates memory.
+
+use kernel::{
+    alloc::Flags,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+};
+
+/// The largest timestamp a queue clock can reach.
+///
+/// The clock grows by 2 per tick and starts at 0, so reaching this value takes 2^63 ticks, which
+/// is centuries even at one tick per nanosecond. The clock saturates here rather than wrapping so
+/// that the arithmetic can never panic or reorder entries; it is never reached in practice.
+const TS_MAX: u64 = u64::MAX - 1;
+
+/// Rounds `ts` up to an even timestamp, saturating at [`TS_MAX`].
+fn even_ceil(ts: u64) -> u64 {
+    ts.saturating_add(ts & 1).min(TS_MAX)
+}
+
+/// The sort key of a queue entry.
+///
+/// Keys order by timestamp, then by transaction tag, then by the per-queue entry ID. The
+/// timestamp is odd while the entry is staging and even once it is committed.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct QueueKey {
+    /// Staging (odd) or commit (even) timestamp.
+    ts: u64,
+    /// Transaction identity; equal tags mean the same transaction.
+    tag: u64,
+    /// Per-queue counter that makes keys unique; kept when an entry is committed.
+    id: u64,
+}
+
+impl QueueKey {
+    /// Returns the entry's timestamp: odd while staging, even once committed.
+    pub(crate) fn ts(&self) -> u64 {
+        self.ts
+    }
+
+    /// Returns the tag of the transaction that queued the entry.
+    pub(crate) fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    /// Returns whether the entry still waits for its transaction to commit.
+    pub(crate) fn is_staging(&self) -> bool {
+        self.ts & 1 == 1
+    }
+
+    /// Returns the even clock value the timestamp was derived from.
+    ///
+    /// For a staging entry this is the queue clock it was staged at (its timestamp minus one);
+    /// a transaction carries it to its next destination as the minimum to stage at. For a
+    /// committed entry it is the commit timestamp.
+    pub(crate) fn clock(&self) -> u64 {
+        self.ts & !1
+    }
+}
+
+/// Preallocated memory for one queue entry.
+///
+/// Allocate it with [`QueueSlot::new`] (or [`Queue::reserve`]) before taking the lock that
+/// protects the queue; inserting it later cannot fail.
+pub(crate) struct QueueSlot<T> {
+    /// The tree node; the value is always `Some` while the node is in a [`Queue`].
+    res: RBTreeNodeReservation<QueueKey, Option<T>>,
+}
+
+impl<T> QueueSlot<T> {
+    /// Allocates a slot with the given allocation flags.
+    pub(crate) fn new(flags: Flags) -> Result<Self> {
+        Ok(Self {
+            res: RBTreeNodeReservation::new(flags)?,
+        })
+    }
+}
+
+/// A peer's queue: a Lamport clock, a flush mark and the entries ordered by [`QueueKey`].
+///
+/// The queue has no lock of its own; the owner serialises all calls.
+pub(crate) struct Queue<T> {
+    /// The Lamport clock; always even.
+    clock: u64,
+    /// The timestamp of the last flush.
+    flush: u64,
+    /// The ID of the next inserted entry.
+    next_id: u64,
+    /// The entries. Every value is `Some`; `Option` only lets [`Queue::commit_staged`] move a
+    /// value out of a node while reusing the node's memory.
+    entries: RBTree<QueueKey, Option<T>>,
+}
+
+impl<T> Queue<T> {
+    /// Creates an empty queue with its clock at 0.
+    pub(crate) fn new() -> Self {
+        Self {
+            clock: 0,
+            flush: 0,
+            next_id: 0,
+            entries: RBTree::new(),
+        }
+    }
+
+    /// Allocates a slot for an entry of this queue; see [`QueueSlot::new`].
+    ///
+    /// This does not look at any queue, so call it before taking the queue's lock.
+    pub(crate) fn reserve(flags: Flags) -> Result<QueueSlot<T>> {
+        QueueSlot::new(flags)
+    }
+
+    /// Returns the current clock value (always even).
+    pub(crate) fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Returns the timestamp of the last flush (0 if the queue was never flushed).
+    pub(crate) fn flush_mark(&self) -> u64 {
+        self.flush
+    }
+
+    /// Returns whether `key` is ordered at or before the last flush.
+    ///
+    /// An entry that was staging during a flush and then committed with a timestamp at or below
+    /// the flush mark is logically flushed; the owner may use this to discard it.
+    pub(crate) fn is_flushed(&self, key: &QueueKey) -> bool {
+        !key.is_staging() && key.ts <= self.flush
+    }
+
+    /// Returns whether the queue has no entries at all, staging or committed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Returns whether an entry can be dequeued: the leftmost entry exists and is committed.
+    pub(crate) fn is_readable(&self) -> bool {
+        self.entries
+            .cursor_front()
+            .is_some_and(|c| !c.current().0.is_staging())
+    }
+
+    /// Advances the clock by one tick and returns the new, even value.
+    ///
+    /// The caller owns the returned value and its odd successor as timestamps.
+    pub(crate) fn tick(&mut self) -> u64 {
+        // Cannot saturate in practice, see `TS_MAX`.
+        self.clock = self.clock.saturating_add(2).min(TS_MAX);
+        self.clock
+    }
+
+    /// Moves the clock forward to at least `ts` and returns the new clock value.
+    ///
+    /// Timestamps passed around are even; an odd `ts` is rounded up.
+    pub(crate) fn sync(&mut self, ts: u64) -> u64 {
+        self.clock = self.clock.max(even_ceil(ts));
+        self.clock
+    }
+
+    /// Allocates the ID for the next entry.
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        // IDs only need to be unique among live entries; wrapping around would take 2^64
+        // insertions while one entry stays queued.
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    /// Inserts `value` under a new key built from `ts` and `tag`.
+    fn insert(&mut self, slot: QueueSlot<T>, ts: u64, tag: u64, value: T) -> QueueKey {
+        let key = QueueKey {
+            ts,
+            tag,
+            id: self.next_id(),
+        };
+        let old = self.entries.insert(slot.res.into_node(key, Some(value)));
+        // Keys are unique by their ID, so nothing is ever replaced.
+        kernel::warn_on!(old.is_some());
+        key
+    }
+
+    /// Queues `value` as a staging entry of transaction `tag`.
+    ///
+    /// Syncs the clock to `ts` (the largest clock the transaction has seen so far) and stamps
+    /// the entry with the odd timestamp just above the resulting clock. Returns the entry's key;
+    /// `key.clock()` is the value to stage at on the next destination and to sync the origin to.
+    ///
+    /// The entry blocks everything ordered after it until [`Queue::commit_staged`] is called.
+    pub(crate) fn stage(&mut self, slot: QueueSlot<T>, tag: u64, ts: u64, value: T) -> QueueKey {
+        let t = self.sync(ts);
+        // `t` is even and at most `TS_MAX`, so `t | 1 == t + 1` and does not overflow.
+        self.insert(slot, t | 1, tag, value)
+    }
+
+    /// Commits the staging entry `key` with commit timestamp `ts`.
+    ///
+    /// The entry is re-keyed in place (its memory is reused, so this cannot fail) and the clock
+    /// is synced to `ts`. `ts` is the transaction's commit timestamp, which is even and larger
+    /// than the entry's staging timestamp; anything else is rounded up to the next value that is.
+    ///
+    /// Returns the new key and whether the queue went from unreadable to readable (so readers
+    /// must be woken up), or [`None`] if `key` is not a staging entry of this queue.
+    pub(crate) fn commit_staged(&mut self, key: &QueueKey, ts: u64) -> Option<(QueueKey, bool)> {
+        if !key.is_staging() {
+            return None;
+        }
+        let was_readable = self.is_readable();
+        let value = self.entries.get_mut(key)?.take();
+        let node = self.entries.remove_node(key)?;
+        let ts = even_ceil(ts).max(even_ceil(key.ts));
+        self.sync(ts);
+        let new_key = QueueKey {
+            ts,
+            tag: key.tag,
+            id: key.id,
+        };
+        let old = self
+            .entries
+            .insert(node.into_reservation().into_node(new_key, value));
+        // `new_key.id` was unique before, and the old key is gone.
+        kernel::warn_on!(old.is_some());
+        Some((new_key, !was_readable && self.is_readable()))
+    }
+
+    /// Queues `value` as a committed single-queue transaction `tag` with a fresh tick.
+    ///
+    /// The entry is ordered after everything committed on this queue so far (and behind any
+    /// staging entry). Returns its key and whether the queue went from unreadable to readable.
+    pub(crate) fn commit_unstaged(
+        &mut self,
+        slot: QueueSlot<T>,
+        tag: u64,
+        value: T,
+    ) -> (QueueKey, bool) {
+        let was_readable = self.is_readable();
+        let ts = self.tick();
+        let key = self.insert(slot, ts, tag, value);
+        (key, !was_readable && self.is_readable())
+    }
+
+    /// Queues `value` as a committed entry of transaction `tag` at an already known, even
+    /// timestamp `ts`, but only if it would not become the front of the queue.
+    ///
+    /// The clock is synced to `ts` in any case. The entry is inserted only if the current
+    /// leftmost entry orders strictly before `(ts, tag)`; it is then not readable now and the
+    /// queue's readability does not change. Otherwise the slot and value are handed back.
+    pub(crate) fn commit_synthetic(
+        &mut self,
+        slot: QueueSlot<T>,
+        ts: u64,
+        tag: u64,
+        value: T,
+    ) -> Result<QueueKey, (QueueSlot<T>, T)> {
+        let ts = even_ceil(ts);
+        self.sync(ts);
+        let behind = self.entries.cursor_front().is_some_and(|c| {
+            let front = c.current().0;
+            (front.ts, front.tag) < (ts, tag)
+        });
+        if !behind {
+            return Err((slot, value));
+        }
+        Ok(self.insert(slot, ts, tag, value))
+    }
+
+    /// Returns the value of the entry `key`, if it is queued.
+    pub(crate) fn get(&self, key: &QueueKey) -> Option<&T> {
+        self.entries.get(key)?.as_ref()
+    }
+
+    /// Returns the value of the entry `key` for modification, if it is queued.
+    pub(crate) fn get_mut(&mut self, key: &QueueKey) -> Option<&mut T> {
+        self.entries.get_mut(key)?.as_mut()
+    }
+
+    /// Removes the entry `key`, staging or committed.
+    ///
+    /// Returns its value and whether the queue went from unreadable to readable (removing a
+    /// staging front uncovers the entries behind it, so readers must be woken up), or [`None`]
+    /// if `key` is not queued.
+    pub(crate) fn remove(&mut self, key: &QueueKey) -> Option<(T, bool)> {
+        let was_readable = self.is_readable();
+        let value = self.entries.remove(key)??;
+        Some((value, !was_readable && self.is_readable()))
+    }
+
+    /// Removes the entry `key` like [`Queue::remove`], and also returns its memory as a new
+    /// slot, so the caller can queue a replacement entry without allocating.
+    pub(crate) fn remove_reuse(&mut self, key: &QueueKey) -> Option<(T, QueueSlot<T>, bool)> {
+        let was_readable = self.is_readable();
+        let value = self.entries.get_mut(key)?.take();
+        let node = self.entries.remove_node(key)?;
+        let slot = QueueSlot {
+            res: node.into_reservation(),
+        };
+        Some((value?, slot, !was_readable && self.is_readable()))
+    }
+
+    /// Flushes the queue at timestamp `ts`.
+    ///
+    /// Removes every committed entry with a timestamp at or below `ts` and hands its value to
+    /// `f`; staging entries stay, whatever their timestamp. Raises the flush mark to `ts` and
+    /// syncs the clock to it.
+    pub(crate) fn flush(&mut self, ts: u64, mut f: impl FnMut(T)) {
+        self.flush = self.flush.max(ts);
+        self.sync(ts);
+        let mut cursor = self.entries.cursor_front_mut();
+        while let Some(c) = cursor {
+            let key = *c.current().0;
+            if key.ts > ts {
+                break;
+            }
+            if key.is_staging() {
+                cursor = c.move_next();
+                continue;
+            }
+            let (neighbour, node) = c.remove_current();
+            // `remove_current()` falls back to the previous entry if there is no next one.
+            cursor = neighbour.filter(|n| *n.current().0 > key);
+            if let (_, Some(value)) = node.to_key_value() {
+                f(value);
+            }
+        }
+    }
+
+    /// Returns the front entry if it can be dequeued.
+    ///
+    /// Returns the key and value of the leftmost entry and whether the next entry belongs to the
+    /// same transaction at the same timestamp (the CONTINUE flag), or [`None`] if the queue is
+    /// empty or its leftmost entry is still staging.
+    pub(crate) fn front(&self) -> Option<(&QueueKey, &T, bool)> {
+        let mut iter = self.entries.iter();
+        let (key, value) = iter.next()?;
+        if key.is_staging() {
+            return None;
+        }
+        let cont = iter
+            .next()
+            .is_some_and(|(next, _)| next.ts == key.ts && next.tag == key.tag);
+        Some((key, value.as_ref()?, cont))
+    }
+
+    /// Dequeues the front entry if it can be dequeued; see [`Queue::front`].
+    pub(crate) fn pop_front(&mut self) -> Option<(QueueKey, T, bool)> {
+        let cursor = self.entries.cursor_front_mut()?;
+        let key = *cursor.current().0;
+        if key.is_staging() {
+            return None;
+        }
+        let cont = cursor
+            .peek_next()
+            .is_some_and(|(next, _)| next.ts == key.ts && next.tag == key.tag);
+        let (_, node) = cursor.remove_current();
+        let (key, value) = node.to_key_value();
+        Some((key, value?, cont))
+    }
+
+    /// Removes every entry, staging or committed, in queue order and hands each to `f`.
+    ///
+    /// Used on teardown, so the owner can release what the entries hold.
+    pub(crate) fn drain(&mut self, mut f: impl FnMut(QueueKey, T)) {
+        while let Some(cursor) = self.entries.cursor_front_mut() {
+            let (_, node) = cursor.remove_current();
+            if let (key, Some(value)) = node.to_key_value() {
+                f(key, value);
+            }
+        }
+    }
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[kunit_tests(bus1_queue)]
+mod tests {
+    use super::*;
+
+    fn slot() -> Result<QueueSlot<u64>> {
+        QueueSlot::new(GFP_KERNEL)
+    }
+
+    #[test]
+    fn tick_and_sync() -> Result {
+        let mut q = Queue::<u64>::new();
+        assert_eq!(q.clock(), 0);
+        assert_eq!(q.tick(), 2);
+        assert_eq!(q.tick(), 4);
+        assert_eq!(q.clock(), 4);
+        // Syncing never moves the clock backwards.
+        assert_eq!(q.sync(2), 4);
+        assert_eq!(q.sync(4), 4);
+        assert_eq!(q.sync(10), 10);
+        assert_eq!(q.clock(), 10);
+        assert_eq!(q.tick(), 12);
+        // Odd values are rounded up, the clock stays even.
+        assert_eq!(q.sync(15), 16);
+        // The clock saturates instead of overflowing.
+        assert_eq!(q.sync(u64::MAX), TS_MAX);
+        assert_eq!(q.tick(), TS_MAX);
+        assert_eq!(q.clock() & 1, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn stage_is_odd_and_commit_is_even() -> Result {
+        let mut q = Queue::<u64>::new();
+        q.tick();
+        // Staging syncs to the carried clock first.
+        let k = q.stage(slot()?, 7, 10, 1);
+        assert!(k.is_staging());
+        assert_eq!(k.ts(), 11);
+        assert_eq!(k.clock(), 10);
+        assert_eq!(k.tag(), 7);
+        assert_eq!(q.clock(), 10);
+        // Staging below the clock stamps just above the clock.
+        let k2 = q.stage(slot()?, 8, 4, 2);
+        assert_eq!(k2.ts(), 11);
+        assert!(k2 > k);
+
+        let (c, readable) = q.commit_staged(&k, 12).ok_or(EINVAL)?;
+        assert!(!c.is_staging());
+        assert_eq!(c.ts(), 12);
+        assert_eq!(c.clock(), 12);
+        assert_eq!(c.tag(), 7);
+        assert_eq!(q.clock(), 12);
+        // k2 still blocks the queue.
+        assert!(!readable);
+        // The old key is gone, committing twice fails, and committed keys cannot be committed.
+        assert!(q.get(&k).is_none());
+        assert!(q.commit_staged(&k, 12).is_none());
+        assert!(q.commit_staged(&c, 14).is_none());
+        assert_eq!(q.get(&c).copied(), Some(1));
+
+        // A commit timestamp below the staging stamp is raised above it.
+        let (c2, readable) = q.commit_staged(&k2, 4).ok_or(EINVAL)?;
+        assert!(readable);
+        assert_eq!(c2.ts(), 12);
+        assert!(c2 > c);
+
+        // Unstaged commits take a fresh tick.
+        let (u, readable) = q.commit_unstaged(slot()?, 9, 3);
+        assert!(!readable);
+        assert_eq!(u.ts(), 14);
+        assert!(!u.is_staging());
+        Ok(())
+    }
+
+    #[test]
+    fn staging_front_hides_committed() -> Result {
+        let mut q = Queue::<u64>::new();
+        assert!(q.is_empty());
+        assert!(!q.is_readable());
+        assert!(q.front().is_none());
+        assert!(q.pop_front().is_none());
+
+        let s = q.stage(slot()?, 1, 0, 10);
+        assert!(!q.is_empty());
+        assert!(!q.is_readable());
+        // A committed entry behind the staging one stays hidden.
+        let (u, readable) = q.commit_unstaged(slot()?, 2, 20);
+        assert!(!readable);
+        assert!(u > s);
+        assert!(!q.is_readable());
+        assert!(q.front().is_none());
+        assert!(q.pop_front().is_none());
+        *q.get_mut(&u).ok_or(EINVAL)? = 21;
+
+        // Committing the staging entry to a timestamp behind `u` exposes `u` first.
+        let c = q.clock() + 2;
+        let (s, readable) = q.commit_staged(&s, c).ok_or(EINVAL)?;
+        assert!(readable);
+        assert!(q.is_readable());
+        let (key, value, cont) = q.front().ok_or(EINVAL)?;
+        assert!(*key == u);
+        assert_eq!(*value, 21);
+        assert!(!cont);
+        let (key, value, _) = q.pop_front().ok_or(EINVAL)?;
+        assert!(key == u);
+        assert_eq!(value, 21);
+        let (key, value, _) = q.pop_front().ok_or(EINVAL)?;
+        assert!(key == s);
+        assert_eq!(value, 10);
+        assert!(q.is_empty());
+        assert!(!q.is_readable());
+        Ok(())
+    }
+
+    #[test]
+    fn continue_flag() -> Result {
+        let mut q = Queue::<u64>::new();
+        // One transaction (tag 5) with two entries on this queue, plus another transaction at
+        // the same commit timestamp with a larger tag.
+        let a = q.stage(slot()?, 5, 0, 1);
+        let b = q.stage(slot()?, 5, a.clock(), 2);
+        let o = q.stage(slot()?, 6, 0, 3);
+        let c = q.sync(b.clock()) + 2;
+        let (_, r0) = q.commit_staged(&o, c).ok_or(EINVAL)?;
+        let (_, r1) = q.commit_staged(&b, c).ok_or(EINVAL)?;
+        // `a` still blocks.
+        assert!(!r0 && !r1);
+        assert!(q.front().is_none());
+        let (_, r2) = q.commit_staged(&a, c).ok_or(EINVAL)?;
+        assert!(r2);
+        let (_, _, cont) = q.front().ok_or(EINVAL)?;
+        assert!(cont);
+
+        let (k1, v1, c1) = q.pop_front().ok_or(EINVAL)?;
+        let (k2, v2, c2) = q.pop_front().ok_or(EINVAL)?;
+        let (k3, v3, c3) = q.pop_front().ok_or(EINVAL)?;
+        assert!(q.pop_front().is_none());
+        assert_eq!((k1.ts(), k1.tag(), v1, c1), (c, 5, 1, true));
+        assert_eq!((k2.ts(), k2.tag(), v2, c2), (c, 5, 2, false));
+        // Same timestamp, different transaction: no CONTINUE across transactions.
+        assert_eq!((k3.ts(), k3.tag(), v3, c3), (c, 6, 3, false));
+        Ok(())
+    }
+
+    /// Maximum number of destinations of a simulated transaction.
+    const MAX_DESTS: usize = 3;
+    /// Number of queues in a simulation.
+    const NQ: usize = 5;
+    /// Maximum number of entries a simulated queue receives.
+    const MAX_LOG: usize = 8;
+
+    /// A simulated transaction following the commit protocol, one step at a time.
+    #[derive(Clone, Copy)]
+    struct Tx {
+        /// Payload identifying the transaction in the receive logs.
+        idx: u64,
+        /// Transaction tag.
+        tag: u64,
+        /// Origin queue, the one whose clock provides the commit timestamp.
+        origin: usize,
+        /// Destination queues, in staging order.
+        dests: [usize; MAX_DESTS],
+        /// Number of destinations.
+        n: usize,
+        /// Order of the sync and commit rounds, as indices into `dests`.
+        order: [usize; MAX_DESTS],
+        /// Largest clock seen while staging.
+        t: u64,
+        /// Commit timestamp, once sealed.
+        c: u64,
+        /// Keys of the staged entries, by index into `dests`.
+        keys: [Option<QueueKey>; MAX_DESTS],
+        /// Next step: `0..n` stage, `n` seal, then `n` syncs and `n` commits.
+        pc: usize,
+    }
+
+    impl Tx {
+        fn new(idx: u64, tag: u64, origin: usize, dests: &[usize], order: &[usize]) -> Self {
+            let mut tx = Tx {
+                idx,
+                tag,
+                origin,
+                dests: [0; MAX_DESTS],
+                n: dests.len(),
+                order: [0; MAX_DESTS],
+                t: 0,
+                c: 0,
+                keys: [None; MAX_DESTS],
+                pc: 0,
+            };
+            // Element-wise copies; `copy_from_slice()` would add a panicking length check.
+            for (d, s) in tx.dests.iter_mut().zip(dests) {
+                *d = *s;
+            }
+            for (d, s) in tx.order.iter_mut().zip(order) {
+                *d = *s;
+            }
+            tx
+        }
+
+        fn steps(&self) -> usize {
+            3 * self.n + 1
+        }
+
+        fn done(&self) -> bool {
+            self.pc >= self.steps()
+        }
+    }
+
+    /// Queues plus what each receiver dequeued, in order.
+    struct Sim {
+        qs: [Queue<u64>; NQ],
+        logs: [[u64; MAX_LOG]; NQ],
+        lens: [usize; NQ],
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            Sim {
+                qs: core::array::from_fn(|_| Queue::new()),
+                logs: [[0; MAX_LOG]; NQ],
+                lens: [0; NQ],
+            }
+        }
+
+        /// Runs the next step of `tx`.
+        fn step(&mut self, tx: &mut Tx) -> Result {
+            let n = tx.n;
+            let pc = tx.pc;
+            if pc < n {
+                let q = &mut self.qs[tx.dests[pc]];
+                let key = q.stage(slot()?, tx.tag, tx.t, tx.idx);
+                tx.t = key.clock();
+                tx.keys[pc] = Some(key);
+            } else if pc == n {
+                let o = &mut self.qs[tx.origin];
+                o.sync(tx.t);
+                tx.c = o.tick();
+            } else if pc <= 2 * n {
+                let i = tx.order[pc - n - 1];
+                self.qs[tx.dests[i]].sync(tx.c);
+            } else if pc <= 3 * n {
+                let i = tx.order[pc - 2 * n - 1];
+                let key = tx.keys[i].ok_or(EINVAL)?;
+                self.qs[tx.dests[i]]
+                    .commit_staged(&key, tx.c)
+                    .ok_or(EINVAL)?;
+            } else {
+                return Err(EINVAL);
+            }
+            tx.pc += 1;
+            Ok(())
+        }
+
+        /// Lets receiver `q` dequeue everything it can.
+        fn drain(&mut self, q: usize) -> Result {
+            while let Some((_, v, _)) = self.qs[q].pop_front() {
+                *self.logs[q].get_mut(self.lens[q]).ok_or(ENOSPC)? = v;
+                self.lens[q] += 1;
+            }
+            Ok(())
+        }
+
+        fn drain_all(&mut self) -> Result {
+            for q in 0..NQ {
+                self.drain(q)?;
+            }
+            Ok(())
+        }
+
+        fn log(&self, q: usize) -> &[u64] {
+            &self.logs[q][..self.lens[q]]
+        }
+
+        /// Checks that any two transactions seen by two receivers were seen in the same order.
+        fn consistent(&self) -> bool {
+            for a in 0..NQ {
+                for b in 0..NQ {
+                    let (la, lb) = (self.log(a), self.log(b));
+                    for (i, x) in la.iter().enumerate() {
+                        for y in &la[i + 1..] {
+                            // `x` before `y` on `a`; `b` must not have `y` before `x`.
+                            let px = lb.iter().position(|v| v == x);
+                            let py = lb.iter().position(|v| v == y);
+                            if let (Some(px), Some(py)) = (px, py) {
+                                if py < px {
+                                    return false;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            true
+        }
+
+        /// Checks that every transaction reached each of its destinations exactly once.
+        fn delivered(&self, txs: &[Tx]) -> bool {
+            for q in 0..NQ {
+                if !self.qs[q].is_empty() {
+                    return false;
+                }
+                let expected = txs.iter().filter(|t| t.dests[..t.n].contains(&q)).count();
+                if self.lens[q] != expected {
+                    return false;
+                }
+                for t in txs {
+                    let seen = self.log(q).iter().filter(|v| **v == t.idx).count();
+                    if seen != usize::from(t.dests[..t.n].contains(&q)) {
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn multicast_order_exhaustive() -> Result {
+        // X and Y both multicast to queues 0 and 1, from origins 2 and 3. Every interleaving of
+        // their protocol steps, every staging order and every sync/commit order is tried, with
+        // the receivers dequeuing as soon as anything is readable.
+        const PERMS: [[usize; 2]; 2] = [[0, 1], [1, 0]];
+        let mut runs = 0u32;
+        let mut ties = 0u32;
+        let mut x_first = 0u32;
+        let mut y_first = 0u32;
+        for xs in PERMS {
+            for ys in PERMS {
+                for xo in PERMS {
+                    for yo in PERMS {
+                        let x0 = Tx::new(1, 20, 2, &xs, &xo);
+                        let y0 = Tx::new(2, 10, 3, &ys, &yo);
+                        let total = x0.steps() + y0.steps();
+                        for mask in 0u32..(1 << total) {
+                            if mask.count_ones() as usize != x0.steps() {
+                                continue;
+                            }
+                            let (mut x, mut y) = (x0, y0);
+                            let mut sim = Sim::new();
+                            for i in 0..total {
+                                if mask & (1 << i) != 0 {
+                                    sim.step(&mut x)?;
+                                } else {
+                                    sim.step(&mut y)?;
+                                }
+                                sim.drain_all()?;
+                            }
+                            assert!(x.done() && y.done());
+                            assert!(sim.consistent());
+                            assert!(sim.delivered(&[x, y]));
+                            runs += 1;
+                            if x.c == y.c {
+                                ties += 1;
+                            }
+                            match sim.log(0).first() {
+                                Some(1) => x_first += 1,
+                                _ => y_first += 1,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // 3432 interleavings of 7 + 7 steps, times 16 orders.
+        assert_eq!(runs, 3432 * 16);
+        // Equal commit timestamps occurred and were resolved by the tag, and both orders of X
+        // and Y occurred, so the check above was not vacuous.
+        assert!(ties > 0);
+        assert!(x_first > 0);
+        assert!(y_first > 0);
+        Ok(())
+    }
+
+    /// A small deterministic pseudo-random generator (64-bit LCG).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn multicast_order_random() -> Result {
+        // Four transactions to random subsets of queues 0..3 from random origins (possibly one
+        // of the destinations), random step scheduling, receivers dequeuing at random times.
+        const NTX: usize = 4;
+        let mut rng = Rng(0x6275_7331);
+        for _ in 0..1000 {
+            let mut txs = [Tx::new(0, 0, 0, &[], &[]); NTX];
+            for (i, tx) in txs.iter_mut().enumerate() {
+                let mut dests = [0usize, 1, 2];
+                for j in (1..MAX_DESTS).rev() {
+                    dests.swap(j, rng.below(j + 1));
+                }
+                let n = 1 + rng.below(MAX_DESTS);
+                let mut order = [0usize, 1, 2];
+                for j in (1..n).rev() {
+                    order.swap(j, rng.below(j + 1));
+                }
+                let tag = 100 + rng.below(3) as u64 * 10 + i as u64;
+                *tx = Tx::new(i as u64 + 1, tag, rng.below(NQ), &dests[..n], &order[..n]);
+            }
+            let mut sim = Sim::new();
+            loop {
+                let pending = txs.iter().filter(|t| !t.done()).count();
+                if pending == 0 {
+                    break;
+                }
+                let pick = rng.below(pending + 2);
+                if pick >= pending {
+                    let q = rng.below(NQ);
+                    sim.drain(q)?;
+                    continue;
+                }
+                let tx = txs
+                    .iter_mut()
+                    .filter(|t| !t.done())
+                    .nth(pick)
+                    .ok_or(EINVAL)?;
+                sim.step(tx)?;
+            }
+            sim.drain_all()?;
+            assert!(sim.consistent());
+            assert!(sim.delivered(&txs));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn causality() -> Result {
+        let mut sim = Sim::new();
+        // X multicasts from origin 2 to receivers 0 and 1; it is committed on 0 only so far.
+        let mut x = Tx::new(1, 50, 2, &[0, 1], &[0, 1]);
+        for _ in 0..x.n + 1 + x.n + 1 {
+            sim.step(&mut x)?;
+        }
+        assert!(sim.qs[1].front().is_none());
+        // Receiver 0 observes X ...
+        let (kx, v, _) = sim.qs[0].pop_front().ok_or(EINVAL)?;
+        assert_eq!(v, 1);
+        assert_eq!(kx.ts(), x.c);
+        // ... and then sends Y to receiver 1, with a smaller tag than X.
+        let mut y = Tx::new(2, 1, 0, &[1], &[0]);
+        while !y.done() {
+            sim.step(&mut y)?;
+        }
+        assert!(y.c > x.c);
+        // Y is committed but ordered after X's staging entry on 1.
+        assert!(sim.qs[1].front().is_none());
+        sim.step(&mut x)?;
+        assert!(x.done());
+        let (k1, v1, _) = sim.qs[1].pop_front().ok_or(EINVAL)?;
+        let (k2, v2, _) = sim.qs[1].pop_front().ok_or(EINVAL)?;
+        assert_eq!((v1, v2), (1, 2));
+        assert!(k1.ts() < k2.ts());
+
+        // An unrelated transaction that starts after X completed and touches a queue X synced is
+        // ordered after X, also on its other destinations.
+        let mut z = Tx::new(3, 0, 3, &[4, 1], &[0, 1]);
+        while !z.done() {
+            sim.step(&mut z)?;
+        }
+        assert!(z.c > x.c);
+        // So is a release notification queued on an X receiver afterwards.
+        let (r, _) = sim.qs[0].commit_unstaged(slot()?, 0, 4);
+        assert!(r.ts() > x.c);
+        Ok(())
+    }
+
+    #[test]
+    fn flush_keeps_staging() -> Result {
+        let mut q = Queue::<u64>::new();
+        let (a, _) = q.commit_unstaged(slot()?, 1, 1);
+        let s = q.stage(slot()?, 2, 0, 2);
+        let (b, _) = q.commit_unstaged(slot()?, 3, 3);
+        let mark = q.tick();
+        let (after, _) = q.commit_unstaged(slot()?, 4, 4);
+        let s_late = q.stage(slot()?, 5, 0, 5);
+        assert!(a.ts() < s.ts() && s.ts() < b.ts() && b.ts() <= mark && mark < after.ts());
+
+        let mut dropped = [0u64; 4];
+        let mut n = 0;
+        q.flush(mark, |v| {
+            if let Some(d) = dropped.get_mut(n) {
+                *d = v;
+            }
+            n += 1;
+        });
+        assert_eq!(n, 2);
+        assert_eq!(dropped[..2], [1, 3]);
+        assert_eq!(q.flush_mark(), mark);
+        assert!(q.get(&a).is_none() && q.get(&b).is_none());
+        assert_eq!(q.get(&s).copied(), Some(2));
+        assert_eq!(q.get(&after).copied(), Some(4));
+        assert_eq!(q.get(&s_late).copied(), Some(5));
+        assert!(!q.is_flushed(&s));
+        assert!(q.is_flushed(&a));
+        assert!(!q.is_flushed(&after));
+
+        // The old staging entry commits at or below the mark: it is logically flushed.
+        let (sc, _) = q.commit_staged(&s, mark).ok_or(EINVAL)?;
+        assert!(q.is_flushed(&sc));
+        // Flushing again at the mark drops it; the flush mark never goes backwards.
+        let mut n = 0;
+        q.flush(0, |_| n += 1);
+        assert_eq!(n, 0);
+        assert_eq!(q.flush_mark(), mark);
+        q.flush(mark, |v| {
+            assert_eq!(v, 2);
+            n += 1;
+        });
+        assert_eq!(n, 1);
+        // Flushing past everything drops `after` but keeps the staging entry.
+        let end = q.clock() + 100;
+        q.flush(end, |v| {
+            assert_eq!(v, 4);
+            n += 1;
+        });
+        assert_eq!(n, 2);
+        assert_eq!(q.flush_mark(), end);
+        assert!(q.clock() >= end);
+        assert!(q.get(&after).is_none());
+        assert_eq!(q.get(&s_late).copied(), Some(5));
+        assert!(q.front().is_none());
+        assert_eq!(q.remove(&s_late), Some((5, false)));
+        assert!(q.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn commit_synthetic_never_becomes_front() -> Result {
+        let mut q = Queue::<u64>::new();
+        // Empty queue: the entry would be the front.
+        let (sl, v) = match q.commit_synthetic(slot()?, 10, 7, 1) {
+            Ok(_) => return Err(EINVAL),
+            Err(r) => r,
+        };
+        assert_eq!(v, 1);
+        // The clock was synced anyway.
+        assert_eq!(q.clock(), 10);
+
+        let (f, _) = q.commit_unstaged(sl, 5, 2);
+        assert_eq!(f.ts(), 12);
+        // Before the front, or equal to it in (ts, tag): refused.
+        assert!(q.commit_synthetic(slot()?, 10, 99, 3).is_err());
+        assert!(q.commit_synthetic(slot()?, 12, 5, 3).is_err());
+        assert!(q.commit_synthetic(slot()?, 12, 4, 3).is_err());
+        // Strictly behind the front: inserted, and not readable before the front.
+        let k = q.commit_synthetic(slot()?, 12, 6, 3).map_err(|_| EINVAL)?;
+        assert!(!k.is_staging());
+        assert!(k > f);
+        let k2 = q.commit_synthetic(slot()?, 20, 0, 4).map_err(|_| EINVAL)?;
+        assert_eq!(q.clock(), 20);
+        let (pk, pv, _) = q.pop_front().ok_or(EINVAL)?;
+        assert!(pk == f);
+        assert_eq!(pv, 2);
+
+        // Behind a staging front it is accepted but stays hidden.
+        let mut q2 = Queue::<u64>::new();
+        let s = q2.stage(slot()?, 1, 0, 5);
+        let k3 = q2.commit_synthetic(slot()?, 2, 1, 6).map_err(|_| EINVAL)?;
+        assert!(k3 > s);
+        assert!(q2.front().is_none());
+
+        assert!(q.pop_front().is_some_and(|(pk, pv, _)| pk == k && pv == 3));
+        assert!(q.pop_front().is_some_and(|(pk, pv, _)| pk == k2 && pv == 4));
+        assert!(q.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn remove_and_drain() -> Result {
+        let mut q: Queue<u64> = Queue::default();
+        let s = q.stage(Queue::reserve(GFP_KERNEL)?, 1, 0, 1);
+        let (a, _) = q.commit_unstaged(slot()?, 2, 2);
+        let (b, _) = q.commit_unstaged(slot()?, 3, 3);
+
+        // Removing the staging front unblocks the queue.
+        assert!(!q.is_readable());
+        assert_eq!(q.remove(&s), Some((1, true)));
+        assert!(q.remove(&s).is_none());
+        assert!(q.is_readable());
+
+        // Removing with reuse returns memory for a replacement entry.
+        let (v, sl, readable) = q.remove_reuse(&a).ok_or(EINVAL)?;
+        assert_eq!(v, 2);
+        assert!(!readable);
+        assert!(q.remove_reuse(&a).is_none());
+        let (r, _) = q.commit_unstaged(sl, 4, 4);
+        assert!(r > b);
+
+        let s2 = q.stage(slot()?, 5, 0, 5);
+        let mut seen = [0u64; 4];
+        let mut n = 0;
+        q.drain(|k, v| {
+            if let Some(d) = seen.get_mut(n) {
+                *d = v;
+            }
+            if v == 5 {
+                assert!(k == s2);
+            }
+            n += 1;
+        });
+        // Everything, staging included, in queue order.
+        assert_eq!(n, 3);
+        assert_eq!(seen[..3], [3, 4, 5]);
+        assert!(q.is_empty());
+        assert!(q.front().is_none());
+        Ok(())
+    }
+}
