@@ -21,6 +21,11 @@ if [ -f "$out/.bus1-complete-v2" ]; then
 	echo "$out"; exit 0
 fi
 need_space "$BUS1_CACHE" 8
+# Two builds in one output directory corrupt it: serialise them.
+mkdir -p "$BUS1_CACHE/kernels"
+exec 8>"$out.lock"
+flock 8
+if [ -f "$out/.bus1-complete-v2" ]; then echo "$out"; exit 0; fi
 mkdir -p "$out"
 mapfile -t args < <(kmake_args)
 log "building $variant kernel $kver in $out (about 15 min on 2 cores)"
