@@ -10,9 +10,10 @@ import re
 import sys
 
 SPLATS = [
-    r"BUG:", r"WARNING:", r"Oops", r"KASAN", r"UBSAN", r"kernel BUG at",
+    r"BUG:", r"WARNING:", r"Oops", r"UBSAN:", r"kernel BUG at",
     r"general protection fault", r"Kernel panic", r"possible circular locking",
-    r"possible recursive locking", r"inconsistent lock state", r"lockdep",
+    r"possible recursive locking", r"inconsistent lock state",
+    r"turning off the locking correctness validator", r"suspicious RCU usage",
     r"unreferenced object", r"rcu_(sched|preempt) self-detected stall",
     r"rcu: INFO: .* stall", r"RCU stall", r"Call Trace:", r"list_add corruption",
     r"list_del corruption", r"refcount_t: ", r"scheduling while atomic",
