@@ -8,10 +8,25 @@
 //!
 //! # Lock order
 //!
-//! Locks are taken in this order and never the other way round:
+//! Each peer has two locks:
 //!
-//! 1. a peer's lifetime state (`Peer::inner`, a spinlock held only to take or drop an active
-//!    reference or to mark the peer disconnected).
+//! 1. `Peer::inner`, a mutex over everything the peer owns ([`peer::PeerInner`]): its queue,
+//!    its handle-ID map, the owner-side state of its live nodes and its limits;
+//! 2. `Peer::active`, a spinlock over the peer's lifetime state, held only to take or drop an
+//!    active reference or to mark the peer disconnected (and, inside it, the wait queue lock of
+//!    `Peer::idle` while waiting for active references to drain).
+//!
+//! `active` may be taken while holding `inner`, never the other way round. **At most one peer's
+//! `inner` is held at any time**: an operation that involves several peers (handle transfer,
+//! release of a remote handle, node destruction, teardown) takes each peer's lock in turn, only
+//! around the step on that peer. Node state lives in the owner's `inner`, so a holder changes a
+//! node's strong count by locking the owner, not while holding its own lock. Transactions stage,
+//! sync and commit on each destination queue under that destination's lock only.
+//!
+//! Instead of holding a remote peer's lock, an operation pins the remote peer with an active
+//! reference; disconnecting marks the peer first (so no new pins succeed) and then waits for
+//! existing pins to go away without holding any lock but its own `active` spinlock (released
+//! while sleeping), so a pin holder never waits for the disconnecting peer.
 //!
 //! No lock is global: an operation on one peer never takes a lock that serialises unrelated
 //! peers.

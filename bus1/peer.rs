@@ -1,17 +1,66 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Peers: the kernel object behind every open file of `/dev/bus1`.
+//!
+//! A peer owns nodes, holds handles and has a queue of notifications. All of that lives in
+//! [`PeerInner`] behind the peer's mutex. The peer's lifetime state (whether it was disconnected
+//! and how many operations are using it) lives behind a separate spinlock: every operation on a
+//! peer, its own ioctls as well as other peers' operations that deliver to it, holds an
+//! *active reference* ([`PeerActive`]), and disconnecting waits for those to drain before it
+//! tears the peer down, exactly once.
 
-use crate::ext::{
-    miscdevice::MiscDevice,
-    poll::{
-        POLLOUT,
-        POLLWRNORM, //
+use crate::{
+    ext::{
+        errno::{
+            EDQUOT,
+            ENOTUNIQ,
+            EOPNOTSUPP,
+            EREMOTE,
+            ESHUTDOWN,
+            ESTALE, //
+        },
+        miscdevice::{
+            device_of_file,
+            MiscDevice, //
+        },
+        poll::{
+            POLLHUP,
+            POLLIN,
+            POLLOUT,
+            POLLRDNORM,
+            POLLWRNORM, //
+        },
     },
+    node::{
+        is_managed_id,
+        Handle,
+        HandleMap,
+        HandleReservation,
+        Holder,
+        Node,
+        NodeState, //
+    },
+    queue::{
+        Queue,
+        QueueKey,
+        QueueSlot, //
+    },
+    transaction::Transaction,
+    uapi,
 };
+use core::mem::size_of;
 use kernel::{
-    fs::File,
+    fs::{
+        File,
+        LocalFile, //
+    },
+    mm::virt::VmaNew,
+    new_condvar, new_mutex, new_poll_condvar, new_spinlock,
     prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
     seq_file::SeqFile,
     seq_print,
     sync::{
@@ -19,31 +68,831 @@ use kernel::{
             ordering::Relaxed,
             Atomic, //
         },
-        poll::PollTable,
+        poll::{
+            PollCondVar,
+            PollTable, //
+        },
         Arc,
-        ArcBorrow, //
+        ArcBorrow,
+        CondVar,
+        Mutex,
+        MutexGuard,
+        SpinLock, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
     },
 };
 
 /// Source of peer IDs; IDs are unique for the lifetime of the module and start at 1.
 static PEER_IDS: Atomic<u64> = Atomic::new(0);
 
+/// Default per-peer limit on pool slices.
+const DEFAULT_MAX_SLICES: u32 = 16384;
+/// Default per-peer limit on handle user references; also the per-user maximum that bounds the
+/// size of a `NODES_DESTROY` array.
+const DEFAULT_MAX_HANDLES: u32 = 65536;
+/// Default per-peer limit on in-flight bytes.
+const DEFAULT_MAX_INFLIGHT_BYTES: u32 = 16 * 1024 * 1024;
+/// Default per-peer limit on in-flight file descriptors.
+const DEFAULT_MAX_INFLIGHT_FDS: u32 = 4096;
+
+/// A notification queued on a peer.
+pub(crate) enum Event {
+    /// The node was destroyed.
+    Destroy(Arc<Node>),
+    /// The last strong reference to the (owned) node went away.
+    Release(Arc<Node>),
+}
+
+/// Per-peer resource limits and what is left of them.
+struct Limits {
+    /// Maximum pool slices.
+    max_slices: u32,
+    /// Maximum handle user references.
+    max_handles: u32,
+    /// Maximum in-flight bytes.
+    max_inflight_bytes: u32,
+    /// Maximum in-flight file descriptors.
+    max_inflight_fds: u32,
+    /// Handle references still available; negative after the limit was lowered below use.
+    handles_left: i64,
+}
+
+impl Limits {
+    /// The limits of a new peer.
+    fn new() -> Self {
+        Limits {
+            max_slices: DEFAULT_MAX_SLICES,
+            max_handles: DEFAULT_MAX_HANDLES,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            max_inflight_fds: DEFAULT_MAX_INFLIGHT_FDS,
+            handles_left: i64::from(DEFAULT_MAX_HANDLES),
+        }
+    }
+
+    /// Fails with `EDQUOT` unless `n` more handle references fit.
+    fn check_handles(&self, n: u64) -> Result {
+        match i64::try_from(n) {
+            Ok(n) if n <= self.handles_left => Ok(()),
+            _ => Err(EDQUOT()),
+        }
+    }
+
+    /// Charges `n` handle references.
+    fn charge_handles(&mut self, n: u64) -> Result {
+        self.check_handles(n)?;
+        // Cannot fail: `check_handles` proved `n` fits in an `i64` and in `handles_left`.
+        self.handles_left -= i64::try_from(n).map_err(|_| EDQUOT())?;
+        Ok(())
+    }
+
+    /// Returns `n` handle references.
+    fn discharge_handles(&mut self, n: u64) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.handles_left = self.handles_left.saturating_add(n);
+    }
+}
+
+/// The lock-protected state of a peer.
+pub(crate) struct PeerInner {
+    /// Notifications for this peer.
+    pub(crate) queue: Queue<Event>,
+    /// Resource limits.
+    limits: Limits,
+    /// Peer flags set by `PEER_RESET`.
+    peer_flags: u64,
+    /// This peer's handles.
+    handles: HandleMap,
+    /// Live nodes owned by this peer, by serial.
+    nodes: RBTree<u64, NodeState<QueueKey>>,
+    /// Last node serial handed out.
+    last_node: u64,
+}
+
+/// The lifetime state of a peer.
+struct Active {
+    /// Operations currently using the peer.
+    count: u64,
+    /// Set once by the disconnect that tears the peer down; no new active references after.
+    shutdown: bool,
+}
+
 /// A bus1 peer.
+#[pin_data]
 pub(crate) struct Peer {
-    /// Diagnostic ID, shown in fdinfo.
+    /// Diagnostic ID, shown in fdinfo; also orders nodes and tags transactions.
     id: u64,
+    /// Everything the peer owns.
+    #[pin]
+    inner: Mutex<PeerInner>,
+    /// Lifetime state.
+    #[pin]
+    active: SpinLock<Active>,
+    /// Signalled when the last active reference of a shut-down peer is dropped.
+    #[pin]
+    idle: CondVar,
+    /// Readers and pollers of the queue.
+    #[pin]
+    waitq: PollCondVar,
+}
+
+/// An active reference on a peer: while it exists, the peer is not torn down.
+pub(crate) struct PeerActive {
+    /// The pinned peer.
+    peer: Arc<Peer>,
+}
+
+impl PeerActive {
+    /// Takes an active reference on `peer`; fails with `ESHUTDOWN` once it was disconnected.
+    pub(crate) fn acquire(peer: Arc<Peer>) -> Result<Self> {
+        {
+            let mut a = peer.active.lock();
+            if a.shutdown {
+                return Err(ESHUTDOWN());
+            }
+            a.count = a.count.checked_add(1).ok_or(EAGAIN)?;
+        }
+        Ok(PeerActive { peer })
+    }
+
+    /// Returns the pinned peer.
+    pub(crate) fn peer(&self) -> &Arc<Peer> {
+        &self.peer
+    }
+}
+
+impl Drop for PeerActive {
+    fn drop(&mut self) {
+        let mut a = self.peer.active.lock();
+        a.count = a.count.saturating_sub(1);
+        if a.count == 0 && a.shutdown {
+            self.peer.idle.notify_all();
+        }
+    }
+}
+
+/// Drops `n` strong references to the node `serial` owned by the peer whose state is `inner`,
+/// `holder` being the remote peer they belonged to (`None` for extra owner references).
+///
+/// Queues a release notification (using `slot`) when the count drops to zero. Returns whether
+/// the owner's queue became readable.
+fn put_strong(
+    owner_id: u64,
+    inner: &mut PeerInner,
+    serial: u64,
+    holder: Option<u64>,
+    n: u64,
+    slot: &mut Option<QueueSlot<Event>>,
+) -> bool {
+    let Some(st) = inner.nodes.get_mut(&serial) else {
+        // Destroyed: strong references no longer matter.
+        return false;
+    };
+    if let Some(h) = holder {
+        let gone = match st.holders.get_mut(&h) {
+            Some(x) => {
+                x.refs = x.refs.saturating_sub(n);
+                x.refs == 0
+            }
+            None => false,
+        };
+        if gone {
+            st.holders.remove(&h);
+        }
+    }
+    let was = st.n_strong;
+    st.n_strong = st.n_strong.saturating_sub(n);
+    if was == 0 || st.n_strong != 0 || st.release.is_some() {
+        return false;
+    }
+    let Some(slot) = slot.take() else {
+        return false;
+    };
+    let (key, wake) = inner
+        .queue
+        .commit_unstaged(slot, owner_id, Event::Release(st.node.clone()));
+    st.release = Some(key);
+    wake
+}
+
+/// Adds a strong reference to the node `serial` of the peer whose state is `inner`, for remote
+/// `holder` (`None` for an extra owner reference). Withdraws a queued release notification.
+///
+/// Returns `false` (and does nothing) if the node is destroyed.
+fn get_strong(
+    inner: &mut PeerInner,
+    serial: u64,
+    holder: Option<Arc<Peer>>,
+    res: RBTreeNodeReservation<u64, Holder>,
+) -> bool {
+    let Some(st) = inner.nodes.get_mut(&serial) else {
+        return false;
+    };
+    if let Some(peer) = holder {
+        let id = peer.id();
+        match st.holders.get_mut(&id) {
+            Some(x) => x.refs = x.refs.saturating_add(1),
+            None => {
+                st.holders
+                    .insert(res.into_node(id, Holder { peer, refs: 1 }));
+            }
+        }
+    }
+    st.n_strong = st.n_strong.saturating_add(1);
+    if let Some(key) = st.release.take() {
+        drop(inner.queue.remove(&key));
+    }
+    true
+}
+
+/// Returns the index of the first ID that repeats an earlier one.
+fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
+    let mut sorted = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
+    for (i, id) in ids.iter().enumerate() {
+        sorted.push((*id, i), GFP_KERNEL)?;
+    }
+    sorted.sort_unstable();
+    let mut first = None;
+    for w in sorted.windows(2) {
+        if let [(a, _), (b, idx)] = w {
+            // Within a run of equal IDs (sorted by index), every index but the smallest is a
+            // duplicate; the smallest such index overall wins.
+            if a == b {
+                first = Some(first.map_or(*idx, |f: usize| f.min(*idx)));
+            }
+        }
+    }
+    Ok(first)
+}
+
+/// A node created on the fly by `NODES_DESTROY`, allocated before anything changes.
+struct NewNode {
+    /// The user-chosen ID.
+    id: u64,
+    /// The node.
+    node: Arc<Node>,
+    /// Room for its owner handle.
+    res: HandleReservation,
+    /// Room for its state.
+    st_res: RBTreeNodeReservation<u64, NodeState<QueueKey>>,
 }
 
 impl Peer {
     /// Creates a new peer with a fresh ID.
     pub(crate) fn new() -> Result<Arc<Self>> {
         let id = PEER_IDS.fetch_add(1, Relaxed) + 1;
-        Ok(Arc::new(Peer { id }, GFP_KERNEL)?)
+        Arc::pin_init(
+            try_pin_init!(Peer {
+                id,
+                inner <- new_mutex!(
+                    PeerInner {
+                        queue: Queue::new(),
+                        limits: Limits::new(),
+                        peer_flags: 0,
+                        handles: HandleMap::new(),
+                        nodes: RBTree::new(),
+                        last_node: 0,
+                    },
+                    "Peer::inner"
+                ),
+                active <- new_spinlock!(
+                    Active {
+                        count: 0,
+                        shutdown: false,
+                    },
+                    "Peer::active"
+                ),
+                idle <- new_condvar!("Peer::idle"),
+                waitq <- new_poll_condvar!("Peer::waitq"),
+            }),
+            GFP_KERNEL,
+        )
     }
 
     /// Returns the peer's diagnostic ID.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Locks the peer's state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PeerInner> {
+        self.inner.lock()
+    }
+
+    /// Wakes up readers and pollers after the queue became readable or the peer went away.
+    pub(crate) fn wake(&self) {
+        self.waitq.notify_all();
+    }
+
+    /// Whether the peer was disconnected.
+    fn is_shutdown(&self) -> bool {
+        self.active.lock().shutdown
+    }
+
+    /// Creates a node owned by this peer, named by the user-chosen `id`, and charges its owner
+    /// handle. The caller holds the lock and checked that `id` is unmanaged and unused.
+    fn create_node(self: &Arc<Self>, inner: &mut PeerInner, id: u64) -> Result<Arc<Node>> {
+        let res = HandleReservation::new()?;
+        let st_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let serial = inner.last_node.checked_add(1).ok_or(ENOSPC)?;
+        let node = Node::new(self.clone(), serial)?;
+        inner.limits.charge_handles(1)?;
+        inner.last_node = serial;
+        inner
+            .nodes
+            .insert(st_res.into_node(serial, NodeState::new(node.clone())));
+        inner.handles.link(node.clone(), Some(id), false, res)?;
+        Ok(node)
+    }
+
+    /// Undoes [`Self::create_node`] as far as the node still exists.
+    fn undo_create(&self, node: &Node) {
+        let mut inner = self.lock();
+        let st = inner.nodes.remove(&node.serial());
+        let h = inner.handles.release(&node.key());
+        if h.is_some() {
+            inner.limits.discharge_handles(1);
+        }
+        drop(inner);
+        drop((st, h));
+    }
+
+    /// Resolves `id` in this peer, creating a node for an unknown unmanaged ID. Returns the node
+    /// and whether it was created.
+    fn resolve(self: &Arc<Self>, id: u64) -> Result<(Arc<Node>, bool)> {
+        let mut inner = self.lock();
+        if let Some(h) = inner.handles.by_id(id) {
+            return Ok((h.node.clone(), false));
+        }
+        if is_managed_id(id) {
+            return Err(ENXIO);
+        }
+        Ok((self.create_node(&mut inner, id)?, true))
+    }
+
+    /// Tears the peer down, exactly once: waits for every active reference to go away, then
+    /// destroys its nodes, drops its handles and empties its queue.
+    pub(crate) fn disconnect(self: &Arc<Self>) -> Result {
+        {
+            let mut a = self.active.lock();
+            if a.shutdown {
+                return Err(ESHUTDOWN());
+            }
+            a.shutdown = true;
+            while a.count > 0 {
+                self.idle.wait(&mut a);
+            }
+        }
+        self.flush();
+        // Nobody can pin the peer any more, so nothing new can arrive in the queue.
+        let mut leftover = KVec::new();
+        {
+            let mut inner = self.lock();
+            // Values that cannot be collected are dropped under the lock, which is fine too;
+            // collecting just keeps the lock short.
+            inner.queue.drain(|_, ev| {
+                let _ = leftover.push(ev, GFP_KERNEL);
+            });
+        }
+        drop(leftover);
+        self.wake();
+        Ok(())
+    }
+
+    /// Destroys every node of this peer in one transaction, drops every handle and flushes the
+    /// queue up to the destruction (`PEER_RESET` with `FLUSH`, and teardown).
+    fn flush(self: &Arc<Self>) {
+        let mut tx = Transaction::new(self.clone());
+        let mut remote: KVec<(Arc<Peer>, Arc<Node>)> = KVec::new();
+        let mut states = KVec::new();
+        let handles;
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            while let Some(cursor) = inner.nodes.cursor_front_mut() {
+                let (_, node) = cursor.remove_current();
+                let (_, mut st) = node.to_key_value();
+                if let Some(key) = st.release.take() {
+                    drop(inner.queue.remove(&key));
+                }
+                // Notifications are best effort when memory is short; teardown cannot fail.
+                let _ = tx.stage_local(&mut inner.queue, Event::Destroy(st.node.clone()));
+                for (_, h) in st.holders.iter() {
+                    let _ = remote.push((h.peer.clone(), st.node.clone()), GFP_KERNEL);
+                }
+                let _ = states.push(st, GFP_KERNEL);
+            }
+            handles = inner.handles.take_all();
+            let mut n: u64 = 0;
+            for (_, h) in handles.iter() {
+                n = n.saturating_add(h.n_user);
+            }
+            inner.limits.discharge_handles(n);
+        }
+        drop(states);
+        for (peer, node) in remote.drain_all() {
+            let _ = tx.stage_remote(&peer, Event::Destroy(node));
+        }
+        let c = tx.commit();
+        for (_, h) in handles.iter() {
+            let owner = h.node.owner();
+            if Arc::ptr_eq(owner, self) {
+                continue;
+            }
+            let mut slot = Queue::reserve(GFP_KERNEL).ok();
+            let wake = put_strong(
+                owner.id(),
+                &mut owner.lock(),
+                h.node.serial(),
+                Some(self.id),
+                h.n_user,
+                &mut slot,
+            );
+            if wake {
+                owner.wake();
+            }
+        }
+        drop(handles);
+        let mut flushed = KVec::new();
+        self.lock().queue.flush(c, |ev| {
+            let _ = flushed.push(ev, GFP_KERNEL);
+        });
+        drop(flushed);
+    }
+
+    /// `PEER_QUERY`.
+    fn cmd_query(&self, arg: usize) -> Result<isize> {
+        let (mut r, mut w) =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::PeerReset>()).reader_writer();
+        let mut q: uapi::PeerReset = r.read()?;
+        if q.flags != 0 {
+            return Err(EINVAL);
+        }
+        {
+            let inner = self.lock();
+            q.peer_flags = inner.peer_flags;
+            q.max_slices = inner.limits.max_slices;
+            q.max_handles = inner.limits.max_handles;
+            q.max_inflight_bytes = inner.limits.max_inflight_bytes;
+            q.max_inflight_fds = inner.limits.max_inflight_fds;
+        }
+        w.write(&q)?;
+        Ok(0)
+    }
+
+    /// `PEER_RESET`.
+    fn cmd_reset(self: &Arc<Self>, arg: usize) -> Result<isize> {
+        let mut r = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::PeerReset>()).reader();
+        let q: uapi::PeerReset = r.read()?;
+        let known = uapi::BUS1_PEER_RESET_FLAG_FLUSH | uapi::BUS1_PEER_RESET_FLAG_FLUSH_SEED;
+        if q.flags & !known != 0 {
+            return Err(EINVAL);
+        }
+        if q.peer_flags != u64::MAX && q.peer_flags & !uapi::BUS1_PEER_FLAG_WANT_SECCTX != 0 {
+            return Err(EINVAL);
+        }
+        let limits = [
+            q.max_slices,
+            q.max_handles,
+            q.max_inflight_bytes,
+            q.max_inflight_fds,
+        ];
+        // `i32::MAX` is positive, so the cast is lossless.
+        if limits.iter().any(|&v| v != u32::MAX && v > i32::MAX as u32) {
+            return Err(EINVAL);
+        }
+        {
+            let mut inner = self.lock();
+            if q.peer_flags != u64::MAX {
+                inner.peer_flags = q.peer_flags;
+            }
+            let l = &mut inner.limits;
+            if q.max_slices != u32::MAX {
+                l.max_slices = q.max_slices;
+            }
+            if q.max_handles != u32::MAX {
+                let delta = i64::from(q.max_handles) - i64::from(l.max_handles);
+                l.handles_left = l.handles_left.saturating_add(delta);
+                l.max_handles = q.max_handles;
+            }
+            if q.max_inflight_bytes != u32::MAX {
+                l.max_inflight_bytes = q.max_inflight_bytes;
+            }
+            if q.max_inflight_fds != u32::MAX {
+                l.max_inflight_fds = q.max_inflight_fds;
+            }
+        }
+        if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH != 0 {
+            self.flush();
+        }
+        // There is no seed yet, so `FLUSH_SEED` has nothing to drop.
+        Ok(0)
+    }
+
+    /// `HANDLE_RELEASE`.
+    fn cmd_handle_release(self: &Arc<Self>, arg: usize) -> Result<isize> {
+        let id: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
+            .reader()
+            .read()?;
+        let mut slot = Some(Queue::reserve(GFP_KERNEL)?);
+        let node;
+        let gone: Option<Handle>;
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let Some(h) = inner.handles.by_id(id) else {
+                // An unknown unmanaged ID would name a new live node, whose pinning owner
+                // reference cannot be dropped.
+                return Err(if is_managed_id(id) { ENXIO } else { EBUSY });
+            };
+            node = h.node.clone();
+            let n_user = h.n_user;
+            if Arc::ptr_eq(node.owner(), self) {
+                let live = inner.nodes.get(&node.serial()).is_some();
+                if live && n_user == 1 {
+                    return Err(EBUSY);
+                }
+                let gone = inner.handles.release(&node.key());
+                inner.limits.discharge_handles(1);
+                let wake = live && put_strong(self.id, inner, node.serial(), None, 1, &mut slot);
+                drop(guard);
+                drop(gone);
+                if wake {
+                    self.wake();
+                }
+                return Ok(0);
+            }
+            gone = inner.handles.release(&node.key());
+            inner.limits.discharge_handles(1);
+        }
+        drop(gone);
+        let owner = node.owner();
+        let wake = put_strong(
+            owner.id(),
+            &mut owner.lock(),
+            node.serial(),
+            Some(self.id),
+            1,
+            &mut slot,
+        );
+        if wake {
+            owner.wake();
+        }
+        Ok(0)
+    }
+
+    /// `HANDLE_TRANSFER`.
+    fn cmd_handle_transfer(self: &Arc<Self>, arg: usize) -> Result<isize> {
+        let (mut r, mut w) =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::HandleTransfer>())
+                .reader_writer();
+        let mut t: uapi::HandleTransfer = r.read()?;
+        if t.flags != 0 {
+            return Err(EINVAL);
+        }
+        let dst: Arc<Peer> = if t.dst_fd == u64::MAX {
+            self.clone()
+        } else {
+            // CAST: Like every fd argument, the value is an `unsigned int`; upper bits are
+            // ignored.
+            let file = LocalFile::fget(t.dst_fd as u32)?;
+            let peer = device_of_file::<Peer>(&file).ok_or_else(EOPNOTSUPP)?;
+            peer.into()
+        };
+        let _pin = PeerActive::acquire(dst.clone())?;
+        let dst_res = HandleReservation::new()?;
+        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let (node, created) = self.resolve(t.src_handle)?;
+        let undo = || {
+            if created {
+                self.undo_create(&node);
+            }
+        };
+        if let Err(e) = dst.lock().limits.charge_handles(1) {
+            undo();
+            return Err(e);
+        }
+        let owner = node.owner();
+        let remote = !Arc::ptr_eq(owner, &dst);
+        let live = get_strong(
+            &mut owner.lock(),
+            node.serial(),
+            remote.then(|| dst.clone()),
+            holder_res,
+        );
+        if live {
+            let mut inner = dst.lock();
+            t.dst_handle = match inner.handles.acquire(&node.key()) {
+                Some(id) => id,
+                None => inner.handles.link(node.clone(), None, remote, dst_res)?,
+            };
+        } else {
+            dst.lock().limits.discharge_handles(1);
+            undo();
+            t.dst_handle = uapi::BUS1_HANDLE_INVALID;
+        }
+        w.write(&t)?;
+        Ok(0)
+    }
+
+    /// `NODES_DESTROY`.
+    fn cmd_nodes_destroy(self: &Arc<Self>, arg: usize) -> Result<isize> {
+        let d: uapi::NodesDestroy =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::NodesDestroy>())
+                .reader()
+                .read()?;
+        if d.flags & !uapi::BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES != 0 {
+            return Err(EINVAL);
+        }
+        if d.n_nodes > u64::from(DEFAULT_MAX_HANDLES) {
+            return Err(EINVAL);
+        }
+        let release = d.flags & uapi::BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES != 0;
+        let n = usize::try_from(d.n_nodes).map_err(|_| EINVAL)?;
+        let ptr = usize::try_from(d.ptr_nodes).map_err(|_| EFAULT)?;
+        let len = n.checked_mul(size_of::<u64>()).ok_or(EINVAL)?;
+        let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
+        let mut ids = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            ids.push(r.read::<u64>()?, GFP_KERNEL)?;
+        }
+        let first_dup = first_duplicate(&ids)?;
+        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            slots.push(Queue::<Event>::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        let mut released: KVec<Handle> = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut tx = Transaction::new(self.clone());
+        tx.reserve_local(n)?;
+        let mut remote: KVec<(Arc<Peer>, Arc<Node>)> = KVec::new();
+        let mut states = KVec::with_capacity(n, GFP_KERNEL)?;
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            // Validate everything before changing anything.
+            let mut new_nodes: KVec<NewNode> = KVec::new();
+            let mut n_holders: usize = 0;
+            for (i, &id) in ids.iter().enumerate() {
+                if first_dup == Some(i) {
+                    return Err(ENOTUNIQ());
+                }
+                match inner.handles.by_id(id) {
+                    None if is_managed_id(id) => return Err(ENXIO),
+                    None => {
+                        // CAST: `new_nodes` is shorter than `ids`, whose length came from a `u64`.
+                        let serial = inner
+                            .last_node
+                            .checked_add(new_nodes.len() as u64 + 1)
+                            .ok_or(ENOSPC)?;
+                        new_nodes.push(
+                            NewNode {
+                                id,
+                                node: Node::new(self.clone(), serial)?,
+                                res: HandleReservation::new()?,
+                                st_res: RBTreeNodeReservation::new(GFP_KERNEL)?,
+                            },
+                            GFP_KERNEL,
+                        )?;
+                    }
+                    Some(h) => {
+                        if !Arc::ptr_eq(h.node.owner(), self) {
+                            return Err(EREMOTE());
+                        }
+                        let st = inner.nodes.get(&h.node.serial()).ok_or_else(ESTALE)?;
+                        n_holders = n_holders.saturating_add(st.holders.iter().count());
+                    }
+                }
+            }
+            // CAST: See above.
+            inner.limits.check_handles(new_nodes.len() as u64)?;
+            remote.reserve(n_holders, GFP_KERNEL)?;
+            // Point of no return.
+            inner.limits.charge_handles(new_nodes.len() as u64)?;
+            for nn in new_nodes.drain_all() {
+                let serial = nn.node.serial();
+                inner.last_node = serial;
+                inner
+                    .nodes
+                    .insert(nn.st_res.into_node(serial, NodeState::new(nn.node.clone())));
+                // Cannot fail: the ID is given, so no ID is allocated.
+                let _ = inner.handles.link(nn.node, Some(nn.id), false, nn.res);
+            }
+            for &id in ids.iter() {
+                let Some(h) = inner.handles.by_id(id) else {
+                    continue;
+                };
+                let key = h.node.key();
+                let Some(mut st) = inner.nodes.remove(&key.1) else {
+                    continue;
+                };
+                if let Some(rk) = st.release.take() {
+                    drop(inner.queue.remove(&rk));
+                }
+                if let Some(slot) = slots.pop() {
+                    tx.stage_local_slot(&mut inner.queue, slot, Event::Destroy(st.node.clone()));
+                }
+                for (_, holder) in st.holders.iter() {
+                    let _ = remote.push_within_capacity((holder.peer.clone(), st.node.clone()));
+                }
+                let _ = states.push_within_capacity(st);
+            }
+            if release {
+                for &id in ids.iter() {
+                    let Some(key) = inner.handles.by_id(id).map(|h| h.node.key()) else {
+                        continue;
+                    };
+                    if let Some(h) = inner.handles.release(&key) {
+                        let _ = released.push_within_capacity(h);
+                    }
+                    inner.limits.discharge_handles(1);
+                }
+            }
+        }
+        drop((states, released));
+        for (peer, node) in remote.drain_all() {
+            let _ = tx.stage_remote(&peer, Event::Destroy(node));
+        }
+        tx.commit();
+        Ok(0)
+    }
+
+    /// `RECV`: dequeues the next notification.
+    fn cmd_recv(&self, arg: usize) -> Result<isize> {
+        let (mut r, mut w) =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv>()).reader_writer();
+        let mut rv: uapi::Recv = r.read()?;
+        let known = uapi::BUS1_RECV_FLAG_PEEK
+            | uapi::BUS1_RECV_FLAG_SEED
+            | uapi::BUS1_RECV_FLAG_INSTALL_FDS;
+        if rv.flags & !known != 0 {
+            return Err(EINVAL);
+        }
+        if rv.flags & uapi::BUS1_RECV_FLAG_SEED != 0 {
+            // Setting a seed is not supported, so there never is one.
+            return Err(EAGAIN);
+        }
+        let peek = rv.flags & uapi::BUS1_RECV_FLAG_PEEK != 0;
+        let mut discarded = KVec::new();
+        let msg = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            loop {
+                let (key, ev, cont) = inner.queue.front().ok_or(EAGAIN)?;
+                let key = *key;
+                let (node, type_) = match ev {
+                    Event::Destroy(n) => (n.clone(), uapi::BUS1_MSG_NODE_DESTROY),
+                    Event::Release(n) => (n.clone(), uapi::BUS1_MSG_NODE_RELEASE),
+                };
+                // A peer that dropped its handle before receiving never sees the notification.
+                let dest = if inner.queue.is_flushed(&key) {
+                    None
+                } else {
+                    inner.handles.by_node(&node.key()).map(|h| h.id)
+                };
+                if peek && dest.is_some() {
+                    break (type_, cont, dest);
+                }
+                if type_ == uapi::BUS1_MSG_NODE_RELEASE {
+                    if let Some(st) = inner.nodes.get_mut(&node.serial()) {
+                        if st.release == Some(key) {
+                            st.release = None;
+                        }
+                    }
+                }
+                if let Some((_, ev, _)) = inner.queue.pop_front() {
+                    if dest.is_none() {
+                        let _ = discarded.push(ev, GFP_KERNEL);
+                    }
+                }
+                if dest.is_some() {
+                    break (type_, cont, dest);
+                }
+            }
+        };
+        drop(discarded);
+        let (type_, cont, dest) = msg;
+        rv.msg = uapi::RecvMsg {
+            type_,
+            flags: if cont {
+                uapi::BUS1_MSG_FLAG_CONTINUE
+            } else {
+                0
+            },
+            destination: dest.unwrap_or(uapi::BUS1_HANDLE_INVALID),
+            uid: u32::MAX,
+            gid: u32::MAX,
+            pid: 0,
+            tid: 0,
+            offset: uapi::BUS1_OFFSET_INVALID,
+            n_bytes: 0,
+            n_handles: 0,
+            n_fds: 0,
+            n_secctx: 0,
+        };
+        w.write(&rv)?;
+        Ok(0)
     }
 }
 
@@ -55,12 +904,70 @@ impl MiscDevice for Peer {
         Peer::new()
     }
 
-    fn ioctl(_me: ArcBorrow<'_, Peer>, _file: &File, _cmd: u32, _arg: usize) -> Result<isize> {
-        Err(ENOTTY)
+    fn release(me: Arc<Peer>, _file: &File) {
+        // A peer already disconnected by ioctl has nothing left to tear down.
+        let _ = me.disconnect();
     }
 
-    fn poll(_me: ArcBorrow<'_, Peer>, _file: &File, _table: PollTable<'_>) -> u32 {
-        POLLOUT | POLLWRNORM
+    /// Dispatches a command.
+    ///
+    /// `SEND` and `SLICE_RELEASE` need the pool and data messages, which do not exist yet: they
+    /// validate their argument like every command (`EFAULT`, `EINVAL`), then `SLICE_RELEASE`
+    /// fails with `ENXIO` (no slice is ever published) and `SEND` with `EOPNOTSUPP`.
+    fn ioctl(me: ArcBorrow<'_, Peer>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let me: Arc<Peer> = me.into();
+        if cmd == uapi::BUS1_CMD_PEER_DISCONNECT {
+            if arg != 0 {
+                return Err(EINVAL);
+            }
+            me.disconnect()?;
+            return Ok(0);
+        }
+        let _active = PeerActive::acquire(me.clone())?;
+        match cmd {
+            uapi::BUS1_CMD_PEER_QUERY => me.cmd_query(arg),
+            uapi::BUS1_CMD_PEER_RESET => me.cmd_reset(arg),
+            uapi::BUS1_CMD_HANDLE_RELEASE => me.cmd_handle_release(arg),
+            uapi::BUS1_CMD_HANDLE_TRANSFER => me.cmd_handle_transfer(arg),
+            uapi::BUS1_CMD_NODES_DESTROY => me.cmd_nodes_destroy(arg),
+            uapi::BUS1_CMD_RECV => me.cmd_recv(arg),
+            uapi::BUS1_CMD_SLICE_RELEASE => {
+                let _offset: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
+                    .reader()
+                    .read()?;
+                Err(ENXIO)
+            }
+            uapi::BUS1_CMD_SEND => {
+                let s: uapi::Send =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Send>())
+                        .reader()
+                        .read()?;
+                if s.flags & !(uapi::BUS1_SEND_FLAG_CONTINUE | uapi::BUS1_SEND_FLAG_SEED) != 0 {
+                    return Err(EINVAL);
+                }
+                Err(EOPNOTSUPP())
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+
+    /// The receive pool does not exist yet, so there is nothing to map; a disconnected peer
+    /// still reports `ESHUTDOWN` first, as it will once the pool exists.
+    fn mmap(me: ArcBorrow<'_, Peer>, _file: &File, _vma: &VmaNew) -> Result {
+        let _active = PeerActive::acquire(me.into())?;
+        Err(ENODEV)
+    }
+
+    fn poll(me: ArcBorrow<'_, Peer>, file: &File, table: PollTable<'_>) -> u32 {
+        table.register_wait(file, &me.waitq);
+        if me.is_shutdown() {
+            return POLLHUP;
+        }
+        let mut mask = POLLOUT | POLLWRNORM;
+        if me.lock().queue.is_readable() {
+            mask |= POLLIN | POLLRDNORM;
+        }
+        mask
     }
 
     fn show_fdinfo(me: ArcBorrow<'_, Peer>, m: &SeqFile, _file: &File) {
@@ -78,6 +985,25 @@ mod tests {
         let b = Peer::new()?;
         assert!(a.id() >= 1);
         assert!(b.id() > a.id());
+        Ok(())
+    }
+
+    #[test]
+    fn disconnect_once() -> Result {
+        let a = Peer::new()?;
+        let pin = PeerActive::acquire(a.clone())?;
+        drop(pin);
+        assert!(a.disconnect().is_ok());
+        assert!(a.disconnect().is_err());
+        assert!(PeerActive::acquire(a.clone()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn duplicates() -> Result {
+        assert_eq!(first_duplicate(&[1, 2, 3])?, None);
+        assert_eq!(first_duplicate(&[5, 1, 5, 1])?, Some(2));
+        assert_eq!(first_duplicate(&[])?, None);
         Ok(())
     }
 }

@@ -1,3 +1,157 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Placeholder; being written.
+//! Multi-queue transactions: staging, syncing and committing entries on several peers' queues
+//! so that all of them get the same commit timestamp (see `queue.rs` for the protocol).
+//!
+//! A transaction never holds two peers' locks at once: each step takes the lock of exactly one
+//! destination, and every destination stays pinned (by an active reference) from staging until
+//! its entry is committed, so it cannot be torn down in between.
+
+use crate::{
+    peer::{
+        Event,
+        Peer,
+        PeerActive, //
+    },
+    queue::{
+        Queue,
+        QueueKey,
+        QueueSlot, //
+    },
+};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+/// One staged entry on a remote peer's queue.
+struct Staged {
+    /// The destination, pinned until commit.
+    dst: PeerActive,
+    /// The entry's key while staging.
+    key: QueueKey,
+}
+
+/// A transaction originating at one peer.
+pub(crate) struct Transaction {
+    /// The origin; its clock provides the commit timestamp and its ID is the tag.
+    origin: Arc<Peer>,
+    /// The largest clock seen while staging.
+    ts: u64,
+    /// Entries staged on the origin's own queue.
+    local: KVec<QueueKey>,
+    /// Entries staged on other peers' queues.
+    remote: KVec<Staged>,
+}
+
+impl Transaction {
+    /// Starts a transaction originating at `origin`.
+    pub(crate) fn new(origin: Arc<Peer>) -> Self {
+        Transaction {
+            origin,
+            ts: 0,
+            local: KVec::new(),
+            remote: KVec::new(),
+        }
+    }
+
+    /// Returns the tag identifying the transaction on every queue.
+    ///
+    /// The origin's ID suffices: the commit timestamp is a tick of the origin's clock, so no two
+    /// transactions share both timestamp and tag.
+    pub(crate) fn tag(&self) -> u64 {
+        self.origin.id()
+    }
+
+    /// Reserves room to record `n` entries on the origin's queue, so that
+    /// [`Self::stage_local_slot`] cannot fail.
+    pub(crate) fn reserve_local(&mut self, n: usize) -> Result {
+        Ok(self.local.reserve(n, GFP_KERNEL)?)
+    }
+
+    /// Stages `ev` on the origin's queue in the preallocated `slot`; the caller holds the
+    /// origin's lock, gives its queue and reserved room with [`Self::reserve_local`].
+    pub(crate) fn stage_local_slot(
+        &mut self,
+        queue: &mut Queue<Event>,
+        slot: QueueSlot<Event>,
+        ev: Event,
+    ) {
+        let key = queue.stage(slot, self.tag(), self.ts, ev);
+        self.ts = self.ts.max(key.clock());
+        if self.local.push_within_capacity(key).is_err() {
+            // Not reserved (a bug): commit right away rather than block the queue forever.
+            kernel::warn_on!(true);
+            let _ = queue.commit_staged(&key, key.clock().saturating_add(2));
+        }
+    }
+
+    /// Stages `ev` on the origin's queue; the caller holds the origin's lock and gives its queue.
+    pub(crate) fn stage_local(&mut self, queue: &mut Queue<Event>, ev: Event) -> Result {
+        let slot = Queue::reserve(GFP_KERNEL)?;
+        self.local.reserve(1, GFP_KERNEL)?;
+        let key = queue.stage(slot, self.tag(), self.ts, ev);
+        self.ts = self.ts.max(key.clock());
+        // Cannot fail: room for one more was reserved above.
+        kernel::warn_on!(self.local.push_within_capacity(key).is_err());
+        Ok(())
+    }
+
+    /// Stages `ev` on the queue of `dst`. Fails (with no effect) if `dst` is shutting down or
+    /// memory is short; destruction notifications are best effort for such peers.
+    pub(crate) fn stage_remote(&mut self, dst: &Arc<Peer>, ev: Event) -> Result {
+        let pin = PeerActive::acquire(dst.clone())?;
+        let slot = Queue::reserve(GFP_KERNEL)?;
+        self.remote.reserve(1, GFP_KERNEL)?;
+        let tag = self.tag();
+        let key = dst.lock().queue.stage(slot, tag, self.ts, ev);
+        self.ts = self.ts.max(key.clock());
+        // Cannot fail: room for one more was reserved above.
+        kernel::warn_on!(self
+            .remote
+            .push_within_capacity(Staged { dst: pin, key })
+            .is_err());
+        Ok(())
+    }
+
+    /// Acquires the commit timestamp, syncs every destination and commits every entry.
+    /// Returns the commit timestamp.
+    pub(crate) fn commit(self) -> u64 {
+        let c = {
+            let mut inner = self.origin.lock();
+            inner.queue.sync(self.ts);
+            inner.queue.tick()
+        };
+        // Nothing is visible before every destination's clock has passed `c`, so any reaction
+        // to the transaction is ordered after it.
+        for s in self.remote.iter() {
+            s.dst.peer().lock().queue.sync(c);
+        }
+        if !self.local.is_empty() {
+            let mut wake = false;
+            {
+                let mut inner = self.origin.lock();
+                for key in self.local.iter() {
+                    if let Some((_, w)) = inner.queue.commit_staged(key, c) {
+                        wake |= w;
+                    }
+                }
+            }
+            if wake {
+                self.origin.wake();
+            }
+        }
+        for s in self.remote.iter() {
+            let peer = s.dst.peer();
+            let wake = peer
+                .lock()
+                .queue
+                .commit_staged(&s.key, c)
+                .is_some_and(|(_, w)| w);
+            if wake {
+                peer.wake();
+            }
+        }
+        c
+    }
+}
