@@ -64,21 +64,11 @@ def main():
             rc = int(m.group(1)) if m else 1
             kind, name = section
             section = None
-            if kind == "kunit":
+            if kind in ("kunit", "selftest"):
+                # KUnit cases are indented under their suite line; kselftest
+                # cases are the top-level TAP lines.
                 cases = [CASE.match(l) for l in body]
-                cases = [c for c in cases if c and len(c.group(1)) > 0]
-                if not cases:
-                    fail(f"kunit {name}: no test cases reported")
-                for c in cases:
-                    if "# SKIP" in c.group(4):
-                        skipped += 1
-                    elif c.group(2) == "ok":
-                        passed += 1
-                    else:
-                        fail(f"kunit {name}: {c.group(4)}")
-            elif kind == "selftest":
-                cases = [CASE.match(l) for l in body]
-                cases = [c for c in cases if c and len(c.group(1)) == 0]
+                cases = [c for c in cases if c and (len(c.group(1)) > 0) == (kind == "kunit")]
                 nfail = 0
                 for c in cases:
                     if "# SKIP" in c.group(4):
@@ -87,11 +77,11 @@ def main():
                         passed += 1
                     else:
                         nfail += 1
-                        fail(f"selftest {name}: {c.group(4)}")
+                        fail(f"{kind} {name}: {c.group(4)}")
                 if not cases:
-                    fail(f"selftest {name}: no test cases reported (rc={rc})")
+                    fail(f"{kind} {name}: no test cases reported (rc={rc})")
                 elif rc != 0 and nfail == 0:
-                    fail(f"selftest {name}: exited with rc={rc}")
+                    fail(f"{kind} {name}: exited with rc={rc}")
             elif kind == "kmemleak":
                 if any(l.strip() for l in body):
                     fail("kmemleak reported leaks:\n" + "\n".join(body[:40]))

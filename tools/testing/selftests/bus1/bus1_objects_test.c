@@ -234,6 +234,14 @@ static __u32 module_param(const char *name, __u32 def)
 	ASSERT_EQ(-EAGAIN, recv_msg((_fd), &__e));				\
 } while (0)
 
+/* No peer of the fixture has anything left to receive. */
+#define ASSERT_ALL_EMPTY(_self) do {						\
+	ASSERT_EMPTY((_self)->a);						\
+	ASSERT_EMPTY((_self)->b);						\
+	ASSERT_EMPTY((_self)->c);						\
+	ASSERT_EMPTY((_self)->d);						\
+} while (0)
+
 /* Transfer that must succeed and yield @_id. */
 #define ASSERT_XFER(_fd, _src, _dst, _id) do {					\
 	__u64 __h = 0;								\
@@ -1035,10 +1043,7 @@ TEST_F(peers, destroy_notifies_owner_and_holders)
 	ASSERT_DESTROY(self->b, RID(1), 0);
 	ASSERT_DESTROY(self->c, RID(2), 0);
 	ASSERT_DESTROY(self->d, RID(1), 0);
-	ASSERT_EMPTY(self->a);
-	ASSERT_EMPTY(self->b);
-	ASSERT_EMPTY(self->c);
-	ASSERT_EMPTY(self->d);
+	ASSERT_ALL_EMPTY(self);
 	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
 	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
 
@@ -1325,10 +1330,7 @@ TEST_F(peers, release_notification_last_holder)
 	ASSERT_EMPTY(self->a);
 	ASSERT_EQ(0, release(self->c, RID(1)));
 	ASSERT_RELEASE(self->a, N1);
-	ASSERT_EMPTY(self->a);
-	ASSERT_EMPTY(self->b);
-	ASSERT_EMPTY(self->c);
-	ASSERT_EMPTY(self->d);
+	ASSERT_ALL_EMPTY(self);
 }
 
 /* No NODE_RELEASE for a destroyed node; a released holder never sees DESTROY. */
@@ -1410,10 +1412,7 @@ TEST_F(peers, destroy_with_many_holders)
 	ASSERT_NOTIFY_PAIR(self->b, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
 	ASSERT_NOTIFY_PAIR(self->c, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
 	ASSERT_DESTROY(self->d, RID(1), 0);
-	ASSERT_EMPTY(self->a);
-	ASSERT_EMPTY(self->b);
-	ASSERT_EMPTY(self->c);
-	ASSERT_EMPTY(self->d);
+	ASSERT_ALL_EMPTY(self);
 }
 
 /* Closing an owner with live nodes: every holder learns of the destruction. */
