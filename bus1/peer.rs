@@ -670,7 +670,10 @@ impl Peer {
                 self.undo_create(&node);
             }
         };
-        if let Err(e) = dst.lock().limits.charge_handles(1) {
+        // Never hold two peer locks at once: end the guard before `undo` may lock `self`,
+        // which can be `dst`.
+        let charged = dst.lock().limits.charge_handles(1);
+        if let Err(e) = charged {
             undo();
             return Err(e);
         }

@@ -24,7 +24,7 @@ mapfile -t args < <(kmake_args)
 "$BUS1_TOP/scripts/check-kdir.sh" "$kdir" "$KRUSTC"
 make -s -C "$kdir" M="$BUS1_TOP" MO="$work/mod" "${args[@]}" CONFIG_BUS1=m modules >&2 \
 	|| die "module build failed"
-ko=$work/mod/bus1/bus1.ko
+ko=$work/mod/bus1.ko
 [ -f "$ko" ] || die "module build produced no bus1.ko"
 
 # Static test programs.

@@ -1490,6 +1490,125 @@ TEST_F(peers, teardown_cross_held)
 	self->b = -1;
 }
 
+/* dst_fd is an fd number: only its low 32 bits are used. */
+TEST_F(peers, transfer_dst_fd_truncated)
+{
+	__u64 h = 0;
+
+	ASSERT_EQ(0, xfer_raw(self->a, 0, N1, (1ULL << 32) | (__u64)self->b, &h));
+	ASSERT_EQ(RID(1), h);
+	ASSERT_XFER(self->a, N1, self->b, RID(1));
+}
+
+/* A transfer failing at the destination doesn't leave a new source node. */
+TEST_F(peers, transfer_edquot_no_leak)
+{
+	__u64 h;
+
+	ASSERT_EQ(0, set_max_handles(self->a, 1));
+	ASSERT_EQ(0, set_max_handles(self->c, 0));
+	ASSERT_EQ(-EDQUOT, xfer(self->a, N1, self->c, &h));
+	ASSERT_EQ(-EDQUOT, xfer(self->a, N2, self->c, &h));
+	/* A can still create exactly one node */
+	ASSERT_XFER(self->a, N3, self->b, RID(1));
+	ASSERT_EQ(-EDQUOT, xfer(self->a, N4, self->b, &h));
+	ASSERT_EMPTY(self->a);
+	ASSERT_EMPTY(self->c);
+}
+
+/* A failing NODES_DESTROY doesn't leave nodes it created on the fly. */
+TEST_F(peers, destroy_failure_no_leak)
+{
+	__u64 ids[] = { N1, N2, RID(9) };
+	__u64 h;
+
+	ASSERT_EQ(0, set_max_handles(self->a, 1));
+	ASSERT_EQ(-ENXIO, destroy(self->a, 0, ids, 3));
+	ids[2] = N1;
+	ASSERT_EQ(-ENOTUNIQ, destroy(self->a, 0, ids, 3));
+	ASSERT_EMPTY(self->a);
+	/* one handle is still available, so exactly one node can be made */
+	ASSERT_XFER(self->a, N3, self->b, RID(1));
+	ASSERT_EQ(-EDQUOT, xfer(self->a, N4, self->b, &h));
+}
+
+struct xfer_loop {
+	int from, to;
+	__u64 src;
+	__u64 first_valid;	/* the destination's ID for the node, or INV */
+	int err;
+};
+
+static void *xfer_loop_fn(void *arg)
+{
+	struct xfer_loop *x = arg;
+	int k;
+
+	for (k = 0; k < 200; k++) {
+		__u64 h = 0;
+		int r = xfer(x->from, x->src, x->to, &h);
+
+		if (r) {
+			x->err = r;
+			break;
+		}
+		if (h == INV)
+			break;
+		if (x->first_valid == INV)
+			x->first_valid = h;
+		else if (h != x->first_valid)
+			x->err = -EINVAL;	/* IDs must be stable */
+	}
+	return NULL;
+}
+
+/*
+ * Destruction racing with a holder passing its handle on: the handle either
+ * ends up in C before the destruction (and C may be told) or turns stale;
+ * C gets at most one NODE_DESTROY, for the right ID, and nothing else.
+ */
+TEST_F(peers, race_destroy_vs_transfer)
+{
+	int i;
+
+	for (i = 1; i <= 100; i++) {
+		__u64 id = (__u64)i << 8, hb = 0, h = 0;
+		struct bus1_cmd_recv r;
+		struct xfer_loop x;
+		pthread_t t;
+		int n = 0;
+
+		ASSERT_EQ(0, xfer(self->a, id, self->b, &hb));
+		ASSERT_NE(INV, hb);
+		x.from = self->b;
+		x.to = self->c;
+		x.src = hb;
+		x.first_valid = INV;
+		x.err = 0;
+		ASSERT_EQ(0, pthread_create(&t, NULL, xfer_loop_fn, &x));
+		if (i & 1)
+			usleep(i * 10);
+		ASSERT_EQ(0, destroy1(self->a, id));
+		ASSERT_EQ(0, pthread_join(t, NULL));
+		ASSERT_EQ(0, x.err);
+
+		ASSERT_EQ(0, xfer(self->b, hb, self->c, &h));
+		ASSERT_EQ(INV, h);
+		ASSERT_DESTROY(self->a, id, 0);
+		ASSERT_EMPTY(self->a);
+		ASSERT_DESTROY(self->b, hb, 0);
+		ASSERT_EMPTY(self->b);
+		while (recv_msg(self->c, &r) == 0) {
+			ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
+			ASSERT_EQ(x.first_valid, r.msg.destination);
+			ASSERT_EQ((__u64)0, r.msg.flags);
+			n++;
+		}
+		ASSERT_GE(1, n);
+		ASSERT_EQ(0, release(self->b, hb));
+	}
+}
+
 /* --- bad user pointers ---------------------------------------------------- */
 
 TEST_F(peers, efault_every_struct_ioctl)
