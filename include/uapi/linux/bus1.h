@@ -111,6 +111,35 @@ struct bus1_cmd_recv {
 	} __attribute__((__aligned__(8))) msg;
 } __attribute__((__aligned__(8)));
 
+/*
+ * The 2017 revision of the bus1 ABI (upstream HEAD) shrank RECV to 72 bytes:
+ * no metadata, no PEEK, and renumbered RECV and message flags. bus1 serves
+ * it too, told apart by the ioctl number (the size is part of it), so
+ * clients of either published ABI work unchanged.
+ */
+enum {
+	BUS1_RECV_2017_FLAG_SEED			= 1ULL <<  0,
+	BUS1_RECV_2017_FLAG_INSTALL_FDS			= 1ULL <<  1,
+};
+
+enum {
+	BUS1_MSG_2017_FLAG_CONTINUE			= 1ULL <<  0,
+};
+
+struct bus1_cmd_recv_2017 {
+	__u64 flags;
+	__u64 max_offset;
+	struct {
+		__u64 type;
+		__u64 flags;
+		__u64 destination;
+		__u64 offset;
+		__u64 n_bytes;
+		__u64 n_handles;
+		__u64 n_fds;
+	} __attribute__((__aligned__(8))) msg;
+} __attribute__((__aligned__(8)));
+
 enum {
 	BUS1_CMD_PEER_DISCONNECT	= _IOWR(BUS1_IOCTL_MAGIC, 0x00, __u64),
 	BUS1_CMD_PEER_QUERY		= _IOWR(BUS1_IOCTL_MAGIC, 0x01, struct bus1_cmd_peer_reset),
@@ -121,6 +150,7 @@ enum {
 	BUS1_CMD_SLICE_RELEASE		= _IOWR(BUS1_IOCTL_MAGIC, 0x30, __u64),
 	BUS1_CMD_SEND			= _IOWR(BUS1_IOCTL_MAGIC, 0x40, struct bus1_cmd_send),
 	BUS1_CMD_RECV			= _IOWR(BUS1_IOCTL_MAGIC, 0x50, struct bus1_cmd_recv),
+	BUS1_CMD_RECV_2017		= _IOWR(BUS1_IOCTL_MAGIC, 0x50, struct bus1_cmd_recv_2017),
 };
 
 /*
@@ -134,6 +164,7 @@ __BUS1_ASSERT_SIZE(bus1_cmd_handle_transfer, 32);
 __BUS1_ASSERT_SIZE(bus1_cmd_nodes_destroy, 24);
 __BUS1_ASSERT_SIZE(bus1_cmd_send, 80);
 __BUS1_ASSERT_SIZE(bus1_cmd_recv, 96);
+__BUS1_ASSERT_SIZE(bus1_cmd_recv_2017, 72);
 #undef __BUS1_ASSERT_SIZE
 
 #endif /* _UAPI_LINUX_BUS1_H */
