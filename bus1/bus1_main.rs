@@ -33,8 +33,10 @@
 
 #[path = "../rust/mod.rs"]
 mod ext;
+mod message;
 mod node;
 mod peer;
+mod pool;
 mod queue;
 mod transaction;
 mod uapi;
@@ -52,6 +54,12 @@ module! {
     description: "Capability-based IPC bus",
     license: "GPL",
     alias: ["devname:bus1"],
+    params: {
+        pool_size_mib: u32 {
+            default: 512,
+            description: "Virtual size of each peer's receive pool in MiB (1..4095)",
+        },
+    },
 }
 
 /// The module instance: owns the `/dev/bus1` registration.

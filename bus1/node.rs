@@ -21,7 +21,16 @@ use kernel::{
         RBTree,
         RBTreeNodeReservation, //
     },
-    sync::Arc,
+    sync::{
+        atomic::{
+            ordering::{
+                Acquire,
+                Release, //
+            },
+            Atomic,
+        },
+        Arc,
+    },
 };
 
 /// Identity of a node: the owner's peer ID and the node's per-owner serial number.
@@ -29,19 +38,48 @@ use kernel::{
 /// Peer IDs are never reused, so the pair is unique for the lifetime of the module.
 pub(crate) type NodeKey = (u64, u64);
 
-/// A node: the target of handles. Immutable; the mutable state is a [`NodeState`] owned by the
-/// owner peer.
+/// A node: the target of handles. The mutable state is a [`NodeState`] owned by the owner peer;
+/// only the destruction timestamp lives here, because receivers of messages that name the node
+/// must compare against it without taking the owner's lock.
 pub(crate) struct Node {
     /// The owning peer, pinned so holders can reach its lock and queue.
     owner: Arc<Peer>,
     /// Serial number within the owner.
     serial: u64,
+    /// Commit timestamp of the node's destruction, zero until it is known. Written once, before
+    /// any entry of the destroying transaction is committed.
+    destroyed: Atomic<u64>,
 }
 
 impl Node {
     /// Creates the node with serial `serial` owned by `owner`.
     pub(crate) fn new(owner: Arc<Peer>, serial: u64) -> Result<Arc<Self>> {
-        Ok(Arc::new(Node { owner, serial }, GFP_KERNEL)?)
+        Ok(Arc::new(
+            Node {
+                owner,
+                serial,
+                destroyed: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Records `ts`, the commit timestamp of the transaction that destroys the node. Called
+    /// before that transaction commits anything, so whoever sees one of its entries, or anything
+    /// ordered after them, also sees the timestamp.
+    pub(crate) fn set_destroyed(&self, ts: u64) {
+        self.destroyed.store(ts, Release);
+    }
+
+    /// Returns the commit timestamp of the node's destruction, if it is known yet.
+    ///
+    /// A node that is no longer live in its owner but has no timestamp is being destroyed right
+    /// now; entries readable before that transaction commits are ordered before it.
+    pub(crate) fn destroyed_at(&self) -> Option<u64> {
+        match self.destroyed.load(Acquire) {
+            0 => None,
+            ts => Some(ts),
+        }
     }
 
     /// Returns the owning peer.

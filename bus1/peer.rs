@@ -19,6 +19,7 @@ use crate::{
             ESHUTDOWN,
             ESTALE, //
         },
+        fd::IoctlContext,
         miscdevice::{
             device_of_file,
             MiscDevice, //
@@ -30,6 +31,11 @@ use crate::{
             POLLRDNORM,
             POLLWRNORM, //
         },
+        task_ext::Viewer,
+    },
+    message::{
+        Message,
+        RecvArgs, //
     },
     node::{
         is_managed_id,
@@ -40,6 +46,7 @@ use crate::{
         Node,
         NodeState, //
     },
+    pool::Pool,
     queue::{
         Queue,
         QueueKey,
@@ -98,16 +105,18 @@ const DEFAULT_MAX_INFLIGHT_BYTES: u32 = 16 * 1024 * 1024;
 /// Default per-peer limit on in-flight file descriptors.
 const DEFAULT_MAX_INFLIGHT_FDS: u32 = 4096;
 
-/// A notification queued on a peer.
+/// An entry of a peer's queue.
 pub(crate) enum Event {
     /// The node was destroyed.
     Destroy(Arc<Node>),
     /// The last strong reference to the (owned) node went away.
     Release(Arc<Node>),
+    /// A data message. Never dropped under a peer lock (see [`Message`]).
+    Data(Message),
 }
 
 /// Per-peer resource limits and what is left of them.
-struct Limits {
+pub(crate) struct Limits {
     /// Maximum pool slices.
     max_slices: u32,
     /// Maximum handle user references.
@@ -118,6 +127,8 @@ struct Limits {
     max_inflight_fds: u32,
     /// Handle references still available; negative after the limit was lowered below use.
     handles_left: i64,
+    /// Pool slices still available; negative after the limit was lowered below use.
+    slices_left: i64,
 }
 
 impl Limits {
@@ -129,7 +140,30 @@ impl Limits {
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             max_inflight_fds: DEFAULT_MAX_INFLIGHT_FDS,
             handles_left: i64::from(DEFAULT_MAX_HANDLES),
+            slices_left: i64::from(DEFAULT_MAX_SLICES),
         }
+    }
+
+    /// Returns the handle limit, which also bounds the length of ID arrays.
+    pub(crate) fn max_handles(&self) -> u32 {
+        self.max_handles
+    }
+
+    /// Charges `slices` slices and `handles` handle references, all or nothing (`EDQUOT`).
+    pub(crate) fn charge(&mut self, slices: u64, handles: u64) -> Result {
+        let slices_i = i64::try_from(slices).map_err(|_| EDQUOT())?;
+        if slices_i > self.slices_left {
+            return Err(EDQUOT());
+        }
+        self.charge_handles(handles)?;
+        self.slices_left -= slices_i;
+        Ok(())
+    }
+
+    /// Returns `n` slices.
+    pub(crate) fn discharge_slices(&mut self, n: u64) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.slices_left = self.slices_left.saturating_add(n);
     }
 
     /// Fails with `EDQUOT` unless `n` more handle references fit.
@@ -141,7 +175,7 @@ impl Limits {
     }
 
     /// Charges `n` handle references.
-    fn charge_handles(&mut self, n: u64) -> Result {
+    pub(crate) fn charge_handles(&mut self, n: u64) -> Result {
         self.check_handles(n)?;
         // Cannot fail: `check_handles` proved `n` fits in an `i64` and in `handles_left`.
         self.handles_left -= i64::try_from(n).map_err(|_| EDQUOT())?;
@@ -149,7 +183,7 @@ impl Limits {
     }
 
     /// Returns `n` handle references.
-    fn discharge_handles(&mut self, n: u64) {
+    pub(crate) fn discharge_handles(&mut self, n: u64) {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         self.handles_left = self.handles_left.saturating_add(n);
     }
@@ -160,13 +194,15 @@ pub(crate) struct PeerInner {
     /// Notifications for this peer.
     pub(crate) queue: Queue<Event>,
     /// Resource limits.
-    limits: Limits,
+    pub(crate) limits: Limits,
     /// Peer flags set by `PEER_RESET`.
     peer_flags: u64,
     /// This peer's handles.
-    handles: HandleMap,
+    pub(crate) handles: HandleMap,
     /// Live nodes owned by this peer, by serial.
-    nodes: RBTree<u64, NodeState<QueueKey>>,
+    pub(crate) nodes: RBTree<u64, NodeState<QueueKey>>,
+    /// The seed message, set by `SEND` with `SEED`.
+    pub(crate) seed: Option<Message>,
     /// Last node serial handed out.
     last_node: u64,
 }
@@ -196,6 +232,11 @@ pub(crate) struct Peer {
     /// Readers and pollers of the queue.
     #[pin]
     waitq: PollCondVar,
+    /// The receive pool.
+    #[pin]
+    pool: Pool,
+    /// How the opener sees other tasks' IDs.
+    viewer: Viewer,
 }
 
 /// An active reference on a peer: while it exists, the peer is not torn down.
@@ -238,7 +279,7 @@ impl Drop for PeerActive {
 ///
 /// Queues a release notification (using `slot`) when the count drops to zero. Returns whether
 /// the owner's queue became readable.
-fn put_strong(
+pub(crate) fn put_strong(
     owner_id: u64,
     inner: &mut PeerInner,
     serial: u64,
@@ -308,7 +349,7 @@ fn get_strong(
 }
 
 /// Returns the index of the first ID that repeats an earlier one.
-fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
+pub(crate) fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
     let mut sorted = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
     for (i, id) in ids.iter().enumerate() {
         sorted.push((*id, i), GFP_KERNEL)?;
@@ -340,9 +381,10 @@ struct NewNode {
 }
 
 impl Peer {
-    /// Creates a new peer with a fresh ID.
+    /// Creates a new peer with a fresh ID, as seen by the current task.
     pub(crate) fn new() -> Result<Arc<Self>> {
         let id = PEER_IDS.fetch_add(1, Relaxed) + 1;
+        let viewer = Viewer::current()?;
         Arc::pin_init(
             try_pin_init!(Peer {
                 id,
@@ -354,6 +396,7 @@ impl Peer {
                         handles: HandleMap::new(),
                         nodes: RBTree::new(),
                         last_node: 0,
+                        seed: None,
                     },
                     "Peer::inner"
                 ),
@@ -366,6 +409,8 @@ impl Peer {
                 ),
                 idle <- new_condvar!("Peer::idle"),
                 waitq <- new_poll_condvar!("Peer::waitq"),
+                pool <- Pool::new(),
+                viewer,
             }),
             GFP_KERNEL,
         )
@@ -379,6 +424,16 @@ impl Peer {
     /// Locks the peer's state.
     pub(crate) fn lock(&self) -> MutexGuard<'_, PeerInner> {
         self.inner.lock()
+    }
+
+    /// Returns the receive pool.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Returns how the opener sees other tasks' IDs.
+    pub(crate) fn viewer(&self) -> &Viewer {
+        &self.viewer
     }
 
     /// Wakes up readers and pollers after the queue became readable or the peer went away.
@@ -408,7 +463,7 @@ impl Peer {
     }
 
     /// Undoes [`Self::create_node`] as far as the node still exists.
-    fn undo_create(&self, node: &Node) {
+    pub(crate) fn undo_create(&self, node: &Node) {
         let mut inner = self.lock();
         let st = inner.nodes.remove(&node.serial());
         let h = inner.handles.release(&node.key());
@@ -421,7 +476,7 @@ impl Peer {
 
     /// Resolves `id` in this peer, creating a node for an unknown unmanaged ID. Returns the node
     /// and whether it was created.
-    fn resolve(self: &Arc<Self>, id: u64) -> Result<(Arc<Node>, bool)> {
+    pub(crate) fn resolve(self: &Arc<Self>, id: u64) -> Result<(Arc<Node>, bool)> {
         let mut inner = self.lock();
         if let Some(h) = inner.handles.by_id(id) {
             return Ok((h.node.clone(), false));
@@ -447,16 +502,18 @@ impl Peer {
         }
         self.flush();
         // Nobody can pin the peer any more, so nothing new can arrive in the queue.
-        let mut leftover = KVec::new();
+        let leftover;
+        let seed;
         {
             let mut inner = self.lock();
             // Values that cannot be collected are dropped under the lock, which is fine too;
             // collecting just keeps the lock short.
-            inner.queue.drain(|_, ev| {
-                let _ = leftover.push(ev, GFP_KERNEL);
-            });
+            leftover = inner.queue.take_all();
+            seed = inner.seed.take();
         }
-        drop(leftover);
+        drop((leftover, seed));
+        let freed = self.pool.flush();
+        self.lock().limits.discharge_slices(freed);
         self.wake();
         Ok(())
     }
@@ -491,11 +548,15 @@ impl Peer {
             }
             inner.limits.discharge_handles(n);
         }
-        drop(states);
         for (peer, node) in remote.drain_all() {
             let _ = tx.stage_remote(&peer, Event::Destroy(node));
         }
-        let c = tx.commit();
+        let c = tx.commit_with(|c| {
+            for st in states.iter() {
+                st.node.set_destroyed(c);
+            }
+        });
+        drop(states);
         for (_, h) in handles.iter() {
             let owner = h.node.owner();
             if Arc::ptr_eq(owner, self) {
@@ -515,11 +576,10 @@ impl Peer {
             }
         }
         drop(handles);
-        let mut flushed = KVec::new();
-        self.lock().queue.flush(c, |ev| {
-            let _ = flushed.push(ev, GFP_KERNEL);
-        });
+        let flushed = self.lock().queue.flush_detach(c);
         drop(flushed);
+        let freed = self.pool.flush();
+        self.lock().limits.discharge_slices(freed);
     }
 
     /// `PEER_QUERY`.
@@ -570,6 +630,8 @@ impl Peer {
             }
             let l = &mut inner.limits;
             if q.max_slices != u32::MAX {
+                let delta = i64::from(q.max_slices) - i64::from(l.max_slices);
+                l.slices_left = l.slices_left.saturating_add(delta);
                 l.max_slices = q.max_slices;
             }
             if q.max_handles != u32::MAX {
@@ -587,7 +649,10 @@ impl Peer {
         if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH != 0 {
             self.flush();
         }
-        // There is no seed yet, so `FLUSH_SEED` has nothing to drop.
+        if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH_SEED != 0 {
+            let seed = self.lock().seed.take();
+            drop(seed);
+        }
         Ok(0)
     }
 
@@ -813,16 +878,21 @@ impl Peer {
                 }
             }
         }
-        drop((states, released));
+        drop(released);
         for (peer, node) in remote.drain_all() {
             let _ = tx.stage_remote(&peer, Event::Destroy(node));
         }
-        tx.commit();
+        tx.commit_with(|c| {
+            for st in states.iter() {
+                st.node.set_destroyed(c);
+            }
+        });
+        drop(states);
         Ok(0)
     }
 
-    /// `RECV`: dequeues the next notification.
-    fn cmd_recv(&self, arg: usize) -> Result<isize> {
+    /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`).
+    fn cmd_recv(self: &Arc<Self>, arg: usize) -> Result<isize> {
         let (mut r, mut w) =
             UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv>()).reader_writer();
         let mut rv: uapi::Recv = r.read()?;
@@ -832,67 +902,62 @@ impl Peer {
         if rv.flags & !known != 0 {
             return Err(EINVAL);
         }
-        if rv.flags & uapi::BUS1_RECV_FLAG_SEED != 0 {
-            // Setting a seed is not supported, so there never is one.
-            return Err(EAGAIN);
-        }
-        let peek = rv.flags & uapi::BUS1_RECV_FLAG_PEEK != 0;
-        let mut discarded = KVec::new();
-        let msg = {
-            let mut guard = self.lock();
-            let inner = &mut *guard;
-            loop {
-                let (key, ev, cont) = inner.queue.front().ok_or(EAGAIN)?;
-                let key = *key;
-                let (node, type_) = match ev {
-                    Event::Destroy(n) => (n.clone(), uapi::BUS1_MSG_NODE_DESTROY),
-                    Event::Release(n) => (n.clone(), uapi::BUS1_MSG_NODE_RELEASE),
-                };
-                // A peer that dropped its handle before receiving never sees the notification.
-                let dest = if inner.queue.is_flushed(&key) {
-                    None
-                } else {
-                    inner.handles.by_node(&node.key()).map(|h| h.id)
-                };
-                if peek && dest.is_some() {
-                    break (type_, cont, dest);
-                }
-                if type_ == uapi::BUS1_MSG_NODE_RELEASE {
-                    if let Some(st) = inner.nodes.get_mut(&node.serial()) {
-                        if st.release == Some(key) {
-                            st.release = None;
-                        }
-                    }
-                }
-                if let Some((_, ev, _)) = inner.queue.pop_front() {
-                    if dest.is_none() {
-                        let _ = discarded.push(ev, GFP_KERNEL);
-                    }
-                }
-                if dest.is_some() {
-                    break (type_, cont, dest);
-                }
-            }
-        };
-        drop(discarded);
-        let (type_, cont, dest) = msg;
+        let m = self.recv(RecvArgs {
+            peek: rv.flags & uapi::BUS1_RECV_FLAG_PEEK != 0,
+            seed: rv.flags & uapi::BUS1_RECV_FLAG_SEED != 0,
+            install_fds: rv.flags & uapi::BUS1_RECV_FLAG_INSTALL_FDS != 0,
+            max_offset: rv.max_offset,
+        })?;
         rv.msg = uapi::RecvMsg {
-            type_,
-            flags: if cont {
+            type_: m.type_,
+            flags: if m.cont {
                 uapi::BUS1_MSG_FLAG_CONTINUE
             } else {
                 0
             },
-            destination: dest.unwrap_or(uapi::BUS1_HANDLE_INVALID),
-            uid: u32::MAX,
-            gid: u32::MAX,
-            pid: 0,
-            tid: 0,
-            offset: uapi::BUS1_OFFSET_INVALID,
-            n_bytes: 0,
-            n_handles: 0,
-            n_fds: 0,
+            destination: m.destination,
+            uid: m.ids[0],
+            gid: m.ids[1],
+            pid: m.ids[2],
+            tid: m.ids[3],
+            offset: m.offset,
+            n_bytes: m.layout.n_bytes,
+            n_handles: m.layout.n_handles,
+            n_fds: m.layout.n_fds,
             n_secctx: 0,
+        };
+        // As upstream: the message is already dequeued, so a fault here loses it.
+        w.write(&rv)?;
+        Ok(0)
+    }
+
+    /// `RECV` with the 2017 layout (72 bytes, no metadata, no `PEEK`, renumbered flags).
+    fn cmd_recv_2017(self: &Arc<Self>, arg: usize) -> Result<isize> {
+        let (mut r, mut w) =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv2017>()).reader_writer();
+        let mut rv: uapi::Recv2017 = r.read()?;
+        let known = uapi::BUS1_RECV_2017_FLAG_SEED | uapi::BUS1_RECV_2017_FLAG_INSTALL_FDS;
+        if rv.flags & !known != 0 {
+            return Err(EINVAL);
+        }
+        let m = self.recv(RecvArgs {
+            peek: false,
+            seed: rv.flags & uapi::BUS1_RECV_2017_FLAG_SEED != 0,
+            install_fds: rv.flags & uapi::BUS1_RECV_2017_FLAG_INSTALL_FDS != 0,
+            max_offset: rv.max_offset,
+        })?;
+        rv.msg = uapi::RecvMsg2017 {
+            type_: m.type_,
+            flags: if m.cont {
+                uapi::BUS1_MSG_2017_FLAG_CONTINUE
+            } else {
+                0
+            },
+            destination: m.destination,
+            offset: m.offset,
+            n_bytes: m.layout.n_bytes,
+            n_handles: m.layout.n_handles,
+            n_fds: m.layout.n_fds,
         };
         w.write(&rv)?;
         Ok(0)
@@ -913,11 +978,13 @@ impl MiscDevice for Peer {
     }
 
     /// Dispatches a command.
-    ///
-    /// `SEND` and `SLICE_RELEASE` need the pool and data messages, which do not exist yet: they
-    /// validate their argument like every command (`EFAULT`, `EINVAL`), then `SLICE_RELEASE`
-    /// fails with `ENXIO` (no slice is ever published) and `SEND` with `EOPNOTSUPP`.
-    fn ioctl(me: ArcBorrow<'_, Peer>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(
+        me: ArcBorrow<'_, Peer>,
+        _file: &File,
+        cmd: u32,
+        arg: usize,
+        ctx: &IoctlContext,
+    ) -> Result<isize> {
         let me: Arc<Peer> = me.into();
         if cmd == uapi::BUS1_CMD_PEER_DISCONNECT {
             if arg != 0 {
@@ -933,32 +1000,18 @@ impl MiscDevice for Peer {
             uapi::BUS1_CMD_HANDLE_RELEASE => me.cmd_handle_release(arg),
             uapi::BUS1_CMD_HANDLE_TRANSFER => me.cmd_handle_transfer(arg),
             uapi::BUS1_CMD_NODES_DESTROY => me.cmd_nodes_destroy(arg),
+            uapi::BUS1_CMD_SLICE_RELEASE => me.cmd_slice_release(arg),
+            uapi::BUS1_CMD_SEND => me.cmd_send(arg, ctx),
             uapi::BUS1_CMD_RECV => me.cmd_recv(arg),
-            uapi::BUS1_CMD_SLICE_RELEASE => {
-                let _offset: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
-                    .reader()
-                    .read()?;
-                Err(ENXIO)
-            }
-            uapi::BUS1_CMD_SEND => {
-                let s: uapi::Send =
-                    UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Send>())
-                        .reader()
-                        .read()?;
-                if s.flags & !(uapi::BUS1_SEND_FLAG_CONTINUE | uapi::BUS1_SEND_FLAG_SEED) != 0 {
-                    return Err(EINVAL);
-                }
-                Err(EOPNOTSUPP())
-            }
+            uapi::BUS1_CMD_RECV_2017 => me.cmd_recv_2017(arg),
             _ => Err(ENOTTY),
         }
     }
 
-    /// The receive pool does not exist yet, so there is nothing to map; a disconnected peer
-    /// still reports `ESHUTDOWN` first, as it will once the pool exists.
-    fn mmap(me: ArcBorrow<'_, Peer>, _file: &File, _vma: &VmaNew) -> Result {
+    /// Maps the pool read-only; messages that arrived before are visible too.
+    fn mmap(me: ArcBorrow<'_, Peer>, _file: &File, vma: &VmaNew) -> Result {
         let _active = PeerActive::acquire(me.into())?;
-        Err(ENODEV)
+        me.pool.mmap(vma)
     }
 
     fn poll(me: ArcBorrow<'_, Peer>, file: &File, table: PollTable<'_>) -> u32 {
@@ -975,6 +1028,14 @@ impl MiscDevice for Peer {
 
     fn show_fdinfo(me: ArcBorrow<'_, Peer>, m: &SeqFile, _file: &File) {
         seq_print!(m, "bus1-peer:\t{:16x}\n", me.id);
+        let (slices, bytes, pages) = me.pool.usage();
+        seq_print!(
+            m,
+            "bus1-pool:\tslices={} bytes={} pages={}\n",
+            slices,
+            bytes,
+            pages
+        );
     }
 }
 

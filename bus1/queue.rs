@@ -357,6 +357,39 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Like [`Queue::flush`], but moves the flushed entries into a new queue instead of handing
+    /// them out, reusing their memory: nothing is allocated and nothing is dropped, so the caller
+    /// can drop the result after releasing its lock when the values' destructors take locks.
+    pub(crate) fn flush_detach(&mut self, ts: u64) -> Queue<T> {
+        let mut out = Queue::new();
+        self.flush = self.flush.max(ts);
+        self.sync(ts);
+        let mut cursor = self.entries.cursor_front_mut();
+        while let Some(c) = cursor {
+            let key = *c.current().0;
+            if key.ts > ts {
+                break;
+            }
+            if key.is_staging() {
+                cursor = c.move_next();
+                continue;
+            }
+            let (neighbour, node) = c.remove_current();
+            cursor = neighbour.filter(|n| *n.current().0 > key);
+            // Keys are unique, so nothing is displaced.
+            let _ = out.entries.insert(node);
+        }
+        out
+    }
+
+    /// Removes every entry, staging or committed, into a new queue, without allocating or
+    /// dropping anything; see [`Queue::flush_detach`].
+    pub(crate) fn take_all(&mut self) -> Queue<T> {
+        let mut out = Queue::new();
+        core::mem::swap(&mut out.entries, &mut self.entries);
+        out
+    }
+
     /// Returns the front entry if it can be dequeued.
     ///
     /// Returns the key and value of the leftmost entry and whether the next entry belongs to the
@@ -880,6 +913,36 @@ mod tests {
         // So is a release notification queued on an X receiver afterwards.
         let (r, _) = sim.qs[0].commit_unstaged(slot()?, 0, 4);
         assert!(r.ts() > x.c);
+        Ok(())
+    }
+
+    #[test]
+    fn flush_detach_moves_what_flush_drops() -> Result {
+        let mut q = Queue::<u64>::new();
+        let (a, _) = q.commit_unstaged(slot()?, 1, 1);
+        let s = q.stage(slot()?, 2, 0, 2);
+        let (b, _) = q.commit_unstaged(slot()?, 3, 3);
+        let mark = q.tick();
+        let (after, _) = q.commit_unstaged(slot()?, 4, 4);
+
+        let mut out = q.flush_detach(mark);
+        // The detached queue holds exactly the committed entries at or below the mark, in order.
+        assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(1));
+        assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(3));
+        assert!(out.is_empty());
+        assert_eq!(q.flush_mark(), mark);
+        assert!(q.get(&a).is_none() && q.get(&b).is_none());
+        assert_eq!(q.get(&s).copied(), Some(2));
+        assert_eq!(q.get(&after).copied(), Some(4));
+
+        // `take_all` empties the queue, staging entries included, and keeps the clock.
+        let clock = q.clock();
+        let mut all = q.take_all();
+        assert!(q.is_empty());
+        assert_eq!(q.clock(), clock);
+        assert_eq!(all.remove(&s).map(|(v, _)| v), Some(2));
+        assert_eq!(all.remove(&after).map(|(v, _)| v), Some(4));
+        assert!(all.is_empty());
         Ok(())
     }
 

@@ -114,14 +114,53 @@ impl Transaction {
         Ok(())
     }
 
+    /// Reserves room to record `n` entries on other peers' queues, so that
+    /// [`Self::stage_remote_pinned`] cannot fail.
+    pub(crate) fn reserve_remote(&mut self, n: usize) -> Result {
+        Ok(self.remote.reserve(n, GFP_KERNEL)?)
+    }
+
+    /// Stages `ev` in the preallocated `slot` on the queue of the peer pinned by `dst`; room was
+    /// reserved with [`Self::reserve_remote`], so this cannot fail. Used past the point of no
+    /// return of `SEND`, where every destination was pinned and every slot allocated up front.
+    pub(crate) fn stage_remote_pinned(
+        &mut self,
+        dst: PeerActive,
+        slot: QueueSlot<Event>,
+        ev: Event,
+    ) {
+        let tag = self.tag();
+        let key = dst.peer().lock().queue.stage(slot, tag, self.ts, ev);
+        self.ts = self.ts.max(key.clock());
+        if let Err(e) = self.remote.push_within_capacity(Staged { dst, key }) {
+            // Not reserved (a bug): commit right away rather than block the queue forever.
+            kernel::warn_on!(true);
+            let s = e.0;
+            let _ = s
+                .dst
+                .peer()
+                .lock()
+                .queue
+                .commit_staged(&s.key, s.key.clock().saturating_add(2));
+        }
+    }
+
     /// Acquires the commit timestamp, syncs every destination and commits every entry.
     /// Returns the commit timestamp.
     pub(crate) fn commit(self) -> u64 {
+        self.commit_with(|_| ())
+    }
+
+    /// Like [`Self::commit`], but calls `stamp` with the commit timestamp before anything is
+    /// committed, so state that readers compare timestamps against (a node's destruction time)
+    /// is in place before any entry of the transaction becomes visible.
+    pub(crate) fn commit_with(self, stamp: impl FnOnce(u64)) -> u64 {
         let c = {
             let mut inner = self.origin.lock();
             inner.queue.sync(self.ts);
             inner.queue.tick()
         };
+        stamp(c);
         // Nothing is visible before every destination's clock has passed `c`, so any reaction
         // to the transaction is ordered after it.
         for s in self.remote.iter() {

@@ -57,6 +57,13 @@ pub(crate) const BUS1_RECV_FLAG_INSTALL_FDS: u64 = 1 << 2;
 
 /// Message type: no message (never returned).
 pub(crate) const BUS1_MSG_NONE: u64 = 0;
+/// `RECV_2017`: return the seed message instead of the queue front.
+pub(crate) const BUS1_RECV_2017_FLAG_SEED: u64 = 1 << 0;
+/// `RECV_2017`: install carried files as file descriptors.
+pub(crate) const BUS1_RECV_2017_FLAG_INSTALL_FDS: u64 = 1 << 1;
+/// `RECV_2017` message flag: the next queued message belongs to the same transaction.
+pub(crate) const BUS1_MSG_2017_FLAG_CONTINUE: u64 = 1 << 0;
+
 /// Message type: a data message.
 pub(crate) const BUS1_MSG_DATA: u64 = 1;
 /// Message type: a node was destroyed.
@@ -170,6 +177,34 @@ user_struct! {
         pub(crate) msg: RecvMsg,
     }
 
+    /// The message description returned by the 2017 `RECV`.
+    pub(crate) struct RecvMsg2017 {
+        /// Message type (`BUS1_MSG_*`).
+        pub(crate) type_: u64,
+        /// Message flags (`BUS1_MSG_2017_FLAG_*`).
+        pub(crate) flags: u64,
+        /// The receiver's handle or node ID the message is about.
+        pub(crate) destination: u64,
+        /// Pool offset of the slice.
+        pub(crate) offset: u64,
+        /// Payload size.
+        pub(crate) n_bytes: u64,
+        /// Number of handles.
+        pub(crate) n_handles: u64,
+        /// Number of file descriptors.
+        pub(crate) n_fds: u64,
+    }
+
+    /// Argument of the 2017 `RECV` (72 bytes, no metadata, renumbered flags).
+    pub(crate) struct Recv2017 {
+        /// Command flags (`BUS1_RECV_2017_FLAG_*`).
+        pub(crate) flags: u64,
+        /// End of the caller's pool mapping.
+        pub(crate) max_offset: u64,
+        /// The received message (output).
+        pub(crate) msg: RecvMsg2017,
+    }
+
     /// A `struct iovec` as passed by 64-bit user space.
     pub(crate) struct IoVec {
         /// Base address.
@@ -197,6 +232,8 @@ pub(crate) const BUS1_CMD_SLICE_RELEASE: u32 = _IOWR::<u64>(BUS1_IOCTL_MAGIC, 0x
 pub(crate) const BUS1_CMD_SEND: u32 = _IOWR::<Send>(BUS1_IOCTL_MAGIC, 0x40);
 /// `RECV`.
 pub(crate) const BUS1_CMD_RECV: u32 = _IOWR::<Recv>(BUS1_IOCTL_MAGIC, 0x50);
+/// `RECV` with the 2017 layout; the size in the number tells the two apart.
+pub(crate) const BUS1_CMD_RECV_2017: u32 = _IOWR::<Recv2017>(BUS1_IOCTL_MAGIC, 0x50);
 
 // The contract's table of sizes, offsets and ioctl numbers (x86_64 encoding).
 const _: () = {
@@ -226,4 +263,8 @@ const _: () = {
     assert!(BUS1_CMD_SLICE_RELEASE == 0xC0089630);
     assert!(BUS1_CMD_SEND == 0xC0509640);
     assert!(BUS1_CMD_RECV == 0xC0609650);
+    assert!(size_of::<Recv2017>() == 72);
+    assert!(offset_of!(Recv2017, msg) + offset_of!(RecvMsg2017, offset) == 40);
+    assert!(offset_of!(Recv2017, msg) + offset_of!(RecvMsg2017, n_fds) == 64);
+    assert!(BUS1_CMD_RECV_2017 == 0xC0489650);
 };

@@ -5,11 +5,207 @@
  * function is a thin, non-inline wrapper; the Rust side documents the
  * safety contract.
  */
+#include <linux/anon_inodes.h>
+#include <linux/err.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
 #include <linux/kernel.h>
+#include <linux/memcontrol.h>
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/pagemap.h>
+#include <linux/sched/mm.h>
+#include <linux/shmem_fs.h>
+#include <linux/uaccess.h>
+#include <kunit/test.h>
 
 #include "helpers.h"
 
-int rust_bus1_helper_probe(void)
+/*
+ * Receive pools (rust/shmem.rs). The page helpers rely on shmem's swap and
+ * hole handling; the tiny-kernel ramfs stand-in does not punch holes.
+ */
+#ifndef CONFIG_SHMEM
+#error "bus1 needs CONFIG_SHMEM"
+#endif
+
+/*
+ * An unlinked kernel-internal shmem file: S_PRIVATE skips the LSM inode
+ * checks, as the pool is only ever reached through the bus1 file, which is
+ * where access is checked. VM_NORESERVE commits memory page by page as the
+ * kernel writes, not for the whole (large, mostly empty) size up front.
+ */
+struct file *rust_bus1_shmem_setup(const char *name, loff_t size)
 {
+	return shmem_kernel_file_setup(name, size,
+				       mk_vma_flags(VMA_NORESERVE_BIT));
+}
+
+/*
+ * NULL if memcg is disabled at boot. A task without an mm (a kernel thread)
+ * gets the memcg it is charging to, or the root memcg, which is not
+ * refcounted, so putting it is fine. Without CONFIG_MEMCG, memcontrol.h and
+ * sched/mm.h provide stubs (NULL, no-op put, no-op set_active_memcg()), so
+ * these helpers need no #ifdef.
+ */
+struct mem_cgroup *rust_bus1_memcg_get_current(void)
+{
+	return get_mem_cgroup_from_mm(current->mm);
+}
+
+void rust_bus1_memcg_put(struct mem_cgroup *memcg)
+{
+	mem_cgroup_put(memcg);
+}
+
+/*
+ * Returns the page at @index with a reference on its folio, allocating a
+ * zeroed one charged to @memcg (if not NULL) for a hole, or an ERR_PTR.
+ * The folio is not locked, so writers of different pages (or of the same
+ * page) do not serialise on the inode or on each other.
+ */
+struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
+				      struct mem_cgroup *memcg)
+{
+	struct address_space *mapping = file->f_mapping;
+	struct mem_cgroup *old = set_active_memcg(memcg);
+	struct page *page;
+
+	page = shmem_read_mapping_page_gfp(mapping, index,
+					   mapping_gfp_mask(mapping));
+	set_active_memcg(old);
+	return page;
+}
+
+/*
+ * Like rust_bus1_shmem_get_page(), but returns NULL for a hole instead of
+ * allocating (swapped-out pages are read back in).
+ */
+struct page *rust_bus1_shmem_find_page(struct file *file, pgoff_t index)
+{
+	struct folio *folio;
+	struct page *page;
+	int err;
+
+	err = shmem_get_folio(file_inode(file), index, 0, &folio, SGP_READ);
+	if (err)
+		return ERR_PTR(err);
+	if (!folio)
+		return NULL;
+	folio_unlock(folio);
+	page = folio_file_page(folio, index);
+	if (PageHWPoison(page)) {
+		folio_put(folio);
+		return ERR_PTR(-EIO);
+	}
+	return page;
+}
+
+/*
+ * Drops the reference taken by the two functions above. A written folio is
+ * marked dirty before the reference goes, so reclaim (which cannot free it
+ * while the reference is held) swaps it out instead of dropping it.
+ */
+void rust_bus1_shmem_put_page(struct page *page, bool dirty)
+{
+	struct folio *folio = page_folio(page);
+
+	if (dirty) {
+		flush_dcache_folio(folio);
+		folio_mark_dirty(folio);
+	}
+	folio_put(folio);
+}
+
+/* Returns the number of bytes not copied, like copy_from_user(). */
+size_t rust_bus1_page_copy_from_user(struct page *page, size_t offset,
+				     const void __user *src, size_t len)
+{
+	char *kaddr = kmap_local_page(page);
+	size_t left = copy_from_user(kaddr + offset, src, len);
+
+	kunmap_local(kaddr);
+	return left;
+}
+
+void rust_bus1_page_write(struct page *page, size_t offset, const void *src,
+			  size_t len)
+{
+	memcpy_to_page(page, offset, src, len);
+}
+
+void rust_bus1_page_read(struct page *page, size_t offset, void *dst,
+			 size_t len)
+{
+	memcpy_from_page(dst, page, offset, len);
+}
+
+/* Also zaps the range from every user mapping of the file. */
+int rust_bus1_shmem_punch_hole(struct file *file, loff_t offset, loff_t len)
+{
+	return vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			     offset, len);
+}
+
+unsigned long rust_bus1_shmem_resident_pages(struct file *file)
+{
+	return READ_ONCE(file->f_mapping->nrpages);
+}
+
+/*
+ * Makes @vma, in the .mmap hook of another file, a mapping of @file. shmem
+ * only has .mmap_prepare in 7.2; vfs_mmap() runs it on a descriptor made from
+ * @vma and applies the result (vm_ops) back. The flags the caller set on
+ * @vma are kept.
+ */
+int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	vma_set_file(vma, file);
+	return vfs_mmap(file, vma);
+}
+
+#if IS_BUILTIN(CONFIG_KUNIT)
+struct file *rust_bus1_test_anon_file(const struct file_operations *fops,
+				      void *priv)
+{
+	return anon_inode_getfile("[bus1-test]", fops, priv, O_RDWR);
+}
+
+/*
+ * Maps @file (anonymous memory if NULL) into the current task, giving a
+ * KUnit kernel thread an mm of its own first; the mm goes away with the
+ * thread.
+ */
+int rust_bus1_test_vm_mmap(struct file *file, size_t len, bool writable,
+			   bool shared, unsigned long *addr)
+{
+	unsigned long prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	unsigned long flags = shared ? MAP_SHARED : MAP_PRIVATE;
+	unsigned long ret;
+	int err;
+
+	err = kunit_attach_mm();
+	if (err)
+		return err;
+	if (!file)
+		flags |= MAP_ANONYMOUS;
+	ret = vm_mmap(file, 0, len, prot, flags, 0);
+	if (IS_ERR_VALUE(ret))
+		return (int)ret;
+	*addr = ret;
 	return 0;
 }
+
+/*
+ * Drops a file reference and waits until every file that kernel threads
+ * have put so far is released: fput() from a kernel thread is deferred to a
+ * work item, and a test's file (whose file_operations live in this module)
+ * must be gone before the test returns.
+ */
+void rust_bus1_test_fput_sync(struct file *file)
+{
+	fput(file);
+	flush_delayed_fput();
+}
+#endif

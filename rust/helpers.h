@@ -6,6 +6,37 @@
 #ifndef BUS1_RUST_HELPERS_H
 #define BUS1_RUST_HELPERS_H
 
-int rust_bus1_helper_probe(void);
+#include <linux/types.h>
+
+struct file;
+struct file_operations;
+struct mem_cgroup;
+struct page;
+struct vm_area_struct;
+
+/* rust/shmem.rs */
+struct file *rust_bus1_shmem_setup(const char *name, loff_t size);
+struct mem_cgroup *rust_bus1_memcg_get_current(void);
+void rust_bus1_memcg_put(struct mem_cgroup *memcg);
+struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
+				      struct mem_cgroup *memcg);
+struct page *rust_bus1_shmem_find_page(struct file *file, pgoff_t index);
+void rust_bus1_shmem_put_page(struct page *page, bool dirty);
+size_t rust_bus1_page_copy_from_user(struct page *page, size_t offset,
+				     const void __user *src, size_t len);
+void rust_bus1_page_write(struct page *page, size_t offset, const void *src,
+			  size_t len);
+void rust_bus1_page_read(struct page *page, size_t offset, void *dst,
+			 size_t len);
+int rust_bus1_shmem_punch_hole(struct file *file, loff_t offset, loff_t len);
+unsigned long rust_bus1_shmem_resident_pages(struct file *file);
+int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma);
+
+/* Test support for rust/shmem.rs, only built with built-in KUnit. */
+struct file *rust_bus1_test_anon_file(const struct file_operations *fops,
+				      void *priv);
+int rust_bus1_test_vm_mmap(struct file *file, size_t len, bool writable,
+			   bool shared, unsigned long *addr);
+void rust_bus1_test_fput_sync(struct file *file);
 
 #endif /* BUS1_RUST_HELPERS_H */

@@ -9,6 +9,7 @@
 //!
 //! C header: [`include/linux/miscdevice.h`](srctree/include/linux/miscdevice.h).
 
+use super::fd::IoctlContext;
 use core::{
     any::TypeId,
     marker::PhantomData, //
@@ -180,12 +181,13 @@ pub(crate) trait MiscDevice: Sized {
         drop(device);
     }
 
-    /// Called on `ioctl(2)`.
+    /// Called on `ioctl(2)`. `ctx` lets the handler take files from the caller's fd table.
     fn ioctl(
         _device: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
         _file: &File,
         _cmd: u32,
         _arg: usize,
+        _ctx: &IoctlContext,
     ) -> Result<isize> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -269,8 +271,11 @@ impl<T: MiscDevice> VTable<T> {
         // * The file is valid for the duration of this call.
         // * There is no active fdget_pos region on the file on this thread.
         let file = unsafe { File::from_raw_file(file) };
+        // SAFETY: This is the ioctl trampoline and `ctx` does not outlive it; bus1, the only
+        // user of this registration, never calls `fdget_pos`.
+        let ctx = unsafe { IoctlContext::new() };
         // CAST: `c_ulong` and `usize` have the same size on every Linux target.
-        match T::ioctl(device, file, cmd, arg as usize) {
+        match T::ioctl(device, file, cmd, arg as usize, &ctx) {
             // CAST: ioctl results are small non-negative integers.
             Ok(ret) => ret as c_long,
             // CAST: Errno values are small negative integers.

@@ -8,6 +8,10 @@
 //! exported here.
 
 pub(crate) mod errno;
+pub(crate) mod fd;
+pub(crate) mod file_ext;
 pub(crate) mod miscdevice;
 pub(crate) mod poll;
+pub(crate) mod shmem;
+pub(crate) mod task_ext;
 pub(crate) mod transmute;

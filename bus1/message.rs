@@ -1,0 +1,852 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Data messages: `SEND`, the data part of `RECV`, `SLICE_RELEASE` and the seed.
+//!
+//! A `SEND` builds one [`Message`] per destination. Each copy owns a slice in its receiver's
+//! pool, into which the payload is copied once, straight from the sender's iovecs, before the
+//! copy is staged. Handles and files travel in a [`Cargo`] shared by all copies of one `SEND`.
+//! `RECV` turns the front copy into handles, file descriptors and a published slice.
+//!
+//! # Resources a queued copy holds
+//!
+//! - its slice (freed when the copy is dropped unreceived; after `RECV` it belongs to the
+//!   receiver until `SLICE_RELEASE`), charged as one slice to the receiver;
+//! - `n_handles` handle references charged to the receiver (kept for handles delivered by
+//!   `RECV`, which become user references, and returned for the rest);
+//! - one in-flight strong reference on every carried node that was live at `SEND`, which keeps
+//!   `NODE_RELEASE` from firing while the message is in flight.
+//!
+//! Dropping a copy gives all of that back, which takes the receiver's lock, its pool lock and the
+//! carried nodes' owners' locks. **A [`Message`] is therefore never dropped while any peer lock
+//! is held**: queues hand removed entries out (or detach them without allocating) so that the
+//! caller drops them after unlocking.
+
+use crate::{
+    ext::{
+        errno::{
+            EDQUOT,
+            EHOSTUNREACH,
+            ENOTRECOVERABLE,
+            ENOTUNIQ,
+            EOPNOTSUPP,
+            ESHUTDOWN, //
+        },
+        fd::{
+            reserve_cloexec,
+            IoctlContext, //
+        },
+        file_ext::is_unix_socket,
+        miscdevice::device_of_file,
+        task_ext::SenderIds,
+    },
+    node::{
+        HandleReservation,
+        Holder,
+        Node, //
+    },
+    peer::{
+        first_duplicate,
+        put_strong,
+        Event,
+        Peer,
+        PeerActive, //
+    },
+    queue::{
+        Queue,
+        QueueSlot, //
+    },
+    transaction::Transaction,
+    uapi,
+};
+use core::mem::size_of;
+use kernel::{
+    fs::file::{
+        File,
+        FileDescriptorReservation, //
+    },
+    prelude::*,
+    rbtree::RBTreeNodeReservation,
+    sync::{
+        aref::ARef,
+        Arc, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+/// Most iovecs one `SEND` may gather.
+const VEC_MAX: u64 = 1024;
+/// Largest payload, as for `read(2)` and `write(2)` (`MAX_RW_COUNT`).
+const MAX_PAYLOAD: u64 = (i32::MAX as u64) & !4095;
+
+/// Rounds `n` up to a multiple of 8, saturating (sizes are bounded far below `u64::MAX`).
+fn align8(n: u64) -> u64 {
+    n.saturating_add(7) & !7
+}
+
+/// The layout of a data slice: payload, then handle IDs, then file descriptor numbers.
+#[derive(Clone, Copy)]
+pub(crate) struct SliceLayout {
+    /// Payload size.
+    pub(crate) n_bytes: u64,
+    /// Number of handle IDs.
+    pub(crate) n_handles: u64,
+    /// Number of file descriptors.
+    pub(crate) n_fds: u64,
+}
+
+impl SliceLayout {
+    /// Offset of the handle IDs within the slice.
+    fn handles_at(&self) -> u64 {
+        align8(self.n_bytes)
+    }
+
+    /// Offset of the file descriptor numbers within the slice.
+    fn fds_at(&self) -> u64 {
+        self.handles_at()
+            .saturating_add(self.n_handles.saturating_mul(8))
+    }
+
+    /// Size of the slice; an empty message still takes 8 bytes.
+    fn size(&self) -> u64 {
+        self.fds_at()
+            .saturating_add(align8(self.n_fds.saturating_mul(4)))
+            .max(8)
+    }
+}
+
+/// What one `SEND` carries besides its payload, shared by all of its copies.
+pub(crate) struct Cargo {
+    /// Carried nodes; [`None`] for one that was no longer live at `SEND`.
+    nodes: KVec<Option<Arc<Node>>>,
+    /// Carried files, pinned until the last copy is received or dropped.
+    files: KVec<ARef<File>>,
+}
+
+/// One copy of a data message, queued on (or, for the seed, stored in) its receiver.
+///
+/// # Invariants
+///
+/// - `slice` is allocated in `receiver`'s pool and not published, if it is `Some`.
+/// - `handles_charged` handle references are charged to `receiver`.
+/// - If `inflight`, every live node in `cargo` holds one strong reference for this copy.
+pub(crate) struct Message {
+    /// The peer whose pool holds the slice and whose limits were charged.
+    receiver: Arc<Peer>,
+    /// The destination node (owned by `receiver`); [`None`] for the seed.
+    node: Option<Arc<Node>>,
+    /// The slice's pool offset until it is published.
+    slice: Option<u64>,
+    /// The slice layout.
+    layout: SliceLayout,
+    /// Who sent it.
+    sender: SenderIds,
+    /// Handles and files.
+    cargo: Option<Arc<Cargo>>,
+    /// Handle references charged to `receiver` and not yet delivered.
+    handles_charged: u64,
+    /// Whether the carried nodes hold this copy's in-flight references.
+    inflight: bool,
+}
+
+impl Message {
+    /// Returns the destination node.
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        self.node.as_ref()
+    }
+
+    /// Returns the end of the slice, for `RECV`'s `max_offset` check.
+    fn slice_end(&self) -> Result<u64> {
+        let off = self.slice.ok_or(ENOTRECOVERABLE())?;
+        Ok(off.saturating_add(self.layout.size()))
+    }
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        if let Some(off) = self.slice.take() {
+            self.receiver.pool().free(off);
+            self.receiver.lock().limits.discharge_slices(1);
+        }
+        if self.handles_charged > 0 {
+            self.receiver
+                .lock()
+                .limits
+                .discharge_handles(self.handles_charged);
+        }
+        if self.inflight {
+            if let Some(cargo) = &self.cargo {
+                for node in cargo.nodes.iter().flatten() {
+                    put_inflight(node, 1);
+                }
+            }
+        }
+    }
+}
+
+/// Drops `n` in-flight strong references on `node`, queueing a release notification on its
+/// owner if they were the last strong references. Takes the owner's lock.
+fn put_inflight(node: &Arc<Node>, n: u64) {
+    let owner = node.owner();
+    let mut slot = Queue::reserve(GFP_KERNEL).ok();
+    let wake = put_strong(
+        owner.id(),
+        &mut owner.lock(),
+        node.serial(),
+        None,
+        n,
+        &mut slot,
+    );
+    if wake {
+        owner.wake();
+    }
+}
+
+/// Takes `n` in-flight strong references on `node` if it is live. Takes the owner's lock.
+fn get_inflight(node: &Arc<Node>, n: u64) -> bool {
+    let mut inner = node.owner().lock();
+    let Some(st) = inner.nodes.get_mut(&node.serial()) else {
+        return false;
+    };
+    st.n_strong = st.n_strong.saturating_add(n);
+    if let Some(key) = st.release.take() {
+        // Not dropped here: a release notification holds no message.
+        let _ = inner.queue.remove(&key);
+    }
+    true
+}
+
+/// The receiver-side description of a received message.
+pub(crate) struct Received {
+    /// `BUS1_MSG_*`.
+    pub(crate) type_: u64,
+    /// Whether the next entry belongs to the same transaction.
+    pub(crate) cont: bool,
+    /// The receiver's ID for the node, or `BUS1_HANDLE_INVALID`.
+    pub(crate) destination: u64,
+    /// Pool offset of the slice, or `BUS1_OFFSET_INVALID`.
+    pub(crate) offset: u64,
+    /// The slice layout (all zero for notifications).
+    pub(crate) layout: SliceLayout,
+    /// Sender's uid, gid, pid and tid as seen by the receiver.
+    pub(crate) ids: [u32; 4],
+}
+
+impl Received {
+    /// Describes a notification about the node the receiver names `destination`.
+    pub(crate) fn notification(type_: u64, cont: bool, destination: u64) -> Self {
+        Received {
+            type_,
+            cont,
+            destination,
+            offset: uapi::BUS1_OFFSET_INVALID,
+            layout: SliceLayout {
+                n_bytes: 0,
+                n_handles: 0,
+                n_fds: 0,
+            },
+            ids: [u32::MAX, u32::MAX, 0, 0],
+        }
+    }
+}
+
+/// What the caller of `RECV` asked for.
+#[derive(Clone, Copy)]
+pub(crate) struct RecvArgs {
+    /// Leave the message queued and install nothing.
+    pub(crate) peek: bool,
+    /// Receive the seed instead of the queue front.
+    pub(crate) seed: bool,
+    /// Install carried files as file descriptors.
+    pub(crate) install_fds: bool,
+    /// End of the caller's pool mapping.
+    pub(crate) max_offset: u64,
+}
+
+/// Resources reserved before a message is dequeued, so that installing it cannot fail.
+struct InstallReservation {
+    /// One per carried handle.
+    handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, Holder>)>,
+    /// One per carried file, if they are to be installed.
+    fds: KVec<FileDescriptorReservation>,
+}
+
+impl InstallReservation {
+    /// Reserves what installing `msg` needs; `EMFILE` and friends leave the message queued.
+    fn new(msg: &Message, install_fds: bool) -> Result<Self> {
+        let n_handles = usize::try_from(msg.layout.n_handles)?;
+        let mut handles = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        for _ in 0..n_handles {
+            handles.push(
+                (
+                    HandleReservation::new()?,
+                    RBTreeNodeReservation::new(GFP_KERNEL)?,
+                ),
+                GFP_KERNEL,
+            )?;
+        }
+        let mut fds = KVec::new();
+        if install_fds {
+            let n_fds = usize::try_from(msg.layout.n_fds)?;
+            fds.reserve(n_fds, GFP_KERNEL)?;
+            for _ in 0..n_fds {
+                fds.push(reserve_cloexec()?, GFP_KERNEL)?;
+            }
+        }
+        Ok(InstallReservation { handles, fds })
+    }
+}
+
+/// A copy built by `SEND` and not yet staged.
+struct Pending {
+    /// The receiver, pinned until the copy is staged.
+    dst: PeerActive,
+    /// Room in the receiver's queue.
+    slot: QueueSlot<Event>,
+    /// The copy.
+    msg: Message,
+}
+
+impl Peer {
+    /// `SEND`.
+    pub(crate) fn cmd_send(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
+        let s: uapi::Send = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Send>())
+            .reader()
+            .read()?;
+        let known = uapi::BUS1_SEND_FLAG_CONTINUE | uapi::BUS1_SEND_FLAG_SEED;
+        if s.flags & !known != 0 {
+            return Err(EINVAL);
+        }
+        if s.n_destinations > i32::MAX as u64 || s.n_vecs > VEC_MAX || s.n_fds > uapi::BUS1_FD_MAX {
+            return Err(EMSGSIZE);
+        }
+        if s.n_destinations > u64::from(self.lock().limits.max_handles()) {
+            return Err(EINVAL);
+        }
+        let seed = s.flags & uapi::BUS1_SEND_FLAG_SEED != 0;
+        let cont = s.flags & uapi::BUS1_SEND_FLAG_CONTINUE != 0;
+        if seed && (cont || s.n_destinations != 0) {
+            return Err(EINVAL);
+        }
+
+        // The payload description: iovecs are only read here; the data is copied once per
+        // destination, straight into its pool.
+        let vecs = read_vecs(s.ptr_vecs, s.n_vecs)?;
+        let n_bytes = vecs
+            .iter()
+            .try_fold(0u64, |acc, v| acc.checked_add(v.len))
+            .filter(|&n| n <= MAX_PAYLOAD)
+            .ok_or(EMSGSIZE)?;
+
+        // Nodes created on the fly for unknown unmanaged IDs are undone if the send fails.
+        let mut created: KVec<Arc<Node>> = KVec::new();
+        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut created);
+        if res.is_err() {
+            for node in created.iter() {
+                self.undo_create(node);
+            }
+        }
+        res
+    }
+
+    /// The part of `SEND` after the argument checks; nodes it creates go to `created`.
+    #[allow(clippy::too_many_arguments)]
+    fn send_prepared(
+        self: &Arc<Self>,
+        s: &uapi::Send,
+        ctx: &IoctlContext,
+        seed: bool,
+        cont: bool,
+        vecs: &[uapi::IoVec],
+        n_bytes: u64,
+        created: &mut KVec<Arc<Node>>,
+    ) -> Result<isize> {
+        // Carried handles, resolved in the sender; duplicates are allowed.
+        let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
+        let handle_ids = read_u64s(s.ptr_handles, n_handles)?;
+        let mut nodes: KVec<Option<Arc<Node>>> = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        for &id in handle_ids.iter() {
+            let (node, new) = self.resolve(id)?;
+            if new {
+                created.push(node.clone(), GFP_KERNEL)?;
+            }
+            nodes.push(Some(node), GFP_KERNEL)?;
+        }
+        drop(handle_ids);
+
+        // Carried files, pinned from now until the message is received or dropped.
+        // CAST: `n_fds` was checked against `BUS1_FD_MAX`.
+        let n_fds = s.n_fds as usize;
+        let files = read_files(s.ptr_fds, n_fds, ctx)?;
+
+        let layout = SliceLayout {
+            n_bytes,
+            n_handles: s.n_handles,
+            n_fds: s.n_fds,
+        };
+        let sender = SenderIds::current();
+
+        if seed {
+            let dst = PeerActive::acquire(self.clone())?;
+            let msg = build_copy(&dst, None, layout, vecs, &sender)?;
+            let cargo = make_cargo(nodes, files, 1)?;
+            let mut msg = msg;
+            msg.cargo = Some(cargo);
+            msg.inflight = true;
+            let old = self.lock().seed.replace(msg);
+            drop(old);
+            return Ok(0);
+        }
+
+        // Destinations, in order: resolve, pin, check, charge, allocate and copy.
+        // CAST: `n_destinations` was checked against `i32::MAX`.
+        let n_dst = s.n_destinations as usize;
+        let dst_ids = read_u64s(s.ptr_destinations, n_dst)?;
+        let first_dup = first_duplicate(&dst_ids)?;
+        let mut errors: KVec<u64> = KVec::with_capacity(n_dst, GFP_KERNEL)?;
+        let mut pending: KVec<Pending> = KVec::with_capacity(n_dst, GFP_KERNEL)?;
+        for (i, &id) in dst_ids.iter().enumerate() {
+            if first_dup == Some(i) {
+                return Err(ENOTUNIQ());
+            }
+            let (node, new) = self.resolve(id)?;
+            if new {
+                created.push(node.clone(), GFP_KERNEL)?;
+            }
+            match self.send_one(&node, layout, vecs, &sender) {
+                Ok(p) => {
+                    pending.push(p, GFP_KERNEL)?;
+                    errors.push(0, GFP_KERNEL)?;
+                }
+                Err(e) if cont && is_per_destination(e) => {
+                    // CAST: Errno values are small negative integers.
+                    errors.push(u64::from(e.to_errno().unsigned_abs()), GFP_KERNEL)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if s.ptr_errors != 0 && n_dst > 0 {
+            let ptr = usize::try_from(s.ptr_errors).map_err(|_| EFAULT)?;
+            let mut w = UserSlice::new(UserPtr::from_addr(ptr), n_dst * size_of::<u64>()).writer();
+            for e in errors.iter() {
+                w.write(e)?;
+            }
+        }
+        if pending.is_empty() {
+            return Ok(0);
+        }
+
+        // Point of no return: take the in-flight references and stage every copy.
+        let cargo = make_cargo(nodes, files, pending.len() as u64)?;
+        let mut tx = Transaction::new(self.clone());
+        tx.reserve_remote(pending.len())?;
+        for mut p in pending.drain_all() {
+            p.msg.cargo = Some(cargo.clone());
+            p.msg.inflight = true;
+            tx.stage_remote_pinned(p.dst, p.slot, Event::Data(p.msg));
+        }
+        tx.commit();
+        Ok(0)
+    }
+
+    /// Builds the copy of a message for the node `node`: pins its owner, checks the node is
+    /// live, charges the owner, allocates the slice and copies the payload.
+    fn send_one(
+        &self,
+        node: &Arc<Node>,
+        layout: SliceLayout,
+        vecs: &[uapi::IoVec],
+        sender: &SenderIds,
+    ) -> Result<Pending> {
+        let dst = PeerActive::acquire(node.owner().clone())?;
+        if dst.peer().lock().nodes.get(&node.serial()).is_none() {
+            return Err(EHOSTUNREACH());
+        }
+        let slot = Queue::reserve(GFP_KERNEL)?;
+        let msg = build_copy(&dst, Some(node.clone()), layout, vecs, sender)?;
+        Ok(Pending { dst, slot, msg })
+    }
+
+    /// `SLICE_RELEASE`.
+    pub(crate) fn cmd_slice_release(&self, arg: usize) -> Result<isize> {
+        let offset: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
+            .reader()
+            .read()?;
+        self.pool().release(offset)?;
+        self.lock().limits.discharge_slices(1);
+        Ok(0)
+    }
+
+    /// Receives the front of the queue (or the seed) as described by `a`.
+    pub(crate) fn recv(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
+        if a.seed {
+            return self.recv_seed(a);
+        }
+        loop {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (key, ev, cont) = inner.queue.front().ok_or(EAGAIN)?;
+            let key = *key;
+            let flushed = inner.queue.is_flushed(&key);
+            let (keep, type_, dest) = match ev {
+                Event::Destroy(n) | Event::Release(n) => {
+                    let t = if matches!(ev, Event::Destroy(_)) {
+                        uapi::BUS1_MSG_NODE_DESTROY
+                    } else {
+                        uapi::BUS1_MSG_NODE_RELEASE
+                    };
+                    // A peer that dropped its handle before receiving never sees it.
+                    let dest = inner.handles.by_node(&n.key()).map(|h| h.id);
+                    (!flushed && dest.is_some(), t, dest)
+                }
+                Event::Data(m) => {
+                    let node = m.node().ok_or(ENOTRECOVERABLE())?;
+                    let dest = inner.handles.by_node(&node.key()).map(|h| h.id);
+                    // Ordered after the node's destruction: dropped. A node that is gone
+                    // from its owner but not yet stamped is being destroyed by a transaction
+                    // that is still staging, which orders this readable entry before it.
+                    let after_destroy = inner.nodes.get(&node.serial()).is_none()
+                        && node.destroyed_at().is_some_and(|c| key.ts() > c);
+                    (
+                        !flushed && dest.is_some() && !after_destroy,
+                        uapi::BUS1_MSG_DATA,
+                        dest,
+                    )
+                }
+            };
+            if !keep {
+                let popped = inner.queue.pop_front();
+                if let Some((_, Event::Release(n), _)) = &popped {
+                    if let Some(st) = inner.nodes.get_mut(&n.serial()) {
+                        if st.release == Some(key) {
+                            st.release = None;
+                        }
+                    }
+                }
+                // Dropped unlocked: a message gives its resources back under other locks.
+                drop(guard);
+                drop(popped);
+                continue;
+            }
+            let dest = dest.unwrap_or(uapi::BUS1_HANDLE_INVALID);
+            if type_ != uapi::BUS1_MSG_DATA {
+                if !a.peek {
+                    if type_ == uapi::BUS1_MSG_NODE_RELEASE {
+                        if let Some(Event::Release(n)) = inner.queue.get(&key) {
+                            let serial = n.serial();
+                            if let Some(st) = inner.nodes.get_mut(&serial) {
+                                if st.release == Some(key) {
+                                    st.release = None;
+                                }
+                            }
+                        }
+                    }
+                    let popped = inner.queue.pop_front();
+                    drop(guard);
+                    drop(popped);
+                }
+                return Ok(Received::notification(type_, cont, dest));
+            }
+            let Some(Event::Data(msg)) = inner.queue.get(&key) else {
+                return Err(ENOTRECOVERABLE());
+            };
+            if msg.slice_end()? > a.max_offset {
+                return Err(ERANGE);
+            }
+            if a.peek {
+                return Ok(self.describe(msg, cont, dest));
+            }
+            let res = InstallReservation::new(msg, a.install_fds)?;
+            let Some((key, Event::Data(msg), cont)) = inner.queue.pop_front() else {
+                return Err(ENOTRECOVERABLE());
+            };
+            drop(guard);
+            return self.install(msg, key.ts(), cont, dest, res);
+        }
+    }
+
+    /// `RECV` with the seed flag.
+    fn recv_seed(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
+        let mut guard = self.lock();
+        let msg = guard.seed.as_ref().ok_or(EAGAIN)?;
+        if msg.slice_end()? > a.max_offset {
+            return Err(ERANGE);
+        }
+        if a.peek {
+            return Ok(self.describe(msg, false, uapi::BUS1_HANDLE_INVALID));
+        }
+        let res = InstallReservation::new(msg, a.install_fds)?;
+        let msg = guard.seed.take().ok_or(EAGAIN)?;
+        drop(guard);
+        // The seed is not ordered against anything; its handles are delivered if their nodes
+        // are still live.
+        self.install(msg, u64::MAX, false, uapi::BUS1_HANDLE_INVALID, res)
+    }
+
+    /// Describes `msg` without installing anything (`PEEK`).
+    fn describe(&self, msg: &Message, cont: bool, destination: u64) -> Received {
+        Received {
+            type_: uapi::BUS1_MSG_DATA,
+            cont,
+            destination,
+            offset: msg.slice.unwrap_or(uapi::BUS1_OFFSET_INVALID),
+            layout: msg.layout,
+            ids: [
+                self.viewer().uid(&msg.sender),
+                self.viewer().gid(&msg.sender),
+                self.viewer().pid(&msg.sender),
+                self.viewer().tid(&msg.sender),
+            ],
+        }
+    }
+
+    /// Installs the dequeued message `msg`, committed at `ts`: links its handles, writes their
+    /// IDs and the file descriptor numbers into the slice, publishes the slice and installs the
+    /// files. Cannot fail after the reservations, except for the copy to the caller.
+    fn install(
+        self: &Arc<Self>,
+        mut msg: Message,
+        ts: u64,
+        cont: bool,
+        destination: u64,
+        mut res: InstallReservation,
+    ) -> Result<Received> {
+        let out = self.describe(&msg, cont, destination);
+        let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
+        let layout = msg.layout;
+        let cargo = msg.cargo.clone();
+        let mut delivered: u64 = 0;
+        if let Some(cargo) = &cargo {
+            let mut ids: KVec<u64> = KVec::with_capacity(cargo.nodes.len(), GFP_KERNEL)?;
+            for node in cargo.nodes.iter() {
+                let (hres, holder_res) = res.handles.pop().ok_or(ENOTRECOVERABLE())?;
+                let id = match node {
+                    Some(node) => self.install_handle(node, ts, hres, holder_res),
+                    None => uapi::BUS1_HANDLE_INVALID,
+                };
+                if id != uapi::BUS1_HANDLE_INVALID {
+                    delivered += 1;
+                }
+                ids.push(id, GFP_KERNEL)?;
+            }
+            // Every live node's in-flight reference became a user reference or was dropped.
+            msg.inflight = false;
+            let pool = self.pool();
+            for (i, id) in ids.iter().enumerate() {
+                // CAST: `i` is below `n_handles`, a `u64`.
+                let at = off + layout.handles_at() + 8 * i as u64;
+                pool.write(at, &id.to_ne_bytes())?;
+            }
+            for (i, fd) in res.fds.iter().enumerate() {
+                // CAST: As above; fd numbers are non-negative `int`s.
+                let at = off + layout.fds_at() + 4 * i as u64;
+                pool.write(at, &(fd.reserved_fd() as i32).to_ne_bytes())?;
+            }
+        }
+        // Undelivered handles give their charge back; delivered ones keep it as user refs.
+        msg.handles_charged = msg.handles_charged.saturating_sub(delivered);
+        self.pool().publish(off);
+        msg.slice = None;
+        if let Some(cargo) = &cargo {
+            for (r, file) in res.fds.drain_all().zip(cargo.files.iter()) {
+                r.fd_install(file.clone());
+            }
+        }
+        drop(msg);
+        Ok(out)
+    }
+
+    /// Gives this peer a user reference to `node`, carried by a message committed at `ts`, and
+    /// returns its ID, or `BUS1_HANDLE_INVALID` if the message is ordered after the node's
+    /// destruction. Converts the message's in-flight reference on `node`.
+    fn install_handle(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        ts: u64,
+        hres: HandleReservation,
+        holder_res: RBTreeNodeReservation<u64, Holder>,
+    ) -> u64 {
+        let owner = node.owner();
+        // Whether the message is ordered before the node's destruction, which must then be
+        // delivered although the node is gone by now.
+        let before_destroy = node.destroyed_at().is_some_and(|c| ts < c);
+        if Arc::ptr_eq(owner, self) {
+            let mut inner = self.lock();
+            if inner.nodes.get(&node.serial()).is_none() && !before_destroy {
+                return uapi::BUS1_HANDLE_INVALID;
+            }
+            // The in-flight reference becomes the extra owner reference, which is strong.
+            return inner
+                .handles
+                .acquire(&node.key())
+                .unwrap_or(uapi::BUS1_HANDLE_INVALID);
+        }
+        let live = {
+            let mut o = owner.lock();
+            match o.nodes.get_mut(&node.serial()) {
+                Some(st) => {
+                    // The in-flight reference becomes this holder's reference.
+                    let id = self.id();
+                    match st.holders.get_mut(&id) {
+                        Some(h) => h.refs = h.refs.saturating_add(1),
+                        None => {
+                            st.holders.insert(holder_res.into_node(
+                                id,
+                                Holder {
+                                    peer: self.clone(),
+                                    refs: 1,
+                                },
+                            ));
+                        }
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        if !live && !before_destroy {
+            // Ordered after the destruction, or the destruction is still being committed and
+            // its timestamp is unknown (documented limitation: treated as after).
+            return uapi::BUS1_HANDLE_INVALID;
+        }
+        let mut inner = self.lock();
+        let id = match inner.handles.acquire(&node.key()) {
+            Some(id) => id,
+            None => inner
+                .handles
+                .link(node.clone(), None, true, hres)
+                .unwrap_or(uapi::BUS1_HANDLE_INVALID),
+        };
+        if !live {
+            // The handle was never attached, so the destruction did not notify this peer: join
+            // it with a notification at its timestamp, as long as that does not reorder what
+            // this peer already observed (see `Queue::commit_synthetic`).
+            if let (Some(c), Ok(slot)) = (node.destroyed_at(), Queue::reserve(GFP_KERNEL)) {
+                let _ =
+                    inner
+                        .queue
+                        .commit_synthetic(slot, c, owner.id(), Event::Destroy(node.clone()));
+            }
+        }
+        id
+    }
+}
+
+/// Whether `e` concerns one destination only, so `SEND_FLAG_CONTINUE` skips that destination.
+fn is_per_destination(e: Error) -> bool {
+    e == EHOSTUNREACH() || e == ESHUTDOWN() || e == EDQUOT() || e == crate::ext::errno::EXFULL()
+}
+
+/// Builds a copy for the peer pinned by `dst`: charges it one slice and the handles, allocates
+/// the slice and copies the payload into it.
+fn build_copy(
+    dst: &PeerActive,
+    node: Option<Arc<Node>>,
+    layout: SliceLayout,
+    vecs: &[uapi::IoVec],
+    sender: &SenderIds,
+) -> Result<Message> {
+    let peer = dst.peer();
+    peer.lock().limits.charge(1, layout.n_handles)?;
+    let mut msg = Message {
+        receiver: peer.clone(),
+        node,
+        slice: None,
+        layout,
+        sender: sender.clone(),
+        cargo: None,
+        handles_charged: 0,
+        inflight: false,
+    };
+    // From here on, dropping `msg` gives back what was charged.
+    msg.handles_charged = layout.n_handles;
+    let off = match peer.pool().alloc(layout.size()) {
+        Ok(off) => off,
+        Err(e) => {
+            peer.lock().limits.discharge_slices(1);
+            return Err(e);
+        }
+    };
+    msg.slice = Some(off);
+    let pool = peer.pool();
+    let mut at = off;
+    for v in vecs.iter() {
+        if v.len == 0 {
+            continue;
+        }
+        let base = usize::try_from(v.base).map_err(|_| EFAULT)?;
+        let len = usize::try_from(v.len).map_err(|_| EFAULT)?;
+        pool.write_from_user(at, UserPtr::from_addr(base), len)?;
+        at += v.len;
+    }
+    Ok(msg)
+}
+
+/// Takes `n` in-flight references on every live carried node and wraps the cargo for sharing.
+fn make_cargo(
+    mut nodes: KVec<Option<Arc<Node>>>,
+    files: KVec<ARef<File>>,
+    n: u64,
+) -> Result<Arc<Cargo>> {
+    for slot in nodes.iter_mut() {
+        if let Some(node) = slot {
+            if !get_inflight(node, n) {
+                *slot = None;
+            }
+        }
+    }
+    match Arc::new(Cargo { nodes, files }, GFP_KERNEL) {
+        Ok(c) => Ok(c),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads `n` iovecs from user address `ptr`.
+fn read_vecs(ptr: u64, n: u64) -> Result<KVec<uapi::IoVec>> {
+    // CAST: `n` was checked against `VEC_MAX`.
+    let n = n as usize;
+    let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<uapi::IoVec>()).reader();
+    let mut vecs = KVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        let v: uapi::IoVec = r.read()?;
+        // A negative `ssize_t` length.
+        if v.len > i64::MAX as u64 {
+            return Err(EMSGSIZE);
+        }
+        vecs.push(v, GFP_KERNEL)?;
+    }
+    Ok(vecs)
+}
+
+/// Reads `n` `u64`s from user address `ptr`.
+fn read_u64s(ptr: u64, n: usize) -> Result<KVec<u64>> {
+    let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
+    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        out.push(r.read::<u64>()?, GFP_KERNEL)?;
+    }
+    Ok(out)
+}
+
+/// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
+/// peers and `AF_UNIX` sockets, which could form reference cycles only a GC could break.
+fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>> {
+    let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<i32>()).reader();
+    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        let fd: i32 = r.read()?;
+        let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+        let file = ctx.fget(fd)?;
+        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) {
+            return Err(EOPNOTSUPP());
+        }
+        out.push(file, GFP_KERNEL)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,754 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The receive pool: which parts of a peer's pool are in use, and the memory behind it.
+//!
+//! [`SliceAllocator`] only deals in offsets. Slices of up to [`SLAB_MAX`] bytes come from
+//! per-size-class slabs, each one pool page split into equal slots: allocation takes the first
+//! free slot of the most recently used slab with room, freeing clears a bit, both without a
+//! search through the pool. Larger slices take whole pages from an address-ordered first-fit
+//! range allocator, which also provides the slab pages. Working in whole pages there means a
+//! freed large slice or an emptied slab gives back exactly its own pages, and no page holding a
+//! live slice is ever discarded.
+//!
+//! [`Pool`] pairs the allocator with the [`ShmemFile`] the slices live in.
+
+use crate::ext::{
+    errno::EXFULL,
+    shmem::ShmemFile, //
+};
+use core::ops::Range;
+use kernel::{
+    mm::virt::VmaNew, new_mutex, prelude::*, rbtree::RBTree, sync::Mutex, uaccess::UserPtr,
+};
+
+/// Size of a pool page, the unit of the range allocator.
+const PAGE: u64 = 4096;
+/// Largest slice served by a slab.
+pub(crate) const SLAB_MAX: u64 = 2048;
+/// Slab slot sizes: 8, 16, ..., 2048 bytes.
+const N_CLASSES: usize = 9;
+/// Bitmap words per slab: a page of 8-byte slots needs 512 bits.
+const WORDS: usize = (PAGE / 8 / 64) as usize;
+
+/// Rounds `n` up to a multiple of 8 (0 becomes 8).
+fn align8(n: u64) -> Option<u64> {
+    Some(n.max(1).checked_add(7)? & !7)
+}
+
+/// Returns the size class for a slice of `size` bytes (`size <= SLAB_MAX`).
+fn class_of(size: u64) -> usize {
+    let slot = size.max(8).next_power_of_two();
+    // CAST: `slot` is a power of two between 8 and `SLAB_MAX`, so the result is below 9.
+    (slot.trailing_zeros() - 3) as usize
+}
+
+/// Slot size of class `class`.
+fn class_size(class: usize) -> u64 {
+    // CAST: Classes are below `N_CLASSES`, so the shift stays far inside a `u64`.
+    8u64.checked_shl(class as u32).unwrap_or(SLAB_MAX)
+}
+
+/// Whether bit `idx` is set in `map`.
+fn test_bit(map: &[u64; WORDS], idx: usize) -> bool {
+    map.get(idx / 64)
+        .is_some_and(|w| w & (1 << (idx % 64)) != 0)
+}
+
+/// Sets (`on`) or clears bit `idx` in `map`.
+fn set_bit(map: &mut [u64; WORDS], idx: usize, on: bool) {
+    if let Some(w) = map.get_mut(idx / 64) {
+        if on {
+            *w |= 1 << (idx % 64);
+        } else {
+            *w &= !(1 << (idx % 64));
+        }
+    }
+}
+
+/// One pool page split into equal slots.
+///
+/// # Invariants
+///
+/// `used` is the number of bits set in `allocated`; `published` is a subset of `allocated`; no
+/// bit at or beyond `PAGE / class_size(class)` is set.
+struct Slab {
+    /// The size class.
+    class: usize,
+    /// Allocated slots.
+    allocated: [u64; WORDS],
+    /// Published slots.
+    published: [u64; WORDS],
+    /// Number of allocated slots.
+    used: u32,
+    /// Whether the slab is on its class's list of slabs with free slots.
+    listed: bool,
+}
+
+impl Slab {
+    /// Number of slots.
+    fn slots(&self) -> u32 {
+        // CAST: At most 512.
+        (PAGE.checked_div(class_size(self.class)).unwrap_or(0)) as u32
+    }
+}
+
+/// A slice of more than [`SLAB_MAX`] bytes, which owns whole pages.
+struct Large {
+    /// Bytes reserved: the request rounded up to whole pages.
+    pages_len: u64,
+    /// Whether `RECV` published it.
+    published: bool,
+}
+
+/// The offsets of one pool: which are allocated, which are published.
+///
+/// # Invariants
+///
+/// - `free` holds disjoint, non-adjacent, page-aligned ranges (start -> length) inside
+///   `[0, size)`; together with the pages of `slabs` and `large` they cover the pool exactly.
+/// - Every slab on `partial[c]` has class `c`, a free slot and `listed` set, and every slab with
+///   a free slot and `listed` set is on it exactly once.
+/// - `empty[c]` counts the slabs of class `c` with no allocated slot (at most one is kept).
+pub(crate) struct SliceAllocator {
+    /// Pool size.
+    size: u64,
+    /// Free page ranges by start.
+    free: RBTree<u64, u64>,
+    /// Slabs by page offset.
+    slabs: RBTree<u64, Slab>,
+    /// Large slices by offset.
+    large: RBTree<u64, Large>,
+    /// Per class, page offsets of slabs with free slots; the last one is used first.
+    partial: [KVec<u64>; N_CLASSES],
+    /// Per class, empty slabs kept for reuse.
+    empty: [u32; N_CLASSES],
+    /// Allocated slices.
+    n_slices: usize,
+    /// Bytes of allocated slices (slot or page-rounded sizes).
+    bytes: u64,
+}
+
+impl SliceAllocator {
+    /// Creates the allocator of a pool of `size` bytes (rounded down to whole pages).
+    pub(crate) fn new(size: u64) -> Result<Self> {
+        let size = size & !(PAGE - 1);
+        if size == 0 {
+            return Err(EINVAL);
+        }
+        let mut free = RBTree::new();
+        free.try_create_and_insert(0, size, GFP_KERNEL)?;
+        Ok(SliceAllocator {
+            size,
+            free,
+            slabs: RBTree::new(),
+            large: RBTree::new(),
+            partial: [const { KVec::new() }; N_CLASSES],
+            empty: [0; N_CLASSES],
+            n_slices: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Number of allocated slices.
+    pub(crate) fn n_slices(&self) -> usize {
+        self.n_slices
+    }
+
+    /// Bytes of allocated slices.
+    pub(crate) fn allocated_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Takes `len` bytes (a multiple of [`PAGE`]) at the lowest free address.
+    fn alloc_pages(&mut self, len: u64) -> Result<u64> {
+        let mut cursor = self.free.cursor_front_mut();
+        while let Some(c) = cursor {
+            let (&start, &flen) = c.current();
+            if flen < len {
+                cursor = c.move_next();
+                continue;
+            }
+            let (_, node) = c.remove_current();
+            if flen > len {
+                // Reuse the tree node for the rest of the range.
+                let rest = node.into_reservation().into_node(start + len, flen - len);
+                self.free.insert(rest);
+            }
+            return Ok(start);
+        }
+        Err(EXFULL())
+    }
+
+    /// Gives back the pages `[start, start + len)`, merging them with free neighbours.
+    fn free_pages(&mut self, start: u64, len: u64) {
+        let mut len = len;
+        // The free range right after, if adjacent.
+        if let Some(next) = self.free.remove(&(start + len)) {
+            len += next;
+        }
+        // The free range right before, if adjacent: the last range starting below `start`.
+        let prev = match self.free.cursor_lower_bound(&start) {
+            Some(c) => c.peek_prev().map(|(&s, &l)| (s, l)),
+            None => self.free.cursor_back().map(|c| {
+                let (&s, &l) = c.current();
+                (s, l)
+            }),
+        };
+        if let Some((ps, pl)) = prev {
+            if ps + pl == start {
+                if let Some(v) = self.free.get_mut(&ps) {
+                    *v = pl + len;
+                    return;
+                }
+            }
+        }
+        // Only a range with no free neighbour needs a tree node. Without memory for it the
+        // pages stay out of the free map: the pool is smaller until the peer goes away, but
+        // nothing is corrupted or leaked beyond it.
+        let _ = self.free.try_create_and_insert(start, len, GFP_KERNEL);
+    }
+
+    /// Returns the offset of a new, unpublished slice of at least `size` bytes.
+    ///
+    /// Fails with `EMSGSIZE` if the slice can never fit the pool and with `EXFULL` if there is
+    /// no room for it now.
+    pub(crate) fn alloc(&mut self, size: u64) -> Result<u64> {
+        let size = align8(size).ok_or(EMSGSIZE)?;
+        if size > self.size {
+            return Err(EMSGSIZE);
+        }
+        if size > SLAB_MAX {
+            let pages_len = size.checked_add(PAGE - 1).ok_or(EMSGSIZE)? & !(PAGE - 1);
+            let off = self.alloc_pages(pages_len)?;
+            if let Err(e) = self.large.try_create_and_insert(
+                off,
+                Large {
+                    pages_len,
+                    published: false,
+                },
+                GFP_KERNEL,
+            ) {
+                self.free_pages(off, pages_len);
+                return Err(e);
+            }
+            self.n_slices += 1;
+            self.bytes += pages_len;
+            return Ok(off);
+        }
+        let class = class_of(size);
+        let page = match self.partial[class].last() {
+            Some(&p) => p,
+            None => self.new_slab(class)?,
+        };
+        let Some(slab) = self.slabs.get_mut(&page) else {
+            return Err(EXFULL());
+        };
+        let mut slot = None;
+        let slots = slab.slots();
+        for (w, word) in slab.allocated.iter_mut().enumerate() {
+            if *word != u64::MAX {
+                let bit = word.trailing_ones();
+                // CAST: `w < WORDS` and `bit < 64`.
+                let idx = w as u32 * 64 + bit;
+                if idx < slots {
+                    *word |= 1 << bit;
+                    slot = Some(idx);
+                }
+                break;
+            }
+        }
+        let Some(idx) = slot else {
+            return Err(EXFULL());
+        };
+        if slab.used == 0 {
+            self.empty[class] = self.empty[class].saturating_sub(1);
+        }
+        slab.used += 1;
+        if slab.used == slab.slots() {
+            slab.listed = false;
+            self.partial[class].pop();
+        }
+        self.n_slices += 1;
+        self.bytes += class_size(class);
+        Ok(page + u64::from(idx) * class_size(class))
+    }
+
+    /// Carves a new slab of class `class` out of a free page and lists it.
+    fn new_slab(&mut self, class: usize) -> Result<u64> {
+        self.partial[class].reserve(1, GFP_KERNEL)?;
+        let page = self.alloc_pages(PAGE)?;
+        let slab = Slab {
+            class,
+            allocated: [0; WORDS],
+            published: [0; WORDS],
+            used: 0,
+            listed: true,
+        };
+        if let Err(e) = self.slabs.try_create_and_insert(page, slab, GFP_KERNEL) {
+            self.free_pages(page, PAGE);
+            return Err(e);
+        }
+        // Cannot fail: room was reserved above.
+        let _ = self.partial[class].push_within_capacity(page);
+        self.empty[class] += 1;
+        Ok(page)
+    }
+
+    /// Finds the slice starting exactly at `offset`: its slab page and slot, or `None` for a
+    /// large slice. Fails with `ENXIO` if no slice starts there.
+    fn locate(&self, offset: u64) -> Result<Option<(u64, usize, u64)>> {
+        let page = offset & !(PAGE - 1);
+        if let Some(slab) = self.slabs.get(&page) {
+            let cs = class_size(slab.class);
+            let rel = offset - page;
+            if rel.checked_rem(cs) != Some(0) {
+                return Err(ENXIO);
+            }
+            // CAST: `rel < PAGE`, so the slot index is below 512.
+            let idx = rel.checked_div(cs).unwrap_or(0) as usize;
+            if !test_bit(&slab.allocated, idx) {
+                return Err(ENXIO);
+            }
+            return Ok(Some((page, idx, cs)));
+        }
+        if self.large.get(&offset).is_some() {
+            return Ok(None);
+        }
+        Err(ENXIO)
+    }
+
+    /// Whether the slice at `offset` (which exists) is published.
+    fn is_published(&self, offset: u64) -> Result<bool> {
+        Ok(match self.locate(offset)? {
+            Some((page, idx, _)) => self
+                .slabs
+                .get(&page)
+                .is_some_and(|s| test_bit(&s.published, idx)),
+            None => self.large.get(&offset).is_some_and(|l| l.published),
+        })
+    }
+
+    /// Frees the slice at `offset`, whatever its publication state. Returns the pages to give
+    /// back.
+    fn release(&mut self, offset: u64) -> Result<Option<Range<u64>>> {
+        match self.locate(offset)? {
+            None => {
+                let l = self.large.remove(&offset).ok_or(ENXIO)?;
+                self.free_pages(offset, l.pages_len);
+                self.n_slices -= 1;
+                self.bytes -= l.pages_len;
+                Ok(Some(offset..offset + l.pages_len))
+            }
+            Some((page, idx, cs)) => {
+                let slab = self.slabs.get_mut(&page).ok_or(ENXIO)?;
+                let class = slab.class;
+                set_bit(&mut slab.allocated, idx, false);
+                set_bit(&mut slab.published, idx, false);
+                slab.used -= 1;
+                self.n_slices -= 1;
+                self.bytes -= cs;
+                if !slab.listed {
+                    slab.listed = true;
+                    // Memory is short only if this push needs to grow the list; the slab then
+                    // stays unlisted and is reused once it is empty and released.
+                    if self.partial[class].push(page, GFP_KERNEL).is_err() {
+                        slab.listed = false;
+                    }
+                }
+                if slab.used > 0 {
+                    return Ok(None);
+                }
+                // Keep one empty slab per class, so a peer that receives and releases one small
+                // message at a time does not allocate and discard a page every time.
+                if self.empty[class] == 0 && slab.listed {
+                    self.empty[class] = 1;
+                    return Ok(None);
+                }
+                self.slabs.remove(&page);
+                self.partial[class].retain(|p| *p != page);
+                self.free_pages(page, PAGE);
+                Ok(Some(page..page + PAGE))
+            }
+        }
+    }
+
+    /// Frees an unpublished slice (the kernel's path: a message dropped before `RECV`). Returns
+    /// the page range, if any, that no slice uses any more and should be given back.
+    pub(crate) fn free(&mut self, offset: u64) -> Option<Range<u64>> {
+        match self.is_published(offset) {
+            Ok(false) => self.release(offset).ok().flatten(),
+            _ => None,
+        }
+    }
+
+    /// Marks the slice at `offset` published (`RECV`): from now on only `SLICE_RELEASE` or a
+    /// flush frees it.
+    pub(crate) fn publish(&mut self, offset: u64) {
+        match self.locate(offset) {
+            Ok(Some((page, idx, _))) => {
+                if let Some(s) = self.slabs.get_mut(&page) {
+                    set_bit(&mut s.published, idx, true);
+                }
+            }
+            Ok(None) => {
+                if let Some(l) = self.large.get_mut(&offset) {
+                    l.published = true;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// `SLICE_RELEASE`: frees the published slice starting exactly at `offset`; `ENXIO`
+    /// otherwise.
+    pub(crate) fn release_published(&mut self, offset: u64) -> Result<Option<Range<u64>>> {
+        if !self.is_published(offset)? {
+            return Err(ENXIO);
+        }
+        self.release(offset)
+    }
+
+    /// Frees every published slice (`RESET` and teardown), handing each page range to give back
+    /// to `discard`. Returns how many slices were freed.
+    pub(crate) fn flush_published(&mut self, mut discard: impl FnMut(Range<u64>)) -> usize {
+        let mut n = 0;
+        // Collect in rounds of a fixed size, so no allocation is needed.
+        loop {
+            let mut batch = [0u64; 64];
+            let mut k = 0;
+            'outer: for (&page, s) in self.slabs.iter() {
+                for (w, &word) in s.published.iter().enumerate() {
+                    let mut bits = word;
+                    while bits != 0 {
+                        let b = bits.trailing_zeros();
+                        bits &= bits - 1;
+                        if k == batch.len() {
+                            break 'outer;
+                        }
+                        // CAST: `w < WORDS`.
+                        batch[k] = page + (w as u64 * 64 + u64::from(b)) * class_size(s.class);
+                        k += 1;
+                    }
+                }
+            }
+            if k < batch.len() {
+                for (&off, l) in self.large.iter() {
+                    if k == batch.len() {
+                        break;
+                    }
+                    if l.published {
+                        batch[k] = off;
+                        k += 1;
+                    }
+                }
+            }
+            if k == 0 {
+                return n;
+            }
+            let before = n;
+            for &off in &batch[..k] {
+                match self.release(off) {
+                    Ok(r) => {
+                        if let Some(r) = r {
+                            discard(r);
+                        }
+                        n += 1;
+                    }
+                    // Cannot happen (published slices exist); never loop forever on it.
+                    Err(_) => {}
+                }
+            }
+            if n == before {
+                return n;
+            }
+        }
+    }
+}
+
+/// A peer's receive pool: the slice allocator and the shmem file behind it.
+///
+/// The allocator's mutex is held only to pick, publish or free a slice (and to give freed pages
+/// back, so a page cannot be handed out again while it is being discarded); payloads are copied
+/// into the file without it, so concurrent senders into one receiver copy in parallel.
+///
+/// Lock order: `Peer::inner` may be held when taking `Pool::alloc`, never the other way round.
+#[pin_data]
+pub(crate) struct Pool {
+    /// The memory.
+    file: ShmemFile,
+    /// Which parts of it are in use.
+    #[pin]
+    alloc: Mutex<SliceAllocator>,
+}
+
+impl Pool {
+    /// Creates a pool of the size set by the `pool_size_mib` module parameter.
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        let mib = u64::from(*crate::module_parameters::pool_size_mib.value());
+        // Out-of-range parameters fall back to the default rather than failing every open.
+        let mib = if (1..=4095).contains(&mib) { mib } else { 512 };
+        let size = mib << 20;
+        try_pin_init!(Pool {
+            file: ShmemFile::new(c"bus1-peer", size)?,
+            alloc <- new_mutex!(SliceAllocator::new(size)?, "Pool::alloc"),
+        })
+    }
+
+    /// Allocates an unpublished slice of `size` bytes; `EMSGSIZE` or `EXFULL` if it does not fit.
+    pub(crate) fn alloc(&self, size: u64) -> Result<u64> {
+        self.alloc.lock().alloc(size)
+    }
+
+    /// Frees the unpublished slice at `offset`, giving back pages no slice uses any more.
+    pub(crate) fn free(&self, offset: u64) {
+        let mut a = self.alloc.lock();
+        if let Some(r) = a.free(offset) {
+            // Best effort: pages that cannot be discarded now are reused later.
+            let _ = self.file.discard(r.start, r.end - r.start);
+        }
+    }
+
+    /// Copies `len` bytes from user memory at `src` into the pool at `offset`.
+    pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
+        self.file.write_from_user(offset, src, len)
+    }
+
+    /// Writes `data` into the pool at `offset`.
+    pub(crate) fn write(&self, offset: u64, data: &[u8]) -> Result {
+        self.file.write(offset, data)
+    }
+
+    /// Publishes the slice at `offset` to user space; it is never written again.
+    pub(crate) fn publish(&self, offset: u64) {
+        self.alloc.lock().publish(offset);
+    }
+
+    /// `SLICE_RELEASE`: frees the published slice at exactly `offset` (`ENXIO` otherwise).
+    pub(crate) fn release(&self, offset: u64) -> Result {
+        let mut a = self.alloc.lock();
+        if let Some(r) = a.release_published(offset)? {
+            let _ = self.file.discard(r.start, r.end - r.start);
+        }
+        Ok(())
+    }
+
+    /// Frees every published slice (reset and teardown); returns how many were freed.
+    pub(crate) fn flush(&self) -> u64 {
+        let mut a = self.alloc.lock();
+        let file = &self.file;
+        let n = a.flush_published(|r| {
+            let _ = file.discard(r.start, r.end - r.start);
+        });
+        // CAST: A count of slices always fits.
+        n as u64
+    }
+
+    /// Maps the pool read-only into `vma`.
+    pub(crate) fn mmap(&self, vma: &VmaNew) -> Result {
+        self.file.mmap(vma)
+    }
+
+    /// Returns the number of slices, their bytes and the resident pages, for fdinfo.
+    pub(crate) fn usage(&self) -> (usize, u64, u64) {
+        let (slices, bytes) = {
+            let a = self.alloc.lock();
+            (a.n_slices(), a.allocated_bytes())
+        };
+        (slices, bytes, self.file.resident_pages())
+    }
+}
+
+#[kunit_tests(bus1_pool)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic PRNG (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// Checks that `slices` (offset, size) are 8-aligned, inside `size` and pairwise disjoint.
+    fn check_disjoint(slices: &mut KVec<(u64, u64)>, size: u64) {
+        slices.sort_unstable_by_key(|s| s.0);
+        let mut end = 0;
+        for &(off, len) in slices.iter() {
+            assert_eq!(off % 8, 0);
+            assert!(off >= end);
+            end = off + len;
+            assert!(end <= size);
+        }
+    }
+
+    #[test]
+    fn small_and_large_slices_are_disjoint() -> Result {
+        let size = 1 << 20;
+        let mut a = SliceAllocator::new(size)?;
+        let mut v = KVec::new();
+        let sizes = [
+            0u64, 1, 7, 8, 9, 100, 512, 513, 2048, 2049, 5000, 3, 64, 12000,
+        ];
+        for round in 0..20u64 {
+            for &s in sizes.iter() {
+                let off = a.alloc(s + round)?;
+                v.push((off, (s + round).max(1)), GFP_KERNEL)?;
+            }
+        }
+        assert_eq!(a.n_slices(), v.len());
+        check_disjoint(&mut v, size);
+        for &(off, _) in v.iter() {
+            assert!(a.free(off).is_none() || a.n_slices() < v.len());
+        }
+        assert_eq!(a.n_slices(), 0);
+        assert_eq!(a.allocated_bytes(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn exhaustion_and_reuse() -> Result {
+        let size = 1 << 20;
+        let mut a = SliceAllocator::new(size)?;
+        assert_eq!(a.alloc(size + 1), Err(EMSGSIZE));
+        let whole = a.alloc(size)?;
+        assert_eq!(whole, 0);
+        assert_eq!(a.alloc(8), Err(EXFULL()));
+        assert_eq!(a.free(whole), Some(0..size));
+        // Fill with 64 KiB slices, free every other one: a 128 KiB slice does not fit until the
+        // rest is freed, and coalescing makes the whole pool one range again.
+        let mut offs = KVec::new();
+        while let Ok(off) = a.alloc(64 << 10) {
+            offs.push(off, GFP_KERNEL)?;
+        }
+        assert_eq!(offs.len(), 16);
+        for (i, &off) in offs.iter().enumerate() {
+            if i % 2 == 0 {
+                assert!(a.free(off).is_some());
+            }
+        }
+        assert_eq!(a.alloc(128 << 10), Err(EXFULL()));
+        for (i, &off) in offs.iter().enumerate() {
+            if i % 2 == 1 {
+                assert!(a.free(off).is_some());
+            }
+        }
+        assert_eq!(a.allocated_bytes(), 0);
+        assert_eq!(a.alloc(size)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn small_slices_fill_the_pool() -> Result {
+        let size = 64 << 10;
+        let mut a = SliceAllocator::new(size)?;
+        let mut n = 0u64;
+        while a.alloc(2048).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, size / 2048);
+        assert_eq!(a.alloc(8), Err(EXFULL()));
+        Ok(())
+    }
+
+    #[test]
+    fn publish_and_release() -> Result {
+        let mut a = SliceAllocator::new(1 << 20)?;
+        let s = a.alloc(24)?;
+        let l = a.alloc(10000)?;
+        // Unpublished, unknown and mid-slice offsets are not releasable.
+        assert_eq!(a.release_published(s), Err(ENXIO));
+        assert_eq!(a.release_published(l), Err(ENXIO));
+        assert_eq!(a.release_published(s + 8), Err(ENXIO));
+        assert_eq!(a.release_published(l + 8), Err(ENXIO));
+        assert_eq!(a.release_published(900 << 10), Err(ENXIO));
+        a.publish(s);
+        a.publish(l);
+        // A published slice is not freed by the kernel path.
+        assert!(a.free(s).is_none());
+        assert_eq!(a.n_slices(), 2);
+        assert!(a.release_published(s).is_ok());
+        assert_eq!(a.release_published(s), Err(ENXIO));
+        assert!(a.release_published(l)?.is_some());
+        assert_eq!(a.release_published(l), Err(ENXIO));
+        assert_eq!(a.n_slices(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn flush_frees_published_only() -> Result {
+        let mut a = SliceAllocator::new(4 << 20)?;
+        let mut kept = KVec::new();
+        for i in 0..300u64 {
+            let off = a.alloc(8 + (i % 5) * 700)?;
+            if i % 3 == 0 {
+                kept.push(off, GFP_KERNEL)?;
+            } else {
+                a.publish(off);
+            }
+        }
+        let mut discarded = 0u64;
+        let n = a.flush_published(|r| discarded += r.end - r.start);
+        assert_eq!(n, 200);
+        assert_eq!(a.n_slices(), 100);
+        assert!(discarded > 0);
+        for &off in kept.iter() {
+            assert_eq!(a.release_published(off), Err(ENXIO));
+            a.free(off);
+        }
+        assert_eq!(a.n_slices(), 0);
+        assert_eq!(a.flush_published(|_| ()), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn discard_never_hits_live_slices() -> Result {
+        let size = 2 << 20;
+        let mut a = SliceAllocator::new(size)?;
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut live: KVec<(u64, u64)> = KVec::new();
+        for _ in 0..4000 {
+            if live.len() < 200 && rng.next() % 3 != 0 {
+                let len = match rng.next() % 4 {
+                    0 => rng.next() % 64,
+                    1 => rng.next() % 2048,
+                    2 => rng.next() % 9000,
+                    _ => 8,
+                };
+                if let Ok(off) = a.alloc(len) {
+                    live.push((off, len.max(1)), GFP_KERNEL)?;
+                }
+            } else if !live.is_empty() {
+                // CAST: `live.len()` is at most 200.
+                let i = (rng.next() % live.len() as u64) as usize;
+                let (off, _) = live.remove(i)?;
+                if rng.next() % 2 == 0 {
+                    a.publish(off);
+                    if let Some(r) = a.release_published(off)? {
+                        check_range(&r, &live, size);
+                    }
+                } else if let Some(r) = a.free(off) {
+                    check_range(&r, &live, size);
+                }
+            }
+        }
+        let mut v = KVec::new();
+        v.extend_from_slice(&live, GFP_KERNEL)?;
+        check_disjoint(&mut v, size);
+        Ok(())
+    }
+
+    /// A discarded range is page-aligned, inside the pool and overlaps no live slice.
+    fn check_range(r: &Range<u64>, live: &[(u64, u64)], size: u64) {
+        assert_eq!(r.start % PAGE, 0);
+        assert_eq!(r.end % PAGE, 0);
+        assert!(r.start < r.end && r.end <= size);
+        for &(off, len) in live {
+            assert!(off + len <= r.start || off >= r.end);
+        }
+    }
+}
