@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -2293,3 +2294,81 @@ TEST_F(bus, reset_flush_messages_and_slices)
 }
 
 TEST_HARNESS_MAIN
+
+/* --- memory cgroup charging ---------------------------------------------- */
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -EIO;
+}
+
+static long long read_ll(const char *path)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atoll(buf) : -1;
+}
+
+/*
+ * Pool pages are charged to the memory cgroup of the task that opened the
+ * receiving peer, even though the sender's task writes them.
+ */
+TEST(pool_pages_charged_to_receiver_memcg)
+{
+	const char *root = "/sys/fs/cgroup", *cg = "/sys/fs/cgroup/bus1-receiver";
+	size_t len = 4UL << 20;
+	char pid[32], *buf;
+	long long before, after;
+	__u64 to_b;
+	int a, b;
+
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK)) {
+		mkdir(root, 0755);
+		if (mount("none", root, "cgroup2", 0, NULL))
+			SKIP(return, "no cgroup2: %s", strerror(errno));
+	}
+	if (write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory"))
+		SKIP(return, "no memory controller");
+	ASSERT_TRUE(mkdir(cg, 0755) == 0 || errno == EEXIST);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+
+	/* Open the receiver from inside the group, then leave it. */
+	ASSERT_EQ(0, write_file("/sys/fs/cgroup/bus1-receiver/cgroup.procs", pid));
+	b = peer_new();
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, write_file("/sys/fs/cgroup/cgroup.procs", pid));
+	a = peer_new();
+	ASSERT_LE(0, a);
+	ASSERT_EQ(0, xfer(b, N1, a, &to_b));
+
+	buf = malloc(len);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0x5a, len);
+	before = read_ll("/sys/fs/cgroup/bus1-receiver/memory.current");
+	ASSERT_LE(0, before);
+	ASSERT_EQ(0, send_buf(a, to_b, buf, len));
+	after = read_ll("/sys/fs/cgroup/bus1-receiver/memory.current");
+	/* The 4 MiB of pool pages, give or take a little slab memory. */
+	ASSERT_LE(before + (long long)len, after) TH_LOG("before %lld after %lld", before, after);
+
+	/* Closing the receiver gives the pages back. */
+	close(b);
+	close(a);
+	after = read_ll("/sys/fs/cgroup/bus1-receiver/memory.current");
+	ASSERT_GT(before + (long long)len / 2, after) TH_LOG("after close %lld", after);
+	free(buf);
+	ASSERT_EQ(0, rmdir(cg));
+}
