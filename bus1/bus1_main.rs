@@ -16,6 +16,14 @@
 //!    active reference or to mark the peer disconnected (and, inside it, the wait queue lock of
 //!    `Peer::idle` while waiting for active references to drain).
 //!
+//! A third lock belongs to the peer's receive pool:
+//!
+//! 3. `Pool::alloc`, a mutex over the pool's slice allocator, held only to allocate, publish or
+//!    free a slice and, when pages become unused, to give them back to the shmem file (which
+//!    takes that file's inode lock inside it). It is innermost: it may be taken with a peer's
+//!    `inner` held, and nothing else is taken under it. Payloads are copied into the pool with
+//!    no bus1 lock held at all.
+//!
 //! `active` may be taken while holding `inner`, never the other way round. **At most one peer's
 //! `inner` is held at any time**: an operation that involves several peers (handle transfer,
 //! release of a remote handle, node destruction, teardown) takes each peer's lock in turn, only
