@@ -7,6 +7,10 @@
 #   make run CMD='...'   ... and run CMD in the guest instead
 #   make check           provision, build, run every test on the debug and the release kernel
 #   make vm              interactive guest shell (release kernel)
+#   make kunit           build bus1 into a kernel in tree, run its KUnit suites with kunit.py
+#   make intree KSRC=... place bus1 into a kernel source tree as ipc/bus1 (symlinks)
+#   make intree-remove KSRC=...  take it out again
+#   make patches         git format-patch series against the provisioned tree, in build/patches
 #   make clean           remove build products from this tree
 #
 # Kbuild reads ./Kbuild; this file is only the front end.
@@ -20,7 +24,7 @@ TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help
+.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit
 
 all: modules
 
@@ -46,6 +50,18 @@ run:
 
 vm:
 	@scripts/vm.sh shell $(VARIANT)
+
+intree:
+	@scripts/intree.sh install "$(KSRC)"
+
+intree-remove:
+	@scripts/intree.sh remove "$(KSRC)"
+
+patches:
+	@scripts/intree.sh patches "$(TOP)/build/patches" $(if $(KSRC),"$(KSRC)")
+
+kunit:
+	@scripts/kunit.sh
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# `make check`: every test on the debug kernel, then on the release kernel.
-# The last line is "N passed, N failed" over both runs; exit status 1 if
-# anything failed, crashed, splatted or timed out.
+# `make check`: every test on the debug kernel, then on the release kernel,
+# then bus1's KUnit suites in tree through kunit.py (`make kunit`; skip it with
+# BUS1_KUNIT=no). The last line is "N passed, N failed" over all runs; exit
+# status 1 if anything failed, crashed, splatted or timed out.
 . "$(dirname "$0")/lib.sh"
 set +e
 start=$(date +%s)
 "$BUS1_TOP/scripts/provision.sh" || { echo "0 passed, 1 failed"; exit 1; }
 total_p=0 total_f=0
 for v in ${BUS1_VARIANTS:-debug release}; do
-	out=$("$BUS1_TOP/scripts/vm.sh" check "$v" | tee /dev/stderr)
+	out=$("$BUS1_TOP/scripts/vm.sh" check "$v" | tee -a /dev/stderr)
 	r=$(printf '%s\n' "$out" | sed -n 's/^RESULT \([0-9]*\) \([0-9]*\)$/\1 \2/p' | tail -n1)
 	if [ -z "$r" ]; then
 		echo "FAIL [$v] the $v run produced no result (build or boot failure above)"
@@ -18,6 +19,17 @@ for v in ${BUS1_VARIANTS:-debug release}; do
 	set -- $r
 	total_p=$((total_p + $1)); total_f=$((total_f + $2))
 done
+if [ "${BUS1_KUNIT:-yes}" != no ]; then
+	# One case per bus1 KUnit case kunit.py reports, plus the /dev/bus1 boot.
+	out=$("$BUS1_TOP/scripts/kunit.sh" | tee -a /dev/stderr)
+	r=$(printf '%s\n' "$out" | sed -n 's/^kunit\.py: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -n1)
+	if [ -z "$r" ]; then
+		echo "FAIL [kunit] make kunit produced no result (build or boot failure above)"
+		r="0 1"
+	fi
+	set -- $r
+	total_p=$((total_p + $1)); total_f=$((total_f + $2))
+fi
 echo "make check took $(( $(date +%s) - start )) s"
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ] && [ "$total_p" -gt 0 ]
