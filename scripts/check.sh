@@ -30,6 +30,18 @@ if [ "${BUS1_KUNIT:-yes}" != no ]; then
 	set -- $r
 	total_p=$((total_p + $1)); total_f=$((total_f + $2))
 fi
+# Style: every Rust file formatted as the kernel's rustfmt configuration says.
+ksrc=$(ls -d "$BUS1_CACHE"/src/linux-"$KVER_SERIES"* 2>/dev/null | sort -V | tail -n1)
+if [ -n "$ksrc" ] && command -v rustfmt >/dev/null; then
+	if rustfmt --edition 2021 --config-path "$ksrc/.rustfmt.toml" --check \
+		"$BUS1_TOP"/bus1/*.rs "$BUS1_TOP"/rust/*.rs >&2; then
+		echo "PASS [style] rustfmt --check"
+		total_p=$((total_p + 1))
+	else
+		echo "FAIL [style] rustfmt --check (diff above)"
+		total_f=$((total_f + 1))
+	fi
+fi
 echo "make check took $(( $(date +%s) - start )) s"
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ] && [ "$total_p" -gt 0 ]
