@@ -24,6 +24,16 @@
 //!    `inner` held, and nothing else is taken under it. Payloads are copied into the pool with
 //!    no bus1 lock held at all.
 //!
+//! Two locks belong to per-user accounting ([`user`]):
+//!
+//! 4. `User::ledger`, a spinlock over one user's counters and shares, taken only inside the
+//!    `inner` lock of one of that user's peers (every charge goes to the peer and its user at
+//!    once), or under the registry lock to print it. Nothing is taken under it.
+//! 5. `USERS`, the global registry mutex (UID to user object), taken when a peer is created and
+//!    when a peer object is freed, which may happen while another peer's `inner` is held; under
+//!    it only `User::ledger` is taken (by the debugfs file). It is never taken on the send,
+//!    receive or release path.
+//!
 //! `active` may be taken while holding `inner`, never the other way round. **At most one peer's
 //! `inner` is held at any time**: an operation that involves several peers (handle transfer,
 //! release of a remote handle, node destruction, teardown) takes each peer's lock in turn, only
@@ -46,14 +56,19 @@ mod node;
 mod peer;
 mod pool;
 mod queue;
+mod quota;
 mod transaction;
 mod uapi;
+mod user;
 
 use ext::miscdevice::{
     MiscDeviceOptions,
     MiscDeviceRegistration, //
 };
-use kernel::prelude::*;
+use kernel::{
+    debugfs,
+    prelude::*, //
+};
 
 module! {
     type: Bus1Module,
@@ -67,12 +82,35 @@ module! {
             default: 512,
             description: "Virtual size of each peer's receive pool in MiB (1..4095)",
         },
+        user_slices_max: u32 {
+            default: 16384,
+            description: "Per-UID maximum of pool slices (received, unreleased messages)",
+        },
+        user_handles_max: u32 {
+            default: 65536,
+            description: "Per-UID maximum of handle references",
+        },
+        user_inflight_bytes_max: u32 {
+            default: 16777216,
+            description: "Per-UID maximum of bytes in queued, unreceived messages",
+        },
+        user_inflight_fds_max: u32 {
+            default: 4096,
+            description: "Per-UID maximum of file descriptors in queued, unreceived messages",
+        },
+        quota_policy: u32 {
+            default: 2,
+            description: "uid-to-uid quota rule: 0 half (2016), 1 n-th (2017), 2 quasilinear (2026)",
+        },
     },
 }
 
-/// The module instance: owns the `/dev/bus1` registration.
+/// The module instance: owns the `/dev/bus1` registration and the debugfs files.
 #[pin_data]
 struct Bus1Module {
+    /// The debugfs file `bus1/users` (see [`user::UsersFile`]); removed before the registry can
+    /// go away.
+    users: Pin<KBox<debugfs::File<user::UsersFile>>>,
     #[pin]
     misc: MiscDeviceRegistration<peer::Peer>,
 }
@@ -83,7 +121,12 @@ impl kernel::InPlaceModule for Bus1Module {
             name: c"bus1",
             mode: 0o666,
         };
+        // Before anything can open a peer.
+        ext::global::init_users();
+        let dir = debugfs::Dir::new(c"bus1");
+        let users = KBox::pin_init(dir.read_only_file(c"users", user::UsersFile), GFP_KERNEL);
         try_pin_init!(Self {
+            users: users?,
             misc <- MiscDeviceRegistration::register(options, module),
         })
     }

@@ -10,9 +10,13 @@
 //! # Resources a queued copy holds
 //!
 //! - its slice (freed when the copy is dropped unreceived; after `RECV` it belongs to the
-//!   receiver until `SLICE_RELEASE`), charged as one slice to the receiver;
-//! - `n_handles` handle references charged to the receiver (kept for handles delivered by
-//!   `RECV`, which become user references, and returned for the rest);
+//!   receiver until `SLICE_RELEASE`), charged as one slice to the receiver and its user;
+//! - `n_handles` handle references charged to them (kept for handles delivered by `RECV`, which
+//!   become user references, and returned for the rest);
+//! - the slice's size in in-flight bytes and `n_fds` in-flight file descriptors, charged to them
+//!   until the copy is received or dropped;
+//! - all of the above as the sending user's share of the receiver's resources, which the quota
+//!   bounds (see [`crate::quota`]), until the copy is received or dropped;
 //! - one in-flight strong reference on every carried node that was live at `SEND`, which keeps
 //!   `NODE_RELEASE` from firing while the message is in flight.
 //!
@@ -49,11 +53,16 @@ use crate::{
         put_strong,
         Event,
         Peer,
-        PeerActive, //
+        PeerActive,
+        ShareReservations, //
     },
     queue::{
         Queue,
         QueueSlot, //
+    },
+    quota::{
+        self,
+        Charge, //
     },
     transaction::Transaction,
     uapi,
@@ -130,7 +139,10 @@ pub(crate) struct Cargo {
 /// # Invariants
 ///
 /// - `slice` is allocated in `receiver`'s pool and not published, if it is `Some`.
-/// - `handles_charged` handle references are charged to `receiver`.
+/// - `charged` is charged to `receiver` and its user; `shared` is part of `sender_uid`'s share
+///   at both levels.
+/// - `charged[SLICES]` is 0 once the slice was published (it is then charged until
+///   `SLICE_RELEASE`), 1 before.
 /// - If `inflight`, every live node in `cargo` holds one strong reference for this copy.
 pub(crate) struct Message {
     /// The peer whose pool holds the slice and whose limits were charged.
@@ -145,8 +157,12 @@ pub(crate) struct Message {
     sender: SenderIds,
     /// Handles and files.
     cargo: Option<Arc<Cargo>>,
-    /// Handle references charged to `receiver` and not yet delivered.
-    handles_charged: u64,
+    /// The sending user (global UID).
+    sender_uid: u32,
+    /// What this copy holds of the receiver's resources.
+    charged: Charge,
+    /// What of that counts as the sending user's share.
+    shared: Charge,
     /// Whether the carried nodes hold this copy's in-flight references.
     inflight: bool,
 }
@@ -168,13 +184,12 @@ impl Drop for Message {
     fn drop(&mut self) {
         if let Some(off) = self.slice.take() {
             self.receiver.pool().free(off);
-            self.receiver.lock().limits.discharge_slices(1);
         }
-        if self.handles_charged > 0 {
+        if !self.charged.is_zero() || !self.shared.is_zero() {
             self.receiver
                 .lock()
                 .limits
-                .discharge_handles(self.handles_charged);
+                .release(self.sender_uid, &self.shared, &self.charged);
         }
         if self.inflight {
             if let Some(cargo) = &self.cargo {
@@ -390,7 +405,7 @@ impl Peer {
 
         if seed {
             let dst = PeerActive::acquire(self.clone())?;
-            let msg = build_copy(&dst, None, layout, vecs, &sender)?;
+            let msg = build_copy(&dst, None, layout, vecs, &sender, self.uid())?;
             let cargo = make_cargo(nodes, files, 1)?;
             let mut msg = msg;
             msg.cargo = Some(cargo);
@@ -415,7 +430,7 @@ impl Peer {
             if new {
                 created.push(node.clone(), GFP_KERNEL)?;
             }
-            match self.send_one(&node, layout, vecs, &sender) {
+            match self.send_one(&node, layout, vecs, &sender, self.uid()) {
                 Ok(p) => {
                     pending.push(p, GFP_KERNEL)?;
                     errors.push(0, GFP_KERNEL)?;
@@ -459,13 +474,14 @@ impl Peer {
         layout: SliceLayout,
         vecs: &[uapi::IoVec],
         sender: &SenderIds,
+        sender_uid: u32,
     ) -> Result<Pending> {
         let dst = PeerActive::acquire(node.owner().clone())?;
         if dst.peer().lock().nodes.get(&node.serial()).is_none() {
             return Err(EHOSTUNREACH());
         }
         let slot = Queue::reserve(GFP_KERNEL)?;
-        let msg = build_copy(&dst, Some(node.clone()), layout, vecs, sender)?;
+        let msg = build_copy(&dst, Some(node.clone()), layout, vecs, sender, sender_uid)?;
         Ok(Pending { dst, slot, msg })
     }
 
@@ -646,9 +662,13 @@ impl Peer {
             }
         }
         // Undelivered handles give their charge back; delivered ones keep it as user refs.
-        msg.handles_charged = msg.handles_charged.saturating_sub(delivered);
+        // The published slice keeps its charge until `SLICE_RELEASE`. Dropping `msg` returns
+        // the rest: the in-flight bytes and fds, and the sender's share.
+        let h = &mut msg.charged.0[quota::HANDLES];
+        *h = h.saturating_sub(delivered);
         self.pool().publish(off);
         msg.slice = None;
+        msg.charged.0[quota::SLICES] = 0;
         if let Some(cargo) = &cargo {
             for (r, file) in res.fds.drain_all().zip(cargo.files.iter()) {
                 r.fd_install(file.clone());
@@ -739,17 +759,40 @@ fn is_per_destination(e: Error) -> bool {
     e == EHOSTUNREACH() || e == ESHUTDOWN() || e == EDQUOT() || e == crate::ext::errno::EXFULL()
 }
 
-/// Builds a copy for the peer pinned by `dst`: charges it one slice and the handles, allocates
-/// the slice and copies the payload into it.
+/// Builds a copy for the peer pinned by `dst`, sent by the user `sender_uid`: charges the peer
+/// and its user a slice, the slice's bytes, the handles and the fds (subject to the quota),
+/// allocates the slice and copies the payload into it.
 fn build_copy(
     dst: &PeerActive,
     node: Option<Arc<Node>>,
     layout: SliceLayout,
     vecs: &[uapi::IoVec],
     sender: &SenderIds,
+    sender_uid: u32,
 ) -> Result<Message> {
     let peer = dst.peer();
-    peer.lock().limits.charge(1, layout.n_handles)?;
+    // What can never fit is refused before the quota is asked.
+    if layout.size() > peer.pool().size() {
+        return Err(EMSGSIZE);
+    }
+    let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
+    let shared = if sender_uid == peer.uid() {
+        // A user's messages to itself are bounded by its own limits only: the quota protects a
+        // receiver from other users.
+        peer.lock().limits.charge(&c)?;
+        Charge::default()
+    } else {
+        // The first message from a sending user needs share entries; they are allocated
+        // unlocked, once per (receiver, sending user) pair.
+        if !peer.lock().limits.charge_quota(sender_uid, &c, None)? {
+            let res = ShareReservations::new()?;
+            if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
+                return Err(ENOTRECOVERABLE());
+            }
+        }
+        c
+    };
+    // From here on, dropping `msg` gives back what was charged.
     let mut msg = Message {
         receiver: peer.clone(),
         node,
@@ -757,18 +800,13 @@ fn build_copy(
         layout,
         sender: sender.clone(),
         cargo: None,
-        handles_charged: 0,
+        sender_uid,
+        charged: c,
+        shared,
         inflight: false,
     };
-    // From here on, dropping `msg` gives back what was charged.
-    msg.handles_charged = layout.n_handles;
-    let off = match peer.pool().alloc(layout.size()) {
-        Ok(off) => off,
-        Err(e) => {
-            peer.lock().limits.discharge_slices(1);
-            return Err(e);
-        }
-    };
+    // On failure, `msg` gives the slice's charge back with the rest.
+    let off = peer.pool().alloc(layout.size())?;
     msg.slice = Some(off);
     let pool = peer.pool();
     let mut at = off;

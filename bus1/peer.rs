@@ -52,8 +52,15 @@ use crate::{
         QueueKey,
         QueueSlot, //
     },
+    quota::{
+        self,
+        Charge,
+        Ledger,
+        ShareReservation, //
+    },
     transaction::Transaction,
     uapi,
+    user::UserRef,
 };
 use core::mem::size_of;
 use kernel::{
@@ -95,15 +102,8 @@ use kernel::{
 /// Source of peer IDs; IDs are unique for the lifetime of the module and start at 1.
 static PEER_IDS: Atomic<u64> = Atomic::new(0);
 
-/// Default per-peer limit on pool slices.
-const DEFAULT_MAX_SLICES: u32 = 16384;
-/// Default per-peer limit on handle user references; also the per-user maximum that bounds the
-/// size of a `NODES_DESTROY` array.
-const DEFAULT_MAX_HANDLES: u32 = 65536;
-/// Default per-peer limit on in-flight bytes.
-const DEFAULT_MAX_INFLIGHT_BYTES: u32 = 16 * 1024 * 1024;
-/// Default per-peer limit on in-flight file descriptors.
-const DEFAULT_MAX_INFLIGHT_FDS: u32 = 4096;
+/// The most IDs a `NODES_DESTROY` array may hold, as in the RFC (its default handle limit).
+const NODES_DESTROY_MAX: u64 = 65536;
 
 /// An entry of a peer's queue.
 pub(crate) enum Event {
@@ -115,77 +115,138 @@ pub(crate) enum Event {
     Data(Message),
 }
 
-/// Per-peer resource limits and what is left of them.
+/// Share entries for one sending user, at the peer and at the user level, allocated before the
+/// locks are taken.
+pub(crate) struct ShareReservations {
+    /// For the peer's ledger.
+    peer: ShareReservation,
+    /// For the user's ledger.
+    user: ShareReservation,
+}
+
+impl ShareReservations {
+    /// Allocates both entries.
+    pub(crate) fn new() -> Result<Self> {
+        Ok(ShareReservations {
+            peer: RBTreeNodeReservation::new(GFP_KERNEL)?,
+            user: RBTreeNodeReservation::new(GFP_KERNEL)?,
+        })
+    }
+}
+
+/// A peer's accounts and, one level up, its user's.
+///
+/// Every charge goes to both levels, all or nothing: the peer's [`Ledger`] (limits set through
+/// `PEER_RESET`) and its user's (module parameters). The user's ledger is locked inside this
+/// peer's `inner` lock.
 pub(crate) struct Limits {
-    /// Maximum pool slices.
-    max_slices: u32,
-    /// Maximum handle user references.
-    max_handles: u32,
-    /// Maximum in-flight bytes.
-    max_inflight_bytes: u32,
-    /// Maximum in-flight file descriptors.
-    max_inflight_fds: u32,
-    /// Handle references still available; negative after the limit was lowered below use.
-    handles_left: i64,
-    /// Pool slices still available; negative after the limit was lowered below use.
-    slices_left: i64,
+    /// The user this peer is charged to.
+    user: UserRef,
+    /// This peer's accounts.
+    ledger: Ledger,
 }
 
 impl Limits {
-    /// The limits of a new peer.
-    fn new() -> Self {
+    /// The limits of a new peer of `user`: the user's maxima.
+    fn new(user: UserRef) -> Self {
+        let max = {
+            let l = user.user().ledger();
+            [
+                l.max(quota::SLICES),
+                l.max(quota::HANDLES),
+                l.max(quota::BYTES),
+                l.max(quota::FDS),
+            ]
+        };
         Limits {
-            max_slices: DEFAULT_MAX_SLICES,
-            max_handles: DEFAULT_MAX_HANDLES,
-            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
-            max_inflight_fds: DEFAULT_MAX_INFLIGHT_FDS,
-            handles_left: i64::from(DEFAULT_MAX_HANDLES),
-            slices_left: i64::from(DEFAULT_MAX_SLICES),
+            user,
+            ledger: Ledger::new(max),
         }
     }
 
     /// Returns the handle limit, which also bounds the length of ID arrays.
     pub(crate) fn max_handles(&self) -> u32 {
-        self.max_handles
+        self.ledger.max(quota::HANDLES)
     }
 
-    /// Charges `slices` slices and `handles` handle references, all or nothing (`EDQUOT`).
-    pub(crate) fn charge(&mut self, slices: u64, handles: u64) -> Result {
-        let slices_i = i64::try_from(slices).map_err(|_| EDQUOT())?;
-        if slices_i > self.slices_left {
+    /// Charges `c` to the peer and its user, without a quota: for what a peer takes itself.
+    pub(crate) fn charge(&mut self, c: &Charge) -> Result {
+        let mut u = self.user.user().ledger();
+        if !self.ledger.fits(c) || !u.fits(c) {
             return Err(EDQUOT());
         }
-        self.charge_handles(handles)?;
-        self.slices_left -= slices_i;
+        self.ledger.take(c);
+        u.take(c);
         Ok(())
+    }
+
+    /// Gives `c` back to the peer and its user.
+    pub(crate) fn discharge(&mut self, c: &Charge) {
+        self.ledger.give(c);
+        self.user.user().ledger().give(c);
+    }
+
+    /// Charges `c` on behalf of the sending user `sender`, subject to the quota at both levels.
+    ///
+    /// Returns `Ok(false)`, changing nothing, if share entries for `sender` are missing and
+    /// `res` is [`None`]: the caller allocates them unlocked and tries again.
+    pub(crate) fn charge_quota(
+        &mut self,
+        sender: u32,
+        c: &Charge,
+        res: Option<ShareReservations>,
+    ) -> Result<bool> {
+        let user = self.user.user();
+        let mut u = user.ledger();
+        if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
+            let Some(res) = res else {
+                return Ok(false);
+            };
+            // Entries are never removed, so adding them early changes nothing observable.
+            self.ledger.add_entry(sender, res.peer);
+            u.add_entry(sender, res.user);
+        }
+        let p = user.policy();
+        if !u.quota_allows(p, sender, c) || !self.ledger.quota_allows(p, sender, c) {
+            return Err(EDQUOT());
+        }
+        u.take_shared(sender, c);
+        self.ledger.take_shared(sender, c);
+        Ok(true)
+    }
+
+    /// Removes `shared` from `sender`'s shares and gives `charged` back, at both levels.
+    pub(crate) fn release(&mut self, sender: u32, shared: &Charge, charged: &Charge) {
+        let mut u = self.user.user().ledger();
+        u.unshare(sender, shared);
+        u.give(charged);
+        self.ledger.unshare(sender, shared);
+        self.ledger.give(charged);
     }
 
     /// Returns `n` slices.
     pub(crate) fn discharge_slices(&mut self, n: u64) {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        self.slices_left = self.slices_left.saturating_add(n);
+        self.discharge(&Charge::one(quota::SLICES, n));
     }
 
     /// Fails with `EDQUOT` unless `n` more handle references fit.
     fn check_handles(&self, n: u64) -> Result {
-        match i64::try_from(n) {
-            Ok(n) if n <= self.handles_left => Ok(()),
-            _ => Err(EDQUOT()),
+        let c = Charge::one(quota::HANDLES, n);
+        if self.ledger.fits(&c) && self.user.user().ledger().fits(&c) {
+            Ok(())
+        } else {
+            Err(EDQUOT())
         }
     }
 
     /// Charges `n` handle references.
     pub(crate) fn charge_handles(&mut self, n: u64) -> Result {
-        self.check_handles(n)?;
-        // Cannot fail: `check_handles` proved `n` fits in an `i64` and in `handles_left`.
-        self.handles_left -= i64::try_from(n).map_err(|_| EDQUOT())?;
-        Ok(())
+        self.charge(&Charge::one(quota::HANDLES, n))
     }
 
     /// Returns `n` handle references.
     pub(crate) fn discharge_handles(&mut self, n: u64) {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        self.handles_left = self.handles_left.saturating_add(n);
+        self.discharge(&Charge::one(quota::HANDLES, n));
     }
 }
 
@@ -220,6 +281,9 @@ struct Active {
 pub(crate) struct Peer {
     /// Diagnostic ID, shown in fdinfo; also orders nodes and tags transactions.
     id: u64,
+    /// The UID the peer is charged to (global value), which is also the sending user for its
+    /// messages.
+    uid: u32,
     /// Everything the peer owns.
     #[pin]
     inner: Mutex<PeerInner>,
@@ -385,13 +449,16 @@ impl Peer {
     pub(crate) fn new() -> Result<Arc<Self>> {
         let id = PEER_IDS.fetch_add(1, Relaxed) + 1;
         let viewer = Viewer::current()?;
+        let uid = viewer.real_kuid();
+        let user = UserRef::get(uid)?;
         Arc::pin_init(
             try_pin_init!(Peer {
                 id,
+                uid,
                 inner <- new_mutex!(
                     PeerInner {
                         queue: Queue::new(),
-                        limits: Limits::new(),
+                        limits: Limits::new(user),
                         peer_flags: 0,
                         handles: HandleMap::new(),
                         nodes: RBTree::new(),
@@ -419,6 +486,11 @@ impl Peer {
     /// Returns the peer's diagnostic ID.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Returns the UID the peer is charged to.
+    pub(crate) fn uid(&self) -> u32 {
+        self.uid
     }
 
     /// Locks the peer's state.
@@ -593,10 +665,11 @@ impl Peer {
         {
             let inner = self.lock();
             q.peer_flags = inner.peer_flags;
-            q.max_slices = inner.limits.max_slices;
-            q.max_handles = inner.limits.max_handles;
-            q.max_inflight_bytes = inner.limits.max_inflight_bytes;
-            q.max_inflight_fds = inner.limits.max_inflight_fds;
+            let l = &inner.limits.ledger;
+            q.max_slices = l.max(quota::SLICES);
+            q.max_handles = l.max(quota::HANDLES);
+            q.max_inflight_bytes = l.max(quota::BYTES);
+            q.max_inflight_fds = l.max(quota::FDS);
         }
         w.write(&q)?;
         Ok(0)
@@ -628,22 +701,11 @@ impl Peer {
             if q.peer_flags != u64::MAX {
                 inner.peer_flags = q.peer_flags;
             }
-            let l = &mut inner.limits;
-            if q.max_slices != u32::MAX {
-                let delta = i64::from(q.max_slices) - i64::from(l.max_slices);
-                l.slices_left = l.slices_left.saturating_add(delta);
-                l.max_slices = q.max_slices;
-            }
-            if q.max_handles != u32::MAX {
-                let delta = i64::from(q.max_handles) - i64::from(l.max_handles);
-                l.handles_left = l.handles_left.saturating_add(delta);
-                l.max_handles = q.max_handles;
-            }
-            if q.max_inflight_bytes != u32::MAX {
-                l.max_inflight_bytes = q.max_inflight_bytes;
-            }
-            if q.max_inflight_fds != u32::MAX {
-                l.max_inflight_fds = q.max_inflight_fds;
+            // The peer's limits only; its user's maxima come from the module parameters.
+            for (r, &v) in limits.iter().enumerate() {
+                if v != u32::MAX {
+                    inner.limits.ledger.set_max(r, v);
+                }
             }
         }
         if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH != 0 {
@@ -774,7 +836,7 @@ impl Peer {
         if d.flags & !uapi::BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES != 0 {
             return Err(EINVAL);
         }
-        if d.n_nodes > u64::from(DEFAULT_MAX_HANDLES) {
+        if d.n_nodes > NODES_DESTROY_MAX {
             return Err(EINVAL);
         }
         let release = d.flags & uapi::BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES != 0;
@@ -1036,6 +1098,28 @@ impl MiscDevice for Peer {
             bytes,
             pages
         );
+        // Copied out first: nothing is printed with a lock held.
+        let mut peer = [(0i64, 0u32); quota::N_RES];
+        let mut user = [(0i64, 0u32); quota::N_RES];
+        let (uid, senders) = {
+            let inner = me.lock();
+            let l = &inner.limits;
+            let u = l.user.user().ledger();
+            for r in 0..quota::N_RES {
+                peer[r] = (l.ledger.used(r), l.ledger.max(r));
+                user[r] = (u.used(r), u.max(r));
+            }
+            (me.uid, l.ledger.senders())
+        };
+        seq_print!(m, "bus1-limits:\tsenders={}", senders);
+        for (name, (used, max)) in quota::NAMES.iter().zip(peer.iter()) {
+            seq_print!(m, " {}={}/{}", name, used, max);
+        }
+        seq_print!(m, "\nbus1-user:\tuid={}", uid);
+        for (name, (used, max)) in quota::NAMES.iter().zip(user.iter()) {
+            seq_print!(m, " {}={}/{}", name, used, max);
+        }
+        seq_print!(m, "\n");
     }
 }
 

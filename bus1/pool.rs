@@ -479,6 +479,8 @@ pub(crate) struct Pool {
     /// Which parts of it are in use.
     #[pin]
     alloc: Mutex<SliceAllocator>,
+    /// The pool's size in bytes.
+    size: u64,
 }
 
 impl Pool {
@@ -491,7 +493,13 @@ impl Pool {
         try_pin_init!(Pool {
             file: ShmemFile::new(c"bus1-peer", size)?,
             alloc <- new_mutex!(SliceAllocator::new(size)?, "Pool::alloc"),
+            size,
         })
+    }
+
+    /// Returns the pool's size: no slice can be larger.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
     }
 
     /// Allocates an unpublished slice of `size` bytes; `EMSGSIZE` or `EXFULL` if it does not fit.

@@ -10,6 +10,7 @@
 pub(crate) mod errno;
 pub(crate) mod fd;
 pub(crate) mod file_ext;
+pub(crate) mod global;
 pub(crate) mod miscdevice;
 pub(crate) mod poll;
 pub(crate) mod shmem;

@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Resource accounting and the uid-to-uid quota.
+//!
+//! Resources are charged to the *receiver*: to the receiving peer and to its user (the real UID
+//! that opened it). Each of the two is a [`Ledger`]: per resource, a maximum and what remains of
+//! it, plus the share every sending user currently holds there.
+//!
+//! A plain charge only has to fit into what remains. A charge on behalf of a sending user must
+//! also pass the quota rule ([`allows`]) at both levels, so that no sending user can take more
+//! than a bounded part of what other users have left over. That bound is what keeps a system
+//! agent reachable when other users flood it: see `Documentation/bus1/quota.rst` for the rules and
+//! the shares they guarantee.
+//!
+//! Everything here is pure bookkeeping: no locks, no allocation when charging (share entries are
+//! inserted from reservations the caller made beforehand) and checked arithmetic throughout.
+
+use kernel::{
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+};
+
+/// Index of the pool-slice resource.
+pub(crate) const SLICES: usize = 0;
+/// Index of the handle-reference resource.
+pub(crate) const HANDLES: usize = 1;
+/// Index of the in-flight byte resource.
+pub(crate) const BYTES: usize = 2;
+/// Index of the in-flight file-descriptor resource.
+pub(crate) const FDS: usize = 3;
+/// Number of resources.
+pub(crate) const N_RES: usize = 4;
+/// Resource names, as shown in fdinfo and debugfs.
+pub(crate) const NAMES: [&str; N_RES] = ["slices", "handles", "bytes", "fds"];
+
+/// An amount of every resource.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub(crate) struct Charge(pub(crate) [u64; N_RES]);
+
+impl Charge {
+    /// `n` units of resource `res` and nothing else.
+    pub(crate) fn one(res: usize, n: u64) -> Self {
+        let mut c = Charge::default();
+        if let Some(x) = c.0.get_mut(res) {
+            *x = n;
+        }
+        c
+    }
+
+    /// Whether no resource is charged.
+    pub(crate) fn is_zero(&self) -> bool {
+        self.0.iter().all(|&x| x == 0)
+    }
+}
+
+/// The quota rule: which part of the unused resources one sending user may hold.
+///
+/// All rules have the form "after the charge, the sender holds at most `1/A(n)` of what is not
+/// held by other users", where `n` is the number of sending users holding a share (counting the
+/// one that charges): with `R` the unused amount, `s` the sender's share and `c` the charge,
+///
+/// ```text
+/// (s + c) * A(n) <= R + s
+/// ```
+///
+/// They differ in `A(n)`, and so in how the share guaranteed to a newcomer shrinks when `k`
+/// hostile users took all they could before it (`B` is the budget):
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Policy {
+    /// `A(n) = 2`, the rule of the 2016 RFC: a sender may hold half of what remains. Guarantees
+    /// `B / 2^(k+1)`, which is nothing after a handful of hostile users.
+    Rfc,
+    /// `A(n) = n + 1`, the 2017 rule: an `n`-th. Guarantees `B / ((k+1)(k+2))`.
+    N2017,
+    /// `A(n) = (n+1) * ceil(log2(n+1)) + n + 1`, the 2026 rule. Guarantees at least
+    /// `B / ((k+2) (ceil(log2(k+2)) + 1)^2)`, at the price of letting a lone sender hold only a
+    /// quarter.
+    Quasilinear,
+}
+
+/// `ceil(log2(x))`, 0 for `x <= 1`.
+fn ceil_log2(x: u64) -> u64 {
+    if x <= 1 {
+        0
+    } else {
+        u64::from(64 - (x - 1).leading_zeros())
+    }
+}
+
+impl Policy {
+    /// The policy a `quota_policy` module parameter value selects: 0 RFC, 1 2017, 2
+    /// quasilinear; anything else falls back to the default.
+    pub(crate) fn from_param(v: u32) -> Self {
+        match v {
+            0 => Policy::Rfc,
+            1 => Policy::N2017,
+            _ => Policy::Quasilinear,
+        }
+    }
+
+    /// The policy's name, as shown in debugfs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Policy::Rfc => "rfc",
+            Policy::N2017 => "n2017",
+            Policy::Quasilinear => "quasilinear",
+        }
+    }
+
+    /// `A(n)`, the inverse of the part one of `n` senders may hold; saturating.
+    pub(crate) fn divisor(self, n: u64) -> u64 {
+        let n1 = n.max(1).saturating_add(1);
+        match self {
+            Policy::Rfc => 2,
+            Policy::N2017 => n1,
+            Policy::Quasilinear => n1.saturating_mul(ceil_log2(n1)).saturating_add(n1),
+        }
+    }
+}
+
+/// Whether a sender that holds `share` may take `charge` more units of a resource of which
+/// `remaining` are unused (negative after a limit was lowered below use), when `n` senders
+/// (including this one) hold a share. Overflow denies.
+pub(crate) fn allows(policy: Policy, remaining: i64, share: u64, charge: u64, n: u64) -> bool {
+    if charge == 0 {
+        return true;
+    }
+    let Ok(rem) = u64::try_from(remaining) else {
+        return false;
+    };
+    if charge > rem {
+        return false;
+    }
+    let lhs = share
+        .checked_add(charge)
+        .and_then(|x| x.checked_mul(policy.divisor(n)));
+    match (lhs, rem.checked_add(share)) {
+        (Some(l), Some(r)) => l <= r,
+        _ => false,
+    }
+}
+
+/// The most a sender holding `share` may take of `remaining` unused units when `n` senders
+/// (including it) hold a share: the largest `c` that [`allows`] accepts.
+pub(crate) fn max_take(policy: Policy, remaining: u64, share: u64, n: u64) -> u64 {
+    let total = remaining.saturating_add(share);
+    (total / policy.divisor(n))
+        .saturating_sub(share)
+        .min(remaining)
+}
+
+/// The worst case the quota exists for: `k` hostile senders arrive one after another, each
+/// taking all the policy lets it take of a budget `budget`. Returns what the next sender can
+/// still take.
+pub(crate) fn guaranteed_after(policy: Policy, budget: u64, k: u64) -> u64 {
+    let mut remaining = budget;
+    for i in 1..=k {
+        remaining -= max_take(policy, remaining, 0, i);
+    }
+    max_take(policy, remaining, 0, k.saturating_add(1))
+}
+
+/// Room for a new share entry in a [`Ledger`], allocated before any lock is taken.
+pub(crate) type ShareReservation = RBTreeNodeReservation<u32, Charge>;
+
+/// The accounts of one level (a user or a peer).
+///
+/// # Invariants
+///
+/// - `remaining[r] == max[r] - (everything charged of r)`; negative only after `max` was lowered.
+/// - `senders` is the number of entries of `shares` that are not zero.
+/// - Every share is part of what is charged, so no share exceeds `max - remaining`.
+pub(crate) struct Ledger {
+    /// The maxima.
+    max: [u32; N_RES],
+    /// What remains of the maxima.
+    remaining: [i64; N_RES],
+    /// What each sending user (by global UID) holds here. Entries stay once created, so a share
+    /// update never allocates; there is at most one per UID that ever sent here.
+    shares: RBTree<u32, Charge>,
+    /// Senders with a non-zero share.
+    senders: u64,
+}
+
+impl Ledger {
+    /// An empty ledger with the given maxima.
+    pub(crate) fn new(max: [u32; N_RES]) -> Self {
+        Ledger {
+            max,
+            remaining: max.map(i64::from),
+            shares: RBTree::new(),
+            senders: 0,
+        }
+    }
+
+    /// The maximum of `res`.
+    pub(crate) fn max(&self, res: usize) -> u32 {
+        self.max.get(res).copied().unwrap_or(0)
+    }
+
+    /// How much of `res` is charged.
+    pub(crate) fn used(&self, res: usize) -> i64 {
+        match (self.max.get(res), self.remaining.get(res)) {
+            (Some(&m), Some(&r)) => i64::from(m) - r,
+            _ => 0,
+        }
+    }
+
+    /// The number of senders holding a share.
+    pub(crate) fn senders(&self) -> u64 {
+        self.senders
+    }
+
+    /// Iterates over the share of every sending user that holds one.
+    pub(crate) fn shares(&self) -> impl Iterator<Item = (&u32, &Charge)> {
+        self.shares.iter().filter(|(_, c)| !c.is_zero())
+    }
+
+    /// Sets the maximum of `res` to `v`; what remains moves by the difference, and may become
+    /// negative, in which case charges of `res` fail until enough is given back.
+    pub(crate) fn set_max(&mut self, res: usize, v: u32) {
+        if let (Some(m), Some(r)) = (self.max.get_mut(res), self.remaining.get_mut(res)) {
+            *r = r.saturating_add(i64::from(v) - i64::from(*m));
+            *m = v;
+        }
+    }
+
+    /// Whether `c` fits into what remains.
+    pub(crate) fn fits(&self, c: &Charge) -> bool {
+        self.remaining
+            .iter()
+            .zip(c.0.iter())
+            .all(|(&r, &n)| n == 0 || i64::try_from(n).is_ok_and(|n| n <= r))
+    }
+
+    /// Charges `c`, which the caller checked [fits](Self::fits).
+    pub(crate) fn take(&mut self, c: &Charge) {
+        for (r, &n) in self.remaining.iter_mut().zip(c.0.iter()) {
+            *r = r.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Gives `c` back.
+    pub(crate) fn give(&mut self, c: &Charge) {
+        for (r, &n) in self.remaining.iter_mut().zip(c.0.iter()) {
+            *r = r.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Whether `uid` has a share entry (possibly zero).
+    pub(crate) fn has_entry(&self, uid: u32) -> bool {
+        self.shares.get(&uid).is_some()
+    }
+
+    /// Adds a zero share entry for `uid` from `res`, unless it has one.
+    pub(crate) fn add_entry(&mut self, uid: u32, res: ShareReservation) {
+        if !self.has_entry(uid) {
+            self.shares.insert(res.into_node(uid, Charge::default()));
+        }
+    }
+
+    /// Whether `uid` may take `c` under `policy`: it fits, and at every resource the rule holds.
+    /// A sender without an entry holds nothing.
+    pub(crate) fn quota_allows(&self, policy: Policy, uid: u32, c: &Charge) -> bool {
+        let share = self.shares.get(&uid).copied().unwrap_or_default();
+        let n = if share.is_zero() {
+            self.senders.saturating_add(1)
+        } else {
+            self.senders
+        };
+        self.remaining
+            .iter()
+            .zip(share.0.iter().zip(c.0.iter()))
+            .all(|(&r, (&s, &n_c))| allows(policy, r, s, n_c, n))
+    }
+
+    /// Charges `c` to `uid`'s share and to what remains, after [`Self::quota_allows`] said yes.
+    ///
+    /// The entry must exist ([`Self::add_entry`]); without one, only the plain charge is made.
+    pub(crate) fn take_shared(&mut self, uid: u32, c: &Charge) {
+        self.take(c);
+        if let Some(s) = self.shares.get_mut(&uid) {
+            let was_zero = s.is_zero();
+            for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
+                *x = x.saturating_add(n);
+            }
+            if was_zero && !s.is_zero() {
+                self.senders = self.senders.saturating_add(1);
+            }
+        }
+    }
+
+    /// Removes `c` from `uid`'s share; what remains is unchanged (the caller gives back what is
+    /// no longer charged at all).
+    pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) {
+        if let Some(s) = self.shares.get_mut(&uid) {
+            let was_zero = s.is_zero();
+            for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
+                *x = x.saturating_sub(n);
+            }
+            if !was_zero && s.is_zero() {
+                self.senders = self.senders.saturating_sub(1);
+            }
+        }
+    }
+}
+
+#[kunit_tests(bus1_quota)]
+mod tests {
+    use super::*;
+
+    const ALL: [Policy; 3] = [Policy::Rfc, Policy::N2017, Policy::Quasilinear];
+
+    #[test]
+    fn divisors() {
+        assert_eq!(Policy::Rfc.divisor(1), 2);
+        assert_eq!(Policy::Rfc.divisor(1000), 2);
+        assert_eq!(Policy::N2017.divisor(1), 2);
+        assert_eq!(Policy::N2017.divisor(9), 10);
+        // (n+1) * ceil(log2(n+1)) + n + 1.
+        assert_eq!(Policy::Quasilinear.divisor(1), 4);
+        assert_eq!(Policy::Quasilinear.divisor(2), 9);
+        assert_eq!(Policy::Quasilinear.divisor(3), 12);
+        assert_eq!(Policy::Quasilinear.divisor(7), 32);
+        assert_eq!(Policy::Quasilinear.divisor(8), 45);
+        assert_eq!(Policy::Quasilinear.divisor(u64::MAX), u64::MAX);
+        // No sender counts as one.
+        assert_eq!(Policy::N2017.divisor(0), 2);
+    }
+
+    #[test]
+    fn rules() {
+        // RFC: s + 2c <= R.
+        assert!(allows(Policy::Rfc, 100, 0, 50, 1));
+        assert!(!allows(Policy::Rfc, 100, 0, 51, 1));
+        assert!(allows(Policy::Rfc, 150, 50, 50, 1));
+        assert!(!allows(Policy::Rfc, 150, 50, 51, 1));
+        // 2017 with 3 senders: (s + c) * 4 <= R + s.
+        assert!(allows(Policy::N2017, 100, 0, 25, 3));
+        assert!(!allows(Policy::N2017, 100, 0, 26, 3));
+        // Nothing is always allowed, even over a lowered limit.
+        assert!(allows(Policy::Rfc, -5, 7, 0, 1));
+        // A negative or too small remainder denies anything else.
+        assert!(!allows(Policy::N2017, -1, 0, 1, 1));
+        assert!(!allows(Policy::N2017, 0, 0, 1, 1));
+        // Overflow denies instead of wrapping.
+        assert!(!allows(Policy::Quasilinear, i64::MAX, u64::MAX - 1, 1, 1));
+        assert!(!allows(Policy::N2017, i64::MAX, 1, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn max_take_is_the_largest_allowed() {
+        for p in ALL {
+            for &(r, s, n) in &[(16384u64, 0u64, 1u64), (1000, 300, 4), (7, 1, 2), (0, 9, 3)] {
+                let c = max_take(p, r, s, n);
+                let r = r as i64;
+                assert!(c == 0 || allows(p, r, s, c, n));
+                assert!(!allows(p, r, s, c + 1, n));
+            }
+        }
+    }
+
+    /// The guaranteed-share table of `Documentation/bus1/quota.rst`, and each policy's bound.
+    #[test]
+    fn guaranteed_shares() {
+        for budget in [16384u64, 65536, 16 << 20, 1 << 50] {
+            for k in 1..=64u64 {
+                let rfc = guaranteed_after(Policy::Rfc, budget, k);
+                let n17 = guaranteed_after(Policy::N2017, budget, k);
+                let quasi = guaranteed_after(Policy::Quasilinear, budget, k);
+                // RFC: B / 2^(k+1).
+                let rfc_bound = budget.checked_shr((k + 1) as u32).unwrap_or(0);
+                assert!(rfc >= rfc_bound);
+                // 2017: B / ((k+1)(k+2)).
+                assert!(n17 >= budget / ((k + 1) * (k + 2)));
+                // Quasilinear: B / ((k+2) (ceil(log2(k+2)) + 1)^2).
+                let l = ceil_log2(k + 2) + 1;
+                assert!(quasi >= budget / ((k + 2) * l * l));
+                // The bounds are not vacuous: the next sender gets something in the
+                // configuration the defaults are made for.
+                if budget == 16384 && k <= 64 {
+                    assert!(n17 > 0 && quasi > 0);
+                }
+            }
+        }
+        let table: [(u64, [u64; 3]); 8] = [
+            (1, [4096, 2730, 1365]),
+            (2, [2048, 1365, 910]),
+            (4, [512, 546, 396]),
+            (8, [32, 182, 166]),
+            (10, [8, 124, 133]),
+            (16, [0, 53, 68]),
+            (32, [0, 14, 27]),
+            (64, [0, 4, 11]),
+        ];
+        for (k, want) in table {
+            let got = ALL.map(|p| guaranteed_after(p, 16384, k));
+            pr_info!(
+                "bus1_quota: B=16384 k={} rfc={} n2017={} quasilinear={}\n",
+                k,
+                got[0],
+                got[1],
+                got[2]
+            );
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn ledger_shares() -> Result {
+        let mut l = Ledger::new([10, 100, 1000, 10]);
+        let c = Charge([1, 2, 3, 0]);
+        assert!(l.quota_allows(Policy::N2017, 5, &c));
+        l.add_entry(5, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        l.take_shared(5, &c);
+        assert_eq!(l.senders(), 1);
+        assert_eq!(l.used(SLICES), 1);
+        assert_eq!(l.used(BYTES), 3);
+        // Half of the slices, with one sender under the 2017 rule: 5 in all.
+        assert!(l.quota_allows(Policy::N2017, 5, &Charge::one(SLICES, 4)));
+        assert!(!l.quota_allows(Policy::N2017, 5, &Charge::one(SLICES, 5)));
+        // A second sender counts as the second of two: a third of what it finds.
+        assert!(l.quota_allows(Policy::N2017, 6, &Charge::one(SLICES, 3)));
+        assert!(!l.quota_allows(Policy::N2017, 6, &Charge::one(SLICES, 4)));
+        l.unshare(5, &c);
+        assert_eq!(l.senders(), 0);
+        // Unsharing leaves the charge in place until it is given back.
+        assert_eq!(l.used(HANDLES), 2);
+        l.give(&c);
+        for r in 0..N_RES {
+            assert_eq!(l.used(r), 0);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn lowered_limits() {
+        let mut l = Ledger::new([4, 4, 4, 4]);
+        l.take(&Charge::one(SLICES, 3));
+        l.set_max(SLICES, 1);
+        assert_eq!(l.used(SLICES), 3);
+        assert!(!l.fits(&Charge::one(SLICES, 1)));
+        // Other resources are unaffected.
+        assert!(l.fits(&Charge::one(FDS, 4)));
+        l.give(&Charge::one(SLICES, 2));
+        assert!(!l.fits(&Charge::one(SLICES, 1)));
+        l.give(&Charge::one(SLICES, 1));
+        assert!(l.fits(&Charge::one(SLICES, 1)));
+        assert!(!l.fits(&Charge::one(SLICES, 2)));
+        assert!(!l.fits(&Charge::one(SLICES, u64::MAX)));
+    }
+}

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Users: one accounting object per UID.
+//!
+//! A peer is charged to the *real* UID of the credentials that opened it, read once at
+//! `open(2)`, like the kernel's own per-user accounting of pipe buffers, message queues and
+//! inotify instances (`cred->user`). The real UID says on whose behalf a process runs; the
+//! effective UID only says which permissions it uses right now, and a set-uid helper must not be
+//! able to move its caller's consumption into its owner's budget. Fixing the UID at open keeps a
+//! peer's identity stable for its lifetime, whatever the task does with its credentials later.
+//!
+//! The registry of users is a global mutex, but it is taken only when a peer is opened and when
+//! a peer object is freed, never on the send or receive path.
+
+use crate::{
+    ext::global::users,
+    quota::{
+        Ledger,
+        Policy,
+        NAMES,
+        N_RES, //
+    },
+};
+use core::fmt;
+use kernel::{
+    debugfs::Writer,
+    new_spinlock,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+    sync::{
+        Arc,
+        SpinLock,
+        SpinLockGuard, //
+    },
+};
+
+/// Clamps a module parameter to the `INT_MAX` that limits may not exceed.
+fn param(v: u32) -> u32 {
+    // CAST: `i32::MAX` is positive.
+    v.min(i32::MAX as u32)
+}
+
+/// The per-UID maxima, from the module parameters at the time a user object is created.
+fn user_maxima() -> [u32; N_RES] {
+    use crate::module_parameters as p;
+    [
+        param(*p::user_slices_max.value()),
+        param(*p::user_handles_max.value()),
+        param(*p::user_inflight_bytes_max.value()),
+        param(*p::user_inflight_fds_max.value()),
+    ]
+}
+
+/// The accounting object of one UID.
+#[pin_data]
+pub(crate) struct User {
+    /// The UID, as a global (init user namespace) value.
+    uid: u32,
+    /// The quota rule, fixed when the user object is created so that shares stay consistent.
+    policy: Policy,
+    /// What the user's peers were charged. Innermost lock: taken under a peer's `inner`, and
+    /// nothing is taken under it.
+    #[pin]
+    ledger: SpinLock<Ledger>,
+}
+
+impl User {
+    /// Returns the UID (global value).
+    pub(crate) fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Returns the quota rule.
+    pub(crate) fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Locks the user's accounts.
+    pub(crate) fn ledger(&self) -> SpinLockGuard<'_, Ledger> {
+        self.ledger.lock()
+    }
+}
+
+/// A registered user and the number of [`UserRef`]s to it.
+struct Entry {
+    /// The user.
+    user: Arc<User>,
+    /// Live references; the entry goes away with the last.
+    refs: u64,
+}
+
+/// All users that have a live peer, by UID.
+pub(crate) struct Registry {
+    /// Created on first use, because an empty [`RBTree`] cannot be built in a `static`.
+    tree: Option<RBTree<u32, Entry>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub(crate) const fn new() -> Self {
+        Registry { tree: None }
+    }
+
+    /// Takes a reference on the user `uid`, if registered.
+    fn acquire(&mut self, uid: u32) -> Option<Arc<User>> {
+        let e = self.tree.as_mut()?.get_mut(&uid)?;
+        e.refs = e.refs.saturating_add(1);
+        Some(e.user.clone())
+    }
+}
+
+/// A reference to a registered user; the user leaves the registry when its last one is dropped.
+///
+/// Held by peers (and so, indirectly, by messages queued on them).
+pub(crate) struct UserRef {
+    /// The user.
+    user: Arc<User>,
+}
+
+impl UserRef {
+    /// Returns the user `uid`, creating it on first use.
+    pub(crate) fn get(uid: u32) -> Result<Self> {
+        if let Some(user) = users()?.acquire(uid) {
+            return Ok(UserRef { user });
+        }
+        // Allocated unlocked; a racing `get` may register the same UID first, and then these
+        // are freed again.
+        let user = Arc::pin_init(
+            try_pin_init!(User {
+                uid,
+                policy: Policy::from_param(*crate::module_parameters::quota_policy.value()),
+                ledger <- new_spinlock!(Ledger::new(user_maxima()), "User::ledger"),
+            }),
+            GFP_KERNEL,
+        )?;
+        let res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut reg = users()?;
+        if let Some(user) = reg.acquire(uid) {
+            return Ok(UserRef { user });
+        }
+        reg.tree
+            .get_or_insert_with(RBTree::new)
+            .insert(res.into_node(
+                uid,
+                Entry {
+                    user: user.clone(),
+                    refs: 1,
+                },
+            ));
+        Ok(UserRef { user })
+    }
+
+    /// Returns the user.
+    pub(crate) fn user(&self) -> &Arc<User> {
+        &self.user
+    }
+}
+
+impl Drop for UserRef {
+    fn drop(&mut self) {
+        // `get` succeeded, so the registry is initialised.
+        let Ok(mut reg) = users() else {
+            return;
+        };
+        let uid = self.user.uid;
+        let gone = reg.tree.as_mut().and_then(|t| {
+            let e = t.get_mut(&uid)?;
+            e.refs = e.refs.saturating_sub(1);
+            if e.refs == 0 {
+                t.remove(&uid)
+            } else {
+                None
+            }
+        });
+        drop(reg);
+        drop(gone);
+    }
+}
+
+/// The debugfs file `bus1/users`: every registered user, its usage and maxima, and the share
+/// every sending user holds of it.
+pub(crate) struct UsersFile;
+
+impl Writer for UsersFile {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Ok(reg) = users() else {
+            return Ok(());
+        };
+        let Some(tree) = reg.tree.as_ref() else {
+            return Ok(());
+        };
+        for (uid, e) in tree.iter() {
+            let l = e.user.ledger();
+            write!(
+                f,
+                "uid={} peers={} policy={} senders={}",
+                uid,
+                e.refs,
+                e.user.policy.name(),
+                l.senders()
+            )?;
+            for (r, name) in NAMES.iter().enumerate() {
+                write!(f, " {}={}/{}", name, l.used(r), l.max(r))?;
+            }
+            writeln!(f)?;
+            for (sender, c) in l.shares() {
+                write!(f, "  sender={}", sender)?;
+                for (name, n) in NAMES.iter().zip(c.0.iter()) {
+                    write!(f, " {}={}", name, n)?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[kunit_tests(bus1_user)]
+mod tests {
+    use super::*;
+
+    /// A UID no real test task uses.
+    const UID: u32 = 0x7fff_0042;
+
+    fn registered(uid: u32) -> Result<bool> {
+        Ok(users()?
+            .tree
+            .as_ref()
+            .is_some_and(|t| t.get(&uid).is_some()))
+    }
+
+    #[test]
+    fn one_object_per_uid() -> Result {
+        let a = UserRef::get(UID)?;
+        let b = UserRef::get(UID)?;
+        let c = UserRef::get(UID + 1)?;
+        assert!(Arc::ptr_eq(a.user(), b.user()));
+        assert!(!Arc::ptr_eq(a.user(), c.user()));
+        assert_eq!(a.user().uid(), UID);
+        drop(a);
+        assert!(registered(UID)?);
+        drop(b);
+        assert!(!registered(UID)?);
+        assert!(registered(UID + 1)?);
+        drop(c);
+        assert!(!registered(UID + 1)?);
+        Ok(())
+    }
+
+    #[test]
+    fn maxima_from_parameters() -> Result {
+        let u = UserRef::get(UID + 2)?;
+        let l = u.user().ledger();
+        assert_eq!(l.max(crate::quota::SLICES), user_maxima()[0]);
+        assert_eq!(l.max(crate::quota::FDS), user_maxima()[3]);
+        assert_eq!(l.used(crate::quota::BYTES), 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,585 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bus1 accounting and uid-to-uid quota tests, with real UIDs.
+ *
+ * The runner is root. A peer is charged to the real UID that opened it, so
+ * open_as() switches the real and effective UID (keeping 0 as the saved UID
+ * to switch back), opens a peer and returns to root. All peers are opened
+ * O_NONBLOCK.
+ *
+ * The expected counts are computed from the quota rule the module runs with
+ * (module parameter quota_policy): a sender holding s of a resource of which R
+ * are unused may take c more if (s + c) * A(n) <= R + s, n being the number
+ * of sending users holding a share there, counting itself.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <linux/bus1.h>
+
+#include "kselftest_harness.h"
+
+#define N1 ((__u64)0x100)
+#define N2 ((__u64)0x200)
+#define INV ((__u64)BUS1_HANDLE_INVALID)
+#define KEEP ((__u32)0xffffffff)
+#define PTR(p) ((__u64)(uintptr_t)(p))
+
+#define AGENT 100	/* the system agent's UID */
+#define HOSTILE 200	/* first of the hostile UIDs */
+#define GOOD 300	/* an ordinary user arriving after the flood */
+#define CLIENT 400	/* first client UID */
+#define OTHER 500	/* UIDs for single-user tests */
+
+enum { SLICES, HANDLES, BYTES, FDS, N_RES };
+static const char *const res_names[N_RES] = { "slices", "handles", "bytes", "fds" };
+
+/* --- helpers ------------------------------------------------------------ */
+
+static int ret_errno(int r)
+{
+	return r < 0 ? -errno : r;
+}
+
+/* A peer opened with real and effective UID @uid; -errno on failure. */
+static int open_as(uid_t uid)
+{
+	int fd, err;
+
+	if (setresuid(uid, uid, 0))
+		return -errno;
+	fd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	err = errno;
+	if (setresuid(0, 0, 0))
+		abort();
+	return fd < 0 ? -err : fd;
+}
+
+/* Transfer @src of peer @fd to peer @dst; the new ID in @out. */
+static int xfer(int fd, __u64 src, int dst, __u64 *out)
+{
+	struct bus1_cmd_handle_transfer c = {
+		.src_handle = src,
+		.dst_fd = (__u64)dst,
+		.dst_handle = INV,
+	};
+	int r = ret_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
+
+	*out = c.dst_handle;
+	return r;
+}
+
+static int send_ex(int fd, __u64 flags, const __u64 *dst, __u64 n_dst, __u64 *errors,
+		   const void *buf, size_t len, const int *fds, __u64 n_fds)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	struct bus1_cmd_send s = {
+		.flags = flags,
+		.ptr_destinations = PTR(dst),
+		.ptr_errors = PTR(errors),
+		.n_destinations = n_dst,
+		.ptr_vecs = PTR(&v),
+		.n_vecs = len ? 1 : 0,
+		.ptr_fds = PTR(fds),
+		.n_fds = n_fds,
+	};
+
+	return ret_errno(ioctl(fd, BUS1_CMD_SEND, &s));
+}
+
+/* An 8-byte message (one slice of 8 bytes). */
+static int send8(int fd, __u64 dst)
+{
+	static const char msg[8] = "quota!!";
+
+	return send_ex(fd, 0, &dst, 1, NULL, msg, sizeof(msg), NULL, 0);
+}
+
+/* Send 8-byte messages until one fails; the count, and the error in @err. */
+static long flood(int fd, __u64 dst, int *err)
+{
+	long n = 0;
+	int r;
+
+	while ((r = send8(fd, dst)) == 0)
+		n++;
+	*err = r;
+	return n;
+}
+
+static int recv_msg(int fd, struct bus1_cmd_recv *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->max_offset = (__u64)-1;
+	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
+}
+
+static int slice_release(int fd, __u64 off)
+{
+	return ret_errno(ioctl(fd, BUS1_CMD_SLICE_RELEASE, &off));
+}
+
+/* Receive one message and release its slice. */
+static int recv_release(int fd)
+{
+	struct bus1_cmd_recv r;
+	int ret = recv_msg(fd, &r);
+
+	if (ret)
+		return ret;
+	if (r.msg.offset != (__u64)BUS1_OFFSET_INVALID)
+		return slice_release(fd, r.msg.offset);
+	return 0;
+}
+
+static int reset_limits(int fd, __u32 slices, __u32 handles, __u32 bytes, __u32 fds)
+{
+	struct bus1_cmd_peer_reset c = {
+		.peer_flags = (__u64)-1,
+		.max_slices = slices,
+		.max_handles = handles,
+		.max_inflight_bytes = bytes,
+		.max_inflight_fds = fds,
+	};
+
+	return ret_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
+}
+
+static __u32 module_param(const char *name, __u32 def)
+{
+	char path[128];
+	unsigned long v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/bus1/parameters/%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return def;
+	if (fscanf(f, "%lu", &v) != 1)
+		v = def;
+	fclose(f);
+	return (__u32)v;
+}
+
+/* The quota rule, as documented in Documentation/bus1/quota.rst. */
+static __u64 clog2(__u64 x)
+{
+	return x <= 1 ? 0 : 64 - __builtin_clzll(x - 1);
+}
+
+static __u64 divisor(__u64 n)
+{
+	__u64 n1 = (n ? n : 1) + 1;
+
+	switch (module_param("quota_policy", 2)) {
+	case 0:
+		return 2;
+	case 1:
+		return n1;
+	default:
+		return n1 * clog2(n1) + n1;
+	}
+}
+
+static __u64 max_take(__u64 rem, __u64 share, __u64 n)
+{
+	__u64 t = (rem + share) / divisor(n);
+
+	t = t > share ? t - share : 0;
+	return t < rem ? t : rem;
+}
+
+/*
+ * One "used/max" pair of a resource from a line of a peer's fdinfo
+ * ("bus1-limits" for the peer, "bus1-user" for its user); -1 if missing.
+ */
+static long long fdinfo_used(int fd, const char *line, int res, long long *max)
+{
+	char path[64], buf[4096], key[32];
+	const char *l, *p;
+	long long used = -1, m = -1;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	l = strstr(buf, line);
+	if (!l)
+		return -1;
+	snprintf(key, sizeof(key), " %s=", res_names[res]);
+	p = strstr(l, key);
+	if (!p || (strchr(l, '\n') && p > strchr(l, '\n')))
+		return -1;
+	if (sscanf(p + strlen(key), "%lld/%lld", &used, &m) != 2)
+		return -1;
+	if (max)
+		*max = m;
+	return used;
+}
+
+/* The debugfs line of user @uid ("" if none) in @out. */
+static int debugfs_user(uid_t uid, char *out, size_t len)
+{
+	char buf[65536], key[32];
+	const char *p;
+	ssize_t n, got = 0;
+	int f = open("/sys/kernel/debug/bus1/users", O_RDONLY | O_CLOEXEC);
+
+	if (f < 0)
+		return -errno;
+	while ((n = read(f, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += n;
+	close(f);
+	buf[got] = 0;
+	out[0] = 0;
+	snprintf(key, sizeof(key), "uid=%u ", uid);
+	for (p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		if (!strncmp(p, key, strlen(key))) {
+			size_t l = strcspn(p, "\n");
+
+			if (l >= len)
+				l = len - 1;
+			memcpy(out, p, l);
+			out[l] = 0;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Whether debugfs lists user @uid at all. */
+static int user_listed(uid_t uid)
+{
+	char line[512];
+
+	if (debugfs_user(uid, line, sizeof(line)))
+		return -1;
+	return line[0] != 0;
+}
+
+/* --- (a) ten hostile users flood an agent that never reads ----------------- */
+
+TEST(hostile_flood_leaves_room)
+{
+	int agent, agent2, agent3, hostile[10], good, i, err;
+	__u64 h, hh[10], rem = module_param("user_slices_max", 16384);
+	long sent, total = 0;
+
+	agent = open_as(AGENT);
+	ASSERT_LE(0, agent);
+	for (i = 0; i < 10; i++) {
+		hostile[i] = open_as(HOSTILE + i);
+		ASSERT_LE(0, hostile[i]);
+		ASSERT_EQ(0, xfer(agent, N1, hostile[i], &hh[i]));
+	}
+	for (i = 0; i < 10; i++) {
+		__u64 want = max_take(rem, 0, i + 1);
+
+		sent = flood(hostile[i], hh[i], &err);
+		ASSERT_EQ(-EDQUOT, err);
+		/* Each takes exactly what the rule lets the (i+1)-th sender take. */
+		ASSERT_EQ((long)want, sent) TH_LOG("hostile %d", i);
+		rem -= sent;
+		total += sent;
+	}
+	ASSERT_EQ(total, fdinfo_used(agent, "bus1-limits:", SLICES, NULL));
+	ASSERT_EQ(total, fdinfo_used(agent, "bus1-user:", SLICES, NULL));
+
+	/* An eleventh user still gets its guaranteed share through. */
+	good = open_as(GOOD);
+	ASSERT_LE(0, good);
+	ASSERT_EQ(0, xfer(agent, N1, good, &h));
+	sent = flood(good, h, &err);
+	ASSERT_EQ(-EDQUOT, err);
+	ASSERT_EQ((long)max_take(rem, 0, 11), sent);
+	ASSERT_LT(0, sent);
+
+	/* The agent's own UID still reaches the flooded peer and its other peers. */
+	agent2 = open_as(AGENT);
+	agent3 = open_as(AGENT);
+	ASSERT_LE(0, agent2);
+	ASSERT_LE(0, agent3);
+	ASSERT_EQ(0, xfer(agent2, N2, agent3, &h));
+	ASSERT_EQ(0, send8(agent3, h));
+	ASSERT_EQ(0, xfer(agent, N1, agent3, &h));
+	ASSERT_EQ(0, send8(agent3, h));
+	ASSERT_EQ(0, recv_release(agent2));
+
+	/* Once the agent drains its queue, hostile users may send again. */
+	while (recv_release(agent) == 0)
+		;
+	ASSERT_EQ(0, fdinfo_used(agent, "bus1-limits:", SLICES, NULL));
+	ASSERT_EQ(0, send8(hostile[0], hh[0]));
+
+	for (i = 0; i < 10; i++)
+		close(hostile[i]);
+	close(good);
+	close(agent);
+	close(agent2);
+	close(agent3);
+	/* (d) Users go away with their last peer: all counters are gone. */
+	ASSERT_EQ(0, user_listed(AGENT));
+	ASSERT_EQ(0, user_listed(HOSTILE));
+	ASSERT_EQ(0, user_listed(GOOD));
+}
+
+/* --- (b) a client that never reads the agent's replies ---------------------- */
+
+TEST(unread_replies_hit_only_that_client)
+{
+	int agent, c1, c2, i, err;
+	__u64 r1, r2, dst[2], errors[2], slices = module_param("user_slices_max", 16384);
+	long sent;
+
+	agent = open_as(AGENT);
+	c1 = open_as(CLIENT + 1);
+	c2 = open_as(CLIENT + 2);
+	ASSERT_LE(0, agent);
+	ASSERT_LE(0, c1);
+	ASSERT_LE(0, c2);
+	/* Each client gives the agent a handle to its reply node. */
+	ASSERT_EQ(0, xfer(c1, N1, agent, &r1));
+	ASSERT_EQ(0, xfer(c2, N1, agent, &r2));
+
+	sent = flood(agent, r1, &err);
+	ASSERT_EQ(-EDQUOT, err);
+	ASSERT_EQ((long)max_take(slices, 0, 1), sent);
+	ASSERT_EQ(sent, fdinfo_used(c1, "bus1-user:", SLICES, NULL));
+
+	/* The agent keeps serving the other client. */
+	for (i = 0; i < 100; i++) {
+		ASSERT_EQ(0, send8(agent, r2));
+		ASSERT_EQ(0, recv_release(c2));
+	}
+
+	/* A multicast with CONTINUE fails only for the exhausted client. */
+	dst[0] = r1;
+	dst[1] = r2;
+	errors[0] = errors[1] = 0xdead;
+	ASSERT_EQ(0, send_ex(agent, BUS1_SEND_FLAG_CONTINUE, dst, 2, errors, "x", 1, NULL, 0));
+	ASSERT_EQ((__u64)EDQUOT, errors[0]);
+	ASSERT_EQ((__u64)0, errors[1]);
+	ASSERT_EQ(0, recv_release(c2));
+	/* Without CONTINUE, nothing is sent to anyone. */
+	ASSERT_EQ(-EDQUOT, send_ex(agent, 0, dst, 2, NULL, "x", 1, NULL, 0));
+	ASSERT_EQ(-EAGAIN, recv_release(c2));
+
+	/* When the client catches up, replies flow again. */
+	while (recv_release(c1) == 0)
+		;
+	ASSERT_EQ(0, fdinfo_used(c1, "bus1-user:", SLICES, NULL));
+	ASSERT_EQ(0, fdinfo_used(c1, "bus1-user:", BYTES, NULL));
+	ASSERT_EQ(0, send8(agent, r1));
+
+	close(agent);
+	close(c1);
+	close(c2);
+	ASSERT_EQ(0, user_listed(CLIENT + 1));
+	ASSERT_EQ(0, user_listed(AGENT));
+}
+
+/* --- (c) limits set through RESET ------------------------------------------ */
+
+TEST(reset_limits_enforced_and_restored)
+{
+	struct bus1_cmd_peer_reset q = { 0 };
+	struct bus1_cmd_recv rm;
+	int p, s, i, devnull;
+	__u64 h;
+	long long max;
+	char big[64] = { 0 };
+	int fds[2];
+
+	/*
+	 * Both peers belong to one user, whose messages to itself are bounded by
+	 * the limits alone (no quota share), so the limits are exact.
+	 */
+	p = open_as(OTHER);
+	s = open_as(OTHER);
+	ASSERT_LE(0, p);
+	ASSERT_LE(0, s);
+	ASSERT_EQ(0, xfer(p, N1, s, &h));
+
+	/* Slices. */
+	ASSERT_EQ(0, reset_limits(p, 3, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, ioctl(p, BUS1_CMD_PEER_QUERY, &q));
+	ASSERT_EQ(3U, q.max_slices);
+	ASSERT_EQ(65536U, q.max_handles);
+	i = 0;
+	while (send8(s, h) == 0)
+		i++;
+	ASSERT_EQ(3, i);
+	ASSERT_EQ(-EDQUOT, send8(s, h));
+	ASSERT_EQ(i, fdinfo_used(p, "bus1-limits:", SLICES, &max));
+	ASSERT_EQ(3, max);
+	/* Lowered below use: charges fail until enough is released. */
+	ASSERT_EQ(0, reset_limits(p, 0, KEEP, KEEP, KEEP));
+	ASSERT_EQ(i, fdinfo_used(p, "bus1-limits:", SLICES, &max));
+	ASSERT_EQ(0, max);
+	while (recv_release(p) == 0)
+		;
+	ASSERT_EQ(-EDQUOT, send8(s, h));
+	/* Over INT_MAX: EINVAL, nothing changes. */
+	ASSERT_EQ(-EINVAL, reset_limits(p, 0x80000000U, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, ioctl(p, BUS1_CMD_PEER_QUERY, &q));
+	ASSERT_EQ(0U, q.max_slices);
+	/* KEEP keeps, a new value restores. */
+	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(-EDQUOT, send8(s, h));
+	ASSERT_EQ(0, reset_limits(p, 16384, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, send8(s, h));
+	ASSERT_EQ(0, recv_release(p));
+
+	/* In-flight bytes: held from SEND until RECV, not until SLICE_RELEASE. */
+	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, 64, KEEP));
+	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, big, 64, NULL, 0));
+	ASSERT_EQ(-EDQUOT, send_ex(s, 0, &h, 1, NULL, big, 8, NULL, 0));
+	ASSERT_EQ(64, fdinfo_used(p, "bus1-limits:", BYTES, NULL));
+	ASSERT_EQ(0, recv_msg(p, &rm));
+	/* Received but not released: the bytes are back, the slice is not. */
+	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", BYTES, NULL));
+	ASSERT_EQ(1, fdinfo_used(p, "bus1-limits:", SLICES, NULL));
+	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, big, 64, NULL, 0));
+	ASSERT_EQ(0, slice_release(p, rm.msg.offset));
+	ASSERT_EQ(0, recv_release(p));
+	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, 16 << 20, KEEP));
+
+	/* In-flight fds. */
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, devnull);
+	fds[0] = fds[1] = devnull;
+	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, KEEP, 1));
+	ASSERT_EQ(-EDQUOT, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 2));
+	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 1));
+	ASSERT_EQ(1, fdinfo_used(p, "bus1-limits:", FDS, NULL));
+	ASSERT_EQ(-EDQUOT, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 1));
+	ASSERT_EQ(0, recv_release(p));
+	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", FDS, NULL));
+	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, KEEP, 4096));
+	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 2));
+	ASSERT_EQ(2, fdinfo_used(p, "bus1-user:", FDS, NULL));
+	ASSERT_EQ(0, recv_release(p));
+	close(devnull);
+
+	/* Handles: the limit also bounds nodes a peer creates. */
+	ASSERT_EQ(0, reset_limits(s, KEEP, 1, KEEP, KEEP));
+	ASSERT_EQ(1, fdinfo_used(s, "bus1-limits:", HANDLES, NULL));
+	ASSERT_EQ(-EDQUOT, xfer(s, N2, p, &h));
+	ASSERT_EQ(1, fdinfo_used(s, "bus1-limits:", HANDLES, NULL));
+	ASSERT_EQ(0, reset_limits(s, KEEP, 65536, KEEP, KEEP));
+	ASSERT_EQ(0, xfer(s, N2, p, &h));
+	ASSERT_EQ(2, fdinfo_used(s, "bus1-limits:", HANDLES, NULL));
+
+	close(p);
+	close(s);
+	ASSERT_EQ(0, user_listed(OTHER));
+}
+
+/* --- (d) counters and visibility ------------------------------------------- */
+
+TEST(counters_visible_and_back_to_zero)
+{
+	struct bus1_cmd_recv r;
+	int a1, a2, b, devnull, fds[1];
+	__u64 h1, h2;
+	char line[512];
+
+	a1 = open_as(OTHER + 10);
+	a2 = open_as(OTHER + 10);
+	b = open_as(OTHER + 11);
+	ASSERT_LE(0, a1);
+	ASSERT_LE(0, a2);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, xfer(a1, N1, b, &h1));
+	ASSERT_EQ(0, xfer(a2, N1, b, &h2));
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, devnull);
+	fds[0] = devnull;
+
+	/* Queued messages to both peers of user OTHER+10, one carrying a handle and an fd. */
+	{
+		struct iovec v = { .iov_base = "hello", .iov_len = 5 };
+		struct bus1_cmd_send s = {
+			.ptr_destinations = PTR(&h1),
+			.n_destinations = 1,
+			.ptr_vecs = PTR(&v),
+			.n_vecs = 1,
+			.ptr_handles = PTR(&h2),
+			.n_handles = 1,
+			.ptr_fds = PTR(fds),
+			.n_fds = 1,
+		};
+
+		ASSERT_EQ(0, ioctl(b, BUS1_CMD_SEND, &s));
+	}
+	ASSERT_EQ(0, send8(b, h2));
+	ASSERT_EQ(1, fdinfo_used(a1, "bus1-limits:", SLICES, NULL));
+	ASSERT_EQ(1, fdinfo_used(a1, "bus1-limits:", FDS, NULL));
+	/* 5 payload bytes, 8-aligned, one handle ID, one fd number, 8-aligned. */
+	ASSERT_EQ(24, fdinfo_used(a1, "bus1-limits:", BYTES, NULL));
+	ASSERT_EQ(2, fdinfo_used(a1, "bus1-user:", SLICES, NULL));
+	ASSERT_EQ(32, fdinfo_used(a2, "bus1-user:", BYTES, NULL));
+
+	/* debugfs shows the user, its usage and the sender's share. */
+	ASSERT_EQ(0, debugfs_user(OTHER + 10, line, sizeof(line)));
+	ASSERT_NE(NULL, strstr(line, "peers=2 ")) TH_LOG("%s", line);
+	ASSERT_NE(NULL, strstr(line, "senders=1 ")) TH_LOG("%s", line);
+	ASSERT_NE(NULL, strstr(line, " slices=2/")) TH_LOG("%s", line);
+	ASSERT_NE(NULL, strstr(line, " fds=1/")) TH_LOG("%s", line);
+
+	/* Receiving returns the bytes and the fd, not the slice. */
+	ASSERT_EQ(0, recv_msg(a1, &r));
+	ASSERT_EQ(1ULL, r.msg.n_handles);
+	ASSERT_EQ(0, fdinfo_used(a1, "bus1-limits:", BYTES, NULL));
+	ASSERT_EQ(0, fdinfo_used(a1, "bus1-limits:", FDS, NULL));
+	ASSERT_EQ(1, fdinfo_used(a1, "bus1-limits:", SLICES, NULL));
+
+	/* Close everything, with messages still queued and slices unreleased. */
+	close(a1);
+	close(b);
+	ASSERT_EQ(1, user_listed(OTHER + 10));
+	ASSERT_EQ(0, user_listed(OTHER + 11));
+	close(a2);
+	close(devnull);
+	ASSERT_EQ(0, user_listed(OTHER + 10));
+}
+
+/* A peer's user is fixed at open: changing UID later moves nothing. */
+TEST(uid_fixed_at_open)
+{
+	int p, s;
+	__u64 h;
+	char line[512];
+
+	p = open_as(OTHER + 20);
+	ASSERT_LE(0, p);
+	/* Opened as root, then switch: still charged to root. */
+	s = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	ASSERT_LE(0, s);
+	ASSERT_EQ(0, xfer(p, N1, s, &h));
+	ASSERT_EQ(0, setresuid(OTHER + 21, OTHER + 21, 0));
+	ASSERT_EQ(0, send8(s, h));
+	ASSERT_EQ(0, setresuid(0, 0, 0));
+	ASSERT_EQ(0, debugfs_user(OTHER + 20, line, sizeof(line)));
+	ASSERT_NE(NULL, strstr(line, " slices=1/")) TH_LOG("%s", line);
+	ASSERT_EQ(0, user_listed(OTHER + 21));
+	close(p);
+	close(s);
+}
+
+TEST_HARNESS_MAIN
