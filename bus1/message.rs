@@ -732,23 +732,47 @@ impl Peer {
             return uapi::BUS1_HANDLE_INVALID;
         }
         let mut inner = self.lock();
-        let id = match inner.handles.acquire(&node.key()) {
-            Some(id) => id,
-            None => inner
-                .handles
-                .link(node.clone(), None, true, hres)
-                .unwrap_or(uapi::BUS1_HANDLE_INVALID),
-        };
         if !live {
-            // The handle was never attached, so the destruction did not notify this peer: join
-            // it with a notification at its timestamp, as long as that does not reorder what
-            // this peer already observed (see `Queue::commit_synthetic`).
+            // The destruction must still reach this peer, as a notification at its timestamp,
+            // but only if this peer has not yet taken anything ordered after it off its queue
+            // (possible when another thread received concurrently); then the handle is not
+            // installed at all (documented limitation).
+            let tag = owner.id();
+            if !node
+                .destroyed_at()
+                .is_some_and(|c| inner.queue.may_join(c, tag))
+            {
+                return uapi::BUS1_HANDLE_INVALID;
+            }
+        }
+        let (id, linked) = match inner.handles.acquire(&node.key()) {
+            Some(id) => (id, false),
+            None => (
+                inner
+                    .handles
+                    .link(node.clone(), None, true, hres)
+                    .unwrap_or(uapi::BUS1_HANDLE_INVALID),
+                true,
+            ),
+        };
+        // Only a handle linked just now needs to join the destruction: an existing one was
+        // either attached when the node was destroyed (and notified then) or linked by an
+        // earlier message that already joined it. Joining twice would notify twice.
+        let mut woke = false;
+        if !live && linked && id != uapi::BUS1_HANDLE_INVALID {
             if let (Some(c), Ok(slot)) = (node.destroyed_at(), Queue::reserve(GFP_KERNEL)) {
-                let _ =
+                if let Ok((_, w)) =
                     inner
                         .queue
-                        .commit_synthetic(slot, c, owner.id(), Event::Destroy(node.clone()));
+                        .commit_synthetic(slot, c, owner.id(), Event::Destroy(node.clone()))
+                {
+                    woke = w;
+                }
             }
+        }
+        drop(inner);
+        if woke {
+            self.wake();
         }
         id
     }

@@ -121,6 +121,8 @@ pub(crate) struct Queue<T> {
     flush: u64,
     /// The ID of the next inserted entry.
     next_id: u64,
+    /// `(ts, tag)` of the last entry [popped](Queue::pop_front): what the owner observed last.
+    seen: (u64, u64),
     /// The entries. Every value is `Some`; `Option` only lets [`Queue::commit_staged`] move a
     /// value out of a node while reusing the node's memory.
     entries: RBTree<QueueKey, Option<T>>,
@@ -133,6 +135,7 @@ impl<T> Queue<T> {
             clock: 0,
             flush: 0,
             next_id: 0,
+            seen: (0, 0),
             entries: RBTree::new(),
         }
     }
@@ -272,29 +275,34 @@ impl<T> Queue<T> {
         (key, !was_readable && self.is_readable())
     }
 
+    /// Whether an entry of transaction `tag` at timestamp `ts` orders after everything the
+    /// owner already took off the queue, so [`Queue::commit_synthetic`] would accept it.
+    pub(crate) fn may_join(&self, ts: u64, tag: u64) -> bool {
+        (even_ceil(ts), tag) > self.seen
+    }
+
     /// Queues `value` as a committed entry of transaction `tag` at an already known, even
-    /// timestamp `ts`, but only if it would not become the front of the queue.
+    /// timestamp `ts`: joins a transaction that committed elsewhere.
     ///
-    /// The clock is synced to `ts` in any case. The entry is inserted only if the current
-    /// leftmost entry orders strictly before `(ts, tag)`; it is then not readable now and the
-    /// queue's readability does not change. Otherwise the slot and value are handed back.
+    /// The clock is synced to `ts` in any case, so whatever is committed here later orders
+    /// after the entry. The entry is inserted only if it orders after the last entry popped
+    /// (see [`Queue::may_join`]), so the owner never observes it out of order; otherwise the
+    /// slot and value are handed back. Returns the key and whether the queue became readable.
     pub(crate) fn commit_synthetic(
         &mut self,
         slot: QueueSlot<T>,
         ts: u64,
         tag: u64,
         value: T,
-    ) -> Result<QueueKey, (QueueSlot<T>, T)> {
+    ) -> Result<(QueueKey, bool), (QueueSlot<T>, T)> {
         let ts = even_ceil(ts);
         self.sync(ts);
-        let behind = self.entries.cursor_front().is_some_and(|c| {
-            let front = c.current().0;
-            (front.ts, front.tag) < (ts, tag)
-        });
-        if !behind {
+        if !self.may_join(ts, tag) {
             return Err((slot, value));
         }
-        Ok(self.insert(slot, ts, tag, value))
+        let was_readable = self.is_readable();
+        let key = self.insert(slot, ts, tag, value);
+        Ok((key, !was_readable && self.is_readable()))
     }
 
     /// Returns the value of the entry `key`, if it is queued.
@@ -419,6 +427,7 @@ impl<T> Queue<T> {
             .is_some_and(|(next, _)| next.ts == key.ts && next.tag == key.tag);
         let (_, node) = cursor.remove_current();
         let (key, value) = node.to_key_value();
+        self.seen = self.seen.max((key.ts, key.tag));
         Some((key, value?, cont))
     }
 
@@ -1007,43 +1016,46 @@ mod tests {
     }
 
     #[test]
-    fn commit_synthetic_never_becomes_front() -> Result {
+    fn commit_synthetic_after_observed() -> Result {
         let mut q = Queue::<u64>::new();
-        // Empty queue: the entry would be the front.
-        let (sl, v) = match q.commit_synthetic(slot()?, 10, 7, 1) {
+        // Nothing observed yet: joining an empty queue makes the entry the readable front.
+        let (k0, woke) = q.commit_synthetic(slot()?, 10, 7, 1).map_err(|_| EINVAL)?;
+        assert!(woke);
+        assert!(!k0.is_staging());
+        // The clock was synced: later commits order after it.
+        assert_eq!(q.clock(), 10);
+        let (f, _) = q.commit_unstaged(slot()?, 5, 2);
+        assert_eq!(f.ts(), 12);
+        assert!(f > k0);
+        assert!(q.pop_front().is_some_and(|(k, v, _)| k == k0 && v == 1));
+        // Before or equal to what was popped: refused.
+        let (sl, v) = match q.commit_synthetic(slot()?, 10, 7, 3) {
             Ok(_) => return Err(EINVAL),
             Err(r) => r,
         };
-        assert_eq!(v, 1);
-        // The clock was synced anyway.
-        assert_eq!(q.clock(), 10);
-
-        let (f, _) = q.commit_unstaged(sl, 5, 2);
-        assert_eq!(f.ts(), 12);
-        // Before the front, or equal to it in (ts, tag): refused.
-        assert!(q.commit_synthetic(slot()?, 10, 99, 3).is_err());
-        assert!(q.commit_synthetic(slot()?, 12, 5, 3).is_err());
-        assert!(q.commit_synthetic(slot()?, 12, 4, 3).is_err());
-        // Strictly behind the front: inserted, and not readable before the front.
-        let k = q.commit_synthetic(slot()?, 12, 6, 3).map_err(|_| EINVAL)?;
-        assert!(!k.is_staging());
-        assert!(k > f);
-        let k2 = q.commit_synthetic(slot()?, 20, 0, 4).map_err(|_| EINVAL)?;
-        assert_eq!(q.clock(), 20);
-        let (pk, pv, _) = q.pop_front().ok_or(EINVAL)?;
-        assert!(pk == f);
-        assert_eq!(pv, 2);
+        assert_eq!(v, 3);
+        assert!(!q.may_join(8, 100));
+        // After what was popped but before the unread front: inserted ahead of it.
+        let (k, woke) = q.commit_synthetic(sl, 10, 8, 4).map_err(|_| EINVAL)?;
+        assert!(!woke);
+        assert!(k < f);
+        assert!(q.pop_front().is_some_and(|(pk, pv, _)| pk == k && pv == 4));
+        assert!(q.pop_front().is_some_and(|(pk, pv, _)| pk == f && pv == 2));
+        // Popped up to (12, 5) now.
+        assert!(!q.may_join(12, 5));
+        assert!(q.may_join(12, 6));
 
         // Behind a staging front it is accepted but stays hidden.
         let mut q2 = Queue::<u64>::new();
         let s = q2.stage(slot()?, 1, 0, 5);
-        let k3 = q2.commit_synthetic(slot()?, 2, 1, 6).map_err(|_| EINVAL)?;
+        let (k3, woke) = q2.commit_synthetic(slot()?, 2, 1, 6).map_err(|_| EINVAL)?;
+        assert!(!woke);
         assert!(k3 > s);
         assert!(q2.front().is_none());
-
-        assert!(q.pop_front().is_some_and(|(pk, pv, _)| pk == k && pv == 3));
-        assert!(q.pop_front().is_some_and(|(pk, pv, _)| pk == k2 && pv == 4));
-        assert!(q.is_empty());
+        assert!(q2.remove(&s).is_some());
+        assert!(q2
+            .pop_front()
+            .is_some_and(|(pk, pv, _)| pk == k3 && pv == 6));
         Ok(())
     }
 
