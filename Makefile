@@ -7,6 +7,7 @@
 #   make run CMD='...'   ... and run CMD in the guest instead
 #   make check           provision, build, run every test on the debug and the release kernel
 #   make vm              interactive guest shell (release kernel)
+#   make clippy          build the module with CLIPPY=1 (release kernel), fail on any warning
 #   make kunit           build bus1 into a kernel in tree, run its KUnit suites with kunit.py
 #   make intree KSRC=... place bus1 into a kernel source tree as ipc/bus1 (symlinks)
 #   make intree-remove KSRC=...  take it out again
@@ -19,12 +20,13 @@ SHELL := /bin/bash
 TOP := $(CURDIR)
 LLVM ?= -19
 RUSTC ?= /usr/bin/rustc
+CLIPPY_DRIVER ?= /usr/bin/clippy-driver
 VARIANT ?= release
 TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit
+.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy
 
 all: modules
 
@@ -33,7 +35,7 @@ all: modules
 modules:
 	@test -n "$(KDIR)" || { echo "bus1: error: set KDIR=<Rust-enabled kernel build dir> (or use make run / make check)"; exit 1; }
 	@scripts/check-kdir.sh "$(KDIR)" "$(RUSTC)"
-	$(MAKE) -C "$(KDIR)" M="$(TOP)" LLVM=$(LLVM) RUSTC=$(RUSTC) CONFIG_BUS1=m modules
+	$(MAKE) -C "$(KDIR)" M="$(TOP)" LLVM=$(LLVM) RUSTC=$(RUSTC) CLIPPY_DRIVER=$(CLIPPY_DRIVER) CONFIG_BUS1=m modules
 
 provision:
 	@scripts/provision.sh
@@ -62,6 +64,9 @@ patches:
 
 kunit:
 	@scripts/kunit.sh
+
+clippy:
+	@scripts/clippy.sh
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

@@ -264,7 +264,7 @@ impl HandleMap {
     /// Unlinks every handle and returns them, keeping the ID serial counter.
     pub(crate) fn take_all(&mut self) -> RBTree<NodeKey, Handle> {
         self.ids = RBTree::new();
-        core::mem::replace(&mut self.handles, RBTree::new())
+        core::mem::take(&mut self.handles)
     }
 }
 

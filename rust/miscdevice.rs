@@ -274,8 +274,11 @@ impl<T: MiscDevice> VTable<T> {
         // SAFETY: This is the ioctl trampoline and `ctx` does not outlive it; bus1, the only
         // user of this registration, never calls `fdget_pos`.
         let ctx = unsafe { IoctlContext::new() };
-        // CAST: `c_ulong` and `usize` have the same size on every Linux target.
-        match T::ioctl(device, file, cmd, arg as usize, &ctx) {
+        // CAST: `c_ulong` and `usize` have the same size on every Linux target (and
+        // are the same type on some, hence the allow).
+        #[allow(clippy::unnecessary_cast)]
+        let arg = arg as usize;
+        match T::ioctl(device, file, cmd, arg, &ctx) {
             // CAST: ioctl results are small non-negative integers.
             Ok(ret) => ret as c_long,
             // CAST: Errno values are small negative integers.

@@ -42,6 +42,14 @@ if [ -n "$ksrc" ] && command -v rustfmt >/dev/null; then
 		total_f=$((total_f + 1))
 	fi
 fi
+# Lints: the module with CLIPPY=1, no warnings allowed.
+if "$BUS1_TOP/scripts/clippy.sh" >&2; then
+	echo "PASS [style] make clippy"
+	total_p=$((total_p + 1))
+else
+	echo "FAIL [style] make clippy (warnings above)"
+	total_f=$((total_f + 1))
+fi
 echo "make check took $(( $(date +%s) - start )) s"
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ] && [ "$total_p" -gt 0 ]

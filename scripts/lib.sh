@@ -9,6 +9,8 @@ KVER_SERIES=${KVER_SERIES:-7.2}
 LLVM_SUFFIX=${LLVM_SUFFIX:--19}
 # The rustup toolchain on PATH has no rust-src; the kernel needs Debian's.
 KRUSTC=${KRUSTC:-/usr/bin/rustc}
+# clippy-driver built with that rustc (rust-web-clippy), not rustup's.
+KCLIPPY=${KCLIPPY:-/usr/bin/clippy-driver}
 BINDGEN_ROOT=$BUS1_CACHE/bindgen
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
 export PATH=$BINDGEN_ROOT/bin:/usr/lib/llvm-19/bin:$PATH

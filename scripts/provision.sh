@@ -7,9 +7,9 @@
 
 PKGS="rustc-web rust-web-src clang-19 lld-19 llvm-19 libclang-19-dev \
 qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio kmod \
-xz-utils python3-docutils"
+xz-utils python3-docutils rust-web-clippy"
 
-stamp=$BUS1_CACHE/provisioned-v1
+stamp=$BUS1_CACHE/provisioned-v2
 [ -f "$stamp" ] && [ -x "$BINDGEN_ROOT/bin/bindgen" ] && \
 	ls "$BUS1_CACHE"/src/linux-"$KVER_SERIES"*/Makefile >/dev/null 2>&1 && exit 0
 
