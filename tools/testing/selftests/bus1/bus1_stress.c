@@ -8,6 +8,14 @@
  * carrying handles to short-lived nodes, which it destroys again at random;
  * and it drains its own queue. Every payload carries (sender, sequence).
  *
+ * A short-lived node is owned either by the process's main peer (destroyed
+ * with NODES_DESTROY) or by an ephemeral peer opened for it, whose handle
+ * reaches the main peer through HANDLE_TRANSFER, and which is destroyed by
+ * closing the ephemeral peer or by PEER_RESET(FLUSH) and then closing it.
+ * Receivers send probes to the short-lived handles they hold, so messages
+ * race with those destructions and closes (a probe may fail only with
+ * EHOSTUNREACH, or ESHUTDOWN once the owner is closed); probes to a main peer's node join the checked order.
+ *
  * Receivers check locally: a handle to a short-lived node arrives either
  * INVALID or valid, and every valid one is followed by exactly one
  * NODE_DESTROY for it; carried fds are installed. Every acknowledged send and
@@ -20,7 +28,7 @@
  *    in the same order by both;
  *  - a handle came out INVALID only if its node was destroyed.
  *
- * Environment: BUS1_STRESS_SECONDS (default 20), BUS1_STRESS_PROCS (default 4,
+ * Environment: BUS1_STRESS_SECONDS (default 30), BUS1_STRESS_PROCS (default 4,
  * at most 8), BUS1_STRESS_SEED (default: time-based; printed for replay of the
  * random choices — the interleaving itself is not reproducible).
  */
@@ -54,7 +62,9 @@
 #define NODE_ID(i) ((__u64)(0x100 + (i)) << 3)
 #define TEMP_ID(k) ((__u64)(0x10000 + (k)) << 3)
 
-enum kind { UNICAST, MULTICAST, CARRY };
+#define MAXEPH 48		/* live ephemeral peers per process */
+
+enum kind { UNICAST, MULTICAST, CARRY, PROBE };
 
 struct payload {
 	uint32_t magic;
@@ -76,8 +86,13 @@ struct shared {
 	uint32_t n_log[MAXP];
 	struct rec log[MAXP][MAXLOG];
 	uint8_t destroyed[MAXP][MAXTEMP];
+	uint8_t eph[MAXP][MAXTEMP];	/* owned by an ephemeral peer */
+	/* destroyed with RELEASE_HANDLES: queued probes to it may be dropped */
+	uint8_t released[MAXP][MAXTEMP];
+	uint32_t probe_tag[MAXP][MAXSEQ];	/* short-lived node probed + 1 */
 	uint32_t n_invalid[MAXP];
 	struct rec invalid[MAXP][MAXHANDLES];	/* (owner, tag) of INVALID handles */
+	uint32_t n_eph, n_reset, n_probe, n_probe_failed;
 	int failed[MAXP];
 	char why[MAXP][256];
 };
@@ -101,6 +116,10 @@ struct child {
 	/* our own short-lived nodes */
 	int live[MAXTEMP];
 	int n_temp;
+	int eph_fd[MAXTEMP];	/* owning ephemeral peer, or -1: our main peer */
+	__u64 carry_id[MAXTEMP];	/* the ID our main peer sends it by */
+	int n_eph;
+	uint8_t own_notified[MAXTEMP];
 };
 
 static void fail(struct child *c, const char *fmt, ...)
@@ -244,6 +263,16 @@ static int drain(struct child *c, int max)
 					fail(c, "two NODE_DESTROY for %llx", r.msg.destination);
 				if (ioctl(c->fd, BUS1_CMD_HANDLE_RELEASE, &r.msg.destination))
 					fail(c, "HANDLE_RELEASE: %d", errno);
+			} else if (r.msg.destination >= TEMP_ID(0) &&
+				   r.msg.destination < TEMP_ID(MAXTEMP)) {
+				int k = (int)(r.msg.destination >> 3) - 0x10000;
+
+				/* Our own node: drop our reference unless destroy did. */
+				if (c->own_notified[k]++)
+					fail(c, "two NODE_DESTROY for own node %d", k);
+				if (!c->sh->released[c->idx][k] &&
+				    ioctl(c->fd, BUS1_CMD_HANDLE_RELEASE, &r.msg.destination))
+					fail(c, "HANDLE_RELEASE own node: %d", errno);
 			}
 			break;
 		}
@@ -256,19 +285,124 @@ static int drain(struct child *c, int max)
 	return n;
 }
 
+/*
+ * Create short-lived node @k: owned by a fresh ephemeral peer now and then,
+ * else by our main peer (created implicitly by the first SEND carrying it).
+ * Returns 0, or -1 if no node could be made.
+ */
+static int create_temp(struct child *c, int k)
+{
+	struct bus1_cmd_handle_transfer t = {
+		.src_handle = TEMP_ID(k),
+		.dst_fd = (__u64)c->fd,
+		.dst_handle = INV,
+	};
+	int e;
+
+	c->eph_fd[k] = -1;
+	c->carry_id[k] = TEMP_ID(k);
+	if (c->n_eph >= MAXEPH || xrand(c) % 3)
+		return 0;
+	e = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (e < 0) {
+		fail(c, "open ephemeral peer: %d", errno);
+		return -1;
+	}
+	if (ioctl(e, BUS1_CMD_HANDLE_TRANSFER, &t) || t.dst_handle == INV) {
+		if (errno != EDQUOT)
+			fail(c, "HANDLE_TRANSFER from ephemeral peer: %d", errno);
+		close(e);
+		return -1;
+	}
+	/* We hold a handle too, so we are owed a NODE_DESTROY as well. */
+	if (c->n_th < MAXHANDLES) {
+		c->th[c->n_th].id = t.dst_handle;
+		c->th[c->n_th].owner = (uint16_t)c->idx;
+		c->th[c->n_th].tag = (uint32_t)k;
+		c->th[c->n_th].destroyed = 0;
+		c->n_th++;
+	}
+	__atomic_add_fetch(&c->sh->n_eph, 1, __ATOMIC_RELAXED);
+	c->eph_fd[k] = e;
+	c->carry_id[k] = t.dst_handle;
+	c->n_eph++;
+	return 0;
+}
+
 static void destroy_temp(struct child *c, int k)
 {
 	__u64 id = TEMP_ID(k);
 	struct bus1_cmd_nodes_destroy d = {
-		.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
 		.ptr_nodes = PTR(&id),
 		.n_nodes = 1,
 	};
+	struct bus1_cmd_peer_reset rs = {
+		.flags = BUS1_PEER_RESET_FLAG_FLUSH,
+		.peer_flags = ~0ULL,
+		.max_slices = ~0U,
+		.max_handles = ~0U,
+		.max_inflight_bytes = ~0U,
+		.max_inflight_fds = ~0U,
+	};
 
-	if (ioctl(c->fd, BUS1_CMD_NODES_DESTROY, &d))
-		fail(c, "NODES_DESTROY: %d", errno);
+	/* Marked first: a receiver may see the handle INVALID before we return. */
 	c->sh->destroyed[c->idx][k] = 1;
+	if (c->eph_fd[k] < 0) {
+		/*
+		 * With RELEASE_HANDLES the owner's own reference goes too, and
+		 * RECV drops data queued on the node even if ordered before the
+		 * destruction; without it, we release at our NODE_DESTROY.
+		 */
+		if (xrand(c) % 2) {
+			d.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES;
+			c->sh->released[c->idx][k] = 1;
+		}
+		if (ioctl(c->fd, BUS1_CMD_NODES_DESTROY, &d))
+			fail(c, "NODES_DESTROY: %d", errno);
+	} else {
+		if (xrand(c) % 2) {
+			if (ioctl(c->eph_fd[k], BUS1_CMD_PEER_RESET, &rs))
+				fail(c, "PEER_RESET: %d", errno);
+			__atomic_add_fetch(&c->sh->n_reset, 1, __ATOMIC_RELAXED);
+		}
+		close(c->eph_fd[k]);
+		c->eph_fd[k] = -1;
+		c->n_eph--;
+	}
 	c->live[k] = 0;
+}
+
+/* Send a probe to one of the short-lived handles we hold. */
+static void probe(struct child *c)
+{
+	struct shared *sh = c->sh;
+	struct payload p = { .magic = MAGIC, .sender = (uint16_t)c->idx, .kind = PROBE };
+	int i, r;
+
+	if (!c->n_th)
+		return;
+	i = xrand(c) % c->n_th;
+	/* Released after its NODE_DESTROY; the ID is gone. */
+	if (c->th[i].destroyed)
+		return;
+	p.seq = sh->attempts[c->idx]++;
+	p.tag = c->th[i].tag;
+	r = send_msg(c, &c->th[i].id, 1, &p, NULL, 0, 0);
+	__atomic_add_fetch(&sh->n_probe, 1, __ATOMIC_RELAXED);
+	if (r)
+		__atomic_add_fetch(&sh->n_probe_failed, 1, __ATOMIC_RELAXED);
+	if (r == 0) {
+		/*
+		 * Only a main peer's node is read; what reaches an ephemeral
+		 * peer is dropped with it, so it is not expected anywhere.
+		 */
+		if (c->th[i].owner != c->idx && !sh->eph[c->th[i].owner][c->th[i].tag]) {
+			sh->probe_tag[c->idx][p.seq] = c->th[i].tag + 1;
+			sh->acked[c->idx][p.seq] = 1 << c->th[i].owner;
+		}
+	} else if (r != -EHOSTUNREACH && r != -ESHUTDOWN && r != -EDQUOT && r != -EXFULL) {
+		fail(c, "SEND probe: %d", r);
+	}
 }
 
 static void run_child(struct child *c, int seconds)
@@ -294,6 +428,10 @@ static void run_child(struct child *c, int seconds)
 			drain(c, 64);
 			continue;
 		}
+		if (op >= 75) {
+			probe(c);
+			continue;
+		}
 		p.seq = sh->attempts[c->idx]++;
 		if (op < 40) {
 			i = xrand(c) % c->n;
@@ -315,7 +453,11 @@ static void run_child(struct child *c, int seconds)
 			if (c->n_temp == 0 || xrand(c) % 4 == 0) {
 				if (c->n_temp >= MAXTEMP)
 					continue;
-				k = c->n_temp++;
+				k = c->n_temp;
+				if (create_temp(c, k))
+					continue;
+				sh->eph[c->idx][k] = c->eph_fd[k] >= 0;
+				c->n_temp++;
 			} else {
 				k = xrand(c) % c->n_temp;
 				if (!c->live[k])
@@ -323,7 +465,7 @@ static void run_child(struct child *c, int seconds)
 			}
 			c->live[k] = 1;
 			p.tag = k;
-			handle = TEMP_ID(k);
+			handle = c->carry_id[k];
 			r = send_msg(c, dst, n_dst, &p, &handle, 1, 0);
 		} else {
 			r = send_msg(c, dst, n_dst, &p, NULL, 0, p.kind == UNICAST && op < 10);
@@ -371,7 +513,7 @@ FIXTURE_TEARDOWN(stress) {}
 TEST_F_TIMEOUT(stress, ordered_delivery, 900)
 {
 	int n = env_int("BUS1_STRESS_PROCS", 4);
-	int seconds = env_int("BUS1_STRESS_SECONDS", 20);
+	int seconds = env_int("BUS1_STRESS_SECONDS", 30);
 	unsigned int seed = (unsigned int)env_int("BUS1_STRESS_SEED", (int)time(NULL));
 	static uint32_t pos[MAXP][MAXP][MAXSEQ];	/* receiver, sender, seq -> index + 1 */
 	struct shared *sh;
@@ -456,7 +598,12 @@ TEST_F_TIMEOUT(stress, ordered_delivery, 900)
 	for (s = 0; s < n; s++) {
 		for (i = 0; i < MAXSEQ; i++) {
 			for (j = 0; j < n; j++) {
+				uint32_t t = sh->probe_tag[s][i];
+
 				if (!(sh->acked[s][i] & (1 << j)))
+					continue;
+				/* A probe to a node its owner released may be dropped. */
+				if (!pos[j][s][i] && t && sh->released[j][t - 1])
 					continue;
 				total_sent++;
 				ASSERT_NE(0U, pos[j][s][i]) TH_LOG("%d/%d never reached %d", s, i, j);
@@ -491,7 +638,11 @@ TEST_F_TIMEOUT(stress, ordered_delivery, 900)
 		for (i = 0; i < (int)sh->n_invalid[j]; i++)
 			ASSERT_TRUE(sh->destroyed[sh->invalid[j][i].sender][sh->invalid[j][i].seq]);
 
-	TH_LOG("%llu deliveries checked", (unsigned long long)total_sent);
+	TH_LOG("%llu deliveries checked; %u ephemeral peers (%u reset), %u probes (%u refused)",
+	       (unsigned long long)total_sent, sh->n_eph, sh->n_reset, sh->n_probe,
+	       sh->n_probe_failed);
+	ASSERT_LT(0U, sh->n_eph);
+	ASSERT_LT(0U, sh->n_probe_failed);
 	ASSERT_LT(100ULL, total_sent);
 	for (i = 0; i < n; i++)
 		close(fds[i]);
