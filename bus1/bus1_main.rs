@@ -57,6 +57,7 @@ mod peer;
 mod pool;
 mod queue;
 mod quota;
+mod smallvec;
 mod transaction;
 mod uapi;
 mod user;
@@ -81,6 +82,10 @@ module! {
         pool_size_mib: u32 {
             default: 512,
             description: "Virtual size of each peer's receive pool in MiB (1..4095)",
+        },
+        pool_cache_kib: u32 {
+            default: 2048,
+            description: "Free pool pages a peer keeps resident for reuse, in KiB (0: none)",
         },
         user_slices_max: u32 {
             default: 16384,

@@ -64,6 +64,7 @@ use crate::{
         self,
         Charge, //
     },
+    smallvec::SmallVec,
     transaction::Transaction,
     uapi,
 };
@@ -408,7 +409,7 @@ impl Peer {
             let msg = build_copy(&dst, None, layout, vecs, &sender, self.uid())?;
             let cargo = make_cargo(nodes, files, 1)?;
             let mut msg = msg;
-            msg.cargo = Some(cargo);
+            msg.cargo = cargo;
             msg.inflight = true;
             let old = self.lock().seed.replace(msg);
             drop(old);
@@ -420,8 +421,10 @@ impl Peer {
         let n_dst = s.n_destinations as usize;
         let dst_ids = read_u64s(s.ptr_destinations, n_dst)?;
         let first_dup = first_duplicate(&dst_ids)?;
-        let mut errors: KVec<u64> = KVec::with_capacity(n_dst, GFP_KERNEL)?;
-        let mut pending: KVec<Pending> = KVec::with_capacity(n_dst, GFP_KERNEL)?;
+        let mut errors: SmallVec<u64, 8> = SmallVec::with_capacity(n_dst)?;
+        // The first copy is kept apart, so a unicast allocates no list.
+        let mut first: Option<Pending> = None;
+        let mut pending: KVec<Pending> = KVec::with_capacity(n_dst.saturating_sub(1), GFP_KERNEL)?;
         for (i, &id) in dst_ids.iter().enumerate() {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());
@@ -432,12 +435,16 @@ impl Peer {
             }
             match self.send_one(&node, layout, vecs, &sender, self.uid()) {
                 Ok(p) => {
-                    pending.push(p, GFP_KERNEL)?;
-                    errors.push(0, GFP_KERNEL)?;
+                    if first.is_none() {
+                        first = Some(p);
+                    } else {
+                        pending.push(p, GFP_KERNEL)?;
+                    }
+                    errors.push(0)?;
                 }
                 Err(e) if cont && is_per_destination(e) => {
                     // CAST: Errno values are small negative integers.
-                    errors.push(u64::from(e.to_errno().unsigned_abs()), GFP_KERNEL)?;
+                    errors.push(u64::from(e.to_errno().unsigned_abs()))?;
                 }
                 Err(e) => return Err(e),
             }
@@ -449,16 +456,18 @@ impl Peer {
                 w.write(e)?;
             }
         }
-        if pending.is_empty() {
+        let Some(first) = first else {
             return Ok(0);
-        }
+        };
+        let n_copies = pending.len() + 1;
 
         // Point of no return: take the in-flight references and stage every copy.
-        let cargo = make_cargo(nodes, files, pending.len() as u64)?;
+        // CAST: A count of destinations fits.
+        let cargo = make_cargo(nodes, files, n_copies as u64)?;
         let mut tx = Transaction::new(self.clone());
-        tx.reserve_remote(pending.len())?;
-        for mut p in pending.drain_all() {
-            p.msg.cargo = Some(cargo.clone());
+        tx.reserve_remote(n_copies)?;
+        for mut p in Iterator::chain(Some(first).into_iter(), pending.drain_all()) {
+            p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
             tx.stage_remote_pinned(p.dst, p.slot, Event::Data(p.msg));
         }
@@ -477,9 +486,6 @@ impl Peer {
         sender_uid: u32,
     ) -> Result<Pending> {
         let dst = PeerActive::acquire(node.owner().clone())?;
-        if dst.peer().lock().nodes.get(&node.serial()).is_none() {
-            return Err(EHOSTUNREACH());
-        }
         let slot = Queue::reserve(GFP_KERNEL)?;
         let msg = build_copy(&dst, Some(node.clone()), layout, vecs, sender, sender_uid)?;
         Ok(Pending { dst, slot, msg })
@@ -795,20 +801,31 @@ fn build_copy(
     sender_uid: u32,
 ) -> Result<Message> {
     let peer = dst.peer();
+    let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
+    // The destination node must be live; checked under the same lock as the first charge
+    // attempt, so a unicast takes the receiver's lock once here.
+    let mut inner = peer.lock();
+    if let Some(n) = &node {
+        if inner.nodes.get(&n.serial()).is_none() {
+            return Err(EHOSTUNREACH());
+        }
+    }
     // What can never fit is refused before the quota is asked.
     if layout.size() > peer.pool().size() {
         return Err(EMSGSIZE);
     }
-    let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
     let shared = if sender_uid == peer.uid() {
         // A user's messages to itself are bounded by its own limits only: the quota protects a
         // receiver from other users.
-        peer.lock().limits.charge(&c)?;
+        inner.limits.charge(&c)?;
+        drop(inner);
         Charge::default()
     } else {
         // The first message from a sending user needs share entries; they are allocated
         // unlocked, once per (receiver, sending user) pair.
-        if !peer.lock().limits.charge_quota(sender_uid, &c, None)? {
+        let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
+        drop(inner);
+        if !charged {
             let res = ShareReservations::new()?;
             if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
                 return Err(ENOTRECOVERABLE());
@@ -846,12 +863,16 @@ fn build_copy(
     Ok(msg)
 }
 
-/// Takes `n` in-flight references on every live carried node and wraps the cargo for sharing.
+/// Takes `n` in-flight references on every live carried node and wraps the cargo for sharing;
+/// a message with neither handles nor files has none, and allocates nothing for it.
 fn make_cargo(
     mut nodes: KVec<Option<Arc<Node>>>,
     files: KVec<ARef<File>>,
     n: u64,
-) -> Result<Arc<Cargo>> {
+) -> Result<Option<Arc<Cargo>>> {
+    if nodes.is_empty() && files.is_empty() {
+        return Ok(None);
+    }
     for slot in nodes.iter_mut() {
         if let Some(node) = slot {
             if !get_inflight(node, n) {
@@ -860,37 +881,37 @@ fn make_cargo(
         }
     }
     match Arc::new(Cargo { nodes, files }, GFP_KERNEL) {
-        Ok(c) => Ok(c),
+        Ok(c) => Ok(Some(c)),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Reads `n` iovecs from user address `ptr`.
-fn read_vecs(ptr: u64, n: u64) -> Result<KVec<uapi::IoVec>> {
+fn read_vecs(ptr: u64, n: u64) -> Result<SmallVec<uapi::IoVec, 8>> {
     // CAST: `n` was checked against `VEC_MAX`.
     let n = n as usize;
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<uapi::IoVec>()).reader();
-    let mut vecs = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut vecs = SmallVec::with_capacity(n)?;
     for _ in 0..n {
         let v: uapi::IoVec = r.read()?;
         // A negative `ssize_t` length.
         if v.len > i64::MAX as u64 {
             return Err(EMSGSIZE);
         }
-        vecs.push(v, GFP_KERNEL)?;
+        vecs.push(v)?;
     }
     Ok(vecs)
 }
 
 /// Reads `n` `u64`s from user address `ptr`.
-fn read_u64s(ptr: u64, n: usize) -> Result<KVec<u64>> {
+fn read_u64s(ptr: u64, n: usize) -> Result<SmallVec<u64, 8>> {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
-    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut out = SmallVec::with_capacity(n)?;
     for _ in 0..n {
-        out.push(r.read::<u64>()?, GFP_KERNEL)?;
+        out.push(r.read::<u64>()?)?;
     }
     Ok(out)
 }

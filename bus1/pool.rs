@@ -126,6 +126,8 @@ pub(crate) struct SliceAllocator {
     n_slices: usize,
     /// Bytes of allocated slices (slot or page-rounded sizes).
     bytes: u64,
+    /// Bytes of the pages taken out of `free` (by slabs and large slices).
+    page_bytes: u64,
 }
 
 impl SliceAllocator {
@@ -146,6 +148,7 @@ impl SliceAllocator {
             empty: [0; N_CLASSES],
             n_slices: 0,
             bytes: 0,
+            page_bytes: 0,
         })
     }
 
@@ -159,6 +162,12 @@ impl SliceAllocator {
         self.bytes
     }
 
+    /// Bytes of the pages slabs and large slices occupy: every other resident page of the pool
+    /// is free.
+    pub(crate) fn page_bytes(&self) -> u64 {
+        self.page_bytes
+    }
+
     /// Takes `len` bytes (a multiple of [`PAGE`]) at the lowest free address.
     fn alloc_pages(&mut self, len: u64) -> Result<u64> {
         let mut cursor = self.free.cursor_front_mut();
@@ -169,6 +178,7 @@ impl SliceAllocator {
                 continue;
             }
             let (_, node) = c.remove_current();
+            self.page_bytes += len;
             if flen > len {
                 // Reuse the tree node for the rest of the range.
                 let rest = node.into_reservation().into_node(start + len, flen - len);
@@ -181,6 +191,7 @@ impl SliceAllocator {
 
     /// Gives back the pages `[start, start + len)`, merging them with free neighbours.
     fn free_pages(&mut self, start: u64, len: u64) {
+        self.page_bytes -= len;
         let mut len = len;
         // The free range right after, if adjacent.
         if let Some(next) = self.free.remove(&(start + len)) {
@@ -479,6 +490,8 @@ pub(crate) struct Pool {
     alloc: Mutex<SliceAllocator>,
     /// The pool's size in bytes.
     size: u64,
+    /// How many bytes of free pages may stay resident (the `pool_cache_kib` parameter).
+    cache: u64,
 }
 
 impl Pool {
@@ -488,10 +501,12 @@ impl Pool {
         // Out-of-range parameters fall back to the default rather than failing every open.
         let mib = if (1..=4095).contains(&mib) { mib } else { 512 };
         let size = mib << 20;
+        let cache = u64::from(*crate::module_parameters::pool_cache_kib.value()) << 10;
         try_pin_init!(Pool {
             file: ShmemFile::new(c"bus1-peer", size)?,
             alloc <- new_mutex!(SliceAllocator::new(size)?, "Pool::alloc"),
             size,
+            cache,
         })
     }
 
@@ -505,12 +520,27 @@ impl Pool {
         self.alloc.lock().alloc(size)
     }
 
+    /// Gives back the pages of `r`, which no slice uses any more, unless the pool's free
+    /// resident pages (`r` included) fit in its cache.
+    ///
+    /// Allocating, zeroing and charging a page costs more than copying it, so a peer that
+    /// keeps receiving and releasing messages keeps reusing the same resident pages instead of
+    /// getting fresh ones for every message. They stay charged to the receiver's memory cgroup;
+    /// the cache bounds that.
+    fn give_back(&self, a: &SliceAllocator, r: Range<u64>) {
+        let resident = self.file.resident_pages().saturating_mul(PAGE);
+        if resident.saturating_sub(a.page_bytes()) <= self.cache {
+            return;
+        }
+        // Best effort: pages that cannot be discarded now are reused later.
+        let _ = self.file.discard(r.start, r.end - r.start);
+    }
+
     /// Frees the unpublished slice at `offset`, giving back pages no slice uses any more.
     pub(crate) fn free(&self, offset: u64) {
         let mut a = self.alloc.lock();
         if let Some(r) = a.free(offset) {
-            // Best effort: pages that cannot be discarded now are reused later.
-            let _ = self.file.discard(r.start, r.end - r.start);
+            self.give_back(&a, r);
         }
     }
 
@@ -533,7 +563,7 @@ impl Pool {
     pub(crate) fn release(&self, offset: u64) -> Result {
         let mut a = self.alloc.lock();
         if let Some(r) = a.release_published(offset)? {
-            let _ = self.file.discard(r.start, r.end - r.start);
+            self.give_back(&a, r);
         }
         Ok(())
     }

@@ -40,7 +40,10 @@ pub(crate) struct Transaction {
     ts: u64,
     /// Entries staged on the origin's own queue.
     local: KVec<QueueKey>,
-    /// Entries staged on other peers' queues.
+    /// The first entry staged on another peer's queue, kept apart so that a unicast allocates
+    /// no list.
+    first: Option<Staged>,
+    /// Further entries staged on other peers' queues.
     remote: KVec<Staged>,
 }
 
@@ -51,6 +54,7 @@ impl Transaction {
             origin,
             ts: 0,
             local: KVec::new(),
+            first: None,
             remote: KVec::new(),
         }
     }
@@ -102,22 +106,39 @@ impl Transaction {
     pub(crate) fn stage_remote(&mut self, dst: &Arc<Peer>, ev: Event) -> Result {
         let pin = PeerActive::acquire(dst.clone())?;
         let slot = Queue::reserve(GFP_KERNEL)?;
-        self.remote.reserve(1, GFP_KERNEL)?;
+        self.reserve_remote(1)?;
         let tag = self.tag();
         let key = dst.lock().queue.stage(slot, tag, self.ts, ev);
         self.ts = self.ts.max(key.clock());
         // Cannot fail: room for one more was reserved above.
-        kernel::warn_on!(self
-            .remote
-            .push_within_capacity(Staged { dst: pin, key })
-            .is_err());
+        kernel::warn_on!(self.record_remote(Staged { dst: pin, key }).is_err());
         Ok(())
     }
 
     /// Reserves room to record `n` entries on other peers' queues, so that
     /// [`Self::stage_remote_pinned`] cannot fail.
     pub(crate) fn reserve_remote(&mut self, n: usize) -> Result {
+        let n = if self.first.is_none() {
+            n.saturating_sub(1)
+        } else {
+            n
+        };
         Ok(self.remote.reserve(n, GFP_KERNEL)?)
+    }
+
+    /// Records a staged remote entry in the room reserved by [`Self::reserve_remote`]; gives it
+    /// back if there is none.
+    fn record_remote(&mut self, s: Staged) -> core::result::Result<(), Staged> {
+        if self.first.is_none() {
+            self.first = Some(s);
+            return Ok(());
+        }
+        self.remote.push_within_capacity(s).map_err(|e| e.0)
+    }
+
+    /// Every entry staged on other peers' queues.
+    fn remotes(&self) -> impl Iterator<Item = &Staged> {
+        Iterator::chain(self.first.iter(), self.remote.iter())
     }
 
     /// Stages `ev` in the preallocated `slot` on the queue of the peer pinned by `dst`; room was
@@ -132,10 +153,9 @@ impl Transaction {
         let tag = self.tag();
         let key = dst.peer().lock().queue.stage(slot, tag, self.ts, ev);
         self.ts = self.ts.max(key.clock());
-        if let Err(e) = self.remote.push_within_capacity(Staged { dst, key }) {
+        if let Err(s) = self.record_remote(Staged { dst, key }) {
             // Not reserved (a bug): commit right away rather than block the queue forever.
             kernel::warn_on!(true);
-            let s = e.0;
             let _ = s
                 .dst
                 .peer()
@@ -161,9 +181,25 @@ impl Transaction {
             inner.queue.tick()
         };
         stamp(c);
+        // A unicast: syncing the only destination and committing there under one lock is the
+        // same as doing it in two steps, as no other queue is involved.
+        if self.local.is_empty() && self.remote.is_empty() {
+            if let Some(s) = &self.first {
+                let peer = s.dst.peer();
+                let wake = {
+                    let mut inner = peer.lock();
+                    inner.queue.sync(c);
+                    inner.queue.commit_staged(&s.key, c).is_some_and(|(_, w)| w)
+                };
+                if wake {
+                    peer.wake();
+                }
+            }
+            return c;
+        }
         // Nothing is visible before every destination's clock has passed `c`, so any reaction
         // to the transaction is ordered after it.
-        for s in self.remote.iter() {
+        for s in self.remotes() {
             s.dst.peer().lock().queue.sync(c);
         }
         if !self.local.is_empty() {
@@ -180,7 +216,7 @@ impl Transaction {
                 self.origin.wake();
             }
         }
-        for s in self.remote.iter() {
+        for s in self.remotes() {
             let peer = s.dst.peer();
             let wake = peer
                 .lock()

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A vector of plain values that keeps short contents inline.
+//!
+//! `SEND` reads its iovecs, destinations and per-destination errors into these, so the common
+//! unicast with a few iovecs allocates nothing for them (like the kernel's on-stack
+//! `UIO_FASTIOV` iovec array); longer contents go to a [`KVec`].
+
+use core::ops::Deref;
+use kernel::prelude::*;
+
+/// Up to `N` values inline, more on the heap.
+///
+/// # Invariants
+///
+/// In `Inline(buf, len)`, `len <= N` and `buf[..len]` are the contents.
+pub(crate) enum SmallVec<T: Copy + Default, const N: usize> {
+    /// Short contents, in place.
+    Inline([T; N], usize),
+    /// Long contents.
+    Heap(KVec<T>),
+}
+
+impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
+    /// Returns an empty vector with room for `n` values; allocates only if `n > N`.
+    pub(crate) fn with_capacity(n: usize) -> Result<Self> {
+        if n <= N {
+            Ok(Self::Inline([T::default(); N], 0))
+        } else {
+            Ok(Self::Heap(KVec::with_capacity(n, GFP_KERNEL)?))
+        }
+    }
+
+    /// Appends `v`; allocates only once the inline room is used up.
+    pub(crate) fn push(&mut self, v: T) -> Result {
+        match self {
+            Self::Inline(buf, len) => {
+                if let Some(slot) = buf.get_mut(*len) {
+                    *slot = v;
+                    *len += 1;
+                    return Ok(());
+                }
+                let mut heap = KVec::with_capacity(N.saturating_mul(2).max(1), GFP_KERNEL)?;
+                heap.extend_from_slice(buf, GFP_KERNEL)?;
+                heap.push(v, GFP_KERNEL)?;
+                *self = Self::Heap(heap);
+                Ok(())
+            }
+            Self::Heap(heap) => Ok(heap.push(v, GFP_KERNEL)?),
+        }
+    }
+
+    /// Whether the contents are on the heap.
+    #[cfg(CONFIG_KUNIT)]
+    fn spilled(&self) -> bool {
+        matches!(self, Self::Heap(_))
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Deref for SmallVec<T, N> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            // By the type invariant `len <= N`; an empty slice would only hide a bug.
+            Self::Inline(buf, len) => buf.get(..*len).unwrap_or(&[]),
+            Self::Heap(heap) => heap,
+        }
+    }
+}
+
+#[kunit_tests(bus1_smallvec)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_then_spill() -> Result {
+        let mut v: SmallVec<u64, 4> = SmallVec::with_capacity(2)?;
+        assert!(v.is_empty());
+        for i in 0..4 {
+            v.push(i)?;
+        }
+        assert!(!v.spilled());
+        assert_eq!(&v[..], &[0, 1, 2, 3]);
+        // The fifth value moves everything to the heap, in order.
+        v.push(4)?;
+        assert!(v.spilled());
+        assert_eq!(&v[..], &[0, 1, 2, 3, 4]);
+        for i in 5..100 {
+            v.push(i)?;
+        }
+        assert_eq!(v.len(), 100);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+        Ok(())
+    }
+
+    #[test]
+    fn large_capacity_starts_on_heap() -> Result {
+        let v: SmallVec<u64, 4> = SmallVec::with_capacity(5)?;
+        assert!(v.spilled());
+        assert!(v.is_empty());
+        let w: SmallVec<u64, 4> = SmallVec::with_capacity(4)?;
+        assert!(!w.spilled());
+        Ok(())
+    }
+}
