@@ -7,6 +7,8 @@
 #   make run CMD='...'   ... and run CMD in the guest instead
 #   make check           provision, build, run every test on the debug and the release kernel
 #   make vm              interactive guest shell (release kernel)
+#   make stress          bus1_stress on the debug kernel for DURATION seconds (default 300), PROCS (4)
+#   make fuzz            bus1_fuzz on the debug kernel, ITERS per thread (default 100000), SEED
 #   make clippy          build the module with CLIPPY=1 (release kernel), fail on any warning
 #   make kunit           build bus1 into a kernel in tree, run its KUnit suites with kunit.py
 #   make intree KSRC=... place bus1 into a kernel source tree as ipc/bus1 (symlinks)
@@ -26,7 +28,7 @@ TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy
+.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz
 
 all: modules
 
@@ -67,6 +69,19 @@ kunit:
 
 clippy:
 	@scripts/clippy.sh
+
+# Long hardening runs; the kernel log is checked for splats and leaks as in make check.
+DURATION ?= 300
+PROCS ?= 4
+ITERS ?= 100000
+SEED ?=
+stress:
+	@BUS1_VM_TIMEOUT=$$(( $(DURATION) + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
+		'BUS1_STRESS_SECONDS=$(DURATION) BUS1_STRESS_PROCS=$(PROCS) BUS1_STRESS_SEED=$(SEED) /tests/selftests/bus1_stress'
+
+fuzz:
+	@BUS1_VM_TIMEOUT=$$(( $(ITERS) / 20 + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
+		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SEED=$(SEED) /tests/selftests/bus1_fuzz'
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

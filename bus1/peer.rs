@@ -414,6 +414,10 @@ fn get_strong(
 
 /// Returns the index of the first ID that repeats an earlier one.
 pub(crate) fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
+    // Few IDs (every unicast): compare pairwise rather than allocate and sort.
+    if ids.len() <= 16 {
+        return Ok((1..ids.len()).find(|&i| ids[..i].contains(&ids[i])));
+    }
     let mut sorted = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
     for (i, id) in ids.iter().enumerate() {
         sorted.push((*id, i), GFP_KERNEL)?;
@@ -1152,6 +1156,20 @@ mod tests {
         assert_eq!(first_duplicate(&[1, 2, 3])?, None);
         assert_eq!(first_duplicate(&[5, 1, 5, 1])?, Some(2));
         assert_eq!(first_duplicate(&[])?, None);
+        assert_eq!(first_duplicate(&[7])?, None);
+        // Both paths, the pairwise one for short lists and the sorting one, agree.
+        let mut ids = [0u64; 40];
+        for (i, v) in ids.iter_mut().enumerate() {
+            *v = 1000 - i as u64;
+        }
+        assert_eq!(first_duplicate(&ids[..16])?, None);
+        assert_eq!(first_duplicate(&ids)?, None);
+        ids[12] = ids[3];
+        ids[30] = ids[1];
+        assert_eq!(first_duplicate(&ids[..16])?, Some(12));
+        assert_eq!(first_duplicate(&ids)?, Some(12));
+        ids[12] = 5;
+        assert_eq!(first_duplicate(&ids)?, Some(30));
         Ok(())
     }
 }

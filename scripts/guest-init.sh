@@ -44,6 +44,15 @@ echo "@@INSMOD rc=$rc" >$R
 
 case $mode in
 check)
+	if [ -n "$cmd" ]; then
+		# One long run (make stress, make fuzz): only that, then the leak scan.
+		section selftest custom sh -c "$cmd"
+		if [ -w $kml ]; then
+			echo scan >$kml; sleep 1; echo scan >$kml
+			section kmemleak scan cat $kml
+		fi
+		finish
+	fi
 	for s in /sys/kernel/debug/kunit/bus1*; do
 		[ -f "$s/results" ] && section kunit "${s##*/}" cat "$s/results"
 	done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Boot a guest with bus1: `vm.sh check|run|shell release|debug [command]`.
-# check: run every test, print a summary line "N passed, N failed" (exit != 0 on failure).
+# check: run every test, print a summary line "N passed, N failed" (exit != 0 on failure);
+#        with a command, run only that (as one selftest section) and the leak scan.
 # run:   load bus1 and run the demos (or the given command), printing what happens.
 # shell: interactive busybox shell.
 . "$(dirname "$0")/lib.sh"

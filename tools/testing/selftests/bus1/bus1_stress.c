@@ -510,11 +510,9 @@ FIXTURE(stress) {};
 FIXTURE_SETUP(stress) {}
 FIXTURE_TEARDOWN(stress) {}
 
-TEST_F_TIMEOUT(stress, ordered_delivery, 900)
+/* One round: fresh peers, @seconds of traffic, then the oracle. */
+static void one_round(struct __test_metadata *_metadata, int n, int seconds, unsigned int seed)
 {
-	int n = env_int("BUS1_STRESS_PROCS", 4);
-	int seconds = env_int("BUS1_STRESS_SECONDS", 30);
-	unsigned int seed = (unsigned int)env_int("BUS1_STRESS_SEED", (int)time(NULL));
 	static uint32_t pos[MAXP][MAXP][MAXSEQ];	/* receiver, sender, seq -> index + 1 */
 	struct shared *sh;
 	struct child *c;
@@ -523,11 +521,7 @@ TEST_F_TIMEOUT(stress, ordered_delivery, 900)
 	__u64 h[MAXP][MAXP];
 	__u64 total_sent = 0, total_recv = 0;
 
-	if (n < 2)
-		n = 2;
-	if (n > MAXP)
-		n = MAXP;
-	TH_LOG("procs=%d seconds=%d seed=%u", n, seconds, seed);
+	memset(pos, 0, sizeof(pos));
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, sh);
 	c = calloc(1, sizeof(*c));
@@ -646,6 +640,33 @@ TEST_F_TIMEOUT(stress, ordered_delivery, 900)
 	ASSERT_LT(100ULL, total_sent);
 	for (i = 0; i < n; i++)
 		close(fds[i]);
+	munmap(sh, sizeof(*sh));
+	free(c);
+}
+
+/*
+ * Rounds of at most 30 s, each with fresh peers, until BUS1_STRESS_SECONDS
+ * are over: a sender stops after MAXSEQ sends, so one long round would idle.
+ */
+TEST_F_TIMEOUT(stress, ordered_delivery, 7 * 24 * 3600)
+{
+	int n = env_int("BUS1_STRESS_PROCS", 4);
+	int seconds = env_int("BUS1_STRESS_SECONDS", 30);
+	unsigned int seed = (unsigned int)env_int("BUS1_STRESS_SEED", (int)time(NULL));
+	time_t end = time(NULL) + seconds;
+	int round = 0;
+
+	if (n < 2)
+		n = 2;
+	if (n > MAXP)
+		n = MAXP;
+	TH_LOG("procs=%d seconds=%d seed=%u", n, seconds, seed);
+	do {
+		long left = (long)(end - time(NULL));
+
+		one_round(_metadata, n, left > 30 ? 30 : left < 1 ? 1 : (int)left, seed + round++);
+	} while (time(NULL) < end);
+	TH_LOG("%d rounds", round);
 }
 
 TEST_HARNESS_MAIN

@@ -1,0 +1,601 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bus1 ioctl fuzzer: seeded and reproducible in its choices.
+ *
+ * BUS1_FUZZ_PROCS processes (default 2) with BUS1_FUZZ_THREADS threads each
+ * (default 2) share a few peers per process and issue BUS1_FUZZ_ITERS random
+ * operations per thread (default 5000): every command with structure-aware
+ * arguments (IDs, offsets and fds that exist, mutated) or plain random bytes,
+ * bad pointers (NULL, unmapped, kernel, misaligned, straddling the end of a
+ * mapping), huge counts, unmapped iovecs, closed, foreign and bus1 fds,
+ * unknown ioctl numbers, disconnects and reopens racing with other threads,
+ * and mmap with odd offsets, lengths and protections.
+ *
+ * Pass criterion: no crash or kernel splat (the runner checks the log), every
+ * failure is an errno the ABI documents (ENOTRECOVERABLE, "internal
+ * inconsistency", is not one of them), a writable shared mapping is always
+ * refused, the module still works afterwards and every accounting counter of
+ * the user is gone once all peers are closed.
+ *
+ * BUS1_FUZZ_SEED replays a run's choices (the thread interleaving is not
+ * reproducible); the seed is printed first.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/bus1.h>
+
+#include "kselftest_harness.h"
+
+#define NPEERS 4
+#define NIDS 64
+#define NOFFS 64
+#define MAXTHREADS 8
+#define POOL_MAP (4UL << 20)
+#define PTR(p) ((__u64)(uintptr_t)(p))
+#define ENOTSUPP_KERNEL 524
+
+struct proc {
+	int peers[NPEERS];
+	const uint8_t *maps[NPEERS];
+	__u64 ids[NIDS];		/* node and handle IDs seen, and noise */
+	__u64 offs[NOFFS];		/* slice offsets seen */
+	int devnull, sock, closed_fd;
+	uint8_t *buf;			/* 64 KiB of readable, writable memory */
+	void *unmapped;
+	unsigned long n_ok, n_err;
+	int failed;
+	char why[256];
+	pthread_mutex_t lock;
+};
+
+struct worker {
+	struct proc *p;
+	unsigned int seed;
+	int iters;
+};
+
+static void fail(struct proc *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&p->lock);
+	if (!p->failed++) {
+		va_start(ap, fmt);
+		vsnprintf(p->why, sizeof(p->why), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static unsigned int rnd(struct worker *w)
+{
+	return (unsigned int)rand_r(&w->seed);
+}
+
+static __u64 rnd64(struct worker *w)
+{
+	return ((__u64)rnd(w) << 33) ^ ((__u64)rnd(w) << 11) ^ rnd(w);
+}
+
+/* One of a few interesting counts. */
+static __u64 count(struct worker *w, __u64 sane)
+{
+	static const __u64 odd[] = {
+		0, 1, 2, 255, 256, 257, 1024, 1025, 0x7fffffff, 0x80000000ULL,
+		0xffffffffULL, 1ULL << 40, ~0ULL,
+	};
+
+	if (rnd(w) % 4)
+		return rnd(w) % (sane + 1);
+	return odd[rnd(w) % (sizeof(odd) / sizeof(odd[0]))];
+}
+
+/* A pointer to @len bytes: mostly valid, sometimes not. */
+static __u64 pointer(struct worker *w, size_t len)
+{
+	struct proc *p = w->p;
+
+	switch (rnd(w) % 12) {
+	case 0:
+		return 0;
+	case 1:
+		return PTR(p->unmapped);
+	case 2:
+		return 0xffff888000000000ULL;	/* kernel address */
+	case 3:
+		return PTR(p->buf + 65536 - (len > 4 ? len / 2 : 1));	/* straddles the end */
+	case 4:
+		return PTR(p->buf + 1 + rnd(w) % 7);	/* misaligned */
+	case 5:
+		return rnd64(w);
+	default:
+		return PTR(p->buf + (rnd(w) % 8) * 64);
+	}
+}
+
+static __u64 some_id(struct worker *w)
+{
+	struct proc *p = w->p;
+
+	switch (rnd(w) % 8) {
+	case 0:
+		return BUS1_HANDLE_INVALID;
+	case 1:
+		return rnd64(w);
+	case 2:
+		return (__u64)(rnd(w) % 64) << 3 | (rnd(w) % 4);	/* fresh node IDs, flags */
+	default:
+		return __atomic_load_n(&p->ids[rnd(w) % NIDS], __ATOMIC_RELAXED);
+	}
+}
+
+static void remember_id(struct worker *w, __u64 id)
+{
+	if (id != BUS1_HANDLE_INVALID)
+		__atomic_store_n(&w->p->ids[rnd(w) % NIDS], id, __ATOMIC_RELAXED);
+}
+
+static int some_fd(struct worker *w)
+{
+	struct proc *p = w->p;
+
+	switch (rnd(w) % 10) {
+	case 0:
+		return p->devnull;
+	case 1:
+		return p->sock;
+	case 2:
+		return p->closed_fd;
+	case 3:
+		return -1;
+	case 4:
+		return (int)rnd(w);
+	default:
+		return __atomic_load_n(&p->peers[rnd(w) % NPEERS], __ATOMIC_RELAXED);
+	}
+}
+
+static void fill_random(struct worker *w, void *arg, size_t len)
+{
+	uint8_t *b = arg;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		b[i] = (uint8_t)rnd(w);
+}
+
+/* Whether @e is an errno the ABI documents for some command. */
+static int documented(int e)
+{
+	switch (e) {
+	case EAGAIN: case EBADF: case EBUSY: case EDQUOT: case EFAULT:
+	case EINVAL: case EMSGSIZE: case ENOMEM: case ENOTTY: case ENOTUNIQ:
+	case ENXIO: case EOPNOTSUPP: case EPERM: case ERANGE: case EREMOTE:
+	case ESHUTDOWN: case ESTALE: case EXFULL: case EMFILE: case ENFILE:
+	case EHOSTUNREACH: case EBADRQC: case ENOTSUPP_KERNEL:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static void check(struct worker *w, const char *what, int r)
+{
+	struct proc *p = w->p;
+
+	if (r == 0) {
+		__atomic_add_fetch(&p->n_ok, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	__atomic_add_fetch(&p->n_err, 1, __ATOMIC_RELAXED);
+	if (!documented(errno))
+		fail(p, "%s: undocumented errno %d (%s)", what, errno, strerror(errno));
+}
+
+/* Takes what RECV delivered: offsets to release later, handle IDs, fds to close. */
+static void harvest(struct worker *w, int peer, __u64 off, __u64 n_bytes, __u64 n_handles,
+		    __u64 n_fds)
+{
+	struct proc *p = w->p;
+	const uint8_t *map = __atomic_load_n(&p->maps[peer], __ATOMIC_ACQUIRE);
+	__u64 i, at = (n_bytes + 7) & ~7ULL;
+
+	__atomic_store_n(&p->offs[rnd(w) % NOFFS], off, __ATOMIC_RELAXED);
+	if (!map || off >= POOL_MAP || n_handles > 4096 || n_fds > BUS1_FD_MAX ||
+	    off + at + 8 * n_handles + 4 * n_fds > POOL_MAP)
+		return;
+	for (i = 0; i < n_handles; i++)
+		remember_id(w, ((const __u64 *)(map + off + at))[i]);
+	for (i = 0; i < n_fds; i++) {
+		int fd = ((const int *)(map + off + at + 8 * n_handles))[i];
+
+		int j, ours = fd <= 2 || fd == p->devnull || fd == p->sock;
+
+		for (j = 0; j < NPEERS; j++)
+			ours |= fd == __atomic_load_n(&p->peers[j], __ATOMIC_RELAXED);
+		if (!ours)
+			close(fd);
+	}
+}
+
+static void op_send(struct worker *w, int fd)
+{
+	struct proc *p = w->p;
+	__u64 *dst = (__u64 *)(p->buf + 8192), *handles = (__u64 *)(p->buf + 12288);
+	struct iovec *v = (struct iovec *)(p->buf + 16384);
+	int *fds = (int *)(p->buf + 20480);
+	struct bus1_cmd_send s;
+	unsigned int i, n;
+
+	memset(&s, 0, sizeof(s));
+	n = rnd(w) % 4;
+	for (i = 0; i < n; i++)
+		dst[i] = some_id(w);
+	s.ptr_destinations = rnd(w) % 8 ? PTR(dst) : pointer(w, 8 * n);
+	s.n_destinations = rnd(w) % 8 ? n : count(w, 4);
+	s.ptr_errors = rnd(w) % 2 ? PTR(p->buf + 24576) : (rnd(w) % 2 ? 0 : pointer(w, 8 * n));
+	n = rnd(w) % 4;
+	for (i = 0; i < n; i++) {
+		v[i].iov_base = rnd(w) % 6 ? p->buf + rnd(w) % 4096 : (void *)(uintptr_t)pointer(w, 64);
+		v[i].iov_len = rnd(w) % 8 ? rnd(w) % 8192 : count(w, 65536);
+	}
+	s.ptr_vecs = rnd(w) % 8 ? PTR(v) : pointer(w, 16 * n);
+	s.n_vecs = rnd(w) % 8 ? n : count(w, 4);
+	n = rnd(w) % 3;
+	for (i = 0; i < n; i++)
+		handles[i] = some_id(w);
+	s.ptr_handles = rnd(w) % 8 ? PTR(handles) : pointer(w, 8 * n);
+	s.n_handles = rnd(w) % 8 ? n : count(w, 4);
+	n = rnd(w) % 3;
+	for (i = 0; i < n; i++)
+		fds[i] = some_fd(w);
+	s.ptr_fds = rnd(w) % 8 ? PTR(fds) : pointer(w, 4 * n);
+	s.n_fds = rnd(w) % 8 ? n : count(w, 4);
+	s.flags = rnd(w) % 4 ? (rnd(w) % 2) * BUS1_SEND_FLAG_CONTINUE : count(w, 3);
+	if (rnd(w) % 16 == 0)
+		fill_random(w, &s, sizeof(s));
+	check(w, "SEND", ioctl(fd, BUS1_CMD_SEND, &s));
+}
+
+static void op_recv(struct worker *w, int fd, int peer)
+{
+	struct bus1_cmd_recv r;
+	struct bus1_cmd_recv_2017 r7;
+	int ret;
+
+	if (rnd(w) % 4 == 0) {
+		memset(&r7, 0, sizeof(r7));
+		r7.flags = rnd(w) % 4 ? BUS1_RECV_2017_FLAG_INSTALL_FDS : count(w, 3);
+		r7.max_offset = rnd(w) % 4 ? POOL_MAP : count(w, POOL_MAP);
+		ret = ioctl(fd, BUS1_CMD_RECV_2017, &r7);
+		check(w, "RECV_2017", ret);
+		if (!ret && r7.msg.type == BUS1_MSG_DATA)
+			harvest(w, peer, r7.msg.offset, r7.msg.n_bytes, r7.msg.n_handles,
+				(r7.flags & BUS1_RECV_2017_FLAG_INSTALL_FDS) ? r7.msg.n_fds : 0);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.flags = rnd(w) % 4 ? BUS1_RECV_FLAG_INSTALL_FDS | (rnd(w) % 4 ? 0 : BUS1_RECV_FLAG_PEEK) :
+			       count(w, 7);
+	r.max_offset = rnd(w) % 4 ? POOL_MAP : count(w, POOL_MAP);
+	if (rnd(w) % 16 == 0)
+		fill_random(w, &r, sizeof(r));
+	ret = ioctl(fd, BUS1_CMD_RECV, rnd(w) % 16 ? &r : (void *)(uintptr_t)pointer(w, sizeof(r)));
+	check(w, "RECV", ret);
+	if (!ret && r.msg.type == BUS1_MSG_DATA && !(r.flags & BUS1_RECV_FLAG_PEEK))
+		harvest(w, peer, r.msg.offset, r.msg.n_bytes, r.msg.n_handles,
+			(r.flags & BUS1_RECV_FLAG_INSTALL_FDS) ? r.msg.n_fds : 0);
+}
+
+static void op_mmap(struct worker *w, int fd)
+{
+	static const size_t lens[] = { 0, 1, 4096, 8192, 1UL << 20, 1UL << 29, 1UL << 30, ~0UL };
+	static const off_t offs[] = { 0, 1, 4096, 1 << 20, 1L << 29, 1L << 40, -4096 };
+	static const int prots[] = {
+		PROT_READ, PROT_WRITE, PROT_READ | PROT_WRITE, PROT_EXEC, PROT_NONE,
+		PROT_READ | PROT_EXEC,
+	};
+	size_t len = lens[rnd(w) % 8];
+	int prot = prots[rnd(w) % 6];
+	int flags = rnd(w) % 4 ? MAP_SHARED : MAP_PRIVATE;
+	void *m = mmap(NULL, len, prot, flags, fd, offs[rnd(w) % 7]);
+
+	if (m == MAP_FAILED) {
+		/* The mm core's own errors come on top of the ABI's. */
+		if (errno != EACCES && errno != EOVERFLOW && errno != ENODEV)
+			check(w, "mmap", -1);
+		return;
+	}
+	if ((prot & PROT_WRITE) && flags == MAP_SHARED)
+		fail(w->p, "writable shared mapping of a bus1 fd was allowed");
+	if (rnd(w) % 2 && mprotect(m, len < 4096 ? 4096 : len, PROT_READ | PROT_WRITE) == 0 &&
+	    flags == MAP_SHARED)
+		fail(w->p, "mprotect made a bus1 mapping writable");
+	munmap(m, len);
+}
+
+static void one_op(struct worker *w)
+{
+	struct proc *p = w->p;
+	int peer = rnd(w) % NPEERS;
+	int fd = rnd(w) % 16 ? __atomic_load_n(&p->peers[peer], __ATOMIC_RELAXED) : some_fd(w);
+	uint8_t raw[128];
+	__u64 x;
+
+	switch (rnd(w) % 20) {
+	case 0: {
+		struct bus1_cmd_peer_reset q = { .flags = rnd(w) % 4 ? 0 : count(w, 3) };
+
+		check(w, "QUERY", ioctl(fd, BUS1_CMD_PEER_QUERY,
+					rnd(w) % 8 ? &q : (void *)(uintptr_t)pointer(w, 32)));
+		break;
+	}
+	case 1: {
+		struct bus1_cmd_peer_reset q = {
+			.flags = count(w, 3),
+			.peer_flags = rnd(w) % 2 ? ~0ULL : count(w, 1),
+			.max_slices = rnd(w) % 2 ? ~0U : (__u32)count(w, 100000),
+			.max_handles = rnd(w) % 2 ? ~0U : (__u32)count(w, 100000),
+			.max_inflight_bytes = rnd(w) % 2 ? ~0U : (__u32)count(w, 1 << 24),
+			.max_inflight_fds = rnd(w) % 2 ? ~0U : (__u32)count(w, 4096),
+		};
+
+		check(w, "RESET", ioctl(fd, BUS1_CMD_PEER_RESET, &q));
+		break;
+	}
+	case 2:
+		x = some_id(w);
+		check(w, "HANDLE_RELEASE", ioctl(fd, BUS1_CMD_HANDLE_RELEASE,
+						 rnd(w) % 8 ? &x : (void *)(uintptr_t)pointer(w, 8)));
+		break;
+	case 3:
+	case 4: {
+		struct bus1_cmd_handle_transfer t = {
+			.flags = rnd(w) % 8 ? 0 : count(w, 3),
+			.src_handle = some_id(w),
+			.dst_fd = (__u64)(__s64)some_fd(w),
+			.dst_handle = rnd(w) % 4 ? BUS1_HANDLE_INVALID : some_id(w),
+		};
+		int r = ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &t);
+
+		check(w, "HANDLE_TRANSFER", r);
+		if (!r) {
+			remember_id(w, t.src_handle);
+			remember_id(w, t.dst_handle);
+		}
+		break;
+	}
+	case 5: {
+		__u64 *ids = (__u64 *)(p->buf + 28672);
+		unsigned int i, n = rnd(w) % 4;
+		struct bus1_cmd_nodes_destroy d;
+
+		for (i = 0; i < n; i++)
+			ids[i] = some_id(w);
+		d.flags = rnd(w) % 2 ? BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES : count(w, 1);
+		d.ptr_nodes = rnd(w) % 8 ? PTR(ids) : pointer(w, 8 * n);
+		d.n_nodes = rnd(w) % 8 ? n : count(w, 4);
+		/* Destroying is rare, so sends mostly find live nodes. */
+		if (rnd(w) % 4 == 0)
+			check(w, "NODES_DESTROY", ioctl(fd, BUS1_CMD_NODES_DESTROY, &d));
+		break;
+	}
+	case 6:
+	case 7:
+		x = rnd(w) % 4 ? __atomic_load_n(&p->offs[rnd(w) % NOFFS], __ATOMIC_RELAXED)
+			       : count(w, POOL_MAP);
+		check(w, "SLICE_RELEASE", ioctl(fd, BUS1_CMD_SLICE_RELEASE, &x));
+		break;
+	case 8: case 9: case 10: case 11:
+		op_send(w, fd);
+		break;
+	case 12: case 13: case 14:
+		op_recv(w, fd, peer);
+		break;
+	case 15:
+		op_mmap(w, __atomic_load_n(&p->peers[peer], __ATOMIC_RELAXED));
+		break;
+	case 16: {
+		/* Unknown or mis-sized commands, and known ones with random bytes. */
+		static const unsigned long known[] = {
+			BUS1_CMD_PEER_QUERY, BUS1_CMD_PEER_RESET, BUS1_CMD_HANDLE_RELEASE,
+			BUS1_CMD_HANDLE_TRANSFER, BUS1_CMD_NODES_DESTROY, BUS1_CMD_SLICE_RELEASE,
+			BUS1_CMD_SEND, BUS1_CMD_RECV, BUS1_CMD_RECV_2017,
+		};
+		unsigned long cmd = rnd(w) % 2 ? known[rnd(w) % 9] :
+			_IOC(rnd(w) % 4, BUS1_IOCTL_MAGIC, rnd(w) % 256, rnd(w) % 128);
+
+		fill_random(w, raw, sizeof(raw));
+		check(w, "raw ioctl", ioctl(fd, cmd, raw));
+		break;
+	}
+	case 17:
+		if (rnd(w) % 8 == 0) {
+			x = rnd(w) % 4 ? 0 : rnd64(w);
+			check(w, "DISCONNECT", ioctl(fd, BUS1_CMD_PEER_DISCONNECT, &x));
+		}
+		break;
+	case 18:
+		/* Replace a peer; other threads may still use the old fd number. */
+		if (rnd(w) % 8 == 0) {
+			int nfd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+			int old;
+
+			if (nfd < 0) {
+				fail(p, "reopen: %d", errno);
+				break;
+			}
+			/* Its pool is not mapped: nothing is read from it. */
+			__atomic_store_n(&p->maps[peer], NULL, __ATOMIC_RELEASE);
+			old = __atomic_exchange_n(&p->peers[peer], nfd, __ATOMIC_SEQ_CST);
+			close(old);
+		}
+		break;
+	default: {
+		/* A handle from one peer to another, so sends find destinations. */
+		struct bus1_cmd_handle_transfer t = {
+			.src_handle = (__u64)(rnd(w) % 16) << 3,
+			.dst_fd = (__u64)__atomic_load_n(&p->peers[rnd(w) % NPEERS], __ATOMIC_RELAXED),
+			.dst_handle = BUS1_HANDLE_INVALID,
+		};
+		int r = ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &t);
+
+		check(w, "HANDLE_TRANSFER", r);
+		if (!r)
+			remember_id(w, t.dst_handle);
+		break;
+	}
+	}
+}
+
+static void *run_worker(void *arg)
+{
+	struct worker *w = arg;
+	int i;
+
+	for (i = 0; i < w->iters && !w->p->failed; i++)
+		one_op(w);
+	return NULL;
+}
+
+static int env_int(const char *name, int def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? atoi(v) : def;
+}
+
+static int run_proc(unsigned int seed, int threads, int iters)
+{
+	static struct proc proc;
+	struct proc *p = &proc;
+	struct worker w[MAXTHREADS];
+	pthread_t t[MAXTHREADS];
+	int i;
+
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	for (i = 0; i < NPEERS; i++) {
+		p->peers[i] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		if (p->peers[i] < 0)
+			return 1;
+		p->maps[i] = mmap(NULL, POOL_MAP, PROT_READ, MAP_SHARED, p->peers[i], 0);
+		if (p->maps[i] == MAP_FAILED)
+			return 1;
+	}
+	p->buf = mmap(NULL, 65536 + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->buf == MAP_FAILED)
+		return 1;
+	/* The page after the buffer is unmapped: accesses straddling the end fault. */
+	munmap(p->buf + 65536, 4096);
+	p->unmapped = p->buf + 65536;
+	p->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	p->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	p->closed_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	close(p->closed_fd);
+	for (i = 0; i < NIDS; i++)
+		p->ids[i] = (__u64)(i % 16) << 3;
+	for (i = 0; i < threads; i++) {
+		w[i].p = p;
+		w[i].seed = seed * 7919 + i;
+		w[i].iters = iters;
+		if (pthread_create(&t[i], NULL, run_worker, &w[i]))
+			return 1;
+	}
+	for (i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	printf("# pid %d: %lu ok, %lu failed as documented%s%s\n", getpid(), p->n_ok, p->n_err,
+	       p->failed ? "; FAIL: " : "", p->failed ? p->why : "");
+	fflush(stdout);
+	/* At least some operations must have got through, or nothing was tested. */
+	return p->failed || p->n_ok < (unsigned long)iters / 20;
+}
+
+/* Whether debugfs still lists root as a bus1 user (-1: no debugfs). */
+static int root_listed(void)
+{
+	char buf[65536];
+	ssize_t n, got = 0;
+	int f = open("/sys/kernel/debug/bus1/users", O_RDONLY | O_CLOEXEC);
+
+	if (f < 0)
+		return -1;
+	while ((n = read(f, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += n;
+	close(f);
+	buf[got] = 0;
+	return !strncmp(buf, "uid=0 ", 6) || strstr(buf, "\nuid=0 ") != NULL;
+}
+
+TEST(fuzz)
+{
+	int procs = env_int("BUS1_FUZZ_PROCS", 2);
+	int threads = env_int("BUS1_FUZZ_THREADS", 2);
+	int iters = env_int("BUS1_FUZZ_ITERS", 5000);
+	unsigned int seed = (unsigned int)env_int("BUS1_FUZZ_SEED", (int)time(NULL));
+	struct bus1_cmd_handle_transfer t = { .src_handle = 0x100, .dst_handle = BUS1_HANDLE_INVALID };
+	struct bus1_cmd_recv r = { .max_offset = POOL_MAP };
+	struct bus1_cmd_send s = { .n_destinations = 1 };
+	pid_t pid[16];
+	int i, a, b, listed = 1;
+
+	if (procs > 16)
+		procs = 16;
+	if (threads > MAXTHREADS)
+		threads = MAXTHREADS;
+	TH_LOG("seed=%u procs=%d threads=%d iters=%d (replay: BUS1_FUZZ_SEED=%u)", seed, procs,
+	       threads, iters, seed);
+	ASSERT_EQ(0, root_listed()) TH_LOG("bus1 peers of root are open before the fuzz run");
+	for (i = 0; i < procs; i++) {
+		pid[i] = fork();
+		ASSERT_LE(0, pid[i]);
+		if (pid[i] == 0)
+			_exit(run_proc(seed + 104729 * i, threads, iters));
+	}
+	for (i = 0; i < procs; i++) {
+		int st;
+
+		ASSERT_EQ(pid[i], waitpid(pid[i], &st, 0));
+		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			TH_LOG("fuzz process %d failed (status %#x)", i, st);
+	}
+
+	/* Everything was given back once every peer is gone. */
+	for (i = 0; i < 100 && listed; i++) {
+		listed = root_listed();
+		if (listed)
+			usleep(10000);
+	}
+	EXPECT_EQ(0, listed) TH_LOG("root's bus1 user is still accounted after all peers closed");
+
+	/* The module still works. */
+	a = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	b = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	ASSERT_NE(MAP_FAILED, mmap(NULL, POOL_MAP, PROT_READ, MAP_SHARED, b, 0));
+	t.dst_fd = (__u64)a;
+	ASSERT_EQ(0, ioctl(b, BUS1_CMD_HANDLE_TRANSFER, &t));
+	s.ptr_destinations = PTR(&t.dst_handle);
+	ASSERT_EQ(0, ioctl(a, BUS1_CMD_SEND, &s));
+	ASSERT_EQ(0, ioctl(b, BUS1_CMD_RECV, &r));
+	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
+	close(a);
+	close(b);
+}
+
+TEST_HARNESS_MAIN
