@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bus1 under allocation failures: failslab and fail_page_alloc, restricted to
+ * this task (task-filter, /proc/self/make-it-fail set only around the
+ * operation under test) and to call chains through the bus1 module
+ * (require-start/require-end = the module's address range).
+ *
+ * Every operation is repeated many times with a high failure probability.
+ * After each attempt, with injection off, the test checks that the attempt
+ * either fully happened or left no trace: a failed SEND delivered nothing to
+ * any destination, a failed RECV left the message queued, a failed TRANSFER
+ * or NODES_DESTROY changed nothing, and every accounting counter of every
+ * peer and of the user (fdinfo) is back where it was. Every failure must be
+ * ENOMEM. Failures must actually have been injected, or nothing was tested.
+ * The runner's kmemleak scan and splat check cover the rest.
+ *
+ * Needs CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC,
+ * CONFIG_FAULT_INJECTION_DEBUG_FS and CONFIG_FAULT_INJECTION_STACKTRACE_FILTER
+ * (the debug kernel); skipped elsewhere. BUS1_FAULT_ROUNDS sets the number of
+ * attempts per operation (default 150).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <linux/bus1.h>
+
+#include "kselftest_harness.h"
+
+#define INV BUS1_HANDLE_INVALID
+#define PTR(p) ((__u64)(uintptr_t)(p))
+#define MAP_LEN (4UL << 20)
+#define N1 ((__u64)0x100)
+#define NPEERS 3
+
+static const char *const fi_dirs[] = {
+	"/sys/kernel/debug/failslab", "/sys/kernel/debug/fail_page_alloc",
+};
+
+static int fi_write(const char *dir, const char *attr, const char *val)
+{
+	char path[128];
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, attr);
+	f = open(path, O_WRONLY | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	n = write(f, val, strlen(val));
+	close(f);
+	return n < 0 ? -errno : 0;
+}
+
+/* The module's address range, from /proc/modules; 0 if not found. */
+static int module_range(unsigned long *start, unsigned long *end)
+{
+	char name[64], line[512];
+	unsigned long size, addr;
+	FILE *f = fopen("/proc/modules", "r");
+	int ok = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %lu %*d %*s %*s %lx", name, &size, &addr) == 3 &&
+		    !strcmp(name, "bus1") && addr) {
+			*start = addr;
+			*end = addr + size;
+			ok = 1;
+		}
+	}
+	fclose(f);
+	return ok;
+}
+
+static int make_it_fail = -1;
+
+/* Failures are injected into this task only while @on. */
+static void inject(int on)
+{
+	/* The flag is only read at allocation time; this write allocates nothing. */
+	if (pwrite(make_it_fail, on ? "1" : "0", 1, 0) != 1)
+		abort();
+}
+
+/* One "used" value of @res from a line of a peer's fdinfo, -1 if missing. */
+static long long fdinfo_used(int fd, const char *line, const char *res)
+{
+	char path[64], buf[4096], key[32];
+	const char *l, *p;
+	long long used = -1;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	l = strstr(buf, line);
+	if (!l)
+		return -1;
+	snprintf(key, sizeof(key), " %s=", res);
+	p = strstr(l, key);
+	if (!p || sscanf(p + strlen(key), "%lld", &used) != 1)
+		return -1;
+	return used;
+}
+
+/* Every counter of the peers and their user, in a fixed order. */
+struct counters {
+	long long v[NPEERS][2][4];
+};
+
+static void counters(const int *fds, struct counters *c)
+{
+	static const char *const res[] = { "slices", "handles", "bytes", "fds" };
+	int i, r;
+
+	for (i = 0; i < NPEERS; i++)
+		for (r = 0; r < 4; r++) {
+			c->v[i][0][r] = fdinfo_used(fds[i], "bus1-limits:", res[r]);
+			c->v[i][1][r] = fdinfo_used(fds[i], "bus1-user:", res[r]);
+		}
+}
+
+FIXTURE(fault) {
+	int fd[NPEERS];
+	const uint8_t *map[NPEERS];
+	__u64 to[NPEERS];	/* peer 0's handles to the others' node N1 */
+	int devnull;
+	struct counters base;
+	unsigned long injected, attempts;
+	int rounds;
+};
+
+FIXTURE_SETUP(fault)
+{
+	unsigned long start = 0, end = 0;
+	char val[32];
+	unsigned int i;
+	int j;
+
+	memset(self->fd, -1, sizeof(self->fd));
+	if (access("/sys/kernel/debug/failslab/require-start", W_OK) ||
+	    access("/sys/kernel/debug/fail_page_alloc/require-start", W_OK) ||
+	    access("/proc/self/make-it-fail", W_OK))
+		SKIP(return, "no failslab/fail_page_alloc with a stack trace filter");
+	ASSERT_TRUE(module_range(&start, &end)) TH_LOG("bus1 not in /proc/modules");
+	make_it_fail = open("/proc/self/make-it-fail", O_WRONLY | O_CLOEXEC);
+	ASSERT_LE(0, make_it_fail);
+	for (i = 0; i < sizeof(fi_dirs) / sizeof(fi_dirs[0]); i++) {
+		const char *d = fi_dirs[i];
+
+		ASSERT_EQ(0, fi_write(d, "probability", "30"));
+		ASSERT_EQ(0, fi_write(d, "interval", "1"));
+		ASSERT_EQ(0, fi_write(d, "times", "-1"));
+		ASSERT_EQ(0, fi_write(d, "space", "0"));
+		ASSERT_EQ(0, fi_write(d, "verbose", "0"));
+		ASSERT_EQ(0, fi_write(d, "task-filter", "Y"));
+		ASSERT_EQ(0, fi_write(d, "ignore-gfp-wait", "N"));
+		ASSERT_EQ(0, fi_write(d, "stacktrace-depth", "32"));
+		snprintf(val, sizeof(val), "%lu", start);
+		ASSERT_EQ(0, fi_write(d, "require-start", val));
+		snprintf(val, sizeof(val), "%lu", end);
+		ASSERT_EQ(0, fi_write(d, "require-end", val));
+	}
+	ASSERT_EQ(0, fi_write(fi_dirs[1], "min-order", "0"));
+	ASSERT_EQ(0, fi_write(fi_dirs[1], "ignore-gfp-highmem", "N"));
+
+	for (j = 0; j < NPEERS; j++) {
+		self->fd[j] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		ASSERT_LE(0, self->fd[j]);
+		self->map[j] = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->fd[j], 0);
+		ASSERT_NE(MAP_FAILED, self->map[j]);
+	}
+	for (j = 1; j < NPEERS; j++) {
+		struct bus1_cmd_handle_transfer t = {
+			.src_handle = N1, .dst_fd = (__u64)self->fd[0], .dst_handle = INV,
+		};
+
+		ASSERT_EQ(0, ioctl(self->fd[j], BUS1_CMD_HANDLE_TRANSFER, &t));
+		self->to[j] = t.dst_handle;
+	}
+	self->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, self->devnull);
+	counters(self->fd, &self->base);
+	self->rounds = getenv("BUS1_FAULT_ROUNDS") ? atoi(getenv("BUS1_FAULT_ROUNDS")) : 150;
+}
+
+FIXTURE_TEARDOWN(fault)
+{
+	int j;
+
+	if (make_it_fail >= 0)
+		inject(0);
+	fi_write(fi_dirs[0], "probability", "0");
+	fi_write(fi_dirs[1], "probability", "0");
+	for (j = 0; j < NPEERS; j++)
+		if (self->fd[j] >= 0)
+			close(self->fd[j]);
+}
+
+/* Records the outcome of an injected attempt; fails on anything but ENOMEM. */
+#define OUTCOME(_r) ({							\
+	int __r = (_r), __e = errno;					\
+	self->attempts++;						\
+	if (__r) {							\
+		ASSERT_EQ(ENOMEM, __e) TH_LOG("%s: errno %d", #_r, __e);	\
+		self->injected++;					\
+	}								\
+	__r;								\
+})
+
+#define ASSERT_BASELINE() do {						\
+	struct counters __c;						\
+									\
+	counters(self->fd, &__c);					\
+	ASSERT_EQ(0, memcmp(&__c, &self->base, sizeof(__c)))		\
+		TH_LOG("accounting changed by a completed round");	\
+} while (0)
+
+static int recv_one(int fd, struct bus1_cmd_recv *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->flags = BUS1_RECV_FLAG_INSTALL_FDS;
+	r->max_offset = MAP_LEN;
+	return ioctl(fd, BUS1_CMD_RECV, r) ? -errno : 0;
+}
+
+/* Consumes a received data message: checks it, releases its slice, fd and handle. */
+static void consume(struct __test_metadata *_metadata, int fd, const uint8_t *map,
+		    struct bus1_cmd_recv *r, __u64 n_bytes, int with_cargo)
+{
+	const __u64 *h;
+	const int *fds;
+
+	ASSERT_EQ((__u64)BUS1_MSG_DATA, r->msg.type);
+	ASSERT_EQ(n_bytes, r->msg.n_bytes);
+	if (with_cargo) {
+		ASSERT_EQ(1ULL, r->msg.n_handles);
+		ASSERT_EQ(1ULL, r->msg.n_fds);
+		h = (const __u64 *)(map + r->msg.offset + ((n_bytes + 7) & ~7ULL));
+		fds = (const int *)(h + 1);
+		ASSERT_NE(INV, h[0]);
+		ASSERT_LE(0, fcntl(fds[0], F_GETFD));
+		close(fds[0]);
+		ASSERT_EQ(0, ioctl(fd, BUS1_CMD_HANDLE_RELEASE, &h[0]));
+	}
+	ASSERT_EQ(0, ioctl(fd, BUS1_CMD_SLICE_RELEASE, &r->msg.offset));
+}
+
+/* Destroys peer 0's node @id, created on the fly by a completed send. */
+static int destroy(int fd, __u64 id)
+{
+	struct bus1_cmd_nodes_destroy d = {
+		.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
+		.ptr_nodes = PTR(&id),
+		.n_nodes = 1,
+	};
+
+	return ioctl(fd, BUS1_CMD_NODES_DESTROY, &d) ? -errno : 0;
+}
+
+/* Drains @fd's queue of notifications (NODE_DESTROY of carried nodes). */
+static void drain_notifications(struct __test_metadata *_metadata, int fd)
+{
+	struct bus1_cmd_recv r;
+
+	while (recv_one(fd, &r) == 0)
+		ASSERT_NE((__u64)BUS1_MSG_DATA, r.msg.type) TH_LOG("unexpected data message");
+}
+
+/* SEND to one or two destinations, with a new node and a file: all or nothing. */
+static void send_rounds(struct __test_metadata *_metadata, FIXTURE_DATA(fault) *self, int n_dst)
+{
+	uint8_t payload[200];
+	struct iovec v = { .iov_base = payload, .iov_len = sizeof(payload) };
+	__u64 dst[2] = { self->to[1], self->to[2] };
+	struct bus1_cmd_send s = {
+		.ptr_destinations = PTR(dst),
+		.n_destinations = (__u64)n_dst,
+		.ptr_vecs = PTR(&v),
+		.n_vecs = 1,
+		.ptr_fds = PTR(&self->devnull),
+		.n_fds = 1,
+		.n_handles = 1,
+	};
+	struct bus1_cmd_recv r;
+	int i, j, ret;
+
+	memset(payload, 0x5a, sizeof(payload));
+	for (i = 0; i < self->rounds; i++) {
+		__u64 node = (__u64)(0x1000 + i) << 3;
+
+		s.ptr_handles = PTR(&node);
+		inject(1);
+		ret = ioctl(self->fd[0], BUS1_CMD_SEND, &s);
+		inject(0);
+		ret = OUTCOME(ret);
+		for (j = 1; j <= n_dst; j++) {
+			if (ret) {
+				ASSERT_EQ(-EAGAIN, recv_one(self->fd[j], &r))
+					TH_LOG("a failed send delivered to peer %d", j);
+				continue;
+			}
+			ASSERT_EQ(0, recv_one(self->fd[j], &r));
+			consume(_metadata, self->fd[j], self->map[j], &r, sizeof(payload), 1);
+		}
+		/* A node created for a failed send is undone: the baseline shows it. */
+		if (!ret)
+			ASSERT_EQ(0, destroy(self->fd[0], node));
+		for (j = 0; j <= n_dst; j++)
+			drain_notifications(_metadata, self->fd[j]);
+		ASSERT_BASELINE();
+	}
+}
+
+TEST_F(fault, send_unicast)
+{
+	send_rounds(_metadata, self, 1);
+	TH_LOG("%lu of %lu attempts failed", self->injected, self->attempts);
+	ASSERT_LT(0UL, self->injected);
+	ASSERT_LT(0UL, self->attempts - self->injected);
+}
+
+TEST_F(fault, send_multicast)
+{
+	send_rounds(_metadata, self, 2);
+	TH_LOG("%lu of %lu attempts failed", self->injected, self->attempts);
+	ASSERT_LT(0UL, self->injected);
+	ASSERT_LT(0UL, self->attempts - self->injected);
+}
+
+/* A failed RECV leaves the message queued, whole. */
+TEST_F(fault, recv_keeps_message)
+{
+	uint8_t payload[100];
+	struct iovec v = { .iov_base = payload, .iov_len = sizeof(payload) };
+	__u64 node = 0x2000 << 3;
+	struct bus1_cmd_send s = {
+		.ptr_destinations = PTR(&self->to[1]),
+		.n_destinations = 1,
+		.ptr_vecs = PTR(&v),
+		.n_vecs = 1,
+		.ptr_handles = PTR(&node),
+		.n_handles = 1,
+		.ptr_fds = PTR(&self->devnull),
+		.n_fds = 1,
+	};
+	struct bus1_cmd_recv r;
+	int i, ret;
+
+	for (i = 0; i < self->rounds; i++) {
+		ASSERT_EQ(0, ioctl(self->fd[0], BUS1_CMD_SEND, &s));
+		inject(1);
+		ret = recv_one(self->fd[1], &r);
+		inject(0);
+		errno = -ret;
+		if (OUTCOME(ret ? -1 : 0))
+			ASSERT_EQ(0, recv_one(self->fd[1], &r)) TH_LOG("message lost by a failed RECV");
+		consume(_metadata, self->fd[1], self->map[1], &r, sizeof(payload), 1);
+		ASSERT_EQ(-EAGAIN, recv_one(self->fd[1], &r));
+	}
+	ASSERT_EQ(0, destroy(self->fd[0], node));
+	drain_notifications(_metadata, self->fd[0]);
+	drain_notifications(_metadata, self->fd[1]);
+	ASSERT_BASELINE();
+	TH_LOG("%lu of %lu attempts failed", self->injected, self->attempts);
+	ASSERT_LT(0UL, self->injected);
+}
+
+/* A failed TRANSFER creates neither node nor handle. */
+TEST_F(fault, transfer_all_or_nothing)
+{
+	int i, ret;
+
+	for (i = 0; i < self->rounds; i++) {
+		__u64 node = (__u64)(0x3000 + i) << 3;
+		struct bus1_cmd_handle_transfer t = {
+			.src_handle = node, .dst_fd = (__u64)self->fd[1], .dst_handle = INV,
+		};
+
+		inject(1);
+		ret = ioctl(self->fd[0], BUS1_CMD_HANDLE_TRANSFER, &t);
+		inject(0);
+		/* Neither node nor handle is left after a failure: the baseline shows it. */
+		if (OUTCOME(ret)) {
+			ASSERT_EQ(INV, t.dst_handle);
+		} else {
+			ASSERT_NE(INV, t.dst_handle);
+			ASSERT_EQ(0, ioctl(self->fd[1], BUS1_CMD_HANDLE_RELEASE, &t.dst_handle));
+			ASSERT_EQ(0, destroy(self->fd[0], node));
+		}
+		drain_notifications(_metadata, self->fd[0]);
+		drain_notifications(_metadata, self->fd[1]);
+		ASSERT_BASELINE();
+	}
+	TH_LOG("%lu of %lu attempts failed", self->injected, self->attempts);
+	ASSERT_LT(0UL, self->injected);
+}
+
+/* A failed NODES_DESTROY leaves the node live; a completed one notifies holders. */
+TEST_F(fault, destroy_all_or_nothing)
+{
+	struct bus1_cmd_recv r;
+	int i, ret;
+
+	for (i = 0; i < self->rounds; i++) {
+		__u64 node = (__u64)(0x4000 + i) << 3, in1;
+		struct bus1_cmd_handle_transfer t = {
+			.src_handle = node, .dst_fd = (__u64)self->fd[1], .dst_handle = INV,
+		};
+		struct bus1_cmd_nodes_destroy d = {
+			.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
+			.ptr_nodes = PTR(&node),
+			.n_nodes = 1,
+		};
+
+		ASSERT_EQ(0, ioctl(self->fd[0], BUS1_CMD_HANDLE_TRANSFER, &t));
+		in1 = t.dst_handle;
+		inject(1);
+		ret = ioctl(self->fd[0], BUS1_CMD_NODES_DESTROY, &d);
+		inject(0);
+		if (OUTCOME(ret)) {
+			/* Still live: peer 1 can send to it, and no notification came. */
+			struct bus1_cmd_send s = {
+				.ptr_destinations = PTR(&in1), .n_destinations = 1,
+			};
+
+			ASSERT_EQ(-EAGAIN, recv_one(self->fd[1], &r));
+			ASSERT_EQ(0, ioctl(self->fd[1], BUS1_CMD_SEND, &s));
+			ASSERT_EQ(0, recv_one(self->fd[0], &r));
+			consume(_metadata, self->fd[0], self->map[0], &r, 0, 0);
+			ASSERT_EQ(0, destroy(self->fd[0], node));
+		}
+		ASSERT_EQ(0, recv_one(self->fd[1], &r));
+		ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
+		ASSERT_EQ(in1, r.msg.destination);
+		ASSERT_EQ(0, ioctl(self->fd[1], BUS1_CMD_HANDLE_RELEASE, &in1));
+		drain_notifications(_metadata, self->fd[0]);
+		drain_notifications(_metadata, self->fd[1]);
+		ASSERT_BASELINE();
+	}
+	TH_LOG("%lu of %lu attempts failed", self->injected, self->attempts);
+	ASSERT_LT(0UL, self->injected);
+}
+
+/* Opening and mapping a peer fail cleanly; what opened works. */
+TEST_F(fault, open_and_mmap)
+{
+	int i, fd, ok = 0;
+
+	for (i = 0; i < self->rounds; i++) {
+		void *m;
+
+		inject(1);
+		fd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		inject(0);
+		if (OUTCOME(fd < 0 ? -1 : 0))
+			continue;
+		inject(1);
+		m = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, fd, 0);
+		inject(0);
+		if (!OUTCOME(m == MAP_FAILED ? -1 : 0)) {
+			struct bus1_cmd_peer_reset q = { 0 };
+
+			ASSERT_EQ(0, ioctl(fd, BUS1_CMD_PEER_QUERY, &q));
+			munmap(m, MAP_LEN);
+			ok++;
+		}
+		close(fd);
+	}
+	ASSERT_BASELINE();
+	TH_LOG("%lu of %lu attempts failed", self->injected, self->attempts);
+	ASSERT_LT(0UL, self->injected);
+	ASSERT_LT(0, ok);
+}
+
+TEST_HARNESS_MAIN
