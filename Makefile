@@ -14,6 +14,7 @@
 #   make intree KSRC=... place bus1 into a kernel source tree as ipc/bus1 (symlinks)
 #   make intree-remove KSRC=...  take it out again
 #   make patches         git format-patch series against the provisioned tree, in build/patches
+#   make man             the bus1(7) man page from Documentation/bus1/bus1.rst, in build/man/bus1.7
 #   make clean           remove build products from this tree
 #
 # Kbuild reads ./Kbuild; this file is only the front end.
@@ -28,7 +29,7 @@ TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz
+.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz man
 
 all: modules
 
@@ -82,6 +83,9 @@ stress:
 fuzz:
 	@BUS1_VM_TIMEOUT=$$(( $(ITERS) / 20 + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
 		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SEED=$(SEED) /tests/selftests/bus1_fuzz'
+
+man:
+	@scripts/man.sh
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order
