@@ -78,7 +78,8 @@ use kernel::{
     rbtree::RBTreeNodeReservation,
     sync::{
         aref::ARef,
-        Arc, //
+        Arc,
+        UniqueArc, //
     },
     uaccess::{
         UserPtr,
@@ -461,11 +462,12 @@ impl Peer {
         };
         let n_copies = pending.len() + 1;
 
-        // Point of no return: take the in-flight references and stage every copy.
-        // CAST: A count of destinations fits.
-        let cargo = make_cargo(nodes, files, n_copies as u64)?;
+        // Everything that can fail comes first, then the point of no return: take the in-flight
+        // references and stage every copy.
         let mut tx = Transaction::new(self.clone());
         tx.reserve_remote(n_copies)?;
+        // CAST: A count of destinations fits.
+        let cargo = make_cargo(nodes, files, n_copies as u64)?;
         for mut p in Iterator::chain(Some(first).into_iter(), pending.drain_all()) {
             p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
@@ -865,25 +867,25 @@ fn build_copy(
 
 /// Takes `n` in-flight references on every live carried node and wraps the cargo for sharing;
 /// a message with neither handles nor files has none, and allocates nothing for it.
+///
+/// The only failure, out of memory, happens before any reference is taken.
 fn make_cargo(
-    mut nodes: KVec<Option<Arc<Node>>>,
+    nodes: KVec<Option<Arc<Node>>>,
     files: KVec<ARef<File>>,
     n: u64,
 ) -> Result<Option<Arc<Cargo>>> {
     if nodes.is_empty() && files.is_empty() {
         return Ok(None);
     }
-    for slot in nodes.iter_mut() {
+    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL)?;
+    for slot in cargo.nodes.iter_mut() {
         if let Some(node) = slot {
             if !get_inflight(node, n) {
                 *slot = None;
             }
         }
     }
-    match Arc::new(Cargo { nodes, files }, GFP_KERNEL) {
-        Ok(c) => Ok(Some(c)),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Some(cargo.into()))
 }
 
 /// Reads `n` iovecs from user address `ptr`.
