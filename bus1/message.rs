@@ -56,6 +56,7 @@ use crate::{
         PeerActive,
         ShareReservations, //
     },
+    pool::Pool,
     queue::{
         Queue,
         QueueSlot, //
@@ -291,8 +292,18 @@ struct InstallReservation {
 }
 
 impl InstallReservation {
-    /// Reserves what installing `msg` needs; `EMFILE` and friends leave the message queued.
+    /// Reserves what installing `msg` needs, including the pool pages its handle IDs and fd
+    /// numbers will be written to; `EMFILE`, `ENOMEM` and friends leave the message queued.
     fn new(msg: &Message, install_fds: bool) -> Result<Self> {
+        if let Some(off) = msg.slice {
+            let l = &msg.layout;
+            let fds_len = if install_fds { 4 * l.n_fds } else { 0 };
+            prefault(
+                msg.receiver.pool(),
+                off + l.handles_at(),
+                8 * l.n_handles + fds_len,
+            )?;
+        }
         let n_handles = usize::try_from(msg.layout.n_handles)?;
         let mut handles = KVec::with_capacity(n_handles, GFP_KERNEL)?;
         for _ in 0..n_handles {
@@ -387,7 +398,11 @@ impl Peer {
         for &id in handle_ids.iter() {
             let (node, new) = self.resolve(id)?;
             if new {
-                created.push(node.clone(), GFP_KERNEL)?;
+                // A node that cannot be recorded for undoing is undone right away.
+                if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
+                    self.undo_create(&node);
+                    return Err(e.into());
+                }
             }
             nodes.push(Some(node), GFP_KERNEL)?;
         }
@@ -432,7 +447,11 @@ impl Peer {
             }
             let (node, new) = self.resolve(id)?;
             if new {
-                created.push(node.clone(), GFP_KERNEL)?;
+                // A node that cannot be recorded for undoing is undone right away.
+                if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
+                    self.undo_create(&node);
+                    return Err(e.into());
+                }
             }
             match self.send_one(&node, layout, vecs, &sender, self.uid()) {
                 Ok(p) => {
@@ -642,31 +661,31 @@ impl Peer {
         let layout = msg.layout;
         let cargo = msg.cargo.clone();
         let mut delivered: u64 = 0;
+        // The message is dequeued: from here on nothing may fail. The reservations cover every
+        // allocation, and the pool pages written below were faulted in before the dequeue, so
+        // the writes cannot fail for want of memory (a write error would only leave zeros).
         if let Some(cargo) = &cargo {
-            let mut ids: KVec<u64> = KVec::with_capacity(cargo.nodes.len(), GFP_KERNEL)?;
-            for node in cargo.nodes.iter() {
-                let (hres, holder_res) = res.handles.pop().ok_or(ENOTRECOVERABLE())?;
-                let id = match node {
-                    Some(node) => self.install_handle(node, ts, hres, holder_res),
-                    None => uapi::BUS1_HANDLE_INVALID,
+            let pool = self.pool();
+            for (i, node) in cargo.nodes.iter().enumerate() {
+                let id = match (node, res.handles.pop()) {
+                    (Some(node), Some((hres, holder_res))) => {
+                        self.install_handle(node, ts, hres, holder_res)
+                    }
+                    _ => uapi::BUS1_HANDLE_INVALID,
                 };
                 if id != uapi::BUS1_HANDLE_INVALID {
                     delivered += 1;
                 }
-                ids.push(id, GFP_KERNEL)?;
+                // CAST: `i` is below `n_handles`, a `u64`.
+                let at = off + layout.handles_at() + 8 * i as u64;
+                let _ = pool.write(at, &id.to_ne_bytes());
             }
             // Every live node's in-flight reference became a user reference or was dropped.
             msg.inflight = false;
-            let pool = self.pool();
-            for (i, id) in ids.iter().enumerate() {
-                // CAST: `i` is below `n_handles`, a `u64`.
-                let at = off + layout.handles_at() + 8 * i as u64;
-                pool.write(at, &id.to_ne_bytes())?;
-            }
             for (i, fd) in res.fds.iter().enumerate() {
                 // CAST: As above; fd numbers are non-negative `int`s.
                 let at = off + layout.fds_at() + 4 * i as u64;
-                pool.write(at, &(fd.reserved_fd() as i32).to_ne_bytes())?;
+                let _ = pool.write(at, &(fd.reserved_fd() as i32).to_ne_bytes());
             }
         }
         // Undelivered handles give their charge back; delivered ones keep it as user refs.
@@ -863,6 +882,20 @@ fn build_copy(
         at += v.len;
     }
     Ok(msg)
+}
+
+/// Makes sure the pool pages under `[at, at + len)` are present, so that writing there later
+/// cannot fail for want of memory.
+fn prefault(pool: &Pool, at: u64, len: u64) -> Result {
+    const ZEROS: [u8; 256] = [0; 256];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(256);
+        // CAST: `n <= 256`.
+        pool.write(at + done, &ZEROS[..n as usize])?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// Takes `n` in-flight references on every live carried node and wraps the cargo for sharing;

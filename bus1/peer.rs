@@ -861,6 +861,7 @@ impl Peer {
         let mut tx = Transaction::new(self.clone());
         tx.reserve_local(n)?;
         let mut remote: KVec<(Arc<Peer>, Arc<Node>)> = KVec::new();
+        let mut remote_slots: KVec<QueueSlot<Event>> = KVec::new();
         let mut states = KVec::with_capacity(n, GFP_KERNEL)?;
         {
             let mut guard = self.lock();
@@ -902,6 +903,12 @@ impl Peer {
             // CAST: See above.
             inner.limits.check_handles(new_nodes.len() as u64)?;
             remote.reserve(n_holders, GFP_KERNEL)?;
+            // Every holder is notified: a completed NODES_DESTROY is never half-done.
+            remote_slots.reserve(n_holders, GFP_KERNEL)?;
+            for _ in 0..n_holders {
+                remote_slots.push(Queue::<Event>::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+            }
+            tx.reserve_remote(n_holders)?;
             // Point of no return.
             inner.limits.charge_handles(new_nodes.len() as u64)?;
             for nn in new_nodes.drain_all() {
@@ -946,7 +953,10 @@ impl Peer {
         }
         drop(released);
         for (peer, node) in remote.drain_all() {
-            let _ = tx.stage_remote(&peer, Event::Destroy(node));
+            if let Some(slot) = remote_slots.pop() {
+                // Fails only for a holder that is going away.
+                let _ = tx.stage_remote_slot(&peer, slot, Event::Destroy(node));
+            }
         }
         tx.commit_with(|c| {
             for st in states.iter() {

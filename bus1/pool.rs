@@ -503,7 +503,8 @@ impl Pool {
         let size = mib << 20;
         let cache = u64::from(*crate::module_parameters::pool_cache_kib.value()) << 10;
         try_pin_init!(Pool {
-            file: ShmemFile::new(c"bus1-peer", size)?,
+            // shmem reports a failed inode allocation as `ENOSPC`; for a peer it is memory.
+            file: ShmemFile::new(c"bus1-peer", size).map_err(|e| if e == ENOSPC { ENOMEM } else { e })?,
             alloc <- new_mutex!(SliceAllocator::new(size)?, "Pool::alloc"),
             size,
             cache,

@@ -115,6 +115,20 @@ impl Transaction {
         Ok(())
     }
 
+    /// Stages `ev` in the preallocated `slot` on the queue of `dst`, in room reserved with
+    /// [`Self::reserve_remote`]. Fails (with no effect) only if `dst` is shutting down, which
+    /// then needs no notification.
+    pub(crate) fn stage_remote_slot(
+        &mut self,
+        dst: &Arc<Peer>,
+        slot: QueueSlot<Event>,
+        ev: Event,
+    ) -> Result {
+        let pin = PeerActive::acquire(dst.clone())?;
+        self.stage_remote_pinned(pin, slot, ev);
+        Ok(())
+    }
+
     /// Reserves room to record `n` entries on other peers' queues, so that
     /// [`Self::stage_remote_pinned`] cannot fail.
     pub(crate) fn reserve_remote(&mut self, n: usize) -> Result {
