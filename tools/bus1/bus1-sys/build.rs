@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: LGPL-2.1-or-later
+// SPDX-License-Identifier: GPL-2.0
 //! Computes the ABI as a C compiler sees `include/uapi/linux/bus1.h`: every
 //! struct size and field offset, every constant and ioctl number. The values
 //! go to `$OUT_DIR/c_layout.rs`; `tests/layout.rs` compares them with this

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: LGPL-2.1-or-later
+// SPDX-License-Identifier: GPL-2.0
 //! A tiny TAP harness for test binaries that run in the bus1 guest, where the
 //! runner (scripts/results.py) counts top-level `ok N - name` / `not ok N -
 //! name` lines. Included with `#[path]` by test targets built with
@@ -54,14 +54,17 @@ pub fn main(tests: &[Test]) -> ! {
     }));
     println!("TAP version 13");
     println!("1..{}", sel.len());
-    let mut failed = 0;
+    let (mut failed, mut skipped) = (0, 0);
     for (i, (name, f)) in sel.iter().enumerate() {
         let r = panic::catch_unwind(AssertUnwindSafe(f));
         let _ = std::io::stderr().flush();
         match r {
             Ok(()) => println!("ok {} - {name}", i + 1),
             Err(p) => match p.downcast_ref::<Skip>() {
-                Some(Skip(why)) => println!("ok {} - {name} # SKIP {why}", i + 1),
+                Some(Skip(why)) => {
+                    skipped += 1;
+                    println!("ok {} - {name} # SKIP {why}", i + 1)
+                }
                 None => {
                     failed += 1;
                     println!("not ok {} - {name}", i + 1);
@@ -70,6 +73,6 @@ pub fn main(tests: &[Test]) -> ! {
         }
         let _ = std::io::stdout().flush();
     }
-    println!("# {} passed, {failed} failed", sel.len() - failed);
+    println!("# {} passed, {failed} failed, {skipped} skipped", sel.len() - failed - skipped);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

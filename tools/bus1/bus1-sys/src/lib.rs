@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: LGPL-2.1-or-later
+// SPDX-License-Identifier: GPL-2.0
 //! Raw user-space ABI of bus1, as declared by `include/uapi/linux/bus1.h`.
 //!
 //! This crate holds nothing but data: the `#[repr(C)]` command structures,

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: LGPL-2.1-or-later
+// SPDX-License-Identifier: GPL-2.0
 //! Checks every struct size, alignment, field offset and size, constant and
 //! ioctl number of bus1-sys against what a C compiler computed from
 //! include/uapi/linux/bus1.h at build time (build.rs). Runs on the host
