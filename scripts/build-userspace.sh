@@ -31,7 +31,7 @@ cd "$ws"
 cargo build --release --target "$target" "${pkgs[@]}" --bins >&2 \
 	|| die "cargo build of tools/bus1 failed"
 tests=$(cargo test --release --target "$target" "${pkgs[@]}" --tests --no-run \
-	--message-format=json 2>/dev/null | python3 -c '
+	--message-format=json | python3 -c '
 import json, sys
 for l in sys.stdin:
     try:
