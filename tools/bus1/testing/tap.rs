@@ -40,10 +40,8 @@ pub fn main(tests: &[Test]) -> ! {
         }
         std::process::exit(0);
     }
-    let sel: Vec<&Test> = tests
-        .iter()
-        .filter(|(n, _)| args.is_empty() || args.iter().any(|a| n.contains(a.as_str())))
-        .collect();
+    let sel: Vec<&Test> =
+        tests.iter().filter(|(n, _)| args.is_empty() || args.iter().any(|a| n.contains(a.as_str()))).collect();
     // Panic messages go to stderr with a TAP comment prefix.
     panic::set_hook(Box::new(|info| {
         if info.payload().downcast_ref::<Skip>().is_some() {

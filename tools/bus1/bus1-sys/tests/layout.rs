@@ -54,7 +54,18 @@ fn rust_layout() -> BTreeMap<String, u64> {
     st!(bus1_cmd_peer_reset { flags, peer_flags, max_slices, max_handles, max_inflight_bytes, max_inflight_fds });
     st!(bus1_cmd_handle_transfer { flags, src_handle, dst_fd, dst_handle });
     st!(bus1_cmd_nodes_destroy { flags, ptr_nodes, n_nodes });
-    st!(bus1_cmd_send { flags, ptr_destinations, ptr_errors, n_destinations, ptr_vecs, n_vecs, ptr_handles, n_handles, ptr_fds, n_fds });
+    st!(bus1_cmd_send {
+        flags,
+        ptr_destinations,
+        ptr_errors,
+        n_destinations,
+        ptr_vecs,
+        n_vecs,
+        ptr_handles,
+        n_handles,
+        ptr_fds,
+        n_fds
+    });
     st!(bus1_cmd_recv { flags, max_offset, msg } { msg: type_ => "type", flags => "flags", destination => "destination",
         uid => "uid", gid => "gid", pid => "pid", tid => "tid", offset => "offset", n_bytes => "n_bytes",
         n_handles => "n_handles", n_fds => "n_fds", n_secctx => "n_secctx" });
@@ -63,22 +74,51 @@ fn rust_layout() -> BTreeMap<String, u64> {
     macro_rules! k {
         ($($c:ident),*) => { $( m.insert(stringify!($c).to_string(), $c as u64); )* };
     }
-    k!(BUS1_FD_MAX, BUS1_IOCTL_MAGIC, BUS1_HANDLE_INVALID, BUS1_OFFSET_INVALID,
-       BUS1_HANDLE_FLAG_MANAGED, BUS1_HANDLE_FLAG_REMOTE, BUS1_PEER_FLAG_WANT_SECCTX,
-       BUS1_PEER_RESET_FLAG_FLUSH, BUS1_PEER_RESET_FLAG_FLUSH_SEED,
-       BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, BUS1_SEND_FLAG_CONTINUE, BUS1_SEND_FLAG_SEED,
-       BUS1_RECV_FLAG_PEEK, BUS1_RECV_FLAG_SEED, BUS1_RECV_FLAG_INSTALL_FDS,
-       BUS1_MSG_NONE, BUS1_MSG_DATA, BUS1_MSG_NODE_DESTROY, BUS1_MSG_NODE_RELEASE,
-       BUS1_MSG_FLAG_HAS_SECCTX, BUS1_MSG_FLAG_CONTINUE, BUS1_RECV_2017_FLAG_SEED,
-       BUS1_RECV_2017_FLAG_INSTALL_FDS, BUS1_MSG_2017_FLAG_CONTINUE,
-       BUS1_CMD_PEER_DISCONNECT, BUS1_CMD_PEER_QUERY, BUS1_CMD_PEER_RESET,
-       BUS1_CMD_HANDLE_RELEASE, BUS1_CMD_HANDLE_TRANSFER, BUS1_CMD_NODES_DESTROY,
-       BUS1_CMD_SLICE_RELEASE, BUS1_CMD_SEND, BUS1_CMD_RECV, BUS1_CMD_RECV_2017);
+    k!(
+        BUS1_FD_MAX,
+        BUS1_IOCTL_MAGIC,
+        BUS1_HANDLE_INVALID,
+        BUS1_OFFSET_INVALID,
+        BUS1_HANDLE_FLAG_MANAGED,
+        BUS1_HANDLE_FLAG_REMOTE,
+        BUS1_PEER_FLAG_WANT_SECCTX,
+        BUS1_PEER_RESET_FLAG_FLUSH,
+        BUS1_PEER_RESET_FLAG_FLUSH_SEED,
+        BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
+        BUS1_SEND_FLAG_CONTINUE,
+        BUS1_SEND_FLAG_SEED,
+        BUS1_RECV_FLAG_PEEK,
+        BUS1_RECV_FLAG_SEED,
+        BUS1_RECV_FLAG_INSTALL_FDS,
+        BUS1_MSG_NONE,
+        BUS1_MSG_DATA,
+        BUS1_MSG_NODE_DESTROY,
+        BUS1_MSG_NODE_RELEASE,
+        BUS1_MSG_FLAG_HAS_SECCTX,
+        BUS1_MSG_FLAG_CONTINUE,
+        BUS1_RECV_2017_FLAG_SEED,
+        BUS1_RECV_2017_FLAG_INSTALL_FDS,
+        BUS1_MSG_2017_FLAG_CONTINUE,
+        BUS1_CMD_PEER_DISCONNECT,
+        BUS1_CMD_PEER_QUERY,
+        BUS1_CMD_PEER_RESET,
+        BUS1_CMD_HANDLE_RELEASE,
+        BUS1_CMD_HANDLE_TRANSFER,
+        BUS1_CMD_NODES_DESTROY,
+        BUS1_CMD_SLICE_RELEASE,
+        BUS1_CMD_SEND,
+        BUS1_CMD_RECV,
+        BUS1_CMD_RECV_2017
+    );
     m
 }
 
 fn c_table_present() {
-    assert!(C_LAYOUT.len() > 100, "the C layout table is missing or short ({} entries); see the build.rs warning", C_LAYOUT.len());
+    assert!(
+        C_LAYOUT.len() > 100,
+        "the C layout table is missing or short ({} entries); see the build.rs warning",
+        C_LAYOUT.len()
+    );
 }
 
 /// Every value the C compiler computed equals the Rust one.

@@ -119,8 +119,8 @@ pub(crate) fn layout(info: &MessageInfo, map_len: usize) -> io::Result<Option<La
     }
     let a8 = |v: Option<u64>| v.and_then(sys::align8);
     let h = a8(Some(info.n_bytes));
-    let f = h.and_then(|h| Some(h.checked_add(a8(info.n_handles.checked_mul(8))?)?));
-    let s = f.and_then(|f| Some(f.checked_add(a8(info.n_fds.checked_mul(4))?)?));
+    let f = h.and_then(|h| h.checked_add(a8(info.n_handles.checked_mul(8))?));
+    let s = f.and_then(|f| f.checked_add(a8(info.n_fds.checked_mul(4))?));
     let end = s.and_then(|s| s.checked_add(info.n_secctx));
     let (Some(h), Some(f), Some(s), Some(end)) = (h, f, s, end) else {
         return Err(bad("sizes overflow"));

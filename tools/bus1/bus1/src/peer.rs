@@ -177,7 +177,8 @@ impl Peer {
         let len = len.unwrap_or_else(module_pool_size).max(1);
         // SAFETY: a fresh shared read-only mapping, placed by the kernel.
         let p = unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, &fd, 0)? };
-        let map = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::from_raw_os_error(rustix::io::Errno::NOMEM.raw_os_error()))?;
+        let map = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::from_raw_os_error(rustix::io::Errno::NOMEM.raw_os_error()))?;
         Ok(Peer { fd, map, map_len: len })
     }
 

@@ -186,11 +186,13 @@ fn multicast_ordered() {
         a.join().is_ok()
     });
     assert!(t1);
-    let drain = |p: &Peer| -> Vec<Vec<u8>> { (0..400).map(|_| p.recv_timeout(T).unwrap().payload().to_vec()).collect() };
+    let drain =
+        |p: &Peer| -> Vec<Vec<u8>> { (0..400).map(|_| p.recv_timeout(T).unwrap().payload().to_vec()).collect() };
     let (o1, o2) = (drain(&r1), drain(&r2));
     assert_eq!(o1, o2, "receivers disagree on the order");
     for s in [1u8, 2] {
-        let seq: Vec<u32> = o1.iter().filter(|m| m[0] == s).map(|m| u32::from_le_bytes(m[1..5].try_into().unwrap())).collect();
+        let seq: Vec<u32> =
+            o1.iter().filter(|m| m[0] == s).map(|m| u32::from_le_bytes(m[1..5].try_into().unwrap())).collect();
         assert_eq!(seq, (0..200).collect::<Vec<_>>(), "sender {s} out of order");
     }
     assert_empty(&r1);
@@ -424,7 +426,9 @@ fn odd_descriptions_rejected() {
         let e = i.check_layout(4096).expect_err(&format!("{i:?} accepted"));
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
-    for i in [info(Some(4088), 8, 0, 0, 0), info(Some(0), 8, 1, 2, 0), info(None, 0, 0, 0, 0), info(Some(4096), 0, 0, 0, 0)] {
+    for i in
+        [info(Some(4088), 8, 0, 0, 0), info(Some(0), 8, 1, 2, 0), info(None, 0, 0, 0, 0), info(Some(4096), 0, 0, 0, 0)]
+    {
         i.check_layout(4096).unwrap_or_else(|e| panic!("{i:?} rejected: {e}"));
     }
 }

@@ -63,7 +63,10 @@ fn main() -> std::io::Result<()> {
     let mut s = String::new();
     f.read_to_string(&mut s)?;
     print!("parent: read from the received memfd: {s}");
-    check!(s.starts_with("contents of hello.txt, written by pid ") && s.trim_end().ends_with(&child.id().to_string()), "memfd contents {s:?}");
+    check!(
+        s.starts_with("contents of hello.txt, written by pid ") && s.trim_end().ends_with(&child.id().to_string()),
+        "memfd contents {s:?}"
+    );
     let st = child.wait()?;
     check!(st.success(), "server exit {st}");
     let mut log = String::new();

@@ -39,7 +39,11 @@ fn main() -> std::io::Result<()> {
     drop(child_peer);
 
     let hello = me.recv_timeout(T)?;
-    println!("parent: child says {:?} (pid {:?})", String::from_utf8_lossy(hello.payload()), hello.credentials().map(|c| c.pid));
+    println!(
+        "parent: child says {:?} (pid {:?})",
+        String::from_utf8_lossy(hello.payload()),
+        hello.credentials().map(|c| c.pid)
+    );
     check!(hello.credentials().map(|c| c.pid) == Some(proc_.id()), "sender pid is the child's");
     let to_child = hello.handles().next().flatten().expect("a handle to the child's node");
     drop(hello);

@@ -86,7 +86,10 @@ fn main() -> std::io::Result<()> {
         }
     }
     let switches = seen[0].windows(2).filter(|w| w[0].0 != w[1].0).count();
-    println!("pubsub: all {SUBS} subscribers saw the same order of {} events ({switches} switches between the streams)", 2 * EVENTS);
+    println!(
+        "pubsub: all {SUBS} subscribers saw the same order of {} events ({switches} switches between the streams)",
+        2 * EVENTS
+    );
 
     // One subscriber leaves by disconnecting: both publishers are notified.
     subs[SUBS - 1].disconnect()?;
