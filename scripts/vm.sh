@@ -32,6 +32,7 @@ ko=$work/mod/bus1.ko
 mkdir -p "$work/selftests"
 make -s -C "$BUS1_TOP/tools/testing/selftests/bus1" KSFT_LIB="$ksrc/tools/testing/selftests/lib.mk" \
 	OUTPUT="$work/selftests" USERLDFLAGS=-static >&2 || die "selftest build failed"
+"$BUS1_TOP/scripts/build-userspace.sh" || die "user-space build failed"  # tools/bus1 -> build/guest
 
 # The initramfs: busybox, the module, the tests.
 root=$work/initramfs

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The few bus1 ioctls the benchmark needs, raw (include/uapi/linux/bus1.h).
+//!
+//! Kept local so the benchmark measures exactly one ioctl per operation,
+//! with no library layer in between.
+
+use crate::util::{cvt, errno, wait_readable, Res};
+use std::os::fd::RawFd;
+
+pub const CMD_HANDLE_TRANSFER: libc::c_ulong = 0xC020_9611;
+pub const CMD_SLICE_RELEASE: libc::c_ulong = 0xC008_9630;
+pub const CMD_SEND: libc::c_ulong = 0xC050_9640;
+pub const CMD_RECV: libc::c_ulong = 0xC060_9650;
+pub const HANDLE_INVALID: u64 = u64::MAX;
+pub const OFFSET_INVALID: u64 = u64::MAX;
+pub const MSG_DATA: u64 = 1;
+
+#[repr(C, align(8))]
+#[derive(Default)]
+pub struct CmdHandleTransfer {
+    pub flags: u64,
+    pub src_handle: u64,
+    pub dst_fd: u64,
+    pub dst_handle: u64,
+}
+
+#[repr(C, align(8))]
+#[derive(Default)]
+pub struct CmdSend {
+    pub flags: u64,
+    pub ptr_destinations: u64,
+    pub ptr_errors: u64,
+    pub n_destinations: u64,
+    pub ptr_vecs: u64,
+    pub n_vecs: u64,
+    pub ptr_handles: u64,
+    pub n_handles: u64,
+    pub ptr_fds: u64,
+    pub n_fds: u64,
+}
+
+#[repr(C, align(8))]
+#[derive(Default, Clone, Copy)]
+pub struct RecvMsg {
+    pub type_: u64,
+    pub flags: u64,
+    pub destination: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub offset: u64,
+    pub n_bytes: u64,
+    pub n_handles: u64,
+    pub n_fds: u64,
+    pub n_secctx: u64,
+}
+
+#[repr(C, align(8))]
+#[derive(Default)]
+pub struct CmdRecv {
+    pub flags: u64,
+    pub max_offset: u64,
+    pub msg: RecvMsg,
+}
+
+const _: () = assert!(std::mem::size_of::<CmdHandleTransfer>() == 32);
+const _: () = assert!(std::mem::size_of::<CmdSend>() == 80);
+const _: () = assert!(std::mem::size_of::<CmdRecv>() == 96);
+
+/// Largest pool mapping tried (the module's default pool size).
+const POOL_MAP_MAX: usize = 512 << 20;
+
+/// One bus1 peer: an open /dev/bus1 file and (optionally) its pool mapping.
+pub struct Peer {
+    pub fd: RawFd,
+    pool: *const u8,
+    pool_len: usize,
+    next_node: u64,
+}
+
+impl Peer {
+    /// Opens a new peer (non-blocking; RECV never blocks anyway).
+    pub fn open() -> Res<Peer> {
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe {
+            libc::open(
+                c"/dev/bus1".as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        };
+        cvt(fd as _, "open /dev/bus1")?;
+        Ok(Peer {
+            fd,
+            pool: std::ptr::null(),
+            pool_len: 0,
+            next_node: 1,
+        })
+    }
+
+    /// Maps the pool read-only (the largest of 512, 256, ... MiB that works).
+    pub fn map(&mut self) -> Res<()> {
+        let mut len = POOL_MAP_MAX;
+        while len >= (1 << 20) {
+            // SAFETY: a fresh shared read-only mapping of our own peer fd.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    self.fd,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                self.pool = p as *const u8;
+                self.pool_len = len;
+                return Ok(());
+            }
+            len /= 2;
+        }
+        Err(format!("mmap pool: {}", std::io::Error::last_os_error()))
+    }
+
+    /// Creates a new node owned by `self` and gives `holder` a handle to it.
+    pub fn handle_for(&mut self, holder: &Peer) -> Res<u64> {
+        // Caller-chosen ("unmanaged") node IDs: the low 3 bits are flags.
+        let node = self.next_node << 8;
+        self.next_node += 1;
+        let mut c = CmdHandleTransfer {
+            flags: 0,
+            src_handle: node,
+            dst_fd: holder.fd as u64,
+            dst_handle: HANDLE_INVALID,
+        };
+        // SAFETY: `c` is a valid transfer command.
+        cvt(
+            unsafe { libc::ioctl(self.fd, CMD_HANDLE_TRANSFER, &mut c) } as _,
+            "HANDLE_TRANSFER",
+        )?;
+        Ok(c.dst_handle)
+    }
+
+    /// One SEND of `data` to `dests`; Err(errno) on failure.
+    pub fn send_raw(&self, dests: &[u64], data: &[u8]) -> Result<(), i32> {
+        let v = libc::iovec {
+            iov_base: data.as_ptr() as *mut _,
+            iov_len: data.len(),
+        };
+        let c = CmdSend {
+            ptr_destinations: dests.as_ptr() as u64,
+            n_destinations: dests.len() as u64,
+            ptr_vecs: &v as *const _ as u64,
+            n_vecs: if data.is_empty() { 0 } else { 1 },
+            ..Default::default()
+        };
+        // SAFETY: every pointer in `c` refers to live memory of the right size.
+        if unsafe { libc::ioctl(self.fd, CMD_SEND, &c) } < 0 {
+            Err(errno())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// SEND that retries while the receiver is out of quota or pool space
+    /// (the flow control a streaming sender needs).
+    pub fn send(&self, dests: &[u64], data: &[u8]) -> Res<()> {
+        loop {
+            match self.send_raw(dests, data) {
+                Ok(()) => return Ok(()),
+                Err(libc::EDQUOT) | Err(libc::EXFULL) | Err(libc::EINTR) => {
+                    // SAFETY: no preconditions.
+                    unsafe { libc::sched_yield() };
+                }
+                Err(e) => {
+                    return Err(format!("SEND: {}", std::io::Error::from_raw_os_error(e)))
+                }
+            }
+        }
+    }
+
+    /// One RECV; Ok(None) if nothing is queued.
+    pub fn try_recv(&self) -> Res<Option<RecvMsg>> {
+        let mut c = CmdRecv {
+            flags: 0,
+            max_offset: u64::MAX,
+            ..Default::default()
+        };
+        // SAFETY: `c` is a valid receive command.
+        if unsafe { libc::ioctl(self.fd, CMD_RECV, &mut c) } < 0 {
+            let e = errno();
+            if e == libc::EAGAIN {
+                return Ok(None);
+            }
+            return Err(format!("RECV: {}", std::io::Error::from_raw_os_error(e)));
+        }
+        Ok(Some(c.msg))
+    }
+
+    /// Waits for and receives the next data message (poll + RECV).
+    pub fn recv(&self) -> Res<RecvMsg> {
+        loop {
+            wait_readable(self.fd)?;
+            if let Some(m) = self.try_recv()? {
+                if m.type_ == MSG_DATA {
+                    return Ok(m);
+                }
+                if m.offset != OFFSET_INVALID {
+                    self.release(m.offset)?;
+                }
+            }
+        }
+    }
+
+    /// Gives a received slice back.
+    pub fn release(&self, offset: u64) -> Res<()> {
+        let mut v = offset;
+        // SAFETY: a valid u64 argument.
+        cvt(
+            unsafe { libc::ioctl(self.fd, CMD_SLICE_RELEASE, &mut v) } as _,
+            "SLICE_RELEASE",
+        )?;
+        Ok(())
+    }
+
+    /// The payload of a received message, borrowed from the pool mapping.
+    pub fn payload(&self, m: &RecvMsg) -> Res<&[u8]> {
+        let end = m.offset.checked_add(m.n_bytes);
+        match end {
+            Some(end) if !self.pool.is_null() && end <= self.pool_len as u64 => {
+                // SAFETY: the range lies inside our read-only pool mapping,
+                // and the slice stays allocated until we release it.
+                Ok(unsafe {
+                    std::slice::from_raw_parts(self.pool.add(m.offset as usize), m.n_bytes as usize)
+                })
+            }
+            _ => Err(format!(
+                "message at {:#x}+{} outside the pool mapping ({} bytes)",
+                m.offset, m.n_bytes, self.pool_len
+            )),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping and the fd.
+        unsafe {
+            if !self.pool.is_null() {
+                libc::munmap(self.pool as *mut _, self.pool_len);
+            }
+            libc::close(self.fd);
+        }
+    }
+}
+
+/// Two peers with a handle each to a node of the other: (a, b, a_to_b, b_to_a).
+pub fn pair() -> Res<(Peer, Peer, u64, u64)> {
+    let mut a = Peer::open()?;
+    let mut b = Peer::open()?;
+    let a_to_b = b.handle_for(&a)?;
+    let b_to_a = a.handle_for(&b)?;
+    Ok((a, b, a_to_b, b_to_a))
+}
+
+/// Whether /dev/bus1 can be opened at all.
+pub fn available() -> bool {
+    Peer::open().is_ok()
+}

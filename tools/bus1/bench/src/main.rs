@@ -1,0 +1,970 @@
+// SPDX-License-Identifier: GPL-2.0
+//! bus1-bench: bus1 side by side with AF_UNIX, pipes, Android binder and a
+//! futex ping-pong, in one process tree on one boot.
+//!
+//! Every figure is printed as one line
+//! `BENCH|figure|system|param|unit|median|tail|n|rep_min|rep_max`
+//! (tail = p99 for times, p1 for rates; rep_min/max = range of the
+//! repetitions' medians), which `scripts/bench.sh` collects from the guest
+//! console. Failures print `BENCH-ERROR|figure|system|param|message` and the
+//! run goes on with the next figure.
+//!
+//! Usage: `bus1-bench [--reps N] [--scale F] [--only fig,fig...]`
+//! with figures rtt, tput, cpu, mcast, scale.
+
+mod binder;
+mod bus1;
+mod util;
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use util::*;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+struct Opts {
+    reps: usize,
+    scale: f64,
+    only: Vec<String>,
+}
+
+impl Opts {
+    fn n(&self, base: usize) -> usize {
+        ((base as f64 * self.scale) as usize).max(4)
+    }
+    fn wants(&self, fig: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|f| f == fig)
+    }
+}
+
+fn report(fig: &str, sys: &str, param: &str, unit: &str, reps: &[Vec<f64>], higher_is_better: bool) {
+    let s = summarize(reps, higher_is_better);
+    println!(
+        "BENCH|{fig}|{sys}|{param}|{unit}|{:.3}|{:.3}|{}|{:.3}|{:.3}",
+        s.median, s.tail, s.n, s.rep_min, s.rep_max
+    );
+}
+
+fn report_err(fig: &str, sys: &str, param: &str, e: &str) {
+    println!("BENCH-ERROR|{fig}|{sys}|{param}|{e}");
+}
+
+/// Runs `rep` `reps` times and reports the pooled samples.
+fn figure<F: FnMut() -> Res<Vec<f64>>>(
+    o: &Opts,
+    fig: &str,
+    sys: &str,
+    param: &str,
+    unit: &str,
+    higher_is_better: bool,
+    mut rep: F,
+) -> Option<Vec<Vec<f64>>> {
+    let mut all = Vec::new();
+    for _ in 0..o.reps {
+        match rep() {
+            Ok(v) => all.push(v),
+            Err(e) => {
+                report_err(fig, sys, param, &e);
+                return None;
+            }
+        }
+    }
+    report(fig, sys, param, unit, &all, higher_is_better);
+    Some(all)
+}
+
+fn check_seq(what: &str, got: Option<u64>, want: u64) -> Res<()> {
+    match got {
+        Some(g) if g != want => Err(format!("{what}: message {g} arrived, expected {want}")),
+        _ => Ok(()),
+    }
+}
+
+// --- round-trip latency ------------------------------------------------------
+
+const WARMUP: usize = 50;
+
+/// Client loop shared by every transport: `call(i)` does one round trip.
+fn rtt_client<F: FnMut(u64) -> Res<()>>(iters: usize, mut call: F) -> Res<Vec<f64>> {
+    let mut v = Vec::with_capacity(iters);
+    for i in 0..(WARMUP + iters) as u64 {
+        let t0 = now_ns();
+        call(i)?;
+        let t1 = now_ns();
+        if i as usize >= WARMUP {
+            v.push((t1 - t0) as f64 / 1000.0);
+        }
+    }
+    Ok(v)
+}
+
+fn finish(pid: libc::pid_t, r: Res<Vec<f64>>) -> Res<Vec<f64>> {
+    match r {
+        Ok(v) => {
+            reap(pid)?;
+            Ok(v)
+        }
+        Err(e) => {
+            kill(pid);
+            Err(e)
+        }
+    }
+}
+
+fn rtt_bus1(size: usize, iters: usize) -> Res<Vec<f64>> {
+    let (mut a, mut b, a2b, b2a) = bus1::pair()?;
+    let total = WARMUP + iters;
+    let srv = spawn(move || {
+        b.map()?;
+        let mut buf = payload(size);
+        for i in 0..total as u64 {
+            let m = b.recv()?;
+            if m.n_bytes != size as u64 {
+                return Err(format!("server got {} bytes", m.n_bytes));
+            }
+            check_seq("bus1 server", unstamp(b.payload(&m)?), i)?;
+            b.release(m.offset)?;
+            stamp(&mut buf, i);
+            b.send(&[b2a], &buf[..size])?;
+        }
+        Ok(())
+    })?;
+    a.map()?;
+    let mut buf = payload(size);
+    let r = rtt_client(iters, |i| {
+        stamp(&mut buf, i);
+        a.send(&[a2b], &buf[..size])?;
+        let m = a.recv()?;
+        let seq = unstamp(a.payload(&m)?);
+        a.release(m.offset)?;
+        if m.n_bytes != size as u64 {
+            return Err(format!("client got {} bytes", m.n_bytes));
+        }
+        check_seq("bus1 client", seq, i)
+    });
+    finish(srv, r)
+}
+
+fn socketpair(ty: i32) -> Res<(RawFd, RawFd)> {
+    let mut sv = [0; 2];
+    // SAFETY: `sv` has room for two fds.
+    cvt(
+        unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } as _,
+        "socketpair",
+    )?;
+    Ok((sv[0], sv[1]))
+}
+
+fn close(fd: RawFd) {
+    // SAFETY: closes an fd we own.
+    unsafe { libc::close(fd) };
+}
+
+fn set_sndbuf(fd: RawFd, bytes: usize) {
+    let v = bytes as libc::c_int;
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
+        // SAFETY: a valid int option.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const _ as *const _,
+                std::mem::size_of::<libc::c_int>() as _,
+            )
+        };
+    }
+}
+
+/// One SOCK_SEQPACKET message out (blocking).
+fn sq_send(fd: RawFd, buf: &[u8]) -> Res<()> {
+    loop {
+        // SAFETY: a valid buffer.
+        let r = unsafe { libc::send(fd, buf.as_ptr() as *const _, buf.len(), 0) };
+        if r >= 0 {
+            return Ok(());
+        }
+        if errno() != libc::EINTR {
+            return Err(format!("send: {}", std::io::Error::last_os_error()));
+        }
+    }
+}
+
+/// One SOCK_SEQPACKET message in (blocking unless `flags` says otherwise);
+/// returns its length, or None on EAGAIN.
+fn sq_recv(fd: RawFd, buf: &mut [u8], flags: i32) -> Res<Option<usize>> {
+    loop {
+        // SAFETY: a valid buffer.
+        let r = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut _, buf.len(), flags | libc::MSG_TRUNC) };
+        if r >= 0 {
+            if r as usize > buf.len() {
+                return Err(format!("recv: message of {r} bytes truncated"));
+            }
+            return Ok(Some(r as usize));
+        }
+        match errno() {
+            libc::EINTR => continue,
+            libc::EAGAIN => return Ok(None),
+            _ => return Err(format!("recv: {}", std::io::Error::last_os_error())),
+        }
+    }
+}
+
+fn rtt_unix(size: usize, iters: usize) -> Res<Vec<f64>> {
+    let (c, s) = socketpair(libc::SOCK_SEQPACKET)?;
+    let total = WARMUP + iters;
+    let srv = spawn(move || {
+        close(c);
+        let mut buf = payload(size.max(8));
+        for i in 0..total as u64 {
+            let n = sq_recv(s, &mut buf, 0)?.unwrap_or(0);
+            if n != size {
+                return Err(format!("server got {n} bytes"));
+            }
+            check_seq("unix server", unstamp(&buf[..n]), i)?;
+            sq_send(s, &buf[..size])?;
+        }
+        Ok(())
+    })?;
+    close(s);
+    let mut buf = payload(size.max(8));
+    let mut rbuf = payload(size.max(8));
+    let r = rtt_client(iters, |i| {
+        stamp(&mut buf, i);
+        sq_send(c, &buf[..size])?;
+        let n = sq_recv(c, &mut rbuf, 0)?.unwrap_or(0);
+        if n != size {
+            return Err(format!("client got {n} bytes"));
+        }
+        check_seq("unix client", unstamp(&rbuf[..n]), i)
+    });
+    close(c);
+    finish(srv, r)
+}
+
+fn write_all(fd: RawFd, mut buf: &[u8]) -> Res<()> {
+    while !buf.is_empty() {
+        // SAFETY: a valid buffer.
+        let r = unsafe { libc::write(fd, buf.as_ptr() as *const _, buf.len()) };
+        if r < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return Err(format!("write: {}", std::io::Error::last_os_error()));
+        }
+        buf = &buf[r as usize..];
+    }
+    Ok(())
+}
+
+fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> Res<()> {
+    while !buf.is_empty() {
+        // SAFETY: a valid buffer.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut _, buf.len()) };
+        if r <= 0 {
+            if r < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return Err(format!("read: {}", if r == 0 { "EOF".to_string() } else { std::io::Error::last_os_error().to_string() }));
+        }
+        buf = &mut buf[r as usize..];
+    }
+    Ok(())
+}
+
+fn pipe() -> Res<(RawFd, RawFd)> {
+    let mut p = [0; 2];
+    // SAFETY: `p` has room for two fds.
+    cvt(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } as _, "pipe2")?;
+    Ok((p[0], p[1]))
+}
+
+/// A pipe pair cannot carry an empty message: its "0 B" row moves 1 byte.
+fn rtt_pipe(size: usize, iters: usize) -> Res<Vec<f64>> {
+    let size = size.max(1);
+    let (req_r, req_w) = pipe()?;
+    let (rep_r, rep_w) = pipe()?;
+    let total = WARMUP + iters;
+    let srv = spawn(move || {
+        close(req_w);
+        close(rep_r);
+        let mut buf = payload(size);
+        for i in 0..total as u64 {
+            read_exact(req_r, &mut buf[..size])?;
+            check_seq("pipe server", unstamp(&buf[..size]), i)?;
+            write_all(rep_w, &buf[..size])?;
+        }
+        Ok(())
+    })?;
+    close(req_r);
+    close(rep_w);
+    let mut buf = payload(size);
+    let mut rbuf = payload(size);
+    let r = rtt_client(iters, |i| {
+        stamp(&mut buf, i);
+        write_all(req_w, &buf[..size])?;
+        read_exact(rep_r, &mut rbuf[..size])?;
+        check_seq("pipe client", unstamp(&rbuf[..size]), i)
+    });
+    close(req_w);
+    close(rep_r);
+    finish(srv, r)
+}
+
+fn rtt_binder(dev: &str, size: usize, iters: usize) -> Res<Vec<f64>> {
+    let gate = Gate::new()?;
+    let path = dev.to_string();
+    let srv = spawn(|| {
+        let mut b = binder::Binder::open(&path)?;
+        b.serve_as_context_manager()?;
+        gate.open();
+        let mut reply = payload(size.max(8));
+        // Echo the request's size back; the first 8 bytes carry a stamp.
+        stamp(&mut reply, u64::MAX);
+        b.echo_loop(&reply)
+    })?;
+    if !gate.wait() {
+        return finish(srv, Err("binder server did not start".into()));
+    }
+    let r = (|| {
+        let mut c = binder::Binder::open(dev)?;
+        let mut buf = payload(size);
+        let mut pending = None;
+        let v = rtt_client(iters, |i| {
+            stamp(&mut buf, i);
+            let (n, head) = c.call(binder::CODE_ECHO, &buf[..size], &mut pending)?;
+            if n != size as u64 {
+                return Err(format!("binder reply of {n} bytes"));
+            }
+            check_seq("binder client", head, u64::MAX)
+        })?;
+        c.call(binder::CODE_QUIT, &[], &mut pending)?;
+        c.flush_free(&mut pending)?;
+        Ok(v)
+    })();
+    finish(srv, r)
+}
+
+fn futex(word: &AtomicU32, op: i32, val: u32) {
+    // SAFETY: `word` is a live, aligned u32 in shared memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+}
+
+/// Shared anonymous memory for the futex ping-pong: a turn word, then the
+/// request and the reply area.
+struct Shm {
+    p: *mut u8,
+    len: usize,
+}
+
+impl Shm {
+    fn new(len: usize) -> Res<Shm> {
+        // SAFETY: a fresh anonymous shared mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Shm { p: p as *mut u8, len })
+    }
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: the mapping is page-aligned and lives as long as `self`.
+        unsafe { &*(self.p as *const AtomicU32) }
+    }
+    fn area(&self, off: usize, n: usize) -> *mut u8 {
+        assert!(off + n <= self.len);
+        // SAFETY: in bounds (checked above).
+        unsafe { self.p.add(off) }
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // SAFETY: our mapping.
+        unsafe { libc::munmap(self.p as *mut _, self.len) };
+    }
+}
+
+/// The floor: the payload is copied once into shared memory per direction
+/// (like bus1's single copy), and a futex wait/wake hands over the turn.
+fn rtt_futex(size: usize, iters: usize) -> Res<Vec<f64>> {
+    let area = size.max(8).next_multiple_of(4096);
+    let shm = Shm::new(4096 + 2 * area)?;
+    let (req, rep) = (4096, 4096 + area);
+    let total = WARMUP + iters;
+    let wait = libc::FUTEX_WAIT;
+    let wake = libc::FUTEX_WAKE;
+    let srv = spawn(|| {
+        let w = shm.word();
+        let buf = payload(size.max(8));
+        for i in 0..total as u32 {
+            loop {
+                let cur = w.load(Ordering::Acquire);
+                if cur == 2 * i + 1 {
+                    break;
+                }
+                futex(w, wait, cur);
+            }
+            if size >= 8 {
+                // SAFETY: inside the request area, written by the client.
+                let got = unsafe { std::ptr::read_volatile(shm.area(req, 8) as *const u64) };
+                check_seq("futex server", Some(got), i as u64)?;
+            }
+            // SAFETY: `size` bytes fit the reply area.
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), shm.area(rep, size), size) };
+            w.store(2 * i + 2, Ordering::Release);
+            futex(w, wake, 1);
+        }
+        Ok(())
+    })?;
+    let w = shm.word();
+    let mut buf = payload(size.max(8));
+    let r = rtt_client(iters, |i| {
+        stamp(&mut buf, i);
+        // SAFETY: `size` bytes fit the request area.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), shm.area(req, size), size) };
+        let turn = 2 * i as u32 + 1;
+        w.store(turn, Ordering::Release);
+        futex(w, wake, 1);
+        while w.load(Ordering::Acquire) == turn {
+            futex(w, wait, turn);
+        }
+        Ok(())
+    });
+    finish(srv, r)
+}
+
+fn fig_rtt(o: &Opts) {
+    let binder_dev = binder::device();
+    if let Err(e) = &binder_dev {
+        report_err("rtt", "binder", "-", e);
+    }
+    for size in [0, KIB, 64 * KIB] {
+        let iters = o.n(if size >= 64 * KIB { 400 } else { 1500 });
+        let p = size.to_string();
+        figure(o, "rtt", "bus1", &p, "us", false, || rtt_bus1(size, iters));
+        figure(o, "rtt", "unix", &p, "us", false, || rtt_unix(size, iters));
+        figure(o, "rtt", "pipe", &p, "us", false, || rtt_pipe(size, iters));
+        if let Ok(dev) = &binder_dev {
+            figure(o, "rtt", "binder", &p, "us", false, || rtt_binder(dev, size, iters));
+        }
+        figure(o, "rtt", "futex", &p, "us", false, || rtt_futex(size, iters));
+    }
+}
+
+// --- one-way throughput --------------------------------------------------------
+
+const WINDOWS: usize = 8;
+
+/// Receiver-side windows: MiB/s over each 1/WINDOWS of the messages.
+struct Windows {
+    size: usize,
+    per: usize,
+    t: u64,
+    out: Vec<f64>,
+}
+
+impl Windows {
+    fn new(size: usize, count: usize, t0: u64) -> Windows {
+        Windows {
+            size,
+            per: (count / WINDOWS).max(1),
+            t: t0,
+            out: Vec::new(),
+        }
+    }
+    fn tick(&mut self, i: usize) {
+        if (i + 1) % self.per == 0 {
+            let t = now_ns();
+            let bytes = (self.per * self.size) as f64;
+            self.out.push(bytes / MIB as f64 / ((t - self.t) as f64 / 1e9));
+            self.t = t;
+        }
+    }
+}
+
+fn tput_bus1(size: usize, count: usize) -> Res<Vec<f64>> {
+    let (a, mut b, a2b, _) = bus1::pair()?;
+    let go = Gate::new()?;
+    let tx = spawn(|| {
+        let mut buf = payload(size);
+        go.wait();
+        for i in 0..count as u64 {
+            stamp(&mut buf, i);
+            a.send(&[a2b], &buf)?;
+        }
+        Ok(())
+    })?;
+    let r = (|| {
+        b.map()?;
+        let t0 = now_ns();
+        go.open();
+        let mut w = Windows::new(size, count, t0);
+        for i in 0..count {
+            let m = b.recv()?;
+            if m.n_bytes != size as u64 {
+                return Err(format!("got {} bytes", m.n_bytes));
+            }
+            let seq = unstamp(b.payload(&m)?);
+            b.release(m.offset)?;
+            check_seq("bus1 receiver", seq, i as u64)?;
+            w.tick(i);
+        }
+        Ok(w.out)
+    })();
+    drop(a);
+    finish(tx, r)
+}
+
+fn tput_unix(size: usize, count: usize) -> Res<Vec<f64>> {
+    let (s, r_fd) = socketpair(libc::SOCK_SEQPACKET)?;
+    // The same 16 MiB in flight that bus1 allows per user (the kernel doubles it).
+    set_sndbuf(s, 8 * MIB);
+    set_sndbuf(r_fd, 8 * MIB);
+    let go = Gate::new()?;
+    let tx = spawn(|| {
+        close(r_fd);
+        let mut buf = payload(size);
+        go.wait();
+        for i in 0..count as u64 {
+            stamp(&mut buf, i);
+            sq_send(s, &buf)?;
+        }
+        Ok(())
+    })?;
+    close(s);
+    let r = (|| {
+        let mut buf = payload(size);
+        let t0 = now_ns();
+        go.open();
+        let mut w = Windows::new(size, count, t0);
+        for i in 0..count {
+            let n = sq_recv(r_fd, &mut buf, 0)?.unwrap_or(0);
+            if n != size {
+                return Err(format!("got {n} bytes"));
+            }
+            check_seq("unix receiver", unstamp(&buf), i as u64)?;
+            w.tick(i);
+        }
+        Ok(w.out)
+    })();
+    close(r_fd);
+    finish(tx, r)
+}
+
+fn fig_tput(o: &Opts) {
+    for size in [4 * KIB, 64 * KIB, MIB] {
+        // About 96 MiB per repetition, at least 64 messages.
+        let count = o.n((96 * MIB / size).clamp(64, 8192));
+        let p = size.to_string();
+        figure(o, "tput", "bus1", &p, "MiB/s", true, || tput_bus1(size, count));
+        figure(o, "tput", "unix", &p, "MiB/s", true, || tput_unix(size, count));
+    }
+}
+
+// --- single-thread CPU cost ----------------------------------------------------
+
+const BATCH: usize = 100;
+
+fn cost_batches<F: FnMut() -> Res<()>>(batches: usize, mut op: F) -> Res<Vec<f64>> {
+    for _ in 0..BATCH {
+        op()?;
+    }
+    let mut v = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let t0 = thread_cpu_ns();
+        for _ in 0..BATCH {
+            op()?;
+        }
+        v.push((thread_cpu_ns() - t0) as f64 / BATCH as f64);
+    }
+    Ok(v)
+}
+
+fn cpu_bus1(size: usize, batches: usize) -> Res<Vec<f64>> {
+    let (a, b, a2b, _) = bus1::pair()?;
+    let buf = payload(size);
+    cost_batches(batches, || {
+        a.send(&[a2b], &buf[..size])?;
+        let m = b.try_recv()?.ok_or("RECV: nothing queued after SEND")?;
+        b.release(m.offset)
+    })
+}
+
+fn cpu_unix(size: usize, batches: usize) -> Res<Vec<f64>> {
+    let (s, r) = socketpair(libc::SOCK_SEQPACKET)?;
+    let buf = payload(size);
+    let mut rbuf = payload(size);
+    let res = cost_batches(batches, || {
+        sq_send(s, &buf[..size])?;
+        match sq_recv(r, &mut rbuf[..size.max(1)], libc::MSG_DONTWAIT)? {
+            Some(n) if n == size => Ok(()),
+            other => Err(format!("recv: {other:?}, expected {size} bytes")),
+        }
+    });
+    close(s);
+    close(r);
+    res
+}
+
+fn fig_cpu(o: &Opts) {
+    for size in [0, KIB, 64 * KIB] {
+        let batches = o.n(if size >= 64 * KIB { 10 } else { 30 });
+        let p = size.to_string();
+        figure(o, "cpu", "bus1", &p, "ns", false, || cpu_bus1(size, batches));
+        figure(o, "cpu", "unix", &p, "ns", false, || cpu_unix(size, batches));
+    }
+}
+
+// --- multicast -------------------------------------------------------------------
+
+fn fig_mcast(o: &Opts) {
+    const MAX: usize = 256;
+    let setup = || -> Res<(bus1::Peer, Vec<bus1::Peer>, Vec<u64>)> {
+        let a = bus1::Peer::open()?;
+        let mut rx = Vec::with_capacity(MAX);
+        let mut h = Vec::with_capacity(MAX);
+        for _ in 0..MAX {
+            let mut r = bus1::Peer::open()?;
+            h.push(r.handle_for(&a)?);
+            rx.push(r);
+        }
+        Ok((a, rx, h))
+    };
+    let (a, rx, h) = match setup() {
+        Ok(x) => x,
+        Err(e) => return report_err("mcast", "bus1", "-", &e),
+    };
+    let buf = payload(0);
+    for n in [1, 2, 4, 8, 16, 32, 64, 128, 256] {
+        let ops = (2048 / n).clamp(8, 256);
+        let batches = o.n(10);
+        let mut send_reps = Vec::new();
+        let mut total_reps = Vec::new();
+        let mut err = None;
+        for _ in 0..o.reps {
+            let mut send_v = Vec::new();
+            let mut total_v = Vec::new();
+            let r = (|| -> Res<()> {
+                for b in 0..=batches {
+                    let (mut ts, mut tt) = (0u64, 0u64);
+                    for _ in 0..ops {
+                        let t0 = thread_cpu_ns();
+                        a.send(&h[..n], &buf[..0])?;
+                        let t1 = thread_cpu_ns();
+                        for r in &rx[..n] {
+                            let m = r.try_recv()?.ok_or("RECV: multicast copy missing")?;
+                            r.release(m.offset)?;
+                        }
+                        let t2 = thread_cpu_ns();
+                        ts += t1 - t0;
+                        tt += t2 - t0;
+                    }
+                    // Batch 0 is the warm-up.
+                    if b > 0 {
+                        send_v.push(ts as f64 / ops as f64);
+                        total_v.push(tt as f64 / ops as f64);
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                err = Some(e);
+                break;
+            }
+            send_reps.push(send_v);
+            total_reps.push(total_v);
+        }
+        let p = n.to_string();
+        if let Some(e) = err {
+            report_err("mcast", "bus1", &p, &e);
+            continue;
+        }
+        report("mcast_send", "bus1", &p, "ns", &send_reps, false);
+        report("mcast_total", "bus1", &p, "ns", &total_reps, false);
+    }
+}
+
+// --- scaling ---------------------------------------------------------------------
+
+/// One streaming receiver: a process that receives `count` 1 KiB messages
+/// from each of its `senders` and writes the time it finished to `done`.
+#[derive(Clone, Copy, PartialEq)]
+enum Sys {
+    Bus1,
+    Unix,
+}
+
+const SCALE_SIZE: usize = KIB;
+
+/// Runs `groups` independent groups of `senders` senders into one
+/// receiver each, every process of group g pinned to CPU g if `pin_groups`;
+/// returns the aggregate message rate (messages per second).
+fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: bool) -> Res<f64> {
+    let go = Gate::new()?;
+    let (done_r, done_w) = pipe()?;
+    let mut pids = Vec::new();
+    let mut run = || -> Res<()> {
+        for g in 0..groups {
+            let cpu = pin_groups.then_some(g % online_cpus());
+            match sys {
+                Sys::Bus1 => {
+                    let mut r = bus1::Peer::open()?;
+                    let mut tx = Vec::new();
+                    for _ in 0..senders {
+                        let s = bus1::Peer::open()?;
+                        let h = r.handle_for(&s)?;
+                        tx.push((s, h));
+                    }
+                    for (k, (s, h)) in tx.iter().enumerate() {
+                        let go = &go;
+                        pids.push(spawn(move || {
+                            if let Some(c) = cpu {
+                                pin(c);
+                            }
+                            let mut buf = payload(SCALE_SIZE);
+                            go.wait();
+                            for i in 0..count as u64 {
+                                stamp(&mut buf, ((k as u64) << 48) | i);
+                                s.send(&[*h], &buf)?;
+                            }
+                            Ok(())
+                        })?);
+                    }
+                    drop(tx);
+                    let go = &go;
+                    pids.push(spawn(move || {
+                        if let Some(c) = cpu {
+                            pin(c);
+                        }
+                        r.map()?;
+                        let mut next = vec![0u64; senders];
+                        go.wait();
+                        for _ in 0..count * senders {
+                            let m = r.recv()?;
+                            let seq = unstamp(r.payload(&m)?).unwrap_or(0);
+                            r.release(m.offset)?;
+                            let k = (seq >> 48) as usize;
+                            if k >= senders || seq & 0xffff_ffff_ffff != next[k] {
+                                return Err(format!("bus1: out of order message {seq:#x}"));
+                            }
+                            next[k] += 1;
+                        }
+                        write_all(done_w, &now_ns().to_ne_bytes())
+                    })?);
+                }
+                Sys::Unix => {
+                    let mut rx = Vec::new();
+                    for k in 0..senders {
+                        let (s, r) = socketpair(libc::SOCK_SEQPACKET)?;
+                        let go = &go;
+                        pids.push(spawn(move || {
+                            if let Some(c) = cpu {
+                                pin(c);
+                            }
+                            close(r);
+                            let mut buf = payload(SCALE_SIZE);
+                            go.wait();
+                            for i in 0..count as u64 {
+                                stamp(&mut buf, ((k as u64) << 48) | i);
+                                sq_send(s, &buf)?;
+                            }
+                            Ok(())
+                        })?);
+                        close(s);
+                        rx.push(r);
+                    }
+                    let go = &go;
+                    let rx2 = rx.clone();
+                    pids.push(spawn(move || {
+                        if let Some(c) = cpu {
+                            pin(c);
+                        }
+                        let mut buf = payload(SCALE_SIZE);
+                        let mut next = vec![0u64; senders];
+                        let mut left = count * senders;
+                        let mut pfd: Vec<libc::pollfd> = rx2
+                            .iter()
+                            .map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+                            .collect();
+                        go.wait();
+                        while left > 0 {
+                            if senders > 1 {
+                                // SAFETY: valid pollfds.
+                                cvt(unsafe { libc::poll(pfd.as_mut_ptr(), pfd.len() as _, 10_000) } as _, "poll")?;
+                            }
+                            for (k, p) in pfd.iter_mut().enumerate() {
+                                if senders > 1 && p.revents & libc::POLLIN == 0 {
+                                    continue;
+                                }
+                                let flags = if senders > 1 { libc::MSG_DONTWAIT } else { 0 };
+                                while let Some(n) = sq_recv(rx2[k], &mut buf, flags)? {
+                                    if n == 0 {
+                                        // This sender is done and gone (EOF).
+                                        p.fd = -1;
+                                        break;
+                                    }
+                                    let seq = unstamp(&buf[..n]).unwrap_or(0);
+                                    if seq >> 48 != k as u64 || seq & 0xffff_ffff_ffff != next[k] {
+                                        return Err(format!("unix: out of order message {seq:#x}"));
+                                    }
+                                    next[k] += 1;
+                                    left -= 1;
+                                    if senders == 1 || left == 0 {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        write_all(done_w, &now_ns().to_ne_bytes())
+                    })?);
+                    for r in rx {
+                        close(r);
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    let setup = run();
+    close(done_w);
+    if let Err(e) = setup {
+        for p in pids {
+            kill(p);
+        }
+        close(done_r);
+        return Err(e);
+    }
+    let t0 = now_ns();
+    for _ in 0..pids.len() {
+        go.open();
+    }
+    let mut end = 0u64;
+    let mut res = Ok(());
+    for _ in 0..groups {
+        let mut b = [0u8; 8];
+        if let Err(e) = read_exact(done_r, &mut b) {
+            res = Err(format!("a receiver failed ({e})"));
+            break;
+        }
+        end = end.max(u64::from_ne_bytes(b));
+    }
+    close(done_r);
+    for p in pids {
+        if let Err(e) = reap(p) {
+            res = res.and(Err(e));
+        }
+    }
+    res?;
+    Ok((groups * senders * count) as f64 / ((end - t0) as f64 / 1e9))
+}
+
+fn fig_scale(o: &Opts) {
+    let count = o.n(6000);
+    let cpus = online_cpus();
+    println!("BENCH-INFO|scale_cpus|{cpus}");
+    for (sys, name) in [(Sys::Bus1, "bus1"), (Sys::Unix, "unix")] {
+        // (param, groups, senders per group, pinned)
+        let cases = [
+            ("1pair_pinned", 1, 1, true),
+            ("2pairs_pinned", 2, 1, true),
+            ("1to1", 1, 1, false),
+            ("2to1", 1, 2, false),
+        ];
+        for (p, g, s, pinned) in cases {
+            figure(o, "scale", name, p, "msg/s", true, || {
+                stream(sys, g, s, count, pinned).map(|r| vec![r])
+            });
+        }
+    }
+}
+
+// --- main --------------------------------------------------------------------------
+
+fn info() {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+    println!("BENCH-INFO|kernel|{}", read("/proc/sys/kernel/osrelease"));
+    println!("BENCH-INFO|cpus|{}", online_cpus());
+    let model = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    println!("BENCH-INFO|cpu_model|{model}");
+    for v in ["meltdown", "spectre_v2", "retbleed"] {
+        println!(
+            "BENCH-INFO|vuln_{v}|{}",
+            read(&format!("/sys/devices/system/cpu/vulnerabilities/{v}"))
+        );
+    }
+    println!("BENCH-INFO|bus1|{}", if bus1::available() { "yes" } else { "no" });
+}
+
+fn main() {
+    let mut o = Opts {
+        reps: 5,
+        scale: 1.0,
+        only: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_default();
+        match a.as_str() {
+            "--reps" => o.reps = val().parse().unwrap_or(5).max(1),
+            "--scale" => o.scale = val().parse().unwrap_or(1.0),
+            "--only" => o.only = val().split(',').map(String::from).collect(),
+            "-h" | "--help" => {
+                println!("usage: bus1-bench [--reps N] [--scale F] [--only rtt,tput,cpu,mcast,scale]");
+                return;
+            }
+            _ => {
+                eprintln!("bus1-bench: unknown argument {a}");
+                std::process::exit(2);
+            }
+        }
+    }
+    // SAFETY: ignoring SIGPIPE so a dead peer shows up as EPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    info();
+    println!("BENCH-INFO|reps|{}", o.reps);
+    println!("BENCH-INFO|scale|{}", o.scale);
+    let t0 = now_ns();
+    let figs: [(&str, fn(&Opts)); 5] = [
+        ("rtt", fig_rtt),
+        ("cpu", fig_cpu),
+        ("mcast", fig_mcast),
+        ("tput", fig_tput),
+        ("scale", fig_scale),
+    ];
+    for (name, f) in figs {
+        if o.wants(name) {
+            let t = now_ns();
+            unpin();
+            f(&o);
+            println!("BENCH-INFO|time_{name}_s|{:.1}", (now_ns() - t) as f64 / 1e9);
+        }
+    }
+    println!("BENCH-INFO|time_total_s|{:.1}", (now_ns() - t0) as f64 / 1e9);
+    println!("BENCH-DONE");
+}

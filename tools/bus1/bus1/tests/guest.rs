@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Tests of the bus1 crate against the real kernel module. They need
+//! /dev/bus1 (the test guest); without it every test is skipped. Output is
+//! TAP, counted by scripts/results.py.
+#[path = "../../testing/tap.rs"]
+mod tap;
+
+use bus1::{HandleId, Limits, MessageKind, NodeId, Peer, PeerInfo, RecvOptions};
+use rustix::io::Errno;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+const N1: NodeId = match NodeId::new(0x100) {
+    Some(n) => n,
+    None => panic!(),
+};
+const N2: NodeId = match NodeId::new(0x200) {
+    Some(n) => n,
+    None => panic!(),
+};
+const T: Option<Duration> = Some(Duration::from_secs(5));
+
+fn open() -> Peer {
+    if !std::path::Path::new("/dev/bus1").exists() {
+        tap::skip("no /dev/bus1");
+    }
+    Peer::open().expect("open /dev/bus1")
+}
+
+fn errno(e: &io::Error) -> Errno {
+    Errno::from_io_error(e).unwrap_or_else(|| panic!("not an errno: {e}"))
+}
+
+fn assert_empty(p: &Peer) {
+    let e = p.recv().expect_err("queue not empty");
+    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(errno(&e), Errno::AGAIN);
+}
+
+/// `a` gets a handle to `b`'s node `n`.
+fn link(a: &Peer, b: &Peer, n: NodeId) -> HandleId {
+    let h = b.transfer(n, a).unwrap().expect("live node");
+    assert!(h.is_managed() && h.is_remote(), "{h:?}");
+    h
+}
+
+fn open_and_query() {
+    let p = open();
+    let q: PeerInfo = p.query().unwrap();
+    assert!(q.max_slices > 0 && q.max_handles > 0, "{q:?}");
+    assert!(p.pool_len() >= 1 << 20);
+    assert!(p.as_fd().try_clone_to_owned().is_ok());
+}
+
+fn unicast_roundtrip() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    a.send_to(h, b"hello bus1").unwrap();
+    let m = b.recv_timeout(T).unwrap();
+    assert_eq!(m.kind(), MessageKind::Data);
+    assert_eq!(m.payload(), b"hello bus1");
+    assert_eq!(m.destination_node(), Some(N1));
+    assert!(!m.continues());
+    let c = m.credentials().expect("RFC v1 layout has credentials");
+    assert_eq!(c.uid, rustix::process::getuid().as_raw());
+    assert_eq!(c.pid, std::process::id());
+    assert_eq!(m.handles().len(), 0);
+    assert!(m.fds().is_empty());
+    m.release().unwrap();
+    assert_empty(&b);
+}
+
+fn empty_queue_would_block() {
+    let p = open();
+    assert_empty(&p);
+    assert!(!p.wait_readable(Some(Duration::ZERO)).unwrap());
+    let e = p.recv_timeout(Some(Duration::from_millis(20))).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+}
+
+fn errors_keep_errno() {
+    let p = open();
+    // an unknown kernel-assigned ID
+    let e = p.release_handle(HandleId::from_raw(0x1009)).unwrap_err();
+    assert_eq!(errno(&e), Errno::NXIO);
+    assert_eq!(e.raw_os_error(), Some(libc_enxio()));
+    // the last reference of a live owned node cannot go
+    p.send_to(N1, b"to self").unwrap();
+    let e = p.release_handle(N1).unwrap_err();
+    assert_eq!(errno(&e), Errno::BUSY);
+    // a duplicate destination
+    let e = p.send().destinations([N1, N1]).submit().unwrap_err();
+    assert_eq!(errno(&e), Errno::NOTUNIQ);
+}
+
+fn libc_enxio() -> i32 {
+    Errno::NXIO.raw_os_error()
+}
+
+fn send_to_own_node() {
+    let p = open();
+    p.send_to(N1, b"self").unwrap();
+    let m = p.recv().unwrap();
+    assert_eq!(m.payload(), b"self");
+    assert_eq!(m.destination(), N1.handle());
+}
+
+fn vectored_payload() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    let big = vec![0xa5u8; 70000];
+    a.send().destination(h).payload(b"head-").payload(&[]).payload(&big).payload(b"-tail").submit().unwrap();
+    let m = b.recv_timeout(T).unwrap();
+    let p = m.payload();
+    assert_eq!(p.len(), 5 + 70000 + 5);
+    assert_eq!(&p[..5], b"head-");
+    assert!(p[5..70005].iter().all(|&x| x == 0xa5));
+    assert_eq!(&p[70005..], b"-tail");
+}
+
+fn handle_passing_and_release() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    // a sends b a handle to its own node N2
+    a.send().destination(h).payload(b"reply here").handle(N2).submit().unwrap();
+    let m = b.recv_timeout(T).unwrap();
+    let hs: Vec<_> = m.handles().collect();
+    assert_eq!(hs.len(), 1);
+    let back = hs[0].expect("valid handle");
+    assert!(back.is_remote());
+    drop(m);
+    b.send_to(back, b"pong").unwrap();
+    let r = a.recv_timeout(T).unwrap();
+    assert_eq!(r.payload(), b"pong");
+    assert_eq!(r.destination_node(), Some(N2));
+    drop(r);
+    // b drops its handle: a's node has no remote holder left
+    b.release_handle(back).unwrap();
+    let n = a.recv_timeout(T).unwrap();
+    assert_eq!(n.kind(), MessageKind::NodeRelease);
+    assert_eq!(n.destination_node(), Some(N2));
+    assert_eq!(n.payload(), b"");
+    assert_eq!(n.credentials(), None);
+    assert_empty(&a);
+}
+
+fn destroy_notifies_and_unreachable() {
+    let (a, b, c) = (open(), open(), open());
+    let hb = link(&a, &b, N1);
+    let hc = link(&a, &c, N1);
+    c.destroy_nodes(&[N1], false).unwrap();
+    let d = c.recv_timeout(T).unwrap();
+    assert_eq!((d.kind(), d.destination()), (MessageKind::NodeDestroy, N1.handle()));
+    let d = a.recv_timeout(T).unwrap();
+    assert_eq!((d.kind(), d.destination()), (MessageKind::NodeDestroy, hc));
+    drop(d);
+    // without CONTINUE the destroyed destination fails everything
+    let e = a.send().destinations([hb, hc]).payload(b"x").submit().unwrap_err();
+    assert_eq!(errno(&e), Errno::HOSTUNREACH);
+    assert_empty(&b);
+    // with CONTINUE the live one gets it, and the report says who did not
+    let rep = a.send().destinations([hc, hb]).payload(b"part").continue_on_error().submit().unwrap();
+    assert!(!rep.all_delivered());
+    assert_eq!(rep.delivered(), 1);
+    let r: Vec<_> = rep.results().map(|(h, e)| (h, e.map(|e| errno(&e)))).collect();
+    assert_eq!(r, vec![(hc, Some(Errno::HOSTUNREACH)), (hb, None)]);
+    assert_eq!(b.recv_timeout(T).unwrap().payload(), b"part");
+    // a transfer of a destroyed node yields no handle
+    assert_eq!(a.transfer(hc, &b).unwrap(), None);
+}
+
+fn multicast_ordered() {
+    let (s1, s2, r1, r2) = (open(), open(), open(), open());
+    let d1 = [link(&s1, &r1, N1), link(&s1, &r2, N1)];
+    let d2 = [link(&s2, &r1, N1), link(&s2, &r2, N1)];
+    let t1 = std::thread::scope(|sc| {
+        let a = sc.spawn(|| {
+            for i in 0..200u32 {
+                s1.send().destinations(d1).payload(&[1]).payload(&i.to_le_bytes()).submit().unwrap();
+            }
+        });
+        for i in 0..200u32 {
+            s2.send().destinations(d2).payload(&[2]).payload(&i.to_le_bytes()).submit().unwrap();
+        }
+        a.join().is_ok()
+    });
+    assert!(t1);
+    let drain =
+        |p: &Peer| -> Vec<Vec<u8>> { (0..400).map(|_| p.recv_timeout(T).unwrap().payload().to_vec()).collect() };
+    let (o1, o2) = (drain(&r1), drain(&r2));
+    assert_eq!(o1, o2, "receivers disagree on the order");
+    for s in [1u8, 2] {
+        let seq: Vec<u32> =
+            o1.iter().filter(|m| m[0] == s).map(|m| u32::from_le_bytes(m[1..5].try_into().unwrap())).collect();
+        assert_eq!(seq, (0..200).collect::<Vec<_>>(), "sender {s} out of order");
+    }
+    assert_empty(&r1);
+    assert_empty(&r2);
+}
+
+fn multicast_to_self_continues() {
+    let (a, b) = (open(), open());
+    let h1 = link(&a, &b, N1);
+    let h2 = link(&a, &b, N2);
+    a.send().destinations([h1, h2]).payload(b"m").submit().unwrap();
+    let m1 = b.recv().unwrap();
+    assert!(m1.continues(), "first of two copies in one transaction");
+    let m2 = b.recv().unwrap();
+    assert!(!m2.continues());
+    let mut ds = [m1.destination_node().unwrap(), m2.destination_node().unwrap()];
+    ds.sort();
+    assert_eq!(ds, [N1, N2]);
+}
+
+fn fd_passing() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    let (rd, wr) = rustix::pipe::pipe().unwrap();
+    a.send().destination(h).payload(b"fd").fd(wr.as_fd()).submit().unwrap();
+    drop(wr);
+    let mut m = b.recv_timeout(T).unwrap();
+    assert_eq!(m.info().n_fds, 1);
+    let fds = m.take_fds();
+    assert_eq!(fds.len(), 1);
+    assert!(m.fds().is_empty());
+    drop(m);
+    let mut w = std::fs::File::from(fds.into_iter().next().unwrap());
+    w.write_all(b"through bus1").unwrap();
+    drop(w);
+    let mut got = String::new();
+    std::fs::File::from(rd).read_to_string(&mut got).unwrap();
+    assert_eq!(got, "through bus1");
+}
+
+fn fds_not_installed() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    let (rd, wr) = rustix::pipe::pipe().unwrap();
+    a.send().destination(h).fd(wr.as_fd()).submit().unwrap();
+    drop(wr);
+    let m = b.recv_with(RecvOptions { install_fds: false, ..Default::default() }).unwrap();
+    assert_eq!(m.info().n_fds, 1);
+    assert!(m.fds().is_empty());
+    drop(m);
+    // the file was dropped with the message: the pipe has no writer left
+    let mut buf = [0u8; 4];
+    assert_eq!(rustix::io::read(&rd, &mut buf).unwrap(), 0);
+}
+
+fn refused_fd_kinds() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    let e = a.send().destination(h).fd(b.as_fd()).submit().unwrap_err();
+    assert_eq!(errno(&e), Errno::OPNOTSUPP);
+    let (s1, _s2) = std::os::unix::net::UnixStream::pair().unwrap();
+    let e = a.send().destination(h).fd(s1.as_fd()).submit().unwrap_err();
+    assert_eq!(errno(&e), Errno::OPNOTSUPP);
+    assert_empty(&b);
+}
+
+fn slice_released_on_drop() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    b.set_limits(Limits { max_slices: Some(1), ..Default::default() }).unwrap();
+    assert_eq!(b.query().unwrap().max_slices, 1);
+    a.send_to(h, b"1").unwrap();
+    let m = b.recv().unwrap();
+    // the slice is still held: no room for another message
+    let e = a.send_to(h, b"2").unwrap_err();
+    assert_eq!(errno(&e), Errno::DQUOT);
+    drop(m);
+    a.send_to(h, b"2").unwrap();
+    assert_eq!(b.recv().unwrap().payload(), b"2");
+}
+
+fn small_mapping_erange() {
+    if !std::path::Path::new("/dev/bus1").exists() {
+        tap::skip("no /dev/bus1");
+    }
+    let a = open();
+    let b = Peer::builder().map_len(4096).open().unwrap();
+    assert_eq!(b.pool_len(), 4096);
+    let h = link(&a, &b, N1);
+    a.send_to(h, &vec![7u8; 8192]).unwrap();
+    let e = b.recv().unwrap_err();
+    assert_eq!(errno(&e), Errno::RANGE);
+    // still queued, and PEEK is held to the mapping the same way
+    let e = b.peek().unwrap_err();
+    assert_eq!(errno(&e), Errno::RANGE);
+    let e = b.recv().unwrap_err();
+    assert_eq!(errno(&e), Errno::RANGE);
+}
+
+fn peek_leaves_queued() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    a.send().destination(h).payload(b"peek").handle(N2).submit().unwrap();
+    let i1 = b.peek().unwrap();
+    let i2 = b.peek().unwrap();
+    assert_eq!(i1, i2);
+    assert_eq!((i1.kind, i1.n_bytes, i1.n_handles), (MessageKind::Data, 4, 1));
+    let m = b.recv().unwrap();
+    assert_eq!(m.payload(), b"peek");
+    assert_eq!(m.info().offset, i1.offset);
+    assert!(m.handles().next().unwrap().is_some());
+    drop(m);
+    assert_empty(&b);
+}
+
+fn recv_2017_layout() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    let (rd, wr) = rustix::pipe::pipe().unwrap();
+    a.send().destination(h).payload(b"new abi").fd(wr.as_fd()).submit().unwrap();
+    a.send().destination(h).payload(b"2nd").submit().unwrap();
+    let m = b.recv_with(RecvOptions { layout_2017: true, ..Default::default() }).unwrap();
+    assert_eq!(m.payload(), b"new abi");
+    assert_eq!(m.credentials(), None);
+    assert_eq!(m.fds().len(), 1);
+    drop(m);
+    drop(wr);
+    let mut buf = [0u8; 1];
+    assert_eq!(rustix::io::read(&rd, &mut buf).unwrap(), 0, "installed fd closed with the message");
+    assert_eq!(b.recv().unwrap().payload(), b"2nd");
+}
+
+fn seed_roundtrip() {
+    let p = open();
+    assert_eq!(p.recv_seed().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    p.send().seed().payload(b"seed data").submit().unwrap();
+    let e = p.send().seed().destination(N1).submit().unwrap_err();
+    assert_eq!(errno(&e), Errno::INVAL);
+    let m = p.recv_seed().unwrap();
+    assert_eq!(m.payload(), b"seed data");
+    assert_eq!(m.destination(), HandleId::INVALID);
+    drop(m);
+    assert_empty(&p);
+}
+
+fn poll_and_disconnect() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    assert!(!b.wait_readable(Some(Duration::ZERO)).unwrap());
+    let t = std::thread::scope(|s| {
+        let w = s.spawn(|| b.wait_readable(T));
+        std::thread::sleep(Duration::from_millis(50));
+        a.send_to(h, b"wake").unwrap();
+        w.join().unwrap()
+    });
+    assert!(t.unwrap());
+    b.disconnect().unwrap();
+    assert_eq!(errno(&b.recv().unwrap_err()), Errno::SHUTDOWN);
+    assert_eq!(errno(&b.wait_readable(T).unwrap_err()), Errno::SHUTDOWN);
+    assert_eq!(errno(&b.disconnect().unwrap_err()), Errno::SHUTDOWN);
+    // the owner is gone: the node is destroyed for its holder
+    let n = a.recv_timeout(T).unwrap();
+    assert_eq!((n.kind(), n.destination()), (MessageKind::NodeDestroy, h));
+}
+
+fn flush_drops_queue() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    a.send_to(h, b"gone").unwrap();
+    b.flush(false).unwrap();
+    // b's node was destroyed by the flush; the queued message with it
+    assert_empty(&b);
+    let n = a.recv_timeout(T).unwrap();
+    assert_eq!(n.kind(), MessageKind::NodeDestroy);
+}
+
+fn shared_between_threads() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let a = &a;
+            s.spawn(move || {
+                for _ in 0..50 {
+                    a.send_to(h, &[t]).unwrap();
+                }
+            });
+        }
+    });
+    let mut count = [0; 4];
+    for _ in 0..200 {
+        count[b.recv_timeout(T).unwrap().payload()[0] as usize] += 1;
+    }
+    assert_eq!(count, [50; 4]);
+    assert_empty(&b);
+}
+
+fn info(offset: Option<u64>, n_bytes: u64, n_handles: u64, n_fds: u64, n_secctx: u64) -> bus1::MessageInfo {
+    bus1::MessageInfo {
+        kind: MessageKind::Data,
+        flags: 0,
+        continues: false,
+        destination: N1.handle(),
+        credentials: None,
+        offset,
+        n_bytes,
+        n_handles,
+        n_fds,
+        n_secctx,
+    }
+}
+
+/// Odd descriptions are errors, never reads outside the mapping (no kernel
+/// needed: this checks the library's own guard).
+fn odd_descriptions_rejected() {
+    let bad = [
+        info(Some(4088), 9, 0, 0, 0),
+        info(Some(4096), 1, 0, 0, 0),
+        info(Some(0), 0, 513, 0, 0),
+        info(Some(0), 0, 0, 1025, 0),
+        info(Some(4), 1, 0, 0, 0),
+        info(Some(0), u64::MAX, 0, 0, 0),
+        info(Some(0), 0, u64::MAX / 8 + 1, 0, 0),
+        info(Some(0), 0, 0, u64::MAX / 4 + 1, 0),
+        info(Some(0), 8, 8, 8, u64::MAX - 80),
+        info(Some(u64::MAX - 7), 8, 0, 0, 0),
+        info(None, 1, 0, 0, 0),
+        info(None, 0, 1, 0, 0),
+    ];
+    for i in &bad {
+        let e = i.check_layout(4096).expect_err(&format!("{i:?} accepted"));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+    for i in
+        [info(Some(4088), 8, 0, 0, 0), info(Some(0), 8, 1, 2, 0), info(None, 0, 0, 0, 0), info(Some(4096), 0, 0, 0, 0)]
+    {
+        i.check_layout(4096).unwrap_or_else(|e| panic!("{i:?} rejected: {e}"));
+    }
+}
+
+fn main() {
+    tap::main(&[
+        ("bus1_rs_odd_descriptions_rejected", odd_descriptions_rejected),
+        ("bus1_rs_open_and_query", open_and_query),
+        ("bus1_rs_unicast_roundtrip", unicast_roundtrip),
+        ("bus1_rs_empty_queue_would_block", empty_queue_would_block),
+        ("bus1_rs_errors_keep_errno", errors_keep_errno),
+        ("bus1_rs_send_to_own_node", send_to_own_node),
+        ("bus1_rs_vectored_payload", vectored_payload),
+        ("bus1_rs_handle_passing_and_release", handle_passing_and_release),
+        ("bus1_rs_destroy_notifies_and_unreachable", destroy_notifies_and_unreachable),
+        ("bus1_rs_multicast_ordered", multicast_ordered),
+        ("bus1_rs_multicast_to_self_continues", multicast_to_self_continues),
+        ("bus1_rs_fd_passing", fd_passing),
+        ("bus1_rs_fds_not_installed", fds_not_installed),
+        ("bus1_rs_refused_fd_kinds", refused_fd_kinds),
+        ("bus1_rs_slice_released_on_drop", slice_released_on_drop),
+        ("bus1_rs_small_mapping_erange", small_mapping_erange),
+        ("bus1_rs_peek_leaves_queued", peek_leaves_queued),
+        ("bus1_rs_recv_2017_layout", recv_2017_layout),
+        ("bus1_rs_seed_roundtrip", seed_roundtrip),
+        ("bus1_rs_poll_and_disconnect", poll_and_disconnect),
+        ("bus1_rs_flush_drops_queue", flush_drops_queue),
+        ("bus1_rs_shared_between_threads", shared_between_threads),
+    ]);
+}
