@@ -426,7 +426,7 @@ static void one_op(struct worker *w)
 	case 17:
 		if (rnd(w) % 8 == 0) {
 			x = rnd(w) % 4 ? 0 : rnd64(w);
-			check(w, "DISCONNECT", ioctl(fd, BUS1_CMD_PEER_DISCONNECT, &x));
+			check(w, "DISCONNECT", ioctl(fd, BUS1_CMD_PEER_DISCONNECT, (unsigned long)x));
 		}
 		break;
 	case 18:

@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bus1 teardown and lifetime: peers closed while others send to them,
+ * transfer to them or destroy their nodes; processes SIGKILLed in the middle
+ * of operations; reference cycles through in-flight messages. Every
+ * operation that races with a teardown fails only with the documented errno,
+ * and once every peer is closed the user's accounting is gone (debugfs lists
+ * no bus1 user for root). The runner's kmemleak scan covers the memory.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/bus1.h>
+
+#include "kselftest_harness.h"
+
+#define INV BUS1_HANDLE_INVALID
+#define PTR(p) ((__u64)(uintptr_t)(p))
+#define MAP_LEN (4UL << 20)
+#define NODE(i) ((__u64)(0x100 + (i)) << 3)
+
+static int peer_new(void)
+{
+	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+}
+
+/* @from's handle to @owner's node @node (created on the fly). */
+static __u64 handle_to(int owner, __u64 node, int from)
+{
+	struct bus1_cmd_handle_transfer t = {
+		.src_handle = node, .dst_fd = (__u64)from, .dst_handle = INV,
+	};
+
+	return ioctl(owner, BUS1_CMD_HANDLE_TRANSFER, &t) ? INV : t.dst_handle;
+}
+
+static int send_to(int fd, const __u64 *dst, int n, const __u64 *handles, int n_handles, int file)
+{
+	char buf[64] = "teardown";
+	struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct bus1_cmd_send s = {
+		.ptr_destinations = PTR(dst),
+		.n_destinations = (__u64)n,
+		.ptr_vecs = PTR(&v),
+		.n_vecs = 1,
+		.ptr_handles = PTR(handles),
+		.n_handles = (__u64)n_handles,
+		.ptr_fds = PTR(&file),
+		.n_fds = file >= 0 ? 1 : 0,
+		.flags = BUS1_SEND_FLAG_CONTINUE,
+	};
+
+	return ioctl(fd, BUS1_CMD_SEND, &s) ? -errno : 0;
+}
+
+/* Whether debugfs lists root as a bus1 user; -1 without debugfs. */
+static int root_listed(void)
+{
+	char buf[65536];
+	ssize_t n, got = 0;
+	int f = open("/sys/kernel/debug/bus1/users", O_RDONLY | O_CLOEXEC);
+
+	if (f < 0)
+		return -1;
+	while ((n = read(f, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += n;
+	close(f);
+	buf[got] = 0;
+	return !strncmp(buf, "uid=0 ", 6) || strstr(buf, "\nuid=0 ") != NULL;
+}
+
+/* Root's accounting is gone within a second of the last close. */
+#define ASSERT_ALL_GIVEN_BACK() do {					\
+	int __i, __l = 1;						\
+									\
+	for (__i = 0; __i < 100 && __l; __i++) {			\
+		__l = root_listed();					\
+		if (__l)						\
+			usleep(10000);					\
+	}								\
+	ASSERT_EQ(0, __l) TH_LOG("root is still accounted after every peer closed"); \
+} while (0)
+
+static int wait_ok(pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) != pid)
+		return 0;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/*
+ * Senders keep sending (unicast and multicast, with handles and a file) to a
+ * receiver that is closed under them; only ESHUTDOWN-class errors appear.
+ */
+TEST(close_while_sending)
+{
+	int round;
+
+	ASSERT_EQ(0, root_listed());
+	for (round = 0; round < 10; round++) {
+		int rx = peer_new(), other = peer_new(), tx[3], i;
+		pid_t pid[3];
+
+		ASSERT_LE(0, rx);
+		ASSERT_LE(0, other);
+		for (i = 0; i < 3; i++) {
+			tx[i] = peer_new();
+			ASSERT_LE(0, tx[i]);
+		}
+		for (i = 0; i < 3; i++) {
+			__u64 dst[2] = { handle_to(rx, NODE(0), tx[i]), handle_to(other, NODE(0), tx[i]) };
+
+			ASSERT_NE(INV, dst[0]);
+			ASSERT_NE(INV, dst[1]);
+			pid[i] = fork();
+			ASSERT_LE(0, pid[i]);
+			if (!pid[i]) {
+				__u64 mine = NODE(1);
+				int n, r, devnull = open("/dev/null", O_RDONLY);
+
+				close(rx);
+				for (n = 0; n < 2000; n++) {
+					r = send_to(tx[i], dst, 1 + n % 2, &mine, n % 3 == 0, n % 5 ? -1 : devnull);
+					if (r && r != -ESHUTDOWN && r != -EHOSTUNREACH && r != -EDQUOT &&
+					    r != -EXFULL)
+						_exit(1);
+				}
+				_exit(0);
+			}
+		}
+		usleep(1000 * (round * 7 % 30));
+		close(rx);
+		for (i = 0; i < 3; i++)
+			EXPECT_TRUE(wait_ok(pid[i])) TH_LOG("a sender saw an undocumented errno");
+		for (i = 0; i < 3; i++)
+			close(tx[i]);
+		close(other);
+	}
+	ASSERT_ALL_GIVEN_BACK();
+}
+
+/* Transfers to a peer that is being closed, and nodes destroyed while sent to. */
+TEST(close_and_destroy_while_transferring)
+{
+	int round;
+
+	ASSERT_EQ(0, root_listed());
+	for (round = 0; round < 10; round++) {
+		int owner = peer_new(), dst = peer_new(), user = peer_new(), i;
+		pid_t pid[2];
+
+		ASSERT_LE(0, owner);
+		ASSERT_LE(0, dst);
+		ASSERT_LE(0, user);
+		pid[0] = fork();
+		ASSERT_LE(0, pid[0]);
+		if (!pid[0]) {
+			/* Transfers into @dst, which the parent closes. */
+			for (i = 0; i < 3000; i++) {
+				struct bus1_cmd_handle_transfer t = {
+					.src_handle = NODE(i % 64), .dst_fd = (__u64)dst, .dst_handle = INV,
+				};
+
+				if (ioctl(owner, BUS1_CMD_HANDLE_TRANSFER, &t) && errno != ESHUTDOWN &&
+				    errno != EDQUOT && errno != ESTALE)
+					_exit(1);
+			}
+			_exit(0);
+		}
+		pid[1] = fork();
+		ASSERT_LE(0, pid[1]);
+		if (!pid[1]) {
+			/* Destroys the nodes @user sends to. */
+			for (i = 0; i < 64; i++) {
+				__u64 id = NODE(100 + i);
+				struct bus1_cmd_nodes_destroy d = {
+					.ptr_nodes = PTR(&id), .n_nodes = 1,
+					.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
+				};
+
+				usleep(200);
+				if (ioctl(owner, BUS1_CMD_NODES_DESTROY, &d) && errno != ESTALE &&
+				    errno != ENXIO)
+					_exit(1);
+			}
+			_exit(0);
+		}
+		for (i = 0; i < 64; i++) {
+			__u64 h = handle_to(owner, NODE(100 + i), user);
+
+			/* Already destroyed by the child: no handle, or an invalid one. */
+			if (h != INV) {
+				int r = send_to(user, &h, 1, NULL, 0, -1);
+
+				EXPECT_TRUE(r == 0 || r == -EHOSTUNREACH || r == -ESHUTDOWN)
+					TH_LOG("send to a dying node: %d", r);
+			}
+		}
+		usleep(1000 * (round % 5));
+		/* The child holds @dst open too: disconnect shuts it down regardless. */
+		EXPECT_EQ(0, ioctl(dst, BUS1_CMD_PEER_DISCONNECT, 0));
+		close(dst);
+		EXPECT_TRUE(wait_ok(pid[0])) TH_LOG("transfer to a closing peer: undocumented errno");
+		EXPECT_TRUE(wait_ok(pid[1])) TH_LOG("NODES_DESTROY: undocumented errno");
+		close(owner);
+		close(user);
+	}
+	ASSERT_ALL_GIVEN_BACK();
+}
+
+/*
+ * Processes doing everything at once are SIGKILLed at random points; what
+ * they held (handles, queued messages with handles and files, pools, mapped
+ * or not) is all given back.
+ */
+TEST(sigkill_mid_operation)
+{
+	unsigned int seed = (unsigned int)time(NULL);
+	int round;
+
+	ASSERT_EQ(0, root_listed());
+	TH_LOG("seed %u", seed);
+	for (round = 0; round < 12; round++) {
+		int a = peer_new(), b = peer_new(), i;
+		__u64 ab = handle_to(b, NODE(0), a), ba = handle_to(a, NODE(0), b);
+		pid_t pid[2];
+
+		ASSERT_NE(INV, ab);
+		ASSERT_NE(INV, ba);
+		for (i = 0; i < 2; i++) {
+			pid[i] = fork();
+			ASSERT_LE(0, pid[i]);
+			if (!pid[i]) {
+				int me = i ? b : a, devnull = open("/dev/null", O_RDONLY);
+				__u64 to = i ? ba : ab;
+				unsigned int s = seed + round * 2 + i;
+
+				if (i)
+					mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, me, 0);
+				for (;;) {
+					struct bus1_cmd_recv r = {
+						.flags = BUS1_RECV_FLAG_INSTALL_FDS, .max_offset = MAP_LEN,
+					};
+					__u64 node = NODE(10 + rand_r(&s) % 50);
+
+					switch (rand_r(&s) % 4) {
+					case 0:
+						send_to(me, &to, 1, &node, 1, devnull);
+						break;
+					case 1:
+						send_to(me, &to, 1, &to, 1, -1);
+						break;
+					case 2:
+						if (!ioctl(me, BUS1_CMD_RECV, &r) && r.msg.type == BUS1_MSG_DATA)
+							ioctl(me, BUS1_CMD_SLICE_RELEASE, &r.msg.offset);
+						break;
+					default:
+						handle_to(me, node, i ? a : b);
+						break;
+					}
+				}
+			}
+		}
+		/* The parent's copies go first: the children hold the last references. */
+		close(a);
+		close(b);
+		usleep(1000 * (5 + rand_r(&seed) % 40));
+		for (i = 0; i < 2; i++) {
+			kill(pid[i], SIGKILL);
+			waitpid(pid[i], NULL, 0);
+		}
+	}
+	ASSERT_ALL_GIVEN_BACK();
+}
+
+/*
+ * Two peers hold handles to each other's nodes, and messages in their queues
+ * carry those handles and the peers' own files' neighbours: closing both
+ * breaks every cycle.
+ */
+TEST(cycles_through_queues)
+{
+	int round;
+
+	ASSERT_EQ(0, root_listed());
+	for (round = 0; round < 20; round++) {
+		int a = peer_new(), b = peer_new(), i;
+		__u64 ab = handle_to(b, NODE(0), a), ba = handle_to(a, NODE(0), b);
+		__u64 carry_a = NODE(1), carry_b = NODE(1);
+
+		ASSERT_NE(INV, ab);
+		ASSERT_NE(INV, ba);
+		for (i = 0; i < 20; i++) {
+			ASSERT_EQ(0, send_to(a, &ab, 1, &carry_a, 1, -1));
+			ASSERT_EQ(0, send_to(b, &ba, 1, &carry_b, 1, -1));
+		}
+		/* Either order of closing. */
+		if (round % 2) {
+			close(a);
+			close(b);
+		} else {
+			close(b);
+			close(a);
+		}
+	}
+	ASSERT_ALL_GIVEN_BACK();
+}
+
+TEST_HARNESS_MAIN
