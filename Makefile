@@ -9,6 +9,7 @@
 #   make vm              interactive guest shell (release kernel)
 #   make stress          bus1_stress on the debug kernel for DURATION seconds (default 300), PROCS (4)
 #   make fuzz            bus1_fuzz on the debug kernel, ITERS per thread (default 100000), SEED
+#   make limits          the limits and scale report (release kernel), see Documentation/bus1/hardening.rst
 #   make clippy          build the module with CLIPPY=1 (release kernel), fail on any warning
 #   make kunit           build bus1 into a kernel in tree, run its KUnit suites with kunit.py
 #   make intree KSRC=... place bus1 into a kernel source tree as ipc/bus1 (symlinks)
@@ -29,7 +30,7 @@ TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz man
+.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits
 
 all: modules
 
@@ -86,6 +87,10 @@ fuzz:
 
 man:
 	@scripts/man.sh
+
+limits:
+	@scripts/vm.sh run release '/tests/selftests/bus1_limits'
+
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

@@ -2029,7 +2029,12 @@ TEST(multicast_64)
 	multicast_n(_metadata, 64);
 }
 
-TEST(multicast_1024)
+/* 1024 peers and their pools take a while on the debug kernel (KASAN, lockdep). */
+FIXTURE(slow) {};
+FIXTURE_SETUP(slow) {}
+FIXTURE_TEARDOWN(slow) {}
+
+TEST_F_TIMEOUT(slow, multicast_1024, 300)
 {
 	multicast_n(_metadata, 1024);
 }
