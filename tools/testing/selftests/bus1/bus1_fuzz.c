@@ -4,8 +4,9 @@
  *
  * BUS1_FUZZ_PROCS processes (default 2) with BUS1_FUZZ_THREADS threads each
  * (default 2) share a few peers per process and issue BUS1_FUZZ_ITERS random
- * operations per thread (default 5000): every command with structure-aware
- * arguments (IDs, offsets and fds that exist, mutated) or plain random bytes,
+ * operations per thread (default 5000; or run for BUS1_FUZZ_SECONDS):
+ * every command with structure-aware arguments (IDs, offsets and fds that
+ * exist, mutated) or plain random bytes,
  * bad pointers (NULL, unmapped, kernel, misaligned, straddling the end of a
  * mapping), huge counts, unmapped iovecs, closed, foreign and bus1 fds,
  * unknown ioctl numbers, disconnects and reopens racing with other threads,
@@ -66,6 +67,7 @@ struct worker {
 	struct proc *p;
 	unsigned int seed;
 	int iters;
+	time_t end;		/* with BUS1_FUZZ_SECONDS: run until then */
 };
 
 static void fail(struct proc *p, const char *fmt, ...)
@@ -467,7 +469,7 @@ static void *run_worker(void *arg)
 	struct worker *w = arg;
 	int i;
 
-	for (i = 0; i < w->iters && !w->p->failed; i++)
+	for (i = 0; (w->end ? time(NULL) < w->end : i < w->iters) && !w->p->failed; i++)
 		one_op(w);
 	return NULL;
 }
@@ -479,7 +481,7 @@ static int env_int(const char *name, int def)
 	return v && *v ? atoi(v) : def;
 }
 
-static int run_proc(unsigned int seed, int threads, int iters)
+static int run_proc(unsigned int seed, int threads, int iters, int seconds)
 {
 	static struct proc proc;
 	struct proc *p = &proc;
@@ -513,6 +515,7 @@ static int run_proc(unsigned int seed, int threads, int iters)
 		w[i].p = p;
 		w[i].seed = seed * 7919 + i;
 		w[i].iters = iters;
+		w[i].end = seconds > 0 ? time(NULL) + seconds : 0;
 		if (pthread_create(&t[i], NULL, run_worker, &w[i]))
 			return 1;
 	}
@@ -522,7 +525,7 @@ static int run_proc(unsigned int seed, int threads, int iters)
 	       p->failed ? "; FAIL: " : "", p->failed ? p->why : "");
 	fflush(stdout);
 	/* At least some operations must have got through, or nothing was tested. */
-	return p->failed || p->n_ok < (unsigned long)iters / 20;
+	return p->failed || p->n_ok < (seconds > 0 ? 1UL : (unsigned long)iters / 20);
 }
 
 /* Whether debugfs still lists root as a bus1 user (-1: no debugfs). */
@@ -541,11 +544,17 @@ static int root_listed(void)
 	return !strncmp(buf, "uid=0 ", 6) || strstr(buf, "\nuid=0 ") != NULL;
 }
 
-TEST(fuzz)
+/* Long runs (make fuzz) are bounded by the guest's timeout, not the harness's. */
+FIXTURE(fuzz) {};
+FIXTURE_SETUP(fuzz) {}
+FIXTURE_TEARDOWN(fuzz) {}
+
+TEST_F_TIMEOUT(fuzz, run, 7 * 24 * 3600)
 {
 	int procs = env_int("BUS1_FUZZ_PROCS", 2);
 	int threads = env_int("BUS1_FUZZ_THREADS", 2);
 	int iters = env_int("BUS1_FUZZ_ITERS", 5000);
+	int seconds = env_int("BUS1_FUZZ_SECONDS", 0);
 	unsigned int seed = (unsigned int)env_int("BUS1_FUZZ_SEED", (int)time(NULL));
 	struct bus1_cmd_handle_transfer t = { .src_handle = 0x100, .dst_handle = BUS1_HANDLE_INVALID };
 	struct bus1_cmd_recv r = { .max_offset = POOL_MAP };
@@ -557,14 +566,14 @@ TEST(fuzz)
 		procs = 16;
 	if (threads > MAXTHREADS)
 		threads = MAXTHREADS;
-	TH_LOG("seed=%u procs=%d threads=%d iters=%d (replay: BUS1_FUZZ_SEED=%u)", seed, procs,
-	       threads, iters, seed);
+	TH_LOG("seed=%u procs=%d threads=%d iters=%d seconds=%d (replay: BUS1_FUZZ_SEED=%u)", seed,
+	       procs, threads, iters, seconds, seed);
 	ASSERT_EQ(0, root_listed()) TH_LOG("bus1 peers of root are open before the fuzz run");
 	for (i = 0; i < procs; i++) {
 		pid[i] = fork();
 		ASSERT_LE(0, pid[i]);
 		if (pid[i] == 0)
-			_exit(run_proc(seed + 104729 * i, threads, iters));
+			_exit(run_proc(seed + 104729 * i, threads, iters, seconds));
 	}
 	for (i = 0; i < procs; i++) {
 		int st;
