@@ -10,7 +10,7 @@
 //! run goes on with the next figure.
 //!
 //! Usage: `bus1-bench [--reps N] [--scale F] [--only fig,fig...]`
-//! with figures rtt, tput, cpu, mcast, scale.
+//! with figures rtt, cpu, ops, mcast, tput, scale.
 
 mod binder;
 mod bus1;
@@ -635,6 +635,126 @@ fn fig_cpu(o: &Opts) {
     }
 }
 
+// --- per-operation breakdown -----------------------------------------------------
+
+/// Times `B` calls of `op` (thread CPU time, ns per call).
+fn time_ops<F: FnMut() -> Res<()>>(b: usize, mut op: F) -> Res<f64> {
+    let t0 = thread_cpu_ns();
+    for _ in 0..b {
+        op()?;
+    }
+    Ok((thread_cpu_ns() - t0) as f64 / b as f64)
+}
+
+/// Where a message's time goes, one syscall kind at a time: `B` SENDs are
+/// queued and timed, then `B` polls on the readable peer, `B` RECVs and
+/// `B` SLICE_RELEASEs; the same for AF_UNIX write/poll/read, plus an
+/// unknown bus1 ioctl (ENOTTY) as the floor of any ioctl on the device.
+fn fig_ops(o: &Opts) {
+    const B: usize = 200;
+    let rounds = o.n(10);
+    for size in [0, KIB] {
+        let keys = ["send", "poll", "recv", "release"];
+        let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); keys.len()];
+        let r = (|| -> Res<()> {
+            let (a, b, a2b, _) = bus1::pair()?;
+            let buf = payload(size);
+            let mut offs = Vec::with_capacity(B);
+            for _ in 0..o.reps {
+                let mut v: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+                for _ in 0..=rounds {
+                    let t_send = time_ops(B, || a.send(&[a2b], &buf[..size]))?;
+                    let t_poll = time_ops(B, || wait_readable(b.fd))?;
+                    offs.clear();
+                    let t_recv = time_ops(B, || {
+                        let m = b.try_recv()?.ok_or("RECV: queue empty")?;
+                        offs.push(m.offset);
+                        Ok(())
+                    })?;
+                    let mut it = offs.iter();
+                    let t_rel = time_ops(B, || b.release(*it.next().unwrap()))?;
+                    for (k, t) in [t_send, t_poll, t_recv, t_rel].into_iter().enumerate() {
+                        v[k].push(t);
+                    }
+                }
+                for (k, x) in v.into_iter().enumerate() {
+                    reps[k].push(x[1..].to_vec());
+                }
+            }
+            Ok(())
+        })();
+        match r {
+            Err(e) => report_err("ops", "bus1", &size.to_string(), &e),
+            Ok(()) => {
+                for (k, key) in keys.iter().enumerate() {
+                    report("ops", "bus1", &format!("{key}_{size}"), "ns", &reps[k], false);
+                }
+            }
+        }
+        // AF_UNIX: write, poll, read.
+        let keys = ["write", "poll", "read"];
+        let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); keys.len()];
+        let r = (|| -> Res<()> {
+            let (s, r) = socketpair(libc::SOCK_SEQPACKET)?;
+            // Room for B queued messages (the default buffer blocks earlier).
+            set_sndbuf(s, 8 * MIB);
+            set_sndbuf(r, 8 * MIB);
+            let buf = payload(size);
+            let mut rbuf = payload(size);
+            let res = (|| -> Res<()> {
+                for _ in 0..o.reps {
+                    let mut v: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+                    for _ in 0..=rounds {
+                        let t_w = time_ops(B, || sq_send(s, &buf[..size]))?;
+                        let t_p = time_ops(B, || wait_readable(r))?;
+                        let t_r = time_ops(B, || match sq_recv(r, &mut rbuf[..size.max(1)], libc::MSG_DONTWAIT)? {
+                            Some(n) if n == size => Ok(()),
+                            other => Err(format!("recv: {other:?}")),
+                        })?;
+                        for (k, t) in [t_w, t_p, t_r].into_iter().enumerate() {
+                            v[k].push(t);
+                        }
+                    }
+                    for (k, x) in v.into_iter().enumerate() {
+                        reps[k].push(x[1..].to_vec());
+                    }
+                }
+                Ok(())
+            })();
+            close(s);
+            close(r);
+            res
+        })();
+        if let Err(e) = r {
+            report_err("ops", "unix", &size.to_string(), &e);
+            continue;
+        }
+        for (k, key) in keys.iter().enumerate() {
+            report("ops", "unix", &format!("{key}_{size}"), "ns", &reps[k], false);
+        }
+    }
+    // The floor of any ioctl on /dev/bus1, and of any syscall.
+    if let Ok(a) = bus1::Peer::open() {
+        let mut v = Vec::new();
+        let mut g = Vec::new();
+        for _ in 0..o.reps {
+            let mut x = Vec::new();
+            let mut y = Vec::new();
+            for _ in 0..=rounds {
+                let mut arg = 0u64;
+                // SAFETY: an unknown command number: the kernel rejects it.
+                x.push(time_ops(B, || { unsafe { libc::ioctl(a.fd, 0xC008_967F, &mut arg) }; Ok(()) }).unwrap());
+                // SAFETY: getppid has no preconditions.
+                y.push(time_ops(B, || { unsafe { libc::getppid() }; Ok(()) }).unwrap());
+            }
+            v.push(x[1..].to_vec());
+            g.push(y[1..].to_vec());
+        }
+        report("ops", "bus1", "enotty_ioctl", "ns", &v, false);
+        report("ops", "sys", "getppid", "ns", &g, false);
+    }
+}
+
 // --- multicast -------------------------------------------------------------------
 
 fn fig_mcast(o: &Opts) {
@@ -919,6 +1039,7 @@ fn info() {
         );
     }
     println!("BENCH-INFO|bus1|{}", if bus1::available() { "yes" } else { "no" });
+    println!("BENCH-INFO|cpu_clock|{}", thread_cpu_clock());
 }
 
 fn main() {
@@ -935,7 +1056,7 @@ fn main() {
             "--scale" => o.scale = val().parse().unwrap_or(1.0),
             "--only" => o.only = val().split(',').map(String::from).collect(),
             "-h" | "--help" => {
-                println!("usage: bus1-bench [--reps N] [--scale F] [--only rtt,tput,cpu,mcast,scale]");
+                println!("usage: bus1-bench [--reps N] [--scale F] [--only rtt,cpu,ops,mcast,tput,scale]");
                 return;
             }
             _ => {
@@ -950,9 +1071,10 @@ fn main() {
     println!("BENCH-INFO|reps|{}", o.reps);
     println!("BENCH-INFO|scale|{}", o.scale);
     let t0 = now_ns();
-    let figs: [(&str, fn(&Opts)); 5] = [
+    let figs: [(&str, fn(&Opts)); 6] = [
         ("rtt", fig_rtt),
         ("cpu", fig_cpu),
+        ("ops", fig_ops),
         ("mcast", fig_mcast),
         ("tput", fig_tput),
         ("scale", fig_scale),

@@ -37,8 +37,39 @@ pub fn now_ns() -> u64 {
 }
 
 /// CPU time of the calling thread in ns (single-thread cost figures).
+///
+/// `CLOCK_THREAD_CPUTIME_ID` needs `CONFIG_POSIX_TIMERS`; without it (the
+/// project's guest kernels) this falls back to `getrusage(RUSAGE_THREAD)`,
+/// whose user+system sum is the scheduler's exact runtime in microseconds.
 pub fn thread_cpu_ns() -> u64 {
-    clock(libc::CLOCK_THREAD_CPUTIME_ID)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+        return ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    }
+    // SAFETY: rusage is plain data and `ru` is writable.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(ru.ru_utime) + us(ru.ru_stime)) * 1000
+}
+
+/// Which clock `thread_cpu_ns` uses.
+pub fn thread_cpu_clock() -> &'static str {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+        "CLOCK_THREAD_CPUTIME_ID"
+    } else {
+        "getrusage(RUSAGE_THREAD) (no CONFIG_POSIX_TIMERS)"
+    }
 }
 
 /// Pins the calling process to one CPU (best effort: false if it failed).
