@@ -11,6 +11,7 @@
 #   make intree KSRC=... place bus1 into a kernel source tree as ipc/bus1 (symlinks)
 #   make intree-remove KSRC=...  take it out again
 #   make patches         git format-patch series against the provisioned tree, in build/patches
+#   make bench           bus1 vs AF_UNIX/pipe/binder/futex in one release guest -> bench/results/
 #   make clean           remove build products from this tree
 #
 # Kbuild reads ./Kbuild; this file is only the front end.
@@ -24,7 +25,7 @@ TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit
+.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit bench
 
 all: modules
 
@@ -62,6 +63,10 @@ patches:
 
 kunit:
 	@scripts/kunit.sh
+
+# BENCH_ARGS is passed to bus1-bench, e.g. BENCH_ARGS='--reps 3 --only rtt,cpu'.
+bench:
+	@scripts/bench.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

@@ -213,6 +213,22 @@ impl Peer {
         }
     }
 
+    /// Receives the next data message, polling only when the queue is empty:
+    /// what a streaming receiver does (one RECV per message while busy).
+    pub fn recv_stream(&self) -> Res<RecvMsg> {
+        loop {
+            match self.try_recv()? {
+                Some(m) if m.type_ == MSG_DATA => return Ok(m),
+                Some(m) => {
+                    if m.offset != OFFSET_INVALID {
+                        self.release(m.offset)?;
+                    }
+                }
+                None => wait_readable(self.fd)?,
+            }
+        }
+    }
+
     /// Gives a received slice back.
     pub fn release(&self, offset: u64) -> Res<()> {
         let mut v = offset;

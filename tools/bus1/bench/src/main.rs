@@ -520,7 +520,7 @@ fn tput_bus1(size: usize, count: usize) -> Res<Vec<f64>> {
         go.open();
         let mut w = Windows::new(size, count, t0);
         for i in 0..count {
-            let m = b.recv()?;
+            let m = b.recv_stream()?;
             if m.n_bytes != size as u64 {
                 return Err(format!("got {} bytes", m.n_bytes));
             }
@@ -651,9 +651,9 @@ fn time_ops<F: FnMut() -> Res<()>>(b: usize, mut op: F) -> Res<f64> {
 /// `B` SLICE_RELEASEs; the same for AF_UNIX write/poll/read, plus an
 /// unknown bus1 ioctl (ENOTTY) as the floor of any ioctl on the device.
 fn fig_ops(o: &Opts) {
-    const B: usize = 200;
+    const B: usize = 100;
     let rounds = o.n(10);
-    for size in [0, KIB] {
+    for size in [0, KIB, 64 * KIB] {
         let keys = ["send", "poll", "recv", "release"];
         let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); keys.len()];
         let r = (|| -> Res<()> {
@@ -880,7 +880,7 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
                         let mut next = vec![0u64; senders];
                         go.wait();
                         for _ in 0..count * senders {
-                            let m = r.recv()?;
+                            let m = r.recv_stream()?;
                             let seq = unstamp(r.payload(&m)?).unwrap_or(0);
                             r.release(m.offset)?;
                             let k = (seq >> 48) as usize;
