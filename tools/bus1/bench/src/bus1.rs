@@ -74,6 +74,10 @@ const POOL_MAP_MAX: usize = 512 << 20;
 /// One bus1 peer: an open /dev/bus1 file and (optionally) its pool mapping.
 pub struct Peer {
     pub fd: RawFd,
+    /// Counters for the report: polls that woke up, and RECVs after a
+    /// wake-up that found nothing (spurious POLLIN).
+    pub polls: std::cell::Cell<u64>,
+    pub spurious: std::cell::Cell<u64>,
     pool: *const u8,
     pool_len: usize,
     next_node: u64,
@@ -92,6 +96,8 @@ impl Peer {
         cvt(fd as _, "open /dev/bus1")?;
         Ok(Peer {
             fd,
+            polls: Default::default(),
+            spurious: Default::default(),
             pool: std::ptr::null(),
             pool_len: 0,
             next_node: 1,
@@ -202,13 +208,15 @@ impl Peer {
     pub fn recv(&self) -> Res<RecvMsg> {
         loop {
             wait_readable(self.fd)?;
-            if let Some(m) = self.try_recv()? {
-                if m.type_ == MSG_DATA {
-                    return Ok(m);
+            self.polls.set(self.polls.get() + 1);
+            match self.try_recv()? {
+                Some(m) if m.type_ == MSG_DATA => return Ok(m),
+                Some(m) => {
+                    if m.offset != OFFSET_INVALID {
+                        self.release(m.offset)?;
+                    }
                 }
-                if m.offset != OFFSET_INVALID {
-                    self.release(m.offset)?;
-                }
+                None => self.spurious.set(self.spurious.get() + 1),
             }
         }
     }
@@ -224,7 +232,10 @@ impl Peer {
                         self.release(m.offset)?;
                     }
                 }
-                None => wait_readable(self.fd)?,
+                None => {
+                    wait_readable(self.fd)?;
+                    self.polls.set(self.polls.get() + 1);
+                }
             }
         }
     }

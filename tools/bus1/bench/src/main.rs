@@ -143,6 +143,24 @@ fn rtt_bus1(size: usize, iters: usize) -> Res<Vec<f64>> {
         }
         check_seq("bus1 client", seq, i)
     });
+    if let Ok(v) = &r {
+        // Does the round trip get slower as messages go by? Medians of fifths.
+        let fifths: Vec<String> = v
+            .chunks(v.len().div_ceil(5).max(1))
+            .map(|c| {
+                let mut c = c.to_vec();
+                c.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                format!("{:.0}", percentile(&c, 0.5))
+            })
+            .collect();
+        println!(
+            "BENCH-INFO|rtt_bus1_{size}_detail|client polls {} spurious wake-ups {} for {} round trips; median by fifth (us): {}",
+            a.polls.get(),
+            a.spurious.get(),
+            WARMUP + iters,
+            fifths.join(" ")
+        );
+    }
     finish(srv, r)
 }
 
