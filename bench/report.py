@@ -148,11 +148,11 @@ def write_csv(rows, d, path):
         for r in rows.values():
             ru = rf = ""
             if r["system"] == "bus1":
-                if r["figure"] in ("rtt", "cpu", "tput"):
+                if r["figure"] in ("rtt", "rtt_cpu0", "cpu", "tput"):
                     v = ratio(r["median"], med(rows, r["figure"], "unix", r["param"]))
                     ru = "" if v is None else f"{v:.3f}"
-                if r["figure"] == "rtt":
-                    v = ratio(r["median"], med(rows, "rtt", "futex", r["param"]))
+                if r["figure"] in ("rtt", "rtt_cpu0"):
+                    v = ratio(r["median"], med(rows, r["figure"], "futex", r["param"]))
                     rf = "" if v is None else f"{v:.3f}"
                 if r["figure"] == "scale":
                     v = ratio(r["median"], med(rows, "scale", "unix", r["param"]))
@@ -206,6 +206,22 @@ def write_md(rows, info, errs, d, notes, path, log_name):
       "BC_REPLY and waits for the next call in the same ioctl. Futex: the payload is copied once into "
       "shared memory per direction and a futex wait/wake hands over the turn.")
     a("")
+
+    if any(f == "rtt_cpu0" for (f, _, _) in rows):
+        a("### The same with both processes pinned to CPU 0 (µs)")
+        a("")
+        a("| payload | bus1 | AF_UNIX seqpacket | pipe pair | binder | futex floor | bus1/AF_UNIX | bus1/binder | bus1/futex |")
+        a("|---|---|---|---|---|---|---|---|---|")
+        for p in ("0", "1024"):
+            b = med(rows, "rtt_cpu0", "bus1", p)
+            a(f"| {SIZES[p]} | {cell(rows, 'rtt_cpu0', 'bus1', p)} | {cell(rows, 'rtt_cpu0', 'unix', p)} | "
+              f"{cell(rows, 'rtt_cpu0', 'pipe', p)} | {cell(rows, 'rtt_cpu0', 'binder', p)} | "
+              f"{cell(rows, 'rtt_cpu0', 'futex', p)} | {fx(ratio(b, med(rows, 'rtt_cpu0', 'unix', p)))} | "
+              f"{fx(ratio(b, med(rows, 'rtt_cpu0', 'binder', p)))} | {fx(ratio(b, med(rows, 'rtt_cpu0', 'futex', p)))} |")
+        a("")
+        a("On one CPU every wake-up is a context switch on that CPU, so this isolates each system's own "
+          "path from where the scheduler places the woken task.")
+        a("")
 
     a("## One-way throughput (MiB/s), bus1 vs AF_UNIX")
     a("")

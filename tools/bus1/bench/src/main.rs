@@ -487,6 +487,23 @@ fn fig_rtt(o: &Opts) {
         }
         figure(o, "rtt", "futex", &p, "us", false, || rtt_futex(size, iters));
     }
+    // The same with both processes on one CPU: no cross-CPU wake-up, so this
+    // separates the systems' own costs from where the scheduler puts the
+    // woken task (AF_UNIX, pipes and binder wake with a sync hint, which
+    // keeps a ping-pong on one CPU; bus1 does not).
+    pin(0);
+    for size in [0, KIB] {
+        let iters = o.n(1000);
+        let p = size.to_string();
+        figure(o, "rtt_cpu0", "bus1", &p, "us", false, || rtt_bus1(size, iters));
+        figure(o, "rtt_cpu0", "unix", &p, "us", false, || rtt_unix(size, iters));
+        figure(o, "rtt_cpu0", "pipe", &p, "us", false, || rtt_pipe(size, iters));
+        if let Ok(dev) = &binder_dev {
+            figure(o, "rtt_cpu0", "binder", &p, "us", false, || rtt_binder(dev, size, iters));
+        }
+        figure(o, "rtt_cpu0", "futex", &p, "us", false, || rtt_futex(size, iters));
+    }
+    unpin();
 }
 
 // --- one-way throughput --------------------------------------------------------
