@@ -332,7 +332,8 @@ def write_png(rows, d, path):
                     xs.append(j + i * width)
                     ys.append(r["median"])
                     es.append(max(0.0, r["tail"] - r["median"]) if fig_name not in RATE_FIGS else 0.0)
-            axis.bar(xs, ys, width, label=s, color=colors.get(s), yerr=es if any(es) else None, capsize=2)
+            yerr = [[0.0] * len(es), es] if any(es) else None
+            axis.bar(xs, ys, width, label=s, color=colors.get(s), yerr=yerr, capsize=2)
         axis.set_xticks([j + 0.4 - width / 2 for j in range(len(params))])
         axis.set_xticklabels([SIZES.get(p, p) for p in params])
         axis.set_title(title)
@@ -344,7 +345,7 @@ def write_png(rows, d, path):
     bars(ax[0][0], "rtt", ["bus1", "unix", "pipe", "binder", "futex"], ["0", "1024", "65536"],
          "round trip (median, bar to p99)", "µs", log=True)
     bars(ax[0][1], "tput", ["bus1", "unix"], ["4096", "65536", "1048576"], "one-way throughput", "MiB/s")
-    bars(ax[0][2], "cpu", ["bus1", "unix"], ["0", "1024", "65536"], "send+recv CPU cost, one thread", "ns")
+    bars(ax[0][2], "cpu", ["bus1", "unix"], ["0", "1024", "65536"], "send+recv CPU cost, one thread (bar to p99)", "ns", log=True)
 
     axis = ax[1][0]
     ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
