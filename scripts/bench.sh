@@ -8,6 +8,7 @@
 #   BENCH_FROM_LOG=file scripts/bench.sh  only redo the report from a saved log
 . "$(dirname "$0")/lib.sh"
 
+export PYTHONDONTWRITEBYTECODE=1
 out=$BUS1_TOP/bench/results
 mkdir -p "$out"
 log_file=$out/bench.log
@@ -52,6 +53,7 @@ else
 	log_file=$BENCH_FROM_LOG
 fi
 
+"$venv/bin/python" "$BUS1_TOP/bench/test_report.py" -q >&2 || die "bench/test_report.py failed"
 "$venv/bin/python" "$BUS1_TOP/bench/report.py" --log "$log_file" --out "$out" \
 	--notes "$BUS1_TOP/bench/notes.md"
 log "wrote $out/bench.md, bench.csv, bench.png"
