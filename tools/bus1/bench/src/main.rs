@@ -167,10 +167,7 @@ fn rtt_bus1(size: usize, iters: usize) -> Res<Vec<f64>> {
 fn socketpair(ty: i32) -> Res<(RawFd, RawFd)> {
     let mut sv = [0; 2];
     // SAFETY: `sv` has room for two fds.
-    cvt(
-        unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } as _,
-        "socketpair",
-    )?;
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } as _, "socketpair")?;
     Ok((sv[0], sv[1]))
 }
 
@@ -284,7 +281,10 @@ fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> Res<()> {
             if r < 0 && errno() == libc::EINTR {
                 continue;
             }
-            return Err(format!("read: {}", if r == 0 { "EOF".to_string() } else { std::io::Error::last_os_error().to_string() }));
+            return Err(format!(
+                "read: {}",
+                if r == 0 { "EOF".to_string() } else { std::io::Error::last_os_error().to_string() }
+            ));
         }
         buf = &mut buf[r as usize..];
     }
@@ -520,15 +520,11 @@ struct Windows {
 
 impl Windows {
     fn new(size: usize, count: usize, t0: u64) -> Windows {
-        Windows {
-            size,
-            per: (count / WINDOWS).max(1),
-            t: t0,
-            out: Vec::new(),
-        }
+        Windows { size, per: (count / WINDOWS).max(1), t: t0, out: Vec::new() }
     }
     fn tick(&mut self, i: usize) {
-        if (i + 1) % self.per == 0 {
+        // The end of a window (`is_multiple_of` needs a newer Rust than the workspace's MSRV).
+        if (i + 1) - (i + 1) / self.per * self.per == 0 {
             let t = now_ns();
             let bytes = (self.per * self.size) as f64;
             self.out.push(bytes / MIB as f64 / ((t - self.t) as f64 / 1e9));
@@ -778,9 +774,21 @@ fn fig_ops(o: &Opts) {
             for _ in 0..=rounds {
                 let mut arg = 0u64;
                 // SAFETY: an unknown command number: the kernel rejects it.
-                x.push(time_ops(B, || { unsafe { libc::ioctl(a.fd, 0xC008_967F, &mut arg) }; Ok(()) }).unwrap());
+                x.push(
+                    time_ops(B, || {
+                        unsafe { libc::ioctl(a.fd, 0xC008_967F, &mut arg) };
+                        Ok(())
+                    })
+                    .unwrap(),
+                );
                 // SAFETY: getppid has no preconditions.
-                y.push(time_ops(B, || { unsafe { libc::getppid() }; Ok(()) }).unwrap());
+                y.push(
+                    time_ops(B, || {
+                        unsafe { libc::getppid() };
+                        Ok(())
+                    })
+                    .unwrap(),
+                );
             }
             v.push(x[1..].to_vec());
             g.push(y[1..].to_vec());
@@ -957,10 +965,8 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
                         let mut buf = payload(SCALE_SIZE);
                         let mut next = vec![0u64; senders];
                         let mut left = count * senders;
-                        let mut pfd: Vec<libc::pollfd> = rx2
-                            .iter()
-                            .map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
-                            .collect();
+                        let mut pfd: Vec<libc::pollfd> =
+                            rx2.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
                         go.wait();
                         while left > 0 {
                             if senders > 1 {
@@ -1039,16 +1045,10 @@ fn fig_scale(o: &Opts) {
     println!("BENCH-INFO|scale_cpus|{cpus}");
     for (sys, name) in [(Sys::Bus1, "bus1"), (Sys::Unix, "unix")] {
         // (param, groups, senders per group, pinned)
-        let cases = [
-            ("1pair_pinned", 1, 1, true),
-            ("2pairs_pinned", 2, 1, true),
-            ("1to1", 1, 1, false),
-            ("2to1", 1, 2, false),
-        ];
+        let cases =
+            [("1pair_pinned", 1, 1, true), ("2pairs_pinned", 2, 1, true), ("1to1", 1, 1, false), ("2to1", 1, 2, false)];
         for (p, g, s, pinned) in cases {
-            figure(o, "scale", name, p, "msg/s", true, || {
-                stream(sys, g, s, count, pinned).map(|r| vec![r])
-            });
+            figure(o, "scale", name, p, "msg/s", true, || stream(sys, g, s, count, pinned).map(|r| vec![r]));
         }
     }
 }
@@ -1068,21 +1068,14 @@ fn info() {
         .to_string();
     println!("BENCH-INFO|cpu_model|{model}");
     for v in ["meltdown", "spectre_v2", "retbleed"] {
-        println!(
-            "BENCH-INFO|vuln_{v}|{}",
-            read(&format!("/sys/devices/system/cpu/vulnerabilities/{v}"))
-        );
+        println!("BENCH-INFO|vuln_{v}|{}", read(&format!("/sys/devices/system/cpu/vulnerabilities/{v}")));
     }
     println!("BENCH-INFO|bus1|{}", if bus1::available() { "yes" } else { "no" });
     println!("BENCH-INFO|cpu_clock|{}", thread_cpu_clock());
 }
 
 fn main() {
-    let mut o = Opts {
-        reps: 5,
-        scale: 1.0,
-        only: Vec::new(),
-    };
+    let mut o = Opts { reps: 5, scale: 1.0, only: Vec::new() };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_default();
@@ -1106,7 +1099,8 @@ fn main() {
     println!("BENCH-INFO|reps|{}", o.reps);
     println!("BENCH-INFO|scale|{}", o.scale);
     let t0 = now_ns();
-    let figs: [(&str, fn(&Opts)); 6] = [
+    type Figure = (&'static str, fn(&Opts));
+    let figs: [Figure; 6] = [
         ("rtt", fig_rtt),
         ("cpu", fig_cpu),
         ("ops", fig_ops),

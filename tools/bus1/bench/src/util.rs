@@ -22,10 +22,7 @@ pub fn errno() -> i32 {
 }
 
 fn clock(id: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -44,10 +41,7 @@ pub fn now_ns() -> u64 {
 /// wall time is the thread's CPU time plus interrupts. (`getrusage` is no
 /// substitute there: with tick accounting it moves in steps of tens of µs.)
 pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec.
     if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
         return ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
@@ -57,10 +51,7 @@ pub fn thread_cpu_ns() -> u64 {
 
 /// Which clock `thread_cpu_ns` uses.
 pub fn thread_cpu_clock() -> &'static str {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec.
     if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
         "CLOCK_THREAD_CPUTIME_ID"
@@ -112,14 +103,8 @@ impl Gate {
     pub fn new() -> Res<Gate> {
         let mut fds = [0; 2];
         // SAFETY: `fds` has room for two fds.
-        cvt(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _,
-            "pipe2",
-        )?;
-        Ok(Gate {
-            rd: fds[0],
-            wr: fds[1],
-        })
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _, "pipe2")?;
+        Ok(Gate { rd: fds[0], wr: fds[1] })
     }
 
     /// Signals the other side once.
@@ -211,11 +196,7 @@ pub fn kill(pid: libc::pid_t) {
 
 /// Waits until `fd` is readable (10 s at most, then an error).
 pub fn wait_readable(fd: RawFd) -> Res<()> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     loop {
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut p, 1, 10_000) };
