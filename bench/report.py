@@ -238,7 +238,7 @@ def write_md(rows, info, errs, d, notes, path, log_name):
       "then polls, and reads the sequence number in place from its pool; the AF_UNIX receiver blocks in recv.")
     a("")
 
-    a("## CPU cost of one send + receive in one thread (ns)")
+    a("## CPU cost of one send + receive in one thread (ns, CPU-time clock)")
     a("")
     a("| payload | bus1 SEND+RECV+SLICE_RELEASE | AF_UNIX write+read | bus1/AF_UNIX |")
     a("|---|---|---|---|")
@@ -246,7 +246,7 @@ def write_md(rows, info, errs, d, notes, path, log_name):
         a(f"| {SIZES[p]} | {cell(rows, 'cpu', 'bus1', p, 0)} | {cell(rows, 'cpu', 'unix', p, 0)} | {fx(d[f'cpu_unix_{p}'])} |")
     a("")
 
-    a("## Where the time goes: one syscall at a time (thread CPU ns per call)")
+    a("## Where the time goes: one syscall at a time (ns per call, on the CPU-time clock above)")
     a("")
     a("| payload | bus1 SEND | bus1 poll | bus1 RECV | bus1 SLICE_RELEASE | AF_UNIX write | AF_UNIX poll | AF_UNIX read |")
     a("|---|---|---|---|---|---|---|---|")
@@ -260,7 +260,7 @@ def write_md(rows, info, errs, d, notes, path, log_name):
       f"`getppid()` {cell(rows, 'ops', 'sys', 'getppid', 0)} ns.")
     a("")
 
-    a("## Multicast: one SEND to n destinations, then every destination receives (thread CPU ns)")
+    a("## Multicast: one SEND to n destinations, then every destination receives (ns, CPU-time clock)")
     a("")
     a("| destinations | SEND | SEND + all RECV/SLICE_RELEASE | per destination (total/n) |")
     a("|---|---|---|---|")
@@ -376,7 +376,7 @@ def write_png(rows, d, path):
         bottom += v
     axis.set_xticks([0, 1])
     axis.set_xticklabels(["bus1", "AF_UNIX"])
-    axis.set_ylabel("ns (thread CPU)")
+    axis.set_ylabel("ns per call")
     axis.set_title("one 1 KiB message, per syscall")
     axis.legend(fontsize=7)
 
