@@ -16,6 +16,7 @@
 #   make intree-remove KSRC=...  take it out again
 #   make patches         git format-patch series against the provisioned tree, in build/patches
 #   make man             the bus1(7) man page from Documentation/bus1/bus1.rst, in build/man/bus1.7
+#   make bench           bus1 vs AF_UNIX/pipe/binder/futex in one release guest -> bench/results/
 #   make clean           remove build products from this tree
 #
 # Kbuild reads ./Kbuild; this file is only the front end.
@@ -30,7 +31,7 @@ TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits
+.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench
 
 all: modules
 
@@ -92,6 +93,9 @@ man:
 limits:
 	@scripts/vm.sh run release '/tests/selftests/bus1_limits'
 
+# BENCH_ARGS is passed to bus1-bench, e.g. BENCH_ARGS='--reps 3 --only rtt,cpu'.
+bench:
+	@scripts/bench.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

@@ -73,12 +73,7 @@ pub fn device() -> Res<String> {
         return Ok(path);
     }
     // SAFETY: a NUL-terminated path.
-    let ctl = unsafe {
-        libc::open(
-            c"/dev/binderfs/binder-control".as_ptr(),
-            libc::O_RDWR | libc::O_CLOEXEC,
-        )
-    };
+    let ctl = unsafe { libc::open(c"/dev/binderfs/binder-control".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     cvt(ctl as _, "open /dev/binderfs/binder-control")?;
     let mut dev = [0u8; 264];
     dev[..NAME.len()].copy_from_slice(NAME.as_bytes());
@@ -88,10 +83,7 @@ pub fn device() -> Res<String> {
     // SAFETY: our fd.
     unsafe { libc::close(ctl) };
     if r < 0 && e != libc::EEXIST {
-        return Err(format!(
-            "BINDER_CTL_ADD: {}",
-            std::io::Error::from_raw_os_error(e)
-        ));
+        return Err(format!("BINDER_CTL_ADD: {}", std::io::Error::from_raw_os_error(e)));
     }
     Ok(path)
 }
@@ -112,43 +104,25 @@ impl Binder {
         cvt(fd as _, "open binder device")?;
         let mut ver = 0i32;
         // SAFETY: a valid s32 out-argument.
-        cvt(
-            unsafe { libc::ioctl(fd, BINDER_VERSION as _, &mut ver) } as _,
-            "BINDER_VERSION",
-        )?;
+        cvt(unsafe { libc::ioctl(fd, BINDER_VERSION as _, &mut ver) } as _, "BINDER_VERSION")?;
         if ver != 8 {
             return Err(format!("binder protocol version {ver}, expected 8"));
         }
         // SAFETY: the binder mapping is read-only and private to the driver.
         let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                MAP_SIZE,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_NORESERVE,
-                fd,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), MAP_SIZE, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_NORESERVE, fd, 0)
         };
         if map == libc::MAP_FAILED {
             return Err(format!("mmap binder: {}", std::io::Error::last_os_error()));
         }
-        Ok(Binder {
-            fd,
-            map,
-            rbuf: vec![0; 512],
-            wbuf: Vec::with_capacity(256),
-        })
+        Ok(Binder { fd, map, rbuf: vec![0; 512], wbuf: Vec::with_capacity(256) })
     }
 
     /// Becomes the context manager (handle 0) and a looper thread.
     pub fn serve_as_context_manager(&mut self) -> Res<()> {
         let zero = 0i32;
         // SAFETY: a valid s32 argument.
-        cvt(
-            unsafe { libc::ioctl(self.fd, BINDER_SET_CONTEXT_MGR as _, &zero) } as _,
-            "BINDER_SET_CONTEXT_MGR",
-        )?;
+        cvt(unsafe { libc::ioctl(self.fd, BINDER_SET_CONTEXT_MGR as _, &zero) } as _, "BINDER_SET_CONTEXT_MGR")?;
         self.put_u32(BC_ENTER_LOOPER);
         self.talk(false)?;
         Ok(())
@@ -163,18 +137,11 @@ impl Binder {
     }
 
     fn put_txn(&mut self, cmd: u32, code: u32, data: &[u8]) {
-        let t = Txn {
-            target: 0,
-            code,
-            data_size: data.len() as u64,
-            buffer: data.as_ptr() as u64,
-            ..Default::default()
-        };
+        let t =
+            Txn { target: 0, code, data_size: data.len() as u64, buffer: data.as_ptr() as u64, ..Default::default() };
         self.put_u32(cmd);
         // SAFETY: Txn is plain data without padding.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&t as *const Txn as *const u8, std::mem::size_of::<Txn>())
-        };
+        let bytes = unsafe { std::slice::from_raw_parts(&t as *const Txn as *const u8, std::mem::size_of::<Txn>()) };
         self.wbuf.extend_from_slice(bytes);
     }
 
@@ -200,10 +167,7 @@ impl Binder {
                 bwr.write_consumed = 0;
                 continue;
             }
-            return Err(format!(
-                "BINDER_WRITE_READ: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("BINDER_WRITE_READ: {}", std::io::Error::last_os_error()));
         }
         self.wbuf.clear();
         Ok(bwr.read_consumed as usize)
@@ -222,14 +186,10 @@ impl Binder {
                 match cmd {
                     BR_TRANSACTION | BR_REPLY if cmd == want => {
                         // SAFETY: the driver wrote a whole Txn here.
-                        let t = unsafe {
-                            std::ptr::read_unaligned(self.rbuf[pos..].as_ptr() as *const Txn)
-                        };
+                        let t = unsafe { std::ptr::read_unaligned(self.rbuf[pos..].as_ptr() as *const Txn) };
                         found = Some(t);
                     }
-                    BR_DEAD_REPLY | BR_FAILED_REPLY => {
-                        return Err(format!("binder: transaction failed ({cmd:#x})"))
-                    }
+                    BR_DEAD_REPLY | BR_FAILED_REPLY => return Err(format!("binder: transaction failed ({cmd:#x})")),
                     BR_ERROR => {
                         let e = i32::from_ne_bytes(self.rbuf[pos..pos + 4].try_into().unwrap());
                         return Err(format!("binder: BR_ERROR {e}"));

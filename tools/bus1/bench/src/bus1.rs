@@ -74,6 +74,10 @@ const POOL_MAP_MAX: usize = 512 << 20;
 /// One bus1 peer: an open /dev/bus1 file and (optionally) its pool mapping.
 pub struct Peer {
     pub fd: RawFd,
+    /// Counters for the report: polls that woke up, and RECVs after a
+    /// wake-up that found nothing (spurious POLLIN).
+    pub polls: std::cell::Cell<u64>,
+    pub spurious: std::cell::Cell<u64>,
     pool: *const u8,
     pool_len: usize,
     next_node: u64,
@@ -83,15 +87,12 @@ impl Peer {
     /// Opens a new peer (non-blocking; RECV never blocks anyway).
     pub fn open() -> Res<Peer> {
         // SAFETY: a NUL-terminated path.
-        let fd = unsafe {
-            libc::open(
-                c"/dev/bus1".as_ptr(),
-                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
-            )
-        };
+        let fd = unsafe { libc::open(c"/dev/bus1".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK) };
         cvt(fd as _, "open /dev/bus1")?;
         Ok(Peer {
             fd,
+            polls: Default::default(),
+            spurious: Default::default(),
             pool: std::ptr::null(),
             pool_len: 0,
             next_node: 1,
@@ -103,16 +104,7 @@ impl Peer {
         let mut len = POOL_MAP_MAX;
         while len >= (1 << 20) {
             // SAFETY: a fresh shared read-only mapping of our own peer fd.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ,
-                    libc::MAP_SHARED,
-                    self.fd,
-                    0,
-                )
-            };
+            let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, self.fd, 0) };
             if p != libc::MAP_FAILED {
                 self.pool = p as *const u8;
                 self.pool_len = len;
@@ -128,26 +120,16 @@ impl Peer {
         // Caller-chosen ("unmanaged") node IDs: the low 3 bits are flags.
         let node = self.next_node << 8;
         self.next_node += 1;
-        let mut c = CmdHandleTransfer {
-            flags: 0,
-            src_handle: node,
-            dst_fd: holder.fd as u64,
-            dst_handle: HANDLE_INVALID,
-        };
+        let mut c =
+            CmdHandleTransfer { flags: 0, src_handle: node, dst_fd: holder.fd as u64, dst_handle: HANDLE_INVALID };
         // SAFETY: `c` is a valid transfer command.
-        cvt(
-            unsafe { libc::ioctl(self.fd, CMD_HANDLE_TRANSFER, &mut c) } as _,
-            "HANDLE_TRANSFER",
-        )?;
+        cvt(unsafe { libc::ioctl(self.fd, CMD_HANDLE_TRANSFER, &mut c) } as _, "HANDLE_TRANSFER")?;
         Ok(c.dst_handle)
     }
 
     /// One SEND of `data` to `dests`; Err(errno) on failure.
     pub fn send_raw(&self, dests: &[u64], data: &[u8]) -> Result<(), i32> {
-        let v = libc::iovec {
-            iov_base: data.as_ptr() as *mut _,
-            iov_len: data.len(),
-        };
+        let v = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
         let c = CmdSend {
             ptr_destinations: dests.as_ptr() as u64,
             n_destinations: dests.len() as u64,
@@ -173,20 +155,14 @@ impl Peer {
                     // SAFETY: no preconditions.
                     unsafe { libc::sched_yield() };
                 }
-                Err(e) => {
-                    return Err(format!("SEND: {}", std::io::Error::from_raw_os_error(e)))
-                }
+                Err(e) => return Err(format!("SEND: {}", std::io::Error::from_raw_os_error(e))),
             }
         }
     }
 
     /// One RECV; Ok(None) if nothing is queued.
     pub fn try_recv(&self) -> Res<Option<RecvMsg>> {
-        let mut c = CmdRecv {
-            flags: 0,
-            max_offset: u64::MAX,
-            ..Default::default()
-        };
+        let mut c = CmdRecv { flags: 0, max_offset: u64::MAX, ..Default::default() };
         // SAFETY: `c` is a valid receive command.
         if unsafe { libc::ioctl(self.fd, CMD_RECV, &mut c) } < 0 {
             let e = errno();
@@ -202,12 +178,33 @@ impl Peer {
     pub fn recv(&self) -> Res<RecvMsg> {
         loop {
             wait_readable(self.fd)?;
-            if let Some(m) = self.try_recv()? {
-                if m.type_ == MSG_DATA {
-                    return Ok(m);
+            self.polls.set(self.polls.get() + 1);
+            match self.try_recv()? {
+                Some(m) if m.type_ == MSG_DATA => return Ok(m),
+                Some(m) => {
+                    if m.offset != OFFSET_INVALID {
+                        self.release(m.offset)?;
+                    }
                 }
-                if m.offset != OFFSET_INVALID {
-                    self.release(m.offset)?;
+                None => self.spurious.set(self.spurious.get() + 1),
+            }
+        }
+    }
+
+    /// Receives the next data message, polling only when the queue is empty:
+    /// what a streaming receiver does (one RECV per message while busy).
+    pub fn recv_stream(&self) -> Res<RecvMsg> {
+        loop {
+            match self.try_recv()? {
+                Some(m) if m.type_ == MSG_DATA => return Ok(m),
+                Some(m) => {
+                    if m.offset != OFFSET_INVALID {
+                        self.release(m.offset)?;
+                    }
+                }
+                None => {
+                    wait_readable(self.fd)?;
+                    self.polls.set(self.polls.get() + 1);
                 }
             }
         }
@@ -217,10 +214,7 @@ impl Peer {
     pub fn release(&self, offset: u64) -> Res<()> {
         let mut v = offset;
         // SAFETY: a valid u64 argument.
-        cvt(
-            unsafe { libc::ioctl(self.fd, CMD_SLICE_RELEASE, &mut v) } as _,
-            "SLICE_RELEASE",
-        )?;
+        cvt(unsafe { libc::ioctl(self.fd, CMD_SLICE_RELEASE, &mut v) } as _, "SLICE_RELEASE")?;
         Ok(())
     }
 
@@ -231,9 +225,7 @@ impl Peer {
             Some(end) if !self.pool.is_null() && end <= self.pool_len as u64 => {
                 // SAFETY: the range lies inside our read-only pool mapping,
                 // and the slice stays allocated until we release it.
-                Ok(unsafe {
-                    std::slice::from_raw_parts(self.pool.add(m.offset as usize), m.n_bytes as usize)
-                })
+                Ok(unsafe { std::slice::from_raw_parts(self.pool.add(m.offset as usize), m.n_bytes as usize) })
             }
             _ => Err(format!(
                 "message at {:#x}+{} outside the pool mapping ({} bytes)",

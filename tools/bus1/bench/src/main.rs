@@ -10,7 +10,7 @@
 //! run goes on with the next figure.
 //!
 //! Usage: `bus1-bench [--reps N] [--scale F] [--only fig,fig...]`
-//! with figures rtt, tput, cpu, mcast, scale.
+//! with figures rtt, cpu, ops, mcast, tput, scale.
 
 mod binder;
 mod bus1;
@@ -143,16 +143,31 @@ fn rtt_bus1(size: usize, iters: usize) -> Res<Vec<f64>> {
         }
         check_seq("bus1 client", seq, i)
     });
+    if let Ok(v) = &r {
+        // Does the round trip get slower as messages go by? Medians of fifths.
+        let fifths: Vec<String> = v
+            .chunks(v.len().div_ceil(5).max(1))
+            .map(|c| {
+                let mut c = c.to_vec();
+                c.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                format!("{:.0}", percentile(&c, 0.5))
+            })
+            .collect();
+        println!(
+            "BENCH-INFO|rtt_bus1_{size}_detail|client polls {} spurious wake-ups {} for {} round trips; median by fifth (us): {}",
+            a.polls.get(),
+            a.spurious.get(),
+            WARMUP + iters,
+            fifths.join(" ")
+        );
+    }
     finish(srv, r)
 }
 
 fn socketpair(ty: i32) -> Res<(RawFd, RawFd)> {
     let mut sv = [0; 2];
     // SAFETY: `sv` has room for two fds.
-    cvt(
-        unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } as _,
-        "socketpair",
-    )?;
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } as _, "socketpair")?;
     Ok((sv[0], sv[1]))
 }
 
@@ -266,7 +281,10 @@ fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> Res<()> {
             if r < 0 && errno() == libc::EINTR {
                 continue;
             }
-            return Err(format!("read: {}", if r == 0 { "EOF".to_string() } else { std::io::Error::last_os_error().to_string() }));
+            return Err(format!(
+                "read: {}",
+                if r == 0 { "EOF".to_string() } else { std::io::Error::last_os_error().to_string() }
+            ));
         }
         buf = &mut buf[r as usize..];
     }
@@ -469,6 +487,23 @@ fn fig_rtt(o: &Opts) {
         }
         figure(o, "rtt", "futex", &p, "us", false, || rtt_futex(size, iters));
     }
+    // The same with both processes on one CPU: no cross-CPU wake-up, so this
+    // separates the systems' own costs from where the scheduler puts the
+    // woken task (AF_UNIX, pipes and binder wake with a sync hint, which
+    // keeps a ping-pong on one CPU; bus1 does not).
+    pin(0);
+    for size in [0, KIB] {
+        let iters = o.n(1000);
+        let p = size.to_string();
+        figure(o, "rtt_cpu0", "bus1", &p, "us", false, || rtt_bus1(size, iters));
+        figure(o, "rtt_cpu0", "unix", &p, "us", false, || rtt_unix(size, iters));
+        figure(o, "rtt_cpu0", "pipe", &p, "us", false, || rtt_pipe(size, iters));
+        if let Ok(dev) = &binder_dev {
+            figure(o, "rtt_cpu0", "binder", &p, "us", false, || rtt_binder(dev, size, iters));
+        }
+        figure(o, "rtt_cpu0", "futex", &p, "us", false, || rtt_futex(size, iters));
+    }
+    unpin();
 }
 
 // --- one-way throughput --------------------------------------------------------
@@ -485,15 +520,11 @@ struct Windows {
 
 impl Windows {
     fn new(size: usize, count: usize, t0: u64) -> Windows {
-        Windows {
-            size,
-            per: (count / WINDOWS).max(1),
-            t: t0,
-            out: Vec::new(),
-        }
+        Windows { size, per: (count / WINDOWS).max(1), t: t0, out: Vec::new() }
     }
     fn tick(&mut self, i: usize) {
-        if (i + 1) % self.per == 0 {
+        // The end of a window (`is_multiple_of` needs a newer Rust than the workspace's MSRV).
+        if (i + 1) - (i + 1) / self.per * self.per == 0 {
             let t = now_ns();
             let bytes = (self.per * self.size) as f64;
             self.out.push(bytes / MIB as f64 / ((t - self.t) as f64 / 1e9));
@@ -520,7 +551,7 @@ fn tput_bus1(size: usize, count: usize) -> Res<Vec<f64>> {
         go.open();
         let mut w = Windows::new(size, count, t0);
         for i in 0..count {
-            let m = b.recv()?;
+            let m = b.recv_stream()?;
             if m.n_bytes != size as u64 {
                 return Err(format!("got {} bytes", m.n_bytes));
             }
@@ -632,6 +663,138 @@ fn fig_cpu(o: &Opts) {
         let p = size.to_string();
         figure(o, "cpu", "bus1", &p, "ns", false, || cpu_bus1(size, batches));
         figure(o, "cpu", "unix", &p, "ns", false, || cpu_unix(size, batches));
+    }
+}
+
+// --- per-operation breakdown -----------------------------------------------------
+
+/// Times `B` calls of `op` (thread CPU time, ns per call).
+fn time_ops<F: FnMut() -> Res<()>>(b: usize, mut op: F) -> Res<f64> {
+    let t0 = thread_cpu_ns();
+    for _ in 0..b {
+        op()?;
+    }
+    Ok((thread_cpu_ns() - t0) as f64 / b as f64)
+}
+
+/// Where a message's time goes, one syscall kind at a time: `B` SENDs are
+/// queued and timed, then `B` polls on the readable peer, `B` RECVs and
+/// `B` SLICE_RELEASEs; the same for AF_UNIX write/poll/read, plus an
+/// unknown bus1 ioctl (ENOTTY) as the floor of any ioctl on the device.
+fn fig_ops(o: &Opts) {
+    const B: usize = 100;
+    let rounds = o.n(10);
+    for size in [0, KIB, 64 * KIB] {
+        let keys = ["send", "poll", "recv", "release"];
+        let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); keys.len()];
+        let r = (|| -> Res<()> {
+            let (a, b, a2b, _) = bus1::pair()?;
+            let buf = payload(size);
+            let mut offs = Vec::with_capacity(B);
+            for _ in 0..o.reps {
+                let mut v: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+                for _ in 0..=rounds {
+                    let t_send = time_ops(B, || a.send(&[a2b], &buf[..size]))?;
+                    let t_poll = time_ops(B, || wait_readable(b.fd))?;
+                    offs.clear();
+                    let t_recv = time_ops(B, || {
+                        let m = b.try_recv()?.ok_or("RECV: queue empty")?;
+                        offs.push(m.offset);
+                        Ok(())
+                    })?;
+                    let mut it = offs.iter();
+                    let t_rel = time_ops(B, || b.release(*it.next().unwrap()))?;
+                    for (k, t) in [t_send, t_poll, t_recv, t_rel].into_iter().enumerate() {
+                        v[k].push(t);
+                    }
+                }
+                for (k, x) in v.into_iter().enumerate() {
+                    reps[k].push(x[1..].to_vec());
+                }
+            }
+            Ok(())
+        })();
+        match r {
+            Err(e) => report_err("ops", "bus1", &size.to_string(), &e),
+            Ok(()) => {
+                for (k, key) in keys.iter().enumerate() {
+                    report("ops", "bus1", &format!("{key}_{size}"), "ns", &reps[k], false);
+                }
+            }
+        }
+        // AF_UNIX: write, poll, read.
+        let keys = ["write", "poll", "read"];
+        let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); keys.len()];
+        let r = (|| -> Res<()> {
+            let (s, r) = socketpair(libc::SOCK_SEQPACKET)?;
+            // Room for B queued messages (the default buffer blocks earlier).
+            set_sndbuf(s, 8 * MIB);
+            set_sndbuf(r, 8 * MIB);
+            let buf = payload(size);
+            let mut rbuf = payload(size);
+            let res = (|| -> Res<()> {
+                for _ in 0..o.reps {
+                    let mut v: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+                    for _ in 0..=rounds {
+                        let t_w = time_ops(B, || sq_send(s, &buf[..size]))?;
+                        let t_p = time_ops(B, || wait_readable(r))?;
+                        let t_r = time_ops(B, || match sq_recv(r, &mut rbuf[..size.max(1)], libc::MSG_DONTWAIT)? {
+                            Some(n) if n == size => Ok(()),
+                            other => Err(format!("recv: {other:?}")),
+                        })?;
+                        for (k, t) in [t_w, t_p, t_r].into_iter().enumerate() {
+                            v[k].push(t);
+                        }
+                    }
+                    for (k, x) in v.into_iter().enumerate() {
+                        reps[k].push(x[1..].to_vec());
+                    }
+                }
+                Ok(())
+            })();
+            close(s);
+            close(r);
+            res
+        })();
+        if let Err(e) = r {
+            report_err("ops", "unix", &size.to_string(), &e);
+            continue;
+        }
+        for (k, key) in keys.iter().enumerate() {
+            report("ops", "unix", &format!("{key}_{size}"), "ns", &reps[k], false);
+        }
+    }
+    // The floor of any ioctl on /dev/bus1, and of any syscall.
+    if let Ok(a) = bus1::Peer::open() {
+        let mut v = Vec::new();
+        let mut g = Vec::new();
+        for _ in 0..o.reps {
+            let mut x = Vec::new();
+            let mut y = Vec::new();
+            for _ in 0..=rounds {
+                let mut arg = 0u64;
+                // SAFETY: an unknown command number: the kernel rejects it.
+                x.push(
+                    time_ops(B, || {
+                        unsafe { libc::ioctl(a.fd, 0xC008_967F, &mut arg) };
+                        Ok(())
+                    })
+                    .unwrap(),
+                );
+                // SAFETY: getppid has no preconditions.
+                y.push(
+                    time_ops(B, || {
+                        unsafe { libc::getppid() };
+                        Ok(())
+                    })
+                    .unwrap(),
+                );
+            }
+            v.push(x[1..].to_vec());
+            g.push(y[1..].to_vec());
+        }
+        report("ops", "bus1", "enotty_ioctl", "ns", &v, false);
+        report("ops", "sys", "getppid", "ns", &g, false);
     }
 }
 
@@ -760,7 +923,7 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
                         let mut next = vec![0u64; senders];
                         go.wait();
                         for _ in 0..count * senders {
-                            let m = r.recv()?;
+                            let m = r.recv_stream()?;
                             let seq = unstamp(r.payload(&m)?).unwrap_or(0);
                             r.release(m.offset)?;
                             let k = (seq >> 48) as usize;
@@ -802,10 +965,8 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
                         let mut buf = payload(SCALE_SIZE);
                         let mut next = vec![0u64; senders];
                         let mut left = count * senders;
-                        let mut pfd: Vec<libc::pollfd> = rx2
-                            .iter()
-                            .map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
-                            .collect();
+                        let mut pfd: Vec<libc::pollfd> =
+                            rx2.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
                         go.wait();
                         while left > 0 {
                             if senders > 1 {
@@ -884,16 +1045,10 @@ fn fig_scale(o: &Opts) {
     println!("BENCH-INFO|scale_cpus|{cpus}");
     for (sys, name) in [(Sys::Bus1, "bus1"), (Sys::Unix, "unix")] {
         // (param, groups, senders per group, pinned)
-        let cases = [
-            ("1pair_pinned", 1, 1, true),
-            ("2pairs_pinned", 2, 1, true),
-            ("1to1", 1, 1, false),
-            ("2to1", 1, 2, false),
-        ];
+        let cases =
+            [("1pair_pinned", 1, 1, true), ("2pairs_pinned", 2, 1, true), ("1to1", 1, 1, false), ("2to1", 1, 2, false)];
         for (p, g, s, pinned) in cases {
-            figure(o, "scale", name, p, "msg/s", true, || {
-                stream(sys, g, s, count, pinned).map(|r| vec![r])
-            });
+            figure(o, "scale", name, p, "msg/s", true, || stream(sys, g, s, count, pinned).map(|r| vec![r]));
         }
     }
 }
@@ -913,20 +1068,14 @@ fn info() {
         .to_string();
     println!("BENCH-INFO|cpu_model|{model}");
     for v in ["meltdown", "spectre_v2", "retbleed"] {
-        println!(
-            "BENCH-INFO|vuln_{v}|{}",
-            read(&format!("/sys/devices/system/cpu/vulnerabilities/{v}"))
-        );
+        println!("BENCH-INFO|vuln_{v}|{}", read(&format!("/sys/devices/system/cpu/vulnerabilities/{v}")));
     }
     println!("BENCH-INFO|bus1|{}", if bus1::available() { "yes" } else { "no" });
+    println!("BENCH-INFO|cpu_clock|{}", thread_cpu_clock());
 }
 
 fn main() {
-    let mut o = Opts {
-        reps: 5,
-        scale: 1.0,
-        only: Vec::new(),
-    };
+    let mut o = Opts { reps: 5, scale: 1.0, only: Vec::new() };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_default();
@@ -935,7 +1084,7 @@ fn main() {
             "--scale" => o.scale = val().parse().unwrap_or(1.0),
             "--only" => o.only = val().split(',').map(String::from).collect(),
             "-h" | "--help" => {
-                println!("usage: bus1-bench [--reps N] [--scale F] [--only rtt,tput,cpu,mcast,scale]");
+                println!("usage: bus1-bench [--reps N] [--scale F] [--only rtt,cpu,ops,mcast,tput,scale]");
                 return;
             }
             _ => {
@@ -950,9 +1099,11 @@ fn main() {
     println!("BENCH-INFO|reps|{}", o.reps);
     println!("BENCH-INFO|scale|{}", o.scale);
     let t0 = now_ns();
-    let figs: [(&str, fn(&Opts)); 5] = [
+    type Figure = (&'static str, fn(&Opts));
+    let figs: [Figure; 6] = [
         ("rtt", fig_rtt),
         ("cpu", fig_cpu),
+        ("ops", fig_ops),
         ("mcast", fig_mcast),
         ("tput", fig_tput),
         ("scale", fig_scale),

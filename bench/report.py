@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Turn the guest output of bus1-bench into bench.md, bench.csv and bench.png.
+
+The guest prints `BENCH|figure|system|param|unit|median|tail|n|rep_min|rep_max`
+lines (tail = p99 for times, p1 for rates), `BENCH-INFO|key|value` and
+`BENCH-ERROR|figure|system|param|message`. Lines may carry console noise in
+front of the marker, so they are searched, not matched from the start.
+"""
+import argparse
+import csv
+import datetime
+import os
+import re
+import sys
+
+ROW = re.compile(r"BENCH\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|(\d+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)")
+INFO = re.compile(r"BENCH-INFO\|([^|]+)\|(.*)$")
+ERR = re.compile(r"BENCH-ERROR\|([^|]+)\|([^|]+)\|([^|]+)\|(.*)$")
+
+SIZES = {"0": "0 B", "1024": "1 KiB", "4096": "4 KiB", "65536": "64 KiB", "1048576": "1 MiB"}
+RATE_FIGS = {"tput", "scale"}
+
+
+def parse(path):
+    rows, info, errs = {}, {}, []
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            m = ROW.search(line)
+            if m:
+                fig, sysname, param, unit = m.group(1, 2, 3, 4)
+                med, tail, n, lo, hi = m.group(5, 6, 7, 8, 9)
+                rows[(fig, sysname, param)] = {
+                    "figure": fig, "system": sysname, "param": param, "unit": unit,
+                    "median": float(med), "tail": float(tail), "n": int(n),
+                    "rep_min": float(lo), "rep_max": float(hi),
+                }
+                continue
+            m = INFO.search(line)
+            if m:
+                info[m.group(1)] = m.group(2).strip()
+                continue
+            m = ERR.search(line)
+            if m:
+                errs.append(m.groups())
+    return rows, info, errs
+
+
+def med(rows, fig, sysname, param):
+    r = rows.get((fig, sysname, param))
+    return r["median"] if r else None
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def fx(v):
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
+def cell(rows, fig, sysname, param, digits=1):
+    r = rows.get((fig, sysname, param))
+    if not r:
+        return "n/a"
+    return f"{fmt(r['median'], digits)} ({fmt(r['tail'], digits)})"
+
+
+def slope(points):
+    """Least-squares slope of (x, y) points."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+def derived(rows):
+    """The figures the targets are judged on."""
+    d = {}
+    for p in ("0", "1024", "65536"):
+        b = med(rows, "rtt", "bus1", p)
+        d[f"rtt_unix_{p}"] = ratio(b, med(rows, "rtt", "unix", p))
+        d[f"rtt_binder_{p}"] = ratio(b, med(rows, "rtt", "binder", p))
+        d[f"rtt_pipe_{p}"] = ratio(b, med(rows, "rtt", "pipe", p))
+        d[f"rtt_futex_{p}"] = ratio(b, med(rows, "rtt", "futex", p))
+        d[f"cpu_unix_{p}"] = ratio(med(rows, "cpu", "bus1", p), med(rows, "cpu", "unix", p))
+    for p in ("4096", "65536", "1048576"):
+        d[f"tput_unix_{p}"] = ratio(med(rows, "tput", "bus1", p), med(rows, "tput", "unix", p))
+    ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
+    for kind in ("send", "total"):
+        pts = [(n, med(rows, f"mcast_{kind}", "bus1", str(n))) for n in ns if n >= 2]
+        pts = [(x, y) for x, y in pts if y is not None]
+        d[f"mcast_{kind}_slope"] = slope(pts)
+    uni = med(rows, "mcast_total", "bus1", "1")
+    d["mcast_unicast"] = uni
+    d["mcast_total_ratio"] = ratio(d["mcast_total_slope"], uni)
+    d["mcast_send_ratio"] = ratio(d["mcast_send_slope"], uni)
+    for s in ("bus1", "unix"):
+        d[f"scale_pairs_{s}"] = ratio(med(rows, "scale", s, "2pairs_pinned"), med(rows, "scale", s, "1pair_pinned"))
+        d[f"scale_fanin_{s}"] = ratio(med(rows, "scale", s, "2to1"), med(rows, "scale", s, "1to1"))
+    return d
+
+
+def targets(d):
+    def le(v, lim):
+        return None if v is None else v <= lim
+
+    def ge(v, lim):
+        return None if v is None else v >= lim
+
+    return [
+        ("RTT 0 B <= 1.0x AF_UNIX", d["rtt_unix_0"], le(d["rtt_unix_0"], 1.0)),
+        ("RTT 1 KiB <= 1.0x AF_UNIX", d["rtt_unix_1024"], le(d["rtt_unix_1024"], 1.0)),
+        ("RTT 0 B <= binder", d["rtt_binder_0"], le(d["rtt_binder_0"], 1.0)),
+        ("RTT 1 KiB <= binder", d["rtt_binder_1024"], le(d["rtt_binder_1024"], 1.0)),
+        ("throughput 64 KiB >= 1.5x AF_UNIX", d["tput_unix_65536"], ge(d["tput_unix_65536"], 1.5)),
+        ("multicast marginal cost per destination (send+recv) <= 0.5x a unicast",
+         d["mcast_total_ratio"], le(d["mcast_total_ratio"], 0.5)),
+        ("multicast marginal cost per destination (send side only) <= 0.5x a unicast",
+         d["mcast_send_ratio"], le(d["mcast_send_ratio"], 0.5)),
+        ("single-thread send+recv CPU 0 B <= 1.2x AF_UNIX", d["cpu_unix_0"], le(d["cpu_unix_0"], 1.2)),
+        ("single-thread send+recv CPU 1 KiB <= 1.2x AF_UNIX", d["cpu_unix_1024"], le(d["cpu_unix_1024"], 1.2)),
+        ("two independent pairs >= 1.7x one pair", d["scale_pairs_bus1"], ge(d["scale_pairs_bus1"], 1.7)),
+    ]
+
+
+def write_csv(rows, d, path):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["figure", "system", "param", "unit", "median", "tail", "tail_kind", "n",
+                    "rep_median_min", "rep_median_max", "ratio_to_unix", "ratio_to_futex"])
+        for r in rows.values():
+            ru = rf = ""
+            if r["system"] == "bus1":
+                if r["figure"] in ("rtt", "rtt_cpu0", "cpu", "tput"):
+                    v = ratio(r["median"], med(rows, r["figure"], "unix", r["param"]))
+                    ru = "" if v is None else f"{v:.3f}"
+                if r["figure"] in ("rtt", "rtt_cpu0"):
+                    v = ratio(r["median"], med(rows, r["figure"], "futex", r["param"]))
+                    rf = "" if v is None else f"{v:.3f}"
+                if r["figure"] == "scale":
+                    v = ratio(r["median"], med(rows, "scale", "unix", r["param"]))
+                    ru = "" if v is None else f"{v:.3f}"
+            w.writerow([r["figure"], r["system"], r["param"], r["unit"], f"{r['median']:.3f}",
+                        f"{r['tail']:.3f}", "p1" if r["figure"] in RATE_FIGS else "p99", r["n"],
+                        f"{r['rep_min']:.3f}", f"{r['rep_max']:.3f}", ru, rf])
+
+
+def write_md(rows, info, errs, d, notes, path, log_name):
+    L = []
+    a = L.append
+    a("# bus1 benchmark: bus1 vs AF_UNIX, pipes, binder and the futex floor")
+    a("")
+    a(f"Generated by `make bench` ({os.path.basename(__file__)} from `{log_name}`) on "
+      f"{datetime.date.today().isoformat()}. All figures come from **one boot** of the release "
+      "kernel, taken side by side in one run of `bus1-bench`.")
+    a("")
+    a("| setting | value |")
+    a("|---|---|")
+    guest = "QEMU TCG (no KVM)" if "TCG" in info.get("cpu_model", "") else info.get("cpu_model", "?")
+    for k, label in [("kernel", "guest kernel"), ("cpus", "vCPUs"), ("cpu_model", "CPU model"),
+                     ("cpu_clock", "CPU-time clock"), ("reps", "repetitions per figure"),
+                     ("scale", "iteration scale"), ("vuln_spectre_v2", "spectre_v2 (guest view)"),
+                     ("time_total_s", "benchmark run time in the guest (s)")]:
+        if k in info:
+            a(f"| {label} | {info[k]} |")
+    a(f"| machine | {guest} on a 2-core host shared with other work |")
+    a("")
+    a("Cells are **median (p99)** over every sample of every repetition; for rates (MiB/s, msg/s) "
+      "the value in parentheses is the **p1** (the slow tail). Ratios divide bus1's median by the "
+      "other system's median. Everything runs under full-system emulation, so absolute numbers are "
+      "10-50x slower than bare metal; the ratios between systems are what carries over, and even "
+      "they overweight syscall entry/exit, which TCG makes disproportionately expensive.")
+    a("")
+
+    a("## Round-trip latency (µs), two processes")
+    a("")
+    a("| payload | bus1 | AF_UNIX seqpacket | pipe pair | binder | futex floor | bus1/AF_UNIX | bus1/binder | bus1/futex |")
+    a("|---|---|---|---|---|---|---|---|---|")
+    for p in ("0", "1024", "65536"):
+        a(f"| {SIZES[p]} | {cell(rows, 'rtt', 'bus1', p)} | {cell(rows, 'rtt', 'unix', p)} | "
+          f"{cell(rows, 'rtt', 'pipe', p)} | {cell(rows, 'rtt', 'binder', p)} | {cell(rows, 'rtt', 'futex', p)} | "
+          f"{fx(d[f'rtt_unix_{p}'])} | {fx(d[f'rtt_binder_{p}'])} | {fx(d[f'rtt_futex_{p}'])} |")
+    a("")
+    a("bus1: SEND, then poll + RECV + SLICE_RELEASE on each side (RECV never blocks, so a waiting "
+      "receiver must poll); the payload is read in place from the pool. AF_UNIX: send/recv on a "
+      "`SOCK_SEQPACKET` socketpair. Pipe: write/read on two pipes (the 0 B row moves 1 byte: a pipe "
+      "cannot carry an empty message). Binder: one `BINDER_WRITE_READ` (BC_TRANSACTION to the context "
+      "manager, handle 0, waiting for BR_REPLY) per call; the server replies with BC_FREE_BUFFER + "
+      "BC_REPLY and waits for the next call in the same ioctl. Futex: the payload is copied once into "
+      "shared memory per direction and a futex wait/wake hands over the turn.")
+    a("")
+
+    if any(f == "rtt_cpu0" for (f, _, _) in rows):
+        a("### The same with both processes pinned to CPU 0 (µs)")
+        a("")
+        a("| payload | bus1 | AF_UNIX seqpacket | pipe pair | binder | futex floor | bus1/AF_UNIX | bus1/binder | bus1/futex |")
+        a("|---|---|---|---|---|---|---|---|---|")
+        for p in ("0", "1024"):
+            b = med(rows, "rtt_cpu0", "bus1", p)
+            a(f"| {SIZES[p]} | {cell(rows, 'rtt_cpu0', 'bus1', p)} | {cell(rows, 'rtt_cpu0', 'unix', p)} | "
+              f"{cell(rows, 'rtt_cpu0', 'pipe', p)} | {cell(rows, 'rtt_cpu0', 'binder', p)} | "
+              f"{cell(rows, 'rtt_cpu0', 'futex', p)} | {fx(ratio(b, med(rows, 'rtt_cpu0', 'unix', p)))} | "
+              f"{fx(ratio(b, med(rows, 'rtt_cpu0', 'binder', p)))} | {fx(ratio(b, med(rows, 'rtt_cpu0', 'futex', p)))} |")
+        a("")
+        a("On one CPU every wake-up is a context switch on that CPU, so this isolates each system's own "
+          "path from where the scheduler places the woken task.")
+        a("")
+
+    a("## One-way throughput (MiB/s), bus1 vs AF_UNIX")
+    a("")
+    a("| message | bus1 | AF_UNIX seqpacket | bus1/AF_UNIX |")
+    a("|---|---|---|---|")
+    for p in ("4096", "65536", "1048576"):
+        a(f"| {SIZES[p]} | {cell(rows, 'tput', 'bus1', p, 0)} | {cell(rows, 'tput', 'unix', p, 0)} | "
+          f"{fx(d[f'tput_unix_{p}'])} |")
+    a("")
+    a("A sender process streams messages to a receiver process, which checks every message's sequence "
+      "number; samples are the rates over eighths of each run. Both systems may have 16 MiB in flight "
+      "(bus1's per-user in-flight limit; the socket's buffer is forced to the same). A bus1 sender that "
+      "gets `EDQUOT`/`EXFULL` yields and retries; the bus1 receiver calls RECV until `EAGAIN` and only "
+      "then polls, and reads the sequence number in place from its pool; the AF_UNIX receiver blocks in recv.")
+    a("")
+
+    a("## CPU cost of one send + receive in one thread (ns, CPU-time clock)")
+    a("")
+    a("| payload | bus1 SEND+RECV+SLICE_RELEASE | AF_UNIX write+read | bus1/AF_UNIX |")
+    a("|---|---|---|---|")
+    for p in ("0", "1024", "65536"):
+        a(f"| {SIZES[p]} | {cell(rows, 'cpu', 'bus1', p, 0)} | {cell(rows, 'cpu', 'unix', p, 0)} | {fx(d[f'cpu_unix_{p}'])} |")
+    a("")
+
+    a("## Where the time goes: one syscall at a time (ns per call, on the CPU-time clock above)")
+    a("")
+    a("| payload | bus1 SEND | bus1 poll | bus1 RECV | bus1 SLICE_RELEASE | AF_UNIX write | AF_UNIX poll | AF_UNIX read |")
+    a("|---|---|---|---|---|---|---|---|")
+    for p in ("0", "1024", "65536"):
+        a(f"| {SIZES[p]} | " + " | ".join(
+            cell(rows, "ops", s, f"{k}_{p}", 0)
+            for s, k in [("bus1", "send"), ("bus1", "poll"), ("bus1", "recv"), ("bus1", "release"),
+                         ("unix", "write"), ("unix", "poll"), ("unix", "read")]) + " |")
+    a("")
+    a(f"Floors: an unknown ioctl on a bus1 fd (ENOTTY) {cell(rows, 'ops', 'bus1', 'enotty_ioctl', 0)} ns, "
+      f"`getppid()` {cell(rows, 'ops', 'sys', 'getppid', 0)} ns.")
+    a("")
+
+    a("## Multicast: one SEND to n destinations, then every destination receives (ns, CPU-time clock)")
+    a("")
+    a("| destinations | SEND | SEND + all RECV/SLICE_RELEASE | per destination (total/n) |")
+    a("|---|---|---|---|")
+    ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
+    for n in ns:
+        t = med(rows, "mcast_total", "bus1", str(n))
+        a(f"| {n} | {cell(rows, 'mcast_send', 'bus1', str(n), 0)} | {cell(rows, 'mcast_total', 'bus1', str(n), 0)} | "
+          f"{fmt(None if t is None else t / n, 0)} |")
+    a("")
+    a(f"Marginal cost per extra destination (least-squares slope over n = 2..256): "
+      f"SEND alone {fmt(d['mcast_send_slope'], 0)} ns, SEND + receive {fmt(d['mcast_total_slope'], 0)} ns; "
+      f"a unicast (n = 1, SEND + RECV + SLICE_RELEASE) costs {fmt(d['mcast_unicast'], 0)} ns, so the ratios are "
+      f"{fx(d['mcast_send_ratio'])} (send side) and {fx(d['mcast_total_ratio'])} (send + receive). 0-byte payload.")
+    a("")
+
+    a("## Scaling (1 KiB messages, msg/s, aggregate)")
+    a("")
+    a("| case | bus1 | AF_UNIX | bus1/AF_UNIX |")
+    a("|---|---|---|---|")
+    labels = {"1pair_pinned": "one pair, both on CPU 0", "2pairs_pinned": "two independent pairs, pair i on CPU i",
+              "1to1": "one sender into one receiver (unpinned)", "2to1": "two senders into one receiver (unpinned)"}
+    for p, label in labels.items():
+        a(f"| {label} | {cell(rows, 'scale', 'bus1', p, 0)} | {cell(rows, 'scale', 'unix', p, 0)} | "
+          f"{fx(ratio(med(rows, 'scale', 'bus1', p), med(rows, 'scale', 'unix', p)))} |")
+    a(f"| **two pairs / one pair** | {fx(d['scale_pairs_bus1'])} | {fx(d['scale_pairs_unix'])} | |")
+    a(f"| **two senders / one sender** | {fx(d['scale_fanin_bus1'])} | {fx(d['scale_fanin_unix'])} | |")
+    a("")
+    a("With 2 vCPUs, a pair pinned to one CPU against two pairs on one CPU each is the clean test for "
+      "shared state between independent peers (ideal: 2.0x). AF_UNIX fan-in polls two socketpairs.")
+    a("")
+
+    a("## Targets")
+    a("")
+    a("| target | measured | result |")
+    a("|---|---|---|")
+    for name, v, ok in targets(d):
+        a(f"| {name} | {fx(v)} | {'n/a' if ok is None else ('met' if ok else '**missed**')} |")
+    a("")
+    if errs:
+        a("## Errors during the run")
+        a("")
+        for e in errs:
+            a(f"- {e[0]} / {e[1]} / {e[2]}: {e[3]}")
+        a("")
+    if notes:
+        a(notes.rstrip())
+        a("")
+    a("Files: `bench.csv` (every row, with `ratio_to_unix` / `ratio_to_futex` for bus1), `bench.png`, "
+      "and `bench.log` (the raw guest output).")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+def write_png(rows, d, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"bus1": "#1f77b4", "unix": "#ff7f0e", "pipe": "#2ca02c", "binder": "#d62728", "futex": "#7f7f7f"}
+    fig, ax = plt.subplots(2, 3, figsize=(16, 9))
+
+    def bars(axis, fig_name, systems, params, title, ylabel, log=False):
+        width = 0.8 / len(systems)
+        for i, s in enumerate(systems):
+            xs, ys, es = [], [], []
+            for j, p in enumerate(params):
+                r = rows.get((fig_name, s, p))
+                if r:
+                    xs.append(j + i * width)
+                    ys.append(r["median"])
+                    es.append(max(0.0, r["tail"] - r["median"]) if fig_name not in RATE_FIGS else 0.0)
+            yerr = [[0.0] * len(es), es] if any(es) else None
+            axis.bar(xs, ys, width, label=s, color=colors.get(s), yerr=yerr, capsize=2)
+        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(params))])
+        axis.set_xticklabels([SIZES.get(p, p) for p in params])
+        axis.set_title(title)
+        axis.set_ylabel(ylabel)
+        if log:
+            axis.set_yscale("log")
+        axis.legend(fontsize=8)
+
+    bars(ax[0][0], "rtt", ["bus1", "unix", "pipe", "binder", "futex"], ["0", "1024", "65536"],
+         "round trip (median, bar to p99)", "µs", log=True)
+    bars(ax[0][1], "tput", ["bus1", "unix"], ["4096", "65536", "1048576"], "one-way throughput", "MiB/s")
+    bars(ax[0][2], "cpu", ["bus1", "unix"], ["0", "1024", "65536"], "send+recv CPU cost, one thread (bar to p99)", "ns", log=True)
+
+    axis = ax[1][0]
+    ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
+    for kind, style in (("send", "o-"), ("total", "s-")):
+        ys = [med(rows, f"mcast_{kind}", "bus1", str(n)) for n in ns]
+        axis.plot(ns, ys, style, label=f"bus1 multicast {kind}")
+    if d.get("mcast_unicast"):
+        axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast")
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("destinations")
+    axis.set_ylabel("ns per multicast")
+    axis.set_title("multicast cost vs destinations")
+    axis.legend(fontsize=8)
+
+    axis = ax[1][1]
+    keys = ["send", "poll", "recv", "release"]
+    vals = [med(rows, "ops", "bus1", f"{k}_1024") or 0 for k in keys]
+    uk = ["write", "poll", "read"]
+    uvals = [med(rows, "ops", "unix", f"{k}_1024") or 0 for k in uk]
+    bottom = 0
+    for k, v in zip(keys, vals):
+        axis.bar(0, v, 0.6, bottom=bottom, label=f"bus1 {k}")
+        bottom += v
+    bottom = 0
+    for k, v in zip(uk, uvals):
+        axis.bar(1, v, 0.6, bottom=bottom, label=f"unix {k}", hatch="//")
+        bottom += v
+    axis.set_xticks([0, 1])
+    axis.set_xticklabels(["bus1", "AF_UNIX"])
+    axis.set_ylabel("ns per call")
+    axis.set_title("one 1 KiB message, per syscall")
+    axis.legend(fontsize=7)
+
+    bars(ax[1][2], "scale", ["bus1", "unix"], ["1pair_pinned", "2pairs_pinned", "1to1", "2to1"],
+         "scaling, 1 KiB messages", "msg/s")
+    ax[1][2].set_xticklabels(["1 pair", "2 pairs", "1→1", "2→1"])
+
+    fig.suptitle("bus1 vs AF_UNIX, pipes, binder, futex — one release-kernel boot (QEMU TCG, 2 vCPUs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--notes")
+    ap.add_argument("--no-png", action="store_true")
+    a = ap.parse_args()
+    rows, info, errs = parse(a.log)
+    if not rows:
+        sys.exit(f"report.py: no BENCH rows in {a.log}")
+    d = derived(rows)
+    notes = ""
+    if a.notes and os.path.exists(a.notes):
+        with open(a.notes) as f:
+            notes = f.read()
+    os.makedirs(a.out, exist_ok=True)
+    write_csv(rows, d, os.path.join(a.out, "bench.csv"))
+    write_md(rows, info, errs, d, notes, os.path.join(a.out, "bench.md"), os.path.basename(a.log))
+    if not a.no_png:
+        write_png(rows, d, os.path.join(a.out, "bench.png"))
+    missing = [k for k, v in d.items() if v is None]
+    if missing:
+        print(f"report.py: missing figures: {', '.join(missing)}", file=sys.stderr)
+    for name, v, ok in targets(d):
+        print(f"report.py: {name}: {fx(v)} {'n/a' if ok is None else ('met' if ok else 'MISSED')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
