@@ -514,7 +514,10 @@ impl Peer {
 
     /// Wakes up readers and pollers after the queue became readable or the peer went away.
     pub(crate) fn wake(&self) {
-        self.waitq.notify_all();
+        // With the sync hint, as AF_UNIX, pipes and binder do: the waker usually goes on to wait
+        // for the answer, so the woken receiver may run on this CPU. Every poll waiter is still
+        // woken (they are not exclusive waiters).
+        self.waitq.notify_sync();
     }
 
     /// Whether the peer was disconnected.
