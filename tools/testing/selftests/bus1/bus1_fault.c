@@ -33,6 +33,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define INV BUS1_HANDLE_INVALID
 #define PTR(p) ((__u64)(uintptr_t)(p))
@@ -94,29 +95,7 @@ static void inject(int on)
 /* One "used" value of @res from a line of a peer's fdinfo, -1 if missing. */
 static long long fdinfo_used(int fd, const char *line, const char *res)
 {
-	char path[64], buf[4096], key[32];
-	const char *l, *p;
-	long long used = -1;
-	ssize_t n;
-	int f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return -1;
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	l = strstr(buf, line);
-	if (!l)
-		return -1;
-	snprintf(key, sizeof(key), " %s=", res);
-	p = strstr(l, key);
-	if (!p || sscanf(p + strlen(key), "%lld", &used) != 1)
-		return -1;
-	return used;
+	return bus1_fdinfo_value(fd, line, res, NULL);
 }
 
 /* Every counter of the peers and their user, in a fixed order. */

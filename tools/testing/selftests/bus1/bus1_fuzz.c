@@ -40,6 +40,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define NPEERS 4
 #define NIDS 64
@@ -531,17 +532,7 @@ static int run_proc(unsigned int seed, int threads, int iters, int seconds)
 /* Whether debugfs still lists root as a bus1 user (-1: no debugfs). */
 static int root_listed(void)
 {
-	char buf[65536];
-	ssize_t n, got = 0;
-	int f = open("/sys/kernel/debug/bus1/users", O_RDONLY | O_CLOEXEC);
-
-	if (f < 0)
-		return -1;
-	while ((n = read(f, buf + got, sizeof(buf) - 1 - got)) > 0)
-		got += n;
-	close(f);
-	buf[got] = 0;
-	return !strncmp(buf, "uid=0 ", 6) || strstr(buf, "\nuid=0 ") != NULL;
+	return bus1_user_listed(0);
 }
 
 /* Long runs (make fuzz) are bounded by the guest's timeout, not the harness's. */

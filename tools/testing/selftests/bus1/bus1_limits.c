@@ -23,6 +23,8 @@
 #include <unistd.h>
 #include <linux/bus1.h>
 
+#include "bus1_util.h"
+
 #define INV BUS1_HANDLE_INVALID
 #define PTR(p) ((__u64)(uintptr_t)(p))
 
@@ -67,19 +69,7 @@ static __u64 transfer(int from, __u64 src, int to)
 
 static long long pool_pages(int fd)
 {
-	char path[64], line[256];
-	long long pages = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "bus1-pool: slices=%*d bytes=%*d pages=%lld", &pages) == 1)
-			break;
-	fclose(f);
-	return pages;
+	return bus1_fdinfo_value(fd, "bus1-pool:", "pages", NULL);
 }
 
 static void peers(int n)

@@ -43,6 +43,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define N1 ((__u64)0x100)
 #define N2 ((__u64)0x200)
@@ -1088,19 +1089,7 @@ TEST_F(bus, payload_1mib)
 /* Resident pages of a peer's pool, from its fdinfo; -1 if not found. */
 static long long pool_pages(int fd)
 {
-	char path[64], line[256];
-	long long pages = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "bus1-pool: slices=%*d bytes=%*d pages=%lld", &pages) == 1)
-			break;
-	fclose(f);
-	return pages;
+	return bus1_fdinfo_value(fd, "bus1-pool:", "pages", NULL);
 }
 
 /*

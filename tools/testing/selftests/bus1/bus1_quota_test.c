@@ -26,6 +26,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define N1 ((__u64)0x100)
 #define N2 ((__u64)0x200)
@@ -203,33 +204,7 @@ static __u64 max_take(__u64 rem, __u64 share, __u64 n)
  */
 static long long fdinfo_used(int fd, const char *line, int res, long long *max)
 {
-	char path[64], buf[4096], key[32];
-	const char *l, *p;
-	long long used = -1, m = -1;
-	ssize_t n;
-	int f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return -1;
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	l = strstr(buf, line);
-	if (!l)
-		return -1;
-	snprintf(key, sizeof(key), " %s=", res_names[res]);
-	p = strstr(l, key);
-	if (!p || (strchr(l, '\n') && p > strchr(l, '\n')))
-		return -1;
-	if (sscanf(p + strlen(key), "%lld/%lld", &used, &m) != 2)
-		return -1;
-	if (max)
-		*max = m;
-	return used;
+	return bus1_fdinfo_value(fd, line, res_names[res], max);
 }
 
 /* The debugfs line of user @uid ("" if none) in @out. */

@@ -24,6 +24,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define INV BUS1_HANDLE_INVALID
 #define PTR(p) ((__u64)(uintptr_t)(p))
@@ -67,17 +68,7 @@ static int send_to(int fd, const __u64 *dst, int n, const __u64 *handles, int n_
 /* Whether debugfs lists root as a bus1 user; -1 without debugfs. */
 static int root_listed(void)
 {
-	char buf[65536];
-	ssize_t n, got = 0;
-	int f = open("/sys/kernel/debug/bus1/users", O_RDONLY | O_CLOEXEC);
-
-	if (f < 0)
-		return -1;
-	while ((n = read(f, buf + got, sizeof(buf) - 1 - got)) > 0)
-		got += n;
-	close(f);
-	buf[got] = 0;
-	return !strncmp(buf, "uid=0 ", 6) || strstr(buf, "\nuid=0 ") != NULL;
+	return bus1_user_listed(0);
 }
 
 /* Root's accounting is gone within a second of the last close. */
