@@ -261,6 +261,14 @@ impl HandleMap {
         Some(h)
     }
 
+    /// Returns the number of handles to nodes that peers other than `me` own.
+    pub(crate) fn count_foreign(&self, me: &Arc<Peer>) -> usize {
+        self.handles
+            .values()
+            .filter(|h| !Arc::ptr_eq(h.node.owner(), me))
+            .count()
+    }
+
     /// Unlinks every handle and returns them, keeping the ID serial counter.
     pub(crate) fn take_all(&mut self) -> RBTree<NodeKey, Handle> {
         self.ids = RBTree::new();

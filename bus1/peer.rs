@@ -268,6 +268,88 @@ pub(crate) struct PeerInner {
     last_node: u64,
 }
 
+/// How much [`Peer::flush`] must allocate for the peer's current state.
+struct FlushNeed {
+    /// Live nodes.
+    nodes: usize,
+    /// Remote holders, summed over the live nodes.
+    holders: usize,
+    /// Handles to other peers' nodes.
+    remote_handles: usize,
+}
+
+impl FlushNeed {
+    /// Counts what flushing `inner`, the state of `peer`, needs.
+    fn of(peer: &Arc<Peer>, inner: &PeerInner) -> Self {
+        let mut need = FlushNeed {
+            nodes: 0,
+            holders: 0,
+            remote_handles: 0,
+        };
+        for (_, st) in inner.nodes.iter() {
+            need.nodes += 1;
+            need.holders += st.holders.iter().count();
+        }
+        need.remote_handles = inner.handles.count_foreign(peer);
+        need
+    }
+}
+
+/// The memory [`Peer::flush`] needs, allocated before it changes anything.
+struct FlushReserve {
+    /// Room for the state of every destroyed node.
+    states: KVec<NodeState<QueueKey>>,
+    /// Room for every holder to notify.
+    remote: KVec<(Arc<Peer>, Arc<Node>)>,
+    /// A queue entry per holder, for its `NODE_DESTROY`.
+    remote_slots: KVec<QueueSlot<Event>>,
+    /// A queue entry per handle to another peer's node, for the owner's `NODE_RELEASE`.
+    release_slots: KVec<QueueSlot<Event>>,
+    /// Room reserved in the transaction for this many holders.
+    tx_remote: usize,
+}
+
+impl FlushReserve {
+    /// Starts with nothing reserved.
+    fn new() -> Self {
+        FlushReserve {
+            states: KVec::new(),
+            remote: KVec::new(),
+            remote_slots: KVec::new(),
+            release_slots: KVec::new(),
+            tx_remote: 0,
+        }
+    }
+
+    /// Whether everything `need` asks for is reserved.
+    fn fits(&self, need: &FlushNeed) -> bool {
+        self.states.capacity() >= need.nodes
+            && self.remote.capacity() >= need.holders
+            && self.remote_slots.len() >= need.holders
+            && self.tx_remote >= need.holders
+            && self.release_slots.len() >= need.remote_handles
+    }
+
+    /// Reserves what `need` asks for; on failure keeps what it got, so a retry continues.
+    fn grow(&mut self, need: &FlushNeed, tx: &mut Transaction) -> Result {
+        self.states.reserve(need.nodes, GFP_KERNEL)?;
+        self.remote.reserve(need.holders, GFP_KERNEL)?;
+        while self.remote_slots.len() < need.holders {
+            self.remote_slots
+                .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        if self.tx_remote < need.holders {
+            tx.reserve_remote(need.holders)?;
+            self.tx_remote = need.holders;
+        }
+        while self.release_slots.len() < need.remote_handles {
+            self.release_slots
+                .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+}
+
 /// The lifetime state of a peer.
 struct Active {
     /// Operations currently using the peer.
@@ -579,7 +661,8 @@ impl Peer {
                 self.idle.wait(&mut a);
             }
         }
-        self.flush();
+        // Cannot fail: allocations are retried.
+        let _ = self.flush(true);
         // Nobody can pin the peer any more, so nothing new can arrive in the queue.
         let leftover;
         let seed;
@@ -599,49 +682,76 @@ impl Peer {
 
     /// Destroys every node of this peer in one transaction, drops every handle and flushes the
     /// queue up to the destruction (`PEER_RESET` with `FLUSH`, and teardown).
-    fn flush(self: &Arc<Self>) {
+    ///
+    /// Everything the teardown needs is allocated before anything is changed (see
+    /// [`FlushReserve`]), so it is never half-done: every holder of a destroyed node gets its
+    /// `NODE_DESTROY` and every owner whose last reference goes away its `NODE_RELEASE`. With
+    /// `must`, as on close, which cannot fail, a failed allocation is retried until it succeeds;
+    /// otherwise it fails the call with `ENOMEM` before any effect.
+    fn flush(self: &Arc<Self>, must: bool) -> Result {
         let mut tx = Transaction::new(self.clone());
-        let mut remote: KVec<(Arc<Peer>, Arc<Node>)> = KVec::new();
-        let mut states = KVec::new();
-        let handles;
-        {
-            let mut guard = self.lock();
-            let inner = &mut *guard;
-            while let Some(cursor) = inner.nodes.cursor_front_mut() {
-                let (_, node) = cursor.remove_current();
-                let (_, mut st) = node.to_key_value();
-                if let Some(key) = st.release.take() {
-                    drop(inner.queue.remove(&key));
-                }
-                // Notifications are best effort when memory is short; teardown cannot fail.
-                let _ = tx.stage_local(&mut inner.queue, Event::Destroy(st.node.clone()));
-                for (_, h) in st.holders.iter() {
-                    let _ = remote.push((h.peer.clone(), st.node.clone()), GFP_KERNEL);
-                }
-                let _ = states.push(st, GFP_KERNEL);
+        let mut res = FlushReserve::new();
+        let mut guard = loop {
+            let guard = self.lock();
+            let need = FlushNeed::of(self, &guard);
+            if res.fits(&need) {
+                break guard;
             }
-            handles = inner.handles.take_all();
-            let mut n: u64 = 0;
-            for (_, h) in handles.iter() {
-                n = n.saturating_add(h.n_user);
+            drop(guard);
+            // The counts may grow while the lock is dropped (remote peers can acquire handles
+            // to this peer's nodes), hence the loop.
+            while let Err(e) = res.grow(&need, &mut tx) {
+                if !must {
+                    return Err(e);
+                }
+                // Small allocations fail only under fault injection or for a dying task that
+                // has already been given the reserves; this is `__GFP_NOFAIL`'s loop.
+                kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
             }
-            inner.limits.discharge_handles(n);
+        };
+        // Point of no return: nothing below allocates.
+        let inner = &mut *guard;
+        while let Some(cursor) = inner.nodes.cursor_front_mut() {
+            let (_, node) = cursor.remove_current();
+            let (_, mut st) = node.to_key_value();
+            if let Some(key) = st.release.take() {
+                drop(inner.queue.remove(&key));
+            }
+            // No `NODE_DESTROY` for the owner itself: its queue is flushed at the destruction's
+            // timestamp below, which would remove it again.
+            for (_, h) in st.holders.iter() {
+                let _ = res
+                    .remote
+                    .push_within_capacity((h.peer.clone(), st.node.clone()));
+            }
+            let _ = res.states.push_within_capacity(st);
         }
-        for (peer, node) in remote.drain_all() {
-            let _ = tx.stage_remote(&peer, Event::Destroy(node));
+        let handles = inner.handles.take_all();
+        let mut n: u64 = 0;
+        for (_, h) in handles.iter() {
+            n = n.saturating_add(h.n_user);
         }
+        inner.limits.discharge_handles(n);
+        drop(guard);
+        for (peer, node) in res.remote.drain_all() {
+            if let Some(slot) = res.remote_slots.pop() {
+                // Fails only for a holder that is going away, which needs no notification.
+                let _ = tx.stage_remote_slot(&peer, slot, Event::Destroy(node));
+            }
+        }
+        let states = &res.states;
         let c = tx.commit_with(|c| {
             for st in states.iter() {
                 st.node.set_destroyed(c);
             }
         });
-        drop(states);
+        res.states.clear();
         for (_, h) in handles.iter() {
             let owner = h.node.owner();
             if Arc::ptr_eq(owner, self) {
                 continue;
             }
-            let mut slot = Queue::reserve(GFP_KERNEL).ok();
+            let mut slot = res.release_slots.pop();
             let wake = put_strong(
                 owner.id(),
                 &mut owner.lock(),
@@ -659,6 +769,7 @@ impl Peer {
         drop(flushed);
         let freed = self.pool.flush();
         self.lock().limits.discharge_slices(freed);
+        Ok(())
     }
 
     /// `PEER_QUERY`.
@@ -703,6 +814,11 @@ impl Peer {
         if limits.iter().any(|&v| v != u32::MAX && v > i32::MAX as u32) {
             return Err(EINVAL);
         }
+        // First, as the only step that can fail (`ENOMEM`), so that a failed call has no
+        // effect; the flush does not depend on the flags and limits set below.
+        if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH != 0 {
+            self.flush(false)?;
+        }
         {
             let mut inner = self.lock();
             if q.peer_flags != u64::MAX {
@@ -714,9 +830,6 @@ impl Peer {
                     inner.limits.ledger.set_max(r, v);
                 }
             }
-        }
-        if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH != 0 {
-            self.flush();
         }
         if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH_SEED != 0 {
             let seed = self.lock().seed.take();

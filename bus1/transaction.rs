@@ -90,31 +90,6 @@ impl Transaction {
         }
     }
 
-    /// Stages `ev` on the origin's queue; the caller holds the origin's lock and gives its queue.
-    pub(crate) fn stage_local(&mut self, queue: &mut Queue<Event>, ev: Event) -> Result {
-        let slot = Queue::reserve(GFP_KERNEL)?;
-        self.local.reserve(1, GFP_KERNEL)?;
-        let key = queue.stage(slot, self.tag(), self.ts, ev);
-        self.ts = self.ts.max(key.clock());
-        // Cannot fail: room for one more was reserved above.
-        kernel::warn_on!(self.local.push_within_capacity(key).is_err());
-        Ok(())
-    }
-
-    /// Stages `ev` on the queue of `dst`. Fails (with no effect) if `dst` is shutting down or
-    /// memory is short; destruction notifications are best effort for such peers.
-    pub(crate) fn stage_remote(&mut self, dst: &Arc<Peer>, ev: Event) -> Result {
-        let pin = PeerActive::acquire(dst.clone())?;
-        let slot = Queue::reserve(GFP_KERNEL)?;
-        self.reserve_remote(1)?;
-        let tag = self.tag();
-        let key = dst.lock().queue.stage(slot, tag, self.ts, ev);
-        self.ts = self.ts.max(key.clock());
-        // Cannot fail: room for one more was reserved above.
-        kernel::warn_on!(self.record_remote(Staged { dst: pin, key }).is_err());
-        Ok(())
-    }
-
     /// Stages `ev` in the preallocated `slot` on the queue of `dst`, in room reserved with
     /// [`Self::reserve_remote`]. Fails (with no effect) only if `dst` is shutting down, which
     /// then needs no notification.

@@ -446,6 +446,148 @@ TEST_F(fault, destroy_all_or_nothing)
 	ASSERT_LT(0UL, self->injected);
 }
 
+/* A peer that owns node E, held by peers 1 and 2, and holds the only handle to peer 1's node M. */
+struct owner_peer {
+	int fd;
+	__u64 e_in1, e_in2, m;
+};
+
+static __u64 transfer(struct __test_metadata *_metadata, int from, __u64 id, int to)
+{
+	struct bus1_cmd_handle_transfer t = {
+		.src_handle = id, .dst_fd = (__u64)to, .dst_handle = INV,
+	};
+
+	EXPECT_EQ(0, ioctl(from, BUS1_CMD_HANDLE_TRANSFER, &t));
+	EXPECT_NE(INV, t.dst_handle);
+	return t.dst_handle;
+}
+
+static void owner_setup(struct __test_metadata *_metadata, FIXTURE_DATA(fault) *self,
+			struct owner_peer *o, int i)
+{
+	__u64 e = (__u64)(0x5000 + i) << 3;
+
+	o->fd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	ASSERT_LE(0, o->fd);
+	o->e_in1 = transfer(_metadata, o->fd, e, self->fd[1]);
+	o->e_in2 = transfer(_metadata, o->fd, e, self->fd[2]);
+	o->m = (__u64)(0x6000 + i) << 3;
+	transfer(_metadata, self->fd[1], o->m, o->fd);
+}
+
+/*
+ * After the owner peer's flush: peers 1 and 2 got NODE_DESTROY for E and peer
+ * 1 NODE_RELEASE for M, E is dead, and once everything is released and the
+ * owner closed, every counter is back at its baseline.
+ */
+static void owner_check_flushed(struct __test_metadata *_metadata, FIXTURE_DATA(fault) *self,
+				struct owner_peer *o)
+{
+	struct bus1_cmd_send s = { .ptr_destinations = PTR(&o->e_in1), .n_destinations = 1 };
+	int destroy1 = 0, release1 = 0, k;
+	struct bus1_cmd_recv r;
+
+	for (k = 0; k < 2; k++) {
+		ASSERT_EQ(0, recv_one(self->fd[1], &r)) TH_LOG("peer 1 missed a notification");
+		if (r.msg.type == BUS1_MSG_NODE_DESTROY && r.msg.destination == o->e_in1)
+			destroy1++;
+		else if (r.msg.type == BUS1_MSG_NODE_RELEASE && r.msg.destination == o->m)
+			release1++;
+	}
+	ASSERT_EQ(1, destroy1);
+	ASSERT_EQ(1, release1);
+	ASSERT_EQ(0, recv_one(self->fd[2], &r)) TH_LOG("peer 2 missed NODE_DESTROY");
+	ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
+	ASSERT_EQ(o->e_in2, r.msg.destination);
+	/* E is marked destroyed: nothing reaches its former owner. */
+	ASSERT_NE(0, ioctl(self->fd[1], BUS1_CMD_SEND, &s));
+	if (o->fd >= 0)
+		ASSERT_EQ(-EAGAIN, recv_one(o->fd, &r));
+	ASSERT_EQ(0, ioctl(self->fd[1], BUS1_CMD_HANDLE_RELEASE, &o->e_in1));
+	ASSERT_EQ(0, ioctl(self->fd[2], BUS1_CMD_HANDLE_RELEASE, &o->e_in2));
+	ASSERT_EQ(0, destroy(self->fd[1], o->m));
+	drain_notifications(_metadata, self->fd[1]);
+	drain_notifications(_metadata, self->fd[2]);
+	if (o->fd >= 0)
+		close(o->fd);
+	ASSERT_BASELINE();
+}
+
+/* A failed PEER_RESET(FLUSH) changes nothing; a completed one notifies everyone. */
+TEST_F(fault, reset_flush_all_or_nothing)
+{
+	struct bus1_cmd_peer_reset q = {
+		.flags = BUS1_PEER_RESET_FLAG_FLUSH,
+		.peer_flags = (__u64)-1,
+		.max_slices = (__u32)-1, .max_handles = (__u32)-1,
+		.max_inflight_bytes = (__u32)-1, .max_inflight_fds = (__u32)-1,
+	};
+	struct bus1_cmd_recv r;
+	int i, ret;
+
+	for (i = 0; i < self->rounds; i++) {
+		struct owner_peer o;
+		long long handles;
+
+		owner_setup(_metadata, self, &o, i);
+		handles = fdinfo_used(o.fd, "bus1-limits:", "handles");
+		ASSERT_EQ(2, handles);
+		inject(1);
+		ret = ioctl(o.fd, BUS1_CMD_PEER_RESET, &q);
+		inject(0);
+		if (OUTCOME(ret)) {
+			ASSERT_EQ(-EAGAIN, recv_one(self->fd[1], &r));
+			ASSERT_EQ(-EAGAIN, recv_one(self->fd[2], &r));
+			ASSERT_EQ(handles, fdinfo_used(o.fd, "bus1-limits:", "handles"));
+			ASSERT_EQ(0, ioctl(o.fd, BUS1_CMD_PEER_RESET, &q));
+		}
+		ASSERT_EQ(0, fdinfo_used(o.fd, "bus1-limits:", "handles"));
+		owner_check_flushed(_metadata, self, &o);
+	}
+	TH_LOG("%lu of %lu attempts failed", self->injected, self->attempts);
+	ASSERT_LT(0UL, self->injected);
+}
+
+/* Failures injected into every allocation on close (failslab counts them). */
+static long fi_times(void)
+{
+	char buf[32] = "";
+	ssize_t n;
+	int f = open("/sys/kernel/debug/failslab/times", O_RDONLY | O_CLOEXEC);
+
+	if (f < 0)
+		return -1;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	return n > 0 ? atol(buf) : -1;
+}
+
+/* Close cannot fail: allocation failures delay it, but everyone is notified. */
+TEST_F(fault, close_notifies_everyone)
+{
+	long before, injected = 0;
+	int i;
+
+	for (i = 0; i < self->rounds; i++) {
+		struct owner_peer o;
+
+		owner_setup(_metadata, self, &o, i);
+		/* A finite count, so failslab counts down what it injects. */
+		ASSERT_EQ(0, fi_write(fi_dirs[0], "times", "1000000"));
+		before = fi_times();
+		inject(1);
+		close(o.fd);
+		inject(0);
+		injected += before - fi_times();
+		ASSERT_EQ(0, fi_write(fi_dirs[0], "times", "-1"));
+		o.fd = -1;
+		owner_check_flushed(_metadata, self, &o);
+	}
+	TH_LOG("%ld slab allocations failed during %d closes", injected, self->rounds);
+	ASSERT_LT(0L, injected);
+}
+
 /* Opening and mapping a peer fail cleanly; what opened works. */
 TEST_F(fault, open_and_mmap)
 {
