@@ -52,6 +52,7 @@ use crate::{
         first_duplicate,
         put_strong,
         Event,
+        Limits,
         Peer,
         PeerActive,
         ShareReservations, //
@@ -174,6 +175,18 @@ impl Message {
     /// Returns the destination node.
     pub(crate) fn node(&self) -> Option<&Arc<Node>> {
         self.node.as_ref()
+    }
+
+    /// Gives back what a dequeued copy without cargo holds, except its slice: its in-flight
+    /// bytes and the sender's share. `limits` are the receiver's, whose lock the caller holds.
+    fn settle_dequeued(&mut self, limits: &mut Limits) {
+        let slices = Charge::one(quota::SLICES, self.charged.0[quota::SLICES]);
+        let mut rest = self.charged;
+        rest.0[quota::SLICES] = 0;
+        limits.release(self.sender_uid, &self.shared, &rest);
+        // INVARIANTS: What is left charged is the slice, until it is published.
+        self.charged = slices;
+        self.shared = Charge::default();
     }
 
     /// Returns the end of the slice, for `RECV`'s `max_offset` check.
@@ -350,7 +363,7 @@ impl Peer {
         if s.n_destinations > i32::MAX as u64 || s.n_vecs > VEC_MAX || s.n_fds > uapi::BUS1_FD_MAX {
             return Err(EMSGSIZE);
         }
-        if s.n_destinations > u64::from(self.lock().limits.max_handles()) {
+        if s.n_destinations > u64::from(self.max_ids()) {
             return Err(EINVAL);
         }
         let seed = s.flags & uapi::BUS1_SEND_FLAG_SEED != 0;
@@ -602,9 +615,14 @@ impl Peer {
                 return Ok(self.describe(msg, cont, dest));
             }
             let res = InstallReservation::new(msg, a.install_fds)?;
-            let Some((key, Event::Data(msg), cont)) = inner.queue.pop_front() else {
+            let Some((key, Event::Data(mut msg), cont)) = inner.queue.pop_front() else {
                 return Err(ENOTRECOVERABLE());
             };
+            if msg.cargo.is_none() {
+                // Nothing is left to decide at install: settling now, under this lock, spares
+                // the destructor taking it again.
+                msg.settle_dequeued(&mut inner.limits);
+            }
             drop(guard);
             return self.install(msg, key.ts(), cont, dest, res);
         }

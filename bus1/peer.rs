@@ -25,6 +25,8 @@ use crate::{
             MiscDevice, //
         },
         poll::{
+            PollQueue,
+            PollTable,
             POLLHUP,
             POLLIN,
             POLLOUT,
@@ -69,7 +71,7 @@ use kernel::{
         LocalFile, //
     },
     mm::virt::VmaNew,
-    new_condvar, new_mutex, new_poll_condvar, new_spinlock,
+    new_condvar, new_mutex, new_spinlock,
     prelude::*,
     rbtree::{
         RBTree,
@@ -81,10 +83,6 @@ use kernel::{
         atomic::{
             ordering::Relaxed,
             Atomic, //
-        },
-        poll::{
-            PollCondVar,
-            PollTable, //
         },
         Arc,
         ArcBorrow,
@@ -375,9 +373,12 @@ pub(crate) struct Peer {
     /// Signalled when the last active reference of a shut-down peer is dropped.
     #[pin]
     idle: CondVar,
-    /// Readers and pollers of the queue.
-    #[pin]
-    waitq: PollCondVar,
+    /// A copy of the peer's handle limit, which also bounds the ID arrays of `SEND`, readable
+    /// without taking `inner`; written under `inner` by `PEER_RESET`.
+    max_ids: Atomic<u32>,
+    /// Readers and pollers of the queue. Not a `PollCondVar`, whose destructor waits for an RCU
+    /// grace period, which made every close take milliseconds.
+    waitq: PollQueue,
     /// The receive pool.
     #[pin]
     pool: Pool,
@@ -536,7 +537,9 @@ impl Peer {
         let id = PEER_IDS.fetch_add(1, Relaxed) + 1;
         let viewer = Viewer::current()?;
         let uid = viewer.real_kuid();
-        let user = UserRef::get(uid)?;
+        let limits = Limits::new(UserRef::get(uid)?);
+        let max_ids = Atomic::new(limits.max_handles());
+        let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
         Arc::pin_init(
             try_pin_init!(Peer {
                 id,
@@ -544,7 +547,7 @@ impl Peer {
                 inner <- new_mutex!(
                     PeerInner {
                         queue: Queue::new(),
-                        limits: Limits::new(user),
+                        limits,
                         peer_flags: 0,
                         handles: HandleMap::new(),
                         nodes: RBTree::new(),
@@ -560,13 +563,19 @@ impl Peer {
                     },
                     "Peer::active"
                 ),
+                max_ids,
                 idle <- new_condvar!("Peer::idle"),
-                waitq <- new_poll_condvar!("Peer::waitq"),
+                waitq,
                 pool <- Pool::new(),
                 viewer,
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Returns the peer's handle limit, which also bounds the ID arrays of `SEND`.
+    pub(crate) fn max_ids(&self) -> u32 {
+        self.max_ids.load(Relaxed)
     }
 
     /// Returns the peer's diagnostic ID.
@@ -599,7 +608,7 @@ impl Peer {
         // With the sync hint, as AF_UNIX, pipes and binder do: the waker usually goes on to wait
         // for the answer, so the woken receiver may run on this CPU. Every poll waiter is still
         // woken (they are not exclusive waiters).
-        self.waitq.notify_sync();
+        self.waitq.wake_sync();
     }
 
     /// Whether the peer was disconnected.
@@ -830,6 +839,7 @@ impl Peer {
                     inner.limits.ledger.set_max(r, v);
                 }
             }
+            self.max_ids.store(inner.limits.max_handles(), Relaxed);
         }
         if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH_SEED != 0 {
             let seed = self.lock().seed.take();
@@ -1207,7 +1217,7 @@ impl MiscDevice for Peer {
     }
 
     fn poll(me: ArcBorrow<'_, Peer>, file: &File, table: PollTable<'_>) -> u32 {
-        table.register_wait(file, &me.waitq);
+        table.register(file, &me.waitq);
         if me.is_shutdown() {
             return POLLHUP;
         }

@@ -15,9 +15,12 @@
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/pagemap.h>
+#include <linux/rcupdate.h>
+#include <linux/slab.h>
 #include <linux/sched/mm.h>
 #include <linux/shmem_fs.h>
 #include <linux/uaccess.h>
+#include <linux/wait.h>
 #include <kunit/test.h>
 
 #include "helpers.h"
@@ -163,6 +166,37 @@ int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	vma_set_file(vma, file);
 	return vfs_mmap(file, vma);
+}
+
+/*
+ * A wait queue for poll() in an allocation of its own, so that dropping it
+ * does not have to wait for an RCU grace period: epoll may still look at a
+ * wait queue that announced POLLFREE until a grace period has passed, so the
+ * memory is freed with kfree_rcu() instead of after synchronize_rcu().
+ */
+struct rust_bus1_waitq {
+	struct wait_queue_head wq;
+	struct rcu_head rcu;
+};
+
+struct wait_queue_head *rust_bus1_waitq_new(const char *name,
+					    struct lock_class_key *key)
+{
+	struct rust_bus1_waitq *q = kmalloc(sizeof(*q), GFP_KERNEL);
+
+	if (!q)
+		return NULL;
+	__init_waitqueue_head(&q->wq, name, key);
+	return &q->wq;
+}
+
+void rust_bus1_waitq_free(struct wait_queue_head *wq)
+{
+	struct rust_bus1_waitq *q = container_of(wq, struct rust_bus1_waitq, wq);
+
+	/* Detaches every poll waiter (POLLFREE); epoll drops its entry under RCU. */
+	wake_up_pollfree(wq);
+	kfree_rcu(q, rcu);
 }
 
 #if IS_BUILTIN(CONFIG_KUNIT)

@@ -13,6 +13,8 @@ struct file_operations;
 struct mem_cgroup;
 struct page;
 struct vm_area_struct;
+struct wait_queue_head;
+struct lock_class_key;
 
 /* rust/shmem.rs */
 struct file *rust_bus1_shmem_setup(const char *name, loff_t size);
@@ -31,6 +33,11 @@ void rust_bus1_page_read(struct page *page, size_t offset, void *dst,
 int rust_bus1_shmem_punch_hole(struct file *file, loff_t offset, loff_t len);
 unsigned long rust_bus1_shmem_resident_pages(struct file *file);
 int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma);
+
+/* rust/poll.rs */
+struct wait_queue_head *rust_bus1_waitq_new(const char *name,
+					    struct lock_class_key *key);
+void rust_bus1_waitq_free(struct wait_queue_head *wq);
 
 /* Test support for rust/shmem.rs, only built with built-in KUnit. */
 struct file *rust_bus1_test_anon_file(const struct file_operations *fops,

@@ -9,7 +9,10 @@
 //!
 //! C header: [`include/linux/miscdevice.h`](srctree/include/linux/miscdevice.h).
 
-use super::fd::IoctlContext;
+use super::{
+    fd::IoctlContext,
+    poll::PollTable, //
+};
 use core::{
     any::TypeId,
     marker::PhantomData, //
@@ -27,10 +30,7 @@ use kernel::{
     mm::virt::VmaNew,
     prelude::*,
     seq_file::SeqFile,
-    sync::{
-        poll::PollTable,
-        SetOnce, //
-    },
+    sync::SetOnce,
     types::{
         ForeignOwnable,
         Opaque, //

@@ -10,11 +10,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -311,6 +314,89 @@ TEST_F_TIMEOUT(td, cycles_through_queues, 600)
 			close(b);
 			close(a);
 		}
+	}
+	ASSERT_ALL_GIVEN_BACK();
+}
+
+/* Polls @arg (a peer fd) until it reports something other than POLLOUT. */
+static void *poll_thread(void *arg)
+{
+	struct pollfd p = { .fd = *(int *)arg, .events = POLLIN };
+	long r = 0;
+
+	while (poll(&p, 1, 10000) == 1 && !(p.revents & (POLLIN | POLLHUP)))
+		;
+	r = p.revents;
+	return (void *)r;
+}
+
+/*
+ * The peer's poll wait queue outlives every registration on it: epoll
+ * entries (also through a dup) and a thread blocked in poll() while the peer
+ * is disconnected and closed, with the peer object itself kept alive by
+ * another peer's handle to its node. KASAN reports any use after free.
+ */
+TEST_F_TIMEOUT(td, poll_across_close, 600)
+{
+	int round;
+
+	for (round = 0; round < 50; round++) {
+		int a = peer_new(), b = peer_new(), a2, ep, ep2, n;
+		__u64 ab = handle_to(b, NODE(0), a), ba = handle_to(a, NODE(0), b);
+		struct epoll_event ev = { .events = EPOLLIN }, out[4];
+		struct bus1_cmd_send s = { .n_destinations = 1 };
+		pthread_t t;
+		void *res;
+
+		ASSERT_NE(INV, ab);
+		ASSERT_NE(INV, ba);
+		a2 = dup(a);
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		ep2 = epoll_create1(EPOLL_CLOEXEC);
+		ASSERT_LE(0, a2);
+		ASSERT_LE(0, ep);
+		ASSERT_LE(0, ep2);
+		ev.data.fd = a;
+		ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, a, &ev));
+		ev.data.fd = b;
+		ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, b, &ev));
+		ev.data.fd = a2;
+		ASSERT_EQ(0, epoll_ctl(ep2, EPOLL_CTL_ADD, a2, &ev));
+
+		/* A message for b wakes ep for b only. */
+		ASSERT_EQ(0, send_to(a, &ab, 1, NULL, 0, -1));
+		n = epoll_wait(ep, out, 4, 5000);
+		ASSERT_EQ(1, n);
+		ASSERT_EQ(b, out[0].data.fd);
+		ASSERT_EQ(0, epoll_wait(ep2, out, 4, 0));
+
+		/* Disconnecting a wakes a blocked poller with POLLHUP, and both epolls. */
+		ASSERT_EQ(0, pthread_create(&t, NULL, poll_thread, &a));
+		usleep(round % 5 * 1000);
+		ASSERT_EQ(0, ioctl(a, BUS1_CMD_PEER_DISCONNECT, 0));
+		ASSERT_EQ(0, pthread_join(t, &res));
+		ASSERT_NE(0, (long)res & POLLHUP);
+		ASSERT_EQ(1, epoll_wait(ep2, out, 4, 5000));
+
+		/* Closing a removes its epoll entries; b's handle keeps the peer object alive. */
+		if (round % 2) {
+			close(a);
+			close(a2);
+		} else {
+			close(a2);
+			close(a);
+		}
+		ASSERT_EQ(0, epoll_wait(ep2, out, 4, 0));
+		n = epoll_wait(ep, out, 4, 0);
+		ASSERT_EQ(1, n);
+		ASSERT_EQ(b, out[0].data.fd);
+		/* a's node went with a. */
+		s.ptr_destinations = PTR(&ba);
+		ASSERT_EQ(-1, ioctl(b, BUS1_CMD_SEND, &s));
+		close(ep2);
+		close(b);
+		ASSERT_EQ(0, epoll_wait(ep, out, 4, 0));
+		close(ep);
 	}
 	ASSERT_ALL_GIVEN_BACK();
 }
