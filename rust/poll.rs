@@ -62,7 +62,9 @@ impl<'a> PollTable<'a> {
         // * `self.table` is null or valid for the duration of this call, by the invariants.
         // * The wait queue is valid now; by the invariants of `PollQueue`, it stays valid for an
         //   RCU grace period after `wake_up_pollfree()` detached every waiter, which is what
-        //   epoll needs to remove its entry later.
+        //   epoll (and aio and io_uring) need to remove their entries later. `select` and `poll`
+        //   remove theirs before they return, while they hold a reference to `file`; as with
+        //   `PollCondVar`, callers register a queue that the file keeps alive.
         unsafe { bindings::poll_wait(file.as_ptr(), queue.wq.as_ptr(), self.table) }
     }
 }
