@@ -475,6 +475,7 @@ static int send_std(struct world *w, const __u64 *dst, int n_dst, __u64 flags)
 }
 
 static int recv_err;
+static __u64 recv_handles[2];	/* the handle IDs of the last message recv_std() got */
 
 /* Receives the standard message on peer @i and checks it is complete. */
 static int recv_std(struct world *w, int i, __u64 flags, char *why, size_t len)
@@ -510,6 +511,7 @@ static int recv_std(struct world *w, int i, __u64 flags, char *why, size_t len)
 			snprintf(why, len, "peer %c: handle or fd %d not installed", 'A' + i, k);
 			return 0;
 		}
+		recv_handles[k] = h[k];
 		close(f[k]);
 	}
 	if (ioctl(w->fd[i], BUS1_CMD_SLICE_RELEASE, &r.msg.offset)) {
@@ -885,6 +887,34 @@ static int ck_recv(struct world *w, char *why, size_t len)
 	return NOTHING(w, 0, why, len) && NOTHING(w, 1, why, len);
 }
 
+/*
+ * RECV of a message that carries a node destroyed after the message was sent:
+ * the message is ordered before the destruction, so B gets the handle and
+ * then NODE_DESTROY for it, exactly once.
+ */
+static int prep_recv_destroyed(struct world *w)
+{
+	__u64 id = NEW;
+	struct bus1_cmd_nodes_destroy d = { .ptr_nodes = PTR(&id), .n_nodes = 1 };
+	struct bus1_cmd_recv r;
+
+	if (op_uni(w) || ioctl(w->A, BUS1_CMD_NODES_DESTROY, &d))
+		return -1;
+	/* A's own NODE_DESTROY. */
+	if (b1_recv(w->A, 0, &r) || r.msg.type != BUS1_MSG_NODE_DESTROY)
+		return -1;
+	return 0;
+}
+static int ck_recv_destroyed(struct world *w, char *why, size_t len)
+{
+	if (recv_why[0]) {
+		snprintf(why, len, "%s", recv_why);
+		return 0;
+	}
+	return NOTES(w, 1, why, len, BUS1_MSG_NODE_DESTROY, recv_handles[1]) &&
+	       NOTHING(w, 0, why, len);
+}
+
 /* SLICE_RELEASE of the received standard message */
 static __u64 slice_off;
 static int prep_slice(struct world *w)
@@ -937,6 +967,13 @@ static int op_destroy_release(struct world *w)
 static int ck_destroy(struct world *w, char *why, size_t len)
 {
 	return NOTES(w, 0, why, len, BUS1_MSG_NODE_DESTROY, NA) &&
+	       NOTES(w, 1, why, len, BUS1_MSG_NODE_DESTROY, w->hab) &&
+	       NOTES(w, 2, why, len, BUS1_MSG_NODE_DESTROY, w->hac) && NOTHING(w, 3, why, len);
+}
+/* A released its handle before receiving its own NODE_DESTROY, so it never sees it. */
+static int ck_destroy_release(struct world *w, char *why, size_t len)
+{
+	return NOTHING(w, 0, why, len) &&
 	       NOTES(w, 1, why, len, BUS1_MSG_NODE_DESTROY, w->hab) &&
 	       NOTES(w, 2, why, len, BUS1_MSG_NODE_DESTROY, w->hac) && NOTHING(w, 3, why, len);
 }
@@ -1035,6 +1072,8 @@ static const struct fault_op ops[] = {
 	{ "send-seed", NULL, op_seed, ck_seed, 0, 1, 0 },
 #define OP_RECV 9
 	{ "recv", prep_recv, op_recv, ck_recv, 1 << 1, 1, 0 },
+#define OP_RECV_DESTROYED 18
+	{ "recv-destroyed-node", prep_recv_destroyed, op_recv, ck_recv_destroyed, 1 << 1, 1, 0 },
 #define OP_SLICE 10
 	{ "slice-release", prep_slice, op_slice, NULL, 0, 0, 0 },
 #define OP_RELEASE 11
@@ -1044,7 +1083,7 @@ static const struct fault_op ops[] = {
 #define OP_DESTROY 13
 	{ "nodes-destroy", NULL, op_destroy, ck_destroy, 0, 1, 0 },
 #define OP_DESTROY_RELEASE 14
-	{ "nodes-destroy-release", NULL, op_destroy_release, ck_destroy, 0, 1, 0 },
+	{ "nodes-destroy-release", NULL, op_destroy_release, ck_destroy_release, 0, 1, 0 },
 #define OP_RESET 15
 	{ "reset-flush", prep_owner, op_reset, ck_reset, 1 << 1, 1, 0 },
 #define OP_CLOSE 16
@@ -1063,6 +1102,7 @@ TEST_F_TIMEOUT(fault, send_unicast, 120) { run_op(_metadata, &ops[OP_UNI]); }
 TEST_F_TIMEOUT(fault, send_multicast, 120) { run_op(_metadata, &ops[OP_MULTI]); }
 TEST_F_TIMEOUT(fault, send_seed, 120) { run_op(_metadata, &ops[OP_SEED]); }
 TEST_F_TIMEOUT(fault, recv, 120) { run_op(_metadata, &ops[OP_RECV]); }
+TEST_F_TIMEOUT(fault, recv_destroyed_node, 120) { run_op(_metadata, &ops[OP_RECV_DESTROYED]); }
 TEST_F_TIMEOUT(fault, slice_release, 120) { run_op(_metadata, &ops[OP_SLICE]); }
 TEST_F_TIMEOUT(fault, handle_release, 120) { run_op(_metadata, &ops[OP_RELEASE]); }
 TEST_F_TIMEOUT(fault, handle_release_last, 120) { run_op(_metadata, &ops[OP_RELEASE_LAST]); }
