@@ -51,6 +51,7 @@ use crate::{
     peer::{
         first_duplicate,
         put_strong,
+        reserve_nofail,
         Event,
         Peer,
         PeerActive,
@@ -208,7 +209,10 @@ impl Drop for Message {
 /// owner if they were the last strong references. Takes the owner's lock.
 fn put_inflight(node: &Arc<Node>, n: u64) {
     let owner = node.owner();
-    let mut slot = Queue::reserve(GFP_KERNEL).ok();
+    // A message is dropped where nothing can fail (a flush, a close, or the undoing of a
+    // failed send), and the owner must still get its `NODE_RELEASE` if these were the last
+    // strong references: the slot is not optional.
+    let mut slot = Some(reserve_nofail());
     let wake = put_strong(
         owner.id(),
         &mut owner.lock(),
