@@ -1053,43 +1053,43 @@ static int op_disconnect(struct world *w)
 
 static const struct fault_op ops[] = {
 #define OP_OPEN 0
-	{ "open", prep_open, op_open, ck_open, 0, 1, 0 },
+	[OP_OPEN] = { "open", prep_open, op_open, ck_open, 0, 1, 0 },
 #define OP_MMAP 1
-	{ "mmap", NULL, op_mmap, NULL, 0, 0, 0 },
+	[OP_MMAP] = { "mmap", NULL, op_mmap, NULL, 0, 0, 0 },
 #define OP_QUERY 2
-	{ "peer-query", NULL, op_query, NULL, 0, 0, 0 },
+	[OP_QUERY] = { "peer-query", NULL, op_query, NULL, 0, 0, 0 },
 #define OP_NODE 3
-	{ "node-create", NULL, op_node, NULL, 0, 1, 0 },
+	[OP_NODE] = { "node-create", NULL, op_node, NULL, 0, 1, 0 },
 #define OP_XFER 4
-	{ "transfer", NULL, op_xfer, ck_xfer, 0, 1, 0 },
+	[OP_XFER] = { "transfer", NULL, op_xfer, ck_xfer, 0, 1, 0 },
 #define OP_XFER_NEW 5
-	{ "transfer-new-node", NULL, op_xfer_new, ck_xfer, 0, 1, 0 },
+	[OP_XFER_NEW] = { "transfer-new-node", NULL, op_xfer_new, ck_xfer, 0, 1, 0 },
 #define OP_UNI 6
-	{ "send-unicast", NULL, op_uni, ck_uni, 0, 1, 0 },
+	[OP_UNI] = { "send-unicast", NULL, op_uni, ck_uni, 0, 1, 0 },
 #define OP_MULTI 7
-	{ "send-multicast", NULL, op_multi, ck_multi, 0, 1, 0 },
+	[OP_MULTI] = { "send-multicast", NULL, op_multi, ck_multi, 0, 1, 0 },
 #define OP_SEED 8
-	{ "send-seed", NULL, op_seed, ck_seed, 0, 1, 0 },
+	[OP_SEED] = { "send-seed", NULL, op_seed, ck_seed, 0, 1, 0 },
 #define OP_RECV 9
-	{ "recv", prep_recv, op_recv, ck_recv, 1 << 1, 1, 0 },
+	[OP_RECV] = { "recv", prep_recv, op_recv, ck_recv, 1 << 1, 1, 0 },
 #define OP_RECV_DESTROYED 18
-	{ "recv-destroyed-node", prep_recv_destroyed, op_recv, ck_recv_destroyed, 1 << 1, 1, 0 },
+	[OP_RECV_DESTROYED] = { "recv-destroyed-node", prep_recv_destroyed, op_recv, ck_recv_destroyed, 1 << 1, 1, 0 },
 #define OP_SLICE 10
-	{ "slice-release", prep_slice, op_slice, NULL, 0, 0, 0 },
+	[OP_SLICE] = { "slice-release", prep_slice, op_slice, NULL, 0, 0, 0 },
 #define OP_RELEASE 11
-	{ "handle-release", NULL, op_release, NULL, 0, 1, 0 },
+	[OP_RELEASE] = { "handle-release", NULL, op_release, NULL, 0, 1, 0 },
 #define OP_RELEASE_LAST 12
-	{ "handle-release-last", prep_release_last, op_release, ck_release_last, 0, 1, 0 },
+	[OP_RELEASE_LAST] = { "handle-release-last", prep_release_last, op_release, ck_release_last, 0, 1, 0 },
 #define OP_DESTROY 13
-	{ "nodes-destroy", NULL, op_destroy, ck_destroy, 0, 1, 0 },
+	[OP_DESTROY] = { "nodes-destroy", NULL, op_destroy, ck_destroy, 0, 1, 0 },
 #define OP_DESTROY_RELEASE 14
-	{ "nodes-destroy-release", NULL, op_destroy_release, ck_destroy_release, 0, 1, 0 },
+	[OP_DESTROY_RELEASE] = { "nodes-destroy-release", NULL, op_destroy_release, ck_destroy_release, 0, 1, 0 },
 #define OP_RESET 15
-	{ "reset-flush", prep_owner, op_reset, ck_reset, 1 << 1, 1, 0 },
+	[OP_RESET] = { "reset-flush", prep_owner, op_reset, ck_reset, 1 << 1, 1, 0 },
 #define OP_CLOSE 16
-	{ "close", prep_owner, op_close, ck_b_flushed, 1 << 1, 1, 1 },
+	[OP_CLOSE] = { "close", prep_owner, op_close, ck_b_flushed, 1 << 1, 1, 1 },
 #define OP_DISCONNECT 17
-	{ "disconnect", prep_owner, op_disconnect, ck_b_flushed, 1 << 1, 1, 1 },
+	[OP_DISCONNECT] = { "disconnect", prep_owner, op_disconnect, ck_b_flushed, 1 << 1, 1, 1 },
 };
 
 TEST_F_TIMEOUT(fault, open, 120) { run_op(_metadata, &ops[OP_OPEN]); }
