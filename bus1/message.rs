@@ -51,6 +51,7 @@ use crate::{
     peer::{
         first_duplicate,
         put_strong,
+        reserve_nofail,
         Event,
         Limits,
         Peer,
@@ -221,7 +222,10 @@ impl Drop for Message {
 /// owner if they were the last strong references. Takes the owner's lock.
 fn put_inflight(node: &Arc<Node>, n: u64) {
     let owner = node.owner();
-    let mut slot = Queue::reserve(GFP_KERNEL).ok();
+    // A message is dropped where nothing can fail (a flush, a close, or the undoing of a
+    // failed send), and the owner must still get its `NODE_RELEASE` if these were the last
+    // strong references: the slot is not optional.
+    let mut slot = Some(reserve_nofail());
     let wake = put_strong(
         owner.id(),
         &mut owner.lock(),
@@ -302,6 +306,10 @@ struct InstallReservation {
     handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, Holder>)>,
     /// One per carried file, if they are to be installed.
     fds: KVec<FileDescriptorReservation>,
+    /// One per carried node of another peer that was already destroyed, for the
+    /// `NODE_DESTROY` the receiver gets with a handle installed after the destruction (see
+    /// [`Peer::install_handle`]).
+    destroys: KVec<QueueSlot<Event>>,
 }
 
 impl InstallReservation {
@@ -336,7 +344,22 @@ impl InstallReservation {
                 fds.push(reserve_cloexec()?, GFP_KERNEL)?;
             }
         }
-        Ok(InstallReservation { handles, fds })
+        // Only nodes already destroyed need one: this keeps the common receive free of extra
+        // allocations. A node destroyed from now on is still being committed when the message
+        // is installed, or its notification is allocated then, best effort.
+        let mut destroys = KVec::new();
+        if let Some(cargo) = &msg.cargo {
+            for node in cargo.nodes.iter().flatten() {
+                if node.destroyed_at().is_some() && !Arc::ptr_eq(node.owner(), &msg.receiver) {
+                    destroys.push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+                }
+            }
+        }
+        Ok(InstallReservation {
+            handles,
+            fds,
+            destroys,
+        })
     }
 }
 
@@ -687,7 +710,7 @@ impl Peer {
             for (i, node) in cargo.nodes.iter().enumerate() {
                 let id = match (node, res.handles.pop()) {
                     (Some(node), Some((hres, holder_res))) => {
-                        self.install_handle(node, ts, hres, holder_res)
+                        self.install_handle(node, ts, hres, holder_res, &mut res.destroys)
                     }
                     _ => uapi::BUS1_HANDLE_INVALID,
                 };
@@ -732,6 +755,7 @@ impl Peer {
         ts: u64,
         hres: HandleReservation,
         holder_res: RBTreeNodeReservation<u64, Holder>,
+        destroys: &mut KVec<QueueSlot<Event>>,
     ) -> u64 {
         let owner = node.owner();
         // Whether the message is ordered before the node's destruction, which must then be
@@ -805,7 +829,13 @@ impl Peer {
         // earlier message that already joined it. Joining twice would notify twice.
         let mut woke = false;
         if !live && linked && id != uapi::BUS1_HANDLE_INVALID {
-            if let (Some(c), Ok(slot)) = (node.destroyed_at(), Queue::reserve(GFP_KERNEL)) {
+            // Reserved before the dequeue when the node was destroyed by then; otherwise (the
+            // destruction raced with this receive) allocated now, best effort.
+            let slot = match destroys.pop() {
+                Some(slot) => Ok(slot),
+                None => Queue::reserve(GFP_KERNEL),
+            };
+            if let (Some(c), Ok(slot)) = (node.destroyed_at(), slot) {
                 if let Ok((_, w)) =
                     inner
                         .queue

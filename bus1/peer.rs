@@ -465,6 +465,19 @@ pub(crate) fn put_strong(
     wake
 }
 
+/// Allocates a queue entry for a notification that must not be lost, where failing is not an
+/// option (a message dropped by a flush or a close). A failed allocation is retried until it
+/// succeeds, as `__GFP_NOFAIL` would: small allocations fail only under fault injection or for a
+/// dying task that has already been given the reserves.
+pub(crate) fn reserve_nofail() -> QueueSlot<Event> {
+    loop {
+        if let Ok(slot) = Queue::reserve(GFP_KERNEL) {
+            return slot;
+        }
+        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+    }
+}
+
 /// Adds a strong reference to the node `serial` of the peer whose state is `inner`, for remote
 /// `holder` (`None` for an extra owner reference). Withdraws a queued release notification.
 ///

@@ -6,6 +6,7 @@
 #ifndef BUS1_SELFTEST_UTIL_H
 #define BUS1_SELFTEST_UTIL_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,6 +69,41 @@ static inline int bus1_user_listed(uid_t uid)
 		return 1;
 	snprintf(key, sizeof(key), "\nuid=%u ", (unsigned int)uid);
 	return strstr(buf, key) != NULL;
+}
+
+/* Reads the whole (small) file @path into @buf, NUL-terminated; its length or -errno. */
+static inline ssize_t bus1_read_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n, got = 0;
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (f < 0)
+		return -errno;
+	while (got < (ssize_t)len - 1 && (n = read(f, buf + got, len - 1 - got)) > 0)
+		got += n;
+	close(f);
+	buf[got] = 0;
+	return got;
+}
+
+/*
+ * Waits up to @secs for debugfs to list no bus1 user at all, i.e. every
+ * accounting counter is back to zero once every peer is closed (peers are
+ * freed after their last reference, possibly from RCU). 1 if clean, 0 if not
+ * (@buf then holds what is left), -errno without debugfs.
+ */
+static inline int bus1_users_clean(char *buf, size_t len, int secs)
+{
+	int i;
+
+	for (i = 0; i <= secs * 20; i++) {
+		ssize_t n = bus1_read_file("/sys/kernel/debug/bus1/users", buf, len);
+
+		if (n <= 0)
+			return n < 0 ? (int)n : 1;
+		usleep(50000);
+	}
+	return 0;
 }
 
 #endif /* BUS1_SELFTEST_UTIL_H */
