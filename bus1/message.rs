@@ -830,12 +830,10 @@ impl Peer {
         let mut woke = false;
         if !live && linked && id != uapi::BUS1_HANDLE_INVALID {
             // Reserved before the dequeue when the node was destroyed by then; otherwise (the
-            // destruction raced with this receive) allocated now, best effort.
-            let slot = match destroys.pop() {
-                Some(slot) => Ok(slot),
-                None => Queue::reserve(GFP_KERNEL),
-            };
-            if let (Some(c), Ok(slot)) = (node.destroyed_at(), slot) {
+            // destruction raced with this receive, which is rare) allocated now, retrying a
+            // failure: the message is dequeued, and the notification must not be lost.
+            let slot = destroys.pop().unwrap_or_else(reserve_nofail);
+            if let Some(c) = node.destroyed_at() {
                 if let Ok((_, w)) =
                     inner
                         .queue
