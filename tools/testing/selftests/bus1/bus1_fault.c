@@ -41,47 +41,6 @@
 #define N1 ((__u64)0x100)
 #define NPEERS 3
 
-static const char *const fi_dirs[] = {
-	"/sys/kernel/debug/failslab", "/sys/kernel/debug/fail_page_alloc",
-};
-
-static int fi_write(const char *dir, const char *attr, const char *val)
-{
-	char path[128];
-	ssize_t n;
-	int f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, attr);
-	f = open(path, O_WRONLY | O_CLOEXEC);
-	if (f < 0)
-		return -errno;
-	n = write(f, val, strlen(val));
-	close(f);
-	return n < 0 ? -errno : 0;
-}
-
-/* The module's address range, from /proc/modules; 0 if not found. */
-static int module_range(unsigned long *start, unsigned long *end)
-{
-	char name[64], line[512];
-	unsigned long size, addr;
-	FILE *f = fopen("/proc/modules", "r");
-	int ok = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%63s %lu %*d %*s %*s %lx", name, &size, &addr) == 3 &&
-		    !strcmp(name, "bus1") && addr) {
-			*start = addr;
-			*end = addr + size;
-			ok = 1;
-		}
-	}
-	fclose(f);
-	return ok;
-}
-
 static int make_it_fail = -1;
 
 /* Failures are injected into this task only while @on. */
@@ -127,9 +86,6 @@ FIXTURE(fault) {
 
 FIXTURE_SETUP(fault)
 {
-	unsigned long start = 0, end = 0;
-	char val[32];
-	unsigned int i;
 	int j;
 
 	memset(self->fd, -1, sizeof(self->fd));
@@ -137,27 +93,9 @@ FIXTURE_SETUP(fault)
 	    access("/sys/kernel/debug/fail_page_alloc/require-start", W_OK) ||
 	    access("/proc/self/make-it-fail", W_OK))
 		SKIP(return, "no failslab/fail_page_alloc with a stack trace filter");
-	ASSERT_TRUE(module_range(&start, &end)) TH_LOG("bus1 not in /proc/modules");
+	ASSERT_EQ(0, bus1_fi_setup(30));
 	make_it_fail = open("/proc/self/make-it-fail", O_WRONLY | O_CLOEXEC);
 	ASSERT_LE(0, make_it_fail);
-	for (i = 0; i < sizeof(fi_dirs) / sizeof(fi_dirs[0]); i++) {
-		const char *d = fi_dirs[i];
-
-		ASSERT_EQ(0, fi_write(d, "probability", "30"));
-		ASSERT_EQ(0, fi_write(d, "interval", "1"));
-		ASSERT_EQ(0, fi_write(d, "times", "-1"));
-		ASSERT_EQ(0, fi_write(d, "space", "0"));
-		ASSERT_EQ(0, fi_write(d, "verbose", "0"));
-		ASSERT_EQ(0, fi_write(d, "task-filter", "Y"));
-		ASSERT_EQ(0, fi_write(d, "ignore-gfp-wait", "N"));
-		ASSERT_EQ(0, fi_write(d, "stacktrace-depth", "32"));
-		snprintf(val, sizeof(val), "%lu", start);
-		ASSERT_EQ(0, fi_write(d, "require-start", val));
-		snprintf(val, sizeof(val), "%lu", end);
-		ASSERT_EQ(0, fi_write(d, "require-end", val));
-	}
-	ASSERT_EQ(0, fi_write(fi_dirs[1], "min-order", "0"));
-	ASSERT_EQ(0, fi_write(fi_dirs[1], "ignore-gfp-highmem", "N"));
 
 	for (j = 0; j < NPEERS; j++) {
 		self->fd[j] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
@@ -185,8 +123,8 @@ FIXTURE_TEARDOWN(fault)
 
 	if (make_it_fail >= 0)
 		inject(0);
-	fi_write(fi_dirs[0], "probability", "0");
-	fi_write(fi_dirs[1], "probability", "0");
+	bus1_fi_put(bus1_fi_dirs[0], "probability", "0");
+	bus1_fi_put(bus1_fi_dirs[1], "probability", "0");
 	for (j = 0; j < NPEERS; j++)
 		if (self->fd[j] >= 0)
 			close(self->fd[j]);
@@ -287,8 +225,8 @@ static void send_rounds(struct __test_metadata *_metadata, FIXTURE_DATA(fault) *
 	int i, j, ret;
 
 	/* A send allocates a lot: a lower rate lets some complete. */
-	fi_write(fi_dirs[0], "probability", "10");
-	fi_write(fi_dirs[1], "probability", "10");
+	bus1_fi_put(bus1_fi_dirs[0], "probability", "10");
+	bus1_fi_put(bus1_fi_dirs[1], "probability", "10");
 	memset(payload, 0x5a, sizeof(payload));
 	for (i = 0; i < self->rounds; i++) {
 		__u64 node = (__u64)(0x1000 + i) << 3;
@@ -574,13 +512,13 @@ TEST_F(fault, close_notifies_everyone)
 
 		owner_setup(_metadata, self, &o, i);
 		/* A finite count, so failslab counts down what it injects. */
-		ASSERT_EQ(0, fi_write(fi_dirs[0], "times", "1000000"));
+		ASSERT_EQ(0, bus1_fi_put(bus1_fi_dirs[0], "times", "1000000"));
 		before = fi_times();
 		inject(1);
 		close(o.fd);
 		inject(0);
 		injected += before - fi_times();
-		ASSERT_EQ(0, fi_write(fi_dirs[0], "times", "-1"));
+		ASSERT_EQ(0, bus1_fi_put(bus1_fi_dirs[0], "times", "-1"));
 		o.fd = -1;
 		owner_check_flushed(_metadata, self, &o);
 	}

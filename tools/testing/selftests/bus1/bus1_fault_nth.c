@@ -65,50 +65,6 @@
 #define MAX_NTH 500
 #define USERS "/sys/kernel/debug/bus1/users"
 
-static const char *const fi_dirs[] = {
-	"/sys/kernel/debug/failslab", "/sys/kernel/debug/fail_page_alloc",
-};
-
-static int fi_put(const char *dir, const char *attr, const char *fmt, ...)
-{
-	char path[256], val[64];
-	va_list ap;
-	int f, n;
-
-	va_start(ap, fmt);
-	vsnprintf(val, sizeof(val), fmt, ap);
-	va_end(ap);
-	snprintf(path, sizeof(path), "%s/%s", dir, attr);
-	f = open(path, O_WRONLY | O_CLOEXEC);
-	if (f < 0)
-		return -errno;
-	n = write(f, val, strlen(val));
-	close(f);
-	return n < 0 ? -errno : 0;
-}
-
-/* The module's address range, from /proc/modules; 0 if found. */
-static int module_range(unsigned long *start, unsigned long *end)
-{
-	char name[64], line[512];
-	unsigned long size, addr;
-	FILE *f = fopen("/proc/modules", "r");
-	int ret = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%63s %lu %*d %*s %*s %lx", name, &size, &addr) == 3 &&
-		    !strcmp(name, "bus1") && addr) {
-			*start = addr;
-			*end = addr + size;
-			ret = 0;
-		}
-	}
-	fclose(f);
-	return ret;
-}
-
 static int nth_fd = -1;
 
 /* Arms the countdown: the n-th allocation below bus1 from now on fails (0: off). */
@@ -600,31 +556,12 @@ FIXTURE(fault) {
 
 FIXTURE_SETUP(fault)
 {
-	unsigned long start = 0, end = 0;
-	unsigned int i;
-
 	if (access("/sys/kernel/debug/failslab/require-start", W_OK) ||
 	    access("/sys/kernel/debug/fail_page_alloc/require-start", W_OK) ||
 	    access("/proc/thread-self/fail-nth", W_OK))
 		SKIP(return, "no failslab/fail_page_alloc with a stack trace filter and fail-nth");
-	ASSERT_EQ(0, module_range(&start, &end)) TH_LOG("bus1 not in /proc/modules");
-	for (i = 0; i < sizeof(fi_dirs) / sizeof(fi_dirs[0]); i++) {
-		const char *d = fi_dirs[i];
-
-		/* fail-nth only, and only for allocations below bus1. */
-		ASSERT_EQ(0, fi_put(d, "probability", "0"));
-		ASSERT_EQ(0, fi_put(d, "verbose", "0"));
-		ASSERT_EQ(0, fi_put(d, "times", "-1"));
-		ASSERT_EQ(0, fi_put(d, "space", "0"));
-		ASSERT_EQ(0, fi_put(d, "interval", "1"));
-		ASSERT_EQ(0, fi_put(d, "task-filter", "Y"));
-		ASSERT_EQ(0, fi_put(d, "ignore-gfp-wait", "N"));
-		ASSERT_EQ(0, fi_put(d, "stacktrace-depth", "32"));
-		ASSERT_EQ(0, fi_put(d, "require-start", "%lu", start));
-		ASSERT_EQ(0, fi_put(d, "require-end", "%lu", end));
-	}
-	ASSERT_EQ(0, fi_put(fi_dirs[1], "ignore-gfp-highmem", "N"));
-	ASSERT_EQ(0, fi_put(fi_dirs[1], "min-order", "0"));
+	/* fail-nth only, and only for allocations below bus1. */
+	ASSERT_EQ(0, bus1_fi_setup(0));
 	/* The countdown is per thread: the harness runs each test in a forked child. */
 	nth_fd = open("/proc/thread-self/fail-nth", O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, nth_fd);
@@ -639,12 +576,12 @@ FIXTURE_TEARDOWN(fault)
 
 	if (nth_fd >= 0)
 		set_nth(0);
-	for (i = 0; i < sizeof(fi_dirs) / sizeof(fi_dirs[0]); i++) {
-		fi_put(fi_dirs[i], "require-start", "0");
-		fi_put(fi_dirs[i], "require-end", "%lu", ~0UL);
-		fi_put(fi_dirs[i], "task-filter", "N");
-		fi_put(fi_dirs[i], "times", "1");
-		fi_put(fi_dirs[i], "verbose", "2");
+	for (i = 0; i < sizeof(bus1_fi_dirs) / sizeof(bus1_fi_dirs[0]); i++) {
+		bus1_fi_put(bus1_fi_dirs[i], "require-start", "0");
+		bus1_fi_put(bus1_fi_dirs[i], "require-end", "%lu", ~0UL);
+		bus1_fi_put(bus1_fi_dirs[i], "task-filter", "N");
+		bus1_fi_put(bus1_fi_dirs[i], "times", "1");
+		bus1_fi_put(bus1_fi_dirs[i], "verbose", "2");
 	}
 }
 
@@ -748,11 +685,11 @@ static void run_op(struct __test_metadata *_metadata, const struct fault_op *o)
 			       ret ? "op failed" : "op succeeded", why);
 		if (getenv("BUS1_FAULT_VERBOSE")) {
 			/* Rerun with a stack trace of the failing site on the console. */
-			fi_put(fi_dirs[0], "verbose", "1");
-			fi_put(fi_dirs[1], "verbose", "1");
+			bus1_fi_put(bus1_fi_dirs[0], "verbose", "1");
+			bus1_fi_put(bus1_fi_dirs[1], "verbose", "1");
 			run_once(o, n, ref, &ret, &left, why, sizeof(why));
-			fi_put(fi_dirs[0], "verbose", "0");
-			fi_put(fi_dirs[1], "verbose", "0");
+			bus1_fi_put(bus1_fi_dirs[0], "verbose", "0");
+			bus1_fi_put(bus1_fi_dirs[1], "verbose", "0");
 		}
 	}
 	settle();

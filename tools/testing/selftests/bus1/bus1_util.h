@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Helpers shared by the bus1 selftests: reading a peer's accounting from its
- * fdinfo and the users bus1 accounts from debugfs.
+ * fdinfo and the users bus1 accounts from debugfs, and setting up fault
+ * injection (failslab, fail_page_alloc) for allocations made by bus1.
  */
 #ifndef BUS1_SELFTEST_UTIL_H
 #define BUS1_SELFTEST_UTIL_H
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
@@ -104,6 +106,86 @@ static inline int bus1_users_clean(char *buf, size_t len, int secs)
 		usleep(50000);
 	}
 	return 0;
+}
+
+/* The fault-injection attribute directories: failslab and fail_page_alloc. */
+static const char *const bus1_fi_dirs[] = {
+	"/sys/kernel/debug/failslab", "/sys/kernel/debug/fail_page_alloc",
+};
+
+/* Writes a printf-formatted value to fault-injection attribute @attr of @dir; 0 or -errno. */
+static inline __attribute__((format(printf, 3, 4)))
+int bus1_fi_put(const char *dir, const char *attr, const char *fmt, ...)
+{
+	char path[256], val[64];
+	va_list ap;
+	int f, n;
+
+	va_start(ap, fmt);
+	vsnprintf(val, sizeof(val), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/%s", dir, attr);
+	f = open(path, O_WRONLY | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	n = write(f, val, strlen(val));
+	close(f);
+	return n < 0 ? -errno : 0;
+}
+
+/* The bus1 module's address range, from /proc/modules: 0 if found, -1 if not. */
+static inline int bus1_module_range(unsigned long *start, unsigned long *end)
+{
+	char name[64], line[512];
+	unsigned long size, addr;
+	FILE *f = fopen("/proc/modules", "r");
+	int ret = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %lu %*d %*s %*s %lx", name, &size, &addr) == 3 &&
+		    !strcmp(name, "bus1") && addr) {
+			*start = addr;
+			*end = addr + size;
+			ret = 0;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * Sets up failslab and fail_page_alloc for this test: failures at
+ * @probability percent (0: only through fail-nth), only for tasks that ask
+ * for them (task-filter), only for allocations whose call chain passes
+ * through the bus1 module (the stack trace filter), GFP_KERNEL included.
+ * 0 on success, -errno (or -1 without the module) otherwise.
+ */
+static inline int bus1_fi_setup(int probability)
+{
+	unsigned long start = 0, end = 0;
+	unsigned int i;
+	int r = 0;
+
+	if (bus1_module_range(&start, &end))
+		return -1;
+	for (i = 0; i < sizeof(bus1_fi_dirs) / sizeof(bus1_fi_dirs[0]) && !r; i++) {
+		const char *d = bus1_fi_dirs[i];
+
+		r = bus1_fi_put(d, "probability", "%d", probability) ?:
+		    bus1_fi_put(d, "verbose", "0") ?:
+		    bus1_fi_put(d, "times", "-1") ?:
+		    bus1_fi_put(d, "space", "0") ?:
+		    bus1_fi_put(d, "interval", "1") ?:
+		    bus1_fi_put(d, "task-filter", "Y") ?:
+		    bus1_fi_put(d, "ignore-gfp-wait", "N") ?:
+		    bus1_fi_put(d, "stacktrace-depth", "32") ?:
+		    bus1_fi_put(d, "require-start", "%lu", start) ?:
+		    bus1_fi_put(d, "require-end", "%lu", end);
+	}
+	return r ?: bus1_fi_put(bus1_fi_dirs[1], "ignore-gfp-highmem", "N") ?:
+		    bus1_fi_put(bus1_fi_dirs[1], "min-order", "0");
 }
 
 #endif /* BUS1_SELFTEST_UTIL_H */
