@@ -474,8 +474,13 @@ pub(crate) fn reserve_nofail() -> QueueSlot<Event> {
         if let Ok(slot) = Queue::reserve(GFP_KERNEL) {
             return slot;
         }
-        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+        nofail_pause();
     }
+}
+
+/// Waits a moment before an allocation that must not fail is retried.
+fn nofail_pause() {
+    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
 }
 
 /// Adds a strong reference to the node `serial` of the peer whose state is `inner`, for remote
@@ -726,9 +731,8 @@ impl Peer {
                 if !must {
                     return Err(e);
                 }
-                // Small allocations fail only under fault injection or for a dying task that
-                // has already been given the reserves; this is `__GFP_NOFAIL`'s loop.
-                kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+                // As in `reserve_nofail`.
+                nofail_pause();
             }
         };
         // Point of no return: nothing below allocates.
