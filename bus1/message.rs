@@ -345,8 +345,8 @@ impl InstallReservation {
             }
         }
         // Only nodes already destroyed need one: this keeps the common receive free of extra
-        // allocations. A node destroyed from now on is still being committed when the message
-        // is installed, or its notification is allocated then, best effort.
+        // allocations. For a node destroyed from now on, the entry is allocated at install,
+        // where failures are retried.
         let mut destroys = KVec::new();
         if let Some(cargo) = &msg.cargo {
             for node in cargo.nodes.iter().flatten() {
@@ -760,11 +760,18 @@ impl Peer {
         let owner = node.owner();
         // Whether the message is ordered before the node's destruction, which must then be
         // delivered although the node is gone by now.
-        let before_destroy = node.destroyed_at().is_some_and(|c| ts < c);
+        let mut before_destroy = node.destroyed_at().is_some_and(|c| ts < c);
         if Arc::ptr_eq(owner, self) {
             let mut inner = self.lock();
             if inner.nodes.get(&node.serial()).is_none() && !before_destroy {
-                return uapi::BUS1_HANDLE_INVALID;
+                // The destroying transaction is this peer's own and takes its lock to commit:
+                // wait for its timestamp unlocked.
+                drop(inner);
+                before_destroy = destruction_stamp(node).is_some_and(|c| ts < c);
+                if !before_destroy {
+                    return uapi::BUS1_HANDLE_INVALID;
+                }
+                inner = self.lock();
             }
             // The in-flight reference becomes the extra owner reference, which is strong.
             return inner
@@ -796,9 +803,12 @@ impl Peer {
             }
         };
         if !live && !before_destroy {
-            // Ordered after the destruction, or the destruction is still being committed and
-            // its timestamp is unknown (documented limitation: treated as after).
-            return uapi::BUS1_HANDLE_INVALID;
+            // Gone from its owner: ordered after the destruction, or the destroying transaction
+            // has not stamped its timestamp yet.
+            before_destroy = destruction_stamp(node).is_some_and(|c| ts < c);
+            if !before_destroy {
+                return uapi::BUS1_HANDLE_INVALID;
+            }
         }
         let mut inner = self.lock();
         if !live {
@@ -849,6 +859,30 @@ impl Peer {
         }
         id
     }
+}
+
+/// How many times [`destruction_stamp`] looks for the timestamp, and the pause in between.
+const STAMP_TRIES: u32 = 1000;
+const STAMP_PAUSE_US: i64 = 20;
+
+/// Returns the destruction timestamp of `node`, which is gone from its owner.
+///
+/// A destroying transaction removes the node from its owner before it knows its commit
+/// timestamp, and stamps the node before it commits anything; in between it stages the
+/// notifications of every holder, which takes a while for a node with many holders. A receiver
+/// that meets the node in that window waits here for the stamp (holding no lock, so the
+/// transaction can proceed), because only the stamp tells whether its message was ordered
+/// before the destruction. `None` after about 20 ms without a stamp: a node whose creation was
+/// undone (a failed `SEND` or `HANDLE_TRANSFER`) is never stamped, and a destroying task that
+/// does not get to run is not waited for longer; the handle then comes out invalid.
+fn destruction_stamp(node: &Node) -> Option<u64> {
+    for _ in 0..STAMP_TRIES {
+        if let Some(c) = node.destroyed_at() {
+            return Some(c);
+        }
+        kernel::time::delay::fsleep(kernel::time::Delta::from_micros(STAMP_PAUSE_US));
+    }
+    node.destroyed_at()
 }
 
 /// Whether `e` concerns one destination only, so `SEND_FLAG_CONTINUE` skips that destination.

@@ -401,4 +401,102 @@ TEST_F_TIMEOUT(td, poll_across_close, 600)
 	ASSERT_ALL_GIVEN_BACK();
 }
 
+struct destroy_arg {
+	int fd;
+	__u64 id;
+	int ret;
+};
+
+static void *destroy_thread(void *p)
+{
+	struct destroy_arg *a = p;
+	struct bus1_cmd_nodes_destroy d = {
+		.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
+		.ptr_nodes = PTR(&a->id),
+		.n_nodes = 1,
+	};
+
+	a->ret = ioctl(a->fd, BUS1_CMD_NODES_DESTROY, &d) ? -errno : 0;
+	return NULL;
+}
+
+static int recv_on(int fd, struct bus1_cmd_recv *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->max_offset = MAP_LEN;
+	return ioctl(fd, BUS1_CMD_RECV, r) ? -errno : 0;
+}
+
+/*
+ * A handle carried by a message ordered before its node's destruction is
+ * valid, also when it is received while the destroying transaction is still
+ * staging the notifications of its many holders, before the node carries its
+ * destruction timestamp. The receiver then gets exactly one NODE_DESTROY for
+ * it. The test sees the destruction start when the owner's handle count drops
+ * (RELEASE_HANDLES releases it before the holders are notified) and receives
+ * right then, inside that window.
+ */
+TEST_F_TIMEOUT(td, handle_received_during_destruction, 600)
+{
+	enum { HOLDERS = 500, ROUNDS = 20 };
+	int o = peer_new(), r = peer_new(), h[HOLDERS], i, round;
+	__u64 o_rn = handle_to(r, NODE(0), o), h_ids[HOLDERS];
+	const uint8_t *map;
+
+	ASSERT_NE(INV, o_rn);
+	map = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, r, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	for (i = 0; i < HOLDERS; i++) {
+		h[i] = peer_new();
+		ASSERT_LE(0, h[i]);
+	}
+	for (round = 0; round < ROUNDS; round++) {
+		__u64 n = NODE(1 + round), hid;
+		struct bus1_cmd_send s = {
+			.ptr_destinations = PTR(&o_rn), .n_destinations = 1,
+			.ptr_handles = PTR(&n), .n_handles = 1,
+		};
+		struct destroy_arg a = { .fd = o, .id = n };
+		struct bus1_cmd_recv rv;
+		long long before;
+		pthread_t t;
+
+		for (i = 0; i < HOLDERS; i++) {
+			h_ids[i] = handle_to(o, n, h[i]);
+			ASSERT_NE(INV, h_ids[i]);
+		}
+		ASSERT_EQ(0, ioctl(o, BUS1_CMD_SEND, &s));
+		before = bus1_fdinfo_value(o, "bus1-limits:", "handles", NULL);
+		ASSERT_LT(0, before);
+		ASSERT_EQ(0, pthread_create(&t, NULL, destroy_thread, &a));
+		while (bus1_fdinfo_value(o, "bus1-limits:", "handles", NULL) == before)
+			;
+		ASSERT_EQ(0, recv_on(r, &rv));
+		ASSERT_EQ((__u64)BUS1_MSG_DATA, rv.msg.type);
+		ASSERT_EQ(1ULL, rv.msg.n_handles);
+		hid = *(const __u64 *)(map + rv.msg.offset);
+		ASSERT_NE(INV, hid) TH_LOG("round %d: sent before the destruction, received invalid",
+					   round);
+		ASSERT_EQ(0, pthread_join(t, NULL));
+		ASSERT_EQ(0, a.ret);
+		ASSERT_EQ(0, ioctl(r, BUS1_CMD_SLICE_RELEASE, &rv.msg.offset));
+		ASSERT_EQ(0, recv_on(r, &rv));
+		ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, rv.msg.type);
+		ASSERT_EQ(hid, rv.msg.destination);
+		ASSERT_EQ(-EAGAIN, recv_on(r, &rv));
+		ASSERT_EQ(0, ioctl(r, BUS1_CMD_HANDLE_RELEASE, &hid));
+		for (i = 0; i < HOLDERS; i++) {
+			ASSERT_EQ(0, recv_on(h[i], &rv));
+			ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, rv.msg.type);
+			ASSERT_EQ(0, ioctl(h[i], BUS1_CMD_HANDLE_RELEASE, &h_ids[i]));
+		}
+	}
+	for (i = 0; i < HOLDERS; i++)
+		close(h[i]);
+	munmap((void *)map, MAP_LEN);
+	close(r);
+	close(o);
+	ASSERT_ALL_GIVEN_BACK();
+}
+
 TEST_HARNESS_MAIN
