@@ -758,17 +758,15 @@ impl Peer {
         destroys: &mut KVec<QueueSlot<Event>>,
     ) -> u64 {
         let owner = node.owner();
-        // Whether the message is ordered before the node's destruction, which must then be
-        // delivered although the node is gone by now.
-        let mut before_destroy = node.destroyed_at().is_some_and(|c| ts < c);
+        // A node gone from its owner is still delivered if the message is ordered before its
+        // destruction.
         if Arc::ptr_eq(owner, self) {
             let mut inner = self.lock();
-            if inner.nodes.get(&node.serial()).is_none() && !before_destroy {
+            if inner.nodes.get(&node.serial()).is_none() {
                 // The destroying transaction is this peer's own and takes its lock to commit:
-                // wait for its timestamp unlocked.
+                // its timestamp is awaited unlocked.
                 drop(inner);
-                before_destroy = destruction_stamp(node).is_some_and(|c| ts < c);
-                if !before_destroy {
+                if !ordered_before_destruction(node, ts) {
                     return uapi::BUS1_HANDLE_INVALID;
                 }
                 inner = self.lock();
@@ -802,13 +800,8 @@ impl Peer {
                 None => false,
             }
         };
-        if !live && !before_destroy {
-            // Gone from its owner: ordered after the destruction, or the destroying transaction
-            // has not stamped its timestamp yet.
-            before_destroy = destruction_stamp(node).is_some_and(|c| ts < c);
-            if !before_destroy {
-                return uapi::BUS1_HANDLE_INVALID;
-            }
+        if !live && !ordered_before_destruction(node, ts) {
+            return uapi::BUS1_HANDLE_INVALID;
         }
         let mut inner = self.lock();
         if !live {
@@ -861,28 +854,30 @@ impl Peer {
     }
 }
 
-/// How many times [`destruction_stamp`] looks for the timestamp, and the pause in between.
+/// How many times [`ordered_before_destruction`] looks for the destruction timestamp.
 const STAMP_TRIES: u32 = 1000;
+/// The pause between two looks, in microseconds.
 const STAMP_PAUSE_US: i64 = 20;
 
-/// Returns the destruction timestamp of `node`, which is gone from its owner.
+/// Whether a message committed at `ts` is ordered before the destruction of `node`, which is
+/// gone from its owner.
 ///
 /// A destroying transaction removes the node from its owner before it knows its commit
 /// timestamp, and stamps the node before it commits anything; in between it stages the
 /// notifications of every holder, which takes a while for a node with many holders. A receiver
 /// that meets the node in that window waits here for the stamp (holding no lock, so the
 /// transaction can proceed), because only the stamp tells whether its message was ordered
-/// before the destruction. `None` after about 20 ms without a stamp: a node whose creation was
+/// before the destruction. `false` after about 20 ms without a stamp: a node whose creation was
 /// undone (a failed `SEND` or `HANDLE_TRANSFER`) is never stamped, and a destroying task that
 /// does not get to run is not waited for longer; the handle then comes out invalid.
-fn destruction_stamp(node: &Node) -> Option<u64> {
+fn ordered_before_destruction(node: &Node, ts: u64) -> bool {
     for _ in 0..STAMP_TRIES {
         if let Some(c) = node.destroyed_at() {
-            return Some(c);
+            return ts < c;
         }
         kernel::time::delay::fsleep(kernel::time::Delta::from_micros(STAMP_PAUSE_US));
     }
-    node.destroyed_at()
+    node.destroyed_at().is_some_and(|c| ts < c)
 }
 
 /// Whether `e` concerns one destination only, so `SEND_FLAG_CONTINUE` skips that destination.

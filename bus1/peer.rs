@@ -303,8 +303,6 @@ struct FlushReserve {
     remote_slots: KVec<QueueSlot<Event>>,
     /// A queue entry per handle to another peer's node, for the owner's `NODE_RELEASE`.
     release_slots: KVec<QueueSlot<Event>>,
-    /// Room reserved in the transaction for this many holders.
-    tx_remote: usize,
 }
 
 impl FlushReserve {
@@ -315,16 +313,15 @@ impl FlushReserve {
             remote: KVec::new(),
             remote_slots: KVec::new(),
             release_slots: KVec::new(),
-            tx_remote: 0,
         }
     }
 
-    /// Whether everything `need` asks for is reserved.
+    /// Whether everything `need` asks for is reserved. Room in the transaction is not checked:
+    /// [`Self::grow`] reserves it before the holders' slots, so it covers at least as many.
     fn fits(&self, need: &FlushNeed) -> bool {
         self.states.capacity() >= need.nodes
             && self.remote.capacity() >= need.holders
             && self.remote_slots.len() >= need.holders
-            && self.tx_remote >= need.holders
             && self.release_slots.len() >= need.remote_handles
     }
 
@@ -332,13 +329,10 @@ impl FlushReserve {
     fn grow(&mut self, need: &FlushNeed, tx: &mut Transaction) -> Result {
         self.states.reserve(need.nodes, GFP_KERNEL)?;
         self.remote.reserve(need.holders, GFP_KERNEL)?;
+        tx.reserve_remote(need.holders)?;
         while self.remote_slots.len() < need.holders {
             self.remote_slots
                 .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
-        }
-        if self.tx_remote < need.holders {
-            tx.reserve_remote(need.holders)?;
-            self.tx_remote = need.holders;
         }
         while self.release_slots.len() < need.remote_handles {
             self.release_slots

@@ -675,15 +675,21 @@ mod tests {
         Ok(())
     }
 
+    /// Copies `data` into fresh anonymous user memory of the current task; returns its address.
+    fn user_copy(data: &[u8]) -> Result<usize> {
+        let addr = vm_mmap(core::ptr::null_mut(), data.len(), true, false)?;
+        UserSlice::new(UserPtr::from_addr(addr), data.len())
+            .writer()
+            .write_slice(data)?;
+        Ok(addr)
+    }
+
     #[test]
     fn write_from_user_over_resident_pages_and_holes() -> Result {
         let f = ShmemFile::new(c"bus1-test", 64 * PAGE)?;
         let len = 4 * PAGE_SIZE;
-        let addr = vm_mmap(core::ptr::null_mut(), len, true, false)?;
         let data = pattern(len, 3)?;
-        UserSlice::new(UserPtr::from_addr(addr), len)
-            .writer()
-            .write_slice(&data)?;
+        let addr = user_copy(&data)?;
         // Pages 1 and 3 resident, 0, 2 and 4 holes: every other page is allocated on the way.
         f.write(PAGE + 5, &[1])?;
         f.write(3 * PAGE, &[1])?;
@@ -696,21 +702,17 @@ mod tests {
         assert!(read_vec(&f, PAGE + 7, len - 200)?[..] == data[3..len - 197]);
         assert!(read_vec(&f, 100, PAGE_SIZE - 93)?[..] == data[..PAGE_SIZE - 93]);
         assert_eq!(f.resident_pages(), 5);
-        // A long run of resident pages.
+        // A long run of pages, allocated by the first copy and overwritten by the second.
         let big = 40 * PAGE_SIZE;
-        let addr2 = vm_mmap(core::ptr::null_mut(), big, true, false)?;
-        let data2 = pattern(big, 9)?;
-        UserSlice::new(UserPtr::from_addr(addr2), big)
-            .writer()
-            .write_slice(&data2)?;
-        f.write_from_user(8 * PAGE, UserPtr::from_addr(addr2), big)?;
-        let data3 = pattern(big, 11)?;
-        UserSlice::new(UserPtr::from_addr(addr2), big)
-            .writer()
-            .write_slice(&data3)?;
-        f.write_from_user(8 * PAGE + 1, UserPtr::from_addr(addr2), big - 1)?;
-        assert!(read_vec(&f, 8 * PAGE + 1, big - 1)?[..] == data3[..big - 1]);
-        assert!(read_vec(&f, 8 * PAGE, 1)?[..] == data2[..1]);
+        let (first, second) = (pattern(big, 9)?, pattern(big, 11)?);
+        f.write_from_user(8 * PAGE, UserPtr::from_addr(user_copy(&first)?), big)?;
+        f.write_from_user(
+            8 * PAGE + 1,
+            UserPtr::from_addr(user_copy(&second)?),
+            big - 1,
+        )?;
+        assert!(read_vec(&f, 8 * PAGE + 1, big - 1)?[..] == second[..big - 1]);
+        assert!(read_vec(&f, 8 * PAGE, 1)?[..] == first[..1]);
         Ok(())
     }
 
@@ -718,11 +720,8 @@ mod tests {
     fn write_from_user() -> Result {
         let f = pool()?;
         let len = 2 * PAGE_SIZE;
-        let addr = vm_mmap(core::ptr::null_mut(), len, true, false)?;
         let data = pattern(len, 7)?;
-        UserSlice::new(UserPtr::from_addr(addr), len)
-            .writer()
-            .write_slice(&data)?;
+        let addr = user_copy(&data)?;
 
         // Unaligned on both sides, spanning three pool pages.
         f.write_from_user(PAGE + 9, UserPtr::from_addr(addr), len)?;

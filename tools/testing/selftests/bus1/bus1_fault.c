@@ -89,9 +89,7 @@ FIXTURE_SETUP(fault)
 	int j;
 
 	memset(self->fd, -1, sizeof(self->fd));
-	if (access("/sys/kernel/debug/failslab/require-start", W_OK) ||
-	    access("/sys/kernel/debug/fail_page_alloc/require-start", W_OK) ||
-	    access("/proc/self/make-it-fail", W_OK))
+	if (!bus1_fi_available("/proc/self/make-it-fail"))
 		SKIP(return, "no failslab/fail_page_alloc with a stack trace filter");
 	ASSERT_EQ(0, bus1_fi_setup(30));
 	make_it_fail = open("/proc/self/make-it-fail", O_WRONLY | O_CLOEXEC);
@@ -123,8 +121,7 @@ FIXTURE_TEARDOWN(fault)
 
 	if (make_it_fail >= 0)
 		inject(0);
-	bus1_fi_put(bus1_fi_dirs[0], "probability", "0");
-	bus1_fi_put(bus1_fi_dirs[1], "probability", "0");
+	bus1_fi_reset();
 	for (j = 0; j < NPEERS; j++)
 		if (self->fd[j] >= 0)
 			close(self->fd[j]);
@@ -157,10 +154,7 @@ FIXTURE_TEARDOWN(fault)
 
 static int recv_one(int fd, struct bus1_cmd_recv *r)
 {
-	memset(r, 0, sizeof(*r));
-	r->flags = BUS1_RECV_FLAG_INSTALL_FDS;
-	r->max_offset = MAP_LEN;
-	return ioctl(fd, BUS1_CMD_RECV, r) ? -errno : 0;
+	return bus1_recv(fd, BUS1_RECV_FLAG_INSTALL_FDS, MAP_LEN, r);
 }
 
 /* Consumes a received data message: checks it, releases its slice, fd and handle. */
@@ -188,13 +182,7 @@ static void consume(struct __test_metadata *_metadata, int fd, const uint8_t *ma
 /* Destroys peer 0's node @id, created on the fly by a completed send. */
 static int destroy(int fd, __u64 id)
 {
-	struct bus1_cmd_nodes_destroy d = {
-		.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
-		.ptr_nodes = PTR(&id),
-		.n_nodes = 1,
-	};
-
-	return ioctl(fd, BUS1_CMD_NODES_DESTROY, &d) ? -errno : 0;
+	return bus1_destroy_node(fd, id, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES);
 }
 
 /* Drains @fd's queue of notifications (NODE_DESTROY of carried nodes). */
@@ -225,8 +213,7 @@ static void send_rounds(struct __test_metadata *_metadata, FIXTURE_DATA(fault) *
 	int i, j, ret;
 
 	/* A send allocates a lot: a lower rate lets some complete. */
-	bus1_fi_put(bus1_fi_dirs[0], "probability", "10");
-	bus1_fi_put(bus1_fi_dirs[1], "probability", "10");
+	bus1_fi_set_all("probability", "10");
 	memset(payload, 0x5a, sizeof(payload));
 	for (i = 0; i < self->rounds; i++) {
 		__u64 node = (__u64)(0x1000 + i) << 3;

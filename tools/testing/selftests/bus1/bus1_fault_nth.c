@@ -556,9 +556,7 @@ FIXTURE(fault) {
 
 FIXTURE_SETUP(fault)
 {
-	if (access("/sys/kernel/debug/failslab/require-start", W_OK) ||
-	    access("/sys/kernel/debug/fail_page_alloc/require-start", W_OK) ||
-	    access("/proc/thread-self/fail-nth", W_OK))
+	if (!bus1_fi_available("/proc/thread-self/fail-nth"))
 		SKIP(return, "no failslab/fail_page_alloc with a stack trace filter and fail-nth");
 	/* fail-nth only, and only for allocations below bus1. */
 	ASSERT_EQ(0, bus1_fi_setup(0));
@@ -572,17 +570,9 @@ FIXTURE_SETUP(fault)
 
 FIXTURE_TEARDOWN(fault)
 {
-	unsigned int i;
-
 	if (nth_fd >= 0)
 		set_nth(0);
-	for (i = 0; i < sizeof(bus1_fi_dirs) / sizeof(bus1_fi_dirs[0]); i++) {
-		bus1_fi_put(bus1_fi_dirs[i], "require-start", "0");
-		bus1_fi_put(bus1_fi_dirs[i], "require-end", "%lu", ~0UL);
-		bus1_fi_put(bus1_fi_dirs[i], "task-filter", "N");
-		bus1_fi_put(bus1_fi_dirs[i], "times", "1");
-		bus1_fi_put(bus1_fi_dirs[i], "verbose", "2");
-	}
+	bus1_fi_reset();
 }
 
 /* The peers' own accounting (no user line) equals the reference run's. */
@@ -685,11 +675,9 @@ static void run_op(struct __test_metadata *_metadata, const struct fault_op *o)
 			       ret ? "op failed" : "op succeeded", why);
 		if (getenv("BUS1_FAULT_VERBOSE")) {
 			/* Rerun with a stack trace of the failing site on the console. */
-			bus1_fi_put(bus1_fi_dirs[0], "verbose", "1");
-			bus1_fi_put(bus1_fi_dirs[1], "verbose", "1");
+			bus1_fi_set_all("verbose", "1");
 			run_once(o, n, ref, &ret, &left, why, sizeof(why));
-			bus1_fi_put(bus1_fi_dirs[0], "verbose", "0");
-			bus1_fi_put(bus1_fi_dirs[1], "verbose", "0");
+			bus1_fi_set_all("verbose", "0");
 		}
 	}
 	settle();

@@ -410,21 +410,14 @@ struct destroy_arg {
 static void *destroy_thread(void *p)
 {
 	struct destroy_arg *a = p;
-	struct bus1_cmd_nodes_destroy d = {
-		.flags = BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
-		.ptr_nodes = PTR(&a->id),
-		.n_nodes = 1,
-	};
 
-	a->ret = ioctl(a->fd, BUS1_CMD_NODES_DESTROY, &d) ? -errno : 0;
+	a->ret = bus1_destroy_node(a->fd, a->id, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES);
 	return NULL;
 }
 
 static int recv_on(int fd, struct bus1_cmd_recv *r)
 {
-	memset(r, 0, sizeof(*r));
-	r->max_offset = MAP_LEN;
-	return ioctl(fd, BUS1_CMD_RECV, r) ? -errno : 0;
+	return bus1_recv(fd, 0, MAP_LEN, r);
 }
 
 /*

@@ -11,9 +11,33 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <linux/bus1.h>
+
+/* RECV (RFC layout) with @flags and @max_offset into @r; 0 or -errno. */
+static inline int bus1_recv(int fd, __u64 flags, __u64 max_offset, struct bus1_cmd_recv *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->flags = flags;
+	r->max_offset = max_offset;
+	return ioctl(fd, BUS1_CMD_RECV, r) ? -errno : 0;
+}
+
+/* NODES_DESTROY of the one node @id with @flags; 0 or -errno. */
+static inline int bus1_destroy_node(int fd, __u64 id, __u64 flags)
+{
+	struct bus1_cmd_nodes_destroy d = {
+		.flags = flags,
+		.ptr_nodes = (__u64)(uintptr_t)&id,
+		.n_nodes = 1,
+	};
+
+	return ioctl(fd, BUS1_CMD_NODES_DESTROY, &d) ? -errno : 0;
+}
 
 /*
  * The value of " @key=" on the fdinfo line of @fd that starts with @line
@@ -153,6 +177,42 @@ static inline int bus1_module_range(unsigned long *start, unsigned long *end)
 	}
 	fclose(f);
 	return ret;
+}
+
+/*
+ * Whether failslab and fail_page_alloc can be limited to bus1's code (the
+ * stack trace filter) and armed through the per-task file @task_file
+ * (/proc/self/make-it-fail or /proc/thread-self/fail-nth).
+ */
+static inline int bus1_fi_available(const char *task_file)
+{
+	return !access("/sys/kernel/debug/failslab/require-start", W_OK) &&
+	       !access("/sys/kernel/debug/fail_page_alloc/require-start", W_OK) &&
+	       !access(task_file, W_OK);
+}
+
+/* Sets @attr to @val in both fault-injection directories. */
+static inline void bus1_fi_set_all(const char *attr, const char *val)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(bus1_fi_dirs) / sizeof(bus1_fi_dirs[0]); i++)
+		bus1_fi_put(bus1_fi_dirs[i], attr, "%s", val);
+}
+
+/* Gives both fault-injection directories back their boot defaults. */
+static inline void bus1_fi_reset(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(bus1_fi_dirs) / sizeof(bus1_fi_dirs[0]); i++) {
+		bus1_fi_put(bus1_fi_dirs[i], "probability", "0");
+		bus1_fi_put(bus1_fi_dirs[i], "require-start", "0");
+		bus1_fi_put(bus1_fi_dirs[i], "require-end", "%lu", ~0UL);
+		bus1_fi_put(bus1_fi_dirs[i], "task-filter", "N");
+		bus1_fi_put(bus1_fi_dirs[i], "times", "1");
+		bus1_fi_put(bus1_fi_dirs[i], "verbose", "2");
+	}
 }
 
 /*
