@@ -200,7 +200,10 @@ static inline void bus1_fi_set_all(const char *attr, const char *val)
 		bus1_fi_put(bus1_fi_dirs[i], attr, "%s", val);
 }
 
-/* Gives both fault-injection directories back their boot defaults. */
+/*
+ * Gives both fault-injection directories back their boot defaults, the
+ * failure rate first: without their filters, failures would hit every task.
+ */
 static inline void bus1_fi_reset(void)
 {
 	unsigned int i;
@@ -230,22 +233,26 @@ static inline int bus1_fi_setup(int probability)
 
 	if (bus1_module_range(&start, &end))
 		return -1;
+	/* The filters first: a failure rate without them would hit every task. */
 	for (i = 0; i < sizeof(bus1_fi_dirs) / sizeof(bus1_fi_dirs[0]) && !r; i++) {
 		const char *d = bus1_fi_dirs[i];
 
-		r = bus1_fi_put(d, "probability", "%d", probability) ?:
+		r = bus1_fi_put(d, "probability", "0") ?:
+		    bus1_fi_put(d, "task-filter", "Y") ?:
+		    bus1_fi_put(d, "stacktrace-depth", "32") ?:
+		    bus1_fi_put(d, "require-start", "%lu", start) ?:
+		    bus1_fi_put(d, "require-end", "%lu", end) ?:
 		    bus1_fi_put(d, "verbose", "0") ?:
 		    bus1_fi_put(d, "times", "-1") ?:
 		    bus1_fi_put(d, "space", "0") ?:
 		    bus1_fi_put(d, "interval", "1") ?:
-		    bus1_fi_put(d, "task-filter", "Y") ?:
-		    bus1_fi_put(d, "ignore-gfp-wait", "N") ?:
-		    bus1_fi_put(d, "stacktrace-depth", "32") ?:
-		    bus1_fi_put(d, "require-start", "%lu", start) ?:
-		    bus1_fi_put(d, "require-end", "%lu", end);
+		    bus1_fi_put(d, "ignore-gfp-wait", "N");
 	}
-	return r ?: bus1_fi_put(bus1_fi_dirs[1], "ignore-gfp-highmem", "N") ?:
-		    bus1_fi_put(bus1_fi_dirs[1], "min-order", "0");
+	r = r ?: bus1_fi_put(bus1_fi_dirs[1], "ignore-gfp-highmem", "N") ?:
+		 bus1_fi_put(bus1_fi_dirs[1], "min-order", "0");
+	for (i = 0; i < sizeof(bus1_fi_dirs) / sizeof(bus1_fi_dirs[0]) && !r; i++)
+		r = bus1_fi_put(bus1_fi_dirs[i], "probability", "%d", probability);
+	return r;
 }
 
 #endif /* BUS1_SELFTEST_UTIL_H */
