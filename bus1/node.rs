@@ -82,6 +82,23 @@ impl Node {
         }
     }
 
+    /// Returns the position of the node's destruction in the global order, `(timestamp, tag)`,
+    /// if it is known yet.
+    ///
+    /// A node is only ever destroyed by a transaction originating at its owner (`NODES_DESTROY`,
+    /// a flush, or the undo of its creation), so the tag is the owner's ID. Whether an entry
+    /// `(ts, tag)` is ordered before the destruction is decided on this full key, never on the
+    /// timestamp alone: two transactions can commit at the same timestamp.
+    pub(crate) fn destruction(&self) -> Option<(u64, u64)> {
+        self.destroyed_at().map(|c| (c, self.owner.id()))
+    }
+
+    /// Returns whether an entry at `(ts, tag)` is ordered after the node's destruction; `false`
+    /// while the destruction is not stamped.
+    pub(crate) fn destroyed_before(&self, ts: u64, tag: u64) -> bool {
+        self.destruction().is_some_and(|d| (ts, tag) > d)
+    }
+
     /// Returns the owning peer.
     pub(crate) fn owner(&self) -> &Arc<Peer> {
         &self.owner
@@ -107,7 +124,15 @@ pub(crate) struct Holder {
 }
 
 /// Owner-side state of a live node. Removed from the owner when the node is destroyed.
-pub(crate) struct NodeState<K> {
+///
+/// `K` is the owner's queue key and `S` a slot of the owner's queue.
+///
+/// # Invariants
+///
+/// - Exactly one of `release` and `release_slot` is `Some`: the node's `NODE_RELEASE` is either
+///   queued or its memory is held here, ready, so dropping the last strong reference never
+///   allocates.
+pub(crate) struct NodeState<K, S> {
     /// The node itself.
     pub(crate) node: Arc<Node>,
     /// Strong references: every remote user reference plus every owner reference but the first.
@@ -116,17 +141,34 @@ pub(crate) struct NodeState<K> {
     pub(crate) holders: RBTree<u64, Holder>,
     /// The queued, not yet received release notification, if any.
     pub(crate) release: Option<K>,
+    /// The memory of the node's next release notification while none is queued.
+    pub(crate) release_slot: Option<S>,
 }
 
-impl<K> NodeState<K> {
-    /// Creates the state of a fresh node.
-    pub(crate) fn new(node: Arc<Node>) -> Self {
+impl<K, S> NodeState<K, S> {
+    /// Creates the state of a fresh node, with the memory of its release notification.
+    pub(crate) fn new(node: Arc<Node>, release_slot: S) -> Self {
         NodeState {
             node,
             n_strong: 0,
             holders: RBTree::new(),
             release: None,
+            release_slot: Some(release_slot),
         }
+    }
+
+    /// Takes back the memory of the release notification `key` that was just taken off the
+    /// queue (received, dropped or withdrawn), if it is the queued one.
+    pub(crate) fn release_dequeued(&mut self, key: &K, slot: S) -> Option<S>
+    where
+        K: PartialEq,
+    {
+        if self.release.as_ref() != Some(key) {
+            return Some(slot);
+        }
+        self.release = None;
+        self.release_slot = Some(slot);
+        None
     }
 }
 
@@ -138,7 +180,23 @@ pub(crate) struct Handle {
     pub(crate) id: u64,
     /// User references; the handle is unlinked when this drops to zero.
     pub(crate) n_user: u64,
+    /// For an owner handle created on the fly by an operation that has not finished yet, that
+    /// operation's token (see [`OpToken`]); 0 once the node is settled. Other operations wait
+    /// until it is 0 before they use the handle, so nobody else can observe a node whose
+    /// creation may still be undone.
+    pub(crate) creator: u64,
+    /// Whether a `NODE_DESTROY` of the node was delivered through this handle. A destruction is
+    /// notified once per handle: a second entry for it (a handle released and linked again while
+    /// its notification was queued, or the join of a handle linked by a racing receive) is
+    /// dropped.
+    pub(crate) destroy_delivered: bool,
 }
+
+/// Identifies one operation of a peer that may create nodes on the fly, so it can use the nodes
+/// it created itself while they are still pending (see [`Handle::creator`]). The value is drawn
+/// lazily, on the first creation.
+#[derive(Default)]
+pub(crate) struct OpToken(pub(crate) u64);
 
 /// Whether an ID was chosen by the kernel, so an unknown one cannot name a new node.
 pub(crate) fn is_managed_id(id: u64) -> bool {
@@ -199,6 +257,11 @@ impl HandleMap {
         self.handles.get(key)
     }
 
+    /// Returns the handle to the node `key` for modification.
+    pub(crate) fn by_node_mut(&mut self, key: &NodeKey) -> Option<&mut Handle> {
+        self.handles.get_mut(key)
+    }
+
     /// Returns the number of linked handles.
     pub(crate) fn is_empty(&self) -> bool {
         self.handles.is_empty()
@@ -236,6 +299,8 @@ impl HandleMap {
                 node,
                 id,
                 n_user: 1,
+                creator: 0,
+                destroy_delivered: false,
             },
         ));
         Ok(id)
@@ -259,14 +324,6 @@ impl HandleMap {
         let h = self.handles.remove(key)?;
         self.ids.remove(&h.id);
         Some(h)
-    }
-
-    /// Returns the number of handles to nodes that peers other than `me` own.
-    pub(crate) fn count_foreign(&self, me: &Arc<Peer>) -> usize {
-        self.handles
-            .values()
-            .filter(|h| !Arc::ptr_eq(h.node.owner(), me))
-            .count()
     }
 
     /// Unlinks every handle and returns them, keeping the ID serial counter.

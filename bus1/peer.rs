@@ -46,7 +46,8 @@ use crate::{
         HandleReservation,
         Holder,
         Node,
-        NodeState, //
+        NodeState,
+        OpToken, //
     },
     pool::Pool,
     queue::{
@@ -248,6 +249,9 @@ impl Limits {
     }
 }
 
+/// The owner-side state of a node, in its owner's [`PeerInner`].
+pub(crate) type OwnedNode = NodeState<QueueKey, QueueSlot<Event>>;
+
 /// The lock-protected state of a peer.
 pub(crate) struct PeerInner {
     /// Notifications for this peer.
@@ -259,11 +263,13 @@ pub(crate) struct PeerInner {
     /// This peer's handles.
     pub(crate) handles: HandleMap,
     /// Live nodes owned by this peer, by serial.
-    pub(crate) nodes: RBTree<u64, NodeState<QueueKey>>,
+    pub(crate) nodes: RBTree<u64, OwnedNode>,
     /// The seed message, set by `SEND` with `SEED`.
     pub(crate) seed: Option<Message>,
     /// Last node serial handed out.
     last_node: u64,
+    /// Last [`OpToken`] handed out.
+    last_op: u64,
 }
 
 /// How much [`Peer::flush`] must allocate for the peer's current state.
@@ -272,23 +278,19 @@ struct FlushNeed {
     nodes: usize,
     /// Remote holders, summed over the live nodes.
     holders: usize,
-    /// Handles to other peers' nodes.
-    remote_handles: usize,
 }
 
 impl FlushNeed {
-    /// Counts what flushing `inner`, the state of `peer`, needs.
-    fn of(peer: &Arc<Peer>, inner: &PeerInner) -> Self {
+    /// Counts what flushing `inner`, a peer's state, needs.
+    fn of(inner: &PeerInner) -> Self {
         let mut need = FlushNeed {
             nodes: 0,
             holders: 0,
-            remote_handles: 0,
         };
         for (_, st) in inner.nodes.iter() {
             need.nodes += 1;
             need.holders += st.holders.iter().count();
         }
-        need.remote_handles = inner.handles.count_foreign(peer);
         need
     }
 }
@@ -296,23 +298,20 @@ impl FlushNeed {
 /// The memory [`Peer::flush`] needs, allocated before it changes anything.
 struct FlushReserve {
     /// Room for the state of every destroyed node.
-    states: KVec<NodeState<QueueKey>>,
+    states: KVVec<OwnedNode>,
     /// Room for every holder to notify.
-    remote: KVec<(Arc<Peer>, Arc<Node>)>,
+    remote: KVVec<(Arc<Peer>, Arc<Node>)>,
     /// A queue entry per holder, for its `NODE_DESTROY`.
-    remote_slots: KVec<QueueSlot<Event>>,
-    /// A queue entry per handle to another peer's node, for the owner's `NODE_RELEASE`.
-    release_slots: KVec<QueueSlot<Event>>,
+    remote_slots: KVVec<QueueSlot<Event>>,
 }
 
 impl FlushReserve {
     /// Starts with nothing reserved.
     fn new() -> Self {
         FlushReserve {
-            states: KVec::new(),
-            remote: KVec::new(),
-            remote_slots: KVec::new(),
-            release_slots: KVec::new(),
+            states: KVVec::new(),
+            remote: KVVec::new(),
+            remote_slots: KVVec::new(),
         }
     }
 
@@ -322,7 +321,6 @@ impl FlushReserve {
         self.states.capacity() >= need.nodes
             && self.remote.capacity() >= need.holders
             && self.remote_slots.len() >= need.holders
-            && self.release_slots.len() >= need.remote_handles
     }
 
     /// Reserves what `need` asks for; on failure keeps what it got, so a retry continues.
@@ -332,10 +330,6 @@ impl FlushReserve {
         tx.reserve_remote(need.holders)?;
         while self.remote_slots.len() < need.holders {
             self.remote_slots
-                .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
-        }
-        while self.release_slots.len() < need.remote_handles {
-            self.release_slots
                 .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
         }
         Ok(())
@@ -367,6 +361,11 @@ pub(crate) struct Peer {
     /// Signalled when the last active reference of a shut-down peer is dropped.
     #[pin]
     idle: CondVar,
+    /// Signalled, after the state changed under `inner`, when a node created on the fly settles
+    /// (its creating operation finished or undid it) and when a destruction of this peer's nodes
+    /// is stamped. Waited on with `inner` held, so a change cannot be missed.
+    #[pin]
+    nodes_changed: CondVar,
     /// A copy of the peer's handle limit, which also bounds the ID arrays of `SEND`, readable
     /// without taking `inner`; written under `inner` by `PEER_RESET`.
     max_ids: Atomic<u32>,
@@ -418,15 +417,14 @@ impl Drop for PeerActive {
 /// Drops `n` strong references to the node `serial` owned by the peer whose state is `inner`,
 /// `holder` being the remote peer they belonged to (`None` for extra owner references).
 ///
-/// Queues a release notification (using `slot`) when the count drops to zero. Returns whether
-/// the owner's queue became readable.
+/// Queues a release notification, in the memory the node keeps for it, when the count drops to
+/// zero: this never allocates. Returns whether the owner's queue became readable.
 pub(crate) fn put_strong(
     owner_id: u64,
     inner: &mut PeerInner,
     serial: u64,
     holder: Option<u64>,
     n: u64,
-    slot: &mut Option<QueueSlot<Event>>,
 ) -> bool {
     let Some(st) = inner.nodes.get_mut(&serial) else {
         // Destroyed: strong references no longer matter.
@@ -449,7 +447,8 @@ pub(crate) fn put_strong(
     if was == 0 || st.n_strong != 0 || st.release.is_some() {
         return false;
     }
-    let Some(slot) = slot.take() else {
+    let Some(slot) = st.release_slot.take() else {
+        // Cannot happen: see the invariants of `NodeState`.
         return false;
     };
     let (key, wake) = inner
@@ -457,19 +456,6 @@ pub(crate) fn put_strong(
         .commit_unstaged(slot, owner_id, Event::Release(st.node.clone()));
     st.release = Some(key);
     wake
-}
-
-/// Allocates a queue entry for a notification that must not be lost, where failing is not an
-/// option (a message dropped by a flush or a close). A failed allocation is retried until it
-/// succeeds, as `__GFP_NOFAIL` would: small allocations fail only under fault injection or for a
-/// dying task that has already been given the reserves.
-pub(crate) fn reserve_nofail() -> QueueSlot<Event> {
-    loop {
-        if let Ok(slot) = Queue::reserve(GFP_KERNEL) {
-            return slot;
-        }
-        nofail_pause();
-    }
 }
 
 /// Waits a moment before an allocation that must not fail is retried.
@@ -502,7 +488,9 @@ fn get_strong(
     }
     st.n_strong = st.n_strong.saturating_add(1);
     if let Some(key) = st.release.take() {
-        drop(inner.queue.remove(&key));
+        if let Some((_, slot, _)) = inner.queue.remove_reuse(&key) {
+            st.release_slot = Some(slot);
+        }
     }
     true
 }
@@ -540,7 +528,9 @@ struct NewNode {
     /// Room for its owner handle.
     res: HandleReservation,
     /// Room for its state.
-    st_res: RBTreeNodeReservation<u64, NodeState<QueueKey>>,
+    st_res: RBTreeNodeReservation<u64, OwnedNode>,
+    /// The memory of its release notification.
+    release: QueueSlot<Event>,
 }
 
 impl Peer {
@@ -564,6 +554,7 @@ impl Peer {
                         handles: HandleMap::new(),
                         nodes: RBTree::new(),
                         last_node: 0,
+                        last_op: 0,
                         seed: None,
                     },
                     "Peer::inner"
@@ -577,6 +568,7 @@ impl Peer {
                 ),
                 max_ids,
                 idle <- new_condvar!("Peer::idle"),
+                nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
                 pool <- Pool::new(),
                 viewer,
@@ -624,49 +616,122 @@ impl Peer {
     }
 
     /// Whether the peer was disconnected.
-    fn is_shutdown(&self) -> bool {
+    pub(crate) fn is_shutdown(&self) -> bool {
         self.active.lock().shutdown
     }
 
     /// Creates a node owned by this peer, named by the user-chosen `id`, and charges its owner
     /// handle. The caller holds the lock and checked that `id` is unmanaged and unused.
-    fn create_node(self: &Arc<Self>, inner: &mut PeerInner, id: u64) -> Result<Arc<Node>> {
+    ///
+    /// The node stays pending for the operation `op` (see [`crate::node::Handle::creator`]):
+    /// other operations of this peer wait before they use it, until `op` settles it with
+    /// [`Self::settle_created`] or undoes it with [`Self::undo_create`].
+    fn create_node(
+        self: &Arc<Self>,
+        inner: &mut PeerInner,
+        id: u64,
+        op: &mut OpToken,
+    ) -> Result<Arc<Node>> {
         let res = HandleReservation::new()?;
         let st_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let release = Queue::reserve(GFP_KERNEL)?;
         let serial = inner.last_node.checked_add(1).ok_or(ENOSPC)?;
         let node = Node::new(self.clone(), serial)?;
         inner.limits.charge_handles(1)?;
+        if op.0 == 0 {
+            inner.last_op = inner.last_op.wrapping_add(1).max(1);
+            op.0 = inner.last_op;
+        }
         inner.last_node = serial;
         inner
             .nodes
-            .insert(st_res.into_node(serial, NodeState::new(node.clone())));
+            .insert(st_res.into_node(serial, NodeState::new(node.clone(), release)));
         inner.handles.link(node.clone(), Some(id), false, res)?;
+        if let Some(h) = inner.handles.by_node_mut(&node.key()) {
+            h.creator = op.0;
+        }
         Ok(node)
     }
 
-    /// Undoes [`Self::create_node`] as far as the node still exists.
-    pub(crate) fn undo_create(&self, node: &Node) {
-        let mut inner = self.lock();
-        let st = inner.nodes.remove(&node.serial());
-        let h = inner.handles.release(&node.key());
-        if h.is_some() {
-            inner.limits.discharge_handles(1);
+    /// Makes the nodes an operation created on the fly usable by every other operation: the
+    /// operation has passed its point of no return.
+    pub(crate) fn settle_created(&self, nodes: &[Arc<Node>]) {
+        if nodes.is_empty() {
+            return;
         }
-        drop(inner);
+        {
+            let mut inner = self.lock();
+            for node in nodes {
+                if let Some(h) = inner.handles.by_node_mut(&node.key()) {
+                    h.creator = 0;
+                }
+            }
+        }
+        self.nodes_changed.notify_all();
+    }
+
+    /// Undoes [`Self::create_node`] as far as the node still exists.
+    ///
+    /// Nobody else can have used the node: other operations wait while it is pending, and its
+    /// creating operation failed before its point of no return. The node is still stamped
+    /// destroyed, at a tick of this peer's clock, so that every node gone from its owner has a
+    /// destruction in the global order.
+    pub(crate) fn undo_create(&self, node: &Node) {
+        let (st, h);
+        {
+            let mut inner = self.lock();
+            st = inner.nodes.remove(&node.serial());
+            if st.is_some() {
+                let c = inner.queue.tick();
+                node.set_destroyed(c);
+            }
+            h = inner.handles.release(&node.key());
+            if h.is_some() {
+                inner.limits.discharge_handles(1);
+            }
+        }
+        self.nodes_changed.notify_all();
         drop((st, h));
     }
 
-    /// Resolves `id` in this peer, creating a node for an unknown unmanaged ID. Returns the node
-    /// and whether it was created.
-    pub(crate) fn resolve(self: &Arc<Self>, id: u64) -> Result<(Arc<Node>, bool)> {
+    /// Resolves `id` in this peer for the operation `op`, creating a node for an unknown
+    /// unmanaged ID. Returns the node and whether it was created.
+    ///
+    /// A node another operation created on the fly and has not settled yet is waited for; the
+    /// wait is interruptible, as that operation may be copying from user memory.
+    pub(crate) fn resolve(self: &Arc<Self>, id: u64, op: &mut OpToken) -> Result<(Arc<Node>, bool)> {
         let mut inner = self.lock();
-        if let Some(h) = inner.handles.by_id(id) {
-            return Ok((h.node.clone(), false));
+        loop {
+            match inner.handles.by_id(id) {
+                Some(h) if h.creator == 0 || h.creator == op.0 => {
+                    return Ok((h.node.clone(), false));
+                }
+                Some(_) => {
+                    if self.nodes_changed.wait_interruptible(&mut inner) {
+                        return Err(ERESTARTSYS);
+                    }
+                }
+                None if is_managed_id(id) => return Err(ENXIO),
+                None => return Ok((self.create_node(&mut inner, id, op)?, true)),
+            }
         }
-        if is_managed_id(id) {
-            return Err(ENXIO);
+    }
+
+    /// Returns the position of the destruction of `node`, a node of this peer that is gone from
+    /// its state, in the global order.
+    ///
+    /// Every node removed from its owner's state is stamped by the transaction that removed it,
+    /// under this peer's lock, which then signals `nodes_changed`; a destroying transaction only
+    /// stages bounded work (the holders' notifications) in between, so this wait is short and
+    /// never depends on user space.
+    pub(crate) fn destruction_of(&self, node: &Node) -> (u64, u64) {
+        let mut inner = self.lock();
+        loop {
+            if let Some(d) = node.destruction() {
+                return d;
+            }
+            self.nodes_changed.wait(&mut inner);
         }
-        Ok((self.create_node(&mut inner, id)?, true))
     }
 
     /// Tears the peer down, exactly once: waits for every active reference to go away, then
@@ -714,7 +779,7 @@ impl Peer {
         let mut res = FlushReserve::new();
         let mut guard = loop {
             let guard = self.lock();
-            let need = FlushNeed::of(self, &guard);
+            let need = FlushNeed::of(&guard);
             if res.fits(&need) {
                 break guard;
             }
@@ -725,7 +790,8 @@ impl Peer {
                 if !must {
                     return Err(e);
                 }
-                // As in `reserve_nofail`.
+                // Small allocations fail only under fault injection or for a dying task that
+                // already got the reserves, and vmalloc backs the large ones.
                 nofail_pause();
             }
         };
@@ -765,27 +831,26 @@ impl Peer {
                 st.node.set_destroyed(c);
             }
         });
+        self.nodes_changed.notify_all();
         res.states.clear();
         for (_, h) in handles.iter() {
             let owner = h.node.owner();
             if Arc::ptr_eq(owner, self) {
                 continue;
             }
-            let mut slot = res.release_slots.pop();
             let wake = put_strong(
                 owner.id(),
                 &mut owner.lock(),
                 h.node.serial(),
                 Some(self.id),
                 h.n_user,
-                &mut slot,
             );
             if wake {
                 owner.wake();
             }
         }
         drop(handles);
-        let flushed = self.lock().queue.flush_detach(c);
+        let flushed = self.lock().queue.flush_detach(c, self.id);
         drop(flushed);
         let freed = self.pool.flush();
         self.lock().limits.discharge_slices(freed);
@@ -864,7 +929,6 @@ impl Peer {
         let id: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
             .reader()
             .read()?;
-        let mut slot = Some(Queue::reserve(GFP_KERNEL)?);
         let node;
         let gone: Option<Handle>;
         {
@@ -884,7 +948,7 @@ impl Peer {
                 }
                 let gone = inner.handles.release(&node.key());
                 inner.limits.discharge_handles(1);
-                let wake = live && put_strong(self.id, inner, node.serial(), None, 1, &mut slot);
+                let wake = live && put_strong(self.id, inner, node.serial(), None, 1);
                 drop(guard);
                 drop(gone);
                 if wake {
@@ -897,14 +961,7 @@ impl Peer {
         }
         drop(gone);
         let owner = node.owner();
-        let wake = put_strong(
-            owner.id(),
-            &mut owner.lock(),
-            node.serial(),
-            Some(self.id),
-            1,
-            &mut slot,
-        );
+        let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), Some(self.id), 1);
         if wake {
             owner.wake();
         }
@@ -932,7 +989,8 @@ impl Peer {
         let _pin = PeerActive::acquire(dst.clone())?;
         let dst_res = HandleReservation::new()?;
         let holder_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let (node, created) = self.resolve(t.src_handle)?;
+        let mut op = OpToken::default();
+        let (node, created) = self.resolve(t.src_handle, &mut op)?;
         let undo = || {
             if created {
                 self.undo_create(&node);
@@ -953,14 +1011,51 @@ impl Peer {
             remote.then(|| dst.clone()),
             holder_res,
         );
-        if live {
+        // `dst` became a holder above, under the owner's lock; its handle is linked now, under
+        // its own lock. A destruction committed in between notified `dst` already: if `dst` took
+        // that notification off its queue (and dropped it, with no handle to deliver it to), the
+        // destruction is behind it and the handle comes out invalid; otherwise the queued
+        // notification reaches the handle linked here.
+        let linked = live && {
             let mut inner = dst.lock();
-            t.dst_handle = match inner.handles.acquire(&node.key()) {
-                Some(id) => id,
-                None => inner.handles.link(node.clone(), None, remote, dst_res)?,
-            };
+            let inner = &mut *inner;
+            if let Some(id) = inner.handles.acquire(&node.key()) {
+                t.dst_handle = id;
+                true
+            } else if node
+                .destruction()
+                .is_some_and(|(c, tag)| remote && !inner.queue.may_join(c, tag))
+            {
+                false
+            } else {
+                match inner.handles.link(node.clone(), None, remote, dst_res) {
+                    Ok(id) => {
+                        t.dst_handle = id;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        };
+        if linked {
+            if created {
+                self.settle_created(core::slice::from_ref(&node));
+            }
         } else {
             dst.lock().limits.discharge_handles(1);
+            if live && remote {
+                // Give back the holder reference taken above, if the node still counts it.
+                let wake = put_strong(
+                    owner.id(),
+                    &mut owner.lock(),
+                    node.serial(),
+                    Some(dst.id()),
+                    1,
+                );
+                if wake {
+                    owner.wake();
+                }
+            }
             undo();
             t.dst_handle = uapi::BUS1_HANDLE_INVALID;
         }
@@ -997,9 +1092,9 @@ impl Peer {
         let mut released: KVec<Handle> = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut tx = Transaction::new(self.clone());
         tx.reserve_local(n)?;
-        let mut remote: KVec<(Arc<Peer>, Arc<Node>)> = KVec::new();
-        let mut remote_slots: KVec<QueueSlot<Event>> = KVec::new();
-        let mut states = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut remote: KVVec<(Arc<Peer>, Arc<Node>)> = KVVec::new();
+        let mut remote_slots: KVVec<QueueSlot<Event>> = KVVec::new();
+        let mut states = KVVec::with_capacity(n, GFP_KERNEL)?;
         {
             let mut guard = self.lock();
             let inner = &mut *guard;
@@ -1024,6 +1119,7 @@ impl Peer {
                                 node: Node::new(self.clone(), serial)?,
                                 res: HandleReservation::new()?,
                                 st_res: RBTreeNodeReservation::new(GFP_KERNEL)?,
+                                release: Queue::reserve(GFP_KERNEL)?,
                             },
                             GFP_KERNEL,
                         )?;
@@ -1053,7 +1149,7 @@ impl Peer {
                 inner.last_node = serial;
                 inner
                     .nodes
-                    .insert(nn.st_res.into_node(serial, NodeState::new(nn.node.clone())));
+                    .insert(nn.st_res.into_node(serial, NodeState::new(nn.node.clone(), nn.release)));
                 // Cannot fail: the ID is given, so no ID is allocated.
                 let _ = inner.handles.link(nn.node, Some(nn.id), false, nn.res);
             }
@@ -1100,6 +1196,7 @@ impl Peer {
                 st.node.set_destroyed(c);
             }
         });
+        self.nodes_changed.notify_all();
         drop(states);
         Ok(0)
     }

@@ -43,8 +43,9 @@ pub(crate) struct Transaction {
     /// The first entry staged on another peer's queue, kept apart so that a unicast allocates
     /// no list.
     first: Option<Staged>,
-    /// Further entries staged on other peers' queues.
-    remote: KVec<Staged>,
+    /// Further entries staged on other peers' queues; a destruction can have as many as the node
+    /// has holders, hence vmalloc-backed beyond a few pages.
+    remote: KVVec<Staged>,
 }
 
 impl Transaction {
@@ -55,7 +56,7 @@ impl Transaction {
             ts: 0,
             local: KVec::new(),
             first: None,
-            remote: KVec::new(),
+            remote: KVVec::new(),
         }
     }
 
@@ -163,13 +164,18 @@ impl Transaction {
     /// Like [`Self::commit`], but calls `stamp` with the commit timestamp before anything is
     /// committed, so state that readers compare timestamps against (a node's destruction time)
     /// is in place before any entry of the transaction becomes visible.
+    ///
+    /// `stamp` runs under the origin's lock, in the critical section that acquires the
+    /// timestamp: whoever takes that lock afterwards sees both the advanced clock and the
+    /// stamped state, so no receive on the origin can fall between the two.
     pub(crate) fn commit_with(self, stamp: impl FnOnce(u64)) -> u64 {
         let c = {
             let mut inner = self.origin.lock();
             inner.queue.sync(self.ts);
-            inner.queue.tick()
+            let c = inner.queue.tick();
+            stamp(c);
+            c
         };
-        stamp(c);
         // A unicast: syncing the only destination and committing there under one lock is the
         // same as doing it in two steps, as no other queue is involved.
         if self.local.is_empty() && self.remote.is_empty() {
