@@ -25,6 +25,8 @@
 //! is held**: queues hand removed entries out (or detach them without allocating) so that the
 //! caller drops them after unlocking.
 
+#![deny(unsafe_code)]
+
 use crate::{
     ext::{
         errno::{
@@ -678,7 +680,13 @@ impl Peer {
         drop(guard);
         // The seed is not ordered against anything; its handles are delivered if their nodes
         // are still live.
-        self.install(msg, (u64::MAX, u64::MAX), false, uapi::BUS1_HANDLE_INVALID, res)
+        self.install(
+            msg,
+            (u64::MAX, u64::MAX),
+            false,
+            uapi::BUS1_HANDLE_INVALID,
+            res,
+        )
     }
 
     /// Describes `msg` without installing anything (`PEEK`).

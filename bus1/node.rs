@@ -8,6 +8,8 @@
 //! release notification) is a [`NodeState`] stored in the owner's locked state, so it is only
 //! ever touched under the owner's lock and no lock is shared between peers.
 
+#![deny(unsafe_code)]
+
 use crate::{
     peer::Peer,
     uapi::{

@@ -9,6 +9,8 @@
 //! *active reference* ([`PeerActive`]), and disconnecting waits for those to drain before it
 //! tears the peer down, exactly once.
 
+#![deny(unsafe_code)]
+
 use crate::{
     ext::{
         errno::{
@@ -253,6 +255,16 @@ impl Limits {
 pub(crate) type OwnedNode = NodeState<QueueKey, QueueSlot<Event>>;
 
 /// The lock-protected state of a peer.
+///
+/// # Invariants
+///
+/// - Every node in `nodes` is live and owned by this peer, and its owner handle is in `handles`
+///   (a node leaves `nodes` only when destroyed, and is then stamped, see [`Node::destruction`]).
+/// - A handle whose `creator` is not 0 names a node in `nodes` created by an operation that has
+///   not finished; only that operation uses it.
+/// - `limits` counts every handle in `handles` (by user references) and every slice of the pool.
+/// - Nothing is dropped under the lock that takes other locks in its destructor (messages);
+///   queue operations hand such values out.
 pub(crate) struct PeerInner {
     /// Notifications for this peer.
     pub(crate) queue: Queue<Event>,
@@ -699,7 +711,11 @@ impl Peer {
     ///
     /// A node another operation created on the fly and has not settled yet is waited for; the
     /// wait is interruptible, as that operation may be copying from user memory.
-    pub(crate) fn resolve(self: &Arc<Self>, id: u64, op: &mut OpToken) -> Result<(Arc<Node>, bool)> {
+    pub(crate) fn resolve(
+        self: &Arc<Self>,
+        id: u64,
+        op: &mut OpToken,
+    ) -> Result<(Arc<Node>, bool)> {
         let mut inner = self.lock();
         loop {
             match inner.handles.by_id(id) {
@@ -961,7 +977,13 @@ impl Peer {
         }
         drop(gone);
         let owner = node.owner();
-        let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), Some(self.id), 1);
+        let wake = put_strong(
+            owner.id(),
+            &mut owner.lock(),
+            node.serial(),
+            Some(self.id),
+            1,
+        );
         if wake {
             owner.wake();
         }
@@ -1147,9 +1169,10 @@ impl Peer {
             for nn in new_nodes.drain_all() {
                 let serial = nn.node.serial();
                 inner.last_node = serial;
-                inner
-                    .nodes
-                    .insert(nn.st_res.into_node(serial, NodeState::new(nn.node.clone(), nn.release)));
+                inner.nodes.insert(
+                    nn.st_res
+                        .into_node(serial, NodeState::new(nn.node.clone(), nn.release)),
+                );
                 // Cannot fail: the ID is given, so no ID is allocated.
                 let _ = inner.handles.link(nn.node, Some(nn.id), false, nn.res);
             }

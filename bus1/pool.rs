@@ -12,6 +12,8 @@
 //!
 //! [`Pool`] pairs the allocator with the [`ShmemFile`] the slices live in.
 
+#![deny(unsafe_code)]
+
 use crate::ext::{
     errno::EXFULL,
     shmem::ShmemFile, //

@@ -32,6 +32,8 @@
 //! insert entries take a [`QueueSlot`] allocated beforehand, so no queue operation ever
 //! allocates memory.
 
+#![deny(unsafe_code)]
+
 use kernel::{
     alloc::Flags,
     prelude::*,
@@ -114,6 +116,17 @@ impl<T> QueueSlot<T> {
 /// A peer's queue: a Lamport clock, a flush mark and the entries ordered by [`QueueKey`].
 ///
 /// The queue has no lock of its own; the owner serialises all calls.
+///
+/// # Invariants
+///
+/// - `clock` is even, and at least the timestamp of every committed entry and the clock value
+///   every staging entry was staged at: whatever is committed or staged later orders after them.
+/// - A staging entry has an odd timestamp; it only ever moves to a larger, even one.
+/// - Every entry ordered before the leftmost staging entry is committed; only the leftmost
+///   entry is dequeued, so the owner observes entries in key order.
+/// - `seen` is the `(ts, tag)` of the last dequeued entry, and no entry is ever inserted at or
+///   before it ([`Queue::commit_synthetic`] refuses), so what was observed is never reordered.
+/// - Every value in `entries` is `Some`.
 pub(crate) struct Queue<T> {
     /// The Lamport clock; always even.
     clock: u64,

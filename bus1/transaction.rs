@@ -7,6 +7,8 @@
 //! destination, and every destination stays pinned (by an active reference) from staging until
 //! its entry is committed, so it cannot be torn down in between.
 
+#![deny(unsafe_code)]
+
 use crate::{
     peer::{
         Event,
@@ -33,6 +35,17 @@ struct Staged {
 }
 
 /// A transaction originating at one peer.
+///
+/// # Invariants
+///
+/// - Every entry in `local`, `first` and `remote` is staging on its queue and blocks everything
+///   ordered after it there; each is committed by [`Transaction::commit_with`], which consumes
+///   the transaction. Staging fails before it records anything, so every recorded entry gets
+///   committed.
+/// - Every remote destination stays pinned ([`PeerActive`]) from staging until its entry is
+///   committed, so it is not torn down in between.
+/// - `ts` is at least the clock every entry was staged at; the commit timestamp is a tick of the
+///   origin's clock synced to `ts`, hence larger than every staging timestamp.
 pub(crate) struct Transaction {
     /// The origin; its clock provides the commit timestamp and its ID is the tag.
     origin: Arc<Peer>,
