@@ -56,6 +56,7 @@ use crate::{
         put_strong,
         Event,
         Limits,
+        NodeHolder,
         Peer,
         PeerActive,
         PeerInner,
@@ -300,7 +301,7 @@ pub(crate) struct RecvArgs {
 /// Resources reserved before a message is dequeued, so that installing it cannot fail.
 struct InstallReservation {
     /// One per carried handle.
-    handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, Holder>)>,
+    handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, NodeHolder>)>,
     /// One per carried file, if they are to be installed.
     fds: KVec<FileDescriptorReservation>,
     /// One per carried node of another peer that was already destroyed, for the
@@ -774,13 +775,14 @@ impl Peer {
         node: &Arc<Node>,
         (ts, tag): (u64, u64),
         hres: HandleReservation,
-        holder_res: RBTreeNodeReservation<u64, Holder>,
+        holder_res: RBTreeNodeReservation<u64, NodeHolder>,
         destroys: &mut KVec<QueueSlot<Event>>,
     ) -> u64 {
         let owner = node.owner();
         // A node gone from its owner is still delivered if the message is ordered before its
         // destruction.
         if Arc::ptr_eq(owner, self) {
+            // Nothing was reserved for a node of this peer.
             let mut inner = self.lock();
             if inner.nodes.get(&node.serial()).is_none() {
                 // The destroying transaction is this peer's own and takes its lock to stamp
@@ -797,22 +799,27 @@ impl Peer {
                 .acquire(&node.key())
                 .unwrap_or(uapi::BUS1_HANDLE_INVALID);
         }
+        // Reserved before the dequeue, one per carried node of another peer: the memory of this
+        // peer's NODE_DESTROY, kept with a new holder entry or used to join a destruction.
+        let mut destroy = destroys.pop();
         let live = {
             let mut o = owner.lock();
             match o.nodes.get_mut(&node.serial()) {
                 Some(st) => {
                     // The in-flight reference becomes this holder's reference.
                     let id = self.id();
-                    match st.holders.get_mut(&id) {
-                        Some(h) => h.refs = h.refs.saturating_add(1),
-                        None => {
-                            st.holders.insert(holder_res.into_node(
-                                id,
-                                Holder {
-                                    peer: self.clone(),
-                                    refs: 1,
-                                },
-                            ));
+                    match (st.holders.get_mut(&id), destroy.take()) {
+                        (Some(h), slot) => {
+                            h.refs = h.refs.saturating_add(1);
+                            destroy = slot;
+                        }
+                        (None, Some(slot)) => {
+                            st.holders
+                                .insert(holder_res.into_node(id, Holder::new(self.clone(), slot)));
+                        }
+                        // Cannot happen: a slot is reserved for every carried foreign node.
+                        (None, None) => {
+                            kernel::warn_on!(true);
                         }
                     }
                     true
@@ -852,8 +859,7 @@ impl Peer {
         // and released it), the handle is notified once: see `Handle::destroy_delivered`.
         let mut woke = false;
         if !live && linked && id != uapi::BUS1_HANDLE_INVALID {
-            // Reserved before the dequeue, one per carried node of another peer.
-            if let (Some(slot), Some((c, otag))) = (destroys.pop(), node.destruction()) {
+            if let (Some(slot), Some((c, otag))) = (destroy, node.destruction()) {
                 if let Ok((_, w)) =
                     inner
                         .queue

@@ -118,36 +118,55 @@ impl Node {
 }
 
 /// A remote peer's share of a node's strong references.
-pub(crate) struct Holder {
+///
+/// `S` is a slot of the holder's queue and `T` the record of an entry staged there.
+pub(crate) struct Holder<S, T> {
     /// The holding peer, pinned so destruction can notify it.
     pub(crate) peer: Arc<Peer>,
     /// Number of the holder's user references to the node.
     pub(crate) refs: u64,
+    /// The memory of the holder's `NODE_DESTROY`, reserved when it became a holder, so a
+    /// destruction (a flush, a close) never allocates for it.
+    pub(crate) destroy: Option<S>,
+    /// The holder's `NODE_DESTROY` while the destroying transaction stages it.
+    pub(crate) staged: Option<T>,
+}
+
+impl<S, T> Holder<S, T> {
+    /// A new holder with one reference and the memory of its destruction notification.
+    pub(crate) fn new(peer: Arc<Peer>, destroy: S) -> Self {
+        Holder {
+            peer,
+            refs: 1,
+            destroy: Some(destroy),
+            staged: None,
+        }
+    }
 }
 
 /// Owner-side state of a live node. Removed from the owner when the node is destroyed.
 ///
-/// `K` is the owner's queue key and `S` a slot of the owner's queue.
+/// `K` is a queue key, `S` a queue slot and `T` the record of a staged entry.
 ///
 /// # Invariants
 ///
 /// - Exactly one of `release` and `release_slot` is `Some`: the node's `NODE_RELEASE` is either
 ///   queued or its memory is held here, ready, so dropping the last strong reference never
 ///   allocates.
-pub(crate) struct NodeState<K, S> {
+pub(crate) struct NodeState<K, S, T> {
     /// The node itself.
     pub(crate) node: Arc<Node>,
     /// Strong references: every remote user reference plus every owner reference but the first.
     pub(crate) n_strong: u64,
     /// Remote holders by peer ID; they get a destruction notification.
-    pub(crate) holders: RBTree<u64, Holder>,
+    pub(crate) holders: RBTree<u64, Holder<S, T>>,
     /// The queued, not yet received release notification, if any.
     pub(crate) release: Option<K>,
     /// The memory of the node's next release notification while none is queued.
     pub(crate) release_slot: Option<S>,
 }
 
-impl<K, S> NodeState<K, S> {
+impl<K, S, T> NodeState<K, S, T> {
     /// Creates the state of a fresh node, with the memory of its release notification.
     pub(crate) fn new(node: Arc<Node>, release_slot: S) -> Self {
         NodeState {

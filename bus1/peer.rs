@@ -63,7 +63,10 @@ use crate::{
         Ledger,
         ShareReservation, //
     },
-    transaction::Transaction,
+    transaction::{
+        Staged,
+        Transaction, //
+    },
     uapi,
     user::UserRef,
 };
@@ -252,7 +255,10 @@ impl Limits {
 }
 
 /// The owner-side state of a node, in its owner's [`PeerInner`].
-pub(crate) type OwnedNode = NodeState<QueueKey, QueueSlot<Event>>;
+pub(crate) type OwnedNode = NodeState<QueueKey, QueueSlot<Event>, Staged>;
+
+/// A remote holder of a node, in the node's [`OwnedNode`].
+pub(crate) type NodeHolder = Holder<QueueSlot<Event>, Staged>;
 
 /// The lock-protected state of a peer.
 ///
@@ -282,70 +288,6 @@ pub(crate) struct PeerInner {
     last_node: u64,
     /// Last [`OpToken`] handed out.
     last_op: u64,
-}
-
-/// How much [`Peer::flush`] must allocate for the peer's current state.
-struct FlushNeed {
-    /// Live nodes.
-    nodes: usize,
-    /// Remote holders, summed over the live nodes.
-    holders: usize,
-}
-
-impl FlushNeed {
-    /// Counts what flushing `inner`, a peer's state, needs.
-    fn of(inner: &PeerInner) -> Self {
-        let mut need = FlushNeed {
-            nodes: 0,
-            holders: 0,
-        };
-        for (_, st) in inner.nodes.iter() {
-            need.nodes += 1;
-            need.holders += st.holders.iter().count();
-        }
-        need
-    }
-}
-
-/// The memory [`Peer::flush`] needs, allocated before it changes anything.
-struct FlushReserve {
-    /// Room for the state of every destroyed node.
-    states: KVVec<OwnedNode>,
-    /// Room for every holder to notify.
-    remote: KVVec<(Arc<Peer>, Arc<Node>)>,
-    /// A queue entry per holder, for its `NODE_DESTROY`.
-    remote_slots: KVVec<QueueSlot<Event>>,
-}
-
-impl FlushReserve {
-    /// Starts with nothing reserved.
-    fn new() -> Self {
-        FlushReserve {
-            states: KVVec::new(),
-            remote: KVVec::new(),
-            remote_slots: KVVec::new(),
-        }
-    }
-
-    /// Whether everything `need` asks for is reserved. Room in the transaction is not checked:
-    /// [`Self::grow`] reserves it before the holders' slots, so it covers at least as many.
-    fn fits(&self, need: &FlushNeed) -> bool {
-        self.states.capacity() >= need.nodes
-            && self.remote.capacity() >= need.holders
-            && self.remote_slots.len() >= need.holders
-    }
-
-    /// Reserves what `need` asks for; on failure keeps what it got, so a retry continues.
-    fn grow(&mut self, need: &FlushNeed, tx: &mut Transaction) -> Result {
-        self.states.reserve(need.nodes, GFP_KERNEL)?;
-        self.remote.reserve(need.holders, GFP_KERNEL)?;
-        tx.reserve_remote(need.holders)?;
-        while self.remote_slots.len() < need.holders {
-            self.remote_slots
-                .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
-        }
-        Ok(())
-    }
 }
 
 /// The lifetime state of a peer.
@@ -470,11 +412,6 @@ pub(crate) fn put_strong(
     wake
 }
 
-/// Waits a moment before an allocation that must not fail is retried.
-fn nofail_pause() {
-    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
-}
-
 /// Adds a strong reference to the node `serial` of the peer whose state is `inner`, for remote
 /// `holder` (`None` for an extra owner reference). Withdraws a queued release notification.
 ///
@@ -483,7 +420,8 @@ fn get_strong(
     inner: &mut PeerInner,
     serial: u64,
     holder: Option<Arc<Peer>>,
-    res: RBTreeNodeReservation<u64, Holder>,
+    res: RBTreeNodeReservation<u64, NodeHolder>,
+    destroy: QueueSlot<Event>,
 ) -> bool {
     let Some(st) = inner.nodes.get_mut(&serial) else {
         return false;
@@ -494,7 +432,7 @@ fn get_strong(
             Some(x) => x.refs = x.refs.saturating_add(1),
             None => {
                 st.holders
-                    .insert(res.into_node(id, Holder { peer, refs: 1 }));
+                    .insert(res.into_node(id, Holder::new(peer, destroy)));
             }
         }
     }
@@ -763,8 +701,7 @@ impl Peer {
                 self.idle.wait(&mut a);
             }
         }
-        // Cannot fail: allocations are retried.
-        let _ = self.flush(true);
+        self.flush();
         // Nobody can pin the peer any more, so nothing new can arrive in the queue.
         let leftover;
         let seed;
@@ -785,70 +722,56 @@ impl Peer {
     /// Destroys every node of this peer in one transaction, drops every handle and flushes the
     /// queue up to the destruction (`PEER_RESET` with `FLUSH`, and teardown).
     ///
-    /// Everything the teardown needs is allocated before anything is changed (see
-    /// [`FlushReserve`]), so it is never half-done: every holder of a destroyed node gets its
-    /// `NODE_DESTROY` and every owner whose last reference goes away its `NODE_RELEASE`. With
-    /// `must`, as on close, which cannot fail, a failed allocation is retried until it succeeds;
-    /// otherwise it fails the call with `ENOMEM` before any effect.
-    fn flush(self: &Arc<Self>, must: bool) -> Result {
-        let mut tx = Transaction::new(self.clone());
-        let mut res = FlushReserve::new();
-        let mut guard = loop {
-            let guard = self.lock();
-            let need = FlushNeed::of(&guard);
-            if res.fits(&need) {
-                break guard;
-            }
-            drop(guard);
-            // The counts may grow while the lock is dropped (remote peers can acquire handles
-            // to this peer's nodes), hence the loop.
-            while let Err(e) = res.grow(&need, &mut tx) {
-                if !must {
-                    return Err(e);
+    /// Allocates nothing, so it cannot fail and is never half-done: every holder's
+    /// `NODE_DESTROY` uses the memory reserved when it became a holder, every owner's
+    /// `NODE_RELEASE` the memory its node keeps, and the destroyed nodes' states are moved out of
+    /// the peer whole and record the staged notifications themselves.
+    fn flush(self: &Arc<Self>) {
+        let (mut nodes, handles) = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let mut nodes = core::mem::take(&mut inner.nodes);
+            for st in nodes.values_mut() {
+                if let Some(key) = st.release.take() {
+                    drop(inner.queue.remove(&key));
                 }
-                // Small allocations fail only under fault injection or for a dying task that
-                // already got the reserves, and vmalloc backs the large ones.
-                nofail_pause();
             }
+            let handles = inner.handles.take_all();
+            let mut n: u64 = 0;
+            for h in handles.values() {
+                n = n.saturating_add(h.n_user);
+            }
+            inner.limits.discharge_handles(n);
+            (nodes, handles)
         };
-        // Point of no return: nothing below allocates.
-        let inner = &mut *guard;
-        while let Some(cursor) = inner.nodes.cursor_front_mut() {
-            let (_, node) = cursor.remove_current();
-            let (_, mut st) = node.to_key_value();
-            if let Some(key) = st.release.take() {
-                drop(inner.queue.remove(&key));
-            }
-            // No `NODE_DESTROY` for the owner itself: its queue is flushed at the destruction's
-            // timestamp below, which would remove it again.
-            for (_, h) in st.holders.iter() {
-                let _ = res
-                    .remote
-                    .push_within_capacity((h.peer.clone(), st.node.clone()));
-            }
-            let _ = res.states.push_within_capacity(st);
-        }
-        let handles = inner.handles.take_all();
-        let mut n: u64 = 0;
-        for (_, h) in handles.iter() {
-            n = n.saturating_add(h.n_user);
-        }
-        inner.limits.discharge_handles(n);
-        drop(guard);
-        for (peer, node) in res.remote.drain_all() {
-            if let Some(slot) = res.remote_slots.pop() {
-                // Fails only for a holder that is going away, which needs no notification.
-                let _ = tx.stage_remote_slot(&peer, slot, Event::Destroy(node));
+        // No `NODE_DESTROY` for the owner itself: its queue is flushed at the destruction's
+        // position below, which would remove it again.
+        let mut tx = Transaction::new(self.clone());
+        for st in nodes.values_mut() {
+            for h in st.holders.values_mut() {
+                let Some(slot) = h.destroy.take() else {
+                    continue;
+                };
+                // A holder that is going away needs no notification.
+                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
+                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
+                }
             }
         }
-        let states = &res.states;
-        let c = tx.commit_with(|c| {
-            for st in states.iter() {
-                st.node.set_destroyed(c);
-            }
-        });
+        let c = tx.commit_with_detached(
+            || {
+                nodes
+                    .values()
+                    .flat_map(|st| st.holders.values().filter_map(|h| h.staged.as_ref()))
+            },
+            |c| {
+                for st in nodes.values() {
+                    st.node.set_destroyed(c);
+                }
+            },
+        );
         self.nodes_changed.notify_all();
-        res.states.clear();
+        drop(nodes);
         for (_, h) in handles.iter() {
             let owner = h.node.owner();
             if Arc::ptr_eq(owner, self) {
@@ -870,7 +793,6 @@ impl Peer {
         drop(flushed);
         let freed = self.pool.flush();
         self.lock().limits.discharge_slices(freed);
-        Ok(())
     }
 
     /// `PEER_QUERY`.
@@ -915,10 +837,9 @@ impl Peer {
         if limits.iter().any(|&v| v != u32::MAX && v > i32::MAX as u32) {
             return Err(EINVAL);
         }
-        // First, as the only step that can fail (`ENOMEM`), so that a failed call has no
-        // effect; the flush does not depend on the flags and limits set below.
+        // The flush cannot fail, and does not depend on the flags and limits set below.
         if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH != 0 {
-            self.flush(false)?;
+            self.flush();
         }
         {
             let mut inner = self.lock();
@@ -1011,6 +932,8 @@ impl Peer {
         let _pin = PeerActive::acquire(dst.clone())?;
         let dst_res = HandleReservation::new()?;
         let holder_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        // The memory of `dst`'s NODE_DESTROY, kept with its holder entry.
+        let destroy_slot = Queue::reserve(GFP_KERNEL)?;
         let mut op = OpToken::default();
         let (node, created) = self.resolve(t.src_handle, &mut op)?;
         let undo = || {
@@ -1032,6 +955,7 @@ impl Peer {
             node.serial(),
             remote.then(|| dst.clone()),
             holder_res,
+            destroy_slot,
         );
         // `dst` became a holder above, under the owner's lock; its handle is linked now, under
         // its own lock. A destruction committed in between notified `dst` already: if `dst` took
@@ -1114,15 +1038,12 @@ impl Peer {
         let mut released: KVec<Handle> = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut tx = Transaction::new(self.clone());
         tx.reserve_local(n)?;
-        let mut remote: KVVec<(Arc<Peer>, Arc<Node>)> = KVVec::new();
-        let mut remote_slots: KVVec<QueueSlot<Event>> = KVVec::new();
         let mut states = KVVec::with_capacity(n, GFP_KERNEL)?;
         {
             let mut guard = self.lock();
             let inner = &mut *guard;
             // Validate everything before changing anything.
             let mut new_nodes: KVec<NewNode> = KVec::new();
-            let mut n_holders: usize = 0;
             for (i, &id) in ids.iter().enumerate() {
                 if first_dup == Some(i) {
                     return Err(ENOTUNIQ());
@@ -1150,21 +1071,14 @@ impl Peer {
                         if !Arc::ptr_eq(h.node.owner(), self) {
                             return Err(EREMOTE());
                         }
-                        let st = inner.nodes.get(&h.node.serial()).ok_or_else(ESTALE)?;
-                        n_holders = n_holders.saturating_add(st.holders.iter().count());
+                        inner.nodes.get(&h.node.serial()).ok_or_else(ESTALE)?;
                     }
                 }
             }
             // CAST: See above.
             inner.limits.check_handles(new_nodes.len() as u64)?;
-            remote.reserve(n_holders, GFP_KERNEL)?;
-            // Every holder is notified: a completed NODES_DESTROY is never half-done.
-            remote_slots.reserve(n_holders, GFP_KERNEL)?;
-            for _ in 0..n_holders {
-                remote_slots.push(Queue::<Event>::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
-            }
-            tx.reserve_remote(n_holders)?;
-            // Point of no return.
+            // Point of no return. Every holder is notified, in the memory reserved when it
+            // became a holder: a completed NODES_DESTROY is never half-done.
             inner.limits.charge_handles(new_nodes.len() as u64)?;
             for nn in new_nodes.drain_all() {
                 let serial = nn.node.serial();
@@ -1190,9 +1104,6 @@ impl Peer {
                 if let Some(slot) = slots.pop() {
                     tx.stage_local_slot(&mut inner.queue, slot, Event::Destroy(st.node.clone()));
                 }
-                for (_, holder) in st.holders.iter() {
-                    let _ = remote.push_within_capacity((holder.peer.clone(), st.node.clone()));
-                }
                 let _ = states.push_within_capacity(st);
             }
             if release {
@@ -1208,17 +1119,29 @@ impl Peer {
             }
         }
         drop(released);
-        for (peer, node) in remote.drain_all() {
-            if let Some(slot) = remote_slots.pop() {
-                // Fails only for a holder that is going away.
-                let _ = tx.stage_remote_slot(&peer, slot, Event::Destroy(node));
+        for st in states.iter_mut() {
+            for h in st.holders.values_mut() {
+                let Some(slot) = h.destroy.take() else {
+                    continue;
+                };
+                // A holder that is going away needs no notification.
+                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
+                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
+                }
             }
         }
-        tx.commit_with(|c| {
-            for st in states.iter() {
-                st.node.set_destroyed(c);
-            }
-        });
+        tx.commit_with_detached(
+            || {
+                states
+                    .iter()
+                    .flat_map(|st| st.holders.values().filter_map(|h| h.staged.as_ref()))
+            },
+            |c| {
+                for st in states.iter() {
+                    st.node.set_destroyed(c);
+                }
+            },
+        );
         self.nodes_changed.notify_all();
         drop(states);
         Ok(0)

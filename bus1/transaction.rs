@@ -27,7 +27,10 @@ use kernel::{
 };
 
 /// One staged entry on a remote peer's queue.
-struct Staged {
+///
+/// Recorded by the transaction, or by the caller for entries staged with
+/// [`Transaction::stage_detached`], which must outlive the commit.
+pub(crate) struct Staged {
     /// The destination, pinned until commit.
     dst: PeerActive,
     /// The entry's key while staging.
@@ -59,6 +62,21 @@ pub(crate) struct Transaction {
     /// Further entries staged on other peers' queues; a destruction can have as many as the node
     /// has holders, hence vmalloc-backed beyond a few pages.
     remote: KVVec<Staged>,
+}
+
+impl Staged {
+    /// Commits the entry at `c` and wakes up the destination's readers if it became readable.
+    fn commit(&self, c: u64) {
+        let peer = self.dst.peer();
+        let wake = peer
+            .lock()
+            .queue
+            .commit_staged(&self.key, c)
+            .is_some_and(|(_, w)| w);
+        if wake {
+            peer.wake();
+        }
+    }
 }
 
 impl Transaction {
@@ -102,20 +120,6 @@ impl Transaction {
             kernel::warn_on!(true);
             let _ = queue.commit_staged(&key, key.clock().saturating_add(2));
         }
-    }
-
-    /// Stages `ev` in the preallocated `slot` on the queue of `dst`, in room reserved with
-    /// [`Self::reserve_remote`]. Fails (with no effect) only if `dst` is shutting down, which
-    /// then needs no notification.
-    pub(crate) fn stage_remote_slot(
-        &mut self,
-        dst: &Arc<Peer>,
-        slot: QueueSlot<Event>,
-        ev: Event,
-    ) -> Result {
-        let pin = PeerActive::acquire(dst.clone())?;
-        self.stage_remote_pinned(pin, slot, ev);
-        Ok(())
     }
 
     /// Reserves room to record `n` entries on other peers' queues, so that
@@ -168,6 +172,22 @@ impl Transaction {
         }
     }
 
+    /// Stages `ev` in the preallocated `slot` on the queue of the peer pinned by `dst`, and
+    /// returns the record for the caller to keep, instead of recording it in the transaction:
+    /// it needs no room in the transaction, so staging the notifications of a destruction
+    /// allocates nothing. The caller hands every such record to
+    /// [`Self::commit_with_detached`].
+    pub(crate) fn stage_detached(
+        &mut self,
+        dst: PeerActive,
+        slot: QueueSlot<Event>,
+        ev: Event,
+    ) -> Staged {
+        let key = dst.peer().lock().queue.stage(slot, self.tag(), self.ts, ev);
+        self.ts = self.ts.max(key.clock());
+        Staged { dst, key }
+    }
+
     /// Acquires the commit timestamp, syncs every destination and commits every entry.
     /// Returns the commit timestamp.
     pub(crate) fn commit(self) -> u64 {
@@ -182,6 +202,19 @@ impl Transaction {
     /// timestamp: whoever takes that lock afterwards sees both the advanced clock and the
     /// stamped state, so no receive on the origin can fall between the two.
     pub(crate) fn commit_with(self, stamp: impl FnOnce(u64)) -> u64 {
+        self.commit_with_detached(core::iter::empty, stamp)
+    }
+
+    /// Like [`Self::commit_with`], and also commits the entries staged with
+    /// [`Self::stage_detached`]; `detached` returns them, each time it is called.
+    pub(crate) fn commit_with_detached<'a, I>(
+        self,
+        detached: impl Fn() -> I,
+        stamp: impl FnOnce(u64),
+    ) -> u64
+    where
+        I: Iterator<Item = &'a Staged>,
+    {
         let c = {
             let mut inner = self.origin.lock();
             inner.queue.sync(self.ts);
@@ -191,7 +224,7 @@ impl Transaction {
         };
         // A unicast: syncing the only destination and committing there under one lock is the
         // same as doing it in two steps, as no other queue is involved.
-        if self.local.is_empty() && self.remote.is_empty() {
+        if self.local.is_empty() && self.remote.is_empty() && detached().next().is_none() {
             if let Some(s) = &self.first {
                 let peer = s.dst.peer();
                 let wake = {
@@ -210,6 +243,9 @@ impl Transaction {
         for s in self.remotes() {
             s.dst.peer().lock().queue.sync(c);
         }
+        for s in detached() {
+            s.dst.peer().lock().queue.sync(c);
+        }
         if !self.local.is_empty() {
             let mut wake = false;
             {
@@ -225,16 +261,114 @@ impl Transaction {
             }
         }
         for s in self.remotes() {
-            let peer = s.dst.peer();
-            let wake = peer
-                .lock()
-                .queue
-                .commit_staged(&s.key, c)
-                .is_some_and(|(_, w)| w);
-            if wake {
-                peer.wake();
-            }
+            s.commit(c);
+        }
+        for s in detached() {
+            s.commit(c);
         }
         c
+    }
+}
+
+#[kunit_tests(bus1_transaction)]
+mod tests {
+    use super::*;
+    use crate::node::Node;
+
+    /// The key of the front entry of `peer`'s queue, if it can be dequeued.
+    fn front(peer: &Arc<Peer>) -> Option<QueueKey> {
+        peer.lock().queue.front().map(|(k, _, _)| *k)
+    }
+
+    /// Stages a notification of `node` on `dst` in `tx`, the way `SEND` does.
+    fn stage(tx: &mut Transaction, dst: &Arc<Peer>, node: &Arc<Node>) -> Result {
+        tx.reserve_remote(1)?;
+        let pin = PeerActive::acquire(dst.clone())?;
+        tx.stage_remote_pinned(
+            pin,
+            Queue::reserve(GFP_KERNEL)?,
+            Event::Release(node.clone()),
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unicast_commits_after_the_origin_clock() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::new()?;
+        let node = Node::new(b.clone(), 1)?;
+        // The origin's clock is ahead of the destination's.
+        for _ in 0..5 {
+            a.lock().queue.tick();
+        }
+        let mut tx = Transaction::new(a.clone());
+        stage(&mut tx, &b, &node)?;
+        // Staged, the entry blocks the destination.
+        assert!(front(&b).is_none());
+        let c = tx.commit();
+        let key = front(&b).ok_or(EINVAL)?;
+        assert_eq!((key.ts(), key.tag()), (c, a.id()));
+        assert!(c > 10);
+        // Both clocks passed the commit: anything either queue commits later orders after it.
+        assert!(a.lock().queue.clock() >= c && b.lock().queue.clock() >= c);
+        // The entry names a node of `b`: take it out, or the two would keep each other alive.
+        let popped = b.lock().queue.pop_front();
+        drop(popped);
+        Ok(())
+    }
+
+    #[test]
+    fn crossed_multicasts_are_seen_in_one_order() -> Result {
+        // Two transactions stage on the same two queues in opposite orders, interleaved, and
+        // commit in either order: both queues must list them the same way.
+        for first in 0..2 {
+            let (x, y) = (Peer::new()?, Peer::new()?);
+            let (o1, o2) = (Peer::new()?, Peer::new()?);
+            let n = Node::new(x.clone(), 1)?;
+            let mut t1 = Transaction::new(o1.clone());
+            let mut t2 = Transaction::new(o2.clone());
+            stage(&mut t1, &x, &n)?;
+            stage(&mut t2, &y, &n)?;
+            stage(&mut t2, &x, &n)?;
+            stage(&mut t1, &y, &n)?;
+            let (c1, c2) = if first == 0 {
+                let c1 = t1.commit();
+                (c1, t2.commit())
+            } else {
+                let c2 = t2.commit();
+                (t1.commit(), c2)
+            };
+            let order = |p: &Arc<Peer>| -> Result<[u64; 2]> {
+                let mut q = p.lock();
+                let a = q.queue.pop_front().ok_or(EINVAL)?.0;
+                let b = q.queue.pop_front().ok_or(EINVAL)?.0;
+                Ok([a.tag(), b.tag()])
+            };
+            let (ox, oy) = (order(&x)?, order(&y)?);
+            assert_eq!(ox, oy);
+            assert!(c1 != c2 || o1.id() != o2.id());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn commit_with_stamps_before_anything_is_visible() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::new()?;
+        let c_peer = Peer::new()?;
+        let node = Node::new(a.clone(), 1)?;
+        let mut tx = Transaction::new(a.clone());
+        stage(&mut tx, &b, &node)?;
+        stage(&mut tx, &c_peer, &node)?;
+        let (b2, c2) = (b.clone(), c_peer.clone());
+        let c = tx.commit_with(|c| {
+            // Under the origin's lock, with the clock at `c` and nothing committed yet.
+            node.set_destroyed(c);
+            assert!(front(&b2).is_none() && front(&c2).is_none());
+        });
+        assert_eq!(node.destruction(), Some((c, a.id())));
+        assert_eq!(front(&b).map(|k| k.ts()), Some(c));
+        assert_eq!(front(&c_peer).map(|k| k.ts()), Some(c));
+        Ok(())
     }
 }

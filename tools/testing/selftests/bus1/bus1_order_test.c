@@ -484,4 +484,124 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 	close(uffd);
 }
 
+#define MC_SENDERS 3
+#define MC_MSGS 200
+
+struct mc_sender {
+	int fd;
+	int idx;
+	__u64 dst[2];
+	int err;
+};
+
+static void *mc_send_fn(void *arg)
+{
+	struct mc_sender *m = arg;
+	__u32 payload[2];
+	int i;
+
+	for (i = 0; i < MC_MSGS; i++) {
+		payload[0] = m->idx;
+		payload[1] = i;
+		m->err = send_msg(m->fd, m->dst, 2, NULL, 0, payload, sizeof(payload));
+		if (m->err)
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * Three senders multicast to overlapping pairs of three receivers (S0 to R0 and
+ * R1, S1 to R1 and R2, S2 to R2 and R0), concurrently. No two receivers share
+ * more than one sender, so comparing receivers pairwise proves nothing; the
+ * test builds the precedence graph of all receivers' logs plus each sender's
+ * program order and requires it to be acyclic: one global order.
+ */
+TEST(multicast_partial_overlap_is_one_order)
+{
+	static int succ[MC_SENDERS * MC_MSGS][2 * MC_SENDERS + 1];
+	static int n_succ[MC_SENDERS * MC_MSGS], indeg[MC_SENDERS * MC_MSGS];
+	static int queue[MC_SENDERS * MC_MSGS];
+	struct mc_sender snd[MC_SENDERS];
+	pthread_t t[MC_SENDERS];
+	int r[MC_SENDERS], i, j, head = 0, tail = 0, seen = 0;
+	void *pool[MC_SENDERS];
+
+	memset(n_succ, 0, sizeof(n_succ));
+	memset(indeg, 0, sizeof(indeg));
+	for (i = 0; i < MC_SENDERS; i++) {
+		r[i] = peer_new();
+		ASSERT_LE(0, r[i]);
+		pool[i] = mmap(NULL, POOL_SIZE, PROT_READ, MAP_SHARED, r[i], 0);
+		ASSERT_NE(MAP_FAILED, pool[i]);
+		snd[i].fd = peer_new();
+		ASSERT_LE(0, snd[i].fd);
+		snd[i].idx = i;
+		snd[i].err = 0;
+	}
+	for (i = 0; i < MC_SENDERS; i++)
+		for (j = 0; j < 2; j++)
+			ASSERT_EQ(0, xfer(r[(i + j) % MC_SENDERS], N1, snd[i].fd,
+					  &snd[i].dst[j]));
+	for (i = 0; i < MC_SENDERS; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, mc_send_fn, &snd[i]));
+	for (i = 0; i < MC_SENDERS; i++) {
+		ASSERT_EQ(0, pthread_join(t[i], NULL));
+		ASSERT_EQ(0, snd[i].err);
+	}
+
+	/* Edges: consecutive entries of each receiver, and each sender's order. */
+	for (i = 0; i < MC_SENDERS; i++) {
+		struct bus1_cmd_recv m;
+		int prev = -1, n = 0;
+
+		while (recv_msg(r[i], &m) == 0) {
+			const __u32 *p = (const __u32 *)((const char *)pool[i] + m.msg.offset);
+			int v;
+
+			ASSERT_EQ((__u64)BUS1_MSG_DATA, m.msg.type);
+			ASSERT_EQ((__u64)8, m.msg.n_bytes);
+			ASSERT_GT(MC_SENDERS, (int)p[0]);
+			ASSERT_GT(MC_MSGS, (int)p[1]);
+			v = p[0] * MC_MSGS + p[1];
+			if (prev >= 0) {
+				succ[prev][n_succ[prev]++] = v;
+				indeg[v]++;
+			}
+			prev = v;
+			n++;
+			ASSERT_EQ(0, ret_errno(ioctl(r[i], BUS1_CMD_SLICE_RELEASE, &m.msg.offset)));
+		}
+		/* Every message of both senders of this receiver, exactly once. */
+		ASSERT_EQ(2 * MC_MSGS, n);
+	}
+	for (i = 0; i < MC_SENDERS; i++)
+		for (j = 0; j + 1 < MC_MSGS; j++) {
+			succ[i * MC_MSGS + j][n_succ[i * MC_MSGS + j]++] = i * MC_MSGS + j + 1;
+			indeg[i * MC_MSGS + j + 1]++;
+		}
+
+	/* Kahn's algorithm: every message must come out. */
+	for (i = 0; i < MC_SENDERS * MC_MSGS; i++)
+		if (!indeg[i])
+			queue[tail++] = i;
+	while (head < tail) {
+		int v = queue[head++];
+
+		seen++;
+		for (j = 0; j < n_succ[v]; j++)
+			if (!--indeg[succ[v][j]])
+				queue[tail++] = succ[v][j];
+	}
+	ASSERT_EQ(MC_SENDERS * MC_MSGS, seen)
+		TH_LOG("%d messages are on a cycle of the receivers' orders",
+		       MC_SENDERS * MC_MSGS - seen);
+
+	for (i = 0; i < MC_SENDERS; i++) {
+		munmap(pool[i], POOL_SIZE);
+		close(r[i]);
+		close(snd[i].fd);
+	}
+}
+
 TEST_HARNESS_MAIN
