@@ -260,6 +260,33 @@ pub(crate) type OwnedNode = NodeState<QueueKey, QueueSlot<Event>, Staged>;
 /// A remote holder of a node, in the node's [`OwnedNode`].
 pub(crate) type NodeHolder = Holder<QueueSlot<Event>, Staged>;
 
+/// The node states a destruction works on: the whole tree of a flush, or the states
+/// `NODES_DESTROY` picked.
+trait NodeSet {
+    /// Calls `f` on every node state.
+    fn each(&self, f: &mut dyn FnMut(&OwnedNode));
+    /// Calls `f` on every node state, for modification.
+    fn each_mut(&mut self, f: &mut dyn FnMut(&mut OwnedNode));
+}
+
+impl NodeSet for RBTree<u64, OwnedNode> {
+    fn each(&self, f: &mut dyn FnMut(&OwnedNode)) {
+        self.values().for_each(f);
+    }
+    fn each_mut(&mut self, f: &mut dyn FnMut(&mut OwnedNode)) {
+        self.values_mut().for_each(f);
+    }
+}
+
+impl NodeSet for KVVec<OwnedNode> {
+    fn each(&self, f: &mut dyn FnMut(&OwnedNode)) {
+        self.iter().for_each(f);
+    }
+    fn each_mut(&mut self, f: &mut dyn FnMut(&mut OwnedNode)) {
+        self.iter_mut().for_each(f);
+    }
+}
+
 /// The lock-protected state of a peer.
 ///
 /// # Invariants
@@ -746,31 +773,8 @@ impl Peer {
         };
         // No `NODE_DESTROY` for the owner itself: its queue is flushed at the destruction's
         // position below, which would remove it again.
-        let mut tx = Transaction::new(self.clone());
-        for st in nodes.values_mut() {
-            for h in st.holders.values_mut() {
-                let Some(slot) = h.destroy.take() else {
-                    continue;
-                };
-                // A holder that is going away needs no notification.
-                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
-                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
-                }
-            }
-        }
-        let c = tx.commit_with_detached(
-            || {
-                nodes
-                    .values()
-                    .flat_map(|st| st.holders.values().filter_map(|h| h.staged.as_ref()))
-            },
-            |c| {
-                for st in nodes.values() {
-                    st.node.set_destroyed(c);
-                }
-            },
-        );
-        self.nodes_changed.notify_all();
+        let tx = Transaction::new(self.clone());
+        let c = self.destroy_nodes(tx, &mut nodes);
         drop(nodes);
         for (_, h) in handles.iter() {
             let owner = h.node.owner();
@@ -793,6 +797,42 @@ impl Peer {
         drop(flushed);
         let freed = self.pool.flush();
         self.lock().limits.discharge_slices(freed);
+    }
+
+    /// Completes the destruction of `nodes`, node states already removed from this peer (with
+    /// `tx` holding whatever the caller staged on this peer's own queue): stages every holder's
+    /// `NODE_DESTROY` in the memory reserved with the holder, recording it in the holder entry,
+    /// stamps every node with the commit timestamp as it is taken, commits, and wakes up
+    /// whoever waits for the stamps. Allocates nothing. Returns the commit timestamp.
+    ///
+    /// The one destruction path, shared by `NODES_DESTROY` and the flush.
+    fn destroy_nodes(&self, mut tx: Transaction, nodes: &mut impl NodeSet) -> u64 {
+        nodes.each_mut(&mut |st| {
+            for h in st.holders.values_mut() {
+                let Some(slot) = h.destroy.take() else {
+                    continue;
+                };
+                // A holder that is going away needs no notification.
+                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
+                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
+                }
+            }
+        });
+        let nodes = &*nodes;
+        let c = tx.commit_with_detached(
+            |f| {
+                nodes.each(&mut |st| {
+                    for h in st.holders.values() {
+                        if let Some(staged) = &h.staged {
+                            f(staged);
+                        }
+                    }
+                })
+            },
+            |c| nodes.each(&mut |st| st.node.set_destroyed(c)),
+        );
+        self.nodes_changed.notify_all();
+        c
     }
 
     /// `PEER_QUERY`.
@@ -1119,30 +1159,7 @@ impl Peer {
             }
         }
         drop(released);
-        for st in states.iter_mut() {
-            for h in st.holders.values_mut() {
-                let Some(slot) = h.destroy.take() else {
-                    continue;
-                };
-                // A holder that is going away needs no notification.
-                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
-                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
-                }
-            }
-        }
-        tx.commit_with_detached(
-            || {
-                states
-                    .iter()
-                    .flat_map(|st| st.holders.values().filter_map(|h| h.staged.as_ref()))
-            },
-            |c| {
-                for st in states.iter() {
-                    st.node.set_destroyed(c);
-                }
-            },
-        );
-        self.nodes_changed.notify_all();
+        self.destroy_nodes(tx, &mut states);
         drop(states);
         Ok(0)
     }

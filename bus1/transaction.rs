@@ -202,19 +202,17 @@ impl Transaction {
     /// timestamp: whoever takes that lock afterwards sees both the advanced clock and the
     /// stamped state, so no receive on the origin can fall between the two.
     pub(crate) fn commit_with(self, stamp: impl FnOnce(u64)) -> u64 {
-        self.commit_with_detached(core::iter::empty, stamp)
+        self.commit_with_detached(|_| (), stamp)
     }
 
     /// Like [`Self::commit_with`], and also commits the entries staged with
-    /// [`Self::stage_detached`]; `detached` returns them, each time it is called.
-    pub(crate) fn commit_with_detached<'a, I>(
+    /// [`Self::stage_detached`]: `detached` calls its argument on each of them, each time it is
+    /// called.
+    pub(crate) fn commit_with_detached(
         self,
-        detached: impl Fn() -> I,
+        detached: impl Fn(&mut dyn FnMut(&Staged)),
         stamp: impl FnOnce(u64),
-    ) -> u64
-    where
-        I: Iterator<Item = &'a Staged>,
-    {
+    ) -> u64 {
         let c = {
             let mut inner = self.origin.lock();
             inner.queue.sync(self.ts);
@@ -224,7 +222,9 @@ impl Transaction {
         };
         // A unicast: syncing the only destination and committing there under one lock is the
         // same as doing it in two steps, as no other queue is involved.
-        if self.local.is_empty() && self.remote.is_empty() && detached().next().is_none() {
+        let mut any_detached = false;
+        detached(&mut |_| any_detached = true);
+        if self.local.is_empty() && self.remote.is_empty() && !any_detached {
             if let Some(s) = &self.first {
                 let peer = s.dst.peer();
                 let wake = {
@@ -243,9 +243,9 @@ impl Transaction {
         for s in self.remotes() {
             s.dst.peer().lock().queue.sync(c);
         }
-        for s in detached() {
+        detached(&mut |s| {
             s.dst.peer().lock().queue.sync(c);
-        }
+        });
         if !self.local.is_empty() {
             let mut wake = false;
             {
@@ -263,9 +263,7 @@ impl Transaction {
         for s in self.remotes() {
             s.commit(c);
         }
-        for s in detached() {
-            s.commit(c);
-        }
+        detached(&mut |s| s.commit(c));
         c
     }
 }
