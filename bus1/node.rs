@@ -372,6 +372,24 @@ mod tests {
     }
 
     #[test]
+    fn destruction_ties_are_broken_by_the_tag() -> Result {
+        let owner = Peer::new()?;
+        let node = Node::new(owner.clone(), 1)?;
+        let o = owner.id();
+        // Not stamped yet: nothing is ordered after it.
+        assert!(!node.destroyed_before(u64::MAX, u64::MAX));
+        node.set_destroyed(12);
+        assert_eq!(node.destruction(), Some((12, o)));
+        // A transaction committed at the same timestamp is ordered by its tag, as on every
+        // queue: after the destruction with a larger tag, before it with a smaller one.
+        assert!(node.destroyed_before(12, o + 1));
+        assert!(!node.destroyed_before(12, o - 1));
+        assert!(!node.destroyed_before(10, u64::MAX));
+        assert!(node.destroyed_before(14, 0));
+        Ok(())
+    }
+
+    #[test]
     fn handle_refcounting() -> Result {
         let peer = Peer::new()?;
         let node = Node::new(peer.clone(), 1)?;
