@@ -48,8 +48,7 @@ use crate::{
     node::{
         HandleReservation,
         Holder,
-        Node,
-        OpToken, //
+        Node, //
     },
     peer::{
         first_duplicate,
@@ -57,6 +56,7 @@ use crate::{
         Event,
         Limits,
         NodeHolder,
+        NodeOp,
         Peer,
         PeerActive,
         PeerInner,
@@ -401,22 +401,18 @@ impl Peer {
             .filter(|&n| n <= MAX_PAYLOAD)
             .ok_or(EMSGSIZE)?;
 
-        // Nodes created on the fly for unknown unmanaged IDs are undone if the send fails.
-        // Until then they are pending: other operations of this peer wait before using them.
-        let mut created: KVec<Arc<Node>> = KVec::new();
-        let mut op = OpToken::default();
-        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut created, &mut op);
-        if res.is_err() {
-            for node in created.iter() {
-                self.undo_create(node);
-            }
-        } else {
-            self.settle_created(&created);
+        // Nodes created on the fly for unknown unmanaged IDs are pending until the send
+        // succeeds (other operations of this peer wait before using them), and undone if it
+        // fails.
+        let mut op = NodeOp::new(self);
+        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut op);
+        if res.is_ok() {
+            op.settle();
         }
         res
     }
 
-    /// The part of `SEND` after the argument checks; nodes it creates go to `created`.
+    /// The part of `SEND` after the argument checks; `op` resolves the IDs.
     #[allow(clippy::too_many_arguments)]
     fn send_prepared(
         self: &Arc<Self>,
@@ -426,22 +422,14 @@ impl Peer {
         cont: bool,
         vecs: &[uapi::IoVec],
         n_bytes: u64,
-        created: &mut KVec<Arc<Node>>,
-        op: &mut OpToken,
+        op: &mut NodeOp<'_>,
     ) -> Result<isize> {
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
         let handle_ids = read_u64s(s.ptr_handles, n_handles)?;
         let mut nodes: KVec<Option<Arc<Node>>> = KVec::with_capacity(n_handles, GFP_KERNEL)?;
         for &id in handle_ids.iter() {
-            let (node, new) = self.resolve(id, op)?;
-            if new {
-                // A node that cannot be recorded for undoing is undone right away.
-                if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
-                    self.undo_create(&node);
-                    return Err(e.into());
-                }
-            }
+            let node = op.resolve(id)?;
             nodes.push(Some(node), GFP_KERNEL)?;
         }
         drop(handle_ids);
@@ -484,14 +472,7 @@ impl Peer {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());
             }
-            let (node, new) = self.resolve(id, op)?;
-            if new {
-                // A node that cannot be recorded for undoing is undone right away.
-                if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
-                    self.undo_create(&node);
-                    return Err(e.into());
-                }
-            }
+            let node = op.resolve(id)?;
             match self.send_one(&node, layout, vecs, &sender, self.uid()) {
                 Ok(p) => {
                     if first.is_none() {
