@@ -5,7 +5,7 @@
 #[path = "../../testing/tap.rs"]
 mod tap;
 
-use bus1::{HandleId, Limits, MessageKind, NodeId, Peer, PeerInfo, RecvOptions};
+use bus1::{Handle, HandleId, Limits, MessageKind, NodeId, Peer, PeerInfo, RecvOptions};
 use rustix::io::Errno;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -339,7 +339,7 @@ fn seed_roundtrip() {
 }
 
 fn poll_and_disconnect() {
-    let (a, b) = (open(), open());
+    let (a, mut b) = (open(), open());
     let h = link(&a, &b, N1);
     assert!(!b.wait_readable(Some(Duration::ZERO)).unwrap());
     let t = std::thread::scope(|s| {
@@ -359,7 +359,7 @@ fn poll_and_disconnect() {
 }
 
 fn flush_drops_queue() {
-    let (a, b) = (open(), open());
+    let (a, mut b) = (open(), open());
     let h = link(&a, &b, N1);
     a.send_to(h, b"gone").unwrap();
     b.flush(false).unwrap();
@@ -367,6 +367,77 @@ fn flush_drops_queue() {
     assert_empty(&b);
     let n = a.recv_timeout(T).unwrap();
     assert_eq!(n.kind(), MessageKind::NodeDestroy);
+}
+
+/// A message received before a flush never releases a slice after it: the
+/// kernel hands the freed offset to the next message, which a stale release
+/// would free under its reader.
+fn stale_message_never_releases_newer_slice() {
+    let p = open();
+    p.send_to(N1, b"aaaa").unwrap();
+    let a = p.recv().unwrap();
+    let off_a = a.info().offset.expect("a slice");
+    // SAFETY: `a` is not read after this, only dropped (not concurrently).
+    unsafe { p.flush_shared(false) }.unwrap();
+    p.send_to(N1, b"bbbb").unwrap(); // N1 was destroyed; this creates it anew
+    let b = p.recv().unwrap();
+    // The premise: `b` now lives where `a` was.
+    assert_eq!(b.info().offset, Some(off_a), "allocator did not reuse the offset");
+    drop(a); // stale: must not release b's slice
+    p.send_to(N1, b"cccc").unwrap();
+    let c = p.recv().unwrap();
+    assert_ne!(c.info().offset, Some(off_a), "b's slice was released by the stale message");
+    assert_eq!(b.payload(), b"bbbb");
+    assert_eq!(c.payload(), b"cccc");
+}
+
+/// An owned handle releases its reference when dropped; `into_id` keeps it.
+fn owned_handle_released_on_drop() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    a.send().destination(h).handle(N2).submit().unwrap();
+    let mut m = b.recv_timeout(T).unwrap();
+    let mut hs = m.take_handles();
+    assert_eq!(m.handles().len(), 0, "handles handed out twice");
+    assert!(m.take_handles().is_empty());
+    drop(m);
+    let back: Handle<'_> = hs.pop().flatten().expect("one valid handle");
+    b.send().destination(&back).payload(b"via owned").submit().unwrap();
+    assert_eq!(a.recv_timeout(T).unwrap().payload(), b"via owned");
+    // A second reference, given up as a plain ID: dropping it releases nothing.
+    let again = b.transfer(back.id(), &b).unwrap().expect("live node");
+    assert_eq!(again, back.id());
+    let kept = Handle::from_id(&b, again).into_id();
+    drop(back);
+    assert_empty(&a); // one reference is left: no NodeRelease yet
+    Handle::from_id(&b, kept).release().unwrap();
+    let n = a.recv_timeout(T).unwrap();
+    assert_eq!((n.kind(), n.destination_node()), (MessageKind::NodeRelease, Some(N2)));
+    assert_empty(&a);
+}
+
+/// The library maps the pool size the loaded module reports under
+/// /sys/module/bus1/parameters (readable, mode 0444).
+fn pool_size_from_module_parameter() {
+    let p = open();
+    let text = std::fs::read_to_string(bus1::POOL_SIZE_PARAM).expect("module parameter visible in sysfs");
+    let mib: usize = text.trim().parse().expect("a number of MiB");
+    assert_eq!(bus1::module_pool_size().unwrap(), mib << 20);
+    assert_eq!(p.pool_len(), mib << 20);
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::Path::new(bus1::POOL_SIZE_PARAM).parent().unwrap();
+    for name in [
+        "pool_size_mib",
+        "pool_cache_kib",
+        "user_slices_max",
+        "user_handles_max",
+        "user_inflight_bytes_max",
+        "user_inflight_fds_max",
+        "quota_policy",
+    ] {
+        let mode = std::fs::metadata(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")).permissions().mode();
+        assert_eq!(mode & 0o777, 0o444, "{name}");
+    }
 }
 
 fn shared_between_threads() {
@@ -457,5 +528,8 @@ fn main() {
         ("bus1_rs_poll_and_disconnect", poll_and_disconnect),
         ("bus1_rs_flush_drops_queue", flush_drops_queue),
         ("bus1_rs_shared_between_threads", shared_between_threads),
+        ("bus1_rs_stale_message_never_releases_newer_slice", stale_message_never_releases_newer_slice),
+        ("bus1_rs_owned_handle_released_on_drop", owned_handle_released_on_drop),
+        ("bus1_rs_pool_size_from_module_parameter", pool_size_from_module_parameter),
     ]);
 }
