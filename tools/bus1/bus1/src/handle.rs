@@ -21,7 +21,6 @@ use std::io;
 /// let (server, client) = (Peer::open()?, Peer::open()?);
 /// let id = server.transfer(NodeId::new(0x100).unwrap(), &client)?.unwrap();
 /// let h = Handle::from_id(&client, id);   // owns the reference `transfer` gave
-
 /// client.send().destination(&h).payload(b"hi").submit()?;
 /// drop(h); // HANDLE_RELEASE: the server gets a NodeRelease for 0x100
 /// # Ok(()) }
