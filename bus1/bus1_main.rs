@@ -77,7 +77,6 @@ module! {
     authors: ["The bus1 developers"],
     description: "Capability-based IPC bus",
     license: "GPL",
-    alias: ["devname:bus1"],
     params: {
         pool_size_mib: u32 {
             default: 512,
