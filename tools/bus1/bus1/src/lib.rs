@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Safe Rust interface to bus1, capability-based IPC for Linux.
 //!
 //! Every open of `/dev/bus1` is a [`Peer`]. A peer owns *nodes* and holds

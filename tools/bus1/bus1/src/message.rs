@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Received messages and the checks that keep a bad description from
 //! reaching outside the pool mapping.
 

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The peer: an open `/dev/bus1` file and its read-only pool mapping.
 
 use crate::message::{Credentials, Message, MessageInfo, MessageKind};

@@ -1,8 +1,8 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Tests of the bus1 crate against the real kernel module. They need
 //! /dev/bus1 (the test guest); without it every test is skipped. Output is
 //! TAP, counted by scripts/results.py.
-#[path = "../../testing/tap.rs"]
+#[path = "support/tap.rs"]
 mod tap;
 
 use bus1::{Handle, HandleId, Limits, MessageKind, NodeId, Peer, PeerInfo, RecvOptions};
