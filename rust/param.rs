@@ -81,17 +81,16 @@ pub(crate) const fn this_module() -> *mut bindings::module {
 /// Builds the `kernel_param` of a readable parameter.
 ///
 /// `name` is the parameter's name as the kernel matches it: `param` for a loadable module,
-/// `module.param` for built-in code. `perm` is the sysfs mode; it must not grant write access.
+/// `module.param` for built-in code. `perm` is the sysfs mode; it must not grant write access
+/// ([`readable_params!`] checks that at compile time).
 pub(crate) const fn readable_param<T: ReadableParam>(
     name: &'static CStr,
     module: *mut bindings::module,
     access: &'static ModuleParamAccess<T>,
     perm: u16,
 ) -> KernelParam {
-    assert!(perm & 0o222 == 0, "readable_params! takes read-only permissions");
-    assert!(perm & 0o444 != 0, "readable_params! needs a read permission");
     KernelParam::new(bindings::kernel_param {
-        name: name.as_ptr().cast(),
+        name: kernel::str::as_char_ptr_in_const_context(name),
         mod_: module,
         ops: T::OPS,
         perm,
@@ -169,10 +168,14 @@ unsafe extern "C" fn get_param<T: ReadableParam>(
 macro_rules! readable_params {
     (
         module: $module:literal,
-        access: $($access:ident)::+,
+        access: $access:ident,
         perm: $perm:expr,
         params: [$($name:ident),* $(,)?] $(,)?
     ) => {
+        const _: () = ::core::assert!(
+            $perm & 0o222 == 0 && $perm & 0o444 != 0,
+            "readable_params! takes a read-only mode with a read permission"
+        );
         $(
             const _: () = {
                 const NAME: &::core::ffi::CStr = {
@@ -192,7 +195,7 @@ macro_rules! readable_params {
                     $crate::ext::param::readable_param(
                         NAME,
                         $crate::ext::param::this_module(),
-                        &$($access)::+::$name,
+                        &$access::$name,
                         $perm,
                     );
             };
