@@ -2,12 +2,13 @@
 #
 # bus1: capability-based IPC for Linux, as a Rust-for-Linux kernel module.
 #
-#   make                 build bus1.ko against KDIR (default: the running kernel's build dir)
+#   make [modules]       build bus1.ko against KDIR (default: the running kernel's build dir)
 #   make modules_install install bus1.ko into /lib/modules/<version>/updates (INSTALL_MOD_PATH=, and depmod)
 #   make install-headers install include/uapi/linux/bus1.h into $(DESTDIR)$(INCLUDEDIR)/linux and bus1.pc
 #   make install-man     install the bus1(7) man page into $(DESTDIR)$(MANDIR)/man7
 #   make install-modules-load  install a modules-load.d entry that loads bus1 at boot
 #   make install         modules_install, install-headers and install-man
+#   make packaging-test  check the install targets, depmod, make help, dkms.conf and cargo package (host)
 #   make help            this list
 #   make provision       install the toolchain and fetch the kernel source (Debian 12)
 #   make kernels         provision and build the release and debug guest kernels
@@ -54,7 +55,8 @@ TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules modules_install install install-headers install-man install-modules-load check run vm clean \
+.PHONY: all modules modules_install install install-headers install-man install-modules-load packaging-test \
+	check run vm clean \
 	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench
 
 all: modules
@@ -87,6 +89,9 @@ install-modules-load:
 	echo bus1 > "$(DESTDIR)$(MODULESLOADDIR)/bus1.conf"
 
 install: modules_install install-headers install-man
+
+packaging-test:
+	@scripts/packaging-test.sh
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
