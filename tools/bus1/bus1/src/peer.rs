@@ -170,17 +170,17 @@ unsafe impl Sync for Peer {}
 pub const POOL_SIZE_PARAM: &str = "/sys/module/bus1/parameters/pool_size_mib";
 
 /// The pool size of every peer, in bytes, as the loaded module reports it in
-/// [`POOL_SIZE_PARAM`]. Fails if the file is missing (bus1 not loaded) or
-/// does not hold a positive number of MiB.
+/// [`POOL_SIZE_PARAM`] (the value given at load time; as bus1(7) says, one
+/// outside 1..=4095 MiB selects the default, 512). Fails if the file is
+/// missing (bus1 not loaded) or does not hold a number.
 pub fn module_pool_size() -> io::Result<usize> {
     let s = std::fs::read_to_string(POOL_SIZE_PARAM)
         .map_err(|e| io::Error::new(e.kind(), format!("bus1: reading {POOL_SIZE_PARAM}: {e}")))?;
-    s.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|&m| m > 0)
-        .and_then(|m| m.checked_mul(1 << 20))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bus1: {POOL_SIZE_PARAM}: {:?}", s.trim())))
+    let mib = s
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bus1: {POOL_SIZE_PARAM}: {:?}", s.trim())))?;
+    Ok(if (1..=4095).contains(&mib) { (mib as usize) << 20 } else { DEFAULT_POOL_SIZE })
 }
 
 fn duration_ts(d: Duration) -> Timespec {
