@@ -42,6 +42,9 @@
 //!
 //! The raw ABI lives in the [`bus1_sys`] crate, re-exported as [`sys`].
 //!
+//! With the `tokio` feature, [`tokio::AsyncPeer`] receives with
+//! `recv().await`.
+//!
 //! # Soundness of the zero-copy receive
 //!
 //! A [`Message`] borrows its [`Peer`], and so does an owned [`Handle`]. The
@@ -60,6 +63,8 @@ mod id;
 mod message;
 mod peer;
 mod send;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use bus1_sys as sys;
 pub use handle::Handle;

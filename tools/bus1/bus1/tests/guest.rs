@@ -440,6 +440,60 @@ fn pool_size_from_module_parameter() {
     }
 }
 
+#[cfg(feature = "tokio")]
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+/// `AsyncPeer::recv` waits through a readiness that RECV turns into EAGAIN
+/// (the front entry is a destruction notice for a handle the receiver has
+/// released since, which RECV discards) instead of returning `WouldBlock`.
+#[cfg(feature = "tokio")]
+fn async_recv_skips_spurious_readiness() {
+    use bus1::tokio::AsyncPeer;
+    let (a, b) = (open(), open());
+    let hb = link(&b, &a, N1); // b holds a handle to a's node N1
+    a.destroy_nodes(&[N1], true).unwrap(); // queues a NodeDestroy for b
+    b.release_handle(hb).unwrap(); // ... which is stale now
+    let h2 = link(&a, &b, N2);
+    assert!(b.wait_readable(Some(Duration::ZERO)).unwrap(), "premise: POLLIN with only a stale entry");
+    block_on(async {
+        let b = AsyncPeer::new(b).unwrap();
+        // The readiness is spurious: nothing may come out of it.
+        match tokio::time::timeout(Duration::from_millis(200), b.recv()).await {
+            Err(_elapsed) => {}
+            Ok(r) => panic!("recv returned on a spurious readiness: {r:?}"),
+        }
+        a.send_to(h2, b"real").unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), b.recv()).await.expect("woken by the message").unwrap();
+        assert_eq!(m.payload(), b"real");
+        assert_eq!(m.destination_node(), Some(N2));
+    });
+}
+
+/// A disconnected peer's readiness (POLLHUP) ends `recv` with `ESHUTDOWN`.
+#[cfg(feature = "tokio")]
+fn async_recv_after_disconnect() {
+    use bus1::tokio::AsyncPeer;
+    let p = open();
+    block_on(async {
+        let mut p = AsyncPeer::new(p).unwrap();
+        p.disconnect().unwrap();
+        let e = tokio::time::timeout(T.unwrap(), p.recv()).await.expect("HUP wakes recv").unwrap_err();
+        assert_eq!(errno(&e), Errno::SHUTDOWN);
+    });
+}
+
+#[cfg(not(feature = "tokio"))]
+fn async_recv_skips_spurious_readiness() {
+    tap::skip("built without the tokio feature");
+}
+
+#[cfg(not(feature = "tokio"))]
+fn async_recv_after_disconnect() {
+    tap::skip("built without the tokio feature");
+}
+
 fn shared_between_threads() {
     let (a, b) = (open(), open());
     let h = link(&a, &b, N1);
@@ -531,5 +585,7 @@ fn main() {
         ("bus1_rs_stale_message_never_releases_newer_slice", stale_message_never_releases_newer_slice),
         ("bus1_rs_owned_handle_released_on_drop", owned_handle_released_on_drop),
         ("bus1_rs_pool_size_from_module_parameter", pool_size_from_module_parameter),
+        ("bus1_rs_async_recv_skips_spurious_readiness", async_recv_skips_spurious_readiness),
+        ("bus1_rs_async_recv_after_disconnect", async_recv_after_disconnect),
     ]);
 }
