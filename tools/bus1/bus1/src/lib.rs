@@ -57,6 +57,7 @@
 //! file description could flush the pool behind the peer's back.
 #![warn(missing_debug_implementations, missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod handle;
 mod id;
