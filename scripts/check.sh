@@ -50,6 +50,13 @@ else
 	echo "FAIL [style] make clippy (warnings above)"
 	total_f=$((total_f + 1))
 fi
+# Packaging: install targets, depmod, make help, dkms.conf, cargo package and
+# the crates' doc tests (compile_fail borrow rule), on the host.
+out=$("$BUS1_TOP/scripts/packaging-test.sh" | tee -a /dev/stderr)
+r=$(printf '%s\n' "$out" | sed -n 's/^packaging: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -n1)
+[ -n "$r" ] || { echo "FAIL [packaging] make packaging-test produced no result"; r="0 1"; }
+set -- $r
+total_p=$((total_p + $1)); total_f=$((total_f + $2))
 echo "make check took $(( $(date +%s) - start )) s"
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ] && [ "$total_p" -gt 0 ]

@@ -227,22 +227,6 @@ static void *unmapped_page(void)
 	return p + pg;
 }
 
-static __u32 module_param(const char *name, __u32 def)
-{
-	char path[128];
-	unsigned long v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/bus1/parameters/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return def;
-	if (fscanf(f, "%lu", &v) != 1)
-		v = def;
-	fclose(f);
-	return (__u32)v;
-}
-
 /* Read-only shared mapping of a peer's pool, NULL on failure. */
 static const uint8_t *pool_map(int fd, size_t len)
 {
@@ -655,7 +639,7 @@ TEST_F(bus, send_counts_emsgsize)
  */
 TEST_F(bus, send_destinations_over_limit)
 {
-	__u32 max = module_param("user_handles_max", 65536);
+	__u32 max = bus1_module_param("user_handles_max");
 	void *bad = unmapped_page();
 
 	ASSERT_NE(NULL, bad);
@@ -1098,7 +1082,7 @@ static long long pool_pages(int fd)
  */
 TEST_F(bus, released_pages_cached_up_to_limit)
 {
-	long long cache = (long long)module_param("pool_cache_kib", 2048) * 1024;
+	long long cache = (long long)bus1_module_param("pool_cache_kib") * 1024;
 	size_t big = 8UL << 20, small = 64UL << 10;
 	uint8_t *buf = calloc(1, big);
 	struct bus1_cmd_recv r;

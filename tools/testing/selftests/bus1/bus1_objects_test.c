@@ -28,6 +28,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define N1 ((__u64)0x100)
 #define N2 ((__u64)0x200)
@@ -172,22 +173,6 @@ static void *unmapped_page(void)
 		return NULL;
 	munmap(p + pg, pg);
 	return p + pg;
-}
-
-static __u32 module_param(const char *name, __u32 def)
-{
-	char path[128];
-	unsigned long v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/bus1/parameters/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return def;
-	if (fscanf(f, "%lu", &v) != 1)
-		v = def;
-	fclose(f);
-	return (__u32)v;
 }
 
 /* Receive one notification and check every field of it. */
@@ -411,10 +396,10 @@ TEST_F(peers, query)
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ((__u64)0, q.flags);
 	ASSERT_EQ((__u64)0, q.peer_flags);
-	ASSERT_EQ(module_param("user_slices_max", 16384), q.max_slices);
-	ASSERT_EQ(module_param("user_handles_max", 65536), q.max_handles);
-	ASSERT_EQ(module_param("user_inflight_bytes_max", 16777216), q.max_inflight_bytes);
-	ASSERT_EQ(module_param("user_inflight_fds_max", 4096), q.max_inflight_fds);
+	ASSERT_EQ(bus1_module_param("user_slices_max"), q.max_slices);
+	ASSERT_EQ(bus1_module_param("user_handles_max"), q.max_handles);
+	ASSERT_EQ(bus1_module_param("user_inflight_bytes_max"), q.max_inflight_bytes);
+	ASSERT_EQ(bus1_module_param("user_inflight_fds_max"), q.max_inflight_fds);
 
 	/* flags must be 0 */
 	memset(&q, 0, sizeof(q));

@@ -154,22 +154,6 @@ static int reset_limits(int fd, __u32 slices, __u32 handles, __u32 bytes, __u32 
 	return ret_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
 }
 
-static __u32 module_param(const char *name, __u32 def)
-{
-	char path[128];
-	unsigned long v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/bus1/parameters/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return def;
-	if (fscanf(f, "%lu", &v) != 1)
-		v = def;
-	fclose(f);
-	return (__u32)v;
-}
-
 /* The quota rule, as documented in Documentation/bus1/quota.rst. */
 static __u64 clog2(__u64 x)
 {
@@ -180,7 +164,7 @@ static __u64 divisor(__u64 n)
 {
 	__u64 n1 = (n ? n : 1) + 1;
 
-	switch (module_param("quota_policy", 2)) {
+	switch (bus1_module_param("quota_policy")) {
 	case 0:
 		return 2;
 	case 1:
@@ -252,7 +236,7 @@ static int user_listed(uid_t uid)
 TEST(hostile_flood_leaves_room)
 {
 	int agent, agent2, agent3, hostile[10], good, i, err;
-	__u64 h, hh[10], rem = module_param("user_slices_max", 16384);
+	__u64 h, hh[10], rem = bus1_module_param("user_slices_max");
 	long sent, total = 0;
 
 	agent = open_as(AGENT);
@@ -318,7 +302,7 @@ TEST(hostile_flood_leaves_room)
 TEST(unread_replies_hit_only_that_client)
 {
 	int agent, c1, c2, i, err;
-	__u64 r1, r2, dst[2], errors[2], slices = module_param("user_slices_max", 16384);
+	__u64 r1, r2, dst[2], errors[2], slices = bus1_module_param("user_slices_max");
 	long sent;
 
 	agent = open_as(AGENT);
