@@ -18,6 +18,7 @@
 #   make vm              interactive guest shell (release kernel)
 #   make stress          bus1_stress on the debug kernel for DURATION seconds (default 300), PROCS (4)
 #   make fuzz            bus1_fuzz on the debug kernel, ITERS per thread (default 100000) or FUZZ_SECONDS, SEED
+#   make boot-soak       boot the debug kernel BOOTS times (default 20) as the test guests do; fail on any splat
 #   make limits          the limits and scale report (release kernel), see Documentation/bus1/hardening.rst
 #   make clippy          build the module with CLIPPY=1 (release kernel), fail on any warning
 #   make kunit           build bus1 into a kernel in tree, run its KUnit suites with kunit.py
@@ -57,7 +58,7 @@ export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
 .PHONY: all modules modules_install install install-headers install-man install-modules-load packaging-test \
 	check run vm clean \
-	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench
+	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench boot-soak
 
 all: modules
 
@@ -140,6 +141,9 @@ stress:
 fuzz:
 	@BUS1_VM_TIMEOUT=$$(( $(or $(FUZZ_SECONDS),$(ITERS) / 20) + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
 		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SECONDS=$(FUZZ_SECONDS) BUS1_FUZZ_SEED=$(SEED) /tests/selftests/bus1_fuzz'
+
+boot-soak:
+	@scripts/boot-soak.sh
 
 man:
 	@scripts/man.sh

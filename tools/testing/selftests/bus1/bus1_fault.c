@@ -480,7 +480,7 @@ static int injection_is_live(void)
  * NODE_DESTROY, nodes that of their NODE_RELEASE), so under injection it
  * always completes, and notifies everyone.
  */
-TEST_F(fault, reset_flush_never_fails)
+TEST_F_TIMEOUT(fault, reset_flush_never_fails, 600)
 {
 	struct bus1_cmd_peer_reset q = {
 		.flags = BUS1_PEER_RESET_FLAG_FLUSH,
@@ -506,7 +506,7 @@ TEST_F(fault, reset_flush_never_fails)
 }
 
 /* Close allocates nothing either: under injection everyone is notified. */
-TEST_F(fault, close_notifies_everyone)
+TEST_F_TIMEOUT(fault, close_notifies_everyone, 600)
 {
 	long before, injected = 0;
 	int i;
