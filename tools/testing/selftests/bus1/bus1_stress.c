@@ -8,9 +8,10 @@
  * carrying handles to short-lived nodes, which it destroys again at random,
  * and probes to the short-lived handles it received; and it drains its own
  * queue. A receiver replies now and then to what it just received (a
- * multicast to the original's destinations, its sender and others), keeps a
- * received handle until its NODE_DESTROY or releases it at once, so that
- * owners also get NODE_RELEASE.
+ * multicast to the original's destinations, its sender and others), and
+ * keeps a received handle until its NODE_DESTROY or releases it, at once or
+ * later (maybe while more copies are queued), so that owners also get
+ * NODE_RELEASE.
  *
  * A short-lived node is owned either by the process's main peer (destroyed
  * with NODES_DESTROY, with or without RELEASE_HANDLES) or by an ephemeral
@@ -350,7 +351,7 @@ static void handle_data(struct child *c, const struct bus1_cmd_recv *r)
 	}
 	if (ioctl(c->fd, BUS1_CMD_SLICE_RELEASE, &r->msg.offset))
 		fail(c, "SLICE_RELEASE: %d", errno);
-	if (c->sending && xrand(c) % 6 == 0)
+	if (c->sending && xrand(c) % 8 == 0)
 		reply(c, &p);
 }
 
@@ -563,6 +564,15 @@ static void run_child(struct child *c, int seconds)
 		}
 		if (op >= 75) {
 			probe(c);
+			continue;
+		}
+		if (op >= 73) {
+			/* Release a handle we hold, maybe while more copies are queued. */
+			i = c->n_th ? xrand(c) % c->n_th : 0;
+			if (c->n_th && !c->th[i].dead && !c->th[i].pinned) {
+				th_release(c, i);
+				logent(c, E_LEASE, 0, c->th[i].owner, c->th[i].tag);
+			}
 			continue;
 		}
 		if (op < 40) {
