@@ -625,9 +625,13 @@ static void run_child(struct child *c, int seconds)
 		}
 		if (r && r != -EDQUOT && r != -EXFULL)
 			fail(c, "SEND: %d", r);
-		/* Destroy one of our short-lived nodes now and then. */
+		/*
+		 * Destroy one of our short-lived nodes now and then, or the
+		 * one just carried, while the copies are still queued.
+		 */
 		if (c->n_temp && xrand(c) % 8 == 0) {
-			k = xrand(c) % c->n_temp;
+			if (p.kind != CARRY || xrand(c) % 2)
+				k = xrand(c) % c->n_temp;
 			if (c->live[k])
 				destroy_temp(c, k);
 		}
