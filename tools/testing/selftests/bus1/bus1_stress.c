@@ -553,7 +553,7 @@ static void run_child(struct child *c, int seconds)
 	}
 	c->sending = 1;
 	while (time(NULL) < end && sh->attempts[c->idx] < MAXSEQ - 1) {
-		int op = xrand(c) % 100, n_dst = 0, r, i, fresh = 0;
+		int op = xrand(c) % 100, n_dst = 0, r, i, fresh = 0, carried = -1;
 		struct payload p = { .magic = MAGIC, .sender = (uint16_t)c->idx };
 		int mask = 0;
 		__u64 handle;
@@ -613,9 +613,10 @@ static void run_child(struct child *c, int seconds)
 			p.seq = sh->attempts[c->idx]++;
 			handle = c->carry_id[k];
 			r = send_msg(c, dst, n_dst, &p, &handle, 1, 0);
-			if (r == 0)
+			if (r == 0) {
 				acked(c, p.seq, CARRY, mask, c->eph_fd[k] >= 0, c->idx, k);
-			else if (fresh && c->eph_fd[k] < 0)
+				carried = k;
+			} else if (fresh && c->eph_fd[k] < 0)
 				c->live[k] = 0;	/* a failed SEND created nothing */
 		} else {
 			p.seq = sh->attempts[c->idx]++;
@@ -630,8 +631,7 @@ static void run_child(struct child *c, int seconds)
 		 * one just carried, while the copies are still queued.
 		 */
 		if (c->n_temp && xrand(c) % 8 == 0) {
-			if (p.kind != CARRY || xrand(c) % 2)
-				k = xrand(c) % c->n_temp;
+			k = carried >= 0 && xrand(c) % 2 ? carried : xrand(c) % c->n_temp;
 			if (c->live[k])
 				destroy_temp(c, k);
 		}
