@@ -616,6 +616,21 @@ static void run_child(struct child *c, int seconds)
 			if (r == 0) {
 				acked(c, p.seq, CARRY, mask, c->eph_fd[k] >= 0, c->idx, k);
 				carried = k;
+				/*
+				 * Now and then carry it once more and destroy it:
+				 * a receiver that releases its handle at the first
+				 * copy gets it back from the second, then owes
+				 * exactly one NODE_DESTROY.
+				 */
+				if (xrand(c) % 8 == 0 && sh->attempts[c->idx] < MAXSEQ - 1) {
+					p.seq = sh->attempts[c->idx]++;
+					r = send_msg(c, dst, n_dst, &p, &handle, 1, 0);
+					if (r == 0)
+						acked(c, p.seq, CARRY, mask, c->eph_fd[k] >= 0,
+						      c->idx, k);
+					destroy_temp(c, k);
+					carried = -1;
+				}
 			} else if (fresh && c->eph_fd[k] < 0)
 				c->live[k] = 0;	/* a failed SEND created nothing */
 		} else {
