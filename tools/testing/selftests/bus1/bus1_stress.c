@@ -73,6 +73,7 @@
 #define TEMP_ID(k) ((__u64)(0x10000 + (k)) << 3)
 
 #define MAXEPH 48		/* live ephemeral peers per process */
+#define MAXDEFER 256		/* handles released at the end of drain() */
 
 enum kind { K_NONE, UNICAST, MULTICAST, CARRY, PROBE, REPLY, K_MAX };
 
@@ -143,6 +144,7 @@ struct hrec {
 	uint32_t tag;
 	uint32_t refs;		/* user references */
 	uint8_t pinned;		/* from HANDLE_TRANSFER: kept until NODE_DESTROY */
+	uint8_t destroyed;	/* its NODE_DESTROY arrived */
 	uint8_t dead;		/* released */
 };
 
@@ -165,6 +167,9 @@ struct child {
 	uint8_t released[MAXTEMP];	/* destroyed with RELEASE_HANDLES */
 	uint8_t own_notified[MAXTEMP];
 	int n_eph;
+	/* released at the end of drain(): handle index, or -1 - own node */
+	int defer[MAXDEFER];
+	int n_defer;
 };
 
 static void fail(struct child *c, const char *fmt, ...)
@@ -331,7 +336,7 @@ static void handle_data(struct child *c, const struct bus1_cmd_recv *r)
 			if (i >= 0) {
 				c->th[i].refs++;
 				/* Keep it until its NODE_DESTROY, or release it now. */
-				if (!c->th[i].pinned && xrand(c) % 3 == 0) {
+				if (!c->th[i].pinned && !c->th[i].destroyed && xrand(c) % 3 == 0) {
 					th_release(c, i);
 					logent(c, E_LEASE, 0, p.sender, p.tag);
 				}
@@ -364,6 +369,36 @@ static int own_temp(struct child *c, __u64 id)
 	return (int)(id >> 3) - 0x10000;
 }
 
+/* Release handle record @i, or our own node -1 - @i. */
+static void release_one(struct child *c, int i)
+{
+	__u64 id = TEMP_ID(-1 - i);
+
+	if (i >= 0)
+		th_release(c, i);
+	else if (ioctl(c->fd, BUS1_CMD_HANDLE_RELEASE, &id))
+		fail(c, "HANDLE_RELEASE own node: %d", errno);
+}
+
+/*
+ * Release a handle whose NODE_DESTROY arrived now or at the end of drain():
+ * a second NODE_DESTROY for it could only be seen while it is still held.
+ */
+static void release_destroyed(struct child *c, int i)
+{
+	if (c->n_defer < MAXDEFER && xrand(c) % 2)
+		c->defer[c->n_defer++] = i;
+	else
+		release_one(c, i);
+}
+
+static int release_deferred(struct child *c, int ret)
+{
+	while (c->n_defer)
+		release_one(c, c->defer[--c->n_defer]);
+	return ret;
+}
+
 /* Receive up to @max entries; returns how many, or -1 when the queue is empty. */
 static int drain(struct child *c, int max)
 {
@@ -377,7 +412,7 @@ static int drain(struct child *c, int max)
 		if (ioctl(c->fd, BUS1_CMD_RECV, &r)) {
 			if (errno != EAGAIN)
 				fail(c, "RECV: %d", errno);
-			return n ? n : -1;
+			return release_deferred(c, n ? n : -1);
 		}
 		n++;
 		switch (r.msg.type) {
@@ -389,14 +424,15 @@ static int drain(struct child *c, int max)
 			k = own_temp(c, r.msg.destination);
 			if (i >= 0) {
 				logent(c, E_NDESTROY, 0, c->th[i].owner, c->th[i].tag);
-				if (!c->th[i].dead)
-					th_release(c, i);
+				if (!c->th[i].dead && !c->th[i].destroyed) {
+					c->th[i].destroyed = 1;
+					release_destroyed(c, i);
+				}
 			} else if (k >= 0) {
 				logent(c, E_NDESTROY, 0, c->idx, k);
 				/* Drop our reference unless destroy did. */
-				if (!c->released[k] && !c->own_notified[k]++ &&
-				    ioctl(c->fd, BUS1_CMD_HANDLE_RELEASE, &r.msg.destination))
-					fail(c, "HANDLE_RELEASE own node: %d", errno);
+				if (!c->released[k] && !c->own_notified[k]++)
+					release_destroyed(c, -1 - k);
 			} else {
 				fail(c, "NODE_DESTROY for unknown ID %llx", r.msg.destination);
 			}
@@ -412,7 +448,7 @@ static int drain(struct child *c, int max)
 			fail(c, "unknown message type %llu", r.msg.type);
 		}
 	}
-	return n;
+	return release_deferred(c, n);
 }
 
 /*
@@ -514,10 +550,10 @@ static void probe(struct child *c)
 
 	if (!c->n_th)
 		return;
-	/* Not a released one (at its NODE_DESTROY or before): the ID is gone. */
-	for (i = 0, t = NULL; i < 8 && (!t || t->dead); i++)
+	/* Not one whose ID is gone (released) or whose node is destroyed. */
+	for (i = 0, t = NULL; i < 8 && (!t || t->dead || t->destroyed); i++)
 		t = &c->th[xrand(c) % c->n_th];
-	if (t->dead)
+	if (t->dead || t->destroyed)
 		return;
 	p.seq = sh->attempts[c->idx]++;
 	p.tag = t->tag;
@@ -569,7 +605,7 @@ static void run_child(struct child *c, int seconds)
 		if (op >= 73) {
 			/* Release a handle we hold, maybe while more copies are queued. */
 			i = c->n_th ? xrand(c) % c->n_th : 0;
-			if (c->n_th && !c->th[i].dead && !c->th[i].pinned) {
+			if (c->n_th && !c->th[i].dead && !c->th[i].destroyed && !c->th[i].pinned) {
 				th_release(c, i);
 				logent(c, E_LEASE, 0, c->th[i].owner, c->th[i].tag);
 			}
