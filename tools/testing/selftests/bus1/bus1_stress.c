@@ -796,6 +796,66 @@ static void describe(struct oracle *o, uint32_t v, char *buf, size_t len)
 	}
 }
 
+/* Whether log entry @e of peer @j concerns node @k of peer @s. */
+static int about_node(const struct shared *sh, int j, const struct ent *e, int s, uint32_t k)
+{
+	const struct meta *m;
+
+	switch (e->type) {
+	case E_SEND:
+		m = &sh->meta[j][e->seq];
+		return j == s && m->kind == CARRY && m->tag == k;
+	case E_RECV:
+		m = &sh->meta[e->who][e->seq];
+		return (m->kind == CARRY || m->kind == PROBE) && m->owner == s && m->tag == k;
+	default:
+		return e->who == s && e->seq == k;
+	}
+}
+
+/*
+ * Appends to the verdict what peer @j logged about node @k of peer @s (up to
+ * @max entries before @upto, the entry that broke a rule, and that entry).
+ */
+static int history(struct oracle *o, int ret, int j, int s, uint32_t k, uint32_t upto)
+{
+	static const char *const what[] = {
+		[E_SEND] = "sent", [E_DESTROY] = "destroyed it", [E_ACQUIRE] = "got a handle by HANDLE_TRANSFER",
+		[E_LEASE] = "released its handle", [E_RECV] = "received",
+		[E_NDESTROY] = "NODE_DESTROY", [E_NRELEASE] = "NODE_RELEASE",
+	};
+	const struct shared *sh = o->sh;
+	size_t used = strlen(o->out);
+	uint32_t i, first = 0, n = 0;
+	char a[96];
+
+	if (upto >= sh->n_log[j])
+		upto = sh->n_log[j] - 1;
+	/* The last 16 entries about the node up to @upto. */
+	for (i = upto + 1; i-- > 0 && n < 16;) {
+		if (about_node(sh, j, &sh->log[j][i], s, k)) {
+			first = i;
+			n++;
+		}
+	}
+	used += snprintf(o->out + used, o->len - used, "\n#   peer %d's log about node %d:%u:", j, s, k);
+	for (i = first; i <= upto && used < o->len; i++) {
+		const struct ent *e = &sh->log[j][i];
+
+		if (!about_node(sh, j, e, s, k))
+			continue;
+		a[0] = 0;
+		if (e->type == E_SEND || e->type == E_RECV)
+			describe(o, MSG_NODE(e->who, e->seq), a, sizeof(a));
+		used += snprintf(o->out + used, o->len - used, "\n#     %u: %s%s%s%s", i, what[e->type],
+				 a[0] ? " " : "", a,
+				 e->flags & F_VALID ? ", valid handle" :
+				 e->flags & F_INVALID ? ", INVALID handle" :
+				 e->flags & F_RELEASED ? " with RELEASE_HANDLES" : "");
+	}
+	return ret;
+}
+
 static int add_edge(struct oracle *o, uint32_t u, uint32_t v, int why, int peer)
 {
 	if (u == NONE || u == v)
@@ -1101,8 +1161,8 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 				break;
 			case E_LEASE:
 				if (!o->held[e->who][k])
-					return verdict(o, O_NODE, "peer %d released a handle to node %u:%u it did not hold",
-						       j, e->who, k);
+					return history(o, verdict(o, O_NODE, "peer %d released a handle to node %u:%u it did not hold",
+						       j, e->who, k), j, e->who, k, i);
 				o->held[e->who][k] = 0;
 				st->leases++;
 				break;
@@ -1110,38 +1170,38 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 				m = &sh->meta[e->who][e->seq];
 				if (m->kind == CARRY && (e->flags & F_VALID)) {
 					if (o->nd[e->who][m->tag])
-						return verdict(o, O_NODE, "peer %d: valid handle to node %u:%u in %u/%u after its NODE_DESTROY",
-							       j, e->who, m->tag, e->who, e->seq);
+						return history(o, verdict(o, O_NODE, "peer %d: valid handle to node %u:%u in %u/%u after its NODE_DESTROY",
+							       j, e->who, m->tag, e->who, e->seq), j, e->who, m->tag, i);
 					o->held[e->who][m->tag] = 1;
 				}
 				if (m->kind == PROBE && m->owner == j && !m->eph) {
 					if (o->nd[j][m->tag])
-						return verdict(o, O_NODE, "peer %d: %u/%u, data for node %d:%u, after its NODE_DESTROY",
-							       j, e->who, e->seq, j, m->tag);
+						return history(o, verdict(o, O_NODE, "peer %d: %u/%u, data for node %d:%u, after its NODE_DESTROY",
+							       j, e->who, e->seq, j, m->tag), j, j, m->tag, i);
 					if (o->dpos[j][m->tag] && o->dpos[j][m->tag] <= i &&
 					    (o->dflags[j][m->tag] & F_RELEASED))
-						return verdict(o, O_NODE, "peer %d: %u/%u, data for node %d:%u, after NODES_DESTROY(RELEASE_HANDLES) of it",
-							       j, e->who, e->seq, j, m->tag);
+						return history(o, verdict(o, O_NODE, "peer %d: %u/%u, data for node %d:%u, after NODES_DESTROY(RELEASE_HANDLES) of it",
+							       j, e->who, e->seq, j, m->tag), j, j, m->tag, i);
 				}
 				break;
 			case E_NDESTROY:
 				if (o->nd[e->who][k])
-					return verdict(o, O_NODE, "peer %d: two NODE_DESTROY for node %u:%u",
-						       j, e->who, k);
+					return history(o, verdict(o, O_NODE, "peer %d: two NODE_DESTROY for node %u:%u",
+						       j, e->who, k), j, e->who, k, i);
 				if (!o->dpos[e->who][k])
-					return verdict(o, O_NODE, "peer %d: NODE_DESTROY for node %u:%u, which was not destroyed",
-						       j, e->who, k);
+					return history(o, verdict(o, O_NODE, "peer %d: NODE_DESTROY for node %u:%u, which was not destroyed",
+						       j, e->who, k), j, e->who, k, i);
 				if (!o->held[e->who][k])
-					return verdict(o, O_NODE, "peer %d: NODE_DESTROY for node %u:%u without holding a handle to it",
-						       j, e->who, k);
+					return history(o, verdict(o, O_NODE, "peer %d: NODE_DESTROY for node %u:%u without holding a handle to it",
+						       j, e->who, k), j, e->who, k, i);
 				o->nd[e->who][k] = 1;
 				o->held[e->who][k] = 0;
 				st->ndestroy++;
 				break;
 			case E_NRELEASE:
 				if (o->nd[j][k] || (o->dpos[j][k] && o->dpos[j][k] <= i))
-					return verdict(o, O_RELEASE, "peer %d: NODE_RELEASE for node %d:%u after its destruction",
-						       j, j, k);
+					return history(o, verdict(o, O_RELEASE, "peer %d: NODE_RELEASE for node %d:%u after its destruction",
+						       j, j, k), j, j, k, i);
 				st->nrelease++;
 				break;
 			}
@@ -1149,10 +1209,10 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 		for (s = 0; s < n; s++)
 			for (q = 0; q < MAXTEMP; q++)
 				if (o->held[s][q] && !o->nd[s][q])
-					return verdict(o, O_NODE, o->dpos[s][q] ?
+					return history(o, verdict(o, O_NODE, o->dpos[s][q] ?
 						       "peer %d: no NODE_DESTROY for node %d:%u, to which it held a handle" :
 						       "peer %d holds a handle to node %d:%u, which was never destroyed",
-						       j, s, q);
+						       j, s, q), j, s, q, UINT32_MAX);
 	}
 
 	/*
@@ -1184,8 +1244,9 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 				o->pin_peer[k] = o->pinned[s][e->seq];
 				o->pin_seq[k] = e->seq;
 			} else if (e->type == E_NRELEASE && o->pin_peer[k]) {
-				return verdict(o, O_RELEASE, "peer %d: NODE_RELEASE for node %d:%u after sending %d/%u, whose handle peer %d kept",
-					       s, s, k, s, o->pin_seq[k], o->pin_peer[k] - 1);
+				return history(o, verdict(o, O_RELEASE, "peer %d: NODE_RELEASE for node %d:%u after sending %d/%u, whose handle peer %d kept",
+					       s, s, k, s, o->pin_seq[k], o->pin_peer[k] - 1),
+					       o->pin_peer[k] - 1, s, k, UINT32_MAX);
 			}
 		}
 	}
