@@ -346,8 +346,8 @@ static void handle_data(struct child *c, const struct bus1_cmd_recv *r)
 		logent(c, E_RECV, 0, p.sender, p.seq);
 	}
 	if (r->msg.n_fds) {
-		const int *fds = (const void *)(c->pool + r->msg.offset +
-						((r->msg.n_bytes + 7) & ~7ULL) + 8 * r->msg.n_handles);
+		const int *fds = (const void *)(c->pool + r->msg.offset + 8 * r->msg.n_handles +
+						((r->msg.n_bytes + 7) & ~7ULL));
 
 		if (r->msg.n_fds != 1 || fcntl(fds[0], F_GETFD) < 0)
 			fail(c, "carried fd not installed");
@@ -667,8 +667,9 @@ static void run_child(struct child *c, int seconds)
 					destroy_temp(c, k);
 					carried = -1;
 				}
-			} else if (fresh && c->eph_fd[k] < 0)
+			} else if (fresh && c->eph_fd[k] < 0) {
 				c->live[k] = 0;	/* a failed SEND created nothing */
+			}
 		} else {
 			p.seq = sh->attempts[c->idx]++;
 			r = send_msg(c, dst, n_dst, &p, NULL, 0, p.kind == UNICAST && op < 10);
@@ -820,9 +821,13 @@ static int about_node(const struct shared *sh, int j, const struct ent *e, int s
 static int history(struct oracle *o, int ret, int j, int s, uint32_t k, uint32_t upto)
 {
 	static const char *const what[] = {
-		[E_SEND] = "sent", [E_DESTROY] = "destroyed it", [E_ACQUIRE] = "got a handle by HANDLE_TRANSFER",
-		[E_LEASE] = "released its handle", [E_RECV] = "received",
-		[E_NDESTROY] = "NODE_DESTROY", [E_NRELEASE] = "NODE_RELEASE",
+		[E_SEND] = "sent",
+		[E_DESTROY] = "destroyed it",
+		[E_ACQUIRE] = "got a handle by HANDLE_TRANSFER",
+		[E_LEASE] = "released its handle",
+		[E_RECV] = "received",
+		[E_NDESTROY] = "NODE_DESTROY",
+		[E_NRELEASE] = "NODE_RELEASE",
 	};
 	const struct shared *sh = o->sh;
 	size_t used = strlen(o->out);
@@ -838,7 +843,8 @@ static int history(struct oracle *o, int ret, int j, int s, uint32_t k, uint32_t
 			n++;
 		}
 	}
-	used += snprintf(o->out + used, o->len - used, "\n#   peer %d's log about node %d:%u:", j, s, k);
+	used += snprintf(o->out + used, o->len - used, "\n#   peer %d's log about node %d:%u:",
+			 j, s, k);
 	for (i = first; i <= upto && used < o->len; i++) {
 		const struct ent *e = &sh->log[j][i];
 
@@ -847,8 +853,8 @@ static int history(struct oracle *o, int ret, int j, int s, uint32_t k, uint32_t
 		a[0] = 0;
 		if (e->type == E_SEND || e->type == E_RECV)
 			describe(o, MSG_NODE(e->who, e->seq), a, sizeof(a));
-		used += snprintf(o->out + used, o->len - used, "\n#     %u: %s%s%s%s", i, what[e->type],
-				 a[0] ? " " : "", a,
+		used += snprintf(o->out + used, o->len - used, "\n#     %u: %s%s%s%s",
+				 i, what[e->type], a[0] ? " " : "", a,
 				 e->flags & F_VALID ? ", valid handle" :
 				 e->flags & F_INVALID ? ", INVALID handle" :
 				 e->flags & F_RELEASED ? " with RELEASE_HANDLES" : "");
@@ -1006,26 +1012,13 @@ static int is_receipt(int type)
 	return type == E_RECV || type == E_NDESTROY || type == E_NRELEASE;
 }
 
-/*
- * Checks the logs of @n processes in @sh. Returns O_OK, or the first
- * violation found, described in @out.
- */
-static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, size_t len)
+/* 1. Well-formed records and logs; exactly once and per-sender order. */
+static int check_logs(struct oracle *o, struct ostats *st)
 {
-	struct oracle *o = &orc;
-	uint32_t i, q, rel = 0;
-	int j, s, ret;
+	const struct shared *sh = o->sh;
+	int n = o->n, s, j;
+	uint32_t i, q;
 
-	free(o->e);
-	free(o->rel);
-	memset(o, 0, sizeof(*o));
-	o->sh = sh;
-	o->n = n;
-	o->out = out;
-	o->len = len;
-	out[0] = 0;
-
-	/* 1. Well-formed records and logs; exactly once and per-sender order. */
 	for (s = 0; s < n; s++) {
 		for (q = 0; q < MAXSEQ; q++) {
 			const struct meta *m = &sh->meta[s][q];
@@ -1046,65 +1039,72 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 			return verdict(o, O_LOG, "peer %d: log overflow", j);
 		for (i = 0; i < sh->n_log[j]; i++) {
 			const struct ent *e = &sh->log[j][i];
-			const struct meta *m;
+			const struct meta *m = &sh->meta[e->who % n][e->seq % MAXSEQ];
+			int bad = e->who >= n;
 
-			if (e->who >= n)
-				return verdict(o, O_LOG, "peer %d: bad log entry %u", j, i);
 			switch (e->type) {
 			case E_SEND:
-				if (e->who != j || e->seq >= MAXSEQ ||
-				    sh->meta[j][e->seq].kind == K_NONE)
-					return verdict(o, O_LOG, "peer %d: bad send entry %u", j, i);
+				bad |= e->who != j || e->seq >= MAXSEQ || m->kind == K_NONE;
 				break;
 			case E_DESTROY:
-				if (e->who != j || e->seq >= MAXTEMP || o->dpos[j][e->seq])
-					return verdict(o, O_LOG, "peer %d: bad destroy entry %u", j, i);
-				o->dpos[j][e->seq] = i + 1;
-				o->dflags[j][e->seq] = e->flags;
+				bad |= e->who != j || e->seq >= MAXTEMP;
+				bad |= o->dpos[j][e->seq % MAXTEMP] != 0;
+				if (!bad) {
+					o->dpos[j][e->seq] = i + 1;
+					o->dflags[j][e->seq] = e->flags;
+				}
 				break;
 			case E_ACQUIRE:
 			case E_NRELEASE:
-				if (e->who != j || e->seq >= MAXTEMP)
-					return verdict(o, O_LOG, "peer %d: bad entry %u", j, i);
+				bad |= e->who != j || e->seq >= MAXTEMP;
 				o->n_rel += e->type == E_NRELEASE;
 				break;
 			case E_LEASE:
 			case E_NDESTROY:
-				if (e->seq >= MAXTEMP)
-					return verdict(o, O_LOG, "peer %d: bad entry %u", j, i);
+				bad |= e->seq >= MAXTEMP;
 				break;
 			case E_RECV:
-				if (e->seq >= MAXSEQ)
-					return verdict(o, O_LOG, "peer %d: bad receipt %u", j, i);
-				m = &sh->meta[e->who][e->seq];
-				if (m->kind == K_NONE || !(m->mask & 1 << j))
-					return verdict(o, O_UNSENT, "peer %d received %u/%u, not sent to it",
-						       j, e->who, e->seq);
-				if ((e->flags & (F_VALID | F_INVALID)) && m->kind != CARRY)
-					return verdict(o, O_LOG, "peer %d: bad receipt %u", j, i);
-				if (o->pos[j][e->who][e->seq])
-					return verdict(o, O_DUP, "peer %d received %u/%u twice",
-						       j, e->who, e->seq);
-				o->pos[j][e->who][e->seq] = i + 1;
-				if (e->seq < last[e->who])
-					return verdict(o, O_SEQ, "peer %d received %u/%u after %u/%u",
-						       j, e->who, e->seq, e->who, last[e->who] - 1);
-				last[e->who] = e->seq + 1;
-				st->deliveries++;
+				bad |= e->seq >= MAXSEQ;
+				bad |= (e->flags & (F_VALID | F_INVALID)) && m->kind != CARRY;
 				break;
 			default:
-				return verdict(o, O_LOG, "peer %d: bad entry type %u", j, e->type);
+				bad = 1;
 			}
+			if (bad)
+				return verdict(o, O_LOG, "peer %d: bad log entry %u", j, i);
+			if (e->type != E_RECV)
+				continue;
+			if (m->kind == K_NONE || !(m->mask & 1 << j))
+				return verdict(o, O_UNSENT,
+					       "peer %d received %u/%u, not sent to it",
+					       j, e->who, e->seq);
+			if (o->pos[j][e->who][e->seq])
+				return verdict(o, O_DUP, "peer %d received %u/%u twice",
+					       j, e->who, e->seq);
+			o->pos[j][e->who][e->seq] = i + 1;
+			if (e->seq < last[e->who])
+				return verdict(o, O_SEQ, "peer %d received %u/%u after %u/%u",
+					       j, e->who, e->seq, e->who, last[e->who] - 1);
+			last[e->who] = e->seq + 1;
+			st->deliveries++;
 		}
 		st->entries += sh->n_log[j];
 	}
+	return O_OK;
+}
 
-	/*
-	 * 2. Every acknowledged copy arrived. A probe may be missing: it may
-	 * be ordered after its node's destruction, and SEND does not fail
-	 * then; the graph below places it after the destruction. A handle
-	 * comes out INVALID only if its node was destroyed.
-	 */
+/*
+ * 2. Every acknowledged copy arrived. A probe may be missing: it may be
+ * ordered after its node's destruction, and SEND does not fail then; the
+ * graph places it after the destruction. A handle comes out INVALID only if
+ * its node was destroyed.
+ */
+static int check_delivery(struct oracle *o)
+{
+	const struct shared *sh = o->sh;
+	int n = o->n, s, j;
+	uint32_t i, q;
+
 	for (s = 0; s < n; s++) {
 		for (q = 0; q < MAXSEQ; q++) {
 			const struct meta *m = &sh->meta[s][q];
@@ -1113,10 +1113,12 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 				if (!(m->mask & 1 << j) || o->pos[j][s][q])
 					continue;
 				if (m->kind != PROBE)
-					return verdict(o, O_LOST, "%u/%u (%s) never reached peer %d",
+					return verdict(o, O_LOST,
+						       "%u/%u (%s) never reached peer %d",
 						       s, q, kind_name[m->kind], j);
 				if (!o->dpos[m->owner][m->tag])
-					return verdict(o, O_LOST, "probe %u/%u never reached peer %d, and node %u:%u was never destroyed",
+					return verdict(o, O_LOST,
+						       "probe %u/%u never reached peer %d, and node %u:%u was never destroyed",
 						       s, q, j, m->owner, m->tag);
 			}
 		}
@@ -1124,103 +1126,139 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 	for (j = 0; j < n; j++) {
 		for (i = 0; i < sh->n_log[j]; i++) {
 			const struct ent *e = &sh->log[j][i];
+			uint32_t k = sh->meta[e->who][e->seq].tag;
 
-			if (e->type == E_RECV && (e->flags & F_INVALID) &&
-			    !o->dpos[e->who][sh->meta[e->who][e->seq].tag])
-				return verdict(o, O_INVALID, "peer %d: INVALID handle in %u/%u, but node %u:%u was not destroyed",
-					       j, e->who, e->seq, e->who,
-					       sh->meta[e->who][e->seq].tag);
+			if (e->type == E_RECV && (e->flags & F_INVALID) && !o->dpos[e->who][k])
+				return verdict(o, O_INVALID,
+					       "peer %d: INVALID handle in %u/%u, but node %u:%u was not destroyed",
+					       j, e->who, e->seq, e->who, k);
 		}
 	}
+	return O_OK;
+}
 
-	/*
-	 * 3. Node notifications against data, at each receiver: a handle is
-	 * held from a valid receipt (or from creating the node, for its
-	 * owner) until it is released or its NODE_DESTROY arrives.
-	 */
-	for (j = 0; j < n; j++) {
-		memset(o->held, 0, sizeof(o->held));
-		memset(o->nd, 0, sizeof(o->nd));
-		for (i = 0; i < sh->n_log[j]; i++) {
-			const struct ent *e = &sh->log[j][i];
-			const struct meta *m;
-			uint32_t k = e->seq;
+/* A verdict about node @k of peer @s, with peer @j's log about it up to entry @i. */
+static int node_verdict(struct oracle *o, int code, int j, int s, uint32_t k, uint32_t i,
+			const char *fmt, ...)
+{
+	va_list ap;
 
-			switch (e->type) {
-			case E_SEND:
-				m = &sh->meta[j][e->seq];
-				if (m->kind == CARRY && !m->eph)
-					o->held[j][m->tag] = 1;
-				break;
-			case E_DESTROY:
-				if (e->flags & F_RELEASED)
-					o->held[j][k] = 0;
-				break;
-			case E_ACQUIRE:
-				o->held[j][k] = 1;
-				break;
-			case E_LEASE:
-				if (!o->held[e->who][k])
-					return history(o, verdict(o, O_NODE, "peer %d released a handle to node %u:%u it did not hold",
-						       j, e->who, k), j, e->who, k, i);
-				o->held[e->who][k] = 0;
-				st->leases++;
-				break;
-			case E_RECV:
-				m = &sh->meta[e->who][e->seq];
-				if (m->kind == CARRY && (e->flags & F_VALID)) {
-					if (o->nd[e->who][m->tag])
-						return history(o, verdict(o, O_NODE, "peer %d: valid handle to node %u:%u in %u/%u after its NODE_DESTROY",
-							       j, e->who, m->tag, e->who, e->seq), j, e->who, m->tag, i);
-					o->held[e->who][m->tag] = 1;
-				}
-				if (m->kind == PROBE && m->owner == j && !m->eph) {
-					if (o->nd[j][m->tag])
-						return history(o, verdict(o, O_NODE, "peer %d: %u/%u, data for node %d:%u, after its NODE_DESTROY",
-							       j, e->who, e->seq, j, m->tag), j, j, m->tag, i);
-					if (o->dpos[j][m->tag] && o->dpos[j][m->tag] <= i &&
-					    (o->dflags[j][m->tag] & F_RELEASED))
-						return history(o, verdict(o, O_NODE, "peer %d: %u/%u, data for node %d:%u, after NODES_DESTROY(RELEASE_HANDLES) of it",
-							       j, e->who, e->seq, j, m->tag), j, j, m->tag, i);
-				}
-				break;
-			case E_NDESTROY:
-				if (o->nd[e->who][k])
-					return history(o, verdict(o, O_NODE, "peer %d: two NODE_DESTROY for node %u:%u",
-						       j, e->who, k), j, e->who, k, i);
-				if (!o->dpos[e->who][k])
-					return history(o, verdict(o, O_NODE, "peer %d: NODE_DESTROY for node %u:%u, which was not destroyed",
-						       j, e->who, k), j, e->who, k, i);
-				if (!o->held[e->who][k])
-					return history(o, verdict(o, O_NODE, "peer %d: NODE_DESTROY for node %u:%u without holding a handle to it",
-						       j, e->who, k), j, e->who, k, i);
-				o->nd[e->who][k] = 1;
-				o->held[e->who][k] = 0;
-				st->ndestroy++;
-				break;
-			case E_NRELEASE:
-				if (o->nd[j][k] || (o->dpos[j][k] && o->dpos[j][k] <= i))
-					return history(o, verdict(o, O_RELEASE, "peer %d: NODE_RELEASE for node %d:%u after its destruction",
-						       j, j, k), j, j, k, i);
-				st->nrelease++;
-				break;
+	va_start(ap, fmt);
+	vsnprintf(o->out, o->len, fmt, ap);
+	va_end(ap);
+	return history(o, code, j, s, k, i);
+}
+
+/*
+ * 3. Node notifications against data, at receiver @j: a handle is held from
+ * a valid receipt (or from creating the node, for its owner) until it is
+ * released or its NODE_DESTROY arrives.
+ */
+static int check_notifications(struct oracle *o, int j, struct ostats *st)
+{
+	const struct shared *sh = o->sh;
+	uint32_t i, k;
+	int s;
+
+	memset(o->held, 0, sizeof(o->held));
+	memset(o->nd, 0, sizeof(o->nd));
+	for (i = 0; i < sh->n_log[j]; i++) {
+		const struct ent *e = &sh->log[j][i];
+		const struct meta *m = &sh->meta[e->who][e->seq % MAXSEQ];
+
+		s = e->who;
+		k = e->seq;
+		switch (e->type) {
+		case E_SEND:
+			if (m->kind == CARRY && !m->eph)
+				o->held[j][m->tag] = 1;
+			break;
+		case E_DESTROY:
+			if (e->flags & F_RELEASED)
+				o->held[j][k] = 0;
+			break;
+		case E_ACQUIRE:
+			o->held[j][k] = 1;
+			break;
+		case E_LEASE:
+			if (!o->held[s][k])
+				return node_verdict(o, O_NODE, j, s, k, i,
+						    "peer %d released a handle to node %d:%u it did not hold",
+						    j, s, k);
+			o->held[s][k] = 0;
+			st->leases++;
+			break;
+		case E_RECV:
+			k = m->tag;
+			if (m->kind == CARRY && (e->flags & F_VALID)) {
+				if (o->nd[s][k])
+					return node_verdict(o, O_NODE, j, s, k, i,
+							    "peer %d: valid handle to node %d:%u in %d/%u after its NODE_DESTROY",
+							    j, s, k, s, e->seq);
+				o->held[s][k] = 1;
 			}
+			if (m->kind != PROBE || m->owner != j || m->eph)
+				break;
+			if (o->nd[j][k])
+				return node_verdict(o, O_NODE, j, j, k, i,
+						    "peer %d: %d/%u, data for node %d:%u, after its NODE_DESTROY",
+						    j, s, e->seq, j, k);
+			if (o->dpos[j][k] && o->dpos[j][k] <= i && (o->dflags[j][k] & F_RELEASED))
+				return node_verdict(o, O_NODE, j, j, k, i,
+						    "peer %d: %d/%u, data for node %d:%u, after NODES_DESTROY(RELEASE_HANDLES) of it",
+						    j, s, e->seq, j, k);
+			break;
+		case E_NDESTROY:
+			if (o->nd[s][k])
+				return node_verdict(o, O_NODE, j, s, k, i,
+						    "peer %d: two NODE_DESTROY for node %d:%u",
+						    j, s, k);
+			if (!o->dpos[s][k])
+				return node_verdict(o, O_NODE, j, s, k, i,
+						    "peer %d: NODE_DESTROY for node %d:%u, which was not destroyed",
+						    j, s, k);
+			if (!o->held[s][k])
+				return node_verdict(o, O_NODE, j, s, k, i,
+						    "peer %d: NODE_DESTROY for node %d:%u without holding a handle to it",
+						    j, s, k);
+			o->nd[s][k] = 1;
+			o->held[s][k] = 0;
+			st->ndestroy++;
+			break;
+		case E_NRELEASE:
+			if (o->nd[j][k] || (o->dpos[j][k] && o->dpos[j][k] <= i))
+				return node_verdict(o, O_RELEASE, j, j, k, i,
+						    "peer %d: NODE_RELEASE for node %d:%u after its destruction",
+						    j, j, k);
+			st->nrelease++;
+			break;
 		}
-		for (s = 0; s < n; s++)
-			for (q = 0; q < MAXTEMP; q++)
-				if (o->held[s][q] && !o->nd[s][q])
-					return history(o, verdict(o, O_NODE, o->dpos[s][q] ?
-						       "peer %d: no NODE_DESTROY for node %d:%u, to which it held a handle" :
-						       "peer %d holds a handle to node %d:%u, which was never destroyed",
-						       j, s, q), j, s, q, UINT32_MAX);
 	}
+	for (s = 0; s < o->n; s++) {
+		for (k = 0; k < MAXTEMP; k++) {
+			if (!o->held[s][k] || o->nd[s][k])
+				continue;
+			return node_verdict(o, O_NODE, j, s, k, UINT32_MAX, o->dpos[s][k] ?
+					    "peer %d: no NODE_DESTROY for node %d:%u, to which it held a handle" :
+					    "peer %d holds a handle to node %d:%u, which was never destroyed",
+					    j, s, k);
+		}
+	}
+	return O_OK;
+}
 
-	/*
-	 * 4. NODE_RELEASE: the owner must not receive one for a node after
-	 * sending a message carrying it whose receiver kept the handle until
-	 * the destruction (that handle held a reference all the time).
-	 */
-	for (j = 0; j < n; j++) {
+/*
+ * 4. NODE_RELEASE: the owner must not receive one for a node after sending a
+ * message carrying it whose receiver kept the handle until the destruction
+ * (that handle held a reference all the time).
+ */
+static int check_releases(struct oracle *o)
+{
+	const struct shared *sh = o->sh;
+	uint32_t i, k;
+	int j, s;
+
+	for (j = 0; j < o->n; j++) {
 		memset(o->held, 0, sizeof(o->held));	/* released later in the log */
 		for (i = sh->n_log[j]; i-- > 0;) {
 			const struct ent *e = &sh->log[j][i];
@@ -1232,58 +1270,74 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 				o->pinned[e->who][e->seq] = j + 1;
 		}
 	}
-	for (s = 0; s < n; s++) {
+	for (s = 0; s < o->n; s++) {
 		memset(o->pin_peer, 0, sizeof(o->pin_peer));
 		for (i = 0; i < sh->n_log[s]; i++) {
 			const struct ent *e = &sh->log[s][i];
-			uint32_t k = e->seq;
 
-			if (e->type == E_SEND && o->pinned[s][e->seq] &&
-			    !o->pin_peer[sh->meta[s][e->seq].tag]) {
+			if (e->type == E_SEND && o->pinned[s][e->seq]) {
 				k = sh->meta[s][e->seq].tag;
-				o->pin_peer[k] = o->pinned[s][e->seq];
-				o->pin_seq[k] = e->seq;
-			} else if (e->type == E_NRELEASE && o->pin_peer[k]) {
-				return history(o, verdict(o, O_RELEASE, "peer %d: NODE_RELEASE for node %d:%u after sending %d/%u, whose handle peer %d kept",
-					       s, s, k, s, o->pin_seq[k], o->pin_peer[k] - 1),
-					       o->pin_peer[k] - 1, s, k, UINT32_MAX);
+				if (!o->pin_peer[k]) {
+					o->pin_peer[k] = o->pinned[s][e->seq];
+					o->pin_seq[k] = e->seq;
+				}
+			} else if (e->type == E_NRELEASE && o->pin_peer[e->seq]) {
+				k = e->seq;
+				j = o->pin_peer[k] - 1;
+				return node_verdict(o, O_RELEASE, j, s, k, UINT32_MAX,
+						    "peer %d: NODE_RELEASE for node %d:%u after sending %d/%u, whose handle peer %d kept",
+						    s, s, k, s, o->pin_seq[k], j);
 			}
 		}
 	}
+	return O_OK;
+}
 
-	/* 5. Causality: a reply comes after its original at every common receiver. */
-	for (s = 0; s < n; s++) {
+/* 5. Causality: a reply comes after its original at every common receiver. */
+static int check_replies(struct oracle *o, struct ostats *st)
+{
+	const struct shared *sh = o->sh;
+	uint32_t q;
+	int j, s;
+
+	for (s = 0; s < o->n; s++) {
 		for (q = 0; q < MAXSEQ; q++) {
 			const struct meta *m = &sh->meta[s][q];
 
 			if (m->kind != REPLY)
 				continue;
-			if (m->owner >= n || m->tag >= MAXSEQ)
-				return verdict(o, O_LOG, "reply %d/%u to %u/%u", s, q, m->owner, m->tag);
-			for (j = 0; j < n; j++) {
+			for (j = 0; j < o->n; j++) {
 				uint32_t a = o->pos[j][m->owner][m->tag], b = o->pos[j][s][q];
 
 				if (!a || !b)
 					continue;
 				st->replies++;
 				if (a > b)
-					return verdict(o, O_CAUSAL, "peer %d received the reply %d/%u before its original %u/%u",
+					return verdict(o, O_CAUSAL,
+						       "peer %d received the reply %d/%u before its original %u/%u",
 						       j, s, q, m->owner, m->tag);
 			}
 		}
 	}
+	return O_OK;
+}
 
-	/* 6. One global order: the precedence graph is acyclic. */
+/* 6. The edges of the precedence graph. */
+static int build_graph(struct oracle *o)
+{
+	const struct shared *sh = o->sh;
+	uint32_t i, q, rel = 0;
+	int j, s, r = 0;
+
 	o->rel = calloc(o->n_rel + 1, sizeof(*o->rel));
 	if (!o->rel)
-		return verdict(o, O_LOG, "out of memory");
-	for (j = 0; j < n; j++) {
+		return -1;
+	for (j = 0; j < o->n; j++) {
 		uint32_t last_recv = NONE, last_act = NONE, v;
 
 		for (i = 0; i < sh->n_log[j]; i++) {
 			const struct ent *e = &sh->log[j][i];
-			const struct meta *m;
-			int r = 0;
+			const struct meta *m = &sh->meta[e->who][e->seq % MAXSEQ];
 
 			switch (e->type) {
 			case E_SEND:
@@ -1297,7 +1351,7 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 			case E_NRELEASE:
 				o->rel[rel].peer = j;
 				o->rel[rel].k = e->seq;
-				v = n * NPER + rel++;
+				v = o->n * NPER + rel++;
 				break;
 			default:
 				continue;
@@ -1310,37 +1364,63 @@ static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, 
 				r |= add_edge(o, last_act, v, W_PROGRAM, j);
 				last_act = v;
 			}
-			if (e->type == E_RECV) {
-				m = &sh->meta[e->who][e->seq];
-				if ((e->flags & F_VALID) && o->dpos[e->who][m->tag])
-					r |= add_edge(o, v, DST_NODE(e->who, m->tag), W_VALID, j);
-				if (m->kind == PROBE && m->owner == j && !m->eph && o->dpos[j][m->tag])
-					r |= add_edge(o, v, DST_NODE(j, m->tag), W_PROBE_IN, j);
-			}
+			if (e->type == E_RECV && (e->flags & F_VALID) && o->dpos[e->who][m->tag])
+				r |= add_edge(o, v, DST_NODE(e->who, m->tag), W_VALID, j);
+			if (e->type == E_RECV && m->kind == PROBE && m->owner == j && !m->eph &&
+			    o->dpos[j][m->tag])
+				r |= add_edge(o, v, DST_NODE(j, m->tag), W_PROBE_IN, j);
 			if (e->type == E_NRELEASE && o->dpos[j][e->seq])
 				r |= add_edge(o, v, DST_NODE(j, e->seq), W_REL, j);
-			if (r)
-				return verdict(o, O_LOG, "out of memory");
 		}
 	}
-	for (s = 0; s < n; s++) {
+	for (s = 0; s < o->n; s++) {
 		for (q = 0; q < MAXSEQ; q++) {
 			const struct meta *m = &sh->meta[s][q];
+			int w = m->owner;
 
-			if (m->kind == PROBE && m->mask && !o->pos[m->owner][s][q] &&
-			    o->dpos[m->owner][m->tag] &&
-			    !(o->dflags[m->owner][m->tag] & F_RELEASED) &&
-			    add_edge(o, DST_NODE(m->owner, m->tag), MSG_NODE(s, q), W_PROBE_OUT,
-				     m->owner))
-				return verdict(o, O_LOG, "out of memory");
+			if (m->kind != PROBE || !m->mask || o->pos[w][s][q])
+				continue;
+			if (o->dpos[w][m->tag] && !(o->dflags[w][m->tag] & F_RELEASED))
+				r |= add_edge(o, DST_NODE(w, m->tag), MSG_NODE(s, q), W_PROBE_OUT, w);
 		}
 	}
-	ret = check_acyclic(o, n * NPER + o->n_rel, st);
+	return r;
+}
+
+/*
+ * Checks the logs of @n processes in @sh. Returns O_OK, or the first
+ * violation found, described in @out.
+ */
+static int oracle(const struct shared *sh, int n, struct ostats *st, char *out, size_t len)
+{
+	struct oracle *o = &orc;
+	int j, ret;
+
+	memset(o, 0, sizeof(*o));
+	o->sh = sh;
+	o->n = n;
+	o->out = out;
+	o->len = len;
+	out[0] = 0;
+	ret = check_logs(o, st);
+	if (!ret)
+		ret = check_delivery(o);
+	for (j = 0; j < n && !ret; j++)
+		ret = check_notifications(o, j, st);
+	if (!ret)
+		ret = check_releases(o);
+	if (!ret)
+		ret = check_replies(o, st);
+	if (!ret) {
+		if (build_graph(o))
+			ret = verdict(o, O_LOG, "out of memory for the graph");
+		else
+			ret = check_acyclic(o, n * NPER + o->n_rel, st);
+	}
 	free(o->e);
 	free(o->rel);
 	o->e = NULL;
 	o->rel = NULL;
-	o->n_e = o->cap_e = 0;
 	return ret;
 }
 
@@ -1500,8 +1580,10 @@ static void t_carry(struct shared *sh)
 	t_log(sh, 1, E_RECV, F_VALID, 0, 0);
 }
 
-enum { T_CLEAN, T_CYCLE3, T_CAUSAL, T_DUP_DESTROY, T_NO_DESTROY, T_DATA_AFTER_DESTROY,
-       T_LOST_PROBE, T_RELEASE_HELD, T_PAIRWISE_ONLY, T_MAX };
+enum {
+	T_CLEAN, T_CYCLE3, T_CAUSAL, T_DUP_DESTROY, T_NO_DESTROY, T_DATA_AFTER_DESTROY,
+	T_LOST_PROBE, T_RELEASE_HELD, T_PAIRWISE_ONLY, T_MAX
+};
 
 static const struct {
 	const char *name;
