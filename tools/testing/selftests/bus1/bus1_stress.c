@@ -18,7 +18,8 @@
  * peer opened for it, whose handle reaches the main peer through
  * HANDLE_TRANSFER, and which is destroyed by closing the ephemeral peer or by
  * PEER_RESET(FLUSH) and then closing it. A probe may fail only with
- * EHOSTUNREACH, or ESHUTDOWN once the owner is closed.
+ * EHOSTUNREACH, or ESHUTDOWN once the owner is closed; some go to handles
+ * whose NODE_DESTROY already arrived, and must never reach the owner.
  *
  * Every process logs in shared memory, in its own program order, what it did
  * (acknowledged sends, destructions, handle releases) and what it received
@@ -73,7 +74,7 @@
 #define TEMP_ID(k) ((__u64)(0x10000 + (k)) << 3)
 
 #define MAXEPH 48		/* live ephemeral peers per process */
-#define MAXDEFER 256		/* handles released at the end of drain() */
+#define MAXDEFER 256		/* handles released at the next drain() */
 
 enum kind { K_NONE, UNICAST, MULTICAST, CARRY, PROBE, REPLY, K_MAX };
 
@@ -167,7 +168,7 @@ struct child {
 	uint8_t released[MAXTEMP];	/* destroyed with RELEASE_HANDLES */
 	uint8_t own_notified[MAXTEMP];
 	int n_eph;
-	/* released at the end of drain(): handle index, or -1 - own node */
+	/* released at the next drain(): handle index, or -1 - own node */
 	int defer[MAXDEFER];
 	int n_defer;
 };
@@ -381,8 +382,9 @@ static void release_one(struct child *c, int i)
 }
 
 /*
- * Release a handle whose NODE_DESTROY arrived now or at the end of drain():
- * a second NODE_DESTROY for it could only be seen while it is still held.
+ * Release a handle whose NODE_DESTROY arrived now, or only at the start of
+ * the next drain(): a second NODE_DESTROY for it is only seen while it is
+ * held, and a probe to it in between must never reach the owner.
  */
 static void release_destroyed(struct child *c, int i)
 {
@@ -392,11 +394,10 @@ static void release_destroyed(struct child *c, int i)
 		release_one(c, i);
 }
 
-static int release_deferred(struct child *c, int ret)
+static void release_deferred(struct child *c)
 {
 	while (c->n_defer)
 		release_one(c, c->defer[--c->n_defer]);
-	return ret;
 }
 
 /* Receive up to @max entries; returns how many, or -1 when the queue is empty. */
@@ -405,6 +406,7 @@ static int drain(struct child *c, int max)
 	struct bus1_cmd_recv r;
 	int n = 0, i, k;
 
+	release_deferred(c);
 	while (n < max) {
 		memset(&r, 0, sizeof(r));
 		r.flags = BUS1_RECV_FLAG_INSTALL_FDS;
@@ -412,7 +414,7 @@ static int drain(struct child *c, int max)
 		if (ioctl(c->fd, BUS1_CMD_RECV, &r)) {
 			if (errno != EAGAIN)
 				fail(c, "RECV: %d", errno);
-			return release_deferred(c, n ? n : -1);
+			return n ? n : -1;
 		}
 		n++;
 		switch (r.msg.type) {
@@ -448,7 +450,7 @@ static int drain(struct child *c, int max)
 			fail(c, "unknown message type %llu", r.msg.type);
 		}
 	}
-	return release_deferred(c, n);
+	return n;
 }
 
 /*
@@ -550,10 +552,13 @@ static void probe(struct child *c)
 
 	if (!c->n_th)
 		return;
-	/* Not one whose ID is gone (released) or whose node is destroyed. */
-	for (i = 0, t = NULL; i < 8 && (!t || t->dead || t->destroyed); i++)
+	/*
+	 * Not one whose ID is gone (released); one whose NODE_DESTROY arrived
+	 * is fine: the probe is ordered after the destruction.
+	 */
+	for (i = 0, t = NULL; i < 8 && (!t || t->dead); i++)
 		t = &c->th[xrand(c) % c->n_th];
-	if (t->dead || t->destroyed)
+	if (t->dead)
 		return;
 	p.seq = sh->attempts[c->idx]++;
 	p.tag = t->tag;
