@@ -84,7 +84,7 @@ stress:
 		'BUS1_STRESS_SECONDS=$(DURATION) BUS1_STRESS_PROCS=$(PROCS) BUS1_STRESS_SEED=$(SEED) /tests/selftests/bus1_stress'
 
 fuzz:
-	@BUS1_VM_TIMEOUT=$$(( $(or $(FUZZ_SECONDS),$(ITERS) / 20) + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
+	@BUS1_VM_TIMEOUT=$$(( $(or $(FUZZ_SECONDS),0) + $(ITERS) / 20 + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
 		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SECONDS=$(FUZZ_SECONDS) BUS1_FUZZ_SEED=$(SEED) /tests/selftests/bus1_fuzz'
 
 man:
