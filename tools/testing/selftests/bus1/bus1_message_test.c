@@ -36,6 +36,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1438,14 +1439,17 @@ TEST_F(bus, recv_continue)
 struct delayed_send {
 	int fd;
 	__u64 dst;
+	pid_t poller;
+	int asleep;
 	int ret;
 };
 
+/* Sends once the poller sleeps in poll(). */
 static void *delayed_send_fn(void *arg)
 {
 	struct delayed_send *d = arg;
 
-	usleep(100 * 1000);
+	d->asleep = bus1_wait_asleep(d->poller, "poll", 10);
 	d->ret = send_str(d->fd, d->dst, "wake up");
 	return NULL;
 }
@@ -1453,15 +1457,17 @@ static void *delayed_send_fn(void *arg)
 /* POLLIN while a message is queued; a sleeping poller is woken by SEND. */
 TEST_F(bus, recv_poll)
 {
-	struct delayed_send ds = { .fd = self->a, .dst = self->to_b, .ret = -1 };
+	struct delayed_send ds = { .fd = self->a, .dst = self->to_b, .asleep = -1, .ret = -1 };
 	struct pollfd p = { .fd = self->b, .events = POLLIN };
 	pthread_t t;
 
 	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ds.poller = (pid_t)syscall(SYS_gettid);
 	ASSERT_EQ(0, pthread_create(&t, NULL, delayed_send_fn, &ds));
-	ASSERT_EQ(1, poll(&p, 1, 3000));
+	ASSERT_EQ(1, poll(&p, 1, 20000));
 	ASSERT_EQ(POLLIN, p.revents);
 	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(0, ds.asleep) TH_LOG("the poller never slept in poll()");
 	ASSERT_EQ(0, ds.ret);
 	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "wake up");
