@@ -101,10 +101,12 @@ def prog(name):
 
 
 FAILS = 0
+RUN = 0
 
 
 def check(name, v, want_fail, *needles):
-    global FAILS
+    global FAILS, RUN
+    RUN += 1
     text = "\n".join(v.problems)
     ok = (v.failed > 0) == want_fail and all(n in text for n in needles)
     print(f"{'ok' if ok else 'not ok'} - {name}: {v.passed} passed, {v.failed} failed, {v.skipped} skipped")
@@ -291,7 +293,7 @@ def main():
               "kunit bus1_queue is in the manifest but not in the sources",
               "kunit bus1_queue_renamed is in the sources but not in the manifest")
 
-    print(f"# {'FAILED' if FAILS else 'PASSED'}: {FAILS} of the runner's own tests failed")
+    print(f"# {'FAILED' if FAILS else 'PASSED'}: {RUN - FAILS} of {RUN} runner tests passed")
     return 1 if FAILS else 0
 
 
