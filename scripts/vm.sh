@@ -85,11 +85,12 @@ run)
 check)
 	# The sum of every program's timeout plus boot, KUnit and the leak scan
 	# (scripts/manifest.py), so a hang is reported by the innermost timeout.
-	# A hung or locked-up kernel task ends the guest at once instead.
+	# A hung task, a soft lockup or an RCU stall (each a splat that fails the
+	# run anyway) ends the guest at once instead.
 	limit=${BUS1_VM_TIMEOUT:-$(python3 "$BUS1_TOP/scripts/manifest.py" --guest-timeout)}
 	log "booting $variant guest (${accel[*]}), timeout ${limit}s"
 	timeout --foreground -k 10 "$limit" "${qemu[@]}" -serial file:"$console" -serial file:"$results" \
-		-append "$append ignore_loglevel hung_task_panic=1 softlockup_panic=1" </dev/null
+		-append "$append ignore_loglevel hung_task_panic=1 softlockup_panic=1 sysctl.kernel.panic_on_rcu_stall=1" </dev/null
 	rc=$?
 	[ $rc -eq 124 ] && log "guest timed out after ${limit}s (console: $console)"
 	python3 "$BUS1_TOP/scripts/results.py" --variant "$variant" --console "$console" \
