@@ -258,7 +258,14 @@ def judge_section(v, variant, kind, name, body, attrs, progs, allowed_any, ran, 
     if any(l.startswith("Bail out!") for l in body):
         v.fail(f"{what}: Bail out!")
     nfail_before = v.failed
-    missing = judge_cases(v, what, results, prog, variant, allowed_any)
+    if custom:
+        # A command may run several programs, or one several times: one TAP
+        # stream each.
+        missing = []
+        for _plan, res in streams:
+            judge_cases(v, what, res, None, variant, allowed_any)
+    else:
+        missing = judge_cases(v, what, results, prog, variant, allowed_any)
     secs, limit = attrs.get("secs"), attrs.get("timeout")
     killed = rc in TIMEOUT_RCS and limit is not None and secs is not None and int(secs) >= int(limit) - 1
     if missing:

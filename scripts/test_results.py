@@ -229,6 +229,12 @@ def main():
                                      "@@BEGIN kmemleak scan", "@@END kmemleak scan rc=0 secs=0",
                                      "@@TAINT 0", "@@DONE"])
     check("one command (vm.sh check debug '<cmd>')", v, False)
+    c = program_section(one, "debug")
+    c2 = c[:-1] + c[1:]
+    v = judge("debug", custom + c2 + ["@@TAINT 0", "@@DONE"])
+    check("one command running a program twice", v, True, "final scan did not run")
+    if any("twice" in p for p in v.problems):
+        check("one command running a program twice is no duplicate", v, True, "never")
     one.cases = [objs.cases[0], objs.cases[1]]
     c = program_section(one, "debug", keep=1)
     v = judge("debug", custom + c + ["@@TAINT 0", "@@DONE"])
