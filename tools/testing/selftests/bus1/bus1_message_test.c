@@ -2434,6 +2434,7 @@ TEST(pool_pages_charged_to_receiver_memcg)
 TEST_F(bus, sender_killed_mid_send)
 {
 	size_t len = 256UL << 10;
+	struct pollfd p = { .fd = self->b, .events = POLLIN };
 	struct bus1_cmd_recv r;
 	unsigned int i, got = 0;
 	uint8_t *buf;
@@ -2454,7 +2455,12 @@ TEST_F(bus, sender_killed_mid_send)
 		for (;;)
 			send_buf(self->a, self->to_b, buf, len);
 	}
-	usleep(200 * 1000);
+	/*
+	 * Kill it once its first message is queued, while it copies the next
+	 * ones; waiting for that instead of a fixed time keeps the test
+	 * independent of the machine's speed.
+	 */
+	ASSERT_EQ(1, poll(&p, 1, 20000)) TH_LOG("the sender queued nothing in 20 s");
 	ASSERT_EQ(0, kill(pid, SIGKILL));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFSIGNALED(status));
