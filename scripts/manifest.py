@@ -31,7 +31,8 @@ Sources:
 
 Timeouts: a kselftest binary gets the sum of its cases' declared harness
 timeouts (30 s, the harness default, unless TEST_F_TIMEOUT says otherwise;
-env_int("NAME", default) in the expression counts as its default) plus
+in its expression, env_int("NAME", default) counts as the default and a
+numeric #define of the file as its value) plus
 PROGRAM_SLACK; a Rust TAP program gets RUST_CASE_TIMEOUT per case plus the
 slack. tools/testing/selftests/bus1/settings (the kselftest runner's
 per-directory file) holds the largest kselftest timeout. The guest timeout is
@@ -73,11 +74,13 @@ def _strip_c_comments(text):
     return re.sub(r"/\*.*?\*/|//[^\n]*", lambda m: re.sub(r"[^\n]", " ", m.group(0)), text, flags=re.S)
 
 
-def _eval_timeout(expr, where):
+def _eval_timeout(expr, where, defines=None):
     e = re.sub(r'env_int\(\s*"[A-Z0-9_]+"\s*,\s*(\d+)\s*\)', r"(\1)", expr)
+    for name, value in (defines or {}).items():
+        e = re.sub(rf"\b{name}\b", f"({value})", e)
     if not re.fullmatch(r"[0-9+*/() \t-]+", e):
         raise SystemExit(f"{where}: cannot evaluate the timeout expression '{expr}' "
-                         "(literals, + - * / and env_int(\"NAME\", default) only)")
+                         "(literals, numeric #defines, + - * / and env_int(\"NAME\", default) only)")
     return int(eval(e, {"__builtins__": {}}))  # digits and operators only
 
 
@@ -129,6 +132,7 @@ def selftest_programs():
             if re.search(rf"^\s*{bad}\(", text, re.M):
                 raise SystemExit(f"{path}: {bad} is not supported by scripts/manifest.py; extend it")
         p = Program("selftest", name)
+        defines = dict(re.findall(r"^#define\s+([A-Z][A-Z0-9_]*)\s+([0-9][0-9 +*/()]*?)\s*$", text, re.M))
         total = 0
         for mm in re.finditer(r"^\s*(TEST|TEST_SIGNAL|TEST_F|TEST_F_SIGNAL|TEST_F_TIMEOUT)\((.*?)\)\s*(?:\{|$)",
                               text, re.M | re.S):
@@ -137,7 +141,7 @@ def selftest_programs():
             if macro in ("TEST", "TEST_SIGNAL"):
                 case, tmo = f"global.{args[0]}", HARNESS_DEFAULT_TIMEOUT
             elif macro == "TEST_F_TIMEOUT":
-                case, tmo = f"{args[0]}.{args[1]}", _eval_timeout(args[2], f"{path}:{line}")
+                case, tmo = f"{args[0]}.{args[1]}", _eval_timeout(args[2], f"{path}:{line}", defines)
             else:
                 case, tmo = f"{args[0]}.{args[1]}", HARNESS_DEFAULT_TIMEOUT
             p.cases.append(case)
