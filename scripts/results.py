@@ -369,7 +369,7 @@ def main():
         except (OSError, ValueError):
             top = None
         v = judge_kunit_json(top, a.kunit_rc, manifest)
-        print("\n".join(v.lines("kunit.py")))
+        print("\n".join(v.lines("bus1 KUnit suites under kunit.py")))
         return 1 if v.failed else 0
 
     if not (a.variant and a.console and a.results):
