@@ -338,16 +338,40 @@ fn seed_roundtrip() {
     assert_empty(&p);
 }
 
+/// Waits up to 10 s until the thread at `/proc/<task>` sleeps (state `S`) in a kernel function
+/// whose name contains `within` (its `wchan`); whether it did.
+fn wait_asleep(task: &str, within: &str) -> bool {
+    for _ in 0..10_000 {
+        let stat = std::fs::read_to_string(format!("/proc/{task}/stat")).unwrap_or_default();
+        // The command name in parentheses may hold anything.
+        let sleeping = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('S'));
+        if sleeping && std::fs::read_to_string(format!("/proc/{task}/wchan")).is_ok_and(|w| w.contains(within)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
 fn poll_and_disconnect() {
     let (a, mut b) = (open(), open());
     let h = link(&a, &b, N1);
     assert!(!b.wait_readable(Some(Duration::ZERO)).unwrap());
-    let t = std::thread::scope(|s| {
-        let w = s.spawn(|| b.wait_readable(T));
-        std::thread::sleep(Duration::from_millis(50));
+    let (slept, t) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b = &b;
+        let w = s.spawn(move || {
+            // "<pid>/task/<tid>" of this thread.
+            tx.send(std::fs::read_link("/proc/thread-self").unwrap()).unwrap();
+            b.wait_readable(T)
+        });
+        let task = rx.recv().unwrap();
+        // Wake the poller only once it sleeps in poll(), so the wake-up is what is tested.
+        let slept = wait_asleep(&task.to_string_lossy(), "poll");
         a.send_to(h, b"wake").unwrap();
-        w.join().unwrap()
+        (slept, w.join().unwrap())
     });
+    assert!(slept, "the poller never slept in poll()");
     assert!(t.unwrap());
     b.disconnect().unwrap();
     assert_eq!(errno(&b.recv().unwrap_err()), Errno::SHUTDOWN);

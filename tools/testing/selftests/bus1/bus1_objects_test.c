@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/bus1.h>
 
@@ -1208,13 +1209,16 @@ TEST_F(peers, recv_peek)
 struct delayed_destroy {
 	int fd;
 	__u64 id;
+	pid_t poller;
+	int asleep;
 };
 
+/* Destroys the node once the poller sleeps in poll(). */
 static void *delayed_destroy_fn(void *arg)
 {
 	struct delayed_destroy *dd = arg;
 
-	usleep(100 * 1000);
+	dd->asleep = bus1_wait_asleep(dd->poller, "poll", 10);
 	destroy1(dd->fd, dd->id);
 	return NULL;
 }
@@ -1247,13 +1251,16 @@ TEST_F(peers, poll_in)
 	/* wake-up of a sleeping poller */
 	dd.fd = self->a;
 	dd.id = N1;
+	dd.poller = (pid_t)syscall(SYS_gettid);
+	dd.asleep = -1;
 	ASSERT_EQ(0, pthread_create(&t, NULL, delayed_destroy_fn, &dd));
 	p.fd = self->c;
 	p.events = POLLIN;
 	p.revents = 0;
-	ASSERT_EQ(1, poll(&p, 1, 5000));
+	ASSERT_EQ(1, poll(&p, 1, 20000));
 	ASSERT_EQ(POLLIN, p.revents);
 	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(0, dd.asleep) TH_LOG("the poller never slept in poll()");
 	ASSERT_DESTROY(self->c, RID(1), 0);
 	ASSERT_EQ(POLL_IDLE, pollrev(self->c));
 	ASSERT_DESTROY(self->a, N1, 0);

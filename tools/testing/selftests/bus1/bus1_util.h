@@ -142,6 +142,35 @@ static inline __u32 bus1_module_param(const char *name)
 }
 
 /*
+ * Waits until thread @tid of this process sleeps interruptibly (state 'S' in
+ * /proc/self/task/<tid>/stat) in a kernel function whose name contains @in
+ * (/proc/self/task/<tid>/wchan), checking every millisecond for up to @secs
+ * seconds. A test that wakes a sleeper calls it before the wake-up, so the
+ * wake-up path is what it tests. 0 once the thread sleeps there, -1 if it
+ * never did.
+ */
+static inline int bus1_wait_asleep(pid_t tid, const char *in, int secs)
+{
+	char path[64], buf[512];
+	long i;
+
+	for (i = 0; i < secs * 1000L; i++) {
+		const char *s = NULL;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+		if (bus1_read_file(path, buf, sizeof(buf)) > 0)
+			s = strrchr(buf, ')'); /* the command name may hold anything */
+		if (s && s[1] == ' ' && s[2] == 'S') {
+			snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)tid);
+			if (bus1_read_file(path, buf, sizeof(buf)) > 0 && strstr(buf, in))
+				return 0;
+		}
+		usleep(1000);
+	}
+	return -1;
+}
+
+/*
  * Waits up to @secs for debugfs to list no bus1 user at all, i.e. every
  * accounting counter is back to zero once every peer is closed (peers are
  * freed after their last reference, possibly from RCU). 1 if clean, 0 if not
