@@ -43,6 +43,7 @@
 //! The raw ABI lives in the [`bus1_sys`] crate, re-exported as [`sys`].
 #![warn(missing_debug_implementations)]
 
+mod call;
 mod id;
 mod message;
 mod peer;
