@@ -54,8 +54,9 @@ const RECV_FLAGS: u64 = uapi::BUS1_RECV_FLAG_PEEK
     | uapi::BUS1_RECV_FLAG_WAIT;
 
 /// The stages `TRANSACT` knows.
-const TRANSACT_FLAGS: u64 =
-    uapi::BUS1_TRANSACT_FLAG_RELEASE | uapi::BUS1_TRANSACT_FLAG_SEND | uapi::BUS1_TRANSACT_FLAG_RECV;
+const TRANSACT_FLAGS: u64 = uapi::BUS1_TRANSACT_FLAG_RELEASE
+    | uapi::BUS1_TRANSACT_FLAG_SEND
+    | uapi::BUS1_TRANSACT_FLAG_RECV;
 
 /// Checks the flags of an RFC v1 `RECV`: known, and `WAIT` not with `SEED` (the seed is not
 /// queued, so there is nothing to wait for).
@@ -117,7 +118,7 @@ impl Peer {
         }
 
         let mut done = 0u64;
-        let res = (|| {
+        let res: Result = (|| {
             if release {
                 self.slice_release(t.release_offset)?;
                 done |= uapi::BUS1_TRANSACT_FLAG_RELEASE;

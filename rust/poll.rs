@@ -98,9 +98,8 @@ impl WaitTimeout {
     /// A timeout of `ns` nanoseconds from now, rounded up to whole scheduler ticks; `0` is none.
     pub(crate) fn from_ns(ns: u64) -> Self {
         // SAFETY: A pure conversion without preconditions.
-        WaitTimeout {
-            jiffies: unsafe { rust_bus1_timeout_jiffies(ns) },
-        }
+        let jiffies = unsafe { rust_bus1_timeout_jiffies(ns) };
+        WaitTimeout { jiffies }
     }
 }
 
