@@ -74,6 +74,14 @@ RATIO_SYSTEMS = [
 ]
 
 
+# The same systems in the single-thread CPU figure (one thread sends and receives).
+RATIO_SYSTEMS_CPU = {
+    "bus1": "SEND + RECV + SLICE_RELEASE",
+    "bus1_tx": "one TRANSACT (release the last slice, send to its own node, receive)",
+    "bus1_xuid": "SEND + RECV + SLICE_RELEASE, receiver of another UID",
+}
+
+
 def ratio_md(ratios, a):
     """A table of the paired per-repetition ratios (median [min, max] over the repetitions)."""
     if not ratios:
@@ -90,6 +98,8 @@ def ratio_md(ratios, a):
         a("| system | what it does | / AF_UNIX | / binder | / bus1 RFC |")
         a("|---|---|---|---|---|")
         for sysname, what in RATIO_SYSTEMS:
+            if fig == "cpu":
+                what = RATIO_SYSTEMS_CPU.get(sysname, what)
             cells = []
             for base in ("unix", "binder", "bus1"):
                 r = ratios.get((fig, p, sysname, base))
@@ -392,7 +402,8 @@ def write_png(rows, d, path):
         axis.set_xticklabels([SIZES.get(p, p) for p in params])
         axis.set_title(title)
         axis.set_ylabel(ylabel)
-        if log:
+        # A subset run (--only) leaves some panels empty: no log scale there.
+        if log and any(rows.get((fig_name, s, p)) for s in systems for p in params):
             axis.set_yscale("log")
         axis.legend(fontsize=8)
 
@@ -408,8 +419,9 @@ def write_png(rows, d, path):
         axis.plot(ns, ys, style, label=f"bus1 multicast {kind}")
     if d.get("mcast_unicast"):
         axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast")
-    axis.set_xscale("log", base=2)
-    axis.set_yscale("log")
+    if ns:
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
     axis.set_xlabel("destinations")
     axis.set_ylabel("ns per multicast")
     axis.set_title("multicast cost vs destinations")
