@@ -5,9 +5,10 @@
 //! Both are ABI extensions on top of RFC v1; clients of RFC v1 and of the 2017 ABI never see
 //! them (an old module rejects the flag with `EINVAL` and the command with `ENOTTY`).
 //!
-//! - `RECV` with `WAIT` sleeps interruptibly until the queue is readable (or the peer is shut
-//!   down), then is the plain `RECV`. A receiver that loses a race for the message sleeps again,
-//!   on what is left of its timeout. It replaces `poll()` + `RECV`.
+//! - `RECV` with `WAIT` is the plain `RECV`; only if that finds nothing does it sleep
+//!   interruptibly until the queue is readable (or the peer is shut down) and try again. A
+//!   receiver that loses a race for the message sleeps again, on what is left of its timeout. It
+//!   replaces `poll()` + `RECV`.
 //! - `TRANSACT` runs `SLICE_RELEASE`, `SEND` and `RECV` in one call, in that order, each stage
 //!   only if asked for. Each stage is the standalone command on the same arguments, with its
 //!   ordering and accounting; the send commits before the receive stage starts waiting, so the
@@ -77,6 +78,13 @@ impl Peer {
     pub(crate) fn recv_wait(self: &Arc<Self>, a: RecvArgs, timeout_ns: u64) -> Result<Received> {
         let mut timeout = WaitTimeout::from_ns(timeout_ns);
         loop {
+            // A message that is already queued is received without touching the wait queue.
+            match self.recv(a) {
+                Err(e) if e == EAGAIN => {}
+                r => return r,
+            }
+            // Nothing (or another receiver on this peer was first): wait, on what is left of
+            // the timeout.
             let mut shutdown = false;
             self.waitq.wait_until(
                 || {
@@ -87,12 +95,6 @@ impl Peer {
             )?;
             if shutdown {
                 return Err(ESHUTDOWN());
-            }
-            match self.recv(a) {
-                // Another receiver on this peer took it first (or it was a notification that
-                // is not delivered any more): wait again, on what is left of the timeout.
-                Err(e) if e == EAGAIN => continue,
-                r => return r,
             }
         }
     }
