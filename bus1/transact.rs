@@ -6,9 +6,9 @@
 //! them (an old module rejects the flag with `EINVAL` and the command with `ENOTTY`).
 //!
 //! - `RECV` with `WAIT` is the plain `RECV`; only if that finds nothing does it sleep
-//!   interruptibly until the queue is readable (or the peer is shut down) and try again. A
-//!   receiver that loses a race for the message sleeps again, on what is left of its timeout. It
-//!   replaces `poll()` + `RECV`.
+//!   interruptibly, trying again after every wake-up, until it receives something or the peer is
+//!   shut down. A receiver that loses a race for the message sleeps again, on what is left of
+//!   its timeout. It replaces `poll()` + `RECV`.
 //! - `TRANSACT` runs `SLICE_RELEASE`, `SEND` and `RECV` in one call, in that order, each stage
 //!   only if asked for. Each stage is the standalone command on the same arguments, with its
 //!   ordering and accounting; the send commits before the receive stage starts waiting, so the
@@ -76,27 +76,33 @@ impl Peer {
     /// `RECV` that first waits until the queue is readable, for at most `timeout_ns` (`0`: no
     /// timeout). Fails with `EINTR`, `ETIMEDOUT`, or `ESHUTDOWN` once the peer was disconnected.
     pub(crate) fn recv_wait(self: &Arc<Self>, a: RecvArgs, timeout_ns: u64) -> Result<Received> {
-        let mut timeout = WaitTimeout::from_ns(timeout_ns);
-        loop {
-            // A message that is already queued is received without touching the wait queue.
-            match self.recv(a) {
-                Err(e) if e == EAGAIN => {}
-                r => return r,
-            }
-            // Nothing (or another receiver on this peer was first): wait, on what is left of
-            // the timeout.
-            let mut shutdown = false;
-            self.waitq.wait_until(
-                || {
-                    shutdown = self.is_shutdown();
-                    shutdown || self.lock().queue.is_readable()
-                },
-                &mut timeout,
-            )?;
-            if shutdown {
-                return Err(ESHUTDOWN());
-            }
+        // A message that is already queued is received without touching the wait queue.
+        match self.recv(a) {
+            Err(e) if e == EAGAIN => {}
+            r => return r,
         }
+        // Otherwise each check of the wait is a `RECV` attempt: a receiver that sleeps locks its
+        // queue once per check, and one that loses a race for the message (`EAGAIN`) sleeps
+        // again, on what is left of the timeout.
+        let mut timeout = WaitTimeout::from_ns(timeout_ns);
+        let mut got = None;
+        self.waitq.wait_until(
+            || {
+                if self.is_shutdown() {
+                    got = Some(Err(ESHUTDOWN()));
+                    return true;
+                }
+                match self.recv(a) {
+                    Err(e) if e == EAGAIN => false,
+                    r => {
+                        got = Some(r);
+                        true
+                    }
+                }
+            },
+            &mut timeout,
+        )?;
+        got.unwrap_or(Err(EAGAIN))
     }
 
     /// `TRANSACT`.
