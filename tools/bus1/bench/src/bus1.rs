@@ -183,11 +183,7 @@ impl Peer {
         }
         // SAFETY: every pointer in `t` refers to live memory of the right size.
         if unsafe { libc::ioctl(self.fd, CMD_TRANSACT, &mut t) } < 0 {
-            return Err(format!(
-                "TRANSACT (stages done {:#x}): {}",
-                t.done,
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("TRANSACT (stages done {:#x}): {}", t.done, std::io::Error::last_os_error()));
         }
         let _ = &v;
         Ok(recv.then_some(t.recv.msg))

@@ -253,9 +253,9 @@ fn rtt_bus1(size: usize, iters: usize, mode: Mode, cross_uid: bool) -> Res<Vec<f
                 a.send(&[a2b], &buf[..size])?;
                 a.recv_wait()?
             }
-            Mode::Transact => a
-                .transact(prev.take(), Some((&[a2b], &buf[..size])), true, true)?
-                .ok_or("TRANSACT: no message")?,
+            Mode::Transact => {
+                a.transact(prev.take(), Some((&[a2b], &buf[..size])), true, true)?.ok_or("TRANSACT: no message")?
+            }
         };
         let rep = a.payload(&m)?;
         consume(rep);

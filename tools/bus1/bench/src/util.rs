@@ -186,10 +186,9 @@ pub fn run_case(timeout_s: u64, f: &mut dyn FnMut() -> Res<Vec<f64>>) -> Res<Vec
         return Err(e.to_string());
     }
     match text.strip_prefix("ok") {
-        Some(rest) => rest
-            .split_whitespace()
-            .map(|w| w.parse::<f64>().map_err(|e| format!("bad sample {w}: {e}")))
-            .collect(),
+        Some(rest) => {
+            rest.split_whitespace().map(|w| w.parse::<f64>().map_err(|e| format!("bad sample {w}: {e}"))).collect()
+        }
         None => Err("the case died without a result".into()),
     }
 }
