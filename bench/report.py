@@ -4,7 +4,10 @@
 
 The guest prints `BENCH|figure|system|param|unit|median|tail|n|rep_min|rep_max`
 lines (tail = p99 for times, p1 for rates), `BENCH-INFO|key|value` and
-`BENCH-ERROR|figure|system|param|message`. Lines may carry console noise in
+`BENCH-ERROR|figure|system|param|message`, and for interleaved figures
+`BENCH-RATIO|figure|param|system|base|median|min|max|reps`: the ratio of the
+two systems' medians in each repetition (paired, as the repetitions are
+interleaved), summarised over the repetitions. Lines may carry console noise in
 front of the marker, so they are searched, not matched from the start.
 """
 import argparse
@@ -17,6 +20,7 @@ import sys
 ROW = re.compile(r"BENCH\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|(\d+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)")
 INFO = re.compile(r"BENCH-INFO\|([^|]+)\|(.*)$")
 ERR = re.compile(r"BENCH-ERROR\|([^|]+)\|([^|]+)\|([^|]+)\|(.*)$")
+RATIO = re.compile(r"BENCH-RATIO\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|(\d+)")
 
 SIZES = {"0": "0 B", "1024": "1 KiB", "4096": "4 KiB", "65536": "64 KiB", "1048576": "1 MiB"}
 RATE_FIGS = {"tput", "scale"}
@@ -45,6 +49,64 @@ def parse(path):
             if m:
                 errs.append(m.groups())
     return rows, info, errs
+
+
+def parse_ratios(path):
+    """The BENCH-RATIO lines: {(figure, param, system, base): (median, min, max, reps)}."""
+    out = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = RATIO.search(line)
+            if m:
+                fig, param, sysname, base = m.group(1, 2, 3, 4)
+                out[(fig, param, sysname, base)] = (float(m.group(5)), float(m.group(6)),
+                                                    float(m.group(7)), int(m.group(8)))
+    return out
+
+
+# The systems of the paired ratio table, with what each one does.
+RATIO_SYSTEMS = [
+    ("bus1", "RFC v1: SEND; poll + RECV + SLICE_RELEASE"),
+    ("bus1_wait", "SEND; RECV with WAIT; SLICE_RELEASE"),
+    ("bus1_tx", "one TRANSACT per side (release, send, wait + receive)"),
+    ("bus1_xuid", "RFC v1, receiver of another UID (quota path)"),
+    ("bus1_tx_xuid", "TRANSACT, receiver of another UID"),
+]
+
+
+# The same systems in the single-thread CPU figure (one thread sends and receives).
+RATIO_SYSTEMS_CPU = {
+    "bus1": "SEND + RECV + SLICE_RELEASE",
+    "bus1_tx": "one TRANSACT (release the last slice, send to its own node, receive)",
+    "bus1_xuid": "SEND + RECV + SLICE_RELEASE, receiver of another UID",
+}
+
+
+def ratio_md(ratios, a):
+    """A table of the paired per-repetition ratios (median [min, max] over the repetitions)."""
+    if not ratios:
+        return
+    a("## bus1 call paths against AF_UNIX and binder (paired ratios)")
+    a("")
+    a("Systems run interleaved (rep 1 of each, then rep 2, ...), so each repetition gives one "
+      "paired ratio of medians; cells are the **median [min, max] over the repetitions**.")
+    a("")
+    figs = sorted({(f, p) for (f, p, _, _) in ratios}, key=lambda x: (x[0], int(x[1]) if x[1].isdigit() else 0))
+    for fig, p in figs:
+        a(f"### {fig}, {SIZES.get(p, p)}")
+        a("")
+        a("| system | what it does | / AF_UNIX | / binder | / bus1 RFC |")
+        a("|---|---|---|---|---|")
+        for sysname, what in RATIO_SYSTEMS:
+            if fig == "cpu":
+                what = RATIO_SYSTEMS_CPU.get(sysname, what)
+            cells = []
+            for base in ("unix", "binder", "bus1"):
+                r = ratios.get((fig, p, sysname, base))
+                cells.append("" if r is None else f"{r[0]:.2f}x [{r[1]:.2f}, {r[2]:.2f}]")
+            if any(cells):
+                a(f"| {sysname} | {what} | {' | '.join(cells)} |")
+        a("")
 
 
 def med(rows, fig, sysname, param):
@@ -162,7 +224,7 @@ def write_csv(rows, d, path):
                         f"{r['rep_min']:.3f}", f"{r['rep_max']:.3f}", ru, rf])
 
 
-def write_md(rows, info, errs, d, notes, path, log_name):
+def write_md(rows, info, errs, d, notes, path, log_name, ratios=None):
     L = []
     a = L.append
     a("# bus1 benchmark: bus1 vs AF_UNIX, pipes, binder and the futex floor")
@@ -292,6 +354,8 @@ def write_md(rows, info, errs, d, notes, path, log_name):
       "shared state between independent peers (ideal: 2.0x). AF_UNIX fan-in polls two socketpairs.")
     a("")
 
+    ratio_md(ratios or {}, a)
+
     a("## Targets")
     a("")
     a("| target | measured | result |")
@@ -338,7 +402,8 @@ def write_png(rows, d, path):
         axis.set_xticklabels([SIZES.get(p, p) for p in params])
         axis.set_title(title)
         axis.set_ylabel(ylabel)
-        if log:
+        # A subset run (--only) leaves some panels empty: no log scale there.
+        if log and any(rows.get((fig_name, s, p)) for s in systems for p in params):
             axis.set_yscale("log")
         axis.legend(fontsize=8)
 
@@ -354,8 +419,9 @@ def write_png(rows, d, path):
         axis.plot(ns, ys, style, label=f"bus1 multicast {kind}")
     if d.get("mcast_unicast"):
         axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast")
-    axis.set_xscale("log", base=2)
-    axis.set_yscale("log")
+    if ns:
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
     axis.set_xlabel("destinations")
     axis.set_ylabel("ns per multicast")
     axis.set_title("multicast cost vs destinations")
@@ -406,7 +472,8 @@ def main():
             notes = f.read()
     os.makedirs(a.out, exist_ok=True)
     write_csv(rows, d, os.path.join(a.out, "bench.csv"))
-    write_md(rows, info, errs, d, notes, os.path.join(a.out, "bench.md"), os.path.basename(a.log))
+    write_md(rows, info, errs, d, notes, os.path.join(a.out, "bench.md"), os.path.basename(a.log),
+             parse_ratios(a.log))
     if not a.no_png:
         write_png(rows, d, os.path.join(a.out, "bench.png"))
     missing = [k for k, v in d.items() if v is None]

@@ -27,6 +27,7 @@ BENCH|mcast_send|bus1|4|ns|700.000|800.000|5|700.000|700.000
 BENCH|scale|bus1|1pair_pinned|msg/s|1000.000|900.000|3|900.000|1100.000
 BENCH|scale|bus1|2pairs_pinned|msg/s|1800.000|1700.000|3|1700.000|1900.000
 BENCH-ERROR|cpu|bus1|0|open /dev/bus1: No such file or directory
+noise BENCH-RATIO|rtt|0|bus1_tx|unix|0.900|0.800|1.100|5
 """
 
 
@@ -46,6 +47,13 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(self.rows[("tput", "bus1", "65536")]["median"], 300.0)
         self.assertEqual(self.info["kernel"], "7.2.12")
         self.assertEqual(self.errs[0][:3], ("cpu", "bus1", "0"))
+
+    def test_paired_ratios_parsed_and_tabled(self):
+        r = report.parse_ratios(self.log)
+        self.assertEqual(r[("rtt", "0", "bus1_tx", "unix")], (0.9, 0.8, 1.1, 5))
+        lines = []
+        report.ratio_md(r, lines.append)
+        self.assertTrue(any("0.90x [0.80, 1.10]" in x for x in lines), lines)
 
     def test_derived_ratios(self):
         d = report.derived(self.rows)

@@ -14,7 +14,8 @@
 //!    its handle-ID map, the owner-side state of its live nodes and its limits;
 //! 2. `Peer::active`, a spinlock over the peer's lifetime state, held only to take or drop an
 //!    active reference or to mark the peer disconnected (and, inside it, the wait queue lock of
-//!    `Peer::idle` while waiting for active references to drain).
+//!    `Peer::idle` while waiting for active references to drain, and that of `Peer::waitq` to
+//!    wake receivers blocked in `RECV`).
 //!
 //! A third lock belongs to the peer's receive pool:
 //!

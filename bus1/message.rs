@@ -361,6 +361,9 @@ impl InstallReservation {
     }
 }
 
+/// The flags `SEND` knows.
+pub(crate) const SEND_FLAGS: u64 = uapi::BUS1_SEND_FLAG_CONTINUE | uapi::BUS1_SEND_FLAG_SEED;
+
 /// A copy built by `SEND` and not yet staged. The receiver is not pinned: `msg` keeps it (and
 /// its pool) alive, and it is pinned again to stage the copy.
 struct Pending {
@@ -376,8 +379,12 @@ impl Peer {
         let s: uapi::Send = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Send>())
             .reader()
             .read()?;
-        let known = uapi::BUS1_SEND_FLAG_CONTINUE | uapi::BUS1_SEND_FLAG_SEED;
-        if s.flags & !known != 0 {
+        self.send(&s, ctx)
+    }
+
+    /// `SEND` with its argument already read (also the send stage of `TRANSACT`).
+    pub(crate) fn send(self: &Arc<Self>, s: &uapi::Send, ctx: &IoctlContext) -> Result<isize> {
+        if s.flags & !SEND_FLAGS != 0 {
             return Err(EINVAL);
         }
         if s.n_destinations > i32::MAX as u64 || s.n_vecs > VEC_MAX || s.n_fds > uapi::BUS1_FD_MAX {
@@ -405,7 +412,7 @@ impl Peer {
         // succeeds (other operations of this peer wait before using them), and undone if it
         // fails.
         let mut op = NodeOp::new(self);
-        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut op);
+        let res = self.send_prepared(s, ctx, seed, cont, &vecs, n_bytes, &mut op);
         if res.is_ok() {
             op.settle();
         }
@@ -553,6 +560,11 @@ impl Peer {
         let offset: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
             .reader()
             .read()?;
+        self.slice_release(offset)
+    }
+
+    /// `SLICE_RELEASE` of `offset` (also the release stage of `TRANSACT`).
+    pub(crate) fn slice_release(&self, offset: u64) -> Result<isize> {
         self.pool().release(offset)?;
         self.lock().limits.discharge_slices(1);
         Ok(0)

@@ -103,6 +103,10 @@ use kernel::{
     },
 };
 
+#[path = "transact.rs"]
+mod transact;
+use transact::check_recv_flags;
+
 /// Source of peer IDs; IDs are unique for the lifetime of the module and start at 1.
 static PEER_IDS: Atomic<u64> = Atomic::new(0);
 
@@ -779,6 +783,9 @@ impl Peer {
                 return Err(ESHUTDOWN());
             }
             a.shutdown = true;
+            // Receivers blocked in `RECV` with `WAIT` hold active references: wake them, they
+            // see the shutdown and return.
+            self.wake();
             while a.count > 0 {
                 self.idle.wait(&mut a);
             }
@@ -1212,18 +1219,28 @@ impl Peer {
         let (mut r, mut w) =
             UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv>()).reader_writer();
         let mut rv: uapi::Recv = r.read()?;
-        let known = uapi::BUS1_RECV_FLAG_PEEK
-            | uapi::BUS1_RECV_FLAG_SEED
-            | uapi::BUS1_RECV_FLAG_INSTALL_FDS;
-        if rv.flags & !known != 0 {
-            return Err(EINVAL);
-        }
-        let m = self.recv(RecvArgs {
+        self.recv_v1(&mut rv)?;
+        // As upstream: the message is already dequeued, so a fault here loses it.
+        w.write(&rv)?;
+        Ok(0)
+    }
+
+    /// `RECV` with the RFC v1 layout and its argument already read; fills in `rv.msg` (also the
+    /// receive stage of `TRANSACT`).
+    pub(crate) fn recv_v1(self: &Arc<Self>, rv: &mut uapi::Recv) -> Result {
+        check_recv_flags(rv.flags)?;
+        let args = RecvArgs {
             peek: rv.flags & uapi::BUS1_RECV_FLAG_PEEK != 0,
             seed: rv.flags & uapi::BUS1_RECV_FLAG_SEED != 0,
             install_fds: rv.flags & uapi::BUS1_RECV_FLAG_INSTALL_FDS != 0,
             max_offset: rv.max_offset,
-        })?;
+        };
+        let m = if rv.flags & uapi::BUS1_RECV_FLAG_WAIT != 0 {
+            // On input, `msg.offset` is the timeout.
+            self.recv_wait(args, rv.msg.offset)?
+        } else {
+            self.recv(args)?
+        };
         rv.msg = uapi::RecvMsg {
             type_: m.type_,
             flags: if m.cont {
@@ -1242,9 +1259,7 @@ impl Peer {
             n_fds: m.layout.n_fds,
             n_secctx: 0,
         };
-        // As upstream: the message is already dequeued, so a fault here loses it.
-        w.write(&rv)?;
-        Ok(0)
+        Ok(())
     }
 
     /// `RECV` with the 2017 layout (72 bytes, no metadata, no `PEEK`, renumbered flags).
@@ -1320,6 +1335,7 @@ impl MiscDevice for Peer {
             uapi::BUS1_CMD_SEND => me.cmd_send(arg, ctx),
             uapi::BUS1_CMD_RECV => me.cmd_recv(arg),
             uapi::BUS1_CMD_RECV_2017 => me.cmd_recv_2017(arg),
+            uapi::BUS1_CMD_TRANSACT => me.cmd_transact(arg, ctx),
             _ => Err(ENOTTY),
         }
     }

@@ -55,6 +55,16 @@ pub(crate) const BUS1_RECV_FLAG_PEEK: u64 = 1 << 0;
 pub(crate) const BUS1_RECV_FLAG_SEED: u64 = 1 << 1;
 /// `RECV`: install carried files as file descriptors.
 pub(crate) const BUS1_RECV_FLAG_INSTALL_FDS: u64 = 1 << 2;
+/// `RECV`: wait (interruptibly) until a message is queued; the input value of `msg.offset` is
+/// the timeout in nanoseconds (`0`: none).
+pub(crate) const BUS1_RECV_FLAG_WAIT: u64 = 1 << 3;
+
+/// `TRANSACT`: release the slice at `release_offset` first.
+pub(crate) const BUS1_TRANSACT_FLAG_RELEASE: u64 = 1 << 0;
+/// `TRANSACT`: then send the message described by `send`.
+pub(crate) const BUS1_TRANSACT_FLAG_SEND: u64 = 1 << 1;
+/// `TRANSACT`: then receive as described by `recv`.
+pub(crate) const BUS1_TRANSACT_FLAG_RECV: u64 = 1 << 2;
 
 /// Message type: no message (never returned).
 pub(crate) const BUS1_MSG_NONE: u64 = 0;
@@ -206,6 +216,22 @@ user_struct! {
         pub(crate) msg: RecvMsg2017,
     }
 
+    /// Argument of `TRANSACT`: a `SLICE_RELEASE`, a `SEND` and a `RECV` in one call.
+    pub(crate) struct Transact {
+        /// Stages to run (`BUS1_TRANSACT_FLAG_*`), in the order release, send, receive.
+        pub(crate) flags: u64,
+        /// Pool offset of the slice the release stage gives back.
+        pub(crate) release_offset: u64,
+        /// Stages that completed (output, written back also on failure).
+        pub(crate) done: u64,
+        /// Must be zero.
+        pub(crate) reserved: u64,
+        /// The send stage, as the argument of `SEND`.
+        pub(crate) send: Send,
+        /// The receive stage, as the argument of `RECV` (input and output).
+        pub(crate) recv: Recv,
+    }
+
     /// A `struct iovec` as passed by 64-bit user space.
     pub(crate) struct IoVec {
         /// Base address.
@@ -235,6 +261,8 @@ pub(crate) const BUS1_CMD_SEND: u32 = _IOWR::<Send>(BUS1_IOCTL_MAGIC, 0x40);
 pub(crate) const BUS1_CMD_RECV: u32 = _IOWR::<Recv>(BUS1_IOCTL_MAGIC, 0x50);
 /// `RECV` with the 2017 layout; the size in the number tells the two apart.
 pub(crate) const BUS1_CMD_RECV_2017: u32 = _IOWR::<Recv2017>(BUS1_IOCTL_MAGIC, 0x50);
+/// `TRANSACT`.
+pub(crate) const BUS1_CMD_TRANSACT: u32 = _IOWR::<Transact>(BUS1_IOCTL_MAGIC, 0x60);
 
 // The contract's table of sizes, offsets and ioctl numbers (x86_64 encoding).
 const _: () = {
@@ -268,4 +296,9 @@ const _: () = {
     assert!(offset_of!(Recv2017, msg) + offset_of!(RecvMsg2017, offset) == 40);
     assert!(offset_of!(Recv2017, msg) + offset_of!(RecvMsg2017, n_fds) == 64);
     assert!(BUS1_CMD_RECV_2017 == 0xC0489650);
+    assert!(size_of::<Transact>() == 208);
+    assert!(offset_of!(Transact, done) == 16);
+    assert!(offset_of!(Transact, send) == 32);
+    assert!(offset_of!(Transact, recv) == 112);
+    assert!(BUS1_CMD_TRANSACT == 0xC0D09660);
 };

@@ -21,6 +21,8 @@
 #include <linux/shmem_fs.h>
 #include <linux/uaccess.h>
 #include <linux/wait.h>
+#include <linux/jiffies.h>
+#include <linux/sched/signal.h>
 #include <kunit/test.h>
 
 #include "helpers.h"
@@ -197,6 +199,51 @@ void rust_bus1_waitq_free(struct wait_queue_head *wq)
 	/* Detaches every poll waiter (POLLFREE); epoll drops its entry under RCU. */
 	wake_up_pollfree(wq);
 	kfree_rcu(q, rcu);
+}
+
+/*
+ * Waits on @wq until @cond(@data) holds, for RECV with BUS1_RECV_FLAG_WAIT.
+ * @cond runs in TASK_RUNNING and may sleep (it takes the peer mutex): the
+ * wait_woken() pattern keeps a wake-up that comes between the check and the
+ * sleep (WQ_FLAG_WOKEN). *@timeout is in jiffies (MAX_SCHEDULE_TIMEOUT: none)
+ * and is updated to what is left. Returns 0, -EINTR on a signal (never
+ * restarted, like epoll_wait()) or -ETIMEDOUT.
+ */
+int rust_bus1_waitq_wait(struct wait_queue_head *wq,
+			 bool (*cond)(void *data), void *data, long *timeout)
+{
+	DEFINE_WAIT_FUNC(wait, woken_wake_function);
+	int ret = 0;
+
+	add_wait_queue(wq, &wait);
+	for (;;) {
+		if (cond(data))
+			break;
+		if (signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		if (*timeout <= 0) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		*timeout = wait_woken(&wait, TASK_INTERRUPTIBLE, *timeout);
+	}
+	remove_wait_queue(wq, &wait);
+	return ret;
+}
+
+/* Jiffies for a relative timeout in ns, rounded up; 0 ns means none. */
+long rust_bus1_timeout_jiffies(u64 ns)
+{
+	u64 j;
+
+	if (!ns)
+		return MAX_SCHEDULE_TIMEOUT;
+	j = nsecs_to_jiffies64(ns);
+	if (jiffies_to_nsecs(j) < ns)
+		j++;
+	return j >= MAX_SCHEDULE_TIMEOUT ? MAX_SCHEDULE_TIMEOUT - 1 : (long)j;
 }
 
 #if IS_BUILTIN(CONFIG_KUNIT)

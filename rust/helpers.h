@@ -38,6 +38,9 @@ int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma);
 struct wait_queue_head *rust_bus1_waitq_new(const char *name,
 					    struct lock_class_key *key);
 void rust_bus1_waitq_free(struct wait_queue_head *wq);
+int rust_bus1_waitq_wait(struct wait_queue_head *wq,
+			 bool (*cond)(void *data), void *data, long *timeout);
+long rust_bus1_timeout_jiffies(u64 ns);
 
 /* Test support for rust/shmem.rs, only built with built-in KUnit. */
 struct file *rust_bus1_test_anon_file(const struct file_operations *fops,

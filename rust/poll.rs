@@ -6,6 +6,7 @@
 //! C header: [`include/uapi/asm-generic/poll.h`](srctree/include/uapi/asm-generic/poll.h).
 
 use core::{
+    ffi::c_void,
     marker::PhantomData,
     pin::Pin,
     ptr::NonNull, //
@@ -77,6 +78,40 @@ extern "C" {
         key: *mut bindings::lock_class_key,
     ) -> *mut bindings::wait_queue_head;
     fn rust_bus1_waitq_free(wq: *mut bindings::wait_queue_head);
+    fn rust_bus1_waitq_wait(
+        wq: *mut bindings::wait_queue_head,
+        cond: unsafe extern "C" fn(data: *mut c_void) -> bool,
+        data: *mut c_void,
+        timeout: *mut kernel::ffi::c_long,
+    ) -> kernel::ffi::c_int;
+    fn rust_bus1_timeout_jiffies(ns: u64) -> kernel::ffi::c_long;
+}
+
+/// What is left of a relative timeout of a [`PollQueue::wait_until`], counted down across
+/// several waits.
+pub(crate) struct WaitTimeout {
+    /// Jiffies left; `MAX_SCHEDULE_TIMEOUT` for none.
+    jiffies: kernel::ffi::c_long,
+}
+
+impl WaitTimeout {
+    /// A timeout of `ns` nanoseconds from now, rounded up to whole scheduler ticks; `0` is none.
+    pub(crate) fn from_ns(ns: u64) -> Self {
+        // SAFETY: A pure conversion without preconditions.
+        let jiffies = unsafe { rust_bus1_timeout_jiffies(ns) };
+        WaitTimeout { jiffies }
+    }
+}
+
+/// Calls the condition closure of [`PollQueue::wait_until`].
+///
+/// # Safety
+///
+/// `data` must point to a live `F` that nothing else accesses during the call.
+unsafe extern "C" fn wait_cond<F: FnMut() -> bool>(data: *mut c_void) -> bool {
+    // SAFETY: The caller guarantees that `data` is an exclusively borrowed, live `F`.
+    let f = unsafe { &mut *data.cast::<F>() };
+    f()
 }
 
 /// A wait queue that `poll` can register on, and that is cheap to drop.
@@ -118,6 +153,30 @@ impl PollQueue {
     pub(crate) fn wake_sync(&self) {
         // SAFETY: `wq` is a valid, initialised wait queue by the invariants.
         unsafe { bindings::__wake_up_sync(self.wq.as_ptr(), bindings::TASK_NORMAL) };
+    }
+}
+
+impl PollQueue {
+    /// Sleeps interruptibly until `cond` returns true or `timeout` runs out, whichever is first.
+    ///
+    /// `cond` runs in process context with no lock held and may sleep (take mutexes): it is
+    /// checked before every sleep, and a [`Self::wake_sync`] between a check and the sleep
+    /// is not lost. Fails with `EINTR` when a signal is pending (the caller does not restart,
+    /// like `epoll_wait()`) and with `ETIMEDOUT` when the timeout ran out; `timeout` keeps what
+    /// is left for a following wait.
+    pub(crate) fn wait_until<F: FnMut() -> bool>(
+        &self,
+        mut cond: F,
+        timeout: &mut WaitTimeout,
+    ) -> Result {
+        let data = core::ptr::from_mut(&mut cond).cast::<c_void>();
+        // SAFETY: `wq` is a valid, initialised wait queue by the invariants. `data` points to
+        // `cond`, which is live and borrowed by nothing else for the whole call, and
+        // `wait_cond::<F>` is the matching trampoline; `timeout.jiffies` is a valid `long`.
+        let r = unsafe {
+            rust_bus1_waitq_wait(self.wq.as_ptr(), wait_cond::<F>, data, &mut timeout.jiffies)
+        };
+        kernel::error::to_result(r)
     }
 }
 

@@ -78,6 +78,12 @@ enum {
 	BUS1_RECV_FLAG_PEEK				= 1ULL <<  0,
 	BUS1_RECV_FLAG_SEED				= 1ULL <<  1,
 	BUS1_RECV_FLAG_INSTALL_FDS			= 1ULL <<  2,
+	/*
+	 * Extension: block (interruptibly) until a message is queued. On input,
+	 * msg.offset is the timeout in nanoseconds (0: none). EINTR on a signal
+	 * (never restarted), ETIMEDOUT when the timeout ran out.
+	 */
+	BUS1_RECV_FLAG_WAIT				= 1ULL <<  3,
 };
 
 enum {
@@ -140,6 +146,30 @@ struct bus1_cmd_recv_2017 {
 	} __attribute__((__aligned__(8))) msg;
 } __attribute__((__aligned__(8)));
 
+/*
+ * Extension: TRANSACT runs, in one call and in this order, a SLICE_RELEASE of
+ * release_offset, a SEND as described by send, and a RECV as described by
+ * recv (typically with BUS1_RECV_FLAG_WAIT), each only if its flag is set.
+ * Every stage is the standalone command, with its ordering and accounting.
+ * Unknown flags in any part fail with EINVAL before any stage runs; if a
+ * stage fails, the call returns its error and done tells which stages
+ * completed before it.
+ */
+enum {
+	BUS1_TRANSACT_FLAG_RELEASE			= 1ULL <<  0,
+	BUS1_TRANSACT_FLAG_SEND				= 1ULL <<  1,
+	BUS1_TRANSACT_FLAG_RECV				= 1ULL <<  2,
+};
+
+struct bus1_cmd_transact {
+	__u64 flags;
+	__u64 release_offset;
+	__u64 done;
+	__u64 reserved;
+	struct bus1_cmd_send send;
+	struct bus1_cmd_recv recv;
+} __attribute__((__aligned__(8)));
+
 enum {
 	BUS1_CMD_PEER_DISCONNECT	= _IOWR(BUS1_IOCTL_MAGIC, 0x00, __u64),
 	BUS1_CMD_PEER_QUERY		= _IOWR(BUS1_IOCTL_MAGIC, 0x01, struct bus1_cmd_peer_reset),
@@ -151,6 +181,7 @@ enum {
 	BUS1_CMD_SEND			= _IOWR(BUS1_IOCTL_MAGIC, 0x40, struct bus1_cmd_send),
 	BUS1_CMD_RECV			= _IOWR(BUS1_IOCTL_MAGIC, 0x50, struct bus1_cmd_recv),
 	BUS1_CMD_RECV_2017		= _IOWR(BUS1_IOCTL_MAGIC, 0x50, struct bus1_cmd_recv_2017),
+	BUS1_CMD_TRANSACT		= _IOWR(BUS1_IOCTL_MAGIC, 0x60, struct bus1_cmd_transact),
 };
 
 /*
@@ -165,6 +196,7 @@ __BUS1_ASSERT_SIZE(bus1_cmd_nodes_destroy, 24);
 __BUS1_ASSERT_SIZE(bus1_cmd_send, 80);
 __BUS1_ASSERT_SIZE(bus1_cmd_recv, 96);
 __BUS1_ASSERT_SIZE(bus1_cmd_recv_2017, 72);
+__BUS1_ASSERT_SIZE(bus1_cmd_transact, 208);
 #undef __BUS1_ASSERT_SIZE
 
 #endif /* _UAPI_LINUX_BUS1_H */

@@ -69,6 +69,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "msg.n_fds",
         ],
     ),
+    ("bus1_cmd_transact", &["flags", "release_offset", "done", "reserved", "send", "recv"]),
 ];
 
 const CONSTS: &[&str] = &[
@@ -87,6 +88,10 @@ const CONSTS: &[&str] = &[
     "BUS1_RECV_FLAG_PEEK",
     "BUS1_RECV_FLAG_SEED",
     "BUS1_RECV_FLAG_INSTALL_FDS",
+    "BUS1_RECV_FLAG_WAIT",
+    "BUS1_TRANSACT_FLAG_RELEASE",
+    "BUS1_TRANSACT_FLAG_SEND",
+    "BUS1_TRANSACT_FLAG_RECV",
     "BUS1_MSG_NONE",
     "BUS1_MSG_DATA",
     "BUS1_MSG_NODE_DESTROY",
@@ -106,6 +111,7 @@ const CONSTS: &[&str] = &[
     "BUS1_CMD_SEND",
     "BUS1_CMD_RECV",
     "BUS1_CMD_RECV_2017",
+    "BUS1_CMD_TRANSACT",
 ];
 
 fn main() {

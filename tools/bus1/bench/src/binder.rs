@@ -65,27 +65,39 @@ pub const CODE_ECHO: u32 = 1;
 /// Size of each process's binder mapping (as libbinder: about 1 MiB).
 const MAP_SIZE: usize = 1 << 20;
 
-/// Creates (or finds) a binderfs device for the benchmark; returns its path.
-pub fn device() -> Res<String> {
-    const NAME: &str = "bus1-bench";
-    let path = format!("/dev/binderfs/{NAME}");
-    if std::path::Path::new(&path).exists() {
-        return Ok(path);
+/// A binderfs device of its own (one binder context, so one context
+/// manager), removed again when dropped.
+pub struct Device {
+    pub path: String,
+}
+
+impl Device {
+    /// Creates a fresh device, named after this process and a counter.
+    pub fn new() -> Res<Device> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("bench-{}-{n}", std::process::id());
+        // SAFETY: a NUL-terminated path.
+        let ctl = unsafe { libc::open(c"/dev/binderfs/binder-control".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        cvt(ctl as _, "open /dev/binderfs/binder-control")?;
+        let mut dev = [0u8; 264];
+        dev[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: `dev` is a binderfs_device-sized buffer.
+        let r = unsafe { libc::ioctl(ctl, BINDER_CTL_ADD as _, dev.as_mut_ptr()) };
+        let e = errno();
+        // SAFETY: our fd.
+        unsafe { libc::close(ctl) };
+        if r < 0 {
+            return Err(format!("BINDER_CTL_ADD {name}: {}", std::io::Error::from_raw_os_error(e)));
+        }
+        Ok(Device { path: format!("/dev/binderfs/{name}") })
     }
-    // SAFETY: a NUL-terminated path.
-    let ctl = unsafe { libc::open(c"/dev/binderfs/binder-control".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    cvt(ctl as _, "open /dev/binderfs/binder-control")?;
-    let mut dev = [0u8; 264];
-    dev[..NAME.len()].copy_from_slice(NAME.as_bytes());
-    // SAFETY: `dev` is a binderfs_device-sized buffer.
-    let r = unsafe { libc::ioctl(ctl, BINDER_CTL_ADD as _, dev.as_mut_ptr()) };
-    let e = errno();
-    // SAFETY: our fd.
-    unsafe { libc::close(ctl) };
-    if r < 0 && e != libc::EEXIST {
-        return Err(format!("BINDER_CTL_ADD: {}", std::io::Error::from_raw_os_error(e)));
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
-    Ok(path)
 }
 
 /// One process's binder connection: fd, mapping, and a read buffer.
@@ -215,6 +227,8 @@ impl Binder {
         self.put_txn(BC_TRANSACTION, code, data);
         let t = self.next_txn(BR_REPLY)?;
         *pending_free = Some(t.buffer);
+        // SAFETY: the reply lies in our binder mapping, `data_size` bytes long.
+        crate::util::consume(unsafe { std::slice::from_raw_parts(t.buffer as *const u8, t.data_size as usize) });
         let head = if t.data_size >= 8 {
             // SAFETY: the reply lies in our binder mapping.
             Some(unsafe { std::ptr::read_unaligned(t.buffer as *const u64) })
@@ -241,6 +255,8 @@ impl Binder {
             // Writes the previous reply (if any) and waits for the next call
             // in the same ioctl, as a libbinder looper does.
             let t = self.next_txn(BR_TRANSACTION)?;
+            // SAFETY: the request lies in our binder mapping, `data_size` bytes long.
+            crate::util::consume(unsafe { std::slice::from_raw_parts(t.buffer as *const u8, t.data_size as usize) });
             let n = (t.data_size as usize).min(reply.len());
             self.put_u32(BC_FREE_BUFFER);
             self.put_u64(t.buffer);

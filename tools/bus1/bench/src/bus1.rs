@@ -11,6 +11,11 @@ pub const CMD_HANDLE_TRANSFER: libc::c_ulong = 0xC020_9611;
 pub const CMD_SLICE_RELEASE: libc::c_ulong = 0xC008_9630;
 pub const CMD_SEND: libc::c_ulong = 0xC050_9640;
 pub const CMD_RECV: libc::c_ulong = 0xC060_9650;
+pub const CMD_TRANSACT: libc::c_ulong = 0xC0D0_9660;
+pub const RECV_FLAG_WAIT: u64 = 1 << 3;
+pub const TX_RELEASE: u64 = 1 << 0;
+pub const TX_SEND: u64 = 1 << 1;
+pub const TX_RECV: u64 = 1 << 2;
 pub const HANDLE_INVALID: u64 = u64::MAX;
 pub const OFFSET_INVALID: u64 = u64::MAX;
 pub const MSG_DATA: u64 = 1;
@@ -64,6 +69,19 @@ pub struct CmdRecv {
     pub msg: RecvMsg,
 }
 
+/// `struct bus1_cmd_transact`: release, send and receive in one call.
+#[repr(C, align(8))]
+#[derive(Default)]
+pub struct CmdTransact {
+    pub flags: u64,
+    pub release_offset: u64,
+    pub done: u64,
+    pub reserved: u64,
+    pub send: CmdSend,
+    pub recv: CmdRecv,
+}
+
+const _: () = assert!(std::mem::size_of::<CmdTransact>() == 208);
 const _: () = assert!(std::mem::size_of::<CmdHandleTransfer>() == 32);
 const _: () = assert!(std::mem::size_of::<CmdSend>() == 80);
 const _: () = assert!(std::mem::size_of::<CmdRecv>() == 96);
@@ -97,6 +115,78 @@ impl Peer {
             pool_len: 0,
             next_node: 1,
         })
+    }
+
+    /// Opens a peer charged to `uid` (the real UID at open time decides):
+    /// for cross-UID cases. Needs root; the saved UID stays 0, so the
+    /// process becomes root again right after.
+    pub fn open_as(uid: u32) -> Res<Peer> {
+        // SAFETY: plain credential changes of this (single-threaded) process.
+        cvt(unsafe { libc::setresuid(uid, uid, 0) } as _, "setresuid")?;
+        let p = Peer::open();
+        // SAFETY: as above; the saved UID 0 allows it.
+        let back = unsafe { libc::setresuid(0, 0, 0) };
+        if back != 0 {
+            return Err(format!("setresuid back to root: {}", std::io::Error::last_os_error()));
+        }
+        p
+    }
+
+    /// RECV with `BUS1_RECV_FLAG_WAIT`: blocks in the kernel (10 s at most)
+    /// until a data message is there; notifications are skipped.
+    pub fn recv_wait(&self) -> Res<RecvMsg> {
+        loop {
+            let mut c = CmdRecv { flags: RECV_FLAG_WAIT, max_offset: u64::MAX, ..Default::default() };
+            c.msg.offset = 10_000_000_000;
+            // SAFETY: `c` is a valid receive command.
+            if unsafe { libc::ioctl(self.fd, CMD_RECV, &mut c) } < 0 {
+                return Err(format!("RECV(WAIT): {}", std::io::Error::last_os_error()));
+            }
+            if c.msg.type_ == MSG_DATA {
+                return Ok(c.msg);
+            }
+            if c.msg.offset != OFFSET_INVALID {
+                self.release(c.msg.offset)?;
+            }
+        }
+    }
+
+    /// TRANSACT: optionally release `release`, optionally send `data` to
+    /// `dests`, then optionally receive (waiting 10 s at most if `wait`).
+    /// Returns the received description if `recv`.
+    pub fn transact(
+        &self,
+        release: Option<u64>,
+        send: Option<(&[u64], &[u8])>,
+        recv: bool,
+        wait: bool,
+    ) -> Res<Option<RecvMsg>> {
+        let mut v = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let mut t = CmdTransact::default();
+        if let Some(off) = release {
+            t.flags |= TX_RELEASE;
+            t.release_offset = off;
+        }
+        if let Some((dests, data)) = send {
+            v = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+            t.flags |= TX_SEND;
+            t.send.ptr_destinations = dests.as_ptr() as u64;
+            t.send.n_destinations = dests.len() as u64;
+            t.send.ptr_vecs = &v as *const _ as u64;
+            t.send.n_vecs = if data.is_empty() { 0 } else { 1 };
+        }
+        if recv {
+            t.flags |= TX_RECV;
+            t.recv.flags = if wait { RECV_FLAG_WAIT } else { 0 };
+            t.recv.max_offset = u64::MAX;
+            t.recv.msg.offset = if wait { 10_000_000_000 } else { 0 };
+        }
+        // SAFETY: every pointer in `t` refers to live memory of the right size.
+        if unsafe { libc::ioctl(self.fd, CMD_TRANSACT, &mut t) } < 0 {
+            return Err(format!("TRANSACT (stages done {:#x}): {}", t.done, std::io::Error::last_os_error()));
+        }
+        let _ = &v;
+        Ok(recv.then_some(t.recv.msg))
     }
 
     /// Maps the pool read-only (the largest of 512, 256, ... MiB that works).
@@ -251,6 +341,16 @@ impl Drop for Peer {
 pub fn pair() -> Res<(Peer, Peer, u64, u64)> {
     let mut a = Peer::open()?;
     let mut b = Peer::open()?;
+    let a_to_b = b.handle_for(&a)?;
+    let b_to_a = a.handle_for(&b)?;
+    Ok((a, b, a_to_b, b_to_a))
+}
+
+/// As [`pair`], but `b` is charged to `uid`: messages between them cross
+/// users and take the quota path.
+pub fn pair_cross_uid(uid: u32) -> Res<(Peer, Peer, u64, u64)> {
+    let mut a = Peer::open()?;
+    let mut b = Peer::open_as(uid)?;
     let a_to_b = b.handle_for(&a)?;
     let b_to_a = a.handle_for(&b)?;
     Ok((a, b, a_to_b, b_to_a))

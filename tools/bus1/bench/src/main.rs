@@ -9,8 +9,15 @@
 //! console. Failures print `BENCH-ERROR|figure|system|param|message` and the
 //! run goes on with the next figure.
 //!
-//! Usage: `bus1-bench [--reps N] [--scale F] [--only fig,fig...]`
-//! with figures rtt, cpu, ops, mcast, tput, scale.
+//! Usage: `bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only fig,fig...]`
+//! with figures rtt, cpu, ops, mcast, tput, scale (and rtt_pin: only the
+//! pinned part of rtt).
+//!
+//! Every repetition of every case runs in a child process of its own with a
+//! deadline (`--case-timeout`, 300 s): a case that fails or hangs is
+//! reported as `BENCH-ERROR` with its message and killed, and the run goes
+//! on. The round-trip systems run interleaved, and each receiver reads
+//! every payload byte (equal work for every system).
 
 mod binder;
 mod bus1;
@@ -27,6 +34,8 @@ struct Opts {
     reps: usize,
     scale: f64,
     only: Vec<String>,
+    /// Seconds one repetition of one case may take before it is killed.
+    case_timeout: u64,
 }
 
 impl Opts {
@@ -50,7 +59,9 @@ fn report_err(fig: &str, sys: &str, param: &str, e: &str) {
     println!("BENCH-ERROR|{fig}|{sys}|{param}|{e}");
 }
 
-/// Runs `rep` `reps` times and reports the pooled samples.
+/// Runs `rep` `reps` times, each in a child with a deadline ([`run_case`]),
+/// and reports the pooled samples; the first failure is reported and ends
+/// the case.
 fn figure<F: FnMut() -> Res<Vec<f64>>>(
     o: &Opts,
     fig: &str,
@@ -62,7 +73,7 @@ fn figure<F: FnMut() -> Res<Vec<f64>>>(
 ) -> Option<Vec<Vec<f64>>> {
     let mut all = Vec::new();
     for _ in 0..o.reps {
-        match rep() {
+        match run_case(o.case_timeout, &mut rep) {
             Ok(v) => all.push(v),
             Err(e) => {
                 report_err(fig, sys, param, &e);
@@ -72,6 +83,70 @@ fn figure<F: FnMut() -> Res<Vec<f64>>>(
     }
     report(fig, sys, param, unit, &all, higher_is_better);
     Some(all)
+}
+
+/// One system of an interleaved figure: its name and one repetition.
+type Case<'a> = (&'static str, Box<dyn FnMut() -> Res<Vec<f64>> + 'a>);
+
+/// Runs the repetitions of several systems interleaved (rep 1 of every
+/// system, then rep 2, ...; the order rotates each round), so drift in the
+/// host's load spreads over all of them, each rep in a child with a
+/// deadline. Reports every system, then for each pair (system, base) in
+/// `pairs` the paired per-repetition ratio of medians: median, min and max
+/// over the repetitions (`BENCH-RATIO|fig|param|sys|base|median|min|max|reps`).
+fn interleaved(o: &Opts, fig: &str, param: &str, unit: &str, cases: &mut [Case<'_>], pairs: &[(&str, &str)]) {
+    let n = cases.len();
+    let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n];
+    let mut failed = vec![false; n];
+    for r in 0..o.reps {
+        for k in 0..n {
+            let i = (k + r) % n;
+            if failed[i] {
+                continue;
+            }
+            let (name, f) = &mut cases[i];
+            match run_case(o.case_timeout, f.as_mut()) {
+                Ok(v) => reps[i].push(v),
+                Err(e) => {
+                    report_err(fig, name, param, &e);
+                    failed[i] = true;
+                }
+            }
+        }
+    }
+    let mut meds: Vec<(&str, Vec<f64>)> = Vec::new();
+    for i in 0..n {
+        if failed[i] {
+            continue;
+        }
+        report(fig, cases[i].0, param, unit, &reps[i], false);
+        let m = reps[i]
+            .iter()
+            .map(|r| {
+                let mut s = r.clone();
+                s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                percentile(&s, 0.5)
+            })
+            .collect();
+        meds.push((cases[i].0, m));
+    }
+    for (a, b) in pairs {
+        let (Some(x), Some(y)) = (meds.iter().find(|m| m.0 == *a), meds.iter().find(|m| m.0 == *b)) else {
+            continue;
+        };
+        let mut q: Vec<f64> = x.1.iter().zip(&y.1).map(|(p, q)| p / q).collect();
+        q.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if q.is_empty() {
+            continue;
+        }
+        println!(
+            "BENCH-RATIO|{fig}|{param}|{a}|{b}|{:.3}|{:.3}|{:.3}|{}",
+            percentile(&q, 0.5),
+            q[0],
+            q[q.len() - 1],
+            q.len()
+        );
+    }
 }
 
 fn check_seq(what: &str, got: Option<u64>, want: u64) -> Res<()> {
@@ -112,38 +187,90 @@ fn finish(pid: libc::pid_t, r: Res<Vec<f64>>) -> Res<Vec<f64>> {
     }
 }
 
-fn rtt_bus1(size: usize, iters: usize) -> Res<Vec<f64>> {
-    let (mut a, mut b, a2b, b2a) = bus1::pair()?;
+/// How a bus1 round trip is made.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// RFC v1: SEND; poll + RECV + SLICE_RELEASE (4 calls per side).
+    Rfc,
+    /// SEND; RECV with WAIT; SLICE_RELEASE (3 calls per side).
+    Wait,
+    /// One TRANSACT per side: release the last slice, send, wait and receive.
+    Transact,
+}
+
+/// The server peer of a bus1 round trip is charged to this UID in the
+/// cross-UID cases (the client stays root): the quota path.
+const OTHER_UID: u32 = 65534;
+
+fn rtt_bus1(size: usize, iters: usize, mode: Mode, cross_uid: bool) -> Res<Vec<f64>> {
+    let (mut a, mut b, a2b, b2a) = if cross_uid { bus1::pair_cross_uid(OTHER_UID)? } else { bus1::pair()? };
     let total = WARMUP + iters;
     let srv = spawn(move || {
         b.map()?;
         let mut buf = payload(size);
+        let mut m = match mode {
+            Mode::Rfc => b.recv()?,
+            _ => b.recv_wait()?,
+        };
         for i in 0..total as u64 {
-            let m = b.recv()?;
             if m.n_bytes != size as u64 {
                 return Err(format!("server got {} bytes", m.n_bytes));
             }
-            check_seq("bus1 server", unstamp(b.payload(&m)?), i)?;
-            b.release(m.offset)?;
+            let req = b.payload(&m)?;
+            consume(req);
+            check_seq("bus1 server", unstamp(req), i)?;
             stamp(&mut buf, i);
-            b.send(&[b2a], &buf[..size])?;
+            let last = i + 1 == total as u64;
+            match mode {
+                Mode::Rfc | Mode::Wait => {
+                    b.release(m.offset)?;
+                    b.send(&[b2a], &buf[..size])?;
+                    if !last {
+                        m = if mode == Mode::Rfc { b.recv()? } else { b.recv_wait()? };
+                    }
+                }
+                Mode::Transact => {
+                    let r = b.transact(Some(m.offset), Some((&[b2a], &buf[..size])), !last, true)?;
+                    if let Some(r) = r {
+                        m = r;
+                    }
+                }
+            }
         }
         Ok(())
     })?;
     a.map()?;
     let mut buf = payload(size);
+    let mut prev = None;
     let r = rtt_client(iters, |i| {
         stamp(&mut buf, i);
-        a.send(&[a2b], &buf[..size])?;
-        let m = a.recv()?;
-        let seq = unstamp(a.payload(&m)?);
-        a.release(m.offset)?;
+        let m = match mode {
+            Mode::Rfc => {
+                a.send(&[a2b], &buf[..size])?;
+                a.recv()?
+            }
+            Mode::Wait => {
+                a.send(&[a2b], &buf[..size])?;
+                a.recv_wait()?
+            }
+            Mode::Transact => {
+                a.transact(prev.take(), Some((&[a2b], &buf[..size])), true, true)?.ok_or("TRANSACT: no message")?
+            }
+        };
+        let rep = a.payload(&m)?;
+        consume(rep);
+        let seq = unstamp(rep);
+        if mode == Mode::Transact {
+            prev = Some(m.offset);
+        } else {
+            a.release(m.offset)?;
+        }
         if m.n_bytes != size as u64 {
             return Err(format!("client got {} bytes", m.n_bytes));
         }
         check_seq("bus1 client", seq, i)
     });
-    if let Ok(v) = &r {
+    if let (Ok(v), Mode::Rfc, false) = (&r, mode, cross_uid) {
         // Does the round trip get slower as messages go by? Medians of fifths.
         let fifths: Vec<String> = v
             .chunks(v.len().div_ceil(5).max(1))
@@ -237,6 +364,7 @@ fn rtt_unix(size: usize, iters: usize) -> Res<Vec<f64>> {
             if n != size {
                 return Err(format!("server got {n} bytes"));
             }
+            consume(&buf[..n]);
             check_seq("unix server", unstamp(&buf[..n]), i)?;
             sq_send(s, &buf[..size])?;
         }
@@ -252,6 +380,7 @@ fn rtt_unix(size: usize, iters: usize) -> Res<Vec<f64>> {
         if n != size {
             return Err(format!("client got {n} bytes"));
         }
+        consume(&rbuf[..n]);
         check_seq("unix client", unstamp(&rbuf[..n]), i)
     });
     close(c);
@@ -310,6 +439,7 @@ fn rtt_pipe(size: usize, iters: usize) -> Res<Vec<f64>> {
         let mut buf = payload(size);
         for i in 0..total as u64 {
             read_exact(req_r, &mut buf[..size])?;
+            consume(&buf[..size]);
             check_seq("pipe server", unstamp(&buf[..size]), i)?;
             write_all(rep_w, &buf[..size])?;
         }
@@ -323,6 +453,7 @@ fn rtt_pipe(size: usize, iters: usize) -> Res<Vec<f64>> {
         stamp(&mut buf, i);
         write_all(req_w, &buf[..size])?;
         read_exact(rep_r, &mut rbuf[..size])?;
+        consume(&rbuf[..size]);
         check_seq("pipe client", unstamp(&rbuf[..size]), i)
     });
     close(req_w);
@@ -330,9 +461,12 @@ fn rtt_pipe(size: usize, iters: usize) -> Res<Vec<f64>> {
     finish(srv, r)
 }
 
-fn rtt_binder(dev: &str, size: usize, iters: usize) -> Res<Vec<f64>> {
+/// A binder round trip on a binderfs device of its own: each case has its
+/// own context manager, so no case depends on the teardown of the last.
+fn rtt_binder(size: usize, iters: usize) -> Res<Vec<f64>> {
+    let dev = binder::Device::new()?;
     let gate = Gate::new()?;
-    let path = dev.to_string();
+    let path = dev.path.clone();
     let srv = spawn(|| {
         let mut b = binder::Binder::open(&path)?;
         b.serve_as_context_manager()?;
@@ -342,11 +476,11 @@ fn rtt_binder(dev: &str, size: usize, iters: usize) -> Res<Vec<f64>> {
         stamp(&mut reply, u64::MAX);
         b.echo_loop(&reply)
     })?;
-    if !gate.wait() {
-        return finish(srv, Err("binder server did not start".into()));
+    if !gate.wait_for(srv) {
+        return finish(srv, Err("binder server failed before serving (see its message above)".into()));
     }
     let r = (|| {
-        let mut c = binder::Binder::open(dev)?;
+        let mut c = binder::Binder::open(&dev.path)?;
         let mut buf = payload(size);
         let mut pending = None;
         let v = rtt_client(iters, |i| {
@@ -442,6 +576,8 @@ fn rtt_futex(size: usize, iters: usize) -> Res<Vec<f64>> {
                 }
                 futex(w, wait, cur);
             }
+            // SAFETY: the request area, written by the client before its turn.
+            consume(unsafe { std::slice::from_raw_parts(shm.area(req, size), size) });
             if size >= 8 {
                 // SAFETY: inside the request area, written by the client.
                 let got = unsafe { std::ptr::read_volatile(shm.area(req, 8) as *const u64) };
@@ -466,42 +602,59 @@ fn rtt_futex(size: usize, iters: usize) -> Res<Vec<f64>> {
         while w.load(Ordering::Acquire) == turn {
             futex(w, wait, turn);
         }
+        // SAFETY: the reply area, written by the server before its turn.
+        consume(unsafe { std::slice::from_raw_parts(shm.area(rep, size), size) });
         Ok(())
     });
     finish(srv, r)
 }
 
-fn fig_rtt(o: &Opts) {
-    let binder_dev = binder::device();
-    if let Err(e) = &binder_dev {
-        report_err("rtt", "binder", "-", e);
+/// The round-trip systems, in the order of the first interleaved round.
+fn rtt_cases<'a>(size: usize, iters: usize, full: bool) -> Vec<Case<'a>> {
+    let mut v: Vec<Case<'a>> = vec![
+        ("bus1", Box::new(move || rtt_bus1(size, iters, Mode::Rfc, false))),
+        ("bus1_wait", Box::new(move || rtt_bus1(size, iters, Mode::Wait, false))),
+        ("bus1_tx", Box::new(move || rtt_bus1(size, iters, Mode::Transact, false))),
+        ("bus1_xuid", Box::new(move || rtt_bus1(size, iters, Mode::Rfc, true))),
+        ("bus1_tx_xuid", Box::new(move || rtt_bus1(size, iters, Mode::Transact, true))),
+        ("unix", Box::new(move || rtt_unix(size, iters))),
+        ("binder", Box::new(move || rtt_binder(size, iters))),
+    ];
+    if full {
+        v.push(("pipe", Box::new(move || rtt_pipe(size, iters))));
+        v.push(("futex", Box::new(move || rtt_futex(size, iters))));
     }
+    v
+}
+
+const RTT_PAIRS: &[(&str, &str)] = &[
+    ("bus1", "unix"),
+    ("bus1_wait", "unix"),
+    ("bus1_tx", "unix"),
+    ("bus1_xuid", "unix"),
+    ("bus1_tx_xuid", "unix"),
+    ("bus1", "binder"),
+    ("bus1_tx", "binder"),
+    ("bus1_tx", "bus1"),
+];
+
+fn fig_rtt(o: &Opts) {
     for size in [0, KIB, 64 * KIB] {
         let iters = o.n(if size >= 64 * KIB { 400 } else { 1500 });
-        let p = size.to_string();
-        figure(o, "rtt", "bus1", &p, "us", false, || rtt_bus1(size, iters));
-        figure(o, "rtt", "unix", &p, "us", false, || rtt_unix(size, iters));
-        figure(o, "rtt", "pipe", &p, "us", false, || rtt_pipe(size, iters));
-        if let Ok(dev) = &binder_dev {
-            figure(o, "rtt", "binder", &p, "us", false, || rtt_binder(dev, size, iters));
-        }
-        figure(o, "rtt", "futex", &p, "us", false, || rtt_futex(size, iters));
+        interleaved(o, "rtt", &size.to_string(), "us", &mut rtt_cases(size, iters, true), RTT_PAIRS);
     }
-    // The same with both processes on one CPU: no cross-CPU wake-up, so this
-    // separates the systems' own costs from where the scheduler puts the
-    // woken task (AF_UNIX, pipes and binder wake with a sync hint, which
-    // keeps a ping-pong on one CPU; bus1 does not).
+    fig_rtt_pin(o);
+}
+
+/// The round trips with both processes on one CPU: no cross-CPU wake-up, so
+/// this separates the systems' own costs from where the scheduler puts the
+/// woken task (all of them wake with a sync hint, binder hands off to a
+/// specific thread), and from how fast an idle vCPU is woken on a busy host.
+fn fig_rtt_pin(o: &Opts) {
     pin(0);
     for size in [0, KIB] {
         let iters = o.n(1000);
-        let p = size.to_string();
-        figure(o, "rtt_cpu0", "bus1", &p, "us", false, || rtt_bus1(size, iters));
-        figure(o, "rtt_cpu0", "unix", &p, "us", false, || rtt_unix(size, iters));
-        figure(o, "rtt_cpu0", "pipe", &p, "us", false, || rtt_pipe(size, iters));
-        if let Ok(dev) = &binder_dev {
-            figure(o, "rtt_cpu0", "binder", &p, "us", false, || rtt_binder(dev, size, iters));
-        }
-        figure(o, "rtt_cpu0", "futex", &p, "us", false, || rtt_futex(size, iters));
+        interleaved(o, "rtt_cpu0", &size.to_string(), "us", &mut rtt_cases(size, iters, true), RTT_PAIRS);
     }
     unpin();
 }
@@ -555,12 +708,15 @@ fn tput_bus1(size: usize, count: usize) -> Res<Vec<f64>> {
             if m.n_bytes != size as u64 {
                 return Err(format!("got {} bytes", m.n_bytes));
             }
-            let seq = unstamp(b.payload(&m)?);
+            let data = b.payload(&m)?;
+            consume(data);
+            let seq = unstamp(data);
             b.release(m.offset)?;
             check_seq("bus1 receiver", seq, i as u64)?;
             w.tick(i);
         }
-        Ok(w.out)
+        // The first window is the warm-up (first-touch faults, fresh pool and socket pages).
+        Ok(w.out.split_off(1.min(w.out.len())))
     })();
     drop(a);
     finish(tx, r)
@@ -593,10 +749,12 @@ fn tput_unix(size: usize, count: usize) -> Res<Vec<f64>> {
             if n != size {
                 return Err(format!("got {n} bytes"));
             }
+            consume(&buf[..n]);
             check_seq("unix receiver", unstamp(&buf), i as u64)?;
             w.tick(i);
         }
-        Ok(w.out)
+        // The first window is the warm-up (first-touch faults, fresh pool and socket pages).
+        Ok(w.out.split_off(1.min(w.out.len())))
     })();
     close(r_fd);
     finish(tx, r)
@@ -631,13 +789,31 @@ fn cost_batches<F: FnMut() -> Res<()>>(batches: usize, mut op: F) -> Res<Vec<f64
     Ok(v)
 }
 
-fn cpu_bus1(size: usize, batches: usize) -> Res<Vec<f64>> {
-    let (a, b, a2b, _) = bus1::pair()?;
+fn cpu_bus1(size: usize, batches: usize, cross_uid: bool) -> Res<Vec<f64>> {
+    let (a, mut b, a2b, _) = if cross_uid { bus1::pair_cross_uid(OTHER_UID)? } else { bus1::pair()? };
+    b.map()?;
     let buf = payload(size);
     cost_batches(batches, || {
         a.send(&[a2b], &buf[..size])?;
         let m = b.try_recv()?.ok_or("RECV: nothing queued after SEND")?;
+        consume(b.payload(&m)?);
         b.release(m.offset)
+    })
+}
+
+/// The one-call path on one thread: each TRANSACT releases the last slice,
+/// sends to the peer's own node and receives that message.
+fn cpu_bus1_tx(size: usize, batches: usize) -> Res<Vec<f64>> {
+    let mut a = bus1::Peer::open()?;
+    a.map()?;
+    let own = [1u64 << 8];
+    let buf = payload(size);
+    let mut prev = None;
+    cost_batches(batches, || {
+        let m = a.transact(prev.take(), Some((&own, &buf[..size])), true, false)?.ok_or("TRANSACT: no message")?;
+        consume(a.payload(&m)?);
+        prev = Some(m.offset);
+        Ok(())
     })
 }
 
@@ -648,7 +824,10 @@ fn cpu_unix(size: usize, batches: usize) -> Res<Vec<f64>> {
     let res = cost_batches(batches, || {
         sq_send(s, &buf[..size])?;
         match sq_recv(r, &mut rbuf[..size.max(1)], libc::MSG_DONTWAIT)? {
-            Some(n) if n == size => Ok(()),
+            Some(n) if n == size => {
+                consume(&rbuf[..n]);
+                Ok(())
+            }
             other => Err(format!("recv: {other:?}, expected {size} bytes")),
         }
     });
@@ -660,9 +839,14 @@ fn cpu_unix(size: usize, batches: usize) -> Res<Vec<f64>> {
 fn fig_cpu(o: &Opts) {
     for size in [0, KIB, 64 * KIB] {
         let batches = o.n(if size >= 64 * KIB { 10 } else { 30 });
-        let p = size.to_string();
-        figure(o, "cpu", "bus1", &p, "ns", false, || cpu_bus1(size, batches));
-        figure(o, "cpu", "unix", &p, "ns", false, || cpu_unix(size, batches));
+        let mut cases: Vec<Case<'_>> = vec![
+            ("bus1", Box::new(move || cpu_bus1(size, batches, false))),
+            ("bus1_tx", Box::new(move || cpu_bus1_tx(size, batches))),
+            ("bus1_xuid", Box::new(move || cpu_bus1(size, batches, true))),
+            ("unix", Box::new(move || cpu_unix(size, batches))),
+        ];
+        let pairs = [("bus1", "unix"), ("bus1_tx", "unix"), ("bus1_xuid", "unix")];
+        interleaved(o, "cpu", &size.to_string(), "ns", &mut cases, &pairs);
     }
 }
 
@@ -1075,7 +1259,7 @@ fn info() {
 }
 
 fn main() {
-    let mut o = Opts { reps: 5, scale: 1.0, only: Vec::new() };
+    let mut o = Opts { reps: 5, scale: 1.0, only: Vec::new(), case_timeout: 300 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_default();
@@ -1083,8 +1267,9 @@ fn main() {
             "--reps" => o.reps = val().parse().unwrap_or(5).max(1),
             "--scale" => o.scale = val().parse().unwrap_or(1.0),
             "--only" => o.only = val().split(',').map(String::from).collect(),
+            "--case-timeout" => o.case_timeout = val().parse().unwrap_or(300).max(1),
             "-h" | "--help" => {
-                println!("usage: bus1-bench [--reps N] [--scale F] [--only rtt,cpu,ops,mcast,tput,scale]");
+                println!("usage: bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only rtt,rtt_pin,cpu,ops,mcast,tput,scale]");
                 return;
             }
             _ => {
@@ -1108,6 +1293,12 @@ fn main() {
         ("tput", fig_tput),
         ("scale", fig_scale),
     ];
+    // Only the pinned round trips (a subset of rtt, for a busy host).
+    if o.only.iter().any(|f| f == "rtt_pin") {
+        let t = now_ns();
+        fig_rtt_pin(&o);
+        println!("BENCH-INFO|time_rtt_pin_s|{:.1}", (now_ns() - t) as f64 / 1e9);
+    }
     for (name, f) in figs {
         if o.wants(name) {
             let t = now_ns();

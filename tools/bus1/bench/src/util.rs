@@ -33,30 +33,163 @@ pub fn now_ns() -> u64 {
     clock(libc::CLOCK_MONOTONIC)
 }
 
+/// Whether `CLOCK_THREAD_CPUTIME_ID` works (0 unknown, 1 yes, 2 no): asked once, so a
+/// kernel without it does not pay a failing syscall per clock read.
+static THREAD_CLOCK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn thread_clock_works() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match THREAD_CLOCK.load(Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `ts` is a valid, writable timespec.
+            let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+            THREAD_CLOCK.store(if ok { 1 } else { 2 }, Relaxed);
+            ok
+        }
+    }
+}
+
 /// CPU time of the calling thread in ns (single-thread cost figures).
 ///
-/// `CLOCK_THREAD_CPUTIME_ID` needs `CONFIG_POSIX_TIMERS`. Without it (the
-/// project's guest kernels) this falls back to `CLOCK_MONOTONIC`: the
-/// single-thread figures never block and nothing else runs in the guest, so
-/// wall time is the thread's CPU time plus interrupts. (`getrusage` is no
-/// substitute there: with tick accounting it moves in steps of tens of µs.)
+/// `CLOCK_THREAD_CPUTIME_ID` needs `CONFIG_POSIX_TIMERS` (set in the project's guest kernels).
+/// Without it this falls back to `CLOCK_MONOTONIC`: the single-thread figures never block and
+/// nothing else runs in the guest, so wall time is the thread's CPU time plus interrupts.
 pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-        return ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    if thread_clock_works() {
+        clock(libc::CLOCK_THREAD_CPUTIME_ID)
+    } else {
+        now_ns()
     }
-    now_ns()
 }
 
 /// Which clock `thread_cpu_ns` uses.
 pub fn thread_cpu_clock() -> &'static str {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+    if thread_clock_works() {
         "CLOCK_THREAD_CPUTIME_ID"
     } else {
         "CLOCK_MONOTONIC (no CONFIG_POSIX_TIMERS; single thread in an idle guest)"
+    }
+}
+
+/// Reads every byte of `buf` (the receiver's side of "equal work": each
+/// system's receiver touches the whole payload); returns a sum the
+/// optimiser cannot drop.
+pub fn consume(buf: &[u8]) -> u64 {
+    let mut sum = 0u64;
+    let mut chunks = buf.chunks_exact(8);
+    for c in &mut chunks {
+        sum = sum.wrapping_add(u64::from_ne_bytes(c.try_into().unwrap()));
+    }
+    for &b in chunks.remainder() {
+        sum = sum.wrapping_add(u64::from(b));
+    }
+    std::hint::black_box(sum)
+}
+
+/// Runs one measurement in a forked child of its own process group, with a
+/// deadline: the child (and every process it started) is killed when the
+/// time is up, so a case that hangs fails fast with its own message instead
+/// of blocking the run. The samples come back through a pipe.
+pub fn run_case(timeout_s: u64, f: &mut dyn FnMut() -> Res<Vec<f64>>) -> Res<Vec<f64>> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two fds.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _, "pipe2")?;
+    let (rd, wr) = (fds[0], fds[1]);
+    // SAFETY: fork in a single-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = format!("fork: {}", io::Error::last_os_error());
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(rd);
+            libc::close(wr);
+        }
+        return Err(e);
+    }
+    if pid == 0 {
+        // SAFETY: the child: a process group of its own, so the parent can
+        // kill everything it starts; then it leaves with `_exit`.
+        unsafe {
+            libc::setpgid(0, 0);
+            libc::close(rd);
+        }
+        let text = match f() {
+            Ok(v) => {
+                let mut t = String::from("ok");
+                for x in v {
+                    t.push(' ');
+                    t.push_str(&format!("{x:e}"));
+                }
+                t
+            }
+            Err(e) => format!("err {e}"),
+        };
+        let mut b = text.as_bytes();
+        while !b.is_empty() {
+            // SAFETY: writes from a valid buffer.
+            let r = unsafe { libc::write(wr, b.as_ptr() as *const _, b.len()) };
+            if r <= 0 {
+                break;
+            }
+            b = &b[r as usize..];
+        }
+        // SAFETY: leaves without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: our fd.
+    unsafe { libc::close(wr) };
+    let deadline = now_ns() + timeout_s * 1_000_000_000;
+    let mut out = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_sub(now_ns()) / 1_000_000;
+        if left == 0 {
+            timed_out = true;
+            break;
+        }
+        let mut p = libc::pollfd { fd: rd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, left.min(60_000) as i32) };
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if r <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 65536];
+        // SAFETY: reads into a valid buffer.
+        let n = unsafe { libc::read(rd, buf.as_mut_ptr() as *mut _, buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    // SAFETY: our fd; then the child's process group is killed (if it hung)
+    // and the child reaped.
+    unsafe {
+        libc::close(rd);
+        if timed_out {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        // Whatever it started and left behind goes too.
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    if timed_out {
+        return Err(format!("timed out after {timeout_s} s (case killed)"));
+    }
+    let text = String::from_utf8_lossy(&out);
+    if let Some(e) = text.strip_prefix("err ") {
+        return Err(e.to_string());
+    }
+    match text.strip_prefix("ok") {
+        Some(rest) => {
+            rest.split_whitespace().map(|w| w.parse::<f64>().map_err(|e| format!("bad sample {w}: {e}"))).collect()
+        }
+        None => Err("the case died without a result".into()),
     }
 }
 
@@ -112,6 +245,28 @@ impl Gate {
         let b = 1u8;
         // SAFETY: writes one byte from a valid buffer.
         unsafe { libc::write(self.wr, &b as *const u8 as *const _, 1) };
+    }
+
+    /// Waits for one signal from the child `pid`; false as soon as that child
+    /// has exited (it failed before signalling).
+    pub fn wait_for(&self, pid: libc::pid_t) -> bool {
+        loop {
+            let mut p = libc::pollfd { fd: self.rd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut p, 1, 100) };
+            if r > 0 {
+                return self.wait();
+            }
+            // SAFETY: `info` is writable; WNOWAIT leaves the child to be reaped later.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let w = unsafe {
+                libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+            };
+            // SAFETY: si_pid is set by waitid when a child changed state.
+            if w < 0 || unsafe { info.si_pid() } == pid {
+                return false;
+            }
+        }
     }
 
     /// Waits for one signal; false if the other side is gone.

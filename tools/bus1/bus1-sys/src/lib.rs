@@ -61,6 +61,17 @@ pub const BUS1_RECV_FLAG_PEEK: u64 = 1 << 0;
 pub const BUS1_RECV_FLAG_SEED: u64 = 1 << 1;
 /// `RECV` (RFC v1): install the carried files as file descriptors.
 pub const BUS1_RECV_FLAG_INSTALL_FDS: u64 = 1 << 2;
+/// `RECV` (RFC v1, extension): block until a message is queued; on input,
+/// `msg.offset` is the timeout in nanoseconds (0: none). `EINTR` on a signal
+/// (never restarted), `ETIMEDOUT` when the timeout ran out.
+pub const BUS1_RECV_FLAG_WAIT: u64 = 1 << 3;
+
+/// `TRANSACT`: release the slice at `release_offset` first.
+pub const BUS1_TRANSACT_FLAG_RELEASE: u64 = 1 << 0;
+/// `TRANSACT`: then send as described by `send`.
+pub const BUS1_TRANSACT_FLAG_SEND: u64 = 1 << 1;
+/// `TRANSACT`: then receive as described by `recv`.
+pub const BUS1_TRANSACT_FLAG_RECV: u64 = 1 << 2;
 
 /// Message type: never returned.
 pub const BUS1_MSG_NONE: u64 = 0;
@@ -179,6 +190,21 @@ pub struct bus1_cmd_recv_2017 {
     pub msg: bus1_cmd_recv_2017_msg,
 }
 
+/// Argument of `TRANSACT` (extension, 208 bytes): a `SLICE_RELEASE`, a `SEND`
+/// and an RFC v1 `RECV` in one call, each run only if its flag is set.
+#[repr(C, align(8))]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct bus1_cmd_transact {
+    pub flags: u64,
+    pub release_offset: u64,
+    /// Stages completed (output, also on failure).
+    pub done: u64,
+    /// Must be zero.
+    pub reserved: u64,
+    pub send: bus1_cmd_send,
+    pub recv: bus1_cmd_recv,
+}
+
 /// `_IOC(dir, type, nr, size)` of the architecture (asm-generic layout, or
 /// the powerpc/mips/sparc one with 3 direction bits and 13 size bits).
 pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
@@ -247,6 +273,7 @@ pub const BUS1_CMD_SLICE_RELEASE: u32 = iowr::<u64>(0x30);
 pub const BUS1_CMD_SEND: u32 = iowr::<bus1_cmd_send>(0x40);
 pub const BUS1_CMD_RECV: u32 = iowr::<bus1_cmd_recv>(0x50);
 pub const BUS1_CMD_RECV_2017: u32 = iowr::<bus1_cmd_recv_2017>(0x50);
+pub const BUS1_CMD_TRANSACT: u32 = iowr::<bus1_cmd_transact>(0x60);
 
 // The header asserts these sizes too; the ABI is 32/64-bit invariant.
 const _: () = assert!(core::mem::size_of::<bus1_cmd_peer_reset>() == 32);
@@ -255,6 +282,7 @@ const _: () = assert!(core::mem::size_of::<bus1_cmd_nodes_destroy>() == 24);
 const _: () = assert!(core::mem::size_of::<bus1_cmd_send>() == 80);
 const _: () = assert!(core::mem::size_of::<bus1_cmd_recv>() == 96);
 const _: () = assert!(core::mem::size_of::<bus1_cmd_recv_2017>() == 72);
+const _: () = assert!(core::mem::size_of::<bus1_cmd_transact>() == 208);
 
 /// Rounds `n` up to a multiple of 8, as the pool layout does (`A8`).
 pub const fn align8(n: u64) -> Option<u64> {

@@ -98,6 +98,7 @@ fn rust_layout() -> BTreeMap<String, u64> {
         n_handles => "n_handles", n_fds => "n_fds", n_secctx => "n_secctx" });
     st!(bus1_cmd_recv_2017 { flags, max_offset, msg } { msg: type_ => "type", flags => "flags", destination => "destination",
         offset => "offset", n_bytes => "n_bytes", n_handles => "n_handles", n_fds => "n_fds" });
+    st!(bus1_cmd_transact { flags, release_offset, done, reserved, send, recv });
     macro_rules! k {
         ($($c:ident),*) => { $( m.insert(stringify!($c).to_string(), $c as u64); )* };
     }
@@ -117,6 +118,10 @@ fn rust_layout() -> BTreeMap<String, u64> {
         BUS1_RECV_FLAG_PEEK,
         BUS1_RECV_FLAG_SEED,
         BUS1_RECV_FLAG_INSTALL_FDS,
+        BUS1_RECV_FLAG_WAIT,
+        BUS1_TRANSACT_FLAG_RELEASE,
+        BUS1_TRANSACT_FLAG_SEND,
+        BUS1_TRANSACT_FLAG_RECV,
         BUS1_MSG_NONE,
         BUS1_MSG_DATA,
         BUS1_MSG_NODE_DESTROY,
@@ -135,7 +140,8 @@ fn rust_layout() -> BTreeMap<String, u64> {
         BUS1_CMD_SLICE_RELEASE,
         BUS1_CMD_SEND,
         BUS1_CMD_RECV,
-        BUS1_CMD_RECV_2017
+        BUS1_CMD_RECV_2017,
+        BUS1_CMD_TRANSACT
     );
     m
 }

@@ -59,6 +59,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod call;
 mod handle;
 mod id;
 mod message;

@@ -299,6 +299,12 @@ impl<'p> Message<'p> {
         self.layout.map(|l| self.peer.pool_bytes(l.secctx.0, l.secctx.1))
     }
 
+    /// Takes over the release of the slice: dropping the message then
+    /// leaves it alone (for a release folded into `TRANSACT`).
+    pub(crate) fn take_release(&mut self) -> Option<u64> {
+        self.release.take()
+    }
+
     /// Releases the slice now, reporting a failure (dropping does the same
     /// and ignores it). A message whose slice a flush already freed
     /// ([`Peer::flush_shared`]) releases nothing.

@@ -539,6 +539,59 @@ fn shared_between_threads() {
     assert_empty(&b);
 }
 
+/// The number of slices in `p`'s pool, from its fdinfo.
+fn pool_slices(p: &Peer) -> u64 {
+    use std::os::fd::AsRawFd;
+    let s = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", p.as_raw_fd())).unwrap();
+    let line = s.lines().find(|l| l.starts_with("bus1-pool:")).expect("bus1-pool line");
+    let v = line.split_whitespace().find_map(|w| w.strip_prefix("slices=")).expect("slices=");
+    v.parse().unwrap()
+}
+
+/// `call()` and `reply_and_wait()`: one TRANSACT per side and round trip, in order,
+/// with every slice given back (the server's through the next call).
+fn call_round_trips() {
+    let (a, b) = (open(), open());
+    let to_b = link(&a, &b, N1);
+    let to_a = link(&b, &a, N1);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut req = b.recv_wait(T).unwrap();
+            for i in 0u8..20 {
+                assert_eq!(req.payload(), &[i]);
+                let answer = [i, i];
+                if i == 19 {
+                    req.release().unwrap();
+                    b.send_to(to_a, &answer).unwrap();
+                    break;
+                }
+                req = b.reply_and_wait(req, to_a, &answer, T).unwrap();
+            }
+        });
+        for i in 0u8..20 {
+            let r = a.call(to_b, &[i], T).unwrap();
+            assert_eq!(r.payload(), &[i, i]);
+            assert_eq!(r.destination_node(), Some(N1));
+        }
+    });
+    assert_eq!(pool_slices(&a), 0);
+    assert_eq!(pool_slices(&b), 0);
+    assert_empty(&a);
+    assert_empty(&b);
+}
+
+/// `recv_wait()` times out with `ETIMEDOUT` on an empty queue and returns a
+/// queued message at once.
+fn recv_wait_in_kernel() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    let e = b.recv_wait(Some(Duration::from_millis(20))).unwrap_err();
+    assert_eq!(errno(&e), Errno::TIMEDOUT);
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    a.send_to(h, b"there").unwrap();
+    assert_eq!(b.recv_wait(T).unwrap().payload(), b"there");
+}
+
 fn info(offset: Option<u64>, n_bytes: u64, n_handles: u64, n_fds: u64, n_secctx: u64) -> bus1::MessageInfo {
     bus1::MessageInfo {
         kind: MessageKind::Data,
@@ -611,5 +664,7 @@ fn main() {
         ("bus1_rs_pool_size_from_module_parameter", pool_size_from_module_parameter),
         ("bus1_rs_async_recv_skips_spurious_readiness", async_recv_skips_spurious_readiness),
         ("bus1_rs_async_recv_after_disconnect", async_recv_after_disconnect),
+        ("bus1_rs_call_round_trips", call_round_trips),
+        ("bus1_rs_recv_wait_in_kernel", recv_wait_in_kernel),
     ]);
 }

@@ -1263,7 +1263,7 @@ TEST_F(bus, recv_flags_invalid)
 	struct bus1_cmd_recv r;
 
 	ASSERT_EQ(0, send_str(self->a, self->to_b, "kept"));
-	ASSERT_EQ(-EINVAL, recv_raw(self->b, 1ULL << 3, ANY_OFFSET, &r));
+	ASSERT_EQ(-EINVAL, recv_raw(self->b, 1ULL << 5, ANY_OFFSET, &r));
 	ASSERT_EQ(-EINVAL, recv_raw(self->b, 1ULL << 63, ANY_OFFSET, &r));
 	ASSERT_EQ(-EINVAL, recv_raw(self->b, BUS1_RECV_FLAG_PEEK | (1ULL << 4),
 				    ANY_OFFSET, &r));

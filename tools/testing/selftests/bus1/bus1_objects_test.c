@@ -1135,14 +1135,14 @@ TEST_F(peers, recv_errors)
 	ASSERT_NE(NULL, bad);
 	ASSERT_EQ(-EAGAIN, recv_msg(self->a, &r));
 	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, (__u64)-1, &r));
-	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 3, (__u64)-1, &r));
+	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 5, (__u64)-1, &r));
 	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 63, (__u64)-1, &r));
 	ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, BUS1_CMD_RECV, NULL)));
 	ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, BUS1_CMD_RECV, bad)));
 
 	/* EINVAL leaves a queued notification in place */
 	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 3, (__u64)-1, &r));
+	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 5, (__u64)-1, &r));
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_EMPTY(self->a);
 }

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The one-call round trip: `RECV` with `BUS1_RECV_FLAG_WAIT`, and `TRANSACT`.
+//!
+//! Both are ABI extensions on top of RFC v1; clients of RFC v1 and of the 2017 ABI never see
+//! them (an old module rejects the flag with `EINVAL` and the command with `ENOTTY`).
+//!
+//! - `RECV` with `WAIT` is the plain `RECV`; only if that finds nothing does it sleep
+//!   interruptibly, trying again after every wake-up, until it receives something or the peer is
+//!   shut down. A receiver that loses a race for the message sleeps again, on what is left of
+//!   its timeout. It replaces `poll()` + `RECV`.
+//! - `TRANSACT` runs `SLICE_RELEASE`, `SEND` and `RECV` in one call, in that order, each stage
+//!   only if asked for. Each stage is the standalone command on the same arguments, with its
+//!   ordering and accounting; the send commits before the receive stage starts waiting, so the
+//!   global order is that of the three separate calls. Unknown flags in any part are rejected
+//!   before any stage runs; a failing stage stops the call, and `done` tells user space which
+//!   stages completed before it.
+//!
+//! A wait ends with `EINTR` when a signal arrives and is never restarted (as `epoll_wait()`):
+//! a restarted `TRANSACT` would release and send a second time. It ends with `ETIMEDOUT` when
+//! the timeout (nanoseconds, rounded up to scheduler ticks; `0` is none) runs out. `WAIT`
+//! waits even on an `O_NONBLOCK` file: the flag is the explicit request.
+
+use super::Peer;
+use crate::{
+    ext::{
+        errno::ESHUTDOWN,
+        fd::IoctlContext,
+        poll::WaitTimeout, //
+    },
+    message::{
+        Received,
+        RecvArgs,
+        SEND_FLAGS, //
+    },
+    uapi,
+};
+use core::mem::{
+    offset_of,
+    size_of, //
+};
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+/// The flags RFC v1 `RECV` knows, with the `WAIT` extension.
+const RECV_FLAGS: u64 = uapi::BUS1_RECV_FLAG_PEEK
+    | uapi::BUS1_RECV_FLAG_SEED
+    | uapi::BUS1_RECV_FLAG_INSTALL_FDS
+    | uapi::BUS1_RECV_FLAG_WAIT;
+
+/// The stages `TRANSACT` knows.
+const TRANSACT_FLAGS: u64 = uapi::BUS1_TRANSACT_FLAG_RELEASE
+    | uapi::BUS1_TRANSACT_FLAG_SEND
+    | uapi::BUS1_TRANSACT_FLAG_RECV;
+
+/// Checks the flags of an RFC v1 `RECV`: known, and `WAIT` not with `SEED` (the seed is not
+/// queued, so there is nothing to wait for).
+pub(crate) fn check_recv_flags(flags: u64) -> Result {
+    if flags & !RECV_FLAGS != 0 {
+        return Err(EINVAL);
+    }
+    let wait_seed = uapi::BUS1_RECV_FLAG_WAIT | uapi::BUS1_RECV_FLAG_SEED;
+    if flags & wait_seed == wait_seed {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+impl Peer {
+    /// `RECV` that first waits until the queue is readable, for at most `timeout_ns` (`0`: no
+    /// timeout). Fails with `EINTR`, `ETIMEDOUT`, or `ESHUTDOWN` once the peer was disconnected.
+    pub(crate) fn recv_wait(self: &Arc<Self>, a: RecvArgs, timeout_ns: u64) -> Result<Received> {
+        // A message that is already queued is received without touching the wait queue.
+        match self.recv(a) {
+            Err(e) if e == EAGAIN => {}
+            r => return r,
+        }
+        // Otherwise each check of the wait is a `RECV` attempt: a receiver that sleeps locks its
+        // queue once per check, and one that loses a race for the message (`EAGAIN`) sleeps
+        // again, on what is left of the timeout.
+        let mut timeout = WaitTimeout::from_ns(timeout_ns);
+        let mut got = None;
+        self.waitq.wait_until(
+            || {
+                if self.is_shutdown() {
+                    got = Some(Err(ESHUTDOWN()));
+                    return true;
+                }
+                match self.recv(a) {
+                    Err(e) if e == EAGAIN => false,
+                    r => {
+                        got = Some(r);
+                        true
+                    }
+                }
+            },
+            &mut timeout,
+        )?;
+        got.unwrap_or(Err(EAGAIN))
+    }
+
+    /// `TRANSACT`.
+    pub(crate) fn cmd_transact(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
+        let mut t: uapi::Transact =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Transact>())
+                .reader()
+                .read()?;
+        // Every flag of every stage is checked before the first stage has any effect.
+        let release = t.flags & uapi::BUS1_TRANSACT_FLAG_RELEASE != 0;
+        let send = t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0;
+        let recv = t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0;
+        if t.flags & !TRANSACT_FLAGS != 0 || t.reserved != 0 {
+            return Err(EINVAL);
+        }
+        if send && t.send.flags & !SEND_FLAGS != 0 {
+            return Err(EINVAL);
+        }
+        if recv {
+            check_recv_flags(t.recv.flags)?;
+        }
+
+        let mut done = 0u64;
+        let res: Result = (|| {
+            if release {
+                self.slice_release(t.release_offset)?;
+                done |= uapi::BUS1_TRANSACT_FLAG_RELEASE;
+            }
+            if send {
+                self.send(&t.send, ctx)?;
+                done |= uapi::BUS1_TRANSACT_FLAG_SEND;
+            }
+            if recv {
+                self.recv_v1(&mut t.recv)?;
+                done |= uapi::BUS1_TRANSACT_FLAG_RECV;
+            }
+            Ok(())
+        })();
+
+        // `done` is written back in every case; the message description only when received
+        // (as for `RECV`, a fault here loses the dequeued message).
+        let base = arg.wrapping_add(offset_of!(uapi::Transact, done));
+        UserSlice::new(UserPtr::from_addr(base), size_of::<u64>())
+            .writer()
+            .write(&done)?;
+        res?;
+        if recv {
+            let at = arg.wrapping_add(offset_of!(uapi::Transact, recv));
+            UserSlice::new(UserPtr::from_addr(at), size_of::<uapi::Recv>())
+                .writer()
+                .write(&t.recv)?;
+        }
+        Ok(0)
+    }
+}

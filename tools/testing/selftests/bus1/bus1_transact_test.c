@@ -1,0 +1,548 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bus1 one-call round trip: RECV with BUS1_RECV_FLAG_WAIT and
+ * BUS1_CMD_TRANSACT (release, send, wait and receive in one ioctl).
+ *
+ * Every test uses the extension, so every test fails on a module without
+ * it (EINVAL for the RECV flag, ENOTTY for the command).
+ *
+ * A blocked receiver is a thread; the main thread waits (bounded) until the
+ * kernel reports it sleeping (/proc/self/task/TID/stat state S) before it
+ * acts, so each test exercises the wake-up it names. Every wait has a
+ * timeout, so a broken kernel fails the test instead of hanging it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/bus1.h>
+
+#include "kselftest_harness.h"
+#include "bus1_util.h"
+
+#define N1 ((__u64)0x100)
+#define RID(n) ((((__u64)(n)) << 3) | BUS1_HANDLE_FLAG_MANAGED | BUS1_HANDLE_FLAG_REMOTE)
+#define INV ((__u64)BUS1_HANDLE_INVALID)
+#define OFF_INV ((__u64)BUS1_OFFSET_INVALID)
+#define ANY_OFFSET ((__u64)-1)
+#define PTR(p) ((__u64)(uintptr_t)(p))
+#define MAP_LEN (16UL << 20)
+#define MS ((__u64)1000000)
+/* A timeout that is "forever" for a test but still ends a broken one. */
+#define LONG_WAIT (20000 * MS)
+
+#define STAGE_ALL (BUS1_TRANSACT_FLAG_RELEASE | BUS1_TRANSACT_FLAG_SEND | \
+		   BUS1_TRANSACT_FLAG_RECV)
+
+static int peer_new(void)
+{
+	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+}
+
+static int ret_errno(int r)
+{
+	return r < 0 ? -errno : r;
+}
+
+/* Gives peer @dst a handle to node N1 of @owner; the handle ID. */
+static __u64 handle_to(int owner, int dst)
+{
+	struct bus1_cmd_handle_transfer c = {
+		.src_handle = N1,
+		.dst_fd = (__u64)dst,
+		.dst_handle = INV,
+	};
+
+	if (ioctl(owner, BUS1_CMD_HANDLE_TRANSFER, &c))
+		return INV;
+	return c.dst_handle;
+}
+
+static int send_str(int fd, __u64 dst, const char *s)
+{
+	struct iovec v = { .iov_base = (void *)s, .iov_len = strlen(s) };
+	struct bus1_cmd_send c = {
+		.ptr_destinations = PTR(&dst),
+		.n_destinations = 1,
+		.ptr_vecs = PTR(&v),
+		.n_vecs = 1,
+	};
+
+	return ret_errno(ioctl(fd, BUS1_CMD_SEND, &c));
+}
+
+/* RECV with @flags; with WAIT, @timeout_ns goes in msg.offset. */
+static int recv_wait(int fd, __u64 flags, __u64 timeout_ns, struct bus1_cmd_recv *r)
+{
+	memset(r, 0xa5, sizeof(*r));
+	r->flags = flags;
+	r->max_offset = ANY_OFFSET;
+	r->msg.offset = timeout_ns;
+	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
+}
+
+static int slice_release(int fd, __u64 offset)
+{
+	__u64 v = offset;
+
+	return ret_errno(ioctl(fd, BUS1_CMD_SLICE_RELEASE, &v));
+}
+
+/* A TRANSACT argument: release @rel (if not OFF_INV), send @s to @dst (if @s), receive. */
+struct tx {
+	struct bus1_cmd_transact t;
+	struct iovec v;
+	__u64 dst;
+};
+
+static void tx_init(struct tx *x, __u64 flags, __u64 rel, __u64 dst, const char *s,
+		    __u64 recv_flags, __u64 timeout_ns)
+{
+	memset(x, 0, sizeof(*x));
+	x->t.flags = flags;
+	x->t.release_offset = rel;
+	x->t.done = 0xdeadbeef;
+	x->dst = dst;
+	x->v.iov_base = (void *)s;
+	x->v.iov_len = s ? strlen(s) : 0;
+	x->t.send.ptr_destinations = PTR(&x->dst);
+	x->t.send.n_destinations = 1;
+	x->t.send.ptr_vecs = PTR(&x->v);
+	x->t.send.n_vecs = s ? 1 : 0;
+	memset(&x->t.recv, 0xa5, sizeof(x->t.recv));
+	x->t.recv.flags = recv_flags;
+	x->t.recv.max_offset = ANY_OFFSET;
+	x->t.recv.msg.offset = timeout_ns;
+}
+
+static int transact(int fd, struct tx *x)
+{
+	return ret_errno(ioctl(fd, BUS1_CMD_TRANSACT, &x->t));
+}
+
+/* The slices charged to peer @fd (its accounting, from fdinfo). */
+static long long pool_slices(int fd)
+{
+	return bus1_fdinfo_value(fd, "bus1-limits:", "slices", NULL);
+}
+
+static __u64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* Whether thread @tid of this process sleeps (state S), checked for up to 10 s. */
+static int thread_sleeps(pid_t tid)
+{
+	char path[64], buf[256], *p;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	for (i = 0; i < 10 * 1000; i++) {
+		if (bus1_read_file(path, buf, sizeof(buf)) > 0) {
+			p = strrchr(buf, ')');
+			if (p && p[1] == ' ' && p[2] == 'S')
+				return 1;
+		}
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* A receiver thread: one RECV with WAIT (or one TRANSACT) on @fd. */
+struct waiter {
+	int fd;
+	__u64 timeout_ns;
+	struct tx *x;			/* TRANSACT instead of RECV if set */
+	volatile pid_t tid;
+	int ret;
+	__u64 elapsed_ns;
+	struct bus1_cmd_recv r;
+};
+
+static void *waiter_fn(void *arg)
+{
+	struct waiter *w = arg;
+	__u64 t0;
+
+	w->tid = gettid();
+	t0 = now_ns();
+	if (w->x)
+		w->ret = transact(w->fd, w->x);
+	else
+		w->ret = recv_wait(w->fd, BUS1_RECV_FLAG_WAIT, w->timeout_ns, &w->r);
+	w->elapsed_ns = now_ns() - t0;
+	return NULL;
+}
+
+/* Starts a waiter and returns once it sleeps in the kernel. */
+static int start_waiter(pthread_t *th, struct waiter *w)
+{
+	w->tid = 0;
+	if (pthread_create(th, NULL, waiter_fn, w))
+		return -1;
+	while (!w->tid)
+		sched_yield();
+	return thread_sleeps(w->tid) ? 0 : -1;
+}
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	got_signal = 1;
+}
+
+/* A and B, each owning node N1; A holds a handle to B's (to_b), B to A's (to_a). */
+FIXTURE(pair) {
+	int a, b;
+	__u64 to_b, to_a;
+	const uint8_t *ma, *mb;
+};
+
+FIXTURE_SETUP(pair)
+{
+	self->a = peer_new();
+	self->b = peer_new();
+	ASSERT_LE(0, self->a);
+	ASSERT_LE(0, self->b);
+	self->to_b = handle_to(self->b, self->a);
+	self->to_a = handle_to(self->a, self->b);
+	ASSERT_EQ(RID(1), self->to_b);
+	ASSERT_EQ(RID(1), self->to_a);
+	self->ma = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->a, 0);
+	self->mb = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->b, 0);
+	ASSERT_NE(MAP_FAILED, self->ma);
+	ASSERT_NE(MAP_FAILED, self->mb);
+}
+
+FIXTURE_TEARDOWN(pair)
+{
+	munmap((void *)self->ma, MAP_LEN);
+	munmap((void *)self->mb, MAP_LEN);
+	close(self->a);
+	close(self->b);
+}
+
+#define ASSERT_PAYLOAD(_map, _r, _str) do {					\
+	ASSERT_EQ((__u64)BUS1_MSG_DATA, (_r)->msg.type);			\
+	ASSERT_EQ((__u64)strlen(_str), (_r)->msg.n_bytes);			\
+	ASSERT_EQ(0, memcmp((_map) + (_r)->msg.offset, (_str), strlen(_str)));	\
+} while (0)
+
+/* --- RECV with WAIT ------------------------------------------------------- */
+
+/* A queued message is returned at once, like a plain RECV. */
+TEST_F(pair, recv_wait_queued)
+{
+	struct bus1_cmd_recv r;
+
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "queued"));
+	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "queued");
+	ASSERT_EQ(N1, r.msg.destination);
+	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+}
+
+/* An empty queue: ETIMEDOUT after the timeout (rounded up to ticks), not before. */
+TEST_F(pair, recv_wait_timeout_etimedout)
+{
+	struct bus1_cmd_recv r;
+	__u64 t0 = now_ns(), dt;
+
+	ASSERT_EQ(-ETIMEDOUT, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, 50 * MS, &r));
+	dt = now_ns() - t0;
+	ASSERT_LE(50 * MS, dt);
+	ASSERT_GT(5000 * MS, dt);
+	/* Without WAIT the same call does not block. */
+	ASSERT_EQ(-EAGAIN, recv_wait(self->b, 0, 0, &r));
+}
+
+/* A receiver blocked in RECV with WAIT wakes up for a SEND and gets the message. */
+TEST_F(pair, recv_wait_wakes_on_send)
+{
+	struct waiter w = { .fd = self->b, .timeout_ns = LONG_WAIT };
+	pthread_t th;
+
+	ASSERT_EQ(0, start_waiter(&th, &w));
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "wake"));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(0, w.ret);
+	ASSERT_PAYLOAD(self->mb, &w.r, "wake");
+	ASSERT_EQ(1, pool_slices(self->b));
+	ASSERT_EQ(0, slice_release(self->b, w.r.msg.offset));
+	ASSERT_EQ(0, pool_slices(self->b));
+}
+
+/*
+ * A signal ends the wait with EINTR, even with SA_RESTART (the call is not
+ * restarted), and leaves the queue untouched.
+ */
+TEST_F(pair, recv_wait_signal_eintr)
+{
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	struct waiter w = { .fd = self->b, .timeout_ns = LONG_WAIT };
+	struct bus1_cmd_recv r;
+	pthread_t th;
+
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	got_signal = 0;
+	ASSERT_EQ(0, start_waiter(&th, &w));
+	ASSERT_EQ(0, pthread_kill(th, SIGUSR1));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(1, got_signal);
+	ASSERT_EQ(-EINTR, w.ret);
+	ASSERT_GT(LONG_WAIT / 2, w.elapsed_ns);
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "after"));
+	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "after");
+	signal(SIGUSR1, SIG_DFL);
+}
+
+/* Disconnecting the peer wakes its blocked receiver (ESHUTDOWN) instead of waiting for it. */
+TEST_F(pair, recv_wait_disconnect_eshutdown)
+{
+	struct waiter w = { .fd = self->b, .timeout_ns = LONG_WAIT };
+	pthread_t th;
+
+	ASSERT_EQ(0, start_waiter(&th, &w));
+	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_PEER_DISCONNECT, 0)));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(-ESHUTDOWN, w.ret);
+	ASSERT_GT(LONG_WAIT / 2, w.elapsed_ns);
+}
+
+/* WAIT with SEED is refused (the seed is never queued); unknown bits stay refused. */
+TEST_F(pair, recv_wait_flags_einval)
+{
+	struct bus1_cmd_recv r;
+
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "kept"));
+	ASSERT_EQ(-EINVAL, recv_wait(self->b, BUS1_RECV_FLAG_WAIT | BUS1_RECV_FLAG_SEED,
+				     MS, &r));
+	ASSERT_EQ(-EINVAL, recv_wait(self->b, BUS1_RECV_FLAG_WAIT | (1ULL << 4), MS, &r));
+	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT | BUS1_RECV_FLAG_PEEK, MS, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "kept");
+	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, MS, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "kept");
+}
+
+/* --- TRANSACT -------------------------------------------------------------- */
+
+/*
+ * A round trip with one call per side: A's TRANSACT sends and waits, B's
+ * TRANSACT receives, then releases, replies and receives (nothing: EAGAIN
+ * without WAIT). Payloads, stages done and slice accounting on both sides.
+ */
+TEST_F(pair, transact_round_trip)
+{
+	struct tx xa, xb;
+	struct waiter w = { .fd = self->a, .x = &xa };
+	pthread_t th;
+
+	tx_init(&xa, BUS1_TRANSACT_FLAG_SEND | BUS1_TRANSACT_FLAG_RECV, 0, self->to_b,
+		"ping", BUS1_RECV_FLAG_WAIT, LONG_WAIT);
+	ASSERT_EQ(0, start_waiter(&th, &w));
+
+	/* B: receive only (the request is queued by now). */
+	tx_init(&xb, BUS1_TRANSACT_FLAG_RECV, 0, 0, NULL, BUS1_RECV_FLAG_WAIT, LONG_WAIT);
+	ASSERT_EQ(0, transact(self->b, &xb));
+	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_RECV, xb.t.done);
+	ASSERT_PAYLOAD(self->mb, &xb.t.recv, "ping");
+	ASSERT_EQ(N1, xb.t.recv.msg.destination);
+	ASSERT_EQ((__u32)getpid(), xb.t.recv.msg.pid);
+	ASSERT_EQ(1, pool_slices(self->b));
+
+	/* B: release the request, reply, and find nothing more. */
+	tx_init(&xb, STAGE_ALL, xb.t.recv.msg.offset, self->to_a, "pong", 0, 0);
+	ASSERT_EQ(-EAGAIN, transact(self->b, &xb));
+	ASSERT_EQ((__u64)(BUS1_TRANSACT_FLAG_RELEASE | BUS1_TRANSACT_FLAG_SEND), xb.t.done);
+	ASSERT_EQ(0, pool_slices(self->b));
+
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(0, w.ret);
+	ASSERT_EQ((__u64)(BUS1_TRANSACT_FLAG_SEND | BUS1_TRANSACT_FLAG_RECV), xa.t.done);
+	ASSERT_PAYLOAD(self->ma, &xa.t.recv, "pong");
+	ASSERT_EQ(N1, xa.t.recv.msg.destination);
+	ASSERT_EQ(1, pool_slices(self->a));
+	ASSERT_EQ(0, slice_release(self->a, xa.t.recv.msg.offset));
+	ASSERT_EQ(0, pool_slices(self->a));
+}
+
+/*
+ * The stages run in order, each as the standalone command: the receive
+ * stage returns the older queued message before the reply to this call's
+ * send, and a peer that sends to itself through TRANSACT receives its own
+ * message in the same call.
+ */
+TEST_F(pair, transact_order)
+{
+	struct bus1_cmd_recv r;
+	struct tx x;
+
+	/* A's queue: "first" (from B), then A's own "self" (to its node). */
+	ASSERT_EQ(0, send_str(self->b, self->to_a, "first"));
+	tx_init(&x, BUS1_TRANSACT_FLAG_SEND | BUS1_TRANSACT_FLAG_RECV, 0, N1, "self",
+		BUS1_RECV_FLAG_WAIT, LONG_WAIT);
+	ASSERT_EQ(0, transact(self->a, &x));
+	ASSERT_PAYLOAD(self->ma, &x.t.recv, "first");
+
+	/* Release "first" and receive "self", which the last call sent. */
+	tx_init(&x, BUS1_TRANSACT_FLAG_RELEASE | BUS1_TRANSACT_FLAG_RECV, x.t.recv.msg.offset,
+		0, NULL, BUS1_RECV_FLAG_WAIT, LONG_WAIT);
+	ASSERT_EQ(0, transact(self->a, &x));
+	ASSERT_PAYLOAD(self->ma, &x.t.recv, "self");
+	ASSERT_EQ(N1, x.t.recv.msg.destination);
+	ASSERT_EQ(0, slice_release(self->a, x.t.recv.msg.offset));
+	ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r));
+
+	/* What A sends by TRANSACT is ordered after what it sent before. */
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "one"));
+	tx_init(&x, BUS1_TRANSACT_FLAG_SEND, 0, self->to_b, "two", 0, 0);
+	ASSERT_EQ(0, transact(self->a, &x));
+	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_SEND, x.t.done);
+	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "one");
+	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "two");
+}
+
+/*
+ * Bad flags in any part, or a non-zero reserved field, fail with EINVAL
+ * before any stage: the slice stays allocated, nothing is sent, nothing is
+ * received, and done is not written.
+ */
+TEST_F(pair, transact_flags_einval_no_effect)
+{
+	struct bus1_cmd_recv r;
+	__u64 off;
+	struct tx x;
+	int i;
+
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "held"));
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "queued"));
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	off = r.msg.offset;
+	/* "held" and the queued "queued". */
+	ASSERT_EQ(2, pool_slices(self->b));
+
+	for (i = 0; i < 6; i++) {
+		tx_init(&x, STAGE_ALL, off, self->to_a, "never", BUS1_RECV_FLAG_WAIT, MS);
+		switch (i) {
+		case 0: x.t.flags |= 1ULL << 3; break;
+		case 1: x.t.flags |= 1ULL << 63; break;
+		case 2: x.t.reserved = 1; break;
+		case 3: x.t.send.flags = 1ULL << 2; break;
+		case 4: x.t.recv.flags = 1ULL << 4; break;
+		case 5: x.t.recv.flags = BUS1_RECV_FLAG_WAIT | BUS1_RECV_FLAG_SEED; break;
+		}
+		ASSERT_EQ(-EINVAL, transact(self->b, &x)) TH_LOG("case %d", i);
+		ASSERT_EQ((__u64)0xdeadbeef, x.t.done) TH_LOG("case %d", i);
+		ASSERT_EQ(2, pool_slices(self->b)) TH_LOG("case %d", i);
+		ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r)) TH_LOG("case %d", i);
+	}
+	/* "queued" is still there, and the held slice can still be released. */
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "queued");
+	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, slice_release(self->b, off));
+	ASSERT_EQ(0, pool_slices(self->b));
+}
+
+/*
+ * A failing stage stops the call with its errno; done tells which stages
+ * completed: a bad release offset (ENXIO) sends nothing, a bad destination
+ * (ENXIO) after a good release keeps the release.
+ */
+TEST_F(pair, transact_stage_failure_done)
+{
+	struct bus1_cmd_recv r, held;
+	struct tx x;
+
+	ASSERT_EQ(0, send_str(self->a, self->to_b, "held"));
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &held));
+	ASSERT_EQ(1, pool_slices(self->b));
+
+	tx_init(&x, STAGE_ALL, 1ULL << 40, self->to_a, "never", 0, 0);
+	ASSERT_EQ(-ENXIO, transact(self->b, &x));
+	ASSERT_EQ((__u64)0, x.t.done);
+	ASSERT_EQ(1, pool_slices(self->b));
+	ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r));
+
+	/* RID(7) names no handle of B. */
+	tx_init(&x, STAGE_ALL, held.msg.offset, RID(7), "never", 0, 0);
+	ASSERT_EQ(-ENXIO, transact(self->b, &x));
+	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_RELEASE, x.t.done);
+	ASSERT_EQ(0, pool_slices(self->b));
+	ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r));
+	ASSERT_EQ(-ENXIO, slice_release(self->b, held.msg.offset));
+}
+
+/*
+ * The send stage commits before the wait: a TRANSACT whose wait times out
+ * (ETIMEDOUT) has sent (done = SEND), and its message is charged and
+ * delivered.
+ */
+TEST_F(pair, transact_timeout_after_send)
+{
+	struct bus1_cmd_recv r;
+	struct tx x;
+
+	tx_init(&x, BUS1_TRANSACT_FLAG_SEND | BUS1_TRANSACT_FLAG_RECV, 0, self->to_b, "sent",
+		BUS1_RECV_FLAG_WAIT, 30 * MS);
+	ASSERT_EQ(-ETIMEDOUT, transact(self->a, &x));
+	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_SEND, x.t.done);
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "sent");
+	ASSERT_EQ(1, pool_slices(self->b));
+}
+
+/*
+ * A signal during the wait stage: EINTR, done = SEND (so the caller does not
+ * send again), and the reply that comes later is received by a RECV.
+ */
+TEST_F(pair, transact_signal_eintr)
+{
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	struct tx x;
+	struct waiter w = { .fd = self->a, .x = &x };
+	struct bus1_cmd_recv r;
+	pthread_t th;
+
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	tx_init(&x, BUS1_TRANSACT_FLAG_SEND | BUS1_TRANSACT_FLAG_RECV, 0, self->to_b, "req",
+		BUS1_RECV_FLAG_WAIT, LONG_WAIT);
+	ASSERT_EQ(0, start_waiter(&th, &w));
+	ASSERT_EQ(0, pthread_kill(th, SIGUSR1));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(-EINTR, w.ret);
+	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_SEND, x.t.done);
+
+	/* Exactly one request arrived. */
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "req");
+	ASSERT_EQ(-EAGAIN, recv_wait(self->b, 0, 0, &r));
+	ASSERT_EQ(0, send_str(self->b, self->to_a, "rep"));
+	ASSERT_EQ(0, recv_wait(self->a, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
+	ASSERT_PAYLOAD(self->ma, &r, "rep");
+	signal(SIGUSR1, SIG_DFL);
+}
+
+TEST_HARNESS_MAIN
