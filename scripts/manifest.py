@@ -176,8 +176,23 @@ def userspace_programs():
     return progs
 
 
+def example_programs():
+    # scripts/guest-init.sh runs every example as one TAP case of the program
+    # bus1_examples, named after its binary (build-userspace.sh installs
+    # tools/bus1/examples/src/bin/<name>.rs as /tests/demos/bus1-<name>), with
+    # a 300 s timeout each.
+    bins = sorted(f[:-3] for f in os.listdir(os.path.join(TOP, "tools", "bus1", "examples", "src", "bin"))
+                  if f.endswith(".rs"))
+    p = Program("selftest", "bus1_examples")
+    p.cases = [f"bus1-{b}" for b in bins]
+    if not p.cases:
+        raise SystemExit("tools/bus1/examples/src/bin: no examples")
+    p.timeout = 300 * len(p.cases) + PROGRAM_SLACK
+    return [p]
+
+
 def from_sources():
-    progs = kunit_suites() + selftest_programs() + userspace_programs()
+    progs = kunit_suites() + selftest_programs() + userspace_programs() + example_programs()
     seen = set()
     for p in progs:
         if p.key() in seen:

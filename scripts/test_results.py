@@ -278,6 +278,8 @@ def main():
             src = os.path.join(top, "tools", "bus1", crate, "tests")
             if os.path.isdir(src):
                 shutil.copytree(src, os.path.join(tmp, "tools", "bus1", crate, "tests"))
+        shutil.copytree(os.path.join(top, "tools", "bus1", "examples", "src", "bin"),
+                        os.path.join(tmp, "tools", "bus1", "examples", "src", "bin"))
         cmd = [sys.executable, os.path.join(tmp, "scripts", "manifest.py"), "--check"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         v = results.Verdict("x")
