@@ -39,7 +39,10 @@ use crate::{
             reserve_cloexec,
             IoctlContext, //
         },
-        file_ext::is_unix_socket,
+        file_ext::{
+            is_io_uring,
+            is_unix_socket, //
+        },
         miscdevice::device_of_file,
         task_ext::SenderIds,
     },
@@ -387,6 +390,11 @@ impl Peer {
             return Err(EMSGSIZE);
         }
         if s.n_destinations > u64::from(self.max_ids()) {
+            return Err(EINVAL);
+        }
+        // Bounded before anything is sized by it: a message can never carry more handles than
+        // the sender may hold, nor more than any receiver's user may be charged.
+        if s.n_handles > u64::from(self.max_ids().min(crate::user::handles_max())) {
             return Err(EINVAL);
         }
         let seed = s.flags & uapi::BUS1_SEND_FLAG_SEED != 0;
@@ -1027,7 +1035,8 @@ fn read_u64s(ptr: u64, n: usize) -> Result<SmallVec<u64, 8>> {
 }
 
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
-/// peers and `AF_UNIX` sockets, which could form reference cycles only a GC could break.
+/// peers, `AF_UNIX` sockets and io_uring instances, which could form reference cycles only a
+/// GC could break.
 fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>> {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<i32>()).reader();
@@ -1036,7 +1045,8 @@ fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>
         let fd: i32 = r.read()?;
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
         let file = ctx.fget(fd)?;
-        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) {
+        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) || is_io_uring(&file)
+        {
             return Err(EOPNOTSUPP());
         }
         out.push(file, GFP_KERNEL)?;

@@ -54,6 +54,12 @@ fn user_maxima() -> [u32; N_RES] {
     ]
 }
 
+/// The per-user maximum of handle references, which also bounds how many handles one message
+/// may carry.
+pub(crate) fn handles_max() -> u32 {
+    param(*crate::module_parameters::user_handles_max.value())
+}
+
 /// The accounting object of one UID.
 #[pin_data]
 pub(crate) struct User {

@@ -11,6 +11,7 @@
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
+#include <linux/magic.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -166,6 +167,23 @@ int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	vma_set_file(vma, file);
 	return vfs_mmap(file, vma);
+}
+
+/*
+ * Whether @file is an io_uring instance (rust/file_ext.rs).
+ * io_is_uring_fops(), which SCM_RIGHTS uses, is not exported to modules.
+ * io_uring_get_file() creates every ring file on the anon_inode filesystem
+ * under the name "[io_uring]"; names there are chosen by the kernel code that
+ * creates the file, never by user space, and no other user of that name
+ * exists. An O_PATH file of a ring has empty file operations and can carry
+ * nothing, so it is not one.
+ */
+bool rust_bus1_file_is_io_uring(struct file *file)
+{
+	if (file->f_mode & FMODE_PATH)
+		return false;
+	return file_inode(file)->i_sb->s_magic == ANON_INODE_FS_MAGIC &&
+	       !strcmp(file->f_path.dentry->d_name.name, "[io_uring]");
 }
 
 /*

@@ -34,6 +34,9 @@ int rust_bus1_shmem_punch_hole(struct file *file, loff_t offset, loff_t len);
 unsigned long rust_bus1_shmem_resident_pages(struct file *file);
 int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma);
 
+/* rust/file_ext.rs */
+bool rust_bus1_file_is_io_uring(struct file *file);
+
 /* rust/poll.rs */
 struct wait_queue_head *rust_bus1_waitq_new(const char *name,
 					    struct lock_class_key *key);

@@ -21,9 +21,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <linux/bus1.h>
+#include <linux/io_uring.h>
 
 #include "kselftest_harness.h"
 #include "bus1_util.h"
@@ -555,6 +557,84 @@ TEST(uid_fixed_at_open)
 	ASSERT_EQ(0, user_listed(OTHER + 21));
 	close(p);
 	close(s);
+}
+
+/* --- (e) files that could hold files, and array bounds ---------------------- */
+
+/*
+ * An io_uring instance can hold any file in its fixed-file table, a bus1
+ * peer among them; sent to that peer (or stored as its seed) it would keep
+ * both alive forever. SEND refuses it with EOPNOTSUPP, like a bus1 file or
+ * an AF_UNIX socket; an O_PATH file of a ring carries nothing and passes.
+ */
+TEST(io_uring_fds_refused)
+{
+	struct io_uring_params params = { 0 };
+	char path[64];
+	int p, ring, opath, reg[1];
+	__u64 dst = N1;
+
+	p = open_as(OTHER + 30);
+	ASSERT_LE(0, p);
+	ring = syscall(__NR_io_uring_setup, 1, &params);
+	ASSERT_LE(0, ring) TH_LOG("io_uring_setup: %s", strerror(errno));
+	/* The ring holds the peer itself, the cycle SEND must not let close. */
+	reg[0] = p;
+	ASSERT_EQ(0, syscall(__NR_io_uring_register, ring, IORING_REGISTER_FILES, reg, 1));
+
+	ASSERT_EQ(-EOPNOTSUPP, send_ex(p, 0, &dst, 1, NULL, "r", 1, &ring, 1));
+	ASSERT_EQ(-EOPNOTSUPP, send_ex(p, BUS1_SEND_FLAG_SEED, NULL, 0, NULL, "r", 1, &ring, 1));
+	/* Nothing was queued, and nothing is held in flight. */
+	ASSERT_EQ(-EAGAIN, recv_release(p));
+	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", FDS, NULL));
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", ring);
+	opath = open(path, O_PATH | O_CLOEXEC);
+	ASSERT_LE(0, opath);
+	ASSERT_EQ(0, send_ex(p, 0, &dst, 1, NULL, "o", 1, &opath, 1));
+	ASSERT_EQ(0, recv_release(p));
+
+	close(opath);
+	close(ring);
+	close(p);
+	/* The peer went away with its file: its user is gone. */
+	ASSERT_EQ(0, user_listed(OTHER + 30));
+}
+
+/*
+ * n_handles is bounded by the caller's handle limit before anything is sized
+ * by it, like n_destinations: EINVAL, whatever ptr_handles points to.
+ */
+TEST(n_handles_bounded_before_use)
+{
+	struct bus1_cmd_send s = { 0 };
+	__u64 ids[5] = { N1, N1, N1, N1, N1 }, dst = N1;
+	int p;
+
+	p = open_as(OTHER + 31);
+	ASSERT_LE(0, p);
+	s.ptr_destinations = PTR(&dst);
+	s.n_destinations = 1;
+
+	/* Far above any limit, with no array behind it. */
+	s.ptr_handles = 0;
+	s.n_handles = 1ULL << 40;
+	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	s.n_handles = (__u64)module_param("user_handles_max", 65536) + 1;
+	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+
+	/* One above the caller's own limit, with a valid array. */
+	ASSERT_EQ(0, reset_limits(p, KEEP, 4, KEEP, KEEP));
+	s.ptr_handles = PTR(ids);
+	s.n_handles = 5;
+	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	/* Nothing was created or charged. */
+	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", HANDLES, NULL));
+	s.n_handles = 4;
+	ASSERT_EQ(-EDQUOT, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	s.n_handles = 3;
+	ASSERT_EQ(0, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	close(p);
 }
 
 TEST_HARNESS_MAIN
