@@ -126,8 +126,8 @@ impl ShareReservations {
     /// Allocates both entries.
     pub(crate) fn new() -> Result<Self> {
         Ok(ShareReservations {
-            peer: RBTreeNodeReservation::new(GFP_KERNEL)?,
-            user: RBTreeNodeReservation::new(GFP_KERNEL)?,
+            peer: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            user: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
         })
     }
 }
@@ -184,10 +184,12 @@ impl Limits {
         self.user.user().ledger().give(c);
     }
 
-    /// Charges `c` on behalf of the sending user `sender`, subject to the quota at both levels.
+    /// Charges `c` on behalf of the sending principal `sender`, subject to the quota at both
+    /// levels and to fairness among the principal's peers ([`quota::sibling_allows`]).
     ///
-    /// Returns `Ok(false)`, changing nothing, if share entries for `sender` are missing and
-    /// `res` is [`None`]: the caller allocates them unlocked and tries again.
+    /// Returns `Ok(false)`, changing nothing, if the charge is allowed but share entries for
+    /// `sender` are missing and `res` is [`None`]: the caller allocates them unlocked and tries
+    /// again. A refused charge fails first, so it never needs entries.
     pub(crate) fn charge_quota(
         &mut self,
         sender: u32,
@@ -196,17 +198,19 @@ impl Limits {
     ) -> Result<bool> {
         let user = self.user.user();
         let mut u = user.ledger();
+        let p = user.policy();
+        if !u.quota_allows(p, sender, c)
+            || !self.ledger.quota_allows(p, sender, c)
+            || !quota::sibling_allows(p, &u, sender, &self.ledger.share(sender), c)
+        {
+            return Err(EDQUOT());
+        }
         if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
             let Some(res) = res else {
                 return Ok(false);
             };
-            // Entries are never removed, so adding them early changes nothing observable.
             self.ledger.add_entry(sender, res.peer);
             u.add_entry(sender, res.user);
-        }
-        let p = user.policy();
-        if !u.quota_allows(p, sender, c) || !self.ledger.quota_allows(p, sender, c) {
-            return Err(EDQUOT());
         }
         u.take_shared(sender, c);
         self.ledger.take_shared(sender, c);
@@ -548,7 +552,9 @@ impl Peer {
     pub(crate) fn new() -> Result<Arc<Self>> {
         let id = PEER_IDS.fetch_add(1, Relaxed) + 1;
         let viewer = Viewer::current()?;
-        let uid = viewer.real_kuid();
+        // The accounting principal: the real UID, or the owner of the user namespace it is
+        // mapped in (see `Documentation/bus1/quota.rst`).
+        let uid = viewer.principal();
         let limits = Limits::new(UserRef::get(uid)?);
         let max_ids = Atomic::new(limits.max_handles());
         let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
@@ -695,7 +701,9 @@ impl Peer {
             seed = inner.seed.take();
         }
         drop((leftover, seed));
-        let freed = self.pool.flush();
+        // Everything but the peer object goes now: the peer may stay pinned for long by
+        // handles to its (destroyed) nodes.
+        let freed = self.pool.close();
         self.lock().limits.discharge_slices(freed);
         self.wake();
         Ok(())

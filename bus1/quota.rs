@@ -163,6 +163,49 @@ pub(crate) fn guaranteed_after(policy: Policy, budget: u64, k: u64) -> u64 {
     max_take(policy, remaining, 0, k.saturating_add(1))
 }
 
+/// Fairness among the receiving peers of one principal: the part of what a sender may hold at a
+/// principal's level ([`Ledger::quota_allows`] of its ledger) that one of the principal's peers
+/// may hold, as a divisor. With 2, a peer that never reads takes at most half of what a sender
+/// may give the principal, and its sibling peers keep the other half.
+pub(crate) const SIBLING_DIVISOR: u64 = 2;
+
+/// Whether `uid`, holding `peer_share` at one receiving peer, may add `c` to it there, given the
+/// ledger `user` of the peer's principal: after the charge the peer's share of each resource
+/// must stay within `1 / (SIBLING_DIVISOR * A(n))` of what is unused at the principal plus the
+/// sender's share there, `n` counting the principal's sending principals as in
+/// [`Ledger::quota_allows`].
+pub(crate) fn sibling_allows(
+    policy: Policy,
+    user: &Ledger,
+    uid: u32,
+    peer_share: &Charge,
+    c: &Charge,
+) -> bool {
+    let share = user.shares.get(&uid).copied().unwrap_or_default();
+    let n = if share.is_zero() {
+        user.senders.saturating_add(1)
+    } else {
+        user.senders
+    };
+    let d = policy.divisor(n).saturating_mul(SIBLING_DIVISOR);
+    user.remaining
+        .iter()
+        .zip(share.0.iter())
+        .zip(peer_share.0.iter().zip(c.0.iter()))
+        .all(|((&r, &s_u), (&s_p, &n_c))| {
+            if n_c == 0 {
+                return true;
+            }
+            let Ok(rem) = u64::try_from(r) else {
+                return false;
+            };
+            match (s_p.checked_add(n_c).and_then(|x| x.checked_mul(d)), rem.checked_add(s_u)) {
+                (Some(l), Some(rhs)) => l <= rhs,
+                _ => false,
+            }
+        })
+}
+
 /// Room for a new share entry in a [`Ledger`], allocated before any lock is taken.
 pub(crate) type ShareReservation = RBTreeNodeReservation<u32, Charge>;
 
@@ -178,8 +221,10 @@ pub(crate) struct Ledger {
     max: [u32; N_RES],
     /// What remains of the maxima.
     remaining: [i64; N_RES],
-    /// What each sending user (by global UID) holds here. Entries stay once created, so a share
-    /// update never allocates; there is at most one per UID that ever sent here.
+    /// What each sending principal (by global UID) holds here. An entry is inserted, from a
+    /// reservation, when a charge on a principal's behalf succeeds and it has none, and removed
+    /// when its share drops to zero; there is one per principal holding a share here, plus at
+    /// most one that is being charged.
     shares: RBTree<u32, Charge>,
     /// Senders with a non-zero share.
     senders: u64,
@@ -262,6 +307,11 @@ impl Ledger {
         }
     }
 
+    /// The share `uid` holds here (zero without an entry).
+    pub(crate) fn share(&self, uid: u32) -> Charge {
+        self.shares.get(&uid).copied().unwrap_or_default()
+    }
+
     /// Whether `uid` may take `c` under `policy`: it fits, and at every resource the rule holds.
     /// A sender without an entry holds nothing.
     pub(crate) fn quota_allows(&self, policy: Policy, uid: u32, c: &Charge) -> bool {
@@ -294,17 +344,29 @@ impl Ledger {
     }
 
     /// Removes `c` from `uid`'s share; what remains is unchanged (the caller gives back what is
-    /// no longer charged at all).
-    pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) {
-        if let Some(s) = self.shares.get_mut(&uid) {
-            let was_zero = s.is_zero();
-            for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
-                *x = x.saturating_sub(n);
-            }
-            if !was_zero && s.is_zero() {
-                self.senders = self.senders.saturating_sub(1);
-            }
+    /// no longer charged at all). A share that drops to zero loses its entry, so a ledger holds
+    /// entries only for the senders that hold something now.
+    ///
+    /// Frees memory but never allocates; the caller drops the returned entry, if any, where
+    /// it likes (it may hold a spinlock: freeing does not sleep).
+    pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) -> Option<Charge> {
+        let s = self.shares.get_mut(&uid)?;
+        let was_zero = s.is_zero();
+        for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
+            *x = x.saturating_sub(n);
         }
+        if !s.is_zero() {
+            return None;
+        }
+        if !was_zero {
+            self.senders = self.senders.saturating_sub(1);
+        }
+        self.shares.remove(&uid)
+    }
+
+    /// The number of share entries, zero or not.
+    pub(crate) fn entries(&self) -> usize {
+        self.shares.iter().count()
     }
 }
 
@@ -433,6 +495,45 @@ mod tests {
         for r in 0..N_RES {
             assert_eq!(l.used(r), 0);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn share_entries_go_with_their_share() -> Result {
+        let mut l = Ledger::new([10, 100, 1000, 10]);
+        let c = Charge([1, 0, 8, 0]);
+        l.add_entry(7, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        l.take_shared(7, &c);
+        l.take_shared(7, &c);
+        assert_eq!(l.entries(), 1);
+        assert!(l.unshare(7, &c).is_none());
+        assert_eq!(l.entries(), 1);
+        assert!(l.unshare(7, &c).is_some());
+        assert_eq!(l.entries(), 0);
+        assert_eq!(l.senders(), 0);
+        // An entry that never held anything goes at the first unshare as well.
+        l.add_entry(8, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        assert!(l.unshare(8, &Charge::default()).is_some());
+        assert_eq!(l.entries(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn siblings_keep_half() -> Result {
+        // The principal's ledger, with one sender holding nothing yet.
+        let mut u = Ledger::new([1000, 1000, 1000, 1000]);
+        let p = Policy::N2017;
+        // A(1) = 2: the sender may take 500 at the principal, one peer 250 of it.
+        let one = |n| Charge::one(SLICES, n);
+        assert!(u.quota_allows(p, 9, &one(500)));
+        assert!(sibling_allows(p, &u, 9, &Charge::default(), &one(250)));
+        assert!(!sibling_allows(p, &u, 9, &Charge::default(), &one(251)));
+        // After the first peer took its 250, a sibling still gets a part of the rest.
+        u.add_entry(9, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        u.take_shared(9, &one(250));
+        assert!(!sibling_allows(p, &u, 9, &one(250), &one(1)));
+        assert!(u.quota_allows(p, 9, &one(125)));
+        assert!(sibling_allows(p, &u, 9, &Charge::default(), &one(125)));
         Ok(())
     }
 
