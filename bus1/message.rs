@@ -1045,8 +1045,7 @@ fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>
         let fd: i32 = r.read()?;
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
         let file = ctx.fget(fd)?;
-        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) || is_io_uring(&file)
-        {
+        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) || is_io_uring(&file) {
             return Err(EOPNOTSUPP());
         }
         out.push(file, GFP_KERNEL)?;

@@ -554,7 +554,11 @@ impl Pool {
     /// Allocates an unpublished slice of `size` bytes; `EMSGSIZE` or `EXFULL` if it does not fit,
     /// `ESHUTDOWN` once the pool is closed.
     pub(crate) fn alloc(&self, size: u64) -> Result<u64> {
-        self.alloc.lock().as_mut().ok_or_else(ESHUTDOWN)?.alloc(size)
+        self.alloc
+            .lock()
+            .as_deref_mut()
+            .ok_or_else(ESHUTDOWN)?
+            .alloc(size)
     }
 
     /// Gives back the pages of `r`, which no slice uses any more, unless the pool's free
@@ -579,7 +583,7 @@ impl Pool {
     /// Frees the unpublished slice at `offset`, giving back pages no slice uses any more.
     pub(crate) fn free(&self, offset: u64) {
         let mut guard = self.alloc.lock();
-        let Some(a) = guard.as_mut() else {
+        let Some(a) = guard.as_deref_mut() else {
             return;
         };
         if let Some(r) = a.free(offset) {
@@ -599,7 +603,7 @@ impl Pool {
 
     /// Publishes the slice at `offset` to user space; it is never written again.
     pub(crate) fn publish(&self, offset: u64) {
-        if let Some(a) = self.alloc.lock().as_mut() {
+        if let Some(a) = self.alloc.lock().as_deref_mut() {
             a.publish(offset);
         }
     }
@@ -607,7 +611,7 @@ impl Pool {
     /// `SLICE_RELEASE`: frees the published slice at exactly `offset` (`ENXIO` otherwise).
     pub(crate) fn release(&self, offset: u64) -> Result {
         let mut guard = self.alloc.lock();
-        let a = guard.as_mut().ok_or(ENXIO)?;
+        let a = guard.as_deref_mut().ok_or(ENXIO)?;
         if let Some(r) = a.release_published(offset)? {
             self.give_back(a, r);
         }
@@ -617,7 +621,7 @@ impl Pool {
     /// Frees every published slice (reset and teardown); returns how many were freed.
     pub(crate) fn flush(&self) -> u64 {
         let mut guard = self.alloc.lock();
-        let Some(a) = guard.as_mut() else {
+        let Some(a) = guard.as_deref_mut() else {
             return 0;
         };
         let file = self.file().ok();
@@ -654,7 +658,7 @@ impl Pool {
 
     /// Returns the number of slices, their bytes and the resident pages, for fdinfo.
     pub(crate) fn usage(&self) -> (usize, u64, u64) {
-        let (slices, bytes) = match self.alloc.lock().as_ref() {
+        let (slices, bytes) = match self.alloc.lock().as_deref() {
             Some(a) => (a.n_slices(), a.allocated_bytes()),
             None => (0, 0),
         };

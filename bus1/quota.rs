@@ -199,7 +199,10 @@ pub(crate) fn sibling_allows(
             let Ok(rem) = u64::try_from(r) else {
                 return false;
             };
-            match (s_p.checked_add(n_c).and_then(|x| x.checked_mul(d)), rem.checked_add(s_u)) {
+            match (
+                s_p.checked_add(n_c).and_then(|x| x.checked_mul(d)),
+                rem.checked_add(s_u),
+            ) {
                 (Some(l), Some(rhs)) => l <= rhs,
                 _ => false,
             }

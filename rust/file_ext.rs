@@ -27,6 +27,10 @@ use kernel::{
     prelude::*, //
 };
 
+#[allow(
+    improper_ctypes,
+    reason = "only pointers cross the boundary; the lint trips over zero-sized bindgen fields"
+)]
 extern "C" {
     fn rust_bus1_file_is_io_uring(file: *mut bindings::file) -> bool;
 }
