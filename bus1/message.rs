@@ -334,7 +334,7 @@ impl InstallReservation {
             handles.push(
                 (
                     HandleReservation::new()?,
-                    RBTreeNodeReservation::new(GFP_KERNEL)?,
+                    RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
                 ),
                 GFP_KERNEL,
             )?;
@@ -551,7 +551,11 @@ impl Peer {
         sender_uid: u32,
     ) -> Result<Pending> {
         let dst = PeerActive::acquire(node.owner().clone())?;
-        let slot = Queue::reserve(GFP_KERNEL)?;
+        // The queued copy is the receiver's to keep: charged to its memory cgroup.
+        let slot = dst
+            .peer()
+            .pool()
+            .charged(|| Queue::reserve(GFP_KERNEL_ACCOUNT))?;
         let msg = build_copy(&dst, Some(node.clone()), layout, vecs, sender, sender_uid)?;
         Ok(Pending { dst, slot, msg })
     }
@@ -930,7 +934,7 @@ fn build_copy(
         let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
         drop(inner);
         if !charged {
-            let res = ShareReservations::new()?;
+            let res = peer.pool().charged(ShareReservations::new)?;
             if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
                 return Err(ENOTRECOVERABLE());
             }

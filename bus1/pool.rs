@@ -14,6 +14,7 @@
 
 use crate::ext::{
     errno::{
+        EDQUOT,
         ESHUTDOWN,
         EXFULL, //
     },
@@ -591,9 +592,25 @@ impl Pool {
         }
     }
 
-    /// Copies `len` bytes from user memory at `src` into the pool at `offset`.
+    /// Copies `len` bytes from user memory at `src` into the pool at `offset`, on behalf of a
+    /// sender.
+    ///
+    /// The pages are charged to the pool owner's memory cgroup without retrying and without the
+    /// OOM killer; a full cgroup fails the write with `EDQUOT`, like any other limit of the
+    /// receiver a sender runs into.
     pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
-        self.file()?.write_from_user(offset, src, len)
+        self.file()?
+            .write_from_user(offset, src, len)
+            .map_err(|e| if e == ENOMEM { EDQUOT() } else { e })
+    }
+
+    /// Runs `f` with the current task's `GFP_KERNEL_ACCOUNT` allocations charged to the pool
+    /// owner's memory cgroup (see [`ShmemFile::charge_scope`]): for what a sender makes the
+    /// kernel keep for the owner, such as a queued message. A closed pool charges nothing.
+    pub(crate) fn charged<R>(&self, f: impl FnOnce() -> R) -> R {
+        let file = self.file().ok();
+        let _scope = file.as_ref().map(|f| f.charge_scope());
+        f()
     }
 
     /// Writes `data` into the pool at `offset`.

@@ -64,10 +64,24 @@ void rust_bus1_memcg_put(struct mem_cgroup *memcg)
 }
 
 /*
+ * Makes @memcg (NULL: none) the memory cgroup that __GFP_ACCOUNT allocations
+ * of the current task are charged to, returning the previous one.
+ */
+struct mem_cgroup *rust_bus1_set_active_memcg(struct mem_cgroup *memcg)
+{
+	return set_active_memcg(memcg);
+}
+
+/*
  * Returns the page at @index with a reference on its folio, allocating a
  * zeroed one charged to @memcg (if not NULL) for a hole, or an ERR_PTR.
  * The folio is not locked, so writers of different pages (or of the same
  * page) do not serialise on the inode or on each other.
+ *
+ * The allocation and the charge do not retry after reclaim and never invoke
+ * the OOM killer (__GFP_NORETRY): a sender writing into a receiver's pool
+ * must not be able to kill tasks in the receiver's memory cgroup when it is
+ * full. The write fails with -ENOMEM instead.
  */
 struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 				      struct mem_cgroup *memcg)
@@ -77,7 +91,8 @@ struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 	struct page *page;
 
 	page = shmem_read_mapping_page_gfp(mapping, index,
-					   mapping_gfp_mask(mapping));
+					   mapping_gfp_mask(mapping) |
+					   __GFP_NORETRY | __GFP_NOWARN);
 	set_active_memcg(old);
 	return page;
 }
