@@ -551,11 +551,8 @@ impl Peer {
         sender_uid: u32,
     ) -> Result<Pending> {
         let dst = PeerActive::acquire(node.owner().clone())?;
-        // The queued copy is the receiver's to keep: charged to its memory cgroup.
-        let slot = dst
-            .peer()
-            .pool()
-            .charged(|| Queue::reserve(GFP_KERNEL_ACCOUNT))?;
+        // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
+        let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         let msg = build_copy(&dst, Some(node.clone()), layout, vecs, sender, sender_uid)?;
         Ok(Pending { dst, slot, msg })
     }
@@ -934,7 +931,7 @@ fn build_copy(
         let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
         drop(inner);
         if !charged {
-            let res = peer.pool().charged(ShareReservations::new)?;
+            let res = ShareReservations::new()?;
             if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
                 return Err(ENOTRECOVERABLE());
             }

@@ -62,7 +62,10 @@ use crate::{
     },
     transaction::Transaction,
     uapi,
-    user::UserRef,
+    user::{
+        OpenPeer,
+        UserRef, //
+    },
 };
 use core::mem::size_of;
 use kernel::{
@@ -140,13 +143,17 @@ impl ShareReservations {
 pub(crate) struct Limits {
     /// The user this peer is charged to.
     user: UserRef,
+    /// This peer's place among its user's open peers, given back at disconnect.
+    open: Option<OpenPeer>,
     /// This peer's accounts.
     ledger: Ledger,
 }
 
 impl Limits {
-    /// The limits of a new peer of `user`: the user's maxima.
-    fn new(user: UserRef) -> Self {
+    /// The limits of a new peer of `user`: the user's maxima. `EMFILE` if the user has as many
+    /// open peers as it may.
+    fn new(user: UserRef) -> Result<Self> {
+        let open = Some(user.open_peer()?);
         let max = {
             let l = user.user().ledger();
             [
@@ -156,10 +163,16 @@ impl Limits {
                 l.max(quota::FDS),
             ]
         };
-        Limits {
+        Ok(Limits {
             user,
+            open,
             ledger: Ledger::new(max),
-        }
+        })
+    }
+
+    /// The peer was disconnected: it no longer counts among its user's open peers.
+    fn close(&mut self) {
+        self.open = None;
     }
 
     /// Returns the handle limit, which also bounds the length of ID arrays.
@@ -555,7 +568,7 @@ impl Peer {
         // The accounting principal: the real UID, or the owner of the user namespace it is
         // mapped in (see `Documentation/bus1/quota.rst`).
         let uid = viewer.principal();
-        let limits = Limits::new(UserRef::get(uid)?);
+        let limits = Limits::new(UserRef::get(uid)?)?;
         let max_ids = Atomic::new(limits.max_handles());
         let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
         Arc::pin_init(
@@ -704,7 +717,11 @@ impl Peer {
         // Everything but the peer object goes now: the peer may stay pinned for long by
         // handles to its (destroyed) nodes.
         let freed = self.pool.close();
-        self.lock().limits.discharge_slices(freed);
+        {
+            let mut inner = self.lock();
+            inner.limits.discharge_slices(freed);
+            inner.limits.close();
+        }
         self.wake();
         Ok(())
     }

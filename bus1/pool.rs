@@ -599,18 +599,13 @@ impl Pool {
     /// OOM killer; a full cgroup fails the write with `EDQUOT`, like any other limit of the
     /// receiver a sender runs into.
     pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
-        self.file()?
-            .write_from_user(offset, src, len)
-            .map_err(|e| if e == ENOMEM { EDQUOT() } else { e })
-    }
-
-    /// Runs `f` with the current task's `GFP_KERNEL_ACCOUNT` allocations charged to the pool
-    /// owner's memory cgroup (see [`ShmemFile::charge_scope`]): for what a sender makes the
-    /// kernel keep for the owner, such as a queued message. A closed pool charges nothing.
-    pub(crate) fn charged<R>(&self, f: impl FnOnce() -> R) -> R {
-        let file = self.file().ok();
-        let _scope = file.as_ref().map(|f| f.charge_scope());
-        f()
+        self.file()?.write_from_user(offset, src, len).map_err(|e| {
+            if e == ENOMEM {
+                EDQUOT()
+            } else {
+                e
+            }
+        })
     }
 
     /// Writes `data` into the pool at `offset`.

@@ -31,6 +31,10 @@ use kernel::{
         RBTreeNodeReservation, //
     },
     sync::{
+        atomic::{
+            ordering::Relaxed,
+            Atomic, //
+        },
         Arc,
         SpinLock,
         SpinLockGuard, //
@@ -65,6 +69,8 @@ pub(crate) fn handles_max() -> u32 {
 pub(crate) struct User {
     /// The UID, as a global (init user namespace) value.
     uid: u32,
+    /// Open peers (not yet disconnected), at most `user_peers_max`.
+    open: Atomic<u32>,
     /// The quota rule, fixed when the user object is created so that shares stay consistent.
     policy: Policy,
     /// What the user's peers were charged. Innermost lock: taken under a peer's `inner`, and
@@ -137,6 +143,7 @@ impl UserRef {
         let user = Arc::pin_init(
             try_pin_init!(User {
                 uid,
+                open: Atomic::new(0),
                 policy: Policy::from_param(*crate::module_parameters::quota_policy.value()),
                 ledger <- new_spinlock!(Ledger::new(user_maxima()), "User::ledger"),
             }),
@@ -162,6 +169,42 @@ impl UserRef {
     /// Returns the user.
     pub(crate) fn user(&self) -> &Arc<User> {
         &self.user
+    }
+
+    /// Counts one more open peer of the user; `EMFILE` if it has `user_peers_max` already, as
+    /// for inotify's per-user instance limit.
+    pub(crate) fn open_peer(&self) -> Result<OpenPeer> {
+        let max = *crate::module_parameters::user_peers_max.value();
+        let open = &self.user.open;
+        let mut n = open.load(Relaxed);
+        loop {
+            if n >= max {
+                return Err(EMFILE);
+            }
+            match open.cmpxchg(n, n + 1, Relaxed) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        Ok(OpenPeer {
+            user: self.user.clone(),
+        })
+    }
+}
+
+/// One open peer of a user, counted against `user_peers_max` until dropped, at disconnect.
+///
+/// A disconnected peer may be kept for long by handles to its nodes, but it is then only a
+/// small object charged to the holders (see `Documentation/bus1/quota.rst`), so it no longer
+/// counts as open.
+pub(crate) struct OpenPeer {
+    /// The user it counts for.
+    user: Arc<User>,
+}
+
+impl Drop for OpenPeer {
+    fn drop(&mut self) {
+        self.user.open.fetch_sub(1, Relaxed);
     }
 }
 
@@ -202,9 +245,10 @@ impl Writer for UsersFile {
             let l = e.user.ledger();
             write!(
                 f,
-                "uid={} peers={} policy={} senders={}",
+                "uid={} peers={} open={} policy={} senders={}",
                 uid,
                 e.refs,
+                e.user.open.load(Relaxed),
                 e.user.policy.name(),
                 l.senders()
             )?;

@@ -64,15 +64,6 @@ void rust_bus1_memcg_put(struct mem_cgroup *memcg)
 }
 
 /*
- * Makes @memcg (NULL: none) the memory cgroup that __GFP_ACCOUNT allocations
- * of the current task are charged to, returning the previous one.
- */
-struct mem_cgroup *rust_bus1_set_active_memcg(struct mem_cgroup *memcg)
-{
-	return set_active_memcg(memcg);
-}
-
-/*
  * Returns the page at @index with a reference on its folio, allocating a
  * zeroed one charged to @memcg (if not NULL) for a hole, or an ERR_PTR.
  * The folio is not locked, so writers of different pages (or of the same

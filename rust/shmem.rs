@@ -20,10 +20,7 @@
 //! C headers: [`include/linux/shmem_fs.h`](srctree/include/linux/shmem_fs.h),
 //! [`include/linux/memcontrol.h`](srctree/include/linux/memcontrol.h); glue in `rust/helpers.c`.
 
-use core::{
-    marker::PhantomData,
-    ptr::NonNull, //
-};
+use core::ptr::NonNull;
 use kernel::{
     bindings,
     error::{
@@ -55,7 +52,6 @@ extern "C" {
     fn rust_bus1_shmem_setup(name: *const c_char, size: bindings::loff_t) -> *mut bindings::file;
     fn rust_bus1_memcg_get_current() -> *mut bindings::mem_cgroup;
     fn rust_bus1_memcg_put(memcg: *mut bindings::mem_cgroup);
-    fn rust_bus1_set_active_memcg(memcg: *mut bindings::mem_cgroup) -> *mut bindings::mem_cgroup;
     fn rust_bus1_shmem_get_page(
         file: *mut bindings::file,
         index: c_ulong,
@@ -262,48 +258,6 @@ impl ShmemFile {
     /// Returns the memory cgroup to charge pages to, or null.
     fn memcg_ptr(&self) -> *mut bindings::mem_cgroup {
         self.memcg.map_or(core::ptr::null_mut(), NonNull::as_ptr)
-    }
-
-    /// Charges the current task's `__GFP_ACCOUNT` allocations (`GFP_KERNEL_ACCOUNT`) to the
-    /// file's memory cgroup, the one its pages are charged to, until the returned guard is
-    /// dropped.
-    ///
-    /// For objects a task allocates on behalf of the file's owner, which the owner keeps: they
-    /// count against the owner's `memory.max`, like the pages. Without memory cgroups this does
-    /// nothing.
-    pub(crate) fn charge_scope(&self) -> ChargeScope<'_> {
-        // SAFETY: `memcg_ptr` is null or a memcg this object holds a reference to, which
-        // outlives the guard (it borrows `self`); `set_active_memcg()` only stores it in the
-        // current task, and the guard restores the previous value before the borrow ends.
-        let old = unsafe { rust_bus1_set_active_memcg(self.memcg_ptr()) };
-        ChargeScope {
-            old,
-            _file: PhantomData,
-            _task: PhantomData,
-        }
-    }
-}
-
-/// The current task's `__GFP_ACCOUNT` allocations are charged to a [`ShmemFile`]'s memory
-/// cgroup while this exists; see [`ShmemFile::charge_scope`].
-///
-/// # Invariants
-///
-/// `old` is the memory cgroup that was active in the current task before the guard was made.
-/// The guard cannot leave the task (it is not `Send`), and scopes nest: each restores what it
-/// found.
-pub(crate) struct ChargeScope<'a> {
-    old: *mut bindings::mem_cgroup,
-    _file: PhantomData<&'a ShmemFile>,
-    _task: PhantomData<*mut ()>,
-}
-
-impl Drop for ChargeScope<'_> {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariants this runs in the task that made the guard, and `old`
-        // was active there before, set by an enclosing scope that still keeps it alive (or
-        // null).
-        unsafe { rust_bus1_set_active_memcg(self.old) };
     }
 }
 

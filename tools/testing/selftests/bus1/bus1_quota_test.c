@@ -21,6 +21,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sched.h>
@@ -901,6 +904,159 @@ TEST(userns_uids_count_as_their_owner)
 	close(agent);
 	ASSERT_EQ(0, user_listed(NS_OWNER));
 	ASSERT_EQ(0, user_listed(AGENT));
+}
+
+/* --- (h) open peers per principal ------------------------------------------ */
+
+/*
+ * A principal may have at most user_peers_max open peers: open fails with
+ * EMFILE beyond, for that principal only. A disconnected peer no longer
+ * counts, even while handles to its nodes keep it.
+ */
+TEST(open_peers_limited_per_principal)
+{
+	struct rlimit lim = { 40000, 40000 };
+	long max = module_param("user_peers_max", 0), cap, n, i;
+	int *fds, other, holder, p;
+	__u64 h;
+
+	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &lim));
+	/* Without a readable parameter, the limit is found by opening up to 30000 peers. */
+	cap = max ? max + 1 : 30000;
+	fds = calloc(cap, sizeof(*fds));
+	ASSERT_NE(NULL, fds);
+	for (n = 0; n < cap; n++) {
+		fds[n] = open_as(OTHER + 50);
+		if (fds[n] < 0)
+			break;
+	}
+	TH_LOG("%ld peers open for one principal (user_peers_max %ld)", n, max);
+	ASSERT_LT(n, cap);
+	ASSERT_EQ(-EMFILE, fds[n]);
+	ASSERT_LT(0, n);
+	if (max)
+		ASSERT_EQ(max, n);
+
+	/* Other principals are not affected. */
+	holder = open_as(OTHER + 51);
+	ASSERT_LE(0, holder);
+	/* A disconnected peer no longer counts, though a handle keeps it. */
+	ASSERT_EQ(0, xfer(fds[0], N1, holder, &h));
+	ASSERT_EQ(0, ret_errno(ioctl(fds[0], BUS1_CMD_PEER_DISCONNECT, 0)));
+	p = open_as(OTHER + 50);
+	ASSERT_LE(0, p);
+	ASSERT_EQ(-EMFILE, open_as(OTHER + 50));
+	/* Closing one makes room for one. */
+	close(p);
+	other = open_as(OTHER + 50);
+	ASSERT_LE(0, other);
+	close(other);
+
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	free(fds);
+	close(holder);
+	ASSERT_EQ(0, user_listed(OTHER + 50));
+}
+
+/* --- (i) a receiver's memory cgroup ----------------------------------------- */
+
+#define CG_ROOT "/sys/fs/cgroup"
+#define CG CG_ROOT "/bus1-quota-agent"
+
+static int write_file(const char *path, const char *s)
+{
+	int f = open(path, O_WRONLY | O_CLOEXEC), r;
+
+	if (f < 0)
+		return -errno;
+	r = write(f, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -errno;
+	close(f);
+	return r;
+}
+
+/* The value of @key in the flat-keyed cgroup file @path; -1 if missing. */
+static long cg_value(const char *path, const char *key)
+{
+	char line[256];
+	size_t l = strlen(key);
+	long v = -1;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, l) && line[l] == ' ') {
+			v = strtol(line + l + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/*
+ * The pool pages of a message are charged to the receiver's memory cgroup.
+ * When that cgroup is full, the sender gets EDQUOT: its writes never run
+ * the OOM killer in the receiver's cgroup.
+ */
+TEST(full_receiver_cgroup_is_edquot_not_oom)
+{
+	static char big[64 << 10];
+	int sender, agent, to_child[2], from_child[2], r = 0, st;
+	long n = 0;
+	__u64 h;
+	pid_t pid;
+	char c;
+
+	if (access(CG_ROOT "/cgroup.controllers", F_OK)) {
+		mkdir(CG_ROOT, 0755);
+		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
+	}
+	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
+	rmdir(CG);
+	ASSERT_EQ(0, mkdir(CG, 0755));
+	/* No swap: what is charged stays charged (the file is missing without swap support). */
+	(void)write_file(CG "/memory.swap.max", "0");
+	ASSERT_EQ(0, write_file(CG "/memory.max", "1048576"));
+
+	sender = open_as(OTHER + 60);
+	ASSERT_LE(0, sender);
+	ASSERT_EQ(0, pipe(to_child));
+	ASSERT_EQ(0, pipe(from_child));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char me[32];
+
+		/* The agent opens its peer inside the cgroup, then just waits. */
+		snprintf(me, sizeof(me), "%d", getpid());
+		if (write_file(CG "/cgroup.procs", me))
+			_exit(1);
+		agent = open_as(AGENT);
+		if (agent < 0 || xfer(agent, N1, sender, &h))
+			_exit(2);
+		if (write(from_child[1], &h, sizeof(h)) != sizeof(h))
+			_exit(3);
+		if (read(to_child[0], &c, 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	ASSERT_EQ((ssize_t)sizeof(h), read(from_child[0], &h, sizeof(h)));
+
+	/* 64 KiB messages until the 1 MiB cgroup is full. */
+	while (n < 64 && (r = send_ex(sender, 0, &h, 1, NULL, big, sizeof(big), NULL, 0)) == 0)
+		n++;
+	TH_LOG("%ld messages of 64 KiB into a 1 MiB cgroup, then %d", n, r);
+	ASSERT_EQ(-EDQUOT, r);
+	ASSERT_GT(16, n);
+	ASSERT_EQ(0, cg_value(CG "/memory.events", "oom"));
+	ASSERT_EQ(0, cg_value(CG "/memory.events", "oom_kill"));
+	/* The agent is alive and exits on its own. */
+	ASSERT_EQ(1, write(to_child[1], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %#x", st);
+	close(sender);
+	rmdir(CG);
 }
 
 TEST_HARNESS_MAIN
