@@ -33,7 +33,10 @@ use crate::{
             POLLRDNORM,
             POLLWRNORM, //
         },
-        task_ext::Viewer,
+        task_ext::{
+            uid_for_current,
+            Viewer, //
+        },
     },
     message::{
         Message,
@@ -102,6 +105,9 @@ use kernel::{
 
 /// Source of peer IDs; IDs are unique for the lifetime of the module and start at 1.
 static PEER_IDS: Atomic<u64> = Atomic::new(0);
+
+/// The most sending principals fdinfo lists, the largest shares first.
+const FDINFO_SENDERS: usize = 8;
 
 /// The most IDs a `NODES_DESTROY` array may hold, as in the RFC (its default handle limit).
 const NODES_DESTROY_MAX: u64 = 65536;
@@ -184,6 +190,8 @@ impl Limits {
     pub(crate) fn charge(&mut self, c: &Charge) -> Result {
         let mut u = self.user.user().ledger();
         if !self.ledger.fits(c) || !u.fits(c) {
+            self.ledger.note_denied();
+            u.note_denied();
             return Err(EDQUOT());
         }
         self.ledger.take(c);
@@ -216,6 +224,8 @@ impl Limits {
             || !self.ledger.quota_allows(p, sender, c)
             || !quota::sibling_allows(p, &u, sender, &self.ledger.share(sender), c)
         {
+            self.ledger.note_denied();
+            u.note_denied();
             return Err(EDQUOT());
         }
         if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
@@ -1277,7 +1287,8 @@ impl MiscDevice for Peer {
         // Copied out first: nothing is printed with a lock held.
         let mut peer = [(0i64, 0u32); quota::N_RES];
         let mut user = [(0i64, 0u32); quota::N_RES];
-        let (uid, senders) = {
+        let mut top = [(0u32, Charge::default()); FDINFO_SENDERS];
+        let (uid, senders, denied, n_top) = {
             let inner = me.lock();
             let l = &inner.limits;
             let u = l.user.user().ledger();
@@ -1285,17 +1296,30 @@ impl MiscDevice for Peer {
                 peer[r] = (l.ledger.used(r), l.ledger.max(r));
                 user[r] = (u.used(r), u.max(r));
             }
-            (me.uid, l.ledger.senders())
+            (
+                me.uid,
+                l.ledger.senders(),
+                (l.ledger.denied(), u.denied()),
+                l.ledger.top_shares(&mut top),
+            )
         };
         seq_print!(m, "bus1-limits:\tsenders={}", senders);
         for (name, (used, max)) in quota::NAMES.iter().zip(peer.iter()) {
             seq_print!(m, " {}={}/{}", name, used, max);
         }
-        seq_print!(m, "\nbus1-user:\tuid={}", uid);
+        seq_print!(m, " denied={}", denied.0);
+        seq_print!(m, "\nbus1-user:\tuid={}", uid_for_current(uid));
         for (name, (used, max)) in quota::NAMES.iter().zip(user.iter()) {
             seq_print!(m, " {}={}/{}", name, used, max);
         }
-        seq_print!(m, "\n");
+        seq_print!(m, " denied={}\n", denied.1);
+        for (sender, c) in top.iter().take(n_top) {
+            seq_print!(m, "bus1-sender:\tuid={}", uid_for_current(*sender));
+            for (name, n) in quota::NAMES.iter().zip(c.0.iter()) {
+                seq_print!(m, " {}={}", name, n);
+            }
+            seq_print!(m, "\n");
+        }
     }
 }
 

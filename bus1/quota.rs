@@ -231,6 +231,8 @@ pub(crate) struct Ledger {
     shares: RBTree<u32, Charge>,
     /// Senders with a non-zero share.
     senders: u64,
+    /// Charges refused here (`EDQUOT`), for fdinfo and debugfs.
+    denied: u64,
 }
 
 impl Ledger {
@@ -241,6 +243,7 @@ impl Ledger {
             remaining: max.map(i64::from),
             shares: RBTree::new(),
             senders: 0,
+            denied: 0,
         }
     }
 
@@ -260,6 +263,38 @@ impl Ledger {
     /// The number of senders holding a share.
     pub(crate) fn senders(&self) -> u64 {
         self.senders
+    }
+
+    /// Counts a refused charge.
+    pub(crate) fn note_denied(&mut self) {
+        self.denied = self.denied.saturating_add(1);
+    }
+
+    /// The number of charges refused here.
+    pub(crate) fn denied(&self) -> u64 {
+        self.denied
+    }
+
+    /// Fills `out` with the largest shares (by slices, then bytes), largest first, and returns
+    /// how many it filled. Allocates nothing, so it can copy them out under a lock.
+    pub(crate) fn top_shares(&self, out: &mut [(u32, Charge)]) -> usize {
+        let key = |c: &Charge| (c.0[SLICES], c.0[BYTES]);
+        let mut n = 0;
+        for (&uid, c) in self.shares() {
+            // The position among those kept so far; past the end if smaller than all of them.
+            let pos = out[..n]
+                .iter()
+                .position(|(_, o)| key(c) > key(o))
+                .unwrap_or(n);
+            if pos >= out.len() {
+                continue;
+            }
+            let end = if n < out.len() { n } else { n - 1 };
+            out.copy_within(pos..end, pos + 1);
+            out[pos] = (uid, *c);
+            n = (n + 1).min(out.len());
+        }
+        n
     }
 
     /// Iterates over the share of every sending user that holds one.
@@ -537,6 +572,23 @@ mod tests {
         assert!(!sibling_allows(p, &u, 9, &one(250), &one(1)));
         assert!(u.quota_allows(p, 9, &one(125)));
         assert!(sibling_allows(p, &u, 9, &Charge::default(), &one(125)));
+        Ok(())
+    }
+
+    #[test]
+    fn top_shares_are_the_largest() -> Result {
+        let mut l = Ledger::new([100, 100, 1000, 100]);
+        for (uid, n) in [(1u32, 3u64), (2, 9), (3, 1), (4, 5), (5, 7)] {
+            l.add_entry(uid, RBTreeNodeReservation::new(GFP_KERNEL)?);
+            l.take_shared(uid, &Charge([n, 0, 8 * n, 0]));
+        }
+        let mut out = [(0u32, Charge::default()); 3];
+        assert_eq!(l.top_shares(&mut out), 3);
+        assert_eq!(out.map(|(u, _)| u), [2, 5, 4]);
+        let mut all = [(0u32, Charge::default()); 8];
+        assert_eq!(l.top_shares(&mut all), 5);
+        assert_eq!(all[..5].iter().map(|(u, _)| *u).sum::<u32>(), 15);
+        assert_eq!(all[4].0, 3);
         Ok(())
     }
 

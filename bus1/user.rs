@@ -13,7 +13,10 @@
 //! a peer object is freed, never on the send or receive path.
 
 use crate::{
-    ext::global::users,
+    ext::{
+        global::users,
+        task_ext::uid_for_current, //
+    },
     quota::{
         Ledger,
         Policy,
@@ -245,19 +248,20 @@ impl Writer for UsersFile {
             let l = e.user.ledger();
             write!(
                 f,
-                "uid={} peers={} open={} policy={} senders={}",
-                uid,
+                "uid={} peers={} open={} policy={} senders={} denied={}",
+                uid_for_current(*uid),
                 e.refs,
                 e.user.open.load(Relaxed),
                 e.user.policy.name(),
-                l.senders()
+                l.senders(),
+                l.denied()
             )?;
             for (r, name) in NAMES.iter().enumerate() {
                 write!(f, " {}={}/{}", name, l.used(r), l.max(r))?;
             }
             writeln!(f)?;
             for (sender, c) in l.shares() {
-                write!(f, "  sender={}", sender)?;
+                write!(f, "  sender={}", uid_for_current(*sender))?;
                 for (name, n) in NAMES.iter().zip(c.0.iter()) {
                     write!(f, " {}={}", name, n)?;
                 }

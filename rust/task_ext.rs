@@ -111,6 +111,19 @@ fn current_real_ids() -> (Kuid, bindings::kgid_t) {
     (Kuid::from_raw(uid), gid)
 }
 
+/// Returns the global UID value `kuid` as the current task sees it, in its user namespace, or
+/// the overflow UID if it has no mapping there: for what bus1 shows the reader of a file such as
+/// fdinfo or debugfs.
+pub(crate) fn uid_for_current(kuid: u32) -> u32 {
+    // SAFETY: As in `current_real_ids`, current's credentials stay valid during this block, and
+    // they hold a reference to their user namespace; `from_kuid_munged()` only reads the
+    // namespace's mapping.
+    unsafe {
+        let ns = (*(*Task::current_raw()).cred).user_ns;
+        bindings::from_kuid_munged(ns, bindings::kuid_t { val: kuid })
+    }
+}
+
 /// Returns a new reference to the current task's subjective credentials (C
 /// `get_current_cred()`).
 fn get_current_cred() -> ARef<Credential> {

@@ -1059,4 +1059,82 @@ TEST(full_receiver_cgroup_is_edquot_not_oom)
 	rmdir(CG);
 }
 
+/* --- (j) who holds what, and what was refused -------------------------------- */
+
+/* The fdinfo of @fd in @buf. */
+static int fdinfo_text(int fd, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	n = read(f, buf, len - 1);
+	close(f);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return 0;
+}
+
+/*
+ * fdinfo lists the principals holding a share of the peer, largest first, and
+ * counts the charges refused at the peer and at its principal.
+ */
+TEST(fdinfo_lists_senders_and_denials)
+{
+	char buf[4096], want[128];
+	int agent, s1, s2, i;
+	const char *a, *b;
+	__u64 h1, h2;
+
+	agent = open_as(OTHER + 70);
+	s1 = open_as(OTHER + 71);
+	s2 = open_as(OTHER + 72);
+	ASSERT_LE(0, agent);
+	ASSERT_LE(0, s1);
+	ASSERT_LE(0, s2);
+	ASSERT_EQ(0, xfer(agent, N1, s1, &h1));
+	ASSERT_EQ(0, xfer(agent, N1, s2, &h2));
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, send8(s1, h1));
+	ASSERT_EQ(0, send8(s2, h2));
+
+	ASSERT_EQ(0, fdinfo_text(agent, buf, sizeof(buf)));
+	snprintf(want, sizeof(want), "bus1-sender:\tuid=%d slices=3 handles=0 bytes=24 fds=0\n",
+		 OTHER + 71);
+	a = strstr(buf, want);
+	ASSERT_NE(NULL, a) TH_LOG("%s", buf);
+	snprintf(want, sizeof(want), "bus1-sender:\tuid=%d slices=1 handles=0 bytes=8 fds=0\n",
+		 OTHER + 72);
+	b = strstr(buf, want);
+	ASSERT_NE(NULL, b) TH_LOG("%s", buf);
+	ASSERT_LT(a, b);
+	ASSERT_NE(NULL, strstr(buf, " denied=0\nbus1-user:")) TH_LOG("%s", buf);
+
+	/* A refused charge counts at the peer and its principal. */
+	ASSERT_EQ(0, reset_limits(agent, 4, KEEP, KEEP, KEEP));
+	ASSERT_EQ(-EDQUOT, send8(s2, h2));
+	ASSERT_EQ(-EDQUOT, send8(s1, h1));
+	ASSERT_EQ(0, fdinfo_text(agent, buf, sizeof(buf)));
+	ASSERT_NE(NULL, strstr(buf, " denied=2\nbus1-user:")) TH_LOG("%s", buf);
+	snprintf(want, sizeof(want), "bus1-user:\tuid=%d ", OTHER + 70);
+	a = strstr(buf, want);
+	ASSERT_NE(NULL, a) TH_LOG("%s", buf);
+	ASSERT_NE(NULL, strstr(a, " denied=2\n")) TH_LOG("%s", buf);
+
+	/* Shares gone, lines gone. */
+	while (recv_release(agent) == 0)
+		;
+	ASSERT_EQ(0, fdinfo_text(agent, buf, sizeof(buf)));
+	ASSERT_EQ(NULL, strstr(buf, "bus1-sender:")) TH_LOG("%s", buf);
+
+	close(s1);
+	close(s2);
+	close(agent);
+}
+
 TEST_HARNESS_MAIN
