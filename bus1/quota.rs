@@ -188,26 +188,31 @@ pub(crate) fn sibling_allows(
         user.senders
     };
     let d = policy.divisor(n).saturating_mul(SIBLING_DIVISOR);
-    user.remaining
-        .iter()
-        .zip(share.0.iter())
-        .zip(peer_share.0.iter().zip(c.0.iter()))
-        .all(|((&r, &s_u), (&s_p, &n_c))| {
-            if n_c == 0 {
-                return true;
-            }
-            let Ok(rem) = u64::try_from(r) else {
-                return false;
-            };
-            match (
-                s_p.checked_add(n_c).and_then(|x| x.checked_mul(d)),
-                rem.checked_add(s_u),
-            ) {
-                (Some(l), Some(rhs)) => l <= rhs,
-                _ => false,
-            }
-        })
+    (0..N_RES).all(|r| {
+        let (s_u, s_p, n_c) = (share.0[r], peer_share.0[r], c.0[r]);
+        if n_c == 0 || user.lane_admits(r, s_u, n_c) {
+            return true;
+        }
+        let Ok(rem) = u64::try_from(user.elastic_remaining(r)) else {
+            return false;
+        };
+        match (
+            s_p.checked_add(n_c).and_then(|x| x.checked_mul(d)),
+            rem.checked_add(s_u),
+        ) {
+            (Some(l), Some(rhs)) => l <= rhs,
+            _ => false,
+        }
+    })
 }
+
+/// How many principals the reserved lane of a ledger serves: its size in units of the amount
+/// one principal may hold in it.
+pub(crate) const LANE_PRINCIPALS: u64 = 1024;
+/// The amount one principal may hold in the lane, as a part of the maximum.
+const LANE_GRAIN_DIVISOR: u64 = 4096;
+/// The lane's size, at most this part of the maximum.
+const LANE_SIZE_DIVISOR: u64 = 4;
 
 /// Room for a new share entry in a [`Ledger`], allocated before any lock is taken.
 pub(crate) type ShareReservation = RBTreeNodeReservation<u32, Charge>;
@@ -233,6 +238,12 @@ pub(crate) struct Ledger {
     senders: u64,
     /// Charges refused here (`EDQUOT`), for fdinfo and debugfs.
     denied: u64,
+    /// Per resource, the amount one principal may hold in the reserved lane (`g`).
+    lane_grain: [u64; N_RES],
+    /// Per resource, the size of the reserved lane (`L`).
+    lane_size: [u64; N_RES],
+    /// Per resource, what the principals hold in the lane: the sum of `min(share, g)`.
+    lane_used: [u64; N_RES],
 }
 
 impl Ledger {
@@ -244,7 +255,49 @@ impl Ledger {
             shares: RBTree::new(),
             senders: 0,
             denied: 0,
+            lane_grain: max.map(|m| (u64::from(m) / LANE_GRAIN_DIVISOR).max(1)),
+            lane_size: max.map(|m| {
+                let g = (u64::from(m) / LANE_GRAIN_DIVISOR).max(1);
+                g.saturating_mul(LANE_PRINCIPALS)
+                    .min(u64::from(m) / LANE_SIZE_DIVISOR)
+            }),
+            lane_used: [0; N_RES],
         }
+    }
+
+    /// The same ledger without a reserved lane: only the rule decides. For tests of the rule.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn without_lane(mut self) -> Self {
+        self.lane_size = [0; N_RES];
+        self
+    }
+
+    /// What of `res` remains for the rule: the unused amount minus the part of the lane that
+    /// is not held yet (negative when the lane's free part is all that remains).
+    fn elastic_remaining(&self, res: usize) -> i64 {
+        let free_lane = self.lane_size[res].saturating_sub(self.lane_used[res]);
+        self.remaining[res].saturating_sub(i64::try_from(free_lane).unwrap_or(i64::MAX))
+    }
+
+    /// Whether the lane takes `charge` units of `res` for a principal holding `share`: it then
+    /// holds at most `g`, the lane keeps within its size, and the units are unused.
+    fn lane_admits(&self, res: usize, share: u64, charge: u64) -> bool {
+        let g = self.lane_grain[res];
+        let Some(new) = share.checked_add(charge) else {
+            return false;
+        };
+        if new > g || i64::try_from(charge).map_or(true, |c| c > self.remaining[res]) {
+            return false;
+        }
+        let more = new.min(g) - share.min(g);
+        self.lane_used[res].saturating_add(more) <= self.lane_size[res]
+    }
+
+    /// Moves the lane's use when a share of `res` goes from `old` to `new`.
+    fn lane_moved(&mut self, res: usize, old: u64, new: u64) {
+        let g = self.lane_grain[res];
+        let u = &mut self.lane_used[res];
+        *u = u.saturating_sub(old.min(g)).saturating_add(new.min(g));
     }
 
     /// The maximum of `res`.
@@ -359,10 +412,10 @@ impl Ledger {
         } else {
             self.senders
         };
-        self.remaining
-            .iter()
-            .zip(share.0.iter().zip(c.0.iter()))
-            .all(|(&r, (&s, &n_c))| allows(policy, r, s, n_c, n))
+        (0..N_RES).all(|r| {
+            let (s, n_c) = (share.0[r], c.0[r]);
+            allows(policy, self.elastic_remaining(r), s, n_c, n) || self.lane_admits(r, s, n_c)
+        })
     }
 
     /// Charges `c` to `uid`'s share and to what remains, after [`Self::quota_allows`] said yes.
@@ -370,14 +423,19 @@ impl Ledger {
     /// The entry must exist ([`Self::add_entry`]); without one, only the plain charge is made.
     pub(crate) fn take_shared(&mut self, uid: u32, c: &Charge) {
         self.take(c);
-        if let Some(s) = self.shares.get_mut(&uid) {
-            let was_zero = s.is_zero();
-            for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
-                *x = x.saturating_add(n);
-            }
-            if was_zero && !s.is_zero() {
-                self.senders = self.senders.saturating_add(1);
-            }
+        let Some(s) = self.shares.get_mut(&uid) else {
+            return;
+        };
+        let old = *s;
+        for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
+            *x = x.saturating_add(n);
+        }
+        let new = *s;
+        if old.is_zero() && !new.is_zero() {
+            self.senders = self.senders.saturating_add(1);
+        }
+        for r in 0..N_RES {
+            self.lane_moved(r, old.0[r], new.0[r]);
         }
     }
 
@@ -389,14 +447,18 @@ impl Ledger {
     /// it likes (it may hold a spinlock: freeing does not sleep).
     pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) -> Option<Charge> {
         let s = self.shares.get_mut(&uid)?;
-        let was_zero = s.is_zero();
+        let old = *s;
         for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
             *x = x.saturating_sub(n);
         }
-        if !s.is_zero() {
+        let new = *s;
+        for r in 0..N_RES {
+            self.lane_moved(r, old.0[r], new.0[r]);
+        }
+        if !new.is_zero() {
             return None;
         }
-        if !was_zero {
+        if !old.is_zero() {
             self.senders = self.senders.saturating_sub(1);
         }
         self.shares.remove(&uid)
@@ -511,7 +573,7 @@ mod tests {
 
     #[test]
     fn ledger_shares() -> Result {
-        let mut l = Ledger::new([10, 100, 1000, 10]);
+        let mut l = Ledger::new([10, 100, 1000, 10]).without_lane();
         let c = Charge([1, 2, 3, 0]);
         assert!(l.quota_allows(Policy::N2017, 5, &c));
         l.add_entry(5, RBTreeNodeReservation::new(GFP_KERNEL)?);
@@ -559,7 +621,7 @@ mod tests {
     #[test]
     fn siblings_keep_half() -> Result {
         // The principal's ledger, with one sender holding nothing yet.
-        let mut u = Ledger::new([1000, 1000, 1000, 1000]);
+        let mut u = Ledger::new([1000, 1000, 1000, 1000]).without_lane();
         let p = Policy::N2017;
         // A(1) = 2: the sender may take 500 at the principal, one peer 250 of it.
         let one = |n| Charge::one(SLICES, n);
@@ -589,6 +651,86 @@ mod tests {
         assert_eq!(l.top_shares(&mut all), 5);
         assert_eq!(all[..5].iter().map(|(u, _)| *u).sum::<u32>(), 15);
         assert_eq!(all[4].0, 3);
+        Ok(())
+    }
+
+    /// Floods `l` from `uid`, one unit of slices at a time, until the rule refuses; returns
+    /// how many units it took.
+    fn greedy(l: &mut Ledger, p: Policy, uid: u32) -> Result<u64> {
+        let one = Charge::one(SLICES, 1);
+        let mut n = 0;
+        while l.quota_allows(p, uid, &one) {
+            if !l.has_entry(uid) {
+                l.add_entry(uid, RBTreeNodeReservation::new(GFP_KERNEL)?);
+            }
+            l.take_shared(uid, &one);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The reserved-lane table of `Documentation/bus1/quota.rst`: `k` greedy principals flood a
+    /// ledger of 16384 slices one after another; what they hold, and what the next one gets.
+    /// The lane (`L` = 4096, `g` = 4) guarantees `g` to the next one while fewer than
+    /// `L / g` = 1024 others hold `g` each, whatever the policy.
+    #[test]
+    fn lane_guarantee() -> Result {
+        // (k, held by the k, what the next one gets)
+        type Row = (u32, u64, u64);
+        let table: [(Policy, [Row; 4]); 3] = [
+            (
+                Policy::Rfc,
+                [
+                    (1, 6146, 3075),
+                    (10, 12312, 10),
+                    (100, 12683, 4),
+                    (1000, 16283, 4),
+                ],
+            ),
+            (
+                Policy::N2017,
+                [
+                    (1, 6146, 2050),
+                    (10, 11188, 95),
+                    (100, 12357, 4),
+                    (1000, 15957, 4),
+                ],
+            ),
+            (
+                Policy::Quasilinear,
+                [
+                    (1, 3073, 1024),
+                    (10, 6282, 100),
+                    (100, 8020, 5),
+                    (1000, 11635, 4),
+                ],
+            ),
+        ];
+        for (p, rows) in table {
+            for (k, held_want, next_want) in rows {
+                let mut l = Ledger::new([16384, 0, 0, 0]);
+                let mut held = 0;
+                for uid in 0..k {
+                    held += greedy(&mut l, p, uid)?;
+                }
+                let next = greedy(&mut l, p, k)?;
+                pr_info!(
+                    "bus1_quota: lane B=16384 policy={} k={} held={} next={}\n",
+                    p.name(),
+                    k,
+                    held,
+                    next
+                );
+                assert_eq!((held, next), (held_want, next_want));
+                assert!(next >= 4);
+            }
+        }
+        // Without the lane, the default policy locks the next one out at k = 1000.
+        let mut l = Ledger::new([16384, 0, 0, 0]).without_lane();
+        for uid in 0..1000 {
+            greedy(&mut l, Policy::Quasilinear, uid)?;
+        }
+        assert_eq!(greedy(&mut l, Policy::Quasilinear, 1000)?, 0);
         Ok(())
     }
 

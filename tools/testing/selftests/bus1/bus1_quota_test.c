@@ -197,29 +197,93 @@ static __u64 divisor(__u64 n)
 	}
 }
 
-static __u64 take_div(__u64 rem, __u64 share, __u64 d)
+static __u64 max_take(__u64 rem, __u64 share, __u64 n)
 {
-	__u64 t = (rem + share) / d;
+	__u64 t = (rem + share) / divisor(n);
 
 	t = t > share ? t - share : 0;
 	return t < rem ? t : rem;
 }
 
-static __u64 max_take(__u64 rem, __u64 share, __u64 n)
+/*
+ * A model of one resource of a receiver's ledgers, as Documentation/bus1/
+ * quota.rst describes them, to compute how many one-unit charges a flood
+ * gets: per ledger the unused amount R, the reserved lane (size L, at most g
+ * per principal, lane = what principals hold in it) and the shares.
+ */
+#define MODEL_SENDERS 16
+
+struct model {
+	long long R, L, g, lane, senders;
+	long long share[MODEL_SENDERS];
+};
+
+static void model_init(struct model *m, long long max)
 {
-	return take_div(rem, share, divisor(n));
+	memset(m, 0, sizeof(*m));
+	m->R = max;
+	m->g = max / 4096 > 1 ? max / 4096 : 1;
+	m->L = m->g * 1024 < max / 4 ? m->g * 1024 : max / 4;
+}
+
+static long long model_n(const struct model *m, int who)
+{
+	return m->share[who] ? m->senders : m->senders + 1;
+}
+
+/* What remains for the rule: R minus the part of the lane not held yet. */
+static long long model_elastic(const struct model *m)
+{
+	return m->R - (m->L - m->lane);
+}
+
+static int model_lane(const struct model *m, int who)
+{
+	long long s = m->share[who];
+
+	return s + 1 <= m->g && m->R >= 1 && m->lane + 1 <= m->L;
+}
+
+static int model_rule(const struct model *m, int who)
+{
+	long long r = model_elastic(m), s = m->share[who];
+
+	return r >= 1 && (s + 1) * (long long)divisor(model_n(m, who)) <= r + s;
+}
+
+static void model_take(struct model *m, int who)
+{
+	if (!m->share[who])
+		m->senders++;
+	if (m->share[who] < m->g)
+		m->lane++;
+	m->share[who]++;
+	m->R--;
 }
 
 /*
- * What a sender may add to its share at one receiving peer that holds all of
- * its share at the peer's principal (the usual case: one agent peer): besides
- * the rule at both levels, one peer may hold at most half of what the sender
- * may hold at the principal (fairness among a principal's peers), so
- * (s + c) * 2 * A(n) <= R + s decides.
+ * One-unit charges from sender @who to a peer with ledger @p of a principal
+ * with ledger @u, until refused: the rule or the lane at both levels, and
+ * the peer's share within half of what the sender may hold at the principal
+ * (fairness among the principal's peers) unless the principal's lane admits.
  */
-static __u64 fair_take(__u64 rem, __u64 share, __u64 n)
+static long model_flood(struct model *u, struct model *p, int who)
 {
-	return take_div(rem, share, 2 * divisor(n));
+	long n = 0;
+
+	for (;;) {
+		long long r = model_elastic(u);
+		int ul = model_lane(u, who);
+		int sib = ul || (r >= 0 && (p->share[who] + 1) * 2 *
+				 (long long)divisor(model_n(u, who)) <= r + u->share[who]);
+
+		if (!(ul || model_rule(u, who)) || !(model_lane(p, who) || model_rule(p, who)) ||
+		    !sib)
+			return n;
+		model_take(u, who);
+		model_take(p, who);
+		n++;
+	}
 }
 
 /*
@@ -276,8 +340,13 @@ static int user_listed(uid_t uid)
 TEST(hostile_flood_leaves_room)
 {
 	int agent, agent2, agent3, hostile[10], good, i, err;
-	__u64 h, hh[10], rem = module_param("user_slices_max", 16384);
+	__u64 h, hh[10];
 	long sent, total = 0;
+	struct model mu, mp;
+
+	/* The agent's principal and its one peer, which mirror each other here. */
+	model_init(&mu, module_param("user_slices_max", 16384));
+	model_init(&mp, module_param("user_slices_max", 16384));
 
 	agent = open_as(AGENT);
 	ASSERT_LE(0, agent);
@@ -287,13 +356,12 @@ TEST(hostile_flood_leaves_room)
 		ASSERT_EQ(0, xfer(agent, N1, hostile[i], &hh[i]));
 	}
 	for (i = 0; i < 10; i++) {
-		__u64 want = fair_take(rem, 0, i + 1);
+		long want = model_flood(&mu, &mp, i);
 
 		sent = flood(hostile[i], hh[i], &err);
 		ASSERT_EQ(-EDQUOT, err);
 		/* Each takes exactly what the rule lets the (i+1)-th sender take. */
-		ASSERT_EQ((long)want, sent) TH_LOG("hostile %d", i);
-		rem -= sent;
+		ASSERT_EQ(want, sent) TH_LOG("hostile %d", i);
 		total += sent;
 	}
 	ASSERT_EQ(total, fdinfo_used(agent, "bus1-limits:", SLICES, NULL));
@@ -305,7 +373,7 @@ TEST(hostile_flood_leaves_room)
 	ASSERT_EQ(0, xfer(agent, N1, good, &h));
 	sent = flood(good, h, &err);
 	ASSERT_EQ(-EDQUOT, err);
-	ASSERT_EQ((long)fair_take(rem, 0, 11), sent);
+	ASSERT_EQ(model_flood(&mu, &mp, 10), sent);
 	ASSERT_LT(0, sent);
 
 	/* The agent's own UID still reaches the flooded peer and its other peers. */
@@ -343,6 +411,7 @@ TEST(unread_replies_hit_only_that_client)
 {
 	int agent, c1, c2, i, err;
 	__u64 r1, r2, dst[2], errors[2], slices = module_param("user_slices_max", 16384);
+	struct model mu, mp;
 	long sent;
 
 	agent = open_as(AGENT);
@@ -355,9 +424,11 @@ TEST(unread_replies_hit_only_that_client)
 	ASSERT_EQ(0, xfer(c1, N1, agent, &r1));
 	ASSERT_EQ(0, xfer(c2, N1, agent, &r2));
 
+	model_init(&mu, slices);
+	model_init(&mp, slices);
 	sent = flood(agent, r1, &err);
 	ASSERT_EQ(-EDQUOT, err);
-	ASSERT_EQ((long)fair_take(slices, 0, 1), sent);
+	ASSERT_EQ(model_flood(&mu, &mp, 0), sent);
 	ASSERT_EQ(sent, fdinfo_used(c1, "bus1-user:", SLICES, NULL));
 
 	/* The agent keeps serving the other client. */
@@ -757,7 +828,8 @@ TEST(dead_peers_pin_only_a_stub)
 TEST(unread_replies_spare_sibling_peers)
 {
 	int agent, c1, c2, i, err;
-	__u64 r1, r2, slices = module_param("user_slices_max", 16384), want;
+	__u64 r1, r2, slices = module_param("user_slices_max", 16384);
+	struct model mu, mp1, mp2;
 	long sent, sent2;
 
 	agent = open_as(AGENT);
@@ -769,26 +841,24 @@ TEST(unread_replies_spare_sibling_peers)
 	ASSERT_EQ(0, xfer(c1, N1, agent, &r1));
 	ASSERT_EQ(0, xfer(c2, N1, agent, &r2));
 
+	model_init(&mu, slices);
+	model_init(&mp1, slices);
+	model_init(&mp2, slices);
 	sent = flood(agent, r1, &err);
 	ASSERT_EQ(-EDQUOT, err);
-	ASSERT_EQ((long)fair_take(slices, 0, 1), sent);
+	ASSERT_EQ(model_flood(&mu, &mp1, 0), sent);
+	/* Without fairness, this one peer would hold all the agent may hold at the UID. */
+	ASSERT_GT((long)max_take(slices, 0, 1), sent);
 
 	/* Replies to the sibling still flow, in both directions of the queue. */
 	for (i = 0; i < 100; i++) {
 		ASSERT_EQ(0, send8(agent, r2));
 		ASSERT_EQ(0, recv_release(c2));
 	}
-	/*
-	 * And the sibling may be sent the rest of the agent's allowance at the
-	 * UID, up to its own half: with s = sent at the UID, c <= B / A - s by
-	 * the rule, c <= B / (2 A) by fairness.
-	 */
-	want = max_take(slices - sent, sent, 1);
-	if (want > slices / (2 * divisor(1)))
-		want = slices / (2 * divisor(1));
+	/* And the sibling may be sent the rest, up to its own half. */
 	sent2 = flood(agent, r2, &err);
 	ASSERT_EQ(-EDQUOT, err);
-	ASSERT_EQ((long)want, sent2);
+	ASSERT_EQ(model_flood(&mu, &mp2, 0), sent2);
 	ASSERT_LT(0, sent2);
 
 	close(agent);
@@ -853,6 +923,7 @@ TEST(userns_uids_count_as_their_owner)
 {
 	int agent, good, go[2], res[2], i, st;
 	__u64 h, slices = module_param("user_slices_max", 16384);
+	struct model mu, mp;
 	long total = 0, part;
 	char path[64], map[64], line[512];
 	pid_t pid;
@@ -888,7 +959,9 @@ TEST(userns_uids_count_as_their_owner)
 
 	/* One principal, however many UIDs: exactly what one sender may take. */
 	TH_LOG("%d UIDs of one user namespace queued %ld messages", NS_UIDS, total);
-	ASSERT_EQ((long)fair_take(slices, 0, 1), total);
+	model_init(&mu, slices);
+	model_init(&mp, slices);
+	ASSERT_EQ(model_flood(&mu, &mp, 0), total);
 	ASSERT_EQ(total, fdinfo_used(agent, "bus1-limits:", SLICES, NULL));
 	ASSERT_EQ(0, debugfs_user(AGENT, line, sizeof(line)));
 	ASSERT_NE(NULL, strstr(line, " senders=1 ")) TH_LOG("%s", line);
