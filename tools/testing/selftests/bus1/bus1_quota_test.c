@@ -211,7 +211,7 @@ static __u64 max_take(__u64 rem, __u64 share, __u64 n)
  * gets: per ledger the unused amount R, the reserved lane (size L, at most g
  * per principal, lane = what principals hold in it) and the shares.
  */
-#define MODEL_SENDERS 16
+#define MODEL_SENDERS 1100
 
 struct model {
 	long long R, L, g, lane, senders;
@@ -1208,6 +1208,49 @@ TEST(fdinfo_lists_senders_and_denials)
 	close(s1);
 	close(s2);
 	close(agent);
+}
+
+/* --- (k) the reserved lane ------------------------------------------------- */
+
+#define MANY 1000
+#define MANY_BASE 30000	/* UIDs MANY_BASE.. */
+
+/*
+ * A thousand distinct principals flood one agent peer, one after another;
+ * the next principal still gets its lane amount (g = B / 4096 slices), as
+ * locking it out takes B / 4 / g = 1024 others. Each count is exactly what
+ * the model of the rule, the lane and fairness gives.
+ */
+TEST(thousand_principals_leave_the_lane)
+{
+	static struct model mu, mp;
+	static long sent[MANY + 1];
+	__u64 slices = module_param("user_slices_max", 16384), h;
+	int agent, p, i, err;
+	long total = 0;
+
+	agent = open_as(AGENT + 2);
+	ASSERT_LE(0, agent);
+	for (i = 0; i <= MANY; i++) {
+		p = open_as(i < MANY ? MANY_BASE + i : GOOD + 7);
+		ASSERT_LE(0, p);
+		ASSERT_EQ(0, xfer(agent, N1, p, &h));
+		sent[i] = flood(p, h, &err);
+		ASSERT_EQ(-EDQUOT, err);
+		if (i < MANY)
+			total += sent[i];
+		close(p);
+	}
+	TH_LOG("%d principals hold %ld slices, the next one gets %ld", MANY, total, sent[MANY]);
+	/* The guarantee: the next one gets its lane amount. */
+	model_init(&mu, slices);
+	ASSERT_LE(mu.g, sent[MANY]);
+	/* And every count is exactly the model's. */
+	model_init(&mp, slices);
+	for (i = 0; i <= MANY; i++)
+		ASSERT_EQ(model_flood(&mu, &mp, i), sent[i]) TH_LOG("principal %d", i);
+	close(agent);
+	ASSERT_EQ(0, user_listed(AGENT + 2));
 }
 
 TEST_HARNESS_MAIN
