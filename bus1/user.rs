@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Users: one accounting object per UID.
+//! Users: one accounting object per principal.
 //!
-//! A peer is charged to the *real* UID of the credentials that opened it, read once at
-//! `open(2)`, like the kernel's own per-user accounting of pipe buffers, message queues and
-//! inotify instances (`cred->user`). The real UID says on whose behalf a process runs; the
-//! effective UID only says which permissions it uses right now, and a set-uid helper must not be
-//! able to move its caller's consumption into its owner's budget. Fixing the UID at open keeps a
-//! peer's identity stable for its lifetime, whatever the task does with its credentials later.
+//! A peer is charged to a principal fixed at `open(2)`: the *real* UID of the credentials that
+//! opened it, like the kernel's own per-user accounting of pipe buffers, message queues and
+//! inotify instances (`cred->user`), or, for credentials of a user namespace, that namespace's
+//! owner ([`crate::ext::task_ext::Viewer::principal`]). The real UID says on whose behalf a
+//! process runs; the effective UID only says which permissions it uses right now, and a set-uid
+//! helper must not be able to move its caller's consumption into its owner's budget. Fixing the
+//! principal at open keeps a peer's identity stable for its lifetime, whatever the task does
+//! with its credentials later.
 //!
 //! The registry of users is a global mutex, but it is taken only when a peer is opened and when
 //! a peer object is freed, never on the send or receive path.
