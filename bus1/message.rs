@@ -354,7 +354,7 @@ impl InstallReservation {
         if let Some(cargo) = &msg.cargo {
             for node in cargo.nodes.iter().flatten() {
                 if node.destroyed_at().is_some() && !Arc::ptr_eq(node.owner(), &msg.receiver) {
-                    destroys.push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+                    destroys.push(Queue::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
                 }
             }
         }
@@ -438,7 +438,8 @@ impl Peer {
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
         let handle_ids = read_u64s(s.ptr_handles, n_handles)?;
-        let mut nodes: KVec<Option<Arc<Node>>> = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        let mut nodes: KVec<Option<Arc<Node>>> =
+            KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
         for &id in handle_ids.iter() {
             let (node, new) = self.resolve(id)?;
             if new {
@@ -994,7 +995,7 @@ fn make_cargo(
     if nodes.is_empty() && files.is_empty() {
         return Ok(None);
     }
-    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL)?;
+    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL_ACCOUNT)?;
     for slot in cargo.nodes.iter_mut() {
         if let Some(node) = slot {
             if !get_inflight(node, n) {
@@ -1041,7 +1042,7 @@ fn read_u64s(ptr: u64, n: usize) -> Result<SmallVec<u64, 8>> {
 fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>> {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<i32>()).reader();
-    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut out = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..n {
         let fd: i32 = r.read()?;
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;

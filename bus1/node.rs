@@ -60,7 +60,7 @@ impl Node {
                 serial,
                 destroyed: Atomic::new(0),
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?)
     }
 

@@ -610,7 +610,7 @@ impl Peer {
                 pool <- Pool::new(),
                 viewer,
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
@@ -661,7 +661,7 @@ impl Peer {
     /// handle. The caller holds the lock and checked that `id` is unmanaged and unused.
     fn create_node(self: &Arc<Self>, inner: &mut PeerInner, id: u64) -> Result<Arc<Node>> {
         let res = HandleReservation::new()?;
-        let st_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let st_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let serial = inner.last_node.checked_add(1).ok_or(ENOSPC)?;
         let node = Node::new(self.clone(), serial)?;
         inner.limits.charge_handles(1)?;
@@ -899,7 +899,7 @@ impl Peer {
         let id: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
             .reader()
             .read()?;
-        let mut slot = Some(Queue::reserve(GFP_KERNEL)?);
+        let mut slot = Some(Queue::reserve(GFP_KERNEL_ACCOUNT)?);
         let node;
         let gone: Option<Handle>;
         {
@@ -966,7 +966,7 @@ impl Peer {
         };
         let _pin = PeerActive::acquire(dst.clone())?;
         let dst_res = HandleReservation::new()?;
-        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let (node, created) = self.resolve(t.src_handle)?;
         let undo = || {
             if created {
@@ -1027,7 +1027,7 @@ impl Peer {
         let first_dup = first_duplicate(&ids)?;
         let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
-            slots.push(Queue::<Event>::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+            slots.push(Queue::<Event>::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
         }
         let mut released: KVec<Handle> = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut tx = Transaction::new(self.clone());
@@ -1058,7 +1058,7 @@ impl Peer {
                                 id,
                                 node: Node::new(self.clone(), serial)?,
                                 res: HandleReservation::new()?,
-                                st_res: RBTreeNodeReservation::new(GFP_KERNEL)?,
+                                st_res: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
                             },
                             GFP_KERNEL,
                         )?;
@@ -1078,7 +1078,7 @@ impl Peer {
             // Every holder is notified: a completed NODES_DESTROY is never half-done.
             remote_slots.reserve(n_holders, GFP_KERNEL)?;
             for _ in 0..n_holders {
-                remote_slots.push(Queue::<Event>::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+                remote_slots.push(Queue::<Event>::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
             }
             tx.reserve_remote(n_holders)?;
             // Point of no return.

@@ -206,7 +206,7 @@ struct rust_bus1_waitq {
 struct wait_queue_head *rust_bus1_waitq_new(const char *name,
 					    struct lock_class_key *key)
 {
-	struct rust_bus1_waitq *q = kmalloc(sizeof(*q), GFP_KERNEL);
+	struct rust_bus1_waitq *q = kmalloc(sizeof(*q), GFP_KERNEL_ACCOUNT);
 
 	if (!q)
 		return NULL;
