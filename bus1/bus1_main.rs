@@ -34,6 +34,14 @@
 //!    it only `User::ledger` is taken (by the debugfs file). It is never taken on the send,
 //!    receive or release path.
 //!
+//! `Peer::nodes_changed` is a condition variable of `inner`: waited on with only that peer's
+//! `inner` held (by an operation of the peer that meets a node another of its operations
+//! created and has not settled, and by a receiver that meets a node of that peer gone but not
+//! yet stamped), and signalled after `inner` was released by whoever settled or stamped.
+//!
+//! Every module under `bus1/` denies `unsafe_code`; the abstractions over kernel C APIs are
+//! under `rust/`.
+//!
 //! `active` may be taken while holding `inner`, never the other way round. **At most one peer's
 //! `inner` is held at any time**: an operation that involves several peers (handle transfer,
 //! release of a remote handle, node destruction, teardown) takes each peer's lock in turn, only

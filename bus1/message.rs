@@ -25,6 +25,8 @@
 //! is held**: queues hand removed entries out (or detach them without allocating) so that the
 //! caller drops them after unlocking.
 
+#![deny(unsafe_code)]
+
 use crate::{
     ext::{
         errno::{
@@ -49,16 +51,18 @@ use crate::{
     node::{
         HandleReservation,
         Holder,
-        Node, //
+        Node,
+        OpToken, //
     },
     peer::{
         first_duplicate,
         put_strong,
-        reserve_nofail,
         Event,
         Limits,
+        NodeHolder,
         Peer,
         PeerActive,
+        PeerInner,
         ShareReservations, //
     },
     pool::Pool,
@@ -226,17 +230,8 @@ impl Drop for Message {
 fn put_inflight(node: &Arc<Node>, n: u64) {
     let owner = node.owner();
     // A message is dropped where nothing can fail (a flush, a close, or the undoing of a
-    // failed send), and the owner must still get its `NODE_RELEASE` if these were the last
-    // strong references: the slot is not optional.
-    let mut slot = Some(reserve_nofail());
-    let wake = put_strong(
-        owner.id(),
-        &mut owner.lock(),
-        node.serial(),
-        None,
-        n,
-        &mut slot,
-    );
+    // failed send); the owner's `NODE_RELEASE` uses the memory the node keeps for it.
+    let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), None, n);
     if wake {
         owner.wake();
     }
@@ -244,14 +239,17 @@ fn put_inflight(node: &Arc<Node>, n: u64) {
 
 /// Takes `n` in-flight strong references on `node` if it is live. Takes the owner's lock.
 fn get_inflight(node: &Arc<Node>, n: u64) -> bool {
-    let mut inner = node.owner().lock();
+    let mut guard = node.owner().lock();
+    let inner = &mut *guard;
     let Some(st) = inner.nodes.get_mut(&node.serial()) else {
         return false;
     };
     st.n_strong = st.n_strong.saturating_add(n);
     if let Some(key) = st.release.take() {
         // Not dropped here: a release notification holds no message.
-        let _ = inner.queue.remove(&key);
+        if let Some((_, slot, _)) = inner.queue.remove_reuse(&key) {
+            st.release_slot = Some(slot);
+        }
     }
     true
 }
@@ -306,7 +304,7 @@ pub(crate) struct RecvArgs {
 /// Resources reserved before a message is dequeued, so that installing it cannot fail.
 struct InstallReservation {
     /// One per carried handle.
-    handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, Holder>)>,
+    handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, NodeHolder>)>,
     /// One per carried file, if they are to be installed.
     fds: KVec<FileDescriptorReservation>,
     /// One per carried node of another peer that was already destroyed, for the
@@ -347,13 +345,13 @@ impl InstallReservation {
                 fds.push(reserve_cloexec()?, GFP_KERNEL)?;
             }
         }
-        // Only nodes already destroyed need one: this keeps the common receive free of extra
-        // allocations. For a node destroyed from now on, the entry is allocated at install,
-        // where failures are retried.
+        // A carried node of another peer may be destroyed before its handle is installed, and
+        // the handle then joins the destruction with a notification of its own: its memory is
+        // reserved here, so nothing is allocated once the message is dequeued.
         let mut destroys = KVec::new();
         if let Some(cargo) = &msg.cargo {
             for node in cargo.nodes.iter().flatten() {
-                if node.destroyed_at().is_some() && !Arc::ptr_eq(node.owner(), &msg.receiver) {
+                if !Arc::ptr_eq(node.owner(), &msg.receiver) {
                     destroys.push(Queue::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
                 }
             }
@@ -366,10 +364,9 @@ impl InstallReservation {
     }
 }
 
-/// A copy built by `SEND` and not yet staged.
+/// A copy built by `SEND` and not yet staged. The receiver is not pinned: `msg` keeps it (and
+/// its pool) alive, and it is pinned again to stage the copy.
 struct Pending {
-    /// The receiver, pinned until the copy is staged.
-    dst: PeerActive,
     /// Room in the receiver's queue.
     slot: QueueSlot<Event>,
     /// The copy.
@@ -413,12 +410,16 @@ impl Peer {
             .ok_or(EMSGSIZE)?;
 
         // Nodes created on the fly for unknown unmanaged IDs are undone if the send fails.
+        // Until then they are pending: other operations of this peer wait before using them.
         let mut created: KVec<Arc<Node>> = KVec::new();
-        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut created);
+        let mut op = OpToken::default();
+        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut created, &mut op);
         if res.is_err() {
             for node in created.iter() {
                 self.undo_create(node);
             }
+        } else {
+            self.settle_created(&created);
         }
         res
     }
@@ -434,6 +435,7 @@ impl Peer {
         vecs: &[uapi::IoVec],
         n_bytes: u64,
         created: &mut KVec<Arc<Node>>,
+        op: &mut OpToken,
     ) -> Result<isize> {
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
@@ -441,7 +443,7 @@ impl Peer {
         let mut nodes: KVec<Option<Arc<Node>>> =
             KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
         for &id in handle_ids.iter() {
-            let (node, new) = self.resolve(id)?;
+            let (node, new) = self.resolve(id, op)?;
             if new {
                 // A node that cannot be recorded for undoing is undone right away.
                 if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
@@ -466,8 +468,9 @@ impl Peer {
         let sender = SenderIds::current();
 
         if seed {
-            let dst = PeerActive::acquire(self.clone())?;
-            let msg = build_copy(&dst, None, layout, vecs, &sender, self.uid())?;
+            // This peer is pinned by the ioctl itself.
+            let msg = prepare_copy(self, None, layout, &sender, self.uid())?;
+            copy_payload(&msg, vecs)?;
             let cargo = make_cargo(nodes, files, 1)?;
             let mut msg = msg;
             msg.cargo = cargo;
@@ -490,7 +493,7 @@ impl Peer {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());
             }
-            let (node, new) = self.resolve(id)?;
+            let (node, new) = self.resolve(id, op)?;
             if new {
                 // A node that cannot be recorded for undoing is undone right away.
                 if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
@@ -535,14 +538,24 @@ impl Peer {
         for mut p in Iterator::chain(Some(first).into_iter(), pending.drain_all()) {
             p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
-            tx.stage_remote_pinned(p.dst, p.slot, Event::Data(p.msg));
+            // A receiver that shut down since its copy was made is gone with everything it
+            // would have received: the copy is dropped, which nobody can tell from a delivery
+            // followed by the receiver's flush.
+            if let Ok(dst) = PeerActive::acquire(p.msg.receiver.clone()) {
+                tx.stage_remote_pinned(dst, p.slot, Event::Data(p.msg));
+            }
         }
         tx.commit();
         Ok(0)
     }
 
     /// Builds the copy of a message for the node `node`: pins its owner, checks the node is
-    /// live, charges the owner, allocates the slice and copies the payload.
+    /// live, charges the owner and allocates the slice; then unpins it and copies the payload.
+    ///
+    /// The copy reads the sender's memory, which can take forever (a page that never faults
+    /// in), so it holds nothing the receiver's teardown waits for: the allocated, unpublished
+    /// slice is the sender's until the message is staged or dropped. A receiver that shut down
+    /// meanwhile gets nothing, and the sender `ESHUTDOWN`, as if it had shut down first.
     fn send_one(
         &self,
         node: &Arc<Node>,
@@ -551,11 +564,17 @@ impl Peer {
         sender: &SenderIds,
         sender_uid: u32,
     ) -> Result<Pending> {
-        let dst = PeerActive::acquire(node.owner().clone())?;
         // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
         let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
-        let msg = build_copy(&dst, Some(node.clone()), layout, vecs, sender, sender_uid)?;
-        Ok(Pending { dst, slot, msg })
+        let msg = {
+            let dst = PeerActive::acquire(node.owner().clone())?;
+            prepare_copy(dst.peer(), Some(node.clone()), layout, sender, sender_uid)?
+        };
+        copy_payload(&msg, vecs)?;
+        if msg.receiver.is_shutdown() {
+            return Err(ESHUTDOWN());
+        }
+        Ok(Pending { slot, msg })
     }
 
     /// `SLICE_RELEASE`.
@@ -586,18 +605,25 @@ impl Peer {
                     } else {
                         uapi::BUS1_MSG_NODE_RELEASE
                     };
-                    // A peer that dropped its handle before receiving never sees it.
-                    let dest = inner.handles.by_node(&n.key()).map(|h| h.id);
+                    // A peer that dropped its handle before receiving never sees it, and a
+                    // handle is told of its node's destruction once.
+                    let dest = inner
+                        .handles
+                        .by_node(&n.key())
+                        .filter(|h| !(matches!(ev, Event::Destroy(_)) && h.destroy_delivered))
+                        .map(|h| h.id);
                     (!flushed && dest.is_some(), t, dest)
                 }
                 Event::Data(m) => {
                     let node = m.node().ok_or(ENOTRECOVERABLE())?;
                     let dest = inner.handles.by_node(&node.key()).map(|h| h.id);
-                    // Ordered after the node's destruction: dropped. A node that is gone
-                    // from its owner but not yet stamped is being destroyed by a transaction
-                    // that is still staging, which orders this readable entry before it.
+                    // Ordered after the node's destruction, on the full (timestamp, tag) key:
+                    // dropped. A node that is gone from its owner but not yet stamped is being
+                    // destroyed by a transaction that has not taken its timestamp yet (that
+                    // happens under this lock, with the stamp), so this readable entry is
+                    // ordered before it.
                     let after_destroy = inner.nodes.get(&node.serial()).is_none()
-                        && node.destroyed_at().is_some_and(|c| key.ts() > c);
+                        && node.destroyed_before(key.ts(), key.tag());
                     (
                         !flushed && dest.is_some() && !after_destroy,
                         uapi::BUS1_MSG_DATA,
@@ -606,14 +632,7 @@ impl Peer {
                 }
             };
             if !keep {
-                let popped = inner.queue.pop_front();
-                if let Some((_, Event::Release(n), _)) = &popped {
-                    if let Some(st) = inner.nodes.get_mut(&n.serial()) {
-                        if st.release == Some(key) {
-                            st.release = None;
-                        }
-                    }
-                }
+                let popped = pop_front_settled(inner);
                 // Dropped unlocked: a message gives its resources back under other locks.
                 drop(guard);
                 drop(popped);
@@ -622,17 +641,13 @@ impl Peer {
             let dest = dest.unwrap_or(uapi::BUS1_HANDLE_INVALID);
             if type_ != uapi::BUS1_MSG_DATA {
                 if !a.peek {
-                    if type_ == uapi::BUS1_MSG_NODE_RELEASE {
-                        if let Some(Event::Release(n)) = inner.queue.get(&key) {
-                            let serial = n.serial();
-                            if let Some(st) = inner.nodes.get_mut(&serial) {
-                                if st.release == Some(key) {
-                                    st.release = None;
-                                }
-                            }
+                    if let Some(Event::Destroy(n)) = inner.queue.get(&key) {
+                        let nk = n.key();
+                        if let Some(h) = inner.handles.by_node_mut(&nk) {
+                            h.destroy_delivered = true;
                         }
                     }
-                    let popped = inner.queue.pop_front();
+                    let popped = pop_front_settled(inner);
                     drop(guard);
                     drop(popped);
                 }
@@ -657,7 +672,7 @@ impl Peer {
                 msg.settle_dequeued(&mut inner.limits);
             }
             drop(guard);
-            return self.install(msg, key.ts(), cont, dest, res);
+            return self.install(msg, (key.ts(), key.tag()), cont, dest, res);
         }
     }
 
@@ -676,7 +691,13 @@ impl Peer {
         drop(guard);
         // The seed is not ordered against anything; its handles are delivered if their nodes
         // are still live.
-        self.install(msg, u64::MAX, false, uapi::BUS1_HANDLE_INVALID, res)
+        self.install(
+            msg,
+            (u64::MAX, u64::MAX),
+            false,
+            uapi::BUS1_HANDLE_INVALID,
+            res,
+        )
     }
 
     /// Describes `msg` without installing anything (`PEEK`).
@@ -696,13 +717,13 @@ impl Peer {
         }
     }
 
-    /// Installs the dequeued message `msg`, committed at `ts`: links its handles, writes their
+    /// Installs the dequeued message `msg`, committed at `(ts, tag)`: links its handles, writes their
     /// IDs and the file descriptor numbers into the slice, publishes the slice and installs the
     /// files. Cannot fail after the reservations, except for the copy to the caller.
     fn install(
         self: &Arc<Self>,
         mut msg: Message,
-        ts: u64,
+        at: (u64, u64),
         cont: bool,
         destination: u64,
         mut res: InstallReservation,
@@ -720,7 +741,7 @@ impl Peer {
             for (i, node) in cargo.nodes.iter().enumerate() {
                 let id = match (node, res.handles.pop()) {
                     (Some(node), Some((hres, holder_res))) => {
-                        self.install_handle(node, ts, hres, holder_res, &mut res.destroys)
+                        self.install_handle(node, at, hres, holder_res, &mut res.destroys)
                     }
                     _ => uapi::BUS1_HANDLE_INVALID,
                 };
@@ -756,27 +777,28 @@ impl Peer {
         Ok(out)
     }
 
-    /// Gives this peer a user reference to `node`, carried by a message committed at `ts`, and
-    /// returns its ID, or `BUS1_HANDLE_INVALID` if the message is ordered after the node's
-    /// destruction. Converts the message's in-flight reference on `node`.
+    /// Gives this peer a user reference to `node`, carried by a message committed at
+    /// `(ts, tag)`, and returns its ID, or `BUS1_HANDLE_INVALID` if the message is ordered after
+    /// the node's destruction. Converts the message's in-flight reference on `node`.
     fn install_handle(
         self: &Arc<Self>,
         node: &Arc<Node>,
-        ts: u64,
+        (ts, tag): (u64, u64),
         hres: HandleReservation,
-        holder_res: RBTreeNodeReservation<u64, Holder>,
+        holder_res: RBTreeNodeReservation<u64, NodeHolder>,
         destroys: &mut KVec<QueueSlot<Event>>,
     ) -> u64 {
         let owner = node.owner();
         // A node gone from its owner is still delivered if the message is ordered before its
         // destruction.
         if Arc::ptr_eq(owner, self) {
+            // Nothing was reserved for a node of this peer.
             let mut inner = self.lock();
             if inner.nodes.get(&node.serial()).is_none() {
-                // The destroying transaction is this peer's own and takes its lock to commit:
-                // its timestamp is awaited unlocked.
+                // The destroying transaction is this peer's own and takes its lock to stamp
+                // the node: its position is awaited unlocked.
                 drop(inner);
-                if !ordered_before_destruction(node, ts) {
+                if !ordered_before_destruction(node, ts, tag) {
                     return uapi::BUS1_HANDLE_INVALID;
                 }
                 inner = self.lock();
@@ -787,22 +809,27 @@ impl Peer {
                 .acquire(&node.key())
                 .unwrap_or(uapi::BUS1_HANDLE_INVALID);
         }
+        // Reserved before the dequeue, one per carried node of another peer: the memory of this
+        // peer's NODE_DESTROY, kept with a new holder entry or used to join a destruction.
+        let mut destroy = destroys.pop();
         let live = {
             let mut o = owner.lock();
             match o.nodes.get_mut(&node.serial()) {
                 Some(st) => {
                     // The in-flight reference becomes this holder's reference.
                     let id = self.id();
-                    match st.holders.get_mut(&id) {
-                        Some(h) => h.refs = h.refs.saturating_add(1),
-                        None => {
-                            st.holders.insert(holder_res.into_node(
-                                id,
-                                Holder {
-                                    peer: self.clone(),
-                                    refs: 1,
-                                },
-                            ));
+                    match (st.holders.get_mut(&id), destroy.take()) {
+                        (Some(h), slot) => {
+                            h.refs = h.refs.saturating_add(1);
+                            destroy = slot;
+                        }
+                        (None, Some(slot)) => {
+                            st.holders
+                                .insert(holder_res.into_node(id, Holder::new(self.clone(), slot)));
+                        }
+                        // Cannot happen: a slot is reserved for every carried foreign node.
+                        (None, None) => {
+                            kernel::warn_on!(true);
                         }
                     }
                     true
@@ -810,20 +837,18 @@ impl Peer {
                 None => false,
             }
         };
-        if !live && !ordered_before_destruction(node, ts) {
+        if !live && !ordered_before_destruction(node, ts, tag) {
             return uapi::BUS1_HANDLE_INVALID;
         }
         let mut inner = self.lock();
-        if !live {
-            // The destruction must still reach this peer, as a notification at its timestamp,
-            // but only if this peer has not yet taken anything ordered after it off its queue
-            // (possible when another thread received concurrently); then the handle is not
-            // installed at all (documented limitation).
-            let tag = owner.id();
-            if !node
-                .destroyed_at()
-                .is_some_and(|c| inner.queue.may_join(c, tag))
-            {
+        // The destruction, if there is one by now, must reach this peer exactly once, and only
+        // if this peer has not yet taken anything ordered after it off its queue (possible when
+        // another thread received concurrently); otherwise the handle is not installed at all.
+        // - Registered as a holder above (`live`): a destruction committed since notified this
+        //   peer, and that notification is still queued unless the queue moved past it.
+        // - Not registered (`!live`): a handle linked now joins the destruction below.
+        if let Some((c, otag)) = node.destruction() {
+            if !inner.queue.may_join(c, otag) {
                 return uapi::BUS1_HANDLE_INVALID;
             }
         }
@@ -837,20 +862,18 @@ impl Peer {
                 true,
             ),
         };
-        // Only a handle linked just now needs to join the destruction: an existing one was
-        // either attached when the node was destroyed (and notified then) or linked by an
-        // earlier message that already joined it. Joining twice would notify twice.
+        // Only a handle linked just now, to a node that was gone when this peer tried to
+        // register, needs to join the destruction: an existing handle was either attached when
+        // the node was destroyed or linked by an earlier message that joined it. Should a
+        // notification of the same destruction still be queued as well (this peer held a handle
+        // and released it), the handle is notified once: see `Handle::destroy_delivered`.
         let mut woke = false;
         if !live && linked && id != uapi::BUS1_HANDLE_INVALID {
-            // Reserved before the dequeue when the node was destroyed by then; otherwise (the
-            // destruction raced with this receive, which is rare) allocated now, retrying a
-            // failure: the message is dequeued, and the notification must not be lost.
-            let slot = destroys.pop().unwrap_or_else(reserve_nofail);
-            if let Some(c) = node.destroyed_at() {
+            if let (Some(slot), Some((c, otag))) = (destroy, node.destruction()) {
                 if let Ok((_, w)) =
                     inner
                         .queue
-                        .commit_synthetic(slot, c, owner.id(), Event::Destroy(node.clone()))
+                        .commit_synthetic(slot, c, otag, Event::Destroy(node.clone()))
                 {
                     woke = w;
                 }
@@ -864,30 +887,30 @@ impl Peer {
     }
 }
 
-/// How many times [`ordered_before_destruction`] looks for the destruction timestamp.
-const STAMP_TRIES: u32 = 1000;
-/// The pause between two looks, in microseconds.
-const STAMP_PAUSE_US: i64 = 20;
+/// Dequeues the front entry of the peer whose state is `inner`. The memory of a release
+/// notification of a live node goes back to the node, for its next one; anything else is
+/// returned, for the caller to drop once it released the lock.
+fn pop_front_settled(inner: &mut PeerInner) -> Option<(Event, QueueSlot<Event>)> {
+    let (key, ev, slot) = inner.queue.pop_front_reuse()?;
+    if let Event::Release(n) = &ev {
+        if let Some(st) = inner.nodes.get_mut(&n.serial()) {
+            let slot = st.release_dequeued(&key, slot)?;
+            return Some((ev, slot));
+        }
+    }
+    Some((ev, slot))
+}
 
-/// Whether a message committed at `ts` is ordered before the destruction of `node`, which is
-/// gone from its owner.
+/// Whether a message committed at `(ts, tag)` is ordered before the destruction of `node`,
+/// which is gone from its owner.
 ///
 /// A destroying transaction removes the node from its owner before it knows its commit
-/// timestamp, and stamps the node before it commits anything; in between it stages the
-/// notifications of every holder, which takes a while for a node with many holders. A receiver
-/// that meets the node in that window waits here for the stamp (holding no lock, so the
-/// transaction can proceed), because only the stamp tells whether its message was ordered
-/// before the destruction. `false` after about 20 ms without a stamp: a node whose creation was
-/// undone (a failed `SEND` or `HANDLE_TRANSFER`) is never stamped, and a destroying task that
-/// does not get to run is not waited for longer; the handle then comes out invalid.
-fn ordered_before_destruction(node: &Node, ts: u64) -> bool {
-    for _ in 0..STAMP_TRIES {
-        if let Some(c) = node.destroyed_at() {
-            return ts < c;
-        }
-        kernel::time::delay::fsleep(kernel::time::Delta::from_micros(STAMP_PAUSE_US));
-    }
-    node.destroyed_at().is_some_and(|c| ts < c)
+/// timestamp, and stamps the node, under the owner's lock, before it commits anything; in
+/// between it stages the notifications of every holder. A receiver that meets the node in that
+/// window waits for the stamp (see [`Peer::destruction_of`]), because only the stamp tells
+/// whether its message was ordered before the destruction.
+fn ordered_before_destruction(node: &Node, ts: u64, tag: u64) -> bool {
+    (ts, tag) < node.owner().destruction_of(node)
 }
 
 /// Whether `e` concerns one destination only, so `SEND_FLAG_CONTINUE` skips that destination.
@@ -895,18 +918,17 @@ fn is_per_destination(e: Error) -> bool {
     e == EHOSTUNREACH() || e == ESHUTDOWN() || e == EDQUOT() || e == crate::ext::errno::EXFULL()
 }
 
-/// Builds a copy for the peer pinned by `dst`, sent by the user `sender_uid`: charges the peer
-/// and its user a slice, the slice's bytes, the handles and the fds (subject to the quota),
-/// allocates the slice and copies the payload into it.
-fn build_copy(
-    dst: &PeerActive,
+/// Prepares a copy for `peer`, which the caller pins, sent by the user `sender_uid`: checks
+/// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
+/// the handles and the fds (subject to the quota), and allocates the slice, which stays
+/// unpublished (no flush touches it) until the message is received or dropped.
+fn prepare_copy(
+    peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
     layout: SliceLayout,
-    vecs: &[uapi::IoVec],
     sender: &SenderIds,
     sender_uid: u32,
 ) -> Result<Message> {
-    let peer = dst.peer();
     let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt, so a unicast takes the receiver's lock once here.
@@ -927,8 +949,8 @@ fn build_copy(
         drop(inner);
         Charge::default()
     } else {
-        // The first message from a sending user needs share entries; they are allocated
-        // unlocked, once per (receiver, sending user) pair.
+        // A message from a sender that holds no share here needs share entries; they are
+        // allocated unlocked, only once the charge is known to be allowed.
         let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
         drop(inner);
         if !charged {
@@ -955,7 +977,13 @@ fn build_copy(
     // On failure, `msg` gives the slice's charge back with the rest.
     let off = peer.pool().alloc(layout.size())?;
     msg.slice = Some(off);
-    let pool = peer.pool();
+    Ok(msg)
+}
+
+/// Copies the payload described by `vecs` from the sender's memory into the slice of `msg`.
+fn copy_payload(msg: &Message, vecs: &[uapi::IoVec]) -> Result {
+    let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
+    let pool = msg.receiver.pool();
     let mut at = off;
     for v in vecs.iter() {
         if v.len == 0 {
@@ -966,7 +994,7 @@ fn build_copy(
         pool.write_from_user(at, UserPtr::from_addr(base), len)?;
         at += v.len;
     }
-    Ok(msg)
+    Ok(())
 }
 
 /// Makes sure the pool pages under `[at, at + len)` are present, so that writing there later

@@ -8,6 +8,8 @@
 //! release notification) is a [`NodeState`] stored in the owner's locked state, so it is only
 //! ever touched under the owner's lock and no lock is shared between peers.
 
+#![deny(unsafe_code)]
+
 use crate::{
     peer::Peer,
     uapi::{
@@ -82,6 +84,23 @@ impl Node {
         }
     }
 
+    /// Returns the position of the node's destruction in the global order, `(timestamp, tag)`,
+    /// if it is known yet.
+    ///
+    /// A node is only ever destroyed by a transaction originating at its owner (`NODES_DESTROY`,
+    /// a flush, or the undo of its creation), so the tag is the owner's ID. Whether an entry
+    /// `(ts, tag)` is ordered before the destruction is decided on this full key, never on the
+    /// timestamp alone: two transactions can commit at the same timestamp.
+    pub(crate) fn destruction(&self) -> Option<(u64, u64)> {
+        self.destroyed_at().map(|c| (c, self.owner.id()))
+    }
+
+    /// Returns whether an entry at `(ts, tag)` is ordered after the node's destruction; `false`
+    /// while the destruction is not stamped.
+    pub(crate) fn destroyed_before(&self, ts: u64, tag: u64) -> bool {
+        self.destruction().is_some_and(|d| (ts, tag) > d)
+    }
+
     /// Returns the owning peer.
     pub(crate) fn owner(&self) -> &Arc<Peer> {
         &self.owner
@@ -99,34 +118,78 @@ impl Node {
 }
 
 /// A remote peer's share of a node's strong references.
-pub(crate) struct Holder {
+///
+/// `S` is a slot of the holder's queue and `T` the record of an entry staged there.
+pub(crate) struct Holder<S, T> {
     /// The holding peer, pinned so destruction can notify it.
     pub(crate) peer: Arc<Peer>,
     /// Number of the holder's user references to the node.
     pub(crate) refs: u64,
+    /// The memory of the holder's `NODE_DESTROY`, reserved when it became a holder, so a
+    /// destruction (a flush, a close) never allocates for it.
+    pub(crate) destroy: Option<S>,
+    /// The holder's `NODE_DESTROY` while the destroying transaction stages it.
+    pub(crate) staged: Option<T>,
+}
+
+impl<S, T> Holder<S, T> {
+    /// A new holder with one reference and the memory of its destruction notification.
+    pub(crate) fn new(peer: Arc<Peer>, destroy: S) -> Self {
+        Holder {
+            peer,
+            refs: 1,
+            destroy: Some(destroy),
+            staged: None,
+        }
+    }
 }
 
 /// Owner-side state of a live node. Removed from the owner when the node is destroyed.
-pub(crate) struct NodeState<K> {
+///
+/// `K` is a queue key, `S` a queue slot and `T` the record of a staged entry.
+///
+/// # Invariants
+///
+/// - Exactly one of `release` and `release_slot` is `Some`: the node's `NODE_RELEASE` is either
+///   queued or its memory is held here, ready, so dropping the last strong reference never
+///   allocates.
+pub(crate) struct NodeState<K, S, T> {
     /// The node itself.
     pub(crate) node: Arc<Node>,
     /// Strong references: every remote user reference plus every owner reference but the first.
     pub(crate) n_strong: u64,
     /// Remote holders by peer ID; they get a destruction notification.
-    pub(crate) holders: RBTree<u64, Holder>,
+    pub(crate) holders: RBTree<u64, Holder<S, T>>,
     /// The queued, not yet received release notification, if any.
     pub(crate) release: Option<K>,
+    /// The memory of the node's next release notification while none is queued.
+    pub(crate) release_slot: Option<S>,
 }
 
-impl<K> NodeState<K> {
-    /// Creates the state of a fresh node.
-    pub(crate) fn new(node: Arc<Node>) -> Self {
+impl<K, S, T> NodeState<K, S, T> {
+    /// Creates the state of a fresh node, with the memory of its release notification.
+    pub(crate) fn new(node: Arc<Node>, release_slot: S) -> Self {
         NodeState {
             node,
             n_strong: 0,
             holders: RBTree::new(),
             release: None,
+            release_slot: Some(release_slot),
         }
+    }
+
+    /// Takes back the memory of the release notification `key` that was just taken off the
+    /// queue (received, dropped or withdrawn), if it is the queued one.
+    pub(crate) fn release_dequeued(&mut self, key: &K, slot: S) -> Option<S>
+    where
+        K: PartialEq,
+    {
+        if self.release.as_ref() != Some(key) {
+            return Some(slot);
+        }
+        self.release = None;
+        self.release_slot = Some(slot);
+        None
     }
 }
 
@@ -138,7 +201,23 @@ pub(crate) struct Handle {
     pub(crate) id: u64,
     /// User references; the handle is unlinked when this drops to zero.
     pub(crate) n_user: u64,
+    /// For an owner handle created on the fly by an operation that has not finished yet, that
+    /// operation's token (see [`OpToken`]); 0 once the node is settled. Other operations wait
+    /// until it is 0 before they use the handle, so nobody else can observe a node whose
+    /// creation may still be undone.
+    pub(crate) creator: u64,
+    /// Whether a `NODE_DESTROY` of the node was delivered through this handle. A destruction is
+    /// notified once per handle: a second entry for it (a handle released and linked again while
+    /// its notification was queued, or the join of a handle linked by a racing receive) is
+    /// dropped.
+    pub(crate) destroy_delivered: bool,
 }
+
+/// Identifies one operation of a peer that may create nodes on the fly, so it can use the nodes
+/// it created itself while they are still pending (see [`Handle::creator`]). The value is drawn
+/// lazily, on the first creation.
+#[derive(Default)]
+pub(crate) struct OpToken(pub(crate) u64);
 
 /// Whether an ID was chosen by the kernel, so an unknown one cannot name a new node.
 pub(crate) fn is_managed_id(id: u64) -> bool {
@@ -199,6 +278,11 @@ impl HandleMap {
         self.handles.get(key)
     }
 
+    /// Returns the handle to the node `key` for modification.
+    pub(crate) fn by_node_mut(&mut self, key: &NodeKey) -> Option<&mut Handle> {
+        self.handles.get_mut(key)
+    }
+
     /// Returns the number of linked handles.
     pub(crate) fn is_empty(&self) -> bool {
         self.handles.is_empty()
@@ -236,6 +320,8 @@ impl HandleMap {
                 node,
                 id,
                 n_user: 1,
+                creator: 0,
+                destroy_delivered: false,
             },
         ));
         Ok(id)
@@ -261,14 +347,6 @@ impl HandleMap {
         Some(h)
     }
 
-    /// Returns the number of handles to nodes that peers other than `me` own.
-    pub(crate) fn count_foreign(&self, me: &Arc<Peer>) -> usize {
-        self.handles
-            .values()
-            .filter(|h| !Arc::ptr_eq(h.node.owner(), me))
-            .count()
-    }
-
     /// Unlinks every handle and returns them, keeping the ID serial counter.
     pub(crate) fn take_all(&mut self) -> RBTree<NodeKey, Handle> {
         self.ids = RBTree::new();
@@ -290,6 +368,24 @@ mod tests {
         assert!(is_managed_id(u64::MAX));
         assert!(!is_managed_id(0x100));
         assert!(!is_managed_id(0));
+        Ok(())
+    }
+
+    #[test]
+    fn destruction_ties_are_broken_by_the_tag() -> Result {
+        let owner = Peer::new()?;
+        let node = Node::new(owner.clone(), 1)?;
+        let o = owner.id();
+        // Not stamped yet: nothing is ordered after it.
+        assert!(!node.destroyed_before(u64::MAX, u64::MAX));
+        node.set_destroyed(12);
+        assert_eq!(node.destruction(), Some((12, o)));
+        // A transaction committed at the same timestamp is ordered by its tag, as on every
+        // queue: after the destruction with a larger tag, before it with a smaller one.
+        assert!(node.destroyed_before(12, o + 1));
+        assert!(!node.destroyed_before(12, o - 1));
+        assert!(!node.destroyed_before(10, u64::MAX));
+        assert!(node.destroyed_before(14, 0));
         Ok(())
     }
 

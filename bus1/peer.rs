@@ -9,6 +9,8 @@
 //! *active reference* ([`PeerActive`]), and disconnecting waits for those to drain before it
 //! tears the peer down, exactly once.
 
+#![deny(unsafe_code)]
+
 use crate::{
     ext::{
         errno::{
@@ -49,7 +51,8 @@ use crate::{
         HandleReservation,
         Holder,
         Node,
-        NodeState, //
+        NodeState,
+        OpToken, //
     },
     pool::Pool,
     queue::{
@@ -63,7 +66,10 @@ use crate::{
         Ledger,
         ShareReservation, //
     },
-    transaction::Transaction,
+    transaction::{
+        Staged,
+        Transaction, //
+    },
     uapi,
     user::{
         OpenPeer,
@@ -275,7 +281,50 @@ impl Limits {
     }
 }
 
+/// The owner-side state of a node, in its owner's [`PeerInner`].
+pub(crate) type OwnedNode = NodeState<QueueKey, QueueSlot<Event>, Staged>;
+
+/// A remote holder of a node, in the node's [`OwnedNode`].
+pub(crate) type NodeHolder = Holder<QueueSlot<Event>, Staged>;
+
+/// The node states a destruction works on: the whole tree of a flush, or the states
+/// `NODES_DESTROY` picked.
+trait NodeSet {
+    /// Calls `f` on every node state.
+    fn each(&self, f: &mut dyn FnMut(&OwnedNode));
+    /// Calls `f` on every node state, for modification.
+    fn each_mut(&mut self, f: &mut dyn FnMut(&mut OwnedNode));
+}
+
+impl NodeSet for RBTree<u64, OwnedNode> {
+    fn each(&self, f: &mut dyn FnMut(&OwnedNode)) {
+        self.values().for_each(f);
+    }
+    fn each_mut(&mut self, f: &mut dyn FnMut(&mut OwnedNode)) {
+        self.values_mut().for_each(f);
+    }
+}
+
+impl NodeSet for KVVec<OwnedNode> {
+    fn each(&self, f: &mut dyn FnMut(&OwnedNode)) {
+        self.iter().for_each(f);
+    }
+    fn each_mut(&mut self, f: &mut dyn FnMut(&mut OwnedNode)) {
+        self.iter_mut().for_each(f);
+    }
+}
+
 /// The lock-protected state of a peer.
+///
+/// # Invariants
+///
+/// - Every node in `nodes` is live and owned by this peer, and its owner handle is in `handles`
+///   (a node leaves `nodes` only when destroyed, and is then stamped, see [`Node::destruction`]).
+/// - A handle whose `creator` is not 0 names a node in `nodes` created by an operation that has
+///   not finished; only that operation uses it.
+/// - `limits` counts every handle in `handles` (by user references) and every slice of the pool.
+/// - Nothing is dropped under the lock that takes other locks in its destructor (messages);
+///   queue operations hand such values out.
 pub(crate) struct PeerInner {
     /// Notifications for this peer.
     pub(crate) queue: Queue<Event>,
@@ -286,87 +335,13 @@ pub(crate) struct PeerInner {
     /// This peer's handles.
     pub(crate) handles: HandleMap,
     /// Live nodes owned by this peer, by serial.
-    pub(crate) nodes: RBTree<u64, NodeState<QueueKey>>,
+    pub(crate) nodes: RBTree<u64, OwnedNode>,
     /// The seed message, set by `SEND` with `SEED`.
     pub(crate) seed: Option<Message>,
     /// Last node serial handed out.
     last_node: u64,
-}
-
-/// How much [`Peer::flush`] must allocate for the peer's current state.
-struct FlushNeed {
-    /// Live nodes.
-    nodes: usize,
-    /// Remote holders, summed over the live nodes.
-    holders: usize,
-    /// Handles to other peers' nodes.
-    remote_handles: usize,
-}
-
-impl FlushNeed {
-    /// Counts what flushing `inner`, the state of `peer`, needs.
-    fn of(peer: &Arc<Peer>, inner: &PeerInner) -> Self {
-        let mut need = FlushNeed {
-            nodes: 0,
-            holders: 0,
-            remote_handles: 0,
-        };
-        for (_, st) in inner.nodes.iter() {
-            need.nodes += 1;
-            need.holders += st.holders.iter().count();
-        }
-        need.remote_handles = inner.handles.count_foreign(peer);
-        need
-    }
-}
-
-/// The memory [`Peer::flush`] needs, allocated before it changes anything.
-struct FlushReserve {
-    /// Room for the state of every destroyed node.
-    states: KVec<NodeState<QueueKey>>,
-    /// Room for every holder to notify.
-    remote: KVec<(Arc<Peer>, Arc<Node>)>,
-    /// A queue entry per holder, for its `NODE_DESTROY`.
-    remote_slots: KVec<QueueSlot<Event>>,
-    /// A queue entry per handle to another peer's node, for the owner's `NODE_RELEASE`.
-    release_slots: KVec<QueueSlot<Event>>,
-}
-
-impl FlushReserve {
-    /// Starts with nothing reserved.
-    fn new() -> Self {
-        FlushReserve {
-            states: KVec::new(),
-            remote: KVec::new(),
-            remote_slots: KVec::new(),
-            release_slots: KVec::new(),
-        }
-    }
-
-    /// Whether everything `need` asks for is reserved. Room in the transaction is not checked:
-    /// [`Self::grow`] reserves it before the holders' slots, so it covers at least as many.
-    fn fits(&self, need: &FlushNeed) -> bool {
-        self.states.capacity() >= need.nodes
-            && self.remote.capacity() >= need.holders
-            && self.remote_slots.len() >= need.holders
-            && self.release_slots.len() >= need.remote_handles
-    }
-
-    /// Reserves what `need` asks for; on failure keeps what it got, so a retry continues.
-    fn grow(&mut self, need: &FlushNeed, tx: &mut Transaction) -> Result {
-        self.states.reserve(need.nodes, GFP_KERNEL)?;
-        self.remote.reserve(need.holders, GFP_KERNEL)?;
-        tx.reserve_remote(need.holders)?;
-        while self.remote_slots.len() < need.holders {
-            self.remote_slots
-                .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
-        }
-        while self.release_slots.len() < need.remote_handles {
-            self.release_slots
-                .push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
-        }
-        Ok(())
-    }
+    /// Last [`OpToken`] handed out.
+    last_op: u64,
 }
 
 /// The lifetime state of a peer.
@@ -394,6 +369,11 @@ pub(crate) struct Peer {
     /// Signalled when the last active reference of a shut-down peer is dropped.
     #[pin]
     idle: CondVar,
+    /// Signalled, after the state changed under `inner`, when a node created on the fly settles
+    /// (its creating operation finished or undid it) and when a destruction of this peer's nodes
+    /// is stamped. Waited on with `inner` held, so a change cannot be missed.
+    #[pin]
+    nodes_changed: CondVar,
     /// A copy of the peer's handle limit, which also bounds the ID arrays of `SEND`, readable
     /// without taking `inner`; written under `inner` by `PEER_RESET`.
     max_ids: Atomic<u32>,
@@ -445,15 +425,14 @@ impl Drop for PeerActive {
 /// Drops `n` strong references to the node `serial` owned by the peer whose state is `inner`,
 /// `holder` being the remote peer they belonged to (`None` for extra owner references).
 ///
-/// Queues a release notification (using `slot`) when the count drops to zero. Returns whether
-/// the owner's queue became readable.
+/// Queues a release notification, in the memory the node keeps for it, when the count drops to
+/// zero: this never allocates. Returns whether the owner's queue became readable.
 pub(crate) fn put_strong(
     owner_id: u64,
     inner: &mut PeerInner,
     serial: u64,
     holder: Option<u64>,
     n: u64,
-    slot: &mut Option<QueueSlot<Event>>,
 ) -> bool {
     let Some(st) = inner.nodes.get_mut(&serial) else {
         // Destroyed: strong references no longer matter.
@@ -476,7 +455,8 @@ pub(crate) fn put_strong(
     if was == 0 || st.n_strong != 0 || st.release.is_some() {
         return false;
     }
-    let Some(slot) = slot.take() else {
+    let Some(slot) = st.release_slot.take() else {
+        // Cannot happen: see the invariants of `NodeState`.
         return false;
     };
     let (key, wake) = inner
@@ -484,24 +464,6 @@ pub(crate) fn put_strong(
         .commit_unstaged(slot, owner_id, Event::Release(st.node.clone()));
     st.release = Some(key);
     wake
-}
-
-/// Allocates a queue entry for a notification that must not be lost, where failing is not an
-/// option (a message dropped by a flush or a close). A failed allocation is retried until it
-/// succeeds, as `__GFP_NOFAIL` would: small allocations fail only under fault injection or for a
-/// dying task that has already been given the reserves.
-pub(crate) fn reserve_nofail() -> QueueSlot<Event> {
-    loop {
-        if let Ok(slot) = Queue::reserve(GFP_KERNEL) {
-            return slot;
-        }
-        nofail_pause();
-    }
-}
-
-/// Waits a moment before an allocation that must not fail is retried.
-fn nofail_pause() {
-    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
 }
 
 /// Adds a strong reference to the node `serial` of the peer whose state is `inner`, for remote
@@ -512,7 +474,8 @@ fn get_strong(
     inner: &mut PeerInner,
     serial: u64,
     holder: Option<Arc<Peer>>,
-    res: RBTreeNodeReservation<u64, Holder>,
+    res: RBTreeNodeReservation<u64, NodeHolder>,
+    destroy: QueueSlot<Event>,
 ) -> bool {
     let Some(st) = inner.nodes.get_mut(&serial) else {
         return false;
@@ -523,13 +486,15 @@ fn get_strong(
             Some(x) => x.refs = x.refs.saturating_add(1),
             None => {
                 st.holders
-                    .insert(res.into_node(id, Holder { peer, refs: 1 }));
+                    .insert(res.into_node(id, Holder::new(peer, destroy)));
             }
         }
     }
     st.n_strong = st.n_strong.saturating_add(1);
     if let Some(key) = st.release.take() {
-        drop(inner.queue.remove(&key));
+        if let Some((_, slot, _)) = inner.queue.remove_reuse(&key) {
+            st.release_slot = Some(slot);
+        }
     }
     true
 }
@@ -567,7 +532,9 @@ struct NewNode {
     /// Room for its owner handle.
     res: HandleReservation,
     /// Room for its state.
-    st_res: RBTreeNodeReservation<u64, NodeState<QueueKey>>,
+    st_res: RBTreeNodeReservation<u64, OwnedNode>,
+    /// The memory of its release notification.
+    release: QueueSlot<Event>,
 }
 
 impl Peer {
@@ -593,6 +560,7 @@ impl Peer {
                         handles: HandleMap::new(),
                         nodes: RBTree::new(),
                         last_node: 0,
+                        last_op: 0,
                         seed: None,
                     },
                     "Peer::inner"
@@ -606,6 +574,7 @@ impl Peer {
                 ),
                 max_ids,
                 idle <- new_condvar!("Peer::idle"),
+                nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
                 pool <- Pool::new(),
                 viewer,
@@ -653,49 +622,126 @@ impl Peer {
     }
 
     /// Whether the peer was disconnected.
-    fn is_shutdown(&self) -> bool {
+    pub(crate) fn is_shutdown(&self) -> bool {
         self.active.lock().shutdown
     }
 
     /// Creates a node owned by this peer, named by the user-chosen `id`, and charges its owner
     /// handle. The caller holds the lock and checked that `id` is unmanaged and unused.
-    fn create_node(self: &Arc<Self>, inner: &mut PeerInner, id: u64) -> Result<Arc<Node>> {
+    ///
+    /// The node stays pending for the operation `op` (see [`crate::node::Handle::creator`]):
+    /// other operations of this peer wait before they use it, until `op` settles it with
+    /// [`Self::settle_created`] or undoes it with [`Self::undo_create`].
+    fn create_node(
+        self: &Arc<Self>,
+        inner: &mut PeerInner,
+        id: u64,
+        op: &mut OpToken,
+    ) -> Result<Arc<Node>> {
         let res = HandleReservation::new()?;
         let st_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let release = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         let serial = inner.last_node.checked_add(1).ok_or(ENOSPC)?;
         let node = Node::new(self.clone(), serial)?;
         inner.limits.charge_handles(1)?;
+        if op.0 == 0 {
+            inner.last_op = inner.last_op.wrapping_add(1).max(1);
+            op.0 = inner.last_op;
+        }
         inner.last_node = serial;
         inner
             .nodes
-            .insert(st_res.into_node(serial, NodeState::new(node.clone())));
+            .insert(st_res.into_node(serial, NodeState::new(node.clone(), release)));
         inner.handles.link(node.clone(), Some(id), false, res)?;
+        if let Some(h) = inner.handles.by_node_mut(&node.key()) {
+            h.creator = op.0;
+        }
         Ok(node)
     }
 
-    /// Undoes [`Self::create_node`] as far as the node still exists.
-    pub(crate) fn undo_create(&self, node: &Node) {
-        let mut inner = self.lock();
-        let st = inner.nodes.remove(&node.serial());
-        let h = inner.handles.release(&node.key());
-        if h.is_some() {
-            inner.limits.discharge_handles(1);
+    /// Makes the nodes an operation created on the fly usable by every other operation: the
+    /// operation has passed its point of no return.
+    pub(crate) fn settle_created(&self, nodes: &[Arc<Node>]) {
+        if nodes.is_empty() {
+            return;
         }
-        drop(inner);
+        {
+            let mut inner = self.lock();
+            for node in nodes {
+                if let Some(h) = inner.handles.by_node_mut(&node.key()) {
+                    h.creator = 0;
+                }
+            }
+        }
+        self.nodes_changed.notify_all();
+    }
+
+    /// Undoes [`Self::create_node`] as far as the node still exists.
+    ///
+    /// Nobody else can have used the node: other operations wait while it is pending, and its
+    /// creating operation failed before its point of no return. The node is still stamped
+    /// destroyed, at a tick of this peer's clock, so that every node gone from its owner has a
+    /// destruction in the global order.
+    pub(crate) fn undo_create(&self, node: &Node) {
+        let (st, h);
+        {
+            let mut inner = self.lock();
+            st = inner.nodes.remove(&node.serial());
+            if st.is_some() {
+                let c = inner.queue.tick();
+                node.set_destroyed(c);
+            }
+            h = inner.handles.release(&node.key());
+            if h.is_some() {
+                inner.limits.discharge_handles(1);
+            }
+        }
+        self.nodes_changed.notify_all();
         drop((st, h));
     }
 
-    /// Resolves `id` in this peer, creating a node for an unknown unmanaged ID. Returns the node
-    /// and whether it was created.
-    pub(crate) fn resolve(self: &Arc<Self>, id: u64) -> Result<(Arc<Node>, bool)> {
+    /// Resolves `id` in this peer for the operation `op`, creating a node for an unknown
+    /// unmanaged ID. Returns the node and whether it was created.
+    ///
+    /// A node another operation created on the fly and has not settled yet is waited for; the
+    /// wait is interruptible, as that operation may be copying from user memory.
+    pub(crate) fn resolve(
+        self: &Arc<Self>,
+        id: u64,
+        op: &mut OpToken,
+    ) -> Result<(Arc<Node>, bool)> {
         let mut inner = self.lock();
-        if let Some(h) = inner.handles.by_id(id) {
-            return Ok((h.node.clone(), false));
+        loop {
+            match inner.handles.by_id(id) {
+                Some(h) if h.creator == 0 || h.creator == op.0 => {
+                    return Ok((h.node.clone(), false));
+                }
+                Some(_) => {
+                    if self.nodes_changed.wait_interruptible(&mut inner) {
+                        return Err(ERESTARTSYS);
+                    }
+                }
+                None if is_managed_id(id) => return Err(ENXIO),
+                None => return Ok((self.create_node(&mut inner, id, op)?, true)),
+            }
         }
-        if is_managed_id(id) {
-            return Err(ENXIO);
+    }
+
+    /// Returns the position of the destruction of `node`, a node of this peer that is gone from
+    /// its state, in the global order.
+    ///
+    /// Every node removed from its owner's state is stamped by the transaction that removed it,
+    /// under this peer's lock, which then signals `nodes_changed`; a destroying transaction only
+    /// stages bounded work (the holders' notifications) in between, so this wait is short and
+    /// never depends on user space.
+    pub(crate) fn destruction_of(&self, node: &Node) -> (u64, u64) {
+        let mut inner = self.lock();
+        loop {
+            if let Some(d) = node.destruction() {
+                return d;
+            }
+            self.nodes_changed.wait(&mut inner);
         }
-        Ok((self.create_node(&mut inner, id)?, true))
     }
 
     /// Tears the peer down, exactly once: waits for every active reference to go away, then
@@ -711,8 +757,7 @@ impl Peer {
                 self.idle.wait(&mut a);
             }
         }
-        // Cannot fail: allocations are retried.
-        let _ = self.flush(true);
+        self.flush();
         // Nobody can pin the peer any more, so nothing new can arrive in the queue.
         let leftover;
         let seed;
@@ -739,92 +784,90 @@ impl Peer {
     /// Destroys every node of this peer in one transaction, drops every handle and flushes the
     /// queue up to the destruction (`PEER_RESET` with `FLUSH`, and teardown).
     ///
-    /// Everything the teardown needs is allocated before anything is changed (see
-    /// [`FlushReserve`]), so it is never half-done: every holder of a destroyed node gets its
-    /// `NODE_DESTROY` and every owner whose last reference goes away its `NODE_RELEASE`. With
-    /// `must`, as on close, which cannot fail, a failed allocation is retried until it succeeds;
-    /// otherwise it fails the call with `ENOMEM` before any effect.
-    fn flush(self: &Arc<Self>, must: bool) -> Result {
-        let mut tx = Transaction::new(self.clone());
-        let mut res = FlushReserve::new();
-        let mut guard = loop {
-            let guard = self.lock();
-            let need = FlushNeed::of(self, &guard);
-            if res.fits(&need) {
-                break guard;
-            }
-            drop(guard);
-            // The counts may grow while the lock is dropped (remote peers can acquire handles
-            // to this peer's nodes), hence the loop.
-            while let Err(e) = res.grow(&need, &mut tx) {
-                if !must {
-                    return Err(e);
+    /// Allocates nothing, so it cannot fail and is never half-done: every holder's
+    /// `NODE_DESTROY` uses the memory reserved when it became a holder, every owner's
+    /// `NODE_RELEASE` the memory its node keeps, and the destroyed nodes' states are moved out of
+    /// the peer whole and record the staged notifications themselves.
+    fn flush(self: &Arc<Self>) {
+        let (mut nodes, handles) = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let mut nodes = core::mem::take(&mut inner.nodes);
+            for st in nodes.values_mut() {
+                if let Some(key) = st.release.take() {
+                    drop(inner.queue.remove(&key));
                 }
-                // As in `reserve_nofail`.
-                nofail_pause();
             }
+            let handles = inner.handles.take_all();
+            let mut n: u64 = 0;
+            for h in handles.values() {
+                n = n.saturating_add(h.n_user);
+            }
+            inner.limits.discharge_handles(n);
+            (nodes, handles)
         };
-        // Point of no return: nothing below allocates.
-        let inner = &mut *guard;
-        while let Some(cursor) = inner.nodes.cursor_front_mut() {
-            let (_, node) = cursor.remove_current();
-            let (_, mut st) = node.to_key_value();
-            if let Some(key) = st.release.take() {
-                drop(inner.queue.remove(&key));
-            }
-            // No `NODE_DESTROY` for the owner itself: its queue is flushed at the destruction's
-            // timestamp below, which would remove it again.
-            for (_, h) in st.holders.iter() {
-                let _ = res
-                    .remote
-                    .push_within_capacity((h.peer.clone(), st.node.clone()));
-            }
-            let _ = res.states.push_within_capacity(st);
-        }
-        let handles = inner.handles.take_all();
-        let mut n: u64 = 0;
-        for (_, h) in handles.iter() {
-            n = n.saturating_add(h.n_user);
-        }
-        inner.limits.discharge_handles(n);
-        drop(guard);
-        for (peer, node) in res.remote.drain_all() {
-            if let Some(slot) = res.remote_slots.pop() {
-                // Fails only for a holder that is going away, which needs no notification.
-                let _ = tx.stage_remote_slot(&peer, slot, Event::Destroy(node));
-            }
-        }
-        let states = &res.states;
-        let c = tx.commit_with(|c| {
-            for st in states.iter() {
-                st.node.set_destroyed(c);
-            }
-        });
-        res.states.clear();
+        // No `NODE_DESTROY` for the owner itself: its queue is flushed at the destruction's
+        // position below, which would remove it again.
+        let tx = Transaction::new(self.clone());
+        let c = self.destroy_nodes(tx, &mut nodes);
+        drop(nodes);
         for (_, h) in handles.iter() {
             let owner = h.node.owner();
             if Arc::ptr_eq(owner, self) {
                 continue;
             }
-            let mut slot = res.release_slots.pop();
             let wake = put_strong(
                 owner.id(),
                 &mut owner.lock(),
                 h.node.serial(),
                 Some(self.id),
                 h.n_user,
-                &mut slot,
             );
             if wake {
                 owner.wake();
             }
         }
         drop(handles);
-        let flushed = self.lock().queue.flush_detach(c);
+        let flushed = self.lock().queue.flush_detach(c, self.id);
         drop(flushed);
         let freed = self.pool.flush();
         self.lock().limits.discharge_slices(freed);
-        Ok(())
+    }
+
+    /// Completes the destruction of `nodes`, node states already removed from this peer (with
+    /// `tx` holding whatever the caller staged on this peer's own queue): stages every holder's
+    /// `NODE_DESTROY` in the memory reserved with the holder, recording it in the holder entry,
+    /// stamps every node with the commit timestamp as it is taken, commits, and wakes up
+    /// whoever waits for the stamps. Allocates nothing. Returns the commit timestamp.
+    ///
+    /// The one destruction path, shared by `NODES_DESTROY` and the flush.
+    fn destroy_nodes(&self, mut tx: Transaction, nodes: &mut impl NodeSet) -> u64 {
+        nodes.each_mut(&mut |st| {
+            for h in st.holders.values_mut() {
+                let Some(slot) = h.destroy.take() else {
+                    continue;
+                };
+                // A holder that is going away needs no notification.
+                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
+                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
+                }
+            }
+        });
+        let nodes = &*nodes;
+        let c = tx.commit_with_detached(
+            |f| {
+                nodes.each(&mut |st| {
+                    for h in st.holders.values() {
+                        if let Some(staged) = &h.staged {
+                            f(staged);
+                        }
+                    }
+                })
+            },
+            |c| nodes.each(&mut |st| st.node.set_destroyed(c)),
+        );
+        self.nodes_changed.notify_all();
+        c
     }
 
     /// `PEER_QUERY`.
@@ -869,10 +912,9 @@ impl Peer {
         if limits.iter().any(|&v| v != u32::MAX && v > i32::MAX as u32) {
             return Err(EINVAL);
         }
-        // First, as the only step that can fail (`ENOMEM`), so that a failed call has no
-        // effect; the flush does not depend on the flags and limits set below.
+        // The flush cannot fail, and does not depend on the flags and limits set below.
         if q.flags & uapi::BUS1_PEER_RESET_FLAG_FLUSH != 0 {
-            self.flush(false)?;
+            self.flush();
         }
         {
             let mut inner = self.lock();
@@ -899,7 +941,6 @@ impl Peer {
         let id: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
             .reader()
             .read()?;
-        let mut slot = Some(Queue::reserve(GFP_KERNEL_ACCOUNT)?);
         let node;
         let gone: Option<Handle>;
         {
@@ -919,7 +960,7 @@ impl Peer {
                 }
                 let gone = inner.handles.release(&node.key());
                 inner.limits.discharge_handles(1);
-                let wake = live && put_strong(self.id, inner, node.serial(), None, 1, &mut slot);
+                let wake = live && put_strong(self.id, inner, node.serial(), None, 1);
                 drop(guard);
                 drop(gone);
                 if wake {
@@ -938,7 +979,6 @@ impl Peer {
             node.serial(),
             Some(self.id),
             1,
-            &mut slot,
         );
         if wake {
             owner.wake();
@@ -967,7 +1007,10 @@ impl Peer {
         let _pin = PeerActive::acquire(dst.clone())?;
         let dst_res = HandleReservation::new()?;
         let holder_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        let (node, created) = self.resolve(t.src_handle)?;
+        // The memory of `dst`'s NODE_DESTROY, kept with its holder entry.
+        let destroy_slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
+        let mut op = OpToken::default();
+        let (node, created) = self.resolve(t.src_handle, &mut op)?;
         let undo = || {
             if created {
                 self.undo_create(&node);
@@ -987,15 +1030,53 @@ impl Peer {
             node.serial(),
             remote.then(|| dst.clone()),
             holder_res,
+            destroy_slot,
         );
-        if live {
+        // `dst` became a holder above, under the owner's lock; its handle is linked now, under
+        // its own lock. A destruction committed in between notified `dst` already: if `dst` took
+        // that notification off its queue (and dropped it, with no handle to deliver it to), the
+        // destruction is behind it and the handle comes out invalid; otherwise the queued
+        // notification reaches the handle linked here.
+        let linked = live && {
             let mut inner = dst.lock();
-            t.dst_handle = match inner.handles.acquire(&node.key()) {
-                Some(id) => id,
-                None => inner.handles.link(node.clone(), None, remote, dst_res)?,
-            };
+            let inner = &mut *inner;
+            if let Some(id) = inner.handles.acquire(&node.key()) {
+                t.dst_handle = id;
+                true
+            } else if node
+                .destruction()
+                .is_some_and(|(c, tag)| remote && !inner.queue.may_join(c, tag))
+            {
+                false
+            } else {
+                match inner.handles.link(node.clone(), None, remote, dst_res) {
+                    Ok(id) => {
+                        t.dst_handle = id;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        };
+        if linked {
+            if created {
+                self.settle_created(core::slice::from_ref(&node));
+            }
         } else {
             dst.lock().limits.discharge_handles(1);
+            if live && remote {
+                // Give back the holder reference taken above, if the node still counts it.
+                let wake = put_strong(
+                    owner.id(),
+                    &mut owner.lock(),
+                    node.serial(),
+                    Some(dst.id()),
+                    1,
+                );
+                if wake {
+                    owner.wake();
+                }
+            }
             undo();
             t.dst_handle = uapi::BUS1_HANDLE_INVALID;
         }
@@ -1032,15 +1113,12 @@ impl Peer {
         let mut released: KVec<Handle> = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut tx = Transaction::new(self.clone());
         tx.reserve_local(n)?;
-        let mut remote: KVec<(Arc<Peer>, Arc<Node>)> = KVec::new();
-        let mut remote_slots: KVec<QueueSlot<Event>> = KVec::new();
-        let mut states = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut states = KVVec::with_capacity(n, GFP_KERNEL)?;
         {
             let mut guard = self.lock();
             let inner = &mut *guard;
             // Validate everything before changing anything.
             let mut new_nodes: KVec<NewNode> = KVec::new();
-            let mut n_holders: usize = 0;
             for (i, &id) in ids.iter().enumerate() {
                 if first_dup == Some(i) {
                     return Err(ENOTUNIQ());
@@ -1059,6 +1137,7 @@ impl Peer {
                                 node: Node::new(self.clone(), serial)?,
                                 res: HandleReservation::new()?,
                                 st_res: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+                                release: Queue::reserve(GFP_KERNEL_ACCOUNT)?,
                             },
                             GFP_KERNEL,
                         )?;
@@ -1067,28 +1146,22 @@ impl Peer {
                         if !Arc::ptr_eq(h.node.owner(), self) {
                             return Err(EREMOTE());
                         }
-                        let st = inner.nodes.get(&h.node.serial()).ok_or_else(ESTALE)?;
-                        n_holders = n_holders.saturating_add(st.holders.iter().count());
+                        inner.nodes.get(&h.node.serial()).ok_or_else(ESTALE)?;
                     }
                 }
             }
             // CAST: See above.
             inner.limits.check_handles(new_nodes.len() as u64)?;
-            remote.reserve(n_holders, GFP_KERNEL)?;
-            // Every holder is notified: a completed NODES_DESTROY is never half-done.
-            remote_slots.reserve(n_holders, GFP_KERNEL)?;
-            for _ in 0..n_holders {
-                remote_slots.push(Queue::<Event>::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
-            }
-            tx.reserve_remote(n_holders)?;
-            // Point of no return.
+            // Point of no return. Every holder is notified, in the memory reserved when it
+            // became a holder: a completed NODES_DESTROY is never half-done.
             inner.limits.charge_handles(new_nodes.len() as u64)?;
             for nn in new_nodes.drain_all() {
                 let serial = nn.node.serial();
                 inner.last_node = serial;
-                inner
-                    .nodes
-                    .insert(nn.st_res.into_node(serial, NodeState::new(nn.node.clone())));
+                inner.nodes.insert(
+                    nn.st_res
+                        .into_node(serial, NodeState::new(nn.node.clone(), nn.release)),
+                );
                 // Cannot fail: the ID is given, so no ID is allocated.
                 let _ = inner.handles.link(nn.node, Some(nn.id), false, nn.res);
             }
@@ -1106,9 +1179,6 @@ impl Peer {
                 if let Some(slot) = slots.pop() {
                     tx.stage_local_slot(&mut inner.queue, slot, Event::Destroy(st.node.clone()));
                 }
-                for (_, holder) in st.holders.iter() {
-                    let _ = remote.push_within_capacity((holder.peer.clone(), st.node.clone()));
-                }
                 let _ = states.push_within_capacity(st);
             }
             if release {
@@ -1124,17 +1194,7 @@ impl Peer {
             }
         }
         drop(released);
-        for (peer, node) in remote.drain_all() {
-            if let Some(slot) = remote_slots.pop() {
-                // Fails only for a holder that is going away.
-                let _ = tx.stage_remote_slot(&peer, slot, Event::Destroy(node));
-            }
-        }
-        tx.commit_with(|c| {
-            for st in states.iter() {
-                st.node.set_destroyed(c);
-            }
-        });
+        self.destroy_nodes(tx, &mut states);
         drop(states);
         Ok(0)
     }

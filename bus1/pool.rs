@@ -12,6 +12,8 @@
 //!
 //! [`Pool`] pairs the allocator with the [`ShmemFile`] the slices live in.
 
+#![deny(unsafe_code)]
+
 use crate::ext::{
     errno::{
         EDQUOT,
@@ -25,7 +27,10 @@ use kernel::{
     mm::virt::VmaNew,
     new_mutex, new_spinlock,
     prelude::*,
-    rbtree::RBTree,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
     sync::{
         Arc,
         Mutex,
@@ -95,6 +100,9 @@ struct Slab {
     used: u32,
     /// Whether the slab is on its class's list of slabs with free slots.
     listed: bool,
+    /// The tree node its page needs in the free map once the slab goes away, so freeing
+    /// never allocates.
+    free_node: RBTreeNodeReservation<u64, u64>,
 }
 
 impl Slab {
@@ -111,6 +119,8 @@ struct Large {
     pages_len: u64,
     /// Whether `RECV` published it.
     published: bool,
+    /// The tree node its pages need in the free map once it is freed.
+    free_node: RBTreeNodeReservation<u64, u64>,
 }
 
 /// The offsets of one pool: which are allocated, which are published.
@@ -122,6 +132,9 @@ struct Large {
 /// - Every slab on `partial[c]` has class `c`, a free slot and `listed` set, and every slab with
 ///   a free slot and `listed` set is on it exactly once.
 /// - `empty[c]` counts the slabs of class `c` with no allocated slot (at most one is kept).
+/// - `partial[c]` has room for every slab of class `c` (`n_slabs[c]`), so listing a slab again
+///   when a slot is freed never allocates; every slab and large slice holds the tree node its
+///   pages will need in `free`. Freeing a slice never allocates.
 pub(crate) struct SliceAllocator {
     /// Pool size.
     size: u64,
@@ -135,6 +148,8 @@ pub(crate) struct SliceAllocator {
     partial: [KVec<u64>; N_CLASSES],
     /// Per class, empty slabs kept for reuse.
     empty: [u32; N_CLASSES],
+    /// Per class, slabs.
+    n_slabs: [usize; N_CLASSES],
     /// Allocated slices.
     n_slices: usize,
     /// Bytes of allocated slices (slot or page-rounded sizes).
@@ -159,6 +174,7 @@ impl SliceAllocator {
             large: RBTree::new(),
             partial: [const { KVec::new() }; N_CLASSES],
             empty: [0; N_CLASSES],
+            n_slabs: [0; N_CLASSES],
             n_slices: 0,
             bytes: 0,
             page_bytes: 0,
@@ -202,8 +218,9 @@ impl SliceAllocator {
         Err(EXFULL())
     }
 
-    /// Gives back the pages `[start, start + len)`, merging them with free neighbours.
-    fn free_pages(&mut self, start: u64, len: u64) {
+    /// Gives back the pages `[start, start + len)`, merging them with free neighbours; `node`
+    /// is the tree node for the range if it has no free neighbour.
+    fn free_pages(&mut self, start: u64, len: u64, node: RBTreeNodeReservation<u64, u64>) {
         self.page_bytes -= len;
         let mut len = len;
         // The free range right after, if adjacent.
@@ -226,10 +243,9 @@ impl SliceAllocator {
                 }
             }
         }
-        // Only a range with no free neighbour needs a tree node. Without memory for it the
-        // pages stay out of the free map: the pool is smaller until the peer goes away, but
-        // nothing is corrupted or leaked beyond it.
-        let _ = self.free.try_create_and_insert(start, len, GFP_KERNEL);
+        // Only a range with no free neighbour needs a tree node; it was reserved when the pages
+        // were taken.
+        self.free.insert(node.into_node(start, len));
     }
 
     /// Returns the offset of a new, unpublished slice of at least `size` bytes.
@@ -243,18 +259,17 @@ impl SliceAllocator {
         }
         if size > SLAB_MAX {
             let pages_len = size.checked_add(PAGE - 1).ok_or(EMSGSIZE)? & !(PAGE - 1);
+            let free_node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+            let res = RBTreeNodeReservation::new(GFP_KERNEL)?;
             let off = self.alloc_pages(pages_len)?;
-            if let Err(e) = self.large.try_create_and_insert(
+            self.large.insert(res.into_node(
                 off,
                 Large {
                     pages_len,
                     published: false,
+                    free_node,
                 },
-                GFP_KERNEL,
-            ) {
-                self.free_pages(off, pages_len);
-                return Err(e);
-            }
+            ));
             self.n_slices += 1;
             self.bytes += pages_len;
             return Ok(off);
@@ -299,7 +314,11 @@ impl SliceAllocator {
 
     /// Carves a new slab of class `class` out of a free page and lists it.
     fn new_slab(&mut self, class: usize) -> Result<u64> {
-        self.partial[class].reserve(1, GFP_KERNEL)?;
+        // Room on the list for every slab of the class, this one included.
+        let want = (self.n_slabs[class] + 1).saturating_sub(self.partial[class].len());
+        self.partial[class].reserve(want, GFP_KERNEL)?;
+        let free_node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let res = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let page = self.alloc_pages(PAGE)?;
         let slab = Slab {
             class,
@@ -307,11 +326,10 @@ impl SliceAllocator {
             published: [0; WORDS],
             used: 0,
             listed: true,
+            free_node,
         };
-        if let Err(e) = self.slabs.try_create_and_insert(page, slab, GFP_KERNEL) {
-            self.free_pages(page, PAGE);
-            return Err(e);
-        }
+        self.slabs.insert(res.into_node(page, slab));
+        self.n_slabs[class] += 1;
         // Cannot fail: room was reserved above.
         let _ = self.partial[class].push_within_capacity(page);
         self.empty[class] += 1;
@@ -358,7 +376,7 @@ impl SliceAllocator {
         match self.locate(offset)? {
             None => {
                 let l = self.large.remove(&offset).ok_or(ENXIO)?;
-                self.free_pages(offset, l.pages_len);
+                self.free_pages(offset, l.pages_len, l.free_node);
                 self.n_slices -= 1;
                 self.bytes -= l.pages_len;
                 Ok(Some(offset..offset + l.pages_len))
@@ -372,12 +390,8 @@ impl SliceAllocator {
                 self.n_slices -= 1;
                 self.bytes -= cs;
                 if !slab.listed {
-                    slab.listed = true;
-                    // Memory is short only if this push needs to grow the list; the slab then
-                    // stays unlisted and is reused once it is empty and released.
-                    if self.partial[class].push(page, GFP_KERNEL).is_err() {
-                        slab.listed = false;
-                    }
+                    // Cannot fail: the list has room for every slab of its class.
+                    slab.listed = self.partial[class].push_within_capacity(page).is_ok();
                 }
                 if slab.used > 0 {
                     return Ok(None);
@@ -388,9 +402,12 @@ impl SliceAllocator {
                     self.empty[class] = 1;
                     return Ok(None);
                 }
-                self.slabs.remove(&page);
+                let Some(slab) = self.slabs.remove(&page) else {
+                    return Ok(None);
+                };
+                self.n_slabs[class] -= 1;
                 self.partial[class].retain(|p| *p != page);
-                self.free_pages(page, PAGE);
+                self.free_pages(page, PAGE, slab.free_node);
                 Ok(Some(page..page + PAGE))
             }
         }

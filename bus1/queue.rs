@@ -32,6 +32,8 @@
 //! insert entries take a [`QueueSlot`] allocated beforehand, so no queue operation ever
 //! allocates memory.
 
+#![deny(unsafe_code)]
+
 use kernel::{
     alloc::Flags,
     prelude::*,
@@ -114,11 +116,24 @@ impl<T> QueueSlot<T> {
 /// A peer's queue: a Lamport clock, a flush mark and the entries ordered by [`QueueKey`].
 ///
 /// The queue has no lock of its own; the owner serialises all calls.
+///
+/// # Invariants
+///
+/// - `clock` is even, and at least the timestamp of every committed entry and the clock value
+///   every staging entry was staged at: whatever is committed or staged later orders after them.
+/// - A staging entry has an odd timestamp; it only ever moves to a larger, even one.
+/// - Every entry ordered before the leftmost staging entry is committed; only the leftmost
+///   entry is dequeued, so the owner observes entries in key order.
+/// - `seen` is the `(ts, tag)` of the last dequeued entry, and no entry is ever inserted at or
+///   before it ([`Queue::commit_synthetic`] refuses), so what was observed is never reordered.
+/// - Every value in `entries` is `Some`.
 pub(crate) struct Queue<T> {
     /// The Lamport clock; always even.
     clock: u64,
-    /// The timestamp of the last flush.
-    flush: u64,
+    /// `(ts, tag)` of the last flush: entries ordered at or before it are flushed. The tag
+    /// matters on ties: a transaction committed at the flush's timestamp with a larger tag is
+    /// ordered after the flush on every queue.
+    flush: (u64, u64),
     /// The ID of the next inserted entry.
     next_id: u64,
     /// `(ts, tag)` of the last entry [popped](Queue::pop_front): what the owner observed last.
@@ -133,7 +148,7 @@ impl<T> Queue<T> {
     pub(crate) fn new() -> Self {
         Self {
             clock: 0,
-            flush: 0,
+            flush: (0, 0),
             next_id: 0,
             seen: (0, 0),
             entries: RBTree::new(),
@@ -152,17 +167,18 @@ impl<T> Queue<T> {
         self.clock
     }
 
-    /// Returns the timestamp of the last flush (0 if the queue was never flushed).
-    pub(crate) fn flush_mark(&self) -> u64 {
+    /// Returns `(ts, tag)` of the last flush (`(0, 0)` if the queue was never flushed).
+    pub(crate) fn flush_mark(&self) -> (u64, u64) {
         self.flush
     }
 
-    /// Returns whether `key` is ordered at or before the last flush.
+    /// Returns whether `key` is ordered at or before the last flush, on the full
+    /// `(timestamp, tag)` order.
     ///
-    /// An entry that was staging during a flush and then committed with a timestamp at or below
-    /// the flush mark is logically flushed; the owner may use this to discard it.
+    /// An entry that was staging during a flush and then committed at or below the flush mark is
+    /// logically flushed; the owner may use this to discard it.
     pub(crate) fn is_flushed(&self, key: &QueueKey) -> bool {
-        !key.is_staging() && key.ts <= self.flush
+        !key.is_staging() && (key.ts, key.tag) <= self.flush
     }
 
     /// Returns whether the queue has no entries at all, staging or committed.
@@ -338,18 +354,19 @@ impl<T> Queue<T> {
         Some((value?, slot, !was_readable && self.is_readable()))
     }
 
-    /// Flushes the queue at timestamp `ts`.
+    /// Flushes the queue at `(ts, tag)`, the commit timestamp and tag of the flushing
+    /// transaction.
     ///
-    /// Removes every committed entry with a timestamp at or below `ts` and hands its value to
-    /// `f`; staging entries stay, whatever their timestamp. Raises the flush mark to `ts` and
-    /// syncs the clock to it.
-    pub(crate) fn flush(&mut self, ts: u64, mut f: impl FnMut(T)) {
-        self.flush = self.flush.max(ts);
+    /// Removes every committed entry ordered at or before `(ts, tag)` and hands its value to
+    /// `f`; staging entries stay, whatever their timestamp. Raises the flush mark to
+    /// `(ts, tag)` and syncs the clock to `ts`.
+    pub(crate) fn flush(&mut self, ts: u64, tag: u64, mut f: impl FnMut(T)) {
+        self.flush = self.flush.max((ts, tag));
         self.sync(ts);
         let mut cursor = self.entries.cursor_front_mut();
         while let Some(c) = cursor {
             let key = *c.current().0;
-            if key.ts > ts {
+            if (key.ts, key.tag) > (ts, tag) {
                 break;
             }
             if key.is_staging() {
@@ -368,14 +385,14 @@ impl<T> Queue<T> {
     /// Like [`Queue::flush`], but moves the flushed entries into a new queue instead of handing
     /// them out, reusing their memory: nothing is allocated and nothing is dropped, so the caller
     /// can drop the result after releasing its lock when the values' destructors take locks.
-    pub(crate) fn flush_detach(&mut self, ts: u64) -> Queue<T> {
+    pub(crate) fn flush_detach(&mut self, ts: u64, tag: u64) -> Queue<T> {
         let mut out = Queue::new();
-        self.flush = self.flush.max(ts);
+        self.flush = self.flush.max((ts, tag));
         self.sync(ts);
         let mut cursor = self.entries.cursor_front_mut();
         while let Some(c) = cursor {
             let key = *c.current().0;
-            if key.ts > ts {
+            if (key.ts, key.tag) > (ts, tag) {
                 break;
             }
             if key.is_staging() {
@@ -429,6 +446,22 @@ impl<T> Queue<T> {
         let (key, value) = node.to_key_value();
         self.seen = self.seen.max((key.ts, key.tag));
         Some((key, value?, cont))
+    }
+
+    /// Dequeues the front entry like [`Queue::pop_front`], and also returns its memory as a new
+    /// slot, so the caller can keep it for a later entry.
+    pub(crate) fn pop_front_reuse(&mut self) -> Option<(QueueKey, T, QueueSlot<T>)> {
+        let key = *self.entries.cursor_front()?.current().0;
+        if key.is_staging() {
+            return None;
+        }
+        let value = self.entries.get_mut(&key)?.take();
+        let node = self.entries.remove_node(&key)?;
+        self.seen = self.seen.max((key.ts, key.tag));
+        let slot = QueueSlot {
+            res: node.into_reservation(),
+        };
+        Some((key, value?, slot))
     }
 
     /// Removes every entry, staging or committed, in queue order and hands each to `f`.
@@ -925,6 +958,43 @@ mod tests {
         Ok(())
     }
 
+    /// The tag of the flushing transaction in the flush tests: larger than the tags of the
+    /// entries they queue, so ties at the mark's timestamp are flushed.
+    const FLUSHER: u64 = 9;
+
+    #[test]
+    fn flush_breaks_ties_on_the_tag() -> Result {
+        let mut q = Queue::<u64>::new();
+        // Two transactions committed elsewhere at the very timestamp the flush commits at, one
+        // ordered before the flush (smaller tag) and one after it (larger tag).
+        let mark = q.clock() + 10;
+        let before = q
+            .commit_synthetic(slot()?, mark, FLUSHER - 1, 1)
+            .map_err(|_| EINVAL)?
+            .0;
+        let after = q
+            .commit_synthetic(slot()?, mark, FLUSHER + 1, 2)
+            .map_err(|_| EINVAL)?
+            .0;
+        let mut dropped = KVec::new();
+        q.flush(mark, FLUSHER, |v| {
+            let _ = dropped.push(v, GFP_KERNEL);
+        });
+        assert_eq!(&dropped[..], &[1]);
+        assert!(q.is_flushed(&before));
+        assert!(!q.is_flushed(&after));
+        assert_eq!(q.get(&after).copied(), Some(2));
+        // The same on the detaching variant.
+        let mut q = Queue::<u64>::new();
+        let _ = q.commit_synthetic(slot()?, mark, FLUSHER + 1, 2);
+        let _ = q.commit_synthetic(slot()?, mark, FLUSHER - 1, 1);
+        let mut out = q.flush_detach(mark, FLUSHER);
+        assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(1));
+        assert!(out.is_empty());
+        assert_eq!(q.pop_front().map(|(_, v, _)| v), Some(2));
+        Ok(())
+    }
+
     #[test]
     fn flush_detach_moves_what_flush_drops() -> Result {
         let mut q = Queue::<u64>::new();
@@ -934,12 +1004,12 @@ mod tests {
         let mark = q.tick();
         let (after, _) = q.commit_unstaged(slot()?, 4, 4);
 
-        let mut out = q.flush_detach(mark);
+        let mut out = q.flush_detach(mark, FLUSHER);
         // The detached queue holds exactly the committed entries at or below the mark, in order.
         assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(1));
         assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(3));
         assert!(out.is_empty());
-        assert_eq!(q.flush_mark(), mark);
+        assert_eq!(q.flush_mark(), (mark, FLUSHER));
         assert!(q.get(&a).is_none() && q.get(&b).is_none());
         assert_eq!(q.get(&s).copied(), Some(2));
         assert_eq!(q.get(&after).copied(), Some(4));
@@ -968,7 +1038,7 @@ mod tests {
 
         let mut dropped = [0u64; 4];
         let mut n = 0;
-        q.flush(mark, |v| {
+        q.flush(mark, FLUSHER, |v| {
             if let Some(d) = dropped.get_mut(n) {
                 *d = v;
             }
@@ -976,7 +1046,7 @@ mod tests {
         });
         assert_eq!(n, 2);
         assert_eq!(dropped[..2], [1, 3]);
-        assert_eq!(q.flush_mark(), mark);
+        assert_eq!(q.flush_mark(), (mark, FLUSHER));
         assert!(q.get(&a).is_none() && q.get(&b).is_none());
         assert_eq!(q.get(&s).copied(), Some(2));
         assert_eq!(q.get(&after).copied(), Some(4));
@@ -990,22 +1060,22 @@ mod tests {
         assert!(q.is_flushed(&sc));
         // Flushing again at the mark drops it; the flush mark never goes backwards.
         let mut n = 0;
-        q.flush(0, |_| n += 1);
+        q.flush(0, FLUSHER, |_| n += 1);
         assert_eq!(n, 0);
-        assert_eq!(q.flush_mark(), mark);
-        q.flush(mark, |v| {
+        assert_eq!(q.flush_mark(), (mark, FLUSHER));
+        q.flush(mark, FLUSHER, |v| {
             assert_eq!(v, 2);
             n += 1;
         });
         assert_eq!(n, 1);
         // Flushing past everything drops `after` but keeps the staging entry.
         let end = q.clock() + 100;
-        q.flush(end, |v| {
+        q.flush(end, FLUSHER, |v| {
             assert_eq!(v, 4);
             n += 1;
         });
         assert_eq!(n, 2);
-        assert_eq!(q.flush_mark(), end);
+        assert_eq!(q.flush_mark(), (end, FLUSHER));
         assert!(q.clock() >= end);
         assert!(q.get(&after).is_none());
         assert_eq!(q.get(&s_late).copied(), Some(5));

@@ -15,6 +15,8 @@
 //! Everything here is pure bookkeeping: no locks, no allocation when charging (share entries are
 //! inserted from reservations the caller made beforehand) and checked arithmetic throughout.
 
+#![deny(unsafe_code)]
+
 use kernel::{
     prelude::*,
     rbtree::{

@@ -6,6 +6,8 @@
 //! unicast with a few iovecs allocates nothing for them (like the kernel's on-stack
 //! `UIO_FASTIOV` iovec array); longer contents go to a [`KVec`].
 
+#![deny(unsafe_code)]
+
 use core::ops::Deref;
 use kernel::prelude::*;
 

@@ -7,6 +7,8 @@
 //! destination, and every destination stays pinned (by an active reference) from staging until
 //! its entry is committed, so it cannot be torn down in between.
 
+#![deny(unsafe_code)]
+
 use crate::{
     peer::{
         Event,
@@ -25,7 +27,10 @@ use kernel::{
 };
 
 /// One staged entry on a remote peer's queue.
-struct Staged {
+///
+/// Recorded by the transaction, or by the caller for entries staged with
+/// [`Transaction::stage_detached`], which must outlive the commit.
+pub(crate) struct Staged {
     /// The destination, pinned until commit.
     dst: PeerActive,
     /// The entry's key while staging.
@@ -33,6 +38,17 @@ struct Staged {
 }
 
 /// A transaction originating at one peer.
+///
+/// # Invariants
+///
+/// - Every entry in `local`, `first` and `remote` is staging on its queue and blocks everything
+///   ordered after it there; each is committed by [`Transaction::commit_with`], which consumes
+///   the transaction. Staging fails before it records anything, so every recorded entry gets
+///   committed.
+/// - Every remote destination stays pinned ([`PeerActive`]) from staging until its entry is
+///   committed, so it is not torn down in between.
+/// - `ts` is at least the clock every entry was staged at; the commit timestamp is a tick of the
+///   origin's clock synced to `ts`, hence larger than every staging timestamp.
 pub(crate) struct Transaction {
     /// The origin; its clock provides the commit timestamp and its ID is the tag.
     origin: Arc<Peer>,
@@ -43,8 +59,24 @@ pub(crate) struct Transaction {
     /// The first entry staged on another peer's queue, kept apart so that a unicast allocates
     /// no list.
     first: Option<Staged>,
-    /// Further entries staged on other peers' queues.
-    remote: KVec<Staged>,
+    /// Further entries staged on other peers' queues; a destruction can have as many as the node
+    /// has holders, hence vmalloc-backed beyond a few pages.
+    remote: KVVec<Staged>,
+}
+
+impl Staged {
+    /// Commits the entry at `c` and wakes up the destination's readers if it became readable.
+    fn commit(&self, c: u64) {
+        let peer = self.dst.peer();
+        let wake = peer
+            .lock()
+            .queue
+            .commit_staged(&self.key, c)
+            .is_some_and(|(_, w)| w);
+        if wake {
+            peer.wake();
+        }
+    }
 }
 
 impl Transaction {
@@ -55,7 +87,7 @@ impl Transaction {
             ts: 0,
             local: KVec::new(),
             first: None,
-            remote: KVec::new(),
+            remote: KVVec::new(),
         }
     }
 
@@ -88,20 +120,6 @@ impl Transaction {
             kernel::warn_on!(true);
             let _ = queue.commit_staged(&key, key.clock().saturating_add(2));
         }
-    }
-
-    /// Stages `ev` in the preallocated `slot` on the queue of `dst`, in room reserved with
-    /// [`Self::reserve_remote`]. Fails (with no effect) only if `dst` is shutting down, which
-    /// then needs no notification.
-    pub(crate) fn stage_remote_slot(
-        &mut self,
-        dst: &Arc<Peer>,
-        slot: QueueSlot<Event>,
-        ev: Event,
-    ) -> Result {
-        let pin = PeerActive::acquire(dst.clone())?;
-        self.stage_remote_pinned(pin, slot, ev);
-        Ok(())
     }
 
     /// Reserves room to record `n` entries on other peers' queues, so that
@@ -154,6 +172,22 @@ impl Transaction {
         }
     }
 
+    /// Stages `ev` in the preallocated `slot` on the queue of the peer pinned by `dst`, and
+    /// returns the record for the caller to keep, instead of recording it in the transaction:
+    /// it needs no room in the transaction, so staging the notifications of a destruction
+    /// allocates nothing. The caller hands every such record to
+    /// [`Self::commit_with_detached`].
+    pub(crate) fn stage_detached(
+        &mut self,
+        dst: PeerActive,
+        slot: QueueSlot<Event>,
+        ev: Event,
+    ) -> Staged {
+        let key = dst.peer().lock().queue.stage(slot, self.tag(), self.ts, ev);
+        self.ts = self.ts.max(key.clock());
+        Staged { dst, key }
+    }
+
     /// Acquires the commit timestamp, syncs every destination and commits every entry.
     /// Returns the commit timestamp.
     pub(crate) fn commit(self) -> u64 {
@@ -163,16 +197,34 @@ impl Transaction {
     /// Like [`Self::commit`], but calls `stamp` with the commit timestamp before anything is
     /// committed, so state that readers compare timestamps against (a node's destruction time)
     /// is in place before any entry of the transaction becomes visible.
+    ///
+    /// `stamp` runs under the origin's lock, in the critical section that acquires the
+    /// timestamp: whoever takes that lock afterwards sees both the advanced clock and the
+    /// stamped state, so no receive on the origin can fall between the two.
     pub(crate) fn commit_with(self, stamp: impl FnOnce(u64)) -> u64 {
+        self.commit_with_detached(|_| (), stamp)
+    }
+
+    /// Like [`Self::commit_with`], and also commits the entries staged with
+    /// [`Self::stage_detached`]: `detached` calls its argument on each of them, each time it is
+    /// called.
+    pub(crate) fn commit_with_detached(
+        self,
+        detached: impl Fn(&mut dyn FnMut(&Staged)),
+        stamp: impl FnOnce(u64),
+    ) -> u64 {
         let c = {
             let mut inner = self.origin.lock();
             inner.queue.sync(self.ts);
-            inner.queue.tick()
+            let c = inner.queue.tick();
+            stamp(c);
+            c
         };
-        stamp(c);
         // A unicast: syncing the only destination and committing there under one lock is the
         // same as doing it in two steps, as no other queue is involved.
-        if self.local.is_empty() && self.remote.is_empty() {
+        let mut any_detached = false;
+        detached(&mut |_| any_detached = true);
+        if self.local.is_empty() && self.remote.is_empty() && !any_detached {
             if let Some(s) = &self.first {
                 let peer = s.dst.peer();
                 let wake = {
@@ -191,6 +243,9 @@ impl Transaction {
         for s in self.remotes() {
             s.dst.peer().lock().queue.sync(c);
         }
+        detached(&mut |s| {
+            s.dst.peer().lock().queue.sync(c);
+        });
         if !self.local.is_empty() {
             let mut wake = false;
             {
@@ -206,16 +261,112 @@ impl Transaction {
             }
         }
         for s in self.remotes() {
-            let peer = s.dst.peer();
-            let wake = peer
-                .lock()
-                .queue
-                .commit_staged(&s.key, c)
-                .is_some_and(|(_, w)| w);
-            if wake {
-                peer.wake();
-            }
+            s.commit(c);
         }
+        detached(&mut |s| s.commit(c));
         c
+    }
+}
+
+#[kunit_tests(bus1_transaction)]
+mod tests {
+    use super::*;
+    use crate::node::Node;
+
+    /// The key of the front entry of `peer`'s queue, if it can be dequeued.
+    fn front(peer: &Arc<Peer>) -> Option<QueueKey> {
+        peer.lock().queue.front().map(|(k, _, _)| *k)
+    }
+
+    /// Stages a notification of `node` on `dst` in `tx`, the way `SEND` does.
+    fn stage(tx: &mut Transaction, dst: &Arc<Peer>, node: &Arc<Node>) -> Result {
+        tx.reserve_remote(1)?;
+        let pin = PeerActive::acquire(dst.clone())?;
+        tx.stage_remote_pinned(
+            pin,
+            Queue::reserve(GFP_KERNEL)?,
+            Event::Release(node.clone()),
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unicast_commits_after_the_origin_clock() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::new()?;
+        let node = Node::new(b.clone(), 1)?;
+        // The origin's clock is ahead of the destination's.
+        for _ in 0..5 {
+            a.lock().queue.tick();
+        }
+        let mut tx = Transaction::new(a.clone());
+        stage(&mut tx, &b, &node)?;
+        // Staged, the entry blocks the destination.
+        assert!(front(&b).is_none());
+        let c = tx.commit();
+        let key = front(&b).ok_or(EINVAL)?;
+        assert_eq!((key.ts(), key.tag()), (c, a.id()));
+        assert!(c > 10);
+        // Both clocks passed the commit: anything either queue commits later orders after it.
+        assert!(a.lock().queue.clock() >= c && b.lock().queue.clock() >= c);
+        // The entry names a node of `b`: take it out, or the two would keep each other alive.
+        let popped = b.lock().queue.pop_front();
+        drop(popped);
+        Ok(())
+    }
+
+    #[test]
+    fn crossed_multicasts_are_seen_in_one_order() -> Result {
+        // Two transactions stage on the same two queues in opposite orders, interleaved, and
+        // commit in either order: both queues must list them the same way.
+        for first in 0..2 {
+            let (x, y) = (Peer::new()?, Peer::new()?);
+            let (o1, o2) = (Peer::new()?, Peer::new()?);
+            let n = Node::new(x.clone(), 1)?;
+            let mut t1 = Transaction::new(o1.clone());
+            let mut t2 = Transaction::new(o2.clone());
+            stage(&mut t1, &x, &n)?;
+            stage(&mut t2, &y, &n)?;
+            stage(&mut t2, &x, &n)?;
+            stage(&mut t1, &y, &n)?;
+            let (c1, c2) = if first == 0 {
+                let c1 = t1.commit();
+                (c1, t2.commit())
+            } else {
+                let c2 = t2.commit();
+                (t1.commit(), c2)
+            };
+            let order = |p: &Arc<Peer>| -> Result<[u64; 2]> {
+                let mut q = p.lock();
+                let a = q.queue.pop_front().ok_or(EINVAL)?.0;
+                let b = q.queue.pop_front().ok_or(EINVAL)?.0;
+                Ok([a.tag(), b.tag()])
+            };
+            let (ox, oy) = (order(&x)?, order(&y)?);
+            assert_eq!(ox, oy);
+            assert!(c1 != c2 || o1.id() != o2.id());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn commit_with_stamps_before_anything_is_visible() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::new()?;
+        let c_peer = Peer::new()?;
+        let node = Node::new(a.clone(), 1)?;
+        let mut tx = Transaction::new(a.clone());
+        stage(&mut tx, &b, &node)?;
+        stage(&mut tx, &c_peer, &node)?;
+        let (b2, c2) = (b.clone(), c_peer.clone());
+        let c = tx.commit_with(|c| {
+            // Under the origin's lock, with the clock at `c` and nothing committed yet.
+            node.set_destroyed(c);
+            assert!(front(&b2).is_none() && front(&c2).is_none());
+        });
+        assert_eq!(node.destruction(), Some((c, a.id())));
+        assert_eq!(front(&b).map(|k| k.ts()), Some(c));
+        assert_eq!(front(&c_peer).map(|k| k.ts()), Some(c));
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! checked at compile time against the values of the ABI contract, and the C header carries the
 //! same checks, so the two definitions cannot drift apart silently.
 
+#![deny(unsafe_code)]
 #![allow(
     dead_code,
     reason = "the ABI is defined in full; commands use it as they land"

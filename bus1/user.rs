@@ -14,6 +14,8 @@
 //! The registry of users is a global mutex, but it is taken only when a peer is opened and when
 //! a peer object is freed, never on the send or receive path.
 
+#![deny(unsafe_code)]
+
 use crate::{
     ext::{
         global::users,

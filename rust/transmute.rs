@@ -31,11 +31,15 @@ macro_rules! user_struct {
             assert!(::core::mem::size_of::<$name>() == 0 $( + ::core::mem::size_of::<$ty>() )*);
         };
 
+        // The `unsafe` belongs to this macro, whose checks above justify it, not to the module
+        // that declares the struct (which may deny `unsafe_code`).
         // SAFETY: The struct is `repr(C)`, has no padding (asserted above) and every field is
         // `FromBytes`, so any byte pattern is a valid value.
+        #[allow(unsafe_code)]
         unsafe impl ::kernel::transmute::FromBytes for $name {}
         // SAFETY: The struct is `repr(C)`, has no padding (asserted above) and every field is
         // `AsBytes`, so every byte of a value is initialised.
+        #[allow(unsafe_code)]
         unsafe impl ::kernel::transmute::AsBytes for $name {}
     )*};
 }

@@ -1,0 +1,607 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bus1 notification-order tests: every holder of a valid handle gets exactly
+ * one NODE_DESTROY, in the one global order, whatever the interleaving.
+ *
+ * The interleavings are forced, not hoped for: a sender is stopped inside its
+ * SEND by a userfaultfd-registered payload page, and the test proves where the
+ * other threads are (blocked in the kernel, or returned) before it lets the
+ * sender go on.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/bus1.h>
+#include <linux/userfaultfd.h>
+
+#include "kselftest_harness.h"
+
+#define N1 ((__u64)0x100)
+#define N2 ((__u64)0x200)
+#define INV ((__u64)BUS1_HANDLE_INVALID)
+#define POOL_SIZE (16UL << 20)
+
+static int ret_errno(long r)
+{
+	return r < 0 ? -errno : (int)r;
+}
+
+static int peer_new(void)
+{
+	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+}
+
+static int xfer(int fd, __u64 src, int dst, __u64 *out)
+{
+	struct bus1_cmd_handle_transfer c = {
+		.src_handle = src,
+		.dst_fd = dst < 0 ? (__u64)-1 : (__u64)dst,
+		.dst_handle = INV,
+	};
+	int r = ret_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
+
+	if (out)
+		*out = c.dst_handle;
+	return r;
+}
+
+static int release(int fd, __u64 id)
+{
+	return ret_errno(ioctl(fd, BUS1_CMD_HANDLE_RELEASE, &id));
+}
+
+static int destroy1(int fd, __u64 id)
+{
+	struct bus1_cmd_nodes_destroy c = {
+		.ptr_nodes = (__u64)(uintptr_t)&id,
+		.n_nodes = 1,
+	};
+
+	return ret_errno(ioctl(fd, BUS1_CMD_NODES_DESTROY, &c));
+}
+
+static int recv_msg(int fd, struct bus1_cmd_recv *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->max_offset = (__u64)-1;
+	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
+}
+
+static int send_msg(int fd, const __u64 *dst, __u64 n_dst, const __u64 *handles,
+		    __u64 n_handles, const void *buf, size_t len)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	struct bus1_cmd_send s = {
+		.ptr_destinations = (__u64)(uintptr_t)dst,
+		.n_destinations = n_dst,
+		.ptr_vecs = (__u64)(uintptr_t)&v,
+		.n_vecs = len ? 1 : 0,
+		.ptr_handles = (__u64)(uintptr_t)handles,
+		.n_handles = n_handles,
+	};
+
+	return ret_errno(ioctl(fd, BUS1_CMD_SEND, &s));
+}
+
+/* The handle IDs of the DATA message @r, read from the mapped pool @pool. */
+static const __u64 *slice_handles(const void *pool, const struct bus1_cmd_recv *r)
+{
+	size_t payload = (r->msg.n_bytes + 7) & ~(size_t)7;
+
+	return (const __u64 *)((const char *)pool + r->msg.offset + payload);
+}
+
+/* Counts the NODE_DESTROYs for @id left in @fd's queue; fails on anything else. */
+static int drain_destroys(int fd, __u64 id, int *other)
+{
+	struct bus1_cmd_recv r;
+	int n = 0;
+
+	*other = 0;
+	while (recv_msg(fd, &r) == 0) {
+		if (r.msg.type == BUS1_MSG_NODE_DESTROY && r.msg.destination == id)
+			n++;
+		else
+			(*other)++;
+	}
+	return n;
+}
+
+/* Whether thread @tid of this process is asleep in the kernel ('S' or 'D'). */
+static int thread_sleeping(pid_t tid)
+{
+	char path[64], buf[512], *p;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
+}
+
+FIXTURE(order) {
+	int a, b, c;
+	void *pool_b;
+};
+
+FIXTURE_SETUP(order)
+{
+	self->a = peer_new();
+	self->b = peer_new();
+	self->c = peer_new();
+	ASSERT_LE(0, self->a);
+	ASSERT_LE(0, self->b);
+	ASSERT_LE(0, self->c);
+	self->pool_b = mmap(NULL, POOL_SIZE, PROT_READ, MAP_SHARED, self->b, 0);
+	ASSERT_NE(MAP_FAILED, self->pool_b);
+}
+
+FIXTURE_TEARDOWN(order)
+{
+	munmap(self->pool_b, POOL_SIZE);
+	close(self->a);
+	close(self->b);
+	close(self->c);
+}
+
+/*
+ * A holder releases its handle while its NODE_DESTROY is still queued behind a
+ * message that carries the node again: the handle the message installs is told
+ * of the destruction exactly once, not once by the queued notification and once
+ * more by the receive joining the destruction.
+ */
+TEST_F(order, one_destroy_after_release_and_relink)
+{
+	struct bus1_cmd_recv r;
+	__u64 hb = INV, hc = INV, to_b = INV, got;
+	int other;
+
+	/* A owns N1; B and C hold handles to it; C holds a handle to B's N2. */
+	ASSERT_EQ(0, xfer(self->a, N1, self->b, &hb));
+	ASSERT_NE(INV, hb);
+	ASSERT_EQ(0, xfer(self->a, N1, self->c, &hc));
+	ASSERT_NE(INV, hc);
+	ASSERT_EQ(0, xfer(self->b, N2, self->c, &to_b));
+	ASSERT_NE(INV, to_b);
+
+	/* C sends B a message carrying N1, then A destroys N1. */
+	ASSERT_EQ(0, send_msg(self->c, &to_b, 1, &hc, 1, "m", 1));
+	ASSERT_EQ(0, destroy1(self->a, N1));
+	/* B drops its handle before it receives anything. */
+	ASSERT_EQ(0, release(self->b, hb));
+
+	/* The message is ordered before the destruction: its handle is valid. */
+	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
+	ASSERT_EQ((__u64)1, r.msg.n_handles);
+	got = slice_handles(self->pool_b, &r)[0];
+	ASSERT_NE(INV, got);
+	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+
+	ASSERT_EQ(1, drain_destroys(self->b, got, &other))
+		TH_LOG("the installed handle 0x%llx must get exactly one NODE_DESTROY",
+		       (unsigned long long)got);
+	ASSERT_EQ(0, other);
+	ASSERT_EQ(1, drain_destroys(self->c, hc, &other));
+	ASSERT_EQ(0, other);
+}
+
+/* The same with two messages carrying the node and a release between them. */
+TEST_F(order, one_destroy_per_handle_across_two_messages)
+{
+	struct bus1_cmd_recv r;
+	__u64 hb = INV, hc = INV, to_b = INV, got1, got2;
+	int other;
+
+	ASSERT_EQ(0, xfer(self->a, N1, self->b, &hb));
+	ASSERT_EQ(0, xfer(self->a, N1, self->c, &hc));
+	ASSERT_EQ(0, xfer(self->b, N2, self->c, &to_b));
+	ASSERT_EQ(0, send_msg(self->c, &to_b, 1, &hc, 1, "1", 1));
+	ASSERT_EQ(0, send_msg(self->c, &to_b, 1, &hc, 1, "2", 1));
+	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, release(self->b, hb));
+
+	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
+	got1 = slice_handles(self->pool_b, &r)[0];
+	ASSERT_NE(INV, got1);
+	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+	/* Released again before the second message is received. */
+	ASSERT_EQ(0, release(self->b, got1));
+
+	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
+	got2 = slice_handles(self->pool_b, &r)[0];
+	ASSERT_NE(INV, got2);
+	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+
+	ASSERT_EQ(1, drain_destroys(self->b, got2, &other));
+	ASSERT_EQ(0, other);
+}
+
+/* A sender stopped inside SEND on a userfaultfd-registered payload page. */
+struct stalled_send {
+	int fd;			/* the sending peer */
+	const __u64 *dst;
+	__u64 n_dst;
+	const __u64 *handles;
+	__u64 n_handles;
+	void *buf;
+	size_t len;
+	int ret;
+	pid_t tid;
+};
+
+static void *stalled_send_fn(void *arg)
+{
+	struct stalled_send *s = arg;
+
+	s->tid = gettid();
+	s->ret = send_msg(s->fd, s->dst, s->n_dst, s->handles, s->n_handles, s->buf, s->len);
+	return NULL;
+}
+
+struct xfer_call {
+	int from, to;
+	__u64 src, out;
+	int ret;
+	pid_t tid;
+	volatile int done;
+};
+
+static void *xfer_call_fn(void *arg)
+{
+	struct xfer_call *x = arg;
+
+	x->tid = gettid();
+	x->ret = xfer(x->from, x->src, x->to, &x->out);
+	__atomic_store_n(&x->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static int uffd_open(void)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/*
+ * A node that a SEND creates on the fly is invisible to the peer's other
+ * operations until the SEND has passed its point of no return: here the SEND
+ * fails and undoes the node, so a HANDLE_TRANSFER of the same ID on another
+ * thread must not hand out a handle to the undone node (which would never get
+ * a NODE_DESTROY); it gets a node of its own, which behaves like any other.
+ */
+TEST_F(order, node_created_by_failing_send_is_invisible)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct uffdio_register reg;
+	struct uffdio_copy copy;
+	struct uffd_msg m;
+	struct stalled_send s;
+	struct xfer_call x;
+	pthread_t ts, tx;
+	__u64 to_b = INV, dst[2];
+	__u64 handles[1] = { N1 };
+	char *area, *src;
+	struct pollfd pf;
+	int uffd, other;
+
+	uffd = uffd_open();
+	if (uffd < 0)
+		SKIP(return, "userfaultfd unavailable: %s", strerror(-uffd));
+
+	/* A holds a handle to B's N2, so A can send to B. */
+	ASSERT_EQ(0, xfer(self->b, N2, self->a, &to_b));
+	ASSERT_NE(INV, to_b);
+
+	area = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	reg.range.start = (__u64)(uintptr_t)area;
+	reg.range.len = page;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	/*
+	 * SEND{handles=[N1 (new)], destinations=[B, an unknown managed ID]}:
+	 * N1 is created, the copy to B stops on the missing page, and once it
+	 * goes on the second destination fails with ENXIO and N1 is undone.
+	 */
+	dst[0] = to_b;
+	dst[1] = ((__u64)77 << 3) | BUS1_HANDLE_FLAG_MANAGED | BUS1_HANDLE_FLAG_REMOTE;
+	memset(&s, 0, sizeof(s));
+	s.fd = self->a;
+	s.dst = dst;
+	s.n_dst = 2;
+	s.handles = handles;
+	s.n_handles = 1;
+	s.buf = area;
+	s.len = 64;
+	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
+
+	/* The sender is in the window: N1 exists, the copy is stopped. */
+	pf.fd = uffd;
+	pf.events = POLLIN;
+	ASSERT_EQ(1, poll(&pf, 1, -1));
+	ASSERT_EQ((ssize_t)sizeof(m), read(uffd, &m, sizeof(m)));
+	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, m.event);
+
+	/* Another thread of A transfers N1 to C meanwhile. */
+	memset(&x, 0, sizeof(x));
+	x.from = self->a;
+	x.to = self->c;
+	x.src = N1;
+	x.out = INV;
+	ASSERT_EQ(0, pthread_create(&tx, NULL, xfer_call_fn, &x));
+	/* Either it returned already (the bug) or it sleeps in the kernel, waiting. */
+	while (!__atomic_load_n(&x.done, __ATOMIC_ACQUIRE) &&
+	       !(x.tid && thread_sleeping(x.tid)))
+		sched_yield();
+
+	/* Let the SEND go on; it fails and undoes its node. */
+	src = malloc(page);
+	ASSERT_NE(NULL, src);
+	memset(src, 'x', page);
+	copy.dst = (__u64)(uintptr_t)area;
+	copy.src = (__u64)(uintptr_t)src;
+	copy.len = page;
+	copy.mode = 0;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_COPY, &copy));
+	ASSERT_EQ(0, pthread_join(ts, NULL));
+	ASSERT_EQ(-ENXIO, s.ret);
+	ASSERT_EQ(0, pthread_join(tx, NULL));
+	ASSERT_EQ(0, x.ret);
+	ASSERT_NE(INV, x.out);
+
+	/* Whatever node C holds is live and A's: destroying N1 tells C once. */
+	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(1, drain_destroys(self->c, x.out, &other))
+		TH_LOG("C's handle 0x%llx must name a live node of A",
+		       (unsigned long long)x.out);
+	ASSERT_EQ(0, other);
+	/* B received nothing: the SEND failed as a whole. */
+	ASSERT_EQ(0, drain_destroys(self->b, INV, &other));
+	ASSERT_EQ(0, other);
+
+	free(src);
+	munmap(area, page);
+	close(uffd);
+}
+
+struct close_call {
+	int fd;
+	int ret;
+};
+
+static void *close_fn(void *arg)
+{
+	struct close_call *c = arg;
+
+	c->ret = close(c->fd);
+	return NULL;
+}
+
+/*
+ * A sender stuck reading its own payload (a page that never faults in) holds
+ * nothing the receiver's teardown waits for: the receiver's close() returns
+ * while the sender is still stuck, and the sender then fails cleanly with
+ * ESHUTDOWN. The fault is resolved only after close() has returned, so a close
+ * that waited for the sender would never return (the harness times it out).
+ */
+TEST_F(order, close_does_not_wait_for_a_stalled_sender)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct uffdio_register reg;
+	struct uffdio_copy copy;
+	struct uffd_msg m;
+	struct stalled_send s;
+	struct close_call cc;
+	pthread_t ts, tc;
+	__u64 to_v = INV;
+	char *area, *src;
+	struct pollfd pf;
+	int uffd, v, other;
+
+	uffd = uffd_open();
+	if (uffd < 0)
+		SKIP(return, "userfaultfd unavailable: %s", strerror(-uffd));
+
+	/* The victim V (no pool mapping, so close() tears it down). */
+	v = peer_new();
+	ASSERT_LE(0, v);
+	ASSERT_EQ(0, xfer(v, N1, self->a, &to_v));
+	ASSERT_NE(INV, to_v);
+
+	area = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	reg.range.start = (__u64)(uintptr_t)area;
+	reg.range.len = page;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+
+	memset(&s, 0, sizeof(s));
+	s.fd = self->a;
+	s.dst = &to_v;
+	s.n_dst = 1;
+	s.buf = area;
+	s.len = 128;
+	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
+	pf.fd = uffd;
+	pf.events = POLLIN;
+	ASSERT_EQ(1, poll(&pf, 1, -1));
+	ASSERT_EQ((ssize_t)sizeof(m), read(uffd, &m, sizeof(m)));
+	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, m.event);
+
+	/* The sender is stuck in the copy; V closes. */
+	cc.fd = v;
+	cc.ret = -1;
+	ASSERT_EQ(0, pthread_create(&tc, NULL, close_fn, &cc));
+	ASSERT_EQ(0, pthread_join(tc, NULL));
+	ASSERT_EQ(0, cc.ret);
+
+	/* Only now does the sender's page arrive. */
+	src = malloc(page);
+	ASSERT_NE(NULL, src);
+	memset(src, 'y', page);
+	copy.dst = (__u64)(uintptr_t)area;
+	copy.src = (__u64)(uintptr_t)src;
+	copy.len = page;
+	copy.mode = 0;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_COPY, &copy));
+	ASSERT_EQ(0, pthread_join(ts, NULL));
+	ASSERT_EQ(-ESHUTDOWN, s.ret);
+
+	/* A is unharmed: V's node is gone, so A is told. */
+	ASSERT_EQ(1, drain_destroys(self->a, to_v, &other));
+	ASSERT_EQ(0, other);
+	free(src);
+	munmap(area, page);
+	close(uffd);
+}
+
+#define MC_SENDERS 3
+#define MC_MSGS 200
+
+struct mc_sender {
+	int fd;
+	int idx;
+	__u64 dst[2];
+	int err;
+};
+
+static void *mc_send_fn(void *arg)
+{
+	struct mc_sender *m = arg;
+	__u32 payload[2];
+	int i;
+
+	for (i = 0; i < MC_MSGS; i++) {
+		payload[0] = m->idx;
+		payload[1] = i;
+		m->err = send_msg(m->fd, m->dst, 2, NULL, 0, payload, sizeof(payload));
+		if (m->err)
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * Three senders multicast to overlapping pairs of three receivers (S0 to R0 and
+ * R1, S1 to R1 and R2, S2 to R2 and R0), concurrently. No two receivers share
+ * more than one sender, so comparing receivers pairwise proves nothing; the
+ * test builds the precedence graph of all receivers' logs plus each sender's
+ * program order and requires it to be acyclic: one global order.
+ */
+TEST(multicast_partial_overlap_is_one_order)
+{
+	static int succ[MC_SENDERS * MC_MSGS][2 * MC_SENDERS + 1];
+	static int n_succ[MC_SENDERS * MC_MSGS], indeg[MC_SENDERS * MC_MSGS];
+	static int queue[MC_SENDERS * MC_MSGS];
+	struct mc_sender snd[MC_SENDERS];
+	pthread_t t[MC_SENDERS];
+	int r[MC_SENDERS], i, j, head = 0, tail = 0, seen = 0;
+	void *pool[MC_SENDERS];
+
+	memset(n_succ, 0, sizeof(n_succ));
+	memset(indeg, 0, sizeof(indeg));
+	for (i = 0; i < MC_SENDERS; i++) {
+		r[i] = peer_new();
+		ASSERT_LE(0, r[i]);
+		pool[i] = mmap(NULL, POOL_SIZE, PROT_READ, MAP_SHARED, r[i], 0);
+		ASSERT_NE(MAP_FAILED, pool[i]);
+		snd[i].fd = peer_new();
+		ASSERT_LE(0, snd[i].fd);
+		snd[i].idx = i;
+		snd[i].err = 0;
+	}
+	for (i = 0; i < MC_SENDERS; i++)
+		for (j = 0; j < 2; j++)
+			ASSERT_EQ(0, xfer(r[(i + j) % MC_SENDERS], N1, snd[i].fd,
+					  &snd[i].dst[j]));
+	for (i = 0; i < MC_SENDERS; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, mc_send_fn, &snd[i]));
+	for (i = 0; i < MC_SENDERS; i++) {
+		ASSERT_EQ(0, pthread_join(t[i], NULL));
+		ASSERT_EQ(0, snd[i].err);
+	}
+
+	/* Edges: consecutive entries of each receiver, and each sender's order. */
+	for (i = 0; i < MC_SENDERS; i++) {
+		struct bus1_cmd_recv m;
+		int prev = -1, n = 0;
+
+		while (recv_msg(r[i], &m) == 0) {
+			const __u32 *p = (const __u32 *)((const char *)pool[i] + m.msg.offset);
+			int v;
+
+			ASSERT_EQ((__u64)BUS1_MSG_DATA, m.msg.type);
+			ASSERT_EQ((__u64)8, m.msg.n_bytes);
+			ASSERT_GT(MC_SENDERS, (int)p[0]);
+			ASSERT_GT(MC_MSGS, (int)p[1]);
+			v = p[0] * MC_MSGS + p[1];
+			if (prev >= 0) {
+				succ[prev][n_succ[prev]++] = v;
+				indeg[v]++;
+			}
+			prev = v;
+			n++;
+			ASSERT_EQ(0, ret_errno(ioctl(r[i], BUS1_CMD_SLICE_RELEASE, &m.msg.offset)));
+		}
+		/* Every message of both senders of this receiver, exactly once. */
+		ASSERT_EQ(2 * MC_MSGS, n);
+	}
+	for (i = 0; i < MC_SENDERS; i++)
+		for (j = 0; j + 1 < MC_MSGS; j++) {
+			succ[i * MC_MSGS + j][n_succ[i * MC_MSGS + j]++] = i * MC_MSGS + j + 1;
+			indeg[i * MC_MSGS + j + 1]++;
+		}
+
+	/* Kahn's algorithm: every message must come out. */
+	for (i = 0; i < MC_SENDERS * MC_MSGS; i++)
+		if (!indeg[i])
+			queue[tail++] = i;
+	while (head < tail) {
+		int v = queue[head++];
+
+		seen++;
+		for (j = 0; j < n_succ[v]; j++)
+			if (!--indeg[succ[v][j]])
+				queue[tail++] = succ[v][j];
+	}
+	ASSERT_EQ(MC_SENDERS * MC_MSGS, seen)
+		TH_LOG("%d messages are on a cycle of the receivers' orders",
+		       MC_SENDERS * MC_MSGS - seen);
+
+	for (i = 0; i < MC_SENDERS; i++) {
+		munmap(pool[i], POOL_SIZE);
+		close(r[i]);
+		close(snd[i].fd);
+	}
+}
+
+TEST_HARNESS_MAIN
