@@ -471,8 +471,8 @@ impl Peer {
             // This peer is pinned by the ioctl itself.
             let msg = prepare_copy(self, None, layout, &sender, self.uid())?;
             copy_payload(&msg, vecs)?;
+            let mut msg = KBox::new(msg, GFP_KERNEL_ACCOUNT)?;
             let cargo = make_cargo(nodes, files, 1)?;
-            let mut msg = msg;
             msg.cargo = cargo;
             msg.inflight = true;
             let old = self.lock().seed.replace(msg);
@@ -679,7 +679,7 @@ impl Peer {
     /// `RECV` with the seed flag.
     fn recv_seed(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
         let mut guard = self.lock();
-        let msg = guard.seed.as_ref().ok_or(EAGAIN)?;
+        let msg = guard.seed.as_deref().ok_or(EAGAIN)?;
         if msg.slice_end()? > a.max_offset {
             return Err(ERANGE);
         }
@@ -687,7 +687,7 @@ impl Peer {
             return Ok(self.describe(msg, false, uapi::BUS1_HANDLE_INVALID));
         }
         let res = InstallReservation::new(msg, a.install_fds)?;
-        let msg = guard.seed.take().ok_or(EAGAIN)?;
+        let msg = KBox::into_inner(guard.seed.take().ok_or(EAGAIN)?);
         drop(guard);
         // The seed is not ordered against anything; its handles are delivered if their nodes
         // are still live.

@@ -336,8 +336,9 @@ pub(crate) struct PeerInner {
     pub(crate) handles: HandleMap,
     /// Live nodes owned by this peer, by serial.
     pub(crate) nodes: RBTree<u64, OwnedNode>,
-    /// The seed message, set by `SEND` with `SEED`.
-    pub(crate) seed: Option<Message>,
+    /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and a closed peer,
+    /// which handles to its nodes may keep for long, should be small.
+    pub(crate) seed: Option<KBox<Message>>,
     /// Last node serial handed out.
     last_node: u64,
     /// Last [`OpToken`] handed out.

@@ -787,7 +787,7 @@ static int dead_peers(int holder, uid_t uid, int n, __u64 *ids)
  */
 TEST(dead_peers_pin_only_a_stub)
 {
-	enum { N = 200 };
+	enum { N = 1000 };
 	static __u64 ids[N];
 	long shmem0, slab0, shmem1, slab1;
 	int holder, i, debug = access("/proc/lockdep", F_OK) == 0;
