@@ -335,6 +335,14 @@ static int user_listed(uid_t uid)
 	return line[0] != 0;
 }
 
+/*
+ * Tests that open a thousand peers or more take minutes on the debug kernel
+ * (KASAN, lockdep) under emulation.
+ */
+FIXTURE(slow) {};
+FIXTURE_SETUP(slow) {}
+FIXTURE_TEARDOWN(slow) {}
+
 /* --- (a) ten hostile users flood an agent that never reads ----------------- */
 
 TEST(hostile_flood_leaves_room)
@@ -785,7 +793,7 @@ static int dead_peers(int holder, uid_t uid, int n, __u64 *ids)
  * a baseline taken after a first round of the same, whose objects are gone
  * by then, so slab caches are warm.
  */
-TEST(dead_peers_pin_only_a_stub)
+TEST_F_TIMEOUT(slow, dead_peers_pin_only_a_stub, 300)
 {
 	enum { N = 1000 };
 	static __u64 ids[N];
@@ -919,7 +927,7 @@ static void userns_flood(int agent, int go, int out)
  * flood from 1000 of them takes what one sender may take, and an honest UID
  * from outside still delivers.
  */
-TEST(userns_uids_count_as_their_owner)
+TEST_F_TIMEOUT(slow, userns_uids_count_as_their_owner, 300)
 {
 	int agent, good, go[2], res[2], i, st;
 	__u64 h, slices = module_param("user_slices_max", 16384);
@@ -986,7 +994,7 @@ TEST(userns_uids_count_as_their_owner)
  * EMFILE beyond, for that principal only. A disconnected peer no longer
  * counts, even while handles to its nodes keep it.
  */
-TEST(open_peers_limited_per_principal)
+TEST_F_TIMEOUT(slow, open_peers_limited_per_principal, 300)
 {
 	struct rlimit lim = { 40000, 40000 };
 	long max = module_param("user_peers_max", 0), cap, n, i;
@@ -1221,7 +1229,7 @@ TEST(fdinfo_lists_senders_and_denials)
  * locking it out takes B / 4 / g = 1024 others. Each count is exactly what
  * the model of the rule, the lane and fairness gives.
  */
-TEST(thousand_principals_leave_the_lane)
+TEST_F_TIMEOUT(slow, thousand_principals_leave_the_lane, 300)
 {
 	static struct model mu, mp;
 	static long sent[MANY + 1];
