@@ -2,13 +2,24 @@
 #
 # bus1: capability-based IPC for Linux, as a Rust-for-Linux kernel module.
 #
-#   make                 build bus1.ko against KDIR (your own Rust-enabled kernel build)
+#   make [modules]       build bus1.ko against KDIR (default: the running kernel's build dir)
+#   make modules_install install bus1.ko into /lib/modules/<version>/updates (INSTALL_MOD_PATH=, and depmod)
+#   make install-headers install include/uapi/linux/bus1.h into $(DESTDIR)$(INCLUDEDIR)/linux and bus1.pc
+#   make install-man     install the bus1(7) man page into $(DESTDIR)$(MANDIR)/man7
+#   make install-modules-load  install a modules-load.d entry that loads bus1 at boot
+#   make install         modules_install, install-headers and install-man
+#   make packaging-test  check the install targets, depmod, make help, dkms.conf and cargo package (host)
+#   make help            this list
+#   make provision       install the toolchain and fetch the kernel source (Debian 12)
+#   make kernels         provision and build the release and debug guest kernels
 #   make run             provision, build, boot a guest with bus1 loaded, run the demos
 #   make run CMD='...'   ... and run CMD in the guest instead
 #   make check           provision, build, run every test on the debug and the release kernel
 #   make vm              interactive guest shell (release kernel)
 #   make stress          bus1_stress on the debug kernel for DURATION seconds (default 300), PROCS (4)
-#   make fuzz            bus1_fuzz on the debug kernel, ITERS per thread (default 100000) or FUZZ_SECONDS, SEED
+#   make fuzz            bus1_fuzz on the debug kernel, ITERS per thread (default 100000) or FUZZ_SECONDS,
+#                        PROCS (2), THREADS (2), SEED; PROCS=1 THREADS=1 SEED=<n> replays a run exactly
+#   make boot-soak       boot the debug kernel BOOTS times (default 20) as the test guests do; fail on any splat
 #   make limits          the limits and scale report (release kernel), see Documentation/bus1/hardening.rst
 #   make clippy          build the module with CLIPPY=1 (release kernel), fail on any warning
 #   make kunit           build bus1 into a kernel in tree, run its KUnit suites with kunit.py
@@ -19,28 +30,73 @@
 #   make bench           bus1 vs AF_UNIX/pipe/binder/futex in one release guest -> bench/results/
 #   make clean           remove build products from this tree
 #
+# Variables: KDIR (kernel build dir), LLVM (1 or a suffix like -19), RUSTC (the
+# rustc the kernel was built with), MO (output dir for the module's objects),
+# INSTALL_MOD_PATH, DESTDIR, PREFIX (/usr), INCLUDEDIR, MANDIR, MODULESLOADDIR.
 # Kbuild reads ./Kbuild; this file is only the front end.
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
-LLVM ?= -19
-RUSTC ?= /usr/bin/rustc
-CLIPPY_DRIVER ?= /usr/bin/clippy-driver
+KDIR ?= /lib/modules/$(shell uname -r)/build
+# The provisioned Debian toolchain (clang-19, /usr/bin/rustc) when present,
+# otherwise the unsuffixed LLVM and the rustc on PATH (pass the kernel's own).
+LLVM ?= $(if $(shell command -v clang-19),-19,1)
+RUSTC ?= $(if $(wildcard /usr/bin/rustc),/usr/bin/rustc,rustc)
+CLIPPY_DRIVER ?= $(if $(wildcard /usr/bin/clippy-driver),/usr/bin/clippy-driver,clippy-driver)
+PREFIX ?= /usr
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(PREFIX)/share/pkgconfig
+MODULESLOADDIR ?= $(PREFIX)/lib/modules-load.d
+INSTALL_MOD_DIR ?= updates
+VERSION := 0.1.0
+KBUILD_ARGS = -C "$(KDIR)" M="$(TOP)" $(if $(MO),MO="$(MO)") LLVM=$(LLVM) RUSTC=$(RUSTC) \
+	CLIPPY_DRIVER=$(CLIPPY_DRIVER) CONFIG_BUS1=m
 VARIANT ?= release
 TIMEOUT ?=
 
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
-.PHONY: all modules check run vm clean provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench
+.PHONY: all modules modules_install install install-headers install-man install-modules-load packaging-test \
+	check run vm clean \
+	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench boot-soak
 
 all: modules
 
 # Out-of-tree module build against a kernel you built yourself. The checks
 # run before any compile so a wrong KDIR fails in one line.
 modules:
-	@test -n "$(KDIR)" || { echo "bus1: error: set KDIR=<Rust-enabled kernel build dir> (or use make run / make check)"; exit 1; }
 	@scripts/check-kdir.sh "$(KDIR)" "$(RUSTC)"
-	$(MAKE) -C "$(KDIR)" M="$(TOP)" LLVM=$(LLVM) RUSTC=$(RUSTC) CLIPPY_DRIVER=$(CLIPPY_DRIVER) CONFIG_BUS1=m modules
+	$(MAKE) $(KBUILD_ARGS) modules
+
+# Kbuild installs into $(INSTALL_MOD_PATH)/lib/modules/<version>/$(INSTALL_MOD_DIR)
+# and runs depmod there.
+modules_install: modules
+	$(MAKE) $(KBUILD_ARGS) INSTALL_MOD_DIR=$(INSTALL_MOD_DIR) modules_install
+
+install-headers:
+	install -D -m 0644 include/uapi/linux/bus1.h "$(DESTDIR)$(INCLUDEDIR)/linux/bus1.h"
+	install -d "$(DESTDIR)$(PKGCONFIGDIR)"
+	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' '' 'Name: bus1' \
+		'Description: bus1 capability-based IPC: user-space ABI header <linux/bus1.h>' \
+		'Version: $(VERSION)' 'Cflags: -I$${includedir}' > "$(DESTDIR)$(PKGCONFIGDIR)/bus1.pc"
+
+install-man: man
+	install -D -m 0644 build/man/bus1.7 "$(DESTDIR)$(MANDIR)/man7/bus1.7"
+
+# bus1 uses a dynamic misc minor, so opening /dev/bus1 cannot load it on
+# demand (see Documentation/bus1/install.rst): load it at boot instead.
+install-modules-load:
+	install -d "$(DESTDIR)$(MODULESLOADDIR)"
+	echo bus1 > "$(DESTDIR)$(MODULESLOADDIR)/bus1.conf"
+
+install: modules_install install-headers install-man
+
+packaging-test:
+	@scripts/packaging-test.sh
+
+help:
+	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
 
 provision:
 	@scripts/provision.sh
@@ -75,17 +131,21 @@ clippy:
 
 # Long hardening runs; the kernel log is checked for splats and leaks as in make check.
 DURATION ?= 300
-PROCS ?= 4
+PROCS ?=
+THREADS ?=
 ITERS ?= 100000
 SEED ?=
 FUZZ_SECONDS ?=
 stress:
 	@BUS1_VM_TIMEOUT=$$(( $(DURATION) + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
-		'BUS1_STRESS_SECONDS=$(DURATION) BUS1_STRESS_PROCS=$(PROCS) BUS1_STRESS_SEED=$(SEED) /tests/selftests/bus1_stress'
+		'BUS1_STRESS_SECONDS=$(DURATION) BUS1_STRESS_PROCS=$(or $(PROCS),4) BUS1_STRESS_SEED=$(SEED) /tests/selftests/bus1_stress'
 
 fuzz:
-	@BUS1_VM_TIMEOUT=$$(( $(or $(FUZZ_SECONDS),$(ITERS) / 20) + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
-		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SECONDS=$(FUZZ_SECONDS) BUS1_FUZZ_SEED=$(SEED) /tests/selftests/bus1_fuzz'
+	@BUS1_VM_TIMEOUT=$$(( $(or $(FUZZ_SECONDS),0) + $(ITERS) / 20 + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
+		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SECONDS=$(FUZZ_SECONDS) BUS1_FUZZ_SEED=$(SEED) BUS1_FUZZ_PROCS=$(PROCS) BUS1_FUZZ_THREADS=$(THREADS) /tests/selftests/bus1_fuzz'
+
+boot-soak:
+	@scripts/boot-soak.sh
 
 man:
 	@scripts/man.sh

@@ -85,7 +85,6 @@ module! {
     authors: ["The bus1 developers"],
     description: "Capability-based IPC bus",
     license: "GPL",
-    alias: ["devname:bus1"],
     params: {
         pool_size_mib: u32 {
             default: 512,
@@ -121,6 +120,23 @@ module! {
         },
     },
 }
+
+// `module!` registers its parameters without a sysfs file: show every one, read-only, under
+// /sys/module/bus1/parameters/ (bus1(7) CONFIGURATION).
+ext::param::readable_params!(
+    module: "bus1",
+    access: module_parameters,
+    perm: 0o444,
+    params: [
+        pool_size_mib,
+        pool_cache_kib,
+        user_slices_max,
+        user_handles_max,
+        user_inflight_bytes_max,
+        user_inflight_fds_max,
+        quota_policy,
+    ],
+);
 
 /// The module instance: owns the `/dev/bus1` registration and the debugfs files.
 #[pin_data]

@@ -51,8 +51,7 @@ use crate::{
     node::{
         HandleReservation,
         Holder,
-        Node,
-        OpToken, //
+        Node, //
     },
     peer::{
         first_duplicate,
@@ -60,6 +59,7 @@ use crate::{
         Event,
         Limits,
         NodeHolder,
+        NodeOp,
         Peer,
         PeerActive,
         PeerInner,
@@ -409,22 +409,18 @@ impl Peer {
             .filter(|&n| n <= MAX_PAYLOAD)
             .ok_or(EMSGSIZE)?;
 
-        // Nodes created on the fly for unknown unmanaged IDs are undone if the send fails.
-        // Until then they are pending: other operations of this peer wait before using them.
-        let mut created: KVec<Arc<Node>> = KVec::new();
-        let mut op = OpToken::default();
-        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut created, &mut op);
-        if res.is_err() {
-            for node in created.iter() {
-                self.undo_create(node);
-            }
-        } else {
-            self.settle_created(&created);
+        // Nodes created on the fly for unknown unmanaged IDs are pending until the send
+        // succeeds (other operations of this peer wait before using them), and undone if it
+        // fails.
+        let mut op = NodeOp::new(self);
+        let res = self.send_prepared(&s, ctx, seed, cont, &vecs, n_bytes, &mut op);
+        if res.is_ok() {
+            op.settle();
         }
         res
     }
 
-    /// The part of `SEND` after the argument checks; nodes it creates go to `created`.
+    /// The part of `SEND` after the argument checks; `op` resolves the IDs.
     #[allow(clippy::too_many_arguments)]
     fn send_prepared(
         self: &Arc<Self>,
@@ -434,8 +430,7 @@ impl Peer {
         cont: bool,
         vecs: &[uapi::IoVec],
         n_bytes: u64,
-        created: &mut KVec<Arc<Node>>,
-        op: &mut OpToken,
+        op: &mut NodeOp<'_>,
     ) -> Result<isize> {
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
@@ -443,14 +438,7 @@ impl Peer {
         let mut nodes: KVec<Option<Arc<Node>>> =
             KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
         for &id in handle_ids.iter() {
-            let (node, new) = self.resolve(id, op)?;
-            if new {
-                // A node that cannot be recorded for undoing is undone right away.
-                if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
-                    self.undo_create(&node);
-                    return Err(e.into());
-                }
-            }
+            let node = op.resolve(id)?;
             nodes.push(Some(node), GFP_KERNEL)?;
         }
         drop(handle_ids);
@@ -493,14 +481,7 @@ impl Peer {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());
             }
-            let (node, new) = self.resolve(id, op)?;
-            if new {
-                // A node that cannot be recorded for undoing is undone right away.
-                if let Err(e) = created.push(node.clone(), GFP_KERNEL) {
-                    self.undo_create(&node);
-                    return Err(e.into());
-                }
-            }
+            let node = op.resolve(id)?;
             match self.send_one(&node, layout, vecs, &sender, self.uid()) {
                 Ok(p) => {
                     if first.is_none() {

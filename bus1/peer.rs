@@ -343,6 +343,8 @@ pub(crate) struct PeerInner {
     last_node: u64,
     /// Last [`OpToken`] handed out.
     last_op: u64,
+    /// The operation that has nodes pending (see [`NodeOp`]), 0 if none: one at a time.
+    creating: u64,
 }
 
 /// The lifetime state of a peer.
@@ -524,6 +526,103 @@ pub(crate) fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
     Ok(first)
 }
 
+/// An operation of a peer (`SEND`, `HANDLE_TRANSFER`) that resolves IDs and may create nodes on
+/// the fly for unknown unmanaged ones.
+///
+/// A created node is *pending* until the operation has passed its point of no return and
+/// calls [`NodeOp::settle`]; dropping the operation without settling undoes every node it
+/// created, so a creation can never be leaked. While nodes are pending, no other operation of
+/// the peer uses them or creates nodes of its own: it waits, interruptibly, until the creating
+/// operation ends. Only the operation with pending nodes never waits, so no two operations
+/// wait for each other.
+///
+/// # Invariants
+///
+/// - `created` lists every node this operation created that it has not undone; they are
+///   pending (their owner handle's `creator` is `token`) until settled.
+/// - While `created` is not empty, the peer's `creating` is `token`.
+pub(crate) struct NodeOp<'a> {
+    /// The peer.
+    peer: &'a Arc<Peer>,
+    /// The operation's token, drawn on its first creation.
+    token: OpToken,
+    /// The nodes it created.
+    created: KVec<Arc<Node>>,
+}
+
+impl<'a> NodeOp<'a> {
+    /// Starts an operation of `peer`.
+    pub(crate) fn new(peer: &'a Arc<Peer>) -> Self {
+        NodeOp {
+            peer,
+            token: OpToken::default(),
+            created: KVec::new(),
+        }
+    }
+
+    /// Resolves `id` in the peer, creating a pending node for an unknown unmanaged ID.
+    ///
+    /// A node another operation created and has not settled, or the need to create one while
+    /// another operation has nodes pending, is waited for; the wait is interruptible, as that
+    /// operation may be copying from user memory.
+    pub(crate) fn resolve(&mut self, id: u64) -> Result<Arc<Node>> {
+        let peer = self.peer;
+        let mut inner = peer.lock();
+        loop {
+            let mine = |creator: u64| creator == 0 || creator == self.token.0;
+            match inner.handles.by_id(id) {
+                Some(h) if mine(h.creator) => return Ok(h.node.clone()),
+                None if is_managed_id(id) => return Err(ENXIO),
+                None if mine(inner.creating) => {
+                    self.created.reserve(1, GFP_KERNEL)?;
+                    let node = peer.create_node(&mut inner, id, &mut self.token)?;
+                    inner.creating = self.token.0;
+                    // Cannot fail: room was reserved above.
+                    let _ = self.created.push_within_capacity(node.clone());
+                    return Ok(node);
+                }
+                _ => {
+                    if peer.nodes_changed.wait_interruptible(&mut inner) {
+                        return Err(ERESTARTSYS);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes the nodes the operation created usable by every other operation: it has passed
+    /// its point of no return.
+    pub(crate) fn settle(mut self) {
+        if !self.created.is_empty() {
+            let mut inner = self.peer.lock();
+            for node in self.created.iter() {
+                if let Some(h) = inner.handles.by_node_mut(&node.key()) {
+                    h.creator = 0;
+                }
+            }
+        }
+        self.created.clear();
+    }
+}
+
+impl Drop for NodeOp<'_> {
+    fn drop(&mut self) {
+        if self.token.0 == 0 {
+            return;
+        }
+        for node in self.created.drain_all() {
+            self.peer.undo_create(&node);
+        }
+        {
+            let mut inner = self.peer.lock();
+            if inner.creating == self.token.0 {
+                inner.creating = 0;
+            }
+        }
+        self.peer.nodes_changed.notify_all();
+    }
+}
+
 /// A node created on the fly by `NODES_DESTROY`, allocated before anything changes.
 struct NewNode {
     /// The user-chosen ID.
@@ -562,6 +661,7 @@ impl Peer {
                         nodes: RBTree::new(),
                         last_node: 0,
                         last_op: 0,
+                        creating: 0,
                         seed: None,
                     },
                     "Peer::inner"
@@ -631,8 +731,8 @@ impl Peer {
     /// handle. The caller holds the lock and checked that `id` is unmanaged and unused.
     ///
     /// The node stays pending for the operation `op` (see [`crate::node::Handle::creator`]):
-    /// other operations of this peer wait before they use it, until `op` settles it with
-    /// [`Self::settle_created`] or undoes it with [`Self::undo_create`].
+    /// other operations of this peer wait before they use it, until `op` settles or undoes it
+    /// (see [`NodeOp`]).
     fn create_node(
         self: &Arc<Self>,
         inner: &mut PeerInner,
@@ -660,30 +760,13 @@ impl Peer {
         Ok(node)
     }
 
-    /// Makes the nodes an operation created on the fly usable by every other operation: the
-    /// operation has passed its point of no return.
-    pub(crate) fn settle_created(&self, nodes: &[Arc<Node>]) {
-        if nodes.is_empty() {
-            return;
-        }
-        {
-            let mut inner = self.lock();
-            for node in nodes {
-                if let Some(h) = inner.handles.by_node_mut(&node.key()) {
-                    h.creator = 0;
-                }
-            }
-        }
-        self.nodes_changed.notify_all();
-    }
-
     /// Undoes [`Self::create_node`] as far as the node still exists.
     ///
     /// Nobody else can have used the node: other operations wait while it is pending, and its
     /// creating operation failed before its point of no return. The node is still stamped
     /// destroyed, at a tick of this peer's clock, so that every node gone from its owner has a
     /// destruction in the global order.
-    pub(crate) fn undo_create(&self, node: &Node) {
+    fn undo_create(&self, node: &Node) {
         let (st, h);
         {
             let mut inner = self.lock();
@@ -697,35 +780,7 @@ impl Peer {
                 inner.limits.discharge_handles(1);
             }
         }
-        self.nodes_changed.notify_all();
         drop((st, h));
-    }
-
-    /// Resolves `id` in this peer for the operation `op`, creating a node for an unknown
-    /// unmanaged ID. Returns the node and whether it was created.
-    ///
-    /// A node another operation created on the fly and has not settled yet is waited for; the
-    /// wait is interruptible, as that operation may be copying from user memory.
-    pub(crate) fn resolve(
-        self: &Arc<Self>,
-        id: u64,
-        op: &mut OpToken,
-    ) -> Result<(Arc<Node>, bool)> {
-        let mut inner = self.lock();
-        loop {
-            match inner.handles.by_id(id) {
-                Some(h) if h.creator == 0 || h.creator == op.0 => {
-                    return Ok((h.node.clone(), false));
-                }
-                Some(_) => {
-                    if self.nodes_changed.wait_interruptible(&mut inner) {
-                        return Err(ERESTARTSYS);
-                    }
-                }
-                None if is_managed_id(id) => return Err(ENXIO),
-                None => return Ok((self.create_node(&mut inner, id, op)?, true)),
-            }
-        }
     }
 
     /// Returns the position of the destruction of `node`, a node of this peer that is gone from
@@ -1010,20 +1065,11 @@ impl Peer {
         let holder_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         // The memory of `dst`'s NODE_DESTROY, kept with its holder entry.
         let destroy_slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
-        let mut op = OpToken::default();
-        let (node, created) = self.resolve(t.src_handle, &mut op)?;
-        let undo = || {
-            if created {
-                self.undo_create(&node);
-            }
-        };
-        // Never hold two peer locks at once: end the guard before `undo` may lock `self`,
-        // which can be `dst`.
+        // A node created here is undone when `op` is dropped unsettled, with no lock held.
+        let mut op = NodeOp::new(self);
+        let node = op.resolve(t.src_handle)?;
         let charged = dst.lock().limits.charge_handles(1);
-        if let Err(e) = charged {
-            undo();
-            return Err(e);
-        }
+        charged?;
         let owner = node.owner();
         let remote = !Arc::ptr_eq(owner, &dst);
         let live = get_strong(
@@ -1060,9 +1106,7 @@ impl Peer {
             }
         };
         if linked {
-            if created {
-                self.settle_created(core::slice::from_ref(&node));
-            }
+            op.settle();
         } else {
             dst.lock().limits.discharge_handles(1);
             if live && remote {
@@ -1078,7 +1122,6 @@ impl Peer {
                     owner.wake();
                 }
             }
-            undo();
             t.dst_handle = uapi::BUS1_HANDLE_INVALID;
         }
         w.write(&t)?;

@@ -358,12 +358,9 @@ mod tests {
         let mut tx = Transaction::new(a.clone());
         stage(&mut tx, &b, &node)?;
         stage(&mut tx, &c_peer, &node)?;
-        let (b2, c2) = (b.clone(), c_peer.clone());
-        let c = tx.commit_with(|c| {
-            // Under the origin's lock, with the clock at `c` and nothing committed yet.
-            node.set_destroyed(c);
-            assert!(front(&b2).is_none() && front(&c2).is_none());
-        });
+        // Under the origin's lock (so no other peer's lock may be taken here), with the clock
+        // at `c` and nothing committed yet.
+        let c = tx.commit_with(|c| node.set_destroyed(c));
         assert_eq!(node.destruction(), Some((c, a.id())));
         assert_eq!(front(&b).map(|k| k.ts()), Some(c));
         assert_eq!(front(&c_peer).map(|k| k.ts()), Some(c));

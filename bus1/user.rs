@@ -310,11 +310,34 @@ mod tests {
 
     #[test]
     fn maxima_from_parameters() -> Result {
+        use crate::module_parameters as p;
+        use crate::quota::{BYTES, FDS, HANDLES, SLICES};
+
+        // CAST: `i32::MAX` is positive.
+        let int_max = i32::MAX as u32;
+        // Each resource's maximum is its own module parameter, read here independently of
+        // `user_maxima()`, clamped to `INT_MAX`.
         let u = UserRef::get(UID + 2)?;
-        let l = u.user().ledger();
-        assert_eq!(l.max(crate::quota::SLICES), user_maxima()[0]);
-        assert_eq!(l.max(crate::quota::FDS), user_maxima()[3]);
-        assert_eq!(l.used(crate::quota::BYTES), 0);
+        // Read under the ledger's lock, assert after it: a failed assertion ends the test's
+        // thread, which must not hold a spinlock then.
+        let (max, unused) = {
+            let l = u.user().ledger();
+            let unused = (0..N_RES).all(|res| l.used(res) == 0);
+            (
+                [l.max(SLICES), l.max(HANDLES), l.max(BYTES), l.max(FDS)],
+                unused,
+            )
+        };
+        assert_eq!(max[0], (*p::user_slices_max.value()).min(int_max));
+        assert_eq!(max[1], (*p::user_handles_max.value()).min(int_max));
+        assert_eq!(max[2], (*p::user_inflight_bytes_max.value()).min(int_max));
+        assert_eq!(max[3], (*p::user_inflight_fds_max.value()).min(int_max));
+        assert!(unused);
+        // The clamp, for values the module parameters cannot be given in a test.
+        assert_eq!(param(u32::MAX), int_max);
+        assert_eq!(param(int_max + 1), int_max);
+        assert_eq!(param(int_max), int_max);
+        assert_eq!(param(4096), 4096);
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod fd;
 pub(crate) mod file_ext;
 pub(crate) mod global;
 pub(crate) mod miscdevice;
+pub(crate) mod param;
 pub(crate) mod poll;
 pub(crate) mod shmem;
 pub(crate) mod task_ext;

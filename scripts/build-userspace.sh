@@ -17,7 +17,7 @@ export CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha25
 # static user-space builds of crates.io dependencies).
 unset RUSTC
 command -v cargo >/dev/null || die "cargo not found (install a stable Rust toolchain)"
-pkgs=(-p bus1-sys -p bus1 -p bus1-examples)
+pkgs=(-p bus1-sys -p bus1 -p bus1-examples --features bus1/tokio)
 
 if [ "${1:-}" = --host-tests ]; then
 	log "host tests of tools/bus1"

@@ -4,6 +4,7 @@
 set -eu
 kdir=$1 rustc=$2
 cfg=$kdir/.config
+[ -d "$kdir" ] || { echo "bus1: error: no kernel build at $kdir: set KDIR=<Rust-enabled kernel build dir> (or use make run / make check)" >&2; exit 1; }
 [ -f "$cfg" ] || { echo "bus1: error: $kdir is not a configured kernel build (no .config)" >&2; exit 1; }
 grep -qx 'CONFIG_RUST=y' "$cfg" || { echo "bus1: error: $kdir was built without CONFIG_RUST=y" >&2; exit 1; }
 [ -f "$kdir/rust/libkernel.rmeta" ] || [ -f "$kdir/rust/kernel.o" ] || \

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # /init of the bus1 test guest. Kernel messages go to ttyS0; test results go
 # to ttyS1 in a line protocol that scripts/results.py parses on the host:
-#   @@BEGIN <kind> <name> ... @@END <kind> <name> rc=<n>, @@TAINT <n>, @@DONE.
+#   @@BEGIN <kind> <name> ... @@END <kind> <name> rc=<n> secs=<n> [timeout=<n>],
+#   @@INSMOD rc=<n>, @@KMEMLEAK absent|aged <s>|scan rc=<n>, @@TAINT <n>, @@DONE.
 /bin/busybox --install -s /bin
 export PATH=/bin:/tests
 mount -t proc proc /proc
@@ -29,11 +30,62 @@ finish() {
 	reboot -f
 }
 
+# Uptime in centiseconds (/proc/uptime has two decimals; "1" keeps a
+# leading 0 of them from reading as octal).
+now() { read -r u _ </proc/uptime; echo $(( ${u%.*} * 100 + 1${u#*.} - 100 )); }
+
 section() { # kind name command...
 	kind=$1 name=$2; shift 2
 	echo "@@BEGIN $kind $name" >$R
+	t0=$(now)
 	"$@" >$R 2>&1
-	echo "@@END $kind $name rc=$?" >$R
+	rc=$?
+	echo "@@END $kind $name rc=$rc secs=$(( ($(now) - t0) / 100 ))" >$R
+}
+
+# A test program under its timeout from /tests/timeouts (scripts/manifest.py:
+# at least the sum of its cases' declared timeouts).
+program() { # kind path args...
+	kind=$1 t=$2; shift 2
+	name=${t##*/}
+	limit=$(awk -v n="$name" '$1 == n { print $2 }' /tests/timeouts)
+	echo "@@BEGIN $kind $name" >$R
+	t0=$(now)
+	timeout "${limit:-600}" "$t" "$@" >$R 2>&1
+	rc=$?
+	echo "@@END $kind $name rc=$rc secs=$(( ($(now) - t0) / 100 )) timeout=${limit:-600}" >$R
+	# A program killed by its timeout may leave test children behind (the
+	# kselftest harness runs each case in its own process group): as PID 1,
+	# kill every other process before the next program starts.
+	[ $rc -eq 143 ] && kill -KILL -1 2>/dev/null
+}
+
+# The final leak scan (debug kernel). kmemleak reports an object only if it
+# was at least 5 s old (MSECS_MIN_AGE) when the scan started, and only if its
+# contents did not change since the previous scan: wait 6 s after the last
+# test ended, then scan twice and read the report.
+kmemleak_final() {
+	if [ ! -e $kml ]; then
+		echo "@@KMEMLEAK absent" >$R
+		return
+	fi
+	t0=$(now)
+	while [ $(( $(now) - t0 )) -lt 600 ]; do sleep 1; done
+	d=$(( $(now) - t0 ))
+	echo "@@KMEMLEAK aged $((d / 100)).$((d / 10 % 10))" >$R
+	# A scan runs synchronously in the write; the write fails (EPERM) once
+	# kmemleak has disabled itself.
+	for i in 1 2; do
+		echo scan >$kml
+		echo "@@KMEMLEAK scan rc=$?" >$R
+	done
+	section kmemleak scan cat $kml
+}
+
+kunit_sections() {
+	for s in /sys/kernel/debug/kunit/bus1*; do
+		[ -f "$s/results" ] && section kunit "${s##*/}" cat "$s/results"
+	done
 }
 
 [ -w $kml ] && echo clear >$kml
@@ -44,31 +96,27 @@ echo "@@INSMOD rc=$rc" >$R
 
 case $mode in
 check)
+	kunit_sections
 	if [ -n "$cmd" ]; then
 		# One long run (make stress, make fuzz): only that, then the leak scan.
 		section selftest custom sh -c "$cmd"
-		if [ -w $kml ]; then
-			echo scan >$kml; sleep 1; echo scan >$kml
-			section kmemleak scan cat $kml
-		fi
+		kmemleak_final
 		finish
 	fi
-	for s in /sys/kernel/debug/kunit/bus1*; do
-		[ -f "$s/results" ] && section kunit "${s##*/}" cat "$s/results"
-	done
 	for t in /tests/selftests/*; do
 		case ${t##*/} in bus1_module_test|bus1_limits) continue ;; esac
-		section selftest "${t##*/}" timeout 600 "$t"
+		program selftest "$t"
 	done
 	for t in /tests/userspace/*; do
-		[ -x "$t" ] && section selftest "${t##*/}" timeout 600 "$t"
+		[ -x "$t" ] && program userspace "$t"
 	done
+	# The examples (the demos of make run), one TAP case each, by exit status.
+	section selftest bus1_examples sh -c 'set -- /tests/demos/bus1-*; echo "1..$#"; i=0
+		for d; do i=$((i + 1)); timeout 300 "$d" >/tmp/demo.out 2>&1; rc=$?; sed "s/^/# /" /tmp/demo.out
+			if [ $rc -eq 0 ]; then echo "ok $i - ${d##*/}"; else echo "not ok $i - ${d##*/} (rc=$rc)"; fi; done'
 	# Last: this one unloads the module.
-	section selftest bus1_module_test timeout 120 /tests/selftests/bus1_module_test
-	if [ -w $kml ]; then
-		echo scan >$kml; sleep 1; echo scan >$kml
-		section kmemleak scan cat $kml
-	fi
+	program selftest /tests/selftests/bus1_module_test
+	kmemleak_final
 	;;
 run)
 	{

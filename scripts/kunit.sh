@@ -12,9 +12,11 @@
 # builds with --build_dir under $BUS1_CACHE/kunit/, keyed by kernel version,
 # .kunitconfig and toolchain, so reruns only rebuild what changed.
 #
-# Prints kunit.py's output and, last, "kunit.py: N passed, N failed": one case
-# per bus1 KUnit test case plus one for the /dev/bus1 boot. Exit status 1 unless
-# every bus1* suite passed and at least one ran.
+# Prints kunit.py's output and, last, "kunit.py: N passed, N failed, N
+# skipped": one case per bus1 KUnit test case plus one for the /dev/bus1 boot.
+# Exit status 1 unless every suite of scripts/tests.manifest ran with exactly
+# its cases and passed, and neither kunit.py's console nor the /dev/bus1 boot
+# shows a kernel splat.
 . "$(dirname "$0")/lib.sh"
 
 start=$(date +%s)
@@ -90,62 +92,18 @@ rc=0
 (cd "$tree" && PATH=$wrap:$PATH nice -n 10 "${cmd[@]}") || rc=$?
 [ -f "$json" ] && touch "$bdir.complete"
 
-# Judge: every suite declared in the sources (#[kunit_tests(name)]) must have
-# run, every bus1* suite kunit.py reports must have passed, and at least one
-# case must have run.
-suites=$(cd "$BUS1_TOP" && grep -rhoE '#\[kunit_tests\([A-Za-z0-9_]+\)\]' bus1 rust |
-	sed 's/.*(\(.*\)).*/\1/' | sort -u | tr '\n' ' ' || true)
-kp=0 kf=1
-read -r kp kf < <(python3 - "$json" "$rc" $suites <<'PY'
-import json, sys
-path, rc, expected = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-passed = failed = skipped = 0
-problems = []
-try:
-    top = json.load(open(path))
-except (OSError, ValueError):
-    top = None
-    problems.append(f"kunit.py produced no results (exit status {rc}; build or boot failure above)")
-
-def leaves(group):
-    for c in group.get("test_cases", []):
-        yield c
-    for g in group.get("sub_groups", []):
-        yield from leaves(g)
-
-seen = set()
-if top is not None:
-    groups = [g for g in top.get("sub_groups", []) if g["name"].startswith("bus1")]
-    # A suite without cases shows up as a case of the top group.
-    groups += [{"name": c["name"], "test_cases": [c]} for c in top.get("test_cases", [])
-               if c["name"].startswith("bus1")]
-    for g in groups:
-        seen.add(g["name"])
-        for c in leaves(g):
-            if c["status"] == "PASS":
-                passed += 1
-            elif c["status"] == "SKIP":
-                skipped += 1
-            else:
-                failed += 1
-                problems.append(f"{g['name']}.{c['name']}: {c['status']}")
-    for s in expected:
-        if s not in seen:
-            failed += 1
-            problems.append(f"suite {s} (declared in the sources) did not run")
-    if not seen:
-        problems.append("no bus1 suite ran")
-    if rc != 0 and not problems:
-        problems.append(f"kunit.py exited with status {rc}")
-if problems and failed == 0:
-    failed = 1
-for p in problems:
-    print(f"FAIL [kunit] {p}", file=sys.stderr)
-extra = f", {skipped} skipped" if skipped else ""
-print(f"bus1 KUnit suites {' '.join(sorted(seen)) or '(none)'}: {passed} passed, {failed} failed{extra}", file=sys.stderr)
-print(passed, failed)
-PY
-) || true
+# Judge against scripts/tests.manifest: every KUnit suite it lists ran with
+# exactly its cases, all passed, and no SKIP the manifest does not allow for
+# "kunit" (scripts/results.py).
+kp=0 kf=1 ks=0
+judge=$(python3 "$BUS1_TOP/scripts/results.py" --kunit-json "$json" --kunit-rc "$rc")
+printf '%s\n' "$judge" | grep -v '^RESULT ' >&2
+read -r kp kf ks < <(printf '%s\n' "$judge" | sed -n 's/^RESULT //p' | tail -n1) || true
+# kunit.py's console (test.log in the build directory): any splat fails.
+if [ -f "$json" ] && ! python3 "$BUS1_TOP/scripts/splats.py" --label kunit --vmlinux "$bdir/vmlinux" \
+	--source "$tree" "$bdir/test.log" >&2; then
+	kf=$((kf + 1))
+fi
 
 # The same kernel boots with /dev/bus1 present, and it opens. Only if
 # kunit.py got as far as booting: after a failed build, bzImage is stale.
@@ -176,7 +134,10 @@ elif [ -f "$bdir/arch/x86/boot/bzImage" ]; then
 		-display none -no-reboot -serial file:"$boot" -kernel "$bdir/arch/x86/boot/bzImage" \
 		-initrd "$root.cpio" -append "console=ttyS0 kunit.enable=0 panic=-1 oops=panic" </dev/null ||
 		log "boot of $bdir/arch/x86/boot/bzImage: QEMU exit status $?"
-	if grep -q '^@@BUS1OPEN ok' "$boot"; then
+	if ! python3 "$BUS1_TOP/scripts/splats.py" --label kunit --vmlinux "$bdir/vmlinux" --source "$tree" \
+		"$boot" >&2; then
+		bf=1
+	elif grep -q '^@@BUS1OPEN ok' "$boot"; then
 		bp=1
 		log "in-tree kernel boots with $(sed -n 's/^@@BUS1DEV //p' "$boot" | tr -d '\r')"
 	else
@@ -190,5 +151,5 @@ else
 fi
 
 echo "make kunit took $(( $(date +%s) - start )) s"
-echo "kunit.py: $((kp + bp)) passed, $((kf + bf)) failed"
+echo "kunit.py: $((kp + bp)) passed, $((kf + bf)) failed, $ks skipped"
 [ $((kf + bf)) -eq 0 ] && [ "$kp" -gt 0 ]

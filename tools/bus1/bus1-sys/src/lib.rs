@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Raw user-space ABI of bus1, as declared by `include/uapi/linux/bus1.h`.
 //!
 //! This crate holds nothing but data: the `#[repr(C)]` command structures,
@@ -7,7 +7,7 @@
 //! compares every size, offset, constant and ioctl number with the values a C
 //! compiler computes from the header itself (see `build.rs`).
 //!
-//! Use the [`bus1`](../bus1/index.html) crate for a safe interface. This crate
+//! Use the [`bus1`](https://docs.rs/bus1) crate for a safe interface. This crate
 //! is for code that wants to issue the ioctls itself:
 //!
 //! ```no_run

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Safe Rust interface to bus1, capability-based IPC for Linux.
 //!
 //! Every open of `/dev/bus1` is a [`Peer`]. A peer owns *nodes* and holds
@@ -41,17 +41,37 @@
 //! panic on kernel errors.
 //!
 //! The raw ABI lives in the [`bus1_sys`] crate, re-exported as [`sys`].
-#![warn(missing_debug_implementations)]
+//!
+//! With the `tokio` feature, [`tokio::AsyncPeer`] receives with
+//! `recv().await`.
+//!
+//! # Soundness of the zero-copy receive
+//!
+//! A [`Message`] borrows its [`Peer`], and so does an owned [`Handle`]. The
+//! commands that free every slice ([`Peer::flush`], [`Peer::reset`],
+//! [`Peer::disconnect`]) take `&mut self`, so the borrow checker rules out a
+//! payload that lives across them. Each message also remembers the peer's
+//! flush epoch and releases its slice only within it, so a stale message
+//! can never release a slice the kernel has handed to a newer message.
+//! [`Peer::from_fd`] is `unsafe` because another holder of the same open
+//! file description could flush the pool behind the peer's back.
+#![warn(missing_debug_implementations, missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+mod handle;
 mod id;
 mod message;
 mod peer;
 mod send;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use bus1_sys as sys;
+pub use handle::Handle;
 pub use id::{HandleId, NodeId};
 pub use message::{Credentials, Message, MessageInfo, MessageKind};
-pub use peer::{Limits, Peer, PeerBuilder, PeerInfo, RecvOptions, DEFAULT_POOL_SIZE};
+pub use peer::{module_pool_size, Limits, Peer, PeerBuilder, PeerInfo, RecvOptions, DEFAULT_POOL_SIZE, POOL_SIZE_PARAM};
 pub use send::{Delivery, Send};
 
 #[allow(unused_imports)]

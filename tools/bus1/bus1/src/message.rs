@@ -1,8 +1,8 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Received messages and the checks that keep a bad description from
 //! reaching outside the pool mapping.
 
-use crate::{HandleId, NodeId, Peer};
+use crate::{Handle, HandleId, NodeId, Peer};
 use bus1_sys as sys;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -37,9 +37,14 @@ impl MessageKind {
 /// PID namespaces (RFC v1 `RECV` layout only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credentials {
+    /// Real user ID.
     pub uid: u32,
+    /// Real group ID.
     pub gid: u32,
+    /// Process (thread group) ID; 0 if not visible in the receiver's PID
+    /// namespace.
     pub pid: u32,
+    /// Thread ID; 0 if not visible in the receiver's PID namespace.
     pub tid: u32,
 }
 
@@ -47,6 +52,7 @@ pub struct Credentials {
 /// [`Peer::peek`] returns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageInfo {
+    /// What the message is.
     pub kind: MessageKind,
     /// The raw message flags.
     pub flags: u64,
@@ -59,9 +65,13 @@ pub struct MessageInfo {
     pub credentials: Option<Credentials>,
     /// Pool offset of the message's slice, `None` for notifications.
     pub offset: Option<u64>,
+    /// Payload size in bytes.
     pub n_bytes: u64,
+    /// Number of handles carried.
     pub n_handles: u64,
+    /// Number of files carried.
     pub n_fds: u64,
+    /// Size of the sender's security context in bytes (0 if not asked for).
     pub n_secctx: u64,
 }
 
@@ -160,6 +170,10 @@ pub struct Message<'p> {
     info: MessageInfo,
     /// `Some` when the slice is published and must be released.
     release: Option<u64>,
+    /// The peer's flush epoch at RECV; the slice is released only in it.
+    epoch: u64,
+    /// The handles were handed out by [`Message::take_handles`].
+    handles_taken: bool,
     layout: Option<Layout>,
     fds: Vec<OwnedFd>,
 }
@@ -170,7 +184,8 @@ impl<'p> Message<'p> {
     /// slice is released and an error returned.
     pub(crate) fn new(peer: &'p Peer, info: MessageInfo, publish: bool, fds_installed: bool) -> io::Result<Self> {
         let release = if publish { info.offset } else { None };
-        let mut m = Message { peer, info, release, layout: None, fds: Vec::new() };
+        let epoch = peer.epoch();
+        let mut m = Message { peer, info, release, epoch, handles_taken: false, layout: None, fds: Vec::new() };
         // On error `m` is dropped here, which releases the slice.
         m.layout = layout(&info, peer.pool_len())?;
         if fds_installed {
@@ -197,6 +212,7 @@ impl<'p> Message<'p> {
         &self.info
     }
 
+    /// What the message is.
     pub fn kind(&self) -> MessageKind {
         self.info.kind
     }
@@ -217,6 +233,7 @@ impl<'p> Message<'p> {
         self.info.continues
     }
 
+    /// Who sent it (data messages received with the RFC v1 layout).
     pub fn credentials(&self) -> Option<Credentials> {
         self.info.credentials
     }
@@ -231,9 +248,15 @@ impl<'p> Message<'p> {
 
     /// The handles carried, in the receiver's namespace. `None` for a handle
     /// whose node was destroyed before the message (`BUS1_HANDLE_INVALID`).
-    /// Empty for a peeked message (handles are installed by the real RECV).
+    /// Empty for a peeked message (handles are installed by the real RECV)
+    /// and after [`take_handles`](Message::take_handles).
+    ///
+    /// Each handle carries one user reference of the receiving peer, which
+    /// stays with it after the message is dropped: release it with
+    /// [`Peer::release_handle`], or take the handles as owned [`Handle`]s
+    /// with [`take_handles`](Message::take_handles).
     pub fn handles(&self) -> impl ExactSizeIterator<Item = Option<HandleId>> + '_ {
-        let raw = match (self.layout, self.release.is_some()) {
+        let raw = match (self.layout, self.release.is_some() && !self.handles_taken) {
             (Some(l), true) => self.peer.pool_bytes(l.handles.0, l.handles.1),
             _ => &[],
         };
@@ -241,6 +264,21 @@ impl<'p> Message<'p> {
             let id = u64::from_ne_bytes(c.try_into().unwrap_or([0xff; 8]));
             (id != sys::BUS1_HANDLE_INVALID).then_some(HandleId::from_raw(id))
         })
+    }
+
+    /// Takes the carried handles as owned [`Handle`]s, each releasing its
+    /// reference when dropped; `None` for a destroyed node. A second call
+    /// returns nothing, and [`handles`](Message::handles) is empty after it.
+    pub fn take_handles(&mut self) -> Vec<Option<Handle<'p>>> {
+        let peer = self.peer;
+        let v = self
+            .handles()
+            // RECV gave the peer one reference per carried handle;
+            // `handles_taken` keeps them from being handed out twice.
+            .map(|h| h.map(|id| Handle::from_id(peer, id)))
+            .collect();
+        self.handles_taken = true;
+        v
     }
 
     /// The files carried, if received with fds installed.
@@ -262,20 +300,24 @@ impl<'p> Message<'p> {
     }
 
     /// Releases the slice now, reporting a failure (dropping does the same
-    /// and ignores it).
+    /// and ignores it). A message whose slice a flush already freed
+    /// ([`Peer::flush_shared`]) releases nothing.
     pub fn release(mut self) -> io::Result<()> {
+        self.release_now()
+    }
+
+    fn release_now(&mut self) -> io::Result<()> {
         match self.release.take() {
-            Some(off) => self.peer.release_slice(off),
-            None => Ok(()),
+            // After a flush the offset may belong to a newer message.
+            Some(off) if self.peer.epoch() == self.epoch => self.peer.release_slice(off),
+            _ => Ok(()),
         }
     }
 }
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        if let Some(off) = self.release.take() {
-            let _ = self.peer.release_slice(off);
-        }
+        let _ = self.release_now();
     }
 }
 

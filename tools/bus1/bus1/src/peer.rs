@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The peer: an open `/dev/bus1` file and its read-only pool mapping.
 
 use crate::message::{Credentials, Message, MessageInfo, MessageKind};
@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The pool size of the module's default (`pool_size_mib=512`).
@@ -23,7 +24,11 @@ pub const DEFAULT_POOL_SIZE: usize = 512 << 20;
 /// # Safety
 /// `OP` must be a bus1 command whose argument type is `T`.
 pub(crate) unsafe fn ioctl_rw<const OP: Opcode, T>(fd: BorrowedFd<'_>, arg: &mut T) -> io::Result<()> {
-    Ok(ioctl(fd, Updater::<OP, T>::new(arg))?)
+    // SAFETY: the caller guarantees that `OP` takes a `T`, which `arg`
+    // points to for the duration of the call.
+    let upd = unsafe { Updater::<OP, T>::new(arg) };
+    // SAFETY: `upd` describes a valid argument for `OP` (see above).
+    Ok(unsafe { ioctl(fd, upd) }?)
 }
 
 const fn op(v: u32) -> Opcode {
@@ -44,9 +49,13 @@ pub(crate) const CMD_RECV_2017: Opcode = op(sys::BUS1_CMD_RECV_2017);
 /// In [`Peer::set_limits`], `None` keeps a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
+    /// How many slices the peer's pool may hold (published and queued).
     pub max_slices: Option<u32>,
+    /// How many handles the peer may hold.
     pub max_handles: Option<u32>,
+    /// How many bytes may be in flight towards the peer.
     pub max_inflight_bytes: Option<u32>,
+    /// How many files may be in flight towards the peer.
     pub max_inflight_fds: Option<u32>,
 }
 
@@ -55,9 +64,13 @@ pub struct Limits {
 pub struct PeerInfo {
     /// Raw peer flags (`BUS1_PEER_FLAG_*`).
     pub peer_flags: u64,
+    /// See [`Limits::max_slices`].
     pub max_slices: u32,
+    /// See [`Limits::max_handles`].
     pub max_handles: u32,
+    /// See [`Limits::max_inflight_bytes`].
     pub max_inflight_bytes: u32,
+    /// See [`Limits::max_inflight_fds`].
     pub max_inflight_fds: u32,
 }
 
@@ -92,9 +105,10 @@ impl PeerBuilder {
     }
 
     /// How much of the pool to map (default: the module's pool size, read
-    /// from `/sys/module/bus1/parameters/pool_size_mib`, else 512 MiB).
-    /// Messages whose slice ends beyond the mapping are not received
-    /// (`RECV` fails with `ERANGE` and leaves them queued).
+    /// from `/sys/module/bus1/parameters/pool_size_mib`; opening fails
+    /// with [`io::ErrorKind::NotFound`] if that file does not exist and no
+    /// length was given). Messages whose slice ends beyond the mapping are
+    /// not received (`RECV` fails with `ERANGE` and leaves them queued).
     pub fn map_len(mut self, len: usize) -> Self {
         self.map_len = Some(len);
         self
@@ -110,8 +124,12 @@ impl PeerBuilder {
 /// A bus1 peer: one open file of `/dev/bus1`, with its receive pool mapped
 /// read-only.
 ///
-/// Commands take `&self`: the kernel serialises them per peer, so a peer may
-/// be shared between threads. The fd is non-blocking; [`recv`](Peer::recv)
+/// Most commands take `&self`: the kernel serialises them per peer, so a
+/// peer may be shared between threads. The commands that free the pool
+/// ([`flush`](Peer::flush), [`reset`](Peer::reset),
+/// [`disconnect`](Peer::disconnect)) take `&mut self`, so no [`Message`]
+/// (whose payload borrows the pool) and no [`Handle`](crate::Handle) can
+/// outlive them. The fd is non-blocking; [`recv`](Peer::recv)
 /// fails with [`io::ErrorKind::WouldBlock`] when nothing is queued, and
 /// [`recv_timeout`](Peer::recv_timeout) polls. [`AsFd`] lets the peer take
 /// part in poll/epoll loops (readable = a message is queued).
@@ -135,6 +153,11 @@ pub struct Peer {
     fd: OwnedFd,
     map: NonNull<u8>,
     map_len: usize,
+    /// Bumped by every command that releases all slices (flush, disconnect).
+    /// A message remembers the epoch it was received in and releases its
+    /// slice only if the epoch is unchanged: after a flush the kernel may
+    /// have handed the same offset to a newer message.
+    epoch: AtomicU64,
 }
 
 // SAFETY: the mapping is read-only shared memory that only the kernel writes
@@ -143,13 +166,21 @@ unsafe impl std::marker::Send for Peer {}
 // SAFETY: as above; all commands are ioctls the kernel serialises.
 unsafe impl Sync for Peer {}
 
-fn module_pool_size() -> usize {
-    std::fs::read_to_string("/sys/module/bus1/parameters/pool_size_mib")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .filter(|&m| m > 0)
-        .map(|m| m << 20)
-        .unwrap_or(DEFAULT_POOL_SIZE)
+/// Where the module's `pool_size_mib` parameter is visible at runtime.
+pub const POOL_SIZE_PARAM: &str = "/sys/module/bus1/parameters/pool_size_mib";
+
+/// The pool size of every peer, in bytes, as the loaded module reports it in
+/// [`POOL_SIZE_PARAM`] (the value given at load time; as bus1(7) says, one
+/// outside 1..=4095 MiB selects the default, 512). Fails if the file is
+/// missing (bus1 not loaded) or does not hold a number.
+pub fn module_pool_size() -> io::Result<usize> {
+    let s = std::fs::read_to_string(POOL_SIZE_PARAM)
+        .map_err(|e| io::Error::new(e.kind(), format!("bus1: reading {POOL_SIZE_PARAM}: {e}")))?;
+    let mib = s
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bus1: {POOL_SIZE_PARAM}: {:?}", s.trim())))?;
+    Ok(if (1..=4095).contains(&mib) { (mib as usize) << 20 } else { DEFAULT_POOL_SIZE })
 }
 
 fn duration_ts(d: Duration) -> Timespec {
@@ -168,18 +199,52 @@ impl Peer {
     }
 
     /// Takes over an already open bus1 fd (say, inherited from a parent
-    /// process) and maps its pool.
-    pub fn from_fd(fd: OwnedFd) -> io::Result<Peer> {
+    /// process) and maps its pool (of the module's pool size, see
+    /// [`module_pool_size`]).
+    ///
+    /// # Safety
+    ///
+    /// The peer lends out references into the pool that stay valid only as
+    /// long as nobody else releases or flushes slices of this open file
+    /// description. The caller guarantees that while the returned `Peer`
+    /// lives, no other holder of the same open file description (a
+    /// duplicated fd, another `Peer` made from one, a process that inherited
+    /// it) receives, releases slices, flushes, resets with a flush flag or
+    /// disconnects. Handing over the only copy of the fd, as a parent that
+    /// closes its own after starting the child does, satisfies this.
+    pub unsafe fn from_fd(fd: OwnedFd) -> io::Result<Peer> {
         Self::from_fd_with_len(fd, None)
     }
 
+    /// [`from_fd`](Peer::from_fd) with an explicit mapping length (see
+    /// [`PeerBuilder::map_len`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`from_fd`](Peer::from_fd).
+    pub unsafe fn from_fd_len(fd: OwnedFd, map_len: usize) -> io::Result<Peer> {
+        Self::from_fd_with_len(fd, Some(map_len))
+    }
+
+    /// Maps the pool of `fd`. Safe for callers that own the only copy of a
+    /// freshly opened fd (see [`from_fd`](Peer::from_fd)).
     fn from_fd_with_len(fd: OwnedFd, len: Option<usize>) -> io::Result<Peer> {
-        let len = len.unwrap_or_else(module_pool_size).max(1);
-        // SAFETY: a fresh shared read-only mapping, placed by the kernel.
+        let len = match len {
+            Some(l) => l,
+            None => module_pool_size()?,
+        }
+        .max(1);
+        // SAFETY: a fresh shared read-only mapping at an address the kernel
+        // chooses; it overlaps no Rust object.
         let p = unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, &fd, 0)? };
         let map = NonNull::new(p.cast::<u8>())
             .ok_or_else(|| io::Error::from_raw_os_error(rustix::io::Errno::NOMEM.raw_os_error()))?;
-        Ok(Peer { fd, map, map_len: len })
+        Ok(Peer { fd, map, map_len: len, epoch: AtomicU64::new(0) })
+    }
+
+    /// The flush epoch: how many times this peer was flushed or disconnected.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// The length of the pool mapping.
@@ -191,6 +256,10 @@ impl Peer {
     pub(crate) fn pool_bytes(&self, off: usize, len: usize) -> &[u8] {
         assert!(off.checked_add(len).is_some_and(|e| e <= self.map_len));
         // SAFETY: inside our read-only mapping, which lives as long as self.
+        // The kernel writes a slice only before RECV publishes it and frees
+        // it only on SLICE_RELEASE (by the message that borrows these bytes)
+        // or on a flush (which needs `&mut self` or the `flush_shared`
+        // contract), so the bytes do not change while borrowed.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) }
     }
 
@@ -208,8 +277,29 @@ impl Peer {
         })
     }
 
-    /// `PEER_RESET` with raw flags, peer flags (`None` keeps them) and limits.
-    pub fn reset(&self, flags: u64, peer_flags: Option<u64>, limits: Limits) -> io::Result<()> {
+    /// `PEER_RESET` with raw flags (`BUS1_PEER_RESET_FLAG_*`), peer flags
+    /// (`None` keeps them) and limits.
+    ///
+    /// Takes `&mut self` because the flush flags release every slice:
+    /// no message received before can be alive.
+    ///
+    /// ```compile_fail
+    /// # fn main() -> std::io::Result<()> {
+    /// let mut peer = bus1::Peer::open()?;
+    /// let msg = peer.recv()?;
+    /// peer.reset(bus1::sys::BUS1_PEER_RESET_FLAG_FLUSH, None, Default::default())?;
+    /// println!("{:?}", msg.payload()); // error: `peer` is mutably borrowed
+    /// # Ok(()) }
+    /// ```
+    pub fn reset(&mut self, flags: u64, peer_flags: Option<u64>, limits: Limits) -> io::Result<()> {
+        let r = self.reset_raw(flags, peer_flags, limits);
+        if flags & (sys::BUS1_PEER_RESET_FLAG_FLUSH | sys::BUS1_PEER_RESET_FLAG_FLUSH_SEED) != 0 {
+            *self.epoch.get_mut() += 1;
+        }
+        r
+    }
+
+    fn reset_raw(&self, flags: u64, peer_flags: Option<u64>, limits: Limits) -> io::Result<()> {
         let keep = u32::MAX;
         let mut r = sys::bus1_cmd_peer_reset {
             flags,
@@ -223,29 +313,70 @@ impl Peer {
         unsafe { ioctl_rw::<CMD_PEER_RESET, _>(self.fd.as_fd(), &mut r) }
     }
 
-    /// Changes the per-peer limits.
+    /// Changes the per-peer limits (releases nothing, hence `&self`).
     pub fn set_limits(&self, limits: Limits) -> io::Result<()> {
-        self.reset(0, None, limits)
+        self.reset_raw(0, None, limits)
     }
 
     /// Destroys all owned nodes, drops all handles, empties the queue and
     /// releases every slice; with `seed`, drops the seed too.
     ///
-    /// Messages borrowed from this peer must not be used afterwards for
-    /// anything but dropping (their slices are gone; the memory reads as
-    /// zeros or stale data, never out of bounds).
-    pub fn flush(&self, seed: bool) -> io::Result<()> {
-        let mut f = sys::BUS1_PEER_RESET_FLAG_FLUSH;
-        if seed {
-            f |= sys::BUS1_PEER_RESET_FLAG_FLUSH_SEED;
-        }
-        self.reset(f, None, Limits::default())
+    /// Takes `&mut self`: a message's payload borrows the pool, and the
+    /// kernel reuses the freed slices for new messages, so no message may
+    /// live across a flush. The borrow checker enforces it:
+    ///
+    /// ```compile_fail
+    /// # fn main() -> std::io::Result<()> {
+    /// let mut peer = bus1::Peer::open()?;
+    /// let msg = peer.recv()?;
+    /// let payload: &[u8] = msg.payload();
+    /// peer.flush(false)?;          // error: `peer` is borrowed by `msg`
+    /// println!("{payload:?}");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Dropping messages first makes it compile:
+    ///
+    /// ```no_run
+    /// # fn main() -> std::io::Result<()> {
+    /// let mut peer = bus1::Peer::open()?;
+    /// let msg = peer.recv()?;
+    /// println!("{:?}", msg.payload());
+    /// drop(msg);
+    /// peer.flush(false)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn flush(&mut self, seed: bool) -> io::Result<()> {
+        self.reset(flush_flags(seed), None, Limits::default())
+    }
+
+    /// [`flush`](Peer::flush) through a shared reference, for a peer shared
+    /// between threads (for example in an `Arc`).
+    ///
+    /// Messages received before the flush are stale afterwards: dropping or
+    /// [releasing](Message::release) one does not release its slice again
+    /// (the kernel may have given that offset to a newer message), and
+    /// handles taken before are not released again either.
+    ///
+    /// # Safety
+    ///
+    /// The caller guarantees that no message received from this peer before
+    /// the call is read ([`Message::payload`], [`Message::handles`],
+    /// [`Message::secctx`]) after the call starts, and that no such message
+    /// is dropped or released while the call runs. (Their memory is freed
+    /// and reused by the kernel.)
+    pub unsafe fn flush_shared(&self, seed: bool) -> io::Result<()> {
+        let r = self.reset_raw(flush_flags(seed), None, Limits::default());
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        r
     }
 
     /// Disconnects the peer: like a flush, after which every command fails
-    /// with `ESHUTDOWN` and poll reports `POLLHUP`.
-    pub fn disconnect(&self) -> io::Result<()> {
-        // SAFETY: PEER_DISCONNECT takes a null argument.
+    /// with `ESHUTDOWN` and poll reports `POLLHUP`. Takes `&mut self` for
+    /// the reason [`flush`](Peer::flush) does.
+    pub fn disconnect(&mut self) -> io::Result<()> {
+        *self.epoch.get_mut() += 1;
+        // SAFETY: PEER_DISCONNECT takes no argument (a null integer).
         unsafe { ioctl(self.fd.as_fd(), IntegerSetter::<CMD_PEER_DISCONNECT>::new_usize(0))? };
         Ok(())
     }
@@ -443,12 +574,19 @@ impl Peer {
     }
 }
 
+fn flush_flags(seed: bool) -> u64 {
+    let mut f = sys::BUS1_PEER_RESET_FLAG_FLUSH;
+    if seed {
+        f |= sys::BUS1_PEER_RESET_FLAG_FLUSH_SEED;
+    }
+    f
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
-        // SAFETY: our own mapping; messages borrowing it are gone (lifetimes).
-        unsafe {
-            let _ = munmap(self.map.as_ptr().cast(), self.map_len);
-        }
+        // SAFETY: our own mapping, of this length; messages borrowing it are
+        // gone (they borrow `self`).
+        let _ = unsafe { munmap(self.map.as_ptr().cast(), self.map_len) };
     }
 }
 

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The `SEND` builder.
 
 use crate::peer::{ioctl_rw, CMD_SEND};

@@ -1,11 +1,11 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Tests of the bus1 crate against the real kernel module. They need
 //! /dev/bus1 (the test guest); without it every test is skipped. Output is
 //! TAP, counted by scripts/results.py.
-#[path = "../../testing/tap.rs"]
+#[path = "support/tap.rs"]
 mod tap;
 
-use bus1::{HandleId, Limits, MessageKind, NodeId, Peer, PeerInfo, RecvOptions};
+use bus1::{Handle, HandleId, Limits, MessageKind, NodeId, Peer, PeerInfo, RecvOptions};
 use rustix::io::Errno;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -338,16 +338,40 @@ fn seed_roundtrip() {
     assert_empty(&p);
 }
 
+/// Waits up to 10 s until the thread at `/proc/<task>` sleeps (state `S`) in a kernel function
+/// whose name contains `within` (its `wchan`); whether it did.
+fn wait_asleep(task: &str, within: &str) -> bool {
+    for _ in 0..10_000 {
+        let stat = std::fs::read_to_string(format!("/proc/{task}/stat")).unwrap_or_default();
+        // The command name in parentheses may hold anything.
+        let sleeping = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('S'));
+        if sleeping && std::fs::read_to_string(format!("/proc/{task}/wchan")).is_ok_and(|w| w.contains(within)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
 fn poll_and_disconnect() {
-    let (a, b) = (open(), open());
+    let (a, mut b) = (open(), open());
     let h = link(&a, &b, N1);
     assert!(!b.wait_readable(Some(Duration::ZERO)).unwrap());
-    let t = std::thread::scope(|s| {
-        let w = s.spawn(|| b.wait_readable(T));
-        std::thread::sleep(Duration::from_millis(50));
+    let (slept, t) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b = &b;
+        let w = s.spawn(move || {
+            // "<pid>/task/<tid>" of this thread.
+            tx.send(std::fs::read_link("/proc/thread-self").unwrap()).unwrap();
+            b.wait_readable(T)
+        });
+        let task = rx.recv().unwrap();
+        // Wake the poller only once it sleeps in poll(), so the wake-up is what is tested.
+        let slept = wait_asleep(&task.to_string_lossy(), "poll");
         a.send_to(h, b"wake").unwrap();
-        w.join().unwrap()
+        (slept, w.join().unwrap())
     });
+    assert!(slept, "the poller never slept in poll()");
     assert!(t.unwrap());
     b.disconnect().unwrap();
     assert_eq!(errno(&b.recv().unwrap_err()), Errno::SHUTDOWN);
@@ -359,7 +383,7 @@ fn poll_and_disconnect() {
 }
 
 fn flush_drops_queue() {
-    let (a, b) = (open(), open());
+    let (a, mut b) = (open(), open());
     let h = link(&a, &b, N1);
     a.send_to(h, b"gone").unwrap();
     b.flush(false).unwrap();
@@ -367,6 +391,131 @@ fn flush_drops_queue() {
     assert_empty(&b);
     let n = a.recv_timeout(T).unwrap();
     assert_eq!(n.kind(), MessageKind::NodeDestroy);
+}
+
+/// A message received before a flush never releases a slice after it: the
+/// kernel hands the freed offset to the next message, which a stale release
+/// would free under its reader.
+fn stale_message_never_releases_newer_slice() {
+    let p = open();
+    p.send_to(N1, b"aaaa").unwrap();
+    let a = p.recv().unwrap();
+    let off_a = a.info().offset.expect("a slice");
+    // SAFETY: `a` is not read after this, only dropped (not concurrently).
+    unsafe { p.flush_shared(false) }.unwrap();
+    p.send_to(N1, b"bbbb").unwrap(); // N1 was destroyed; this creates it anew
+    let b = p.recv().unwrap();
+    // The premise: `b` now lives where `a` was.
+    assert_eq!(b.info().offset, Some(off_a), "allocator did not reuse the offset");
+    drop(a); // stale: must not release b's slice
+    p.send_to(N1, b"cccc").unwrap();
+    let c = p.recv().unwrap();
+    assert_ne!(c.info().offset, Some(off_a), "b's slice was released by the stale message");
+    assert_eq!(b.payload(), b"bbbb");
+    assert_eq!(c.payload(), b"cccc");
+}
+
+/// An owned handle releases its reference when dropped; `into_id` keeps it.
+fn owned_handle_released_on_drop() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    a.send().destination(h).handle(N2).submit().unwrap();
+    let mut m = b.recv_timeout(T).unwrap();
+    let mut hs = m.take_handles();
+    assert_eq!(m.handles().len(), 0, "handles handed out twice");
+    assert!(m.take_handles().is_empty());
+    drop(m);
+    let back: Handle<'_> = hs.pop().flatten().expect("one valid handle");
+    b.send().destination(&back).payload(b"via owned").submit().unwrap();
+    assert_eq!(a.recv_timeout(T).unwrap().payload(), b"via owned");
+    // A second reference, given up as a plain ID: dropping it releases nothing.
+    let again = b.transfer(back.id(), &b).unwrap().expect("live node");
+    assert_eq!(again, back.id());
+    let kept = Handle::from_id(&b, again).into_id();
+    drop(back);
+    assert_empty(&a); // one reference is left: no NodeRelease yet
+    Handle::from_id(&b, kept).release().unwrap();
+    let n = a.recv_timeout(T).unwrap();
+    assert_eq!((n.kind(), n.destination_node()), (MessageKind::NodeRelease, Some(N2)));
+    assert_empty(&a);
+}
+
+/// The library maps the pool size the loaded module reports under
+/// /sys/module/bus1/parameters (readable, mode 0444).
+fn pool_size_from_module_parameter() {
+    let p = open();
+    let text = std::fs::read_to_string(bus1::POOL_SIZE_PARAM).expect("module parameter visible in sysfs");
+    let mib: usize = text.trim().parse().expect("a number of MiB");
+    assert_eq!(bus1::module_pool_size().unwrap(), mib << 20);
+    assert_eq!(p.pool_len(), mib << 20);
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::Path::new(bus1::POOL_SIZE_PARAM).parent().unwrap();
+    for name in [
+        "pool_size_mib",
+        "pool_cache_kib",
+        "user_slices_max",
+        "user_handles_max",
+        "user_inflight_bytes_max",
+        "user_inflight_fds_max",
+        "quota_policy",
+    ] {
+        let mode = std::fs::metadata(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")).permissions().mode();
+        assert_eq!(mode & 0o777, 0o444, "{name}");
+    }
+}
+
+#[cfg(feature = "tokio")]
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+/// `AsyncPeer::recv` waits through a readiness that RECV turns into EAGAIN
+/// (the front entry is a destruction notice for a handle the receiver has
+/// released since, which RECV discards) instead of returning `WouldBlock`.
+#[cfg(feature = "tokio")]
+fn async_recv_skips_spurious_readiness() {
+    use bus1::tokio::AsyncPeer;
+    let (a, b) = (open(), open());
+    let hb = link(&b, &a, N1); // b holds a handle to a's node N1
+    a.destroy_nodes(&[N1], true).unwrap(); // queues a NodeDestroy for b
+    b.release_handle(hb).unwrap(); // ... which is stale now
+    let h2 = link(&a, &b, N2);
+    assert!(b.wait_readable(Some(Duration::ZERO)).unwrap(), "premise: POLLIN with only a stale entry");
+    block_on(async {
+        let b = AsyncPeer::new(b).unwrap();
+        // The readiness is spurious: nothing may come out of it.
+        match tokio::time::timeout(Duration::from_millis(200), b.recv()).await {
+            Err(_elapsed) => {}
+            Ok(r) => panic!("recv returned on a spurious readiness: {r:?}"),
+        }
+        a.send_to(h2, b"real").unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), b.recv()).await.expect("woken by the message").unwrap();
+        assert_eq!(m.payload(), b"real");
+        assert_eq!(m.destination_node(), Some(N2));
+    });
+}
+
+/// A disconnected peer's readiness (POLLHUP) ends `recv` with `ESHUTDOWN`.
+#[cfg(feature = "tokio")]
+fn async_recv_after_disconnect() {
+    use bus1::tokio::AsyncPeer;
+    let p = open();
+    block_on(async {
+        let mut p = AsyncPeer::new(p).unwrap();
+        p.disconnect().unwrap();
+        let e = tokio::time::timeout(T.unwrap(), p.recv()).await.expect("HUP wakes recv").unwrap_err();
+        assert_eq!(errno(&e), Errno::SHUTDOWN);
+    });
+}
+
+#[cfg(not(feature = "tokio"))]
+fn async_recv_skips_spurious_readiness() {
+    tap::skip("built without the tokio feature");
+}
+
+#[cfg(not(feature = "tokio"))]
+fn async_recv_after_disconnect() {
+    tap::skip("built without the tokio feature");
 }
 
 fn shared_between_threads() {
@@ -457,5 +606,10 @@ fn main() {
         ("bus1_rs_poll_and_disconnect", poll_and_disconnect),
         ("bus1_rs_flush_drops_queue", flush_drops_queue),
         ("bus1_rs_shared_between_threads", shared_between_threads),
+        ("bus1_rs_stale_message_never_releases_newer_slice", stale_message_never_releases_newer_slice),
+        ("bus1_rs_owned_handle_released_on_drop", owned_handle_released_on_drop),
+        ("bus1_rs_pool_size_from_module_parameter", pool_size_from_module_parameter),
+        ("bus1_rs_async_recv_skips_spurious_readiness", async_recv_skips_spurious_readiness),
+        ("bus1_rs_async_recv_after_disconnect", async_recv_after_disconnect),
     ]);
 }

@@ -14,7 +14,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
 /// Starts this program again as `<exe> --child <role> <fd> <handle>`, with
-/// `peer`'s fd inherited; `handle` is an ID in `peer`'s namespace.
+/// `peer`'s fd inherited; `handle` is an ID in `peer`'s namespace. The
+/// caller must drop its `peer` right after (the child takes it over, see
+/// [`Peer::from_fd`]).
 pub fn spawn_child(role: &str, peer: &Peer, handle: HandleId) -> io::Result<Child> {
     let fd = peer.as_fd().as_raw_fd();
     let mut cmd = Command::new("/proc/self/exe");
@@ -41,7 +43,10 @@ pub fn child_args() -> Option<(String, Peer, HandleId)> {
     // SAFETY: the parent passed us this inherited fd, which nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).expect("fcntl");
-    let peer = Peer::from_fd(fd).expect("map the inherited peer");
+    // SAFETY: the only other holder of this open file description is the
+    // parent, which closes its copy right after starting us and never
+    // receives, releases or flushes through it.
+    let peer = unsafe { Peer::from_fd(fd) }.expect("map the inherited peer");
     Some((a[2].clone(), peer, HandleId::from_raw(h)))
 }
 

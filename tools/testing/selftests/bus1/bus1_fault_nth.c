@@ -538,7 +538,10 @@ static int got_notes(struct world *w, int i, int n, const __u64 *types, const __
  * outcome: messages complete, notifications delivered. @prep adds to the
  * world first; @queued: the peers (bit mask) with a queued data message in the
  * world; @allocates: expect at least one injected failure; @nofail: the
- * operation cannot fail (it retries), so every run must succeed.
+ * operation cannot fail, so every run must succeed; @alloc_free: the
+ * operation allocates nothing at all (teardown, releases: their memory was
+ * reserved when the relationship was created), so fail-nth never reaches an
+ * allocation.
  */
 struct fault_op {
 	const char *name;
@@ -548,6 +551,7 @@ struct fault_op {
 	int queued;
 	int allocates;
 	int nofail;
+	int alloc_free;
 };
 
 FIXTURE(fault) {
@@ -687,6 +691,8 @@ static void run_op(struct __test_metadata *_metadata, const struct fault_op *o)
 	EXPECT_TRUE(complete) TH_LOG("more than %d allocations", MAX_NTH);
 	if (o->allocates)
 		EXPECT_LT(0, failed + (o->nofail ? silent : 0)) TH_LOG("injection never hit %s", o->name);
+	if (o->alloc_free)
+		EXPECT_EQ(0, n - 1 - complete) TH_LOG("%s allocates", o->name);
 	EXPECT_EQ(1, bus1_users_clean(buf, sizeof(buf), 10)) TH_LOG("still charged:\n%s", buf);
 }
 
@@ -1000,21 +1006,21 @@ static const struct fault_op ops[] = {
 #define OP_RECV_DESTROYED 18
 	[OP_RECV_DESTROYED] = { "recv-destroyed-node", prep_recv_destroyed, op_recv, ck_recv_destroyed, 1 << 1, 1, 0 },
 #define OP_SLICE 10
-	[OP_SLICE] = { "slice-release", prep_slice, op_slice, NULL, 0, 0, 0 },
+	[OP_SLICE] = { "slice-release", prep_slice, op_slice, NULL, 0, 0, 1, 1 },
 #define OP_RELEASE 11
-	[OP_RELEASE] = { "handle-release", NULL, op_release, NULL, 0, 1, 0 },
+	[OP_RELEASE] = { "handle-release", NULL, op_release, NULL, 0, 0, 1, 1 },
 #define OP_RELEASE_LAST 12
-	[OP_RELEASE_LAST] = { "handle-release-last", prep_release_last, op_release, ck_release_last, 0, 1, 0 },
+	[OP_RELEASE_LAST] = { "handle-release-last", prep_release_last, op_release, ck_release_last, 0, 0, 1, 1 },
 #define OP_DESTROY 13
 	[OP_DESTROY] = { "nodes-destroy", NULL, op_destroy, ck_destroy, 0, 1, 0 },
 #define OP_DESTROY_RELEASE 14
 	[OP_DESTROY_RELEASE] = { "nodes-destroy-release", NULL, op_destroy_release, ck_destroy_release, 0, 1, 0 },
 #define OP_RESET 15
-	[OP_RESET] = { "reset-flush", prep_owner, op_reset, ck_reset, 1 << 1, 1, 0 },
+	[OP_RESET] = { "reset-flush", prep_owner, op_reset, ck_reset, 1 << 1, 0, 1, 1 },
 #define OP_CLOSE 16
-	[OP_CLOSE] = { "close", prep_owner, op_close, ck_b_flushed, 1 << 1, 1, 1 },
+	[OP_CLOSE] = { "close", prep_owner, op_close, ck_b_flushed, 1 << 1, 0, 1, 1 },
 #define OP_DISCONNECT 17
-	[OP_DISCONNECT] = { "disconnect", prep_owner, op_disconnect, ck_b_flushed, 1 << 1, 1, 1 },
+	[OP_DISCONNECT] = { "disconnect", prep_owner, op_disconnect, ck_b_flushed, 1 << 1, 0, 1, 1 },
 };
 
 TEST_F_TIMEOUT(fault, open, 120) { run_op(_metadata, &ops[OP_OPEN]); }

@@ -24,10 +24,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define N1 ((__u64)0x100)
 #define N2 ((__u64)0x200)
@@ -172,22 +174,6 @@ static void *unmapped_page(void)
 		return NULL;
 	munmap(p + pg, pg);
 	return p + pg;
-}
-
-static __u32 module_param(const char *name, __u32 def)
-{
-	char path[128];
-	unsigned long v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/bus1/parameters/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return def;
-	if (fscanf(f, "%lu", &v) != 1)
-		v = def;
-	fclose(f);
-	return (__u32)v;
 }
 
 /* Receive one notification and check every field of it. */
@@ -411,10 +397,10 @@ TEST_F(peers, query)
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ((__u64)0, q.flags);
 	ASSERT_EQ((__u64)0, q.peer_flags);
-	ASSERT_EQ(module_param("user_slices_max", 16384), q.max_slices);
-	ASSERT_EQ(module_param("user_handles_max", 65536), q.max_handles);
-	ASSERT_EQ(module_param("user_inflight_bytes_max", 16777216), q.max_inflight_bytes);
-	ASSERT_EQ(module_param("user_inflight_fds_max", 4096), q.max_inflight_fds);
+	ASSERT_EQ(bus1_module_param("user_slices_max"), q.max_slices);
+	ASSERT_EQ(bus1_module_param("user_handles_max"), q.max_handles);
+	ASSERT_EQ(bus1_module_param("user_inflight_bytes_max"), q.max_inflight_bytes);
+	ASSERT_EQ(bus1_module_param("user_inflight_fds_max"), q.max_inflight_fds);
 
 	/* flags must be 0 */
 	memset(&q, 0, sizeof(q));
@@ -1223,13 +1209,16 @@ TEST_F(peers, recv_peek)
 struct delayed_destroy {
 	int fd;
 	__u64 id;
+	pid_t poller;
+	int asleep;
 };
 
+/* Destroys the node once the poller sleeps in poll(). */
 static void *delayed_destroy_fn(void *arg)
 {
 	struct delayed_destroy *dd = arg;
 
-	usleep(100 * 1000);
+	dd->asleep = bus1_wait_asleep(dd->poller, "poll", 10);
 	destroy1(dd->fd, dd->id);
 	return NULL;
 }
@@ -1262,13 +1251,16 @@ TEST_F(peers, poll_in)
 	/* wake-up of a sleeping poller */
 	dd.fd = self->a;
 	dd.id = N1;
+	dd.poller = (pid_t)syscall(SYS_gettid);
+	dd.asleep = -1;
 	ASSERT_EQ(0, pthread_create(&t, NULL, delayed_destroy_fn, &dd));
 	p.fd = self->c;
 	p.events = POLLIN;
 	p.revents = 0;
-	ASSERT_EQ(1, poll(&p, 1, 5000));
+	ASSERT_EQ(1, poll(&p, 1, 20000));
 	ASSERT_EQ(POLLIN, p.revents);
 	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(0, dd.asleep) TH_LOG("the poller never slept in poll()");
 	ASSERT_DESTROY(self->c, RID(1), 0);
 	ASSERT_EQ(POLL_IDLE, pollrev(self->c));
 	ASSERT_DESTROY(self->a, N1, 0);

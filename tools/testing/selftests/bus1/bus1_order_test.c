@@ -484,6 +484,69 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 	close(uffd);
 }
 
+struct crossing {
+	int fd;
+	__u64 dst;
+	int flip;
+	int err;
+};
+
+static void *crossing_fn(void *arg)
+{
+	struct crossing *c = arg;
+	int i;
+
+	for (i = 0; i < 300 && !c->err; i++) {
+		/* Two fresh IDs per round, named in opposite orders by the two threads. */
+		__u64 x = ((__u64)(i + 1) << 12) | 0x100, y = x | 0x200;
+		__u64 h[2] = { c->flip ? y : x, c->flip ? x : y };
+
+		c->err = send_msg(c->fd, &c->dst, 1, h, 2, "c", 1);
+	}
+	return NULL;
+}
+
+/*
+ * Two threads of one peer create nodes on the fly in crossing orders: each
+ * waits for the other's pending node at most while holding none of its own, so
+ * both always finish (a wait cycle would hang until the harness times out).
+ */
+TEST_F(order, crossing_creations_do_not_deadlock)
+{
+	struct crossing c[2];
+	pthread_t t[2];
+	__u64 to_b = INV;
+	int i, other;
+
+	ASSERT_EQ(0, xfer(self->b, N2, self->a, &to_b));
+	for (i = 0; i < 2; i++) {
+		c[i].fd = self->a;
+		c[i].dst = to_b;
+		c[i].flip = i;
+		c[i].err = 0;
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, crossing_fn, &c[i]));
+	}
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, pthread_join(t[i], NULL));
+		ASSERT_EQ(0, c[i].err);
+	}
+	/* B got all 600 messages, each with two valid handles. */
+	for (i = 0; i < 600; i++) {
+		struct bus1_cmd_recv r;
+		const __u64 *h;
+
+		ASSERT_EQ(0, recv_msg(self->b, &r));
+		ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
+		h = slice_handles(self->pool_b, &r);
+		ASSERT_NE(INV, h[0]);
+		ASSERT_NE(INV, h[1]);
+		ASSERT_NE(h[0], h[1]);
+		ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+	}
+	ASSERT_EQ(0, drain_destroys(self->b, INV, &other));
+	ASSERT_EQ(0, other);
+}
+
 #define MC_SENDERS 3
 #define MC_MSGS 200
 

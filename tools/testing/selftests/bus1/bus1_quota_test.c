@@ -161,22 +161,6 @@ static int reset_limits(int fd, __u32 slices, __u32 handles, __u32 bytes, __u32 
 	return ret_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
 }
 
-static __u32 module_param(const char *name, __u32 def)
-{
-	char path[128];
-	unsigned long v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/bus1/parameters/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return def;
-	if (fscanf(f, "%lu", &v) != 1)
-		v = def;
-	fclose(f);
-	return (__u32)v;
-}
-
 /* The quota rule, as documented in Documentation/bus1/quota.rst. */
 static __u64 clog2(__u64 x)
 {
@@ -187,7 +171,7 @@ static __u64 divisor(__u64 n)
 {
 	__u64 n1 = (n ? n : 1) + 1;
 
-	switch (module_param("quota_policy", 2)) {
+	switch (bus1_module_param("quota_policy")) {
 	case 0:
 		return 2;
 	case 1:
@@ -353,8 +337,8 @@ TEST(hostile_flood_leaves_room)
 	struct model mu, mp;
 
 	/* The agent's principal and its one peer, which mirror each other here. */
-	model_init(&mu, module_param("user_slices_max", 16384));
-	model_init(&mp, module_param("user_slices_max", 16384));
+	model_init(&mu, bus1_module_param("user_slices_max"));
+	model_init(&mp, bus1_module_param("user_slices_max"));
 
 	agent = open_as(AGENT);
 	ASSERT_LE(0, agent);
@@ -418,7 +402,7 @@ TEST(hostile_flood_leaves_room)
 TEST(unread_replies_hit_only_that_client)
 {
 	int agent, c1, c2, i, err;
-	__u64 r1, r2, dst[2], errors[2], slices = module_param("user_slices_max", 16384);
+	__u64 r1, r2, dst[2], errors[2], slices = bus1_module_param("user_slices_max");
 	struct model mu, mp;
 	long sent;
 
@@ -720,7 +704,7 @@ TEST(n_handles_bounded_before_use)
 	s.ptr_handles = 0;
 	s.n_handles = 1ULL << 40;
 	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
-	s.n_handles = (__u64)module_param("user_handles_max", 65536) + 1;
+	s.n_handles = (__u64)bus1_module_param("user_handles_max") + 1;
 	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
 
 	/* One above the caller's own limit, with a valid array. */
@@ -836,7 +820,7 @@ TEST_F_TIMEOUT(slow, dead_peers_pin_only_a_stub, 300)
 TEST(unread_replies_spare_sibling_peers)
 {
 	int agent, c1, c2, i, err;
-	__u64 r1, r2, slices = module_param("user_slices_max", 16384);
+	__u64 r1, r2, slices = bus1_module_param("user_slices_max");
 	struct model mu, mp1, mp2;
 	long sent, sent2;
 
@@ -930,7 +914,7 @@ static void userns_flood(int agent, int go, int out)
 TEST_F_TIMEOUT(slow, userns_uids_count_as_their_owner, 300)
 {
 	int agent, good, go[2], res[2], i, st;
-	__u64 h, slices = module_param("user_slices_max", 16384);
+	__u64 h, slices = bus1_module_param("user_slices_max");
 	struct model mu, mp;
 	long total = 0, part;
 	char path[64], map[64], line[512];
@@ -997,13 +981,12 @@ TEST_F_TIMEOUT(slow, userns_uids_count_as_their_owner, 300)
 TEST_F_TIMEOUT(slow, open_peers_limited_per_principal, 300)
 {
 	struct rlimit lim = { 40000, 40000 };
-	long max = module_param("user_peers_max", 0), cap, n, i;
+	long max = bus1_module_param("user_peers_max"), cap, n, i;
 	int *fds, other, holder, p;
 	__u64 h;
 
 	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &lim));
-	/* Without a readable parameter, the limit is found by opening up to 30000 peers. */
-	cap = max ? max + 1 : 30000;
+	cap = max + 1;
 	fds = calloc(cap, sizeof(*fds));
 	ASSERT_NE(NULL, fds);
 	for (n = 0; n < cap; n++) {
@@ -1015,8 +998,7 @@ TEST_F_TIMEOUT(slow, open_peers_limited_per_principal, 300)
 	ASSERT_LT(n, cap);
 	ASSERT_EQ(-EMFILE, fds[n]);
 	ASSERT_LT(0, n);
-	if (max)
-		ASSERT_EQ(max, n);
+	ASSERT_EQ(max, n);
 
 	/* Other principals are not affected. */
 	holder = open_as(OTHER + 51);
@@ -1233,7 +1215,7 @@ TEST_F_TIMEOUT(slow, thousand_principals_leave_the_lane, 300)
 {
 	static struct model mu, mp;
 	static long sent[MANY + 1];
-	__u64 slices = module_param("user_slices_max", 16384), h;
+	__u64 slices = bus1_module_param("user_slices_max"), h;
 	int agent, p, i, err;
 	long total = 0;
 

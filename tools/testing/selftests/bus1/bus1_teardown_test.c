@@ -390,9 +390,10 @@ TEST_F_TIMEOUT(td, poll_across_close, 600)
 		n = epoll_wait(ep, out, 4, 0);
 		ASSERT_EQ(1, n);
 		ASSERT_EQ(b, out[0].data.fd);
-		/* a's node went with a. */
+		/* a's node went with a: its owner is closed. */
 		s.ptr_destinations = PTR(&ba);
 		ASSERT_EQ(-1, ioctl(b, BUS1_CMD_SEND, &s));
+		ASSERT_EQ(ESHUTDOWN, errno);
 		close(ep2);
 		close(b);
 		ASSERT_EQ(0, epoll_wait(ep, out, 4, 0));

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -110,6 +111,63 @@ static inline ssize_t bus1_read_file(const char *path, char *buf, size_t len)
 	close(f);
 	buf[got] = 0;
 	return got;
+}
+
+/*
+ * The live value of the bus1 module parameter @name, read from
+ * /sys/module/bus1/parameters/ (mode 0444). Expectations must follow the
+ * values the module was loaded with, never a compiled-in default: a missing
+ * or unreadable file fails the calling test (the harness runs each test in
+ * its own process, and exit status 1 is KSFT_FAIL).
+ */
+static inline __u32 bus1_module_param(const char *name)
+{
+	char path[128], buf[32], *end;
+	unsigned long v;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/module/bus1/parameters/%s", name);
+	n = bus1_read_file(path, buf, sizeof(buf));
+	if (n < 0) {
+		fprintf(stderr, "# %s: %s\n", path, strerror((int)-n));
+		exit(1);
+	}
+	errno = 0;
+	v = strtoul(buf, &end, 10);
+	if (errno || end == buf || (*end && *end != '\n') || v > UINT32_MAX) {
+		fprintf(stderr, "# %s: not a __u32: '%s'\n", path, buf);
+		exit(1);
+	}
+	return (__u32)v;
+}
+
+/*
+ * Waits until thread @tid of this process sleeps interruptibly (state 'S' in
+ * /proc/self/task/<tid>/stat) in a kernel function whose name contains @in
+ * (/proc/self/task/<tid>/wchan), checking every millisecond for up to @secs
+ * seconds. A test that wakes a sleeper calls it before the wake-up, so the
+ * wake-up path is what it tests. 0 once the thread sleeps there, -1 if it
+ * never did.
+ */
+static inline int bus1_wait_asleep(pid_t tid, const char *in, int secs)
+{
+	char path[64], buf[512];
+	long i;
+
+	for (i = 0; i < secs * 1000L; i++) {
+		const char *s = NULL;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+		if (bus1_read_file(path, buf, sizeof(buf)) > 0)
+			s = strrchr(buf, ')'); /* the command name may hold anything */
+		if (s && s[1] == ' ' && s[2] == 'S') {
+			snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)tid);
+			if (bus1_read_file(path, buf, sizeof(buf)) > 0 && strstr(buf, in))
+				return 0;
+		}
+		usleep(1000);
+	}
+	return -1;
 }
 
 /*

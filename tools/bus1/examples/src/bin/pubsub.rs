@@ -49,7 +49,7 @@ fn publish(publ: &Peer, tag: u8, subs: &[HandleId], events: std::ops::Range<u32>
 
 fn main() -> std::io::Result<()> {
     let pubs = [Peer::open()?, Peer::open()?];
-    let subs: Vec<Peer> = (0..SUBS).map(|_| Peer::open()).collect::<Result<_, _>>()?;
+    let mut subs: Vec<Peer> = (0..SUBS).map(|_| Peer::open()).collect::<Result<_, _>>()?;
     // Bootstrap: every subscriber gets a handle to both topics and subscribes.
     for s in &subs {
         for p in &pubs {

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A tiny TAP harness for test binaries that run in the bus1 guest, where the
 //! runner (scripts/results.py) counts top-level `ok N - name` / `not ok N -
 //! name` lines. Included with `#[path]` by test targets built with

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The manifest of the tests `make check` expects: scripts/tests.manifest.
+
+The manifest lists every KUnit suite with its cases, every kselftest binary
+with its cases and its timeout, and every Rust TAP test program with its
+cases, plus which cases may report SKIP on which variant. scripts/results.py
+and scripts/kunit.sh fail a run on anything the manifest lists that did not
+report, and on anything that reported that it does not list.
+
+The case lists and timeouts are generated from the sources, so the manifest
+cannot drift from them unnoticed:
+
+  manifest.py --check     the manifest matches the sources (make check runs it)
+  manifest.py --update    rewrite the manifest and the kselftest settings file
+                          from the sources, keeping the skip= annotations
+  manifest.py --timeouts  "<program> <seconds>" per guest program (vm.sh)
+  manifest.py --guest-timeout
+                          the guest's overall timeout in seconds (vm.sh)
+
+Sources:
+  KUnit      #[kunit_tests(suite)] modules in bus1/*.rs and rust/*.rs, one
+             case per #[test] fn
+  kselftest  TEST_GEN_PROGS of tools/testing/selftests/bus1/Makefile, one
+             case per TEST()/TEST_F()/TEST_F_TIMEOUT() in <program>.c, named
+             as the harness names them (fixture.test, global.test for TEST)
+  Rust TAP   the programs scripts/build-userspace.sh installs
+             ("<cargo test target>) dst=<program>"), one case per
+             ("name", function) entry of tap::main(&[...]) in
+             tools/bus1/*/tests/<target>.rs
+
+Timeouts: a kselftest binary gets the sum of its cases' declared harness
+timeouts (30 s, the harness default, unless TEST_F_TIMEOUT says otherwise;
+in its expression, env_int("NAME", default) counts as the default and a
+numeric #define of the file as its value) plus
+PROGRAM_SLACK; a Rust TAP program gets RUST_CASE_TIMEOUT per case plus the
+slack. tools/testing/selftests/bus1/settings (the kselftest runner's
+per-directory file) holds the largest kselftest timeout. The guest timeout is
+GUEST_BASE plus the sum over every program the guest runs.
+"""
+import argparse
+import os
+import re
+import sys
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANIFEST = os.path.join(TOP, "scripts", "tests.manifest")
+SELFTESTS = os.path.join(TOP, "tools", "testing", "selftests", "bus1")
+SETTINGS = os.path.join(SELFTESTS, "settings")
+VARIANTS = ("debug", "release", "kunit")
+
+HARNESS_DEFAULT_TIMEOUT = 30  # TEST_TIMEOUT_DEFAULT of kselftest_harness.h
+RUST_CASE_TIMEOUT = 30
+PROGRAM_SLACK = 60
+# Boot, insmod with the KUnit suites, the final kmemleak scans.
+GUEST_BASE = 900
+# Programs the guest runs, but not through the manifest's timeouts.
+NOT_RUN = {"bus1_limits"}
+
+
+class Program:
+    def __init__(self, kind, name):
+        self.kind = kind
+        self.name = name
+        self.cases = []      # names, in source order
+        self.skip = {}       # case -> set of variants where SKIP is allowed
+        self.timeout = None  # seconds (selftest, userspace)
+
+    def key(self):
+        return (self.kind, self.name)
+
+
+def _strip_c_comments(text):
+    return re.sub(r"/\*.*?\*/|//[^\n]*", lambda m: re.sub(r"[^\n]", " ", m.group(0)), text, flags=re.S)
+
+
+def _eval_timeout(expr, where, defines=None):
+    e = re.sub(r'env_int\(\s*"[A-Z0-9_]+"\s*,\s*(\d+)\s*\)', r"(\1)", expr)
+    for name, value in (defines or {}).items():
+        e = re.sub(rf"\b{name}\b", f"({value})", e)
+    if not re.fullmatch(r"[0-9+*/() \t-]+", e):
+        raise SystemExit(f"{where}: cannot evaluate the timeout expression '{expr}' "
+                         "(literals, numeric #defines, + - * / and env_int(\"NAME\", default) only)")
+    return int(eval(e, {"__builtins__": {}}))  # digits and operators only
+
+
+def _split_args(s):
+    """Split a macro argument list at top-level commas."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch in "(["
+        depth -= ch in ")]"
+        cur += ch
+    out.append(cur.strip())
+    return out
+
+
+def kunit_suites():
+    progs = []
+    for d in ("bus1", "rust"):
+        for fn in sorted(os.listdir(os.path.join(TOP, d))):
+            if not fn.endswith(".rs"):
+                continue
+            path = os.path.join(d, fn)
+            text = open(os.path.join(TOP, path)).read()
+            marks = list(re.finditer(r"#\[kunit_tests\((\w+)\)\]", text))
+            for i, m in enumerate(marks):
+                end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+                p = Program("kunit", m.group(1))
+                body = text[m.end():end]
+                p.cases = re.findall(r"#\[test\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?fn\s+(\w+)", body)
+                if not p.cases:
+                    raise SystemExit(f"{path}: suite {p.name} has no #[test] fn")
+                progs.append(p)
+    return progs
+
+
+def selftest_programs():
+    mk = open(os.path.join(SELFTESTS, "Makefile")).read()
+    m = re.search(r"^TEST_GEN_PROGS\s*:?=\s*(.*)$", mk, re.M)
+    if not m:
+        raise SystemExit("tools/testing/selftests/bus1/Makefile: no TEST_GEN_PROGS")
+    progs = []
+    for name in m.group(1).split():
+        path = f"tools/testing/selftests/bus1/{name}.c"
+        text = _strip_c_comments(open(os.path.join(TOP, path)).read())
+        for bad in ("FIXTURE_VARIANT_ADD", "XFAIL_ADD"):
+            if re.search(rf"^\s*{bad}\(", text, re.M):
+                raise SystemExit(f"{path}: {bad} is not supported by scripts/manifest.py; extend it")
+        p = Program("selftest", name)
+        defines = dict(re.findall(r"^#define\s+([A-Z][A-Z0-9_]*)\s+([0-9][0-9 +*/()]*?)\s*$", text, re.M))
+        total = 0
+        for mm in re.finditer(r"^\s*(TEST|TEST_SIGNAL|TEST_F|TEST_F_SIGNAL|TEST_F_TIMEOUT)\((.*?)\)\s*(?:\{|$)",
+                              text, re.M | re.S):
+            macro, args = mm.group(1), _split_args(mm.group(2))
+            line = text.count("\n", 0, mm.start()) + 1
+            if macro in ("TEST", "TEST_SIGNAL"):
+                case, tmo = f"global.{args[0]}", HARNESS_DEFAULT_TIMEOUT
+            elif macro == "TEST_F_TIMEOUT":
+                case, tmo = f"{args[0]}.{args[1]}", _eval_timeout(args[2], f"{path}:{line}", defines)
+            else:
+                case, tmo = f"{args[0]}.{args[1]}", HARNESS_DEFAULT_TIMEOUT
+            p.cases.append(case)
+            total += tmo
+        if not p.cases:
+            raise SystemExit(f"{path}: no TEST()/TEST_F() found")
+        p.timeout = total + PROGRAM_SLACK
+        progs.append(p)
+    return progs
+
+
+def userspace_programs():
+    sh = open(os.path.join(TOP, "scripts", "build-userspace.sh")).read()
+    progs = []
+    for target, name in re.findall(r"^\s*(\w+)\)\s*dst=(\w+)\s*;;", sh, re.M):
+        paths = [f"tools/bus1/{c}/tests/{target}.rs" for c in sorted(os.listdir(os.path.join(TOP, "tools", "bus1")))
+                 if os.path.isfile(os.path.join(TOP, "tools", "bus1", c, "tests", f"{target}.rs"))]
+        if len(paths) != 1:
+            raise SystemExit(f"scripts/build-userspace.sh: test target {target}: found {paths or 'no source'}")
+        text = open(os.path.join(TOP, paths[0])).read()
+        m = re.search(r"tap::main\(&\[(.*?)\]\)", text, re.S)
+        if not m:
+            raise SystemExit(f"{paths[0]}: no tap::main(&[...])")
+        p = Program("userspace", name)
+        p.cases = re.findall(r'\(\s*"([^"]+)"\s*,\s*[\w:]+\s*\)', m.group(1))
+        if not p.cases:
+            raise SystemExit(f"{paths[0]}: tap::main lists no tests")
+        p.timeout = RUST_CASE_TIMEOUT * len(p.cases) + PROGRAM_SLACK
+        progs.append(p)
+    if not progs:
+        raise SystemExit("scripts/build-userspace.sh: no test programs (\"<target>) dst=<program> ;;\")")
+    return progs
+
+
+def from_sources():
+    progs = kunit_suites() + selftest_programs() + userspace_programs()
+    seen = set()
+    for p in progs:
+        if p.key() in seen:
+            raise SystemExit(f"{p.kind} {p.name} is defined twice")
+        seen.add(p.key())
+        dup = {c for c in p.cases if p.cases.count(c) > 1}
+        if dup:
+            raise SystemExit(f"{p.kind} {p.name}: duplicate case names {sorted(dup)}")
+    return progs
+
+
+def load(path=MANIFEST):
+    """Parse the manifest: a list of Programs."""
+    progs, cur = [], None
+    for n, raw in enumerate(open(path), 1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        words = line.split()
+        if not raw[0].isspace():
+            if words[0] not in ("kunit", "selftest", "userspace") or len(words) < 2:
+                raise SystemExit(f"{path}:{n}: expected '<kunit|selftest|userspace> <name> [timeout=<s>]'")
+            cur = Program(words[0], words[1])
+            for w in words[2:]:
+                if w.startswith("timeout="):
+                    cur.timeout = int(w[8:])
+                else:
+                    raise SystemExit(f"{path}:{n}: unknown attribute {w}")
+            progs.append(cur)
+            continue
+        if cur is None:
+            raise SystemExit(f"{path}:{n}: case before any program")
+        cur.cases.append(words[0])
+        for w in words[1:]:
+            if w.startswith("skip="):
+                vs = set(w[5:].split(","))
+                if not vs <= set(VARIANTS):
+                    raise SystemExit(f"{path}:{n}: skip= takes {','.join(VARIANTS)}")
+                cur.skip[words[0]] = vs
+            else:
+                raise SystemExit(f"{path}:{n}: unknown attribute {w}")
+    return progs
+
+
+HEADER = """\
+# SPDX-License-Identifier: GPL-2.0
+# The tests `make check` expects. Generated from the sources by
+# `scripts/manifest.py --update`; `make check` fails when it does not match
+# them (scripts/manifest.py --check) and fails a run on any listed case that
+# did not report, any reported case not listed, and any SKIP not allowed here.
+#
+# <kunit|selftest|userspace> <program> [timeout=<seconds>]
+#     <case> [skip=<variant>,...]
+#
+# kunit: a KUnit suite (run by every variant and by kunit.py, "kunit");
+# selftest: a kselftest binary; userspace: a Rust TAP program. timeout= is
+# derived from the cases' declared timeouts (see scripts/manifest.py).
+# skip= is the only hand-written part: the variants (debug, release, kunit)
+# on which that case may report SKIP.
+"""
+
+
+def render(progs):
+    out = [HEADER]
+    for p in progs:
+        attrs = f" timeout={p.timeout}" if p.timeout is not None else ""
+        out.append(f"\n{p.kind} {p.name}{attrs}\n")
+        for c in p.cases:
+            s = p.skip.get(c)
+            out.append(f"\t{c}" + (f" skip={','.join(v for v in VARIANTS if v in s)}" if s else "") + "\n")
+    return "".join(out)
+
+
+def settings_text(progs):
+    tmo = max(p.timeout for p in progs if p.kind == "selftest")
+    return ("# SPDX-License-Identifier: GPL-2.0\n"
+            "# Generated by scripts/manifest.py: the largest sum of one binary's declared case timeouts.\n"
+            f"timeout={tmo}\n")
+
+
+def merged(old_progs):
+    """The sources' programs with the skip annotations of old_progs. A new case
+    in a program whose every old case may skip on a variant inherits that."""
+    old = {p.key(): p for p in old_progs}
+    progs = from_sources()
+    for p in progs:
+        o = old.get(p.key())
+        if not o:
+            continue
+        common = set.intersection(*[o.skip.get(c, set()) for c in o.cases]) if o.cases else set()
+        for c in p.cases:
+            if c in o.skip:
+                p.skip[c] = o.skip[c]
+            elif c not in o.cases and common:
+                p.skip[c] = set(common)
+    return progs
+
+
+def diff(have, want):
+    """Human-readable differences between two program lists."""
+    out = []
+    h = {p.key(): p for p in have}
+    w = {p.key(): p for p in want}
+    for k in w:
+        if k not in h:
+            out.append(f"{k[0]} {k[1]} is in the sources but not in the manifest")
+    for k in h:
+        if k not in w:
+            out.append(f"{k[0]} {k[1]} is in the manifest but not in the sources")
+    for k in w:
+        if k not in h:
+            continue
+        a, b = h[k], w[k]
+        for c in b.cases:
+            if c not in a.cases:
+                out.append(f"{k[0]} {k[1]}: case {c} is in the sources but not in the manifest")
+        for c in a.cases:
+            if c not in b.cases:
+                out.append(f"{k[0]} {k[1]}: case {c} is in the manifest but not in the sources")
+        if a.timeout != b.timeout:
+            out.append(f"{k[0]} {k[1]}: timeout={a.timeout} in the manifest, {b.timeout} from the sources")
+    return out
+
+
+def guest_programs(progs):
+    return [p for p in progs if p.kind in ("selftest", "userspace") and p.name not in NOT_RUN]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--check", action="store_true")
+    g.add_argument("--update", action="store_true")
+    g.add_argument("--timeouts", action="store_true")
+    g.add_argument("--guest-timeout", action="store_true")
+    ap.add_argument("--manifest", default=MANIFEST)
+    a = ap.parse_args()
+
+    if a.check:
+        have = load(a.manifest)
+        want = merged(have)
+        problems = diff(have, want)
+        if render(have) != render(want) and not problems:
+            problems.append("the manifest is not in its generated form")
+        try:
+            settings = open(SETTINGS).read()
+        except OSError:
+            settings = ""
+        if settings != settings_text(want):
+            problems.append(f"{os.path.relpath(SETTINGS, TOP)} does not match the sources")
+        for p in problems:
+            print(f"FAIL [manifest] {p}")
+        if problems:
+            print("FAIL [manifest] run scripts/manifest.py --update, review the diff (skip= lines) and commit it")
+            return 1
+        n = sum(len(p.cases) for p in have)
+        print(f"PASS [manifest] scripts/tests.manifest matches the sources ({len(have)} programs, {n} cases)")
+        return 0
+    if a.update:
+        old = load(a.manifest) if os.path.exists(a.manifest) else []
+        progs = merged(old)
+        for line in diff(old, progs):
+            print(line)
+        with open(a.manifest, "w") as f:
+            f.write(render(progs))
+        with open(SETTINGS, "w") as f:
+            f.write(settings_text(progs))
+        return 0
+    progs = load(a.manifest)
+    if a.timeouts:
+        for p in guest_programs(progs):
+            print(p.name, p.timeout)
+        return 0
+    if a.guest_timeout:
+        print(GUEST_BASE + sum(p.timeout for p in guest_programs(progs)))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

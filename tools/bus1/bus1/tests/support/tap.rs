@@ -1,0 +1,1 @@
+../../../bus1-sys/tests/support/tap.rs
