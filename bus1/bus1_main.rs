@@ -134,6 +134,7 @@ ext::param::readable_params!(
         user_handles_max,
         user_inflight_bytes_max,
         user_inflight_fds_max,
+        user_peers_max,
         quota_policy,
     ],
 );
