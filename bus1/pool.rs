@@ -614,10 +614,11 @@ impl Pool {
     ///
     /// The pages are charged to the pool owner's memory cgroup without retrying and without the
     /// OOM killer; a full cgroup fails the write with `EDQUOT`, like any other limit of the
-    /// receiver a sender runs into.
+    /// receiver a sender runs into (other allocation failures stay `ENOMEM`).
     pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
-        self.file()?.write_from_user(offset, src, len).map_err(|e| {
-            if e == ENOMEM {
+        let file = self.file()?;
+        file.write_from_user(offset, src, len).map_err(|e| {
+            if e == ENOMEM && file.memcg_full() {
                 EDQUOT()
             } else {
                 e

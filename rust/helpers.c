@@ -64,6 +64,22 @@ void rust_bus1_memcg_put(struct mem_cgroup *memcg)
 }
 
 /*
+ * Whether @memcg (or one of its ancestors) is within a charge batch of its
+ * memory limit, so that a failed charge there means the cgroup is full rather
+ * than that memory is short. False without memcg.
+ */
+bool rust_bus1_memcg_full(struct mem_cgroup *memcg)
+{
+#ifdef CONFIG_MEMCG
+	for (; memcg; memcg = parent_mem_cgroup(memcg))
+		if (page_counter_read(&memcg->memory) + MEMCG_CHARGE_BATCH >
+		    READ_ONCE(memcg->memory.max))
+			return true;
+#endif
+	return false;
+}
+
+/*
  * Returns the page at @index with a reference on its folio, allocating a
  * zeroed one charged to @memcg (if not NULL) for a hole, or an ERR_PTR.
  * The folio is not locked, so writers of different pages (or of the same

@@ -20,6 +20,7 @@ struct lock_class_key;
 struct file *rust_bus1_shmem_setup(const char *name, loff_t size);
 struct mem_cgroup *rust_bus1_memcg_get_current(void);
 void rust_bus1_memcg_put(struct mem_cgroup *memcg);
+bool rust_bus1_memcg_full(struct mem_cgroup *memcg);
 struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 				      struct mem_cgroup *memcg);
 struct page *rust_bus1_shmem_find_page(struct file *file, pgoff_t index);
