@@ -111,6 +111,10 @@ module! {
             default: 4096,
             description: "Per-UID maximum of file descriptors in queued, unreceived messages",
         },
+        user_peers_max: u32 {
+            default: 16384,
+            description: "Per-principal maximum of open peers (open fails with EMFILE beyond)",
+        },
         quota_policy: u32 {
             default: 2,
             description: "uid-to-uid quota rule: 0 half (2016), 1 n-th (2017), 2 quasilinear (2026)",
@@ -131,6 +135,7 @@ ext::param::readable_params!(
         user_handles_max,
         user_inflight_bytes_max,
         user_inflight_fds_max,
+        user_peers_max,
         quota_policy,
     ],
 );

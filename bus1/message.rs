@@ -41,7 +41,10 @@ use crate::{
             reserve_cloexec,
             IoctlContext, //
         },
-        file_ext::is_unix_socket,
+        file_ext::{
+            is_io_uring,
+            is_unix_socket, //
+        },
         miscdevice::device_of_file,
         task_ext::SenderIds,
     },
@@ -329,7 +332,7 @@ impl InstallReservation {
             handles.push(
                 (
                     HandleReservation::new()?,
-                    RBTreeNodeReservation::new(GFP_KERNEL)?,
+                    RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
                 ),
                 GFP_KERNEL,
             )?;
@@ -349,7 +352,7 @@ impl InstallReservation {
         if let Some(cargo) = &msg.cargo {
             for node in cargo.nodes.iter().flatten() {
                 if !Arc::ptr_eq(node.owner(), &msg.receiver) {
-                    destroys.push(Queue::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+                    destroys.push(Queue::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
                 }
             }
         }
@@ -393,6 +396,11 @@ impl Peer {
         if s.n_destinations > u64::from(self.max_ids()) {
             return Err(EINVAL);
         }
+        // Bounded before anything is sized by it: a message can never carry more handles than
+        // the sender may hold, nor more than any receiver's user may be charged.
+        if s.n_handles > u64::from(self.max_ids().min(crate::user::handles_max())) {
+            return Err(EINVAL);
+        }
         let seed = s.flags & uapi::BUS1_SEND_FLAG_SEED != 0;
         let cont = s.flags & uapi::BUS1_SEND_FLAG_CONTINUE != 0;
         if seed && (cont || s.n_destinations != 0) {
@@ -434,7 +442,8 @@ impl Peer {
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
         let handle_ids = read_u64s(s.ptr_handles, n_handles)?;
-        let mut nodes: KVec<Option<Arc<Node>>> = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        let mut nodes: KVec<Option<Arc<Node>>> =
+            KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
         for &id in handle_ids.iter() {
             let node = op.resolve(id)?;
             nodes.push(Some(node), GFP_KERNEL)?;
@@ -457,8 +466,8 @@ impl Peer {
             // This peer is pinned by the ioctl itself.
             let msg = prepare_copy(self, None, layout, &sender, self.uid())?;
             copy_payload(&msg, vecs)?;
+            let mut msg = KBox::new(msg, GFP_KERNEL_ACCOUNT)?;
             let cargo = make_cargo(nodes, files, 1)?;
-            let mut msg = msg;
             msg.cargo = cargo;
             msg.inflight = true;
             let old = self.lock().seed.replace(msg);
@@ -543,7 +552,8 @@ impl Peer {
         sender: &SenderIds,
         sender_uid: u32,
     ) -> Result<Pending> {
-        let slot = Queue::reserve(GFP_KERNEL)?;
+        // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
+        let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         let msg = {
             let dst = PeerActive::acquire(node.owner().clone())?;
             prepare_copy(dst.peer(), Some(node.clone()), layout, sender, sender_uid)?
@@ -662,7 +672,7 @@ impl Peer {
     /// `RECV` with the seed flag.
     fn recv_seed(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
         let mut guard = self.lock();
-        let msg = guard.seed.as_ref().ok_or(EAGAIN)?;
+        let msg = guard.seed.as_deref().ok_or(EAGAIN)?;
         if msg.slice_end()? > a.max_offset {
             return Err(ERANGE);
         }
@@ -670,7 +680,7 @@ impl Peer {
             return Ok(self.describe(msg, false, uapi::BUS1_HANDLE_INVALID));
         }
         let res = InstallReservation::new(msg, a.install_fds)?;
-        let msg = guard.seed.take().ok_or(EAGAIN)?;
+        let msg = KBox::into_inner(guard.seed.take().ok_or(EAGAIN)?);
         drop(guard);
         // The seed is not ordered against anything; its handles are delivered if their nodes
         // are still live.
@@ -932,8 +942,8 @@ fn prepare_copy(
         drop(inner);
         Charge::default()
     } else {
-        // The first message from a sending user needs share entries; they are allocated
-        // unlocked, once per (receiver, sending user) pair.
+        // A message from a sender that holds no share here needs share entries; they are
+        // allocated unlocked, only once the charge is known to be allowed.
         let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
         drop(inner);
         if !charged {
@@ -1006,7 +1016,7 @@ fn make_cargo(
     if nodes.is_empty() && files.is_empty() {
         return Ok(None);
     }
-    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL)?;
+    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL_ACCOUNT)?;
     for slot in cargo.nodes.iter_mut() {
         if let Some(node) = slot {
             if !get_inflight(node, n) {
@@ -1048,16 +1058,17 @@ fn read_u64s(ptr: u64, n: usize) -> Result<SmallVec<u64, 8>> {
 }
 
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
-/// peers and `AF_UNIX` sockets, which could form reference cycles only a GC could break.
+/// peers, `AF_UNIX` sockets and io_uring instances, which could form reference cycles only a
+/// GC could break.
 fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>> {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<i32>()).reader();
-    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut out = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..n {
         let fd: i32 = r.read()?;
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
         let file = ctx.fget(fd)?;
-        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) {
+        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) || is_io_uring(&file) {
             return Err(EOPNOTSUPP());
         }
         out.push(file, GFP_KERNEL)?;

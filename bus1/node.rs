@@ -62,7 +62,7 @@ impl Node {
                 serial,
                 destroyed: Atomic::new(0),
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?)
     }
 
@@ -236,8 +236,8 @@ impl HandleReservation {
     /// Allocates the tree nodes for one handle.
     pub(crate) fn new() -> Result<Self> {
         Ok(HandleReservation {
-            id: RBTreeNodeReservation::new(GFP_KERNEL)?,
-            handle: RBTreeNodeReservation::new(GFP_KERNEL)?,
+            id: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            handle: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
         })
     }
 }

@@ -35,7 +35,10 @@ use crate::{
             POLLRDNORM,
             POLLWRNORM, //
         },
-        task_ext::Viewer,
+        task_ext::{
+            uid_for_current,
+            Viewer, //
+        },
     },
     message::{
         Message,
@@ -68,7 +71,10 @@ use crate::{
         Transaction, //
     },
     uapi,
-    user::UserRef,
+    user::{
+        OpenPeer,
+        UserRef, //
+    },
 };
 use core::mem::size_of;
 use kernel::{
@@ -110,6 +116,9 @@ use transact::check_recv_flags;
 /// Source of peer IDs; IDs are unique for the lifetime of the module and start at 1.
 static PEER_IDS: Atomic<u64> = Atomic::new(0);
 
+/// The most sending principals fdinfo lists, the largest shares first.
+const FDINFO_SENDERS: usize = 8;
+
 /// The most IDs a `NODES_DESTROY` array may hold, as in the RFC (its default handle limit).
 const NODES_DESTROY_MAX: u64 = 65536;
 
@@ -136,8 +145,8 @@ impl ShareReservations {
     /// Allocates both entries.
     pub(crate) fn new() -> Result<Self> {
         Ok(ShareReservations {
-            peer: RBTreeNodeReservation::new(GFP_KERNEL)?,
-            user: RBTreeNodeReservation::new(GFP_KERNEL)?,
+            peer: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            user: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
         })
     }
 }
@@ -150,13 +159,17 @@ impl ShareReservations {
 pub(crate) struct Limits {
     /// The user this peer is charged to.
     user: UserRef,
+    /// This peer's place among its user's open peers, given back at disconnect.
+    open: Option<OpenPeer>,
     /// This peer's accounts.
     ledger: Ledger,
 }
 
 impl Limits {
-    /// The limits of a new peer of `user`: the user's maxima.
-    fn new(user: UserRef) -> Self {
+    /// The limits of a new peer of `user`: the user's maxima. `EMFILE` if the user has as many
+    /// open peers as it may.
+    fn new(user: UserRef) -> Result<Self> {
+        let open = Some(user.open_peer()?);
         let max = {
             let l = user.user().ledger();
             [
@@ -166,10 +179,16 @@ impl Limits {
                 l.max(quota::FDS),
             ]
         };
-        Limits {
+        Ok(Limits {
             user,
+            open,
             ledger: Ledger::new(max),
-        }
+        })
+    }
+
+    /// The peer was disconnected: it no longer counts among its user's open peers.
+    fn close(&mut self) {
+        self.open = None;
     }
 
     /// Returns the handle limit, which also bounds the length of ID arrays.
@@ -181,6 +200,8 @@ impl Limits {
     pub(crate) fn charge(&mut self, c: &Charge) -> Result {
         let mut u = self.user.user().ledger();
         if !self.ledger.fits(c) || !u.fits(c) {
+            self.ledger.note_denied();
+            u.note_denied();
             return Err(EDQUOT());
         }
         self.ledger.take(c);
@@ -194,10 +215,12 @@ impl Limits {
         self.user.user().ledger().give(c);
     }
 
-    /// Charges `c` on behalf of the sending user `sender`, subject to the quota at both levels.
+    /// Charges `c` on behalf of the sending principal `sender`, subject to the quota at both
+    /// levels and to fairness among the principal's peers ([`quota::sibling_allows`]).
     ///
-    /// Returns `Ok(false)`, changing nothing, if share entries for `sender` are missing and
-    /// `res` is [`None`]: the caller allocates them unlocked and tries again.
+    /// Returns `Ok(false)`, changing nothing, if the charge is allowed but share entries for
+    /// `sender` are missing and `res` is [`None`]: the caller allocates them unlocked and tries
+    /// again. A refused charge fails first, so it never needs entries.
     pub(crate) fn charge_quota(
         &mut self,
         sender: u32,
@@ -206,17 +229,21 @@ impl Limits {
     ) -> Result<bool> {
         let user = self.user.user();
         let mut u = user.ledger();
+        let p = user.policy();
+        if !u.quota_allows(p, sender, c)
+            || !self.ledger.quota_allows(p, sender, c)
+            || !quota::sibling_allows(p, &u, sender, &self.ledger.share(sender), c)
+        {
+            self.ledger.note_denied();
+            u.note_denied();
+            return Err(EDQUOT());
+        }
         if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
             let Some(res) = res else {
                 return Ok(false);
             };
-            // Entries are never removed, so adding them early changes nothing observable.
             self.ledger.add_entry(sender, res.peer);
             u.add_entry(sender, res.user);
-        }
-        let p = user.policy();
-        if !u.quota_allows(p, sender, c) || !self.ledger.quota_allows(p, sender, c) {
-            return Err(EDQUOT());
         }
         u.take_shared(sender, c);
         self.ledger.take_shared(sender, c);
@@ -313,8 +340,9 @@ pub(crate) struct PeerInner {
     pub(crate) handles: HandleMap,
     /// Live nodes owned by this peer, by serial.
     pub(crate) nodes: RBTree<u64, OwnedNode>,
-    /// The seed message, set by `SEND` with `SEED`.
-    pub(crate) seed: Option<Message>,
+    /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and a closed peer,
+    /// which handles to its nodes may keep for long, should be small.
+    pub(crate) seed: Option<KBox<Message>>,
     /// Last node serial handed out.
     last_node: u64,
     /// Last [`OpToken`] handed out.
@@ -618,8 +646,10 @@ impl Peer {
     pub(crate) fn new() -> Result<Arc<Self>> {
         let id = PEER_IDS.fetch_add(1, Relaxed) + 1;
         let viewer = Viewer::current()?;
-        let uid = viewer.real_kuid();
-        let limits = Limits::new(UserRef::get(uid)?);
+        // The accounting principal: the real UID, or the owner of the user namespace it is
+        // mapped in (see `Documentation/bus1/quota.rst`).
+        let uid = viewer.principal();
+        let limits = Limits::new(UserRef::get(uid)?)?;
         let max_ids = Atomic::new(limits.max_handles());
         let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
         Arc::pin_init(
@@ -654,7 +684,7 @@ impl Peer {
                 pool <- Pool::new(),
                 viewer,
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
@@ -714,8 +744,8 @@ impl Peer {
         op: &mut OpToken,
     ) -> Result<Arc<Node>> {
         let res = HandleReservation::new()?;
-        let st_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let release = Queue::reserve(GFP_KERNEL)?;
+        let st_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let release = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         let serial = inner.last_node.checked_add(1).ok_or(ENOSPC)?;
         let node = Node::new(self.clone(), serial)?;
         inner.limits.charge_handles(1)?;
@@ -802,8 +832,14 @@ impl Peer {
             seed = inner.seed.take();
         }
         drop((leftover, seed));
-        let freed = self.pool.flush();
-        self.lock().limits.discharge_slices(freed);
+        // Everything but the peer object goes now: the peer may stay pinned for long by
+        // handles to its (destroyed) nodes.
+        let freed = self.pool.close();
+        {
+            let mut inner = self.lock();
+            inner.limits.discharge_slices(freed);
+            inner.limits.close();
+        }
         self.wake();
         Ok(())
     }
@@ -1033,9 +1069,9 @@ impl Peer {
         };
         let _pin = PeerActive::acquire(dst.clone())?;
         let dst_res = HandleReservation::new()?;
-        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         // The memory of `dst`'s NODE_DESTROY, kept with its holder entry.
-        let destroy_slot = Queue::reserve(GFP_KERNEL)?;
+        let destroy_slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         // A node created here is undone when `op` is dropped unsettled, with no lock held.
         let mut op = NodeOp::new(self);
         let node = op.resolve(t.src_handle)?;
@@ -1123,7 +1159,7 @@ impl Peer {
         let first_dup = first_duplicate(&ids)?;
         let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
-            slots.push(Queue::<Event>::reserve(GFP_KERNEL)?, GFP_KERNEL)?;
+            slots.push(Queue::<Event>::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
         }
         let mut released: KVec<Handle> = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut tx = Transaction::new(self.clone());
@@ -1151,8 +1187,8 @@ impl Peer {
                                 id,
                                 node: Node::new(self.clone(), serial)?,
                                 res: HandleReservation::new()?,
-                                st_res: RBTreeNodeReservation::new(GFP_KERNEL)?,
-                                release: Queue::reserve(GFP_KERNEL)?,
+                                st_res: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+                                release: Queue::reserve(GFP_KERNEL_ACCOUNT)?,
                             },
                             GFP_KERNEL,
                         )?;
@@ -1371,7 +1407,8 @@ impl MiscDevice for Peer {
         // Copied out first: nothing is printed with a lock held.
         let mut peer = [(0i64, 0u32); quota::N_RES];
         let mut user = [(0i64, 0u32); quota::N_RES];
-        let (uid, senders) = {
+        let mut top = [(0u32, Charge::default()); FDINFO_SENDERS];
+        let (uid, senders, denied, n_top) = {
             let inner = me.lock();
             let l = &inner.limits;
             let u = l.user.user().ledger();
@@ -1379,17 +1416,30 @@ impl MiscDevice for Peer {
                 peer[r] = (l.ledger.used(r), l.ledger.max(r));
                 user[r] = (u.used(r), u.max(r));
             }
-            (me.uid, l.ledger.senders())
+            (
+                me.uid,
+                l.ledger.senders(),
+                (l.ledger.denied(), u.denied()),
+                l.ledger.top_shares(&mut top),
+            )
         };
         seq_print!(m, "bus1-limits:\tsenders={}", senders);
         for (name, (used, max)) in quota::NAMES.iter().zip(peer.iter()) {
             seq_print!(m, " {}={}/{}", name, used, max);
         }
-        seq_print!(m, "\nbus1-user:\tuid={}", uid);
+        seq_print!(m, " denied={}", denied.0);
+        seq_print!(m, "\nbus1-user:\tuid={}", uid_for_current(uid));
         for (name, (used, max)) in quota::NAMES.iter().zip(user.iter()) {
             seq_print!(m, " {}={}/{}", name, used, max);
         }
-        seq_print!(m, "\n");
+        seq_print!(m, " denied={}\n", denied.1);
+        for (sender, c) in top.iter().take(n_top) {
+            seq_print!(m, "bus1-sender:\tuid={}", uid_for_current(*sender));
+            for (name, n) in quota::NAMES.iter().zip(c.0.iter()) {
+                seq_print!(m, " {}={}", name, n);
+            }
+            seq_print!(m, "\n");
+        }
     }
 }
 

@@ -15,19 +15,27 @@
 #![deny(unsafe_code)]
 
 use crate::ext::{
-    errno::EXFULL,
-    shmem::ShmemFile, //
+    errno::{
+        EDQUOT,
+        ESHUTDOWN,
+        EXFULL, //
+    },
+    shmem::ShmemFile,
 };
 use core::ops::Range;
 use kernel::{
     mm::virt::VmaNew,
-    new_mutex,
+    new_mutex, new_spinlock,
     prelude::*,
     rbtree::{
         RBTree,
         RBTreeNodeReservation, //
     },
-    sync::Mutex,
+    sync::{
+        Arc,
+        Mutex,
+        SpinLock, //
+    },
     uaccess::UserPtr,
 };
 
@@ -502,14 +510,22 @@ impl SliceAllocator {
 /// back, so a page cannot be handed out again while it is being discarded); payloads are copied
 /// into the file without it, so concurrent senders into one receiver copy in parallel.
 ///
-/// Lock order: `Peer::inner` may be held when taking `Pool::alloc`, never the other way round.
+/// [`Pool::close`], at disconnect, gives everything back: every page of the file, the file
+/// itself (and with it the memory cgroup it charges) and the allocator. A disconnected peer can
+/// outlive its file by far, pinned by handles other peers hold to its nodes, and then costs only
+/// its own small object.
+///
+/// Lock order: `Peer::inner` may be held when taking `Pool::alloc`, never the other way round;
+/// `Pool::file` is innermost and only held to take a reference to the file or to take it away.
 #[pin_data]
 pub(crate) struct Pool {
-    /// The memory.
-    file: ShmemFile,
-    /// Which parts of it are in use.
+    /// The memory; `None` once the pool is closed.
     #[pin]
-    alloc: Mutex<SliceAllocator>,
+    file: SpinLock<Option<Arc<ShmemFile>>>,
+    /// Which parts of it are in use; `None` once the pool is closed. Boxed, so that a closed
+    /// pool does not keep the allocator's room inside its peer.
+    #[pin]
+    alloc: Mutex<Option<KBox<SliceAllocator>>>,
     /// The pool's size in bytes.
     size: u64,
     /// How many bytes of free pages may stay resident (the `pool_cache_kib` parameter).
@@ -526,8 +542,18 @@ impl Pool {
         let cache = u64::from(*crate::module_parameters::pool_cache_kib.value()) << 10;
         try_pin_init!(Pool {
             // shmem reports a failed inode allocation as `ENOSPC`; for a peer it is memory.
-            file: ShmemFile::new(c"bus1-peer", size).map_err(|e| if e == ENOSPC { ENOMEM } else { e })?,
-            alloc <- new_mutex!(SliceAllocator::new(size)?, "Pool::alloc"),
+            file <- new_spinlock!(
+                Some(Arc::new(
+                    ShmemFile::new(c"bus1-peer", size)
+                        .map_err(|e| if e == ENOSPC { ENOMEM } else { e })?,
+                    GFP_KERNEL_ACCOUNT,
+                )?),
+                "Pool::file"
+            ),
+            alloc <- new_mutex!(
+                Some(KBox::new(SliceAllocator::new(size)?, GFP_KERNEL_ACCOUNT)?),
+                "Pool::alloc"
+            ),
             size,
             cache,
         })
@@ -538,9 +564,19 @@ impl Pool {
         self.size
     }
 
-    /// Allocates an unpublished slice of `size` bytes; `EMSGSIZE` or `EXFULL` if it does not fit.
+    /// Returns a reference to the file; `ESHUTDOWN` once the pool is closed.
+    fn file(&self) -> Result<Arc<ShmemFile>> {
+        self.file.lock().clone().ok_or_else(ESHUTDOWN)
+    }
+
+    /// Allocates an unpublished slice of `size` bytes; `EMSGSIZE` or `EXFULL` if it does not fit,
+    /// `ESHUTDOWN` once the pool is closed.
     pub(crate) fn alloc(&self, size: u64) -> Result<u64> {
-        self.alloc.lock().alloc(size)
+        self.alloc
+            .lock()
+            .as_deref_mut()
+            .ok_or_else(ESHUTDOWN)?
+            .alloc(size)
     }
 
     /// Gives back the pages of `r`, which no slice uses any more, unless the pool's free
@@ -551,69 +587,113 @@ impl Pool {
     /// getting fresh ones for every message. They stay charged to the receiver's memory cgroup;
     /// the cache bounds that.
     fn give_back(&self, a: &SliceAllocator, r: Range<u64>) {
-        let resident = self.file.resident_pages().saturating_mul(PAGE);
+        let Ok(file) = self.file() else {
+            return;
+        };
+        let resident = file.resident_pages().saturating_mul(PAGE);
         if resident.saturating_sub(a.page_bytes()) <= self.cache {
             return;
         }
         // Best effort: pages that cannot be discarded now are reused later.
-        let _ = self.file.discard(r.start, r.end - r.start);
+        let _ = file.discard(r.start, r.end - r.start);
     }
 
     /// Frees the unpublished slice at `offset`, giving back pages no slice uses any more.
     pub(crate) fn free(&self, offset: u64) {
-        let mut a = self.alloc.lock();
+        let mut guard = self.alloc.lock();
+        let Some(a) = guard.as_deref_mut() else {
+            return;
+        };
         if let Some(r) = a.free(offset) {
-            self.give_back(&a, r);
+            self.give_back(a, r);
         }
     }
 
-    /// Copies `len` bytes from user memory at `src` into the pool at `offset`.
+    /// Copies `len` bytes from user memory at `src` into the pool at `offset`, on behalf of a
+    /// sender.
+    ///
+    /// The pages are charged to the pool owner's memory cgroup without retrying and without the
+    /// OOM killer; a full cgroup fails the write with `EDQUOT`, like any other limit of the
+    /// receiver a sender runs into (other allocation failures stay `ENOMEM`).
     pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
-        self.file.write_from_user(offset, src, len)
+        let file = self.file()?;
+        file.write_from_user(offset, src, len).map_err(|e| {
+            if e == ENOMEM && file.memcg_full() {
+                EDQUOT()
+            } else {
+                e
+            }
+        })
     }
 
     /// Writes `data` into the pool at `offset`.
     pub(crate) fn write(&self, offset: u64, data: &[u8]) -> Result {
-        self.file.write(offset, data)
+        self.file()?.write(offset, data)
     }
 
     /// Publishes the slice at `offset` to user space; it is never written again.
     pub(crate) fn publish(&self, offset: u64) {
-        self.alloc.lock().publish(offset);
+        if let Some(a) = self.alloc.lock().as_deref_mut() {
+            a.publish(offset);
+        }
     }
 
     /// `SLICE_RELEASE`: frees the published slice at exactly `offset` (`ENXIO` otherwise).
     pub(crate) fn release(&self, offset: u64) -> Result {
-        let mut a = self.alloc.lock();
+        let mut guard = self.alloc.lock();
+        let a = guard.as_deref_mut().ok_or(ENXIO)?;
         if let Some(r) = a.release_published(offset)? {
-            self.give_back(&a, r);
+            self.give_back(a, r);
         }
         Ok(())
     }
 
     /// Frees every published slice (reset and teardown); returns how many were freed.
     pub(crate) fn flush(&self) -> u64 {
-        let mut a = self.alloc.lock();
-        let file = &self.file;
+        let mut guard = self.alloc.lock();
+        let Some(a) = guard.as_deref_mut() else {
+            return 0;
+        };
+        let file = self.file().ok();
         let n = a.flush_published(|r| {
-            let _ = file.discard(r.start, r.end - r.start);
+            if let Some(file) = &file {
+                let _ = file.discard(r.start, r.end - r.start);
+            }
         });
         // CAST: A count of slices always fits.
         n as u64
     }
 
+    /// Closes the pool at disconnect: frees every slice, gives every page of the file back
+    /// (the resident cache included), and drops the file and the allocator. Returns how many
+    /// published slices were freed. Allocates nothing; later calls find nothing to do, and
+    /// every other operation on a closed pool fails or does nothing.
+    pub(crate) fn close(&self) -> u64 {
+        let freed = self.flush();
+        let alloc = self.alloc.lock().take();
+        let file = self.file.lock().take();
+        if let Some(file) = &file {
+            // The whole file, so nothing stays resident: the pages of slices still unpublished
+            // (none, at disconnect) and the cache alike.
+            let _ = file.discard(0, file.size());
+        }
+        drop((alloc, file));
+        freed
+    }
+
     /// Maps the pool read-only into `vma`.
     pub(crate) fn mmap(&self, vma: &VmaNew) -> Result {
-        self.file.mmap(vma)
+        self.file()?.mmap(vma)
     }
 
     /// Returns the number of slices, their bytes and the resident pages, for fdinfo.
     pub(crate) fn usage(&self) -> (usize, u64, u64) {
-        let (slices, bytes) = {
-            let a = self.alloc.lock();
-            (a.n_slices(), a.allocated_bytes())
+        let (slices, bytes) = match self.alloc.lock().as_deref() {
+            Some(a) => (a.n_slices(), a.allocated_bytes()),
+            None => (0, 0),
         };
-        (slices, bytes, self.file.resident_pages())
+        let pages = self.file().map_or(0, |f| f.resident_pages());
+        (slices, bytes, pages)
     }
 }
 

@@ -165,6 +165,57 @@ pub(crate) fn guaranteed_after(policy: Policy, budget: u64, k: u64) -> u64 {
     max_take(policy, remaining, 0, k.saturating_add(1))
 }
 
+/// Fairness among the receiving peers of one principal: the part of what a sender may hold at a
+/// principal's level ([`Ledger::quota_allows`] of its ledger) that one of the principal's peers
+/// may hold, as a divisor. With 2, a peer that never reads takes at most half of what a sender
+/// may give the principal, and its sibling peers keep the other half.
+pub(crate) const SIBLING_DIVISOR: u64 = 2;
+
+/// Whether `uid`, holding `peer_share` at one receiving peer, may add `c` to it there, given the
+/// ledger `user` of the peer's principal: after the charge the peer's share of each resource
+/// must stay within `1 / (SIBLING_DIVISOR * A(n))` of what is unused at the principal plus the
+/// sender's share there, `n` counting the principal's sending principals as in
+/// [`Ledger::quota_allows`].
+pub(crate) fn sibling_allows(
+    policy: Policy,
+    user: &Ledger,
+    uid: u32,
+    peer_share: &Charge,
+    c: &Charge,
+) -> bool {
+    let share = user.shares.get(&uid).copied().unwrap_or_default();
+    let n = if share.is_zero() {
+        user.senders.saturating_add(1)
+    } else {
+        user.senders
+    };
+    let d = policy.divisor(n).saturating_mul(SIBLING_DIVISOR);
+    (0..N_RES).all(|r| {
+        let (s_u, s_p, n_c) = (share.0[r], peer_share.0[r], c.0[r]);
+        if n_c == 0 || user.lane_admits(r, s_u, n_c) {
+            return true;
+        }
+        let Ok(rem) = u64::try_from(user.elastic_remaining(r)) else {
+            return false;
+        };
+        match (
+            s_p.checked_add(n_c).and_then(|x| x.checked_mul(d)),
+            rem.checked_add(s_u),
+        ) {
+            (Some(l), Some(rhs)) => l <= rhs,
+            _ => false,
+        }
+    })
+}
+
+/// How many principals the reserved lane of a ledger serves: its size in units of the amount
+/// one principal may hold in it.
+pub(crate) const LANE_PRINCIPALS: u64 = 1024;
+/// The amount one principal may hold in the lane, as a part of the maximum.
+const LANE_GRAIN_DIVISOR: u64 = 4096;
+/// The lane's size, at most this part of the maximum.
+const LANE_SIZE_DIVISOR: u64 = 4;
+
 /// Room for a new share entry in a [`Ledger`], allocated before any lock is taken.
 pub(crate) type ShareReservation = RBTreeNodeReservation<u32, Charge>;
 
@@ -180,11 +231,21 @@ pub(crate) struct Ledger {
     max: [u32; N_RES],
     /// What remains of the maxima.
     remaining: [i64; N_RES],
-    /// What each sending user (by global UID) holds here. Entries stay once created, so a share
-    /// update never allocates; there is at most one per UID that ever sent here.
+    /// What each sending principal (by global UID) holds here. An entry is inserted, from a
+    /// reservation, when a charge on a principal's behalf succeeds and it has none, and removed
+    /// when its share drops to zero; there is one per principal holding a share here, plus at
+    /// most one that is being charged.
     shares: RBTree<u32, Charge>,
     /// Senders with a non-zero share.
     senders: u64,
+    /// Charges refused here (`EDQUOT`), for fdinfo and debugfs.
+    denied: u64,
+    /// Per resource, the amount one principal may hold in the reserved lane (`g`).
+    lane_grain: [u64; N_RES],
+    /// Per resource, the size of the reserved lane (`L`).
+    lane_size: [u64; N_RES],
+    /// Per resource, what the principals hold in the lane: the sum of `min(share, g)`.
+    lane_used: [u64; N_RES],
 }
 
 impl Ledger {
@@ -195,7 +256,50 @@ impl Ledger {
             remaining: max.map(i64::from),
             shares: RBTree::new(),
             senders: 0,
+            denied: 0,
+            lane_grain: max.map(|m| (u64::from(m) / LANE_GRAIN_DIVISOR).max(1)),
+            lane_size: max.map(|m| {
+                let g = (u64::from(m) / LANE_GRAIN_DIVISOR).max(1);
+                g.saturating_mul(LANE_PRINCIPALS)
+                    .min(u64::from(m) / LANE_SIZE_DIVISOR)
+            }),
+            lane_used: [0; N_RES],
         }
+    }
+
+    /// The same ledger without a reserved lane: only the rule decides. For tests of the rule.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn without_lane(mut self) -> Self {
+        self.lane_size = [0; N_RES];
+        self
+    }
+
+    /// What of `res` remains for the rule: the unused amount minus the part of the lane that
+    /// is not held yet (negative when the lane's free part is all that remains).
+    fn elastic_remaining(&self, res: usize) -> i64 {
+        let free_lane = self.lane_size[res].saturating_sub(self.lane_used[res]);
+        self.remaining[res].saturating_sub(i64::try_from(free_lane).unwrap_or(i64::MAX))
+    }
+
+    /// Whether the lane takes `charge` units of `res` for a principal holding `share`: it then
+    /// holds at most `g`, the lane keeps within its size, and the units are unused.
+    fn lane_admits(&self, res: usize, share: u64, charge: u64) -> bool {
+        let g = self.lane_grain[res];
+        let Some(new) = share.checked_add(charge) else {
+            return false;
+        };
+        if new > g || i64::try_from(charge).map_or(true, |c| c > self.remaining[res]) {
+            return false;
+        }
+        let more = new.min(g) - share.min(g);
+        self.lane_used[res].saturating_add(more) <= self.lane_size[res]
+    }
+
+    /// Moves the lane's use when a share of `res` goes from `old` to `new`.
+    fn lane_moved(&mut self, res: usize, old: u64, new: u64) {
+        let g = self.lane_grain[res];
+        let u = &mut self.lane_used[res];
+        *u = u.saturating_sub(old.min(g)).saturating_add(new.min(g));
     }
 
     /// The maximum of `res`.
@@ -214,6 +318,38 @@ impl Ledger {
     /// The number of senders holding a share.
     pub(crate) fn senders(&self) -> u64 {
         self.senders
+    }
+
+    /// Counts a refused charge.
+    pub(crate) fn note_denied(&mut self) {
+        self.denied = self.denied.saturating_add(1);
+    }
+
+    /// The number of charges refused here.
+    pub(crate) fn denied(&self) -> u64 {
+        self.denied
+    }
+
+    /// Fills `out` with the largest shares (by slices, then bytes), largest first, and returns
+    /// how many it filled. Allocates nothing, so it can copy them out under a lock.
+    pub(crate) fn top_shares(&self, out: &mut [(u32, Charge)]) -> usize {
+        let key = |c: &Charge| (c.0[SLICES], c.0[BYTES]);
+        let mut n = 0;
+        for (&uid, c) in self.shares() {
+            // The position among those kept so far; past the end if smaller than all of them.
+            let pos = out[..n]
+                .iter()
+                .position(|(_, o)| key(c) > key(o))
+                .unwrap_or(n);
+            if pos >= out.len() {
+                continue;
+            }
+            let end = if n < out.len() { n } else { n - 1 };
+            out.copy_within(pos..end, pos + 1);
+            out[pos] = (uid, *c);
+            n = (n + 1).min(out.len());
+        }
+        n
     }
 
     /// Iterates over the share of every sending user that holds one.
@@ -264,6 +400,11 @@ impl Ledger {
         }
     }
 
+    /// The share `uid` holds here (zero without an entry).
+    pub(crate) fn share(&self, uid: u32) -> Charge {
+        self.shares.get(&uid).copied().unwrap_or_default()
+    }
+
     /// Whether `uid` may take `c` under `policy`: it fits, and at every resource the rule holds.
     /// A sender without an entry holds nothing.
     pub(crate) fn quota_allows(&self, policy: Policy, uid: u32, c: &Charge) -> bool {
@@ -273,10 +414,10 @@ impl Ledger {
         } else {
             self.senders
         };
-        self.remaining
-            .iter()
-            .zip(share.0.iter().zip(c.0.iter()))
-            .all(|(&r, (&s, &n_c))| allows(policy, r, s, n_c, n))
+        (0..N_RES).all(|r| {
+            let (s, n_c) = (share.0[r], c.0[r]);
+            allows(policy, self.elastic_remaining(r), s, n_c, n) || self.lane_admits(r, s, n_c)
+        })
     }
 
     /// Charges `c` to `uid`'s share and to what remains, after [`Self::quota_allows`] said yes.
@@ -284,29 +425,50 @@ impl Ledger {
     /// The entry must exist ([`Self::add_entry`]); without one, only the plain charge is made.
     pub(crate) fn take_shared(&mut self, uid: u32, c: &Charge) {
         self.take(c);
-        if let Some(s) = self.shares.get_mut(&uid) {
-            let was_zero = s.is_zero();
-            for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
-                *x = x.saturating_add(n);
-            }
-            if was_zero && !s.is_zero() {
-                self.senders = self.senders.saturating_add(1);
-            }
+        let Some(s) = self.shares.get_mut(&uid) else {
+            return;
+        };
+        let old = *s;
+        for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
+            *x = x.saturating_add(n);
+        }
+        let new = *s;
+        if old.is_zero() && !new.is_zero() {
+            self.senders = self.senders.saturating_add(1);
+        }
+        for r in 0..N_RES {
+            self.lane_moved(r, old.0[r], new.0[r]);
         }
     }
 
     /// Removes `c` from `uid`'s share; what remains is unchanged (the caller gives back what is
-    /// no longer charged at all).
-    pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) {
-        if let Some(s) = self.shares.get_mut(&uid) {
-            let was_zero = s.is_zero();
-            for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
-                *x = x.saturating_sub(n);
-            }
-            if !was_zero && s.is_zero() {
-                self.senders = self.senders.saturating_sub(1);
-            }
+    /// no longer charged at all). A share that drops to zero loses its entry, so a ledger holds
+    /// entries only for the senders that hold something now.
+    ///
+    /// Frees memory but never allocates; the caller drops the returned entry, if any, where
+    /// it likes (it may hold a spinlock: freeing does not sleep).
+    pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) -> Option<Charge> {
+        let s = self.shares.get_mut(&uid)?;
+        let old = *s;
+        for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
+            *x = x.saturating_sub(n);
         }
+        let new = *s;
+        for r in 0..N_RES {
+            self.lane_moved(r, old.0[r], new.0[r]);
+        }
+        if !new.is_zero() {
+            return None;
+        }
+        if !old.is_zero() {
+            self.senders = self.senders.saturating_sub(1);
+        }
+        self.shares.remove(&uid)
+    }
+
+    /// The number of share entries, zero or not.
+    pub(crate) fn entries(&self) -> usize {
+        self.shares.iter().count()
     }
 }
 
@@ -413,7 +575,7 @@ mod tests {
 
     #[test]
     fn ledger_shares() -> Result {
-        let mut l = Ledger::new([10, 100, 1000, 10]);
+        let mut l = Ledger::new([10, 100, 1000, 10]).without_lane();
         let c = Charge([1, 2, 3, 0]);
         assert!(l.quota_allows(Policy::N2017, 5, &c));
         l.add_entry(5, RBTreeNodeReservation::new(GFP_KERNEL)?);
@@ -435,6 +597,142 @@ mod tests {
         for r in 0..N_RES {
             assert_eq!(l.used(r), 0);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn share_entries_go_with_their_share() -> Result {
+        let mut l = Ledger::new([10, 100, 1000, 10]);
+        let c = Charge([1, 0, 8, 0]);
+        l.add_entry(7, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        l.take_shared(7, &c);
+        l.take_shared(7, &c);
+        assert_eq!(l.entries(), 1);
+        assert!(l.unshare(7, &c).is_none());
+        assert_eq!(l.entries(), 1);
+        assert!(l.unshare(7, &c).is_some());
+        assert_eq!(l.entries(), 0);
+        assert_eq!(l.senders(), 0);
+        // An entry that never held anything goes at the first unshare as well.
+        l.add_entry(8, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        assert!(l.unshare(8, &Charge::default()).is_some());
+        assert_eq!(l.entries(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn siblings_keep_half() -> Result {
+        // The principal's ledger, with one sender holding nothing yet.
+        let mut u = Ledger::new([1000, 1000, 1000, 1000]).without_lane();
+        let p = Policy::N2017;
+        // A(1) = 2: the sender may take 500 at the principal, one peer 250 of it.
+        let one = |n| Charge::one(SLICES, n);
+        assert!(u.quota_allows(p, 9, &one(500)));
+        assert!(sibling_allows(p, &u, 9, &Charge::default(), &one(250)));
+        assert!(!sibling_allows(p, &u, 9, &Charge::default(), &one(251)));
+        // After the first peer took its 250, a sibling still gets a part of the rest.
+        u.add_entry(9, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        u.take_shared(9, &one(250));
+        assert!(!sibling_allows(p, &u, 9, &one(250), &one(1)));
+        assert!(u.quota_allows(p, 9, &one(125)));
+        assert!(sibling_allows(p, &u, 9, &Charge::default(), &one(125)));
+        Ok(())
+    }
+
+    #[test]
+    fn top_shares_are_the_largest() -> Result {
+        let mut l = Ledger::new([100, 100, 1000, 100]);
+        for (uid, n) in [(1u32, 3u64), (2, 9), (3, 1), (4, 5), (5, 7)] {
+            l.add_entry(uid, RBTreeNodeReservation::new(GFP_KERNEL)?);
+            l.take_shared(uid, &Charge([n, 0, 8 * n, 0]));
+        }
+        let mut out = [(0u32, Charge::default()); 3];
+        assert_eq!(l.top_shares(&mut out), 3);
+        assert_eq!(out.map(|(u, _)| u), [2, 5, 4]);
+        let mut all = [(0u32, Charge::default()); 8];
+        assert_eq!(l.top_shares(&mut all), 5);
+        assert_eq!(all[..5].iter().map(|(u, _)| *u).sum::<u32>(), 15);
+        assert_eq!(all[4].0, 3);
+        Ok(())
+    }
+
+    /// Floods `l` from `uid`, one unit of slices at a time, until the rule refuses; returns
+    /// how many units it took.
+    fn greedy(l: &mut Ledger, p: Policy, uid: u32) -> Result<u64> {
+        let one = Charge::one(SLICES, 1);
+        let mut n = 0;
+        while l.quota_allows(p, uid, &one) {
+            if !l.has_entry(uid) {
+                l.add_entry(uid, RBTreeNodeReservation::new(GFP_KERNEL)?);
+            }
+            l.take_shared(uid, &one);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The reserved-lane table of `Documentation/bus1/quota.rst`: `k` greedy principals flood a
+    /// ledger of 16384 slices one after another; what they hold, and what the next one gets.
+    /// The lane (`L` = 4096, `g` = 4) guarantees `g` to the next one while fewer than
+    /// `L / g` = 1024 others hold `g` each, whatever the policy.
+    #[test]
+    fn lane_guarantee() -> Result {
+        // (k, held by the k, what the next one gets)
+        type Row = (u32, u64, u64);
+        let table: [(Policy, [Row; 4]); 3] = [
+            (
+                Policy::Rfc,
+                [
+                    (1, 6146, 3075),
+                    (10, 12312, 10),
+                    (100, 12683, 4),
+                    (1000, 16283, 4),
+                ],
+            ),
+            (
+                Policy::N2017,
+                [
+                    (1, 6146, 2050),
+                    (10, 11188, 95),
+                    (100, 12357, 4),
+                    (1000, 15957, 4),
+                ],
+            ),
+            (
+                Policy::Quasilinear,
+                [
+                    (1, 3073, 1024),
+                    (10, 6282, 100),
+                    (100, 8020, 5),
+                    (1000, 11635, 4),
+                ],
+            ),
+        ];
+        for (p, rows) in table {
+            for (k, held_want, next_want) in rows {
+                let mut l = Ledger::new([16384, 0, 0, 0]);
+                let mut held = 0;
+                for uid in 0..k {
+                    held += greedy(&mut l, p, uid)?;
+                }
+                let next = greedy(&mut l, p, k)?;
+                pr_info!(
+                    "bus1_quota: lane B=16384 policy={} k={} held={} next={}\n",
+                    p.name(),
+                    k,
+                    held,
+                    next
+                );
+                assert_eq!((held, next), (held_want, next_want));
+                assert!(next >= 4);
+            }
+        }
+        // Without the lane, the default policy locks the next one out at k = 1000.
+        let mut l = Ledger::new([16384, 0, 0, 0]).without_lane();
+        for uid in 0..1000 {
+            greedy(&mut l, Policy::Quasilinear, uid)?;
+        }
+        assert_eq!(greedy(&mut l, Policy::Quasilinear, 1000)?, 0);
         Ok(())
     }
 

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Users: one accounting object per UID.
+//! Users: one accounting object per principal.
 //!
-//! A peer is charged to the *real* UID of the credentials that opened it, read once at
-//! `open(2)`, like the kernel's own per-user accounting of pipe buffers, message queues and
-//! inotify instances (`cred->user`). The real UID says on whose behalf a process runs; the
-//! effective UID only says which permissions it uses right now, and a set-uid helper must not be
-//! able to move its caller's consumption into its owner's budget. Fixing the UID at open keeps a
-//! peer's identity stable for its lifetime, whatever the task does with its credentials later.
+//! A peer is charged to a principal fixed at `open(2)`: the *real* UID of the credentials that
+//! opened it, like the kernel's own per-user accounting of pipe buffers, message queues and
+//! inotify instances (`cred->user`), or, for credentials of a user namespace, that namespace's
+//! owner ([`crate::ext::task_ext::Viewer::principal`]). The real UID says on whose behalf a
+//! process runs; the effective UID only says which permissions it uses right now, and a set-uid
+//! helper must not be able to move its caller's consumption into its owner's budget. Fixing the
+//! principal at open keeps a peer's identity stable for its lifetime, whatever the task does
+//! with its credentials later.
 //!
 //! The registry of users is a global mutex, but it is taken only when a peer is opened and when
 //! a peer object is freed, never on the send or receive path.
@@ -15,7 +17,10 @@
 #![deny(unsafe_code)]
 
 use crate::{
-    ext::global::users,
+    ext::{
+        global::users,
+        task_ext::uid_for_current, //
+    },
     quota::{
         Ledger,
         Policy,
@@ -33,6 +38,10 @@ use kernel::{
         RBTreeNodeReservation, //
     },
     sync::{
+        atomic::{
+            ordering::Relaxed,
+            Atomic, //
+        },
         Arc,
         SpinLock,
         SpinLockGuard, //
@@ -56,11 +65,19 @@ fn user_maxima() -> [u32; N_RES] {
     ]
 }
 
+/// The per-user maximum of handle references, which also bounds how many handles one message
+/// may carry.
+pub(crate) fn handles_max() -> u32 {
+    param(*crate::module_parameters::user_handles_max.value())
+}
+
 /// The accounting object of one UID.
 #[pin_data]
 pub(crate) struct User {
     /// The UID, as a global (init user namespace) value.
     uid: u32,
+    /// Open peers (not yet disconnected), at most `user_peers_max`.
+    open: Atomic<u32>,
     /// The quota rule, fixed when the user object is created so that shares stay consistent.
     policy: Policy,
     /// What the user's peers were charged. Innermost lock: taken under a peer's `inner`, and
@@ -133,6 +150,7 @@ impl UserRef {
         let user = Arc::pin_init(
             try_pin_init!(User {
                 uid,
+                open: Atomic::new(0),
                 policy: Policy::from_param(*crate::module_parameters::quota_policy.value()),
                 ledger <- new_spinlock!(Ledger::new(user_maxima()), "User::ledger"),
             }),
@@ -158,6 +176,42 @@ impl UserRef {
     /// Returns the user.
     pub(crate) fn user(&self) -> &Arc<User> {
         &self.user
+    }
+
+    /// Counts one more open peer of the user; `EMFILE` if it has `user_peers_max` already, as
+    /// for inotify's per-user instance limit.
+    pub(crate) fn open_peer(&self) -> Result<OpenPeer> {
+        let max = *crate::module_parameters::user_peers_max.value();
+        let open = &self.user.open;
+        let mut n = open.load(Relaxed);
+        loop {
+            if n >= max {
+                return Err(EMFILE);
+            }
+            match open.cmpxchg(n, n + 1, Relaxed) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        Ok(OpenPeer {
+            user: self.user.clone(),
+        })
+    }
+}
+
+/// One open peer of a user, counted against `user_peers_max` until dropped, at disconnect.
+///
+/// A disconnected peer may be kept for long by handles to its nodes, but it is then only a
+/// small object charged to the holders (see `Documentation/bus1/quota.rst`), so it no longer
+/// counts as open.
+pub(crate) struct OpenPeer {
+    /// The user it counts for.
+    user: Arc<User>,
+}
+
+impl Drop for OpenPeer {
+    fn drop(&mut self) {
+        self.user.open.fetch_sub(1, Relaxed);
     }
 }
 
@@ -198,18 +252,20 @@ impl Writer for UsersFile {
             let l = e.user.ledger();
             write!(
                 f,
-                "uid={} peers={} policy={} senders={}",
-                uid,
+                "uid={} peers={} open={} policy={} senders={} denied={}",
+                uid_for_current(*uid),
                 e.refs,
+                e.user.open.load(Relaxed),
                 e.user.policy.name(),
-                l.senders()
+                l.senders(),
+                l.denied()
             )?;
             for (r, name) in NAMES.iter().enumerate() {
                 write!(f, " {}={}/{}", name, l.used(r), l.max(r))?;
             }
             writeln!(f)?;
             for (sender, c) in l.shares() {
-                write!(f, "  sender={}", sender)?;
+                write!(f, "  sender={}", uid_for_current(*sender))?;
                 for (name, n) in NAMES.iter().zip(c.0.iter()) {
                     write!(f, " {}={}", name, n)?;
                 }

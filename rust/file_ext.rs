@@ -27,6 +27,27 @@ use kernel::{
     prelude::*, //
 };
 
+#[allow(
+    improper_ctypes,
+    reason = "only pointers cross the boundary; the lint trips over zero-sized bindgen fields"
+)]
+extern "C" {
+    fn rust_bus1_file_is_io_uring(file: *mut bindings::file) -> bool;
+}
+
+/// Returns whether `file` is an io_uring instance.
+///
+/// bus1 refuses those in messages, as `SCM_RIGHTS` does: a ring's fixed-file table can hold
+/// any file, a bus1 peer among them, so a ring sent to the peer it holds (or stored as that
+/// peer's seed) would keep both alive forever. The kernel's `io_is_uring_fops()` is not
+/// exported; every ring file is an anonymous inode named `[io_uring]`, which is what the C
+/// helper checks. An `O_PATH` file of a ring yields `false`: it cannot carry anything.
+pub(crate) fn is_io_uring(file: &LocalFile) -> bool {
+    // SAFETY: `file` is valid by its type invariants; the helper only reads its mode, inode,
+    // superblock and dentry name, which are fixed for the lifetime of the file.
+    unsafe { rust_bus1_file_is_io_uring(file.as_ptr()) }
+}
+
 /// Returns whether `file` is an `AF_UNIX` socket.
 ///
 /// bus1 refuses those in messages: a unix socket can itself carry files, bus1 peers among them,

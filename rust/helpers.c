@@ -11,6 +11,7 @@
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
+#include <linux/magic.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -65,10 +66,31 @@ void rust_bus1_memcg_put(struct mem_cgroup *memcg)
 }
 
 /*
+ * Whether @memcg (or one of its ancestors) is within a charge batch of its
+ * memory limit, so that a failed charge there means the cgroup is full rather
+ * than that memory is short. False without memcg.
+ */
+bool rust_bus1_memcg_full(struct mem_cgroup *memcg)
+{
+#ifdef CONFIG_MEMCG
+	for (; memcg; memcg = parent_mem_cgroup(memcg))
+		if (page_counter_read(&memcg->memory) + MEMCG_CHARGE_BATCH >
+		    READ_ONCE(memcg->memory.max))
+			return true;
+#endif
+	return false;
+}
+
+/*
  * Returns the page at @index with a reference on its folio, allocating a
  * zeroed one charged to @memcg (if not NULL) for a hole, or an ERR_PTR.
  * The folio is not locked, so writers of different pages (or of the same
  * page) do not serialise on the inode or on each other.
+ *
+ * The allocation and the charge do not retry after reclaim and never invoke
+ * the OOM killer (__GFP_NORETRY): a sender writing into a receiver's pool
+ * must not be able to kill tasks in the receiver's memory cgroup when it is
+ * full. The write fails with -ENOMEM instead.
  */
 struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 				      struct mem_cgroup *memcg)
@@ -78,7 +100,8 @@ struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 	struct page *page;
 
 	page = shmem_read_mapping_page_gfp(mapping, index,
-					   mapping_gfp_mask(mapping));
+					   mapping_gfp_mask(mapping) |
+					   __GFP_NORETRY | __GFP_NOWARN);
 	set_active_memcg(old);
 	return page;
 }
@@ -171,6 +194,23 @@ int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma)
 }
 
 /*
+ * Whether @file is an io_uring instance (rust/file_ext.rs).
+ * io_is_uring_fops(), which SCM_RIGHTS uses, is not exported to modules.
+ * io_uring_get_file() creates every ring file on the anon_inode filesystem
+ * under the name "[io_uring]"; names there are chosen by the kernel code that
+ * creates the file, never by user space, and no other user of that name
+ * exists. An O_PATH file of a ring has empty file operations and can carry
+ * nothing, so it is not one.
+ */
+bool rust_bus1_file_is_io_uring(struct file *file)
+{
+	if (file->f_mode & FMODE_PATH)
+		return false;
+	return file_inode(file)->i_sb->s_magic == ANON_INODE_FS_MAGIC &&
+	       !strcmp(file->f_path.dentry->d_name.name, "[io_uring]");
+}
+
+/*
  * A wait queue for poll() in an allocation of its own, so that dropping it
  * does not have to wait for an RCU grace period: epoll may still look at a
  * wait queue that announced POLLFREE until a grace period has passed, so the
@@ -184,7 +224,7 @@ struct rust_bus1_waitq {
 struct wait_queue_head *rust_bus1_waitq_new(const char *name,
 					    struct lock_class_key *key)
 {
-	struct rust_bus1_waitq *q = kmalloc(sizeof(*q), GFP_KERNEL);
+	struct rust_bus1_waitq *q = kmalloc(sizeof(*q), GFP_KERNEL_ACCOUNT);
 
 	if (!q)
 		return NULL;

@@ -20,6 +20,7 @@ struct lock_class_key;
 struct file *rust_bus1_shmem_setup(const char *name, loff_t size);
 struct mem_cgroup *rust_bus1_memcg_get_current(void);
 void rust_bus1_memcg_put(struct mem_cgroup *memcg);
+bool rust_bus1_memcg_full(struct mem_cgroup *memcg);
 struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 				      struct mem_cgroup *memcg);
 struct page *rust_bus1_shmem_find_page(struct file *file, pgoff_t index);
@@ -33,6 +34,9 @@ void rust_bus1_page_read(struct page *page, size_t offset, void *dst,
 int rust_bus1_shmem_punch_hole(struct file *file, loff_t offset, loff_t len);
 unsigned long rust_bus1_shmem_resident_pages(struct file *file);
 int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma);
+
+/* rust/file_ext.rs */
+bool rust_bus1_file_is_io_uring(struct file *file);
 
 /* rust/poll.rs */
 struct wait_queue_head *rust_bus1_waitq_new(const char *name,

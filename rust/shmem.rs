@@ -52,6 +52,7 @@ extern "C" {
     fn rust_bus1_shmem_setup(name: *const c_char, size: bindings::loff_t) -> *mut bindings::file;
     fn rust_bus1_memcg_get_current() -> *mut bindings::mem_cgroup;
     fn rust_bus1_memcg_put(memcg: *mut bindings::mem_cgroup);
+    fn rust_bus1_memcg_full(memcg: *mut bindings::mem_cgroup) -> bool;
     fn rust_bus1_shmem_get_page(
         file: *mut bindings::file,
         index: c_ulong,
@@ -253,6 +254,15 @@ impl ShmemFile {
             Some(end) if end <= self.size => Ok(()),
             _ => Err(EINVAL),
         }
+    }
+
+    /// Whether the memory cgroup the file's pages are charged to (or one of its ancestors) is
+    /// at its limit, give or take a charge batch: after a failed write, whether the cgroup was
+    /// full rather than memory short. `false` without memory cgroups.
+    pub(crate) fn memcg_full(&self) -> bool {
+        // SAFETY: `memcg_ptr` is null or a memcg this object holds a reference to; the helper
+        // only reads its page counters and those of its ancestors, which it pins.
+        unsafe { rust_bus1_memcg_full(self.memcg_ptr()) }
     }
 
     /// Returns the memory cgroup to charge pages to, or null.

@@ -111,6 +111,19 @@ fn current_real_ids() -> (Kuid, bindings::kgid_t) {
     (Kuid::from_raw(uid), gid)
 }
 
+/// Returns the global UID value `kuid` as the current task sees it, in its user namespace, or
+/// the overflow UID if it has no mapping there: for what bus1 shows the reader of a file such as
+/// fdinfo or debugfs.
+pub(crate) fn uid_for_current(kuid: u32) -> u32 {
+    // SAFETY: As in `current_real_ids`, current's credentials stay valid during this block, and
+    // they hold a reference to their user namespace; `from_kuid_munged()` only reads the
+    // namespace's mapping.
+    unsafe {
+        let ns = (*(*Task::current_raw()).cred).user_ns;
+        bindings::from_kuid_munged(ns, bindings::kuid_t { val: kuid })
+    }
+}
+
 /// Returns a new reference to the current task's subjective credentials (C
 /// `get_current_cred()`).
 fn get_current_cred() -> ARef<Credential> {
@@ -227,14 +240,32 @@ impl Viewer {
         sender.tid.as_ref().map_or(0, |p| p.nr_ns(&self.pid_ns))
     }
 
-    /// Returns the opener's real UID as a global (init user namespace) `kuid_t` value.
+    /// Returns the opener's accounting principal, a global (init user namespace) UID value.
     ///
-    /// This is the key for per-user accounting, which bus1 charges to the opener's real UID.
-    /// It is not meaningful to user space; use [`Viewer::uid`] for anything shown there.
-    pub(crate) fn real_kuid(&self) -> u32 {
-        // SAFETY: `cred` is valid by its type invariants, and committed credentials never
-        // change.
-        unsafe { (*self.cred.as_ptr()).uid.val }
+    /// That is its real UID if its credentials belong to the initial user namespace. Otherwise
+    /// it is the owner of the outermost user namespace below the initial one that the
+    /// credentials belong to (directly or through nested namespaces): every UID mapped in a
+    /// user namespace counts as the account that created it, as the kernel's own per-user
+    /// limits (`RLIMIT_NPROC`, `RLIMIT_MSGQUEUE`, ...) count it in the initial namespace
+    /// through `ucounts`. One account with a range of subordinate UIDs is one principal.
+    pub(crate) fn principal(&self) -> u32 {
+        // SAFETY: `cred` is valid by its type invariants and holds a reference to its user
+        // namespace, which holds one to its parent, and so on up to `init_user_ns`, which is
+        // static; `parent` and `owner` never change after a namespace is created.
+        unsafe {
+            let init = &raw const bindings::init_user_ns;
+            let mut ns = (*self.cred.as_ptr()).user_ns;
+            if ns.is_null() || core::ptr::eq(ns.cast_const(), init) {
+                return (*self.cred.as_ptr()).uid.val;
+            }
+            loop {
+                let parent = (*ns).parent;
+                if parent.is_null() || core::ptr::eq(parent.cast_const(), init) {
+                    return (*ns).owner.val;
+                }
+                ns = parent;
+            }
+        }
     }
 }
 
@@ -277,7 +308,8 @@ mod tests {
         let first = SenderIds::current();
         assert_eq!(viewer.uid(&first), 1234);
         assert_eq!(viewer.gid(&first), 5678);
-        assert_eq!(viewer.real_kuid(), 1234);
+        // In the initial user namespace, the principal is the real UID.
+        assert_eq!(viewer.principal(), 1234);
 
         // Later credential changes affect neither the captured sender nor the pinned viewer.
         set_real_ids(4321, 8765)?;
@@ -286,8 +318,8 @@ mod tests {
         assert_eq!(viewer.gid(&first), 5678);
         assert_eq!(viewer.uid(&second), 4321);
         assert_eq!(viewer.gid(&second), 8765);
-        assert_eq!(viewer.real_kuid(), 1234);
-        assert_eq!(Viewer::current()?.real_kuid(), 4321);
+        assert_eq!(viewer.principal(), 1234);
+        assert_eq!(Viewer::current()?.principal(), 4321);
 
         set_real_ids(0, 0)
     }
