@@ -66,6 +66,8 @@ mod peer;
 mod pool;
 mod queue;
 mod quota;
+mod recv;
+mod send;
 mod smallvec;
 mod transaction;
 mod uapi;

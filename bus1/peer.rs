@@ -40,10 +40,7 @@ use crate::{
             Viewer, //
         },
     },
-    message::{
-        Message,
-        RecvArgs, //
-    },
+    message::Message,
     node::{
         is_managed_id,
         Handle,
@@ -66,6 +63,7 @@ use crate::{
         Ledger,
         ShareReservation, //
     },
+    recv::RecvArgs,
     transaction::{
         Staged,
         Transaction, //
