@@ -32,6 +32,7 @@ use crate::{
     ext::{errno::ENOTRECOVERABLE, task_ext::SenderIds},
     node::Node,
     peer::{
+        get_strong,
         put_strong,
         Limits,
         Peer, //
@@ -187,17 +188,5 @@ pub(crate) fn put_inflight(node: &Arc<Node>, n: u64) {
 
 /// Takes `n` in-flight strong references on `node` if it is live. Takes the owner's lock.
 pub(crate) fn get_inflight(node: &Arc<Node>, n: u64) -> bool {
-    let mut guard = node.owner().lock();
-    let inner = &mut *guard;
-    let Some(st) = inner.nodes.get_mut(&node.serial()) else {
-        return false;
-    };
-    st.n_strong = st.n_strong.saturating_add(n);
-    if let Some(key) = st.release.take() {
-        // Not dropped here: a release notification holds no message.
-        if let Some((_, slot, _)) = inner.queue.remove_reuse(&key) {
-            st.release_slot = Some(slot);
-        }
-    }
-    true
+    get_strong(&mut node.owner().lock(), node.serial(), None, n)
 }

@@ -47,6 +47,7 @@ use crate::{
         HandleMap,
         HandleReservation,
         Holder,
+        HolderReservation,
         Node,
         NodeState,
         OpToken, //
@@ -441,66 +442,38 @@ pub(crate) fn put_strong(
     holder: Option<u64>,
     n: u64,
 ) -> bool {
+    // Destroyed: strong references no longer matter.
     let Some(st) = inner.nodes.get_mut(&serial) else {
-        // Destroyed: strong references no longer matter.
         return false;
     };
-    if let Some(h) = holder {
-        let gone = match st.holders.get_mut(&h) {
-            Some(x) => {
-                x.refs = x.refs.saturating_sub(n);
-                x.refs == 0
-            }
-            None => false,
-        };
-        if gone {
-            st.holders.remove(&h);
-        }
-    }
-    let was = st.n_strong;
-    st.n_strong = st.n_strong.saturating_sub(n);
-    if was == 0 || st.n_strong != 0 || st.release.is_some() {
-        return false;
-    }
-    let Some(slot) = st.release_slot.take() else {
-        // Cannot happen: see the invariants of `NodeState`.
+    let Some(slot) = st.put(holder, n) else {
         return false;
     };
     let (key, wake) = inner
         .queue
         .commit_unstaged(slot, owner_id, Event::Release(st.node.clone()));
-    st.release = Some(key);
+    st.release_queued(key);
     wake
 }
 
-/// Adds a strong reference to the node `serial` of the peer whose state is `inner`, for remote
-/// `holder` (`None` for an extra owner reference). Withdraws a queued release notification.
+/// Adds `n` strong references to the node `serial` of the peer whose state is `inner`, for the
+/// remote holder `holder` (with the tree node and the `NODE_DESTROY` memory of a new holder
+/// entry) or as extra owner or in-flight references (`None`). Withdraws a queued release
+/// notification.
 ///
 /// Returns `false` (and does nothing) if the node is destroyed.
-fn get_strong(
+pub(crate) fn get_strong(
     inner: &mut PeerInner,
     serial: u64,
-    holder: Option<Arc<Peer>>,
-    res: RBTreeNodeReservation<u64, NodeHolder>,
-    destroy: QueueSlot<Event>,
+    holder: Option<HolderReservation<QueueSlot<Event>, Staged>>,
+    n: u64,
 ) -> bool {
     let Some(st) = inner.nodes.get_mut(&serial) else {
         return false;
     };
-    if let Some(peer) = holder {
-        let id = peer.id();
-        match st.holders.get_mut(&id) {
-            Some(x) => x.refs = x.refs.saturating_add(1),
-            None => {
-                st.holders
-                    .insert(res.into_node(id, Holder::new(peer, destroy)));
-            }
-        }
-    }
-    st.n_strong = st.n_strong.saturating_add(1);
-    if let Some(key) = st.release.take() {
+    if let Some(key) = st.get(holder, n) {
         if let Some((_, slot, _)) = inner.queue.remove_reuse(&key) {
-            st.release_slot = Some(slot);
+            st.release_withdrawn(slot);
         }
     }
     true
@@ -1082,9 +1055,12 @@ impl Peer {
         let live = get_strong(
             &mut owner.lock(),
             node.serial(),
-            remote.then(|| dst.clone()),
-            holder_res,
-            destroy_slot,
+            remote.then(|| HolderReservation {
+                peer: dst.clone(),
+                res: holder_res,
+                destroy: destroy_slot,
+            }),
+            1,
         );
         // `dst` became a holder above, under the owner's lock; its handle is linked now, under
         // its own lock. A destruction committed in between notified `dst` already: if `dst` took
