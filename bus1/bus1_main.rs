@@ -60,6 +60,7 @@
 
 #[path = "../rust/mod.rs"]
 mod ext;
+mod limits;
 mod message;
 mod node;
 mod peer;

@@ -30,11 +30,11 @@
 
 use crate::{
     ext::{errno::ENOTRECOVERABLE, task_ext::SenderIds},
+    limits::Limits,
     node::Node,
     peer::{
         get_strong,
         put_strong,
-        Limits,
         Peer, //
     },
     quota::{

@@ -24,6 +24,7 @@ use crate::{
         miscdevice::device_of_file,
         task_ext::SenderIds,
     },
+    limits::ShareReservations,
     message::{
         get_inflight,
         Cargo,
@@ -36,8 +37,7 @@ use crate::{
         Event,
         NodeOp,
         Peer,
-        PeerActive,
-        ShareReservations, //
+        PeerActive, //
     },
     queue::{
         Queue,
