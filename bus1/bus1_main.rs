@@ -60,12 +60,15 @@
 
 #[path = "../rust/mod.rs"]
 mod ext;
+mod limits;
 mod message;
 mod node;
 mod peer;
 mod pool;
 mod queue;
 mod quota;
+mod recv;
+mod send;
 mod smallvec;
 mod transaction;
 mod uapi;

@@ -144,6 +144,17 @@ impl<S, T> Holder<S, T> {
     }
 }
 
+/// What a remote peer needs to become a holder of a node, allocated before the owner's lock is
+/// taken: the tree node for its holder entry and the memory of its `NODE_DESTROY`.
+pub(crate) struct HolderReservation<S, T> {
+    /// The future holder.
+    pub(crate) peer: Arc<Peer>,
+    /// The tree node of its holder entry.
+    pub(crate) res: RBTreeNodeReservation<u64, Holder<S, T>>,
+    /// The memory of its `NODE_DESTROY`.
+    pub(crate) destroy: S,
+}
+
 /// Owner-side state of a live node. Removed from the owner when the node is destroyed.
 ///
 /// `K` is a queue key, `S` a queue slot and `T` the record of a staged entry.
@@ -176,6 +187,65 @@ impl<K, S, T> NodeState<K, S, T> {
             release: None,
             release_slot: Some(release_slot),
         }
+    }
+
+    /// Adds `n` strong references, for the remote holder `holder` or as extra owner or
+    /// in-flight references (`None`).
+    ///
+    /// Returns the key of a queued release notification, which no longer holds: the caller
+    /// takes it off the queue and gives its memory back with [`Self::release_withdrawn`].
+    pub(crate) fn get(&mut self, holder: Option<HolderReservation<S, T>>, n: u64) -> Option<K> {
+        if let Some(HolderReservation { peer, res, destroy }) = holder {
+            let id = peer.id();
+            match self.holders.get_mut(&id) {
+                Some(x) => x.refs = x.refs.saturating_add(n),
+                None => {
+                    let mut h = Holder::new(peer, destroy);
+                    h.refs = n;
+                    self.holders.insert(res.into_node(id, h));
+                }
+            }
+        }
+        self.n_strong = self.n_strong.saturating_add(n);
+        self.release.take()
+    }
+
+    /// Takes back the memory of a release notification withdrawn from the queue after
+    /// [`Self::get`].
+    pub(crate) fn release_withdrawn(&mut self, slot: S) {
+        self.release_slot = Some(slot);
+    }
+
+    /// Drops `n` strong references, of the remote holder `holder` (its ID) or extra owner or
+    /// in-flight ones (`None`); a holder whose references are all gone stops being one.
+    ///
+    /// Returns the memory of the node's `NODE_RELEASE` when the last strong reference went
+    /// away and none is queued yet: the caller queues the notification in it and records its
+    /// key with [`Self::release_queued`]. Never allocates.
+    pub(crate) fn put(&mut self, holder: Option<u64>, n: u64) -> Option<S> {
+        if let Some(h) = holder {
+            let gone = match self.holders.get_mut(&h) {
+                Some(x) => {
+                    x.refs = x.refs.saturating_sub(n);
+                    x.refs == 0
+                }
+                None => false,
+            };
+            if gone {
+                self.holders.remove(&h);
+            }
+        }
+        let was = self.n_strong;
+        self.n_strong = self.n_strong.saturating_sub(n);
+        if was == 0 || self.n_strong != 0 || self.release.is_some() {
+            return None;
+        }
+        self.release_slot.take()
+    }
+
+    /// Records the key of the release notification queued after [`Self::put`].
+    pub(crate) fn release_queued(&mut self, key: K) {
+        self.release = Some(key);
     }
 
     /// Takes back the memory of the release notification `key` that was just taken off the

@@ -14,7 +14,6 @@
 use crate::{
     ext::{
         errno::{
-            EDQUOT,
             ENOTUNIQ,
             EOPNOTSUPP,
             EREMOTE,
@@ -40,16 +39,15 @@ use crate::{
             Viewer, //
         },
     },
-    message::{
-        Message,
-        RecvArgs, //
-    },
+    limits::Limits,
+    message::Message,
     node::{
         is_managed_id,
         Handle,
         HandleMap,
         HandleReservation,
         Holder,
+        HolderReservation,
         Node,
         NodeState,
         OpToken, //
@@ -62,19 +60,15 @@ use crate::{
     },
     quota::{
         self,
-        Charge,
-        Ledger,
-        ShareReservation, //
+        Charge, //
     },
+    recv::RecvArgs,
     transaction::{
         Staged,
         Transaction, //
     },
     uapi,
-    user::{
-        OpenPeer,
-        UserRef, //
-    },
+    user::UserRef,
 };
 use core::mem::size_of;
 use kernel::{
@@ -109,6 +103,8 @@ use kernel::{
     },
 };
 
+#[path = "ioctl.rs"]
+mod ioctl;
 #[path = "transact.rs"]
 mod transact;
 use transact::check_recv_flags;
@@ -130,159 +126,6 @@ pub(crate) enum Event {
     Release(Arc<Node>),
     /// A data message. Never dropped under a peer lock (see [`Message`]).
     Data(Message),
-}
-
-/// Share entries for one sending user, at the peer and at the user level, allocated before the
-/// locks are taken.
-pub(crate) struct ShareReservations {
-    /// For the peer's ledger.
-    peer: ShareReservation,
-    /// For the user's ledger.
-    user: ShareReservation,
-}
-
-impl ShareReservations {
-    /// Allocates both entries.
-    pub(crate) fn new() -> Result<Self> {
-        Ok(ShareReservations {
-            peer: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
-            user: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
-        })
-    }
-}
-
-/// A peer's accounts and, one level up, its user's.
-///
-/// Every charge goes to both levels, all or nothing: the peer's [`Ledger`] (limits set through
-/// `PEER_RESET`) and its user's (module parameters). The user's ledger is locked inside this
-/// peer's `inner` lock.
-pub(crate) struct Limits {
-    /// The user this peer is charged to.
-    user: UserRef,
-    /// This peer's place among its user's open peers, given back at disconnect.
-    open: Option<OpenPeer>,
-    /// This peer's accounts.
-    ledger: Ledger,
-}
-
-impl Limits {
-    /// The limits of a new peer of `user`: the user's maxima. `EMFILE` if the user has as many
-    /// open peers as it may.
-    fn new(user: UserRef) -> Result<Self> {
-        let open = Some(user.open_peer()?);
-        let max = {
-            let l = user.user().ledger();
-            [
-                l.max(quota::SLICES),
-                l.max(quota::HANDLES),
-                l.max(quota::BYTES),
-                l.max(quota::FDS),
-            ]
-        };
-        Ok(Limits {
-            user,
-            open,
-            ledger: Ledger::new(max),
-        })
-    }
-
-    /// The peer was disconnected: it no longer counts among its user's open peers.
-    fn close(&mut self) {
-        self.open = None;
-    }
-
-    /// Returns the handle limit, which also bounds the length of ID arrays.
-    pub(crate) fn max_handles(&self) -> u32 {
-        self.ledger.max(quota::HANDLES)
-    }
-
-    /// Charges `c` to the peer and its user, without a quota: for what a peer takes itself.
-    pub(crate) fn charge(&mut self, c: &Charge) -> Result {
-        let mut u = self.user.user().ledger();
-        if !self.ledger.fits(c) || !u.fits(c) {
-            self.ledger.note_denied();
-            u.note_denied();
-            return Err(EDQUOT());
-        }
-        self.ledger.take(c);
-        u.take(c);
-        Ok(())
-    }
-
-    /// Gives `c` back to the peer and its user.
-    pub(crate) fn discharge(&mut self, c: &Charge) {
-        self.ledger.give(c);
-        self.user.user().ledger().give(c);
-    }
-
-    /// Charges `c` on behalf of the sending principal `sender`, subject to the quota at both
-    /// levels and to fairness among the principal's peers ([`quota::sibling_allows`]).
-    ///
-    /// Returns `Ok(false)`, changing nothing, if the charge is allowed but share entries for
-    /// `sender` are missing and `res` is [`None`]: the caller allocates them unlocked and tries
-    /// again. A refused charge fails first, so it never needs entries.
-    pub(crate) fn charge_quota(
-        &mut self,
-        sender: u32,
-        c: &Charge,
-        res: Option<ShareReservations>,
-    ) -> Result<bool> {
-        let user = self.user.user();
-        let mut u = user.ledger();
-        let p = user.policy();
-        if !u.quota_allows(p, sender, c)
-            || !self.ledger.quota_allows(p, sender, c)
-            || !quota::sibling_allows(p, &u, sender, &self.ledger.share(sender), c)
-        {
-            self.ledger.note_denied();
-            u.note_denied();
-            return Err(EDQUOT());
-        }
-        if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
-            let Some(res) = res else {
-                return Ok(false);
-            };
-            self.ledger.add_entry(sender, res.peer);
-            u.add_entry(sender, res.user);
-        }
-        u.take_shared(sender, c);
-        self.ledger.take_shared(sender, c);
-        Ok(true)
-    }
-
-    /// Removes `shared` from `sender`'s shares and gives `charged` back, at both levels.
-    pub(crate) fn release(&mut self, sender: u32, shared: &Charge, charged: &Charge) {
-        let mut u = self.user.user().ledger();
-        u.unshare(sender, shared);
-        u.give(charged);
-        self.ledger.unshare(sender, shared);
-        self.ledger.give(charged);
-    }
-
-    /// Returns `n` slices.
-    pub(crate) fn discharge_slices(&mut self, n: u64) {
-        self.discharge(&Charge::one(quota::SLICES, n));
-    }
-
-    /// Fails with `EDQUOT` unless `n` more handle references fit.
-    fn check_handles(&self, n: u64) -> Result {
-        let c = Charge::one(quota::HANDLES, n);
-        if self.ledger.fits(&c) && self.user.user().ledger().fits(&c) {
-            Ok(())
-        } else {
-            Err(EDQUOT())
-        }
-    }
-
-    /// Charges `n` handle references.
-    pub(crate) fn charge_handles(&mut self, n: u64) -> Result {
-        self.charge(&Charge::one(quota::HANDLES, n))
-    }
-
-    /// Returns `n` handle references.
-    pub(crate) fn discharge_handles(&mut self, n: u64) {
-        self.discharge(&Charge::one(quota::HANDLES, n));
-    }
 }
 
 /// The owner-side state of a node, in its owner's [`PeerInner`].
@@ -441,66 +284,38 @@ pub(crate) fn put_strong(
     holder: Option<u64>,
     n: u64,
 ) -> bool {
+    // Destroyed: strong references no longer matter.
     let Some(st) = inner.nodes.get_mut(&serial) else {
-        // Destroyed: strong references no longer matter.
         return false;
     };
-    if let Some(h) = holder {
-        let gone = match st.holders.get_mut(&h) {
-            Some(x) => {
-                x.refs = x.refs.saturating_sub(n);
-                x.refs == 0
-            }
-            None => false,
-        };
-        if gone {
-            st.holders.remove(&h);
-        }
-    }
-    let was = st.n_strong;
-    st.n_strong = st.n_strong.saturating_sub(n);
-    if was == 0 || st.n_strong != 0 || st.release.is_some() {
-        return false;
-    }
-    let Some(slot) = st.release_slot.take() else {
-        // Cannot happen: see the invariants of `NodeState`.
+    let Some(slot) = st.put(holder, n) else {
         return false;
     };
     let (key, wake) = inner
         .queue
         .commit_unstaged(slot, owner_id, Event::Release(st.node.clone()));
-    st.release = Some(key);
+    st.release_queued(key);
     wake
 }
 
-/// Adds a strong reference to the node `serial` of the peer whose state is `inner`, for remote
-/// `holder` (`None` for an extra owner reference). Withdraws a queued release notification.
+/// Adds `n` strong references to the node `serial` of the peer whose state is `inner`, for the
+/// remote holder `holder` (with the tree node and the `NODE_DESTROY` memory of a new holder
+/// entry) or as extra owner or in-flight references (`None`). Withdraws a queued release
+/// notification.
 ///
 /// Returns `false` (and does nothing) if the node is destroyed.
-fn get_strong(
+pub(crate) fn get_strong(
     inner: &mut PeerInner,
     serial: u64,
-    holder: Option<Arc<Peer>>,
-    res: RBTreeNodeReservation<u64, NodeHolder>,
-    destroy: QueueSlot<Event>,
+    holder: Option<HolderReservation<QueueSlot<Event>, Staged>>,
+    n: u64,
 ) -> bool {
     let Some(st) = inner.nodes.get_mut(&serial) else {
         return false;
     };
-    if let Some(peer) = holder {
-        let id = peer.id();
-        match st.holders.get_mut(&id) {
-            Some(x) => x.refs = x.refs.saturating_add(1),
-            None => {
-                st.holders
-                    .insert(res.into_node(id, Holder::new(peer, destroy)));
-            }
-        }
-    }
-    st.n_strong = st.n_strong.saturating_add(1);
-    if let Some(key) = st.release.take() {
+    if let Some(key) = st.get(holder, n) {
         if let Some((_, slot, _)) = inner.queue.remove_reuse(&key) {
-            st.release_slot = Some(slot);
+            st.release_withdrawn(slot);
         }
     }
     true
@@ -1082,9 +897,12 @@ impl Peer {
         let live = get_strong(
             &mut owner.lock(),
             node.serial(),
-            remote.then(|| dst.clone()),
-            holder_res,
-            destroy_slot,
+            remote.then(|| HolderReservation {
+                peer: dst.clone(),
+                res: holder_res,
+                destroy: destroy_slot,
+            }),
+            1,
         );
         // `dst` became a holder above, under the owner's lock; its handle is linked now, under
         // its own lock. A destruction committed in between notified `dst` already: if `dst` took
@@ -1248,198 +1066,6 @@ impl Peer {
         self.destroy_nodes(tx, &mut states);
         drop(states);
         Ok(0)
-    }
-
-    /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`).
-    fn cmd_recv(self: &Arc<Self>, arg: usize) -> Result<isize> {
-        let (mut r, mut w) =
-            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv>()).reader_writer();
-        let mut rv: uapi::Recv = r.read()?;
-        self.recv_v1(&mut rv)?;
-        // As upstream: the message is already dequeued, so a fault here loses it.
-        w.write(&rv)?;
-        Ok(0)
-    }
-
-    /// `RECV` with the RFC v1 layout and its argument already read; fills in `rv.msg` (also the
-    /// receive stage of `TRANSACT`).
-    pub(crate) fn recv_v1(self: &Arc<Self>, rv: &mut uapi::Recv) -> Result {
-        check_recv_flags(rv.flags)?;
-        let args = RecvArgs {
-            peek: rv.flags & uapi::BUS1_RECV_FLAG_PEEK != 0,
-            seed: rv.flags & uapi::BUS1_RECV_FLAG_SEED != 0,
-            install_fds: rv.flags & uapi::BUS1_RECV_FLAG_INSTALL_FDS != 0,
-            max_offset: rv.max_offset,
-        };
-        let m = if rv.flags & uapi::BUS1_RECV_FLAG_WAIT != 0 {
-            // On input, `msg.offset` is the timeout.
-            self.recv_wait(args, rv.msg.offset)?
-        } else {
-            self.recv(args)?
-        };
-        rv.msg = uapi::RecvMsg {
-            type_: m.type_,
-            flags: if m.cont {
-                uapi::BUS1_MSG_FLAG_CONTINUE
-            } else {
-                0
-            },
-            destination: m.destination,
-            uid: m.ids[0],
-            gid: m.ids[1],
-            pid: m.ids[2],
-            tid: m.ids[3],
-            offset: m.offset,
-            n_bytes: m.layout.n_bytes,
-            n_handles: m.layout.n_handles,
-            n_fds: m.layout.n_fds,
-            n_secctx: 0,
-        };
-        Ok(())
-    }
-
-    /// `RECV` with the 2017 layout (72 bytes, no metadata, no `PEEK`, renumbered flags).
-    fn cmd_recv_2017(self: &Arc<Self>, arg: usize) -> Result<isize> {
-        let (mut r, mut w) =
-            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv2017>()).reader_writer();
-        let mut rv: uapi::Recv2017 = r.read()?;
-        let known = uapi::BUS1_RECV_2017_FLAG_SEED | uapi::BUS1_RECV_2017_FLAG_INSTALL_FDS;
-        if rv.flags & !known != 0 {
-            return Err(EINVAL);
-        }
-        let m = self.recv(RecvArgs {
-            peek: false,
-            seed: rv.flags & uapi::BUS1_RECV_2017_FLAG_SEED != 0,
-            install_fds: rv.flags & uapi::BUS1_RECV_2017_FLAG_INSTALL_FDS != 0,
-            max_offset: rv.max_offset,
-        })?;
-        rv.msg = uapi::RecvMsg2017 {
-            type_: m.type_,
-            flags: if m.cont {
-                uapi::BUS1_MSG_2017_FLAG_CONTINUE
-            } else {
-                0
-            },
-            destination: m.destination,
-            offset: m.offset,
-            n_bytes: m.layout.n_bytes,
-            n_handles: m.layout.n_handles,
-            n_fds: m.layout.n_fds,
-        };
-        w.write(&rv)?;
-        Ok(0)
-    }
-}
-
-#[vtable]
-impl MiscDevice for Peer {
-    type Ptr = Arc<Peer>;
-
-    fn open(_file: &File) -> Result<Arc<Peer>> {
-        Peer::new()
-    }
-
-    fn release(me: Arc<Peer>, _file: &File) {
-        // A peer already disconnected by ioctl has nothing left to tear down.
-        let _ = me.disconnect();
-    }
-
-    /// Dispatches a command.
-    fn ioctl(
-        me: ArcBorrow<'_, Peer>,
-        _file: &File,
-        cmd: u32,
-        arg: usize,
-        ctx: &IoctlContext,
-    ) -> Result<isize> {
-        let me: Arc<Peer> = me.into();
-        if cmd == uapi::BUS1_CMD_PEER_DISCONNECT {
-            if arg != 0 {
-                return Err(EINVAL);
-            }
-            me.disconnect()?;
-            return Ok(0);
-        }
-        let _active = PeerActive::acquire(me.clone())?;
-        match cmd {
-            uapi::BUS1_CMD_PEER_QUERY => me.cmd_query(arg),
-            uapi::BUS1_CMD_PEER_RESET => me.cmd_reset(arg),
-            uapi::BUS1_CMD_HANDLE_RELEASE => me.cmd_handle_release(arg),
-            uapi::BUS1_CMD_HANDLE_TRANSFER => me.cmd_handle_transfer(arg),
-            uapi::BUS1_CMD_NODES_DESTROY => me.cmd_nodes_destroy(arg),
-            uapi::BUS1_CMD_SLICE_RELEASE => me.cmd_slice_release(arg),
-            uapi::BUS1_CMD_SEND => me.cmd_send(arg, ctx),
-            uapi::BUS1_CMD_RECV => me.cmd_recv(arg),
-            uapi::BUS1_CMD_RECV_2017 => me.cmd_recv_2017(arg),
-            uapi::BUS1_CMD_TRANSACT => me.cmd_transact(arg, ctx),
-            _ => Err(ENOTTY),
-        }
-    }
-
-    /// Maps the pool read-only; messages that arrived before are visible too.
-    fn mmap(me: ArcBorrow<'_, Peer>, _file: &File, vma: &VmaNew) -> Result {
-        let _active = PeerActive::acquire(me.into())?;
-        me.pool.mmap(vma)
-    }
-
-    fn poll(me: ArcBorrow<'_, Peer>, file: &File, table: PollTable<'_>) -> u32 {
-        table.register(file, &me.waitq);
-        if me.is_shutdown() {
-            return POLLHUP;
-        }
-        let mut mask = POLLOUT | POLLWRNORM;
-        if me.lock().queue.is_readable() {
-            mask |= POLLIN | POLLRDNORM;
-        }
-        mask
-    }
-
-    fn show_fdinfo(me: ArcBorrow<'_, Peer>, m: &SeqFile, _file: &File) {
-        seq_print!(m, "bus1-peer:\t{:16x}\n", me.id);
-        let (slices, bytes, pages) = me.pool.usage();
-        seq_print!(
-            m,
-            "bus1-pool:\tslices={} bytes={} pages={}\n",
-            slices,
-            bytes,
-            pages
-        );
-        // Copied out first: nothing is printed with a lock held.
-        let mut peer = [(0i64, 0u32); quota::N_RES];
-        let mut user = [(0i64, 0u32); quota::N_RES];
-        let mut top = [(0u32, Charge::default()); FDINFO_SENDERS];
-        let (uid, senders, denied, n_top) = {
-            let inner = me.lock();
-            let l = &inner.limits;
-            let u = l.user.user().ledger();
-            for r in 0..quota::N_RES {
-                peer[r] = (l.ledger.used(r), l.ledger.max(r));
-                user[r] = (u.used(r), u.max(r));
-            }
-            (
-                me.uid,
-                l.ledger.senders(),
-                (l.ledger.denied(), u.denied()),
-                l.ledger.top_shares(&mut top),
-            )
-        };
-        seq_print!(m, "bus1-limits:\tsenders={}", senders);
-        for (name, (used, max)) in quota::NAMES.iter().zip(peer.iter()) {
-            seq_print!(m, " {}={}/{}", name, used, max);
-        }
-        seq_print!(m, " denied={}", denied.0);
-        seq_print!(m, "\nbus1-user:\tuid={}", uid_for_current(uid));
-        for (name, (used, max)) in quota::NAMES.iter().zip(user.iter()) {
-            seq_print!(m, " {}={}/{}", name, used, max);
-        }
-        seq_print!(m, " denied={}\n", denied.1);
-        for (sender, c) in top.iter().take(n_top) {
-            seq_print!(m, "bus1-sender:\tuid={}", uid_for_current(*sender));
-            for (name, n) in quota::NAMES.iter().zip(c.0.iter()) {
-                seq_print!(m, " {}={}", name, n);
-            }
-            seq_print!(m, "\n");
-        }
     }
 }
 

@@ -28,11 +28,11 @@ use crate::{
         fd::IoctlContext,
         poll::WaitTimeout, //
     },
-    message::{
+    recv::{
         Received,
-        RecvArgs,
-        SEND_FLAGS, //
+        RecvArgs, //
     },
+    send::SEND_FLAGS,
     uapi,
 };
 use core::mem::{

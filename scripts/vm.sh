@@ -93,8 +93,11 @@ check)
 	# run anyway) ends the guest at once instead.
 	limit=${BUS1_VM_TIMEOUT:-$(python3 "$BUS1_TOP/scripts/manifest.py" --guest-timeout)}
 	log "booting $variant guest (${accel[*]}), timeout ${limit}s"
+	# A hung task ends the guest at once, but only after 300 s, not the default 120 s: the KUnit
+	# suites run inside insmod, and on the debug kernel under TCG on a loaded host the largest
+	# (the exhaustive interleavings of bus1_queue) has taken over 200 s.
 	timeout --foreground -k 10 "$limit" "${qemu[@]}" -serial file:"$console" -serial file:"$results" \
-		-append "$append ignore_loglevel hung_task_panic=1 softlockup_panic=1 sysctl.kernel.panic_on_rcu_stall=1" </dev/null
+		-append "$append ignore_loglevel hung_task_panic=1 sysctl.kernel.hung_task_timeout_secs=300 softlockup_panic=1 sysctl.kernel.panic_on_rcu_stall=1" </dev/null
 	rc=$?
 	[ $rc -eq 124 ] && log "guest timed out after ${limit}s (console: $console)"
 	python3 "$BUS1_TOP/scripts/results.py" --variant "$variant" --console "$console" \

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A peer's limits: the resources charged to the peer and, one level up, to its user (the
+//! principal), with the quota that bounds what one sending principal may hold of them.
+
+#![deny(unsafe_code)]
+
+use crate::{
+    ext::errno::EDQUOT,
+    quota::{
+        self,
+        Charge,
+        Ledger,
+        ShareReservation, //
+    },
+    user::{
+        OpenPeer,
+        UserRef, //
+    },
+};
+use kernel::{prelude::*, rbtree::RBTreeNodeReservation};
+
+/// Share entries for one sending user, at the peer and at the user level, allocated before the
+/// locks are taken.
+pub(crate) struct ShareReservations {
+    /// For the peer's ledger.
+    peer: ShareReservation,
+    /// For the user's ledger.
+    user: ShareReservation,
+}
+
+impl ShareReservations {
+    /// Allocates both entries.
+    pub(crate) fn new() -> Result<Self> {
+        Ok(ShareReservations {
+            peer: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            user: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+        })
+    }
+}
+
+/// A peer's accounts and, one level up, its user's.
+///
+/// Every charge goes to both levels, all or nothing: the peer's [`Ledger`] (limits set through
+/// `PEER_RESET`) and its user's (module parameters). The user's ledger is locked inside this
+/// peer's `inner` lock.
+pub(crate) struct Limits {
+    /// The user this peer is charged to.
+    pub(crate) user: UserRef,
+    /// This peer's place among its user's open peers, given back at disconnect.
+    open: Option<OpenPeer>,
+    /// This peer's accounts.
+    pub(crate) ledger: Ledger,
+}
+
+impl Limits {
+    /// The limits of a new peer of `user`: the user's maxima. `EMFILE` if the user has as many
+    /// open peers as it may.
+    pub(crate) fn new(user: UserRef) -> Result<Self> {
+        let open = Some(user.open_peer()?);
+        let max = {
+            let l = user.user().ledger();
+            [
+                l.max(quota::SLICES),
+                l.max(quota::HANDLES),
+                l.max(quota::BYTES),
+                l.max(quota::FDS),
+            ]
+        };
+        Ok(Limits {
+            user,
+            open,
+            ledger: Ledger::new(max),
+        })
+    }
+
+    /// The peer was disconnected: it no longer counts among its user's open peers.
+    pub(crate) fn close(&mut self) {
+        self.open = None;
+    }
+
+    /// Returns the handle limit, which also bounds the length of ID arrays.
+    pub(crate) fn max_handles(&self) -> u32 {
+        self.ledger.max(quota::HANDLES)
+    }
+
+    /// Charges `c` to the peer and its user, without a quota: for what a peer takes itself.
+    pub(crate) fn charge(&mut self, c: &Charge) -> Result {
+        let mut u = self.user.user().ledger();
+        if !self.ledger.fits(c) || !u.fits(c) {
+            self.ledger.note_denied();
+            u.note_denied();
+            return Err(EDQUOT());
+        }
+        self.ledger.take(c);
+        u.take(c);
+        Ok(())
+    }
+
+    /// Gives `c` back to the peer and its user.
+    pub(crate) fn discharge(&mut self, c: &Charge) {
+        self.ledger.give(c);
+        self.user.user().ledger().give(c);
+    }
+
+    /// Charges `c` on behalf of the sending principal `sender`, subject to the quota at both
+    /// levels and to fairness among the principal's peers ([`quota::sibling_allows`]).
+    ///
+    /// Returns `Ok(false)`, changing nothing, if the charge is allowed but share entries for
+    /// `sender` are missing and `res` is [`None`]: the caller allocates them unlocked and tries
+    /// again. A refused charge fails first, so it never needs entries.
+    pub(crate) fn charge_quota(
+        &mut self,
+        sender: u32,
+        c: &Charge,
+        res: Option<ShareReservations>,
+    ) -> Result<bool> {
+        let user = self.user.user();
+        let mut u = user.ledger();
+        let p = user.policy();
+        if !u.quota_allows(p, sender, c)
+            || !self.ledger.quota_allows(p, sender, c)
+            || !quota::sibling_allows(p, &u, sender, &self.ledger.share(sender), c)
+        {
+            self.ledger.note_denied();
+            u.note_denied();
+            return Err(EDQUOT());
+        }
+        if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
+            let Some(res) = res else {
+                return Ok(false);
+            };
+            self.ledger.add_entry(sender, res.peer);
+            u.add_entry(sender, res.user);
+        }
+        u.take_shared(sender, c);
+        self.ledger.take_shared(sender, c);
+        Ok(true)
+    }
+
+    /// Removes `shared` from `sender`'s shares and gives `charged` back, at both levels.
+    pub(crate) fn release(&mut self, sender: u32, shared: &Charge, charged: &Charge) {
+        let mut u = self.user.user().ledger();
+        u.unshare(sender, shared);
+        u.give(charged);
+        self.ledger.unshare(sender, shared);
+        self.ledger.give(charged);
+    }
+
+    /// Returns `n` slices.
+    pub(crate) fn discharge_slices(&mut self, n: u64) {
+        self.discharge(&Charge::one(quota::SLICES, n));
+    }
+
+    /// Fails with `EDQUOT` unless `n` more handle references fit.
+    pub(crate) fn check_handles(&self, n: u64) -> Result {
+        let c = Charge::one(quota::HANDLES, n);
+        if self.ledger.fits(&c) && self.user.user().ledger().fits(&c) {
+            Ok(())
+        } else {
+            Err(EDQUOT())
+        }
+    }
+
+    /// Charges `n` handle references.
+    pub(crate) fn charge_handles(&mut self, n: u64) -> Result {
+        self.charge(&Charge::one(quota::HANDLES, n))
+    }
+
+    /// Returns `n` handle references.
+    pub(crate) fn discharge_handles(&mut self, n: u64) {
+        self.discharge(&Charge::one(quota::HANDLES, n));
+    }
+}

@@ -1,0 +1,509 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `RECV` and `SLICE_RELEASE`: dequeueing the front of a peer's queue (data, `NODE_DESTROY`,
+//! `NODE_RELEASE`) in the one global order, installing a data message's handles, file
+//! descriptors and slice, and giving slices back.
+
+#![deny(unsafe_code)]
+
+use crate::{
+    ext::{errno::ENOTRECOVERABLE, fd::reserve_cloexec},
+    message::{
+        Message,
+        SliceLayout, //
+    },
+    node::{
+        HandleReservation,
+        Holder,
+        Node, //
+    },
+    peer::{
+        Event,
+        NodeHolder,
+        Peer,
+        PeerInner, //
+    },
+    pool::Pool,
+    queue::{
+        Queue,
+        QueueSlot, //
+    },
+    quota, uapi,
+};
+use core::mem::size_of;
+use kernel::{
+    fs::file::FileDescriptorReservation,
+    prelude::*,
+    rbtree::RBTreeNodeReservation,
+    sync::Arc,
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+/// The receiver-side description of a received message.
+pub(crate) struct Received {
+    /// `BUS1_MSG_*`.
+    pub(crate) type_: u64,
+    /// Whether the next entry belongs to the same transaction.
+    pub(crate) cont: bool,
+    /// The receiver's ID for the node, or `BUS1_HANDLE_INVALID`.
+    pub(crate) destination: u64,
+    /// Pool offset of the slice, or `BUS1_OFFSET_INVALID`.
+    pub(crate) offset: u64,
+    /// The slice layout (all zero for notifications).
+    pub(crate) layout: SliceLayout,
+    /// Sender's uid, gid, pid and tid as seen by the receiver.
+    pub(crate) ids: [u32; 4],
+}
+
+impl Received {
+    /// Describes a notification about the node the receiver names `destination`.
+    pub(crate) fn notification(type_: u64, cont: bool, destination: u64) -> Self {
+        Received {
+            type_,
+            cont,
+            destination,
+            offset: uapi::BUS1_OFFSET_INVALID,
+            layout: SliceLayout {
+                n_bytes: 0,
+                n_handles: 0,
+                n_fds: 0,
+            },
+            ids: [u32::MAX, u32::MAX, 0, 0],
+        }
+    }
+}
+
+/// What the caller of `RECV` asked for.
+#[derive(Clone, Copy)]
+pub(crate) struct RecvArgs {
+    /// Leave the message queued and install nothing.
+    pub(crate) peek: bool,
+    /// Receive the seed instead of the queue front.
+    pub(crate) seed: bool,
+    /// Install carried files as file descriptors.
+    pub(crate) install_fds: bool,
+    /// End of the caller's pool mapping.
+    pub(crate) max_offset: u64,
+}
+
+/// Resources reserved before a message is dequeued, so that installing it cannot fail.
+struct InstallReservation {
+    /// One per carried handle.
+    handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, NodeHolder>)>,
+    /// One per carried file, if they are to be installed.
+    fds: KVec<FileDescriptorReservation>,
+    /// One per carried node of another peer that was already destroyed, for the
+    /// `NODE_DESTROY` the receiver gets with a handle installed after the destruction (see
+    /// [`Peer::install_handle`]).
+    destroys: KVec<QueueSlot<Event>>,
+}
+
+impl InstallReservation {
+    /// Reserves what installing `msg` needs, including the pool pages its handle IDs and fd
+    /// numbers will be written to; `EMFILE`, `ENOMEM` and friends leave the message queued.
+    fn new(msg: &Message, install_fds: bool) -> Result<Self> {
+        if let Some(off) = msg.slice {
+            let l = &msg.layout;
+            let fds_len = if install_fds { 4 * l.n_fds } else { 0 };
+            prefault(
+                msg.receiver.pool(),
+                off + l.handles_at(),
+                8 * l.n_handles + fds_len,
+            )?;
+        }
+        let n_handles = usize::try_from(msg.layout.n_handles)?;
+        let mut handles = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        for _ in 0..n_handles {
+            handles.push(
+                (
+                    HandleReservation::new()?,
+                    RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+                ),
+                GFP_KERNEL,
+            )?;
+        }
+        let mut fds = KVec::new();
+        if install_fds {
+            let n_fds = usize::try_from(msg.layout.n_fds)?;
+            fds.reserve(n_fds, GFP_KERNEL)?;
+            for _ in 0..n_fds {
+                fds.push(reserve_cloexec()?, GFP_KERNEL)?;
+            }
+        }
+        // A carried node of another peer may be destroyed before its handle is installed, and
+        // the handle then joins the destruction with a notification of its own: its memory is
+        // reserved here, so nothing is allocated once the message is dequeued.
+        let mut destroys = KVec::new();
+        if let Some(cargo) = &msg.cargo {
+            for node in cargo.nodes.iter().flatten() {
+                if !Arc::ptr_eq(node.owner(), &msg.receiver) {
+                    destroys.push(Queue::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
+                }
+            }
+        }
+        Ok(InstallReservation {
+            handles,
+            fds,
+            destroys,
+        })
+    }
+}
+
+impl Peer {
+    /// `SLICE_RELEASE`.
+    pub(crate) fn cmd_slice_release(&self, arg: usize) -> Result<isize> {
+        let offset: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
+            .reader()
+            .read()?;
+        self.slice_release(offset)
+    }
+
+    /// `SLICE_RELEASE` of `offset` (also the release stage of `TRANSACT`).
+    pub(crate) fn slice_release(&self, offset: u64) -> Result<isize> {
+        self.pool().release(offset)?;
+        self.lock().limits.discharge_slices(1);
+        Ok(0)
+    }
+
+    /// Receives the front of the queue (or the seed) as described by `a`.
+    pub(crate) fn recv(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
+        if a.seed {
+            return self.recv_seed(a);
+        }
+        loop {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            let (key, ev, cont) = inner.queue.front().ok_or(EAGAIN)?;
+            let key = *key;
+            let flushed = inner.queue.is_flushed(&key);
+            let (keep, type_, dest) = match ev {
+                Event::Destroy(n) | Event::Release(n) => {
+                    let t = if matches!(ev, Event::Destroy(_)) {
+                        uapi::BUS1_MSG_NODE_DESTROY
+                    } else {
+                        uapi::BUS1_MSG_NODE_RELEASE
+                    };
+                    // A peer that dropped its handle before receiving never sees it, and a
+                    // handle is told of its node's destruction once.
+                    let dest = inner
+                        .handles
+                        .by_node(&n.key())
+                        .filter(|h| !(matches!(ev, Event::Destroy(_)) && h.destroy_delivered))
+                        .map(|h| h.id);
+                    (!flushed && dest.is_some(), t, dest)
+                }
+                Event::Data(m) => {
+                    let node = m.node().ok_or(ENOTRECOVERABLE())?;
+                    let dest = inner.handles.by_node(&node.key()).map(|h| h.id);
+                    // Ordered after the node's destruction, on the full (timestamp, tag) key:
+                    // dropped. A node that is gone from its owner but not yet stamped is being
+                    // destroyed by a transaction that has not taken its timestamp yet (that
+                    // happens under this lock, with the stamp), so this readable entry is
+                    // ordered before it.
+                    let after_destroy = inner.nodes.get(&node.serial()).is_none()
+                        && node.destroyed_before(key.ts(), key.tag());
+                    (
+                        !flushed && dest.is_some() && !after_destroy,
+                        uapi::BUS1_MSG_DATA,
+                        dest,
+                    )
+                }
+            };
+            if !keep {
+                let popped = pop_front_settled(inner);
+                // Dropped unlocked: a message gives its resources back under other locks.
+                drop(guard);
+                drop(popped);
+                continue;
+            }
+            let dest = dest.unwrap_or(uapi::BUS1_HANDLE_INVALID);
+            if type_ != uapi::BUS1_MSG_DATA {
+                if !a.peek {
+                    if let Some(Event::Destroy(n)) = inner.queue.get(&key) {
+                        let nk = n.key();
+                        if let Some(h) = inner.handles.by_node_mut(&nk) {
+                            h.destroy_delivered = true;
+                        }
+                    }
+                    let popped = pop_front_settled(inner);
+                    drop(guard);
+                    drop(popped);
+                }
+                return Ok(Received::notification(type_, cont, dest));
+            }
+            let Some(Event::Data(msg)) = inner.queue.get(&key) else {
+                return Err(ENOTRECOVERABLE());
+            };
+            if msg.slice_end()? > a.max_offset {
+                return Err(ERANGE);
+            }
+            if a.peek {
+                return Ok(self.describe(msg, cont, dest));
+            }
+            let res = InstallReservation::new(msg, a.install_fds)?;
+            let Some((key, Event::Data(mut msg), cont)) = inner.queue.pop_front() else {
+                return Err(ENOTRECOVERABLE());
+            };
+            if msg.cargo.is_none() {
+                // Nothing is left to decide at install: settling now, under this lock, spares
+                // the destructor taking it again.
+                msg.settle_dequeued(&mut inner.limits);
+            }
+            drop(guard);
+            return self.install(msg, (key.ts(), key.tag()), cont, dest, res);
+        }
+    }
+
+    /// `RECV` with the seed flag.
+    fn recv_seed(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
+        let mut guard = self.lock();
+        let msg = guard.seed.as_deref().ok_or(EAGAIN)?;
+        if msg.slice_end()? > a.max_offset {
+            return Err(ERANGE);
+        }
+        if a.peek {
+            return Ok(self.describe(msg, false, uapi::BUS1_HANDLE_INVALID));
+        }
+        let res = InstallReservation::new(msg, a.install_fds)?;
+        let msg = KBox::into_inner(guard.seed.take().ok_or(EAGAIN)?);
+        drop(guard);
+        // The seed is not ordered against anything; its handles are delivered if their nodes
+        // are still live.
+        self.install(
+            msg,
+            (u64::MAX, u64::MAX),
+            false,
+            uapi::BUS1_HANDLE_INVALID,
+            res,
+        )
+    }
+
+    /// Describes `msg` without installing anything (`PEEK`).
+    fn describe(&self, msg: &Message, cont: bool, destination: u64) -> Received {
+        Received {
+            type_: uapi::BUS1_MSG_DATA,
+            cont,
+            destination,
+            offset: msg.slice.unwrap_or(uapi::BUS1_OFFSET_INVALID),
+            layout: msg.layout,
+            ids: [
+                self.viewer().uid(&msg.sender),
+                self.viewer().gid(&msg.sender),
+                self.viewer().pid(&msg.sender),
+                self.viewer().tid(&msg.sender),
+            ],
+        }
+    }
+
+    /// Installs the dequeued message `msg`, committed at `(ts, tag)`: links its handles, writes their
+    /// IDs and the file descriptor numbers into the slice, publishes the slice and installs the
+    /// files. Cannot fail after the reservations, except for the copy to the caller.
+    fn install(
+        self: &Arc<Self>,
+        mut msg: Message,
+        at: (u64, u64),
+        cont: bool,
+        destination: u64,
+        mut res: InstallReservation,
+    ) -> Result<Received> {
+        let out = self.describe(&msg, cont, destination);
+        let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
+        let layout = msg.layout;
+        let cargo = msg.cargo.clone();
+        let mut delivered: u64 = 0;
+        // The message is dequeued: from here on nothing may fail. The reservations cover every
+        // allocation, and the pool pages written below were faulted in before the dequeue, so
+        // the writes cannot fail for want of memory (a write error would only leave zeros).
+        if let Some(cargo) = &cargo {
+            let pool = self.pool();
+            for (i, node) in cargo.nodes.iter().enumerate() {
+                let id = match (node, res.handles.pop()) {
+                    (Some(node), Some((hres, holder_res))) => {
+                        self.install_handle(node, at, hres, holder_res, &mut res.destroys)
+                    }
+                    _ => uapi::BUS1_HANDLE_INVALID,
+                };
+                if id != uapi::BUS1_HANDLE_INVALID {
+                    delivered += 1;
+                }
+                // CAST: `i` is below `n_handles`, a `u64`.
+                let at = off + layout.handles_at() + 8 * i as u64;
+                let _ = pool.write(at, &id.to_ne_bytes());
+            }
+            // Every live node's in-flight reference became a user reference or was dropped.
+            msg.inflight = false;
+            for (i, fd) in res.fds.iter().enumerate() {
+                // CAST: As above; fd numbers are non-negative `int`s.
+                let at = off + layout.fds_at() + 4 * i as u64;
+                let _ = pool.write(at, &(fd.reserved_fd() as i32).to_ne_bytes());
+            }
+        }
+        // Undelivered handles give their charge back; delivered ones keep it as user refs.
+        // The published slice keeps its charge until `SLICE_RELEASE`. Dropping `msg` returns
+        // the rest: the in-flight bytes and fds, and the sender's share.
+        let h = &mut msg.charged.0[quota::HANDLES];
+        *h = h.saturating_sub(delivered);
+        self.pool().publish(off);
+        msg.slice = None;
+        msg.charged.0[quota::SLICES] = 0;
+        if let Some(cargo) = &cargo {
+            for (r, file) in res.fds.drain_all().zip(cargo.files.iter()) {
+                r.fd_install(file.clone());
+            }
+        }
+        drop(msg);
+        Ok(out)
+    }
+
+    /// Gives this peer a user reference to `node`, carried by a message committed at
+    /// `(ts, tag)`, and returns its ID, or `BUS1_HANDLE_INVALID` if the message is ordered after
+    /// the node's destruction. Converts the message's in-flight reference on `node`.
+    fn install_handle(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        (ts, tag): (u64, u64),
+        hres: HandleReservation,
+        holder_res: RBTreeNodeReservation<u64, NodeHolder>,
+        destroys: &mut KVec<QueueSlot<Event>>,
+    ) -> u64 {
+        let owner = node.owner();
+        // A node gone from its owner is still delivered if the message is ordered before its
+        // destruction.
+        if Arc::ptr_eq(owner, self) {
+            // Nothing was reserved for a node of this peer.
+            let mut inner = self.lock();
+            if inner.nodes.get(&node.serial()).is_none() {
+                // The destroying transaction is this peer's own and takes its lock to stamp
+                // the node: its position is awaited unlocked.
+                drop(inner);
+                if !ordered_before_destruction(node, ts, tag) {
+                    return uapi::BUS1_HANDLE_INVALID;
+                }
+                inner = self.lock();
+            }
+            // The in-flight reference becomes the extra owner reference, which is strong.
+            return inner
+                .handles
+                .acquire(&node.key())
+                .unwrap_or(uapi::BUS1_HANDLE_INVALID);
+        }
+        // Reserved before the dequeue, one per carried node of another peer: the memory of this
+        // peer's NODE_DESTROY, kept with a new holder entry or used to join a destruction.
+        let mut destroy = destroys.pop();
+        let live = {
+            let mut o = owner.lock();
+            match o.nodes.get_mut(&node.serial()) {
+                Some(st) => {
+                    // The in-flight reference becomes this holder's reference.
+                    let id = self.id();
+                    match (st.holders.get_mut(&id), destroy.take()) {
+                        (Some(h), slot) => {
+                            h.refs = h.refs.saturating_add(1);
+                            destroy = slot;
+                        }
+                        (None, Some(slot)) => {
+                            st.holders
+                                .insert(holder_res.into_node(id, Holder::new(self.clone(), slot)));
+                        }
+                        // Cannot happen: a slot is reserved for every carried foreign node.
+                        (None, None) => {
+                            kernel::warn_on!(true);
+                        }
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        if !live && !ordered_before_destruction(node, ts, tag) {
+            return uapi::BUS1_HANDLE_INVALID;
+        }
+        let mut inner = self.lock();
+        // The destruction, if there is one by now, must reach this peer exactly once, and only
+        // if this peer has not yet taken anything ordered after it off its queue (possible when
+        // another thread received concurrently); otherwise the handle is not installed at all.
+        // - Registered as a holder above (`live`): a destruction committed since notified this
+        //   peer, and that notification is still queued unless the queue moved past it.
+        // - Not registered (`!live`): a handle linked now joins the destruction below.
+        if let Some((c, otag)) = node.destruction() {
+            if !inner.queue.may_join(c, otag) {
+                return uapi::BUS1_HANDLE_INVALID;
+            }
+        }
+        let (id, linked) = match inner.handles.acquire(&node.key()) {
+            Some(id) => (id, false),
+            None => (
+                inner
+                    .handles
+                    .link(node.clone(), None, true, hres)
+                    .unwrap_or(uapi::BUS1_HANDLE_INVALID),
+                true,
+            ),
+        };
+        // Only a handle linked just now, to a node that was gone when this peer tried to
+        // register, needs to join the destruction: an existing handle was either attached when
+        // the node was destroyed or linked by an earlier message that joined it. Should a
+        // notification of the same destruction still be queued as well (this peer held a handle
+        // and released it), the handle is notified once: see `Handle::destroy_delivered`.
+        let mut woke = false;
+        if !live && linked && id != uapi::BUS1_HANDLE_INVALID {
+            if let (Some(slot), Some((c, otag))) = (destroy, node.destruction()) {
+                if let Ok((_, w)) =
+                    inner
+                        .queue
+                        .commit_synthetic(slot, c, otag, Event::Destroy(node.clone()))
+                {
+                    woke = w;
+                }
+            }
+        }
+        drop(inner);
+        if woke {
+            self.wake();
+        }
+        id
+    }
+}
+
+/// Dequeues the front entry of the peer whose state is `inner`. The memory of a release
+/// notification of a live node goes back to the node, for its next one; anything else is
+/// returned, for the caller to drop once it released the lock.
+fn pop_front_settled(inner: &mut PeerInner) -> Option<(Event, QueueSlot<Event>)> {
+    let (key, ev, slot) = inner.queue.pop_front_reuse()?;
+    if let Event::Release(n) = &ev {
+        if let Some(st) = inner.nodes.get_mut(&n.serial()) {
+            let slot = st.release_dequeued(&key, slot)?;
+            return Some((ev, slot));
+        }
+    }
+    Some((ev, slot))
+}
+
+/// Whether a message committed at `(ts, tag)` is ordered before the destruction of `node`,
+/// which is gone from its owner.
+///
+/// A destroying transaction removes the node from its owner before it knows its commit
+/// timestamp, and stamps the node, under the owner's lock, before it commits anything; in
+/// between it stages the notifications of every holder. A receiver that meets the node in that
+/// window waits for the stamp (see [`Peer::destruction_of`]), because only the stamp tells
+/// whether its message was ordered before the destruction.
+fn ordered_before_destruction(node: &Node, ts: u64, tag: u64) -> bool {
+    (ts, tag) < node.owner().destruction_of(node)
+}
+
+/// Makes sure the pool pages under `[at, at + len)` are present, so that writing there later
+/// cannot fail for want of memory.
+fn prefault(pool: &Pool, at: u64, len: u64) -> Result {
+    const ZEROS: [u8; 256] = [0; 256];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(256);
+        // CAST: `n <= 256`.
+        pool.write(at + done, &ZEROS[..n as usize])?;
+        done += n;
+    }
+    Ok(())
+}

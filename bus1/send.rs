@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `SEND`: validating the arguments, resolving the destinations and carried handles, building
+//! one [`Message`] per destination (charged to its receiver, copied into its pool with the
+//! receiver unpinned) and staging every copy in one transaction.
+
+#![deny(unsafe_code)]
+
+use crate::{
+    ext::{
+        errno::{
+            EDQUOT,
+            EHOSTUNREACH,
+            ENOTRECOVERABLE,
+            ENOTUNIQ,
+            EOPNOTSUPP,
+            ESHUTDOWN, //
+        },
+        fd::IoctlContext,
+        file_ext::{
+            is_io_uring,
+            is_unix_socket, //
+        },
+        miscdevice::device_of_file,
+        task_ext::SenderIds,
+    },
+    limits::ShareReservations,
+    message::{
+        get_inflight,
+        Cargo,
+        Message,
+        SliceLayout, //
+    },
+    node::Node,
+    peer::{
+        first_duplicate,
+        Event,
+        NodeOp,
+        Peer,
+        PeerActive, //
+    },
+    queue::{
+        Queue,
+        QueueSlot, //
+    },
+    quota::Charge,
+    smallvec::SmallVec,
+    transaction::Transaction,
+    uapi,
+};
+use core::mem::size_of;
+use kernel::{
+    fs::file::File,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc,
+        UniqueArc, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+/// Most iovecs one `SEND` may gather.
+const VEC_MAX: u64 = 1024;
+/// Largest payload, as for `read(2)` and `write(2)` (`MAX_RW_COUNT`).
+const MAX_PAYLOAD: u64 = (i32::MAX as u64) & !4095;
+
+/// The flags `SEND` knows.
+pub(crate) const SEND_FLAGS: u64 = uapi::BUS1_SEND_FLAG_CONTINUE | uapi::BUS1_SEND_FLAG_SEED;
+
+/// A copy built by `SEND` and not yet staged. The receiver is not pinned: `msg` keeps it (and
+/// its pool) alive, and it is pinned again to stage the copy.
+struct Pending {
+    /// Room in the receiver's queue.
+    slot: QueueSlot<Event>,
+    /// The copy.
+    msg: Message,
+}
+
+impl Peer {
+    /// `SEND`.
+    pub(crate) fn cmd_send(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
+        let s: uapi::Send = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Send>())
+            .reader()
+            .read()?;
+        self.send(&s, ctx)
+    }
+
+    /// `SEND` with its argument already read (also the send stage of `TRANSACT`).
+    pub(crate) fn send(self: &Arc<Self>, s: &uapi::Send, ctx: &IoctlContext) -> Result<isize> {
+        if s.flags & !SEND_FLAGS != 0 {
+            return Err(EINVAL);
+        }
+        if s.n_destinations > i32::MAX as u64 || s.n_vecs > VEC_MAX || s.n_fds > uapi::BUS1_FD_MAX {
+            return Err(EMSGSIZE);
+        }
+        if s.n_destinations > u64::from(self.max_ids()) {
+            return Err(EINVAL);
+        }
+        // Bounded before anything is sized by it: a message can never carry more handles than
+        // the sender may hold, nor more than any receiver's user may be charged.
+        if s.n_handles > u64::from(self.max_ids().min(crate::user::handles_max())) {
+            return Err(EINVAL);
+        }
+        let seed = s.flags & uapi::BUS1_SEND_FLAG_SEED != 0;
+        let cont = s.flags & uapi::BUS1_SEND_FLAG_CONTINUE != 0;
+        if seed && (cont || s.n_destinations != 0) {
+            return Err(EINVAL);
+        }
+
+        // The payload description: iovecs are only read here; the data is copied once per
+        // destination, straight into its pool.
+        let vecs = read_vecs(s.ptr_vecs, s.n_vecs)?;
+        let n_bytes = vecs
+            .iter()
+            .try_fold(0u64, |acc, v| acc.checked_add(v.len))
+            .filter(|&n| n <= MAX_PAYLOAD)
+            .ok_or(EMSGSIZE)?;
+
+        // Nodes created on the fly for unknown unmanaged IDs are pending until the send
+        // succeeds (other operations of this peer wait before using them), and undone if it
+        // fails.
+        let mut op = NodeOp::new(self);
+        let res = self.send_prepared(s, ctx, seed, cont, &vecs, n_bytes, &mut op);
+        if res.is_ok() {
+            op.settle();
+        }
+        res
+    }
+
+    /// The part of `SEND` after the argument checks; `op` resolves the IDs.
+    #[allow(clippy::too_many_arguments)]
+    fn send_prepared(
+        self: &Arc<Self>,
+        s: &uapi::Send,
+        ctx: &IoctlContext,
+        seed: bool,
+        cont: bool,
+        vecs: &[uapi::IoVec],
+        n_bytes: u64,
+        op: &mut NodeOp<'_>,
+    ) -> Result<isize> {
+        // Carried handles, resolved in the sender; duplicates are allowed.
+        let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
+        let handle_ids = read_u64s(s.ptr_handles, n_handles)?;
+        let mut nodes: KVec<Option<Arc<Node>>> =
+            KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
+        for &id in handle_ids.iter() {
+            let node = op.resolve(id)?;
+            nodes.push(Some(node), GFP_KERNEL)?;
+        }
+        drop(handle_ids);
+
+        // Carried files, pinned from now until the message is received or dropped.
+        // CAST: `n_fds` was checked against `BUS1_FD_MAX`.
+        let n_fds = s.n_fds as usize;
+        let files = read_files(s.ptr_fds, n_fds, ctx)?;
+
+        let layout = SliceLayout {
+            n_bytes,
+            n_handles: s.n_handles,
+            n_fds: s.n_fds,
+        };
+        let sender = SenderIds::current();
+
+        if seed {
+            // This peer is pinned by the ioctl itself.
+            let msg = prepare_copy(self, None, layout, &sender, self.uid())?;
+            copy_payload(&msg, vecs)?;
+            let mut msg = KBox::new(msg, GFP_KERNEL_ACCOUNT)?;
+            let cargo = make_cargo(nodes, files, 1)?;
+            msg.cargo = cargo;
+            msg.inflight = true;
+            let old = self.lock().seed.replace(msg);
+            drop(old);
+            return Ok(0);
+        }
+
+        // Destinations, in order: resolve, pin, check, charge, allocate and copy.
+        // CAST: `n_destinations` was checked against `i32::MAX`.
+        let n_dst = s.n_destinations as usize;
+        let dst_ids = read_u64s(s.ptr_destinations, n_dst)?;
+        let first_dup = first_duplicate(&dst_ids)?;
+        let mut errors: SmallVec<u64, 8> = SmallVec::with_capacity(n_dst)?;
+        // The first copy is kept apart, so a unicast allocates no list.
+        let mut first: Option<Pending> = None;
+        let mut pending: KVec<Pending> = KVec::with_capacity(n_dst.saturating_sub(1), GFP_KERNEL)?;
+        for (i, &id) in dst_ids.iter().enumerate() {
+            if first_dup == Some(i) {
+                return Err(ENOTUNIQ());
+            }
+            let node = op.resolve(id)?;
+            match self.send_one(&node, layout, vecs, &sender, self.uid()) {
+                Ok(p) => {
+                    if first.is_none() {
+                        first = Some(p);
+                    } else {
+                        pending.push(p, GFP_KERNEL)?;
+                    }
+                    errors.push(0)?;
+                }
+                Err(e) if cont && is_per_destination(e) => {
+                    // CAST: Errno values are small negative integers.
+                    errors.push(u64::from(e.to_errno().unsigned_abs()))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if s.ptr_errors != 0 && n_dst > 0 {
+            let ptr = usize::try_from(s.ptr_errors).map_err(|_| EFAULT)?;
+            let mut w = UserSlice::new(UserPtr::from_addr(ptr), n_dst * size_of::<u64>()).writer();
+            for e in errors.iter() {
+                w.write(e)?;
+            }
+        }
+        let Some(first) = first else {
+            return Ok(0);
+        };
+        let n_copies = pending.len() + 1;
+
+        // Everything that can fail comes first, then the point of no return: take the in-flight
+        // references and stage every copy.
+        let mut tx = Transaction::new(self.clone());
+        tx.reserve_remote(n_copies)?;
+        // CAST: A count of destinations fits.
+        let cargo = make_cargo(nodes, files, n_copies as u64)?;
+        for mut p in Iterator::chain(Some(first).into_iter(), pending.drain_all()) {
+            p.msg.cargo = cargo.clone();
+            p.msg.inflight = true;
+            // A receiver that shut down since its copy was made is gone with everything it
+            // would have received: the copy is dropped, which nobody can tell from a delivery
+            // followed by the receiver's flush.
+            if let Ok(dst) = PeerActive::acquire(p.msg.receiver.clone()) {
+                tx.stage_remote_pinned(dst, p.slot, Event::Data(p.msg));
+            }
+        }
+        tx.commit();
+        Ok(0)
+    }
+
+    /// Builds the copy of a message for the node `node`: pins its owner, checks the node is
+    /// live, charges the owner and allocates the slice; then unpins it and copies the payload.
+    ///
+    /// The copy reads the sender's memory, which can take forever (a page that never faults
+    /// in), so it holds nothing the receiver's teardown waits for: the allocated, unpublished
+    /// slice is the sender's until the message is staged or dropped. A receiver that shut down
+    /// meanwhile gets nothing, and the sender `ESHUTDOWN`, as if it had shut down first.
+    fn send_one(
+        &self,
+        node: &Arc<Node>,
+        layout: SliceLayout,
+        vecs: &[uapi::IoVec],
+        sender: &SenderIds,
+        sender_uid: u32,
+    ) -> Result<Pending> {
+        // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
+        let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
+        let msg = {
+            let dst = PeerActive::acquire(node.owner().clone())?;
+            prepare_copy(dst.peer(), Some(node.clone()), layout, sender, sender_uid)?
+        };
+        copy_payload(&msg, vecs)?;
+        if msg.receiver.is_shutdown() {
+            return Err(ESHUTDOWN());
+        }
+        Ok(Pending { slot, msg })
+    }
+}
+
+/// Whether `e` concerns one destination only, so `SEND_FLAG_CONTINUE` skips that destination.
+fn is_per_destination(e: Error) -> bool {
+    e == EHOSTUNREACH() || e == ESHUTDOWN() || e == EDQUOT() || e == crate::ext::errno::EXFULL()
+}
+
+/// Prepares a copy for `peer`, which the caller pins, sent by the user `sender_uid`: checks
+/// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
+/// the handles and the fds (subject to the quota), and allocates the slice, which stays
+/// unpublished (no flush touches it) until the message is received or dropped.
+fn prepare_copy(
+    peer: &Arc<Peer>,
+    node: Option<Arc<Node>>,
+    layout: SliceLayout,
+    sender: &SenderIds,
+    sender_uid: u32,
+) -> Result<Message> {
+    let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
+    // The destination node must be live; checked under the same lock as the first charge
+    // attempt, so a unicast takes the receiver's lock once here.
+    let mut inner = peer.lock();
+    if let Some(n) = &node {
+        if inner.nodes.get(&n.serial()).is_none() {
+            return Err(EHOSTUNREACH());
+        }
+    }
+    // What can never fit is refused before the quota is asked.
+    if layout.size() > peer.pool().size() {
+        return Err(EMSGSIZE);
+    }
+    let shared = if sender_uid == peer.uid() {
+        // A user's messages to itself are bounded by its own limits only: the quota protects a
+        // receiver from other users.
+        inner.limits.charge(&c)?;
+        drop(inner);
+        Charge::default()
+    } else {
+        // A message from a sender that holds no share here needs share entries; they are
+        // allocated unlocked, only once the charge is known to be allowed.
+        let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
+        drop(inner);
+        if !charged {
+            let res = ShareReservations::new()?;
+            if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
+                return Err(ENOTRECOVERABLE());
+            }
+        }
+        c
+    };
+    // From here on, dropping `msg` gives back what was charged.
+    let mut msg = Message {
+        receiver: peer.clone(),
+        node,
+        slice: None,
+        layout,
+        sender: sender.clone(),
+        cargo: None,
+        sender_uid,
+        charged: c,
+        shared,
+        inflight: false,
+    };
+    // On failure, `msg` gives the slice's charge back with the rest.
+    let off = peer.pool().alloc(layout.size())?;
+    msg.slice = Some(off);
+    Ok(msg)
+}
+
+/// Copies the payload described by `vecs` from the sender's memory into the slice of `msg`.
+fn copy_payload(msg: &Message, vecs: &[uapi::IoVec]) -> Result {
+    let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
+    let pool = msg.receiver.pool();
+    let mut at = off;
+    for v in vecs.iter() {
+        if v.len == 0 {
+            continue;
+        }
+        let base = usize::try_from(v.base).map_err(|_| EFAULT)?;
+        let len = usize::try_from(v.len).map_err(|_| EFAULT)?;
+        pool.write_from_user(at, UserPtr::from_addr(base), len)?;
+        at += v.len;
+    }
+    Ok(())
+}
+
+/// Takes `n` in-flight references on every live carried node and wraps the cargo for sharing;
+/// a message with neither handles nor files has none, and allocates nothing for it.
+///
+/// The only failure, out of memory, happens before any reference is taken.
+fn make_cargo(
+    nodes: KVec<Option<Arc<Node>>>,
+    files: KVec<ARef<File>>,
+    n: u64,
+) -> Result<Option<Arc<Cargo>>> {
+    if nodes.is_empty() && files.is_empty() {
+        return Ok(None);
+    }
+    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL_ACCOUNT)?;
+    for slot in cargo.nodes.iter_mut() {
+        if let Some(node) = slot {
+            if !get_inflight(node, n) {
+                *slot = None;
+            }
+        }
+    }
+    Ok(Some(cargo.into()))
+}
+
+/// Reads `n` iovecs from user address `ptr`.
+fn read_vecs(ptr: u64, n: u64) -> Result<SmallVec<uapi::IoVec, 8>> {
+    // CAST: `n` was checked against `VEC_MAX`.
+    let n = n as usize;
+    let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<uapi::IoVec>()).reader();
+    let mut vecs = SmallVec::with_capacity(n)?;
+    for _ in 0..n {
+        let v: uapi::IoVec = r.read()?;
+        // A negative `ssize_t` length.
+        if v.len > i64::MAX as u64 {
+            return Err(EMSGSIZE);
+        }
+        vecs.push(v)?;
+    }
+    Ok(vecs)
+}
+
+/// Reads `n` `u64`s from user address `ptr`.
+fn read_u64s(ptr: u64, n: usize) -> Result<SmallVec<u64, 8>> {
+    let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
+    let mut out = SmallVec::with_capacity(n)?;
+    for _ in 0..n {
+        out.push(r.read::<u64>()?)?;
+    }
+    Ok(out)
+}
+
+/// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
+/// peers, `AF_UNIX` sockets and io_uring instances, which could form reference cycles only a
+/// GC could break.
+fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>> {
+    let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<i32>()).reader();
+    let mut out = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+    for _ in 0..n {
+        let fd: i32 = r.read()?;
+        let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+        let file = ctx.fget(fd)?;
+        if device_of_file::<Peer>(&file).is_some() || is_unix_socket(&file) || is_io_uring(&file) {
+            return Err(EOPNOTSUPP());
+        }
+        out.push(file, GFP_KERNEL)?;
+    }
+    Ok(out)
+}
