@@ -1210,7 +1210,6 @@ TEST_F(bus, payload_iovec_lengths)
 	static char buf[64];
 	struct iovec v[3];
 	struct bus1_cmd_send s;
-	int r;
 
 	memset(&s, 0, sizeof(s));
 	s.ptr_destinations = PTR(&self->to_b);
