@@ -290,6 +290,54 @@ static int uffd_open(void)
 	return fd;
 }
 
+/* A private anonymous page registered with @uffd for missing-page faults. */
+static char *uffd_missing_page(int uffd, long page)
+{
+	struct uffdio_register reg;
+	char *area = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (area == MAP_FAILED)
+		return NULL;
+	reg.range.start = (__u64)(uintptr_t)area;
+	reg.range.len = page;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+		munmap(area, page);
+		return NULL;
+	}
+	return area;
+}
+
+/* Waits until a thread faults on a page of @uffd: 0 once it is stopped there. */
+static int uffd_wait_fault(int uffd)
+{
+	struct pollfd pf = { .fd = uffd, .events = POLLIN };
+	struct uffd_msg m;
+
+	if (poll(&pf, 1, -1) != 1 || read(uffd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+		return -1;
+	return m.event == UFFD_EVENT_PAGEFAULT ? 0 : -1;
+}
+
+/* Fills the stopped page @area with @c, letting the faulting thread go on. */
+static int uffd_fill(int uffd, char *area, long page, char c)
+{
+	struct uffdio_copy copy;
+	char *src = malloc(page);
+	int r;
+
+	if (!src)
+		return -ENOMEM;
+	memset(src, c, page);
+	copy.dst = (__u64)(uintptr_t)area;
+	copy.src = (__u64)(uintptr_t)src;
+	copy.len = page;
+	copy.mode = 0;
+	r = ret_errno(ioctl(uffd, UFFDIO_COPY, &copy));
+	free(src);
+	return r;
+}
+
 /*
  * A node that a SEND creates on the fly is invisible to the peer's other
  * operations until the SEND has passed its point of no return: here the SEND
@@ -300,16 +348,12 @@ static int uffd_open(void)
 TEST_F(order, node_created_by_failing_send_is_invisible)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	struct uffdio_register reg;
-	struct uffdio_copy copy;
-	struct uffd_msg m;
 	struct stalled_send s;
 	struct xfer_call x;
 	pthread_t ts, tx;
 	__u64 to_b = INV, dst[2];
 	__u64 handles[1] = { N1 };
-	char *area, *src;
-	struct pollfd pf;
+	char *area;
 	int uffd, other;
 
 	uffd = uffd_open();
@@ -320,12 +364,8 @@ TEST_F(order, node_created_by_failing_send_is_invisible)
 	ASSERT_EQ(0, xfer(self->b, N2, self->a, &to_b));
 	ASSERT_NE(INV, to_b);
 
-	area = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, area);
-	reg.range.start = (__u64)(uintptr_t)area;
-	reg.range.len = page;
-	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+	area = uffd_missing_page(uffd, page);
+	ASSERT_NE(NULL, area);
 
 	/*
 	 * SEND{handles=[N1 (new)], destinations=[B, an unknown managed ID]}:
@@ -345,11 +385,7 @@ TEST_F(order, node_created_by_failing_send_is_invisible)
 	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
 
 	/* The sender is in the window: N1 exists, the copy is stopped. */
-	pf.fd = uffd;
-	pf.events = POLLIN;
-	ASSERT_EQ(1, poll(&pf, 1, -1));
-	ASSERT_EQ((ssize_t)sizeof(m), read(uffd, &m, sizeof(m)));
-	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, m.event);
+	ASSERT_EQ(0, uffd_wait_fault(uffd));
 
 	/* Another thread of A transfers N1 to C meanwhile. */
 	memset(&x, 0, sizeof(x));
@@ -364,14 +400,7 @@ TEST_F(order, node_created_by_failing_send_is_invisible)
 		sched_yield();
 
 	/* Let the SEND go on; it fails and undoes its node. */
-	src = malloc(page);
-	ASSERT_NE(NULL, src);
-	memset(src, 'x', page);
-	copy.dst = (__u64)(uintptr_t)area;
-	copy.src = (__u64)(uintptr_t)src;
-	copy.len = page;
-	copy.mode = 0;
-	ASSERT_EQ(0, ioctl(uffd, UFFDIO_COPY, &copy));
+	ASSERT_EQ(0, uffd_fill(uffd, area, page, 'x'));
 	ASSERT_EQ(0, pthread_join(ts, NULL));
 	ASSERT_EQ(-ENXIO, s.ret);
 	ASSERT_EQ(0, pthread_join(tx, NULL));
@@ -388,7 +417,6 @@ TEST_F(order, node_created_by_failing_send_is_invisible)
 	ASSERT_EQ(0, drain_destroys(self->b, INV, &other));
 	ASSERT_EQ(0, other);
 
-	free(src);
 	munmap(area, page);
 	close(uffd);
 }
@@ -416,15 +444,11 @@ static void *close_fn(void *arg)
 TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	struct uffdio_register reg;
-	struct uffdio_copy copy;
-	struct uffd_msg m;
 	struct stalled_send s;
 	struct close_call cc;
 	pthread_t ts, tc;
 	__u64 to_v = INV;
-	char *area, *src;
-	struct pollfd pf;
+	char *area;
 	int uffd, v, other;
 
 	uffd = uffd_open();
@@ -437,12 +461,8 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 	ASSERT_EQ(0, xfer(v, N1, self->a, &to_v));
 	ASSERT_NE(INV, to_v);
 
-	area = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, area);
-	reg.range.start = (__u64)(uintptr_t)area;
-	reg.range.len = page;
-	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-	ASSERT_EQ(0, ioctl(uffd, UFFDIO_REGISTER, &reg));
+	area = uffd_missing_page(uffd, page);
+	ASSERT_NE(NULL, area);
 
 	memset(&s, 0, sizeof(s));
 	s.fd = self->a;
@@ -451,11 +471,7 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 	s.buf = area;
 	s.len = 128;
 	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
-	pf.fd = uffd;
-	pf.events = POLLIN;
-	ASSERT_EQ(1, poll(&pf, 1, -1));
-	ASSERT_EQ((ssize_t)sizeof(m), read(uffd, &m, sizeof(m)));
-	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, m.event);
+	ASSERT_EQ(0, uffd_wait_fault(uffd));
 
 	/* The sender is stuck in the copy; V closes. */
 	cc.fd = v;
@@ -465,21 +481,13 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 	ASSERT_EQ(0, cc.ret);
 
 	/* Only now does the sender's page arrive. */
-	src = malloc(page);
-	ASSERT_NE(NULL, src);
-	memset(src, 'y', page);
-	copy.dst = (__u64)(uintptr_t)area;
-	copy.src = (__u64)(uintptr_t)src;
-	copy.len = page;
-	copy.mode = 0;
-	ASSERT_EQ(0, ioctl(uffd, UFFDIO_COPY, &copy));
+	ASSERT_EQ(0, uffd_fill(uffd, area, page, 'y'));
 	ASSERT_EQ(0, pthread_join(ts, NULL));
 	ASSERT_EQ(-ESHUTDOWN, s.ret);
 
 	/* A is unharmed: V's node is gone, so A is told. */
 	ASSERT_EQ(1, drain_destroys(self->a, to_v, &other));
 	ASSERT_EQ(0, other);
-	free(src);
 	munmap(area, page);
 	close(uffd);
 }
