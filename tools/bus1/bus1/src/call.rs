@@ -7,7 +7,7 @@
 //! the command, before anything happened) they fall back to the separate
 //! RFC v1 calls, with the same result.
 
-use crate::message::{Credentials, Message, MessageInfo, MessageKind};
+use crate::message::{Message, MessageInfo};
 use crate::peer::{ioctl_rw, CMD_RECV};
 use crate::{HandleId, Peer};
 use bus1_sys as sys;
@@ -24,27 +24,6 @@ fn timeout_ns(t: Option<Duration>) -> u64 {
     match t {
         None => 0,
         Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1),
-    }
-}
-
-fn info_of(m: &sys::bus1_cmd_recv_msg) -> MessageInfo {
-    let kind = MessageKind::from_raw(m.type_);
-    MessageInfo {
-        kind,
-        flags: m.flags,
-        continues: m.flags & sys::BUS1_MSG_FLAG_CONTINUE != 0,
-        destination: HandleId::from_raw(m.destination),
-        credentials: (kind == MessageKind::Data).then_some(Credentials {
-            uid: m.uid,
-            gid: m.gid,
-            pid: m.pid,
-            tid: m.tid,
-        }),
-        offset: (m.offset != sys::BUS1_OFFSET_INVALID).then_some(m.offset),
-        n_bytes: m.n_bytes,
-        n_handles: m.n_handles,
-        n_fds: m.n_fds,
-        n_secctx: m.n_secctx,
     }
 }
 
@@ -68,7 +47,7 @@ impl Peer {
         r.msg.offset = timeout_ns(timeout);
         // SAFETY: RECV takes a bus1_cmd_recv.
         match unsafe { ioctl_rw::<CMD_RECV, _>(self.as_fd(), &mut r) } {
-            Ok(()) => Message::new(self, info_of(&r.msg), true, true),
+            Ok(()) => Message::new(self, MessageInfo::from_raw(&r.msg), true, true),
             Err(e) if is_errno(&e, Errno::INVAL) => self.recv_timeout(timeout),
             Err(e) => Err(e),
         }
@@ -133,7 +112,7 @@ impl Peer {
         // the iovec outlive the call, and IoSlice is ABI-compatible with
         // struct iovec.
         match unsafe { ioctl_rw::<CMD_TRANSACT, _>(self.as_fd(), &mut t) } {
-            Ok(()) => Message::new(self, info_of(&t.recv.msg), true, true),
+            Ok(()) => Message::new(self, MessageInfo::from_raw(&t.recv.msg), true, true),
             Err(e) if is_errno(&e, Errno::NOTTY) => {
                 // No TRANSACT in this module: nothing happened yet.
                 if let Some(off) = release {

@@ -76,6 +76,28 @@ pub struct MessageInfo {
 }
 
 impl MessageInfo {
+    /// The description of a received message or notification, from the kernel's `RECV` answer.
+    pub(crate) fn from_raw(m: &sys::bus1_cmd_recv_msg) -> MessageInfo {
+        let kind = MessageKind::from_raw(m.type_);
+        MessageInfo {
+            kind,
+            flags: m.flags,
+            continues: m.flags & sys::BUS1_MSG_FLAG_CONTINUE != 0,
+            destination: HandleId::from_raw(m.destination),
+            credentials: (kind == MessageKind::Data).then_some(Credentials {
+                uid: m.uid,
+                gid: m.gid,
+                pid: m.pid,
+                tid: m.tid,
+            }),
+            offset: (m.offset != sys::BUS1_OFFSET_INVALID).then_some(m.offset),
+            n_bytes: m.n_bytes,
+            n_handles: m.n_handles,
+            n_fds: m.n_fds,
+            n_secctx: m.n_secctx,
+        }
+    }
+
     /// Checks that the slice this description declares (payload, handle
     /// IDs, fd numbers, security context, each 8-aligned) lies inside a
     /// pool mapping of `map_len` bytes, without overflow. Every received

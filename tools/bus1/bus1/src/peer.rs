@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The peer: an open `/dev/bus1` file and its read-only pool mapping.
 
-use crate::message::{Credentials, Message, MessageInfo, MessageKind};
+use crate::message::{Message, MessageInfo, MessageKind};
 use crate::send::Send;
 use crate::{HandleId, NodeId};
 use bus1_sys as sys;
@@ -483,25 +483,7 @@ impl Peer {
             };
             // SAFETY: RECV takes a bus1_cmd_recv.
             unsafe { ioctl_rw::<CMD_RECV, _>(self.fd.as_fd(), &mut r)? };
-            let m = r.msg;
-            let kind = MessageKind::from_raw(m.type_);
-            MessageInfo {
-                kind,
-                flags: m.flags,
-                continues: m.flags & sys::BUS1_MSG_FLAG_CONTINUE != 0,
-                destination: HandleId::from_raw(m.destination),
-                credentials: (kind == MessageKind::Data).then_some(Credentials {
-                    uid: m.uid,
-                    gid: m.gid,
-                    pid: m.pid,
-                    tid: m.tid,
-                }),
-                offset: (m.offset != sys::BUS1_OFFSET_INVALID).then_some(m.offset),
-                n_bytes: m.n_bytes,
-                n_handles: m.n_handles,
-                n_fds: m.n_fds,
-                n_secctx: m.n_secctx,
-            }
+            MessageInfo::from_raw(&r.msg)
         };
         Ok((info, install))
     }
