@@ -268,7 +268,7 @@ class Stream:
                 if kind != "kunit" or failed:
                     out.append(self._out(now, f"  {self.section[1]}: {line.strip()}"))
                 self.comments = []
-            elif line.lstrip().startswith("#"):
+            elif line.lstrip().startswith("#") and not line.lstrip().startswith(("# Subtest:", "# module:")):
                 self.comments.append(line)
                 del self.comments[:-8]
             elif line.startswith("Bail out!"):
