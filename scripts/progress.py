@@ -268,6 +268,8 @@ class Stream:
                 if kind != "kunit" or failed:
                     out.append(self._out(now, f"  {self.section[1]}: {line.strip()}"))
                 self.comments = []
+            elif PLAN.match(line) or line.lstrip().startswith(("TAP version", "KTAP version")):
+                self.comments = []
             elif line.lstrip().startswith("#") and not line.lstrip().startswith(("# Subtest:", "# module:")):
                 self.comments.append(line)
                 del self.comments[:-8]

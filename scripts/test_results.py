@@ -397,6 +397,11 @@ def progress_tests():
     expect("stream: insmod, kmemleak, the end",
            any("insmod bus1.ko: loaded" in o for _, o in out) and any("kmemleak: scan rc=0" in o for _, o in out)
            and out[-1][1].endswith("guest finished; the verdict follows (scripts/results.py)"))
+    s = progress.Stream("release")
+    out = [o for l in ["@@BEGIN selftest custom", "TAP version 13", "1..1", "ok 1 a", "# PASSED: 1 / 1",
+                       "TAP version 13", "1..1", "# why b failed", "not ok 1 b"] for o in s.feed(l, t0)]
+    expect("stream: a new TAP stream starts a failure's comment lines afresh",
+           "# why b failed" in out[-2] and not any("PASSED" in o for o in out), "\n".join(out))
     rel = guest_log("release")
     s = progress.Stream("release")
     out = [o for l in rel for o in s.feed(l, t0)]
