@@ -101,9 +101,8 @@ help:
 provision:
 	@scripts/provision.sh
 
-kernels: provision
-	@scripts/build-kernel.sh release >/dev/null
-	@scripts/build-kernel.sh debug >/dev/null
+kernels:
+	@scripts/kernels.sh >/dev/null
 
 check:
 	@scripts/check.sh

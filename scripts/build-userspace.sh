@@ -18,20 +18,26 @@ export CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha25
 unset RUSTC
 command -v cargo >/dev/null || die "cargo not found (install a stable Rust toolchain)"
 pkgs=(-p bus1-sys -p bus1 -p bus1-examples --features bus1/tokio)
+# cargo's output goes to a log; its end is shown if a step fails.
+clog=$(logfile "cargo-$(basename "$CARGO_TARGET_DIR")")
+echo "== $(date) build-userspace.sh" >"$clog"
+log "cargo output: $clog"
+cargo_failed() { tail -n 40 "$clog" >&2; die "$1 (log: $clog)"; }
 
 if [ "${1:-}" = --host-tests ]; then
 	log "host tests of tools/bus1"
-	(cd "$ws" && cargo test "${pkgs[@]}" >&2) || die "host tests of tools/bus1 failed"
+	(cd "$ws" && cargo test "${pkgs[@]}" >>"$clog" 2>&1) || cargo_failed "host tests of tools/bus1 failed"
+	log "host tests of tools/bus1 passed"
 fi
 
 # Static executables: crt-static only for target artifacts (build scripts
 # stay dynamic), hence the explicit --target.
 export RUSTFLAGS="${BUS1_RUSTFLAGS:--C target-feature=+crt-static}"
 cd "$ws"
-cargo build --release --target "$target" "${pkgs[@]}" --bins >&2 \
-	|| die "cargo build of tools/bus1 failed"
+cargo build --release --target "$target" "${pkgs[@]}" --bins >>"$clog" 2>&1 \
+	|| cargo_failed "cargo build of tools/bus1 failed"
 tests=$(cargo test --release --target "$target" "${pkgs[@]}" --tests --no-run \
-	--message-format=json | python3 -c '
+	--message-format=json 2>>"$clog" | python3 -c '
 import json, sys
 for l in sys.stdin:
     try:
@@ -40,7 +46,7 @@ for l in sys.stdin:
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])
-') || die "cargo test --no-run of tools/bus1 failed"
+') || cargo_failed "cargo test --no-run of tools/bus1 failed"
 
 out=$BUS1_TOP/build/guest
 mkdir -p "$out/userspace" "$out/demos"

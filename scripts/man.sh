@@ -31,10 +31,12 @@ find_python() {
 		fi
 	done
 	command -v python3 >/dev/null || die "neither docutils nor python3 found (install python3-docutils)"
-	log "docutils not found; installing docutils $DOCUTILS_VERSION into $venv"
+	local plog
+	plog=$(logfile pip-docutils)
+	log "docutils not found; installing docutils $DOCUTILS_VERSION into $venv (pip output: $plog)"
 	mkdir -p "$BUS1_CACHE"
-	{ python3 -m venv "$venv" && "$venv/bin/python3" -m pip install -q "docutils==$DOCUTILS_VERSION"; } >&2 ||
-		die "could not install docutils into $venv (install python3-docutils)"
+	{ python3 -m venv "$venv" && "$venv/bin/python3" -m pip install "docutils==$DOCUTILS_VERSION"; } >"$plog" 2>&1 ||
+		die "could not install docutils into $venv (install python3-docutils; log: $plog)"
 	"$venv/bin/python3" -c 'import docutils' || die "docutils in $venv does not import"
 	echo "$venv/bin/python3"
 }
