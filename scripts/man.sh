@@ -121,7 +121,10 @@ if [ -s "$err" ]; then
 	cat "$err" >&2
 	die "$page: warnings while rendering"
 fi
-head=$(printf '%s\n' "$text" | sed -n '/[^[:space:]]/{p;q}')
+# Here-strings, not pipes: a reader that stops early (sed q, head) would fail
+# a pipe from printf with SIGPIPE under pipefail once the page exceeds a pipe
+# buffer.
+head=$(sed -n '/[^[:space:]]/{p;q}' <<<"$text")
 case $head in
 BUS1\(7\)*) ;;
 *) die "$page: header is '$head', not BUS1(7)" ;;
@@ -161,5 +164,5 @@ EOF
 # 5. The EXAMPLES program.
 python3 "$BUS1_TOP/scripts/man_example.py" --build "$out/bus1-man-example" ||
 	die "$src: the EXAMPLES program does not build"
-printf '%s\n' "$text" | head -n 12
+sed -n 1,12p <<<"$text"
 log "$page: $(printf '%s\n' "$text" | wc -l) lines rendered ($(du -h "$page" | cut -f1))"
