@@ -3,7 +3,9 @@
 # Build the Rust user space (tools/bus1: bus1-sys, bus1, the examples) as
 # static binaries for the guest:
 #   build/guest/userspace/  TAP test programs, run by `vm.sh check`
-#   build/guest/demos/      the examples, run by `vm.sh run` (make run)
+#   build/guest/demos/      the examples, run by `vm.sh run` (make run) and by
+#                           `vm.sh check` (bus1_examples), with the C program
+#                           of bus1(7) EXAMPLES (scripts/man_example.py)
 # `build-userspace.sh --host-tests` also runs the crates' tests on the host
 # first (layout test against the C header, unit tests, doc tests; the tests
 # that need /dev/bus1 report SKIP there).
@@ -65,4 +67,7 @@ for src in "$ws"/examples/src/bin/*.rs; do
 	b=$(basename "$src" .rs)
 	cp -f "$CARGO_TARGET_DIR/$target/release/$b" "$out/demos/bus1-$b"
 done
+# The C program of bus1(7) EXAMPLES, extracted from the man page's source.
+python3 "$BUS1_TOP/scripts/man_example.py" --build "$out/demos/bus1-man-example" --static \
+	|| die "the bus1(7) EXAMPLES program does not build"
 log "tools/bus1: $(ls "$out/userspace" | wc -l) test programs, $(ls "$out/demos" | wc -l) demos in build/guest"

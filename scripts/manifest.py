@@ -24,6 +24,8 @@ Sources:
   kselftest  TEST_GEN_PROGS of tools/testing/selftests/bus1/Makefile, one
              case per TEST()/TEST_F()/TEST_F_TIMEOUT() in <program>.c, named
              as the harness names them (fixture.test, global.test for TEST)
+  examples   tools/bus1/examples/src/bin/*.rs and the EXAMPLES program of
+             bus1(7) (scripts/man_example.py), one case each of bus1_examples
   Rust TAP   the programs scripts/build-userspace.sh installs
              ("<cargo test target>) dst=<program>"), one case per
              ("name", function) entry of tap::main(&[...]) in
@@ -179,12 +181,16 @@ def userspace_programs():
 def example_programs():
     # scripts/guest-init.sh runs every example as one TAP case of the program
     # bus1_examples, named after its binary (build-userspace.sh installs
-    # tools/bus1/examples/src/bin/<name>.rs as /tests/demos/bus1-<name>), with
+    # tools/bus1/examples/src/bin/<name>.rs as /tests/demos/bus1-<name>, and
+    # the C program of bus1(7) EXAMPLES as /tests/demos/bus1-man-example), with
     # a 300 s timeout each.
     bins = sorted(f[:-3] for f in os.listdir(os.path.join(TOP, "tools", "bus1", "examples", "src", "bin"))
                   if f.endswith(".rs"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import man_example
+    man_example.extract()  # the man page has its program
     p = Program("selftest", "bus1_examples")
-    p.cases = [f"bus1-{b}" for b in bins]
+    p.cases = sorted([f"bus1-{b}" for b in bins] + [man_example.DEMO])
     if not p.cases:
         raise SystemExit("tools/bus1/examples/src/bin: no examples")
     p.timeout = 300 * len(p.cases) + PROGRAM_SLACK

@@ -278,7 +278,7 @@ def main():
     # The manifest check: a case added to the sources without the manifest.
     with tempfile.TemporaryDirectory() as tmp:
         top = os.path.dirname(HERE)
-        for d in ("scripts", "bus1", "rust", "tools/testing/selftests/bus1"):
+        for d in ("scripts", "bus1", "rust", "tools/testing/selftests/bus1", "Documentation/bus1"):
             shutil.copytree(os.path.join(top, d), os.path.join(tmp, d))
         for crate in os.listdir(os.path.join(top, "tools", "bus1")):
             src = os.path.join(top, "tools", "bus1", crate, "tests")
