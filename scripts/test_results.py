@@ -241,6 +241,25 @@ def main():
     check("one command: partial output, no leak scan", v, True, "TAP plan 1..2 but 1 results",
           "final scan did not run")
 
+    # A runner that runs only the kselftest binaries (make vng, --programs).
+    ks = [p.name for p in mf.kselftest_binaries(MANIFEST)]
+    others = [p.name for p in mf.guest_programs(MANIFEST) if p.name not in ks]
+    if not others or "bus1_examples" not in others or "bus1_test" not in ks:
+        check("kselftest_binaries() is every kselftest binary and nothing else", results.Verdict("x"), True, "never")
+    vng = guest_log("release", omit=others)
+    v = results.judge_guest("release", CONSOLE, vng, 0, MANIFEST, programs=ks)
+    check("kselftests only, judged with --programs", v, False)
+    if v.passed + v.skipped != sum(len(p.cases) for p in MANIFEST if p.kind == "kunit" or p.name in ks):
+        check("kselftests only: every KUnit and kselftest case counted", v, True, "never")
+    v = judge("release", vng)
+    check("kselftests only, judged as a whole run", v, True, "bus1_examples: did not run")
+    v = results.judge_guest("release", CONSOLE, guest_log("release", omit=others + ["bus1_order_test"]), 0,
+                            MANIFEST, programs=ks)
+    check("kselftests only, one binary missing", v, True, "selftest bus1_order_test: did not run")
+    v = results.judge_guest("release", CONSOLE, guest_log("release", omit=others + ["bus1_queue"]), 0,
+                            MANIFEST, programs=ks)
+    check("kselftests only, KUnit suite missing", v, True, "kunit bus1_queue: did not run")
+
     # kunit.py's JSON.
     def kjson(drop_suite=None, drop_case=None, status=None):
         return {"name": "main", "status": "PASS", "test_cases": [], "sub_groups": [
