@@ -29,6 +29,16 @@ for v in ${BUS1_VARIANTS:-debug release}; do
 	fi
 	add $r
 done
+# The alternative runner, once: the kselftests and KUnit suites under
+# virtme-ng on the release kernel (make vng), one case (BUS1_VNG=no skips it).
+if [ "${BUS1_VNG:-yes}" != no ]; then
+	if out=$("$BUS1_TOP/scripts/vng.sh" release | tee -a /dev/stderr) &&
+		printf '%s\n' "$out" | grep -qx 'RESULT [0-9]* 0 [0-9]*'; then
+		echo "PASS [vng] make vng (release kernel under virtme-ng)"; add 1 0
+	else
+		echo "FAIL [vng] make vng (release kernel under virtme-ng; output above)"; add 0 1
+	fi
+fi
 if [ "${BUS1_KUNIT:-yes}" != no ]; then
 	# One case per bus1 KUnit case kunit.py reports, plus the /dev/bus1 boot.
 	out=$("$BUS1_TOP/scripts/kunit.sh" | tee -a /dev/stderr)

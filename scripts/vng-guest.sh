@@ -4,8 +4,8 @@
 # which sees the host's file system read-only:
 #   vng-guest.sh <bus1.ko> <selftest dir> <timeouts file> <program>...
 # Loads the module (its KUnit suites run inside insmod), reports the suites'
-# results, runs each kselftest <program> under its timeout, and writes
-# everything to ttyS1 in scripts/guest-init.sh's line protocol, which
+# results, runs each kselftest <program> under its timeout, on a kmemleak
+# kernel (debug) scans for leaks, and writes everything to ttyS1 in scripts/guest-init.sh's line protocol, which
 # scripts/results.py judges on the host. Kernel messages stay on ttyS0.
 ko=$1 dir=$2 timeouts=$3
 shift 3
@@ -22,6 +22,8 @@ finish() {
 	exit 0
 }
 
+kml=/sys/kernel/debug/kmemleak
+[ -w $kml ] && echo clear >$kml
 insmod "$ko"
 rc=$?
 echo "@@INSMOD rc=$rc"
@@ -45,4 +47,22 @@ for name; do
 	[ $rc -ge 124 ] && pkill -KILL -f "^$dir/$name" 2>/dev/null
 	echo "@@END selftest $name rc=$rc secs=$(( ($(now) - t0) / 100 )) timeout=${limit:-600}"
 done
+
+# The final leak scan (debug kernel), as scripts/guest-init.sh does it: 6 s
+# after the last test, two scans, then the report.
+if [ -e $kml ]; then
+	t0=$(now)
+	while [ $(( $(now) - t0 )) -lt 600 ]; do sleep 1; done
+	d=$(( $(now) - t0 ))
+	echo "@@KMEMLEAK aged $((d / 100)).$((d / 10 % 10))"
+	for i in 1 2; do
+		echo scan >$kml
+		echo "@@KMEMLEAK scan rc=$?"
+	done
+	echo "@@BEGIN kmemleak scan"
+	cat $kml
+	echo "@@END kmemleak scan rc=$?"
+else
+	echo "@@KMEMLEAK absent"
+fi
 finish
