@@ -59,6 +59,15 @@ provision() {
 	return 1
 }
 
+# The alternative runner: the kselftests and KUnit suites under virtme-ng on
+# the release kernel (make vng), one case; green only on a result with no
+# failure.
+vng_check() {
+	local out
+	out=$("$BUS1_TOP/scripts/vng.sh" release | tee -a /dev/stderr) &&
+		printf '%s\n' "$out" | grep -x 'RESULT [0-9]* 0 [0-9]*' >/dev/null
+}
+
 # Style: every Rust file formatted as the kernel's rustfmt configuration says.
 rustfmt_check() {
 	local ksrc
@@ -85,6 +94,9 @@ check_phases() {
 	for v in ${BUS1_VARIANTS:-debug release}; do
 		phase "$v guest" counted "$v" "the $v run" "$BUS1_TOP/scripts/vm.sh" check "$v"
 	done
+	if [ "${BUS1_VNG:-yes}" != no ]; then
+		phase "vng" by_status vng "make vng (release kernel under virtme-ng)" vng_check
+	fi
 	if [ "${BUS1_KUNIT:-yes}" != no ]; then
 		# One case per bus1 KUnit case kunit.py reports, plus the /dev/bus1 boot.
 		phase "kunit" counted kunit "make kunit" "$BUS1_TOP/scripts/kunit.sh"

@@ -17,6 +17,10 @@ cannot drift from them unnoticed:
   manifest.py --timeouts  "<program> <seconds>" per guest program (vm.sh)
   manifest.py --guest-timeout
                           the guest's overall timeout in seconds (vm.sh)
+  manifest.py --kselftests
+                          "<program> <seconds>" per kselftest binary, and
+                          last "guest <seconds>" for a guest that runs only
+                          them (make vng, scripts/vng.sh)
 
 Sources:
   KUnit      #[kunit_tests(suite)] modules in bus1/*.rs and rust/*.rs, one
@@ -327,6 +331,12 @@ def guest_programs(progs):
     return [p for p in progs if p.kind in ("selftest", "userspace") and p.name not in NOT_RUN]
 
 
+def kselftest_binaries(progs):
+    """The kselftest binaries the guests run (not the examples' TAP section)."""
+    examples = {p.name for p in example_programs()}
+    return [p for p in guest_programs(progs) if p.kind == "selftest" and p.name not in examples]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
@@ -334,6 +344,7 @@ def main():
     g.add_argument("--update", action="store_true")
     g.add_argument("--timeouts", action="store_true")
     g.add_argument("--guest-timeout", action="store_true")
+    g.add_argument("--kselftests", action="store_true")
     ap.add_argument("--manifest", default=MANIFEST)
     a = ap.parse_args()
 
@@ -374,6 +385,12 @@ def main():
         return 0
     if a.guest_timeout:
         print(GUEST_BASE + sum(p.timeout for p in guest_programs(progs)))
+        return 0
+    if a.kselftests:
+        ks = kselftest_binaries(progs)
+        for p in ks:
+            print(p.name, p.timeout)
+        print("guest", GUEST_BASE + sum(p.timeout for p in ks))
         return 0
     return 2
 

@@ -7,7 +7,7 @@
 
 PKGS="rustc-web rust-web-src clang-19 lld-19 llvm-19 libclang-19-dev \
 qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio kmod \
-xz-utils python3-docutils rust-web-clippy"
+xz-utils python3-docutils python3-venv rust-web-clippy"
 
 stamp=$BUS1_CACHE/provisioned-v2
 [ -f "$stamp" ] && [ -x "$BINDGEN_ROOT/bin/bindgen" ] && \

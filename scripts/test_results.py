@@ -247,6 +247,25 @@ def main():
     check("one command: partial output, no leak scan", v, True, "TAP plan 1..2 but 1 results",
           "final scan did not run")
 
+    # A runner that runs only the kselftest binaries (make vng, --programs).
+    ks = [p.name for p in mf.kselftest_binaries(MANIFEST)]
+    others = [p.name for p in mf.guest_programs(MANIFEST) if p.name not in ks]
+    if not others or "bus1_examples" not in others or "bus1_test" not in ks:
+        check("kselftest_binaries() is every kselftest binary and nothing else", results.Verdict("x"), True, "never")
+    vng = guest_log("release", omit=others)
+    v = results.judge_guest("release", CONSOLE, vng, 0, MANIFEST, programs=ks)
+    check("kselftests only, judged with --programs", v, False)
+    if v.passed + v.skipped != sum(len(p.cases) for p in MANIFEST if p.kind == "kunit" or p.name in ks):
+        check("kselftests only: every KUnit and kselftest case counted", v, True, "never")
+    v = judge("release", vng)
+    check("kselftests only, judged as a whole run", v, True, "bus1_examples: did not run")
+    v = results.judge_guest("release", CONSOLE, guest_log("release", omit=others + ["bus1_order_test"]), 0,
+                            MANIFEST, programs=ks)
+    check("kselftests only, one binary missing", v, True, "selftest bus1_order_test: did not run")
+    v = results.judge_guest("release", CONSOLE, guest_log("release", omit=others + ["bus1_queue"]), 0,
+                            MANIFEST, programs=ks)
+    check("kselftests only, KUnit suite missing", v, True, "kunit bus1_queue: did not run")
+
     # kunit.py's JSON.
     def kjson(drop_suite=None, drop_case=None, status=None):
         return {"name": "main", "status": "PASS", "test_cases": [], "sub_groups": [
@@ -471,6 +490,7 @@ def check_sh_tests():
             "provision.sh": "#!/bin/sh\n[ \"$STUB_FAIL\" != provision ]\n",
             "vm.sh": STUB_VM,
             "kunit.sh": "#!/bin/sh\necho 'kunit.py: 5 passed, 0 failed, 0 skipped'\n",
+            "vng.sh": "#!/bin/sh\nif [ \"$STUB_FAIL\" = vng ]; then echo 'RESULT 6 1 0'; exit 2; fi\necho 'RESULT 7 0 0'\n",
             "clippy.sh": "#!/bin/sh\n",
             "packaging-test.sh": "#!/bin/sh\necho 'packaging: 4 passed, 0 failed'\n",
         }
@@ -490,35 +510,41 @@ def check_sh_tests():
         env.pop("BUS1_PHASE_PREFIX", None)
 
         r, lines = check_sh(tmp, env)
-        # manifest 1, runner 1, debug 3+1 skip, release 3+1 skip, kunit 5, rustfmt 1, clippy 1, packaging 4
+        # manifest 1, runner 1, debug 3+1 skip, release 3+1 skip, vng 1, kunit 5, rustfmt 1, clippy 1,
+        # packaging 4
         expect("check.sh: last line and exit status (stub phases)",
-               lines[-1] == "19 passed, 0 failed, 2 skipped" and r.returncode == 0, "\n".join(lines[-15:]))
-        heads = [l for l in lines if re.match(r"^\[\d+/9 \d\d:\d\d:\d\d \+\d\d:\d\d\] ", l)]
-        expect("check.sh: nine numbered phases, the first run without ETA",
-               len(heads) == 9 and "no ETA on the first run" in heads[0] and
+               lines[-1] == "20 passed, 0 failed, 2 skipped" and r.returncode == 0, "\n".join(lines[-15:]))
+        heads = [l for l in lines if re.match(r"^\[\d+/10 \d\d:\d\d:\d\d \+\d\d:\d\d\] ", l)]
+        expect("check.sh: ten numbered phases, the first run without ETA",
+               len(heads) == 10 and "no ETA on the first run" in heads[0] and
                heads[3].split("] ")[1].startswith("debug guest: "), "\n".join(heads))
-        steps = [l for l in lines if re.match(r"^  \[4/9 > [12]/2 ", l)]
+        steps = [l for l in lines if re.match(r"^  \[4/10 > [12]/2 ", l)]
         expect("check.sh: a run inside a phase shows its steps", len(steps) == 2, "\n".join(lines))
         t = lines.index(next(l for l in lines if l.startswith("bus1: phase timings")))
         expect("check.sh: the timing table before the last lines, with the steps",
                t < len(lines) - 2 and "debug guest" in lines[t + 5] and "bus1.ko" in lines[t + 6] and
-               lines[t + 15].strip().startswith("total"), "\n".join(lines[t:]))
+               lines[t + 16].strip().startswith("total"), "\n".join(lines[t:]))
 
         r, lines = check_sh(tmp, env)
-        heads = [l for l in lines if re.match(r"^\[\d+/9 ", l)]
+        heads = [l for l in lines if re.match(r"^\[\d+/10 ", l)]
         expect("check.sh: the second run has an ETA", all(": ETA " in h for h in heads), "\n".join(heads))
 
         r, lines = check_sh(tmp, dict(env, STUB_FAIL="debug"))
         expect("check.sh: a guest run without a result fails, the others still run",
                "FAIL [debug] the debug run produced no result (build or boot failure above)" in lines and
-               lines[-1] == "16 passed, 1 failed, 1 skipped" and r.returncode == 1 and
+               lines[-1] == "17 passed, 1 failed, 1 skipped" and r.returncode == 1 and
                any(re.search(r"^\s+4\s+debug guest\s.*exit 1$", l) for l in lines) and
                any(re.search(r"^\s+bus1\.ko\s.*exit 1$", l) for l in lines), "\n".join(lines))
+
+        r, lines = check_sh(tmp, dict(env, STUB_FAIL="vng"))
+        expect("check.sh: a failed vng run is one failure",
+               "FAIL [vng] make vng (release kernel under virtme-ng) (output above)" in lines and
+               lines[-1] == "19 passed, 1 failed, 2 skipped" and r.returncode == 1, "\n".join(lines))
 
         r, lines = check_sh(tmp, dict(env, STUB_FAIL="provision"))
         expect("check.sh: without provisioning nothing else runs",
                lines[-1] == "2 passed, 1 failed, 0 skipped" and r.returncode == 1 and
-               sum(1 for l in lines if "not run" in l) == 6, "\n".join(lines))
+               sum(1 for l in lines if "not run" in l) == 7, "\n".join(lines))
 
 
 def fail_verdict(msg):
