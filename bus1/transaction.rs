@@ -271,7 +271,7 @@ impl Transaction {
 #[kunit_tests(bus1_transaction)]
 mod tests {
     use super::*;
-    use crate::node::Node;
+    use crate::peer::Node;
 
     /// The key of the front entry of `peer`'s queue, if it can be dequeued.
     fn front(peer: &Arc<Peer>) -> Option<QueueKey> {
@@ -294,7 +294,7 @@ mod tests {
     fn unicast_commits_after_the_origin_clock() -> Result {
         let a = Peer::new()?;
         let b = Peer::new()?;
-        let node = Node::new(b.clone(), 1)?;
+        let node = Node::new(b.owner().clone(), 1)?;
         // The origin's clock is ahead of the destination's.
         for _ in 0..5 {
             a.lock().queue.tick();
@@ -322,7 +322,7 @@ mod tests {
         for first in 0..2 {
             let (x, y) = (Peer::new()?, Peer::new()?);
             let (o1, o2) = (Peer::new()?, Peer::new()?);
-            let n = Node::new(x.clone(), 1)?;
+            let n = Node::new(x.owner().clone(), 1)?;
             let mut t1 = Transaction::new(o1.clone());
             let mut t2 = Transaction::new(o2.clone());
             stage(&mut t1, &x, &n)?;
@@ -354,7 +354,7 @@ mod tests {
         let a = Peer::new()?;
         let b = Peer::new()?;
         let c_peer = Peer::new()?;
-        let node = Node::new(a.clone(), 1)?;
+        let node = Node::new(a.owner().clone(), 1)?;
         let mut tx = Transaction::new(a.clone());
         stage(&mut tx, &b, &node)?;
         stage(&mut tx, &c_peer, &node)?;
