@@ -64,8 +64,8 @@ use crate::{
     },
     recv::RecvArgs,
     transaction::{
-        Staged,
-        Transaction, //
+        self,
+        Participant, //
     },
     uapi,
     user::UserRef,
@@ -131,6 +131,12 @@ pub(crate) type Message = message::Message<Peer>;
 
 /// What one `SEND` carries besides its payload.
 pub(crate) type Cargo = message::Cargo<Peer>;
+
+/// A transaction originating at a peer (see [`transaction::Transaction`]).
+pub(crate) type Transaction = transaction::Transaction<Peer>;
+
+/// An entry staged on a peer's queue by a transaction.
+pub(crate) type Staged = transaction::Staged<Peer>;
 
 /// An entry of a peer's queue.
 pub(crate) enum Event {
@@ -267,6 +273,31 @@ impl PeerActive {
     /// Returns the pinned peer.
     pub(crate) fn peer(&self) -> &Arc<Peer> {
         &self.peer
+    }
+}
+
+impl core::ops::Deref for PeerActive {
+    type Target = Peer;
+
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl Participant for Peer {
+    type Entry = Event;
+    type Pin = PeerActive;
+
+    fn id(&self) -> u64 {
+        self.owner.id()
+    }
+
+    fn with_queue<R>(&self, f: impl FnOnce(&mut Queue<Event>) -> R) -> R {
+        f(&mut self.lock().queue)
+    }
+
+    fn wake(&self) {
+        Peer::wake(self)
     }
 }
 

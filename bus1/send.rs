@@ -35,7 +35,8 @@ use crate::{
         Node,
         NodeOp,
         Peer,
-        PeerActive, //
+        PeerActive,
+        Transaction, //
     },
     queue::{
         Queue,
@@ -43,7 +44,6 @@ use crate::{
     },
     quota::Charge,
     smallvec::SmallVec,
-    transaction::Transaction,
     uapi,
 };
 use core::mem::size_of;
