@@ -17,9 +17,12 @@
 
 #![deny(unsafe_code)]
 
-use crate::uapi::{
-    BUS1_HANDLE_FLAG_MANAGED,
-    BUS1_HANDLE_FLAG_REMOTE, //
+use crate::{
+    ext::errno::ESHUTDOWN,
+    uapi::{
+        BUS1_HANDLE_FLAG_MANAGED,
+        BUS1_HANDLE_FLAG_REMOTE, //
+    },
 };
 use kernel::{
     new_condvar, new_spinlock,
@@ -116,7 +119,7 @@ impl<P> Owner<P> {
     pub(crate) fn acquire(&self) -> Result {
         let mut s = self.state.lock();
         if s.shutdown {
-            return Err(crate::ext::errno::ESHUTDOWN());
+            return Err(ESHUTDOWN());
         }
         s.count = s.count.checked_add(1).ok_or(EAGAIN)?;
         Ok(())
@@ -127,9 +130,9 @@ impl<P> Owner<P> {
     pub(crate) fn acquire_route(&self) -> Result<Arc<P>> {
         let mut s = self.state.lock();
         if s.shutdown {
-            return Err(crate::ext::errno::ESHUTDOWN());
+            return Err(ESHUTDOWN());
         }
-        let peer = s.route.clone().ok_or_else(crate::ext::errno::ESHUTDOWN)?;
+        let peer = s.route.clone().ok_or_else(ESHUTDOWN)?;
         s.count = s.count.checked_add(1).ok_or(EAGAIN)?;
         Ok(peer)
     }
@@ -149,7 +152,7 @@ impl<P> Owner<P> {
     pub(crate) fn shut_down(&self, wake: impl FnOnce()) -> Result {
         let mut s = self.state.lock();
         if s.shutdown {
-            return Err(crate::ext::errno::ESHUTDOWN());
+            return Err(ESHUTDOWN());
         }
         s.shutdown = true;
         wake();
