@@ -203,8 +203,8 @@ pub(crate) struct PeerInner {
     pub(crate) handles: node::HandleMap<Peer>,
     /// Live nodes owned by this peer, by serial.
     pub(crate) nodes: RBTree<u64, OwnedNode>,
-    /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and a closed peer,
-    /// which handles to its nodes may keep for long, should be small.
+    /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and every peer pays for
+    /// the room it takes here.
     pub(crate) seed: Option<KBox<Message>>,
     /// Last node serial handed out.
     last_node: u64,
