@@ -891,7 +891,7 @@ static double now_secs(void)
  * peers, and a principal may have only user_peers_max open peers, so they
  * are spread over as many principals as that takes (nine by default). The
  * owner's close() returns within seconds, and every holder gets exactly one
- * NODE_DESTROY for the handle it holds.
+ * NODE_DESTROY for the handle it holds. Release kernel only.
  */
 TEST_F_TIMEOUT(slow, close_with_many_holders_returns, 600)
 {
@@ -905,6 +905,9 @@ TEST_F_TIMEOUT(slow, close_with_many_holders_returns, 600)
 	int owner, i, n_bad = 0, n_extra = 0;
 	double t0, secs;
 
+	/* Under KASAN and lockdep, opening the holders alone outlasts the timeout. */
+	if (access("/proc/lockdep", F_OK) == 0)
+		SKIP(return, "132,096 peers are too many for the debug kernel");
 	ASSERT_LT(0, (long long)peers_max);
 	ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &old_nofile));
 	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &nofile));
