@@ -14,13 +14,7 @@ cmd=${3:-}
 
 # The phases; each sets what the next ones use.
 get_kernel() {
-	kdir=$("$BUS1_TOP/scripts/build-kernel.sh" "$variant")
-	ksrc=$(readlink -f "$kdir/source")
-	work=$BUS1_CACHE/work/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)/$variant-$(basename "$kdir")
-	mkdir -p "$work"
-	# One guest and one module build per tree and kernel at a time.
-	exec 9>"$work.lock"
-	flock 9
+	guest_work "$variant"
 }
 
 # The module, built out of the source tree so two kernels never share objects.
