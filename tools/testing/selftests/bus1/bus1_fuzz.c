@@ -698,6 +698,13 @@ static int env_int(const char *name, int def)
 	return v && *v ? atoi(v) : def;
 }
 
+static int setup_failed(int index, const char *what)
+{
+	printf("# process %d uid %d: %s: %s\n", index, (int)getuid(), what, strerror(errno));
+	fflush(stdout);
+	return 1;
+}
+
 /* Process @index of the run with seed @run_seed; @shared: the NSHARED peers opened before fork. */
 static int run_proc(int index, unsigned int run_seed, int threads, int iters, int seconds,
 		    const int *shared)
@@ -714,19 +721,24 @@ static int run_proc(int index, unsigned int run_seed, int threads, int iters, in
 	p->run_seed = run_seed;
 	pthread_mutex_init(&p->lock, NULL);
 	for (i = 0; i < NPEERS; i++) {
-		if (i >= NPEERS - NSHARED)
+		int is_shared = i >= NPEERS - NSHARED;
+		void *map;
+
+		if (is_shared)
 			p->peers[i] = shared[i - (NPEERS - NSHARED)];
 		else
 			p->peers[i] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
 		if (p->peers[i] < 0)
-			return 1;
-		p->maps[i] = mmap(NULL, POOL_MAP, PROT_READ, MAP_SHARED, p->peers[i], 0);
-		if (p->maps[i] == MAP_FAILED)
-			return 1;
+			return setup_failed(index, "open /dev/bus1");
+		map = mmap(NULL, POOL_MAP, PROT_READ, MAP_SHARED, p->peers[i], 0);
+		/* A process that started earlier may have disconnected a shared peer. */
+		if (map == MAP_FAILED && !(is_shared && errno == ESHUTDOWN))
+			return setup_failed(index, "mmap of a peer");
+		p->maps[i] = map == MAP_FAILED ? NULL : map;
 	}
 	p->buf = mmap(NULL, 65536 + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p->buf == MAP_FAILED)
-		return 1;
+		return setup_failed(index, "mmap");
 	/* The page after the buffer is unmapped: accesses straddling the end fault. */
 	munmap(p->buf + 65536, 4096);
 	p->unmapped = p->buf + 65536;
@@ -742,8 +754,9 @@ static int run_proc(int index, unsigned int run_seed, int threads, int iters, in
 		w[i].thread = i;
 		w[i].iters = iters;
 		w[i].end = seconds > 0 ? time(NULL) + seconds : 0;
-		if (pthread_create(&t[i], NULL, run_worker, &w[i]))
-			return 1;
+		errno = pthread_create(&t[i], NULL, run_worker, &w[i]);
+		if (errno)
+			return setup_failed(index, "pthread_create");
 	}
 	for (i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
