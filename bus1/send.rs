@@ -403,7 +403,7 @@ fn fill_slice(msg: &Message, vecs: &[uapi::IoVec], secctx: Option<&SecurityCtx>)
     }
     if let Some(ctx) = secctx {
         if !ctx.is_empty() {
-            pool.write(off + msg.layout.secctx_at(), ctx.as_bytes())?;
+            pool.write_for_sender(off + msg.layout.secctx_at(), ctx.as_bytes())?;
         }
     }
     Ok(())
