@@ -37,13 +37,16 @@ impl Peer {
         } else {
             self.recv(args)?
         };
+        let mut flags = 0;
+        if m.cont {
+            flags |= uapi::BUS1_MSG_FLAG_CONTINUE;
+        }
+        if m.layout.n_secctx.is_some() {
+            flags |= uapi::BUS1_MSG_FLAG_HAS_SECCTX;
+        }
         rv.msg = uapi::RecvMsg {
             type_: m.type_,
-            flags: if m.cont {
-                uapi::BUS1_MSG_FLAG_CONTINUE
-            } else {
-                0
-            },
+            flags,
             destination: m.destination,
             uid: m.ids[0],
             gid: m.ids[1],
@@ -53,12 +56,14 @@ impl Peer {
             n_bytes: m.layout.n_bytes,
             n_handles: m.layout.n_handles,
             n_fds: m.layout.n_fds,
-            n_secctx: 0,
+            n_secctx: m.layout.n_secctx.unwrap_or(0),
         };
         Ok(())
     }
 
-    /// `RECV` with the 2017 layout (72 bytes, no metadata, no `PEEK`, renumbered flags).
+    /// `RECV` with the 2017 layout (72 bytes, no metadata, no `PEEK`, renumbered flags). It has
+    /// no field for a security context: one the slice carries (because the peer asked for it with
+    /// the RFC v1 `PEER_RESET`) is not reported, and is released with the slice.
     fn cmd_recv_2017(self: &Arc<Self>, arg: usize) -> Result<isize> {
         let (mut r, mut w) =
             UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv2017>()).reader_writer();

@@ -55,7 +55,8 @@ pub(crate) fn align8(n: u64) -> u64 {
     n.saturating_add(7) & !7
 }
 
-/// The layout of a data slice: payload, then handle IDs, then file descriptor numbers.
+/// The layout of a data slice: payload, then handle IDs, then file descriptor numbers, then
+/// the sender's security context, each part starting 8-aligned.
 #[derive(Clone, Copy)]
 pub(crate) struct SliceLayout {
     /// Payload size.
@@ -64,6 +65,9 @@ pub(crate) struct SliceLayout {
     pub(crate) n_handles: u64,
     /// Number of file descriptors.
     pub(crate) n_fds: u64,
+    /// Size of the sender's security context, if this copy carries one (its receiver asked for
+    /// it and a security module provided one, possibly empty).
+    pub(crate) n_secctx: Option<u64>,
 }
 
 impl SliceLayout {
@@ -78,10 +82,16 @@ impl SliceLayout {
             .saturating_add(self.n_handles.saturating_mul(8))
     }
 
-    /// Size of the slice; an empty message still takes 8 bytes.
-    pub(crate) fn size(&self) -> u64 {
+    /// Offset of the security context within the slice.
+    pub(crate) fn secctx_at(&self) -> u64 {
         self.fds_at()
             .saturating_add(align8(self.n_fds.saturating_mul(4)))
+    }
+
+    /// Size of the slice; an empty message still takes 8 bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.secctx_at()
+            .saturating_add(align8(self.n_secctx.unwrap_or(0)))
             .max(8)
     }
 }
@@ -181,5 +191,45 @@ impl<P: Receiver> Drop for Message<P> {
                 }
             }
         }
+    }
+}
+
+#[kunit_tests(bus1_message)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secctx_follows_the_fds_8_aligned() {
+        let mut l = SliceLayout {
+            n_bytes: 5,
+            n_handles: 1,
+            n_fds: 3,
+            n_secctx: None,
+        };
+        // Payload 5 -> 8, one handle ID -> 16, three fds (12 bytes) -> 32.
+        assert_eq!(l.handles_at(), 8);
+        assert_eq!(l.fds_at(), 16);
+        assert_eq!(l.secctx_at(), 32);
+        assert_eq!(l.size(), 32);
+        // A context of 10 bytes takes 16, charged with the rest of the slice.
+        l.n_secctx = Some(10);
+        assert_eq!(l.secctx_at(), 32);
+        assert_eq!(l.size(), 48);
+        // An empty context takes no room; an empty message with one still takes 8 bytes.
+        l.n_secctx = Some(0);
+        assert_eq!(l.size(), 32);
+        let e = SliceLayout {
+            n_bytes: 0,
+            n_handles: 0,
+            n_fds: 0,
+            n_secctx: Some(0),
+        };
+        assert_eq!(e.secctx_at(), 0);
+        assert_eq!(e.size(), 8);
+        let c = SliceLayout {
+            n_secctx: Some(11),
+            ..e
+        };
+        assert_eq!(c.size(), 16);
     }
 }

@@ -197,8 +197,6 @@ pub(crate) struct PeerInner {
     pub(crate) queue: Queue<Event>,
     /// Resource limits.
     pub(crate) limits: Limits,
-    /// Peer flags set by `PEER_RESET`.
-    peer_flags: u64,
     /// This peer's handles.
     pub(crate) handles: node::HandleMap<Peer>,
     /// Live nodes owned by this peer, by serial.
@@ -240,6 +238,9 @@ pub(crate) struct Peer {
     /// A copy of the peer's handle limit, which also bounds the ID arrays of `SEND`, readable
     /// without taking `inner`; written under `inner` by `PEER_RESET`.
     max_ids: Atomic<u32>,
+    /// Peer flags set by `PEER_RESET`, readable without taking `inner` (`SEND` reads
+    /// `WANT_SECCTX` of each receiver before it takes the receiver's lock); written under `inner`.
+    peer_flags: Atomic<u64>,
     /// Readers and pollers of the queue. Not a `PollCondVar`, whose destructor waits for an RCU
     /// grace period, which made every close take milliseconds.
     waitq: PollQueue,
@@ -540,7 +541,6 @@ impl Peer {
                     PeerInner {
                         queue: Queue::new(),
                         limits,
-                        peer_flags: 0,
                         handles: node::HandleMap::new(),
                         nodes: RBTree::new(),
                         last_node: 0,
@@ -551,6 +551,7 @@ impl Peer {
                     "Peer::inner"
                 ),
                 max_ids,
+                peer_flags: Atomic::new(0),
                 nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
                 pool <- Pool::new(),
@@ -558,6 +559,12 @@ impl Peer {
             }),
             GFP_KERNEL_ACCOUNT,
         )
+    }
+
+    /// Whether the peer asked for the sender's security context with each message
+    /// (`BUS1_PEER_FLAG_WANT_SECCTX`).
+    pub(crate) fn wants_secctx(&self) -> bool {
+        self.peer_flags.load(Relaxed) & uapi::BUS1_PEER_FLAG_WANT_SECCTX != 0
     }
 
     /// Returns the peer's handle limit, which also bounds the ID arrays of `SEND`.
@@ -825,7 +832,7 @@ impl Peer {
         }
         {
             let inner = self.lock();
-            q.peer_flags = inner.peer_flags;
+            q.peer_flags = self.peer_flags.load(Relaxed);
             let l = &inner.limits.ledger;
             q.max_slices = l.max(quota::SLICES);
             q.max_handles = l.max(quota::HANDLES);
@@ -864,7 +871,7 @@ impl Peer {
         {
             let mut inner = self.lock();
             if q.peer_flags != u64::MAX {
-                inner.peer_flags = q.peer_flags;
+                self.peer_flags.store(q.peer_flags, Relaxed);
             }
             // The peer's limits only; its user's maxima come from the module parameters.
             for (r, &v) in limits.iter().enumerate() {

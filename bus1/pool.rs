@@ -617,13 +617,15 @@ impl Pool {
     /// receiver a sender runs into (other allocation failures stay `ENOMEM`).
     pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
         let file = self.file()?;
-        file.write_from_user(offset, src, len).map_err(|e| {
-            if e == ENOMEM && file.memcg_full() {
-                EDQUOT()
-            } else {
-                e
-            }
-        })
+        file.write_from_user(offset, src, len)
+            .map_err(|e| sender_error(&file, e))
+    }
+
+    /// Writes `data` into the pool at `offset` on behalf of a sender, failing as
+    /// [`Self::write_from_user`] does.
+    pub(crate) fn write_for_sender(&self, offset: u64, data: &[u8]) -> Result {
+        let file = self.file()?;
+        file.write(offset, data).map_err(|e| sender_error(&file, e))
     }
 
     /// Writes `data` into the pool at `offset`.
@@ -694,6 +696,16 @@ impl Pool {
         };
         let pages = self.file().map_or(0, |f| f.resident_pages());
         (slices, bytes, pages)
+    }
+}
+
+/// What a sender's failed write into `file` reports: `EDQUOT` for a full memory cgroup of the
+/// pool's owner, like any other limit of the receiver a sender runs into, else the error itself.
+fn sender_error(file: &ShmemFile, e: Error) -> Error {
+    if e == ENOMEM && file.memcg_full() {
+        EDQUOT()
+    } else {
+        e
     }
 }
 

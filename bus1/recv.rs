@@ -65,6 +65,7 @@ impl Received {
                 n_bytes: 0,
                 n_handles: 0,
                 n_fds: 0,
+                n_secctx: None,
             },
             ids: [u32::MAX, u32::MAX, 0, 0],
         }

@@ -2,7 +2,8 @@
 
 //! `SEND`: validating the arguments, resolving the destinations and carried handles, building
 //! one [`Message`] per destination (charged to its receiver, copied into its pool with the
-//! receiver unpinned) and staging every copy in one transaction.
+//! receiver unpinned, with the sender's security context if the receiver asked for it) and
+//! staging every copy in one transaction.
 
 #![deny(unsafe_code)]
 
@@ -22,7 +23,10 @@ use crate::{
             is_unix_socket, //
         },
         miscdevice::device_of_file,
-        task_ext::SenderIds,
+        task_ext::{
+            current_secctx,
+            SenderIds, //
+        },
     },
     limits::ShareReservations,
     message::SliceLayout,
@@ -50,6 +54,7 @@ use core::mem::size_of;
 use kernel::{
     fs::file::File,
     prelude::*,
+    security::SecurityCtx,
     sync::{
         aref::ARef,
         Arc,
@@ -68,6 +73,44 @@ const MAX_PAYLOAD: u64 = (i32::MAX as u64) & !4095;
 
 /// The flags `SEND` knows.
 pub(crate) const SEND_FLAGS: u64 = uapi::BUS1_SEND_FLAG_CONTINUE | uapi::BUS1_SEND_FLAG_SEED;
+
+/// The sender's security context for one `SEND`: captured when the first receiver that asked for
+/// it (`BUS1_PEER_FLAG_WANT_SECCTX`) is met, then shared by all copies. A `SEND` to receivers
+/// that did not ask never calls into the security modules.
+///
+/// The sending task's credentials cannot change during its `SEND` (only a task changes its own),
+/// so capturing late is capturing at `SEND`.
+struct SenderSecctx {
+    /// `None` until captured; then `Some(None)` if no security module provides a context.
+    ctx: Option<Option<SecurityCtx>>,
+}
+
+impl SenderSecctx {
+    fn new() -> Self {
+        Self { ctx: None }
+    }
+
+    /// Returns the context the copy for `receiver` carries: `None` if the receiver did not ask
+    /// for one or there is none. Fails only as capturing it does (`ENOMEM` and such).
+    fn for_receiver(&mut self, receiver: &Peer) -> Result<Option<&SecurityCtx>> {
+        if !receiver.wants_secctx() {
+            return Ok(None);
+        }
+        if self.ctx.is_none() {
+            self.ctx = Some(current_secctx()?);
+        }
+        Ok(self.ctx.as_ref().and_then(Option::as_ref))
+    }
+}
+
+/// Returns `layout` with room for `secctx` after the file descriptor numbers, if there is one.
+fn with_secctx(layout: SliceLayout, secctx: Option<&SecurityCtx>) -> SliceLayout {
+    SliceLayout {
+        // CAST: A `usize` fits in a `u64`.
+        n_secctx: secctx.map(|c| c.len() as u64),
+        ..layout
+    }
+}
 
 /// A copy built by `SEND` and not yet staged. The receiver is not pinned: `msg` keeps it (and
 /// its pool) alive, and it is pinned again to stage the copy.
@@ -161,13 +204,16 @@ impl Peer {
             n_bytes,
             n_handles: s.n_handles,
             n_fds: s.n_fds,
+            n_secctx: None,
         };
         let sender = SenderIds::current();
+        let mut secctx = SenderSecctx::new();
 
         if seed {
             // This peer is pinned by the ioctl itself.
-            let msg = prepare_copy(self, None, layout, &sender, self.uid())?;
-            copy_payload(&msg, vecs)?;
+            let ctx = secctx.for_receiver(self)?;
+            let msg = prepare_copy(self, None, with_secctx(layout, ctx), &sender, self.uid())?;
+            fill_slice(&msg, vecs, ctx)?;
             let mut msg = KBox::new(msg, GFP_KERNEL_ACCOUNT)?;
             let cargo = make_cargo(nodes, files, 1)?;
             msg.cargo = cargo;
@@ -191,7 +237,7 @@ impl Peer {
                 return Err(ENOTUNIQ());
             }
             let node = op.resolve(id)?;
-            match self.send_one(&node, layout, vecs, &sender, self.uid()) {
+            match self.send_one(&node, layout, vecs, &sender, &mut secctx) {
                 Ok(p) => {
                     if first.is_none() {
                         first = Some(p);
@@ -240,7 +286,8 @@ impl Peer {
     }
 
     /// Builds the copy of a message for the node `node`: pins its owner, checks the node is
-    /// live, charges the owner and allocates the slice; then unpins it and copies the payload.
+    /// live, charges the owner and allocates the slice (with room for the sender's security
+    /// context if the owner asked for it); then unpins it and copies the payload and the context.
     ///
     /// The copy reads the sender's memory, which can take forever (a page that never faults
     /// in), so it holds nothing the receiver's teardown waits for: the allocated, unpublished
@@ -252,15 +299,23 @@ impl Peer {
         layout: SliceLayout,
         vecs: &[uapi::IoVec],
         sender: &SenderIds,
-        sender_uid: u32,
+        secctx: &mut SenderSecctx,
     ) -> Result<Pending> {
         // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
         let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
+        let ctx;
         let msg = {
             let dst = PeerActive::acquire_owner(node)?;
-            prepare_copy(dst.peer(), Some(node.clone()), layout, sender, sender_uid)?
+            ctx = secctx.for_receiver(dst.peer())?;
+            prepare_copy(
+                dst.peer(),
+                Some(node.clone()),
+                with_secctx(layout, ctx),
+                sender,
+                self.uid(),
+            )?
         };
-        copy_payload(&msg, vecs)?;
+        fill_slice(&msg, vecs, ctx)?;
         if msg.receiver.is_shutdown() {
             return Err(ESHUTDOWN());
         }
@@ -335,8 +390,9 @@ fn prepare_copy(
     Ok(msg)
 }
 
-/// Copies the payload described by `vecs` from the sender's memory into the slice of `msg`.
-fn copy_payload(msg: &Message, vecs: &[uapi::IoVec]) -> Result {
+/// Copies the payload described by `vecs` from the sender's memory into the slice of `msg`, and
+/// `secctx`, which the layout of `msg` has room for, after the file descriptor numbers.
+fn fill_slice(msg: &Message, vecs: &[uapi::IoVec], secctx: Option<&SecurityCtx>) -> Result {
     let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
     let pool = msg.receiver.pool();
     let mut at = off;
@@ -348,6 +404,11 @@ fn copy_payload(msg: &Message, vecs: &[uapi::IoVec]) -> Result {
         let len = usize::try_from(v.len).map_err(|_| EFAULT)?;
         pool.write_from_user(at, UserPtr::from_addr(base), len)?;
         at += v.len;
+    }
+    if let Some(ctx) = secctx {
+        if !ctx.is_empty() {
+            pool.write_for_sender(off + msg.layout.secctx_at(), ctx.as_bytes())?;
+        }
     }
     Ok(())
 }

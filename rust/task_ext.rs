@@ -8,9 +8,14 @@
 //! moment they are shown to someone, and only the receiver knows which namespaces to show them
 //! in.
 //!
+//! The sender's LSM security context ([`current_secctx`]) is the one exception: it is a string
+//! the security module chose, the same in every namespace, and it is captured only when a
+//! receiver asked for it.
+//!
 //! C headers: [`include/linux/cred.h`](srctree/include/linux/cred.h),
-//! [`include/linux/uidgid.h`](srctree/include/linux/uidgid.h) and
-//! [`include/linux/pid.h`](srctree/include/linux/pid.h).
+//! [`include/linux/uidgid.h`](srctree/include/linux/uidgid.h),
+//! [`include/linux/pid.h`](srctree/include/linux/pid.h) and
+//! [`include/linux/security.h`](srctree/include/linux/security.h).
 
 // Without user namespaces, `from_kuid_munged()` and `from_kgid_munged()` are `static inline`
 // and therefore missing from the bindings; the build would fail with an unresolved name. Say
@@ -18,11 +23,13 @@
 #[cfg(not(CONFIG_USER_NS))]
 compile_error!("bus1 needs CONFIG_USER_NS=y: from_k[ug]id_munged() are not exported without it");
 
+use super::errno::EOPNOTSUPP;
 use kernel::{
     bindings,
     cred::Credential,
     pid_namespace::PidNamespace,
     prelude::*,
+    security::SecurityCtx,
     sync::aref::{
         ARef,
         AlwaysRefCounted, //
@@ -131,6 +138,25 @@ fn get_current_cred() -> ARef<Credential> {
     // which cannot happen before `ARef::from` below has taken a reference of its own.
     let cred = unsafe { Credential::from_ptr((*Task::current_raw()).cred) };
     ARef::from(cred)
+}
+
+/// Returns the LSM security context of the current task's subjective credentials (C
+/// `security_cred_getsecid(current_cred())` and `security_secid_to_secctx()`), as Rust Binder
+/// captures the sender's context of a transaction.
+///
+/// The bytes are exactly what the security module returns: Smack gives the label without a
+/// terminating NUL, SELinux includes one in the length. `Ok(None)` means that no active security
+/// module provides contexts (`EOPNOTSUPP`, also what a kernel without `CONFIG_SECURITY`
+/// answers); any other failure, such as `ENOMEM`, is returned.
+///
+/// The context is a snapshot: later credential changes of the task do not affect it.
+pub(crate) fn current_secctx() -> Result<Option<SecurityCtx>> {
+    let cred = get_current_cred();
+    match SecurityCtx::from_secid(cred.get_secid()) {
+        Ok(ctx) => Ok(Some(ctx)),
+        Err(e) if e == EOPNOTSUPP() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a receiver needs to describe the sender of a message: its real UID and GID, and its

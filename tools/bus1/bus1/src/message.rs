@@ -71,7 +71,8 @@ pub struct MessageInfo {
     pub n_handles: u64,
     /// Number of files carried.
     pub n_fds: u64,
-    /// Size of the sender's security context in bytes (0 if not asked for).
+    /// Size of the sender's security context in bytes (0 if none was
+    /// delivered; see [`Message::secctx`]).
     pub n_secctx: u64,
 }
 
@@ -313,7 +314,13 @@ impl<'p> Message<'p> {
         std::mem::take(&mut self.fds)
     }
 
-    /// The sender's security context, if the receiver asked for it.
+    /// The sender's security context, if the receiver asked for it
+    /// ([`Peer::set_want_secctx`](crate::Peer::set_want_secctx)) and the
+    /// kernel's security module provides one: the bytes exactly as the module
+    /// gives them, captured when the message was sent (a Smack label without
+    /// a terminating NUL; SELinux includes one). `None` without the request,
+    /// without such a module, and for messages received with the 2017
+    /// layout, which cannot report it.
     pub fn secctx(&self) -> Option<&[u8]> {
         if self.info.flags & sys::BUS1_MSG_FLAG_HAS_SECCTX == 0 {
             return None;

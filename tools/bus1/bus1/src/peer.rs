@@ -313,6 +313,18 @@ impl Peer {
         unsafe { ioctl_rw::<CMD_PEER_RESET, _>(self.fd.as_fd(), &mut r) }
     }
 
+    /// Asks for (or stops asking for) the sender's security context with
+    /// every data message sent to this peer from now on
+    /// (`BUS1_PEER_FLAG_WANT_SECCTX`); read it with [`Message::secctx`].
+    /// Messages already queued keep what they were sent with. Replaces the
+    /// peer flags (this is the only one).
+    ///
+    /// [`Message::secctx`]: crate::Message::secctx
+    pub fn set_want_secctx(&self, want: bool) -> io::Result<()> {
+        let flags = if want { sys::BUS1_PEER_FLAG_WANT_SECCTX } else { 0 };
+        self.reset_raw(0, Some(flags), Limits::default())
+    }
+
     /// Changes the per-peer limits (releases nothing, hence `&self`).
     pub fn set_limits(&self, limits: Limits) -> io::Result<()> {
         self.reset_raw(0, None, limits)

@@ -338,6 +338,35 @@ fn seed_roundtrip() {
     assert_empty(&p);
 }
 
+/// The sender's security context arrives only when asked for, as the LSM
+/// shows this process's label (Smack in the test guests: the label, no NUL);
+/// a kernel without an LSM that provides one delivers none either way.
+fn security_context_when_asked() {
+    let (a, b) = (open(), open());
+    let h = link(&a, &b, N1);
+    let own = std::fs::read("/proc/self/attr/current").ok().filter(|l| !l.is_empty());
+    a.send_to(h, b"not asked").unwrap();
+    b.set_want_secctx(true).unwrap();
+    assert_eq!(b.query().unwrap().peer_flags, bus1::sys::BUS1_PEER_FLAG_WANT_SECCTX);
+    a.send_to(h, b"asked").unwrap();
+    b.set_want_secctx(false).unwrap();
+    assert_eq!(b.query().unwrap().peer_flags, 0);
+    a.send_to(h, b"no longer").unwrap();
+
+    let m = b.recv().unwrap();
+    assert_eq!(m.payload(), b"not asked");
+    assert_eq!(m.secctx(), None);
+    assert_eq!(m.info().n_secctx, 0);
+    drop(m);
+    let m = b.recv().unwrap();
+    assert_eq!(m.payload(), b"asked");
+    assert_eq!(m.secctx(), own.as_deref(), "own label {:?}", own.as_deref().map(String::from_utf8_lossy));
+    drop(m);
+    let m = b.recv().unwrap();
+    assert_eq!(m.payload(), b"no longer");
+    assert_eq!(m.secctx(), None);
+}
+
 /// Waits up to 10 s until the thread at `/proc/<task>` sleeps (state `S`) in a kernel function
 /// whose name contains `within` (its `wchan`); whether it did.
 fn wait_asleep(task: &str, within: &str) -> bool {
@@ -656,6 +685,7 @@ fn main() {
         ("bus1_rs_peek_leaves_queued", peek_leaves_queued),
         ("bus1_rs_recv_2017_layout", recv_2017_layout),
         ("bus1_rs_seed_roundtrip", seed_roundtrip),
+        ("bus1_rs_security_context_when_asked", security_context_when_asked),
         ("bus1_rs_poll_and_disconnect", poll_and_disconnect),
         ("bus1_rs_flush_drops_queue", flush_drops_queue),
         ("bus1_rs_shared_between_threads", shared_between_threads),
