@@ -183,9 +183,10 @@ impl PollQueue {
     ///
     /// `cond` runs in process context with no lock held and may sleep (take mutexes): it is
     /// checked before every sleep, and a [`Self::wake_sync`] between a check and the sleep
-    /// is not lost, also for a waker that checks [`Self::has_sleeper`] first. Fails with `EINTR` when a signal is pending (the caller does not restart,
-    /// like `epoll_wait()`) and with `ETIMEDOUT` when the timeout ran out; `timeout` keeps what
-    /// is left for a following wait.
+    /// is not lost, also for a waker that checks [`Self::has_sleeper`] first. Fails with
+    /// `EINTR` when a signal is pending (the caller does not restart, like `epoll_wait()`) and
+    /// with `ETIMEDOUT` when the timeout ran out; `timeout` keeps what is left for a following
+    /// wait.
     pub(crate) fn wait_until<F: FnMut() -> bool>(
         &self,
         mut cond: F,

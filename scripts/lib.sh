@@ -23,6 +23,19 @@ kmake_args() {
 	printf '%s\n' "LLVM=$LLVM_SUFFIX" "RUSTC=$KRUSTC" "BINDGEN=$BINDGEN_ROOT/bin/bindgen"
 }
 
+# The cached kernel of variant $1 (built if missing) and this checkout's work
+# directory for it (module and selftest objects, guest logs), locked on fd 9:
+# one guest and one module build per tree and kernel at a time. Sets kdir,
+# ksrc and work.
+guest_work() {
+	kdir=$("$BUS1_TOP/scripts/build-kernel.sh" "$1")
+	ksrc=$(readlink -f "$kdir/source")
+	work=$BUS1_CACHE/work/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)/$1-$(basename "$kdir")
+	mkdir -p "$work"
+	exec 9>"$work.lock"
+	flock 9
+}
+
 need_space() { # $1: dir, $2: GiB
 	local avail
 	mkdir -p "$1"

@@ -17,13 +17,8 @@ variant=${1:-release}
 VNG_VERSION=1.42
 
 "$BUS1_TOP/scripts/provision.sh"
-kdir=$("$BUS1_TOP/scripts/build-kernel.sh" "$variant")
-ksrc=$(readlink -f "$kdir/source")
 # vm.sh's work directory and lock: the same module and selftest objects.
-work=$BUS1_CACHE/work/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)/$variant-$(basename "$kdir")
-mkdir -p "$work"
-exec 9>"$work.lock"
-flock 9
+guest_work "$variant"
 
 venv=$BUS1_CACHE/vng-venv-$VNG_VERSION
 if [ "$("$venv/bin/vng" --version 2>/dev/null)" != "virtme-ng $VNG_VERSION" ]; then
