@@ -30,6 +30,7 @@
 #   make patches         git format-patch series against the provisioned tree, in build/patches
 #   make man             the bus1(7) man page from Documentation/bus1/bus1.rst, in build/man/bus1.7
 #   make bench           bus1 vs AF_UNIX/pipe/binder/futex in one release guest -> bench/results/
+#   make bench-ab        the module of BENCH_BASE (main) vs this tree's, loaded in turn in one release guest
 #   make clean           remove build products from this tree
 #
 # Variables: KDIR (kernel build dir), LLVM (1 or a suffix like -19), RUSTC (the
@@ -61,7 +62,7 @@ export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
 .PHONY: all modules modules_install install install-headers install-man install-modules-load packaging-test \
 	check run vm vng clean \
-	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench boot-soak
+	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench bench-ab boot-soak
 
 all: modules
 
@@ -163,6 +164,11 @@ limits:
 # BENCH_ARGS is passed to bus1-bench, e.g. BENCH_ARGS='--reps 3 --only rtt,cpu'.
 bench:
 	@scripts/bench.sh $(BENCH_ARGS)
+
+# The module of BENCH_BASE (a git revision) against this tree's, in one boot.
+BENCH_BASE ?= main
+bench-ab:
+	@scripts/bench-ab.sh $(BENCH_BASE) $(BENCH_ARGS)
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

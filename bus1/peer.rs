@@ -614,8 +614,10 @@ impl Peer {
     pub(crate) fn wake(&self) {
         // With the sync hint, as AF_UNIX, pipes and binder do: the waker usually goes on to wait
         // for the answer, so the woken receiver may run on this CPU. Every poll waiter is still
-        // woken (they are not exclusive waiters).
-        self.waitq.wake_sync();
+        // woken (they are not exclusive waiters). Nobody waiting: no wait queue lock.
+        if self.waitq.has_sleeper() {
+            self.waitq.wake_sync();
+        }
     }
 
     /// Whether the peer was disconnected.

@@ -242,12 +242,28 @@ void rust_bus1_waitq_free(struct wait_queue_head *wq)
 }
 
 /*
+ * Whether anyone waits on @wq, for a waker that skips the wake-up otherwise:
+ * the full barrier of wq_has_sleeper() pairs with the one each waiter issues
+ * after adding itself and before checking its condition (the smp_mb() in
+ * rust_bus1_waitq_wait() and in PollTable::register in rust/poll.rs).
+ */
+bool rust_bus1_waitq_has_sleeper(struct wait_queue_head *wq)
+{
+	return wq_has_sleeper(wq);
+}
+
+/*
  * Waits on @wq until @cond(@data) holds, for RECV with BUS1_RECV_FLAG_WAIT.
  * @cond runs in TASK_RUNNING and may sleep (it takes the peer mutex): the
  * wait_woken() pattern keeps a wake-up that comes between the check and the
  * sleep (WQ_FLAG_WOKEN). *@timeout is in jiffies (MAX_SCHEDULE_TIMEOUT: none)
  * and is updated to what is left. Returns 0, -EINTR on a signal (never
  * restarted, like epoll_wait()) or -ETIMEDOUT.
+ *
+ * Wakers skip the wake-up when wq_has_sleeper() finds nobody: the barrier
+ * after add_wait_queue() (whose spin_unlock() orders only what comes before
+ * it) makes the entry visible before the first check reads the condition;
+ * wait_woken() ends with a full barrier before each later check.
  */
 int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 			 bool (*cond)(void *data), void *data, long *timeout)
@@ -256,6 +272,7 @@ int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 	int ret = 0;
 
 	add_wait_queue(wq, &wait);
+	smp_mb(); /* pairs with wq_has_sleeper() in rust_bus1_waitq_has_sleeper() */
 	for (;;) {
 		if (cond(data))
 			break;

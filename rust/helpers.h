@@ -42,6 +42,7 @@ bool rust_bus1_file_is_io_uring(struct file *file);
 struct wait_queue_head *rust_bus1_waitq_new(const char *name,
 					    struct lock_class_key *key);
 void rust_bus1_waitq_free(struct wait_queue_head *wq);
+bool rust_bus1_waitq_has_sleeper(struct wait_queue_head *wq);
 int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 			 bool (*cond)(void *data), void *data, long *timeout);
 long rust_bus1_timeout_jiffies(u64 ns);

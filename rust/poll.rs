@@ -58,13 +58,19 @@ impl<'a> PollTable<'a> {
     /// Registers the caller of `poll` on `queue`, through `file`, so that
     /// [`PollQueue::wake_sync`] wakes it.
     ///
+    /// Ends with a full memory barrier, as `sock_poll_wait()` does: the caller checks its
+    /// conditions after this returns, and the barrier orders the queue insertion before those
+    /// reads. It pairs with the one in [`PollQueue::has_sleeper`], so a waker that skips the
+    /// wake-up because it saw no waiter made its condition visible to this poll.
+    ///
     /// As with [`kernel::sync::poll::PollCondVar`], `queue` must be one that `file` keeps alive:
     /// `select` and `poll` remove their entries before they return, while they hold `file`;
     /// epoll, aio and io_uring rely on the `POLLFREE` contract that [`PollQueue`] keeps.
     pub(crate) fn register(&self, file: &File, queue: &PollQueue) {
         // SAFETY: `file` is valid for this call and `self.table` is null or valid (invariants);
         // the wait queue outlives its waiters as explained above and in `PollQueue`.
-        unsafe { bindings::poll_wait(file.as_ptr(), queue.wq.as_ptr(), self.table) }
+        unsafe { bindings::poll_wait(file.as_ptr(), queue.wq.as_ptr(), self.table) };
+        kernel::sync::barrier::smp_mb();
     }
 }
 
@@ -78,6 +84,7 @@ extern "C" {
         key: *mut bindings::lock_class_key,
     ) -> *mut bindings::wait_queue_head;
     fn rust_bus1_waitq_free(wq: *mut bindings::wait_queue_head);
+    fn rust_bus1_waitq_has_sleeper(wq: *mut bindings::wait_queue_head) -> bool;
     fn rust_bus1_waitq_wait(
         wq: *mut bindings::wait_queue_head,
         cond: unsafe extern "C" fn(data: *mut c_void) -> bool,
@@ -148,6 +155,21 @@ impl PollQueue {
         })
     }
 
+    /// Whether anyone waits on the queue: a poller registered on it or a task in
+    /// [`Self::wait_until`].
+    ///
+    /// A waker calls this after it made a condition true, and calls [`Self::wake_sync`] only if
+    /// it returns true, so a wake-up that nobody waits for does not take the wait queue lock.
+    /// This is `wq_has_sleeper()`: a full memory barrier orders the caller's earlier stores (the
+    /// condition) before the read of the queue, and pairs with the barrier every waiter issues
+    /// between adding itself to the queue and checking its condition ([`PollTable::register`]
+    /// and [`Self::wait_until`]). Either the waker sees the waiter and wakes it, or the waiter
+    /// sees the condition and does not sleep.
+    pub(crate) fn has_sleeper(&self) -> bool {
+        // SAFETY: `wq` is a valid, initialised wait queue by the invariants.
+        unsafe { rust_bus1_waitq_has_sleeper(self.wq.as_ptr()) }
+    }
+
     /// Wakes every waiter, with the sync hint: the caller usually goes on to wait itself, so the
     /// woken task may run on this CPU.
     pub(crate) fn wake_sync(&self) {
@@ -161,9 +183,10 @@ impl PollQueue {
     ///
     /// `cond` runs in process context with no lock held and may sleep (take mutexes): it is
     /// checked before every sleep, and a [`Self::wake_sync`] between a check and the sleep
-    /// is not lost. Fails with `EINTR` when a signal is pending (the caller does not restart,
-    /// like `epoll_wait()`) and with `ETIMEDOUT` when the timeout ran out; `timeout` keeps what
-    /// is left for a following wait.
+    /// is not lost, also for a waker that checks [`Self::has_sleeper`] first. Fails with
+    /// `EINTR` when a signal is pending (the caller does not restart, like `epoll_wait()`) and
+    /// with `ETIMEDOUT` when the timeout ran out; `timeout` keeps what is left for a following
+    /// wait.
     pub(crate) fn wait_until<F: FnMut() -> bool>(
         &self,
         mut cond: F,
