@@ -22,6 +22,7 @@ import results  # noqa: E402
 import splats  # noqa: E402
 
 MANIFEST = mf.load()
+RELOADS = mf.reloads()
 CONSOLE = [
     "[    0.000000] Linux version 7.2.12 (bus1 test kernel)",
     "[    3.100000] kmemleak: Kernel memory leak detector initialized (mem pool available: 15000)",
@@ -63,7 +64,7 @@ def program_section(p, variant, keep=None, plan=None, rc=0, secs=3, skip=(), fai
     return out
 
 
-def guest_log(variant, omit=(), sections=None, kmemleak="ok", taint=0, done=True):
+def guest_log(variant, omit=(), sections=None, kmemleak="ok", taint=0, done=True, reload_lines=None):
     """A whole run; sections: {program name: [lines]} replacing the default."""
     sections = sections or {}
     out = ["@@INSMOD rc=0"]
@@ -72,7 +73,14 @@ def guest_log(variant, omit=(), sections=None, kmemleak="ok", taint=0, done=True
             out += sections.get(p.name) or kunit_section(p, variant)
     progs = [p for p in mf.guest_programs(MANIFEST) if p.name != "bus1_module_test"]
     progs += [p for p in MANIFEST if p.name == "bus1_module_test"]
+    # The module reloads (guest-init.sh), each before its first program;
+    # reload_lines: {reload name: its @@RELOAD line} replacing the default.
+    first = {}
+    for name, params, names in RELOADS:
+        first.setdefault(f"{names[0]}@{name}" if names else "bus1_module_test", []).append((name, params))
     for p in progs:
+        for name, params in first.get(p.name, []):
+            out.append((reload_lines or {}).get(name) or f"@@RELOAD {name} rc=0 {' '.join(params) or 'defaults'}")
         if p.name not in omit:
             out += sections.get(p.name) or program_section(p, variant)
     if variant == "debug":
@@ -125,12 +133,13 @@ def guest_cases(variant):
 
 def main():
     n_debug = guest_cases("debug")
+    n_debug_skips = sum(1 for p in MANIFEST for c in p.cases if "debug" in p.skip.get(c, set()))
     n_release_skips = sum(1 for p in MANIFEST for c in p.cases if "release" in p.skip.get(c, set()))
 
     v = judge("debug", guest_log("debug"))
     check("clean debug run passes", v, False)
-    if v.passed != n_debug or v.skipped != 0:
-        check(f"clean debug run counts {n_debug} cases", v, True, "never")
+    if v.skipped != n_debug_skips or v.passed + v.skipped != n_debug:
+        check(f"clean debug run counts {n_debug} cases, {n_debug_skips} skips", v, True, "never")
     v = judge("release", guest_log("release"))
     check("clean release run passes with the allowed skips", v, False)
     if v.skipped != n_release_skips or v.passed + v.skipped != n_debug:
@@ -160,6 +169,33 @@ def main():
     extra.cases, extra.timeout = ["global.x"], 90
     v = judge("debug", guest_log("debug") [:-2] + program_section(extra, "debug") + ["@@TAINT 0", "@@DONE"])
     check("binary not in the manifest", v, True, "selftest bus1_new_test: ran but is not in the manifest")
+
+    # Module reloads: each reload's programs are programs of their own.
+    v = judge("release", guest_log("release", omit=("bus1_quota_test@policy0",)))
+    check("missing run under a reloaded module", v, True, "selftest bus1_quota_test@policy0: did not run")
+    v = judge("release", guest_log("release", omit=("bus1_quota_test@policy1",), reload_lines={
+        "policy1": "@@RELOAD policy1 rc=1 quota_policy=1: read back 'quota_policy=2'"}))
+    check("reload whose parameters did not read back", v, True,
+          "module reload policy1 failed (quota_policy=1: read back 'quota_policy=2')",
+          "selftest bus1_quota_test@policy1: did not run")
+    v = judge("debug", guest_log("debug", reload_lines={
+        "defaults": "@@RELOAD defaults rc=1 unload: bus1 still in use 30 s after the last test (refcnt 1)"}))
+    check("reload to the defaults failed", v, True, "module reload defaults failed", "refcnt 1")
+    small = prog("bus1_quota_test@small")
+    v = judge("debug", guest_log("debug", sections={small.name: program_section(small, "debug",
+                                                                                fail=small.cases[:1])}))
+    check("failed case under a reloaded module", v, True,
+          f"selftest bus1_quota_test@small: {small.cases[0]} failed")
+    cg = "global.full_receiver_cgroup_is_edquot_not_oom"
+    v = judge("debug", guest_log("debug", sections={"bus1_quota_test": program_section(
+        prog("bus1_quota_test"), "debug", skip=[cg])}))
+    check("a skip allowed under a reloaded module only", v, True,
+          f"selftest bus1_quota_test: {cg}: unexpected SKIP on debug")
+    twice = program_section(prog("bus1_quota_test"), "debug") + program_section(small, "debug")
+    v = judge("debug", guest_log("debug", sections={"bus1_quota_test": twice}))
+    check("a reload's program reporting twice", v, True, "selftest bus1_quota_test@small: ran twice")
+    if [p for p in MANIFEST if "@" in p.name and p.cases != prog(p.name.split("@")[0]).cases]:
+        check("a reload's program has its base program's cases", results.Verdict("x"), True, "never")
 
     td = prog("bus1_teardown_test")
     v = judge("debug", guest_log("debug", sections={
@@ -300,6 +336,27 @@ def main():
               "case global.added_without_manifest is in the sources but not in the manifest",
               "kunit bus1_queue is in the manifest but not in the sources",
               "kunit bus1_queue_renamed is in the sources but not in the manifest")
+
+        init = os.path.join(tmp, "scripts", "guest-init.sh")
+        with open(init) as f:
+            gi = f.read()
+        with open(init, "w") as f:
+            f.write(gi.replace("\treload defaults", '\treload tiny "user_slices_max=8" bus1_test\n\treload defaults'))
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        v = results.Verdict("x")
+        if r.returncode != 0:
+            v.fail(r.stdout)
+        check("manifest check: reload added in guest-init.sh", v, True,
+              "selftest bus1_test@tiny is in the sources but not in the manifest")
+        with open(init, "w") as f:
+            f.write(gi.replace("\treload defaults", '\treload tiny "user_slices_max=8" bus1_nonexistent\n'
+                                                     '\treload defaults'))
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        v = results.Verdict("x")
+        if r.returncode != 0:
+            v.fail(r.stdout + r.stderr)
+        check("manifest check: reload of an unknown program", v, True,
+              "reload tiny: bus1_nonexistent is not a kselftest program")
 
     print(f"# {'FAILED' if FAILS else 'PASSED'}: {RUN - FAILS} of {RUN} runner tests passed")
     return 1 if FAILS else 0
