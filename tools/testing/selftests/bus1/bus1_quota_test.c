@@ -1260,6 +1260,81 @@ TEST(fdinfo_lists_senders_and_denials)
 	close(agent);
 }
 
+/* The counts of the "bus1-queue:" line of @fd's fdinfo; -1 if it is missing or malformed. */
+static int fdinfo_queue(int fd, long long *messages, long long *bytes, long long *notifications)
+{
+	char buf[4096];
+	const char *l;
+
+	if (fdinfo_text(fd, buf, sizeof(buf)))
+		return -1;
+	l = strstr(buf, "\nbus1-queue:\t");
+	if (!l || sscanf(l, "\nbus1-queue:\tmessages=%lld bytes=%lld notifications=%lld\n",
+			 messages, bytes, notifications) != 3)
+		return -1;
+	return 0;
+}
+
+#define ASSERT_QUEUE(fd, m, b, n) do {						\
+	long long qm_, qb_, qn_;						\
+										\
+	ASSERT_EQ(0, fdinfo_queue(fd, &qm_, &qb_, &qn_));			\
+	ASSERT_EQ((long long)(m), qm_);						\
+	ASSERT_EQ((long long)(b), qb_);						\
+	ASSERT_EQ((long long)(n), qn_);						\
+} while (0)
+
+/*
+ * fdinfo counts what is queued on the peer: messages and their in-flight
+ * bytes (the slice sizes, as charged), and notifications; each exactly, as
+ * they are queued and received.
+ */
+TEST(fdinfo_counts_the_queue)
+{
+	enum { N = 5 };
+	struct bus1_cmd_recv r;
+	char twenty[20] = { 0 };
+	int agent, sender, i;
+	__u64 h1, h2;
+
+	agent = open_as(OTHER + 73);
+	sender = open_as(OTHER + 74);
+	ASSERT_LE(0, agent);
+	ASSERT_LE(0, sender);
+	ASSERT_EQ(0, xfer(agent, N1, sender, &h1));
+	ASSERT_EQ(0, xfer(agent, N2, sender, &h2));
+	ASSERT_QUEUE(agent, 0, 0, 0);
+
+	for (i = 0; i < N; i++)
+		ASSERT_EQ(0, send8(sender, h1));
+	ASSERT_QUEUE(agent, N, N * 8, 0);
+	/* 20 bytes take a slice of 24. */
+	ASSERT_EQ(0, send_ex(sender, 0, &h1, 1, NULL, twenty, sizeof(twenty), NULL, 0));
+	ASSERT_QUEUE(agent, N + 1, N * 8 + 24, 0);
+	/* What the queue holds is what the peer's in-flight bytes count. */
+	ASSERT_EQ(N * 8 + 24, fdinfo_used(agent, "bus1-limits:", BYTES, NULL));
+	/* The sender drops its handle to N2: the agent is queued a NODE_RELEASE. */
+	ASSERT_EQ(0, ret_errno(ioctl(sender, BUS1_CMD_HANDLE_RELEASE, &h2)));
+	ASSERT_QUEUE(agent, N + 1, N * 8 + 24, 1);
+	/* The sender's queue is its own. */
+	ASSERT_QUEUE(sender, 0, 0, 0);
+
+	/* Received, it no longer counts, whether its slice is released or not. */
+	ASSERT_EQ(0, recv_msg(agent, &r));
+	ASSERT_QUEUE(agent, N, N * 8 - 8 + 24, 1);
+	for (i = 1; i < N; i++)
+		ASSERT_EQ(0, recv_release(agent));
+	ASSERT_QUEUE(agent, 1, 24, 1);
+	ASSERT_EQ(0, recv_release(agent));
+	ASSERT_QUEUE(agent, 0, 0, 1);
+	ASSERT_EQ(0, recv_msg(agent, &r));
+	ASSERT_EQ((__u64)BUS1_MSG_NODE_RELEASE, r.msg.type);
+	ASSERT_QUEUE(agent, 0, 0, 0);
+
+	close(sender);
+	close(agent);
+}
+
 /* --- (k) the reserved lane ------------------------------------------------- */
 
 #define MANY 1000
