@@ -1335,6 +1335,66 @@ TEST(fdinfo_counts_the_queue)
 	close(agent);
 }
 
+/*
+ * PEER_RESET with FLUSH drops the queued messages and gives the sender's
+ * share back, at the peer and at its principal: the queue, the usage and the
+ * share are zero again, and the sender may queue exactly as much again.
+ */
+TEST(flush_returns_the_shares)
+{
+	struct bus1_cmd_peer_reset flush = {
+		.flags = BUS1_PEER_RESET_FLAG_FLUSH,
+		.peer_flags = (__u64)-1,
+		.max_slices = KEEP,
+		.max_handles = KEEP,
+		.max_inflight_bytes = KEEP,
+		.max_inflight_fds = KEEP,
+	};
+	__u64 h, slices = bus1_module_param("user_slices_max");
+	static struct model mu, mp;
+	char buf[4096], line[512];
+	int agent, sender, err;
+	long sent, want;
+
+	agent = open_as(OTHER + 75);
+	sender = open_as(OTHER + 76);
+	ASSERT_LE(0, agent);
+	ASSERT_LE(0, sender);
+	ASSERT_EQ(0, xfer(agent, N1, sender, &h));
+	model_init(&mu, slices);
+	model_init(&mp, slices);
+	want = model_flood(&mu, &mp, 0);
+
+	sent = flood(sender, h, &err);
+	ASSERT_EQ(-EDQUOT, err);
+	ASSERT_EQ(want, sent);
+	ASSERT_QUEUE(agent, sent, sent * 8, 0);
+	ASSERT_EQ(0, debugfs_user(OTHER + 75, line, sizeof(line)));
+	ASSERT_NE(NULL, strstr(line, " senders=1 ")) TH_LOG("%s", line);
+
+	ASSERT_EQ(0, ret_errno(ioctl(agent, BUS1_CMD_PEER_RESET, &flush)));
+	ASSERT_QUEUE(agent, 0, 0, 0);
+	ASSERT_EQ(0, fdinfo_used(agent, "bus1-limits:", SLICES, NULL));
+	ASSERT_EQ(0, fdinfo_used(agent, "bus1-limits:", BYTES, NULL));
+	ASSERT_EQ(0, fdinfo_used(agent, "bus1-user:", SLICES, NULL));
+	ASSERT_EQ(0, fdinfo_used(agent, "bus1-user:", BYTES, NULL));
+	ASSERT_EQ(0, fdinfo_text(agent, buf, sizeof(buf)));
+	ASSERT_EQ(NULL, strstr(buf, "bus1-sender:")) TH_LOG("%s", buf);
+	ASSERT_NE(NULL, strstr(buf, "bus1-limits:\tsenders=0 ")) TH_LOG("%s", buf);
+	ASSERT_EQ(0, debugfs_user(OTHER + 75, line, sizeof(line)));
+	ASSERT_NE(NULL, strstr(line, " senders=0 ")) TH_LOG("%s", line);
+
+	/* The share is back: the sender gets exactly as much through again. */
+	sent = flood(sender, h, &err);
+	ASSERT_EQ(-EDQUOT, err);
+	ASSERT_EQ(want, sent);
+
+	close(sender);
+	close(agent);
+	ASSERT_EQ(0, user_listed(OTHER + 75));
+	ASSERT_EQ(0, user_listed(OTHER + 76));
+}
+
 /* --- (k) the reserved lane ------------------------------------------------- */
 
 #define MANY 1000
