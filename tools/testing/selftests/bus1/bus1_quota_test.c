@@ -1336,9 +1336,10 @@ TEST(fdinfo_counts_the_queue)
 }
 
 /*
- * PEER_RESET with FLUSH drops the queued messages and gives the sender's
- * share back, at the peer and at its principal: the queue, the usage and the
- * share are zero again, and the sender may queue exactly as much again.
+ * PEER_RESET with FLUSH drops the queued messages (and destroys the peer's
+ * nodes) and gives the sender's share back, at the peer and at its
+ * principal: the queue, the usage and the share are zero again, and the
+ * sender may queue exactly as much again.
  */
 TEST(flush_returns_the_shares)
 {
@@ -1384,7 +1385,12 @@ TEST(flush_returns_the_shares)
 	ASSERT_EQ(0, debugfs_user(OTHER + 75, line, sizeof(line)));
 	ASSERT_NE(NULL, strstr(line, " senders=0 ")) TH_LOG("%s", line);
 
-	/* The share is back: the sender gets exactly as much through again. */
+	/*
+	 * The share is back: the sender gets exactly as much through again, to
+	 * a new node (the flush destroyed the agent's nodes).
+	 */
+	ASSERT_EQ(-EHOSTUNREACH, send8(sender, h));
+	ASSERT_EQ(0, xfer(agent, N2, sender, &h));
 	sent = flood(sender, h, &err);
 	ASSERT_EQ(-EDQUOT, err);
 	ASSERT_EQ(want, sent);
