@@ -506,11 +506,24 @@ static int run_proc(unsigned int seed, int threads, int iters, int seconds, cons
 			p->peers[i] = shared[i - (NPEERS - NSHARED)];
 		else
 			p->peers[i] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-		if (p->peers[i] < 0)
+		if (p->peers[i] < 0) {
+			printf("# pid %d: open: %s\n", getpid(), strerror(errno));
 			return 1;
+		}
 		p->maps[i] = mmap(NULL, POOL_MAP, PROT_READ, MAP_SHARED, p->peers[i], 0);
-		if (p->maps[i] == MAP_FAILED)
+		if (p->maps[i] == MAP_FAILED) {
+			/*
+			 * The other processes' workers may have disconnected a
+			 * shared peer already; its pool stays unmapped, and
+			 * nothing is read from it.
+			 */
+			if (i >= NPEERS - NSHARED && errno == ESHUTDOWN) {
+				p->maps[i] = NULL;
+				continue;
+			}
+			printf("# pid %d: mmap of peer %d: %s\n", getpid(), i, strerror(errno));
 			return 1;
+		}
 	}
 	p->buf = mmap(NULL, 65536 + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p->buf == MAP_FAILED)
