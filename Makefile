@@ -16,6 +16,7 @@
 #   make run CMD='...'   ... and run CMD in the guest instead
 #   make check           provision, build, run every test on the debug and the release kernel
 #   make vm              interactive guest shell (release kernel)
+#   make vng             the kselftests and KUnit suites under virtme-ng (vng --run --disable-kvm), VARIANT (release)
 #   make stress          bus1_stress on the debug kernel for DURATION seconds (default 300), PROCS (4)
 #   make fuzz            bus1_fuzz on the debug kernel, ITERS per thread (default 100000) or FUZZ_SECONDS,
 #                        PROCS (2), THREADS (2), SEED; PROCS=1 THREADS=1 SEED=<n> replays a run exactly
@@ -58,7 +59,7 @@ TIMEOUT ?=
 export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
 .PHONY: all modules modules_install install install-headers install-man install-modules-load packaging-test \
-	check run vm clean \
+	check run vm vng clean \
 	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench boot-soak
 
 all: modules
@@ -101,9 +102,8 @@ help:
 provision:
 	@scripts/provision.sh
 
-kernels: provision
-	@scripts/build-kernel.sh release >/dev/null
-	@scripts/build-kernel.sh debug >/dev/null
+kernels:
+	@scripts/kernels.sh >/dev/null
 
 check:
 	@scripts/check.sh
@@ -113,6 +113,9 @@ run:
 
 vm:
 	@scripts/vm.sh shell $(VARIANT)
+
+vng:
+	@scripts/vng.sh $(VARIANT)
 
 intree:
 	@scripts/intree.sh install "$(KSRC)"

@@ -12,10 +12,12 @@
 //!
 //! 1. `Peer::inner`, a mutex over everything the peer owns ([`peer::PeerInner`]): its queue,
 //!    its handle-ID map, the owner-side state of its live nodes and its limits;
-//! 2. `Peer::active`, a spinlock over the peer's lifetime state, held only to take or drop an
-//!    active reference or to mark the peer disconnected (and, inside it, the wait queue lock of
-//!    `Peer::idle` while waiting for active references to drain, and that of `Peer::waitq` to
-//!    wake receivers blocked in `RECV`).
+//! 2. `Owner::state`, a spinlock in the peer's [`node::Owner`] (the small object its nodes pin)
+//!    over the peer's lifetime state and the route from its nodes to it, held only to take or
+//!    drop an active reference, to mark the peer disconnected, or to read, set or cut the route
+//!    (an `Arc` clone or take: no peer is dropped under it); inside it, the wait queue lock of
+//!    `Owner::idle` while waiting for active references to drain, and that of `Peer::waitq` to
+//!    wake receivers blocked in `RECV`.
 //!
 //! A third lock belongs to the peer's receive pool:
 //!
@@ -43,8 +45,8 @@
 //! Every module under `bus1/` denies `unsafe_code`; the abstractions over kernel C APIs are
 //! under `rust/`.
 //!
-//! `active` may be taken while holding `inner`, never the other way round. **At most one peer's
-//! `inner` is held at any time**: an operation that involves several peers (handle transfer,
+//! `Owner::state` may be taken while holding `inner`, never the other way round. **At most one
+//! peer's `inner` is held at any time**: an operation that involves several peers (handle transfer,
 //! release of a remote handle, node destruction, teardown) takes each peer's lock in turn, only
 //! around the step on that peer. Node state lives in the owner's `inner`, so a holder changes a
 //! node's strong count by locking the owner, not while holding its own lock. Transactions stage,
@@ -52,11 +54,29 @@
 //!
 //! Instead of holding a remote peer's lock, an operation pins the remote peer with an active
 //! reference; disconnecting marks the peer first (so no new pins succeed) and then waits for
-//! existing pins to go away without holding any lock but its own `active` spinlock (released
-//! while sleeping), so a pin holder never waits for the disconnecting peer.
+//! existing pins to go away without holding any lock but its own `Owner::state` spinlock
+//! (released while sleeping), so a pin holder never waits for the disconnecting peer.
 //!
 //! No lock is global: an operation on one peer never takes a lock that serialises unrelated
 //! peers.
+//!
+//! # Layers
+//!
+//! A module imports only from the layers below it. The layers below `peer` that hold peers are
+//! generic over the peer type, so none of them names [`peer::Peer`]:
+//!
+//! 1. `peer` (with its child modules `ioctl` and `transact`), `send` and `recv`: the peer and
+//!    its operations, `impl Peer` blocks split by command, one layer; they may import
+//!    everything below.
+//! 2. `transaction`: the commit protocol over several peers' queues, generic over
+//!    [`transaction::Participant`] (implemented by `Peer`); imports `queue`. Only its KUnit
+//!    tests use `peer`, to drive the protocol on real peers.
+//! 3. `message`: a queued copy of a message and what it holds, generic over
+//!    [`message::Receiver`] (implemented by `Peer`); imports `node`, `limits`, `quota`.
+//! 4. `node`: nodes, handles, the handle-ID map and [`node::Owner`], what a node keeps of its
+//!    owner, generic over the peer type; imports `uapi`.
+//! 5. Leaves: `queue`, `pool`, `limits` (over `quota` and `user`), `quota`, `user`,
+//!    `smallvec`, `uapi`, and the kernel abstractions under `rust/` (`ext`).
 
 #[path = "../rust/mod.rs"]
 mod ext;

@@ -155,7 +155,7 @@ impl MiscDevice for Peer {
     }
 
     fn show_fdinfo(me: ArcBorrow<'_, Peer>, m: &SeqFile, _file: &File) {
-        seq_print!(m, "bus1-peer:\t{:16x}\n", me.id);
+        seq_print!(m, "bus1-peer:\t{:16x}\n", me.id());
         let (slices, bytes, pages) = me.pool.usage();
         seq_print!(
             m,

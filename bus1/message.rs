@@ -25,6 +25,10 @@
 //! carried nodes' owners' locks. **A [`Message`] is therefore never dropped while any peer lock
 //! is held**: queues hand removed entries out (or detach them without allocating) so that the
 //! caller drops them after unlocking.
+//!
+//! This module does not know the peer type: a message is generic over `P`, the type of its
+//! receiver and of the owners of the nodes it names, which implements [`Receiver`] for what
+//! dropping a copy needs of them.
 
 #![deny(unsafe_code)]
 
@@ -32,11 +36,6 @@ use crate::{
     ext::{errno::ENOTRECOVERABLE, task_ext::SenderIds},
     limits::Limits,
     node::Node,
-    peer::{
-        get_strong,
-        put_strong,
-        Peer, //
-    },
     quota::{
         self,
         Charge, //
@@ -87,10 +86,23 @@ impl SliceLayout {
     }
 }
 
+/// What dropping a message needs of the peers it involves: its receiver, whose pool holds the
+/// slice and whose limits were charged, and the owners of the nodes it carries.
+pub(crate) trait Receiver: Sized {
+    /// Frees the unpublished slice at `off` in the peer's pool.
+    fn free_slice(&self, off: u64);
+    /// Gives `charged` back to the peer and its user, `shared` of it being the share of the
+    /// sending user `sender_uid`. Takes the peer's lock.
+    fn discharge(&self, sender_uid: u32, shared: &Charge, charged: &Charge);
+    /// Drops `n` in-flight strong references on `node`, queueing a release notification on its
+    /// owner if they were the last strong references. Takes the owner's lock; never allocates.
+    fn put_inflight(node: &Node<Self>, n: u64);
+}
+
 /// What one `SEND` carries besides its payload, shared by all of its copies.
-pub(crate) struct Cargo {
+pub(crate) struct Cargo<P> {
     /// Carried nodes; [`None`] for one that was no longer live at `SEND`.
-    pub(crate) nodes: KVec<Option<Arc<Node>>>,
+    pub(crate) nodes: KVec<Option<Arc<Node<P>>>>,
     /// Carried files, pinned until the last copy is received or dropped.
     pub(crate) files: KVec<ARef<File>>,
 }
@@ -105,11 +117,11 @@ pub(crate) struct Cargo {
 /// - `charged[SLICES]` is 0 once the slice was published (it is then charged until
 ///   `SLICE_RELEASE`), 1 before.
 /// - If `inflight`, every live node in `cargo` holds one strong reference for this copy.
-pub(crate) struct Message {
+pub(crate) struct Message<P: Receiver> {
     /// The peer whose pool holds the slice and whose limits were charged.
-    pub(crate) receiver: Arc<Peer>,
+    pub(crate) receiver: Arc<P>,
     /// The destination node (owned by `receiver`); [`None`] for the seed.
-    pub(crate) node: Option<Arc<Node>>,
+    pub(crate) node: Option<Arc<Node<P>>>,
     /// The slice's pool offset until it is published.
     pub(crate) slice: Option<u64>,
     /// The slice layout.
@@ -117,7 +129,7 @@ pub(crate) struct Message {
     /// Who sent it.
     pub(crate) sender: SenderIds,
     /// Handles and files.
-    pub(crate) cargo: Option<Arc<Cargo>>,
+    pub(crate) cargo: Option<Arc<Cargo<P>>>,
     /// The sending user (global UID).
     pub(crate) sender_uid: u32,
     /// What this copy holds of the receiver's resources.
@@ -128,9 +140,9 @@ pub(crate) struct Message {
     pub(crate) inflight: bool,
 }
 
-impl Message {
+impl<P: Receiver> Message<P> {
     /// Returns the destination node.
-    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+    pub(crate) fn node(&self) -> Option<&Arc<Node<P>>> {
         self.node.as_ref()
     }
 
@@ -153,40 +165,21 @@ impl Message {
     }
 }
 
-impl Drop for Message {
+impl<P: Receiver> Drop for Message<P> {
     fn drop(&mut self) {
         if let Some(off) = self.slice.take() {
-            self.receiver.pool().free(off);
+            self.receiver.free_slice(off);
         }
         if !self.charged.is_zero() || !self.shared.is_zero() {
             self.receiver
-                .lock()
-                .limits
-                .release(self.sender_uid, &self.shared, &self.charged);
+                .discharge(self.sender_uid, &self.shared, &self.charged);
         }
         if self.inflight {
             if let Some(cargo) = &self.cargo {
                 for node in cargo.nodes.iter().flatten() {
-                    put_inflight(node, 1);
+                    P::put_inflight(node, 1);
                 }
             }
         }
     }
-}
-
-/// Drops `n` in-flight strong references on `node`, queueing a release notification on its
-/// owner if they were the last strong references. Takes the owner's lock.
-pub(crate) fn put_inflight(node: &Arc<Node>, n: u64) {
-    let owner = node.owner();
-    // A message is dropped where nothing can fail (a flush, a close, or the undoing of a
-    // failed send); the owner's `NODE_RELEASE` uses the memory the node keeps for it.
-    let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), None, n);
-    if wake {
-        owner.wake();
-    }
-}
-
-/// Takes `n` in-flight strong references on `node` if it is live. Takes the owner's lock.
-pub(crate) fn get_inflight(node: &Arc<Node>, n: u64) -> bool {
-    get_strong(&mut node.owner().lock(), node.serial(), None, n)
 }

@@ -7,17 +7,25 @@
 //! "owner handle". The owner-side bookkeeping of a live node (strong count, holders, queued
 //! release notification) is a [`NodeState`] stored in the owner's locked state, so it is only
 //! ever touched under the owner's lock and no lock is shared between peers.
+//!
+//! This module does not know the peer type: everything here is generic over `P`, the type of
+//! the owning and holding peers. A node pins an [`Owner`], a small object per peer with the
+//! peer's ID, its lifetime state and a route to the peer itself, which the peer's teardown cuts
+//! once every node of the peer is destroyed. A node that outlives its owner (named by another
+//! peer's handle, or by a queued notification) therefore pins that small object, never the
+//! peer with its pool, queue, maps and charges.
 
 #![deny(unsafe_code)]
 
 use crate::{
-    peer::Peer,
+    ext::errno::ESHUTDOWN,
     uapi::{
         BUS1_HANDLE_FLAG_MANAGED,
         BUS1_HANDLE_FLAG_REMOTE, //
     },
 };
 use kernel::{
+    new_condvar, new_spinlock,
     prelude::*,
     rbtree::{
         RBTree,
@@ -32,6 +40,8 @@ use kernel::{
             Atomic,
         },
         Arc,
+        CondVar,
+        SpinLock, //
     },
 };
 
@@ -40,12 +50,154 @@ use kernel::{
 /// Peer IDs are never reused, so the pair is unique for the lifetime of the module.
 pub(crate) type NodeKey = (u64, u64);
 
+/// The lifetime state of a peer, under [`Owner::state`].
+struct Lifetime<P> {
+    /// Operations currently using the peer (active references).
+    count: u64,
+    /// Set once by the disconnect that tears the peer down; no new active references after.
+    shutdown: bool,
+    /// The peer, from its first node's creation until its teardown destroyed every node.
+    route: Option<Arc<P>>,
+    /// Set once the teardown cut the route; it is never set again.
+    cut: bool,
+}
+
+/// What a peer's nodes keep of it, and its lifetime: the peer's ID, its active references and
+/// a route to the peer `P`.
+///
+/// Every peer has one, and every node of the peer pins it. The route is what a node needs to
+/// reach its owner's lock and queue (to change its strong count, to queue a `NODE_RELEASE`, to
+/// deliver to it); the owner's teardown cuts it after it destroyed and stamped every node, so a
+/// destroyed node never reaches its owner and a dead peer's nodes pin only this object.
+///
+/// # Invariants
+///
+/// - `route` is `Some` from the creation of the peer's first node until its teardown destroyed
+///   every node of the peer (`cut`), and `None` otherwise: a node whose route is cut is
+///   destroyed, and its destruction is stamped ([`Node::destruction`]).
+/// - `shutdown` is set before the route is cut, and neither is ever cleared; `count` is only
+///   raised while `shutdown` is not set.
+#[pin_data]
+pub(crate) struct Owner<P> {
+    /// The peer's ID.
+    id: u64,
+    /// Active references, the shutdown flag and the route.
+    #[pin]
+    state: SpinLock<Lifetime<P>>,
+    /// Signalled when the last active reference of a shut-down peer is dropped.
+    #[pin]
+    idle: CondVar,
+}
+
+impl<P> Owner<P> {
+    /// Creates the object of the peer with ID `id`, with no route yet.
+    pub(crate) fn new(id: u64) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            try_pin_init!(Owner {
+                id,
+                state <- new_spinlock!(
+                    Lifetime {
+                        count: 0,
+                        shutdown: false,
+                        route: None,
+                        cut: false,
+                    },
+                    "Owner::state"
+                ),
+                idle <- new_condvar!("Owner::idle"),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    /// Returns the peer's ID.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Takes an active reference; fails with `ESHUTDOWN` once the peer was shut down.
+    pub(crate) fn acquire(&self) -> Result {
+        let mut s = self.state.lock();
+        if s.shutdown {
+            return Err(ESHUTDOWN());
+        }
+        s.count = s.count.checked_add(1).ok_or(EAGAIN)?;
+        Ok(())
+    }
+
+    /// Takes an active reference and returns the peer, through the route; fails with
+    /// `ESHUTDOWN` once the peer was shut down (and hence when the route is cut).
+    pub(crate) fn acquire_route(&self) -> Result<Arc<P>> {
+        let mut s = self.state.lock();
+        if s.shutdown {
+            return Err(ESHUTDOWN());
+        }
+        let peer = s.route.clone().ok_or_else(ESHUTDOWN)?;
+        s.count = s.count.checked_add(1).ok_or(EAGAIN)?;
+        Ok(peer)
+    }
+
+    /// Drops an active reference taken by [`Self::acquire`] or [`Self::acquire_route`].
+    pub(crate) fn release(&self) {
+        let mut s = self.state.lock();
+        s.count = s.count.saturating_sub(1);
+        if s.count == 0 && s.shutdown {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Marks the peer shut down, calls `wake` (under the lifetime lock, to wake up waiters that
+    /// hold active references) and waits until every active reference is gone. Fails with
+    /// `ESHUTDOWN` if the peer was shut down before.
+    pub(crate) fn shut_down(&self, wake: impl FnOnce()) -> Result {
+        let mut s = self.state.lock();
+        if s.shutdown {
+            return Err(ESHUTDOWN());
+        }
+        s.shutdown = true;
+        wake();
+        while s.count > 0 {
+            self.idle.wait(&mut s);
+        }
+        Ok(())
+    }
+
+    /// Whether the peer was shut down.
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.state.lock().shutdown
+    }
+
+    /// Returns the peer, unless its teardown destroyed every node of it.
+    pub(crate) fn route(&self) -> Option<Arc<P>> {
+        self.state.lock().route.clone()
+    }
+
+    /// Sets the route to `peer`, the peer this object belongs to, before the peer creates a
+    /// node. The caller holds an active reference, so the teardown has not cut the route yet
+    /// (it may have set `shutdown` and be waiting for that reference).
+    pub(crate) fn connect(&self, peer: &Arc<P>) {
+        let mut s = self.state.lock();
+        if s.route.is_none() && !s.cut {
+            s.route = Some(peer.clone());
+        }
+    }
+
+    /// Cuts the route, after the teardown destroyed and stamped every node of the peer, and
+    /// returns the reference it held, for the caller to drop with no lock held.
+    pub(crate) fn cut(&self) -> Option<Arc<P>> {
+        let mut s = self.state.lock();
+        kernel::warn_on!(!s.shutdown);
+        s.cut = true;
+        s.route.take()
+    }
+}
+
 /// A node: the target of handles. The mutable state is a [`NodeState`] owned by the owner peer;
 /// only the destruction timestamp lives here, because receivers of messages that name the node
 /// must compare against it without taking the owner's lock.
-pub(crate) struct Node {
-    /// The owning peer, pinned so holders can reach its lock and queue.
-    owner: Arc<Peer>,
+pub(crate) struct Node<P> {
+    /// The owner's object: its ID and the route to it.
+    owner: Arc<Owner<P>>,
     /// Serial number within the owner.
     serial: u64,
     /// Commit timestamp of the node's destruction, zero until it is known. Written once, before
@@ -53,9 +205,9 @@ pub(crate) struct Node {
     destroyed: Atomic<u64>,
 }
 
-impl Node {
-    /// Creates the node with serial `serial` owned by `owner`.
-    pub(crate) fn new(owner: Arc<Peer>, serial: u64) -> Result<Arc<Self>> {
+impl<P> Node<P> {
+    /// Creates the node with serial `serial` owned by the peer of `owner`.
+    pub(crate) fn new(owner: Arc<Owner<P>>, serial: u64) -> Result<Arc<Self>> {
         Ok(Arc::new(
             Node {
                 owner,
@@ -101,9 +253,20 @@ impl Node {
         self.destruction().is_some_and(|d| (ts, tag) > d)
     }
 
-    /// Returns the owning peer.
-    pub(crate) fn owner(&self) -> &Arc<Peer> {
+    /// Returns the owner's object.
+    pub(crate) fn owner(&self) -> &Arc<Owner<P>> {
         &self.owner
+    }
+
+    /// Returns the owning peer, unless its teardown destroyed every node of it (this one
+    /// included, whose destruction is then stamped).
+    pub(crate) fn owner_peer(&self) -> Option<Arc<P>> {
+        self.owner.route()
+    }
+
+    /// Returns the owner's peer ID.
+    pub(crate) fn owner_id(&self) -> u64 {
+        self.owner.id()
     }
 
     /// Returns the node's serial number within its owner.
@@ -119,10 +282,11 @@ impl Node {
 
 /// A remote peer's share of a node's strong references.
 ///
-/// `S` is a slot of the holder's queue and `T` the record of an entry staged there.
-pub(crate) struct Holder<S, T> {
+/// `P` is the peer type, `S` a slot of the holder's queue and `T` the record of an entry staged
+/// there.
+pub(crate) struct Holder<P, S, T> {
     /// The holding peer, pinned so destruction can notify it.
-    pub(crate) peer: Arc<Peer>,
+    pub(crate) peer: Arc<P>,
     /// Number of the holder's user references to the node.
     pub(crate) refs: u64,
     /// The memory of the holder's `NODE_DESTROY`, reserved when it became a holder, so a
@@ -132,9 +296,9 @@ pub(crate) struct Holder<S, T> {
     pub(crate) staged: Option<T>,
 }
 
-impl<S, T> Holder<S, T> {
+impl<P, S, T> Holder<P, S, T> {
     /// A new holder with one reference and the memory of its destruction notification.
-    pub(crate) fn new(peer: Arc<Peer>, destroy: S) -> Self {
+    pub(crate) fn new(peer: Arc<P>, destroy: S) -> Self {
         Holder {
             peer,
             refs: 1,
@@ -146,40 +310,42 @@ impl<S, T> Holder<S, T> {
 
 /// What a remote peer needs to become a holder of a node, allocated before the owner's lock is
 /// taken: the tree node for its holder entry and the memory of its `NODE_DESTROY`.
-pub(crate) struct HolderReservation<S, T> {
+pub(crate) struct HolderReservation<P, S, T> {
     /// The future holder.
-    pub(crate) peer: Arc<Peer>,
+    pub(crate) peer: Arc<P>,
+    /// Its peer ID, the key of its holder entry.
+    pub(crate) id: u64,
     /// The tree node of its holder entry.
-    pub(crate) res: RBTreeNodeReservation<u64, Holder<S, T>>,
+    pub(crate) res: RBTreeNodeReservation<u64, Holder<P, S, T>>,
     /// The memory of its `NODE_DESTROY`.
     pub(crate) destroy: S,
 }
 
 /// Owner-side state of a live node. Removed from the owner when the node is destroyed.
 ///
-/// `K` is a queue key, `S` a queue slot and `T` the record of a staged entry.
+/// `P` is the peer type, `K` a queue key, `S` a queue slot and `T` the record of a staged entry.
 ///
 /// # Invariants
 ///
 /// - Exactly one of `release` and `release_slot` is `Some`: the node's `NODE_RELEASE` is either
 ///   queued or its memory is held here, ready, so dropping the last strong reference never
 ///   allocates.
-pub(crate) struct NodeState<K, S, T> {
+pub(crate) struct NodeState<P, K, S, T> {
     /// The node itself.
-    pub(crate) node: Arc<Node>,
+    pub(crate) node: Arc<Node<P>>,
     /// Strong references: every remote user reference plus every owner reference but the first.
     pub(crate) n_strong: u64,
     /// Remote holders by peer ID; they get a destruction notification.
-    pub(crate) holders: RBTree<u64, Holder<S, T>>,
+    pub(crate) holders: RBTree<u64, Holder<P, S, T>>,
     /// The queued, not yet received release notification, if any.
     pub(crate) release: Option<K>,
     /// The memory of the node's next release notification while none is queued.
     pub(crate) release_slot: Option<S>,
 }
 
-impl<K, S, T> NodeState<K, S, T> {
+impl<P, K, S, T> NodeState<P, K, S, T> {
     /// Creates the state of a fresh node, with the memory of its release notification.
-    pub(crate) fn new(node: Arc<Node>, release_slot: S) -> Self {
+    pub(crate) fn new(node: Arc<Node<P>>, release_slot: S) -> Self {
         NodeState {
             node,
             n_strong: 0,
@@ -194,9 +360,14 @@ impl<K, S, T> NodeState<K, S, T> {
     ///
     /// Returns the key of a queued release notification, which no longer holds: the caller
     /// takes it off the queue and gives its memory back with [`Self::release_withdrawn`].
-    pub(crate) fn get(&mut self, holder: Option<HolderReservation<S, T>>, n: u64) -> Option<K> {
-        if let Some(HolderReservation { peer, res, destroy }) = holder {
-            let id = peer.id();
+    pub(crate) fn get(&mut self, holder: Option<HolderReservation<P, S, T>>, n: u64) -> Option<K> {
+        if let Some(HolderReservation {
+            peer,
+            id,
+            res,
+            destroy,
+        }) = holder
+        {
             match self.holders.get_mut(&id) {
                 Some(x) => x.refs = x.refs.saturating_add(n),
                 None => {
@@ -264,9 +435,9 @@ impl<K, S, T> NodeState<K, S, T> {
 }
 
 /// A peer's handle to a node.
-pub(crate) struct Handle {
+pub(crate) struct Handle<P> {
     /// The node.
-    pub(crate) node: Arc<Node>,
+    pub(crate) node: Arc<Node<P>>,
     /// The ID the peer names the handle by.
     pub(crate) id: u64,
     /// User references; the handle is unlinked when this drops to zero.
@@ -295,14 +466,14 @@ pub(crate) fn is_managed_id(id: u64) -> bool {
 }
 
 /// Preallocated tree nodes for linking one new handle, so the link step cannot fail.
-pub(crate) struct HandleReservation {
+pub(crate) struct HandleReservation<P> {
     /// For the ID map.
     id: RBTreeNodeReservation<u64, NodeKey>,
     /// For the node map.
-    handle: RBTreeNodeReservation<NodeKey, Handle>,
+    handle: RBTreeNodeReservation<NodeKey, Handle<P>>,
 }
 
-impl HandleReservation {
+impl<P> HandleReservation<P> {
     /// Allocates the tree nodes for one handle.
     pub(crate) fn new() -> Result<Self> {
         Ok(HandleReservation {
@@ -319,16 +490,16 @@ impl HandleReservation {
 /// - `ids` and `handles` describe the same set: `ids[h.id] == k` iff `handles[k] == h`.
 /// - Every linked handle has `n_user > 0`.
 /// - Kernel-assigned IDs are `serial << 3 | MANAGED [| REMOTE]` with serials never reused.
-pub(crate) struct HandleMap {
+pub(crate) struct HandleMap<P> {
     /// Last serial used for a kernel-assigned ID.
     last_serial: u64,
     /// Handle ID to node.
     ids: RBTree<u64, NodeKey>,
     /// Node to handle.
-    handles: RBTree<NodeKey, Handle>,
+    handles: RBTree<NodeKey, Handle<P>>,
 }
 
-impl HandleMap {
+impl<P> HandleMap<P> {
     /// Creates an empty map.
     pub(crate) fn new() -> Self {
         HandleMap {
@@ -339,17 +510,17 @@ impl HandleMap {
     }
 
     /// Returns the handle named `id`.
-    pub(crate) fn by_id(&self, id: u64) -> Option<&Handle> {
+    pub(crate) fn by_id(&self, id: u64) -> Option<&Handle<P>> {
         self.handles.get(self.ids.get(&id)?)
     }
 
     /// Returns the handle to the node `key`.
-    pub(crate) fn by_node(&self, key: &NodeKey) -> Option<&Handle> {
+    pub(crate) fn by_node(&self, key: &NodeKey) -> Option<&Handle<P>> {
         self.handles.get(key)
     }
 
     /// Returns the handle to the node `key` for modification.
-    pub(crate) fn by_node_mut(&mut self, key: &NodeKey) -> Option<&mut Handle> {
+    pub(crate) fn by_node_mut(&mut self, key: &NodeKey) -> Option<&mut Handle<P>> {
         self.handles.get_mut(key)
     }
 
@@ -373,10 +544,10 @@ impl HandleMap {
     /// ID that must be free) or by a fresh kernel-assigned ID. Returns the ID.
     pub(crate) fn link(
         &mut self,
-        node: Arc<Node>,
+        node: Arc<Node<P>>,
         id: Option<u64>,
         remote: bool,
-        res: HandleReservation,
+        res: HandleReservation<P>,
     ) -> Result<u64> {
         let id = match id {
             Some(id) => id,
@@ -406,7 +577,7 @@ impl HandleMap {
 
     /// Drops one user reference of the handle to `key`; unlinks and returns the handle when it
     /// was the last one.
-    pub(crate) fn release(&mut self, key: &NodeKey) -> Option<Handle> {
+    pub(crate) fn release(&mut self, key: &NodeKey) -> Option<Handle<P>> {
         let h = self.handles.get_mut(key)?;
         if h.n_user > 1 {
             h.n_user -= 1;
@@ -418,7 +589,7 @@ impl HandleMap {
     }
 
     /// Unlinks every handle and returns them, keeping the ID serial counter.
-    pub(crate) fn take_all(&mut self) -> RBTree<NodeKey, Handle> {
+    pub(crate) fn take_all(&mut self) -> RBTree<NodeKey, Handle<P>> {
         self.ids = RBTree::new();
         core::mem::take(&mut self.handles)
     }
@@ -428,9 +599,12 @@ impl HandleMap {
 mod tests {
     use super::*;
 
+    /// A stand-in for the peer type: this module does not know it.
+    struct TestPeer;
+
     #[test]
     fn managed_ids_are_fresh_and_flagged() -> Result {
-        let mut map = HandleMap::new();
+        let mut map = HandleMap::<TestPeer>::new();
         assert_eq!(map.alloc_id(false)?, 0x9);
         assert_eq!(map.alloc_id(true)?, 0x13);
         assert_eq!(map.alloc_id(true)?, 0x1b);
@@ -443,9 +617,8 @@ mod tests {
 
     #[test]
     fn destruction_ties_are_broken_by_the_tag() -> Result {
-        let owner = Peer::new()?;
-        let node = Node::new(owner.clone(), 1)?;
-        let o = owner.id();
+        let o = 1000;
+        let node = Node::new(Owner::<TestPeer>::new(o)?, 1)?;
         // Not stamped yet: nothing is ordered after it.
         assert!(!node.destroyed_before(u64::MAX, u64::MAX));
         node.set_destroyed(12);
@@ -460,9 +633,37 @@ mod tests {
     }
 
     #[test]
+    fn route_lives_from_connect_to_cut() -> Result {
+        let owner = Owner::<TestPeer>::new(7)?;
+        let peer = Arc::new(TestPeer, GFP_KERNEL)?;
+        let node = Node::new(owner.clone(), 1)?;
+        assert_eq!(node.key(), (7, 1));
+        // No route before the first node is connected: nothing to pin or reach.
+        assert!(node.owner_peer().is_none());
+        assert!(owner.acquire_route().is_err());
+        owner.connect(&peer);
+        assert!(node.owner_peer().is_some_and(|p| Arc::ptr_eq(&p, &peer)));
+        let pinned = owner.acquire_route()?;
+        owner.release();
+        drop(pinned);
+        // The teardown: shut down (no active reference is left), then cut.
+        owner.shut_down(|| ())?;
+        assert!(owner.acquire().is_err());
+        assert!(owner.shut_down(|| ()).is_err());
+        let route = owner.cut();
+        assert!(route.is_some_and(|p| Arc::ptr_eq(&p, &peer)));
+        // Cut: the node reaches nothing, and a later connect does not restore the route.
+        assert!(node.owner_peer().is_none());
+        owner.connect(&peer);
+        assert!(node.owner_peer().is_none());
+        assert!(owner.acquire_route().is_err());
+        Ok(())
+    }
+
+    #[test]
     fn handle_refcounting() -> Result {
-        let peer = Peer::new()?;
-        let node = Node::new(peer.clone(), 1)?;
+        let owner = Owner::<TestPeer>::new(3)?;
+        let node = Node::new(owner.clone(), 1)?;
         let key = node.key();
         let mut map = HandleMap::new();
         let id = map.link(node.clone(), None, true, HandleReservation::new()?)?;
@@ -476,7 +677,7 @@ mod tests {
         // Serials are not reused: a new handle to the same node gets a new ID.
         let again = map.link(node, None, true, HandleReservation::new()?)?;
         assert_eq!(again, 0x13);
-        let user = Node::new(peer, 2)?;
+        let user = Node::new(owner, 2)?;
         assert_eq!(
             map.link(user, Some(0x100), false, HandleReservation::new()?)?,
             0x100

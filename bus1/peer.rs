@@ -17,7 +17,6 @@ use crate::{
             ENOTUNIQ,
             EOPNOTSUPP,
             EREMOTE,
-            ESHUTDOWN,
             ESTALE, //
         },
         fd::IoctlContext,
@@ -40,17 +39,18 @@ use crate::{
         },
     },
     limits::Limits,
-    message::Message,
+    message::{
+        self,
+        Receiver, //
+    },
     node::{
+        self,
         is_managed_id,
-        Handle,
-        HandleMap,
-        HandleReservation,
         Holder,
         HolderReservation,
-        Node,
         NodeState,
-        OpToken, //
+        OpToken,
+        Owner, //
     },
     pool::Pool,
     queue::{
@@ -64,8 +64,8 @@ use crate::{
     },
     recv::RecvArgs,
     transaction::{
-        Staged,
-        Transaction, //
+        self,
+        Participant, //
     },
     uapi,
     user::UserRef,
@@ -77,7 +77,7 @@ use kernel::{
         LocalFile, //
     },
     mm::virt::VmaNew,
-    new_condvar, new_mutex, new_spinlock,
+    new_condvar, new_mutex,
     prelude::*,
     rbtree::{
         RBTree,
@@ -94,8 +94,7 @@ use kernel::{
         ArcBorrow,
         CondVar,
         Mutex,
-        MutexGuard,
-        SpinLock, //
+        MutexGuard, //
     },
     uaccess::{
         UserPtr,
@@ -118,6 +117,27 @@ const FDINFO_SENDERS: usize = 8;
 /// The most IDs a `NODES_DESTROY` array may hold, as in the RFC (its default handle limit).
 const NODES_DESTROY_MAX: u64 = 65536;
 
+/// A node of a peer (see [`node::Node`]).
+pub(crate) type Node = node::Node<Peer>;
+
+/// A peer's handle to a node.
+pub(crate) type Handle = node::Handle<Peer>;
+
+/// The tree nodes a new handle needs.
+pub(crate) type HandleReservation = node::HandleReservation<Peer>;
+
+/// A copy of a data message queued for a peer (see [`message::Message`]).
+pub(crate) type Message = message::Message<Peer>;
+
+/// What one `SEND` carries besides its payload.
+pub(crate) type Cargo = message::Cargo<Peer>;
+
+/// A transaction originating at a peer (see [`transaction::Transaction`]).
+pub(crate) type Transaction = transaction::Transaction<Peer>;
+
+/// An entry staged on a peer's queue by a transaction.
+pub(crate) type Staged = transaction::Staged<Peer>;
+
 /// An entry of a peer's queue.
 pub(crate) enum Event {
     /// The node was destroyed.
@@ -129,10 +149,10 @@ pub(crate) enum Event {
 }
 
 /// The owner-side state of a node, in its owner's [`PeerInner`].
-pub(crate) type OwnedNode = NodeState<QueueKey, QueueSlot<Event>, Staged>;
+pub(crate) type OwnedNode = NodeState<Peer, QueueKey, QueueSlot<Event>, Staged>;
 
 /// A remote holder of a node, in the node's [`OwnedNode`].
-pub(crate) type NodeHolder = Holder<QueueSlot<Event>, Staged>;
+pub(crate) type NodeHolder = Holder<Peer, QueueSlot<Event>, Staged>;
 
 /// The node states a destruction works on: the whole tree of a flush, or the states
 /// `NODES_DESTROY` picked.
@@ -180,11 +200,11 @@ pub(crate) struct PeerInner {
     /// Peer flags set by `PEER_RESET`.
     peer_flags: u64,
     /// This peer's handles.
-    pub(crate) handles: HandleMap,
+    pub(crate) handles: node::HandleMap<Peer>,
     /// Live nodes owned by this peer, by serial.
     pub(crate) nodes: RBTree<u64, OwnedNode>,
-    /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and a closed peer,
-    /// which handles to its nodes may keep for long, should be small.
+    /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and every peer pays for
+    /// the room it takes here.
     pub(crate) seed: Option<KBox<Message>>,
     /// Last node serial handed out.
     last_node: u64,
@@ -194,31 +214,24 @@ pub(crate) struct PeerInner {
     creating: u64,
 }
 
-/// The lifetime state of a peer.
-struct Active {
-    /// Operations currently using the peer.
-    count: u64,
-    /// Set once by the disconnect that tears the peer down; no new active references after.
-    shutdown: bool,
-}
-
 /// A bus1 peer.
+///
+/// # Invariants
+///
+/// - `owner` is this peer's [`Owner`]: its ID, its lifetime state (active references and the
+///   shutdown flag) and, from the first node's creation until the teardown destroyed every node,
+///   the route from the peer's nodes back to the peer.
 #[pin_data]
 pub(crate) struct Peer {
-    /// Diagnostic ID, shown in fdinfo; also orders nodes and tags transactions.
-    id: u64,
+    /// Diagnostic ID (shown in fdinfo; also orders nodes and tags transactions), lifetime state
+    /// and the route from the peer's nodes; what a node of the peer pins.
+    owner: Arc<Owner<Peer>>,
     /// The UID the peer is charged to (global value), which is also the sending user for its
     /// messages.
     uid: u32,
     /// Everything the peer owns.
     #[pin]
     inner: Mutex<PeerInner>,
-    /// Lifetime state.
-    #[pin]
-    active: SpinLock<Active>,
-    /// Signalled when the last active reference of a shut-down peer is dropped.
-    #[pin]
-    idle: CondVar,
     /// Signalled, after the state changed under `inner`, when a node created on the fly settles
     /// (its creating operation finished or undid it) and when a destruction of this peer's nodes
     /// is stamped. Waited on with `inner` held, so a change cannot be missed.
@@ -246,13 +259,14 @@ pub(crate) struct PeerActive {
 impl PeerActive {
     /// Takes an active reference on `peer`; fails with `ESHUTDOWN` once it was disconnected.
     pub(crate) fn acquire(peer: Arc<Peer>) -> Result<Self> {
-        {
-            let mut a = peer.active.lock();
-            if a.shutdown {
-                return Err(ESHUTDOWN());
-            }
-            a.count = a.count.checked_add(1).ok_or(EAGAIN)?;
-        }
+        peer.owner.acquire()?;
+        Ok(PeerActive { peer })
+    }
+
+    /// Takes an active reference on the owner of `node`; fails with `ESHUTDOWN` once it was
+    /// disconnected.
+    pub(crate) fn acquire_owner(node: &Node) -> Result<Self> {
+        let peer = node.owner().acquire_route()?;
         Ok(PeerActive { peer })
     }
 
@@ -262,13 +276,34 @@ impl PeerActive {
     }
 }
 
+impl core::ops::Deref for PeerActive {
+    type Target = Peer;
+
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl Participant for Peer {
+    type Entry = Event;
+    type Pin = PeerActive;
+
+    fn id(&self) -> u64 {
+        self.owner.id()
+    }
+
+    fn with_queue<R>(&self, f: impl FnOnce(&mut Queue<Event>) -> R) -> R {
+        f(&mut self.lock().queue)
+    }
+
+    fn wake(&self) {
+        Peer::wake(self)
+    }
+}
+
 impl Drop for PeerActive {
     fn drop(&mut self) {
-        let mut a = self.peer.active.lock();
-        a.count = a.count.saturating_sub(1);
-        if a.count == 0 && a.shutdown {
-            self.peer.idle.notify_all();
-        }
+        self.peer.owner.release();
     }
 }
 
@@ -307,7 +342,7 @@ pub(crate) fn put_strong(
 pub(crate) fn get_strong(
     inner: &mut PeerInner,
     serial: u64,
-    holder: Option<HolderReservation<QueueSlot<Event>, Staged>>,
+    holder: Option<HolderReservation<Peer, QueueSlot<Event>, Staged>>,
     n: u64,
 ) -> bool {
     let Some(st) = inner.nodes.get_mut(&serial) else {
@@ -319,6 +354,35 @@ pub(crate) fn get_strong(
         }
     }
     true
+}
+
+/// Takes `n` in-flight strong references on `node` if it is live. Takes the owner's lock.
+pub(crate) fn get_inflight(node: &Node, n: u64) -> bool {
+    node.owner_peer()
+        .is_some_and(|owner| get_strong(&mut owner.lock(), node.serial(), None, n))
+}
+
+impl Receiver for Peer {
+    fn free_slice(&self, off: u64) {
+        self.pool.free(off);
+    }
+
+    fn discharge(&self, sender_uid: u32, shared: &Charge, charged: &Charge) {
+        self.lock().limits.release(sender_uid, shared, charged);
+    }
+
+    fn put_inflight(node: &Node, n: u64) {
+        // A node whose owner is gone is destroyed: its strong count no longer matters.
+        let Some(owner) = node.owner_peer() else {
+            return;
+        };
+        // A message is dropped where nothing can fail (a flush, a close, or the undoing of a
+        // failed send); the owner's `NODE_RELEASE` uses the memory the node keeps for it.
+        let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), None, n);
+        if wake {
+            owner.wake();
+        }
+    }
 }
 
 /// Returns the index of the first ID that repeats an earlier one.
@@ -467,16 +531,17 @@ impl Peer {
         let limits = Limits::new(UserRef::get(uid)?)?;
         let max_ids = Atomic::new(limits.max_handles());
         let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
+        let owner = Owner::new(id)?;
         Arc::pin_init(
             try_pin_init!(Peer {
-                id,
+                owner,
                 uid,
                 inner <- new_mutex!(
                     PeerInner {
                         queue: Queue::new(),
                         limits,
                         peer_flags: 0,
-                        handles: HandleMap::new(),
+                        handles: node::HandleMap::new(),
                         nodes: RBTree::new(),
                         last_node: 0,
                         last_op: 0,
@@ -485,15 +550,7 @@ impl Peer {
                     },
                     "Peer::inner"
                 ),
-                active <- new_spinlock!(
-                    Active {
-                        count: 0,
-                        shutdown: false,
-                    },
-                    "Peer::active"
-                ),
                 max_ids,
-                idle <- new_condvar!("Peer::idle"),
                 nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
                 pool <- Pool::new(),
@@ -510,7 +567,15 @@ impl Peer {
 
     /// Returns the peer's diagnostic ID.
     pub(crate) fn id(&self) -> u64 {
-        self.id
+        self.owner.id()
+    }
+
+    /// Creates the node `serial` of this peer, setting the route from the peer's nodes to the
+    /// peer first. The caller holds an active reference (every ioctl does), so the teardown,
+    /// which cuts the route, has not started.
+    fn new_node(self: &Arc<Self>, serial: u64) -> Result<Arc<Node>> {
+        self.owner.connect(self);
+        Node::new(self.owner.clone(), serial)
     }
 
     /// Returns the UID the peer is charged to.
@@ -521,6 +586,11 @@ impl Peer {
     /// Locks the peer's state.
     pub(crate) fn lock(&self) -> MutexGuard<'_, PeerInner> {
         self.inner.lock()
+    }
+
+    /// Returns what the peer's nodes keep of it.
+    pub(crate) fn owner(&self) -> &Arc<Owner<Peer>> {
+        &self.owner
     }
 
     /// Returns the receive pool.
@@ -543,7 +613,7 @@ impl Peer {
 
     /// Whether the peer was disconnected.
     pub(crate) fn is_shutdown(&self) -> bool {
-        self.active.lock().shutdown
+        self.owner.is_shutdown()
     }
 
     /// Creates a node owned by this peer, named by the user-chosen `id`, and charges its owner
@@ -562,7 +632,7 @@ impl Peer {
         let st_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let release = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         let serial = inner.last_node.checked_add(1).ok_or(ENOSPC)?;
-        let node = Node::new(self.clone(), serial)?;
+        let node = self.new_node(serial)?;
         inner.limits.charge_handles(1)?;
         if op.0 == 0 {
             inner.last_op = inner.last_op.wrapping_add(1).max(1);
@@ -571,7 +641,7 @@ impl Peer {
         inner.last_node = serial;
         inner
             .nodes
-            .insert(st_res.into_node(serial, NodeState::new(node.clone(), release)));
+            .insert(st_res.into_node(serial, OwnedNode::new(node.clone(), release)));
         inner.handles.link(node.clone(), Some(id), false, res)?;
         if let Some(h) = inner.handles.by_node_mut(&node.key()) {
             h.creator = op.0;
@@ -622,19 +692,9 @@ impl Peer {
     /// Tears the peer down, exactly once: waits for every active reference to go away, then
     /// destroys its nodes, drops its handles and empties its queue.
     pub(crate) fn disconnect(self: &Arc<Self>) -> Result {
-        {
-            let mut a = self.active.lock();
-            if a.shutdown {
-                return Err(ESHUTDOWN());
-            }
-            a.shutdown = true;
-            // Receivers blocked in `RECV` with `WAIT` hold active references: wake them, they
-            // see the shutdown and return.
-            self.wake();
-            while a.count > 0 {
-                self.idle.wait(&mut a);
-            }
-        }
+        // Receivers blocked in `RECV` with `WAIT` hold active references: wake them, they see
+        // the shutdown and return.
+        self.owner.shut_down(|| self.wake())?;
         self.flush();
         // Nobody can pin the peer any more, so nothing new can arrive in the queue.
         let leftover;
@@ -647,14 +707,19 @@ impl Peer {
             seed = inner.seed.take();
         }
         drop((leftover, seed));
-        // Everything but the peer object goes now: the peer may stay pinned for long by
-        // handles to its (destroyed) nodes.
+        // The pool goes now, before the file is closed: a disconnected peer that is still open
+        // needs none.
         let freed = self.pool.close();
         {
             let mut inner = self.lock();
             inner.limits.discharge_slices(freed);
             inner.limits.close();
         }
+        // Every node is destroyed and stamped: the nodes no longer need to reach the peer, and
+        // those that outlive it (named by other peers' handles) pin only its `Owner`. The peer
+        // object goes with the last reference from the file or a message in flight.
+        let route = self.owner.cut();
+        drop(route);
         self.wake();
         Ok(())
     }
@@ -690,15 +755,17 @@ impl Peer {
         let c = self.destroy_nodes(tx, &mut nodes);
         drop(nodes);
         for (_, h) in handles.iter() {
-            let owner = h.node.owner();
-            if Arc::ptr_eq(owner, self) {
+            if h.node.owner_id() == self.id() {
                 continue;
             }
+            let Some(owner) = h.node.owner_peer() else {
+                continue;
+            };
             let wake = put_strong(
                 owner.id(),
                 &mut owner.lock(),
                 h.node.serial(),
-                Some(self.id),
+                Some(self.id()),
                 h.n_user,
             );
             if wake {
@@ -706,7 +773,7 @@ impl Peer {
             }
         }
         drop(handles);
-        let flushed = self.lock().queue.flush_detach(c, self.id);
+        let flushed = self.lock().queue.flush_detach(c, self.id());
         drop(flushed);
         let freed = self.pool.flush();
         self.lock().limits.discharge_slices(freed);
@@ -831,14 +898,14 @@ impl Peer {
             };
             node = h.node.clone();
             let n_user = h.n_user;
-            if Arc::ptr_eq(node.owner(), self) {
+            if node.owner_id() == self.id() {
                 let live = inner.nodes.get(&node.serial()).is_some();
                 if live && n_user == 1 {
                     return Err(EBUSY);
                 }
                 let gone = inner.handles.release(&node.key());
                 inner.limits.discharge_handles(1);
-                let wake = live && put_strong(self.id, inner, node.serial(), None, 1);
+                let wake = live && put_strong(self.id(), inner, node.serial(), None, 1);
                 drop(guard);
                 drop(gone);
                 if wake {
@@ -850,12 +917,15 @@ impl Peer {
             inner.limits.discharge_handles(1);
         }
         drop(gone);
-        let owner = node.owner();
+        // A node whose owner is gone is destroyed: nothing to give back.
+        let Some(owner) = node.owner_peer() else {
+            return Ok(0);
+        };
         let wake = put_strong(
             owner.id(),
             &mut owner.lock(),
             node.serial(),
-            Some(self.id),
+            Some(self.id()),
             1,
         );
         if wake {
@@ -892,18 +962,22 @@ impl Peer {
         let node = op.resolve(t.src_handle)?;
         let charged = dst.lock().limits.charge_handles(1);
         charged?;
-        let owner = node.owner();
-        let remote = !Arc::ptr_eq(owner, &dst);
-        let live = get_strong(
-            &mut owner.lock(),
-            node.serial(),
-            remote.then(|| HolderReservation {
-                peer: dst.clone(),
-                res: holder_res,
-                destroy: destroy_slot,
-            }),
-            1,
-        );
+        let remote = node.owner_id() != dst.id();
+        // A node whose owner is gone is destroyed, and so is not live.
+        let owner = node.owner_peer();
+        let live = owner.as_ref().is_some_and(|owner| {
+            get_strong(
+                &mut owner.lock(),
+                node.serial(),
+                remote.then(|| HolderReservation {
+                    peer: dst.clone(),
+                    id: dst.id(),
+                    res: holder_res,
+                    destroy: destroy_slot,
+                }),
+                1,
+            )
+        });
         // `dst` became a holder above, under the owner's lock; its handle is linked now, under
         // its own lock. A destruction committed in between notified `dst` already: if `dst` took
         // that notification off its queue (and dropped it, with no handle to deliver it to), the
@@ -934,7 +1008,7 @@ impl Peer {
             op.settle();
         } else {
             dst.lock().limits.discharge_handles(1);
-            if live && remote {
+            if let Some(owner) = owner.filter(|_| live && remote) {
                 // Give back the holder reference taken above, if the node still counts it.
                 let wake = put_strong(
                     owner.id(),
@@ -1003,7 +1077,7 @@ impl Peer {
                         new_nodes.push(
                             NewNode {
                                 id,
-                                node: Node::new(self.clone(), serial)?,
+                                node: self.new_node(serial)?,
                                 res: HandleReservation::new()?,
                                 st_res: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
                                 release: Queue::reserve(GFP_KERNEL_ACCOUNT)?,
@@ -1012,7 +1086,7 @@ impl Peer {
                         )?;
                     }
                     Some(h) => {
-                        if !Arc::ptr_eq(h.node.owner(), self) {
+                        if h.node.owner_id() != self.id() {
                             return Err(EREMOTE());
                         }
                         inner.nodes.get(&h.node.serial()).ok_or_else(ESTALE)?;
@@ -1029,7 +1103,7 @@ impl Peer {
                 inner.last_node = serial;
                 inner.nodes.insert(
                     nn.st_res
-                        .into_node(serial, NodeState::new(nn.node.clone(), nn.release)),
+                        .into_node(serial, OwnedNode::new(nn.node.clone(), nn.release)),
                 );
                 // Cannot fail: the ID is given, so no ID is allocated.
                 let _ = inner.handles.link(nn.node, Some(nn.id), false, nn.res);

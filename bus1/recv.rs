@@ -8,17 +8,12 @@
 
 use crate::{
     ext::{errno::ENOTRECOVERABLE, fd::reserve_cloexec},
-    message::{
-        Message,
-        SliceLayout, //
-    },
-    node::{
-        HandleReservation,
-        Holder,
-        Node, //
-    },
+    message::SliceLayout,
     peer::{
         Event,
+        HandleReservation,
+        Message,
+        Node,
         NodeHolder,
         Peer,
         PeerInner, //
@@ -139,7 +134,7 @@ impl InstallReservation {
         let mut destroys = KVec::new();
         if let Some(cargo) = &msg.cargo {
             for node in cargo.nodes.iter().flatten() {
-                if !Arc::ptr_eq(node.owner(), &msg.receiver) {
+                if node.owner_id() != msg.receiver.id() {
                     destroys.push(Queue::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
                 }
             }
@@ -369,10 +364,9 @@ impl Peer {
         holder_res: RBTreeNodeReservation<u64, NodeHolder>,
         destroys: &mut KVec<QueueSlot<Event>>,
     ) -> u64 {
-        let owner = node.owner();
         // A node gone from its owner is still delivered if the message is ordered before its
         // destruction.
-        if Arc::ptr_eq(owner, self) {
+        if node.owner_id() == self.id() {
             // Nothing was reserved for a node of this peer.
             let mut inner = self.lock();
             if inner.nodes.get(&node.serial()).is_none() {
@@ -393,7 +387,9 @@ impl Peer {
         // Reserved before the dequeue, one per carried node of another peer: the memory of this
         // peer's NODE_DESTROY, kept with a new holder entry or used to join a destruction.
         let mut destroy = destroys.pop();
-        let live = {
+        // A node whose owner is gone is destroyed, and its destruction stamped.
+        let owner = node.owner_peer();
+        let live = owner.is_some_and(|owner| {
             let mut o = owner.lock();
             match o.nodes.get_mut(&node.serial()) {
                 Some(st) => {
@@ -405,8 +401,9 @@ impl Peer {
                             destroy = slot;
                         }
                         (None, Some(slot)) => {
-                            st.holders
-                                .insert(holder_res.into_node(id, Holder::new(self.clone(), slot)));
+                            st.holders.insert(
+                                holder_res.into_node(id, NodeHolder::new(self.clone(), slot)),
+                            );
                         }
                         // Cannot happen: a slot is reserved for every carried foreign node.
                         (None, None) => {
@@ -417,7 +414,7 @@ impl Peer {
                 }
                 None => false,
             }
-        };
+        });
         if !live && !ordered_before_destruction(node, ts, tag) {
             return uapi::BUS1_HANDLE_INVALID;
         }
@@ -491,7 +488,20 @@ fn pop_front_settled(inner: &mut PeerInner) -> Option<(Event, QueueSlot<Event>)>
 /// window waits for the stamp (see [`Peer::destruction_of`]), because only the stamp tells
 /// whether its message was ordered before the destruction.
 fn ordered_before_destruction(node: &Node, ts: u64, tag: u64) -> bool {
-    (ts, tag) < node.owner().destruction_of(node)
+    let d = match (node.destruction(), node.owner_peer()) {
+        (Some(d), _) => d,
+        (None, Some(owner)) => owner.destruction_of(node),
+        // The owner's teardown cut its route after it stamped every node of it, and the route
+        // is read after the stamp: not reached.
+        (None, None) => match node.destruction() {
+            Some(d) => d,
+            None => {
+                kernel::warn_on!(true);
+                return false;
+            }
+        },
+    };
+    (ts, tag) < d
 }
 
 /// Makes sure the pool pages under `[at, at + len)` are present, so that writing there later

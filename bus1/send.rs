@@ -25,19 +25,18 @@ use crate::{
         task_ext::SenderIds,
     },
     limits::ShareReservations,
-    message::{
-        get_inflight,
-        Cargo,
-        Message,
-        SliceLayout, //
-    },
-    node::Node,
+    message::SliceLayout,
     peer::{
         first_duplicate,
+        get_inflight,
+        Cargo,
         Event,
+        Message,
+        Node,
         NodeOp,
         Peer,
-        PeerActive, //
+        PeerActive,
+        Transaction, //
     },
     queue::{
         Queue,
@@ -45,7 +44,6 @@ use crate::{
     },
     quota::Charge,
     smallvec::SmallVec,
-    transaction::Transaction,
     uapi,
 };
 use core::mem::size_of;
@@ -259,7 +257,7 @@ impl Peer {
         // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
         let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         let msg = {
-            let dst = PeerActive::acquire(node.owner().clone())?;
+            let dst = PeerActive::acquire_owner(node)?;
             prepare_copy(dst.peer(), Some(node.clone()), layout, sender, sender_uid)?
         };
         copy_payload(&msg, vecs)?;

@@ -6,33 +6,44 @@
 //! A transaction never holds two peers' locks at once: each step takes the lock of exactly one
 //! destination, and every destination stays pinned (by an active reference) from staging until
 //! its entry is committed, so it cannot be torn down in between.
+//!
+//! This module does not know the peer type: a transaction is generic over `P`, which
+//! implements [`Participant`] for what the protocol needs of a peer.
 
 #![deny(unsafe_code)]
 
-use crate::{
-    peer::{
-        Event,
-        Peer,
-        PeerActive, //
-    },
-    queue::{
-        Queue,
-        QueueKey,
-        QueueSlot, //
-    },
+use crate::queue::{
+    Queue,
+    QueueKey,
+    QueueSlot, //
 };
+use core::ops::Deref;
 use kernel::{
     prelude::*,
     sync::Arc, //
 };
 
+/// What a transaction needs of the peers it involves.
+pub(crate) trait Participant: Sized {
+    /// The entries of the peers' queues.
+    type Entry;
+    /// A pin on a peer (an active reference), which keeps it from being torn down.
+    type Pin: Deref<Target = Self>;
+    /// The peer's ID, the tag of the transactions that originate at it.
+    fn id(&self) -> u64;
+    /// Calls `f` on the peer's queue, under the peer's lock (and no other lock).
+    fn with_queue<R>(&self, f: impl FnOnce(&mut Queue<Self::Entry>) -> R) -> R;
+    /// Wakes up the peer's readers after its queue became readable.
+    fn wake(&self);
+}
+
 /// One staged entry on a remote peer's queue.
 ///
 /// Recorded by the transaction, or by the caller for entries staged with
 /// [`Transaction::stage_detached`], which must outlive the commit.
-pub(crate) struct Staged {
+pub(crate) struct Staged<P: Participant> {
     /// The destination, pinned until commit.
-    dst: PeerActive,
+    dst: P::Pin,
     /// The entry's key while staging.
     key: QueueKey,
 }
@@ -45,43 +56,40 @@ pub(crate) struct Staged {
 ///   ordered after it there; each is committed by [`Transaction::commit_with`], which consumes
 ///   the transaction. Staging fails before it records anything, so every recorded entry gets
 ///   committed.
-/// - Every remote destination stays pinned ([`PeerActive`]) from staging until its entry is
-///   committed, so it is not torn down in between.
+/// - Every remote destination stays pinned ([`Participant::Pin`]) from staging until its entry
+///   is committed, so it is not torn down in between.
 /// - `ts` is at least the clock every entry was staged at; the commit timestamp is a tick of the
 ///   origin's clock synced to `ts`, hence larger than every staging timestamp.
-pub(crate) struct Transaction {
+pub(crate) struct Transaction<P: Participant> {
     /// The origin; its clock provides the commit timestamp and its ID is the tag.
-    origin: Arc<Peer>,
+    origin: Arc<P>,
     /// The largest clock seen while staging.
     ts: u64,
     /// Entries staged on the origin's own queue.
     local: KVec<QueueKey>,
     /// The first entry staged on another peer's queue, kept apart so that a unicast allocates
     /// no list.
-    first: Option<Staged>,
+    first: Option<Staged<P>>,
     /// Further entries staged on other peers' queues; a destruction can have as many as the node
     /// has holders, hence vmalloc-backed beyond a few pages.
-    remote: KVVec<Staged>,
+    remote: KVVec<Staged<P>>,
 }
 
-impl Staged {
+impl<P: Participant> Staged<P> {
     /// Commits the entry at `c` and wakes up the destination's readers if it became readable.
     fn commit(&self, c: u64) {
-        let peer = self.dst.peer();
-        let wake = peer
-            .lock()
-            .queue
-            .commit_staged(&self.key, c)
-            .is_some_and(|(_, w)| w);
+        let wake = self
+            .dst
+            .with_queue(|q| q.commit_staged(&self.key, c).is_some_and(|(_, w)| w));
         if wake {
-            peer.wake();
+            self.dst.wake();
         }
     }
 }
 
-impl Transaction {
+impl<P: Participant> Transaction<P> {
     /// Starts a transaction originating at `origin`.
-    pub(crate) fn new(origin: Arc<Peer>) -> Self {
+    pub(crate) fn new(origin: Arc<P>) -> Self {
         Transaction {
             origin,
             ts: 0,
@@ -109,9 +117,9 @@ impl Transaction {
     /// origin's lock, gives its queue and reserved room with [`Self::reserve_local`].
     pub(crate) fn stage_local_slot(
         &mut self,
-        queue: &mut Queue<Event>,
-        slot: QueueSlot<Event>,
-        ev: Event,
+        queue: &mut Queue<P::Entry>,
+        slot: QueueSlot<P::Entry>,
+        ev: P::Entry,
     ) {
         let key = queue.stage(slot, self.tag(), self.ts, ev);
         self.ts = self.ts.max(key.clock());
@@ -135,7 +143,7 @@ impl Transaction {
 
     /// Records a staged remote entry in the room reserved by [`Self::reserve_remote`]; gives it
     /// back if there is none.
-    fn record_remote(&mut self, s: Staged) -> core::result::Result<(), Staged> {
+    fn record_remote(&mut self, s: Staged<P>) -> core::result::Result<(), Staged<P>> {
         if self.first.is_none() {
             self.first = Some(s);
             return Ok(());
@@ -144,7 +152,7 @@ impl Transaction {
     }
 
     /// Every entry staged on other peers' queues.
-    fn remotes(&self) -> impl Iterator<Item = &Staged> {
+    fn remotes(&self) -> impl Iterator<Item = &Staged<P>> {
         Iterator::chain(self.first.iter(), self.remote.iter())
     }
 
@@ -153,22 +161,19 @@ impl Transaction {
     /// return of `SEND`, where every destination was pinned and every slot allocated up front.
     pub(crate) fn stage_remote_pinned(
         &mut self,
-        dst: PeerActive,
-        slot: QueueSlot<Event>,
-        ev: Event,
+        dst: P::Pin,
+        slot: QueueSlot<P::Entry>,
+        ev: P::Entry,
     ) {
-        let tag = self.tag();
-        let key = dst.peer().lock().queue.stage(slot, tag, self.ts, ev);
+        let (tag, ts) = (self.tag(), self.ts);
+        let key = dst.with_queue(|q| q.stage(slot, tag, ts, ev));
         self.ts = self.ts.max(key.clock());
         if let Err(s) = self.record_remote(Staged { dst, key }) {
             // Not reserved (a bug): commit right away rather than block the queue forever.
             kernel::warn_on!(true);
             let _ = s
                 .dst
-                .peer()
-                .lock()
-                .queue
-                .commit_staged(&s.key, s.key.clock().saturating_add(2));
+                .with_queue(|q| q.commit_staged(&s.key, s.key.clock().saturating_add(2)));
         }
     }
 
@@ -179,11 +184,12 @@ impl Transaction {
     /// [`Self::commit_with_detached`].
     pub(crate) fn stage_detached(
         &mut self,
-        dst: PeerActive,
-        slot: QueueSlot<Event>,
-        ev: Event,
-    ) -> Staged {
-        let key = dst.peer().lock().queue.stage(slot, self.tag(), self.ts, ev);
+        dst: P::Pin,
+        slot: QueueSlot<P::Entry>,
+        ev: P::Entry,
+    ) -> Staged<P> {
+        let (tag, ts) = (self.tag(), self.ts);
+        let key = dst.with_queue(|q| q.stage(slot, tag, ts, ev));
         self.ts = self.ts.max(key.clock());
         Staged { dst, key }
     }
@@ -210,30 +216,28 @@ impl Transaction {
     /// called.
     pub(crate) fn commit_with_detached(
         self,
-        detached: impl Fn(&mut dyn FnMut(&Staged)),
+        detached: impl Fn(&mut dyn FnMut(&Staged<P>)),
         stamp: impl FnOnce(u64),
     ) -> u64 {
-        let c = {
-            let mut inner = self.origin.lock();
-            inner.queue.sync(self.ts);
-            let c = inner.queue.tick();
+        let ts = self.ts;
+        let c = self.origin.with_queue(|q| {
+            q.sync(ts);
+            let c = q.tick();
             stamp(c);
             c
-        };
+        });
         // A unicast: syncing the only destination and committing there under one lock is the
         // same as doing it in two steps, as no other queue is involved.
         let mut any_detached = false;
         detached(&mut |_| any_detached = true);
         if self.local.is_empty() && self.remote.is_empty() && !any_detached {
             if let Some(s) = &self.first {
-                let peer = s.dst.peer();
-                let wake = {
-                    let mut inner = peer.lock();
-                    inner.queue.sync(c);
-                    inner.queue.commit_staged(&s.key, c).is_some_and(|(_, w)| w)
-                };
+                let wake = s.dst.with_queue(|q| {
+                    q.sync(c);
+                    q.commit_staged(&s.key, c).is_some_and(|(_, w)| w)
+                });
                 if wake {
-                    peer.wake();
+                    s.dst.wake();
                 }
             }
             return c;
@@ -241,21 +245,21 @@ impl Transaction {
         // Nothing is visible before every destination's clock has passed `c`, so any reaction
         // to the transaction is ordered after it.
         for s in self.remotes() {
-            s.dst.peer().lock().queue.sync(c);
+            s.dst.with_queue(|q| q.sync(c));
         }
         detached(&mut |s| {
-            s.dst.peer().lock().queue.sync(c);
+            s.dst.with_queue(|q| q.sync(c));
         });
         if !self.local.is_empty() {
-            let mut wake = false;
-            {
-                let mut inner = self.origin.lock();
+            let wake = self.origin.with_queue(|q| {
+                let mut wake = false;
                 for key in self.local.iter() {
-                    if let Some((_, w)) = inner.queue.commit_staged(key, c) {
+                    if let Some((_, w)) = q.commit_staged(key, c) {
                         wake |= w;
                     }
                 }
-            }
+                wake
+            });
             if wake {
                 self.origin.wake();
             }
@@ -271,7 +275,13 @@ impl Transaction {
 #[kunit_tests(bus1_transaction)]
 mod tests {
     use super::*;
-    use crate::node::Node;
+    // The tests drive the protocol on real peers.
+    use crate::peer::{
+        Event,
+        Node,
+        Peer,
+        PeerActive, //
+    };
 
     /// The key of the front entry of `peer`'s queue, if it can be dequeued.
     fn front(peer: &Arc<Peer>) -> Option<QueueKey> {
@@ -279,7 +289,7 @@ mod tests {
     }
 
     /// Stages a notification of `node` on `dst` in `tx`, the way `SEND` does.
-    fn stage(tx: &mut Transaction, dst: &Arc<Peer>, node: &Arc<Node>) -> Result {
+    fn stage(tx: &mut Transaction<Peer>, dst: &Arc<Peer>, node: &Arc<Node>) -> Result {
         tx.reserve_remote(1)?;
         let pin = PeerActive::acquire(dst.clone())?;
         tx.stage_remote_pinned(
@@ -294,7 +304,7 @@ mod tests {
     fn unicast_commits_after_the_origin_clock() -> Result {
         let a = Peer::new()?;
         let b = Peer::new()?;
-        let node = Node::new(b.clone(), 1)?;
+        let node = Node::new(b.owner().clone(), 1)?;
         // The origin's clock is ahead of the destination's.
         for _ in 0..5 {
             a.lock().queue.tick();
@@ -322,7 +332,7 @@ mod tests {
         for first in 0..2 {
             let (x, y) = (Peer::new()?, Peer::new()?);
             let (o1, o2) = (Peer::new()?, Peer::new()?);
-            let n = Node::new(x.clone(), 1)?;
+            let n = Node::new(x.owner().clone(), 1)?;
             let mut t1 = Transaction::new(o1.clone());
             let mut t2 = Transaction::new(o2.clone());
             stage(&mut t1, &x, &n)?;
@@ -354,7 +364,7 @@ mod tests {
         let a = Peer::new()?;
         let b = Peer::new()?;
         let c_peer = Peer::new()?;
-        let node = Node::new(a.clone(), 1)?;
+        let node = Node::new(a.owner().clone(), 1)?;
         let mut tx = Transaction::new(a.clone());
         stage(&mut tx, &b, &node)?;
         stage(&mut tx, &c_peer, &node)?;

@@ -16,18 +16,21 @@ log_file=$out/bench.log
 # matplotlib for the plot, in a venv of its own under the cache directory.
 venv=$BUS1_CACHE/bench-venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
-	log "installing matplotlib into $venv"
+	plog=$(logfile pip-matplotlib)
+	log "installing matplotlib into $venv (pip output: $plog)"
 	python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv)"
-	"$venv/bin/pip" install --quiet --disable-pip-version-check 'matplotlib>=3.6,<4' >&2 \
-		|| die "pip install matplotlib failed"
+	"$venv/bin/pip" install --disable-pip-version-check 'matplotlib>=3.6,<4' >"$plog" 2>&1 \
+		|| die "pip install matplotlib failed (log: $plog)"
 fi
 
 if [ -z "${BENCH_FROM_LOG:-}" ]; then
 	# The benchmark: one static binary (glibc, crt-static).
 	target=$BUS1_TOP/build/bench-target
+	clog=$(logfile cargo-bench)
+	log "building bus1-bench (cargo output: $clog)"
 	(cd "$BUS1_TOP/tools/bus1" && CARGO_TARGET_DIR=$target RUSTFLAGS="-C target-feature=+crt-static" \
-		cargo build --release --target x86_64-unknown-linux-gnu -p bus1-bench >&2) \
-		|| die "building bus1-bench failed"
+		cargo build --release --target x86_64-unknown-linux-gnu -p bus1-bench >"$clog" 2>&1) \
+		|| { tail -n 40 "$clog" >&2; die "building bus1-bench failed (log: $clog)"; }
 	bin=$target/x86_64-unknown-linux-gnu/release/bus1-bench
 	file "$bin" | grep -q 'static' || die "$bin is not statically linked"
 

@@ -18,6 +18,9 @@ key=$( { echo "$kver"; cat "$BUS1_TOP/scripts/kconfig/base.config" "$frag";
 	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
 out=$BUS1_CACHE/kernels/$variant-$kver-$key
 if [ -f "$out/.bus1-complete-v2" ]; then
+	# The object count of a complete build is what the build heartbeat of
+	# the next one (a changed config) compares with.
+	[ -f "$BUS1_CACHE/timings/kernel-$variant.objects" ] || heartbeat_record "$out" "kernel-$variant"
 	echo "$out"; exit 0
 fi
 need_space "$BUS1_CACHE" 8
@@ -42,8 +45,15 @@ if [ ! -f "$out/.config" ] || [ ! -f "$out/.bus1-configured" ]; then
 	[ -z "$bad" ] || die "kernel config rejected: $(echo $bad)"
 	touch "$out/.bus1-configured"
 fi
+# A line every 45 s (BUS1_HEARTBEAT) with the objects built so far.
+log "build log: $out/build.log"
+t0=$(date +%s)
+trap heartbeat_stop EXIT
+heartbeat_start "$out" "kernel-$variant" "$variant kernel" 8>&-
 make -C "$src" O="$out" "${args[@]}" -j"$(nproc)" bzImage modules >"$out/build.log" 2>&1 \
-	|| { tail -n 30 "$out/build.log" >&2; die "kernel build failed (log: $out/build.log)"; }
+	|| { heartbeat_stop; tail -n 30 "$out/build.log" >&2; die "kernel build failed (log: $out/build.log)"; }
+heartbeat_stop
 touch "$out/.bus1-complete-v2.tmp" && mv "$out/.bus1-complete-v2.tmp" "$out/.bus1-complete-v2"
+heartbeat_record "$out" "kernel-$variant" $(( $(date +%s) - t0 ))
 log "built $out"
 echo "$out"

@@ -6,67 +6,111 @@
 # line is "N passed, N failed, N skipped" over all runs; exit status 1 if
 # anything failed, was missing, skipped unexpectedly, crashed, splatted,
 # leaked or timed out.
+#
+# The run is a list of phases (check_phases below, one line each; see
+# `phase` in scripts/lib.sh), each numbered, timed and given an ETA from the
+# previous run, and a table of their durations before the last line.
 . "$(dirname "$0")/lib.sh"
 set +e
 start=$(date +%s)
 total_p=0 total_f=0 total_s=0
 add() { total_p=$((total_p + $1)); total_f=$((total_f + $2)); total_s=$((total_s + ${3:-0})); }
-# The runner itself: the manifest matches the sources, and the judge passes
-# its own tests on crafted logs.
-if python3 "$BUS1_TOP/scripts/manifest.py" --check; then add 1 0; else add 0 1; fi
-if python3 "$BUS1_TOP/scripts/test_results.py" >&2; then
-	echo "PASS [runner] scripts/test_results.py"; add 1 0
-else
-	echo "FAIL [runner] scripts/test_results.py (output above)"; add 0 1
-fi
-"$BUS1_TOP/scripts/provision.sh" || { echo "$total_p passed, $((total_f + 1)) failed, $total_s skipped"; exit 1; }
-for v in ${BUS1_VARIANTS:-debug release}; do
-	out=$("$BUS1_TOP/scripts/vm.sh" check "$v" | tee -a /dev/stderr)
-	r=$(printf '%s\n' "$out" | sed -n 's/^RESULT \([0-9]*\) \([0-9]*\) \([0-9]*\)$/\1 \2 \3/p' | tail -n1)
+
+# One case, by exit status: label description command...
+by_status() {
+	local label=$1 what=$2
+	shift 2
+	if "$@" >&2; then
+		echo "PASS [$label] $what"; add 1 0
+	else
+		echo "FAIL [$label] $what (output above)"; add 0 1; return 1
+	fi
+}
+
+# The counts a command prints as its last summary line, "RESULT p f s" or
+# "...: p passed, f failed[, s skipped]"; one failure if there is none.
+# label description command...
+counted() {
+	local label=$1 what=$2 out r
+	shift 2
+	out=$("$@" | tee -a /dev/stderr)
+	r=$(printf '%s\n' "$out" | sed -nE \
+		-e 's/^RESULT ([0-9]+) ([0-9]+) ([0-9]+)$/\1 \2 \3/p' \
+		-e 's/^(.*: )?([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$/\2 \3 \5/p' | tail -n1)
 	if [ -z "$r" ]; then
-		echo "FAIL [$v] the $v run produced no result (build or boot failure above)"
+		echo "FAIL [$label] $what produced no result (build or boot failure above)"
 		r="0 1 0"
 	fi
 	add $r
-done
-if [ "${BUS1_KUNIT:-yes}" != no ]; then
-	# One case per bus1 KUnit case kunit.py reports, plus the /dev/bus1 boot.
-	out=$("$BUS1_TOP/scripts/kunit.sh" | tee -a /dev/stderr)
-	r=$(printf '%s\n' "$out" | sed -n 's/^kunit\.py: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' | tail -n1)
-	if [ -z "$r" ]; then
-		echo "FAIL [kunit] make kunit produced no result (build or boot failure above)"
-		r="0 1 0"
-	fi
-	add $r
-fi
+	set -- $r
+	[ "$2" -eq 0 ]
+}
+
+# The manifest matches the sources.
+manifest_check() {
+	if python3 "$BUS1_TOP/scripts/manifest.py" --check; then add 1 0; else add 0 1; return 1; fi
+}
+
+# Nothing else can run without the toolchain: the remaining phases are skipped.
+provision() {
+	"$BUS1_TOP/scripts/provision.sh" && return 0
+	add 0 1
+	PHASES_STOP=1
+	return 1
+}
+
+# The alternative runner: the kselftests and KUnit suites under virtme-ng on
+# the release kernel (make vng), one case; green only on a result with no
+# failure.
+vng_check() {
+	local out
+	out=$("$BUS1_TOP/scripts/vng.sh" release | tee -a /dev/stderr) &&
+		printf '%s\n' "$out" | grep -x 'RESULT [0-9]* 0 [0-9]*' >/dev/null
+}
+
 # Style: every Rust file formatted as the kernel's rustfmt configuration says.
-ksrc=$(ls -d "$BUS1_CACHE"/src/linux-"$KVER_SERIES"* 2>/dev/null | sort -V | tail -n1)
-if [ -z "$ksrc" ] || ! command -v rustfmt >/dev/null; then
-	echo "FAIL [style] rustfmt --check: no rustfmt or no kernel source (.rustfmt.toml)"
-	add 0 1
-elif rustfmt --edition 2021 --config-path "$ksrc/.rustfmt.toml" --check \
-	"$BUS1_TOP"/bus1/*.rs "$BUS1_TOP"/rust/*.rs >&2; then
-	echo "PASS [style] rustfmt --check"
-	add 1 0
-else
-	echo "FAIL [style] rustfmt --check (diff above)"
-	add 0 1
-fi
-# Lints: the module with CLIPPY=1, no warnings allowed.
-if "$BUS1_TOP/scripts/clippy.sh" >&2; then
-	echo "PASS [style] make clippy"
-	add 1 0
-else
-	echo "FAIL [style] make clippy (warnings above)"
-	add 0 1
-fi
-# Packaging: install targets, depmod, make help, dkms.conf, cargo package and
-# the crates' doc tests (compile_fail borrow rule), on the host.
-out=$("$BUS1_TOP/scripts/packaging-test.sh" | tee -a /dev/stderr)
-r=$(printf '%s\n' "$out" | sed -n 's/^packaging: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -n1)
-[ -n "$r" ] || { echo "FAIL [packaging] make packaging-test produced no result"; r="0 1"; }
-set -- $r
-total_p=$((total_p + $1)); total_f=$((total_f + $2))
+rustfmt_check() {
+	local ksrc
+	ksrc=$(ls -d "$BUS1_CACHE"/src/linux-"$KVER_SERIES"* 2>/dev/null | sort -V | tail -n1)
+	if [ -z "$ksrc" ] || ! command -v rustfmt >/dev/null; then
+		echo "FAIL [style] rustfmt --check: no rustfmt or no kernel source (.rustfmt.toml)"
+		add 0 1; return 1
+	fi
+	if rustfmt --edition 2021 --config-path "$ksrc/.rustfmt.toml" --check \
+		"$BUS1_TOP"/bus1/*.rs "$BUS1_TOP"/rust/*.rs >&2; then
+		echo "PASS [style] rustfmt --check"; add 1 0
+	else
+		echo "FAIL [style] rustfmt --check (diff above)"; add 0 1; return 1
+	fi
+}
+
+# The phases of make check, in order; a new one is one line here.
+check_phases() {
+	# The runner itself: the manifest matches the sources, and the judge
+	# passes its own tests on crafted logs.
+	phase "manifest" manifest_check
+	phase "runner tests" by_status runner scripts/test_results.py python3 "$BUS1_TOP/scripts/test_results.py"
+	phase "provision" provision
+	for v in ${BUS1_VARIANTS:-debug release}; do
+		phase "$v guest" counted "$v" "the $v run" "$BUS1_TOP/scripts/vm.sh" check "$v"
+	done
+	if [ "${BUS1_VNG:-yes}" != no ]; then
+		phase "vng" by_status vng "make vng (release kernel under virtme-ng)" vng_check
+	fi
+	if [ "${BUS1_KUNIT:-yes}" != no ]; then
+		# One case per bus1 KUnit case kunit.py reports, plus the /dev/bus1 boot.
+		phase "kunit" counted kunit "make kunit" "$BUS1_TOP/scripts/kunit.sh"
+	fi
+	phase "rustfmt" rustfmt_check
+	# Lints: the module with CLIPPY=1, no warnings allowed.
+	phase "clippy" by_status style "make clippy" "$BUS1_TOP/scripts/clippy.sh"
+	# Packaging: install targets, depmod, make help, dkms.conf, cargo package
+	# and the crates' doc tests (compile_fail borrow rule), on the host.
+	phase "packaging" counted packaging "make packaging-test" "$BUS1_TOP/scripts/packaging-test.sh"
+}
+
+run_phases check check_phases
+phases_end
 echo "make check took $(( $(date +%s) - start )) s"
 echo "$total_p passed, $total_f failed, $total_s skipped"
 [ "$total_f" -eq 0 ] && [ "$total_p" -gt 0 ]

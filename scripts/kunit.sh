@@ -89,8 +89,15 @@ for a in "${margs[@]}"; do cmd+=(--make_options "$a"); done
 cmd+=('bus1*')
 log "in $tree: ${cmd[*]} (QEMU accelerator: $accel)"
 rc=0
+# While kunit.py builds: a line every 45 s with the objects built so far.
+trap heartbeat_stop EXIT
+heartbeat_start "$bdir" kernel-kunit "kunit.py kernel" 9>&-
 (cd "$tree" && PATH=$wrap:$PATH nice -n 10 "${cmd[@]}") || rc=$?
-[ -f "$json" ] && touch "$bdir.complete"
+heartbeat_stop
+if [ -f "$json" ]; then
+	touch "$bdir.complete"
+	heartbeat_record "$bdir" kernel-kunit
+fi
 
 # Judge against scripts/tests.manifest: every KUnit suite it lists ran with
 # exactly its cases, all passed, and no SKIP the manifest does not allow for

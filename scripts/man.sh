@@ -10,7 +10,12 @@
 #    rst2man, `python3 -m docutils --writer=manpage`; without docutils at all,
 #    docutils from PyPI in a venv under $BUS1_CACHE/docutils-venv.
 # 3. The page must render with man(1) (or groff) without a warning, with a
-#    BUS1(7) header and the sections NAME, SYNOPSIS, DESCRIPTION and SEE ALSO.
+#    BUS1(7) header and its sections in the order of man-pages(7).
+# 4. Every module parameter of bus1/bus1_main.rs is documented under
+#    CONFIGURATION, with the default the code has.
+# 5. The EXAMPLES program compiles against include/uapi and the C library
+#    alone (scripts/man_example.py), into OUTDIR/bus1-man-example; the
+#    guest runs it with the other examples (scripts/build-userspace.sh).
 #
 # Usage: scripts/man.sh [OUTDIR]   (default: build/man)
 . "$(dirname "$0")/lib.sh"
@@ -31,10 +36,12 @@ find_python() {
 		fi
 	done
 	command -v python3 >/dev/null || die "neither docutils nor python3 found (install python3-docutils)"
-	log "docutils not found; installing docutils $DOCUTILS_VERSION into $venv"
+	local plog
+	plog=$(logfile pip-docutils)
+	log "docutils not found; installing docutils $DOCUTILS_VERSION into $venv (pip output: $plog)"
 	mkdir -p "$BUS1_CACHE"
-	{ python3 -m venv "$venv" && "$venv/bin/python3" -m pip install -q "docutils==$DOCUTILS_VERSION"; } >&2 ||
-		die "could not install docutils into $venv (install python3-docutils)"
+	{ python3 -m venv "$venv" && "$venv/bin/python3" -m pip install "docutils==$DOCUTILS_VERSION"; } >"$plog" 2>&1 ||
+		die "could not install docutils into $venv (install python3-docutils; log: $plog)"
 	"$venv/bin/python3" -c 'import docutils' || die "docutils in $venv does not import"
 	echo "$venv/bin/python3"
 }
@@ -116,13 +123,48 @@ if [ -s "$err" ]; then
 	cat "$err" >&2
 	die "$page: warnings while rendering"
 fi
-head=$(printf '%s\n' "$text" | sed -n '/[^[:space:]]/{p;q}')
+# Here-strings, not pipes: a reader that stops early (sed q, head) would fail
+# a pipe from printf with SIGPIPE under pipefail once the page exceeds a pipe
+# buffer.
+head=$(sed -n '/[^[:space:]]/{p;q}' <<<"$text")
 case $head in
 BUS1\(7\)*) ;;
 *) die "$page: header is '$head', not BUS1(7)" ;;
 esac
-for s in NAME SYNOPSIS DESCRIPTION 'SEE ALSO'; do
-	printf '%s\n' "$text" | grep -qx "$s" || die "$page: no $s section"
-done
-printf '%s\n' "$text" | head -n 12
+# man-pages(7) order; every one of these must be there.
+want=(NAME SYNOPSIS CONFIGURATION DESCRIPTION 'RETURN VALUE' ERRORS FILES VERSIONS STANDARDS NOTES BUGS
+	EXAMPLES 'SEE ALSO')
+have=$(printf '%s\n' "$text" | grep -x '[A-Z][A-Z ]*[A-Z]' || true)
+[ "$have" = "$(printf '%s\n' "${want[@]}")" ] ||
+	die "$page: sections are $(echo $have), want ${want[*]} (man-pages(7) order)"
+
+# 4. The module parameters and their defaults.
+python3 - "$BUS1_TOP/bus1/bus1_main.rs" "$src" <<'EOF' || die "$src: CONFIGURATION does not match the module parameters"
+import re
+import sys
+code = open(sys.argv[1]).read()
+params = re.search(r"\bparams:\s*\{(.*?)\n    \},", code, re.S)
+if not params:
+    sys.exit("bus1_main.rs: no params block in module!")
+found = re.findall(r"^\s*(\w+):\s*\w+\s*\{\s*default:\s*(\d+),", params.group(1), re.M)
+if not found:
+    sys.exit("bus1_main.rs: no parameters found")
+page = open(sys.argv[2]).read()
+conf = re.search(r"^CONFIGURATION\n=+\n(.*?)^DESCRIPTION\n=+\n", page, re.S | re.M)
+if not conf:
+    sys.exit("no CONFIGURATION section before DESCRIPTION")
+bad = 0
+for name, default in found:
+    if not re.search(rf"^``{name}`` \(default {default}\)$", conf.group(1), re.M):
+        print(f"module parameter {name} (default {default}) is not documented as "
+              f"``{name}`` (default {default}) under CONFIGURATION", file=sys.stderr)
+        bad = 1
+print(f"{len(found)} module parameters documented under CONFIGURATION", file=sys.stderr)
+sys.exit(bad)
+EOF
+
+# 5. The EXAMPLES program.
+python3 "$BUS1_TOP/scripts/man_example.py" --build "$out/bus1-man-example" ||
+	die "$src: the EXAMPLES program does not build"
+sed -n 1,12p <<<"$text"
 log "$page: $(printf '%s\n' "$text" | wc -l) lines rendered ($(du -h "$page" | cut -f1))"

@@ -17,6 +17,11 @@ cannot drift from them unnoticed:
   manifest.py --timeouts  "<program> <seconds>" per guest program (vm.sh)
   manifest.py --guest-timeout
                           the guest's overall timeout in seconds (vm.sh)
+  manifest.py --kselftests
+                          "<program> <seconds>" per kselftest binary (not
+                          the runs under a reloaded module), and
+                          last "guest <seconds>" for a guest that runs only
+                          them (make vng, scripts/vng.sh)
 
 Sources:
   KUnit      #[kunit_tests(suite)] modules in bus1/*.rs and rust/*.rs, one
@@ -24,6 +29,8 @@ Sources:
   kselftest  TEST_GEN_PROGS of tools/testing/selftests/bus1/Makefile, one
              case per TEST()/TEST_F()/TEST_F_TIMEOUT() in <program>.c, named
              as the harness names them (fixture.test, global.test for TEST)
+  examples   tools/bus1/examples/src/bin/*.rs and the EXAMPLES program of
+             bus1(7) (scripts/man_example.py), one case each of bus1_examples
   Rust TAP   the programs scripts/build-userspace.sh installs
              ("<cargo test target>) dst=<program>"), one case per
              ("name", function) entry of tap::main(&[...]) in
@@ -183,12 +190,16 @@ def userspace_programs():
 def example_programs():
     # scripts/guest-init.sh runs every example as one TAP case of the program
     # bus1_examples, named after its binary (build-userspace.sh installs
-    # tools/bus1/examples/src/bin/<name>.rs as /tests/demos/bus1-<name>), with
+    # tools/bus1/examples/src/bin/<name>.rs as /tests/demos/bus1-<name>, and
+    # the C program of bus1(7) EXAMPLES as /tests/demos/bus1-man-example), with
     # a 300 s timeout each.
     bins = sorted(f[:-3] for f in os.listdir(os.path.join(TOP, "tools", "bus1", "examples", "src", "bin"))
                   if f.endswith(".rs"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import man_example
+    man_example.extract()  # the man page has its program
     p = Program("selftest", "bus1_examples")
-    p.cases = [f"bus1-{b}" for b in bins]
+    p.cases = sorted([f"bus1-{b}" for b in bins] + [man_example.DEMO])
     if not p.cases:
         raise SystemExit("tools/bus1/examples/src/bin: no examples")
     p.timeout = 300 * len(p.cases) + PROGRAM_SLACK
@@ -318,7 +329,9 @@ def settings_text(progs):
 
 def merged(old_progs):
     """The sources' programs with the skip annotations of old_progs. A new case
-    in a program whose every old case may skip on a variant inherits that."""
+    in a program whose every old case may skip on a variant inherits that. A
+    reload's program (<program>@<name>) also has every skip of <program>, and
+    may have more of its own."""
     old = {p.key(): p for p in old_progs}
     progs = from_sources()
     for p in progs:
@@ -331,6 +344,11 @@ def merged(old_progs):
                 p.skip[c] = o.skip[c]
             elif c not in o.cases and common:
                 p.skip[c] = set(common)
+    base = {p.key(): p for p in progs}
+    for p in progs:
+        b = base.get((p.kind, p.name.split("@")[0])) if "@" in p.name else None
+        for c, vs in (b.skip.items() if b else ()):
+            p.skip[c] = p.skip.get(c, set()) | vs
     return progs
 
 
@@ -364,6 +382,14 @@ def guest_programs(progs):
     return [p for p in progs if p.kind in ("selftest", "userspace") and p.name not in NOT_RUN]
 
 
+def kselftest_binaries(progs):
+    """The kselftest binaries the guests run (not the examples' TAP section, nor
+    the runs under a reloaded module, which only scripts/guest-init.sh makes)."""
+    examples = {p.name for p in example_programs()}
+    return [p for p in guest_programs(progs) if p.kind == "selftest" and p.name not in examples
+            and "@" not in p.name]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
@@ -371,6 +397,7 @@ def main():
     g.add_argument("--update", action="store_true")
     g.add_argument("--timeouts", action="store_true")
     g.add_argument("--guest-timeout", action="store_true")
+    g.add_argument("--kselftests", action="store_true")
     ap.add_argument("--manifest", default=MANIFEST)
     a = ap.parse_args()
 
@@ -411,6 +438,12 @@ def main():
         return 0
     if a.guest_timeout:
         print(GUEST_BASE + sum(p.timeout for p in guest_programs(progs)))
+        return 0
+    if a.kselftests:
+        ks = kselftest_binaries(progs)
+        for p in ks:
+            print(p.name, p.timeout)
+        print("guest", GUEST_BASE + sum(p.timeout for p in ks))
         return 0
     return 2
 

@@ -3,7 +3,8 @@
 # `make packaging-test`: what a packager or a user on their own kernel meets,
 # tested on the host against the release kernel's build directory:
 #   the install targets (modules_install with depmod, install-headers with
-#   bus1.pc, install-man, install-modules-load) into a scratch root, that
+#   bus1.pc, install-man, whose EXAMPLES program must build against the
+#   installed header, install-modules-load) into a scratch root, that
 #   depmod accepts the module without complaint and modprobe resolves it,
 #   that `make help` lists every target, dkms.conf, and the two crates:
 #   `cargo package` (which builds them from their packages), the layout test
@@ -51,7 +52,7 @@ modprobe_resolves() {
 params_documented() {
 	local p n=0
 	for p in pool_size_mib pool_cache_kib user_slices_max user_handles_max user_inflight_bytes_max \
-		user_inflight_fds_max quota_policy; do
+		user_inflight_fds_max user_peers_max quota_policy; do
 		modinfo -F parm "$root/lib/modules/$kver/updates/bus1.ko" | grep -q "^$p:" || { echo "no parm $p"; return 1; }
 		n=$((n + 1))
 	done
@@ -66,7 +67,11 @@ install_headers() {
 }
 install_man() {
 	m DESTDIR="$root" install-man || return 1
-	grep -q '^\.TH "\?BUS1"\? "\?7"\?' "$root/usr/share/man/man7/bus1.7"
+	grep -q '^\.TH "\?BUS1"\? "\?7"\?' "$root/usr/share/man/man7/bus1.7" || return 1
+	# The page's EXAMPLES program builds against the installed header alone.
+	python3 "$BUS1_TOP/scripts/man_example.py" --source "$tmp/example.c" || return 1
+	cc -Wall -Wextra -Werror $(PKG_CONFIG_SYSROOT_DIR="$root" PKG_CONFIG_LIBDIR="$root/usr/share/pkgconfig" \
+		pkg-config --cflags bus1) -o "$tmp/example" "$tmp/example.c"
 }
 install_modules_load() {
 	m DESTDIR="$root" install-modules-load || return 1

@@ -7,24 +7,37 @@
 
 PKGS="rustc-web rust-web-src clang-19 lld-19 llvm-19 libclang-19-dev \
 qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio kmod \
-xz-utils python3-docutils rust-web-clippy"
+xz-utils python3-docutils python3-venv rust-web-clippy"
 
 stamp=$BUS1_CACHE/provisioned-v2
 [ -f "$stamp" ] && [ -x "$BINDGEN_ROOT/bin/bindgen" ] && \
 	ls "$BUS1_CACHE"/src/linux-"$KVER_SERIES"*/Makefile >/dev/null 2>&1 && exit 0
 
 need_space "$BUS1_CACHE" 12
+# What apt and cargo print goes here, not to the terminal.
+plog=$(logfile provision)
+log "provisioning; apt and cargo output: $plog"
+echo "== $(date) provision.sh" >>"$plog"
 
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
 done
+# apt never removes a host package: the install is simulated first, and if
+# apt would remove anything (to resolve a conflict with an installed
+# package), provisioning stops and says what and why; the real install runs
+# with --no-remove besides.
 if [ -n "$missing" ]; then
 	log "installing Debian packages:$missing"
 	SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-	$SUDO apt-get update -qq || die "apt-get update failed: no network to the Debian registry?"
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing \
-		|| die "apt-get install failed for:$missing"
+	$SUDO apt-get update >>"$plog" 2>&1 || die "apt-get update failed: no network to the Debian registry? (log: $plog)"
+	sim=$(LC_ALL=C apt-get install -s --no-install-recommends -o Debug::pkgProblemResolver=true $missing 2>&1) \
+		|| { printf '%s\n' "$sim" >>"$plog"; die "apt-get cannot install:$missing (log: $plog)"; }
+	printf '%s\n' "$sim" >>"$plog"
+	why=$(printf '%s\n' "$sim" | python3 "$BUS1_TOP/scripts/progress.py" apt-removals $missing) \
+		|| die "$why"$'\n'"(apt's simulation is in $plog)"
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-remove --no-install-recommends $missing \
+		>>"$plog" 2>&1 || die "apt-get install failed for:$missing (log: $plog)"
 fi
 for t in "$KRUSTC" clang-19 ld.lld-19 llvm-ar-19 qemu-system-x86_64 busybox bc flex bison cpio; do
 	command -v "$t" >/dev/null || [ -x "$t" ] || die "missing tool after provisioning: $t"
@@ -35,8 +48,8 @@ if [ ! -x "$BINDGEN_ROOT/bin/bindgen" ]; then
 	command -v cargo >/dev/null || die "missing tool: cargo (needed to install bindgen-cli)"
 	log "installing bindgen-cli 0.72.1"
 	rm -rf "$BINDGEN_ROOT.tmp"
-	cargo install --quiet --locked --root "$BINDGEN_ROOT.tmp" bindgen-cli --version 0.72.1 \
-		|| die "cargo install bindgen-cli failed: no network to crates.io?"
+	cargo install --locked --root "$BINDGEN_ROOT.tmp" bindgen-cli --version 0.72.1 >>"$plog" 2>&1 \
+		|| die "cargo install bindgen-cli failed: no network to crates.io? (log: $plog)"
 	rm -rf "$BINDGEN_ROOT"; mv "$BINDGEN_ROOT.tmp" "$BINDGEN_ROOT"
 fi
 
@@ -74,13 +87,13 @@ SRC
 			-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
 			-o "Dir::State::status=/var/lib/dpkg/status" -o "APT::Get::List-Cleanup=0"
 			-o "Debug::NoLocking=1" -o "Acquire::Check-Valid-Until=false")
-		apt-get "${opts[@]}" -qq update >/dev/null 2>&1 || continue
-		pkg=$(apt-cache "${opts[@]}" search --names-only "^linux-source-$KVER_SERIES\$" 2>/dev/null | awk '{print $1}' | head -n1)
+		apt-get "${opts[@]}" update >>"$plog" 2>&1 || continue
+		pkg=$(apt-cache "${opts[@]}" search --names-only "^linux-source-$KVER_SERIES\$" 2>>"$plog" | awk '{print $1}' | head -n1)
 		[ -n "$pkg" ] || continue
-		(cd "$apt_dir/dl" && apt-get "${opts[@]}" -qq download "$pkg") || continue
+		(cd "$apt_dir/dl" && apt-get "${opts[@]}" download "$pkg") >>"$plog" 2>&1 || continue
 		got=$suite; break
 	done
-	[ -n "$got" ] || die "could not fetch linux-source-$KVER_SERIES from any Debian suite (trixie-backports, forky, sid)"
+	[ -n "$got" ] || die "could not fetch linux-source-$KVER_SERIES from any Debian suite (trixie-backports, forky, sid; log: $plog)"
 	log "fetched linux-source-$KVER_SERIES from $got"
 	rm -rf "$apt_dir/x"; mkdir -p "$apt_dir/x"
 	dpkg-deb -x "$apt_dir"/dl/linux-source-*.deb "$apt_dir/x"

@@ -28,7 +28,9 @@ fails on:
     run or was refused (kmemleak disabled itself), a scan that followed the
     last test by less than kmemleak's minimum object age, or any leak.
 With a command (vm.sh check <variant> '<command>'), only the command's TAP
-output and the KUnit suites are judged against the manifest.
+output and the KUnit suites are judged against the manifest. With
+--programs a,b,... (a runner that runs only those programs, make vng), the
+manifest's other kselftest and Rust programs are not expected.
 
 Prints each failure, the per-run summary and, last, `RESULT <passed> <failed>
 <skipped>` for scripts/check.sh to add up. kunit.py's JSON (make kunit) is
@@ -134,7 +136,7 @@ def judge_cases(v, what, results, prog, variant, allowed_any=None):
 
 
 def judge_guest(variant, console, results, qemu_rc, manifest, vmlinux=None, modules=None, source=None,
-                console_path="console.log"):
+                console_path="console.log", programs=None):
     v = Verdict(variant)
     progs = {p.key(): p for p in manifest}
     allowed_any = {}
@@ -207,7 +209,8 @@ def judge_guest(variant, console, results, qemu_rc, manifest, vmlinux=None, modu
         if p.key() in ran:
             continue
         if p.kind == "kunit" or (not custom and p.kind in ("selftest", "userspace")
-                                 and p.name not in mf.NOT_RUN):
+                                 and p.name not in mf.NOT_RUN
+                                 and (programs is None or p.name in programs)):
             if insmod is not None and "rc=0" in insmod:
                 v.fail(f"{p.kind} {p.name}: did not run (expected by the manifest: "
                        f"{len(p.cases)} cases, each counted as failed)", len(p.cases))
@@ -371,6 +374,8 @@ def main():
     ap.add_argument("--source")
     ap.add_argument("--kunit-json")
     ap.add_argument("--kunit-rc", type=int, default=0)
+    ap.add_argument("--programs", help="comma-separated: the only programs this run was to run")
+    ap.add_argument("--label", help="the run's name in the output (default: the variant)")
     a = ap.parse_args()
     manifest = mf.load(a.manifest)
 
@@ -386,8 +391,10 @@ def main():
     if not (a.variant and a.console and a.results):
         ap.error("--variant, --console and --results are required")
     v = judge_guest(a.variant, read_lines(a.console), read_lines(a.results), a.qemu_rc, manifest,
-                    a.vmlinux, a.modules, a.source, a.console)
-    print("\n".join(v.lines(f"{a.variant} kernel")))
+                    a.vmlinux, a.modules, a.source, a.console,
+                    a.programs.split(",") if a.programs is not None else None)
+    v.label = a.label or a.variant
+    print("\n".join(v.lines(f"{a.label} ({a.variant} kernel)" if a.label else f"{a.variant} kernel")))
     return 1 if v.failed else 0
 
 

@@ -3,21 +3,27 @@
 """Offline tests of the runner's judge (scripts/results.py, splats.py,
 manifest.py): crafted guest logs, one per way a run can go wrong, each of
 which must fail with a message naming what is missing; and a clean log of
-the whole manifest, which must pass. `make check` runs this first.
+the whole manifest, which must pass. Also the progress output
+(scripts/progress.py and the phases of scripts/lib.sh): ETA arithmetic, the
+timing table, the guest stream, apt's removals, and make check's phases and
+last line with stub scripts. `make check` runs this first.
 
 The logs are generated from scripts/tests.manifest in the formats the guest
 produces (guest-init.sh's @@ protocol, the kselftest harness's TAP, KUnit's
 debugfs KTAP, the Rust TAP harness), so they follow the manifest as it grows.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import manifest as mf  # noqa: E402
+import progress  # noqa: E402
 import results  # noqa: E402
 import splats  # noqa: E402
 
@@ -78,8 +84,9 @@ def guest_log(variant, omit=(), sections=None, kmemleak="ok", taint=0, done=True
     first = {}
     for name, params, names in RELOADS:
         first.setdefault(f"{names[0]}@{name}" if names else "bus1_module_test", []).append((name, params))
+    reloaded = any("@" in p.name and p.name not in omit for p in progs)
     for p in progs:
-        for name, params in first.get(p.name, []):
+        for name, params in first.get(p.name, []) if reloaded else ():
             out.append((reload_lines or {}).get(name) or f"@@RELOAD {name} rc=0 {' '.join(params) or 'defaults'}")
         if p.name not in omit:
             out += sections.get(p.name) or program_section(p, variant)
@@ -277,6 +284,25 @@ def main():
     check("one command: partial output, no leak scan", v, True, "TAP plan 1..2 but 1 results",
           "final scan did not run")
 
+    # A runner that runs only the kselftest binaries (make vng, --programs).
+    ks = [p.name for p in mf.kselftest_binaries(MANIFEST)]
+    others = [p.name for p in mf.guest_programs(MANIFEST) if p.name not in ks]
+    if not others or "bus1_examples" not in others or "bus1_test" not in ks or any("@" in n for n in ks):
+        check("kselftest_binaries() is every kselftest binary and nothing else", results.Verdict("x"), True, "never")
+    vng = guest_log("release", omit=others)
+    v = results.judge_guest("release", CONSOLE, vng, 0, MANIFEST, programs=ks)
+    check("kselftests only, judged with --programs", v, False)
+    if v.passed + v.skipped != sum(len(p.cases) for p in MANIFEST if p.kind == "kunit" or p.name in ks):
+        check("kselftests only: every KUnit and kselftest case counted", v, True, "never")
+    v = judge("release", vng)
+    check("kselftests only, judged as a whole run", v, True, "bus1_examples: did not run")
+    v = results.judge_guest("release", CONSOLE, guest_log("release", omit=others + ["bus1_order_test"]), 0,
+                            MANIFEST, programs=ks)
+    check("kselftests only, one binary missing", v, True, "selftest bus1_order_test: did not run")
+    v = results.judge_guest("release", CONSOLE, guest_log("release", omit=others + ["bus1_queue"]), 0,
+                            MANIFEST, programs=ks)
+    check("kselftests only, KUnit suite missing", v, True, "kunit bus1_queue: did not run")
+
     # kunit.py's JSON.
     def kjson(drop_suite=None, drop_case=None, status=None):
         return {"name": "main", "status": "PASS", "test_cases": [], "sub_groups": [
@@ -308,7 +334,7 @@ def main():
     # The manifest check: a case added to the sources without the manifest.
     with tempfile.TemporaryDirectory() as tmp:
         top = os.path.dirname(HERE)
-        for d in ("scripts", "bus1", "rust", "tools/testing/selftests/bus1"):
+        for d in ("scripts", "bus1", "rust", "tools/testing/selftests/bus1", "Documentation/bus1"):
             shutil.copytree(os.path.join(top, d), os.path.join(tmp, d))
         for crate in os.listdir(os.path.join(top, "tools", "bus1")):
             src = os.path.join(top, "tools", "bus1", crate, "tests")
@@ -358,8 +384,231 @@ def main():
         check("manifest check: reload of an unknown program", v, True,
               "reload tiny: bus1_nonexistent is not a kselftest program")
 
+    progress_tests()
+    check_sh_tests()
+
     print(f"# {'FAILED' if FAILS else 'PASSED'}: {RUN - FAILS} of {RUN} runner tests passed")
     return 1 if FAILS else 0
+
+
+def expect(name, ok, detail=""):
+    """A check that is not a judged guest run: passes if ok."""
+    v = results.Verdict("x")
+    if not ok:
+        v.fail(detail or "condition false")
+    check(name, v, False)
+
+
+def progress_tests():
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    t0 = 1_700_000_000.0  # 22:13:20 UTC
+    expect("fmt_secs", [progress.fmt_secs(x) for x in (0, 59.6, 61, 3599, 3600, 3725)] ==
+           ["0:00", "1:00", "1:01", "59:59", "1:00:00", "1:02:05"] and progress.fmt_secs(312, 2) == "05:12")
+    names = ["manifest", "provision", "debug guest", "release guest"]
+    text = progress.eta_text(names, {}, 0, t0, "/c/timings/check.json")
+    expect("ETA: none on the first run, saying where timings go",
+           text == "no ETA on the first run (phase timings are kept in /c/timings/check.json)", text)
+    prev = {"manifest": 2, "provision": 8, "debug guest": 600, "release guest": 290}
+    text = progress.eta_text(names, prev, 2, t0)
+    expect("ETA: the remaining phases' previous durations",
+           text == "ETA 22:28:10 (14:50 left by the previous run)", text)
+    text = progress.eta_text(names + ["vng"], prev, 3, t0)
+    expect("ETA: a phase without a previous timing is named",
+           text == "ETA 22:18:10 or later (4:50 left by the previous run, no previous timing for vng)", text)
+    text = progress.eta_text(["vng"], prev, 0, t0)
+    expect("ETA: none when no remaining phase has a timing", text == "no ETA: no previous timing for vng", text)
+    state = {"names": names, "prev": prev, "t0": t0 - 312, "timings": "/t.json", "prefix": "", "done": {}}
+    text = progress.header_text(state, 2, t0)
+    expect("header: number, clock, elapsed, name, ETA",
+           text == "[3/4 22:13:20 +05:12] debug guest: ETA 22:28:10 (14:50 left by the previous run)", text)
+    state["prefix"] = "3/9"
+    text = progress.header_text(state, 1, t0)
+    expect("header of a step inside another run's phase",
+           text == "[3/9 > 2/4 22:13:20 +05:12] provision (previous run 0:08)", text)
+    state["prefix"] = ""
+    state["done"] = {"0": {"secs": 1.2, "rc": 0}, "1": {"secs": 9, "rc": 0}, "2": {"secs": 700, "rc": 1},
+                     "3": {"skipped": True}}
+    rows = progress.table_lines(state, [("3/4", "bus1.ko", 40.0, 0), ("3/4", "guest", 600.0, 1)])
+    want = ["    #  phase              took  previous",
+            "    1  manifest           0:01      0:02",
+            "    2  provision          0:09      0:08",
+            "    3  debug guest       11:40     10:00  exit 1",
+            "         bus1.ko          0:40",
+            "         guest           10:00  exit 1",
+            "    4  release guest   not run      4:50",
+            "       total             11:50     10:10"]
+    expect("timing table: durations, previous run, failures, steps, phases not run, total", rows == want,
+           "\n".join(rows))
+
+    # The guest stream: every TAP result of a program once, as it arrives;
+    # KUnit suites summarised with their failures; the lines before a failure.
+    objs = prog("bus1_objects_test")
+    queue = prog("bus1_queue")
+    diag = ["# bus1_objects_test.c:120:disconnect_twice:Expected 0 (0) == r (-1)", "#  FAIL  peers.disconnect_twice"]
+    sec = program_section(objs, "debug", fail=objs.cases[1:2])
+    i = next(n for n, l in enumerate(sec) if l.startswith("not ok"))
+    sec = sec[:i] + diag + sec[i:]
+    lines = guest_log("debug", sections={objs.name: sec, "bus1_queue": kunit_section(queue, "debug",
+                                                                                     fail_case=queue.cases[0])})
+    s = progress.Stream("debug")
+    out = []
+    for n, l in enumerate(lines):
+        out += [(n, o) for o in s.feed(l + "\r\n", t0 + n)]
+    shown = [o for _, o in out if f"  {objs.name}: " in o and (" ok " in o)]
+    expect("stream: each result of a program once", len(shown) == len(objs.cases), f"{len(shown)} lines")
+    begin = lines.index(f"@@BEGIN selftest {objs.name}")
+    first = next(n for n, o in out if f"{objs.name}: ok 1 " in o)
+    arrives = next(n for n in range(begin, len(lines)) if lines[n].startswith("ok 1 "))
+    expect("stream: a result is shown when its line arrives", first == arrives, f"line {first}, not {arrives}")
+    fail_at = next(k for k, (_, o) in enumerate(out) if f"not ok 2 {objs.cases[1]}" in o)
+    expect("stream: the comment lines before a failure", all(d in out[fail_at - 2 + j][1] for j, d in
+                                                             enumerate(d.strip() for d in diag)),
+           "\n".join(o for _, o in out[fail_at - 3:fail_at + 1]))
+    summ = [o for _, o in out if f"selftest {objs.name}: {len(objs.cases) - 1} ok, 1 not ok, 0 skipped; exit 0" in o]
+    expect("stream: a program's summary when it ends", len(summ) == 1)
+    kq = [o for _, o in out if "bus1_queue" in o]
+    expect("stream: a KUnit suite in one line plus its failed cases",
+           len(kq) == 2 and f"not ok 1 {queue.cases[0]}" in kq[0] and
+           f"kunit bus1_queue: {len(queue.cases) - 1} ok, 1 not ok" in kq[1], "\n".join(kq))
+    expect("stream: each module reload",
+           sum(1 for _, o in out if "bus1.ko reloaded (" in o) == len(RELOADS) and
+           any("bus1.ko reloaded (policy0): quota_policy=0" in o for _, o in out), "\n".join(
+               o for _, o in out if "reload" in o))
+    failed = progress.Stream("debug").feed("@@RELOAD small rc=1 unload: bus1 still in use", t0)
+    expect("stream: a failed reload", failed and "bus1.ko reload FAILED: small rc=1 unload" in failed[0], failed)
+    expect("stream: insmod, kmemleak, the end",
+           any("insmod bus1.ko: loaded" in o for _, o in out) and any("kmemleak: scan rc=0" in o for _, o in out)
+           and out[-1][1].endswith("guest finished; the verdict follows (scripts/results.py)"))
+    s = progress.Stream("release")
+    out = [o for l in ["@@BEGIN selftest custom", "TAP version 13", "1..1", "ok 1 a", "# PASSED: 1 / 1",
+                       "TAP version 13", "1..1", "# why b failed", "not ok 1 b"] for o in s.feed(l, t0)]
+    expect("stream: a new TAP stream starts a failure's comment lines afresh",
+           "# why b failed" in out[-2] and not any("PASSED" in o for o in out), "\n".join(out))
+    rel = guest_log("release")
+    s = progress.Stream("release")
+    out = [o for l in rel for o in s.feed(l, t0)]
+    skips = sum(1 for p in MANIFEST for c in p.cases if "release" in p.skip.get(c, set()) and p.kind != "kunit")
+    expect("stream: skips shown and counted", sum(1 for o in out if "# SKIP" in o) == skips and skips > 0)
+    s = progress.Stream("debug")
+    s.feed(f"@@BEGIN selftest {objs.name}", t0)
+    text = s.idle(t0 + 90, 90, "[  100.5] bus1: something\r")
+    expect("stream: a heartbeat names the running program and the console's last line",
+           text == f"  [debug 22:14:50] ... 1:30 without results, in selftest {objs.name} (started 22:13:20); "
+           "console: [  100.5] bus1: something", text)
+
+    # apt: what it would remove, and why (from a real bookworm simulation).
+    sim = """Starting pkgProblemResolver with broken count: 2
+Investigating (0) sysvinit-core:amd64 < none -> 3.06-4 @un puN Ib >
+Broken sysvinit-core:amd64 Conflicts on systemd-sysv:amd64 < 252.38-1~deb12u1 @ii uH Ib >
+  Fixing sysvinit-core:amd64 via remove of systemd-sysv:amd64
+Broken libpam-systemd:amd64 Depends on systemd-sysv:amd64 < 252.38-1~deb12u1 @ii uR >
+  Removing libpam-systemd:amd64 rather than change systemd-sysv:amd64
+Done
+The following packages will be REMOVED:
+  libpam-systemd systemd-sysv
+Remv libpam-systemd [252.38-1~deb12u1]
+Remv systemd-sysv [252.38-1~deb12u1]
+Inst sysvinit-core (3.06-4 Debian:12.15/oldstable [amd64])
+Conf sysvinit-core (3.06-4 Debian:12.15/oldstable [amd64])
+"""
+    removed, why = progress.apt_removals(sim)
+    expect("apt: the packages it would remove and the reasons",
+           removed == ["libpam-systemd", "systemd-sysv"] and why == [
+               "sysvinit-core conflicts with systemd-sysv",
+               "libpam-systemd depends on systemd-sysv, which apt wants to remove or change"], f"{removed} {why}")
+    removed, why = progress.apt_removals("Inst bc (1.07.1-3+b1 Debian:12.15/oldstable [amd64])\nConf bc\n")
+    expect("apt: an install that removes nothing", removed == [] and why == [])
+    removed, _ = progress.apt_removals("E: Packages need to be removed but remove is disabled.\n")
+    expect("apt: --no-remove's refusal counts as a removal", removed != [])
+
+
+STUB_VM = r"""#!/usr/bin/env bash
+. "$(dirname "$0")/lib.sh"
+v=$2
+build() { [ "${STUB_FAIL:-}" != "$v" ] || false; }
+guest() { echo "$v kernel: 3 passed, 0 failed, 1 skipped"; echo "RESULT 3 0 1"; }
+p() { phase "bus1.ko" build; phase "guest" guest; }
+run_phases "vm-$1-$v" p
+"""
+
+
+def check_sh(tmp, env):
+    """One run, stdout and stderr in one stream as .ci/run reads them."""
+    r = subprocess.run(["bash", os.path.join(tmp, "scripts", "check.sh")], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
+    return r, r.stdout.splitlines()
+
+
+def check_sh_tests():
+    """make check's phases, counts and last line, with stub scripts for
+    every phase (the guest stub is itself a run of phases, as vm.sh is)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sd = os.path.join(tmp, "scripts")
+        os.makedirs(sd)
+        for f in ("check.sh", "lib.sh", "progress.py"):
+            shutil.copy(os.path.join(HERE, f), sd)
+        stubs = {
+            "manifest.py": "import sys; sys.exit(0)\n",
+            "test_results.py": "import os, sys; sys.exit(1 if os.environ.get('STUB_FAIL') == 'runner' else 0)\n",
+            "provision.sh": "#!/bin/sh\n[ \"$STUB_FAIL\" != provision ]\n",
+            "vm.sh": STUB_VM,
+            "kunit.sh": "#!/bin/sh\necho 'kunit.py: 5 passed, 0 failed, 0 skipped'\n",
+            "vng.sh": "#!/bin/sh\nif [ \"$STUB_FAIL\" = vng ]; then echo 'RESULT 6 1 0'; exit 2; fi\necho 'RESULT 7 0 0'\n",
+            "clippy.sh": "#!/bin/sh\n",
+            "packaging-test.sh": "#!/bin/sh\necho 'packaging: 4 passed, 0 failed'\n",
+        }
+        for name, text in stubs.items():
+            with open(os.path.join(sd, name), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(sd, name), 0o755)
+        cache = os.path.join(tmp, "cache")
+        os.makedirs(os.path.join(cache, "src", "linux-7.2.0"))
+        open(os.path.join(cache, "src", "linux-7.2.0", ".rustfmt.toml"), "w").close()
+        bindir = os.path.join(tmp, "bin")
+        os.makedirs(bindir)
+        with open(os.path.join(bindir, "rustfmt"), "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(os.path.join(bindir, "rustfmt"), 0o755)
+        env = dict(os.environ, BUS1_CACHE=cache, PATH=bindir + ":" + os.environ["PATH"], STUB_FAIL="")
+        env.pop("BUS1_PHASE_PREFIX", None)
+
+        r, lines = check_sh(tmp, env)
+        # manifest 1, runner 1, debug 3+1 skip, release 3+1 skip, vng 1, kunit 5, rustfmt 1, clippy 1,
+        # packaging 4
+        expect("check.sh: last line and exit status (stub phases)",
+               lines[-1] == "20 passed, 0 failed, 2 skipped" and r.returncode == 0, "\n".join(lines[-15:]))
+        heads = [l for l in lines if re.match(r"^\[\d+/10 \d\d:\d\d:\d\d \+\d\d:\d\d\] ", l)]
+        expect("check.sh: ten numbered phases, the first run without ETA",
+               len(heads) == 10 and "no ETA on the first run" in heads[0] and
+               heads[3].split("] ")[1].startswith("debug guest: "), "\n".join(heads))
+        steps = [l for l in lines if re.match(r"^  \[4/10 > [12]/2 ", l)]
+        expect("check.sh: a run inside a phase shows its steps", len(steps) == 2, "\n".join(lines))
+        t = lines.index(next(l for l in lines if l.startswith("bus1: phase timings")))
+        expect("check.sh: the timing table before the last lines, with the steps",
+               t < len(lines) - 2 and "debug guest" in lines[t + 5] and "bus1.ko" in lines[t + 6] and
+               lines[t + 16].strip().startswith("total"), "\n".join(lines[t:]))
+
+        r, lines = check_sh(tmp, env)
+        heads = [l for l in lines if re.match(r"^\[\d+/10 ", l)]
+        expect("check.sh: the second run has an ETA", all(": ETA " in h for h in heads), "\n".join(heads))
+
+        r, lines = check_sh(tmp, dict(env, STUB_FAIL="debug"))
+        expect("check.sh: a guest run without a result fails, the others still run",
+               "FAIL [debug] the debug run produced no result (build or boot failure above)" in lines and
+               lines[-1] == "17 passed, 1 failed, 1 skipped" and r.returncode == 1 and
+               any(re.search(r"^\s+4\s+debug guest\s.*exit 1$", l) for l in lines) and
+               any(re.search(r"^\s+bus1\.ko\s.*exit 1$", l) for l in lines), "\n".join(lines))
+
+        r, lines = check_sh(tmp, dict(env, STUB_FAIL="vng"))
+        expect("check.sh: a failed vng run is one failure",
+               "FAIL [vng] make vng (release kernel under virtme-ng) (output above)" in lines and
+               lines[-1] == "19 passed, 1 failed, 2 skipped" and r.returncode == 1, "\n".join(lines))
+
+        r, lines = check_sh(tmp, dict(env, STUB_FAIL="provision"))
+        expect("check.sh: without provisioning nothing else runs",
+               lines[-1] == "2 passed, 1 failed, 0 skipped" and r.returncode == 1 and
+               sum(1 for l in lines if "not run" in l) == 7, "\n".join(lines))
 
 
 def fail_verdict(msg):

@@ -1,90 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The few bus1 ioctls the benchmark needs, raw (include/uapi/linux/bus1.h).
 //!
-//! Kept local so the benchmark measures exactly one ioctl per operation,
-//! with no library layer in between.
+//! The structures and numbers come from `bus1-sys`; the calls are made here,
+//! so the benchmark measures exactly one ioctl per operation, with no library
+//! layer in between.
 
 use crate::util::{cvt, errno, wait_readable, Res};
+use bus1_sys::{
+    bus1_cmd_handle_transfer, bus1_cmd_recv, bus1_cmd_recv_msg, bus1_cmd_send, bus1_cmd_transact,
+    BUS1_CMD_HANDLE_TRANSFER, BUS1_CMD_RECV, BUS1_CMD_SEND, BUS1_CMD_SLICE_RELEASE, BUS1_CMD_TRANSACT,
+    BUS1_HANDLE_INVALID, BUS1_MSG_DATA, BUS1_OFFSET_INVALID, BUS1_RECV_FLAG_WAIT, BUS1_TRANSACT_FLAG_RECV,
+    BUS1_TRANSACT_FLAG_RELEASE, BUS1_TRANSACT_FLAG_SEND,
+};
 use std::os::fd::RawFd;
 
-pub const CMD_HANDLE_TRANSFER: libc::c_ulong = 0xC020_9611;
-pub const CMD_SLICE_RELEASE: libc::c_ulong = 0xC008_9630;
-pub const CMD_SEND: libc::c_ulong = 0xC050_9640;
-pub const CMD_RECV: libc::c_ulong = 0xC060_9650;
-pub const CMD_TRANSACT: libc::c_ulong = 0xC0D0_9660;
-pub const RECV_FLAG_WAIT: u64 = 1 << 3;
-pub const TX_RELEASE: u64 = 1 << 0;
-pub const TX_SEND: u64 = 1 << 1;
-pub const TX_RECV: u64 = 1 << 2;
-pub const HANDLE_INVALID: u64 = u64::MAX;
-pub const OFFSET_INVALID: u64 = u64::MAX;
-pub const MSG_DATA: u64 = 1;
+/// The message description `RECV` writes back.
+pub type RecvMsg = bus1_cmd_recv_msg;
 
-#[repr(C, align(8))]
-#[derive(Default)]
-pub struct CmdHandleTransfer {
-    pub flags: u64,
-    pub src_handle: u64,
-    pub dst_fd: u64,
-    pub dst_handle: u64,
+/// An ioctl request number as `libc::ioctl` takes it.
+const fn req(cmd: u32) -> libc::c_ulong {
+    cmd as libc::c_ulong
 }
-
-#[repr(C, align(8))]
-#[derive(Default)]
-pub struct CmdSend {
-    pub flags: u64,
-    pub ptr_destinations: u64,
-    pub ptr_errors: u64,
-    pub n_destinations: u64,
-    pub ptr_vecs: u64,
-    pub n_vecs: u64,
-    pub ptr_handles: u64,
-    pub n_handles: u64,
-    pub ptr_fds: u64,
-    pub n_fds: u64,
-}
-
-#[repr(C, align(8))]
-#[derive(Default, Clone, Copy)]
-pub struct RecvMsg {
-    pub type_: u64,
-    pub flags: u64,
-    pub destination: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub pid: u32,
-    pub tid: u32,
-    pub offset: u64,
-    pub n_bytes: u64,
-    pub n_handles: u64,
-    pub n_fds: u64,
-    pub n_secctx: u64,
-}
-
-#[repr(C, align(8))]
-#[derive(Default)]
-pub struct CmdRecv {
-    pub flags: u64,
-    pub max_offset: u64,
-    pub msg: RecvMsg,
-}
-
-/// `struct bus1_cmd_transact`: release, send and receive in one call.
-#[repr(C, align(8))]
-#[derive(Default)]
-pub struct CmdTransact {
-    pub flags: u64,
-    pub release_offset: u64,
-    pub done: u64,
-    pub reserved: u64,
-    pub send: CmdSend,
-    pub recv: CmdRecv,
-}
-
-const _: () = assert!(std::mem::size_of::<CmdTransact>() == 208);
-const _: () = assert!(std::mem::size_of::<CmdHandleTransfer>() == 32);
-const _: () = assert!(std::mem::size_of::<CmdSend>() == 80);
-const _: () = assert!(std::mem::size_of::<CmdRecv>() == 96);
 
 /// Largest pool mapping tried (the module's default pool size).
 const POOL_MAP_MAX: usize = 512 << 20;
@@ -136,16 +72,16 @@ impl Peer {
     /// until a data message is there; notifications are skipped.
     pub fn recv_wait(&self) -> Res<RecvMsg> {
         loop {
-            let mut c = CmdRecv { flags: RECV_FLAG_WAIT, max_offset: u64::MAX, ..Default::default() };
+            let mut c = bus1_cmd_recv { flags: BUS1_RECV_FLAG_WAIT, max_offset: u64::MAX, ..Default::default() };
             c.msg.offset = 10_000_000_000;
             // SAFETY: `c` is a valid receive command.
-            if unsafe { libc::ioctl(self.fd, CMD_RECV, &mut c) } < 0 {
+            if unsafe { libc::ioctl(self.fd, req(BUS1_CMD_RECV), &mut c) } < 0 {
                 return Err(format!("RECV(WAIT): {}", std::io::Error::last_os_error()));
             }
-            if c.msg.type_ == MSG_DATA {
+            if c.msg.type_ == BUS1_MSG_DATA {
                 return Ok(c.msg);
             }
-            if c.msg.offset != OFFSET_INVALID {
+            if c.msg.offset != BUS1_OFFSET_INVALID {
                 self.release(c.msg.offset)?;
             }
         }
@@ -162,27 +98,27 @@ impl Peer {
         wait: bool,
     ) -> Res<Option<RecvMsg>> {
         let mut v = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
-        let mut t = CmdTransact::default();
+        let mut t = bus1_cmd_transact::default();
         if let Some(off) = release {
-            t.flags |= TX_RELEASE;
+            t.flags |= BUS1_TRANSACT_FLAG_RELEASE;
             t.release_offset = off;
         }
         if let Some((dests, data)) = send {
             v = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
-            t.flags |= TX_SEND;
+            t.flags |= BUS1_TRANSACT_FLAG_SEND;
             t.send.ptr_destinations = dests.as_ptr() as u64;
             t.send.n_destinations = dests.len() as u64;
             t.send.ptr_vecs = &v as *const _ as u64;
             t.send.n_vecs = if data.is_empty() { 0 } else { 1 };
         }
         if recv {
-            t.flags |= TX_RECV;
-            t.recv.flags = if wait { RECV_FLAG_WAIT } else { 0 };
+            t.flags |= BUS1_TRANSACT_FLAG_RECV;
+            t.recv.flags = if wait { BUS1_RECV_FLAG_WAIT } else { 0 };
             t.recv.max_offset = u64::MAX;
             t.recv.msg.offset = if wait { 10_000_000_000 } else { 0 };
         }
         // SAFETY: every pointer in `t` refers to live memory of the right size.
-        if unsafe { libc::ioctl(self.fd, CMD_TRANSACT, &mut t) } < 0 {
+        if unsafe { libc::ioctl(self.fd, req(BUS1_CMD_TRANSACT), &mut t) } < 0 {
             return Err(format!("TRANSACT (stages done {:#x}): {}", t.done, std::io::Error::last_os_error()));
         }
         let _ = &v;
@@ -210,17 +146,21 @@ impl Peer {
         // Caller-chosen ("unmanaged") node IDs: the low 3 bits are flags.
         let node = self.next_node << 8;
         self.next_node += 1;
-        let mut c =
-            CmdHandleTransfer { flags: 0, src_handle: node, dst_fd: holder.fd as u64, dst_handle: HANDLE_INVALID };
+        let mut c = bus1_cmd_handle_transfer {
+            flags: 0,
+            src_handle: node,
+            dst_fd: holder.fd as u64,
+            dst_handle: BUS1_HANDLE_INVALID,
+        };
         // SAFETY: `c` is a valid transfer command.
-        cvt(unsafe { libc::ioctl(self.fd, CMD_HANDLE_TRANSFER, &mut c) } as _, "HANDLE_TRANSFER")?;
+        cvt(unsafe { libc::ioctl(self.fd, req(BUS1_CMD_HANDLE_TRANSFER), &mut c) } as _, "HANDLE_TRANSFER")?;
         Ok(c.dst_handle)
     }
 
     /// One SEND of `data` to `dests`; Err(errno) on failure.
     pub fn send_raw(&self, dests: &[u64], data: &[u8]) -> Result<(), i32> {
         let v = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
-        let c = CmdSend {
+        let c = bus1_cmd_send {
             ptr_destinations: dests.as_ptr() as u64,
             n_destinations: dests.len() as u64,
             ptr_vecs: &v as *const _ as u64,
@@ -228,7 +168,7 @@ impl Peer {
             ..Default::default()
         };
         // SAFETY: every pointer in `c` refers to live memory of the right size.
-        if unsafe { libc::ioctl(self.fd, CMD_SEND, &c) } < 0 {
+        if unsafe { libc::ioctl(self.fd, req(BUS1_CMD_SEND), &c) } < 0 {
             Err(errno())
         } else {
             Ok(())
@@ -252,9 +192,9 @@ impl Peer {
 
     /// One RECV; Ok(None) if nothing is queued.
     pub fn try_recv(&self) -> Res<Option<RecvMsg>> {
-        let mut c = CmdRecv { flags: 0, max_offset: u64::MAX, ..Default::default() };
+        let mut c = bus1_cmd_recv { flags: 0, max_offset: u64::MAX, ..Default::default() };
         // SAFETY: `c` is a valid receive command.
-        if unsafe { libc::ioctl(self.fd, CMD_RECV, &mut c) } < 0 {
+        if unsafe { libc::ioctl(self.fd, req(BUS1_CMD_RECV), &mut c) } < 0 {
             let e = errno();
             if e == libc::EAGAIN {
                 return Ok(None);
@@ -270,9 +210,9 @@ impl Peer {
             wait_readable(self.fd)?;
             self.polls.set(self.polls.get() + 1);
             match self.try_recv()? {
-                Some(m) if m.type_ == MSG_DATA => return Ok(m),
+                Some(m) if m.type_ == BUS1_MSG_DATA => return Ok(m),
                 Some(m) => {
-                    if m.offset != OFFSET_INVALID {
+                    if m.offset != BUS1_OFFSET_INVALID {
                         self.release(m.offset)?;
                     }
                 }
@@ -286,9 +226,9 @@ impl Peer {
     pub fn recv_stream(&self) -> Res<RecvMsg> {
         loop {
             match self.try_recv()? {
-                Some(m) if m.type_ == MSG_DATA => return Ok(m),
+                Some(m) if m.type_ == BUS1_MSG_DATA => return Ok(m),
                 Some(m) => {
-                    if m.offset != OFFSET_INVALID {
+                    if m.offset != BUS1_OFFSET_INVALID {
                         self.release(m.offset)?;
                     }
                 }
@@ -304,7 +244,7 @@ impl Peer {
     pub fn release(&self, offset: u64) -> Res<()> {
         let mut v = offset;
         // SAFETY: a valid u64 argument.
-        cvt(unsafe { libc::ioctl(self.fd, CMD_SLICE_RELEASE, &mut v) } as _, "SLICE_RELEASE")?;
+        cvt(unsafe { libc::ioctl(self.fd, req(BUS1_CMD_SLICE_RELEASE), &mut v) } as _, "SLICE_RELEASE")?;
         Ok(())
     }
 
