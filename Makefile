@@ -19,7 +19,8 @@
 #   make vng             the kselftests and KUnit suites under virtme-ng (vng --run --disable-kvm), VARIANT (release)
 #   make stress          bus1_stress on the debug kernel for DURATION seconds (default 300), PROCS (4)
 #   make fuzz            bus1_fuzz on the debug kernel, ITERS per thread (default 100000) or FUZZ_SECONDS,
-#                        PROCS (2), THREADS (2), SEED; PROCS=1 THREADS=1 SEED=<n> replays a run exactly
+#                        PROCS (2), THREADS (2), SEED, FIRST (0: the first process's number);
+#                        PROCS=1 THREADS=1 SEED=<n> [FIRST=<process>] replays a run's process exactly
 #   make boot-soak       boot the debug kernel BOOTS times (default 20) as the test guests do; fail on any splat
 #   make limits          the limits and scale report (release kernel), see Documentation/bus1/hardening.rst
 #   make clippy          build the module with CLIPPY=1 (release kernel), fail on any warning
@@ -133,19 +134,22 @@ clippy:
 	@scripts/clippy.sh
 
 # Long hardening runs; the kernel log is checked for splats and leaks as in make check.
+# The guest's timeout: the test's harness timeout (bus1_stress.c, bus1_fuzz.c) plus
+# scripts/manifest.py's GUEST_BASE for boot, KUnit and the leak scan.
 DURATION ?= 300
 PROCS ?=
 THREADS ?=
 ITERS ?= 100000
 SEED ?=
+FIRST ?=
 FUZZ_SECONDS ?=
 stress:
-	@BUS1_VM_TIMEOUT=$$(( $(DURATION) + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
+	@BUS1_VM_TIMEOUT=$$(( $(DURATION) + 60 + $$(python3 scripts/manifest.py --guest-base) )) scripts/vm.sh check $(or $(HVARIANT),debug) \
 		'BUS1_STRESS_SECONDS=$(DURATION) BUS1_STRESS_PROCS=$(or $(PROCS),4) BUS1_STRESS_SEED=$(SEED) /tests/selftests/bus1_stress'
 
 fuzz:
-	@BUS1_VM_TIMEOUT=$$(( $(or $(FUZZ_SECONDS),0) + $(ITERS) / 20 + 900 )) scripts/vm.sh check $(or $(HVARIANT),debug) \
-		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SECONDS=$(FUZZ_SECONDS) BUS1_FUZZ_SEED=$(SEED) BUS1_FUZZ_PROCS=$(PROCS) BUS1_FUZZ_THREADS=$(THREADS) /tests/selftests/bus1_fuzz'
+	@BUS1_VM_TIMEOUT=$$(( $(or $(FUZZ_SECONDS),0) + $(ITERS) / 30 + 60 + $$(python3 scripts/manifest.py --guest-base) )) scripts/vm.sh check $(or $(HVARIANT),debug) \
+		'BUS1_FUZZ_ITERS=$(ITERS) BUS1_FUZZ_SECONDS=$(FUZZ_SECONDS) BUS1_FUZZ_SEED=$(SEED) BUS1_FUZZ_PROCS=$(PROCS) BUS1_FUZZ_THREADS=$(THREADS) BUS1_FUZZ_FIRST=$(FIRST) /tests/selftests/bus1_fuzz'
 
 boot-soak:
 	@scripts/boot-soak.sh

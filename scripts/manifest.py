@@ -22,6 +22,9 @@ cannot drift from them unnoticed:
                           the runs under a reloaded module), and
                           last "guest <seconds>" for a guest that runs only
                           them (make vng, scripts/vng.sh)
+  manifest.py --guest-base
+                          its part for boot, KUnit and the leak scan (make
+                          stress and make fuzz add their run's timeout)
 
 Sources:
   KUnit      #[kunit_tests(suite)] modules in bus1/*.rs and rust/*.rs, one
@@ -61,10 +64,16 @@ SETTINGS = os.path.join(SELFTESTS, "settings")
 VARIANTS = ("debug", "release", "kunit")
 
 HARNESS_DEFAULT_TIMEOUT = 30  # TEST_TIMEOUT_DEFAULT of kselftest_harness.h
+# Each case's timeout is its own: at least five times the longest it took on
+# the debug kernel under TCG on a loaded host (Documentation/bus1/testing.rst,
+# "Timeouts"). A Rust TAP case gets the harness default; no case took 2 s.
 RUST_CASE_TIMEOUT = 30
-PROGRAM_SLACK = 60
-# Boot, insmod with the KUnit suites, the final kmemleak scans.
-GUEST_BASE = 900
+# Per program on top of its cases: the program's start and exit, and the
+# kselftest harness forking each case (well under a second).
+PROGRAM_SLACK = 30
+# Boot, insmod with the KUnit suites, the final kmemleak scans: about 60 s on a
+# quiet host, 270 s on a loaded one (33 s, 197 s and 38 s); five times that.
+GUEST_BASE = 1350
 # Programs the guest runs, but not through the manifest's timeouts.
 NOT_RUN = {"bus1_limits"}
 
@@ -192,7 +201,7 @@ def example_programs():
     # bus1_examples, named after its binary (build-userspace.sh installs
     # tools/bus1/examples/src/bin/<name>.rs as /tests/demos/bus1-<name>, and
     # the C program of bus1(7) EXAMPLES as /tests/demos/bus1-man-example), with
-    # a 300 s timeout each.
+    # the timeout guest-init.sh gives each ("timeout <s> "$d"").
     bins = sorted(f[:-3] for f in os.listdir(os.path.join(TOP, "tools", "bus1", "examples", "src", "bin"))
                   if f.endswith(".rs"))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -202,7 +211,10 @@ def example_programs():
     p.cases = sorted([f"bus1-{b}" for b in bins] + [man_example.DEMO])
     if not p.cases:
         raise SystemExit("tools/bus1/examples/src/bin: no examples")
-    p.timeout = 300 * len(p.cases) + PROGRAM_SLACK
+    m = re.search(r'timeout (\d+) "\$d"', open(os.path.join(TOP, "scripts", "guest-init.sh")).read())
+    if not m:
+        raise SystemExit("scripts/guest-init.sh: no per-example timeout ('timeout <s> \"$d\"')")
+    p.timeout = int(m.group(1)) * len(p.cases) + PROGRAM_SLACK
     return [p]
 
 
@@ -398,6 +410,7 @@ def main():
     g.add_argument("--timeouts", action="store_true")
     g.add_argument("--guest-timeout", action="store_true")
     g.add_argument("--kselftests", action="store_true")
+    g.add_argument("--guest-base", action="store_true")
     ap.add_argument("--manifest", default=MANIFEST)
     a = ap.parse_args()
 
@@ -430,6 +443,9 @@ def main():
             f.write(render(progs))
         with open(SETTINGS, "w") as f:
             f.write(settings_text(progs))
+        return 0
+    if a.guest_base:
+        print(GUEST_BASE)
         return 0
     progs = load(a.manifest)
     if a.timeouts:

@@ -17,12 +17,16 @@ get_kernel() {
 	guest_work "$variant"
 }
 
-# The module, built out of the source tree so two kernels never share objects.
+# The module, built out of the source tree so two kernels never share objects,
+# with debug information (the kernels have none): scripts/splats.py decodes
+# bus1's frames of a splat to file:line with it. -g and -Cdebuginfo=2 add only
+# .debug_* sections; code, data and their relocations are those of a build
+# without them. The guest gets a copy without the debug sections.
 build_module() {
 	mapfile -t args < <(kmake_args)
 	"$BUS1_TOP/scripts/check-kdir.sh" "$kdir" "$KRUSTC"
-	make -s -C "$kdir" M="$BUS1_TOP" MO="$work/mod" "${args[@]}" CONFIG_BUS1=m modules >&2 \
-		|| die "module build failed"
+	make -s -C "$kdir" M="$BUS1_TOP" MO="$work/mod" "${args[@]}" CONFIG_BUS1=m \
+		KCFLAGS=-g KRUSTFLAGS=-Cdebuginfo=2 modules >&2 || die "module build failed"
 	ko=$work/mod/bus1.ko
 	[ -f "$ko" ] || die "module build produced no bus1.ko"
 }
@@ -44,7 +48,7 @@ make_initramfs() {
 	rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/selftests,tests/userspace,tests/demos}
 	cp /bin/busybox "$root/bin/busybox"
 	cp "$BUS1_TOP/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
-	cp "$ko" "$root/lib/modules/"
+	llvm-strip$LLVM_SUFFIX --strip-debug -o "$root/lib/modules/bus1.ko" "$ko" || die "cannot strip $ko"
 	find "$work/selftests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$root/tests/selftests/" \;
 	for d in "$BUS1_TOP"/build/guest/demos/* ; do [ -x "$d" ] && cp "$d" "$root/tests/demos/"; done
 	for d in "$BUS1_TOP"/build/guest/userspace/* ; do [ -x "$d" ] && cp "$d" "$root/tests/userspace/"; done

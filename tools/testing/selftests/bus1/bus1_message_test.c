@@ -264,23 +264,17 @@ static void fill_pattern(uint8_t *p, size_t n, unsigned int seed)
 		p[i] = (uint8_t)((i * 31 + seed * 7 + (i >> 8)) ^ (i >> 16));
 }
 
-/* Reap @pid within @ms milliseconds (else kill it): exit code, or -1. */
-static int wait_child(pid_t pid, int ms)
+/*
+ * Reaps @pid: its exit code, or -1. No deadline of its own: the case's
+ * harness timeout bounds the wait (and kills the child with the case).
+ */
+static int wait_child(pid_t pid)
 {
-	int st = 0, i;
+	int st = 0;
 
-	for (i = 0; i < ms; i++) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-
-		if (r == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		if (r < 0)
-			return -1;
-		usleep(1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return -1;
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /*
@@ -1311,7 +1305,7 @@ TEST_F(bus, recv_creds_child)
 	ASSERT_LE(0, pid);
 	if (pid == 0)
 		_exit(send_str(self->a, self->to_b, "from a child") ? 1 : 0);
-	ASSERT_EQ(0, wait_child(pid, 5000));
+	ASSERT_EQ(0, wait_child(pid));
 	ASSERT_EQ(0, recv_msg(self->b, &r));
 	assert_data(_metadata, &r, 0, N1, 12, 0, 0);
 	assert_creds(_metadata, &r, getuid(), getgid(), pid, pid);
@@ -1332,7 +1326,7 @@ TEST_F(bus, recv_creds_real_ids)
 			_exit(2);
 		_exit(send_str(self->a, self->to_b, "ids") ? 1 : 0);
 	}
-	ASSERT_EQ(0, wait_child(pid, 5000));
+	ASSERT_EQ(0, wait_child(pid));
 	ASSERT_EQ(0, recv_msg(self->b, &r));
 	assert_data(_metadata, &r, 0, N1, 3, 0, 0);
 	assert_creds(_metadata, &r, 1234, 2345, pid, pid);
@@ -1419,6 +1413,7 @@ struct delayed_send {
 	int fd;
 	__u64 dst;
 	pid_t poller;
+	int poll_returned;	/* set by the poller: stop waiting for it to sleep */
 	int asleep;
 	int ret;
 };
@@ -1428,7 +1423,7 @@ static void *delayed_send_fn(void *arg)
 {
 	struct delayed_send *d = arg;
 
-	d->asleep = bus1_wait_asleep(d->poller, "poll", 10);
+	d->asleep = bus1_wait_asleep(d->poller, "poll", &d->poll_returned);
 	d->ret = send_str(d->fd, d->dst, "wake up");
 	return NULL;
 }
@@ -1439,13 +1434,16 @@ TEST_F(bus, recv_poll)
 	struct delayed_send ds = { .fd = self->a, .dst = self->to_b, .asleep = -1, .ret = -1 };
 	struct pollfd p = { .fd = self->b, .events = POLLIN };
 	pthread_t t;
+	int r;
 
 	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
 	ds.poller = (pid_t)syscall(SYS_gettid);
 	ASSERT_EQ(0, pthread_create(&t, NULL, delayed_send_fn, &ds));
-	ASSERT_EQ(1, poll(&p, 1, 20000));
-	ASSERT_EQ(POLLIN, p.revents);
+	r = poll(&p, 1, -1);
+	__atomic_store_n(&ds.poll_returned, 1, __ATOMIC_RELEASE);
 	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(1, r);
+	ASSERT_EQ(POLLIN, p.revents);
 	ASSERT_EQ(0, ds.asleep) TH_LOG("the poller never slept in poll()");
 	ASSERT_EQ(0, ds.ret);
 	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
@@ -1526,9 +1524,10 @@ TEST_F(bus, slice_release_exact)
 
 /*
  * Released pool space is reused: 520 MiB of 4 MiB messages go through a
- * 512 MiB pool when each is released after reading.
+ * 512 MiB pool when each is released after reading. Up to 30 s on the debug
+ * kernel under TCG on a loaded host; five times that is its timeout.
  */
-TEST_F_TIMEOUT(bus, slice_reuse, 60)
+TEST_F_TIMEOUT(bus, slice_reuse, 150)
 {
 	size_t len = 4UL << 20;
 	uint8_t *buf = malloc(len);
@@ -1812,7 +1811,7 @@ TEST_F(bus, fds_not_installed)
 		struct pollfd pf = { .fd = p[0], .events = POLLIN };
 		char c;
 
-		ASSERT_EQ(1, poll(&pf, 1, 2000));
+		ASSERT_EQ(1, poll(&pf, 1, -1));
 		ASSERT_TRUE(pf.revents & POLLHUP);
 		ASSERT_EQ(0, read(p[0], &c, 1));	/* EOF, not EAGAIN */
 	}
@@ -2006,12 +2005,17 @@ TEST(multicast_64)
 	multicast_n(_metadata, 64);
 }
 
-/* 1024 peers and their pools take a while on the debug kernel (KASAN, lockdep). */
+/*
+ * Cases that take longer than the harness default allows for on the debug
+ * kernel (KASAN, lockdep) under TCG on a loaded host; each timeout is five
+ * times the longest duration measured there (Documentation/bus1/testing.rst,
+ * "Timeouts"). 1024 peers and their pools: up to 30 s.
+ */
 FIXTURE(slow) {};
 FIXTURE_SETUP(slow) {}
 FIXTURE_TEARDOWN(slow) {}
 
-TEST_F_TIMEOUT(slow, multicast_1024, 300)
+TEST_F_TIMEOUT(slow, multicast_1024, 150)
 {
 	multicast_n(_metadata, 1024);
 }
@@ -2023,9 +2027,9 @@ TEST_F_TIMEOUT(slow, multicast_1024, 300)
 /*
  * Several processes multicast to the same receivers concurrently: every
  * receiver gets every message, all receivers see one and the same order,
- * and each sender's messages keep their order.
+ * and each sender's messages keep their order. Up to 13 s.
  */
-TEST(multicast_total_order)
+TEST_F_TIMEOUT(slow, multicast_total_order, 70)
 {
 	static __u32 seen[ORD_RECEIVERS][ORD_SENDERS * ORD_MSGS][2];
 	int snd[ORD_SENDERS], rcv[ORD_RECEIVERS];
@@ -2065,7 +2069,7 @@ TEST(multicast_total_order)
 	}
 	/* reap them all before judging */
 	for (i = 0; i < ORD_SENDERS; i++)
-		rc[i] = wait_child(pid[i], 20000);
+		rc[i] = wait_child(pid[i]);
 	for (i = 0; i < ORD_SENDERS; i++) {
 		ASSERT_EQ(0, rc[i]) TH_LOG("sender %d", i);
 	}
@@ -2444,7 +2448,7 @@ TEST_F(bus, sender_killed_mid_send)
 	 * ones; waiting for that instead of a fixed time keeps the test
 	 * independent of the machine's speed.
 	 */
-	ASSERT_EQ(1, poll(&p, 1, 20000)) TH_LOG("the sender queued nothing in 20 s");
+	ASSERT_EQ(1, poll(&p, 1, -1));
 	ASSERT_EQ(0, kill(pid, SIGKILL));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFSIGNALED(status));

@@ -1210,6 +1210,7 @@ struct delayed_destroy {
 	int fd;
 	__u64 id;
 	pid_t poller;
+	int poll_returned;	/* set by the poller: stop waiting for it to sleep */
 	int asleep;
 };
 
@@ -1218,7 +1219,7 @@ static void *delayed_destroy_fn(void *arg)
 {
 	struct delayed_destroy *dd = arg;
 
-	dd->asleep = bus1_wait_asleep(dd->poller, "poll", 10);
+	dd->asleep = bus1_wait_asleep(dd->poller, "poll", &dd->poll_returned);
 	destroy1(dd->fd, dd->id);
 	return NULL;
 }
@@ -1229,6 +1230,7 @@ TEST_F(peers, poll_in)
 	struct delayed_destroy dd;
 	struct pollfd p;
 	pthread_t t;
+	int r;
 
 	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
@@ -1253,13 +1255,16 @@ TEST_F(peers, poll_in)
 	dd.id = N1;
 	dd.poller = (pid_t)syscall(SYS_gettid);
 	dd.asleep = -1;
+	dd.poll_returned = 0;
 	ASSERT_EQ(0, pthread_create(&t, NULL, delayed_destroy_fn, &dd));
 	p.fd = self->c;
 	p.events = POLLIN;
 	p.revents = 0;
-	ASSERT_EQ(1, poll(&p, 1, 20000));
-	ASSERT_EQ(POLLIN, p.revents);
+	r = poll(&p, 1, -1);
+	__atomic_store_n(&dd.poll_returned, 1, __ATOMIC_RELEASE);
 	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(1, r);
+	ASSERT_EQ(POLLIN, p.revents);
 	ASSERT_EQ(0, dd.asleep) TH_LOG("the poller never slept in poll()");
 	ASSERT_DESTROY(self->c, RID(1), 0);
 	ASSERT_EQ(POLL_IDLE, pollrev(self->c));

@@ -519,7 +519,8 @@ static void *crossing_fn(void *arg)
  * waits for the other's pending node at most while holding none of its own, so
  * both always finish (a wait cycle would hang until the harness times out).
  */
-TEST_F(order, crossing_creations_do_not_deadlock)
+/* Up to 7.2 s: the harness default is less than five times that. */
+TEST_F_TIMEOUT(order, crossing_creations_do_not_deadlock, 40)
 {
 	struct crossing c[2];
 	pthread_t t[2];

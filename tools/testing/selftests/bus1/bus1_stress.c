@@ -715,6 +715,7 @@ enum verdict { O_OK, O_LOG, O_UNSENT, O_DUP, O_SEQ, O_LOST, O_INVALID, O_NODE, O
 
 struct ostats {
 	uint64_t entries, deliveries, replies, ndestroy, nrelease, leases, nodes, edges;
+	uint64_t eph, probe_failed;	/* ephemeral peers, probes refused */
 };
 
 /* Graph nodes: data (s, seq), destruction of node (s, k), each NODE_RELEASE. */
@@ -1512,9 +1513,8 @@ static void one_round(struct __test_metadata *_metadata, int n, int seconds, uns
 	       (unsigned long long)st.nodes, (unsigned long long)st.edges,
 	       (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
 	       sh->n_eph, sh->n_reset, sh->n_probe, sh->n_probe_failed);
-	ASSERT_LT(0U, sh->n_eph);
-	ASSERT_LT(0U, sh->n_probe_failed);
-	ASSERT_LT(100ULL, st.deliveries);
+	total->eph += sh->n_eph;
+	total->probe_failed += sh->n_probe_failed;
 	total->entries += st.entries;
 	total->deliveries += st.deliveries;
 	total->replies += st.replies;
@@ -1529,14 +1529,24 @@ static void one_round(struct __test_metadata *_metadata, int n, int seconds, uns
 	free(c);
 }
 
+/* Whether the run so far exercised what the oracle is there for. */
+static int covered(const struct ostats *t)
+{
+	return t->deliveries > 100 && t->replies && t->ndestroy && t->eph && t->probe_failed;
+}
+
 /*
  * Rounds of at most 30 s, each with fresh peers, until BUS1_STRESS_SECONDS
  * are over: a sender stops after MAXSEQ sends, so one long round would idle.
- * The harness timeout is the run's length plus 300 s for the last round's
- * checks (scripts/manifest.py reads the env_int() default as the length of
- * the make check run).
+ * The run must have covered the races it checks (deliveries, replies,
+ * destructions, ephemeral peers, a probe refused by a destruction); on a slow
+ * host it continues with further rounds until it did, rather than failing, and
+ * only the harness timeout bounds it: the run's length plus 60 s for the last
+ * round and its checks, which take a few seconds on the debug kernel under
+ * TCG (scripts/manifest.py reads the env_int() default as the length of the
+ * make check run).
  */
-TEST_F_TIMEOUT(stress, ordered_delivery, 300 + env_int("BUS1_STRESS_SECONDS", 30))
+TEST_F_TIMEOUT(stress, ordered_delivery, 60 + env_int("BUS1_STRESS_SECONDS", 30))
 {
 	int n = env_int("BUS1_STRESS_PROCS", 4);
 	int seconds = env_int("BUS1_STRESS_SECONDS", 30);
@@ -1553,16 +1563,16 @@ TEST_F_TIMEOUT(stress, ordered_delivery, 300 + env_int("BUS1_STRESS_SECONDS", 30
 	do {
 		long left = (long)(end - time(NULL));
 
-		one_round(_metadata, n, left > 30 ? 30 : left < 1 ? 1 : (int)left, seed + round++,
+		one_round(_metadata, n, left > 30 ? 30 : left < 5 ? 5 : (int)left, seed + round++,
 			  &total);
-	} while (time(NULL) < end);
-	TH_LOG("%d rounds: %llu events, %llu deliveries, %llu replies checked, %llu NODE_DESTROY, %llu NODE_RELEASE; graphs of %llu events and %llu edges in all",
+	} while (time(NULL) < end || !covered(&total));
+	TH_LOG("%d rounds: %llu events, %llu deliveries, %llu replies checked, %llu NODE_DESTROY, %llu NODE_RELEASE, %llu ephemeral peers, %llu probes refused; graphs of %llu events and %llu edges in all",
 	       round, (unsigned long long)total.entries, (unsigned long long)total.deliveries,
 	       (unsigned long long)total.replies, (unsigned long long)total.ndestroy,
-	       (unsigned long long)total.nrelease, (unsigned long long)total.nodes,
+	       (unsigned long long)total.nrelease, (unsigned long long)total.eph,
+	       (unsigned long long)total.probe_failed, (unsigned long long)total.nodes,
 	       (unsigned long long)total.edges);
-	ASSERT_LT(0ULL, total.replies);
-	ASSERT_LT(0ULL, total.ndestroy);
+	ASSERT_TRUE(covered(&total));
 }
 
 /* Crafted logs for the oracle's own test. */
