@@ -173,8 +173,18 @@ impl MiscDevice for Peer {
         let mut peer = [(0i64, 0u32); quota::N_RES];
         let mut user = [(0i64, 0u32); quota::N_RES];
         let mut top = [(0u32, Charge::default()); FDINFO_SENDERS];
+        // Messages, their in-flight bytes and notifications in the queue, counted under the lock
+        // (linear in the queue's length, which the peer's limits bound).
+        let (mut messages, mut queued_bytes, mut notifications) = (0u64, 0u64, 0u64);
         let (uid, senders, denied, n_top) = {
             let inner = me.lock();
+            inner.queue.for_each(|_, e| match e {
+                Event::Data(m) => {
+                    messages += 1;
+                    queued_bytes = queued_bytes.saturating_add(m.charged.0[quota::BYTES]);
+                }
+                Event::Destroy(_) | Event::Release(_) => notifications += 1,
+            });
             let l = &inner.limits;
             let u = l.user.user().ledger();
             for r in 0..quota::N_RES {
@@ -188,6 +198,13 @@ impl MiscDevice for Peer {
                 l.ledger.top_shares(&mut top),
             )
         };
+        seq_print!(
+            m,
+            "bus1-queue:\tmessages={} bytes={} notifications={}\n",
+            messages,
+            queued_bytes,
+            notifications
+        );
         seq_print!(m, "bus1-limits:\tsenders={}", senders);
         for (name, (used, max)) in quota::NAMES.iter().zip(peer.iter()) {
             seq_print!(m, " {}={}/{}", name, used, max);

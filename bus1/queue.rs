@@ -464,6 +464,16 @@ impl<T> Queue<T> {
         Some((key, value?, slot))
     }
 
+    /// Calls `f` on every entry, staging or committed, in queue order. Takes time linear in the
+    /// number of entries.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&QueueKey, &T)) {
+        for (key, value) in self.entries.iter() {
+            if let Some(value) = value {
+                f(key, value);
+            }
+        }
+    }
+
     /// Removes every entry, staging or committed, in queue order and hands each to `f`.
     ///
     /// Used on teardown, so the owner can release what the entries hold.

@@ -3,7 +3,8 @@
 # /init of the bus1 test guest. Kernel messages go to ttyS0; test results go
 # to ttyS1 in a line protocol that scripts/results.py parses on the host:
 #   @@BEGIN <kind> <name> ... @@END <kind> <name> rc=<n> secs=<n> [timeout=<n>],
-#   @@INSMOD rc=<n>, @@KMEMLEAK absent|aged <s>|scan rc=<n>, @@TAINT <n>, @@DONE.
+#   @@INSMOD rc=<n>, @@RELOAD <name> rc=<n> <what>, @@KMEMLEAK absent|aged <s>|scan rc=<n>,
+#   @@TAINT <n>, @@DONE.
 /bin/busybox --install -s /bin
 export PATH=/bin:/tests
 mount -t proc proc /proc
@@ -44,10 +45,9 @@ section() { # kind name command...
 }
 
 # A test program under its timeout from /tests/timeouts (scripts/manifest.py:
-# at least the sum of its cases' declared timeouts).
-program() { # kind path args...
-	kind=$1 t=$2; shift 2
-	name=${t##*/}
+# at least the sum of its cases' declared timeouts), reported as <name>.
+program() { # kind name path args...
+	kind=$1 name=$2 t=$3; shift 3
 	limit=$(awk -v n="$name" '$1 == n { print $2 }' /tests/timeouts)
 	echo "@@BEGIN $kind $name" >$R
 	t0=$(now)
@@ -82,6 +82,62 @@ kmemleak_final() {
 	section kmemleak scan cat $kml
 }
 
+# The module parameters as loaded, one "<file>:<value>" line each.
+params() { grep -H . /sys/module/bus1/parameters/* 2>/dev/null; }
+
+# Unloads bus1 once the last test's files are gone: some are put from work
+# items after their last close (an io_uring's registered files), so wait up
+# to 30 s for the module's references to drop.
+unload() {
+	[ -d /sys/module/bus1 ] || return 0
+	i=0
+	while ! rmmod bus1 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt 300 ]; then
+			echo "bus1 still in use 30 s after the last test (refcnt $(cat /sys/module/bus1/refcnt))"
+			return 1
+		fi
+		usleep 100000
+	done
+}
+
+# Reloads bus1 with module parameters <param>=<value> and checks that the
+# module reads back exactly those values (no parameters: the defaults, that
+# is, what the first load read back), then runs each program as
+# <program>@<name>. Its KUnit suites ran and were reported at the first load;
+# they do not run again. A reload that fails reports why and runs nothing, so
+# its programs count as missing. scripts/manifest.py reads the calls below to
+# list these programs in scripts/tests.manifest.
+reload() { # name "params" programs...
+	rname=$1 rparams=$2; shift 2
+	[ -w /sys/module/kunit/parameters/filter_glob ] && echo bus1_reload_runs_no_suite >/sys/module/kunit/parameters/filter_glob
+	if ! why=$(unload); then
+		echo "@@RELOAD $rname rc=1 unload: $why" >$R
+		return 1
+	fi
+	if ! why=$(insmod /lib/modules/bus1.ko $rparams 2>&1); then
+		echo "@@RELOAD $rname rc=1 insmod $rparams: $(echo $why)" >$R
+		return 1
+	fi
+	if [ -z "$rparams" ]; then
+		if [ "$(params)" != "$params0" ]; then
+			echo "@@RELOAD $rname rc=1 defaults: read back $(params | tr '\n' ' ')instead of $(echo "$params0" | tr '\n' ' ')" >$R
+			return 1
+		fi
+	fi
+	for p in $rparams; do
+		got=$(cat "/sys/module/bus1/parameters/${p%%=*}" 2>&1)
+		if [ "$got" != "${p#*=}" ]; then
+			echo "@@RELOAD $rname rc=1 $p: read back '${p%%=*}=$got'" >$R
+			return 1
+		fi
+	done
+	echo "@@RELOAD $rname rc=0 ${rparams:-defaults}" >$R
+	for p; do
+		program selftest "$p@$rname" "/tests/selftests/$p"
+	done
+}
+
 kunit_sections() {
 	for s in /sys/kernel/debug/kunit/bus1*; do
 		[ -f "$s/results" ] && section kunit "${s##*/}" cat "$s/results"
@@ -93,6 +149,7 @@ insmod /lib/modules/bus1.ko
 rc=$?
 echo "@@INSMOD rc=$rc" >$R
 [ $rc -eq 0 ] || finish
+params0=$(params)
 
 case $mode in
 check)
@@ -105,18 +162,28 @@ check)
 	fi
 	for t in /tests/selftests/*; do
 		case ${t##*/} in bus1_module_test|bus1_limits) continue ;; esac
-		program selftest "$t"
+		program selftest "${t##*/}" "$t"
 	done
 	for t in /tests/userspace/*; do
-		[ -x "$t" ] && program userspace "$t"
+		[ -x "$t" ] && program userspace "${t##*/}" "$t"
 	done
 	# The examples (the demos of make run), one TAP case each, by exit status,
 	# each under its timeout (scripts/manifest.py reads it from here).
 	section selftest bus1_examples sh -c 'set -- /tests/demos/bus1-*; echo "1..$#"; i=0
 		for d; do i=$((i + 1)); timeout 180 "$d" >/tmp/demo.out 2>&1; rc=$?; sed "s/^/# /" /tmp/demo.out
 			if [ $rc -eq 0 ]; then echo "ok $i - ${d##*/}"; else echo "not ok $i - ${d##*/} (rc=$rc)"; fi; done'
+	# The programs whose expectations depend on the module parameters, again
+	# under the other quota policies and under small per-principal limits (hit
+	# after a few hundred messages, handles or peers, a few fds): the quota
+	# rules and limits (bus1_quota_test), what a new peer gets (PEER_QUERY in
+	# bus1_objects_test) and random operations that keep hitting the limits
+	# and must still leave no counter behind (bus1_fuzz). Then the defaults.
+	reload policy0 "quota_policy=0" bus1_quota_test
+	reload policy1 "quota_policy=1" bus1_quota_test
+	reload small "user_slices_max=1024 user_handles_max=1024 user_inflight_bytes_max=1048576 user_inflight_fds_max=64 user_peers_max=64" bus1_quota_test bus1_objects_test bus1_fuzz
+	reload defaults ""
 	# Last: this one unloads the module.
-	program selftest /tests/selftests/bus1_module_test
+	program selftest bus1_module_test /tests/selftests/bus1_module_test
 	kmemleak_final
 	;;
 run)

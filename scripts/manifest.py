@@ -18,7 +18,8 @@ cannot drift from them unnoticed:
   manifest.py --guest-timeout
                           the guest's overall timeout in seconds (vm.sh)
   manifest.py --kselftests
-                          "<program> <seconds>" per kselftest binary, and
+                          "<program> <seconds>" per kselftest binary (not
+                          the runs under a reloaded module), and
                           last "guest <seconds>" for a guest that runs only
                           them (make vng, scripts/vng.sh)
   manifest.py --guest-base
@@ -37,6 +38,10 @@ Sources:
              ("<cargo test target>) dst=<program>"), one case per
              ("name", function) entry of tap::main(&[...]) in
              tools/bus1/*/tests/<target>.rs
+  reloads    the calls 'reload <name> "<param>=<value> ..." <program>...' of
+             scripts/guest-init.sh: the guest reloads bus1.ko with those
+             module parameters and runs each kselftest <program> again, as
+             the program <program>@<name> with the same cases and timeout
 
 Timeouts: a kselftest binary gets the sum of its cases' declared harness
 timeouts (30 s, the harness default, unless TEST_F_TIMEOUT says otherwise;
@@ -213,8 +218,47 @@ def example_programs():
     return [p]
 
 
+RELOAD = re.compile(r'^\s*reload\s+(\S+)\s+"([^"]*)"(.*)$', re.M)
+
+
+def reloads():
+    """The module reloads of scripts/guest-init.sh: [(name, [param=value], [program])]."""
+    text = open(os.path.join(TOP, "scripts", "guest-init.sh")).read()
+    out = []
+    for m in RELOAD.finditer(text):
+        name, params, progs = m.group(1), m.group(2).split(), m.group(3).split()
+        where = f"scripts/guest-init.sh: reload {name}"
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            raise SystemExit(f"{where}: the name must be [a-z0-9_]+")
+        if any(n == name for n, _, _ in out):
+            raise SystemExit(f"{where}: defined twice")
+        for prm in params:
+            if not re.fullmatch(r"[a-z0-9_]+=\S+", prm):
+                raise SystemExit(f"{where}: '{prm}' is not <param>=<value>")
+        out.append((name, params, progs))
+    return out
+
+
+def reload_programs(selftests):
+    """The program <program>@<name> for every program of every reload."""
+    by_name = {p.name: p for p in selftests}
+    progs = []
+    for name, _params, names in reloads():
+        for n in names:
+            base = by_name.get(n)
+            if base is None:
+                raise SystemExit(f"scripts/guest-init.sh: reload {name}: {n} is not a kselftest "
+                                 "program (TEST_GEN_PROGS)")
+            p = Program("selftest", f"{n}@{name}")
+            p.cases, p.timeout = list(base.cases), base.timeout
+            progs.append(p)
+    return progs
+
+
 def from_sources():
-    progs = kunit_suites() + selftest_programs() + userspace_programs() + example_programs()
+    selftests = selftest_programs()
+    progs = kunit_suites() + selftests + userspace_programs() + example_programs() + \
+        reload_programs(selftests)
     seen = set()
     for p in progs:
         if p.key() in seen:
@@ -297,7 +341,9 @@ def settings_text(progs):
 
 def merged(old_progs):
     """The sources' programs with the skip annotations of old_progs. A new case
-    in a program whose every old case may skip on a variant inherits that."""
+    in a program whose every old case may skip on a variant inherits that. A
+    reload's program (<program>@<name>) also has every skip of <program>, and
+    may have more of its own."""
     old = {p.key(): p for p in old_progs}
     progs = from_sources()
     for p in progs:
@@ -310,6 +356,11 @@ def merged(old_progs):
                 p.skip[c] = o.skip[c]
             elif c not in o.cases and common:
                 p.skip[c] = set(common)
+    base = {p.key(): p for p in progs}
+    for p in progs:
+        b = base.get((p.kind, p.name.split("@")[0])) if "@" in p.name else None
+        for c, vs in (b.skip.items() if b else ()):
+            p.skip[c] = p.skip.get(c, set()) | vs
     return progs
 
 
@@ -344,9 +395,11 @@ def guest_programs(progs):
 
 
 def kselftest_binaries(progs):
-    """The kselftest binaries the guests run (not the examples' TAP section)."""
+    """The kselftest binaries the guests run (not the examples' TAP section, nor
+    the runs under a reloaded module, which only scripts/guest-init.sh makes)."""
     examples = {p.name for p in example_programs()}
-    return [p for p in guest_programs(progs) if p.kind == "selftest" and p.name not in examples]
+    return [p for p in guest_programs(progs) if p.kind == "selftest" and p.name not in examples
+            and "@" not in p.name]
 
 
 def main():

@@ -280,6 +280,11 @@ class Stream:
             ok = "rc=0" in line
             out.append(self._out(now, "insmod bus1.ko: " + ("loaded (its KUnit suites ran at load)" if ok
                                                            else f"FAILED ({line[9:]})")))
+        elif line.startswith("@@RELOAD "):
+            w = line.split(" ", 3)
+            ok = len(w) > 2 and w[2] == "rc=0"
+            out.append(self._out(now, f"bus1.ko reloaded ({w[1]}): {w[3] if len(w) > 3 else ''}" if ok
+                                 else f"bus1.ko reload FAILED: {line[9:]}"))
         elif line.startswith("@@KMEMLEAK "):
             out.append(self._out(now, "kmemleak: " + line[11:]))
         elif line.startswith("@@TAINT "):

@@ -9,7 +9,8 @@
 A guest run (scripts/guest-init.sh's line protocol on the second serial port)
 fails on:
   * a program or KUnit suite the manifest (scripts/tests.manifest) lists that
-    did not report, and one that reported but is not listed;
+    did not report, one that reported but is not listed, and a program that
+    reported twice;
   * a case the manifest lists that did not report (each counts as a failure),
     one that reported but is not listed, a case reported twice;
   * a TAP plan (1..N) that does not match the number of results, a missing
@@ -17,7 +18,9 @@ fails on:
   * a failed case, a SKIP the manifest does not allow on this variant, an
     XFAIL or XPASS;
   * a program killed by its timeout, or exiting non-zero with no failed case;
-  * an insmod failure, a guest that did not finish, a taint other than O, E, N;
+  * an insmod failure, a failed module reload (@@RELOAD rc != 0: the module
+    did not unload, did not load, or did not read back the parameters it was
+    given), a guest that did not finish, a taint other than O, E, N;
   * any kernel splat on the console (scripts/splats.py; the stack trace is
     decoded to file:line with the kernel's decode_stacktrace.sh given a
     vmlinux);
@@ -166,6 +169,12 @@ def judge_guest(variant, console, results, qemu_rc, manifest, vmlinux=None, modu
             continue
         if line.startswith("@@INSMOD "):
             insmod = line
+        elif line.startswith("@@RELOAD "):
+            m = re.match(r"@@RELOAD (\S+) rc=(-?\d+) ?(.*)$", line)
+            if not m:
+                v.fail(f"unreadable reload line: {line}")
+            elif m.group(2) != "0":
+                v.fail(f"module reload {m.group(1)} failed ({m.group(3)}); its programs did not run")
         elif line.startswith("@@TAINT "):
             taint = int(line.split()[1])
         elif line.startswith("@@KMEMLEAK "):
@@ -244,6 +253,8 @@ def judge_section(v, variant, kind, name, body, attrs, progs, allowed_any, ran, 
     custom = kind == "selftest" and name == "custom"
     prog = None
     if not custom:
+        if (kind, name) in ran:
+            v.fail(f"{what}: ran twice")
         ran.add((kind, name))
         prog = progs.get((kind, name))
         if prog is None:

@@ -28,6 +28,7 @@ import results  # noqa: E402
 import splats  # noqa: E402
 
 MANIFEST = mf.load()
+RELOADS = mf.reloads()
 CONSOLE = [
     "[    0.000000] Linux version 7.2.12 (bus1 test kernel)",
     "[    3.100000] kmemleak: Kernel memory leak detector initialized (mem pool available: 15000)",
@@ -69,7 +70,7 @@ def program_section(p, variant, keep=None, plan=None, rc=0, secs=3, skip=(), fai
     return out
 
 
-def guest_log(variant, omit=(), sections=None, kmemleak="ok", taint=0, done=True):
+def guest_log(variant, omit=(), sections=None, kmemleak="ok", taint=0, done=True, reload_lines=None):
     """A whole run; sections: {program name: [lines]} replacing the default."""
     sections = sections or {}
     out = ["@@INSMOD rc=0"]
@@ -78,7 +79,15 @@ def guest_log(variant, omit=(), sections=None, kmemleak="ok", taint=0, done=True
             out += sections.get(p.name) or kunit_section(p, variant)
     progs = [p for p in mf.guest_programs(MANIFEST) if p.name != "bus1_module_test"]
     progs += [p for p in MANIFEST if p.name == "bus1_module_test"]
+    # The module reloads (guest-init.sh), each before its first program;
+    # reload_lines: {reload name: its @@RELOAD line} replacing the default.
+    first = {}
+    for name, params, names in RELOADS:
+        first.setdefault(f"{names[0]}@{name}" if names else "bus1_module_test", []).append((name, params))
+    reloaded = any("@" in p.name and p.name not in omit for p in progs)
     for p in progs:
+        for name, params in first.get(p.name, []) if reloaded else ():
+            out.append((reload_lines or {}).get(name) or f"@@RELOAD {name} rc=0 {' '.join(params) or 'defaults'}")
         if p.name not in omit:
             out += sections.get(p.name) or program_section(p, variant)
     if variant == "debug":
@@ -168,6 +177,33 @@ def main():
     v = judge("debug", guest_log("debug") [:-2] + program_section(extra, "debug") + ["@@TAINT 0", "@@DONE"])
     check("binary not in the manifest", v, True, "selftest bus1_new_test: ran but is not in the manifest")
 
+    # Module reloads: each reload's programs are programs of their own.
+    v = judge("release", guest_log("release", omit=("bus1_quota_test@policy0",)))
+    check("missing run under a reloaded module", v, True, "selftest bus1_quota_test@policy0: did not run")
+    v = judge("release", guest_log("release", omit=("bus1_quota_test@policy1",), reload_lines={
+        "policy1": "@@RELOAD policy1 rc=1 quota_policy=1: read back 'quota_policy=2'"}))
+    check("reload whose parameters did not read back", v, True,
+          "module reload policy1 failed (quota_policy=1: read back 'quota_policy=2')",
+          "selftest bus1_quota_test@policy1: did not run")
+    v = judge("debug", guest_log("debug", reload_lines={
+        "defaults": "@@RELOAD defaults rc=1 unload: bus1 still in use 30 s after the last test (refcnt 1)"}))
+    check("reload to the defaults failed", v, True, "module reload defaults failed", "refcnt 1")
+    small = prog("bus1_quota_test@small")
+    v = judge("debug", guest_log("debug", sections={small.name: program_section(small, "debug",
+                                                                                fail=small.cases[:1])}))
+    check("failed case under a reloaded module", v, True,
+          f"selftest bus1_quota_test@small: {small.cases[0]} failed")
+    cg = "global.full_receiver_cgroup_is_edquot_not_oom"
+    v = judge("debug", guest_log("debug", sections={"bus1_quota_test": program_section(
+        prog("bus1_quota_test"), "debug", skip=[cg])}))
+    check("a skip allowed under a reloaded module only", v, True,
+          f"selftest bus1_quota_test: {cg}: unexpected SKIP on debug")
+    twice = program_section(prog("bus1_quota_test"), "debug") + program_section(small, "debug")
+    v = judge("debug", guest_log("debug", sections={"bus1_quota_test": twice}))
+    check("a reload's program reporting twice", v, True, "selftest bus1_quota_test@small: ran twice")
+    if [p for p in MANIFEST if "@" in p.name and p.cases != prog(p.name.split("@")[0]).cases]:
+        check("a reload's program has its base program's cases", results.Verdict("x"), True, "never")
+
     td = prog("bus1_teardown_test")
     v = judge("debug", guest_log("debug", sections={
         td.name: program_section(td, "debug", keep=3, rc=143, secs=td.timeout)}))
@@ -251,7 +287,7 @@ def main():
     # A runner that runs only the kselftest binaries (make vng, --programs).
     ks = [p.name for p in mf.kselftest_binaries(MANIFEST)]
     others = [p.name for p in mf.guest_programs(MANIFEST) if p.name not in ks]
-    if not others or "bus1_examples" not in others or "bus1_test" not in ks:
+    if not others or "bus1_examples" not in others or "bus1_test" not in ks or any("@" in n for n in ks):
         check("kselftest_binaries() is every kselftest binary and nothing else", results.Verdict("x"), True, "never")
     vng = guest_log("release", omit=others)
     v = results.judge_guest("release", CONSOLE, vng, 0, MANIFEST, programs=ks)
@@ -326,6 +362,27 @@ def main():
               "case global.added_without_manifest is in the sources but not in the manifest",
               "kunit bus1_queue is in the manifest but not in the sources",
               "kunit bus1_queue_renamed is in the sources but not in the manifest")
+
+        init = os.path.join(tmp, "scripts", "guest-init.sh")
+        with open(init) as f:
+            gi = f.read()
+        with open(init, "w") as f:
+            f.write(gi.replace("\treload defaults", '\treload tiny "user_slices_max=8" bus1_test\n\treload defaults'))
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        v = results.Verdict("x")
+        if r.returncode != 0:
+            v.fail(r.stdout)
+        check("manifest check: reload added in guest-init.sh", v, True,
+              "selftest bus1_test@tiny is in the sources but not in the manifest")
+        with open(init, "w") as f:
+            f.write(gi.replace("\treload defaults", '\treload tiny "user_slices_max=8" bus1_nonexistent\n'
+                                                     '\treload defaults'))
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        v = results.Verdict("x")
+        if r.returncode != 0:
+            v.fail(r.stdout + r.stderr)
+        check("manifest check: reload of an unknown program", v, True,
+              "reload tiny: bus1_nonexistent is not a kselftest program")
 
     progress_tests()
     check_sh_tests()
@@ -414,6 +471,12 @@ def progress_tests():
     expect("stream: a KUnit suite in one line plus its failed cases",
            len(kq) == 2 and f"not ok 1 {queue.cases[0]}" in kq[0] and
            f"kunit bus1_queue: {len(queue.cases) - 1} ok, 1 not ok" in kq[1], "\n".join(kq))
+    expect("stream: each module reload",
+           sum(1 for _, o in out if "bus1.ko reloaded (" in o) == len(RELOADS) and
+           any("bus1.ko reloaded (policy0): quota_policy=0" in o for _, o in out), "\n".join(
+               o for _, o in out if "reload" in o))
+    failed = progress.Stream("debug").feed("@@RELOAD small rc=1 unload: bus1 still in use", t0)
+    expect("stream: a failed reload", failed and "bus1.ko reload FAILED: small rc=1 unload" in failed[0], failed)
     expect("stream: insmod, kmemleak, the end",
            any("insmod bus1.ko: loaded" in o for _, o in out) and any("kmemleak: scan rc=0" in o for _, o in out)
            and out[-1][1].endswith("guest finished; the verdict follows (scripts/results.py)"))

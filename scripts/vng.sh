@@ -7,8 +7,9 @@
 # the host's file system, no initramfs), where scripts/vng-guest.sh loads the
 # module (its KUnit suites run at load) and runs every kselftest binary of the
 # manifest. The run is judged by scripts/results.py against
-# scripts/tests.manifest, with the Rust TAP programs and the examples (which
-# only the initramfs runner runs) not expected. Prints "N passed, N failed,
+# scripts/tests.manifest, with the Rust TAP programs, the examples and the
+# runs under a reloaded module (which only the initramfs runner runs) not
+# expected. Prints "N passed, N failed,
 # N skipped" and RESULT like vm.sh check; exit status 1 on any failure.
 # virtme-ng is installed, pinned, into a venv under the cache directory.
 . "$(dirname "$0")/lib.sh"

@@ -1533,6 +1533,7 @@ struct xfer_loop {
 	int from, to;
 	__u64 src;
 	__u64 first_valid;	/* the destination's ID for the node, or INV */
+	int n_valid;		/* transfers that gave the destination a reference */
 	int err;
 };
 
@@ -1555,6 +1556,7 @@ static void *xfer_loop_fn(void *arg)
 			x->first_valid = h;
 		else if (h != x->first_valid)
 			x->err = -EINVAL;	/* IDs must be stable */
+		x->n_valid++;
 	}
 	return NULL;
 }
@@ -1581,6 +1583,7 @@ TEST_F(peers, race_destroy_vs_transfer)
 		x.to = self->c;
 		x.src = hb;
 		x.first_valid = INV;
+		x.n_valid = 0;
 		x.err = 0;
 		ASSERT_EQ(0, pthread_create(&t, NULL, xfer_loop_fn, &x));
 		if (i & 1)
@@ -1605,6 +1608,16 @@ TEST_F(peers, race_destroy_vs_transfer)
 			TH_LOG("round %d: C got ID 0x%llx and %d NODE_DESTROY", i,
 			       (unsigned long long)x.first_valid, n);
 		ASSERT_EQ(0, release(self->b, hb));
+		/*
+		 * C holds one reference per transfer that reached it, and gives
+		 * them back, so the rounds stay within any handle limit.
+		 */
+		for (n = 0; n < x.n_valid; n++)
+			ASSERT_EQ(0, release(self->c, x.first_valid));
+		if (x.first_valid != INV) {
+			ASSERT_EQ(-ENXIO, release(self->c, x.first_valid));
+		}
+		ASSERT_EMPTY(self->c);
 	}
 }
 
