@@ -72,7 +72,9 @@ pub use bus1_sys as sys;
 pub use handle::Handle;
 pub use id::{HandleId, NodeId};
 pub use message::{Credentials, Message, MessageInfo, MessageKind};
-pub use peer::{module_pool_size, Limits, Peer, PeerBuilder, PeerInfo, RecvOptions, DEFAULT_POOL_SIZE, POOL_SIZE_PARAM};
+pub use peer::{
+    module_pool_size, Limits, Peer, PeerBuilder, PeerInfo, RecvOptions, DEFAULT_POOL_SIZE, POOL_SIZE_PARAM,
+};
 pub use send::{Delivery, Send};
 
 #[allow(unused_imports)]
