@@ -473,7 +473,8 @@ impl PendingHandle {
     /// handle was linked to deliver it to), or anything ordered after it, the destruction can no
     /// longer reach the handle: it is not linked, the call returns `None`, and the reference is
     /// given back. Otherwise the queued notification reaches the handle linked here, exactly
-    /// once. A destruction not stamped yet stages the notification after this link.
+    /// once. A destruction not stamped yet commits the notification after this link, ordered
+    /// after everything the peer has taken off its queue.
     pub(crate) fn link(mut self, res: HandleReservation) -> Option<u64> {
         let node = self.node.take()?;
         let id = {
