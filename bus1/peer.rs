@@ -374,8 +374,9 @@ pub(crate) type NodeHolderReservation = HolderReservation<Peer, QueueSlot<Event>
 /// owner's lock (a remote peer becomes a *holder*, with the memory of its `NODE_DESTROY`);
 /// [`PendingHandle::link`] links the handle under the peer's own lock, later, as at most one
 /// peer's lock is held at a time. A destruction committed in between has already notified a
-/// holder, like every other holder; `link` decides, under the peer's lock, whether that
-/// notification can still reach the new handle (see [`PendingHandle::link`]). Dropping the value
+/// holder, like every other holder, and the owner itself when the peer is the owner; `link`
+/// decides, under the peer's lock, whether that notification can still reach the new handle
+/// (see [`PendingHandle::link`]). Dropping the value
 /// unlinked gives the reference back.
 ///
 /// # Invariants
@@ -468,13 +469,17 @@ impl PendingHandle {
     /// lock, with the tree nodes `res`, and returns its ID. Takes the peer's lock; the caller
     /// holds no peer's lock.
     ///
-    /// A destruction committed since the registration queued the holder's `NODE_DESTROY`
-    /// already. If the peer has taken that notification off its queue (and dropped it, as no
-    /// handle was linked to deliver it to), or anything ordered after it, the destruction can no
-    /// longer reach the handle: it is not linked, the call returns `None`, and the reference is
-    /// given back. Otherwise the queued notification reaches the handle linked here, exactly
-    /// once. A destruction not stamped yet commits the notification after this link, ordered
-    /// after everything the peer has taken off its queue.
+    /// A destruction committed since the registration queued the peer's `NODE_DESTROY` already:
+    /// a holder's, or the owner's own when the peer is the owner (a transfer to itself). If the
+    /// peer has taken that notification off its queue (and dropped it, if no handle was linked
+    /// to deliver it to), or anything ordered after it, or flushed its queue past it (the
+    /// owner's flush queues no `NODE_DESTROY` for itself at all), the destruction can no longer
+    /// reach a handle: none is linked or acquired, the call returns `None`, and the reference is
+    /// given back. This holds for the owner as for a holder, whether or not the peer still
+    /// holds a handle to the node: a fresh owner ID would never be told of the destruction, and
+    /// an existing one was told already. Otherwise the queued notification reaches the handle
+    /// linked here, exactly once. A destruction not stamped yet commits the notification after
+    /// this link, ordered after everything the peer has taken off its queue.
     pub(crate) fn link(mut self, res: HandleReservation) -> Option<u64> {
         let node = self.node.take()?;
         let id = {
@@ -482,7 +487,7 @@ impl PendingHandle {
             let inner = &mut *guard;
             let passed = node
                 .destruction()
-                .is_some_and(|(c, tag)| self.remote && !inner.queue.may_join(c, tag));
+                .is_some_and(|(c, tag)| !inner.queue.may_join(c, tag));
             if passed {
                 None
             } else if let Some(id) = inner.handles.acquire(&node.key()) {
@@ -1480,6 +1485,91 @@ mod tests {
             close(&a, &b)?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn self_transfer_destroyed_between_register_and_link_is_notified_once() -> Result {
+        for release in [false, true] {
+            for receive_first in [false, true] {
+                let a = Peer::new()?;
+                new_node(&a)?;
+                // `HANDLE_TRANSFER` to the owner itself: an extra owner reference, no holder.
+                let t = a.transfer_register(NODE_ID, a.clone())?;
+                assert!(t.pending.is_some());
+                assert_eq!(handles_charged(&a), 2);
+                // Committed between the two steps, with or without the owner handle's last user
+                // reference: the owner's own NODE_DESTROY is queued.
+                a.nodes_destroy(&[NODE_ID], release)?;
+                if receive_first {
+                    // Another thread of the owner receives the notification before the link:
+                    // through the owner handle, or dropped if `release` unlinked it.
+                    let seen = node_destroys(&a)?;
+                    if release {
+                        assert!(seen.is_empty());
+                    } else {
+                        assert_eq!(&seen[..], &[NODE_ID]);
+                    }
+                }
+                let id = t.link();
+                if receive_first {
+                    // The owner observed the destruction: the node was destroyed before the call
+                    // as far as it can tell, and nothing changes.
+                    assert_eq!(id, uapi::BUS1_HANDLE_INVALID);
+                    assert_eq!(handles_charged(&a), if release { 0 } else { 1 });
+                    if release {
+                        assert!(a.lock().handles.is_empty());
+                    }
+                    assert!(node_destroys(&a)?.is_empty());
+                } else {
+                    // The queued notification reaches the ID handed out, exactly once: the owner
+                    // handle's ID, or a fresh owner ID if `release` unlinked that handle.
+                    assert_ne!(id, uapi::BUS1_HANDLE_INVALID);
+                    if release {
+                        assert_ne!(id, NODE_ID);
+                        assert_eq!(id & uapi::BUS1_HANDLE_FLAG_REMOTE, 0);
+                        assert_eq!(handles_charged(&a), 1);
+                    } else {
+                        assert_eq!(id, NODE_ID);
+                        assert_eq!(handles_charged(&a), 2);
+                    }
+                    assert_eq!(&node_destroys(&a)?[..], &[id]);
+                }
+                a.disconnect()?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn self_transfer_flushed_between_register_and_link_is_invalid() -> Result {
+        let a = Peer::new()?;
+        new_node(&a)?;
+        let t = a.transfer_register(NODE_ID, a.clone())?;
+        assert!(t.pending.is_some());
+        // `PEER_RESET` with `FLUSH` between the two steps: the node is destroyed, every handle
+        // released, and the queue flushed up to the destruction, with no NODE_DESTROY for the
+        // owner. A handle linked now could never be told of the destruction.
+        a.flush();
+        assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
+        assert!(a.lock().handles.is_empty());
+        assert_eq!(handles_charged(&a), 0);
+        assert!(node_destroys(&a)?.is_empty());
+        a.disconnect()
+    }
+
+    #[test]
+    fn transfer_destroyed_and_flushed_before_link_is_invalid() -> Result {
+        let (a, b) = (Peer::new()?, Peer::new()?);
+        new_node(&a)?;
+        let t = a.transfer_register(NODE_ID, b.clone())?;
+        a.nodes_destroy(&[NODE_ID], false)?;
+        // `b` flushes its queue, with the notification queued for it, before the link.
+        b.flush();
+        assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
+        assert!(b.lock().handles.is_empty());
+        assert_eq!(handles_charged(&b), 0);
+        assert!(node_destroys(&b)?.is_empty());
+        close(&a, &b)
     }
 
     #[test]
