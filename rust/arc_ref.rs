@@ -12,9 +12,12 @@ use core::{
     mem::ManuallyDrop,
     ops::Deref, //
 };
-use kernel::sync::{
-    Arc,
-    ArcBorrow, //
+use kernel::{
+    prelude::kunit_tests,
+    sync::{
+        Arc,
+        ArcBorrow, //
+    },
 };
 
 /// The [`Arc`] behind an [`ArcBorrow`], usable as `&Arc<T>` for the borrow's lifetime `'a`.
@@ -56,5 +59,27 @@ impl<T> Deref for ArcRef<'_, T> {
     #[inline]
     fn deref(&self) -> &Arc<T> {
         &self.arc
+    }
+}
+
+#[kunit_tests(bus1_arc_ref)]
+mod tests {
+    use super::*;
+    use kernel::prelude::*;
+
+    #[test]
+    fn borrows_without_a_count() -> Result {
+        let a = Arc::new(7u64, GFP_KERNEL)?;
+        {
+            let r = ArcRef::new(a.as_arc_borrow());
+            assert!(Arc::ptr_eq(&r, &a));
+            assert_eq!(**r, 7);
+            // A clone through it takes and gives back a count of its own.
+            let c = Arc::clone(&r);
+            assert!(Arc::ptr_eq(&c, &a));
+        }
+        // Neither the borrow nor the clone left a count behind: `a` is the only reference.
+        assert!(Arc::into_unique_or_drop(a).is_some());
+        Ok(())
     }
 }
