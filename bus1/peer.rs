@@ -300,6 +300,14 @@ impl Participant for Peer {
     fn wake(&self) {
         Peer::wake(self)
     }
+
+    fn pin(this: &Arc<Self>) -> Option<PeerActive> {
+        PeerActive::acquire(this.clone()).ok()
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.is_shutdown()
+    }
 }
 
 impl Drop for PeerActive {

@@ -7,6 +7,7 @@
 //! upstream on its own; the rest of the module only uses the safe interfaces
 //! exported here.
 
+pub(crate) mod arc_ref;
 pub(crate) mod errno;
 pub(crate) mod fd;
 pub(crate) mod file_ext;
