@@ -18,7 +18,11 @@ use crate::{
         UserRef, //
     },
 };
-use kernel::{prelude::*, rbtree::RBTreeNodeReservation};
+use kernel::{
+    alloc::Flags,
+    prelude::*,
+    rbtree::RBTreeNodeReservation, //
+};
 
 /// Share entries for one sending user, at the peer and at the user level, allocated before the
 /// locks are taken.
@@ -30,11 +34,11 @@ pub(crate) struct ShareReservations {
 }
 
 impl ShareReservations {
-    /// Allocates both entries.
-    pub(crate) fn new() -> Result<Self> {
+    /// Allocates both entries with `flags`.
+    pub(crate) fn new(flags: Flags) -> Result<Self> {
         Ok(ShareReservations {
-            peer: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
-            user: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            peer: RBTreeNodeReservation::new(flags)?,
+            user: RBTreeNodeReservation::new(flags)?,
         })
     }
 }

@@ -10,7 +10,9 @@
 pub(crate) mod errno;
 pub(crate) mod fd;
 pub(crate) mod file_ext;
+pub(crate) mod gfp;
 pub(crate) mod global;
+pub(crate) mod memcg;
 pub(crate) mod miscdevice;
 pub(crate) mod param;
 pub(crate) mod poll;
