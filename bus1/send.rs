@@ -30,7 +30,6 @@ use crate::{
     },
     limits::ShareReservations,
     message::SliceLayout,
-    pool::sender_gfp,
     peer::{
         first_duplicate,
         get_inflight,
@@ -43,6 +42,7 @@ use crate::{
         PeerActive,
         Transaction, //
     },
+    pool::sender_gfp,
     queue::{
         Queue,
         QueueSlot, //

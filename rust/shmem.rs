@@ -528,7 +528,10 @@ mod tests {
     #[test]
     fn new_checks_size() -> Result {
         assert_eq!(ShmemFile::new(c"bus1-test", 0, None).err(), Some(EINVAL));
-        assert_eq!(ShmemFile::new(c"bus1-test", PAGE + 1, None).err(), Some(EINVAL));
+        assert_eq!(
+            ShmemFile::new(c"bus1-test", PAGE + 1, None).err(),
+            Some(EINVAL)
+        );
         assert_eq!(
             ShmemFile::new(c"bus1-test", !(PAGE - 1), None).err(),
             Some(EINVAL)
