@@ -1683,7 +1683,7 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 600)
 	r1 = cg_current(CG_RCV);
 	s1 = cg_current(CG_SND);
 	TH_LOG("%ld messages to %d receivers (the last took %ld of %ld): receivers' cgroup +%ld KiB, sender's +%ld KiB",
-	       total, i + 1, n, limit, (r1 - r0) >> 10, (s1 - s0) >> 10);
+	       total, i < pairs ? i + 1 : pairs, n, limit, (r1 - r0) >> 10, (s1 - s0) >> 10);
 
 	/* The receivers' cgroup refused, not a slice limit, and killed nobody. */
 	ASSERT_GT(pairs, i) TH_LOG("every receiver took its %ld slices", limit);
