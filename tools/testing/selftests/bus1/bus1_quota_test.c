@@ -1602,7 +1602,8 @@ static long cg_current(const char *dir)
  * cgroup), one receiver after another until the cgroup, not a slice limit,
  * refuses: a receiver that takes fewer messages than the slice limit.
  */
-TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 600)
+/* Up to 8 s. */
+TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 {
 	static __u64 h[PAIRS_MAX];
 	static int snd[PAIRS_MAX];
