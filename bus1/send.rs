@@ -42,6 +42,7 @@ use crate::{
         PeerActive,
         Transaction, //
     },
+    pool::sender_gfp,
     queue::{
         Queue,
         QueueSlot, //
@@ -316,19 +317,25 @@ impl Peer {
         sender: &SenderIds,
         secctx: &mut SenderSecctx,
     ) -> Result<Pending> {
-        // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
-        let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
         let ctx;
-        let (msg, clock) = {
+        let (slot, msg, clock) = {
             let dst = PeerActive::acquire_owner(node)?;
-            ctx = secctx.for_receiver(dst.peer())?;
-            prepare_copy(
-                dst.peer(),
-                Some(node.clone()),
-                with_secctx(layout, ctx),
-                sender,
-                self.uid(),
-            )?
+            let receiver = dst.peer();
+            ctx = secctx.for_receiver(receiver)?;
+            // The queue entry, the share entries and the slice's bookkeeping are the receiver's
+            // to keep, so they are charged to its memory cgroup (and fail with `EDQUOT` when it
+            // is full), as its pool pages are.
+            receiver.pool().charge_for_sender(|| {
+                let slot = Queue::reserve(sender_gfp())?;
+                let (msg, clock) = prepare_copy(
+                    receiver,
+                    Some(node.clone()),
+                    with_secctx(layout, ctx),
+                    sender,
+                    self.uid(),
+                )?;
+                Ok((slot, msg, clock))
+            })?
         };
         fill_slice(&msg, vecs, ctx)?;
         if msg.receiver.is_shutdown() {
@@ -381,7 +388,7 @@ fn prepare_copy(
         let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
         drop(inner);
         if !charged {
-            let res = ShareReservations::new()?;
+            let res = ShareReservations::new(sender_gfp())?;
             if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
                 return Err(ENOTRECOVERABLE());
             }

@@ -1491,4 +1491,150 @@ TEST_F_TIMEOUT(slow, thousand_principals_leave_the_lane, 650)
 	ASSERT_EQ(0, user_listed(AGENT + 2));
 }
 
+/* --- (l) what a sender makes a receiver keep, in the receiver's cgroup ---- */
+
+#define CG_RCV CG_ROOT "/bus1-memcg-receiver"
+#define CG_SND CG_ROOT "/bus1-memcg-sender"
+#define CG_RCV_MAX (4L << 20)	/* the receivers' cgroup: 4 MiB */
+#define ENTRY_MIN 128		/* bytes: less than any queued message's kernel objects */
+#define PAIRS_MAX 80
+#define MEMCG_BASE 40000	/* UIDs MEMCG_BASE.. */
+
+/* memory.current of the cgroup at @dir, in bytes; -1 if unreadable. */
+static long cg_current(const char *dir)
+{
+	char path[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.current", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/*
+ * The kernel objects of a queued message (its queue entry, the share
+ * entries, the slice's bookkeeping) are charged to the receiver's memory
+ * cgroup, like its pool pages, not to the sender's. When the receiver's
+ * cgroup is full, the sender gets EDQUOT, and nothing in that cgroup is
+ * OOM-killed.
+ *
+ * The receivers run in a 4 MiB cgroup, the sender in another one, pinned to
+ * one CPU (each CPU keeps up to 256 KiB charged ahead to a cgroup, which
+ * memory.current includes). Each receiver is flooded with 8-byte messages
+ * from a peer of its own principal, which only the receiver's limits bound
+ * (the quota leaves one sending principal too few messages to fill a
+ * cgroup), one receiver after another until the cgroup, not a slice limit,
+ * refuses: a receiver that takes fewer messages than the slice limit.
+ */
+/* Up to 8 s. */
+TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
+{
+	static __u64 h[PAIRS_MAX];
+	static int snd[PAIRS_MAX];
+	long limit = bus1_module_param("user_slices_max"), total = 0, n = 0;
+	long r0, r1, s0, s1;
+	int to_child[2], from_child[2], pairs, i, err = 0, st;
+	char me[32];
+	cpu_set_t cpu;
+	pid_t pid;
+	char c;
+
+	/* Enough receivers that, at ENTRY_MIN bytes a message, they could overfill the cgroup. */
+	pairs = CG_RCV_MAX / (ENTRY_MIN * limit) + 2;
+	ASSERT_GE(PAIRS_MAX, pairs) TH_LOG("user_slices_max %ld", limit);
+
+	if (access(CG_ROOT "/cgroup.controllers", F_OK)) {
+		mkdir(CG_ROOT, 0755);
+		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
+	}
+	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
+	rmdir(CG_RCV);
+	rmdir(CG_SND);
+	ASSERT_EQ(0, mkdir(CG_RCV, 0755));
+	ASSERT_EQ(0, mkdir(CG_SND, 0755));
+	(void)write_file(CG_RCV "/memory.swap.max", "0");
+	snprintf(me, sizeof(me), "%ld", CG_RCV_MAX);
+	ASSERT_EQ(0, write_file(CG_RCV "/memory.max", me));
+
+	for (i = 0; i < pairs; i++) {
+		snd[i] = open_as(MEMCG_BASE + i);
+		ASSERT_LE(0, snd[i]);
+	}
+	ASSERT_EQ(0, pipe(to_child));
+	ASSERT_EQ(0, pipe(from_child));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int rcv;
+
+		/* The receivers open their peers inside their cgroup, then wait. */
+		snprintf(me, sizeof(me), "%d", getpid());
+		if (write_file(CG_RCV "/cgroup.procs", me))
+			_exit(1);
+		for (i = 0; i < pairs; i++) {
+			rcv = open_as(MEMCG_BASE + i);
+			if (rcv < 0 || xfer(rcv, N1, snd[i], &h[i]))
+				_exit(2);
+		}
+		if (write(from_child[1], h, sizeof(h)) != sizeof(h))
+			_exit(3);
+		if (read(to_child[0], &c, 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	ASSERT_EQ((ssize_t)sizeof(h), read(from_child[0], h, sizeof(h)));
+
+	/* The sender moves into its own cgroup, on one CPU. */
+	CPU_ZERO(&cpu);
+	CPU_SET(0, &cpu);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpu), &cpu));
+	snprintf(me, sizeof(me), "%d", getpid());
+	ASSERT_EQ(0, write_file(CG_SND "/cgroup.procs", me));
+	/* One message first, so that what is charged ahead is charged already. */
+	ASSERT_EQ(0, send8(snd[0], h[0]));
+
+	r0 = cg_current(CG_RCV);
+	s0 = cg_current(CG_SND);
+	ASSERT_LE(0, r0);
+	ASSERT_LE(0, s0);
+	for (i = 0; i < pairs; i++) {
+		n = flood(snd[i], h[i], &err);
+		total += n;
+		n += i == 0;
+		ASSERT_EQ(-EDQUOT, err) TH_LOG("receiver %d, after %ld messages", i, n);
+		if (n < limit)
+			break;
+	}
+	r1 = cg_current(CG_RCV);
+	s1 = cg_current(CG_SND);
+	TH_LOG("%ld messages to %d receivers (the last took %ld of %ld): receivers' cgroup +%ld KiB, sender's +%ld KiB",
+	       total, i < pairs ? i + 1 : pairs, n, limit, (r1 - r0) >> 10, (s1 - s0) >> 10);
+
+	/* The receivers' cgroup refused, not a slice limit, and killed nobody. */
+	ASSERT_GT(pairs, i) TH_LOG("every receiver took its %ld slices", limit);
+	ASSERT_EQ(0, cg_value(CG_RCV "/memory.events", "oom"));
+	ASSERT_EQ(0, cg_value(CG_RCV "/memory.events", "oom_kill"));
+	/* The queued messages are the receivers', not the sender's. */
+	ASSERT_LE(total * ENTRY_MIN, r1 - r0);
+	ASSERT_GT((r1 - r0) / 4, s1 - s0);
+
+	/* The receivers are alive and exit on their own. */
+	ASSERT_EQ(1, write(to_child[1], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %#x", st);
+	for (i = 0; i < pairs; i++)
+		close(snd[i]);
+	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.procs", me));
+	ASSERT_EQ(0, rmdir(CG_SND));
+	ASSERT_EQ(0, rmdir(CG_RCV));
+	for (i = 0; i < pairs; i++)
+		ASSERT_EQ(0, user_listed(MEMCG_BASE + i));
+}
+
 TEST_HARNESS_MAIN
