@@ -16,7 +16,11 @@ kver=$(basename "$src")
 
 key=$( { echo "$kver"; cat "$BUS1_TOP/scripts/kconfig/base.config" "$frag";
 	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
-out=$BUS1_CACHE/kernels/$variant-$kver-$key
+# The build directory is a direct subdirectory of the source tree, so Kbuild
+# uses the relative srctree "..": no absolute path of this machine gets into
+# the objects' command lines, and kunit.sh can copy the release build next to
+# a copy of the tree with bus1 in it and rebuild only what bus1 changes.
+out=$src/bus1-kernel-$variant-$key
 if [ -f "$out/.bus1-complete-v2" ]; then
 	# The object count of a complete build is what the build heartbeat of
 	# the next one (a changed config) compares with.
@@ -25,7 +29,6 @@ if [ -f "$out/.bus1-complete-v2" ]; then
 fi
 need_space "$BUS1_CACHE" 8
 # Two builds in one output directory corrupt it: serialise them.
-mkdir -p "$BUS1_CACHE/kernels"
 exec 8>"$out.lock"
 flock 8
 if [ -f "$out/.bus1-complete-v2" ]; then echo "$out"; exit 0; fi
