@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Build (or reuse) a cached kernel for bus1: `build-kernel.sh release|debug`.
+# Build (or reuse) a cached kernel for bus1: `build-kernel.sh [--cached] release|debug`.
 # Prints the build directory on stdout. The cache entry is keyed by kernel
 # version, config fragments and toolchain; it is trusted only once its
 # completion stamp exists, which is written last.
 . "$(dirname "$0")/lib.sh"
 
-variant=${1:?usage: build-kernel.sh release|debug}
+# --cached: only say (exit status) whether the kernel is built.
+cached=
+[ "${1:-}" = --cached ] && { cached=1; shift; }
+variant=${1:?usage: build-kernel.sh [--cached] release|debug}
 frag=$BUS1_TOP/scripts/kconfig/$variant.config
 [ -f "$frag" ] || die "unknown kernel variant '$variant'"
 
@@ -27,6 +30,7 @@ if [ -f "$out/.bus1-complete-v2" ]; then
 	[ -f "$BUS1_CACHE/timings/kernel-$variant.objects" ] || heartbeat_record "$out" "kernel-$variant"
 	echo "$out"; exit 0
 fi
+[ -z "$cached" ] || exit 1
 need_space "$BUS1_CACHE" 8
 # Two builds in one output directory corrupt it: serialise them.
 exec 8>"$out.lock"
