@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Build (or reuse) a cached kernel for bus1: `build-kernel.sh release|debug`.
+# Build (or reuse) a cached kernel for bus1: `build-kernel.sh [--cached] release|debug`.
 # Prints the build directory on stdout. The cache entry is keyed by kernel
 # version, config fragments and toolchain; it is trusted only once its
 # completion stamp exists, which is written last.
 . "$(dirname "$0")/lib.sh"
 
-variant=${1:?usage: build-kernel.sh release|debug}
+# --cached: only say (exit status) whether the kernel is built.
+cached=
+[ "${1:-}" = --cached ] && { cached=1; shift; }
+variant=${1:?usage: build-kernel.sh [--cached] release|debug}
 frag=$BUS1_TOP/scripts/kconfig/$variant.config
 [ -f "$frag" ] || die "unknown kernel variant '$variant'"
 
@@ -16,16 +19,20 @@ kver=$(basename "$src")
 
 key=$( { echo "$kver"; cat "$BUS1_TOP/scripts/kconfig/base.config" "$frag";
 	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
-out=$BUS1_CACHE/kernels/$variant-$kver-$key
+# The build directory is a direct subdirectory of the source tree, so Kbuild
+# uses the relative srctree "..": no absolute path of this machine gets into
+# the objects' command lines, and kunit.sh can copy the release build next to
+# a copy of the tree with bus1 in it and rebuild only what bus1 changes.
+out=$src/bus1-kernel-$variant-$key
 if [ -f "$out/.bus1-complete-v2" ]; then
 	# The object count of a complete build is what the build heartbeat of
 	# the next one (a changed config) compares with.
 	[ -f "$BUS1_CACHE/timings/kernel-$variant.objects" ] || heartbeat_record "$out" "kernel-$variant"
 	echo "$out"; exit 0
 fi
+[ -z "$cached" ] || exit 1
 need_space "$BUS1_CACHE" 8
 # Two builds in one output directory corrupt it: serialise them.
-mkdir -p "$BUS1_CACHE/kernels"
 exec 8>"$out.lock"
 flock 8
 if [ -f "$out/.bus1-complete-v2" ]; then echo "$out"; exit 0; fi

@@ -8,9 +8,16 @@
 # bus1 checkout, with bus1 placed in it by `intree.sh install` (symlinks into
 # the checkout, so edits are picked up by the next run). The provisioned tree
 # itself is never changed: intree.sh replaces the two files it edits instead
-# of writing to them, which gives the copy its own inodes for them. kunit.py
-# builds with --build_dir under $BUS1_CACHE/kunit/, keyed by kernel version,
-# .kunitconfig and toolchain, so reruns only rebuild what changed.
+# of writing to them, which gives the copy its own inodes for them.
+#
+# kunit.py's kernel is the release guest kernel plus CONFIG_BUS1=y: its build
+# directory starts as a copy of the release build (build-kernel.sh keeps that
+# one in a direct subdirectory of the source, so both use the relative
+# srctree ".." and their command lines match), configured with the
+# .kunitconfig on top, so Kbuild rebuilds only what bus1 changes (bus1, the
+# Rust crates whose cfg changed, the link) instead of a whole kernel. It is
+# keyed by the release build, the .kunitconfig and the toolchain; reruns
+# rebuild only what changed.
 #
 # Prints kunit.py's output and, last, "kunit.py: N passed, N failed, N
 # skipped": one case per bus1 KUnit test case plus one for the /dev/bus1 boot.
@@ -29,11 +36,16 @@ top=$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)
 # Options the /dev/bus1 boot needs on top of the .kunitconfig (an initramfs
 # and devtmpfs); kunit.py's x86_64 config adds the serial console.
 extra=(CONFIG_BLK_DEV_INITRD=y CONFIG_DEVTMPFS=y)
-key=$( { echo "$kver"; cat "$BUS1_TOP/bus1/.kunitconfig"; printf '%s\n' "${extra[@]}";
+rel=$("$BUS1_TOP/scripts/build-kernel.sh" release) || die "no release kernel to start kunit.py's build from"
+key=$( { basename "$rel"; cat "$BUS1_TOP/bus1/.kunitconfig"; printf '%s\n' "${extra[@]}";
 	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
 tree=$BUS1_CACHE/intree/$top/$kver
-bdir=$BUS1_CACHE/kunit/$top/$kver-$key
-mkdir -p "$(dirname "$tree")" "$(dirname "$bdir")"
+# kunit.py's build directory: a direct subdirectory of the tree (relative
+# srctree, as for the release build it is copied from). $meta prefixes the
+# files of this run outside the tree (JSON results, stamp, boot console).
+bdir=$tree/bus1-kunit-$key
+meta=$BUS1_CACHE/kunit/$top/$kver-$key
+mkdir -p "$(dirname "$tree")" "$(dirname "$meta")"
 # One kunit.py run per checkout and kernel at a time: it owns tree and bdir.
 exec 9>"$BUS1_CACHE/kunit/$top/$kver.lock"
 flock 9
@@ -41,11 +53,44 @@ flock 9
 if [ ! -f "$tree.complete" ]; then
 	log "copying $src to $tree (hardlinks)"
 	rm -rf "$tree" "$tree.tmp"
-	cp -al "$src" "$tree.tmp"
+	mkdir "$tree.tmp"
+	# Not the guest kernels' build directories kept in the source tree.
+	find "$src" -mindepth 1 -maxdepth 1 ! -name 'bus1-kernel-*' -exec cp -al -t "$tree.tmp" {} +
 	mv "$tree.tmp" "$tree"
 	touch "$tree.complete"
 fi
 "$BUS1_TOP/scripts/intree.sh" install "$tree"
+mapfile -t margs < <(kmake_args)
+
+if [ ! -f "$meta.complete" ]; then
+	# A real copy, not hardlinks: the build rewrites some files in place.
+	log "kunit.py: starting from the release build $rel"
+	need_space "$BUS1_CACHE" 2
+	find "$tree" -mindepth 1 -maxdepth 1 -name 'bus1-kunit-*' -exec rm -rf {} +
+	cp -a "$rel" "$bdir.tmp"
+	rm -f "$bdir.tmp"/.bus1-* "$bdir.tmp/build.log"
+	mv "$bdir.tmp" "$bdir"
+	"$tree/scripts/kconfig/merge_config.sh" -m -O "$bdir" "$bdir/.config" \
+		<(cat "$BUS1_TOP/bus1/.kunitconfig"; printf '%s\n' "${extra[@]}") >/dev/null
+	make -s -C "$tree" O="$bdir" ARCH=x86_64 "${margs[@]}" olddefconfig >&2
+	# What kunit.py compares with its .kunitconfig, x86_64 options and
+	# --kconfig_add before it decides to keep a .config: written by its own
+	# code, so an equal configuration is never regenerated from scratch.
+	python3 - "$tree/tools/testing/kunit" "$bdir" "$tree/ipc/bus1" "${extra[@]}" <<-'EOF' ||
+	import sys
+	sys.path.insert(0, sys.argv[1])
+	import kunit_kernel
+	bdir, kunitconfig, add = sys.argv[2], sys.argv[3], sys.argv[4:]
+	t = kunit_kernel.LinuxSourceTree(bdir, kunitconfig_paths=[kunitconfig], kconfig_add=add, arch='x86_64')
+	want = t._ops.make_arch_config(t._kconfig)
+	have = kunit_kernel.kunit_config.parse_file(kunit_kernel.get_kconfig_path(bdir))
+	if not want.is_subset_of(have):
+	    sys.exit(f"release configuration plus the .kunitconfig lacks: {want}")
+	open(kunit_kernel.get_old_kunitconfig_path(bdir), 'w').close()
+	want.write_to_file(kunit_kernel.get_old_kunitconfig_path(bdir))
+	EOF
+		die "kunit.py's configuration cannot be built on the release kernel's"
+fi
 
 # kunit.py asks QEMU for "-accel kvm -accel hvf -accel tcg". Nested KVM hangs
 # on some hosts after "Booting from ROM"; use it only if vm.sh's probe boot
@@ -73,15 +118,13 @@ else
 	rm -f "$wrap/qemu-system-x86_64"
 fi
 
-if [ -f "$bdir.complete" ]; then
+if [ -f "$meta.complete" ]; then
 	log "kunit.py: reusing $bdir (rebuilds only what changed)"
 else
-	need_space "$BUS1_CACHE" 6
-	log "kunit.py: first build in $bdir (about 15 min on 2 cores)"
+	log "kunit.py: first build in $bdir (bus1 on top of the release build: a few minutes)"
 fi
-json=$bdir.json
+json=$meta.json
 rm -f "$json"
-mapfile -t margs < <(kmake_args)
 cmd=(python3 tools/testing/kunit/kunit.py run --kunitconfig=ipc/bus1 --arch=x86_64
 	--build_dir="$bdir" --jobs="$(nproc)" --timeout="${BUS1_KUNIT_TIMEOUT:-600}" --json="$json")
 for a in "${extra[@]}"; do cmd+=(--kconfig_add "$a"); done
@@ -95,7 +138,7 @@ heartbeat_start "$bdir" kernel-kunit "kunit.py kernel" 9>&-
 (cd "$tree" && PATH=$wrap:$PATH nice -n 10 "${cmd[@]}") || rc=$?
 heartbeat_stop
 if [ -f "$json" ]; then
-	touch "$bdir.complete"
+	touch "$meta.complete"
 	heartbeat_record "$bdir" kernel-kunit
 fi
 
@@ -118,7 +161,7 @@ bp=0 bf=0
 if [ ! -f "$json" ]; then
 	log "no /dev/bus1 boot: kunit.py did not build and boot a kernel"
 elif [ -f "$bdir/arch/x86/boot/bzImage" ]; then
-	root=$bdir.initramfs
+	root=$meta.initramfs
 	rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys}
 	cp /bin/busybox "$root/bin/busybox"
 	cat >"$root/init" <<-'EOF'
@@ -136,7 +179,7 @@ elif [ -f "$bdir/arch/x86/boot/bzImage" ]; then
 	EOF
 	chmod +x "$root/init"
 	(cd "$root" && find . | cpio -o -H newc --quiet) >"$root.cpio"
-	boot=$bdir.boot.log
+	boot=$meta.boot.log
 	timeout -k 5 "${BUS1_KUNIT_BOOT_TIMEOUT:-180}" "$wrap/qemu-system-x86_64" -accel $accel -m 512 -nodefaults \
 		-display none -no-reboot -serial file:"$boot" -kernel "$bdir/arch/x86/boot/bzImage" \
 		-initrd "$root.cpio" -append "console=ttyS0 kunit.enable=0 panic=-1 oops=panic" </dev/null ||
