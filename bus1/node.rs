@@ -435,18 +435,24 @@ impl<P, K, S, T> NodeState<P, K, S, T> {
 }
 
 /// A peer's handle to a node.
+///
+/// A handle is two red-black tree entries of its peer's [`HandleMap`]: the ID map entry and
+/// this value keyed by node. Its fields are as narrow as their ranges allow, so that each entry
+/// fits `kmalloc-64` and a handle costs 128 B (checked at build time below).
 pub(crate) struct Handle<P> {
     /// The node.
     pub(crate) node: Arc<Node<P>>,
     /// The ID the peer names the handle by.
     pub(crate) id: u64,
-    /// User references; the handle is unlinked when this drops to zero.
-    pub(crate) n_user: u64,
-    /// For an owner handle created on the fly by an operation that has not finished yet, that
-    /// operation's token (see [`OpToken`]); 0 once the node is settled. Other operations wait
-    /// until it is 0 before they use the handle, so nobody else can observe a node whose
-    /// creation may still be undone.
-    pub(crate) creator: u64,
+    /// User references; the handle is unlinked when this drops to zero. Each is charged to the
+    /// peer's handle limit, a `u32`, so the count never saturates in practice.
+    pub(crate) n_user: u32,
+    /// Whether the node is an owner handle created on the fly by an operation that has not
+    /// finished yet: the peer's creating operation (at most one operation of a peer has nodes
+    /// pending, see [`OpToken`]); cleared once the node is settled. Other operations wait until
+    /// it is clear before they use the handle, so nobody else can observe a node whose creation
+    /// may still be undone.
+    pub(crate) pending: bool,
     /// Whether a `NODE_DESTROY` of the node was delivered through this handle. A destruction is
     /// notified once per handle: a second entry for it (a handle released and linked again while
     /// its notification was queued, or the join of a handle linked by a racing receive) is
@@ -454,8 +460,21 @@ pub(crate) struct Handle<P> {
     pub(crate) destroy_delivered: bool,
 }
 
+/// The size of one entry of an `RBTree<K, V>`, its own allocation: the tree links, the key and
+/// the value.
+pub(crate) const fn tree_entry_size<K, V>() -> usize {
+    size_of::<kernel::bindings::rb_node>() + size_of::<(K, V)>()
+}
+
+/// The most kernel memory a handle takes in its peer: two `kmalloc-64` objects, the entry of the
+/// ID map and the handle keyed by node.
+pub(crate) const HANDLE_BYTES: usize = 128;
+
+const _: () = assert!(tree_entry_size::<u64, NodeKey>() <= HANDLE_BYTES / 2);
+const _: () = assert!(tree_entry_size::<NodeKey, Handle<()>>() <= HANDLE_BYTES / 2);
+
 /// Identifies one operation of a peer that may create nodes on the fly, so it can use the nodes
-/// it created itself while they are still pending (see [`Handle::creator`]). The value is drawn
+/// it created itself while they are still pending (see [`Handle::pending`]). The value is drawn
 /// lazily, on the first creation.
 #[derive(Default)]
 pub(crate) struct OpToken(pub(crate) u64);
@@ -561,7 +580,7 @@ impl<P> HandleMap<P> {
                 node,
                 id,
                 n_user: 1,
-                creator: 0,
+                pending: false,
                 destroy_delivered: false,
             },
         ));

@@ -249,7 +249,7 @@ impl Peer {
                 msg.settle_dequeued(&mut inner.limits);
             }
             drop(guard);
-            return self.install(msg, (key.ts(), key.tag()), cont, dest, res);
+            return self.install(KBox::into_inner(msg), (key.ts(), key.tag()), cont, dest, res);
         }
     }
 

@@ -117,8 +117,8 @@ fn with_secctx(layout: SliceLayout, secctx: Option<&SecurityCtx>) -> SliceLayout
 struct Pending {
     /// Room in the receiver's queue.
     slot: QueueSlot<Event>,
-    /// The copy.
-    msg: Message,
+    /// The copy, in its own allocation (see [`Event::Data`]).
+    msg: KBox<Message>,
 }
 
 impl Peer {
@@ -303,6 +303,7 @@ impl Peer {
     ) -> Result<Pending> {
         // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
         let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
+        let room = KBox::<Message>::new_uninit(GFP_KERNEL_ACCOUNT)?;
         let ctx;
         let msg = {
             let dst = PeerActive::acquire_owner(node)?;
@@ -315,6 +316,7 @@ impl Peer {
                 self.uid(),
             )?
         };
+        let msg = KBox::write(room, msg);
         fill_slice(&msg, vecs, ctx)?;
         if msg.receiver.is_shutdown() {
             return Err(ESHUTDOWN());
