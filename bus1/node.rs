@@ -284,26 +284,68 @@ impl<P> Node<P> {
 ///
 /// `P` is the peer type, `S` a slot of the holder's queue and `T` the record of an entry staged
 /// there.
-pub(crate) struct Holder<P, S, T> {
-    /// The holding peer, pinned so destruction can notify it.
-    pub(crate) peer: Arc<P>,
-    /// Number of the holder's user references to the node.
-    pub(crate) refs: u64,
-    /// The memory of the holder's `NODE_DESTROY`, reserved when it became a holder, so a
-    /// destruction (a flush, a close) never allocates for it.
-    pub(crate) destroy: Option<S>,
+///
+/// A holder is live while the node is, and becomes staged when the node's destruction stages its
+/// `NODE_DESTROY`; its references no longer matter then. The two states share their memory, so
+/// that a holder's tree entry fits `kmalloc-64` (checked at build time in the peer module).
+pub(crate) enum Holder<P, S, T> {
+    /// A holder of a live node.
+    Live {
+        /// The holding peer, pinned so destruction can notify it.
+        peer: Arc<P>,
+        /// Number of the holder's user references to the node.
+        refs: u64,
+        /// The memory of the holder's `NODE_DESTROY`, reserved when it became a holder, so a
+        /// destruction (a flush, a close) never allocates for it. Taken by the destruction.
+        destroy: Option<S>,
+    },
     /// The holder's `NODE_DESTROY` while the destroying transaction stages it.
-    pub(crate) staged: Option<T>,
+    Staged(T),
 }
 
 impl<P, S, T> Holder<P, S, T> {
     /// A new holder with one reference and the memory of its destruction notification.
     pub(crate) fn new(peer: Arc<P>, destroy: S) -> Self {
-        Holder {
+        Holder::Live {
             peer,
             refs: 1,
             destroy: Some(destroy),
-            staged: None,
+        }
+    }
+
+    /// Adds `n` references.
+    pub(crate) fn get(&mut self, n: u64) {
+        if let Holder::Live { refs, .. } = self {
+            *refs = refs.saturating_add(n);
+        }
+    }
+
+    /// Drops `n` references; returns whether none is left.
+    pub(crate) fn put(&mut self, n: u64) -> bool {
+        match self {
+            Holder::Live { refs, .. } => {
+                *refs = refs.saturating_sub(n);
+                *refs == 0
+            }
+            Holder::Staged(_) => false,
+        }
+    }
+
+    /// Hands the holder and the memory of its `NODE_DESTROY` to `stage`, once, and records what
+    /// it staged; a holder `stage` returns `None` for (one that is going away) gets nothing.
+    pub(crate) fn stage(&mut self, stage: impl FnOnce(&Arc<P>, S) -> Option<T>) {
+        if let Holder::Live { peer, destroy, .. } = self {
+            if let Some(staged) = destroy.take().and_then(|slot| stage(peer, slot)) {
+                *self = Holder::Staged(staged);
+            }
+        }
+    }
+
+    /// Returns the holder's staged `NODE_DESTROY`, if any.
+    pub(crate) fn staged(&self) -> Option<&T> {
+        match self {
+            Holder::Staged(t) => Some(t),
+            Holder::Live { .. } => None,
         }
     }
 }
@@ -369,10 +411,13 @@ impl<P, K, S, T> NodeState<P, K, S, T> {
         }) = holder
         {
             match self.holders.get_mut(&id) {
-                Some(x) => x.refs = x.refs.saturating_add(n),
+                Some(x) => x.get(n),
                 None => {
-                    let mut h = Holder::new(peer, destroy);
-                    h.refs = n;
+                    let h = Holder::Live {
+                        peer,
+                        refs: n,
+                        destroy: Some(destroy),
+                    };
                     self.holders.insert(res.into_node(id, h));
                 }
             }
@@ -395,13 +440,7 @@ impl<P, K, S, T> NodeState<P, K, S, T> {
     /// key with [`Self::release_queued`]. Never allocates.
     pub(crate) fn put(&mut self, holder: Option<u64>, n: u64) -> Option<S> {
         if let Some(h) = holder {
-            let gone = match self.holders.get_mut(&h) {
-                Some(x) => {
-                    x.refs = x.refs.saturating_sub(n);
-                    x.refs == 0
-                }
-                None => false,
-            };
+            let gone = self.holders.get_mut(&h).is_some_and(|x| x.put(n));
             if gone {
                 self.holders.remove(&h);
             }

@@ -159,6 +159,11 @@ const QUEUED_MESSAGE_BYTES: usize = 256;
 const _: () = assert!(node::tree_entry_size::<QueueKey, Option<Event>>() <= QUEUE_ENTRY_BYTES);
 const _: () = assert!(size_of::<Message>() <= QUEUED_MESSAGE_BYTES - QUEUE_ENTRY_BYTES);
 
+/// The most kernel memory a holder entry of a node takes: one `kmalloc-64` object.
+const HOLDER_BYTES: usize = 64;
+
+const _: () = assert!(node::tree_entry_size::<u64, NodeHolder>() <= HOLDER_BYTES);
+
 /// The owner-side state of a node, in its owner's [`PeerInner`].
 pub(crate) type OwnedNode = NodeState<Peer, QueueKey, QueueSlot<Event>, Staged>;
 
@@ -811,13 +816,11 @@ impl Peer {
     fn destroy_nodes(&self, mut tx: Transaction, nodes: &mut impl NodeSet) -> u64 {
         nodes.each_mut(&mut |st| {
             for h in st.holders.values_mut() {
-                let Some(slot) = h.destroy.take() else {
-                    continue;
-                };
-                // A holder that is going away needs no notification.
-                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
-                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
-                }
+                h.stage(|peer, slot| {
+                    // A holder that is going away needs no notification.
+                    let pin = PeerActive::acquire(peer.clone()).ok()?;
+                    Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())))
+                });
             }
         });
         let nodes = &*nodes;
@@ -825,7 +828,7 @@ impl Peer {
             |f| {
                 nodes.each(&mut |st| {
                     for h in st.holders.values() {
-                        if let Some(staged) = &h.staged {
+                        if let Some(staged) = h.staged() {
                             f(staged);
                         }
                     }

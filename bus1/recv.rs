@@ -249,7 +249,8 @@ impl Peer {
                 msg.settle_dequeued(&mut inner.limits);
             }
             drop(guard);
-            return self.install(KBox::into_inner(msg), (key.ts(), key.tag()), cont, dest, res);
+            let msg = KBox::into_inner(msg);
+            return self.install(msg, (key.ts(), key.tag()), cont, dest, res);
         }
     }
 
@@ -398,7 +399,7 @@ impl Peer {
                     let id = self.id();
                     match (st.holders.get_mut(&id), destroy.take()) {
                         (Some(h), slot) => {
-                            h.refs = h.refs.saturating_add(1);
+                            h.get(1);
                             destroy = slot;
                         }
                         (None, Some(slot)) => {
