@@ -509,6 +509,11 @@ pub(crate) const fn tree_entry_size<K, V>() -> usize {
 /// ID map and the handle keyed by node.
 pub(crate) const HANDLE_BYTES: usize = 128;
 
+/// The most kernel memory a node takes: one `kmalloc-32` object, the node behind its reference
+/// count.
+pub(crate) const NODE_BYTES: usize = 32;
+
+const _: () = assert!(size_of::<u64>() + size_of::<Node<()>>() <= NODE_BYTES);
 const _: () = assert!(tree_entry_size::<u64, NodeKey>() <= HANDLE_BYTES / 2);
 const _: () = assert!(tree_entry_size::<NodeKey, Handle<()>>() <= HANDLE_BYTES / 2);
 

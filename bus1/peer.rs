@@ -164,6 +164,11 @@ const HOLDER_BYTES: usize = 64;
 
 const _: () = assert!(node::tree_entry_size::<u64, NodeHolder>() <= HOLDER_BYTES);
 
+/// The most kernel memory the owner-side state of a node takes: one `kmalloc-96` object.
+const NODE_STATE_BYTES: usize = 96;
+
+const _: () = assert!(node::tree_entry_size::<u64, OwnedNode>() <= NODE_STATE_BYTES);
+
 /// The owner-side state of a node, in its owner's [`PeerInner`].
 pub(crate) type OwnedNode = NodeState<Peer, QueueKey, QueueSlot<Event>, Staged>;
 
