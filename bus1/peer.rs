@@ -474,7 +474,7 @@ impl<'a> NodeOp<'a> {
         let peer = self.peer;
         let mut inner = peer.lock();
         loop {
-            let mine = |creator: u64| creator == 0 || creator == self.token.0;
+            let mine = |op: u64| op == 0 || op == self.token.0;
             // A pending handle is the creating operation's.
             let ours = self.token.0 != 0 && inner.creating == self.token.0;
             match inner.handles.by_id(id) {
