@@ -332,7 +332,8 @@ impl<P, S, T> Holder<P, S, T> {
     }
 
     /// Hands the holder and the memory of its `NODE_DESTROY` to `stage`, once, and records what
-    /// it staged; a holder `stage` returns `None` for (one that is going away) gets nothing.
+    /// it staged. When `stage` returns `None` (a holder that is going away), the holder gets no
+    /// notification and the memory is freed.
     pub(crate) fn stage(&mut self, stage: impl FnOnce(&Arc<P>, S) -> Option<T>) {
         if let Holder::Live { peer, destroy, .. } = self {
             if let Some(staged) = destroy.take().and_then(|slot| stage(peer, slot)) {
