@@ -249,7 +249,6 @@ impl Peer {
                 msg.settle_dequeued(&mut inner.limits);
             }
             drop(guard);
-            let msg = KBox::into_inner(msg);
             return self.install(msg, (key.ts(), key.tag()), cont, dest, res);
         }
     }
@@ -265,7 +264,7 @@ impl Peer {
             return Ok(self.describe(msg, false, uapi::BUS1_HANDLE_INVALID));
         }
         let res = InstallReservation::new(msg, a.install_fds)?;
-        let msg = KBox::into_inner(guard.seed.take().ok_or(EAGAIN)?);
+        let msg = guard.seed.take().ok_or(EAGAIN)?;
         drop(guard);
         // The seed is not ordered against anything; its handles are delivered if their nodes
         // are still live.
@@ -300,7 +299,7 @@ impl Peer {
     /// files. Cannot fail after the reservations, except for the copy to the caller.
     fn install(
         self: &Arc<Self>,
-        mut msg: Message,
+        mut msg: KBox<Message>,
         at: (u64, u64),
         cont: bool,
         destination: u64,
