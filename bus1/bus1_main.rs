@@ -13,11 +13,12 @@
 //! 1. `Peer::inner`, a mutex over everything the peer owns ([`peer::PeerInner`]): its queue,
 //!    its handle-ID map, the owner-side state of its live nodes and its limits;
 //! 2. `Owner::state`, a spinlock in the peer's [`node::Owner`] (the small object its nodes pin)
-//!    over the peer's lifetime state and the route from its nodes to it, held only to take or
-//!    drop an active reference, to mark the peer disconnected, or to read, set or cut the route
-//!    (an `Arc` clone or take: no peer is dropped under it); inside it, the wait queue lock of
-//!    `Owner::idle` while waiting for active references to drain, and that of `Peer::waitq` to
-//!    wake receivers blocked in `RECV`.
+//!    over the route from the peer's nodes to it, held only to read, set or cut the route (an
+//!    `Arc` clone or take: no peer is dropped under it), to mark the peer disconnected and wait
+//!    for its active references to drain, and to signal that the last one is gone; inside it,
+//!    the wait queue lock of `Owner::idle` while waiting, and that of `Peer::waitq` to wake
+//!    receivers blocked in `RECV`. Active references themselves are an atomic count with the
+//!    shutdown flag in its top bit, taken and dropped without a lock.
 //!
 //! A third lock belongs to the peer's receive pool:
 //!

@@ -8,6 +8,7 @@
 //! `Peer` method that implements it.
 
 use super::*;
+use crate::ext::arc_ref::ArcRef;
 
 impl Peer {
     /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`).
@@ -117,7 +118,9 @@ impl MiscDevice for Peer {
         arg: usize,
         ctx: &IoctlContext,
     ) -> Result<isize> {
-        let me: Arc<Peer> = me.into();
+        // The file's reference keeps the peer alive: no count is taken for the call, and the
+        // active reference is one atomic increment and decrement.
+        let me = ArcRef::new(me);
         if cmd == uapi::BUS1_CMD_PEER_DISCONNECT {
             if arg != 0 {
                 return Err(EINVAL);
@@ -125,7 +128,7 @@ impl MiscDevice for Peer {
             me.disconnect()?;
             return Ok(0);
         }
-        let _active = PeerActive::acquire(me.clone())?;
+        let _active = me.owner.pin()?;
         match cmd {
             uapi::BUS1_CMD_PEER_QUERY => me.cmd_query(arg),
             uapi::BUS1_CMD_PEER_RESET => me.cmd_reset(arg),
@@ -143,7 +146,7 @@ impl MiscDevice for Peer {
 
     /// Maps the pool read-only; messages that arrived before are visible too.
     fn mmap(me: ArcBorrow<'_, Peer>, _file: &File, vma: &VmaNew) -> Result {
-        let _active = PeerActive::acquire(me.into())?;
+        let _active = me.owner.pin()?;
         me.pool.mmap(vma)
     }
 

@@ -18,7 +18,11 @@ use crate::{
         UserRef, //
     },
 };
-use kernel::{prelude::*, rbtree::RBTreeNodeReservation};
+use kernel::{
+    alloc::Flags,
+    prelude::*,
+    rbtree::RBTreeNodeReservation, //
+};
 
 /// Share entries for one sending user, at the peer and at the user level, allocated before the
 /// locks are taken.
@@ -30,11 +34,11 @@ pub(crate) struct ShareReservations {
 }
 
 impl ShareReservations {
-    /// Allocates both entries.
-    pub(crate) fn new() -> Result<Self> {
+    /// Allocates both entries with `flags`.
+    pub(crate) fn new(flags: Flags) -> Result<Self> {
         Ok(ShareReservations {
-            peer: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
-            user: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            peer: RBTreeNodeReservation::new(flags)?,
+            user: RBTreeNodeReservation::new(flags)?,
         })
     }
 }
@@ -170,5 +174,42 @@ impl Limits {
     /// Returns `n` handle references.
     pub(crate) fn discharge_handles(&mut self, n: u64) {
         self.discharge(&Charge::one(quota::HANDLES, n));
+    }
+}
+
+#[kunit_tests(bus1_limits)]
+mod tests {
+    use super::*;
+
+    /// UIDs no real test task uses.
+    const RECEIVER: u32 = 0x7fff_0052;
+    const SENDER: u32 = 0x7fff_0053;
+
+    /// The number of share entries at the peer and at the user level.
+    fn entries(l: &Limits) -> (usize, usize) {
+        (l.ledger.entries(), l.user.user().ledger().entries())
+    }
+
+    #[test]
+    fn share_entries_come_and_go_with_the_share() -> Result {
+        let mut l = Limits::new(UserRef::get(RECEIVER)?)?;
+        let c = Charge([1, 0, 8, 0]);
+        // A refused charge fails before it could need entries.
+        let huge = Charge([u64::from(u32::MAX), 0, 0, 0]);
+        assert_eq!(l.charge_quota(SENDER, &huge, None), Err(EDQUOT()));
+        // A sender without a share needs entries: without them nothing changes.
+        assert_eq!(l.charge_quota(SENDER, &c, None), Ok(false));
+        assert_eq!(entries(&l), (0, 0));
+        let res = ShareReservations::new(GFP_KERNEL)?;
+        assert_eq!(l.charge_quota(SENDER, &c, Some(res)), Ok(true));
+        assert_eq!(entries(&l), (1, 1));
+        // A sender with a share needs none.
+        assert_eq!(l.charge_quota(SENDER, &c, None), Ok(true));
+        l.release(SENDER, &c, &c);
+        assert_eq!(entries(&l), (1, 1));
+        // Both entries go with the last of the share.
+        l.release(SENDER, &c, &c);
+        assert_eq!(entries(&l), (0, 0));
+        Ok(())
     }
 }

@@ -35,6 +35,8 @@ use kernel::{
         atomic::{
             ordering::{
                 Acquire,
+                Full,
+                Relaxed,
                 Release, //
             },
             Atomic,
@@ -50,12 +52,12 @@ use kernel::{
 /// Peer IDs are never reused, so the pair is unique for the lifetime of the module.
 pub(crate) type NodeKey = (u64, u64);
 
-/// The lifetime state of a peer, under [`Owner::state`].
+/// The flag of [`Owner::active`] that marks the peer shut down; the bits below it count the
+/// active references.
+const SHUTDOWN: u64 = 1 << 63;
+
+/// The route of a peer, under [`Owner::state`].
 struct Lifetime<P> {
-    /// Operations currently using the peer (active references).
-    count: u64,
-    /// Set once by the disconnect that tears the peer down; no new active references after.
-    shutdown: bool,
     /// The peer, from its first node's creation until its teardown destroyed every node.
     route: Option<Arc<P>>,
     /// Set once the teardown cut the route; it is never set again.
@@ -75,18 +77,32 @@ struct Lifetime<P> {
 /// - `route` is `Some` from the creation of the peer's first node until its teardown destroyed
 ///   every node of the peer (`cut`), and `None` otherwise: a node whose route is cut is
 ///   destroyed, and its destruction is stamped ([`Node::destruction`]).
-/// - `shutdown` is set before the route is cut, and neither is ever cleared; `count` is only
-///   raised while `shutdown` is not set.
+/// - The `SHUTDOWN` flag of `active` is set before the route is cut, and neither is ever
+///   cleared. An active reference is held from an increment of `active` that found the flag
+///   clear until the matching decrement; an increment that finds it set is undone at once.
+/// - Whoever brings `active` down to exactly `SHUTDOWN` signals `idle` under `state`.
 #[pin_data]
 pub(crate) struct Owner<P> {
     /// The peer's ID.
     id: u64,
-    /// Active references, the shutdown flag and the route.
+    /// The count of active references (below [`SHUTDOWN`]) and the shutdown flag: an active
+    /// reference is one atomic increment and one decrement, with no lock.
+    active: Atomic<u64>,
+    /// The route; also the lock a disconnect waits for the last active reference under.
     #[pin]
     state: SpinLock<Lifetime<P>>,
     /// Signalled when the last active reference of a shut-down peer is dropped.
     #[pin]
     idle: CondVar,
+}
+
+/// An active reference taken with [`Owner::pin`], dropped with the guard.
+pub(crate) struct Active<'a, P>(&'a Owner<P>);
+
+impl<P> Drop for Active<'_, P> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl<P> Owner<P> {
@@ -95,10 +111,9 @@ impl<P> Owner<P> {
         Arc::pin_init(
             try_pin_init!(Owner {
                 id,
+                active: Atomic::new(0),
                 state <- new_spinlock!(
                     Lifetime {
-                        count: 0,
-                        shutdown: false,
                         route: None,
                         cut: false,
                     },
@@ -116,32 +131,48 @@ impl<P> Owner<P> {
     }
 
     /// Takes an active reference; fails with `ESHUTDOWN` once the peer was shut down.
+    ///
+    /// The count cannot overflow into the flag: it would take 2^63 references held at once.
     pub(crate) fn acquire(&self) -> Result {
-        let mut s = self.state.lock();
-        if s.shutdown {
+        // Ordered before everything done under the reference; the teardown's wait for the count
+        // to drain pairs with the decrement in `release`.
+        if self.active.fetch_add(1, Acquire) & SHUTDOWN != 0 {
+            self.release();
             return Err(ESHUTDOWN());
         }
-        s.count = s.count.checked_add(1).ok_or(EAGAIN)?;
         Ok(())
+    }
+
+    /// Takes an active reference that is dropped with the returned guard; fails with
+    /// `ESHUTDOWN` once the peer was shut down.
+    pub(crate) fn pin(&self) -> Result<Active<'_, P>> {
+        self.acquire()?;
+        Ok(Active(self))
     }
 
     /// Takes an active reference and returns the peer, through the route; fails with
     /// `ESHUTDOWN` once the peer was shut down (and hence when the route is cut).
     pub(crate) fn acquire_route(&self) -> Result<Arc<P>> {
-        let mut s = self.state.lock();
-        if s.shutdown {
-            return Err(ESHUTDOWN());
+        self.acquire()?;
+        // Held, the reference keeps the teardown from cutting the route.
+        let route = self.state.lock().route.clone();
+        match route {
+            Some(peer) => Ok(peer),
+            None => {
+                self.release();
+                Err(ESHUTDOWN())
+            }
         }
-        let peer = s.route.clone().ok_or_else(ESHUTDOWN)?;
-        s.count = s.count.checked_add(1).ok_or(EAGAIN)?;
-        Ok(peer)
     }
 
     /// Drops an active reference taken by [`Self::acquire`] or [`Self::acquire_route`].
     pub(crate) fn release(&self) {
-        let mut s = self.state.lock();
-        s.count = s.count.saturating_sub(1);
-        if s.count == 0 && s.shutdown {
+        // Everything done under the reference is ordered before the teardown that waits for it.
+        if self.active.fetch_sub(1, Release) == SHUTDOWN | 1 {
+            // The last one of a shut-down peer: its disconnect may be waiting. Signalled under
+            // the lock it checks the count under, so the signal cannot fall between its check
+            // and its sleep.
+            let _s = self.state.lock();
             self.idle.notify_all();
         }
     }
@@ -151,12 +182,18 @@ impl<P> Owner<P> {
     /// `ESHUTDOWN` if the peer was shut down before.
     pub(crate) fn shut_down(&self, wake: impl FnOnce()) -> Result {
         let mut s = self.state.lock();
-        if s.shutdown {
-            return Err(ESHUTDOWN());
+        let mut old = self.active.load(Relaxed);
+        loop {
+            if old & SHUTDOWN != 0 {
+                return Err(ESHUTDOWN());
+            }
+            match self.active.cmpxchg(old, old | SHUTDOWN, Full) {
+                Ok(_) => break,
+                Err(cur) => old = cur,
+            }
         }
-        s.shutdown = true;
         wake();
-        while s.count > 0 {
+        while self.active.load(Acquire) != SHUTDOWN {
             self.idle.wait(&mut s);
         }
         Ok(())
@@ -164,7 +201,7 @@ impl<P> Owner<P> {
 
     /// Whether the peer was shut down.
     pub(crate) fn is_shutdown(&self) -> bool {
-        self.state.lock().shutdown
+        self.active.load(Acquire) & SHUTDOWN != 0
     }
 
     /// Returns the peer, unless its teardown destroyed every node of it.
@@ -185,8 +222,8 @@ impl<P> Owner<P> {
     /// Cuts the route, after the teardown destroyed and stamped every node of the peer, and
     /// returns the reference it held, for the caller to drop with no lock held.
     pub(crate) fn cut(&self) -> Option<Arc<P>> {
+        kernel::warn_on!(!self.is_shutdown());
         let mut s = self.state.lock();
-        kernel::warn_on!(!s.shutdown);
         s.cut = true;
         s.route.take()
     }
@@ -304,15 +341,6 @@ pub(crate) enum Holder<P, S, T> {
 }
 
 impl<P, S, T> Holder<P, S, T> {
-    /// A new holder with one reference and the memory of its destruction notification.
-    pub(crate) fn new(peer: Arc<P>, destroy: S) -> Self {
-        Holder::Live {
-            peer,
-            refs: 1,
-            destroy: Some(destroy),
-        }
-    }
-
     /// Adds `n` references.
     pub(crate) fn get(&mut self, n: u64) {
         if let Holder::Live { refs, .. } = self {

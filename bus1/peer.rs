@@ -321,6 +321,14 @@ impl Participant for Peer {
     fn wake(&self) {
         Peer::wake(self)
     }
+
+    fn pin(this: &Arc<Self>) -> Option<PeerActive> {
+        PeerActive::acquire(this.clone()).ok()
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.is_shutdown()
+    }
 }
 
 impl Drop for PeerActive {
@@ -382,6 +390,170 @@ pub(crate) fn get_strong(
 pub(crate) fn get_inflight(node: &Node, n: u64) -> bool {
     node.owner_peer()
         .is_some_and(|owner| get_strong(&mut owner.lock(), node.serial(), None, n))
+}
+
+/// What a remote peer needs to become a holder of a node of a peer.
+pub(crate) type NodeHolderReservation = HolderReservation<Peer, QueueSlot<Event>, Staged>;
+
+/// A handle between the two steps that give a peer a handle to a live node: the peer's strong
+/// reference is registered with the node's owner, and its handle is not linked yet.
+///
+/// The two steps are `HANDLE_TRANSFER` and `RECV` of a handle to a live node of another peer.
+/// [`PendingHandle::register`] and [`PendingHandle::convert`] register the reference under the
+/// owner's lock (a remote peer becomes a *holder*, with the memory of its `NODE_DESTROY`);
+/// [`PendingHandle::link`] links the handle under the peer's own lock, later, as at most one
+/// peer's lock is held at a time. A destruction committed in between has already notified a
+/// holder, like every other holder, and the owner itself when the peer is the owner; `link`
+/// decides, under the peer's lock, whether that notification can still reach the new handle
+/// (see [`PendingHandle::link`]). Dropping the value
+/// unlinked gives the reference back.
+///
+/// # Invariants
+///
+/// - `node` is `Some` until [`PendingHandle::link`] linked the handle or acquired an existing
+///   one; while it is `Some`, the node's owner counts one strong reference for `peer` that no
+///   handle accounts for: one of `peer`'s references in its holder entry if `remote`, an extra
+///   owner reference otherwise (then `peer` is the owner). A destruction of the node since the
+///   registration dropped every count, and the reference with them.
+/// - `remote` is whether `peer` is not the node's owner.
+pub(crate) struct PendingHandle {
+    /// The node, until the handle is linked.
+    node: Option<Arc<Node>>,
+    /// The peer the handle is for.
+    peer: Arc<Peer>,
+    /// Whether `peer` registered as a holder (it is not the owner).
+    remote: bool,
+}
+
+impl PendingHandle {
+    /// Takes a new strong reference on `node` for `peer` (`HANDLE_TRANSFER`): as a holder, with
+    /// the reservation `holder`, if `peer` is not the owner, as an extra owner reference (`None`)
+    /// if it is. Takes the owner's lock; the caller holds no peer's lock.
+    ///
+    /// Returns the reservation back, and takes nothing, if the node is destroyed.
+    pub(crate) fn register(
+        node: &Arc<Node>,
+        peer: &Arc<Peer>,
+        holder: Option<NodeHolderReservation>,
+    ) -> Result<Self, Option<NodeHolderReservation>> {
+        Self::take(node, peer, holder, false, |h| h)
+    }
+
+    /// Turns a message's in-flight reference on `node` into a holder's reference of the receiver
+    /// `holder.peer` (`RECV`). Takes the owner's lock; the caller holds no peer's lock.
+    ///
+    /// Returns the reservation back if the node is destroyed; its in-flight reference is then
+    /// gone with its strong count.
+    pub(crate) fn convert(
+        node: &Arc<Node>,
+        holder: NodeHolderReservation,
+    ) -> Result<Self, NodeHolderReservation> {
+        let peer = holder.peer.clone();
+        Self::take(node, &peer, holder, true, Some)
+    }
+
+    /// Registers the reference, converting an in-flight one if `inflight`; `holder` is turned
+    /// into the holder reservation by `reservation` once the node is known to be live, and
+    /// handed back untouched otherwise.
+    fn take<H>(
+        node: &Arc<Node>,
+        peer: &Arc<Peer>,
+        holder: H,
+        inflight: bool,
+        reservation: impl FnOnce(H) -> Option<NodeHolderReservation>,
+    ) -> Result<Self, H> {
+        // A node whose owner is gone is destroyed, and its destruction stamped.
+        let Some(owner) = node.owner_peer() else {
+            return Err(holder);
+        };
+        let remote;
+        {
+            let mut guard = owner.lock();
+            let inner = &mut *guard;
+            if inner.nodes.get(&node.serial()).is_none() {
+                return Err(holder);
+            }
+            let holder = reservation(holder);
+            remote = holder.is_some();
+            get_strong(inner, node.serial(), holder, 1);
+            if inflight {
+                // The in-flight reference became the one taken above, which keeps the count
+                // above zero: no release is due.
+                if let Some(st) = inner.nodes.get_mut(&node.serial()) {
+                    if let Some(slot) = st.put(None, 1) {
+                        kernel::warn_on!(true);
+                        st.release_withdrawn(slot);
+                    }
+                }
+            }
+        }
+        Ok(PendingHandle {
+            node: Some(node.clone()),
+            peer: peer.clone(),
+            remote,
+        })
+    }
+
+    /// Links the handle (or adds a user reference to the peer's existing one) under the peer's
+    /// lock, with the tree nodes `res`, and returns its ID. Takes the peer's lock; the caller
+    /// holds no peer's lock.
+    ///
+    /// A destruction committed since the registration queued the peer's `NODE_DESTROY` already:
+    /// a holder's, or the owner's own when the peer is the owner (a transfer to itself). If the
+    /// peer has taken that notification off its queue (and dropped it, if no handle was linked
+    /// to deliver it to), or anything ordered after it, or flushed its queue past it (the
+    /// owner's flush queues no `NODE_DESTROY` for itself at all), the destruction can no longer
+    /// reach a handle: none is linked or acquired, the call returns `None`, and the reference is
+    /// given back. This holds for the owner as for a holder, whether or not the peer still
+    /// holds a handle to the node: a fresh owner ID would never be told of the destruction, and
+    /// an existing one was told already. Otherwise the queued notification reaches the handle
+    /// linked here, exactly once. A destruction not stamped yet commits the notification after
+    /// this link, ordered after everything the peer has taken off its queue.
+    pub(crate) fn link(mut self, res: HandleReservation) -> Option<u64> {
+        let node = self.node.take()?;
+        let id = {
+            let mut guard = self.peer.lock();
+            let inner = &mut *guard;
+            let passed = node
+                .destruction()
+                .is_some_and(|(c, tag)| !inner.queue.may_join(c, tag));
+            if passed {
+                None
+            } else if let Some(id) = inner.handles.acquire(&node.key()) {
+                Some(id)
+            } else {
+                inner
+                    .handles
+                    .link(node.clone(), None, self.remote, res)
+                    .ok()
+            }
+        };
+        if id.is_none() {
+            // Given back when `self` is dropped, with no lock held.
+            self.node = Some(node);
+        }
+        id
+    }
+}
+
+impl Drop for PendingHandle {
+    /// Gives the registered reference back unless the handle was linked. Allocates nothing: a
+    /// `NODE_RELEASE` due now uses the memory the node keeps for it. Must not run under a peer's
+    /// lock (it takes the owner's).
+    fn drop(&mut self) {
+        let Some(node) = self.node.take() else {
+            return;
+        };
+        // A node whose owner is gone is destroyed: its counts are gone.
+        let Some(owner) = node.owner_peer() else {
+            return;
+        };
+        let holder = self.remote.then(|| self.peer.id());
+        let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), holder, 1);
+        if wake {
+            owner.wake();
+        }
+    }
 }
 
 impl Receiver for Peer {
@@ -542,6 +714,45 @@ struct NewNode {
     st_res: RBTreeNodeReservation<u64, OwnedNode>,
     /// The memory of its release notification.
     release: QueueSlot<Event>,
+}
+
+/// A `HANDLE_TRANSFER` between its two steps (see [`PendingHandle`]): the handle is charged to
+/// the destination, whose strong reference on the node is registered with the node's owner
+/// unless the node was destroyed; the handle is not linked yet.
+struct Transfer<'a> {
+    /// The transfer's use of the source peer's IDs; a node it created is undone unless the
+    /// transfer completes.
+    op: NodeOp<'a>,
+    /// The destination, pinned.
+    pin: PeerActive,
+    /// The registered reference; `None` if the node was destroyed before it.
+    pending: Option<PendingHandle>,
+    /// The tree nodes of the destination's handle.
+    res: HandleReservation,
+}
+
+impl Transfer<'_> {
+    /// Links the destination's handle and returns its ID, or, if the node's destruction came
+    /// first (see [`PendingHandle::link`]), gives back what the first step took and returns
+    /// `BUS1_HANDLE_INVALID`.
+    fn link(self) -> u64 {
+        let Transfer {
+            op,
+            pin,
+            pending,
+            res,
+        } = self;
+        match pending.and_then(|p| p.link(res)) {
+            Some(id) => {
+                op.settle();
+                id
+            }
+            None => {
+                pin.lock().limits.discharge_handles(1);
+                uapi::BUS1_HANDLE_INVALID
+            }
+        }
+    }
 }
 
 impl Peer {
@@ -982,79 +1193,39 @@ impl Peer {
             let peer = device_of_file::<Peer>(&file).ok_or_else(EOPNOTSUPP)?;
             peer.into()
         };
-        let _pin = PeerActive::acquire(dst.clone())?;
-        let dst_res = HandleReservation::new()?;
-        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        // The memory of `dst`'s NODE_DESTROY, kept with its holder entry.
-        let destroy_slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
-        // A node created here is undone when `op` is dropped unsettled, with no lock held.
-        let mut op = NodeOp::new(self);
-        let node = op.resolve(t.src_handle)?;
-        let charged = dst.lock().limits.charge_handles(1);
-        charged?;
-        let remote = node.owner_id() != dst.id();
-        // A node whose owner is gone is destroyed, and so is not live.
-        let owner = node.owner_peer();
-        let live = owner.as_ref().is_some_and(|owner| {
-            get_strong(
-                &mut owner.lock(),
-                node.serial(),
-                remote.then(|| HolderReservation {
-                    peer: dst.clone(),
-                    id: dst.id(),
-                    res: holder_res,
-                    destroy: destroy_slot,
-                }),
-                1,
-            )
-        });
-        // `dst` became a holder above, under the owner's lock; its handle is linked now, under
-        // its own lock. A destruction committed in between notified `dst` already: if `dst` took
-        // that notification off its queue (and dropped it, with no handle to deliver it to), the
-        // destruction is behind it and the handle comes out invalid; otherwise the queued
-        // notification reaches the handle linked here.
-        let linked = live && {
-            let mut inner = dst.lock();
-            let inner = &mut *inner;
-            if let Some(id) = inner.handles.acquire(&node.key()) {
-                t.dst_handle = id;
-                true
-            } else if node
-                .destruction()
-                .is_some_and(|(c, tag)| remote && !inner.queue.may_join(c, tag))
-            {
-                false
-            } else {
-                match inner.handles.link(node.clone(), None, remote, dst_res) {
-                    Ok(id) => {
-                        t.dst_handle = id;
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
-        };
-        if linked {
-            op.settle();
-        } else {
-            dst.lock().limits.discharge_handles(1);
-            if let Some(owner) = owner.filter(|_| live && remote) {
-                // Give back the holder reference taken above, if the node still counts it.
-                let wake = put_strong(
-                    owner.id(),
-                    &mut owner.lock(),
-                    node.serial(),
-                    Some(dst.id()),
-                    1,
-                );
-                if wake {
-                    owner.wake();
-                }
-            }
-            t.dst_handle = uapi::BUS1_HANDLE_INVALID;
-        }
+        t.dst_handle = self.transfer_register(t.src_handle, dst)?.link();
         w.write(&t)?;
         Ok(0)
+    }
+
+    /// The first step of `HANDLE_TRANSFER` of the node this peer names `src` to `dst`: resolves
+    /// it (creating a node for an unknown unmanaged ID), charges the handle to `dst` and
+    /// registers `dst`'s strong reference with the node's owner. [`Transfer::link`] is the second.
+    fn transfer_register(self: &Arc<Self>, src: u64, dst: Arc<Peer>) -> Result<Transfer<'_>> {
+        let pin = PeerActive::acquire(dst)?;
+        let res = HandleReservation::new()?;
+        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        // The memory of `dst`'s NODE_DESTROY, kept with its holder entry.
+        let destroy = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
+        // A node created here is undone when `op` is dropped unsettled, with no lock held.
+        let mut op = NodeOp::new(self);
+        let node = op.resolve(src)?;
+        let dst = pin.peer();
+        let charged = dst.lock().limits.charge_handles(1);
+        charged?;
+        let holder = (node.owner_id() != dst.id()).then(|| HolderReservation {
+            peer: dst.clone(),
+            id: dst.id(),
+            res: holder_res,
+            destroy,
+        });
+        let pending = PendingHandle::register(&node, dst, holder).ok();
+        Ok(Transfer {
+            op,
+            pin,
+            pending,
+            res,
+        })
     }
 
     /// `NODES_DESTROY`.
@@ -1078,7 +1249,15 @@ impl Peer {
         for _ in 0..n {
             ids.push(r.read::<u64>()?, GFP_KERNEL)?;
         }
-        let first_dup = first_duplicate(&ids)?;
+        self.nodes_destroy(&ids, release)?;
+        Ok(0)
+    }
+
+    /// Destroys the nodes this peer names `ids`, in one transaction (`NODES_DESTROY`), and drops
+    /// one user reference of each of their handles if `release`.
+    fn nodes_destroy(self: &Arc<Self>, ids: &[u64], release: bool) -> Result {
+        let n = ids.len();
+        let first_dup = first_duplicate(ids)?;
         let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
             slots.push(Queue::<Event>::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
@@ -1169,13 +1348,258 @@ impl Peer {
         drop(released);
         self.destroy_nodes(tx, &mut states);
         drop(states);
-        Ok(0)
+        Ok(())
     }
 }
 
 #[kunit_tests(bus1_peer)]
 mod tests {
     use super::*;
+    use crate::recv::Carried;
+
+    /// The user-chosen ID the owner names its node by in these tests.
+    const NODE_ID: u64 = 0x100;
+
+    /// Creates the node `NODE_ID` of `owner`, as the first `SEND` or `HANDLE_TRANSFER` naming an
+    /// unknown unmanaged ID does.
+    fn new_node(owner: &Arc<Peer>) -> Result<Arc<Node>> {
+        let mut op = NodeOp::new(owner);
+        let node = op.resolve(NODE_ID)?;
+        op.settle();
+        Ok(node)
+    }
+
+    /// Receives everything `p` has queued (`RECV` until `EAGAIN`) and returns the destination of
+    /// every `NODE_DESTROY` received, in order.
+    fn node_destroys(p: &Arc<Peer>) -> Result<KVec<u64>> {
+        let args = RecvArgs {
+            peek: false,
+            seed: false,
+            install_fds: false,
+            max_offset: 0,
+        };
+        let mut out = KVec::new();
+        loop {
+            match p.recv(args) {
+                Ok(r) if r.type_ == uapi::BUS1_MSG_NODE_DESTROY => {
+                    out.push(r.destination, GFP_KERNEL)?
+                }
+                Ok(_) => {}
+                Err(e) if e == EAGAIN => return Ok(out),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The handle references charged to `p`.
+    fn handles_charged(p: &Peer) -> i64 {
+        p.lock().limits.ledger.used(quota::HANDLES)
+    }
+
+    /// Tears both peers down: the owner's route to itself goes with its teardown.
+    fn close(a: &Arc<Peer>, b: &Arc<Peer>) -> Result {
+        b.disconnect()?;
+        a.disconnect()
+    }
+
+    #[test]
+    fn transfer_destroyed_between_register_and_link_is_notified_once() -> Result {
+        let (a, b) = (Peer::new()?, Peer::new()?);
+        new_node(&a)?;
+        let t = a.transfer_register(NODE_ID, b.clone())?;
+        assert!(t.pending.is_some());
+        // Committed between the two steps: `b` is a holder, so it is notified, and the
+        // notification is still queued when the handle is linked.
+        a.nodes_destroy(&[NODE_ID], false)?;
+        let id = t.link();
+        assert_ne!(id, uapi::BUS1_HANDLE_INVALID);
+        assert_eq!(handles_charged(&b), 1);
+        // Exactly one NODE_DESTROY, for the ID `b` was handed.
+        assert_eq!(&node_destroys(&b)?[..], &[id]);
+        close(&a, &b)
+    }
+
+    #[test]
+    fn transfer_destroyed_and_received_before_link_is_invalid() -> Result {
+        let (a, b) = (Peer::new()?, Peer::new()?);
+        new_node(&a)?;
+        let t = a.transfer_register(NODE_ID, b.clone())?;
+        a.nodes_destroy(&[NODE_ID], false)?;
+        // `b` takes its notification off the queue before the link: no handle to deliver it to,
+        // so it is dropped, and the destruction can no longer reach a handle linked now.
+        assert!(node_destroys(&b)?.is_empty());
+        assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
+        // Nothing handed out, nothing left charged, nothing more to receive.
+        assert!(b.lock().handles.is_empty());
+        assert_eq!(handles_charged(&b), 0);
+        assert!(node_destroys(&b)?.is_empty());
+        close(&a, &b)
+    }
+
+    #[test]
+    fn transfer_after_destruction_is_invalid() -> Result {
+        let (a, b) = (Peer::new()?, Peer::new()?);
+        new_node(&a)?;
+        a.nodes_destroy(&[NODE_ID], false)?;
+        // The owner still names the destroyed node; `b` cannot register.
+        let t = a.transfer_register(NODE_ID, b.clone())?;
+        assert!(t.pending.is_none());
+        assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
+        assert!(b.lock().handles.is_empty());
+        assert_eq!(handles_charged(&b), 0);
+        assert!(node_destroys(&b)?.is_empty());
+        close(&a, &b)
+    }
+
+    /// Registers `b` for a handle to `node` carried by a message, holding the in-flight
+    /// reference the message took when it was sent.
+    fn register_carried(b: &Arc<Peer>, node: &Arc<Node>) -> Result<Carried> {
+        Ok(b.register_carried(
+            node,
+            RBTreeNodeReservation::new(GFP_KERNEL)?,
+            Queue::reserve(GFP_KERNEL)?,
+        ))
+    }
+
+    #[test]
+    fn install_destroyed_between_register_and_link_is_notified_once() -> Result {
+        for receive_first in [false, true] {
+            let (a, b) = (Peer::new()?, Peer::new()?);
+            let node = new_node(&a)?;
+            // A message carrying the node, committed before anything below.
+            assert!(get_inflight(&node, 1));
+            let at = (a.lock().queue.clock(), a.id());
+            let carried = register_carried(&b, &node)?;
+            assert!(matches!(carried, Carried::Live(_)));
+            a.nodes_destroy(&[NODE_ID], false)?;
+            if receive_first {
+                // Another thread of `b` receives the notification before the link.
+                assert!(node_destroys(&b)?.is_empty());
+            }
+            let id = b.link_carried(carried, &node, at, HandleReservation::new()?);
+            if receive_first {
+                assert_eq!(id, uapi::BUS1_HANDLE_INVALID);
+                assert!(b.lock().handles.is_empty());
+                assert!(node_destroys(&b)?.is_empty());
+            } else {
+                assert_ne!(id, uapi::BUS1_HANDLE_INVALID);
+                assert_eq!(&node_destroys(&b)?[..], &[id]);
+            }
+            close(&a, &b)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn install_after_destruction_joins_it_once() -> Result {
+        for ordered_before in [true, false] {
+            let (a, b) = (Peer::new()?, Peer::new()?);
+            let node = new_node(&a)?;
+            assert!(get_inflight(&node, 1));
+            let before = (a.lock().queue.clock(), a.id());
+            a.nodes_destroy(&[NODE_ID], false)?;
+            let (c, tag) = node.destruction().ok_or(EINVAL)?;
+            let at = if ordered_before { before } else { (c + 2, tag) };
+            let carried = register_carried(&b, &node)?;
+            assert!(matches!(carried, Carried::Gone(_)));
+            let id = b.link_carried(carried, &node, at, HandleReservation::new()?);
+            if ordered_before {
+                // The handle joins the destruction: one NODE_DESTROY, at its place.
+                assert_ne!(id, uapi::BUS1_HANDLE_INVALID);
+                assert_eq!(&node_destroys(&b)?[..], &[id]);
+            } else {
+                assert_eq!(id, uapi::BUS1_HANDLE_INVALID);
+                assert!(node_destroys(&b)?.is_empty());
+            }
+            close(&a, &b)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn self_transfer_destroyed_between_register_and_link_is_notified_once() -> Result {
+        for release in [false, true] {
+            for receive_first in [false, true] {
+                let a = Peer::new()?;
+                new_node(&a)?;
+                // `HANDLE_TRANSFER` to the owner itself: an extra owner reference, no holder.
+                let t = a.transfer_register(NODE_ID, a.clone())?;
+                assert!(t.pending.is_some());
+                assert_eq!(handles_charged(&a), 2);
+                // Committed between the two steps, with or without the owner handle's last user
+                // reference: the owner's own NODE_DESTROY is queued.
+                a.nodes_destroy(&[NODE_ID], release)?;
+                if receive_first {
+                    // Another thread of the owner receives the notification before the link:
+                    // through the owner handle, or dropped if `release` unlinked it.
+                    let seen = node_destroys(&a)?;
+                    if release {
+                        assert!(seen.is_empty());
+                    } else {
+                        assert_eq!(&seen[..], &[NODE_ID]);
+                    }
+                }
+                let id = t.link();
+                if receive_first {
+                    // The owner observed the destruction: the node was destroyed before the call
+                    // as far as it can tell, and nothing changes.
+                    assert_eq!(id, uapi::BUS1_HANDLE_INVALID);
+                    assert_eq!(handles_charged(&a), if release { 0 } else { 1 });
+                    if release {
+                        assert!(a.lock().handles.is_empty());
+                    }
+                    assert!(node_destroys(&a)?.is_empty());
+                } else {
+                    // The queued notification reaches the ID handed out, exactly once: the owner
+                    // handle's ID, or a fresh owner ID if `release` unlinked that handle.
+                    assert_ne!(id, uapi::BUS1_HANDLE_INVALID);
+                    if release {
+                        assert_ne!(id, NODE_ID);
+                        assert_eq!(id & uapi::BUS1_HANDLE_FLAG_REMOTE, 0);
+                        assert_eq!(handles_charged(&a), 1);
+                    } else {
+                        assert_eq!(id, NODE_ID);
+                        assert_eq!(handles_charged(&a), 2);
+                    }
+                    assert_eq!(&node_destroys(&a)?[..], &[id]);
+                }
+                a.disconnect()?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn self_transfer_flushed_between_register_and_link_is_invalid() -> Result {
+        let a = Peer::new()?;
+        new_node(&a)?;
+        let t = a.transfer_register(NODE_ID, a.clone())?;
+        assert!(t.pending.is_some());
+        // `PEER_RESET` with `FLUSH` between the two steps: the node is destroyed, every handle
+        // released, and the queue flushed up to the destruction, with no NODE_DESTROY for the
+        // owner. A handle linked now could never be told of the destruction.
+        a.flush();
+        assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
+        assert!(a.lock().handles.is_empty());
+        assert_eq!(handles_charged(&a), 0);
+        assert!(node_destroys(&a)?.is_empty());
+        a.disconnect()
+    }
+
+    #[test]
+    fn transfer_destroyed_and_flushed_before_link_is_invalid() -> Result {
+        let (a, b) = (Peer::new()?, Peer::new()?);
+        new_node(&a)?;
+        let t = a.transfer_register(NODE_ID, b.clone())?;
+        a.nodes_destroy(&[NODE_ID], false)?;
+        // `b` flushes its queue, with the notification queued for it, before the link.
+        b.flush();
+        assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
+        assert!(b.lock().handles.is_empty());
+        assert_eq!(handles_charged(&b), 0);
+        assert!(node_destroys(&b)?.is_empty());
+        close(&a, &b)
+    }
 
     #[test]
     fn ids_are_unique_and_increasing() -> Result {

@@ -20,10 +20,16 @@ use crate::ext::{
         ESHUTDOWN,
         EXFULL, //
     },
+    gfp::__GFP_NORETRY,
+    memcg::{
+        self,
+        MemCgroup, //
+    },
     shmem::ShmemFile,
 };
 use core::ops::Range;
 use kernel::{
+    alloc::Flags,
     mm::virt::VmaNew,
     new_mutex, new_spinlock,
     prelude::*,
@@ -32,12 +38,20 @@ use kernel::{
         RBTreeNodeReservation, //
     },
     sync::{
+        aref::ARef,
         Arc,
         Mutex,
         SpinLock, //
     },
     uaccess::UserPtr,
 };
+
+/// The flags for what a peer keeps on a sender's behalf: accounted (to the peer's memory cgroup,
+/// made active with [`Pool::charge_for_sender`]), and failing rather than retrying or running the
+/// OOM killer in that cgroup when it is full; the failure is expected, so no warning.
+pub(crate) fn sender_gfp() -> Flags {
+    GFP_KERNEL_ACCOUNT | __GFP_NORETRY | __GFP_NOWARN
+}
 
 /// Size of a pool page, the unit of the range allocator.
 const PAGE: u64 = 4096;
@@ -259,8 +273,8 @@ impl SliceAllocator {
         }
         if size > SLAB_MAX {
             let pages_len = size.checked_add(PAGE - 1).ok_or(EMSGSIZE)? & !(PAGE - 1);
-            let free_node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-            let res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+            let free_node = RBTreeNodeReservation::new(sender_gfp())?;
+            let res = RBTreeNodeReservation::new(sender_gfp())?;
             let off = self.alloc_pages(pages_len)?;
             self.large.insert(res.into_node(
                 off,
@@ -316,9 +330,9 @@ impl SliceAllocator {
     fn new_slab(&mut self, class: usize) -> Result<u64> {
         // Room on the list for every slab of the class, this one included.
         let want = (self.n_slabs[class] + 1).saturating_sub(self.partial[class].len());
-        self.partial[class].reserve(want, GFP_KERNEL)?;
-        let free_node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let res = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        self.partial[class].reserve(want, sender_gfp())?;
+        let free_node = RBTreeNodeReservation::new(sender_gfp())?;
+        let res = RBTreeNodeReservation::new(sender_gfp())?;
         let page = self.alloc_pages(PAGE)?;
         let slab = Slab {
             class,
@@ -511,9 +525,9 @@ impl SliceAllocator {
 /// into the file without it, so concurrent senders into one receiver copy in parallel.
 ///
 /// [`Pool::close`], at disconnect, gives everything back: every page of the file, the file
-/// itself (and with it the memory cgroup it charges) and the allocator. A disconnected peer can
-/// outlive its file by far, pinned by handles other peers hold to its nodes, and then costs only
-/// its own small object.
+/// itself and the allocator. A disconnected peer can outlive its file by far, pinned by handles
+/// other peers hold to its nodes, and then costs only its own small object (which keeps its
+/// reference to the memory cgroup until it is freed at close).
 ///
 /// Lock order: `Peer::inner` may be held when taking `Pool::alloc`, never the other way round;
 /// `Pool::file` is innermost and only held to take a reference to the file or to take it away.
@@ -530,6 +544,10 @@ pub(crate) struct Pool {
     size: u64,
     /// How many bytes of free pages may stay resident (the `pool_cache_kib` parameter).
     cache: u64,
+    /// The memory cgroup of the peer's opener, which pays for the pool's pages and for what
+    /// senders make the kernel keep for the peer; `None` without memory cgroups. Held as long as
+    /// the peer object, so charging it never needs to take anything.
+    memcg: Option<ARef<MemCgroup>>,
 }
 
 impl Pool {
@@ -540,11 +558,12 @@ impl Pool {
         let mib = if (1..=4095).contains(&mib) { mib } else { 512 };
         let size = mib << 20;
         let cache = u64::from(*crate::module_parameters::pool_cache_kib.value()) << 10;
+        let memcg = MemCgroup::current();
         try_pin_init!(Pool {
             // shmem reports a failed inode allocation as `ENOSPC`; for a peer it is memory.
             file <- new_spinlock!(
                 Some(Arc::new(
-                    ShmemFile::new(c"bus1-peer", size)
+                    ShmemFile::new(c"bus1-peer", size, memcg.clone())
                         .map_err(|e| if e == ENOSPC { ENOMEM } else { e })?,
                     GFP_KERNEL_ACCOUNT,
                 )?),
@@ -556,6 +575,7 @@ impl Pool {
             ),
             size,
             cache,
+            memcg,
         })
     }
 
@@ -616,16 +636,37 @@ impl Pool {
     /// OOM killer; a full cgroup fails the write with `EDQUOT`, like any other limit of the
     /// receiver a sender runs into (other allocation failures stay `ENOMEM`).
     pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
-        let file = self.file()?;
-        file.write_from_user(offset, src, len)
-            .map_err(|e| sender_error(&file, e))
+        self.file()?
+            .write_from_user(offset, src, len)
+            .map_err(|e| self.sender_error(e))
     }
 
     /// Writes `data` into the pool at `offset` on behalf of a sender, failing as
     /// [`Self::write_from_user`] does.
     pub(crate) fn write_for_sender(&self, offset: u64, data: &[u8]) -> Result {
-        let file = self.file()?;
-        file.write(offset, data).map_err(|e| sender_error(&file, e))
+        self.file()?
+            .write(offset, data)
+            .map_err(|e| self.sender_error(e))
+    }
+
+    /// Runs `f`, which allocates what this pool's peer keeps on a sender's behalf, with the
+    /// peer's memory cgroup active: `f`'s accounted allocations are charged to the peer, not to
+    /// the sender. `f` allocates with [`sender_gfp`], so a full cgroup fails an allocation
+    /// instead of running the OOM killer there; that failure is `EDQUOT`, as for the pool's
+    /// pages.
+    pub(crate) fn charge_for_sender<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        memcg::charge_to(self.memcg.as_deref(), f).map_err(|e| self.sender_error(e))
+    }
+
+    /// What a sender's failed allocation for this pool's peer reports: `EDQUOT` for a full memory
+    /// cgroup of the peer, like any other limit of the receiver a sender runs into, else the error
+    /// itself.
+    fn sender_error(&self, e: Error) -> Error {
+        if e == ENOMEM && self.memcg.as_ref().is_some_and(|m| m.is_full()) {
+            EDQUOT()
+        } else {
+            e
+        }
     }
 
     /// Writes `data` into the pool at `offset`.
@@ -696,16 +737,6 @@ impl Pool {
         };
         let pages = self.file().map_or(0, |f| f.resident_pages());
         (slices, bytes, pages)
-    }
-}
-
-/// What a sender's failed write into `file` reports: `EDQUOT` for a full memory cgroup of the
-/// pool's owner, like any other limit of the receiver a sender runs into, else the error itself.
-fn sender_error(file: &ShmemFile, e: Error) -> Error {
-    if e == ENOMEM && file.memcg_full() {
-        EDQUOT()
-    } else {
-        e
     }
 }
 

@@ -126,6 +126,8 @@ impl<T> QueueSlot<T> {
 ///   entry is dequeued, so the owner observes entries in key order.
 /// - `seen` is the `(ts, tag)` of the last dequeued entry, and no entry is ever inserted at or
 ///   before it ([`Queue::commit_synthetic`] refuses), so what was observed is never reordered.
+///   [`Queue::commit_synthetic`] refuses entries at or before `flush` as well: they could only
+///   be dropped.
 /// - Every value in `entries` is `Some`.
 pub(crate) struct Queue<T> {
     /// The Lamport clock; always even.
@@ -292,9 +294,11 @@ impl<T> Queue<T> {
     }
 
     /// Whether an entry of transaction `tag` at timestamp `ts` orders after everything the
-    /// owner already took off the queue, so [`Queue::commit_synthetic`] would accept it.
+    /// owner already took off the queue and after the last flush, so
+    /// [`Queue::commit_synthetic`] would accept it: an entry at or before the flush mark would
+    /// only ever be dropped, unseen.
     pub(crate) fn may_join(&self, ts: u64, tag: u64) -> bool {
-        (even_ceil(ts), tag) > self.seen
+        (even_ceil(ts), tag) > self.seen.max(self.flush)
     }
 
     /// Queues `value` as a committed entry of transaction `tag` at an already known, even
@@ -302,8 +306,9 @@ impl<T> Queue<T> {
     ///
     /// The clock is synced to `ts` in any case, so whatever is committed here later orders
     /// after the entry. The entry is inserted only if it orders after the last entry popped
-    /// (see [`Queue::may_join`]), so the owner never observes it out of order; otherwise the
-    /// slot and value are handed back. Returns the key and whether the queue became readable.
+    /// and the last flush (see [`Queue::may_join`]), so the owner never observes it out of
+    /// order and never loses it to a flush it already passed; otherwise the slot and value are
+    /// handed back. Returns the key and whether the queue became readable.
     pub(crate) fn commit_synthetic(
         &mut self,
         slot: QueueSlot<T>,
@@ -998,6 +1003,11 @@ mod tests {
         assert!(q.is_flushed(&before));
         assert!(!q.is_flushed(&after));
         assert_eq!(q.get(&after).copied(), Some(2));
+        // Nothing joins at or before the flush mark any more; the other side of the tie can.
+        assert!(!q.may_join(mark, FLUSHER - 1));
+        assert!(!q.may_join(mark, FLUSHER));
+        assert!(q.may_join(mark, FLUSHER + 1));
+        assert!(q.commit_synthetic(slot()?, mark, FLUSHER - 1, 3).is_err());
         // The same on the detaching variant.
         let mut q = Queue::<u64>::new();
         let _ = q.commit_synthetic(slot()?, mark, FLUSHER + 1, 2);

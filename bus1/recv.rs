@@ -8,7 +8,11 @@
 
 use crate::{
     ext::{errno::ENOTRECOVERABLE, fd::reserve_cloexec},
-    message::SliceLayout,
+    message::{
+        Receiver,
+        SliceLayout, //
+    },
+    node::HolderReservation,
     peer::{
         Event,
         HandleReservation,
@@ -16,7 +20,8 @@ use crate::{
         Node,
         NodeHolder,
         Peer,
-        PeerInner, //
+        PeerInner,
+        PendingHandle, //
     },
     pool::Pool,
     queue::{
@@ -387,45 +392,65 @@ impl Peer {
         }
         // Reserved before the dequeue, one per carried node of another peer: the memory of this
         // peer's NODE_DESTROY, kept with a new holder entry or used to join a destruction.
-        let mut destroy = destroys.pop();
-        // A node whose owner is gone is destroyed, and its destruction stamped.
-        let owner = node.owner_peer();
-        let live = owner.is_some_and(|owner| {
-            let mut o = owner.lock();
-            match o.nodes.get_mut(&node.serial()) {
-                Some(st) => {
-                    // The in-flight reference becomes this holder's reference.
-                    let id = self.id();
-                    match (st.holders.get_mut(&id), destroy.take()) {
-                        (Some(h), slot) => {
-                            h.get(1);
-                            destroy = slot;
-                        }
-                        (None, Some(slot)) => {
-                            st.holders.insert(
-                                holder_res.into_node(id, NodeHolder::new(self.clone(), slot)),
-                            );
-                        }
-                        // Cannot happen: a slot is reserved for every carried foreign node.
-                        (None, None) => {
-                            kernel::warn_on!(true);
-                        }
-                    }
-                    true
-                }
-                None => false,
+        let Some(destroy) = destroys.pop() else {
+            // Cannot happen. Without that memory there is no handle, and the message's in-flight
+            // reference goes.
+            kernel::warn_on!(true);
+            <Peer as Receiver>::put_inflight(node, 1);
+            return uapi::BUS1_HANDLE_INVALID;
+        };
+        let carried = self.register_carried(node, holder_res, destroy);
+        self.link_carried(carried, node, (ts, tag), hres)
+    }
+
+    /// The first step of installing a handle to `node`, a node of another peer carried by a
+    /// message: registers this peer as a holder, turning the message's in-flight reference into
+    /// its reference, if the node is live. `destroy` is the memory of this peer's
+    /// `NODE_DESTROY`.
+    pub(crate) fn register_carried(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        holder_res: RBTreeNodeReservation<u64, NodeHolder>,
+        destroy: QueueSlot<Event>,
+    ) -> Carried {
+        let holder = HolderReservation {
+            peer: self.clone(),
+            id: self.id(),
+            res: holder_res,
+            destroy,
+        };
+        match PendingHandle::convert(node, holder) {
+            Ok(pending) => Carried::Live(pending),
+            Err(holder) => Carried::Gone(holder.destroy),
+        }
+    }
+
+    /// The second step of installing a handle to a node of another peer, carried by a message
+    /// committed at `(ts, tag)`: links it and returns its ID, or `BUS1_HANDLE_INVALID`.
+    pub(crate) fn link_carried(
+        self: &Arc<Self>,
+        carried: Carried,
+        node: &Arc<Node>,
+        (ts, tag): (u64, u64),
+        hres: HandleReservation,
+    ) -> u64 {
+        let destroy = match carried {
+            // Registered while the node was live: a destruction committed since notified this
+            // peer, and that notification is still queued unless the queue moved past it.
+            Carried::Live(pending) => {
+                return pending.link(hres).unwrap_or(uapi::BUS1_HANDLE_INVALID);
             }
-        });
-        if !live && !ordered_before_destruction(node, ts, tag) {
+            Carried::Gone(destroy) => destroy,
+        };
+        // A node gone from its owner is still delivered if the message is ordered before its
+        // destruction.
+        if !ordered_before_destruction(node, ts, tag) {
             return uapi::BUS1_HANDLE_INVALID;
         }
         let mut inner = self.lock();
-        // The destruction, if there is one by now, must reach this peer exactly once, and only
-        // if this peer has not yet taken anything ordered after it off its queue (possible when
-        // another thread received concurrently); otherwise the handle is not installed at all.
-        // - Registered as a holder above (`live`): a destruction committed since notified this
-        //   peer, and that notification is still queued unless the queue moved past it.
-        // - Not registered (`!live`): a handle linked now joins the destruction below.
+        // The destruction must reach this peer exactly once, and only if this peer has not yet
+        // taken anything ordered after it off its queue (possible when another thread received
+        // concurrently); otherwise the handle is not installed at all.
         if let Some((c, otag)) = node.destruction() {
             if !inner.queue.may_join(c, otag) {
                 return uapi::BUS1_HANDLE_INVALID;
@@ -441,18 +466,18 @@ impl Peer {
                 true,
             ),
         };
-        // Only a handle linked just now, to a node that was gone when this peer tried to
-        // register, needs to join the destruction: an existing handle was either attached when
-        // the node was destroyed or linked by an earlier message that joined it. Should a
-        // notification of the same destruction still be queued as well (this peer held a handle
-        // and released it), the handle is notified once: see `Handle::destroy_delivered`.
+        // Only a handle linked just now needs to join the destruction: an existing handle was
+        // either attached when the node was destroyed or linked by an earlier message that
+        // joined it. Should a notification of the same destruction still be queued as well
+        // (this peer held a handle and released it), the handle is notified once: see
+        // `Handle::destroy_delivered`.
         let mut woke = false;
-        if !live && linked && id != uapi::BUS1_HANDLE_INVALID {
-            if let (Some(slot), Some((c, otag))) = (destroy, node.destruction()) {
+        if linked && id != uapi::BUS1_HANDLE_INVALID {
+            if let Some((c, otag)) = node.destruction() {
                 if let Ok((_, w)) =
                     inner
                         .queue
-                        .commit_synthetic(slot, c, otag, Event::Destroy(node.clone()))
+                        .commit_synthetic(destroy, c, otag, Event::Destroy(node.clone()))
                 {
                     woke = w;
                 }
@@ -464,6 +489,15 @@ impl Peer {
         }
         id
     }
+}
+
+/// A handle to a node of another peer, carried by a message, between the two steps of its
+/// installation ([`Peer::register_carried`], [`Peer::link_carried`]).
+pub(crate) enum Carried {
+    /// The node was live: this peer is registered as a holder.
+    Live(PendingHandle),
+    /// The node was destroyed; the memory of the `NODE_DESTROY` a handle linked now joins.
+    Gone(QueueSlot<Event>),
 }
 
 /// Dequeues the front entry of the peer whose state is `inner`. The memory of a release

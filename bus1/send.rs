@@ -42,12 +42,14 @@ use crate::{
         PeerActive,
         Transaction, //
     },
+    pool::sender_gfp,
     queue::{
         Queue,
         QueueSlot, //
     },
     quota::Charge,
     smallvec::SmallVec,
+    transaction::unicast,
     uapi,
 };
 use core::mem::size_of;
@@ -119,6 +121,8 @@ struct Pending {
     slot: QueueSlot<Event>,
     /// The copy, in its own allocation (see [`Event::Data`]).
     msg: KBox<Message>,
+    /// The receiver's clock when the copy was charged, a lower bound of its clock from then on.
+    clock: u64,
 }
 
 impl Peer {
@@ -212,7 +216,7 @@ impl Peer {
         if seed {
             // This peer is pinned by the ioctl itself.
             let ctx = secctx.for_receiver(self)?;
-            let msg = prepare_copy(self, None, with_secctx(layout, ctx), &sender, self.uid())?;
+            let (msg, _) = prepare_copy(self, None, with_secctx(layout, ctx), &sender, self.uid())?;
             fill_slice(&msg, vecs, ctx)?;
             let mut msg = KBox::new(msg, GFP_KERNEL_ACCOUNT)?;
             let cargo = make_cargo(nodes, files, 1)?;
@@ -265,6 +269,18 @@ impl Peer {
         };
         let n_copies = pending.len() + 1;
 
+        if pending.is_empty() {
+            // One destination: charged already, committed in one critical section of its lock.
+            // The cargo allocation is the last thing that can fail.
+            let cargo = make_cargo(nodes, files, 1)?;
+            let mut p = first;
+            p.msg.cargo = cargo;
+            p.msg.inflight = true;
+            let dst = p.msg.receiver.clone();
+            unicast(&**self, &dst, p.clock, p.slot, Event::Data(p.msg));
+            return Ok(0);
+        }
+
         // Everything that can fail comes first, then the point of no return: take the in-flight
         // references and stage every copy.
         let mut tx = Transaction::new(self.clone());
@@ -301,27 +317,32 @@ impl Peer {
         sender: &SenderIds,
         secctx: &mut SenderSecctx,
     ) -> Result<Pending> {
-        // Charged to the sender's memory cgroup (see `Documentation/bus1/quota.rst`).
-        let slot = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
-        let room = KBox::<Message>::new_uninit(GFP_KERNEL_ACCOUNT)?;
         let ctx;
-        let msg = {
+        let (slot, msg, clock) = {
             let dst = PeerActive::acquire_owner(node)?;
-            ctx = secctx.for_receiver(dst.peer())?;
-            prepare_copy(
-                dst.peer(),
-                Some(node.clone()),
-                with_secctx(layout, ctx),
-                sender,
-                self.uid(),
-            )?
+            let receiver = dst.peer();
+            ctx = secctx.for_receiver(receiver)?;
+            // The queue entry, the share entries and the slice's bookkeeping are the receiver's
+            // to keep, so they are charged to its memory cgroup (and fail with `EDQUOT` when it
+            // is full), as its pool pages are.
+            receiver.pool().charge_for_sender(|| {
+                let slot = Queue::reserve(sender_gfp())?;
+                let room = KBox::<Message>::new_uninit(sender_gfp())?;
+                let (msg, clock) = prepare_copy(
+                    receiver,
+                    Some(node.clone()),
+                    with_secctx(layout, ctx),
+                    sender,
+                    self.uid(),
+                )?;
+                Ok((slot, KBox::write(room, msg), clock))
+            })?
         };
-        let msg = KBox::write(room, msg);
         fill_slice(&msg, vecs, ctx)?;
         if msg.receiver.is_shutdown() {
             return Err(ESHUTDOWN());
         }
-        Ok(Pending { slot, msg })
+        Ok(Pending { slot, msg, clock })
     }
 }
 
@@ -333,18 +354,20 @@ fn is_per_destination(e: Error) -> bool {
 /// Prepares a copy for `peer`, which the caller pins, sent by the user `sender_uid`: checks
 /// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
 /// the handles and the fds (subject to the quota), and allocates the slice, which stays
-/// unpublished (no flush touches it) until the message is received or dropped.
+/// unpublished (no flush touches it) until the message is received or dropped. Returns the
+/// copy and the peer's queue clock when it was charged.
 fn prepare_copy(
     peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
     layout: SliceLayout,
     sender: &SenderIds,
     sender_uid: u32,
-) -> Result<Message> {
+) -> Result<(Message, u64)> {
     let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt, so a unicast takes the receiver's lock once here.
     let mut inner = peer.lock();
+    let clock = inner.queue.clock();
     if let Some(n) = &node {
         if inner.nodes.get(&n.serial()).is_none() {
             return Err(EHOSTUNREACH());
@@ -366,7 +389,7 @@ fn prepare_copy(
         let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
         drop(inner);
         if !charged {
-            let res = ShareReservations::new()?;
+            let res = ShareReservations::new(sender_gfp())?;
             if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
                 return Err(ENOTRECOVERABLE());
             }
@@ -389,7 +412,7 @@ fn prepare_copy(
     // On failure, `msg` gives the slice's charge back with the rest.
     let off = peer.pool().alloc(layout.size())?;
     msg.slice = Some(off);
-    Ok(msg)
+    Ok((msg, clock))
 }
 
 /// Copies the payload described by `vecs` from the sender's memory into the slice of `msg`, and

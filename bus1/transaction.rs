@@ -35,6 +35,119 @@ pub(crate) trait Participant: Sized {
     fn with_queue<R>(&self, f: impl FnOnce(&mut Queue<Self::Entry>) -> R) -> R;
     /// Wakes up the peer's readers after its queue became readable.
     fn wake(&self);
+    /// Pins the peer; fails once it was shut down. May be called under the peer's own lock.
+    fn pin(this: &Arc<Self>) -> Option<Self::Pin>;
+    /// Whether the peer was shut down. Called under the peer's lock: a peer that is not shut
+    /// down then cannot empty its queue for the last time before that lock is dropped, so an
+    /// entry queued under it is removed by its teardown.
+    fn is_shut_down(&self) -> bool;
+}
+
+/// What [`unicast`] did under the destination's lock.
+enum UnicastStep<P: Participant> {
+    /// Committed at the timestamp taken first; whether the queue became readable.
+    Committed(bool),
+    /// The destination's clock had passed that timestamp: staged instead, pinned until commit.
+    Staged(P::Pin, QueueKey),
+    /// The destination was shut down: the entry is handed back, to be dropped unlocked.
+    Refused(QueueSlot<P::Entry>, P::Entry),
+}
+
+/// Sends `ev` to the queue of `dst` alone, as a transaction of `origin`, in the preallocated
+/// `slot`; `hint` is a value the destination's clock had before (read when the entry was
+/// charged). Returns the commit timestamp, or `None` if `dst` was shut down (the entry is
+/// dropped, which nobody can tell from a delivery followed by the receiver's flush).
+///
+/// The commit timestamp is taken first: `C = O.sync(hint); O.tick()`. Then, in **one** critical
+/// section of the destination's lock, if the destination's clock is below `C`, the entry is
+/// inserted committed at `(C, tag)` and the clock synced to `C`. That is the protocol's four
+/// rounds with nothing in between to observe: the entry would have staged at the destination's
+/// clock plus one, below `C`; `C` is a tick of the origin's clock, unique with the tag; and
+/// both clocks are at least `C` once the entry is visible. If the destination's clock has
+/// passed `C` (another transaction committed there since `hint` was read), the entry is staged
+/// in that same critical section and the protocol goes on as for several destinations.
+///
+/// A destination that is the origin itself takes one critical section: a fresh tick there.
+/// The destination needs no pin: it is checked under its own lock to be not shut down, and only
+/// a staged entry, which outlives the critical section, pins it. The caller keeps `dst` alive
+/// for the wake-up after the lock is dropped.
+pub(crate) fn unicast<P: Participant>(
+    origin: &P,
+    dst: &Arc<P>,
+    hint: u64,
+    slot: QueueSlot<P::Entry>,
+    ev: P::Entry,
+) -> Option<u64> {
+    let tag = origin.id();
+    if dst.id() == tag {
+        let res = dst.with_queue(|q| {
+            if dst.is_shut_down() {
+                return Err((slot, ev));
+            }
+            let (key, wake) = q.commit_unstaged(slot, tag, ev);
+            Ok((key.ts(), wake))
+        });
+        return match res {
+            Ok((c, wake)) => {
+                if wake {
+                    dst.wake();
+                }
+                Some(c)
+            }
+            Err(refused) => {
+                drop(refused);
+                None
+            }
+        };
+    }
+    let c = origin.with_queue(|q| {
+        q.sync(hint);
+        q.tick()
+    });
+    let step = dst.with_queue(|q| -> UnicastStep<P> {
+        if dst.is_shut_down() {
+            return UnicastStep::Refused(slot, ev);
+        }
+        if q.clock() < c {
+            // `c` is above the clock, hence above everything the owner took off the queue: the
+            // join always succeeds.
+            return match q.commit_synthetic(slot, c, tag, ev) {
+                Ok((_, wake)) => UnicastStep::Committed(wake),
+                Err((slot, ev)) => UnicastStep::Refused(slot, ev),
+            };
+        }
+        match P::pin(dst) {
+            Some(pin) => UnicastStep::Staged(pin, q.stage(slot, tag, c, ev)),
+            None => UnicastStep::Refused(slot, ev),
+        }
+    });
+    match step {
+        UnicastStep::Committed(wake) => {
+            if wake {
+                dst.wake();
+            }
+            Some(c)
+        }
+        UnicastStep::Staged(dst, key) => {
+            let c = origin.with_queue(|q| {
+                q.sync(key.clock());
+                q.tick()
+            });
+            let s: Staged<P> = Staged { dst, key };
+            let wake = s.dst.with_queue(|q| {
+                q.sync(c);
+                q.commit_staged(&s.key, c).is_some_and(|(_, w)| w)
+            });
+            if wake {
+                s.dst.wake();
+            }
+            Some(c)
+        }
+        UnicastStep::Refused(slot, ev) => {
+            drop((slot, ev));
+            None
+        }
+    }
 }
 
 /// One staged entry on a remote peer's queue.
@@ -322,6 +435,85 @@ mod tests {
         // The entry names a node of `b`: take it out, or the two would keep each other alive.
         let popped = b.lock().queue.pop_front();
         drop(popped);
+        Ok(())
+    }
+
+    /// Sends a notification of `node` from `a` to `b` alone with the clock hint `hint`, and
+    /// returns the commit timestamp and the key it got on `b` (taken out of `b`'s queue, as the
+    /// entry names a node of `b`).
+    fn send_unicast(
+        a: &Arc<Peer>,
+        b: &Arc<Peer>,
+        node: &Arc<Node>,
+        hint: u64,
+    ) -> Result<(u64, QueueKey)> {
+        let c = unicast(
+            &**a,
+            b,
+            hint,
+            Queue::reserve(GFP_KERNEL)?,
+            Event::Release(node.clone()),
+        )
+        .ok_or(EINVAL)?;
+        let popped = b.lock().queue.pop_front();
+        let (key, ev, _) = popped.ok_or(EINVAL)?;
+        drop(ev);
+        Ok((c, key))
+    }
+
+    #[test]
+    fn unicast_commits_above_both_clocks_in_one_section() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::new()?;
+        let node = Node::new(b.owner().clone(), 1)?;
+        for _ in 0..5 {
+            b.lock().queue.tick();
+        }
+        // The hint is the receiver's clock: the origin's tick passes it, so the entry is
+        // committed directly at that tick.
+        let (c, key) = send_unicast(&a, &b, &node, 10)?;
+        assert_eq!((key.ts(), key.tag(), c), (12, a.id(), 12));
+        assert!(a.lock().queue.clock() >= c && b.lock().queue.clock() >= c);
+        Ok(())
+    }
+
+    #[test]
+    fn unicast_stages_when_the_receiver_clock_passed_the_tick() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::new()?;
+        let node = Node::new(b.owner().clone(), 1)?;
+        for _ in 0..5 {
+            b.lock().queue.tick();
+        }
+        // A stale hint: the origin's tick (2) is below the receiver's clock (10), so the entry
+        // must not be committed there; it stages at 11 and commits above it.
+        let (c, key) = send_unicast(&a, &b, &node, 0)?;
+        assert_eq!((key.ts(), key.tag()), (c, a.id()));
+        assert!(c > 10);
+        assert!(a.lock().queue.clock() >= c && b.lock().queue.clock() >= c);
+        // The pin taken for the staged entry is gone: the receiver can be torn down.
+        b.disconnect()?;
+        Ok(())
+    }
+
+    #[test]
+    fn unicast_to_a_shut_down_peer_queues_nothing() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::new()?;
+        let node = Node::new(b.owner().clone(), 1)?;
+        b.disconnect()?;
+        assert!(send_unicast(&a, &b, &node, 0).is_err());
+        assert!(b.lock().queue.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn unicast_to_itself_takes_one_tick() -> Result {
+        let a = Peer::new()?;
+        let own = Node::new(a.owner().clone(), 1)?;
+        a.lock().queue.tick();
+        let (c, key) = send_unicast(&a, &a, &own, 0)?;
+        assert_eq!((key.ts(), key.tag(), c), (4, a.id(), 4));
         Ok(())
     }
 

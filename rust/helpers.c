@@ -49,20 +49,35 @@ struct file *rust_bus1_shmem_setup(const char *name, loff_t size)
 }
 
 /*
+ * Memory cgroups (rust/memcg.rs).
+ *
  * NULL if memcg is disabled at boot. A task without an mm (a kernel thread)
  * gets the memcg it is charging to, or the root memcg, which is not
  * refcounted, so putting it is fine. Without CONFIG_MEMCG, memcontrol.h and
  * sched/mm.h provide stubs (NULL, no-op put, no-op set_active_memcg()), so
- * these helpers need no #ifdef.
+ * only the helpers that look into struct mem_cgroup need an #ifdef.
  */
 struct mem_cgroup *rust_bus1_memcg_get_current(void)
 {
 	return get_mem_cgroup_from_mm(current->mm);
 }
 
+void rust_bus1_memcg_get(struct mem_cgroup *memcg)
+{
+#ifdef CONFIG_MEMCG
+	css_get(&memcg->css);
+#endif
+}
+
 void rust_bus1_memcg_put(struct mem_cgroup *memcg)
 {
 	mem_cgroup_put(memcg);
+}
+
+/* Makes @memcg the current task's active memcg; returns the previous one. */
+struct mem_cgroup *rust_bus1_set_active_memcg(struct mem_cgroup *memcg)
+{
+	return set_active_memcg(memcg);
 }
 
 /*

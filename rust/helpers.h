@@ -18,9 +18,6 @@ struct lock_class_key;
 
 /* rust/shmem.rs */
 struct file *rust_bus1_shmem_setup(const char *name, loff_t size);
-struct mem_cgroup *rust_bus1_memcg_get_current(void);
-void rust_bus1_memcg_put(struct mem_cgroup *memcg);
-bool rust_bus1_memcg_full(struct mem_cgroup *memcg);
 struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 				      struct mem_cgroup *memcg);
 struct page *rust_bus1_shmem_find_page(struct file *file, pgoff_t index);
@@ -34,6 +31,13 @@ void rust_bus1_page_read(struct page *page, size_t offset, void *dst,
 int rust_bus1_shmem_punch_hole(struct file *file, loff_t offset, loff_t len);
 unsigned long rust_bus1_shmem_resident_pages(struct file *file);
 int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma);
+
+/* rust/memcg.rs */
+struct mem_cgroup *rust_bus1_memcg_get_current(void);
+void rust_bus1_memcg_get(struct mem_cgroup *memcg);
+void rust_bus1_memcg_put(struct mem_cgroup *memcg);
+bool rust_bus1_memcg_full(struct mem_cgroup *memcg);
+struct mem_cgroup *rust_bus1_set_active_memcg(struct mem_cgroup *memcg);
 
 /* rust/file_ext.rs */
 bool rust_bus1_file_is_io_uring(struct file *file);

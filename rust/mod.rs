@@ -7,10 +7,13 @@
 //! upstream on its own; the rest of the module only uses the safe interfaces
 //! exported here.
 
+pub(crate) mod arc_ref;
 pub(crate) mod errno;
 pub(crate) mod fd;
 pub(crate) mod file_ext;
+pub(crate) mod gfp;
 pub(crate) mod global;
+pub(crate) mod memcg;
 pub(crate) mod miscdevice;
 pub(crate) mod param;
 pub(crate) mod poll;

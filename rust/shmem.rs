@@ -4,8 +4,8 @@
 //!
 //! Each peer's pool is an unlinked shmem file of a large, fixed virtual size. Physical pages
 //! exist only where the kernel has written (the file is created with `VM_NORESERVE`, so memory is
-//! committed page by page too), and they are charged to the memory cgroup of the task that created
-//! the pool, not to whichever sender happens to write into it.
+//! committed page by page too), and they are charged to the memory cgroup given when the file is
+//! created (the pool owner's), not to whichever sender happens to write into it.
 //!
 //! Writers copy straight into the page cache, one page at a time, holding only a reference on the
 //! page's folio: no inode lock, so senders to one receiver copy in parallel, and no bounce buffer,
@@ -20,6 +20,7 @@
 //! C headers: [`include/linux/shmem_fs.h`](srctree/include/linux/shmem_fs.h),
 //! [`include/linux/memcontrol.h`](srctree/include/linux/memcontrol.h); glue in `rust/helpers.c`.
 
+use super::memcg::MemCgroup;
 use core::ptr::NonNull;
 use kernel::{
     bindings,
@@ -50,9 +51,6 @@ use kernel::{
 )]
 extern "C" {
     fn rust_bus1_shmem_setup(name: *const c_char, size: bindings::loff_t) -> *mut bindings::file;
-    fn rust_bus1_memcg_get_current() -> *mut bindings::mem_cgroup;
-    fn rust_bus1_memcg_put(memcg: *mut bindings::mem_cgroup);
-    fn rust_bus1_memcg_full(memcg: *mut bindings::mem_cgroup) -> bool;
     fn rust_bus1_shmem_get_page(
         file: *mut bindings::file,
         index: c_ulong,
@@ -94,17 +92,15 @@ const PAGE: u64 = PAGE_SIZE as u64;
 ///   for reading and writing, of size `size`, which never changes. It is never installed in a
 ///   file descriptor table, so nobody holds an `fdget_pos` on it.
 /// - `size` is a non-zero multiple of `PAGE_SIZE` and fits in an `loff_t`.
-/// - `memcg` is `None` (memory cgroups are disabled) or a memory cgroup this object holds one
-///   reference to, released on drop.
 pub(crate) struct ShmemFile {
     file: ARef<File>,
-    memcg: Option<NonNull<bindings::mem_cgroup>>,
+    /// The memory cgroup pages are charged to; `None` without memory cgroups.
+    memcg: Option<ARef<MemCgroup>>,
     size: u64,
 }
 
-// SAFETY: The file is reference counted and may be used and put from any thread, and the memcg
-// reference is only passed to `set_active_memcg()` (which any task may do with a memcg it holds a
-// reference to) and dropped with `css_put()`, which also works from any thread.
+// SAFETY: The file is reference counted and may be used and put from any thread, and so may the
+// memory cgroup.
 unsafe impl Send for ShmemFile {}
 // SAFETY: Every `&self` method may run concurrently with any other: page-cache lookups and
 // allocations are internally synchronised, pool memory is only accessed by C copy routines (see
@@ -115,10 +111,10 @@ impl ShmemFile {
     /// Creates a pool file of `size` bytes, none of them backed by memory yet.
     ///
     /// `name` shows up in `/proc/<pid>/maps` of processes that map the pool. Pages are charged to
-    /// the memory cgroup of the calling task, so call this in the context of the pool's owner
-    /// (for example in `open`). Fails with `EINVAL` unless `size` is a non-zero multiple of the
-    /// page size that the page cache can address.
-    pub(crate) fn new(name: &CStr, size: u64) -> Result<Self> {
+    /// `memcg` (for example that of the pool's owner, [`MemCgroup::current`] in `open`), whoever
+    /// writes them. Fails with `EINVAL` unless `size` is a non-zero multiple of the page size
+    /// that the page cache can address.
+    pub(crate) fn new(name: &CStr, size: u64, memcg: Option<ARef<MemCgroup>>) -> Result<Self> {
         if size == 0 || size % PAGE != 0 {
             return Err(EINVAL);
         }
@@ -131,10 +127,7 @@ impl ShmemFile {
         // handed over to the `ARef`. `File` is a transparent wrapper of `struct file`, and the
         // file is never installed in an fd table, so no `fdget_pos` can be active on it.
         let file = unsafe { ARef::from_raw(raw.cast::<File>()) };
-        // SAFETY: No preconditions; the result is NULL or a reference that we now own.
-        let memcg = NonNull::new(unsafe { rust_bus1_memcg_get_current() });
-        // INVARIANT: The file is a fresh shmem file of `size` bytes, `size` was checked above, and
-        // `memcg` holds the reference just taken.
+        // INVARIANT: The file is a fresh shmem file of `size` bytes, and `size` was checked above.
         Ok(Self { file, memcg, size })
     }
 
@@ -256,28 +249,12 @@ impl ShmemFile {
         }
     }
 
-    /// Whether the memory cgroup the file's pages are charged to (or one of its ancestors) is
-    /// at its limit, give or take a charge batch: after a failed write, whether the cgroup was
-    /// full rather than memory short. `false` without memory cgroups.
-    pub(crate) fn memcg_full(&self) -> bool {
-        // SAFETY: `memcg_ptr` is null or a memcg this object holds a reference to; the helper
-        // only reads its page counters and those of its ancestors, which it pins.
-        unsafe { rust_bus1_memcg_full(self.memcg_ptr()) }
-    }
-
-    /// Returns the memory cgroup to charge pages to, or null.
+    /// Returns the memory cgroup to charge pages to, or null. Pages charged to it hold
+    /// references of their own, so they may outlive the file's.
     fn memcg_ptr(&self) -> *mut bindings::mem_cgroup {
-        self.memcg.map_or(core::ptr::null_mut(), NonNull::as_ptr)
-    }
-}
-
-impl Drop for ShmemFile {
-    fn drop(&mut self) {
-        if let Some(memcg) = self.memcg {
-            // SAFETY: By the type invariants, we own this reference. Pages charged to the memcg
-            // hold references of their own, so they may outlive this one.
-            unsafe { rust_bus1_memcg_put(memcg.as_ptr()) };
-        }
+        self.memcg
+            .as_ref()
+            .map_or(core::ptr::null_mut(), |m| m.as_ptr())
     }
 }
 
@@ -432,7 +409,7 @@ mod tests {
     const SIZE: u64 = PAGES * PAGE;
 
     fn pool() -> Result<ShmemFile> {
-        ShmemFile::new(c"bus1-test", SIZE)
+        ShmemFile::new(c"bus1-test", SIZE, MemCgroup::current())
     }
 
     /// Returns `len` bytes of a pattern that differs between pages and from zero.
@@ -550,10 +527,13 @@ mod tests {
 
     #[test]
     fn new_checks_size() -> Result {
-        assert_eq!(ShmemFile::new(c"bus1-test", 0).err(), Some(EINVAL));
-        assert_eq!(ShmemFile::new(c"bus1-test", PAGE + 1).err(), Some(EINVAL));
+        assert_eq!(ShmemFile::new(c"bus1-test", 0, None).err(), Some(EINVAL));
         assert_eq!(
-            ShmemFile::new(c"bus1-test", !(PAGE - 1)).err(),
+            ShmemFile::new(c"bus1-test", PAGE + 1, None).err(),
+            Some(EINVAL)
+        );
+        assert_eq!(
+            ShmemFile::new(c"bus1-test", !(PAGE - 1), None).err(),
             Some(EINVAL)
         );
         let f = pool()?;
@@ -675,7 +655,7 @@ mod tests {
     fn large_file_is_sparse() -> Result {
         // The size of a real pool: nothing is allocated up front, the last page is reachable.
         let size = 512 << 20;
-        let f = ShmemFile::new(c"bus1-test", size)?;
+        let f = ShmemFile::new(c"bus1-test", size, MemCgroup::current())?;
         assert_eq!(f.resident_pages(), 0);
         f.write(size - 3, &[1, 2, 3])?;
         assert_eq!(f.resident_pages(), 1);
@@ -696,7 +676,7 @@ mod tests {
 
     #[test]
     fn write_from_user_over_resident_pages_and_holes() -> Result {
-        let f = ShmemFile::new(c"bus1-test", 64 * PAGE)?;
+        let f = ShmemFile::new(c"bus1-test", 64 * PAGE, MemCgroup::current())?;
         let len = 4 * PAGE_SIZE;
         let data = pattern(len, 3)?;
         let addr = user_copy(&data)?;

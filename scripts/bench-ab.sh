@@ -19,13 +19,7 @@ mkdir -p "$out"
 
 git -C "$BUS1_TOP" rev-parse --verify -q "$base^{commit}" >/dev/null || die "no such revision: $base"
 
-# The benchmark, as scripts/bench.sh builds it.
-target=$BUS1_TOP/build/bench-target
-clog=$(logfile cargo-bench)
-log "building bus1-bench (cargo output: $clog)"
-(cd "$BUS1_TOP/tools/bus1" && CARGO_TARGET_DIR=$target RUSTFLAGS="-C target-feature=+crt-static" \
-	cargo build --release --target x86_64-unknown-linux-gnu -p bus1-bench >"$clog" 2>&1) \
-	|| { tail -n 40 "$clog" >&2; die "building bus1-bench failed (log: $clog)"; }
+bin=$(build_bench)
 
 # The base module, built from an export of BASE for the same release kernel.
 kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)
@@ -40,7 +34,7 @@ make -s -C "$kdir" M="$tmp" MO="$tmp/mod" "${kargs[@]}" CONFIG_BUS1=m modules >&
 	|| die "building the module of $base failed"
 
 # vm.sh copies the executables of build/guest/demos into /tests/demos.
-cp "$target/x86_64-unknown-linux-gnu/release/bus1-bench" "$demos/bus1-bench"
+cp "$bin" "$demos/bus1-bench"
 cp "$tmp/mod/bus1.ko" "$demos/base-bus1.ko"
 chmod +x "$demos/base-bus1.ko"
 

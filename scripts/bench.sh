@@ -24,15 +24,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>
 fi
 
 if [ -z "${BENCH_FROM_LOG:-}" ]; then
-	# The benchmark: one static binary (glibc, crt-static).
-	target=$BUS1_TOP/build/bench-target
-	clog=$(logfile cargo-bench)
-	log "building bus1-bench (cargo output: $clog)"
-	(cd "$BUS1_TOP/tools/bus1" && CARGO_TARGET_DIR=$target RUSTFLAGS="-C target-feature=+crt-static" \
-		cargo build --release --target x86_64-unknown-linux-gnu -p bus1-bench >"$clog" 2>&1) \
-		|| { tail -n 40 "$clog" >&2; die "building bus1-bench failed (log: $clog)"; }
-	bin=$target/x86_64-unknown-linux-gnu/release/bus1-bench
-	file "$bin" | grep -q 'static' || die "$bin is not statically linked"
+	bin=$(build_bench)
 
 	# vm.sh puts build/guest/demos/* into the initramfs; the binary is there
 	# only for this boot, so `make run` does not run the benchmark as a demo.

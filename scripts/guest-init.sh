@@ -1,10 +1,8 @@
 #!/bin/busybox sh
 # SPDX-License-Identifier: GPL-2.0
 # /init of the bus1 test guest. Kernel messages go to ttyS0; test results go
-# to ttyS1 in a line protocol that scripts/results.py parses on the host:
-#   @@BEGIN <kind> <name> ... @@END <kind> <name> rc=<n> secs=<n> [timeout=<n>],
-#   @@INSMOD rc=<n>, @@RELOAD <name> rc=<n> <what>, @@KMEMLEAK absent|aged <s>|scan rc=<n>,
-#   @@TAINT <n>, @@DONE.
+# to ttyS1 in the line protocol of scripts/guest-lib.sh (/lib/guest-lib.sh
+# here), which scripts/results.py parses on the host.
 /bin/busybox --install -s /bin
 export PATH=/bin:/tests
 mount -t proc proc /proc
@@ -23,25 +21,12 @@ done
 R=/dev/ttyS1
 [ -c $R ] || R=/dev/console
 kml=/sys/kernel/debug/kmemleak
+. /lib/guest-lib.sh
 
 finish() {
-	echo "@@TAINT $(cat /proc/sys/kernel/tainted)" >$R
-	echo "@@DONE" >$R
+	report_done
 	sync
 	reboot -f
-}
-
-# Uptime in centiseconds (/proc/uptime has two decimals; "1" keeps a
-# leading 0 of them from reading as octal).
-now() { read -r u _ </proc/uptime; echo $(( ${u%.*} * 100 + 1${u#*.} - 100 )); }
-
-section() { # kind name command...
-	kind=$1 name=$2; shift 2
-	echo "@@BEGIN $kind $name" >$R
-	t0=$(now)
-	"$@" >$R 2>&1
-	rc=$?
-	echo "@@END $kind $name rc=$rc secs=$(( ($(now) - t0) / 100 ))" >$R
 }
 
 # A test program under its timeout from /tests/timeouts (scripts/manifest.py:
@@ -58,28 +43,6 @@ program() { # kind name path args...
 	# kselftest harness runs each case in its own process group): as PID 1,
 	# kill every other process before the next program starts.
 	[ $rc -eq 143 ] && kill -KILL -1 2>/dev/null
-}
-
-# The final leak scan (debug kernel). kmemleak reports an object only if it
-# was at least 5 s old (MSECS_MIN_AGE) when the scan started, and only if its
-# contents did not change since the previous scan: wait 6 s after the last
-# test ended, then scan twice and read the report.
-kmemleak_final() {
-	if [ ! -e $kml ]; then
-		echo "@@KMEMLEAK absent" >$R
-		return
-	fi
-	t0=$(now)
-	while [ $(( $(now) - t0 )) -lt 600 ]; do sleep 1; done
-	d=$(( $(now) - t0 ))
-	echo "@@KMEMLEAK aged $((d / 100)).$((d / 10 % 10))" >$R
-	# A scan runs synchronously in the write; the write fails (EPERM) once
-	# kmemleak has disabled itself.
-	for i in 1 2; do
-		echo scan >$kml
-		echo "@@KMEMLEAK scan rc=$?" >$R
-	done
-	section kmemleak scan cat $kml
 }
 
 # The module parameters as loaded, one "<file>:<value>" line each.
@@ -135,12 +98,6 @@ reload() { # name "params" programs...
 	echo "@@RELOAD $rname rc=0 ${rparams:-defaults}" >$R
 	for p; do
 		program selftest "$p@$rname" "/tests/selftests/$p"
-	done
-}
-
-kunit_sections() {
-	for s in /sys/kernel/debug/kunit/bus1*; do
-		[ -f "$s/results" ] && section kunit "${s##*/}" cat "$s/results"
 	done
 }
 

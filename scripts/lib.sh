@@ -170,3 +170,17 @@ logfile() {
 	mkdir -p "$BUS1_CACHE/logs"
 	printf '%s\n' "$BUS1_CACHE/logs/$1.log"
 }
+
+# Builds bus1-bench as one static binary (glibc, crt-static) for the guest, in
+# build/bench-target, and prints its path (make bench, scripts/bench-ab.sh).
+build_bench() {
+	local target=$BUS1_TOP/build/bench-target clog bin
+	clog=$(logfile cargo-bench)
+	log "building bus1-bench (cargo output: $clog)"
+	(cd "$BUS1_TOP/tools/bus1" && CARGO_TARGET_DIR=$target RUSTFLAGS="-C target-feature=+crt-static" \
+		cargo build --release --target x86_64-unknown-linux-gnu -p bus1-bench >"$clog" 2>&1) \
+		|| { tail -n 40 "$clog" >&2; die "building bus1-bench failed (log: $clog)"; }
+	bin=$target/x86_64-unknown-linux-gnu/release/bus1-bench
+	file "$bin" | grep -q 'static' || die "$bin is not statically linked"
+	printf '%s\n' "$bin"
+}

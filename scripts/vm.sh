@@ -48,6 +48,7 @@ make_initramfs() {
 	rm -rf "$root"; mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/selftests,tests/userspace,tests/demos}
 	cp /bin/busybox "$root/bin/busybox"
 	cp "$BUS1_TOP/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
+	cp "$BUS1_TOP/scripts/guest-lib.sh" "$root/lib/guest-lib.sh"
 	llvm-strip$LLVM_SUFFIX --strip-debug -o "$root/lib/modules/bus1.ko" "$ko" || die "cannot strip $ko"
 	find "$work/selftests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$root/tests/selftests/" \;
 	for d in "$BUS1_TOP"/build/guest/demos/* ; do [ -x "$d" ] && cp "$d" "$root/tests/demos/"; done

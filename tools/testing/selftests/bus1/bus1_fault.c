@@ -96,7 +96,7 @@ FIXTURE_SETUP(fault)
 	ASSERT_LE(0, make_it_fail);
 
 	for (j = 0; j < NPEERS; j++) {
-		self->fd[j] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		self->fd[j] = bus1_peer_new();
 		ASSERT_LE(0, self->fd[j]);
 		self->map[j] = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->fd[j], 0);
 		ASSERT_NE(MAP_FAILED, self->map[j]);
@@ -385,13 +385,11 @@ struct owner_peer {
 
 static __u64 transfer(struct __test_metadata *_metadata, int from, __u64 id, int to)
 {
-	struct bus1_cmd_handle_transfer t = {
-		.src_handle = id, .dst_fd = (__u64)to, .dst_handle = INV,
-	};
+	__u64 h;
 
-	EXPECT_EQ(0, ioctl(from, BUS1_CMD_HANDLE_TRANSFER, &t));
-	EXPECT_NE(INV, t.dst_handle);
-	return t.dst_handle;
+	EXPECT_EQ(0, bus1_xfer(from, id, to, &h));
+	EXPECT_NE(INV, h);
+	return h;
 }
 
 static void owner_setup(struct __test_metadata *_metadata, FIXTURE_DATA(fault) *self,
@@ -399,7 +397,7 @@ static void owner_setup(struct __test_metadata *_metadata, FIXTURE_DATA(fault) *
 {
 	__u64 e = (__u64)(0x5000 + i) << 3;
 
-	o->fd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	o->fd = bus1_peer_new();
 	ASSERT_LE(0, o->fd);
 	o->e_in1 = transfer(_metadata, o->fd, e, self->fd[1]);
 	o->e_in2 = transfer(_metadata, o->fd, e, self->fd[2]);
@@ -471,7 +469,7 @@ static int injection_is_live(void)
 		int fd;
 
 		inject(1);
-		fd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		fd = bus1_peer_new();
 		inject(0);
 		if (fd < 0)
 			failed = errno == ENOMEM;
@@ -550,7 +548,7 @@ TEST_F_TIMEOUT(fault, open_and_mmap, 300)
 		void *m;
 
 		inject(1);
-		fd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		fd = bus1_peer_new();
 		inject(0);
 		if (OUTCOME(fd < 0 ? -1 : 0))
 			continue;

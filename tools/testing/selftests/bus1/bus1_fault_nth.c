@@ -102,59 +102,6 @@ static int n_open_fds(void)
 	return n;
 }
 
-/* --- small ioctl wrappers ------------------------------------------------- */
-
-static int b1_open(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
-
-static int b1_err(int r)
-{
-	return r < 0 ? -errno : r;
-}
-
-static int b1_send(int fd, __u64 flags, const __u64 *dst, __u64 n_dst, const void *buf,
-		   size_t len, const __u64 *handles, __u64 n_handles, const int *fds, __u64 n_fds)
-{
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	struct bus1_cmd_send s = {
-		.flags = flags,
-		.ptr_destinations = PTR(dst),
-		.n_destinations = n_dst,
-		.ptr_vecs = PTR(&v),
-		.n_vecs = 1,
-		.ptr_handles = PTR(handles),
-		.n_handles = n_handles,
-		.ptr_fds = PTR(fds),
-		.n_fds = n_fds,
-	};
-
-	return b1_err(ioctl(fd, BUS1_CMD_SEND, &s));
-}
-
-static int b1_recv(int fd, __u64 flags, struct bus1_cmd_recv *r)
-{
-	memset(r, 0, sizeof(*r));
-	r->flags = flags;
-	r->max_offset = POOL;
-	return b1_err(ioctl(fd, BUS1_CMD_RECV, r));
-}
-
-static int b1_xfer(int fd, __u64 src, int dst, __u64 *out)
-{
-	struct bus1_cmd_handle_transfer t = {
-		.src_handle = src,
-		.dst_fd = dst < 0 ? (__u64)-1 : (__u64)dst,
-		.dst_handle = INV,
-	};
-	int r = b1_err(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &t));
-
-	if (out)
-		*out = t.dst_handle;
-	return r;
-}
-
 /* --- accounting snapshots -------------------------------------------------- */
 
 /* Removes the token "@key=..." (and the blank before it) from @s. */
@@ -266,21 +213,19 @@ static int world_open(struct world *w)
 	w->p[0] = w->p[1] = -1;
 	w->spare = -1;
 	for (i = 0; i < 4; i++) {
-		w->fd[i] = b1_open();
+		w->fd[i] = bus1_peer_new();
 		if (w->fd[i] < 0)
 			return -1;
 	}
 	for (i = 0; i < 3; i++) {
-		w->pool[i] = mmap(NULL, POOL, PROT_READ, MAP_SHARED, w->fd[i], 0);
-		if (w->pool[i] == MAP_FAILED) {
-			w->pool[i] = NULL;
+		w->pool[i] = bus1_pool_map(w->fd[i], POOL);
+		if (!w->pool[i])
 			return -2;
-		}
 	}
 	if (pipe2(w->p, O_CLOEXEC))
 		return -3;
-	if (b1_xfer(w->B, NB, w->A, &w->hb) || b1_xfer(w->C, NC, w->A, &w->hc) ||
-	    b1_xfer(w->A, NA, w->B, &w->hab) || b1_xfer(w->A, NA, w->C, &w->hac))
+	if (bus1_xfer(w->B, NB, w->A, &w->hb) || bus1_xfer(w->C, NC, w->A, &w->hc) ||
+	    bus1_xfer(w->A, NA, w->B, &w->hab) || bus1_xfer(w->A, NA, w->C, &w->hac))
 		return -4;
 	for (i = 0; i < (int)sizeof(w->payload); i++)
 		w->payload[i] = (char)(i * 7 + 1);
@@ -427,7 +372,7 @@ static int send_std(struct world *w, const __u64 *dst, int n_dst, __u64 flags)
 {
 	__u64 h[2] = { NA, NEW };
 
-	return b1_send(w->A, flags, dst, n_dst, w->payload, sizeof(w->payload), h, 2, w->p, 2);
+	return bus1_send(w->A, flags, dst, n_dst, NULL, w->payload, sizeof(w->payload), h, 2, w->p, 2);
 }
 
 static int recv_err;
@@ -440,7 +385,7 @@ static int recv_std(struct world *w, int i, __u64 flags, char *why, size_t len)
 	struct bus1_cmd_recv r;
 	const __u64 *h;
 	const int *f;
-	int ret = b1_recv(w->fd[i], flags | BUS1_RECV_FLAG_INSTALL_FDS, &r), k;
+	int ret = bus1_recv(w->fd[i], flags | BUS1_RECV_FLAG_INSTALL_FDS, POOL, &r), k;
 	size_t at;
 
 	recv_err = ret;
@@ -489,7 +434,7 @@ static int got_notes(struct world *w, int i, int n, const __u64 *types, const __
 	struct bus1_cmd_recv r;
 	__u64 ot = 0, oid = 0;
 
-	while (b1_recv(w->fd[i], 0, &r) == 0) {
+	while (bus1_recv(w->fd[i], 0, POOL, &r) == 0) {
 		for (k = 0; k < n; k++)
 			if (r.msg.type == types[k] && r.msg.destination == ids[k])
 				break;
@@ -705,12 +650,12 @@ static int prep_open(struct world *w)
 }
 static int op_open(struct world *w)
 {
-	w->D = b1_open();
+	w->D = bus1_peer_new();
 	return w->D < 0 ? -errno : 0;
 }
 static int ck_open(struct world *w, char *why, size_t len)
 {
-	if (root_peers() != w->peers + 1 || b1_xfer(w->D, 0x100, -1, NULL)) {
+	if (root_peers() != w->peers + 1 || bus1_xfer(w->D, 0x100, -1, NULL)) {
 		snprintf(why, len, "new peer missing or unusable");
 		return 0;
 	}
@@ -733,32 +678,32 @@ static int op_query(struct world *w)
 {
 	struct bus1_cmd_peer_reset q = { 0 };
 
-	return b1_err(ioctl(w->A, BUS1_CMD_PEER_QUERY, &q));
+	return bus1_errno(ioctl(w->A, BUS1_CMD_PEER_QUERY, &q));
 }
 
 /* node creation: a transfer of a new ID to the caller itself */
 static int op_node(struct world *w)
 {
-	return b1_xfer(w->A, NEW, -1, NULL);
+	return bus1_xfer(w->A, NEW, -1, NULL);
 }
 
 /* transfer of an existing node, and of a new one, to D */
 static __u64 xfer_out;
 static int op_xfer(struct world *w)
 {
-	return b1_xfer(w->A, NA, w->D, &xfer_out);
+	return bus1_xfer(w->A, NA, w->D, &xfer_out);
 }
 static int op_xfer_new(struct world *w)
 {
-	return b1_xfer(w->A, NEW, w->D, &xfer_out);
+	return bus1_xfer(w->A, NEW, w->D, &xfer_out);
 }
 static int ck_xfer(struct world *w, char *why, size_t len)
 {
 	struct bus1_cmd_recv r;
 
 	/* D can use what it got, and A gets the message. */
-	if (xfer_out == INV || b1_send(w->D, 0, &xfer_out, 1, "x", 1, NULL, 0, NULL, 0) ||
-	    b1_recv(w->A, 0, &r) || r.msg.type != BUS1_MSG_DATA) {
+	if (xfer_out == INV || bus1_send(w->D, 0, &xfer_out, 1, NULL, "x", 1, NULL, 0, NULL, 0) ||
+	    bus1_recv(w->A, 0, POOL, &r) || r.msg.type != BUS1_MSG_DATA) {
 		snprintf(why, len, "D cannot send to the transferred handle %#llx",
 			 (unsigned long long)xfer_out);
 		return 0;
@@ -832,7 +777,7 @@ static int prep_recv_destroyed(struct world *w)
 	if (op_uni(w) || ioctl(w->A, BUS1_CMD_NODES_DESTROY, &d))
 		return -1;
 	/* A's own NODE_DESTROY. */
-	if (b1_recv(w->A, 0, &r) || r.msg.type != BUS1_MSG_NODE_DESTROY)
+	if (bus1_recv(w->A, 0, POOL, &r) || r.msg.type != BUS1_MSG_NODE_DESTROY)
 		return -1;
 	return 0;
 }
@@ -852,25 +797,25 @@ static int prep_slice(struct world *w)
 {
 	struct bus1_cmd_recv r;
 
-	if (op_uni(w) || b1_recv(w->B, 0, &r))
+	if (op_uni(w) || bus1_recv(w->B, 0, POOL, &r))
 		return -1;
 	slice_off = r.msg.offset;
 	return 0;
 }
 static int op_slice(struct world *w)
 {
-	return b1_err(ioctl(w->B, BUS1_CMD_SLICE_RELEASE, &slice_off));
+	return bus1_errno(ioctl(w->B, BUS1_CMD_SLICE_RELEASE, &slice_off));
 }
 
 /* HANDLE_RELEASE of a remote handle (A's node stays held by C) */
 static int op_release(struct world *w)
 {
-	return b1_err(ioctl(w->B, BUS1_CMD_HANDLE_RELEASE, &w->hab));
+	return bus1_errno(ioctl(w->B, BUS1_CMD_HANDLE_RELEASE, &w->hab));
 }
 /* ... and of the last one: A is told */
 static int prep_release_last(struct world *w)
 {
-	return b1_err(ioctl(w->C, BUS1_CMD_HANDLE_RELEASE, &w->hac));
+	return bus1_errno(ioctl(w->C, BUS1_CMD_HANDLE_RELEASE, &w->hac));
 }
 static int ck_release_last(struct world *w, char *why, size_t len)
 {
@@ -885,7 +830,7 @@ static int destroy_na(struct world *w, __u64 flags)
 		.flags = flags, .ptr_nodes = PTR(&id), .n_nodes = 1,
 	};
 
-	return b1_err(ioctl(w->A, BUS1_CMD_NODES_DESTROY, &d));
+	return bus1_errno(ioctl(w->A, BUS1_CMD_NODES_DESTROY, &d));
 }
 static int op_destroy(struct world *w)
 {
@@ -916,7 +861,7 @@ static int ck_destroy_release(struct world *w, char *why, size_t len)
  */
 static int prep_owner(struct world *w)
 {
-	if (op_uni(w) || b1_xfer(w->B, NB, w->C, &w->hcb) || b1_xfer(w->C, NC2, w->B, &w->hbc2))
+	if (op_uni(w) || bus1_xfer(w->B, NB, w->C, &w->hcb) || bus1_xfer(w->C, NC2, w->B, &w->hbc2))
 		return -1;
 	return 0;
 }
@@ -932,7 +877,7 @@ static int ck_b_flushed(struct world *w, char *why, size_t len)
 	    !NOTES(w, 2, why, len, BUS1_MSG_NODE_DESTROY, w->hcb, BUS1_MSG_NODE_RELEASE, NC2) ||
 	    !NOTHING(w, 3, why, len))
 		return 0;
-	if (b1_send(w->A, 0, &w->hb, 1, "x", 1, NULL, 0, NULL, 0) == 0) {
+	if (bus1_send(w->A, 0, &w->hb, 1, NULL, "x", 1, NULL, 0, NULL, 0) == 0) {
 		snprintf(why, len, "A can still send to B's destroyed node");
 		return 0;
 	}
@@ -944,12 +889,12 @@ static int ck_reset(struct world *w, char *why, size_t len)
 
 	if (!ck_b_flushed(w, why, len))
 		return 0;
-	if (b1_recv(w->B, 0, &r) != -EAGAIN) {
+	if (bus1_recv(w->B, 0, POOL, &r) != -EAGAIN) {
 		snprintf(why, len, "B's queue not flushed");
 		return 0;
 	}
 	/* B still works: a node of its own, and A can be given a handle to it. */
-	if (b1_xfer(w->B, 0x500, w->A, NULL)) {
+	if (bus1_xfer(w->B, 0x500, w->A, NULL)) {
 		snprintf(why, len, "B unusable after the reset");
 		return 0;
 	}
@@ -966,7 +911,7 @@ static int op_reset(struct world *w)
 		.max_inflight_bytes = 0xffffffff, .max_inflight_fds = 0xffffffff,
 	};
 
-	return b1_err(ioctl(w->B, BUS1_CMD_PEER_RESET, &r));
+	return bus1_errno(ioctl(w->B, BUS1_CMD_PEER_RESET, &r));
 }
 
 /* close and PEER_DISCONNECT of B: cannot fail */
@@ -979,7 +924,7 @@ static int op_close(struct world *w)
 }
 static int op_disconnect(struct world *w)
 {
-	return b1_err(ioctl(w->B, BUS1_CMD_PEER_DISCONNECT, 0));
+	return bus1_errno(ioctl(w->B, BUS1_CMD_PEER_DISCONNECT, 0));
 }
 
 static const struct fault_op ops[] = {

@@ -640,7 +640,7 @@ static void one_op(struct worker *w)
 		 * peer, never another file. The old one is closed by dup3().
 		 */
 		if (rnd(w) % 8 == 0) {
-			int nfd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+			int nfd = bus1_peer_new();
 			int old = __atomic_load_n(&p->peers[peer], __ATOMIC_RELAXED);
 
 			if (nfd < 0) {
@@ -727,7 +727,7 @@ static int run_proc(int index, unsigned int run_seed, int threads, int iters, in
 		if (is_shared)
 			p->peers[i] = shared[i - (NPEERS - NSHARED)];
 		else
-			p->peers[i] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+			p->peers[i] = bus1_peer_new();
 		if (p->peers[i] < 0)
 			return setup_failed(index, "open /dev/bus1");
 		map = mmap(NULL, POOL_MAP, PROT_READ, MAP_SHARED, p->peers[i], 0);
@@ -823,7 +823,7 @@ TEST_F_TIMEOUT(fuzz, run, 60 + env_int("BUS1_FUZZ_SECONDS", 0) + env_int("BUS1_F
 	       seed, procs, first, threads, iters, seconds, seed);
 	ASSERT_EQ(0, root_listed()) TH_LOG("bus1 peers of root are open before the fuzz run");
 	for (i = 0; i < NSHARED; i++) {
-		shared[i] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		shared[i] = bus1_peer_new();
 		ASSERT_LE(0, shared[i]);
 	}
 	for (i = 0; i < procs; i++) {
@@ -848,8 +848,8 @@ TEST_F_TIMEOUT(fuzz, run, 60 + env_int("BUS1_FUZZ_SECONDS", 0) + env_int("BUS1_F
 		TH_LOG("bus1 users still accounted after all peers closed:\n%s", users);
 
 	/* The module still works. */
-	a = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-	b = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	a = bus1_peer_new();
+	b = bus1_peer_new();
 	ASSERT_LE(0, a);
 	ASSERT_LE(0, b);
 	ASSERT_NE(MAP_FAILED, mmap(NULL, POOL_MAP, PROT_READ, MAP_SHARED, b, 0));

@@ -55,16 +55,11 @@ static long long kmem(void)
 	return total;
 }
 
-static int peer_new(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
-
 static __u64 transfer(int from, __u64 src, int to)
 {
-	struct bus1_cmd_handle_transfer t = { .src_handle = src, .dst_fd = (__u64)to, .dst_handle = INV };
+	__u64 h;
 
-	return ioctl(from, BUS1_CMD_HANDLE_TRANSFER, &t) ? INV : t.dst_handle;
+	return bus1_xfer(from, src, to, &h) ? INV : h;
 }
 
 static long long pool_pages(int fd)
@@ -83,7 +78,7 @@ static void peers(int n)
 	before = kmem();
 	t0 = now();
 	for (i = 0; i < n; i++) {
-		fds[i] = peer_new();
+		fds[i] = bus1_peer_new();
 		if (fds[i] < 0)
 			break;
 		ok++;
@@ -105,8 +100,8 @@ static int handles_child(uid_t uid, int n)
 
 	if (setresuid(uid, uid, uid))
 		return -1;
-	a = peer_new();
-	b = peer_new();
+	a = bus1_peer_new();
+	b = bus1_peer_new();
 	if (a < 0 || b < 0)
 		return -1;
 	/* Each transfer of a new node adds two: its owner handle and the remote one. */
@@ -171,7 +166,7 @@ static void handles(int total, int uids)
  */
 static void handle_split(int k)
 {
-	int a = peer_new(), b = peer_new(), c = peer_new(), i, ok_b = 0, ok_c = 0;
+	int a = bus1_peer_new(), b = bus1_peer_new(), c = bus1_peer_new(), i, ok_b = 0, ok_c = 0;
 	long long m0, m1, m2;
 
 	m0 = kmem();
@@ -190,7 +185,7 @@ static void handle_split(int k)
 
 static void multicast(int n)
 {
-	int tx = peer_new(), *rx = calloc(n, sizeof(int)), i, got = 0;
+	int tx = bus1_peer_new(), *rx = calloc(n, sizeof(int)), i, got = 0;
 	__u64 *dst = calloc(n, sizeof(__u64));
 	char buf[64] = "multicast";
 	struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
@@ -202,7 +197,7 @@ static void multicast(int n)
 
 	setrlimit(RLIMIT_NOFILE, &r);
 	for (i = 0; i < n; i++) {
-		rx[i] = peer_new();
+		rx[i] = bus1_peer_new();
 		dst[i] = transfer(rx[i], 0x100 << 3, tx);
 	}
 	s.ptr_destinations = PTR(dst);
@@ -238,7 +233,7 @@ static void multicast(int n)
 
 static void largest(void)
 {
-	int tx = peer_new(), rx = peer_new(), e = 0;
+	int tx = bus1_peer_new(), rx = bus1_peer_new(), e = 0;
 	__u64 h = transfer(rx, 0x100 << 3, tx);
 	size_t size, best = 0;
 	/* The guest has 1 GiB; the per-UID in-flight limit (16 MiB) is far below this. */
@@ -270,7 +265,7 @@ static void largest(void)
 
 static void queued(int n)
 {
-	int tx = peer_new(), rx = peer_new(), i, ok = 0;
+	int tx = bus1_peer_new(), rx = bus1_peer_new(), i, ok = 0;
 	__u64 h = transfer(rx, 0x100 << 3, tx);
 	long long before, after, pages;
 	struct bus1_cmd_send s = { .ptr_destinations = PTR(&h), .n_destinations = 1 };

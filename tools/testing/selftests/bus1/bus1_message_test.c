@@ -69,127 +69,15 @@
 
 /* --- helpers (all return 0 or -errno) ------------------------------------ */
 
-static int peer_new(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
-
-static int ret_errno(int r)
-{
-	return r < 0 ? -errno : r;
-}
-
-/* Transfer @src of peer @fd to peer @dst (SELF: to @fd itself). */
-static int xfer(int fd, __u64 src, int dst, __u64 *out)
-{
-	struct bus1_cmd_handle_transfer c = {
-		.flags = 0,
-		.src_handle = src,
-		.dst_fd = dst < 0 ? (__u64)-1 : (__u64)dst,
-		.dst_handle = INV,
-	};
-	int r = ret_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
-
-	if (out)
-		*out = c.dst_handle;
-	return r;
-}
-
-static int release(int fd, __u64 id)
-{
-	__u64 v = id;
-
-	return ret_errno(ioctl(fd, BUS1_CMD_HANDLE_RELEASE, &v));
-}
-
-static int destroy1(int fd, __u64 id)
-{
-	struct bus1_cmd_nodes_destroy c = {
-		.flags = 0,
-		.ptr_nodes = PTR(&id),
-		.n_nodes = 1,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_NODES_DESTROY, &c));
-}
-
-static int reset(int fd, __u64 flags, __u32 slices)
-{
-	struct bus1_cmd_peer_reset c = {
-		.flags = flags,
-		.peer_flags = (__u64)-1,
-		.max_slices = slices,
-		.max_handles = KEEP,
-		.max_inflight_bytes = KEEP,
-		.max_inflight_fds = KEEP,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
-}
-
-static int disconnect(int fd)
-{
-	return ret_errno(ioctl(fd, BUS1_CMD_PEER_DISCONNECT, 0));
-}
-
-static int slice_release(int fd, __u64 offset)
-{
-	__u64 v = offset;
-
-	return ret_errno(ioctl(fd, BUS1_CMD_SLICE_RELEASE, &v));
-}
-
 static int send_cmd(int fd, struct bus1_cmd_send *s)
 {
-	return ret_errno(ioctl(fd, BUS1_CMD_SEND, s));
-}
-
-/* SEND with a single-vector payload (@len 0: no vector at all). */
-static int send_ex(int fd, __u64 flags, const __u64 *dst, __u64 n_dst,
-		   __u64 *errors, const void *buf, size_t len,
-		   const __u64 *handles, __u64 n_handles,
-		   const int *fds, __u64 n_fds)
-{
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	struct bus1_cmd_send s = {
-		.flags = flags,
-		.ptr_destinations = PTR(dst),
-		.ptr_errors = PTR(errors),
-		.n_destinations = n_dst,
-		.ptr_vecs = PTR(&v),
-		.n_vecs = len ? 1 : 0,
-		.ptr_handles = PTR(handles),
-		.n_handles = n_handles,
-		.ptr_fds = PTR(fds),
-		.n_fds = n_fds,
-	};
-
-	return send_cmd(fd, &s);
+	return bus1_errno(ioctl(fd, BUS1_CMD_SEND, s));
 }
 
 /* Unicast of a plain payload. */
 static int send_buf(int fd, __u64 dst, const void *buf, size_t len)
 {
-	return send_ex(fd, 0, &dst, 1, NULL, buf, len, NULL, 0, NULL, 0);
-}
-
-static int send_str(int fd, __u64 dst, const char *s)
-{
-	return send_buf(fd, dst, s, strlen(s));
-}
-
-static int recv_raw(int fd, __u64 flags, __u64 max_offset, struct bus1_cmd_recv *r)
-{
-	/* Poison the output so that unwritten fields are noticed. */
-	memset(r, 0xa5, sizeof(*r));
-	r->flags = flags;
-	r->max_offset = max_offset;
-	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
-}
-
-static int recv_msg(int fd, struct bus1_cmd_recv *r)
-{
-	return recv_raw(fd, 0, ANY_OFFSET, r);
+	return bus1_send(fd, 0, &dst, 1, NULL, buf, len, NULL, 0, NULL, 0);
 }
 
 static int recv_2017(int fd, __u64 flags, __u64 max_offset,
@@ -198,42 +86,7 @@ static int recv_2017(int fd, __u64 flags, __u64 max_offset,
 	memset(r, 0xa5, sizeof(*r));
 	r->flags = flags;
 	r->max_offset = max_offset;
-	return ret_errno(ioctl(fd, BUS1_CMD_RECV_2017, r));
-}
-
-/* Current poll state of a peer (without blocking). */
-static int pollrev(int fd)
-{
-	struct pollfd p = {
-		.fd = fd,
-		.events = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
-	};
-	int r = poll(&p, 1, 0);
-
-	if (r < 0)
-		return -errno;
-	return p.revents;
-}
-
-/* An address that is guaranteed not to be mapped (the page after it is). */
-static void *unmapped_page(void)
-{
-	long pg = sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	munmap(p + pg, pg);
-	return p + pg;
-}
-
-/* Read-only shared mapping of a peer's pool, NULL on failure. */
-static const uint8_t *pool_map(int fd, size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-
-	return p == MAP_FAILED ? NULL : p;
+	return bus1_errno(ioctl(fd, BUS1_CMD_RECV_2017, r));
 }
 
 /* The fd number the next open() would get. */
@@ -342,13 +195,13 @@ static const uint8_t *slice_at_line(int line,
 
 #define ASSERT_EMPTY(_fd) do {							\
 	struct bus1_cmd_recv __e;						\
-	ASSERT_EQ(-EAGAIN, recv_msg((_fd), &__e));				\
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned((_fd), 0, ANY_OFFSET, &__e));	\
 } while (0)
 
 /* Receive one notification and check it. */
 #define ASSERT_NOTIFY(_fd, _type, _dest, _flags) do {				\
 	struct bus1_cmd_recv __r;						\
-	ASSERT_EQ(0, recv_msg((_fd), &__r));					\
+	ASSERT_EQ(0, bus1_recv_poisoned((_fd), 0, ANY_OFFSET, &__r));		\
 	ASSERT_EQ((__u64)(_type), __r.msg.type);				\
 	ASSERT_EQ((__u64)(_dest), __r.msg.destination);				\
 	ASSERT_EQ((__u64)(_flags), __r.msg.flags);				\
@@ -363,17 +216,17 @@ static const uint8_t *slice_at_line(int line,
 /* Transfer that must succeed and yield @_id. */
 #define ASSERT_XFER(_fd, _src, _dst, _id) do {					\
 	__u64 __h = 0;								\
-	ASSERT_EQ(0, xfer((_fd), (_src), (_dst), &__h));			\
+	ASSERT_EQ(0, bus1_xfer((_fd), (_src), (_dst), &__h));			\
 	ASSERT_EQ((__u64)(_id), __h);						\
 } while (0)
 
 /* Receive a DATA message @_str (the test process being the sender). */
 #define ASSERT_RECV_STR(_fd, _map, _dest, _str) do {				\
 	struct bus1_cmd_recv __d;						\
-	ASSERT_EQ(0, recv_msg((_fd), &__d));					\
+	ASSERT_EQ(0, bus1_recv_poisoned((_fd), 0, ANY_OFFSET, &__d));		\
 	assert_data(_metadata, &__d, 0, (_dest), strlen(_str), 0, 0);		\
 	ASSERT_EQ(0, memcmp(SLICE((_map), &__d), (_str), strlen(_str)));	\
-	ASSERT_EQ(0, slice_release((_fd), __d.msg.offset));			\
+	ASSERT_EQ(0, bus1_slice_release((_fd), __d.msg.offset));		\
 } while (0)
 
 /* --- fixture: A can send to B and C -------------------------------------- */
@@ -386,9 +239,9 @@ FIXTURE(bus) {
 
 FIXTURE_SETUP(bus)
 {
-	self->a = peer_new();
-	self->b = peer_new();
-	self->c = peer_new();
+	self->a = bus1_peer_new();
+	self->b = bus1_peer_new();
+	self->c = bus1_peer_new();
 	ASSERT_LE(0, self->a);
 	ASSERT_LE(0, self->b);
 	ASSERT_LE(0, self->c);
@@ -400,25 +253,16 @@ FIXTURE_SETUP(bus)
 	 * Tests that read the pool assert on these; pure error-path tests
 	 * don't need them.
 	 */
-	self->ma = pool_map(self->a, MAP_LEN);
-	self->mb = pool_map(self->b, MAP_LEN);
-	self->mc = pool_map(self->c, MAP_LEN);
+	self->ma = bus1_pool_map(self->a, MAP_LEN);
+	self->mb = bus1_pool_map(self->b, MAP_LEN);
+	self->mc = bus1_pool_map(self->c, MAP_LEN);
 }
 
 FIXTURE_TEARDOWN(bus)
 {
-	if (self->ma)
-		munmap((void *)self->ma, MAP_LEN);
-	if (self->mb)
-		munmap((void *)self->mb, MAP_LEN);
-	if (self->mc)
-		munmap((void *)self->mc, MAP_LEN);
-	if (self->a >= 0)
-		close(self->a);
-	if (self->b >= 0)
-		close(self->b);
-	if (self->c >= 0)
-		close(self->c);
+	bus1_peer_free(self->a, self->ma, MAP_LEN);
+	bus1_peer_free(self->b, self->mb, MAP_LEN);
+	bus1_peer_free(self->c, self->mc, MAP_LEN);
 }
 
 /* --- the pool ------------------------------------------------------------- */
@@ -427,15 +271,15 @@ FIXTURE_TEARDOWN(bus)
 TEST(pool_mmap_readonly)
 {
 	const uint8_t *m, *whole;
-	int fd = peer_new();
+	int fd = bus1_peer_new();
 
 	ASSERT_LE(0, fd);
-	m = pool_map(fd, MAP_LEN);
+	m = bus1_pool_map(fd, MAP_LEN);
 	ASSERT_NE(NULL, m) TH_LOG("mmap: %s", strerror(errno));
 	/* a fresh pool reads as zeroes */
 	ASSERT_EQ(0, m[0]);
 	ASSERT_EQ(0, m[MAP_LEN - 1]);
-	whole = pool_map(fd, POOL_SIZE);
+	whole = bus1_pool_map(fd, POOL_SIZE);
 	ASSERT_NE(NULL, whole) TH_LOG("mmap: %s", strerror(errno));
 	ASSERT_EQ(0, munmap((void *)whole, POOL_SIZE));
 	ASSERT_EQ(0, munmap((void *)m, MAP_LEN));
@@ -451,7 +295,7 @@ TEST(pool_mmap_write_eperm)
 		{ PROT_READ | PROT_WRITE, MAP_PRIVATE },
 	};
 	unsigned int i;
-	int fd = peer_new();
+	int fd = bus1_peer_new();
 
 	ASSERT_LE(0, fd);
 	for (i = 0; i < ARRAY_SIZE(modes); i++) {
@@ -467,10 +311,10 @@ TEST(pool_mmap_write_eperm)
 TEST(pool_mprotect_write_eacces)
 {
 	const uint8_t *m;
-	int fd = peer_new();
+	int fd = bus1_peer_new();
 
 	ASSERT_LE(0, fd);
-	m = pool_map(fd, MAP_LEN);
+	m = bus1_pool_map(fd, MAP_LEN);
 	ASSERT_NE(NULL, m);
 	ASSERT_EQ(-1, mprotect((void *)m, MAP_LEN, PROT_READ | PROT_WRITE));
 	ASSERT_EQ(EACCES, errno);
@@ -487,12 +331,12 @@ TEST(pool_mmap_shutdown)
 {
 	const uint8_t *m;
 	void *p;
-	int fd = peer_new();
+	int fd = bus1_peer_new();
 
 	ASSERT_LE(0, fd);
-	m = pool_map(fd, MAP_LEN);
+	m = bus1_pool_map(fd, MAP_LEN);
 	ASSERT_NE(NULL, m);
-	ASSERT_EQ(0, disconnect(fd));
+	ASSERT_EQ(0, bus1_disconnect(fd));
 	p = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, fd, 0);
 	ASSERT_EQ(MAP_FAILED, p);
 	ASSERT_EQ(ESHUTDOWN, errno);
@@ -530,7 +374,7 @@ TEST(pool_size)
 {
 	long pg = sysconf(_SC_PAGESIZE);
 	void *m;
-	int fd = peer_new();
+	int fd = bus1_peer_new();
 
 	ASSERT_LE(0, fd);
 	m = mmap(NULL, pg, PROT_READ, MAP_SHARED, fd, POOL_SIZE - pg);
@@ -552,17 +396,17 @@ TEST_F(bus, pool_mmap_after_messages)
 {
 	struct bus1_cmd_recv r;
 	const uint8_t *late;
-	int fresh = peer_new();
+	int fresh = bus1_peer_new();
 	__u64 h;
 
 	ASSERT_LE(0, fresh);
-	ASSERT_EQ(0, xfer(fresh, N1, self->a, &h));
-	ASSERT_EQ(0, send_str(self->a, h, "before the mapping"));
-	late = pool_map(fresh, MAP_LEN);
+	ASSERT_EQ(0, bus1_xfer(fresh, N1, self->a, &h));
+	ASSERT_EQ(0, bus1_send_str(self->a, h, "before the mapping"));
+	late = bus1_pool_map(fresh, MAP_LEN);
 	ASSERT_NE(NULL, late);
 	ASSERT_RECV_STR(fresh, late, N1, "before the mapping");
-	ASSERT_EQ(0, send_str(self->a, h, "after the mapping"));
-	ASSERT_EQ(0, recv_msg(fresh, &r));
+	ASSERT_EQ(0, bus1_send_str(self->a, h, "after the mapping"));
+	ASSERT_EQ(0, bus1_recv_poisoned(fresh, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 17, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(late, &r), "after the mapping", 17));
 	munmap((void *)late, MAP_LEN);
@@ -578,12 +422,12 @@ TEST_F(bus, send_flags_invalid)
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
-		ASSERT_EQ(-EINVAL, send_ex(self->a, bad[i], &self->to_b, 1, NULL,
-					   "x", 1, NULL, 0, NULL, 0))
+		ASSERT_EQ(-EINVAL, bus1_send(self->a, bad[i], &self->to_b, 1, NULL,
+					     "x", 1, NULL, 0, NULL, 0))
 			TH_LOG("flags 0x%llx", (unsigned long long)bad[i]);
 	}
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "ok"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "ok"));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "ok");
 }
 
@@ -635,23 +479,23 @@ TEST_F(bus, send_counts_emsgsize)
 TEST_F(bus, send_destinations_over_limit)
 {
 	__u32 max = bus1_module_param("user_handles_max");
-	void *bad = unmapped_page();
+	void *bad = bus1_unmapped_page();
 
 	ASSERT_NE(NULL, bad);
-	ASSERT_EQ(-EINVAL, send_ex(self->a, 0, bad, (__u64)max + 1, NULL,
-				   "x", 1, NULL, 0, NULL, 0));
-	ASSERT_EQ(-EINVAL, send_ex(self->a, 0, bad, INT_MAX, NULL,
-				   "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-EINVAL, bus1_send(self->a, 0, bad, (__u64)max + 1, NULL,
+				     "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-EINVAL, bus1_send(self->a, 0, bad, INT_MAX, NULL,
+				     "x", 1, NULL, 0, NULL, 0));
 	/* within the limit the array is read */
-	ASSERT_EQ(-EFAULT, send_ex(self->a, 0, bad, 1, NULL,
-				   "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-EFAULT, bus1_send(self->a, 0, bad, 1, NULL,
+				     "x", 1, NULL, 0, NULL, 0));
 	ASSERT_EMPTY(self->b);
 }
 
 /* Every user pointer of SEND is checked: EFAULT, nothing delivered. */
 TEST_F(bus, send_efault)
 {
-	char *bad = unmapped_page();
+	char *bad = bus1_unmapped_page();
 	__u64 dsts[2] = { self->to_b, self->to_c };
 	struct iovec v[2] = { { (void *)"ab", 2 }, { NULL, 1 } };
 	struct bus1_cmd_send s;
@@ -660,12 +504,12 @@ TEST_F(bus, send_efault)
 	v[1].iov_base = bad;
 
 	/* destination array */
-	ASSERT_EQ(-EFAULT, send_ex(self->a, 0, (__u64 *)bad, 1, NULL, "x", 1,
-				   NULL, 0, NULL, 0));
+	ASSERT_EQ(-EFAULT, bus1_send(self->a, 0, (__u64 *)bad, 1, NULL, "x", 1,
+				     NULL, 0, NULL, 0));
 	/* straddling the end of a mapping: the first entry is readable */
 	memcpy(bad - 8, &self->to_b, 8);
-	ASSERT_EQ(-EFAULT, send_ex(self->a, 0, (__u64 *)(bad - 8), 2, NULL,
-				   "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-EFAULT, bus1_send(self->a, 0, (__u64 *)(bad - 8), 2, NULL,
+				     "x", 1, NULL, 0, NULL, 0));
 	/* iovec array, and an iovec's buffer */
 	memset(&s, 0, sizeof(s));
 	s.ptr_destinations = PTR(dsts);
@@ -677,11 +521,11 @@ TEST_F(bus, send_efault)
 	s.n_vecs = 2;
 	ASSERT_EQ(-EFAULT, send_cmd(self->a, &s));
 	/* handle array */
-	ASSERT_EQ(-EFAULT, send_ex(self->a, 0, dsts, 2, NULL, "x", 1,
-				   (__u64 *)bad, 1, NULL, 0));
+	ASSERT_EQ(-EFAULT, bus1_send(self->a, 0, dsts, 2, NULL, "x", 1,
+				     (__u64 *)bad, 1, NULL, 0));
 	/* fd array */
-	ASSERT_EQ(-EFAULT, send_ex(self->a, 0, dsts, 2, NULL, "x", 1,
-				   NULL, 0, (int *)bad, 1));
+	ASSERT_EQ(-EFAULT, bus1_send(self->a, 0, dsts, 2, NULL, "x", 1,
+				     NULL, 0, (int *)bad, 1));
 
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
@@ -699,8 +543,8 @@ TEST_F(bus, send_unknown_destination)
 
 		ASSERT_EQ(-ENXIO, send_buf(self->a, ids[i], "x", 1))
 			TH_LOG("id 0x%llx", (unsigned long long)ids[i]);
-		ASSERT_EQ(-ENXIO, send_ex(self->a, 0, d, 2, NULL, "x", 1,
-					  NULL, 0, NULL, 0));
+		ASSERT_EQ(-ENXIO, bus1_send(self->a, 0, d, 2, NULL, "x", 1,
+					    NULL, 0, NULL, 0));
 	}
 	ASSERT_EMPTY(self->b);
 }
@@ -710,13 +554,13 @@ TEST_F(bus, send_duplicate_destination)
 {
 	__u64 d[3] = { self->to_b, self->to_c, self->to_b };
 
-	ASSERT_EQ(-ENOTUNIQ, send_ex(self->a, 0, d, 3, NULL, "x", 1,
-				     NULL, 0, NULL, 0));
-	ASSERT_EQ(-ENOTUNIQ, send_ex(self->a, BUS1_SEND_FLAG_CONTINUE, d, 3,
-				     NULL, "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-ENOTUNIQ, bus1_send(self->a, 0, d, 3, NULL, "x", 1,
+				       NULL, 0, NULL, 0));
+	ASSERT_EQ(-ENOTUNIQ, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, d, 3,
+				       NULL, "x", 1, NULL, 0, NULL, 0));
 	d[1] = self->to_b;
-	ASSERT_EQ(-ENOTUNIQ, send_ex(self->a, 0, d, 2, NULL, "x", 1,
-				     NULL, 0, NULL, 0));
+	ASSERT_EQ(-ENOTUNIQ, bus1_send(self->a, 0, d, 2, NULL, "x", 1,
+				       NULL, 0, NULL, 0));
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
 }
@@ -726,11 +570,11 @@ TEST_F(bus, send_owner_gone)
 {
 	__u64 d[2] = { self->to_c, self->to_b };
 
-	ASSERT_EQ(0, disconnect(self->b));
+	ASSERT_EQ(0, bus1_disconnect(self->b));
 	ASSERT_EQ(-ESHUTDOWN, send_buf(self->a, self->to_b, "x", 1));
 	/* all or nothing: C doesn't get its copy */
-	ASSERT_EQ(-ESHUTDOWN, send_ex(self->a, 0, d, 2, NULL, "x", 1,
-				      NULL, 0, NULL, 0));
+	ASSERT_EQ(-ESHUTDOWN, bus1_send(self->a, 0, d, 2, NULL, "x", 1,
+					NULL, 0, NULL, 0));
 	ASSERT_EMPTY(self->c);
 
 	ASSERT_EQ(0, close(self->c));
@@ -756,8 +600,8 @@ TEST_F(bus, send_fds_refused)
 	for (i = 0; i < 4; i++) {
 		int f[2] = { p[0], bad[i] };
 
-		ASSERT_EQ(-EOPNOTSUPP, send_ex(self->a, 0, &self->to_b, 1, NULL,
-					       "x", 1, NULL, 0, f, 2))
+		ASSERT_EQ(-EOPNOTSUPP, bus1_send(self->a, 0, &self->to_b, 1, NULL,
+						 "x", 1, NULL, 0, f, 2))
 			TH_LOG("fd kind %u", i);
 	}
 
@@ -769,8 +613,8 @@ TEST_F(bus, send_fds_refused)
 	for (i = 0; i < 4; i++) {
 		int f[2] = { p[0], bad[i] };
 
-		ASSERT_EQ(-EBADF, send_ex(self->a, 0, &self->to_b, 1, NULL,
-					  "x", 1, NULL, 0, f, 2))
+		ASSERT_EQ(-EBADF, bus1_send(self->a, 0, &self->to_b, 1, NULL,
+					    "x", 1, NULL, 0, f, 2))
 			TH_LOG("fd %d", bad[i]);
 	}
 	ASSERT_EMPTY(self->b);
@@ -796,9 +640,9 @@ TEST_F(bus, send_fds_allowed)
 	ASSERT_LE(0, f[0]);
 	ASSERT_LE(0, f[1]);
 	ASSERT_LE(0, f[3]);
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "fds", 3,
-			     NULL, 0, f, 4));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "fds", 3,
+			       NULL, 0, f, 4));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 3, 0, 4);
 	close(f[0]);
 	close(f[1]);
@@ -814,7 +658,7 @@ TEST_F(bus, send_fds_allowed)
 TEST_F(bus, send_validation_order)
 {
 	static struct iovec many[1025];
-	char *bad = unmapped_page();
+	char *bad = bus1_unmapped_page();
 	struct iovec badv = { NULL, 1 };
 	int closed = lowest_free_fd();
 	__u64 unknown = RID(9), badh = RID(9);
@@ -847,17 +691,17 @@ TEST_F(bus, send_validation_order)
 	s.ptr_vecs = PTR(&badv);
 	ASSERT_EQ(-ENXIO, send_cmd(self->a, &s));
 	/* fds (EBADF) before destinations (ENXIO) */
-	ASSERT_EQ(-EBADF, send_ex(self->a, 0, &unknown, 1, NULL, "x", 1,
-				  NULL, 0, &closed, 1));
+	ASSERT_EQ(-EBADF, bus1_send(self->a, 0, &unknown, 1, NULL, "x", 1,
+				    NULL, 0, &closed, 1));
 	/* handles (ENXIO) before fds (EBADF) */
-	ASSERT_EQ(-ENXIO, send_ex(self->a, 0, &self->to_b, 1, NULL, "x", 1,
-				  &badh, 1, &closed, 1));
+	ASSERT_EQ(-ENXIO, bus1_send(self->a, 0, &self->to_b, 1, NULL, "x", 1,
+				    &badh, 1, &closed, 1));
 	/* fds (EBADF) before a duplicate destination (ENOTUNIQ) */
 	{
 		__u64 d[2] = { self->to_b, self->to_b };
 
-		ASSERT_EQ(-EBADF, send_ex(self->a, 0, d, 2, NULL, "x", 1,
-					  NULL, 0, &closed, 1));
+		ASSERT_EQ(-EBADF, bus1_send(self->a, 0, d, 2, NULL, "x", 1,
+					    NULL, 0, &closed, 1));
 	}
 	ASSERT_EMPTY(self->b);
 }
@@ -868,18 +712,18 @@ TEST_F(bus, send_no_destinations)
 	int p[2];
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
-	ASSERT_EQ(0, send_ex(self->a, 0, NULL, 0, NULL, NULL, 0, NULL, 0,
-			     NULL, 0));
-	ASSERT_EQ(0, send_ex(self->a, 0, NULL, 0, NULL, "payload", 7,
-			     &self->to_b, 1, &p[0], 1));
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_CONTINUE, NULL, 0, NULL,
-			     "payload", 7, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, 0, NULL, 0, NULL, NULL, 0, NULL, 0,
+			       NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, 0, NULL, 0, NULL, "payload", 7,
+			       &self->to_b, 1, &p[0], 1));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, NULL, 0, NULL,
+			       "payload", 7, NULL, 0, NULL, 0));
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
 	/* the handle carried nowhere took no reference: B's node is unheld */
-	ASSERT_EQ(0, release(self->a, self->to_b));
+	ASSERT_EQ(0, bus1_release(self->a, self->to_b));
 	ASSERT_RELEASE(self->b, N1);
 	close(p[0]);
 	close(p[1]);
@@ -892,13 +736,13 @@ TEST_F(bus, send_failure_is_atomic)
 	struct iovec v[3] = { { (void *)"a", 1 }, { (void *)"b", 1 }, { NULL, 1 } };
 	struct bus1_cmd_send s;
 	int closed = lowest_free_fd();
-	char *bad = unmapped_page();
+	char *bad = bus1_unmapped_page();
 
 	ASSERT_NE(NULL, bad);
-	ASSERT_EQ(-ENXIO, send_ex(self->a, 0, d, 3, NULL, "x", 1, NULL, 0,
-				  NULL, 0));
-	ASSERT_EQ(-EBADF, send_ex(self->a, 0, d, 2, NULL, "x", 1, NULL, 0,
-				  &closed, 1));
+	ASSERT_EQ(-ENXIO, bus1_send(self->a, 0, d, 3, NULL, "x", 1, NULL, 0,
+				    NULL, 0));
+	ASSERT_EQ(-EBADF, bus1_send(self->a, 0, d, 2, NULL, "x", 1, NULL, 0,
+				    &closed, 1));
 	v[2].iov_base = bad;
 	memset(&s, 0, sizeof(s));
 	s.ptr_destinations = PTR(d);
@@ -906,14 +750,14 @@ TEST_F(bus, send_failure_is_atomic)
 	s.ptr_vecs = PTR(v);
 	s.n_vecs = 3;
 	ASSERT_EQ(-EFAULT, send_cmd(self->a, &s));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->c));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->c));
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
 
 	/* the next good message is the first thing either receives */
-	ASSERT_EQ(0, send_ex(self->a, 0, d, 2, NULL, "good", 4, NULL, 0,
-			     NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, 0, d, 2, NULL, "good", 4, NULL, 0,
+			       NULL, 0));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "good");
 	ASSERT_RECV_STR(self->c, self->mc, N1, "good");
 	ASSERT_EMPTY(self->b);
@@ -927,12 +771,12 @@ TEST_F(bus, send_destroyed_ehostunreach)
 {
 	__u64 d[2] = { self->to_b, self->to_c };
 
-	ASSERT_EQ(0, destroy1(self->c, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->c, N1, 0));
 	ASSERT_DESTROY(self->c, N1);
 	ASSERT_DESTROY(self->a, self->to_c);
 	ASSERT_EQ(-EHOSTUNREACH, send_buf(self->a, self->to_c, "x", 1));
-	ASSERT_EQ(-EHOSTUNREACH, send_ex(self->a, 0, d, 2, NULL, "x", 1,
-					 NULL, 0, NULL, 0));
+	ASSERT_EQ(-EHOSTUNREACH, bus1_send(self->a, 0, d, 2, NULL, "x", 1,
+					   NULL, 0, NULL, 0));
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
 	ASSERT_EMPTY(self->a);
@@ -944,10 +788,10 @@ TEST_F(bus, send_continue_partial)
 	__u64 d[2] = { self->to_c, self->to_b };
 	__u64 err[3] = { 0xdead, 0xdead, 0xdead };
 
-	ASSERT_EQ(0, destroy1(self->c, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->c, N1, 0));
 	ASSERT_DESTROY(self->c, N1);
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_CONTINUE, d, 2, err,
-			     "part", 4, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, d, 2, err,
+			       "part", 4, NULL, 0, NULL, 0));
 	ASSERT_EQ((__u64)EHOSTUNREACH, err[0]);
 	ASSERT_EQ((__u64)0, err[1]);
 	ASSERT_EQ((__u64)0xdead, err[2]);	/* one slot per destination */
@@ -956,8 +800,8 @@ TEST_F(bus, send_continue_partial)
 	ASSERT_EMPTY(self->c);
 
 	/* ptr_errors is optional */
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_CONTINUE, d, 2, NULL,
-			     "again", 5, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, d, 2, NULL,
+			       "again", 5, NULL, 0, NULL, 0));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "again");
 	ASSERT_EMPTY(self->c);
 }
@@ -968,12 +812,12 @@ TEST_F(bus, send_errors_zeroed)
 	__u64 d[2] = { self->to_b, self->to_c };
 	__u64 err[2] = { 0xdead, 0xbeef };
 
-	ASSERT_EQ(0, send_ex(self->a, 0, d, 2, err, "ok", 2, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, 0, d, 2, err, "ok", 2, NULL, 0, NULL, 0));
 	ASSERT_EQ((__u64)0, err[0]);
 	ASSERT_EQ((__u64)0, err[1]);
 	err[0] = err[1] = 0xdead;
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_CONTINUE, d, 2, err,
-			     "ok", 2, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, d, 2, err,
+			       "ok", 2, NULL, 0, NULL, 0));
 	ASSERT_EQ((__u64)0, err[0]);
 	ASSERT_EQ((__u64)0, err[1]);
 	ASSERT_RECV_STR(self->b, self->mb, N1, "ok");
@@ -987,9 +831,9 @@ TEST_F(bus, send_then_destroy_order)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "last words"));
-	ASSERT_EQ(0, destroy1(self->b, N1));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "last words"));
+	ASSERT_EQ(0, bus1_destroy_node(self->b, N1, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 10, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), "last words", 10));
 	ASSERT_DESTROY(self->b, N1);
@@ -1005,16 +849,16 @@ TEST_F(bus, payload_basic)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "hello, bus1"));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "hello, bus1"));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	ASSERT_EQ((__u64)0, r.flags);
 	assert_data(_metadata, &r, 0, N1, 11, 0, 0);
 	assert_creds(_metadata, &r, getuid(), getgid(), getpid(), gettid());
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), "hello, bus1", 11));
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	/* the sender's own queue is untouched */
 	ASSERT_EMPTY(self->a);
 }
@@ -1043,7 +887,7 @@ TEST_F(bus, payload_1024_vecs)
 	s.ptr_vecs = PTR(v);
 	s.n_vecs = 1024;
 	ASSERT_EQ(0, send_cmd(self->a, &s));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, total, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), expect, total));
 }
@@ -1058,10 +902,10 @@ TEST_F(bus, payload_1mib)
 	ASSERT_NE(NULL, buf);
 	fill_pattern(buf, len, 11);
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, buf, len));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, len, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), buf, len));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	free(buf);
 }
 
@@ -1088,21 +932,21 @@ TEST_F(bus, released_pages_cached_up_to_limit)
 	if (cache < 2 * (long long)small || cache + (1 << 20) > (long long)big)
 		SKIP(free(buf); return, "pool_cache_kib=%lld KiB", cache >> 10);
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, buf, big));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	ASSERT_LE((long long)big / 4096, pool_pages(self->b));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	/* Above the cache is given back; a few slab pages may stay. */
 	ASSERT_GE(cache / 4096 + 4, pool_pages(self->b));
 
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, buf, small));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	steady = pool_pages(self->b);
 	ASSERT_LE((long long)small / 4096, steady);
 	for (i = 0; i < 10; i++) {
 		ASSERT_EQ(0, send_buf(self->a, self->to_b, buf, small));
-		ASSERT_EQ(0, recv_msg(self->b, &r));
-		ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+		ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
+		ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	}
 	ASSERT_EQ(steady, pool_pages(self->b));
 	free(buf);
@@ -1123,14 +967,14 @@ TEST_F(bus, payload_empty)
 	s.n_vecs = 3;
 	ASSERT_EQ(0, send_cmd(self->a, &s));
 
-	ASSERT_EQ(0, recv_msg(self->b, &r1));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r1));
 	assert_data(_metadata, &r1, 0, N1, 0, 0, 0);
-	ASSERT_EQ(0, recv_msg(self->b, &r2));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r2));
 	assert_data(_metadata, &r2, 0, N1, 0, 0, 0);
 	/* each occupies its own slice */
 	ASSERT_NE(r1.msg.offset, r2.msg.offset);
-	ASSERT_EQ(0, slice_release(self->b, r1.msg.offset));
-	ASSERT_EQ(0, slice_release(self->b, r2.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r1.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r2.msg.offset));
 	ASSERT_EMPTY(self->b);
 }
 
@@ -1157,7 +1001,7 @@ TEST_F(bus, payload_larger_than_pool)
 	ASSERT_EQ(-EMSGSIZE, send_cmd(self->a, &s));
 	ASSERT_EMPTY(self->b);
 	/* nothing leaked: a normal message still fits */
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "small"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "small"));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "small");
 	free(buf);
 }
@@ -1165,7 +1009,7 @@ TEST_F(bus, payload_larger_than_pool)
 /* An unmapped middle segment or a kernel address is EFAULT; no leak. */
 TEST_F(bus, payload_iovec_fault)
 {
-	char *bad = unmapped_page();
+	char *bad = bus1_unmapped_page();
 	struct iovec v[3] = { { (void *)"head", 4 }, { NULL, 16 }, { (void *)"tail", 4 } };
 	struct bus1_cmd_send s;
 	__u64 d[2] = { self->to_b, self->to_c };
@@ -1189,12 +1033,12 @@ TEST_F(bus, payload_iovec_fault)
 	ASSERT_EMPTY(self->c);
 
 	/* many failed sends don't eat pool space or slice quota */
-	ASSERT_EQ(0, reset(self->b, 0, 2));
+	ASSERT_EQ(0, bus1_reset(self->b, 0, (__u64)-1, 2, KEEP, KEEP, KEEP));
 	v[1].iov_base = bad;
 	for (i = 0; i < 64; i++) {
 		ASSERT_EQ(-EFAULT, send_cmd(self->a, &s));
 	}
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "fine"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "fine"));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "fine");
 }
 
@@ -1242,7 +1086,7 @@ TEST_F(bus, payload_iovec_lengths)
 	ASSERT_EQ(-EINVAL, send_cmd(self->a, &s));
 
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "still fine"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "still fine"));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "still fine");
 }
 
@@ -1253,12 +1097,12 @@ TEST_F(bus, recv_flags_invalid)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "kept"));
-	ASSERT_EQ(-EINVAL, recv_raw(self->b, 1ULL << 5, ANY_OFFSET, &r));
-	ASSERT_EQ(-EINVAL, recv_raw(self->b, 1ULL << 63, ANY_OFFSET, &r));
-	ASSERT_EQ(-EINVAL, recv_raw(self->b, BUS1_RECV_FLAG_PEEK | (1ULL << 4),
-				    ANY_OFFSET, &r));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "kept"));
+	ASSERT_EQ(-EINVAL, bus1_recv_poisoned(self->b, 1ULL << 5, ANY_OFFSET, &r));
+	ASSERT_EQ(-EINVAL, bus1_recv_poisoned(self->b, 1ULL << 63, ANY_OFFSET, &r));
+	ASSERT_EQ(-EINVAL, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK | (1ULL << 4),
+					      ANY_OFFSET, &r));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "kept");
 	ASSERT_EMPTY(self->b);
 }
@@ -1275,7 +1119,7 @@ static void *thread_send_fn(void *arg)
 	struct thread_send *t = arg;
 
 	t->tid = gettid();
-	t->ret = send_str(t->fd, t->dst, "from a thread");
+	t->ret = bus1_send_str(t->fd, t->dst, "from a thread");
 	return NULL;
 }
 
@@ -1290,7 +1134,7 @@ TEST_F(bus, recv_creds_thread)
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	ASSERT_EQ(0, t.ret);
 	ASSERT_NE(gettid(), t.tid);
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 13, 0, 0);
 	assert_creds(_metadata, &r, getuid(), getgid(), getpid(), t.tid);
 }
@@ -1304,9 +1148,9 @@ TEST_F(bus, recv_creds_child)
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (pid == 0)
-		_exit(send_str(self->a, self->to_b, "from a child") ? 1 : 0);
+		_exit(bus1_send_str(self->a, self->to_b, "from a child") ? 1 : 0);
 	ASSERT_EQ(0, wait_child(pid));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 12, 0, 0);
 	assert_creds(_metadata, &r, getuid(), getgid(), pid, pid);
 }
@@ -1324,10 +1168,10 @@ TEST_F(bus, recv_creds_real_ids)
 	if (pid == 0) {
 		if (setresgid(2345, 0, 0) || setresuid(1234, 0, 0))
 			_exit(2);
-		_exit(send_str(self->a, self->to_b, "ids") ? 1 : 0);
+		_exit(bus1_send_str(self->a, self->to_b, "ids") ? 1 : 0);
 	}
 	ASSERT_EQ(0, wait_child(pid));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 3, 0, 0);
 	assert_creds(_metadata, &r, 1234, 2345, pid, pid);
 }
@@ -1343,15 +1187,15 @@ TEST_F(bus, recv_erange)
 	__u64 off;
 
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, data, sizeof(data)));
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &r));
 	off = r.msg.offset;
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, 0, 0, &r));
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, 0, off, &r));
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, 0, off + 100, &r));
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, 0, off + 103, &r));
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, BUS1_RECV_FLAG_PEEK, off + 103, &r));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
-	ASSERT_EQ(0, recv_raw(self->b, 0, off + 104, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, 0, 0, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, 0, off, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, 0, off + 100, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, 0, off + 103, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK, off + 103, &r));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, off + 104, &r));
 	assert_data(_metadata, &r, 0, N1, 100, 0, 0);
 	ASSERT_EQ(off, r.msg.offset);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), data, 100));
@@ -1364,9 +1208,9 @@ TEST_F(bus, recv_max_offset_zero)
 	struct bus1_cmd_recv r;
 
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, NULL, 0));
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, 0, 0, &r));
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, BUS1_RECV_FLAG_PEEK, 0, &r));
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, 0, 0, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK, 0, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 0, 0, 0);
 	ASSERT_EMPTY(self->b);
 }
@@ -1380,17 +1224,17 @@ TEST_F(bus, recv_continue)
 	struct bus1_cmd_recv r1, r2;
 	__u64 to_b2, d[3];
 
-	ASSERT_EQ(0, xfer(self->b, N2, self->a, &to_b2));
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->a, &to_b2));
 	ASSERT_EQ(RID(3), to_b2);
 	d[0] = self->to_b;
 	d[1] = to_b2;
 	d[2] = self->to_c;
-	ASSERT_EQ(0, send_ex(self->a, 0, d, 3, NULL, "multi", 5, NULL, 0,
-			     NULL, 0));
-	ASSERT_EQ(0, recv_msg(self->b, &r1));
+	ASSERT_EQ(0, bus1_send(self->a, 0, d, 3, NULL, "multi", 5, NULL, 0,
+			       NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r1));
 	assert_data(_metadata, &r1, BUS1_MSG_FLAG_CONTINUE, r1.msg.destination,
 		    5, 0, 0);
-	ASSERT_EQ(0, recv_msg(self->b, &r2));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r2));
 	assert_data(_metadata, &r2, 0, r2.msg.destination, 5, 0, 0);
 	ASSERT_TRUE((r1.msg.destination == N1 && r2.msg.destination == N2) ||
 		    (r1.msg.destination == N2 && r2.msg.destination == N1));
@@ -1402,8 +1246,8 @@ TEST_F(bus, recv_continue)
 	ASSERT_RECV_STR(self->c, self->mc, N1, "multi");
 	ASSERT_EMPTY(self->c);
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "one"));
-	ASSERT_EQ(0, send_str(self->a, to_b2, "two"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "one"));
+	ASSERT_EQ(0, bus1_send_str(self->a, to_b2, "two"));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "one");
 	ASSERT_RECV_STR(self->b, self->mb, N2, "two");
 	ASSERT_EMPTY(self->b);
@@ -1424,7 +1268,7 @@ static void *delayed_send_fn(void *arg)
 	struct delayed_send *d = arg;
 
 	d->asleep = bus1_wait_asleep(d->poller, "poll", &d->poll_returned);
-	d->ret = send_str(d->fd, d->dst, "wake up");
+	d->ret = bus1_send_str(d->fd, d->dst, "wake up");
 	return NULL;
 }
 
@@ -1436,7 +1280,7 @@ TEST_F(bus, recv_poll)
 	pthread_t t;
 	int r;
 
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
 	ds.poller = (pid_t)syscall(SYS_gettid);
 	ASSERT_EQ(0, pthread_create(&t, NULL, delayed_send_fn, &ds));
 	r = poll(&p, 1, -1);
@@ -1446,9 +1290,9 @@ TEST_F(bus, recv_poll)
 	ASSERT_EQ(POLLIN, p.revents);
 	ASSERT_EQ(0, ds.asleep) TH_LOG("the poller never slept in poll()");
 	ASSERT_EQ(0, ds.ret);
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "wake up");
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
 }
 
 /*
@@ -1461,34 +1305,34 @@ TEST_F(bus, recv_peek)
 	int p[2], lowest, fd;
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "peek", 4,
-			     &self->to_c, 1, &p[1], 1));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "peek", 4,
+			       &self->to_c, 1, &p[1], 1));
 	lowest = lowest_free_fd();
 
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_PEEK |
-			      BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &pk));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK |
+					BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &pk));
 	assert_data(_metadata, &pk, 0, N1, 4, 1, 1);
 	assert_creds(_metadata, &pk, getuid(), getgid(), getpid(), gettid());
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &pk), "peek", 4));
 	ASSERT_EQ(lowest, lowest_free_fd());	/* no fd installed */
-	ASSERT_EQ(-ENXIO, slice_release(self->b, pk.msg.offset));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, pk.msg.offset));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
 
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &pk2));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &pk2));
 	ASSERT_EQ(0, memcmp(&pk.msg, &pk2.msg, sizeof(pk.msg)));
 
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
 	ASSERT_EQ(0, memcmp(&pk.msg, &r.msg, sizeof(r.msg)));
 	ASSERT_EQ(RID(1), SLICE_HANDLES(self->mb, &r)[0]);
 	fd = SLICE_FDS(self->mb, &r)[0];
 	ASSERT_EQ(lowest, fd);
 	ASSERT_TRUE(same_file(fd, p[1]));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	ASSERT_EMPTY(self->b);
 
 	/* the two PEEKs added no handle references: one release drops it */
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
 	close(fd);
 	close(p[0]);
 	close(p[1]);
@@ -1502,24 +1346,24 @@ TEST_F(bus, slice_release_exact)
 	struct bus1_cmd_recv r1, r2;
 
 	memset(data, 'z', sizeof(data));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, 0));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, 0));
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, data, sizeof(data)));
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, data, sizeof(data)));
-	ASSERT_EQ(0, recv_msg(self->b, &r1));
-	ASSERT_EQ(0, recv_msg(self->b, &r2));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r1));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r2));
 	ASSERT_NE(r1.msg.offset, r2.msg.offset);
 
 	/* inside a slice, unknown, invalid, another peer's */
-	ASSERT_EQ(-ENXIO, slice_release(self->b, r1.msg.offset + 8));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, r1.msg.offset + 1));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, 1ULL << 40));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, OFF_INV));
-	ASSERT_EQ(-ENXIO, slice_release(self->c, r1.msg.offset));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, r1.msg.offset + 8));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, r1.msg.offset + 1));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, 1ULL << 40));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, OFF_INV));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->c, r1.msg.offset));
 
-	ASSERT_EQ(0, slice_release(self->b, r1.msg.offset));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, r1.msg.offset));
-	ASSERT_EQ(0, slice_release(self->b, r2.msg.offset));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, r2.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r1.msg.offset));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, r1.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r2.msg.offset));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, r2.msg.offset));
 }
 
 /*
@@ -1531,7 +1375,7 @@ TEST_F_TIMEOUT(bus, slice_reuse, 150)
 {
 	size_t len = 4UL << 20;
 	uint8_t *buf = malloc(len);
-	const uint8_t *whole = pool_map(self->b, POOL_SIZE);
+	const uint8_t *whole = bus1_pool_map(self->b, POOL_SIZE);
 	struct bus1_cmd_recv r;
 	int i;
 
@@ -1542,12 +1386,12 @@ TEST_F_TIMEOUT(bus, slice_reuse, 150)
 		buf[len - 1] = (uint8_t)~i;
 		ASSERT_EQ(0, send_buf(self->a, self->to_b, buf, len))
 			TH_LOG("message %d", i);
-		ASSERT_EQ(0, recv_msg(self->b, &r));
+		ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 		ASSERT_EQ(len, r.msg.n_bytes);
 		ASSERT_LE(r.msg.offset + len, (__u64)POOL_SIZE);
 		ASSERT_EQ((uint8_t)i, whole[r.msg.offset]);
 		ASSERT_EQ((uint8_t)~i, whole[r.msg.offset + len - 1]);
-		ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+		ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	}
 	munmap((void *)whole, POOL_SIZE);
 	free(buf);
@@ -1562,20 +1406,20 @@ TEST_F(bus, slice_quota)
 	struct bus1_cmd_recv r;
 	int i, r2;
 
-	ASSERT_EQ(0, reset(self->b, 0, 4));
+	ASSERT_EQ(0, bus1_reset(self->b, 0, (__u64)-1, 4, KEEP, KEEP, KEEP));
 	for (i = 0; i < 5; i++) {
-		r2 = send_str(self->a, self->to_b, "fill");
+		r2 = bus1_send_str(self->a, self->to_b, "fill");
 		if (r2)
 			break;
 	}
 	ASSERT_EQ(-EDQUOT, r2);
 	ASSERT_LE(1, i);
 	ASSERT_GE(4, i);
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	/* received but not released: still charged */
-	ASSERT_EQ(-EDQUOT, send_str(self->a, self->to_b, "more"));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "more"));
+	ASSERT_EQ(-EDQUOT, bus1_send_str(self->a, self->to_b, "more"));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "more"));
 	for (; i > 1; i--) {
 		ASSERT_RECV_STR(self->b, self->mb, N1, "fill");
 	}
@@ -1597,14 +1441,14 @@ TEST_F(bus, slice_layout)
 	__u64 off;
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL,
-			     "thirteen byte", 13, h, 3, p, 2));
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL,
+			       "thirteen byte", 13, h, 3, p, 2));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &r));
 	off = r.msg.offset;
 	/* 16 (payload) + 24 (handles) + 8 (two ints) */
-	ASSERT_EQ(-ERANGE, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS,
-				    off + 47, &r));
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS, off + 48, &r));
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS,
+					      off + 47, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS, off + 48, &r));
 	assert_data(_metadata, &r, 0, N1, 13, 3, 2);
 	ASSERT_EQ(off, r.msg.offset);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), "thirteen byte", 13));
@@ -1635,26 +1479,26 @@ TEST_F(bus, handles_new_remote_id)
 	struct bus1_cmd_recv r;
 	__u64 h, got;
 
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "cap", 3,
-			     &self->to_c, 1, NULL, 0));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "cap", 3,
+			       &self->to_c, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 3, 1, 0);
 	got = SLICE_HANDLES(self->mb, &r)[0];
 	ASSERT_EQ(RID(1), got);
 
 	/* send to it: C gets it on its own node */
-	ASSERT_EQ(0, send_str(self->b, got, "via B"));
+	ASSERT_EQ(0, bus1_send_str(self->b, got, "via B"));
 	ASSERT_RECV_STR(self->c, self->mc, N1, "via B");
 	/* transfer it */
-	ASSERT_EQ(0, xfer(self->b, got, self->c, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, got, self->c, &h));
 	ASSERT_EQ(N1, h);
-	ASSERT_EQ(0, release(self->c, N1));	/* the extra owner ref */
+	ASSERT_EQ(0, bus1_release(self->c, N1));	/* the extra owner ref */
 	/* one user reference: one release */
-	ASSERT_EQ(0, release(self->b, got));
-	ASSERT_EQ(-ENXIO, release(self->b, got));
+	ASSERT_EQ(0, bus1_release(self->b, got));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, got));
 	ASSERT_EMPTY(self->c);
 	/* A's is the last reference now */
-	ASSERT_EQ(0, release(self->a, self->to_c));
+	ASSERT_EQ(0, bus1_release(self->a, self->to_c));
 	ASSERT_RELEASE(self->c, N1);
 	ASSERT_EMPTY(self->c);
 }
@@ -1666,25 +1510,25 @@ TEST_F(bus, handles_references)
 	const __u64 *ids;
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
-			     &self->to_c, 1, NULL, 0));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
-			     two, 2, NULL, 0));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
+			       &self->to_c, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
+			       two, 2, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 0, 1, 0);
 	ASSERT_EQ(RID(1), SLICE_HANDLES(self->mb, &r)[0]);
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 0, 2, 0);
 	ids = SLICE_HANDLES(self->mb, &r);
 	ASSERT_EQ(RID(1), ids[0]);
 	ASSERT_EQ(RID(1), ids[1]);
 
-	ASSERT_EQ(0, release(self->a, self->to_c));
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->a, self->to_c));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->c);
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
 	ASSERT_RELEASE(self->c, N1);
 }
 
@@ -1693,14 +1537,14 @@ TEST_F(bus, handles_own_node)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "mine", 4,
-			     &self->to_b, 1, NULL, 0));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "mine", 4,
+			       &self->to_b, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 4, 1, 0);
 	ASSERT_EQ(N1, SLICE_HANDLES(self->mb, &r)[0]);
 	/* that was an extra owner reference */
-	ASSERT_EQ(0, release(self->b, N1));
-	ASSERT_EQ(-EBUSY, release(self->b, N1));
+	ASSERT_EQ(0, bus1_release(self->b, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->b, N1));
 }
 
 /* An unknown unmanaged ID creates a node of the sender, as with TRANSFER. */
@@ -1709,17 +1553,17 @@ TEST_F(bus, handles_lazy_node)
 	struct bus1_cmd_recv r;
 	__u64 got;
 
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
-			     (__u64[]){ N7 }, 1, NULL, 0));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
+			       (__u64[]){ N7 }, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 0, 1, 0);
 	got = SLICE_HANDLES(self->mb, &r)[0];
 	ASSERT_EQ(RID(1), got);
 	/* B can reach A's new node */
-	ASSERT_EQ(0, send_str(self->b, got, "to A"));
+	ASSERT_EQ(0, bus1_send_str(self->b, got, "to A"));
 	ASSERT_RECV_STR(self->a, self->ma, N7, "to A");
 	/* and A owns it */
-	ASSERT_EQ(0, destroy1(self->a, N7));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N7, 0));
 	ASSERT_DESTROY(self->a, N7);
 	ASSERT_DESTROY(self->b, got);
 	ASSERT_EMPTY(self->a);
@@ -1731,14 +1575,14 @@ TEST_F(bus, handles_unknown)
 {
 	__u64 h[2] = { self->to_c, RID(9) };
 
-	ASSERT_EQ(-ENXIO, send_ex(self->a, 0, &self->to_b, 1, NULL, "x", 1,
-				  h, 2, NULL, 0));
+	ASSERT_EQ(-ENXIO, bus1_send(self->a, 0, &self->to_b, 1, NULL, "x", 1,
+				    h, 2, NULL, 0));
 	h[1] = INV;
-	ASSERT_EQ(-ENXIO, send_ex(self->a, 0, &self->to_b, 1, NULL, "x", 1,
-				  h, 2, NULL, 0));
+	ASSERT_EQ(-ENXIO, bus1_send(self->a, 0, &self->to_b, 1, NULL, "x", 1,
+				    h, 2, NULL, 0));
 	ASSERT_EMPTY(self->b);
 	/* nothing was taken: A's handle is the only reference to C's node */
-	ASSERT_EQ(0, release(self->a, self->to_c));
+	ASSERT_EQ(0, bus1_release(self->a, self->to_c));
 	ASSERT_RELEASE(self->c, N1);
 }
 
@@ -1749,15 +1593,15 @@ TEST_F(bus, handles_destroyed_before_send)
 	const __u64 *ids;
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, destroy1(self->c, N1));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "x", 1,
-			     h, 2, NULL, 0));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_destroy_node(self->c, N1, 0));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "x", 1,
+			       h, 2, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 1, 2, 0);
 	ids = SLICE_HANDLES(self->mb, &r);
 	ASSERT_EQ(INV, ids[0]);
 	ASSERT_EQ(N1, ids[1]);
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->b);
 }
 
@@ -1767,27 +1611,27 @@ TEST_F(bus, handles_destroyed_after_send)
 	struct bus1_cmd_recv r;
 	__u64 got, h = 0;
 
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "x", 1,
-			     &self->to_c, 1, NULL, 0));
-	ASSERT_EQ(0, destroy1(self->c, N1));
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "x", 1,
+			       &self->to_c, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_destroy_node(self->c, N1, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 1, 1, 0);
 	got = SLICE_HANDLES(self->mb, &r)[0];
 	ASSERT_EQ(RID(1), got);
 	/* the node is dead now: transferring the handle yields INVALID */
-	ASSERT_EQ(0, xfer(self->b, got, self->a, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, got, self->a, &h));
 	ASSERT_EQ(INV, h);
 	/*
 	 * The message is ordered before the destruction, so B got a valid
 	 * handle and is told of the destruction exactly once.
 	 */
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
 	ASSERT_EQ(got, r.msg.destination);
 	ASSERT_EQ((__u64)0, r.msg.flags);
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(0, release(self->b, got));
-	ASSERT_EQ(-ENXIO, release(self->b, got));
+	ASSERT_EQ(0, bus1_release(self->b, got));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, got));
 }
 
 /* --- file descriptors ------------------------------------------------------- */
@@ -1799,10 +1643,10 @@ TEST_F(bus, fds_not_installed)
 	int p[2], lowest;
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "f", 1,
-			     NULL, 0, p, 2));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "f", 1,
+			       NULL, 0, p, 2));
 	lowest = lowest_free_fd();
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 1, 0, 2);
 	ASSERT_EQ(lowest, lowest_free_fd());
 	/* the files were dropped: closing our write end leaves none */
@@ -1826,9 +1670,9 @@ TEST_F(bus, fds_install)
 	char buf[16];
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "pipe", 4,
-			     NULL, 0, &p[1], 1));
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "pipe", 4,
+			       NULL, 0, &p[1], 1));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 4, 0, 1);
 	fd = SLICE_FDS(self->mb, &r)[0];
 	ASSERT_LE(0, fd);
@@ -1855,12 +1699,12 @@ TEST_F(bus, fds_max)
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
 	for (i = 0; i < 257; i++)
 		many[i] = p[1];
-	ASSERT_EQ(-EMSGSIZE, send_ex(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
-				     NULL, 0, many, 257));
+	ASSERT_EQ(-EMSGSIZE, bus1_send(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
+				       NULL, 0, many, 257));
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
-			     NULL, 0, many, 256));
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, NULL, 0,
+			       NULL, 0, many, 256));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 0, 0, 256);
 	fds = SLICE_FDS(self->mb, &r);
 	for (i = 0; i < 256; i++) {
@@ -1883,8 +1727,8 @@ TEST_F(bus, fds_emfile)
 	int p[2], lowest;
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "two", 3,
-			     NULL, 0, p, 2));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "two", 3,
+			       NULL, 0, p, 2));
 	lowest = lowest_free_fd();
 	ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &old));
 
@@ -1892,18 +1736,18 @@ TEST_F(bus, fds_emfile)
 	lim = old;
 	lim.rlim_cur = lowest;
 	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &lim));
-	ASSERT_EQ(-EMFILE, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS,
-				    ANY_OFFSET, &r));
+	ASSERT_EQ(-EMFILE, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS,
+					      ANY_OFFSET, &r));
 	/* one free slot for two fds: all or nothing */
 	lim.rlim_cur = lowest + 1;
 	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &lim));
-	ASSERT_EQ(-EMFILE, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS,
-				    ANY_OFFSET, &r));
+	ASSERT_EQ(-EMFILE, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS,
+					      ANY_OFFSET, &r));
 	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &old));
 	ASSERT_EQ(lowest, lowest_free_fd());
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
 
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, 3, 0, 2);
 	ASSERT_TRUE(same_file(SLICE_FDS(self->mb, &r)[0], p[0]));
 	ASSERT_TRUE(same_file(SLICE_FDS(self->mb, &r)[1], p[1]));
@@ -1922,10 +1766,10 @@ TEST_F(bus, multicast_two)
 	__u64 d[2] = { self->to_b, self->to_c };
 	struct bus1_cmd_recv rb, rc;
 
-	ASSERT_EQ(0, send_ex(self->a, 0, d, 2, NULL, "both", 4,
-			     &self->to_b, 1, NULL, 0));
-	ASSERT_EQ(0, recv_msg(self->b, &rb));
-	ASSERT_EQ(0, recv_msg(self->c, &rc));
+	ASSERT_EQ(0, bus1_send(self->a, 0, d, 2, NULL, "both", 4,
+			       &self->to_b, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &rb));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->c, 0, ANY_OFFSET, &rc));
 	assert_data(_metadata, &rb, 0, N1, 4, 1, 0);
 	assert_data(_metadata, &rc, 0, N1, 4, 1, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &rb), "both", 4));
@@ -1935,7 +1779,7 @@ TEST_F(bus, multicast_two)
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
 	/* C can talk to B now */
-	ASSERT_EQ(0, send_str(self->c, RID(1), "hi B"));
+	ASSERT_EQ(0, bus1_send_str(self->c, RID(1), "hi B"));
 	ASSERT_RECV_STR(self->b, self->mb, N1, "hi B");
 }
 
@@ -1961,24 +1805,24 @@ static void multicast_n(struct __test_metadata *_metadata, int n)
 			SKIP(return, "can't raise RLIMIT_NOFILE");
 		ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &lim));
 	}
-	a = peer_new();
+	a = bus1_peer_new();
 	ASSERT_LE(0, a);
 	for (i = 0; i < n; i++) {
-		peer[i] = peer_new();
+		peer[i] = bus1_peer_new();
 		ASSERT_LE(0, peer[i]) TH_LOG("peer %d", i);
-		ASSERT_EQ(0, xfer(peer[i], N1, a, &dst[i]));
+		ASSERT_EQ(0, bus1_xfer(peer[i], N1, a, &dst[i]));
 		ASSERT_EQ(RID(i + 1), dst[i]);
 		err[i] = 0xdead;
 	}
 	snprintf(msg, sizeof(msg), "to %d peers", n);
-	ASSERT_EQ(0, send_ex(a, 0, dst, n, err, msg, strlen(msg), NULL, 0,
-			     NULL, 0));
+	ASSERT_EQ(0, bus1_send(a, 0, dst, n, err, msg, strlen(msg), NULL, 0,
+			       NULL, 0));
 	for (i = 0; i < n; i++) {
-		const uint8_t *m = pool_map(peer[i], 1UL << 20);
+		const uint8_t *m = bus1_pool_map(peer[i], 1UL << 20);
 
 		ASSERT_EQ((__u64)0, err[i]);
 		ASSERT_NE(NULL, m);
-		ASSERT_EQ(0, recv_msg(peer[i], &r)) TH_LOG("peer %d", i);
+		ASSERT_EQ(0, bus1_recv_poisoned(peer[i], 0, ANY_OFFSET, &r)) TH_LOG("peer %d", i);
 		assert_data(_metadata, &r, 0, N1, strlen(msg), 0, 0);
 		ASSERT_EQ(0, memcmp(slice_at(_metadata, m, 1UL << 20,
 					     r.msg.offset, r.msg.n_bytes),
@@ -1989,7 +1833,7 @@ static void multicast_n(struct __test_metadata *_metadata, int n)
 	}
 	/* Closing a peer destroys its node: a, holding a handle, is told. */
 	for (i = 0; i < n; i++) {
-		ASSERT_EQ(0, recv_msg(a, &r)) TH_LOG("destroy %d", i);
+		ASSERT_EQ(0, bus1_recv_poisoned(a, 0, ANY_OFFSET, &r)) TH_LOG("destroy %d", i);
 		ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
 		ASSERT_EQ(RID(i + 1), r.msg.destination);
 	}
@@ -2039,14 +1883,14 @@ TEST_F_TIMEOUT(slow, multicast_total_order, 70)
 	int i, j, k;
 
 	for (j = 0; j < ORD_RECEIVERS; j++) {
-		rcv[j] = peer_new();
+		rcv[j] = bus1_peer_new();
 		ASSERT_LE(0, rcv[j]);
 	}
 	for (i = 0; i < ORD_SENDERS; i++) {
-		snd[i] = peer_new();
+		snd[i] = bus1_peer_new();
 		ASSERT_LE(0, snd[i]);
 		for (j = 0; j < ORD_RECEIVERS; j++) {
-			ASSERT_EQ(0, xfer(rcv[j], N1, snd[i], &dst[i][j]));
+			ASSERT_EQ(0, bus1_xfer(rcv[j], N1, snd[i], &dst[i][j]));
 		}
 	}
 
@@ -2057,9 +1901,9 @@ TEST_F_TIMEOUT(slow, multicast_total_order, 70)
 			for (k = 0; k < ORD_MSGS; k++) {
 				__u32 payload[2] = { i, k };
 
-				if (send_ex(snd[i], 0, dst[i], ORD_RECEIVERS,
-					    NULL, payload, sizeof(payload),
-					    NULL, 0, NULL, 0))
+				if (bus1_send(snd[i], 0, dst[i], ORD_RECEIVERS,
+					      NULL, payload, sizeof(payload),
+					      NULL, 0, NULL, 0))
 					_exit(1);
 				if (k % 16 == i)
 					sched_yield();
@@ -2075,7 +1919,7 @@ TEST_F_TIMEOUT(slow, multicast_total_order, 70)
 	}
 
 	for (j = 0; j < ORD_RECEIVERS; j++) {
-		const uint8_t *m = pool_map(rcv[j], MAP_LEN);
+		const uint8_t *m = bus1_pool_map(rcv[j], MAP_LEN);
 		int next[ORD_SENDERS] = { 0 };
 		struct bus1_cmd_recv r;
 
@@ -2083,7 +1927,7 @@ TEST_F_TIMEOUT(slow, multicast_total_order, 70)
 		for (k = 0; k < ORD_SENDERS * ORD_MSGS; k++) {
 			const __u32 *p;
 
-			ASSERT_EQ(0, recv_msg(rcv[j], &r))
+			ASSERT_EQ(0, bus1_recv_poisoned(rcv[j], 0, ANY_OFFSET, &r))
 				TH_LOG("receiver %d message %d", j, k);
 			ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
 			ASSERT_EQ((__u64)0, r.msg.flags);
@@ -2097,7 +1941,7 @@ TEST_F_TIMEOUT(slow, multicast_total_order, 70)
 			ASSERT_EQ((__u32)next[p[0]], p[1])
 				TH_LOG("receiver %d, sender %u", j, p[0]);
 			next[p[0]]++;
-			ASSERT_EQ(0, slice_release(rcv[j], r.msg.offset));
+			ASSERT_EQ(0, bus1_slice_release(rcv[j], r.msg.offset));
 		}
 		ASSERT_EMPTY(rcv[j]);
 		/* one total order for all receivers */
@@ -2123,25 +1967,25 @@ TEST_F(bus, seed_set_and_recv)
 	struct bus1_cmd_recv r;
 	int p[2], fd;
 
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
-			     "seed", 4, &self->to_b, 1, &p[1], 1));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
+			       "seed", 4, &self->to_b, 1, &p[1], 1));
 	/* the seed is not a queued message */
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 
-	ASSERT_EQ(0, recv_raw(self->a, BUS1_RECV_FLAG_SEED |
-			      BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED |
+					BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, INV, 4, 1, 1);
 	ASSERT_EQ(0, memcmp(SLICE(self->ma, &r), "seed", 4));
 	ASSERT_EQ(self->to_b, SLICE_HANDLES(self->ma, &r)[0]);
 	fd = SLICE_FDS(self->ma, &r)[0];
 	ASSERT_EQ(FD_CLOEXEC, fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	ASSERT_TRUE(same_file(fd, p[1]));
-	ASSERT_EQ(0, slice_release(self->a, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->a, r.msg.offset));
 	/* consumed */
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
 	close(fd);
 	close(p[0]);
 	close(p[1]);
@@ -2152,16 +1996,16 @@ TEST_F(bus, seed_peek)
 {
 	struct bus1_cmd_recv r1, r2;
 
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
-			     "kept", 4, NULL, 0, NULL, 0));
-	ASSERT_EQ(0, recv_raw(self->a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK,
-			      ANY_OFFSET, &r1));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
+			       "kept", 4, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK,
+					ANY_OFFSET, &r1));
 	assert_data(_metadata, &r1, 0, INV, 4, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->ma, &r1), "kept", 4));
-	ASSERT_EQ(0, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r2));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r2));
 	assert_data(_metadata, &r2, 0, INV, 4, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->ma, &r2), "kept", 4));
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r2));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r2));
 }
 
 /* SEED with destinations or CONTINUE is EINVAL and sets nothing. */
@@ -2169,12 +2013,12 @@ TEST_F(bus, seed_invalid)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(-EINVAL, send_ex(self->a, BUS1_SEND_FLAG_SEED, &self->to_b, 1,
-				   NULL, "x", 1, NULL, 0, NULL, 0));
-	ASSERT_EQ(-EINVAL, send_ex(self->a, BUS1_SEND_FLAG_SEED |
-				   BUS1_SEND_FLAG_CONTINUE, NULL, 0, NULL,
-				   "x", 1, NULL, 0, NULL, 0));
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
+	ASSERT_EQ(-EINVAL, bus1_send(self->a, BUS1_SEND_FLAG_SEED, &self->to_b, 1,
+				     NULL, "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-EINVAL, bus1_send(self->a, BUS1_SEND_FLAG_SEED |
+				     BUS1_SEND_FLAG_CONTINUE, NULL, 0, NULL,
+				     "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
 	ASSERT_EMPTY(self->b);
 }
 
@@ -2183,14 +2027,14 @@ TEST_F(bus, seed_replace)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
-			     "first", 5, NULL, 0, NULL, 0));
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
-			     "second!", 7, NULL, 0, NULL, 0));
-	ASSERT_EQ(0, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
+			       "first", 5, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
+			       "second!", 7, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, INV, 7, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->ma, &r), "second!", 7));
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
 }
 
 /* RESET with FLUSH_SEED drops the seed; RESET without it doesn't. */
@@ -2198,13 +2042,14 @@ TEST_F(bus, seed_flush)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
-			     "seed", 4, NULL, 0, NULL, 0));
-	ASSERT_EQ(0, reset(self->a, 0, KEEP));
-	ASSERT_EQ(0, recv_raw(self->a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK,
-			      ANY_OFFSET, &r));
-	ASSERT_EQ(0, reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH_SEED, KEEP));
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
+			       "seed", 4, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_reset(self->a, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK,
+					ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH_SEED, (__u64)-1,
+				KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
 }
 
 /* --- the 2017 RECV layout ----------------------------------------------------- */
@@ -2221,8 +2066,8 @@ TEST_F(bus, recv_2017_basic)
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC | O_NONBLOCK));
 	ASSERT_EQ(-EAGAIN, recv_2017(self->b, 0, ANY_OFFSET, &u.r));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "2017", 4,
-			     &self->to_c, 1, &p[1], 1));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "2017", 4,
+			       &self->to_c, 1, &p[1], 1));
 	memset(u.raw, 0x5c, sizeof(u.raw));
 	ASSERT_EQ(0, recv_2017(self->b, BUS1_RECV_2017_FLAG_INSTALL_FDS,
 			       ANY_OFFSET, &u.r));
@@ -2242,7 +2087,7 @@ TEST_F(bus, recv_2017_basic)
 	fd = *(const int *)(self->mb + u.r.msg.offset + 16);
 	ASSERT_EQ(FD_CLOEXEC, fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	ASSERT_TRUE(same_file(fd, p[1]));
-	ASSERT_EQ(0, slice_release(self->b, u.r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, u.r.msg.offset));
 	ASSERT_EQ(-EAGAIN, recv_2017(self->b, 0, ANY_OFFSET, &u.r));
 	close(fd);
 	close(p[0]);
@@ -2260,8 +2105,8 @@ TEST_F(bus, recv_2017_flags)
 	ASSERT_EQ(-EINVAL, recv_2017(self->b, 1ULL << 63, ANY_OFFSET, &r));
 	ASSERT_EQ(-EAGAIN, recv_2017(self->b, BUS1_RECV_2017_FLAG_SEED,
 				     ANY_OFFSET, &r));
-	ASSERT_EQ(0, send_ex(self->a, 0, &self->to_b, 1, NULL, "f", 1,
-			     NULL, 0, &p[1], 1));
+	ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, "f", 1,
+			       NULL, 0, &p[1], 1));
 	/* 4 is the RFC INSTALL_FDS but is invalid here; the message stays */
 	ASSERT_EQ(-EINVAL, recv_2017(self->b, 4, ANY_OFFSET, &r));
 	ASSERT_EQ(-ERANGE, recv_2017(self->b, 0, 0, &r));
@@ -2273,8 +2118,8 @@ TEST_F(bus, recv_2017_flags)
 	ASSERT_EQ(lowest, lowest_free_fd());
 
 	/* SEED is flag 1 here */
-	ASSERT_EQ(0, send_ex(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
-			     "s", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL,
+			       "s", 1, NULL, 0, NULL, 0));
 	ASSERT_EQ(-EAGAIN, recv_2017(self->a, 0, ANY_OFFSET, &r));
 	ASSERT_EQ(0, recv_2017(self->a, BUS1_RECV_2017_FLAG_SEED, ANY_OFFSET, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
@@ -2293,8 +2138,8 @@ TEST_F(bus, recv_2017_continue)
 	__u64 d[2];
 
 	d[0] = self->to_b;
-	ASSERT_EQ(0, xfer(self->b, N2, self->a, &d[1]));
-	ASSERT_EQ(0, send_ex(self->a, 0, d, 2, NULL, "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->a, &d[1]));
+	ASSERT_EQ(0, bus1_send(self->a, 0, d, 2, NULL, "x", 1, NULL, 0, NULL, 0));
 	ASSERT_EQ(0, recv_2017(self->b, 0, ANY_OFFSET, &r1));
 	ASSERT_EQ(0, recv_2017(self->b, 0, ANY_OFFSET, &r2));
 	ASSERT_EQ((__u64)BUS1_MSG_2017_FLAG_CONTINUE, r1.msg.flags);
@@ -2312,43 +2157,31 @@ TEST_F(bus, reset_flush_messages_and_slices)
 	struct bus1_cmd_recv r1, r2;
 	__u64 to_b2;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "received"));
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "also received"));
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "queued"));
-	ASSERT_EQ(0, recv_msg(self->b, &r1));
-	ASSERT_EQ(0, recv_msg(self->b, &r2));
-	ASSERT_EQ(0, slice_release(self->b, r2.msg.offset));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "received"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "also received"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "queued"));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r1));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r2));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r2.msg.offset));
 
-	ASSERT_EQ(0, reset(self->b, BUS1_PEER_RESET_FLAG_FLUSH, KEEP));
+	ASSERT_EQ(0, bus1_reset(self->b, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, r1.msg.offset));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, r2.msg.offset));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, r1.msg.offset));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, r2.msg.offset));
 	/* B's node was destroyed by the flush */
 	ASSERT_DESTROY(self->a, self->to_b);
 	ASSERT_EMPTY(self->a);
 
 	/* the peer is usable again and its pool has room */
-	ASSERT_EQ(0, xfer(self->b, N2, self->a, &to_b2));
-	ASSERT_EQ(0, send_str(self->a, to_b2, "fresh"));
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->a, &to_b2));
+	ASSERT_EQ(0, bus1_send_str(self->a, to_b2, "fresh"));
 	ASSERT_RECV_STR(self->b, self->mb, N2, "fresh");
 }
 
 TEST_HARNESS_MAIN
 
 /* --- memory cgroup charging ---------------------------------------------- */
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -EIO;
-}
 
 static long long read_ll(const char *path)
 {
@@ -2381,19 +2214,19 @@ TEST(pool_pages_charged_to_receiver_memcg)
 		if (mount("none", root, "cgroup2", 0, NULL))
 			SKIP(return, "no cgroup2: %s", strerror(errno));
 	}
-	if (write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory"))
+	if (bus1_write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory"))
 		SKIP(return, "no memory controller");
 	ASSERT_TRUE(mkdir(cg, 0755) == 0 || errno == EEXIST);
 	snprintf(pid, sizeof(pid), "%d", getpid());
 
 	/* Open the receiver from inside the group, then leave it. */
-	ASSERT_EQ(0, write_file("/sys/fs/cgroup/bus1-receiver/cgroup.procs", pid));
-	b = peer_new();
+	ASSERT_EQ(0, bus1_write_file("/sys/fs/cgroup/bus1-receiver/cgroup.procs", pid));
+	b = bus1_peer_new();
 	ASSERT_LE(0, b);
-	ASSERT_EQ(0, write_file("/sys/fs/cgroup/cgroup.procs", pid));
-	a = peer_new();
+	ASSERT_EQ(0, bus1_write_file("/sys/fs/cgroup/cgroup.procs", pid));
+	a = bus1_peer_new();
 	ASSERT_LE(0, a);
-	ASSERT_EQ(0, xfer(b, N1, a, &to_b));
+	ASSERT_EQ(0, bus1_xfer(b, N1, a, &to_b));
 
 	buf = malloc(len);
 	ASSERT_NE(NULL, buf);
@@ -2429,7 +2262,7 @@ TEST_F(bus, sender_killed_mid_send)
 	pid_t pid;
 	int status;
 
-	const uint8_t *whole = pool_map(self->b, POOL_SIZE);
+	const uint8_t *whole = bus1_pool_map(self->b, POOL_SIZE);
 
 	ASSERT_NE(NULL, whole);
 	buf = malloc(len);
@@ -2463,7 +2296,7 @@ TEST_F(bus, sender_killed_mid_send)
 		ASSERT_EQ((__u64)len, r.msg.n_bytes);
 		ASSERT_GE((__u64)POOL_SIZE, r.msg.offset + len);
 		ASSERT_EQ(0, memcmp(whole + r.msg.offset, buf, len)) TH_LOG("message %u", got);
-		ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+		ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 		got++;
 	}
 	TH_LOG("%u complete messages from the killed sender", got);

@@ -41,6 +41,7 @@
 #define OID(n) ((((__u64)(n)) << 3) | BUS1_HANDLE_FLAG_MANAGED)
 
 #define INV ((__u64)BUS1_HANDLE_INVALID)
+#define ANY_OFFSET ((__u64)-1)	/* RECV max_offset: no limit */
 #define SELF (-1)		/* dst_fd of the calling peer */
 #define KEEP ((__u32)0xffffffff)	/* RESET: keep this limit */
 
@@ -49,137 +50,22 @@
 
 /* --- helpers (all return 0 or -errno) ------------------------------------ */
 
-static int peer_new(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
-
-static int ret_errno(int r)
-{
-	return r < 0 ? -errno : r;
-}
-
-static int xfer_raw(int fd, __u64 flags, __u64 src, __u64 dst_fd, __u64 *out)
-{
-	struct bus1_cmd_handle_transfer c = {
-		.flags = flags,
-		.src_handle = src,
-		.dst_fd = dst_fd,
-		.dst_handle = INV,
-	};
-	int r = ret_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
-
-	if (out)
-		*out = c.dst_handle;
-	return r;
-}
-
-/* Transfer @src of peer @fd to peer @dst (SELF: to @fd itself). */
-static int xfer(int fd, __u64 src, int dst, __u64 *out)
-{
-	return xfer_raw(fd, 0, src, dst < 0 ? (__u64)-1 : (__u64)dst, out);
-}
-
-static int release(int fd, __u64 id)
-{
-	__u64 v = id;
-
-	return ret_errno(ioctl(fd, BUS1_CMD_HANDLE_RELEASE, &v));
-}
-
-static int destroy(int fd, __u64 flags, const __u64 *ids, __u64 n)
-{
-	struct bus1_cmd_nodes_destroy c = {
-		.flags = flags,
-		.ptr_nodes = (__u64)(uintptr_t)ids,
-		.n_nodes = n,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_NODES_DESTROY, &c));
-}
-
-static int destroy1(int fd, __u64 id)
-{
-	return destroy(fd, 0, &id, 1);
-}
-
-static int recv_raw(int fd, __u64 flags, __u64 max_offset, struct bus1_cmd_recv *r)
-{
-	/* Poison the output so that unwritten fields are noticed. */
-	memset(r, 0xa5, sizeof(*r));
-	r->flags = flags;
-	r->max_offset = max_offset;
-	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
-}
-
-static int recv_msg(int fd, struct bus1_cmd_recv *r)
-{
-	return recv_raw(fd, 0, (__u64)-1, r);
-}
-
 static int query(int fd, struct bus1_cmd_peer_reset *q)
 {
 	memset(q, 0xa5, sizeof(*q));
 	q->flags = 0;
-	return ret_errno(ioctl(fd, BUS1_CMD_PEER_QUERY, q));
-}
-
-static int reset(int fd, __u64 flags, __u64 peer_flags, __u32 slices,
-		 __u32 handles, __u32 bytes, __u32 fds)
-{
-	struct bus1_cmd_peer_reset c = {
-		.flags = flags,
-		.peer_flags = peer_flags,
-		.max_slices = slices,
-		.max_handles = handles,
-		.max_inflight_bytes = bytes,
-		.max_inflight_fds = fds,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
+	return bus1_errno(ioctl(fd, BUS1_CMD_PEER_QUERY, q));
 }
 
 static int set_max_handles(int fd, __u32 n)
 {
-	return reset(fd, 0, (__u64)-1, KEEP, n, KEEP, KEEP);
-}
-
-static int disconnect(int fd)
-{
-	return ret_errno(ioctl(fd, BUS1_CMD_PEER_DISCONNECT, 0));
-}
-
-/* Current poll state of a peer (without blocking). */
-static int pollrev(int fd)
-{
-	struct pollfd p = {
-		.fd = fd,
-		.events = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
-	};
-	int r = poll(&p, 1, 0);
-
-	if (r < 0)
-		return -errno;
-	return p.revents;
-}
-
-/* An address that is guaranteed not to be mapped. */
-static void *unmapped_page(void)
-{
-	long pg = sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	munmap(p + pg, pg);
-	return p + pg;
+	return bus1_reset(fd, 0, (__u64)-1, KEEP, n, KEEP, KEEP);
 }
 
 /* Receive one notification and check every field of it. */
 #define ASSERT_NOTIFY(_fd, _type, _dest, _flags) do {				\
 	struct bus1_cmd_recv __r;						\
-	ASSERT_EQ(0, recv_msg((_fd), &__r));					\
+	ASSERT_EQ(0, bus1_recv_poisoned((_fd), 0, ANY_OFFSET, &__r));		\
 	ASSERT_EQ((__u64)(_type), __r.msg.type);				\
 	ASSERT_EQ((__u64)(_dest), __r.msg.destination);				\
 	ASSERT_EQ((__u64)(_flags), __r.msg.flags);				\
@@ -201,11 +87,11 @@ static void *unmapped_page(void)
  */
 #define ASSERT_NOTIFY_PAIR(_fd, _type, _d1, _d2) do {				\
 	struct bus1_cmd_recv __p1, __p2;					\
-	ASSERT_EQ(0, recv_msg((_fd), &__p1));					\
+	ASSERT_EQ(0, bus1_recv_poisoned((_fd), 0, ANY_OFFSET, &__p1));		\
 	ASSERT_EQ((__u64)(_type), __p1.msg.type);				\
 	ASSERT_EQ((__u64)BUS1_MSG_FLAG_CONTINUE, __p1.msg.flags);		\
 	ASSERT_EQ((__u64)BUS1_OFFSET_INVALID, __p1.msg.offset);			\
-	ASSERT_EQ(0, recv_msg((_fd), &__p2));					\
+	ASSERT_EQ(0, bus1_recv_poisoned((_fd), 0, ANY_OFFSET, &__p2));		\
 	ASSERT_EQ((__u64)(_type), __p2.msg.type);				\
 	ASSERT_EQ((__u64)0, __p2.msg.flags);					\
 	ASSERT_EQ((__u64)BUS1_OFFSET_INVALID, __p2.msg.offset);			\
@@ -217,7 +103,7 @@ static void *unmapped_page(void)
 
 #define ASSERT_EMPTY(_fd) do {							\
 	struct bus1_cmd_recv __e;						\
-	ASSERT_EQ(-EAGAIN, recv_msg((_fd), &__e));				\
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned((_fd), 0, ANY_OFFSET, &__e));	\
 } while (0)
 
 /* No peer of the fixture has anything left to receive. */
@@ -231,7 +117,7 @@ static void *unmapped_page(void)
 /* Transfer that must succeed and yield @_id. */
 #define ASSERT_XFER(_fd, _src, _dst, _id) do {					\
 	__u64 __h = 0;								\
-	ASSERT_EQ(0, xfer((_fd), (_src), (_dst), &__h));			\
+	ASSERT_EQ(0, bus1_xfer((_fd), (_src), (_dst), &__h));			\
 	ASSERT_EQ((__u64)(_id), __h);						\
 } while (0)
 
@@ -243,10 +129,10 @@ FIXTURE(peers) {
 
 FIXTURE_SETUP(peers)
 {
-	self->a = peer_new();
-	self->b = peer_new();
-	self->c = peer_new();
-	self->d = peer_new();
+	self->a = bus1_peer_new();
+	self->b = bus1_peer_new();
+	self->c = bus1_peer_new();
+	self->d = bus1_peer_new();
 	ASSERT_LE(0, self->a);
 	ASSERT_LE(0, self->b);
 	ASSERT_LE(0, self->c);
@@ -255,14 +141,10 @@ FIXTURE_SETUP(peers)
 
 FIXTURE_TEARDOWN(peers)
 {
-	if (self->a >= 0)
-		close(self->a);
-	if (self->b >= 0)
-		close(self->b);
-	if (self->c >= 0)
-		close(self->c);
-	if (self->d >= 0)
-		close(self->d);
+	bus1_peer_free(self->a, NULL, 0);
+	bus1_peer_free(self->b, NULL, 0);
+	bus1_peer_free(self->c, NULL, 0);
+	bus1_peer_free(self->d, NULL, 0);
 }
 
 /* --- PEER_DISCONNECT ------------------------------------------------------ */
@@ -278,18 +160,18 @@ TEST_F(peers, disconnect_arg_must_be_zero)
 	ASSERT_EQ(-1, ioctl(self->a, BUS1_CMD_PEER_DISCONNECT, &v));
 	ASSERT_EQ(EINVAL, errno);
 	ASSERT_EQ(0, query(self->a, &q));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
-	ASSERT_EQ(0, disconnect(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
+	ASSERT_EQ(0, bus1_disconnect(self->a));
 }
 
 /* Only the first disconnect succeeds. */
 TEST_F(peers, disconnect_twice)
 {
-	ASSERT_EQ(0, disconnect(self->a));
-	ASSERT_EQ(-ESHUTDOWN, disconnect(self->a));
-	ASSERT_EQ(-ESHUTDOWN, disconnect(self->a));
+	ASSERT_EQ(0, bus1_disconnect(self->a));
+	ASSERT_EQ(-ESHUTDOWN, bus1_disconnect(self->a));
+	ASSERT_EQ(-ESHUTDOWN, bus1_disconnect(self->a));
 	/* other peers are unaffected */
-	ASSERT_EQ(0, disconnect(self->b));
+	ASSERT_EQ(0, bus1_disconnect(self->b));
 	ASSERT_EQ(0, close(self->a));
 	self->a = -1;
 }
@@ -303,30 +185,30 @@ TEST_F(peers, disconnect_then_everything_shutdown)
 	__u64 v = N1, h;
 	void *m;
 
-	ASSERT_EQ(0, disconnect(self->a));
+	ASSERT_EQ(0, bus1_disconnect(self->a));
 
 	q.flags = 0;
-	ASSERT_EQ(-ESHUTDOWN, ret_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
-	ASSERT_EQ(-ESHUTDOWN, reset(self->a, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
-	ASSERT_EQ(-ESHUTDOWN, reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
-				    KEEP, KEEP, KEEP, KEEP));
-	ASSERT_EQ(-ESHUTDOWN, release(self->a, N1));
-	ASSERT_EQ(-ESHUTDOWN, xfer(self->a, N1, SELF, &h));
-	ASSERT_EQ(-ESHUTDOWN, xfer(self->a, N1, self->b, &h));
-	ASSERT_EQ(-ESHUTDOWN, destroy1(self->a, N1));
+	ASSERT_EQ(-ESHUTDOWN, bus1_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
+	ASSERT_EQ(-ESHUTDOWN, bus1_reset(self->a, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(-ESHUTDOWN, bus1_reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
+					 KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(-ESHUTDOWN, bus1_release(self->a, N1));
+	ASSERT_EQ(-ESHUTDOWN, bus1_xfer(self->a, N1, SELF, &h));
+	ASSERT_EQ(-ESHUTDOWN, bus1_xfer(self->a, N1, self->b, &h));
+	ASSERT_EQ(-ESHUTDOWN, bus1_destroy_node(self->a, N1, 0));
 	v = 0;
-	ASSERT_EQ(-ESHUTDOWN, ret_errno(ioctl(self->a, BUS1_CMD_SLICE_RELEASE, &v)));
-	ASSERT_EQ(-ESHUTDOWN, ret_errno(ioctl(self->a, BUS1_CMD_SEND, &s)));
-	ASSERT_EQ(-ESHUTDOWN, recv_msg(self->a, &r));
+	ASSERT_EQ(-ESHUTDOWN, bus1_errno(ioctl(self->a, BUS1_CMD_SLICE_RELEASE, &v)));
+	ASSERT_EQ(-ESHUTDOWN, bus1_errno(ioctl(self->a, BUS1_CMD_SEND, &s)));
+	ASSERT_EQ(-ESHUTDOWN, bus1_recv_poisoned(self->a, 0, ANY_OFFSET, &r));
 	/* unknown commands too: the active reference is taken first */
-	ASSERT_EQ(-ESHUTDOWN, ret_errno(ioctl(self->a, _IOWR(BUS1_IOCTL_MAGIC, 0x7f, __u64), &v)));
+	ASSERT_EQ(-ESHUTDOWN, bus1_errno(ioctl(self->a, _IOWR(BUS1_IOCTL_MAGIC, 0x7f, __u64), &v)));
 
 	m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, self->a, 0);
 	ASSERT_EQ(MAP_FAILED, m);
 	ASSERT_EQ(ESHUTDOWN, errno);
 
 	/* a disconnected peer can't be a transfer destination */
-	ASSERT_EQ(-ESHUTDOWN, xfer(self->b, N1, self->a, &h));
+	ASSERT_EQ(-ESHUTDOWN, bus1_xfer(self->b, N1, self->a, &h));
 
 	ASSERT_EQ(0, close(self->a));
 	self->a = -1;
@@ -335,14 +217,14 @@ TEST_F(peers, disconnect_then_everything_shutdown)
 /* poll on a disconnected peer reports exactly POLLHUP. */
 TEST_F(peers, disconnect_poll_hup)
 {
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
-	ASSERT_EQ(0, disconnect(self->a));
-	ASSERT_EQ(POLLHUP, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
+	ASSERT_EQ(0, bus1_disconnect(self->a));
+	ASSERT_EQ(POLLHUP, bus1_pollrev(self->a));
 	/* also when something was queued before the disconnect */
-	ASSERT_EQ(0, destroy1(self->b, N1));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
-	ASSERT_EQ(0, disconnect(self->b));
-	ASSERT_EQ(POLLHUP, pollrev(self->b));
+	ASSERT_EQ(0, bus1_destroy_node(self->b, N1, 0));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
+	ASSERT_EQ(0, bus1_disconnect(self->b));
+	ASSERT_EQ(POLLHUP, bus1_pollrev(self->b));
 }
 
 /* Disconnecting an owner destroys its nodes: holders get NODE_DESTROY. */
@@ -356,7 +238,7 @@ TEST_F(peers, disconnect_destroys_nodes)
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
 
-	ASSERT_EQ(0, disconnect(self->a));
+	ASSERT_EQ(0, bus1_disconnect(self->a));
 
 	/* both nodes of one owner die in one transaction */
 	ASSERT_NOTIFY_PAIR(self->b, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
@@ -366,11 +248,11 @@ TEST_F(peers, disconnect_destroys_nodes)
 
 	/* the handles still exist but name a dead node */
 	h = 0;
-	ASSERT_EQ(0, xfer(self->b, RID(1), self->c, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, RID(1), self->c, &h));
 	ASSERT_EQ(INV, h);
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(0, release(self->b, RID(2)));
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(2)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->b);
 }
 
@@ -380,7 +262,7 @@ TEST_F(peers, disconnect_releases_handles)
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(0, disconnect(self->b));
+	ASSERT_EQ(0, bus1_disconnect(self->b));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
 	/* the node itself is still alive and usable */
@@ -405,11 +287,11 @@ TEST_F(peers, query)
 	/* flags must be 0 */
 	memset(&q, 0, sizeof(q));
 	q.flags = 1;
-	ASSERT_EQ(-EINVAL, ret_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
+	ASSERT_EQ(-EINVAL, bus1_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
 	q.flags = BUS1_PEER_RESET_FLAG_FLUSH_SEED;
-	ASSERT_EQ(-EINVAL, ret_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
+	ASSERT_EQ(-EINVAL, bus1_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
 	q.flags = 1ULL << 63;
-	ASSERT_EQ(-EINVAL, ret_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
+	ASSERT_EQ(-EINVAL, bus1_errno(ioctl(self->a, BUS1_CMD_PEER_QUERY, &q)));
 }
 
 /* --- PEER_RESET ----------------------------------------------------------- */
@@ -421,17 +303,17 @@ TEST_F(peers, reset_invalid)
 	ASSERT_EQ(0, query(self->a, &q0));
 
 	/* unknown flags */
-	ASSERT_EQ(-EINVAL, reset(self->a, 1ULL << 2, (__u64)-1, 1, 1, 1, 1));
-	ASSERT_EQ(-EINVAL, reset(self->a, 1ULL << 63, (__u64)-1, 1, 1, 1, 1));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 1ULL << 2, (__u64)-1, 1, 1, 1, 1));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 1ULL << 63, (__u64)-1, 1, 1, 1, 1));
 	/* unknown peer flags */
-	ASSERT_EQ(-EINVAL, reset(self->a, 0, 2, 1, 1, 1, 1));
-	ASSERT_EQ(-EINVAL, reset(self->a, 0, 1ULL << 63, 1, 1, 1, 1));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 0, 2, 1, 1, 1, 1));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 0, 1ULL << 63, 1, 1, 1, 1));
 	/* any limit > INT_MAX other than 0xffffffff; validated before anything changes */
-	ASSERT_EQ(-EINVAL, reset(self->a, 0, (__u64)-1, 0x80000000u, 1, 1, 1));
-	ASSERT_EQ(-EINVAL, reset(self->a, 0, (__u64)-1, 1, 0x80000000u, 1, 1));
-	ASSERT_EQ(-EINVAL, reset(self->a, 0, (__u64)-1, 1, 1, 0xfffffffeu, 1));
-	ASSERT_EQ(-EINVAL, reset(self->a, 0, (__u64)-1, 1, 1, 1, 0x80000001u));
-	ASSERT_EQ(-EINVAL, reset(self->a, 0, BUS1_PEER_FLAG_WANT_SECCTX, 1, 1, 1, 0x80000000u));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 0, (__u64)-1, 0x80000000u, 1, 1, 1));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 0, (__u64)-1, 1, 0x80000000u, 1, 1));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 0, (__u64)-1, 1, 1, 0xfffffffeu, 1));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 0, (__u64)-1, 1, 1, 1, 0x80000001u));
+	ASSERT_EQ(-EINVAL, bus1_reset(self->a, 0, BUS1_PEER_FLAG_WANT_SECCTX, 1, 1, 1, 0x80000000u));
 
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ(q0.peer_flags, q.peer_flags);
@@ -448,21 +330,21 @@ TEST_F(peers, reset_limits)
 
 	ASSERT_EQ(0, query(self->a, &q0));
 
-	ASSERT_EQ(0, reset(self->a, 0, (__u64)-1, 1, 2, 3, 4));
+	ASSERT_EQ(0, bus1_reset(self->a, 0, (__u64)-1, 1, 2, 3, 4));
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ(1u, q.max_slices);
 	ASSERT_EQ(2u, q.max_handles);
 	ASSERT_EQ(3u, q.max_inflight_bytes);
 	ASSERT_EQ(4u, q.max_inflight_fds);
 
-	ASSERT_EQ(0, reset(self->a, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(self->a, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ(1u, q.max_slices);
 	ASSERT_EQ(2u, q.max_handles);
 	ASSERT_EQ(3u, q.max_inflight_bytes);
 	ASSERT_EQ(4u, q.max_inflight_fds);
 
-	ASSERT_EQ(0, reset(self->a, 0, (__u64)-1, KEEP, INT_MAX, KEEP, 0));
+	ASSERT_EQ(0, bus1_reset(self->a, 0, (__u64)-1, KEEP, INT_MAX, KEEP, 0));
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ(1u, q.max_slices);
 	ASSERT_EQ((__u32)INT_MAX, q.max_handles);
@@ -482,15 +364,15 @@ TEST_F(peers, reset_peer_flags)
 {
 	struct bus1_cmd_peer_reset q;
 
-	ASSERT_EQ(0, reset(self->a, 0, BUS1_PEER_FLAG_WANT_SECCTX, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(self->a, 0, BUS1_PEER_FLAG_WANT_SECCTX, KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ((__u64)BUS1_PEER_FLAG_WANT_SECCTX, q.peer_flags);
 
-	ASSERT_EQ(0, reset(self->a, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(self->a, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ((__u64)BUS1_PEER_FLAG_WANT_SECCTX, q.peer_flags);
 
-	ASSERT_EQ(0, reset(self->a, 0, 0, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(self->a, 0, 0, KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EQ(0, query(self->a, &q));
 	ASSERT_EQ((__u64)0, q.peer_flags);
 
@@ -505,22 +387,22 @@ TEST_F(peers, reset_handle_limit_enforced)
 
 	/* creating a node charges one handle to its creator */
 	ASSERT_EQ(0, set_max_handles(self->a, 0));
-	ASSERT_EQ(-EDQUOT, xfer(self->a, N1, self->b, &h));
-	ASSERT_EQ(-EDQUOT, destroy1(self->a, N1));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N1, self->b, &h));
+	ASSERT_EQ(-EDQUOT, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_EMPTY(self->a);
 
 	/* one handle: creator charged once, destination separately */
 	ASSERT_EQ(0, set_max_handles(self->a, 1));
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(-EDQUOT, xfer(self->a, N2, self->b, &h));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N2, self->b, &h));
 
 	/* a transfer charges one handle to the destination */
 	ASSERT_EQ(0, set_max_handles(self->c, 0));
-	ASSERT_EQ(-EDQUOT, xfer(self->b, RID(1), self->c, &h));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->b, RID(1), self->c, &h));
 	ASSERT_EQ(0, set_max_handles(self->c, 1));
 	ASSERT_XFER(self->b, RID(1), self->c, RID(1));
-	ASSERT_EQ(-EDQUOT, xfer(self->b, RID(1), self->c, &h));
-	ASSERT_EQ(0, release(self->c, RID(1)));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->b, RID(1), self->c, &h));
+	ASSERT_EQ(0, bus1_release(self->c, RID(1)));
 	ASSERT_XFER(self->b, RID(1), self->c, RID(2));
 
 	/* raising the limit again makes room */
@@ -539,8 +421,8 @@ TEST_F(peers, reset_flush_destroys_nodes)
 	ASSERT_XFER(self->a, N2, self->b, RID(2));
 	ASSERT_XFER(self->a, N1, self->c, RID(1));
 
-	ASSERT_EQ(0, reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
-			   KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
+				KEEP, KEEP, KEEP, KEEP));
 
 	ASSERT_NOTIFY_PAIR(self->b, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
 	ASSERT_EMPTY(self->b);
@@ -548,17 +430,17 @@ TEST_F(peers, reset_flush_destroys_nodes)
 	ASSERT_EMPTY(self->c);
 	/* the flushing peer's own notifications are flushed with its queue */
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 
 	/* holders' handles now name dead nodes */
-	ASSERT_EQ(0, xfer(self->b, RID(1), self->d, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, RID(1), self->d, &h));
 	ASSERT_EQ(INV, h);
 
 	/*
 	 * The owner's IDs are gone: N1 now names a brand-new node (ESTALE would
 	 * mean the old, destroyed node were still linked).
 	 */
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_DESTROY(self->a, N1, 0);
 
 	/* the peer stays connected and keeps its limits */
@@ -574,8 +456,8 @@ TEST_F(peers, reset_flush_drops_handles)
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 	ASSERT_XFER(self->c, N3, self->b, RID(2));
 
-	ASSERT_EQ(0, reset(self->b, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
-			   KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(self->b, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
+				KEEP, KEEP, KEEP, KEEP));
 
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
@@ -583,8 +465,8 @@ TEST_F(peers, reset_flush_drops_handles)
 	ASSERT_EMPTY(self->c);
 	ASSERT_EMPTY(self->b);
 
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
-	ASSERT_EQ(-ENXIO, release(self->b, RID(2)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(2)));
 
 	/* the kernel-ID counter survives the flush */
 	ASSERT_XFER(self->a, N1, self->b, RID(3));
@@ -597,25 +479,25 @@ TEST_F(peers, reset_flush_queue)
 	struct bus1_cmd_recv r;
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
-	ASSERT_EQ(0, reset(self->b, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
-			   KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
+	ASSERT_EQ(0, bus1_reset(self->b, BUS1_PEER_RESET_FLAG_FLUSH, (__u64)-1,
+				KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
 
 	/* a queued NODE_RELEASE is flushed too */
 	ASSERT_XFER(self->c, N2, self->d, RID(1));
-	ASSERT_EQ(0, release(self->d, RID(1)));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->c));
-	ASSERT_EQ(0, reset(self->c, BUS1_PEER_RESET_FLAG_FLUSH | BUS1_PEER_RESET_FLAG_FLUSH_SEED,
-			   (__u64)-1, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_release(self->d, RID(1)));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->c));
+	ASSERT_EQ(0, bus1_reset(self->c, BUS1_PEER_RESET_FLAG_FLUSH | BUS1_PEER_RESET_FLAG_FLUSH_SEED,
+				(__u64)-1, KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EMPTY(self->c);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->c));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->c));
 
-	ASSERT_EQ(0, reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH_SEED, (__u64)-1,
-			   KEEP, KEEP, KEEP, KEEP));
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, (__u64)-1, &r));
+	ASSERT_EQ(0, bus1_reset(self->a, BUS1_PEER_RESET_FLAG_FLUSH_SEED, (__u64)-1,
+				KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, (__u64)-1, &r));
 }
 
 /* --- HANDLE_RELEASE ------------------------------------------------------- */
@@ -623,16 +505,16 @@ TEST_F(peers, reset_flush_queue)
 TEST_F(peers, release_unknown_ids)
 {
 	/* managed or remote bit set: ENXIO */
-	ASSERT_EQ(-ENXIO, release(self->a, INV));
-	ASSERT_EQ(-ENXIO, release(self->a, OID(1)));
-	ASSERT_EQ(-ENXIO, release(self->a, RID(1)));
-	ASSERT_EQ(-ENXIO, release(self->a, BUS1_HANDLE_FLAG_MANAGED));
-	ASSERT_EQ(-ENXIO, release(self->a, BUS1_HANDLE_FLAG_REMOTE));
-	ASSERT_EQ(-ENXIO, release(self->a, N1 | BUS1_HANDLE_FLAG_REMOTE));
+	ASSERT_EQ(-ENXIO, bus1_release(self->a, INV));
+	ASSERT_EQ(-ENXIO, bus1_release(self->a, OID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->a, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->a, BUS1_HANDLE_FLAG_MANAGED));
+	ASSERT_EQ(-ENXIO, bus1_release(self->a, BUS1_HANDLE_FLAG_REMOTE));
+	ASSERT_EQ(-ENXIO, bus1_release(self->a, N1 | BUS1_HANDLE_FLAG_REMOTE));
 	/* unmanaged: would be a new live node, whose last ref can't go */
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
-	ASSERT_EQ(-EBUSY, release(self->a, 0));
-	ASSERT_EQ(-EBUSY, release(self->a, 4));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, 0));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, 4));
 	/* nothing was created by these */
 	ASSERT_EMPTY(self->a);
 	ASSERT_EQ(0, set_max_handles(self->a, 1));
@@ -643,8 +525,8 @@ TEST_F(peers, release_unknown_ids)
 TEST_F(peers, release_owner_last_ref)
 {
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
 	/* the node is intact */
 	ASSERT_XFER(self->b, RID(1), self->c, RID(1));
 	ASSERT_XFER(self->a, N1, SELF, N1);
@@ -658,13 +540,13 @@ TEST_F(peers, release_owner_extra_ref)
 	/* lazily created and then one extra reference */
 	ASSERT_XFER(self->a, N1, SELF, N1);
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(0, release(self->a, N1));
+	ASSERT_EQ(0, bus1_release(self->a, N1));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
 	/* the node survived */
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(-ESTALE, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(-ESTALE, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_EMPTY(self->a);
 }
@@ -675,41 +557,41 @@ TEST_F(peers, release_remote_refs)
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 	/* still valid */
 	ASSERT_XFER(self->b, RID(1), SELF, RID(1));
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->a);
 
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->b);
 }
 
 /* Releasing the owner handle of a destroyed node; the ID can then be reused. */
 TEST_F(peers, release_after_destroy)
 {
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_DESTROY(self->a, N1, 0);
-	ASSERT_EQ(-ESTALE, destroy1(self->a, N1));
-	ASSERT_EQ(0, release(self->a, N1));
+	ASSERT_EQ(-ESTALE, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(0, bus1_release(self->a, N1));
 	/* N1 is unknown again */
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_EMPTY(self->a);
 
 	/* two owner refs on a destroyed node: both can go */
 	ASSERT_XFER(self->a, N2, SELF, N2);
-	ASSERT_EQ(0, destroy1(self->a, N2));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N2, 0));
 	ASSERT_DESTROY(self->a, N2, 0);
-	ASSERT_EQ(0, release(self->a, N2));
-	ASSERT_EQ(0, release(self->a, N2));
-	ASSERT_EQ(-EBUSY, release(self->a, N2));
+	ASSERT_EQ(0, bus1_release(self->a, N2));
+	ASSERT_EQ(0, bus1_release(self->a, N2));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N2));
 	ASSERT_EMPTY(self->a);
 }
 
@@ -719,9 +601,9 @@ TEST_F(peers, transfer_flags)
 {
 	__u64 h;
 
-	ASSERT_EQ(-EINVAL, xfer_raw(self->a, 1, N1, self->b, &h));
-	ASSERT_EQ(-EINVAL, xfer_raw(self->a, 1ULL << 63, N1, self->b, &h));
-	ASSERT_EQ(-EINVAL, xfer_raw(self->a, 1, N1, (__u64)-1, &h));
+	ASSERT_EQ(-EINVAL, bus1_xfer_raw(self->a, 1, N1, self->b, &h));
+	ASSERT_EQ(-EINVAL, bus1_xfer_raw(self->a, 1ULL << 63, N1, self->b, &h));
+	ASSERT_EQ(-EINVAL, bus1_xfer_raw(self->a, 1, N1, (__u64)-1, &h));
 	/* nothing happened: B got no handle, so its first ID is still RID(1) */
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 }
@@ -770,23 +652,23 @@ TEST_F(peers, transfer_ids)
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 }
 
 TEST_F(peers, transfer_unknown_source)
 {
 	__u64 h;
 
-	ASSERT_EQ(-ENXIO, xfer(self->a, INV, self->b, &h));
-	ASSERT_EQ(-ENXIO, xfer(self->a, OID(1), self->b, &h));
-	ASSERT_EQ(-ENXIO, xfer(self->a, RID(1), self->b, &h));
-	ASSERT_EQ(-ENXIO, xfer(self->a, RID(1), SELF, &h));
-	ASSERT_EQ(-ENXIO, xfer(self->a, N1 | BUS1_HANDLE_FLAG_MANAGED, SELF, &h));
+	ASSERT_EQ(-ENXIO, bus1_xfer(self->a, INV, self->b, &h));
+	ASSERT_EQ(-ENXIO, bus1_xfer(self->a, OID(1), self->b, &h));
+	ASSERT_EQ(-ENXIO, bus1_xfer(self->a, RID(1), self->b, &h));
+	ASSERT_EQ(-ENXIO, bus1_xfer(self->a, RID(1), SELF, &h));
+	ASSERT_EQ(-ENXIO, bus1_xfer(self->a, N1 | BUS1_HANDLE_FLAG_MANAGED, SELF, &h));
 	/* B got nothing */
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 	/* a released ID is unknown */
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(-ENXIO, xfer(self->b, RID(1), self->c, &h));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_xfer(self->b, RID(1), self->c, &h));
 }
 
 /* Bad destinations fail without creating anything. */
@@ -806,14 +688,14 @@ TEST_F(peers, transfer_bad_destination)
 	/* A may create exactly one node: leaked creations would show as EDQUOT */
 	ASSERT_EQ(0, set_max_handles(self->a, 1));
 
-	ASSERT_EQ(-EBADF, xfer(self->a, N1, closed, &h));
-	ASSERT_EQ(-EBADF, xfer(self->a, N1, 100000, &h));
-	ASSERT_EQ(-EOPNOTSUPP, xfer(self->a, N1, p[0], &h));
-	ASSERT_EQ(-EOPNOTSUPP, xfer(self->a, N1, p[1], &h));
-	ASSERT_EQ(-EOPNOTSUPP, xfer(self->a, N1, nul, &h));
-	ASSERT_EQ(0, disconnect(self->d));
-	ASSERT_EQ(-ESHUTDOWN, xfer(self->a, N1, self->d, &h));
-	ASSERT_EQ(-ESHUTDOWN, xfer(self->a, N2, self->d, &h));
+	ASSERT_EQ(-EBADF, bus1_xfer(self->a, N1, closed, &h));
+	ASSERT_EQ(-EBADF, bus1_xfer(self->a, N1, 100000, &h));
+	ASSERT_EQ(-EOPNOTSUPP, bus1_xfer(self->a, N1, p[0], &h));
+	ASSERT_EQ(-EOPNOTSUPP, bus1_xfer(self->a, N1, p[1], &h));
+	ASSERT_EQ(-EOPNOTSUPP, bus1_xfer(self->a, N1, nul, &h));
+	ASSERT_EQ(0, bus1_disconnect(self->d));
+	ASSERT_EQ(-ESHUTDOWN, bus1_xfer(self->a, N1, self->d, &h));
+	ASSERT_EQ(-ESHUTDOWN, bus1_xfer(self->a, N2, self->d, &h));
 
 	ASSERT_XFER(self->a, N3, self->b, RID(1));
 	ASSERT_EMPTY(self->a);
@@ -830,22 +712,22 @@ TEST_F(peers, transfer_destroyed_node)
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 	ASSERT_XFER(self->a, N1, self->c, RID(1));
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 
 	h = 0;
-	ASSERT_EQ(0, xfer(self->b, RID(1), self->c, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, RID(1), self->c, &h));
 	ASSERT_EQ(INV, h);
 	h = 0;
-	ASSERT_EQ(0, xfer(self->b, RID(1), self->d, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, RID(1), self->d, &h));
 	ASSERT_EQ(INV, h);
 	h = 0;
-	ASSERT_EQ(0, xfer(self->b, RID(1), SELF, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, RID(1), SELF, &h));
 	ASSERT_EQ(INV, h);
 	h = 0;
-	ASSERT_EQ(0, xfer(self->a, N1, self->b, &h));
+	ASSERT_EQ(0, bus1_xfer(self->a, N1, self->b, &h));
 	ASSERT_EQ(INV, h);
 	h = 0;
-	ASSERT_EQ(0, xfer(self->a, N1, SELF, &h));
+	ASSERT_EQ(0, bus1_xfer(self->a, N1, SELF, &h));
 	ASSERT_EQ(INV, h);
 
 	/* each peer got exactly its destruction notification, nothing more */
@@ -858,11 +740,11 @@ TEST_F(peers, transfer_destroyed_node)
 	ASSERT_EMPTY(self->d);
 
 	/* D received no handle, and the references were not added */
-	ASSERT_EQ(-ENXIO, release(self->d, RID(1)));
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
-	ASSERT_EQ(0, release(self->a, N1));
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
+	ASSERT_EQ(-ENXIO, bus1_release(self->d, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
 }
 
 /* --- NODES_DESTROY -------------------------------------------------------- */
@@ -872,9 +754,10 @@ TEST_F(peers, destroy_flags)
 	__u64 ids[] = { N1 };
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(-EINVAL, destroy(self->a, 1ULL << 1, ids, 1));
-	ASSERT_EQ(-EINVAL, destroy(self->a, 1ULL << 63, ids, 1));
-	ASSERT_EQ(-EINVAL, destroy(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES | 4, ids, 1));
+	ASSERT_EQ(-EINVAL, bus1_destroy_nodes(self->a, 1ULL << 1, ids, 1));
+	ASSERT_EQ(-EINVAL, bus1_destroy_nodes(self->a, 1ULL << 63, ids, 1));
+	ASSERT_EQ(-EINVAL, bus1_destroy_nodes(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES | 4,
+					      ids, 1));
 	/* the node is alive, nobody was notified */
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
@@ -887,12 +770,12 @@ TEST_F(peers, destroy_too_many)
 	__u64 ids[] = { N1 };
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(-EINVAL, destroy(self->a, 0, ids, 1ULL << 32));
-	ASSERT_EQ(-EINVAL, destroy(self->a, 0, ids, (__u64)-1));
+	ASSERT_EQ(-EINVAL, bus1_destroy_nodes(self->a, 0, ids, 1ULL << 32));
+	ASSERT_EQ(-EINVAL, bus1_destroy_nodes(self->a, 0, ids, (__u64)-1));
 	ASSERT_EMPTY(self->b);
 	ASSERT_XFER(self->b, RID(1), self->c, RID(1));
 	/* zero nodes is a no-op */
-	ASSERT_EQ(0, destroy(self->a, 0, ids, 0));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, 0, ids, 0));
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
 }
@@ -900,25 +783,25 @@ TEST_F(peers, destroy_too_many)
 TEST_F(peers, destroy_efault)
 {
 	__u64 *tail;
-	char *bad = unmapped_page();
+	char *bad = bus1_unmapped_page();
 	long pg = sysconf(_SC_PAGESIZE);
 
 	ASSERT_NE(NULL, bad);
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 
-	ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, BUS1_CMD_NODES_DESTROY, NULL)));
-	ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, BUS1_CMD_NODES_DESTROY, bad)));
-	ASSERT_EQ(-EFAULT, destroy(self->a, 0, NULL, 1));
-	ASSERT_EQ(-EFAULT, destroy(self->a, 0, (__u64 *)bad, 1));
+	ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->a, BUS1_CMD_NODES_DESTROY, NULL)));
+	ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->a, BUS1_CMD_NODES_DESTROY, bad)));
+	ASSERT_EQ(-EFAULT, bus1_destroy_nodes(self->a, 0, NULL, 1));
+	ASSERT_EQ(-EFAULT, bus1_destroy_nodes(self->a, 0, (__u64 *)bad, 1));
 
 	/* first entry valid and live, second entry unreadable: nothing happens */
 	tail = (__u64 *)(bad - pg) + pg / sizeof(__u64) - 1;
 	*tail = N1;
-	ASSERT_EQ(-EFAULT, destroy(self->a, 0, tail, 2));
+	ASSERT_EQ(-EFAULT, bus1_destroy_nodes(self->a, 0, tail, 2));
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
 	ASSERT_XFER(self->b, RID(1), self->c, RID(1));
-	ASSERT_EQ(0, destroy(self->a, 0, tail, 1));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, 0, tail, 1));
 	ASSERT_DESTROY(self->a, N1, 0);
 }
 
@@ -928,30 +811,31 @@ TEST_F(peers, destroy_errors)
 	__u64 h;
 
 	/* unknown managed / remote IDs */
-	ASSERT_EQ(-ENXIO, destroy1(self->a, INV));
-	ASSERT_EQ(-ENXIO, destroy1(self->a, OID(1)));
-	ASSERT_EQ(-ENXIO, destroy1(self->a, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_destroy_node(self->a, INV, 0));
+	ASSERT_EQ(-ENXIO, bus1_destroy_node(self->a, OID(1), 0));
+	ASSERT_EQ(-ENXIO, bus1_destroy_node(self->a, RID(1), 0));
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 
 	/* duplicates */
-	ASSERT_EQ(-ENOTUNIQ, destroy(self->a, 0, dup_ids, 2));
+	ASSERT_EQ(-ENOTUNIQ, bus1_destroy_nodes(self->a, 0, dup_ids, 2));
 
 	/* a remote handle can't be destroyed, not even by its owner's peer */
-	ASSERT_EQ(-EREMOTE, destroy1(self->b, RID(1)));
+	ASSERT_EQ(-EREMOTE, bus1_destroy_node(self->b, RID(1), 0));
 	ASSERT_XFER(self->b, RID(1), self->c, RID(1));
-	ASSERT_EQ(-EREMOTE, destroy1(self->c, RID(1)));
+	ASSERT_EQ(-EREMOTE, bus1_destroy_node(self->c, RID(1), 0));
 
 	/* nothing was destroyed so far */
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
 	ASSERT_EMPTY(self->c);
 
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(-ESTALE, destroy1(self->a, N1));
-	ASSERT_EQ(-ESTALE, destroy(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, dup_ids, 1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(-ESTALE, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(-ESTALE, bus1_destroy_nodes(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
+					      dup_ids, 1));
 	/* a remote handle of a destroyed node is still remote */
-	ASSERT_EQ(-EREMOTE, destroy1(self->b, RID(1)));
+	ASSERT_EQ(-EREMOTE, bus1_destroy_node(self->b, RID(1), 0));
 
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_EMPTY(self->a);
@@ -961,7 +845,7 @@ TEST_F(peers, destroy_errors)
 	ASSERT_EMPTY(self->c);
 
 	h = 0;
-	ASSERT_EQ(0, xfer(self->b, RID(1), self->d, &h));
+	ASSERT_EQ(0, bus1_xfer(self->b, RID(1), self->d, &h));
 	ASSERT_EQ(INV, h);
 }
 
@@ -975,18 +859,18 @@ TEST_F(peers, destroy_all_or_nothing)
 	/* A holds a remote handle (its RID(1)) of C's node */
 	ASSERT_XFER(self->c, N5, self->a, RID(1));
 	/* A owns a destroyed node N4 */
-	ASSERT_EQ(0, destroy1(self->a, N4));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N4, 0));
 	ASSERT_DESTROY(self->a, N4, 0);
 
 	ids[2] = RID(7);
-	ASSERT_EQ(-ENXIO, destroy(self->a, 0, ids, 3));
+	ASSERT_EQ(-ENXIO, bus1_destroy_nodes(self->a, 0, ids, 3));
 	ids[2] = N1;
-	ASSERT_EQ(-ENOTUNIQ, destroy(self->a, 0, ids, 3));
+	ASSERT_EQ(-ENOTUNIQ, bus1_destroy_nodes(self->a, 0, ids, 3));
 	ids[2] = RID(1);
-	ASSERT_EQ(-EREMOTE, destroy(self->a, 0, ids, 3));
+	ASSERT_EQ(-EREMOTE, bus1_destroy_nodes(self->a, 0, ids, 3));
 	ids[2] = N4;
-	ASSERT_EQ(-ESTALE, destroy(self->a, 0, ids, 3));
-	ASSERT_EQ(-ESTALE, destroy(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, ids, 3));
+	ASSERT_EQ(-ESTALE, bus1_destroy_nodes(self->a, 0, ids, 3));
+	ASSERT_EQ(-ESTALE, bus1_destroy_nodes(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, ids, 3));
 
 	/* nobody heard anything, the handles are live */
 	ASSERT_EMPTY(self->a);
@@ -996,11 +880,11 @@ TEST_F(peers, destroy_all_or_nothing)
 	ASSERT_XFER(self->b, RID(2), self->d, RID(2));
 	/* the owner still has its IDs (RELEASE_HANDLES did not act) */
 	ASSERT_XFER(self->a, N1, SELF, N1);
-	ASSERT_EQ(0, release(self->a, N1));
+	ASSERT_EQ(0, bus1_release(self->a, N1));
 	ASSERT_EMPTY(self->a);	/* B and D still hold N1 */
 
 	/* now destroy both for real */
-	ASSERT_EQ(0, destroy(self->a, 0, ids, 2));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, 0, ids, 2));
 	ASSERT_NOTIFY_PAIR(self->a, BUS1_MSG_NODE_DESTROY, N1, N2);
 	ASSERT_EMPTY(self->a);
 	ASSERT_NOTIFY_PAIR(self->b, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
@@ -1017,28 +901,28 @@ TEST_F(peers, destroy_notifies_owner_and_holders)
 	ASSERT_XFER(self->a, N1, self->c, RID(2));
 	ASSERT_XFER(self->c, RID(2), self->d, RID(1));
 
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 
-	ASSERT_EQ(POLL_READABLE, pollrev(self->a));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->c));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->d));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->a));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->c));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->d));
 
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_DESTROY(self->b, RID(1), 0);
 	ASSERT_DESTROY(self->c, RID(2), 0);
 	ASSERT_DESTROY(self->d, RID(1), 0);
 	ASSERT_ALL_EMPTY(self);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
 
 	/* the other node is untouched */
 	ASSERT_XFER(self->c, RID(1), self->b, RID(2));
 	/* releasing handles of a destroyed node doesn't notify the owner */
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(0, release(self->c, RID(2)));
-	ASSERT_EQ(0, release(self->d, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->c, RID(2)));
+	ASSERT_EQ(0, bus1_release(self->d, RID(1)));
 	ASSERT_EMPTY(self->a);
 }
 
@@ -1047,12 +931,12 @@ TEST_F(peers, destroy_lazy_node)
 {
 	__u64 ids[] = { N1, N2, 0 };
 
-	ASSERT_EQ(0, destroy(self->a, 0, &ids[2], 1));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, 0, &ids[2], 1));
 	ASSERT_DESTROY(self->a, 0, 0);
-	ASSERT_EQ(0, destroy(self->a, 0, ids, 2));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, 0, ids, 2));
 	ASSERT_NOTIFY_PAIR(self->a, BUS1_MSG_NODE_DESTROY, N1, N2);
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(-ESTALE, destroy(self->a, 0, ids, 1));
+	ASSERT_EQ(-ESTALE, bus1_destroy_nodes(self->a, 0, ids, 1));
 }
 
 /* Notifications of one NODES_DESTROY on one peer are chained with CONTINUE. */
@@ -1064,7 +948,7 @@ TEST_F(peers, destroy_continue)
 	ASSERT_XFER(self->a, N2, self->b, RID(2));
 	ASSERT_XFER(self->a, N2, self->c, RID(1));
 
-	ASSERT_EQ(0, destroy(self->a, 0, ids, 2));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, 0, ids, 2));
 	ASSERT_NOTIFY_PAIR(self->a, BUS1_MSG_NODE_DESTROY, N1, N2);
 	ASSERT_EMPTY(self->a);
 	ASSERT_NOTIFY_PAIR(self->b, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
@@ -1076,8 +960,8 @@ TEST_F(peers, destroy_continue)
 	/* separate calls are separate transactions: never CONTINUE */
 	ASSERT_XFER(self->a, N3, self->b, RID(3));
 	ASSERT_XFER(self->a, N4, self->b, RID(4));
-	ASSERT_EQ(0, destroy1(self->a, N3));
-	ASSERT_EQ(0, destroy1(self->a, N4));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N3, 0));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N4, 0));
 	ASSERT_DESTROY(self->a, N3, 0);
 	ASSERT_DESTROY(self->a, N4, 0);
 	ASSERT_DESTROY(self->b, RID(3), 0);
@@ -1092,22 +976,22 @@ TEST_F(peers, destroy_release_handles)
 	__u64 id = N1;
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, destroy(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &id, 1));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &id, 1));
 	ASSERT_DESTROY(self->b, RID(1), 0);
 	ASSERT_EMPTY(self->b);
 	/* the ID is gone: it's unknown-unmanaged again, and names a new node */
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(-ESTALE, destroy1(self->a, N1));
-	ASSERT_EQ(0, release(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(-ESTALE, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(0, bus1_release(self->a, N1));
 
 	/* with two owner references, one survives */
 	id = N2;
 	ASSERT_XFER(self->a, N2, SELF, N2);
-	ASSERT_EQ(0, destroy(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &id, 1));
-	ASSERT_EQ(-ESTALE, destroy1(self->a, N2));
-	ASSERT_EQ(0, release(self->a, N2));
-	ASSERT_EQ(-EBUSY, release(self->a, N2));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &id, 1));
+	ASSERT_EQ(-ESTALE, bus1_destroy_node(self->a, N2, 0));
+	ASSERT_EQ(0, bus1_release(self->a, N2));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N2));
 }
 
 /*
@@ -1119,7 +1003,7 @@ TEST_F(peers, destroy_release_handles_owner_not_notified)
 	__u64 id = N1;
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, destroy(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &id, 1));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &id, 1));
 	ASSERT_EMPTY(self->a);
 	ASSERT_DESTROY(self->b, RID(1), 0);
 	ASSERT_EMPTY(self->b);
@@ -1130,19 +1014,19 @@ TEST_F(peers, destroy_release_handles_owner_not_notified)
 TEST_F(peers, recv_errors)
 {
 	struct bus1_cmd_recv r;
-	char *bad = unmapped_page();
+	char *bad = bus1_unmapped_page();
 
 	ASSERT_NE(NULL, bad);
-	ASSERT_EQ(-EAGAIN, recv_msg(self->a, &r));
-	ASSERT_EQ(-EAGAIN, recv_raw(self->a, BUS1_RECV_FLAG_SEED, (__u64)-1, &r));
-	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 5, (__u64)-1, &r));
-	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 63, (__u64)-1, &r));
-	ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, BUS1_CMD_RECV, NULL)));
-	ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, BUS1_CMD_RECV, bad)));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(-EAGAIN, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_SEED, (__u64)-1, &r));
+	ASSERT_EQ(-EINVAL, bus1_recv_poisoned(self->a, 1ULL << 5, (__u64)-1, &r));
+	ASSERT_EQ(-EINVAL, bus1_recv_poisoned(self->a, 1ULL << 63, (__u64)-1, &r));
+	ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->a, BUS1_CMD_RECV, NULL)));
+	ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->a, BUS1_CMD_RECV, bad)));
 
 	/* EINVAL leaves a queued notification in place */
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(-EINVAL, recv_raw(self->a, 1ULL << 5, (__u64)-1, &r));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(-EINVAL, bus1_recv_poisoned(self->a, 1ULL << 5, (__u64)-1, &r));
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_EMPTY(self->a);
 }
@@ -1153,8 +1037,8 @@ TEST_F(peers, recv_notification_fields)
 	struct bus1_cmd_recv r;
 
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(0, recv_raw(self->a, 0, 0, &r));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, 0, 0, &r));
 	ASSERT_EQ((__u64)0, r.flags);
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_RELEASE, r.msg.type);
 	ASSERT_EQ((__u64)0, r.msg.flags);
@@ -1170,8 +1054,8 @@ TEST_F(peers, recv_notification_fields)
 	ASSERT_EQ((__u64)0, r.msg.n_secctx);
 
 	ASSERT_XFER(self->a, N1, self->b, RID(2));
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(0, recv_raw(self->b, 0, 0, &r));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, 0, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
 	ASSERT_EQ((__u64)0, r.msg.flags);
 	ASSERT_EQ(RID(2), r.msg.destination);
@@ -1191,17 +1075,17 @@ TEST_F(peers, recv_peek)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(0, recv_raw(self->a, BUS1_RECV_FLAG_PEEK, (__u64)-1, &r));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_PEEK, (__u64)-1, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
 	ASSERT_EQ(N1, r.msg.destination);
-	ASSERT_EQ(POLL_READABLE, pollrev(self->a));
-	ASSERT_EQ(0, recv_raw(self->a, BUS1_RECV_FLAG_PEEK, (__u64)-1, &r));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->a));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, BUS1_RECV_FLAG_PEEK, (__u64)-1, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
 	ASSERT_EQ(N1, r.msg.destination);
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 }
 
 /* --- poll ----------------------------------------------------------------- */
@@ -1220,7 +1104,7 @@ static void *delayed_destroy_fn(void *arg)
 	struct delayed_destroy *dd = arg;
 
 	dd->asleep = bus1_wait_asleep(dd->poller, "poll", &dd->poll_returned);
-	destroy1(dd->fd, dd->id);
+	bus1_destroy_node(dd->fd, dd->id, 0);
 	return NULL;
 }
 
@@ -1232,23 +1116,23 @@ TEST_F(peers, poll_in)
 	pthread_t t;
 	int r;
 
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
 
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->a));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->b));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->b));
 	ASSERT_RELEASE(self->a, N1);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 
 	/* a withdrawn release notification clears POLLIN again */
 	ASSERT_XFER(self->a, N1, self->b, RID(2));
-	ASSERT_EQ(0, release(self->b, RID(2)));
-	ASSERT_EQ(POLL_READABLE, pollrev(self->a));
+	ASSERT_EQ(0, bus1_release(self->b, RID(2)));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->a));
 	ASSERT_XFER(self->a, N1, self->c, RID(1));
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 
 	/* wake-up of a sleeping poller */
 	dd.fd = self->a;
@@ -1267,9 +1151,9 @@ TEST_F(peers, poll_in)
 	ASSERT_EQ(POLLIN, p.revents);
 	ASSERT_EQ(0, dd.asleep) TH_LOG("the poller never slept in poll()");
 	ASSERT_DESTROY(self->c, RID(1), 0);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->c));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->c));
 	ASSERT_DESTROY(self->a, N1, 0);
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 }
 
 /* --- NODE_RELEASE --------------------------------------------------------- */
@@ -1278,19 +1162,19 @@ TEST_F(peers, poll_in)
 TEST_F(peers, release_notification_rearm)
 {
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
 
 	/* B's old ID is gone for good; the node gets a fresh ID there */
 	ASSERT_XFER(self->a, N1, self->b, RID(2));
-	ASSERT_EQ(0, release(self->b, RID(2)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(2)));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
 
 	/* and a third time via another peer */
 	ASSERT_XFER(self->a, N1, self->c, RID(1));
-	ASSERT_EQ(0, release(self->c, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->c, RID(1)));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
 }
@@ -1299,18 +1183,18 @@ TEST_F(peers, release_notification_rearm)
 TEST_F(peers, release_notification_withdrawn)
 {
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	/* queued, but not yet received */
 	ASSERT_XFER(self->a, N1, self->c, RID(1));
 	ASSERT_EMPTY(self->a);
 
 	/* also withdrawn by an extra owner reference */
-	ASSERT_EQ(0, release(self->c, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->c, RID(1)));
 	ASSERT_XFER(self->a, N1, SELF, N1);
 	ASSERT_EMPTY(self->a);
 
 	/* and armed again once that is gone */
-	ASSERT_EQ(0, release(self->a, N1));
+	ASSERT_EQ(0, bus1_release(self->a, N1));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
 }
@@ -1321,11 +1205,11 @@ TEST_F(peers, release_notification_last_holder)
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 	ASSERT_XFER(self->a, N1, self->c, RID(1));
 	ASSERT_XFER(self->c, RID(1), self->d, RID(1));
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(0, release(self->d, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->d, RID(1)));
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(0, release(self->c, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->c, RID(1)));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_ALL_EMPTY(self);
 }
@@ -1334,9 +1218,9 @@ TEST_F(peers, release_notification_last_holder)
 TEST_F(peers, release_notification_after_destroy)
 {
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_DESTROY(self->a, N1, 0);
-	ASSERT_EQ(0, release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
 }
@@ -1345,8 +1229,8 @@ TEST_F(peers, release_notification_after_destroy)
 TEST_F(peers, release_notification_replaced_by_destroy)
 {
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->b);
@@ -1365,26 +1249,26 @@ TEST_F(peers, chain_three_peers)
 	ASSERT_XFER(self->c, RID(1), SELF, RID(1));
 	ASSERT_XFER(self->c, RID(1), self->d, RID(1));
 	ASSERT_XFER(self->c, RID(1), self->a, N1);
-	ASSERT_EQ(-EREMOTE, destroy1(self->c, RID(1)));
+	ASSERT_EQ(-EREMOTE, bus1_destroy_node(self->c, RID(1), 0));
 
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(-ENXIO, release(self->b, RID(1)));
-	ASSERT_EQ(0, release(self->d, RID(1)));
-	ASSERT_EQ(0, release(self->c, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->d, RID(1)));
+	ASSERT_EQ(0, bus1_release(self->c, RID(1)));
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(0, release(self->c, RID(1)));
-	ASSERT_EQ(-ENXIO, xfer(self->c, RID(1), self->d, &h));
+	ASSERT_EQ(0, bus1_release(self->c, RID(1)));
+	ASSERT_EQ(-ENXIO, bus1_xfer(self->c, RID(1), self->d, &h));
 	/* A still holds the extra reference C gave it */
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(0, release(self->a, N1));
+	ASSERT_EQ(0, bus1_release(self->a, N1));
 	ASSERT_RELEASE(self->a, N1);
 	ASSERT_EMPTY(self->a);
-	ASSERT_EQ(-EBUSY, release(self->a, N1));
+	ASSERT_EQ(-EBUSY, bus1_release(self->a, N1));
 
 	/* the whole chain again, then destruction reaches the end of it */
 	ASSERT_XFER(self->a, N1, self->b, RID(2));
 	ASSERT_XFER(self->b, RID(2), self->c, RID(2));
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_DESTROY(self->a, N1, 0);
 	ASSERT_DESTROY(self->b, RID(2), 0);
 	ASSERT_DESTROY(self->c, RID(2), 0);
@@ -1404,7 +1288,7 @@ TEST_F(peers, destroy_with_many_holders)
 	/* B holds extra references; they don't multiply notifications */
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 
-	ASSERT_EQ(0, destroy(self->a, 0, ids, 2));
+	ASSERT_EQ(0, bus1_destroy_nodes(self->a, 0, ids, 2));
 	ASSERT_NOTIFY_PAIR(self->a, BUS1_MSG_NODE_DESTROY, N1, N2);
 	ASSERT_NOTIFY_PAIR(self->b, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
 	ASSERT_NOTIFY_PAIR(self->c, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
@@ -1425,7 +1309,7 @@ TEST_F(peers, teardown_close_owner)
 	ASSERT_EQ(0, close(self->a));
 	self->a = -1;
 
-	ASSERT_EQ(POLL_READABLE, pollrev(self->b));
+	ASSERT_EQ(POLL_READABLE, bus1_pollrev(self->b));
 	ASSERT_NOTIFY_PAIR(self->b, BUS1_MSG_NODE_DESTROY, RID(1), RID(2));
 	ASSERT_EMPTY(self->b);
 	ASSERT_DESTROY(self->c, RID(1), 0);
@@ -1458,8 +1342,8 @@ TEST_F(peers, teardown_close_holder)
 	ASSERT_XFER(self->a, N2, self->d, RID(2));
 	ASSERT_EQ(0, close(self->d));
 	self->d = -1;
-	ASSERT_EQ(0, recv_msg(self->a, &r1));
-	ASSERT_EQ(0, recv_msg(self->a, &r2));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, 0, ANY_OFFSET, &r1));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->a, 0, ANY_OFFSET, &r2));
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_RELEASE, r1.msg.type);
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_RELEASE, r2.msg.type);
 	ASSERT_EQ((__u64)0, r1.msg.flags);
@@ -1481,8 +1365,8 @@ TEST_F(peers, teardown_cross_held)
 	ASSERT_DESTROY(self->b, RID(1), 0);
 	ASSERT_RELEASE(self->b, N1);
 	ASSERT_EMPTY(self->b);
-	ASSERT_EQ(0, release(self->b, RID(1)));
-	ASSERT_EQ(-EBUSY, release(self->b, N1));
+	ASSERT_EQ(0, bus1_release(self->b, RID(1)));
+	ASSERT_EQ(-EBUSY, bus1_release(self->b, N1));
 	ASSERT_EQ(0, close(self->b));
 	self->b = -1;
 }
@@ -1492,7 +1376,7 @@ TEST_F(peers, transfer_dst_fd_truncated)
 {
 	__u64 h = 0;
 
-	ASSERT_EQ(0, xfer_raw(self->a, 0, N1, (1ULL << 32) | (__u64)self->b, &h));
+	ASSERT_EQ(0, bus1_xfer_raw(self->a, 0, N1, (1ULL << 32) | (__u64)self->b, &h));
 	ASSERT_EQ(RID(1), h);
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 }
@@ -1504,11 +1388,11 @@ TEST_F(peers, transfer_edquot_no_leak)
 
 	ASSERT_EQ(0, set_max_handles(self->a, 1));
 	ASSERT_EQ(0, set_max_handles(self->c, 0));
-	ASSERT_EQ(-EDQUOT, xfer(self->a, N1, self->c, &h));
-	ASSERT_EQ(-EDQUOT, xfer(self->a, N2, self->c, &h));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N1, self->c, &h));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N2, self->c, &h));
 	/* A can still create exactly one node */
 	ASSERT_XFER(self->a, N3, self->b, RID(1));
-	ASSERT_EQ(-EDQUOT, xfer(self->a, N4, self->b, &h));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N4, self->b, &h));
 	ASSERT_EMPTY(self->a);
 	ASSERT_EMPTY(self->c);
 }
@@ -1520,13 +1404,13 @@ TEST_F(peers, destroy_failure_no_leak)
 	__u64 h;
 
 	ASSERT_EQ(0, set_max_handles(self->a, 1));
-	ASSERT_EQ(-ENXIO, destroy(self->a, 0, ids, 3));
+	ASSERT_EQ(-ENXIO, bus1_destroy_nodes(self->a, 0, ids, 3));
 	ids[2] = N1;
-	ASSERT_EQ(-ENOTUNIQ, destroy(self->a, 0, ids, 3));
+	ASSERT_EQ(-ENOTUNIQ, bus1_destroy_nodes(self->a, 0, ids, 3));
 	ASSERT_EMPTY(self->a);
 	/* one handle is still available, so exactly one node can be made */
 	ASSERT_XFER(self->a, N3, self->b, RID(1));
-	ASSERT_EQ(-EDQUOT, xfer(self->a, N4, self->b, &h));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N4, self->b, &h));
 }
 
 struct xfer_loop {
@@ -1544,7 +1428,7 @@ static void *xfer_loop_fn(void *arg)
 
 	for (k = 0; k < 200; k++) {
 		__u64 h = 0;
-		int r = xfer(x->from, x->src, x->to, &h);
+		int r = bus1_xfer(x->from, x->src, x->to, &h);
 
 		if (r) {
 			x->err = r;
@@ -1577,7 +1461,7 @@ TEST_F(peers, race_destroy_vs_transfer)
 		pthread_t t;
 		int n = 0;
 
-		ASSERT_EQ(0, xfer(self->a, id, self->b, &hb));
+		ASSERT_EQ(0, bus1_xfer(self->a, id, self->b, &hb));
 		ASSERT_NE(INV, hb);
 		x.from = self->b;
 		x.to = self->c;
@@ -1588,17 +1472,17 @@ TEST_F(peers, race_destroy_vs_transfer)
 		ASSERT_EQ(0, pthread_create(&t, NULL, xfer_loop_fn, &x));
 		if (i & 1)
 			usleep(i * 10);
-		ASSERT_EQ(0, destroy1(self->a, id));
+		ASSERT_EQ(0, bus1_destroy_node(self->a, id, 0));
 		ASSERT_EQ(0, pthread_join(t, NULL));
 		ASSERT_EQ(0, x.err);
 
-		ASSERT_EQ(0, xfer(self->b, hb, self->c, &h));
+		ASSERT_EQ(0, bus1_xfer(self->b, hb, self->c, &h));
 		ASSERT_EQ(INV, h);
 		ASSERT_DESTROY(self->a, id, 0);
 		ASSERT_EMPTY(self->a);
 		ASSERT_DESTROY(self->b, hb, 0);
 		ASSERT_EMPTY(self->b);
-		while (recv_msg(self->c, &r) == 0) {
+		while (bus1_recv_poisoned(self->c, 0, ANY_OFFSET, &r) == 0) {
 			ASSERT_EQ((__u64)BUS1_MSG_NODE_DESTROY, r.msg.type);
 			ASSERT_EQ(x.first_valid, r.msg.destination);
 			ASSERT_EQ((__u64)0, r.msg.flags);
@@ -1607,15 +1491,15 @@ TEST_F(peers, race_destroy_vs_transfer)
 		ASSERT_EQ(x.first_valid != INV ? 1 : 0, n)
 			TH_LOG("round %d: C got ID 0x%llx and %d NODE_DESTROY", i,
 			       (unsigned long long)x.first_valid, n);
-		ASSERT_EQ(0, release(self->b, hb));
+		ASSERT_EQ(0, bus1_release(self->b, hb));
 		/*
 		 * C holds one reference per transfer that reached it, and gives
 		 * them back, so the rounds stay within any handle limit.
 		 */
 		for (n = 0; n < x.n_valid; n++)
-			ASSERT_EQ(0, release(self->c, x.first_valid));
+			ASSERT_EQ(0, bus1_release(self->c, x.first_valid));
 		if (x.first_valid != INV) {
-			ASSERT_EQ(-ENXIO, release(self->c, x.first_valid));
+			ASSERT_EQ(-ENXIO, bus1_release(self->c, x.first_valid));
 		}
 		ASSERT_EMPTY(self->c);
 	}
@@ -1635,21 +1519,21 @@ TEST_F(peers, efault_every_struct_ioctl)
 		BUS1_CMD_SEND,
 		BUS1_CMD_RECV,
 	};
-	char *bad = unmapped_page();
+	char *bad = bus1_unmapped_page();
 	unsigned int i;
 
 	ASSERT_NE(NULL, bad);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, cmds[i], NULL)))
+		ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->a, cmds[i], NULL)))
 			TH_LOG("ioctl 0x%lx, NULL", cmds[i]);
-		ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, cmds[i], bad)))
+		ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->a, cmds[i], bad)))
 			TH_LOG("ioctl 0x%lx, unmapped", cmds[i]);
 		/* straddles the end of a mapping */
-		ASSERT_EQ(-EFAULT, ret_errno(ioctl(self->a, cmds[i], bad - 4)))
+		ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->a, cmds[i], bad - 4)))
 			TH_LOG("ioctl 0x%lx, partially mapped", cmds[i]);
 	}
 	/* the peer is still fine */
-	ASSERT_EQ(POLL_IDLE, pollrev(self->a));
+	ASSERT_EQ(POLL_IDLE, bus1_pollrev(self->a));
 	ASSERT_XFER(self->a, N1, self->b, RID(1));
 }
 

@@ -25,73 +25,13 @@
 #include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define N1 ((__u64)0x100)
 #define N2 ((__u64)0x200)
 #define INV ((__u64)BUS1_HANDLE_INVALID)
+#define ANY_OFFSET ((__u64)-1)	/* RECV max_offset: no limit */
 #define POOL_SIZE (16UL << 20)
-
-static int ret_errno(long r)
-{
-	return r < 0 ? -errno : (int)r;
-}
-
-static int peer_new(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
-
-static int xfer(int fd, __u64 src, int dst, __u64 *out)
-{
-	struct bus1_cmd_handle_transfer c = {
-		.src_handle = src,
-		.dst_fd = dst < 0 ? (__u64)-1 : (__u64)dst,
-		.dst_handle = INV,
-	};
-	int r = ret_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
-
-	if (out)
-		*out = c.dst_handle;
-	return r;
-}
-
-static int release(int fd, __u64 id)
-{
-	return ret_errno(ioctl(fd, BUS1_CMD_HANDLE_RELEASE, &id));
-}
-
-static int destroy1(int fd, __u64 id)
-{
-	struct bus1_cmd_nodes_destroy c = {
-		.ptr_nodes = (__u64)(uintptr_t)&id,
-		.n_nodes = 1,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_NODES_DESTROY, &c));
-}
-
-static int recv_msg(int fd, struct bus1_cmd_recv *r)
-{
-	memset(r, 0, sizeof(*r));
-	r->max_offset = (__u64)-1;
-	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
-}
-
-static int send_msg(int fd, const __u64 *dst, __u64 n_dst, const __u64 *handles,
-		    __u64 n_handles, const void *buf, size_t len)
-{
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	struct bus1_cmd_send s = {
-		.ptr_destinations = (__u64)(uintptr_t)dst,
-		.n_destinations = n_dst,
-		.ptr_vecs = (__u64)(uintptr_t)&v,
-		.n_vecs = len ? 1 : 0,
-		.ptr_handles = (__u64)(uintptr_t)handles,
-		.n_handles = n_handles,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_SEND, &s));
-}
 
 /* The handle IDs of the DATA message @r, read from the mapped pool @pool. */
 static const __u64 *slice_handles(const void *pool, const struct bus1_cmd_recv *r)
@@ -108,7 +48,7 @@ static int drain_destroys(int fd, __u64 id, int *other)
 	int n = 0;
 
 	*other = 0;
-	while (recv_msg(fd, &r) == 0) {
+	while (bus1_recv(fd, 0, ANY_OFFSET, &r) == 0) {
 		if (r.msg.type == BUS1_MSG_NODE_DESTROY && r.msg.destination == id)
 			n++;
 		else
@@ -138,27 +78,26 @@ static int thread_sleeping(pid_t tid)
 
 FIXTURE(order) {
 	int a, b, c;
-	void *pool_b;
+	const uint8_t *pool_b;
 };
 
 FIXTURE_SETUP(order)
 {
-	self->a = peer_new();
-	self->b = peer_new();
-	self->c = peer_new();
+	self->a = bus1_peer_new();
+	self->b = bus1_peer_new();
+	self->c = bus1_peer_new();
 	ASSERT_LE(0, self->a);
 	ASSERT_LE(0, self->b);
 	ASSERT_LE(0, self->c);
-	self->pool_b = mmap(NULL, POOL_SIZE, PROT_READ, MAP_SHARED, self->b, 0);
-	ASSERT_NE(MAP_FAILED, self->pool_b);
+	self->pool_b = bus1_pool_map(self->b, POOL_SIZE);
+	ASSERT_NE(NULL, self->pool_b);
 }
 
 FIXTURE_TEARDOWN(order)
 {
-	munmap(self->pool_b, POOL_SIZE);
-	close(self->a);
-	close(self->b);
-	close(self->c);
+	bus1_peer_free(self->a, NULL, 0);
+	bus1_peer_free(self->b, self->pool_b, POOL_SIZE);
+	bus1_peer_free(self->c, NULL, 0);
 }
 
 /*
@@ -174,26 +113,26 @@ TEST_F(order, one_destroy_after_release_and_relink)
 	int other;
 
 	/* A owns N1; B and C hold handles to it; C holds a handle to B's N2. */
-	ASSERT_EQ(0, xfer(self->a, N1, self->b, &hb));
+	ASSERT_EQ(0, bus1_xfer(self->a, N1, self->b, &hb));
 	ASSERT_NE(INV, hb);
-	ASSERT_EQ(0, xfer(self->a, N1, self->c, &hc));
+	ASSERT_EQ(0, bus1_xfer(self->a, N1, self->c, &hc));
 	ASSERT_NE(INV, hc);
-	ASSERT_EQ(0, xfer(self->b, N2, self->c, &to_b));
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->c, &to_b));
 	ASSERT_NE(INV, to_b);
 
 	/* C sends B a message carrying N1, then A destroys N1. */
-	ASSERT_EQ(0, send_msg(self->c, &to_b, 1, &hc, 1, "m", 1));
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_send(self->c, 0, &to_b, 1, NULL, "m", 1, &hc, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	/* B drops its handle before it receives anything. */
-	ASSERT_EQ(0, release(self->b, hb));
+	ASSERT_EQ(0, bus1_release(self->b, hb));
 
 	/* The message is ordered before the destruction: its handle is valid. */
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv(self->b, 0, ANY_OFFSET, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
 	ASSERT_EQ((__u64)1, r.msg.n_handles);
 	got = slice_handles(self->pool_b, &r)[0];
 	ASSERT_NE(INV, got);
-	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+	ASSERT_EQ(0, bus1_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
 
 	ASSERT_EQ(1, drain_destroys(self->b, got, &other))
 		TH_LOG("the installed handle 0x%llx must get exactly one NODE_DESTROY",
@@ -210,27 +149,27 @@ TEST_F(order, one_destroy_per_handle_across_two_messages)
 	__u64 hb = INV, hc = INV, to_b = INV, got1, got2;
 	int other;
 
-	ASSERT_EQ(0, xfer(self->a, N1, self->b, &hb));
-	ASSERT_EQ(0, xfer(self->a, N1, self->c, &hc));
-	ASSERT_EQ(0, xfer(self->b, N2, self->c, &to_b));
-	ASSERT_EQ(0, send_msg(self->c, &to_b, 1, &hc, 1, "1", 1));
-	ASSERT_EQ(0, send_msg(self->c, &to_b, 1, &hc, 1, "2", 1));
-	ASSERT_EQ(0, destroy1(self->a, N1));
-	ASSERT_EQ(0, release(self->b, hb));
+	ASSERT_EQ(0, bus1_xfer(self->a, N1, self->b, &hb));
+	ASSERT_EQ(0, bus1_xfer(self->a, N1, self->c, &hc));
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->c, &to_b));
+	ASSERT_EQ(0, bus1_send(self->c, 0, &to_b, 1, NULL, "1", 1, &hc, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->c, 0, &to_b, 1, NULL, "2", 1, &hc, 1, NULL, 0));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_EQ(0, bus1_release(self->b, hb));
 
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv(self->b, 0, ANY_OFFSET, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
 	got1 = slice_handles(self->pool_b, &r)[0];
 	ASSERT_NE(INV, got1);
-	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+	ASSERT_EQ(0, bus1_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
 	/* Released again before the second message is received. */
-	ASSERT_EQ(0, release(self->b, got1));
+	ASSERT_EQ(0, bus1_release(self->b, got1));
 
-	ASSERT_EQ(0, recv_msg(self->b, &r));
+	ASSERT_EQ(0, bus1_recv(self->b, 0, ANY_OFFSET, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
 	got2 = slice_handles(self->pool_b, &r)[0];
 	ASSERT_NE(INV, got2);
-	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+	ASSERT_EQ(0, bus1_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
 
 	ASSERT_EQ(1, drain_destroys(self->b, got2, &other));
 	ASSERT_EQ(0, other);
@@ -254,7 +193,8 @@ static void *stalled_send_fn(void *arg)
 	struct stalled_send *s = arg;
 
 	s->tid = gettid();
-	s->ret = send_msg(s->fd, s->dst, s->n_dst, s->handles, s->n_handles, s->buf, s->len);
+	s->ret = bus1_send(s->fd, 0, s->dst, s->n_dst, NULL, s->buf, s->len, s->handles,
+			   s->n_handles, NULL, 0);
 	return NULL;
 }
 
@@ -271,7 +211,7 @@ static void *xfer_call_fn(void *arg)
 	struct xfer_call *x = arg;
 
 	x->tid = gettid();
-	x->ret = xfer(x->from, x->src, x->to, &x->out);
+	x->ret = bus1_xfer(x->from, x->src, x->to, &x->out);
 	__atomic_store_n(&x->done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -333,7 +273,7 @@ static int uffd_fill(int uffd, char *area, long page, char c)
 	copy.src = (__u64)(uintptr_t)src;
 	copy.len = page;
 	copy.mode = 0;
-	r = ret_errno(ioctl(uffd, UFFDIO_COPY, &copy));
+	r = bus1_errno(ioctl(uffd, UFFDIO_COPY, &copy));
 	free(src);
 	return r;
 }
@@ -361,7 +301,7 @@ TEST_F(order, node_created_by_failing_send_is_invisible)
 		SKIP(return, "userfaultfd unavailable: %s", strerror(-uffd));
 
 	/* A holds a handle to B's N2, so A can send to B. */
-	ASSERT_EQ(0, xfer(self->b, N2, self->a, &to_b));
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->a, &to_b));
 	ASSERT_NE(INV, to_b);
 
 	area = uffd_missing_page(uffd, page);
@@ -408,7 +348,7 @@ TEST_F(order, node_created_by_failing_send_is_invisible)
 	ASSERT_NE(INV, x.out);
 
 	/* Whatever node C holds is live and A's: destroying N1 tells C once. */
-	ASSERT_EQ(0, destroy1(self->a, N1));
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
 	ASSERT_EQ(1, drain_destroys(self->c, x.out, &other))
 		TH_LOG("C's handle 0x%llx must name a live node of A",
 		       (unsigned long long)x.out);
@@ -456,9 +396,9 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 		SKIP(return, "userfaultfd unavailable: %s", strerror(-uffd));
 
 	/* The victim V (no pool mapping, so close() tears it down). */
-	v = peer_new();
+	v = bus1_peer_new();
 	ASSERT_LE(0, v);
-	ASSERT_EQ(0, xfer(v, N1, self->a, &to_v));
+	ASSERT_EQ(0, bus1_xfer(v, N1, self->a, &to_v));
 	ASSERT_NE(INV, to_v);
 
 	area = uffd_missing_page(uffd, page);
@@ -509,7 +449,7 @@ static void *crossing_fn(void *arg)
 		__u64 x = ((__u64)(i + 1) << 12) | 0x100, y = x | 0x200;
 		__u64 h[2] = { c->flip ? y : x, c->flip ? x : y };
 
-		c->err = send_msg(c->fd, &c->dst, 1, h, 2, "c", 1);
+		c->err = bus1_send(c->fd, 0, &c->dst, 1, NULL, "c", 1, h, 2, NULL, 0);
 	}
 	return NULL;
 }
@@ -527,7 +467,7 @@ TEST_F_TIMEOUT(order, crossing_creations_do_not_deadlock, 40)
 	__u64 to_b = INV;
 	int i, other;
 
-	ASSERT_EQ(0, xfer(self->b, N2, self->a, &to_b));
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->a, &to_b));
 	for (i = 0; i < 2; i++) {
 		c[i].fd = self->a;
 		c[i].dst = to_b;
@@ -544,13 +484,13 @@ TEST_F_TIMEOUT(order, crossing_creations_do_not_deadlock, 40)
 		struct bus1_cmd_recv r;
 		const __u64 *h;
 
-		ASSERT_EQ(0, recv_msg(self->b, &r));
+		ASSERT_EQ(0, bus1_recv(self->b, 0, ANY_OFFSET, &r));
 		ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
 		h = slice_handles(self->pool_b, &r);
 		ASSERT_NE(INV, h[0]);
 		ASSERT_NE(INV, h[1]);
 		ASSERT_NE(h[0], h[1]);
-		ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
+		ASSERT_EQ(0, bus1_errno(ioctl(self->b, BUS1_CMD_SLICE_RELEASE, &r.msg.offset)));
 	}
 	ASSERT_EQ(0, drain_destroys(self->b, INV, &other));
 	ASSERT_EQ(0, other);
@@ -575,7 +515,7 @@ static void *mc_send_fn(void *arg)
 	for (i = 0; i < MC_MSGS; i++) {
 		payload[0] = m->idx;
 		payload[1] = i;
-		m->err = send_msg(m->fd, m->dst, 2, NULL, 0, payload, sizeof(payload));
+		m->err = bus1_send(m->fd, 0, m->dst, 2, NULL, payload, sizeof(payload), NULL, 0, NULL, 0);
 		if (m->err)
 			break;
 	}
@@ -597,24 +537,24 @@ TEST(multicast_partial_overlap_is_one_order)
 	struct mc_sender snd[MC_SENDERS];
 	pthread_t t[MC_SENDERS];
 	int r[MC_SENDERS], i, j, head = 0, tail = 0, seen = 0;
-	void *pool[MC_SENDERS];
+	const uint8_t *pool[MC_SENDERS];
 
 	memset(n_succ, 0, sizeof(n_succ));
 	memset(indeg, 0, sizeof(indeg));
 	for (i = 0; i < MC_SENDERS; i++) {
-		r[i] = peer_new();
+		r[i] = bus1_peer_new();
 		ASSERT_LE(0, r[i]);
-		pool[i] = mmap(NULL, POOL_SIZE, PROT_READ, MAP_SHARED, r[i], 0);
-		ASSERT_NE(MAP_FAILED, pool[i]);
-		snd[i].fd = peer_new();
+		pool[i] = bus1_pool_map(r[i], POOL_SIZE);
+		ASSERT_NE(NULL, pool[i]);
+		snd[i].fd = bus1_peer_new();
 		ASSERT_LE(0, snd[i].fd);
 		snd[i].idx = i;
 		snd[i].err = 0;
 	}
 	for (i = 0; i < MC_SENDERS; i++)
 		for (j = 0; j < 2; j++)
-			ASSERT_EQ(0, xfer(r[(i + j) % MC_SENDERS], N1, snd[i].fd,
-					  &snd[i].dst[j]));
+			ASSERT_EQ(0, bus1_xfer(r[(i + j) % MC_SENDERS], N1, snd[i].fd,
+					       &snd[i].dst[j]));
 	for (i = 0; i < MC_SENDERS; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, mc_send_fn, &snd[i]));
 	for (i = 0; i < MC_SENDERS; i++) {
@@ -627,7 +567,7 @@ TEST(multicast_partial_overlap_is_one_order)
 		struct bus1_cmd_recv m;
 		int prev = -1, n = 0;
 
-		while (recv_msg(r[i], &m) == 0) {
+		while (bus1_recv(r[i], 0, ANY_OFFSET, &m) == 0) {
 			const __u32 *p = (const __u32 *)((const char *)pool[i] + m.msg.offset);
 			int v;
 
@@ -642,7 +582,7 @@ TEST(multicast_partial_overlap_is_one_order)
 			}
 			prev = v;
 			n++;
-			ASSERT_EQ(0, ret_errno(ioctl(r[i], BUS1_CMD_SLICE_RELEASE, &m.msg.offset)));
+			ASSERT_EQ(0, bus1_errno(ioctl(r[i], BUS1_CMD_SLICE_RELEASE, &m.msg.offset)));
 		}
 		/* Every message of both senders of this receiver, exactly once. */
 		ASSERT_EQ(2 * MC_MSGS, n);
@@ -670,7 +610,7 @@ TEST(multicast_partial_overlap_is_one_order)
 		       MC_SENDERS * MC_MSGS - seen);
 
 	for (i = 0; i < MC_SENDERS; i++) {
-		munmap(pool[i], POOL_SIZE);
+		munmap((void *)pool[i], POOL_SIZE);
 		close(r[i]);
 		close(snd[i].fd);
 	}

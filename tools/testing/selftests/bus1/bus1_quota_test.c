@@ -40,6 +40,7 @@
 #define N1 ((__u64)0x100)
 #define N2 ((__u64)0x200)
 #define INV ((__u64)BUS1_HANDLE_INVALID)
+#define ANY_OFFSET ((__u64)-1)	/* RECV max_offset: no limit */
 #define KEEP ((__u32)0xffffffff)
 #define PTR(p) ((__u64)(uintptr_t)(p))
 
@@ -54,11 +55,6 @@ static const char *const res_names[N_RES] = { "slices", "handles", "bytes", "fds
 
 /* --- helpers ------------------------------------------------------------ */
 
-static int ret_errno(int r)
-{
-	return r < 0 ? -errno : r;
-}
-
 /* A peer opened with real and effective UID @uid; -errno on failure. */
 static int open_as(uid_t uid)
 {
@@ -66,43 +62,11 @@ static int open_as(uid_t uid)
 
 	if (setresuid(uid, uid, 0))
 		return -errno;
-	fd = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	fd = bus1_peer_new();
 	err = errno;
 	if (setresuid(0, 0, 0))
 		abort();
 	return fd < 0 ? -err : fd;
-}
-
-/* Transfer @src of peer @fd to peer @dst; the new ID in @out. */
-static int xfer(int fd, __u64 src, int dst, __u64 *out)
-{
-	struct bus1_cmd_handle_transfer c = {
-		.src_handle = src,
-		.dst_fd = (__u64)dst,
-		.dst_handle = INV,
-	};
-	int r = ret_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
-
-	*out = c.dst_handle;
-	return r;
-}
-
-static int send_ex(int fd, __u64 flags, const __u64 *dst, __u64 n_dst, __u64 *errors,
-		   const void *buf, size_t len, const int *fds, __u64 n_fds)
-{
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	struct bus1_cmd_send s = {
-		.flags = flags,
-		.ptr_destinations = PTR(dst),
-		.ptr_errors = PTR(errors),
-		.n_destinations = n_dst,
-		.ptr_vecs = PTR(&v),
-		.n_vecs = len ? 1 : 0,
-		.ptr_fds = PTR(fds),
-		.n_fds = n_fds,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_SEND, &s));
 }
 
 /* An 8-byte message (one slice of 8 bytes). */
@@ -110,7 +74,7 @@ static int send8(int fd, __u64 dst)
 {
 	static const char msg[8] = "quota!!";
 
-	return send_ex(fd, 0, &dst, 1, NULL, msg, sizeof(msg), NULL, 0);
+	return bus1_send(fd, 0, &dst, 1, NULL, msg, sizeof(msg), NULL, 0, NULL, 0);
 }
 
 /* Send 8-byte messages until one fails; the count, and the error in @err. */
@@ -125,42 +89,17 @@ static long flood(int fd, __u64 dst, int *err)
 	return n;
 }
 
-static int recv_msg(int fd, struct bus1_cmd_recv *r)
-{
-	memset(r, 0, sizeof(*r));
-	r->max_offset = (__u64)-1;
-	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
-}
-
-static int slice_release(int fd, __u64 off)
-{
-	return ret_errno(ioctl(fd, BUS1_CMD_SLICE_RELEASE, &off));
-}
-
 /* Receive one message and release its slice. */
 static int recv_release(int fd)
 {
 	struct bus1_cmd_recv r;
-	int ret = recv_msg(fd, &r);
+	int ret = bus1_recv(fd, 0, ANY_OFFSET, &r);
 
 	if (ret)
 		return ret;
 	if (r.msg.offset != (__u64)BUS1_OFFSET_INVALID)
-		return slice_release(fd, r.msg.offset);
+		return bus1_slice_release(fd, r.msg.offset);
 	return 0;
-}
-
-static int reset_limits(int fd, __u32 slices, __u32 handles, __u32 bytes, __u32 fds)
-{
-	struct bus1_cmd_peer_reset c = {
-		.peer_flags = (__u64)-1,
-		.max_slices = slices,
-		.max_handles = handles,
-		.max_inflight_bytes = bytes,
-		.max_inflight_fds = fds,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
 }
 
 /* The quota rule, as documented in Documentation/bus1/quota.rst. */
@@ -354,7 +293,7 @@ TEST_F_TIMEOUT(slow, hostile_flood_leaves_room, 380)
 	for (i = 0; i < 10; i++) {
 		hostile[i] = open_as(HOSTILE + i);
 		ASSERT_LE(0, hostile[i]);
-		ASSERT_EQ(0, xfer(agent, N1, hostile[i], &hh[i]));
+		ASSERT_EQ(0, bus1_xfer(agent, N1, hostile[i], &hh[i]));
 	}
 	for (i = 0; i < 10; i++) {
 		long want = model_flood(&mu, &mp, i);
@@ -371,7 +310,7 @@ TEST_F_TIMEOUT(slow, hostile_flood_leaves_room, 380)
 	/* An eleventh user still gets its guaranteed share through. */
 	good = open_as(GOOD);
 	ASSERT_LE(0, good);
-	ASSERT_EQ(0, xfer(agent, N1, good, &h));
+	ASSERT_EQ(0, bus1_xfer(agent, N1, good, &h));
 	sent = flood(good, h, &err);
 	ASSERT_EQ(-EDQUOT, err);
 	ASSERT_EQ(model_flood(&mu, &mp, 10), sent);
@@ -382,9 +321,9 @@ TEST_F_TIMEOUT(slow, hostile_flood_leaves_room, 380)
 	agent3 = open_as(AGENT);
 	ASSERT_LE(0, agent2);
 	ASSERT_LE(0, agent3);
-	ASSERT_EQ(0, xfer(agent2, N2, agent3, &h));
+	ASSERT_EQ(0, bus1_xfer(agent2, N2, agent3, &h));
 	ASSERT_EQ(0, send8(agent3, h));
-	ASSERT_EQ(0, xfer(agent, N1, agent3, &h));
+	ASSERT_EQ(0, bus1_xfer(agent, N1, agent3, &h));
 	ASSERT_EQ(0, send8(agent3, h));
 	ASSERT_EQ(0, recv_release(agent2));
 
@@ -423,8 +362,8 @@ TEST_F_TIMEOUT(slow, unread_replies_hit_only_that_client, 150)
 	ASSERT_LE(0, c1);
 	ASSERT_LE(0, c2);
 	/* Each client gives the agent a handle to its reply node. */
-	ASSERT_EQ(0, xfer(c1, N1, agent, &r1));
-	ASSERT_EQ(0, xfer(c2, N1, agent, &r2));
+	ASSERT_EQ(0, bus1_xfer(c1, N1, agent, &r1));
+	ASSERT_EQ(0, bus1_xfer(c2, N1, agent, &r2));
 
 	model_init(&mu, slices);
 	model_init(&mp, slices);
@@ -443,12 +382,12 @@ TEST_F_TIMEOUT(slow, unread_replies_hit_only_that_client, 150)
 	dst[0] = r1;
 	dst[1] = r2;
 	errors[0] = errors[1] = 0xdead;
-	ASSERT_EQ(0, send_ex(agent, BUS1_SEND_FLAG_CONTINUE, dst, 2, errors, "x", 1, NULL, 0));
+	ASSERT_EQ(0, bus1_send(agent, BUS1_SEND_FLAG_CONTINUE, dst, 2, errors, "x", 1, NULL, 0, NULL, 0));
 	ASSERT_EQ((__u64)EDQUOT, errors[0]);
 	ASSERT_EQ((__u64)0, errors[1]);
 	ASSERT_EQ(0, recv_release(c2));
 	/* Without CONTINUE, nothing is sent to anyone. */
-	ASSERT_EQ(-EDQUOT, send_ex(agent, 0, dst, 2, NULL, "x", 1, NULL, 0));
+	ASSERT_EQ(-EDQUOT, bus1_send(agent, 0, dst, 2, NULL, "x", 1, NULL, 0, NULL, 0));
 	ASSERT_EQ(-EAGAIN, recv_release(c2));
 
 	/* When the client catches up, replies flow again. */
@@ -490,10 +429,10 @@ TEST(reset_limits_enforced_and_restored)
 	s = open_as(OTHER);
 	ASSERT_LE(0, p);
 	ASSERT_LE(0, s);
-	ASSERT_EQ(0, xfer(p, N1, s, &h));
+	ASSERT_EQ(0, bus1_xfer(p, N1, s, &h));
 
 	/* Slices. */
-	ASSERT_EQ(0, reset_limits(p, 3, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, 3, KEEP, KEEP, KEEP));
 	ASSERT_EQ(0, ioctl(p, BUS1_CMD_PEER_QUERY, &q));
 	ASSERT_EQ(3U, q.max_slices);
 	ASSERT_EQ(handles, q.max_handles);
@@ -507,61 +446,61 @@ TEST(reset_limits_enforced_and_restored)
 	ASSERT_EQ(i, fdinfo_used(p, "bus1-limits:", SLICES, &max));
 	ASSERT_EQ(3, max);
 	/* Lowered below use: charges fail until enough is released. */
-	ASSERT_EQ(0, reset_limits(p, 0, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, 0, KEEP, KEEP, KEEP));
 	ASSERT_EQ(i, fdinfo_used(p, "bus1-limits:", SLICES, &max));
 	ASSERT_EQ(0, max);
 	while (recv_release(p) == 0)
 		;
 	ASSERT_EQ(-EDQUOT, send8(s, h));
 	/* Over INT_MAX: EINVAL, nothing changes. */
-	ASSERT_EQ(-EINVAL, reset_limits(p, 0x80000000U, KEEP, KEEP, KEEP));
+	ASSERT_EQ(-EINVAL, bus1_reset(p, 0, (__u64)-1, 0x80000000U, KEEP, KEEP, KEEP));
 	ASSERT_EQ(0, ioctl(p, BUS1_CMD_PEER_QUERY, &q));
 	ASSERT_EQ(0U, q.max_slices);
 	/* KEEP keeps, a new value restores. */
-	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, KEEP, KEEP, KEEP, KEEP));
 	ASSERT_EQ(-EDQUOT, send8(s, h));
-	ASSERT_EQ(0, reset_limits(p, slices, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, slices, KEEP, KEEP, KEEP));
 	ASSERT_EQ(0, send8(s, h));
 	ASSERT_EQ(0, recv_release(p));
 
 	/* In-flight bytes: held from SEND until RECV, not until SLICE_RELEASE. */
-	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, 64, KEEP));
-	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, big, 64, NULL, 0));
-	ASSERT_EQ(-EDQUOT, send_ex(s, 0, &h, 1, NULL, big, 8, NULL, 0));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, KEEP, KEEP, 64, KEEP));
+	ASSERT_EQ(0, bus1_send(s, 0, &h, 1, NULL, big, 64, NULL, 0, NULL, 0));
+	ASSERT_EQ(-EDQUOT, bus1_send(s, 0, &h, 1, NULL, big, 8, NULL, 0, NULL, 0));
 	ASSERT_EQ(64, fdinfo_used(p, "bus1-limits:", BYTES, NULL));
-	ASSERT_EQ(0, recv_msg(p, &rm));
+	ASSERT_EQ(0, bus1_recv(p, 0, ANY_OFFSET, &rm));
 	/* Received but not released: the bytes are back, the slice is not. */
 	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", BYTES, NULL));
 	ASSERT_EQ(1, fdinfo_used(p, "bus1-limits:", SLICES, NULL));
-	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, big, 64, NULL, 0));
-	ASSERT_EQ(0, slice_release(p, rm.msg.offset));
+	ASSERT_EQ(0, bus1_send(s, 0, &h, 1, NULL, big, 64, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_slice_release(p, rm.msg.offset));
 	ASSERT_EQ(0, recv_release(p));
-	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, bytes, KEEP));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, KEEP, KEEP, bytes, KEEP));
 
 	/* In-flight fds. */
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	ASSERT_LE(0, devnull);
 	fds[0] = fds[1] = devnull;
-	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, KEEP, 1));
-	ASSERT_EQ(-EDQUOT, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 2));
-	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 1));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, KEEP, KEEP, KEEP, 1));
+	ASSERT_EQ(-EDQUOT, bus1_send(s, 0, &h, 1, NULL, "f", 1, NULL, 0, fds, 2));
+	ASSERT_EQ(0, bus1_send(s, 0, &h, 1, NULL, "f", 1, NULL, 0, fds, 1));
 	ASSERT_EQ(1, fdinfo_used(p, "bus1-limits:", FDS, NULL));
-	ASSERT_EQ(-EDQUOT, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 1));
+	ASSERT_EQ(-EDQUOT, bus1_send(s, 0, &h, 1, NULL, "f", 1, NULL, 0, fds, 1));
 	ASSERT_EQ(0, recv_release(p));
 	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", FDS, NULL));
-	ASSERT_EQ(0, reset_limits(p, KEEP, KEEP, KEEP, nfds));
-	ASSERT_EQ(0, send_ex(s, 0, &h, 1, NULL, "f", 1, fds, 2));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, KEEP, KEEP, KEEP, nfds));
+	ASSERT_EQ(0, bus1_send(s, 0, &h, 1, NULL, "f", 1, NULL, 0, fds, 2));
 	ASSERT_EQ(2, fdinfo_used(p, "bus1-user:", FDS, NULL));
 	ASSERT_EQ(0, recv_release(p));
 	close(devnull);
 
 	/* Handles: the limit also bounds nodes a peer creates. */
-	ASSERT_EQ(0, reset_limits(s, KEEP, 1, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(s, 0, (__u64)-1, KEEP, 1, KEEP, KEEP));
 	ASSERT_EQ(1, fdinfo_used(s, "bus1-limits:", HANDLES, NULL));
-	ASSERT_EQ(-EDQUOT, xfer(s, N2, p, &h));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(s, N2, p, &h));
 	ASSERT_EQ(1, fdinfo_used(s, "bus1-limits:", HANDLES, NULL));
-	ASSERT_EQ(0, reset_limits(s, KEEP, handles, KEEP, KEEP));
-	ASSERT_EQ(0, xfer(s, N2, p, &h));
+	ASSERT_EQ(0, bus1_reset(s, 0, (__u64)-1, KEEP, handles, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_xfer(s, N2, p, &h));
 	ASSERT_EQ(2, fdinfo_used(s, "bus1-limits:", HANDLES, NULL));
 
 	close(p);
@@ -584,8 +523,8 @@ TEST(counters_visible_and_back_to_zero)
 	ASSERT_LE(0, a1);
 	ASSERT_LE(0, a2);
 	ASSERT_LE(0, b);
-	ASSERT_EQ(0, xfer(a1, N1, b, &h1));
-	ASSERT_EQ(0, xfer(a2, N1, b, &h2));
+	ASSERT_EQ(0, bus1_xfer(a1, N1, b, &h1));
+	ASSERT_EQ(0, bus1_xfer(a2, N1, b, &h2));
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	ASSERT_LE(0, devnull);
 	fds[0] = devnull;
@@ -622,7 +561,7 @@ TEST(counters_visible_and_back_to_zero)
 	ASSERT_NE(NULL, strstr(line, " fds=1/")) TH_LOG("%s", line);
 
 	/* Receiving returns the bytes and the fd, not the slice. */
-	ASSERT_EQ(0, recv_msg(a1, &r));
+	ASSERT_EQ(0, bus1_recv(a1, 0, ANY_OFFSET, &r));
 	ASSERT_EQ(1ULL, r.msg.n_handles);
 	ASSERT_EQ(0, fdinfo_used(a1, "bus1-limits:", BYTES, NULL));
 	ASSERT_EQ(0, fdinfo_used(a1, "bus1-limits:", FDS, NULL));
@@ -648,9 +587,9 @@ TEST(uid_fixed_at_open)
 	p = open_as(OTHER + 20);
 	ASSERT_LE(0, p);
 	/* Opened as root, then switch: still charged to root. */
-	s = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	s = bus1_peer_new();
 	ASSERT_LE(0, s);
-	ASSERT_EQ(0, xfer(p, N1, s, &h));
+	ASSERT_EQ(0, bus1_xfer(p, N1, s, &h));
 	ASSERT_EQ(0, setresuid(OTHER + 21, OTHER + 21, 0));
 	ASSERT_EQ(0, send8(s, h));
 	ASSERT_EQ(0, setresuid(0, 0, 0));
@@ -684,8 +623,9 @@ TEST(io_uring_fds_refused)
 	reg[0] = p;
 	ASSERT_EQ(0, syscall(__NR_io_uring_register, ring, IORING_REGISTER_FILES, reg, 1));
 
-	ASSERT_EQ(-EOPNOTSUPP, send_ex(p, 0, &dst, 1, NULL, "r", 1, &ring, 1));
-	ASSERT_EQ(-EOPNOTSUPP, send_ex(p, BUS1_SEND_FLAG_SEED, NULL, 0, NULL, "r", 1, &ring, 1));
+	ASSERT_EQ(-EOPNOTSUPP, bus1_send(p, 0, &dst, 1, NULL, "r", 1, NULL, 0, &ring, 1));
+	ASSERT_EQ(-EOPNOTSUPP, bus1_send(p, BUS1_SEND_FLAG_SEED, NULL, 0, NULL, "r", 1, NULL, 0,
+					 &ring, 1));
 	/* Nothing was queued, and nothing is held in flight. */
 	ASSERT_EQ(-EAGAIN, recv_release(p));
 	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", FDS, NULL));
@@ -693,7 +633,7 @@ TEST(io_uring_fds_refused)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", ring);
 	opath = open(path, O_PATH | O_CLOEXEC);
 	ASSERT_LE(0, opath);
-	ASSERT_EQ(0, send_ex(p, 0, &dst, 1, NULL, "o", 1, &opath, 1));
+	ASSERT_EQ(0, bus1_send(p, 0, &dst, 1, NULL, "o", 1, NULL, 0, &opath, 1));
 	ASSERT_EQ(0, recv_release(p));
 
 	close(opath);
@@ -720,21 +660,21 @@ TEST(n_handles_bounded_before_use)
 	/* Far above any limit, with no array behind it. */
 	s.ptr_handles = 0;
 	s.n_handles = 1ULL << 40;
-	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	ASSERT_EQ(-EINVAL, bus1_errno(ioctl(p, BUS1_CMD_SEND, &s)));
 	s.n_handles = (__u64)bus1_module_param("user_handles_max") + 1;
-	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	ASSERT_EQ(-EINVAL, bus1_errno(ioctl(p, BUS1_CMD_SEND, &s)));
 
 	/* One above the caller's own limit, with a valid array. */
-	ASSERT_EQ(0, reset_limits(p, KEEP, 4, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(p, 0, (__u64)-1, KEEP, 4, KEEP, KEEP));
 	s.ptr_handles = PTR(ids);
 	s.n_handles = 5;
-	ASSERT_EQ(-EINVAL, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	ASSERT_EQ(-EINVAL, bus1_errno(ioctl(p, BUS1_CMD_SEND, &s)));
 	/* Nothing was created or charged. */
 	ASSERT_EQ(0, fdinfo_used(p, "bus1-limits:", HANDLES, NULL));
 	s.n_handles = 4;
-	ASSERT_EQ(-EDQUOT, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	ASSERT_EQ(-EDQUOT, bus1_errno(ioctl(p, BUS1_CMD_SEND, &s)));
 	s.n_handles = 3;
-	ASSERT_EQ(0, ret_errno(ioctl(p, BUS1_CMD_SEND, &s)));
+	ASSERT_EQ(0, bus1_errno(ioctl(p, BUS1_CMD_SEND, &s)));
 	close(p);
 }
 
@@ -801,16 +741,17 @@ static int dead_peers(int holder, uid_t uid, int n, __u64 *ids)
 
 	for (i = 0; i < n; i++) {
 		p = open_as(uid);
-		if (p < 0 || xfer(p, N1, holder, &ids[i]))
+		if (p < 0 || bus1_xfer(p, N1, holder, &ids[i]))
 			return -1;
-		if (send_ex(holder, 0, &ids[i], 1, NULL, big, sizeof(big), NULL, 0) ||
-		    recv_msg(p, &r) || r.msg.n_bytes != sizeof(big) || slice_release(p, r.msg.offset))
+		if (bus1_send(holder, 0, &ids[i], 1, NULL, big, sizeof(big), NULL, 0, NULL, 0) ||
+		    bus1_recv(p, 0, ANY_OFFSET, &r) || r.msg.n_bytes != sizeof(big) ||
+		    bus1_slice_release(p, r.msg.offset))
 			return -1;
 		close(p);
 	}
 	/* The holder's NODE_DESTROY notifications. */
 	for (i = 0; i < n; i++)
-		if (recv_msg(holder, &r) || r.msg.type != BUS1_MSG_NODE_DESTROY)
+		if (bus1_recv(holder, 0, ANY_OFFSET, &r) || r.msg.type != BUS1_MSG_NODE_DESTROY)
 			return -1;
 	return 0;
 }
@@ -835,7 +776,7 @@ TEST_F_TIMEOUT(slow, dead_peers_pin_only_a_stub, 590)
 	ASSERT_LE(0, holder);
 	ASSERT_EQ(0, dead_peers(holder, OTHER + 41, N, ids));
 	for (i = 0; i < N; i++)
-		ASSERT_EQ(0, ret_errno(ioctl(holder, BUS1_CMD_HANDLE_RELEASE, &ids[i])));
+		ASSERT_EQ(0, bus1_errno(ioctl(holder, BUS1_CMD_HANDLE_RELEASE, &ids[i])));
 	ASSERT_EQ(0, user_listed(OTHER + 41));
 
 	slab_shrink();
@@ -935,7 +876,7 @@ TEST_F_TIMEOUT(slow, close_with_many_holders_returns, 600)
 	for (i = 0; i < HOLDERS; i++) {
 		fds[i] = open_as(OTHER + 101 + (uid_t)((__u64)i / peers_max));
 		ASSERT_LE(0, fds[i]) TH_LOG("holder %d: %s", i, strerror(-fds[i]));
-		ASSERT_EQ(0, xfer(owner, N1, fds[i], &ids[i])) TH_LOG("holder %d", i);
+		ASSERT_EQ(0, bus1_xfer(owner, N1, fds[i], &ids[i])) TH_LOG("holder %d", i);
 		ASSERT_NE(INV, ids[i]);
 	}
 
@@ -946,10 +887,10 @@ TEST_F_TIMEOUT(slow, close_with_many_holders_returns, 600)
 	ASSERT_GT(60.0, secs);
 
 	for (i = 0; i < HOLDERS; i++) {
-		if (recv_msg(fds[i], &r) || r.msg.type != BUS1_MSG_NODE_DESTROY ||
+		if (bus1_recv(fds[i], 0, ANY_OFFSET, &r) || r.msg.type != BUS1_MSG_NODE_DESTROY ||
 		    r.msg.destination != ids[i])
 			n_bad++;
-		else if (recv_msg(fds[i], &r) != -EAGAIN)
+		else if (bus1_recv(fds[i], 0, ANY_OFFSET, &r) != -EAGAIN)
 			n_extra++;
 	}
 	ASSERT_EQ(0, n_bad) TH_LOG("holders without their NODE_DESTROY");
@@ -981,8 +922,8 @@ TEST_F_TIMEOUT(slow, unread_replies_spare_sibling_peers, 260)
 	ASSERT_LE(0, agent);
 	ASSERT_LE(0, c1);
 	ASSERT_LE(0, c2);
-	ASSERT_EQ(0, xfer(c1, N1, agent, &r1));
-	ASSERT_EQ(0, xfer(c2, N1, agent, &r2));
+	ASSERT_EQ(0, bus1_xfer(c1, N1, agent, &r1));
+	ASSERT_EQ(0, bus1_xfer(c2, N1, agent, &r2));
 
 	model_init(&mu, slices);
 	model_init(&mp1, slices);
@@ -1037,7 +978,7 @@ static void userns_flood(int agent, int go, int out)
 			continue;
 		for (u = w; u < NS_UIDS; u += NS_WORKERS) {
 			p = open_as(u);
-			if (p < 0 || xfer(agent, N1, p, &h))
+			if (p < 0 || bus1_xfer(agent, N1, p, &h))
 				_exit(3);
 			total += flood(p, h, &err);
 			if (err != -EDQUOT)
@@ -1113,7 +1054,7 @@ TEST_F_TIMEOUT(slow, userns_uids_count_as_their_owner, 350)
 	/* An honest UID from outside gets through. */
 	good = open_as(GOOD + 5);
 	ASSERT_LE(0, good);
-	ASSERT_EQ(0, xfer(agent, N1, good, &h));
+	ASSERT_EQ(0, bus1_xfer(agent, N1, good, &h));
 	for (i = 0; i < 8; i++)
 		ASSERT_EQ(0, send8(good, h));
 
@@ -1157,8 +1098,8 @@ TEST_F_TIMEOUT(slow, open_peers_limited_per_principal, 1430)
 	holder = open_as(OTHER + 51);
 	ASSERT_LE(0, holder);
 	/* A disconnected peer no longer counts, though a handle keeps it. */
-	ASSERT_EQ(0, xfer(fds[0], N1, holder, &h));
-	ASSERT_EQ(0, ret_errno(ioctl(fds[0], BUS1_CMD_PEER_DISCONNECT, 0)));
+	ASSERT_EQ(0, bus1_xfer(fds[0], N1, holder, &h));
+	ASSERT_EQ(0, bus1_errno(ioctl(fds[0], BUS1_CMD_PEER_DISCONNECT, 0)));
 	p = open_as(OTHER + 50);
 	ASSERT_LE(0, p);
 	ASSERT_EQ(-EMFILE, open_as(OTHER + 50));
@@ -1179,17 +1120,6 @@ TEST_F_TIMEOUT(slow, open_peers_limited_per_principal, 1430)
 
 #define CG_ROOT "/sys/fs/cgroup"
 #define CG CG_ROOT "/bus1-quota-agent"
-
-static int write_file(const char *path, const char *s)
-{
-	int f = open(path, O_WRONLY | O_CLOEXEC), r;
-
-	if (f < 0)
-		return -errno;
-	r = write(f, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -errno;
-	close(f);
-	return r;
-}
 
 /* The value of @key in the flat-keyed cgroup file @path; -1 if missing. */
 static long cg_value(const char *path, const char *key)
@@ -1241,12 +1171,12 @@ TEST(full_receiver_cgroup_is_edquot_not_oom)
 		mkdir(CG_ROOT, 0755);
 		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
 	}
-	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
+	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
 	rmdir(CG);
 	ASSERT_EQ(0, mkdir(CG, 0755));
 	/* No swap: what is charged stays charged (the file is missing without swap support). */
-	(void)write_file(CG "/memory.swap.max", "0");
-	ASSERT_EQ(0, write_file(CG "/memory.max", "1048576"));
+	(void)bus1_write_file(CG "/memory.swap.max", "0");
+	ASSERT_EQ(0, bus1_write_file(CG "/memory.max", "1048576"));
 
 	sender = open_as(OTHER + 60);
 	ASSERT_LE(0, sender);
@@ -1259,10 +1189,10 @@ TEST(full_receiver_cgroup_is_edquot_not_oom)
 
 		/* The agent opens its peer inside the cgroup, then just waits. */
 		snprintf(me, sizeof(me), "%d", getpid());
-		if (write_file(CG "/cgroup.procs", me))
+		if (bus1_write_file(CG "/cgroup.procs", me))
 			_exit(1);
 		agent = open_as(AGENT);
-		if (agent < 0 || xfer(agent, N1, sender, &h))
+		if (agent < 0 || bus1_xfer(agent, N1, sender, &h))
 			_exit(2);
 		if (write(from_child[1], &h, sizeof(h)) != sizeof(h))
 			_exit(3);
@@ -1273,7 +1203,7 @@ TEST(full_receiver_cgroup_is_edquot_not_oom)
 	ASSERT_EQ((ssize_t)sizeof(h), read(from_child[0], &h, sizeof(h)));
 
 	/* 64 KiB messages until the 1 MiB cgroup is full. */
-	while (n < 64 && (r = send_ex(sender, 0, &h, 1, NULL, big, sizeof(big), NULL, 0)) == 0)
+	while (n < 64 && (r = bus1_send(sender, 0, &h, 1, NULL, big, sizeof(big), NULL, 0, NULL, 0)) == 0)
 		n++;
 	TH_LOG("%ld messages of 64 KiB into a 1 MiB cgroup, then %d", n, r);
 	ASSERT_EQ(-EDQUOT, r);
@@ -1326,8 +1256,8 @@ TEST(fdinfo_lists_senders_and_denials)
 	ASSERT_LE(0, agent);
 	ASSERT_LE(0, s1);
 	ASSERT_LE(0, s2);
-	ASSERT_EQ(0, xfer(agent, N1, s1, &h1));
-	ASSERT_EQ(0, xfer(agent, N1, s2, &h2));
+	ASSERT_EQ(0, bus1_xfer(agent, N1, s1, &h1));
+	ASSERT_EQ(0, bus1_xfer(agent, N1, s2, &h2));
 	for (i = 0; i < 3; i++)
 		ASSERT_EQ(0, send8(s1, h1));
 	ASSERT_EQ(0, send8(s2, h2));
@@ -1345,7 +1275,7 @@ TEST(fdinfo_lists_senders_and_denials)
 	ASSERT_NE(NULL, strstr(buf, " denied=0\nbus1-user:")) TH_LOG("%s", buf);
 
 	/* A refused charge counts at the peer and its principal. */
-	ASSERT_EQ(0, reset_limits(agent, 4, KEEP, KEEP, KEEP));
+	ASSERT_EQ(0, bus1_reset(agent, 0, (__u64)-1, 4, KEEP, KEEP, KEEP));
 	ASSERT_EQ(-EDQUOT, send8(s2, h2));
 	ASSERT_EQ(-EDQUOT, send8(s1, h1));
 	ASSERT_EQ(0, fdinfo_text(agent, buf, sizeof(buf)));
@@ -1407,33 +1337,33 @@ TEST(fdinfo_counts_the_queue)
 	sender = open_as(OTHER + 74);
 	ASSERT_LE(0, agent);
 	ASSERT_LE(0, sender);
-	ASSERT_EQ(0, xfer(agent, N1, sender, &h1));
-	ASSERT_EQ(0, xfer(agent, N2, sender, &h2));
+	ASSERT_EQ(0, bus1_xfer(agent, N1, sender, &h1));
+	ASSERT_EQ(0, bus1_xfer(agent, N2, sender, &h2));
 	ASSERT_QUEUE(agent, 0, 0, 0);
 
 	for (i = 0; i < N; i++)
 		ASSERT_EQ(0, send8(sender, h1));
 	ASSERT_QUEUE(agent, N, N * 8, 0);
 	/* 20 bytes take a slice of 24. */
-	ASSERT_EQ(0, send_ex(sender, 0, &h1, 1, NULL, twenty, sizeof(twenty), NULL, 0));
+	ASSERT_EQ(0, bus1_send(sender, 0, &h1, 1, NULL, twenty, sizeof(twenty), NULL, 0, NULL, 0));
 	ASSERT_QUEUE(agent, N + 1, N * 8 + 24, 0);
 	/* What the queue holds is what the peer's in-flight bytes count. */
 	ASSERT_EQ(N * 8 + 24, fdinfo_used(agent, "bus1-limits:", BYTES, NULL));
 	/* The sender drops its handle to N2: the agent is queued a NODE_RELEASE. */
-	ASSERT_EQ(0, ret_errno(ioctl(sender, BUS1_CMD_HANDLE_RELEASE, &h2)));
+	ASSERT_EQ(0, bus1_errno(ioctl(sender, BUS1_CMD_HANDLE_RELEASE, &h2)));
 	ASSERT_QUEUE(agent, N + 1, N * 8 + 24, 1);
 	/* The sender's queue is its own. */
 	ASSERT_QUEUE(sender, 0, 0, 0);
 
 	/* Received, it no longer counts, whether its slice is released or not. */
-	ASSERT_EQ(0, recv_msg(agent, &r));
+	ASSERT_EQ(0, bus1_recv(agent, 0, ANY_OFFSET, &r));
 	ASSERT_QUEUE(agent, N, N * 8 - 8 + 24, 1);
 	for (i = 1; i < N; i++)
 		ASSERT_EQ(0, recv_release(agent));
 	ASSERT_QUEUE(agent, 1, 24, 1);
 	ASSERT_EQ(0, recv_release(agent));
 	ASSERT_QUEUE(agent, 0, 0, 1);
-	ASSERT_EQ(0, recv_msg(agent, &r));
+	ASSERT_EQ(0, bus1_recv(agent, 0, ANY_OFFSET, &r));
 	ASSERT_EQ((__u64)BUS1_MSG_NODE_RELEASE, r.msg.type);
 	ASSERT_QUEUE(agent, 0, 0, 0);
 
@@ -1467,7 +1397,7 @@ TEST(flush_returns_the_shares)
 	sender = open_as(OTHER + 76);
 	ASSERT_LE(0, agent);
 	ASSERT_LE(0, sender);
-	ASSERT_EQ(0, xfer(agent, N1, sender, &h));
+	ASSERT_EQ(0, bus1_xfer(agent, N1, sender, &h));
 	model_init(&mu, slices);
 	model_init(&mp, slices);
 	want = model_flood(&mu, &mp, 0);
@@ -1479,7 +1409,7 @@ TEST(flush_returns_the_shares)
 	ASSERT_EQ(0, debugfs_user(OTHER + 75, line, sizeof(line)));
 	ASSERT_NE(NULL, strstr(line, " senders=1 ")) TH_LOG("%s", line);
 
-	ASSERT_EQ(0, ret_errno(ioctl(agent, BUS1_CMD_PEER_RESET, &flush)));
+	ASSERT_EQ(0, bus1_errno(ioctl(agent, BUS1_CMD_PEER_RESET, &flush)));
 	ASSERT_QUEUE(agent, 0, 0, 0);
 	ASSERT_EQ(0, fdinfo_used(agent, "bus1-limits:", SLICES, NULL));
 	ASSERT_EQ(0, fdinfo_used(agent, "bus1-limits:", BYTES, NULL));
@@ -1496,7 +1426,7 @@ TEST(flush_returns_the_shares)
 	 * a new node (the flush destroyed the agent's nodes).
 	 */
 	ASSERT_EQ(-EHOSTUNREACH, send8(sender, h));
-	ASSERT_EQ(0, xfer(agent, N2, sender, &h));
+	ASSERT_EQ(0, bus1_xfer(agent, N2, sender, &h));
 	sent = flood(sender, h, &err);
 	ASSERT_EQ(-EDQUOT, err);
 	ASSERT_EQ(want, sent);
@@ -1533,7 +1463,7 @@ TEST_F_TIMEOUT(slow, thousand_principals_leave_the_lane, 650)
 	for (i = 0; i <= MANY; i++) {
 		p = open_as(i < MANY ? MANY_BASE + i : GOOD + 7);
 		ASSERT_LE(0, p);
-		ASSERT_EQ(0, xfer(agent, N1, p, &h));
+		ASSERT_EQ(0, bus1_xfer(agent, N1, p, &h));
 		sent[i] = flood(p, h, &err);
 		ASSERT_EQ(-EDQUOT, err);
 		if (i < MANY)
@@ -1559,6 +1489,152 @@ TEST_F_TIMEOUT(slow, thousand_principals_leave_the_lane, 650)
 		ASSERT_EQ(model_flood(&mu, &mp, i), sent[i]) TH_LOG("principal %d", i);
 	close(agent);
 	ASSERT_EQ(0, user_listed(AGENT + 2));
+}
+
+/* --- (l) what a sender makes a receiver keep, in the receiver's cgroup ---- */
+
+#define CG_RCV CG_ROOT "/bus1-memcg-receiver"
+#define CG_SND CG_ROOT "/bus1-memcg-sender"
+#define CG_RCV_MAX (4L << 20)	/* the receivers' cgroup: 4 MiB */
+#define ENTRY_MIN 128		/* bytes: less than any queued message's kernel objects */
+#define PAIRS_MAX 80
+#define MEMCG_BASE 40000	/* UIDs MEMCG_BASE.. */
+
+/* memory.current of the cgroup at @dir, in bytes; -1 if unreadable. */
+static long cg_current(const char *dir)
+{
+	char path[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.current", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/*
+ * The kernel objects of a queued message (its queue entry, the share
+ * entries, the slice's bookkeeping) are charged to the receiver's memory
+ * cgroup, like its pool pages, not to the sender's. When the receiver's
+ * cgroup is full, the sender gets EDQUOT, and nothing in that cgroup is
+ * OOM-killed.
+ *
+ * The receivers run in a 4 MiB cgroup, the sender in another one, pinned to
+ * one CPU (each CPU keeps up to 256 KiB charged ahead to a cgroup, which
+ * memory.current includes). Each receiver is flooded with 8-byte messages
+ * from a peer of its own principal, which only the receiver's limits bound
+ * (the quota leaves one sending principal too few messages to fill a
+ * cgroup), one receiver after another until the cgroup, not a slice limit,
+ * refuses: a receiver that takes fewer messages than the slice limit.
+ */
+/* Up to 8 s. */
+TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
+{
+	static __u64 h[PAIRS_MAX];
+	static int snd[PAIRS_MAX];
+	long limit = bus1_module_param("user_slices_max"), total = 0, n = 0;
+	long r0, r1, s0, s1;
+	int to_child[2], from_child[2], pairs, i, err = 0, st;
+	char me[32];
+	cpu_set_t cpu;
+	pid_t pid;
+	char c;
+
+	/* Enough receivers that, at ENTRY_MIN bytes a message, they could overfill the cgroup. */
+	pairs = CG_RCV_MAX / (ENTRY_MIN * limit) + 2;
+	ASSERT_GE(PAIRS_MAX, pairs) TH_LOG("user_slices_max %ld", limit);
+
+	if (access(CG_ROOT "/cgroup.controllers", F_OK)) {
+		mkdir(CG_ROOT, 0755);
+		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
+	}
+	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
+	rmdir(CG_RCV);
+	rmdir(CG_SND);
+	ASSERT_EQ(0, mkdir(CG_RCV, 0755));
+	ASSERT_EQ(0, mkdir(CG_SND, 0755));
+	(void)write_file(CG_RCV "/memory.swap.max", "0");
+	snprintf(me, sizeof(me), "%ld", CG_RCV_MAX);
+	ASSERT_EQ(0, write_file(CG_RCV "/memory.max", me));
+
+	for (i = 0; i < pairs; i++) {
+		snd[i] = open_as(MEMCG_BASE + i);
+		ASSERT_LE(0, snd[i]);
+	}
+	ASSERT_EQ(0, pipe(to_child));
+	ASSERT_EQ(0, pipe(from_child));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int rcv;
+
+		/* The receivers open their peers inside their cgroup, then wait. */
+		snprintf(me, sizeof(me), "%d", getpid());
+		if (write_file(CG_RCV "/cgroup.procs", me))
+			_exit(1);
+		for (i = 0; i < pairs; i++) {
+			rcv = open_as(MEMCG_BASE + i);
+			if (rcv < 0 || xfer(rcv, N1, snd[i], &h[i]))
+				_exit(2);
+		}
+		if (write(from_child[1], h, sizeof(h)) != sizeof(h))
+			_exit(3);
+		if (read(to_child[0], &c, 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	ASSERT_EQ((ssize_t)sizeof(h), read(from_child[0], h, sizeof(h)));
+
+	/* The sender moves into its own cgroup, on one CPU. */
+	CPU_ZERO(&cpu);
+	CPU_SET(0, &cpu);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpu), &cpu));
+	snprintf(me, sizeof(me), "%d", getpid());
+	ASSERT_EQ(0, write_file(CG_SND "/cgroup.procs", me));
+	/* One message first, so that what is charged ahead is charged already. */
+	ASSERT_EQ(0, send8(snd[0], h[0]));
+
+	r0 = cg_current(CG_RCV);
+	s0 = cg_current(CG_SND);
+	ASSERT_LE(0, r0);
+	ASSERT_LE(0, s0);
+	for (i = 0; i < pairs; i++) {
+		n = flood(snd[i], h[i], &err);
+		total += n;
+		n += i == 0;
+		ASSERT_EQ(-EDQUOT, err) TH_LOG("receiver %d, after %ld messages", i, n);
+		if (n < limit)
+			break;
+	}
+	r1 = cg_current(CG_RCV);
+	s1 = cg_current(CG_SND);
+	TH_LOG("%ld messages to %d receivers (the last took %ld of %ld): receivers' cgroup +%ld KiB, sender's +%ld KiB",
+	       total, i < pairs ? i + 1 : pairs, n, limit, (r1 - r0) >> 10, (s1 - s0) >> 10);
+
+	/* The receivers' cgroup refused, not a slice limit, and killed nobody. */
+	ASSERT_GT(pairs, i) TH_LOG("every receiver took its %ld slices", limit);
+	ASSERT_EQ(0, cg_value(CG_RCV "/memory.events", "oom"));
+	ASSERT_EQ(0, cg_value(CG_RCV "/memory.events", "oom_kill"));
+	/* The queued messages are the receivers', not the sender's. */
+	ASSERT_LE(total * ENTRY_MIN, r1 - r0);
+	ASSERT_GT((r1 - r0) / 4, s1 - s0);
+
+	/* The receivers are alive and exit on their own. */
+	ASSERT_EQ(1, write(to_child[1], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %#x", st);
+	for (i = 0; i < pairs; i++)
+		close(snd[i]);
+	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.procs", me));
+	ASSERT_EQ(0, rmdir(CG_SND));
+	ASSERT_EQ(0, rmdir(CG_RCV));
+	for (i = 0; i < pairs; i++)
+		ASSERT_EQ(0, user_listed(MEMCG_BASE + i));
 }
 
 TEST_HARNESS_MAIN

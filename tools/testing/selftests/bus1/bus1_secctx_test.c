@@ -65,97 +65,16 @@
 
 /* --- helpers (all return 0 or -errno) ------------------------------------ */
 
-static int ret_errno(int r)
-{
-	return r < 0 ? -errno : r;
-}
-
-static int xfer(int fd, __u64 src, int dst, __u64 *out)
-{
-	struct bus1_cmd_handle_transfer c = {
-		.src_handle = src,
-		.dst_fd = (__u64)dst,
-		.dst_handle = INV,
-	};
-	int r = ret_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
-
-	if (out)
-		*out = c.dst_handle;
-	return r;
-}
-
 /* PEER_RESET of the peer flags only (-1 keeps them). */
 static int set_peer_flags(int fd, __u64 peer_flags)
 {
-	struct bus1_cmd_peer_reset c = {
-		.peer_flags = peer_flags,
-		.max_slices = KEEP,
-		.max_handles = KEEP,
-		.max_inflight_bytes = KEEP,
-		.max_inflight_fds = KEEP,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
-}
-
-/* SEND of @len bytes from @buf to @n_dst destinations, with handles and fds. */
-static int send_ex(int fd, __u64 flags, const __u64 *dst, __u64 n_dst,
-		   const void *buf, size_t len, const __u64 *handles,
-		   __u64 n_handles, const int *fds, __u64 n_fds)
-{
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	struct bus1_cmd_send s = {
-		.flags = flags,
-		.ptr_destinations = PTR(dst),
-		.n_destinations = n_dst,
-		.ptr_vecs = PTR(&v),
-		.n_vecs = len ? 1 : 0,
-		.ptr_handles = PTR(handles),
-		.n_handles = n_handles,
-		.ptr_fds = PTR(fds),
-		.n_fds = n_fds,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_SEND, &s));
-}
-
-static int send_str(int fd, __u64 dst, const char *s)
-{
-	return send_ex(fd, 0, &dst, 1, s, strlen(s), NULL, 0, NULL, 0);
-}
-
-static int recv_raw(int fd, __u64 flags, __u64 max_offset, struct bus1_cmd_recv *r)
-{
-	/* Poison the output so that unwritten fields are noticed. */
-	memset(r, 0xa5, sizeof(*r));
-	r->flags = flags;
-	r->max_offset = max_offset;
-	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
-}
-
-static int slice_release(int fd, __u64 off)
-{
-	return ret_errno(ioctl(fd, BUS1_CMD_SLICE_RELEASE, &off));
+	return bus1_reset(fd, 0, peer_flags, KEEP, KEEP, KEEP, KEEP);
 }
 
 /* The in-flight bytes charged to peer @fd (its queued slices' sizes). */
 static long long inflight_bytes(int fd)
 {
 	return bus1_fdinfo_value(fd, "bus1-limits:", "bytes", NULL);
-}
-
-/* Writes @s to the file @path; 0 or -errno. */
-static int write_str(const char *path, const char *s)
-{
-	int f = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (f < 0)
-		return -errno;
-	n = write(f, s, strlen(s));
-	n = n < 0 ? -errno : (n == (ssize_t)strlen(s) ? 0 : -EIO);
-	close(f);
-	return (int)n;
 }
 
 /*
@@ -179,7 +98,7 @@ static int smack_prepare(const char **what)
 	}
 	for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
 		*what = rules[i];
-		r = write_str(SMACKFS "/load2", rules[i]);
+		r = bus1_write_file(SMACKFS "/load2", rules[i]);
 		if (r)
 			return r;
 	}
@@ -243,14 +162,14 @@ static int run_labelled(const struct job *j)
 	if (pid)
 		return wait_child(pid, 10000);
 	for (i = 0; i < 2 && j->payload[i]; i++) {
-		if (write_str(SMACK_CURRENT, labels[i]))
+		if (bus1_write_file(SMACK_CURRENT, labels[i]))
 			_exit(200);
 		if (smack_label(buf, sizeof(buf)) != (ssize_t)strlen(labels[i]) ||
 		    strcmp(buf, labels[i]))
 			_exit(201);
-		r = send_ex(j->fd, j->flags, j->dst, j->n_dst, j->payload[i],
-			    strlen(j->payload[i]), j->handles, j->n_handles,
-			    j->fds, j->n_fds);
+		r = bus1_send(j->fd, j->flags, j->dst, j->n_dst, NULL, j->payload[i],
+			      strlen(j->payload[i]), j->handles, j->n_handles,
+			      j->fds, j->n_fds);
 		if (r)
 			_exit(-r);
 	}
@@ -298,11 +217,13 @@ static void assert_msg_at(int line, struct __test_metadata *_metadata,
  */
 #define ASSERT_SLICE_SIZE(_fd, _size) do {					\
 	struct bus1_cmd_recv __p;						\
-	ASSERT_EQ(0, recv_raw((_fd), BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &__p));	\
-	ASSERT_EQ(-ERANGE, recv_raw((_fd), BUS1_RECV_FLAG_PEEK,		\
-				    __p.msg.offset + (_size) - 1, &__p));	\
-	ASSERT_EQ(0, recv_raw((_fd), BUS1_RECV_FLAG_PEEK,			\
-			      __p.msg.offset + (_size), &__p));			\
+	ASSERT_EQ(0, bus1_recv_poisoned((_fd), BUS1_RECV_FLAG_PEEK,		\
+					ANY_OFFSET, &__p));			\
+	ASSERT_EQ(-ERANGE, bus1_recv_poisoned((_fd), BUS1_RECV_FLAG_PEEK,	\
+					      __p.msg.offset + (_size) - 1,	\
+					      &__p));				\
+	ASSERT_EQ(0, bus1_recv_poisoned((_fd), BUS1_RECV_FLAG_PEEK,		\
+					__p.msg.offset + (_size), &__p));	\
 } while (0)
 
 /* --- fixture: A can send to B (wants contexts) and C (does not) ---------- */
@@ -328,35 +249,28 @@ FIXTURE_SETUP(sec)
 	r = smack_prepare(&what);
 	ASSERT_EQ(0, r) TH_LOG("%s: %s", what, strerror(-r));
 
-	self->a = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-	self->b = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-	self->c = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	self->a = bus1_peer_new();
+	self->b = bus1_peer_new();
+	self->c = bus1_peer_new();
 	ASSERT_LE(0, self->a);
 	ASSERT_LE(0, self->b);
 	ASSERT_LE(0, self->c);
-	ASSERT_EQ(0, xfer(self->b, N1, self->a, &self->to_b));
-	ASSERT_EQ(0, xfer(self->c, N1, self->a, &self->to_c));
+	ASSERT_EQ(0, bus1_xfer(self->b, N1, self->a, &self->to_b));
+	ASSERT_EQ(0, bus1_xfer(self->c, N1, self->a, &self->to_c));
 	ASSERT_EQ(RID(1), self->to_b);
 	ASSERT_EQ(RID(2), self->to_c);
 	ASSERT_EQ(0, set_peer_flags(self->b, BUS1_PEER_FLAG_WANT_SECCTX));
-	self->mb = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->b, 0);
-	self->mc = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->c, 0);
-	ASSERT_NE(MAP_FAILED, self->mb);
-	ASSERT_NE(MAP_FAILED, self->mc);
+	self->mb = bus1_pool_map(self->b, MAP_LEN);
+	self->mc = bus1_pool_map(self->c, MAP_LEN);
+	ASSERT_NE(NULL, self->mb);
+	ASSERT_NE(NULL, self->mc);
 }
 
 FIXTURE_TEARDOWN(sec)
 {
-	if (self->mb && self->mb != MAP_FAILED)
-		munmap((void *)self->mb, MAP_LEN);
-	if (self->mc && self->mc != MAP_FAILED)
-		munmap((void *)self->mc, MAP_LEN);
-	if (self->a >= 0)
-		close(self->a);
-	if (self->b >= 0)
-		close(self->b);
-	if (self->c >= 0)
-		close(self->c);
+	bus1_peer_free(self->a, NULL, 0);
+	bus1_peer_free(self->b, self->mb, MAP_LEN);
+	bus1_peer_free(self->c, self->mc, MAP_LEN);
 }
 
 /*
@@ -373,10 +287,10 @@ TEST_F(sec, labelled_sender_exact)
 	ASSERT_EQ(0, run_labelled(&j));
 	ASSERT_EQ(8 + 16, inflight_bytes(self->b));
 	ASSERT_SLICE_SIZE(self->b, 8 + 16);
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "hello", 0, 0, SENDER_LABEL);
 	ASSERT_EQ(0, inflight_bytes(self->b));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 }
 
 /* The context follows the handle IDs and the fd numbers, each part 8-aligned. */
@@ -395,7 +309,7 @@ TEST_F(sec, after_handles_and_fds)
 	ASSERT_EQ(0, run_labelled(&j));
 	/* 16 (payload) + 24 (handles) + 8 (two ints) + 16 (label) */
 	ASSERT_SLICE_SIZE(self->b, 64);
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_INSTALL_FDS, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "thirteen byte", 3, 2, SENDER_LABEL);
 	ids = (const __u64 *)(self->mb + r.msg.offset + 16);
 	ASSERT_EQ(N1, ids[0]);
@@ -425,7 +339,7 @@ TEST_F(sec, not_wanted_nothing_delivered)
 	ASSERT_EQ(0, run_labelled(&j));
 	ASSERT_EQ(8, inflight_bytes(self->c));
 	ASSERT_SLICE_SIZE(self->c, 8);
-	ASSERT_EQ(0, recv_raw(self->c, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->c, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mc, "hello", 0, 0, NULL);
 }
 
@@ -440,9 +354,9 @@ TEST_F(sec, multicast_one_wants)
 	ASSERT_EQ(0, run_labelled(&j));
 	ASSERT_SLICE_SIZE(self->b, 8 + 16);
 	ASSERT_SLICE_SIZE(self->c, 8);
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "to both", 0, 0, SENDER_LABEL);
-	ASSERT_EQ(0, recv_raw(self->c, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->c, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mc, "to both", 0, 0, NULL);
 }
 
@@ -458,9 +372,9 @@ TEST_F(sec, captured_at_each_send)
 	struct bus1_cmd_recv r;
 
 	ASSERT_EQ(0, run_labelled(&j));
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "one", 0, 0, SENDER_LABEL);
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "two", 0, 0, OTHER_LABEL);
 }
 
@@ -469,8 +383,8 @@ TEST_F(sec, own_label)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "mine"));
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "mine"));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "mine", 0, 0, self->own);
 }
 
@@ -489,16 +403,16 @@ TEST_F(sec, flag_read_at_send)
 	ASSERT_EQ(0, set_peer_flags(self->b, 0));
 	j.payload[0] = "after";
 	ASSERT_EQ(0, run_labelled(&j));
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "before", 0, 0, SENDER_LABEL);
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "after", 0, 0, NULL);
 
 	ASSERT_EQ(0, set_peer_flags(self->b, BUS1_PEER_FLAG_WANT_SECCTX));
 	ASSERT_EQ(0, set_peer_flags(self->b, (__u64)-1));
 	j.payload[0] = "kept";
 	ASSERT_EQ(0, run_labelled(&j));
-	ASSERT_EQ(0, recv_raw(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "kept", 0, 0, SENDER_LABEL);
 }
 
@@ -511,7 +425,7 @@ TEST_F(sec, peek_and_transact)
 	struct bus1_cmd_recv r;
 
 	ASSERT_EQ(0, run_labelled(&j));
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_PEEK, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "peeked", 0, 0, SENDER_LABEL);
 
 	memset(&t, 0, sizeof(t));
@@ -519,7 +433,7 @@ TEST_F(sec, peek_and_transact)
 	t.flags = BUS1_TRANSACT_FLAG_RECV;
 	t.recv.flags = 0;
 	t.recv.max_offset = ANY_OFFSET;
-	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_TRANSACT, &t)));
+	ASSERT_EQ(0, bus1_errno(ioctl(self->b, BUS1_CMD_TRANSACT, &t)));
 	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_RECV, t.done);
 	assert_msg(&t.recv, self->mb, "peeked", 0, 0, SENDER_LABEL);
 }
@@ -539,12 +453,12 @@ TEST_F(sec, recv_2017_layout)
 	memset(&r, 0xa5, sizeof(r));
 	r.flags = 0;
 	r.max_offset = ANY_OFFSET;
-	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_RECV_2017, &r)));
+	ASSERT_EQ(0, bus1_errno(ioctl(self->b, BUS1_CMD_RECV_2017, &r)));
 	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
 	ASSERT_EQ((__u64)0, r.msg.flags);
 	ASSERT_EQ((__u64)7, r.msg.n_bytes);
 	ASSERT_EQ(0, memcmp(self->mb + r.msg.offset, "old abi", 7));
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	ASSERT_EQ(0, bus1_fdinfo_value(self->b, "bus1-limits:", "slices", NULL));
 }
 
@@ -556,7 +470,7 @@ TEST_F(sec, seed)
 	struct bus1_cmd_recv r;
 
 	ASSERT_EQ(0, run_labelled(&j));
-	ASSERT_EQ(0, recv_raw(self->b, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, BUS1_RECV_FLAG_SEED, ANY_OFFSET, &r));
 	assert_msg(&r, self->mb, "seeded", 0, 0, SENDER_LABEL);
 }
 

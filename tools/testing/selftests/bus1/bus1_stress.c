@@ -59,6 +59,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
+#include "bus1_util.h"
 
 #define MAXP 8
 #define MAXSEQ 60000		/* sends per process */
@@ -215,19 +216,8 @@ static void acked(struct child *c, uint32_t seq, int kind, int mask, int eph, in
 static int send_msg(struct child *c, const __u64 *dst, int n_dst, struct payload *p,
 		    const __u64 *handles, int n_handles, int with_fd)
 {
-	struct iovec v = { .iov_base = p, .iov_len = sizeof(*p) };
-	struct bus1_cmd_send s = {
-		.ptr_destinations = PTR(dst),
-		.n_destinations = (__u64)n_dst,
-		.ptr_vecs = PTR(&v),
-		.n_vecs = 1,
-		.ptr_handles = PTR(handles),
-		.n_handles = (__u64)n_handles,
-		.ptr_fds = PTR(&c->devnull),
-		.n_fds = with_fd ? 1 : 0,
-	};
-
-	return ioctl(c->fd, BUS1_CMD_SEND, &s) ? -errno : 0;
+	return bus1_send(c->fd, 0, dst, n_dst, NULL, p, sizeof(*p), handles, n_handles,
+			 &c->devnull, with_fd ? 1 : 0);
 }
 
 static uint32_t id_hash(__u64 id)
@@ -471,7 +461,7 @@ static int create_temp(struct child *c, int k)
 	c->carry_id[k] = TEMP_ID(k);
 	if (c->n_eph >= MAXEPH || xrand(c) % 3)
 		return 0;
-	e = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	e = bus1_peer_new();
 	if (e < 0) {
 		fail(c, "open ephemeral peer: %d", errno);
 		return -1;
@@ -1460,7 +1450,7 @@ static void one_round(struct __test_metadata *_metadata, int n, int seconds, uns
 	ASSERT_NE(NULL, c);
 
 	for (i = 0; i < n; i++) {
-		fds[i] = open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		fds[i] = bus1_peer_new();
 		ASSERT_LE(0, fds[i]);
 	}
 	/* Every peer gets a handle to every node, its own included. */

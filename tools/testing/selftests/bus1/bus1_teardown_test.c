@@ -34,38 +34,20 @@
 #define MAP_LEN (4UL << 20)
 #define NODE(i) ((__u64)(0x100 + (i)) << 3)
 
-static int peer_new(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
-
 /* @from's handle to @owner's node @node (created on the fly). */
 static __u64 handle_to(int owner, __u64 node, int from)
 {
-	struct bus1_cmd_handle_transfer t = {
-		.src_handle = node, .dst_fd = (__u64)from, .dst_handle = INV,
-	};
+	__u64 h;
 
-	return ioctl(owner, BUS1_CMD_HANDLE_TRANSFER, &t) ? INV : t.dst_handle;
+	return bus1_xfer(owner, node, from, &h) ? INV : h;
 }
 
 static int send_to(int fd, const __u64 *dst, int n, const __u64 *handles, int n_handles, int file)
 {
 	char buf[64] = "teardown";
-	struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
-	struct bus1_cmd_send s = {
-		.ptr_destinations = PTR(dst),
-		.n_destinations = (__u64)n,
-		.ptr_vecs = PTR(&v),
-		.n_vecs = 1,
-		.ptr_handles = PTR(handles),
-		.n_handles = (__u64)n_handles,
-		.ptr_fds = PTR(&file),
-		.n_fds = file >= 0 ? 1 : 0,
-		.flags = BUS1_SEND_FLAG_CONTINUE,
-	};
 
-	return ioctl(fd, BUS1_CMD_SEND, &s) ? -errno : 0;
+	return bus1_send(fd, BUS1_SEND_FLAG_CONTINUE, dst, n, NULL, buf, sizeof(buf), handles,
+			 n_handles, &file, file >= 0 ? 1 : 0);
 }
 
 /* Whether debugfs lists root as a bus1 user; -1 without debugfs. */
@@ -121,13 +103,13 @@ TEST_F_TIMEOUT(td, close_while_sending, 190)
 
 	ASSERT_ALL_GIVEN_BACK();
 	for (round = 0; round < 6; round++) {
-		int rx = peer_new(), other = peer_new(), tx[3], i;
+		int rx = bus1_peer_new(), other = bus1_peer_new(), tx[3], i;
 		pid_t pid[3];
 
 		ASSERT_LE(0, rx);
 		ASSERT_LE(0, other);
 		for (i = 0; i < 3; i++) {
-			tx[i] = peer_new();
+			tx[i] = bus1_peer_new();
 			ASSERT_LE(0, tx[i]);
 		}
 		for (i = 0; i < 3; i++) {
@@ -169,7 +151,7 @@ TEST_F_TIMEOUT(td, close_and_destroy_while_transferring, 90)
 
 	ASSERT_ALL_GIVEN_BACK();
 	for (round = 0; round < 6; round++) {
-		int owner = peer_new(), dst = peer_new(), user = peer_new(), i;
+		int owner = bus1_peer_new(), dst = bus1_peer_new(), user = bus1_peer_new(), i;
 		pid_t pid[2];
 
 		ASSERT_LE(0, owner);
@@ -244,7 +226,7 @@ TEST_F_TIMEOUT(td, sigkill_mid_operation, 40)
 	ASSERT_ALL_GIVEN_BACK();
 	TH_LOG("seed %u", seed);
 	for (round = 0; round < 12; round++) {
-		int a = peer_new(), b = peer_new(), i;
+		int a = bus1_peer_new(), b = bus1_peer_new(), i;
 		__u64 ab = handle_to(b, NODE(0), a), ba = handle_to(a, NODE(0), b);
 		pid_t pid[2];
 
@@ -307,7 +289,7 @@ TEST_F_TIMEOUT(td, cycles_through_queues, 40)
 
 	ASSERT_ALL_GIVEN_BACK();
 	for (round = 0; round < 20; round++) {
-		int a = peer_new(), b = peer_new(), i;
+		int a = bus1_peer_new(), b = bus1_peer_new(), i;
 		__u64 ab = handle_to(b, NODE(0), a), ba = handle_to(a, NODE(0), b);
 		__u64 carry_a = NODE(1), carry_b = NODE(1);
 
@@ -352,7 +334,7 @@ TEST_F_TIMEOUT(td, poll_across_close, 30)
 	int round;
 
 	for (round = 0; round < 50; round++) {
-		int a = peer_new(), b = peer_new(), a2, ep, ep2, n;
+		int a = bus1_peer_new(), b = bus1_peer_new(), a2, ep, ep2, n;
 		__u64 ab = handle_to(b, NODE(0), a), ba = handle_to(a, NODE(0), b);
 		struct epoll_event ev = { .events = EPOLLIN }, out[4];
 		struct bus1_cmd_send s = { .n_destinations = 1 };
@@ -444,7 +426,7 @@ static int recv_on(int fd, struct bus1_cmd_recv *r)
 TEST_F_TIMEOUT(td, handle_received_during_destruction, 250)
 {
 	enum { HOLDERS = 500, ROUNDS = 20 };
-	int o = peer_new(), r = peer_new(), h[HOLDERS], i, round;
+	int o = bus1_peer_new(), r = bus1_peer_new(), h[HOLDERS], i, round;
 	__u64 o_rn = handle_to(r, NODE(0), o), h_ids[HOLDERS];
 	const uint8_t *map;
 
@@ -452,7 +434,7 @@ TEST_F_TIMEOUT(td, handle_received_during_destruction, 250)
 	map = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, r, 0);
 	ASSERT_NE(MAP_FAILED, map);
 	for (i = 0; i < HOLDERS; i++) {
-		h[i] = peer_new();
+		h[i] = bus1_peer_new();
 		ASSERT_LE(0, h[i]);
 	}
 	for (round = 0; round < ROUNDS; round++) {

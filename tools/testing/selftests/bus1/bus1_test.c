@@ -16,11 +16,7 @@
 #include <linux/bus1.h>
 
 #include "kselftest_harness.h"
-
-static int bus1_open(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
+#include "bus1_util.h"
 
 /* The header's ioctl numbers are the ones of the RFC v1 ABI on x86_64. */
 TEST(uapi_ioctl_numbers)
@@ -61,7 +57,7 @@ TEST(open_close_peers)
 	for (i = 0; i < 2; i++) {
 		FILE *f;
 
-		fd[i] = bus1_open();
+		fd[i] = bus1_peer_new();
 		ASSERT_LE(0, fd[i]);
 		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd[i]);
 		f = fopen(path, "r");
@@ -82,7 +78,7 @@ TEST(open_close_peers)
 TEST(unknown_ioctl)
 {
 	uint64_t arg = 0;
-	int fd = bus1_open();
+	int fd = bus1_peer_new();
 
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(-1, ioctl(fd, _IOWR(BUS1_IOCTL_MAGIC, 0x7f, __u64), &arg));
@@ -96,7 +92,7 @@ TEST(unknown_ioctl)
 TEST(poll_fresh_peer)
 {
 	struct pollfd pfd;
-	int fd = bus1_open();
+	int fd = bus1_peer_new();
 
 	ASSERT_LE(0, fd);
 	pfd.fd = fd;

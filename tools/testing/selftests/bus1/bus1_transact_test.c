@@ -45,41 +45,12 @@
 #define STAGE_ALL (BUS1_TRANSACT_FLAG_RELEASE | BUS1_TRANSACT_FLAG_SEND | \
 		   BUS1_TRANSACT_FLAG_RECV)
 
-static int peer_new(void)
-{
-	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-}
-
-static int ret_errno(int r)
-{
-	return r < 0 ? -errno : r;
-}
-
 /* Gives peer @dst a handle to node N1 of @owner; the handle ID. */
 static __u64 handle_to(int owner, int dst)
 {
-	struct bus1_cmd_handle_transfer c = {
-		.src_handle = N1,
-		.dst_fd = (__u64)dst,
-		.dst_handle = INV,
-	};
+	__u64 h;
 
-	if (ioctl(owner, BUS1_CMD_HANDLE_TRANSFER, &c))
-		return INV;
-	return c.dst_handle;
-}
-
-static int send_str(int fd, __u64 dst, const char *s)
-{
-	struct iovec v = { .iov_base = (void *)s, .iov_len = strlen(s) };
-	struct bus1_cmd_send c = {
-		.ptr_destinations = PTR(&dst),
-		.n_destinations = 1,
-		.ptr_vecs = PTR(&v),
-		.n_vecs = 1,
-	};
-
-	return ret_errno(ioctl(fd, BUS1_CMD_SEND, &c));
+	return bus1_xfer(owner, N1, dst, &h) ? INV : h;
 }
 
 /* RECV with @flags; with WAIT, @timeout_ns goes in msg.offset. */
@@ -89,14 +60,7 @@ static int recv_wait(int fd, __u64 flags, __u64 timeout_ns, struct bus1_cmd_recv
 	r->flags = flags;
 	r->max_offset = ANY_OFFSET;
 	r->msg.offset = timeout_ns;
-	return ret_errno(ioctl(fd, BUS1_CMD_RECV, r));
-}
-
-static int slice_release(int fd, __u64 offset)
-{
-	__u64 v = offset;
-
-	return ret_errno(ioctl(fd, BUS1_CMD_SLICE_RELEASE, &v));
+	return bus1_errno(ioctl(fd, BUS1_CMD_RECV, r));
 }
 
 /* A TRANSACT argument: release @rel (if not OFF_INV), send @s to @dst (if @s), receive. */
@@ -128,7 +92,7 @@ static void tx_init(struct tx *x, __u64 flags, __u64 rel, __u64 dst, const char 
 
 static int transact(int fd, struct tx *x)
 {
-	return ret_errno(ioctl(fd, BUS1_CMD_TRANSACT, &x->t));
+	return bus1_errno(ioctl(fd, BUS1_CMD_TRANSACT, &x->t));
 }
 
 /* The slices charged to peer @fd (its accounting, from fdinfo). */
@@ -217,26 +181,24 @@ FIXTURE(pair) {
 
 FIXTURE_SETUP(pair)
 {
-	self->a = peer_new();
-	self->b = peer_new();
+	self->a = bus1_peer_new();
+	self->b = bus1_peer_new();
 	ASSERT_LE(0, self->a);
 	ASSERT_LE(0, self->b);
 	self->to_b = handle_to(self->b, self->a);
 	self->to_a = handle_to(self->a, self->b);
 	ASSERT_EQ(RID(1), self->to_b);
 	ASSERT_EQ(RID(1), self->to_a);
-	self->ma = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->a, 0);
-	self->mb = mmap(NULL, MAP_LEN, PROT_READ, MAP_SHARED, self->b, 0);
-	ASSERT_NE(MAP_FAILED, self->ma);
-	ASSERT_NE(MAP_FAILED, self->mb);
+	self->ma = bus1_pool_map(self->a, MAP_LEN);
+	self->mb = bus1_pool_map(self->b, MAP_LEN);
+	ASSERT_NE(NULL, self->ma);
+	ASSERT_NE(NULL, self->mb);
 }
 
 FIXTURE_TEARDOWN(pair)
 {
-	munmap((void *)self->ma, MAP_LEN);
-	munmap((void *)self->mb, MAP_LEN);
-	close(self->a);
-	close(self->b);
+	bus1_peer_free(self->a, self->ma, MAP_LEN);
+	bus1_peer_free(self->b, self->mb, MAP_LEN);
 }
 
 #define ASSERT_PAYLOAD(_map, _r, _str) do {					\
@@ -252,11 +214,11 @@ TEST_F(pair, recv_wait_queued)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "queued"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "queued"));
 	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
 	ASSERT_PAYLOAD(self->mb, &r, "queued");
 	ASSERT_EQ(N1, r.msg.destination);
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 }
 
 /* An empty queue: ETIMEDOUT after the timeout (rounded up to ticks), not before. */
@@ -280,14 +242,14 @@ TEST_F(pair, recv_wait_wakes_on_send)
 	pthread_t th;
 
 	ASSERT_EQ(0, start_waiter(&th, &w));
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "wake"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "wake"));
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	ASSERT_EQ(0, w.ret);
 	/* A lost wake-up still succeeds, but only when the timeout ends the sleep. */
 	ASSERT_GT(LONG_WAIT / 2, w.elapsed_ns) TH_LOG("the SEND did not wake the waiter");
 	ASSERT_PAYLOAD(self->mb, &w.r, "wake");
 	ASSERT_EQ(1, pool_slices(self->b));
-	ASSERT_EQ(0, slice_release(self->b, w.r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, w.r.msg.offset));
 	ASSERT_EQ(0, pool_slices(self->b));
 }
 
@@ -311,7 +273,7 @@ TEST_F(pair, recv_wait_signal_eintr)
 	ASSERT_EQ(1, got_signal);
 	ASSERT_EQ(-EINTR, w.ret);
 	ASSERT_GT(LONG_WAIT / 2, w.elapsed_ns);
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "after"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "after"));
 	ASSERT_EQ(0, recv_wait(self->b, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
 	ASSERT_PAYLOAD(self->mb, &r, "after");
 	signal(SIGUSR1, SIG_DFL);
@@ -324,7 +286,7 @@ TEST_F(pair, recv_wait_disconnect_eshutdown)
 	pthread_t th;
 
 	ASSERT_EQ(0, start_waiter(&th, &w));
-	ASSERT_EQ(0, ret_errno(ioctl(self->b, BUS1_CMD_PEER_DISCONNECT, 0)));
+	ASSERT_EQ(0, bus1_errno(ioctl(self->b, BUS1_CMD_PEER_DISCONNECT, 0)));
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	ASSERT_EQ(-ESHUTDOWN, w.ret);
 	ASSERT_GT(LONG_WAIT / 2, w.elapsed_ns);
@@ -335,7 +297,7 @@ TEST_F(pair, recv_wait_flags_einval)
 {
 	struct bus1_cmd_recv r;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "kept"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "kept"));
 	ASSERT_EQ(-EINVAL, recv_wait(self->b, BUS1_RECV_FLAG_WAIT | BUS1_RECV_FLAG_SEED,
 				     MS, &r));
 	ASSERT_EQ(-EINVAL, recv_wait(self->b, BUS1_RECV_FLAG_WAIT | (1ULL << 4), MS, &r));
@@ -384,7 +346,7 @@ TEST_F(pair, transact_round_trip)
 	ASSERT_PAYLOAD(self->ma, &xa.t.recv, "pong");
 	ASSERT_EQ(N1, xa.t.recv.msg.destination);
 	ASSERT_EQ(1, pool_slices(self->a));
-	ASSERT_EQ(0, slice_release(self->a, xa.t.recv.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->a, xa.t.recv.msg.offset));
 	ASSERT_EQ(0, pool_slices(self->a));
 }
 
@@ -400,7 +362,7 @@ TEST_F(pair, transact_order)
 	struct tx x;
 
 	/* A's queue: "first" (from B), then A's own "self" (to its node). */
-	ASSERT_EQ(0, send_str(self->b, self->to_a, "first"));
+	ASSERT_EQ(0, bus1_send_str(self->b, self->to_a, "first"));
 	tx_init(&x, BUS1_TRANSACT_FLAG_SEND | BUS1_TRANSACT_FLAG_RECV, 0, N1, "self",
 		BUS1_RECV_FLAG_WAIT, LONG_WAIT);
 	ASSERT_EQ(0, transact(self->a, &x));
@@ -412,11 +374,11 @@ TEST_F(pair, transact_order)
 	ASSERT_EQ(0, transact(self->a, &x));
 	ASSERT_PAYLOAD(self->ma, &x.t.recv, "self");
 	ASSERT_EQ(N1, x.t.recv.msg.destination);
-	ASSERT_EQ(0, slice_release(self->a, x.t.recv.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->a, x.t.recv.msg.offset));
 	ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r));
 
 	/* What A sends by TRANSACT is ordered after what it sent before. */
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "one"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "one"));
 	tx_init(&x, BUS1_TRANSACT_FLAG_SEND, 0, self->to_b, "two", 0, 0);
 	ASSERT_EQ(0, transact(self->a, &x));
 	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_SEND, x.t.done);
@@ -438,8 +400,8 @@ TEST_F(pair, transact_flags_einval_no_effect)
 	struct tx x;
 	int i;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "held"));
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "queued"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "held"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "queued"));
 	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
 	off = r.msg.offset;
 	/* "held" and the queued "queued". */
@@ -463,8 +425,8 @@ TEST_F(pair, transact_flags_einval_no_effect)
 	/* "queued" is still there, and the held slice can still be released. */
 	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
 	ASSERT_PAYLOAD(self->mb, &r, "queued");
-	ASSERT_EQ(0, slice_release(self->b, r.msg.offset));
-	ASSERT_EQ(0, slice_release(self->b, off));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, off));
 	ASSERT_EQ(0, pool_slices(self->b));
 }
 
@@ -478,7 +440,7 @@ TEST_F(pair, transact_stage_failure_done)
 	struct bus1_cmd_recv r, held;
 	struct tx x;
 
-	ASSERT_EQ(0, send_str(self->a, self->to_b, "held"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "held"));
 	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &held));
 	ASSERT_EQ(1, pool_slices(self->b));
 
@@ -494,7 +456,7 @@ TEST_F(pair, transact_stage_failure_done)
 	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_RELEASE, x.t.done);
 	ASSERT_EQ(0, pool_slices(self->b));
 	ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r));
-	ASSERT_EQ(-ENXIO, slice_release(self->b, held.msg.offset));
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, held.msg.offset));
 }
 
 /*
@@ -542,7 +504,7 @@ TEST_F(pair, transact_signal_eintr)
 	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
 	ASSERT_PAYLOAD(self->mb, &r, "req");
 	ASSERT_EQ(-EAGAIN, recv_wait(self->b, 0, 0, &r));
-	ASSERT_EQ(0, send_str(self->b, self->to_a, "rep"));
+	ASSERT_EQ(0, bus1_send_str(self->b, self->to_a, "rep"));
 	ASSERT_EQ(0, recv_wait(self->a, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r));
 	ASSERT_PAYLOAD(self->ma, &r, "rep");
 	signal(SIGUSR1, SIG_DFL);

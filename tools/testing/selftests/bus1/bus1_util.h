@@ -1,43 +1,233 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers shared by the bus1 selftests: reading a peer's accounting from its
- * fdinfo and the users bus1 accounts from debugfs, and setting up fault
- * injection (failslab, fail_page_alloc) for allocations made by bus1.
+ * Helpers shared by the bus1 selftests: opening and mapping peers, thin
+ * wrappers of the bus1 commands, reading a peer's accounting from its fdinfo
+ * and the users bus1 accounts from debugfs, and setting up fault injection
+ * (failslab, fail_page_alloc) for allocations made by bus1.
+ *
+ * Every command wrapper returns 0 (or the command's non-negative result) on
+ * success and -errno on failure, so that a test can assert on the errno in
+ * one expression: ASSERT_EQ(-EINVAL, bus1_release(fd, id)).
  */
 #ifndef BUS1_SELFTEST_UTIL_H
 #define BUS1_SELFTEST_UTIL_H
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <linux/bus1.h>
 
-/* RECV (RFC layout) with @flags and @max_offset into @r; 0 or -errno. */
+/* A system call's result @r, or -errno if it failed (@r negative). */
+static inline int bus1_errno(long r)
+{
+	return r < 0 ? -errno : (int)r;
+}
+
+/*
+ * A new peer: /dev/bus1 opened O_NONBLOCK (RECV never blocks) and O_CLOEXEC;
+ * its fd, or -1 with errno set.
+ */
+static inline int bus1_peer_new(void)
+{
+	return open("/dev/bus1", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+}
+
+/* A read-only shared mapping of the first @len bytes of peer @fd's pool; NULL on failure. */
+static inline const uint8_t *bus1_pool_map(int fd, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+
+	return p == MAP_FAILED ? NULL : (const uint8_t *)p;
+}
+
+/*
+ * Undoes bus1_pool_map() and bus1_peer_new() as a fixture's teardown does:
+ * unmaps the @len bytes at @map unless it is NULL, then closes peer @fd
+ * unless it is negative (a test that closed it itself sets it to -1).
+ */
+static inline void bus1_peer_free(int fd, const uint8_t *map, size_t len)
+{
+	if (map)
+		munmap((void *)map, len);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* An address that is guaranteed not to be mapped (the page before it is); NULL on failure. */
+static inline void *bus1_unmapped_page(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	munmap(p + pg, pg);
+	return p + pg;
+}
+
+/* The current poll state of peer @fd (without blocking): its revents, or -errno. */
+static inline int bus1_pollrev(int fd)
+{
+	struct pollfd p = {
+		.fd = fd,
+		.events = POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+	};
+	int r = poll(&p, 1, 0);
+
+	if (r < 0)
+		return -errno;
+	return p.revents;
+}
+
+/*
+ * HANDLE_TRANSFER of peer @fd's handle @src, with @flags, to the peer whose
+ * fd is @dst_fd as the ABI takes it ((__u64)-1: @fd itself). The ID the
+ * destination got goes to *@out unless @out is NULL, on failure too (where it
+ * is BUS1_HANDLE_INVALID unless the kernel wrote something else).
+ */
+static inline int bus1_xfer_raw(int fd, __u64 flags, __u64 src, __u64 dst_fd, __u64 *out)
+{
+	struct bus1_cmd_handle_transfer c = {
+		.flags = flags,
+		.src_handle = src,
+		.dst_fd = dst_fd,
+		.dst_handle = BUS1_HANDLE_INVALID,
+	};
+	int r = bus1_errno(ioctl(fd, BUS1_CMD_HANDLE_TRANSFER, &c));
+
+	if (out)
+		*out = c.dst_handle;
+	return r;
+}
+
+/* Transfers @src of peer @fd to peer @dst (negative: to @fd itself); as bus1_xfer_raw(). */
+static inline int bus1_xfer(int fd, __u64 src, int dst, __u64 *out)
+{
+	return bus1_xfer_raw(fd, 0, src, dst < 0 ? (__u64)-1 : (__u64)dst, out);
+}
+
+/* HANDLE_RELEASE of @id. */
+static inline int bus1_release(int fd, __u64 id)
+{
+	return bus1_errno(ioctl(fd, BUS1_CMD_HANDLE_RELEASE, &id));
+}
+
+/* NODES_DESTROY of the @n nodes @ids with @flags. */
+static inline int bus1_destroy_nodes(int fd, __u64 flags, const __u64 *ids, __u64 n)
+{
+	struct bus1_cmd_nodes_destroy c = {
+		.flags = flags,
+		.ptr_nodes = (__u64)(uintptr_t)ids,
+		.n_nodes = n,
+	};
+
+	return bus1_errno(ioctl(fd, BUS1_CMD_NODES_DESTROY, &c));
+}
+
+/* NODES_DESTROY of the one node @id with @flags. */
+static inline int bus1_destroy_node(int fd, __u64 id, __u64 flags)
+{
+	return bus1_destroy_nodes(fd, flags, &id, 1);
+}
+
+/*
+ * PEER_RESET with @flags, setting the peer flags to @peer_flags ((__u64)-1
+ * keeps them) and the limits to @slices, @handles, @bytes (in flight) and
+ * @fds (in flight); 0xffffffff keeps a limit.
+ */
+static inline int bus1_reset(int fd, __u64 flags, __u64 peer_flags, __u32 slices,
+			     __u32 handles, __u32 bytes, __u32 fds)
+{
+	struct bus1_cmd_peer_reset c = {
+		.flags = flags,
+		.peer_flags = peer_flags,
+		.max_slices = slices,
+		.max_handles = handles,
+		.max_inflight_bytes = bytes,
+		.max_inflight_fds = fds,
+	};
+
+	return bus1_errno(ioctl(fd, BUS1_CMD_PEER_RESET, &c));
+}
+
+/* PEER_DISCONNECT. */
+static inline int bus1_disconnect(int fd)
+{
+	return bus1_errno(ioctl(fd, BUS1_CMD_PEER_DISCONNECT, 0));
+}
+
+/* SLICE_RELEASE of the slice at @offset. */
+static inline int bus1_slice_release(int fd, __u64 offset)
+{
+	return bus1_errno(ioctl(fd, BUS1_CMD_SLICE_RELEASE, &offset));
+}
+
+/*
+ * SEND with @flags to the @n_dst destinations @dst (per-destination errors
+ * in @errors unless NULL) of the @len bytes at @buf as a single vector (@len
+ * 0: no vector at all), with the @n_handles handles @handles and the @n_fds
+ * file descriptors @fds.
+ */
+static inline int bus1_send(int fd, __u64 flags, const __u64 *dst, __u64 n_dst,
+			    __u64 *errors, const void *buf, size_t len,
+			    const __u64 *handles, __u64 n_handles,
+			    const int *fds, __u64 n_fds)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	struct bus1_cmd_send s = {
+		.flags = flags,
+		.ptr_destinations = (__u64)(uintptr_t)dst,
+		.ptr_errors = (__u64)(uintptr_t)errors,
+		.n_destinations = n_dst,
+		.ptr_vecs = (__u64)(uintptr_t)&v,
+		.n_vecs = len ? 1 : 0,
+		.ptr_handles = (__u64)(uintptr_t)handles,
+		.n_handles = n_handles,
+		.ptr_fds = (__u64)(uintptr_t)fds,
+		.n_fds = n_fds,
+	};
+
+	return bus1_errno(ioctl(fd, BUS1_CMD_SEND, &s));
+}
+
+/* Unicast SEND of the string @s (without its NUL) to @dst. */
+static inline int bus1_send_str(int fd, __u64 dst, const char *s)
+{
+	return bus1_send(fd, 0, &dst, 1, NULL, s, strlen(s), NULL, 0, NULL, 0);
+}
+
+/* RECV (RFC layout) with @flags and @max_offset into @r, zeroed first. */
 static inline int bus1_recv(int fd, __u64 flags, __u64 max_offset, struct bus1_cmd_recv *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->flags = flags;
 	r->max_offset = max_offset;
-	return ioctl(fd, BUS1_CMD_RECV, r) ? -errno : 0;
+	return bus1_errno(ioctl(fd, BUS1_CMD_RECV, r));
 }
 
-/* NODES_DESTROY of the one node @id with @flags; 0 or -errno. */
-static inline int bus1_destroy_node(int fd, __u64 id, __u64 flags)
+/*
+ * RECV (RFC layout) with @flags and @max_offset into @r, every other byte of
+ * which is poisoned (0xa5) first, so that an output field the kernel leaves
+ * unwritten is noticed.
+ */
+static inline int bus1_recv_poisoned(int fd, __u64 flags, __u64 max_offset,
+				     struct bus1_cmd_recv *r)
 {
-	struct bus1_cmd_nodes_destroy d = {
-		.flags = flags,
-		.ptr_nodes = (__u64)(uintptr_t)&id,
-		.n_nodes = 1,
-	};
-
-	return ioctl(fd, BUS1_CMD_NODES_DESTROY, &d) ? -errno : 0;
+	memset(r, 0xa5, sizeof(*r));
+	r->flags = flags;
+	r->max_offset = max_offset;
+	return bus1_errno(ioctl(fd, BUS1_CMD_RECV, r));
 }
 
 /*
@@ -111,6 +301,20 @@ static inline ssize_t bus1_read_file(const char *path, char *buf, size_t len)
 	close(f);
 	buf[got] = 0;
 	return got;
+}
+
+/* Writes the string @s to the file @path: 0, -errno, or -EIO for a short write. */
+static inline int bus1_write_file(const char *path, const char *s)
+{
+	int f = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (f < 0)
+		return -errno;
+	n = write(f, s, strlen(s));
+	n = n < 0 ? -errno : (n == (ssize_t)strlen(s) ? 0 : -EIO);
+	close(f);
+	return (int)n;
 }
 
 /*
