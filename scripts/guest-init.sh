@@ -22,6 +22,7 @@ R=/dev/ttyS1
 [ -c $R ] || R=/dev/console
 kml=/sys/kernel/debug/kmemleak
 . /lib/guest-lib.sh
+hold_results
 
 finish() {
 	report_done

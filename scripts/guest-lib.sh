@@ -8,6 +8,15 @@
 #   @@TAINT <n>, @@DONE.
 # The sourcing script sets R (where results go) and kml (kmemleak's file).
 
+# The results port stays open in the calling shell (fd 9) from start to end.
+# When the last file of a serial tty closes, the port shuts down and drops
+# whatever it has not sent yet; the closing task waits for the drain first,
+# but interruptibly (tty_port_close_start()), so a test program whose last
+# process exits with a signal pending would cut off its own last lines. Held
+# here, the port shuts down once, in report_done, closed by this shell, which
+# has nothing pending and waits until everything is sent.
+hold_results() { exec 9>"$R"; }
+
 # Uptime in centiseconds (/proc/uptime has two decimals; "1" keeps a
 # leading 0 of them from reading as octal).
 now() { read -r u _ </proc/uptime; echo $(( ${u%.*} * 100 + 1${u#*.} - 100 )); }
@@ -54,4 +63,5 @@ kmemleak_final() {
 report_done() {
 	echo "@@TAINT $(cat /proc/sys/kernel/tainted)" >$R
 	echo "@@DONE" >$R
+	exec 9>&-
 }

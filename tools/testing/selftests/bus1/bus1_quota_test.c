@@ -1553,14 +1553,14 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 		mkdir(CG_ROOT, 0755);
 		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
 	}
-	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
+	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
 	rmdir(CG_RCV);
 	rmdir(CG_SND);
 	ASSERT_EQ(0, mkdir(CG_RCV, 0755));
 	ASSERT_EQ(0, mkdir(CG_SND, 0755));
-	(void)write_file(CG_RCV "/memory.swap.max", "0");
+	(void)bus1_write_file(CG_RCV "/memory.swap.max", "0");
 	snprintf(me, sizeof(me), "%ld", CG_RCV_MAX);
-	ASSERT_EQ(0, write_file(CG_RCV "/memory.max", me));
+	ASSERT_EQ(0, bus1_write_file(CG_RCV "/memory.max", me));
 
 	for (i = 0; i < pairs; i++) {
 		snd[i] = open_as(MEMCG_BASE + i);
@@ -1575,11 +1575,11 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 
 		/* The receivers open their peers inside their cgroup, then wait. */
 		snprintf(me, sizeof(me), "%d", getpid());
-		if (write_file(CG_RCV "/cgroup.procs", me))
+		if (bus1_write_file(CG_RCV "/cgroup.procs", me))
 			_exit(1);
 		for (i = 0; i < pairs; i++) {
 			rcv = open_as(MEMCG_BASE + i);
-			if (rcv < 0 || xfer(rcv, N1, snd[i], &h[i]))
+			if (rcv < 0 || bus1_xfer(rcv, N1, snd[i], &h[i]))
 				_exit(2);
 		}
 		if (write(from_child[1], h, sizeof(h)) != sizeof(h))
@@ -1595,7 +1595,7 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 	CPU_SET(0, &cpu);
 	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpu), &cpu));
 	snprintf(me, sizeof(me), "%d", getpid());
-	ASSERT_EQ(0, write_file(CG_SND "/cgroup.procs", me));
+	ASSERT_EQ(0, bus1_write_file(CG_SND "/cgroup.procs", me));
 	/* One message first, so that what is charged ahead is charged already. */
 	ASSERT_EQ(0, send8(snd[0], h[0]));
 
@@ -1630,7 +1630,7 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %#x", st);
 	for (i = 0; i < pairs; i++)
 		close(snd[i]);
-	ASSERT_EQ(0, write_file(CG_ROOT "/cgroup.procs", me));
+	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.procs", me));
 	ASSERT_EQ(0, rmdir(CG_SND));
 	ASSERT_EQ(0, rmdir(CG_RCV));
 	for (i = 0; i < pairs; i++)
