@@ -321,26 +321,60 @@ impl<P> Node<P> {
 ///
 /// `P` is the peer type, `S` a slot of the holder's queue and `T` the record of an entry staged
 /// there.
-pub(crate) struct Holder<P, S, T> {
-    /// The holding peer, pinned so destruction can notify it.
-    pub(crate) peer: Arc<P>,
-    /// Number of the holder's user references to the node.
-    pub(crate) refs: u64,
-    /// The memory of the holder's `NODE_DESTROY`, reserved when it became a holder, so a
-    /// destruction (a flush, a close) never allocates for it.
-    pub(crate) destroy: Option<S>,
+///
+/// A holder is live while the node is, and becomes staged when the node's destruction stages its
+/// `NODE_DESTROY`; its references no longer matter then. The two states share their memory, so
+/// that a holder's tree entry fits `kmalloc-64` (checked at build time in the peer module).
+pub(crate) enum Holder<P, S, T> {
+    /// A holder of a live node.
+    Live {
+        /// The holding peer, pinned so destruction can notify it.
+        peer: Arc<P>,
+        /// Number of the holder's user references to the node.
+        refs: u64,
+        /// The memory of the holder's `NODE_DESTROY`, reserved when it became a holder, so a
+        /// destruction (a flush, a close) never allocates for it. Taken by the destruction.
+        destroy: Option<S>,
+    },
     /// The holder's `NODE_DESTROY` while the destroying transaction stages it.
-    pub(crate) staged: Option<T>,
+    Staged(T),
 }
 
 impl<P, S, T> Holder<P, S, T> {
-    /// A new holder with one reference and the memory of its destruction notification.
-    pub(crate) fn new(peer: Arc<P>, destroy: S) -> Self {
-        Holder {
-            peer,
-            refs: 1,
-            destroy: Some(destroy),
-            staged: None,
+    /// Adds `n` references.
+    pub(crate) fn get(&mut self, n: u64) {
+        if let Holder::Live { refs, .. } = self {
+            *refs = refs.saturating_add(n);
+        }
+    }
+
+    /// Drops `n` references; returns whether none is left.
+    pub(crate) fn put(&mut self, n: u64) -> bool {
+        match self {
+            Holder::Live { refs, .. } => {
+                *refs = refs.saturating_sub(n);
+                *refs == 0
+            }
+            Holder::Staged(_) => false,
+        }
+    }
+
+    /// Hands the holder and the memory of its `NODE_DESTROY` to `stage`, once, and records what
+    /// it staged. When `stage` returns `None` (a holder that is going away), the holder gets no
+    /// notification and the memory is freed.
+    pub(crate) fn stage(&mut self, stage: impl FnOnce(&Arc<P>, S) -> Option<T>) {
+        if let Holder::Live { peer, destroy, .. } = self {
+            if let Some(staged) = destroy.take().and_then(|slot| stage(peer, slot)) {
+                *self = Holder::Staged(staged);
+            }
+        }
+    }
+
+    /// Returns the holder's staged `NODE_DESTROY`, if any.
+    pub(crate) fn staged(&self) -> Option<&T> {
+        match self {
+            Holder::Staged(t) => Some(t),
+            Holder::Live { .. } => None,
         }
     }
 }
@@ -406,10 +440,13 @@ impl<P, K, S, T> NodeState<P, K, S, T> {
         }) = holder
         {
             match self.holders.get_mut(&id) {
-                Some(x) => x.refs = x.refs.saturating_add(n),
+                Some(x) => x.get(n),
                 None => {
-                    let mut h = Holder::new(peer, destroy);
-                    h.refs = n;
+                    let h = Holder::Live {
+                        peer,
+                        refs: n,
+                        destroy: Some(destroy),
+                    };
                     self.holders.insert(res.into_node(id, h));
                 }
             }
@@ -432,13 +469,7 @@ impl<P, K, S, T> NodeState<P, K, S, T> {
     /// key with [`Self::release_queued`]. Never allocates.
     pub(crate) fn put(&mut self, holder: Option<u64>, n: u64) -> Option<S> {
         if let Some(h) = holder {
-            let gone = match self.holders.get_mut(&h) {
-                Some(x) => {
-                    x.refs = x.refs.saturating_sub(n);
-                    x.refs == 0
-                }
-                None => false,
-            };
+            let gone = self.holders.get_mut(&h).is_some_and(|x| x.put(n));
             if gone {
                 self.holders.remove(&h);
             }
@@ -472,18 +503,24 @@ impl<P, K, S, T> NodeState<P, K, S, T> {
 }
 
 /// A peer's handle to a node.
+///
+/// A handle is two red-black tree entries of its peer's [`HandleMap`]: the ID map entry and
+/// this value keyed by node. Its fields are as narrow as their ranges allow, so that each entry
+/// fits `kmalloc-64` and a handle costs 128 B (checked at build time below).
 pub(crate) struct Handle<P> {
     /// The node.
     pub(crate) node: Arc<Node<P>>,
     /// The ID the peer names the handle by.
     pub(crate) id: u64,
-    /// User references; the handle is unlinked when this drops to zero.
-    pub(crate) n_user: u64,
-    /// For an owner handle created on the fly by an operation that has not finished yet, that
-    /// operation's token (see [`OpToken`]); 0 once the node is settled. Other operations wait
-    /// until it is 0 before they use the handle, so nobody else can observe a node whose
-    /// creation may still be undone.
-    pub(crate) creator: u64,
+    /// User references; the handle is unlinked when this drops to zero. Each is charged to the
+    /// peer's handle limit, a `u32`, so the count never saturates in practice.
+    pub(crate) n_user: u32,
+    /// Whether the node is an owner handle created on the fly by an operation that has not
+    /// finished yet: the peer's creating operation (at most one operation of a peer has nodes
+    /// pending, see [`OpToken`]); cleared once the node is settled. Other operations wait until
+    /// it is clear before they use the handle, so nobody else can observe a node whose creation
+    /// may still be undone.
+    pub(crate) pending: bool,
     /// Whether a `NODE_DESTROY` of the node was delivered through this handle. A destruction is
     /// notified once per handle: a second entry for it (a handle released and linked again while
     /// its notification was queued, or the join of a handle linked by a racing receive) is
@@ -491,8 +528,26 @@ pub(crate) struct Handle<P> {
     pub(crate) destroy_delivered: bool,
 }
 
+/// The size of one entry of an `RBTree<K, V>`, its own allocation: the tree links, the key and
+/// the value.
+pub(crate) const fn tree_entry_size<K, V>() -> usize {
+    size_of::<kernel::bindings::rb_node>() + size_of::<(K, V)>()
+}
+
+/// The most kernel memory a handle takes in its peer: two `kmalloc-64` objects, the entry of the
+/// ID map and the handle keyed by node.
+pub(crate) const HANDLE_BYTES: usize = 128;
+
+/// The most kernel memory a node takes: one `kmalloc-32` object, the node behind its reference
+/// count.
+pub(crate) const NODE_BYTES: usize = 32;
+
+const _: () = assert!(size_of::<u64>() + size_of::<Node<()>>() <= NODE_BYTES);
+const _: () = assert!(tree_entry_size::<u64, NodeKey>() <= HANDLE_BYTES / 2);
+const _: () = assert!(tree_entry_size::<NodeKey, Handle<()>>() <= HANDLE_BYTES / 2);
+
 /// Identifies one operation of a peer that may create nodes on the fly, so it can use the nodes
-/// it created itself while they are still pending (see [`Handle::creator`]). The value is drawn
+/// it created itself while they are still pending (see [`Handle::pending`]). The value is drawn
 /// lazily, on the first creation.
 #[derive(Default)]
 pub(crate) struct OpToken(pub(crate) u64);
@@ -598,7 +653,7 @@ impl<P> HandleMap<P> {
                 node,
                 id,
                 n_user: 1,
-                creator: 0,
+                pending: false,
                 destroy_delivered: false,
             },
         ));

@@ -144,9 +144,30 @@ pub(crate) enum Event {
     Destroy(Arc<Node>),
     /// The last strong reference to the (owned) node went away.
     Release(Arc<Node>),
-    /// A data message. Never dropped under a peer lock (see [`Message`]).
-    Data(Message),
+    /// A data message. Never dropped under a peer lock (see [`Message`]). Boxed, so that a queue
+    /// entry is small: every node and every holder keeps the memory of one notification entry.
+    Data(KBox<Message>),
 }
+
+/// The most kernel memory a queue entry without its message takes: one `kmalloc-64` object. Every
+/// node keeps one for its `NODE_RELEASE`, and every holder of a node one for its `NODE_DESTROY`.
+const QUEUE_ENTRY_BYTES: usize = 64;
+
+/// The most kernel memory a queued message takes: its queue entry and the boxed message.
+const QUEUED_MESSAGE_BYTES: usize = 256;
+
+const _: () = assert!(node::tree_entry_size::<QueueKey, Option<Event>>() <= QUEUE_ENTRY_BYTES);
+const _: () = assert!(size_of::<Message>() <= QUEUED_MESSAGE_BYTES - QUEUE_ENTRY_BYTES);
+
+/// The most kernel memory a holder entry of a node takes: one `kmalloc-64` object.
+const HOLDER_BYTES: usize = 64;
+
+const _: () = assert!(node::tree_entry_size::<u64, NodeHolder>() <= HOLDER_BYTES);
+
+/// The most kernel memory the owner-side state of a node takes: one `kmalloc-96` object.
+const NODE_STATE_BYTES: usize = 96;
+
+const _: () = assert!(node::tree_entry_size::<u64, OwnedNode>() <= NODE_STATE_BYTES);
 
 /// The owner-side state of a node, in its owner's [`PeerInner`].
 pub(crate) type OwnedNode = NodeState<Peer, QueueKey, QueueSlot<Event>, Staged>;
@@ -187,8 +208,8 @@ impl NodeSet for KVVec<OwnedNode> {
 ///
 /// - Every node in `nodes` is live and owned by this peer, and its owner handle is in `handles`
 ///   (a node leaves `nodes` only when destroyed, and is then stamped, see [`Node::destruction`]).
-/// - A handle whose `creator` is not 0 names a node in `nodes` created by an operation that has
-///   not finished; only that operation uses it.
+/// - A handle that is `pending` names a node in `nodes` created by the operation `creating`,
+///   which has not finished; only that operation uses it.
 /// - `limits` counts every handle in `handles` (by user references) and every slice of the pool.
 /// - Nothing is dropped under the lock that takes other locks in its destructor (messages);
 ///   queue operations hand such values out.
@@ -595,7 +616,7 @@ pub(crate) fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
 /// # Invariants
 ///
 /// - `created` lists every node this operation created that it has not undone; they are
-///   pending (their owner handle's `creator` is `token`) until settled.
+///   pending (their owner handle is `pending`) until settled.
 /// - While `created` is not empty, the peer's `creating` is `token`.
 pub(crate) struct NodeOp<'a> {
     /// The peer.
@@ -625,9 +646,11 @@ impl<'a> NodeOp<'a> {
         let peer = self.peer;
         let mut inner = peer.lock();
         loop {
-            let mine = |creator: u64| creator == 0 || creator == self.token.0;
+            let mine = |op: u64| op == 0 || op == self.token.0;
+            // A pending handle is the creating operation's.
+            let ours = self.token.0 != 0 && inner.creating == self.token.0;
             match inner.handles.by_id(id) {
-                Some(h) if mine(h.creator) => return Ok(h.node.clone()),
+                Some(h) if !h.pending || ours => return Ok(h.node.clone()),
                 None if is_managed_id(id) => return Err(ENXIO),
                 None if mine(inner.creating) => {
                     self.created.reserve(1, GFP_KERNEL)?;
@@ -653,7 +676,7 @@ impl<'a> NodeOp<'a> {
             let mut inner = self.peer.lock();
             for node in self.created.iter() {
                 if let Some(h) = inner.handles.by_node_mut(&node.key()) {
-                    h.creator = 0;
+                    h.pending = false;
                 }
             }
         }
@@ -839,7 +862,7 @@ impl Peer {
     /// Creates a node owned by this peer, named by the user-chosen `id`, and charges its owner
     /// handle. The caller holds the lock and checked that `id` is unmanaged and unused.
     ///
-    /// The node stays pending for the operation `op` (see [`crate::node::Handle::creator`]):
+    /// The node stays pending for the operation `op` (see [`crate::node::Handle::pending`]):
     /// other operations of this peer wait before they use it, until `op` settles or undoes it
     /// (see [`NodeOp`]).
     fn create_node(
@@ -864,7 +887,7 @@ impl Peer {
             .insert(st_res.into_node(serial, OwnedNode::new(node.clone(), release)));
         inner.handles.link(node.clone(), Some(id), false, res)?;
         if let Some(h) = inner.handles.by_node_mut(&node.key()) {
-            h.creator = op.0;
+            h.pending = true;
         }
         Ok(node)
     }
@@ -964,7 +987,7 @@ impl Peer {
             let handles = inner.handles.take_all();
             let mut n: u64 = 0;
             for h in handles.values() {
-                n = n.saturating_add(h.n_user);
+                n = n.saturating_add(h.n_user.into());
             }
             inner.limits.discharge_handles(n);
             (nodes, handles)
@@ -986,7 +1009,7 @@ impl Peer {
                 &mut owner.lock(),
                 h.node.serial(),
                 Some(self.id()),
-                h.n_user,
+                h.n_user.into(),
             );
             if wake {
                 owner.wake();
@@ -1009,13 +1032,11 @@ impl Peer {
     fn destroy_nodes(&self, mut tx: Transaction, nodes: &mut impl NodeSet) -> u64 {
         nodes.each_mut(&mut |st| {
             for h in st.holders.values_mut() {
-                let Some(slot) = h.destroy.take() else {
-                    continue;
-                };
-                // A holder that is going away needs no notification.
-                if let Ok(pin) = PeerActive::acquire(h.peer.clone()) {
-                    h.staged = Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())));
-                }
+                h.stage(|peer, slot| {
+                    // A holder that is going away needs no notification.
+                    let pin = PeerActive::acquire(peer.clone()).ok()?;
+                    Some(tx.stage_detached(pin, slot, Event::Destroy(st.node.clone())))
+                });
             }
         });
         let nodes = &*nodes;
@@ -1023,7 +1044,7 @@ impl Peer {
             |f| {
                 nodes.each(&mut |st| {
                     for h in st.holders.values() {
-                        if let Some(staged) = &h.staged {
+                        if let Some(staged) = h.staged() {
                             f(staged);
                         }
                     }

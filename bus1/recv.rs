@@ -269,7 +269,7 @@ impl Peer {
             return Ok(self.describe(msg, false, uapi::BUS1_HANDLE_INVALID));
         }
         let res = InstallReservation::new(msg, a.install_fds)?;
-        let msg = KBox::into_inner(guard.seed.take().ok_or(EAGAIN)?);
+        let msg = guard.seed.take().ok_or(EAGAIN)?;
         drop(guard);
         // The seed is not ordered against anything; its handles are delivered if their nodes
         // are still live.
@@ -304,7 +304,7 @@ impl Peer {
     /// files. Cannot fail after the reservations, except for the copy to the caller.
     fn install(
         self: &Arc<Self>,
-        mut msg: Message,
+        mut msg: KBox<Message>,
         at: (u64, u64),
         cont: bool,
         destination: u64,

@@ -119,8 +119,8 @@ fn with_secctx(layout: SliceLayout, secctx: Option<&SecurityCtx>) -> SliceLayout
 struct Pending {
     /// Room in the receiver's queue.
     slot: QueueSlot<Event>,
-    /// The copy.
-    msg: Message,
+    /// The copy, in its own allocation (see [`Event::Data`]).
+    msg: KBox<Message>,
     /// The receiver's clock when the copy was charged, a lower bound of its clock from then on.
     clock: u64,
 }
@@ -327,6 +327,7 @@ impl Peer {
             // is full), as its pool pages are.
             receiver.pool().charge_for_sender(|| {
                 let slot = Queue::reserve(sender_gfp())?;
+                let room = KBox::<Message>::new_uninit(sender_gfp())?;
                 let (msg, clock) = prepare_copy(
                     receiver,
                     Some(node.clone()),
@@ -334,7 +335,7 @@ impl Peer {
                     sender,
                     self.uid(),
                 )?;
-                Ok((slot, msg, clock))
+                Ok((slot, KBox::write(room, msg), clock))
             })?
         };
         fill_slice(&msg, vecs, ctx)?;
