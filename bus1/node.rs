@@ -25,6 +25,7 @@ use crate::{
     },
 };
 use kernel::{
+    alloc::Flags,
     new_condvar, new_spinlock,
     prelude::*,
     rbtree::{
@@ -566,11 +567,16 @@ pub(crate) struct HandleReservation<P> {
 }
 
 impl<P> HandleReservation<P> {
-    /// Allocates the tree nodes for one handle.
+    /// Allocates the tree nodes for one handle, charged to the current memory cgroup.
     pub(crate) fn new() -> Result<Self> {
+        Self::with_flags(GFP_KERNEL_ACCOUNT)
+    }
+
+    /// Allocates the tree nodes for one handle with the allocation flags `flags`.
+    pub(crate) fn with_flags(flags: Flags) -> Result<Self> {
         Ok(HandleReservation {
-            id: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
-            handle: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            id: RBTreeNodeReservation::new(flags)?,
+            handle: RBTreeNodeReservation::new(flags)?,
         })
     }
 }

@@ -52,7 +52,10 @@ use crate::{
         OpToken,
         Owner, //
     },
-    pool::Pool,
+    pool::{
+        sender_gfp,
+        Pool, //
+    },
     queue::{
         Queue,
         QueueKey,
@@ -1203,10 +1206,16 @@ impl Peer {
     /// registers `dst`'s strong reference with the node's owner. [`Transfer::link`] is the second.
     fn transfer_register(self: &Arc<Self>, src: u64, dst: Arc<Peer>) -> Result<Transfer<'_>> {
         let pin = PeerActive::acquire(dst)?;
-        let res = HandleReservation::new()?;
-        let holder_res = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        // The memory of `dst`'s NODE_DESTROY, kept with its holder entry.
-        let destroy = Queue::reserve(GFP_KERNEL_ACCOUNT)?;
+        // What `dst` keeps for the handle (its tree nodes, the holder entry and the memory of
+        // its NODE_DESTROY, kept with the holder entry) is charged to `dst`'s memory cgroup, as
+        // what a SEND makes a receiver keep is; a full cgroup is `EDQUOT`.
+        let (res, holder_res, destroy) = pin.peer().pool().charge_for_sender(|| {
+            Ok((
+                HandleReservation::with_flags(sender_gfp())?,
+                RBTreeNodeReservation::new(sender_gfp())?,
+                Queue::reserve(sender_gfp())?,
+            ))
+        })?;
         // A node created here is undone when `op` is dropped unsettled, with no lock held.
         let mut op = NodeOp::new(self);
         let node = op.resolve(src)?;

@@ -1637,4 +1637,101 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 		ASSERT_EQ(0, user_listed(MEMCG_BASE + i));
 }
 
+/*
+ * HANDLE_TRANSFER: what the destination keeps for a transferred handle (its
+ * two tree entries, its holder entry and the memory of its NODE_DESTROY) is
+ * charged to the destination's memory cgroup, as a queued message is; when
+ * that cgroup is full, the transfer fails with EDQUOT and kills nobody.
+ *
+ * The destinations are opened inside a 4 MiB cgroup (a peer's cgroup is the
+ * opener's), then the test moves to another cgroup, pinned to one CPU, and
+ * transfers handles to new nodes (created on the fly, in its own cgroup) to
+ * them, one pair of peers of one principal after another, until the
+ * destinations' cgroup refuses (memory.events "max") rather than a handle
+ * limit.
+ */
+/* Up to 10 s. */
+TEST_F_TIMEOUT(slow, transferred_handles_charge_the_receiver_cgroup, 60)
+{
+	static int snd[PAIRS_MAX], rcv[PAIRS_MAX];
+	long limit = bus1_module_param("user_handles_max"), total = 0, n = 0;
+	long r0, r1;
+	int pairs, i, err = 0;
+	__u64 id = 0x100, out;
+	char me[32];
+	cpu_set_t cpu;
+
+	/*
+	 * A transfer to a peer of the same principal counts twice against its
+	 * handle limit (the new node's owner reference and the handle):
+	 * enough pairs that, at ENTRY_MIN bytes a handle, they could overfill
+	 * the cgroup.
+	 */
+	pairs = CG_RCV_MAX / (ENTRY_MIN * (limit / 2)) + 2;
+	ASSERT_GE(PAIRS_MAX, pairs) TH_LOG("user_handles_max %ld", limit);
+
+	if (access(CG_ROOT "/cgroup.controllers", F_OK)) {
+		mkdir(CG_ROOT, 0755);
+		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
+	}
+	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
+	rmdir(CG_RCV);
+	rmdir(CG_SND);
+	ASSERT_EQ(0, mkdir(CG_RCV, 0755));
+	ASSERT_EQ(0, mkdir(CG_SND, 0755));
+	(void)bus1_write_file(CG_RCV "/memory.swap.max", "0");
+	snprintf(me, sizeof(me), "%ld", CG_RCV_MAX);
+	ASSERT_EQ(0, bus1_write_file(CG_RCV "/memory.max", me));
+
+	/* Open the destinations inside their cgroup, then leave it for the other one, on one CPU. */
+	snprintf(me, sizeof(me), "%d", getpid());
+	for (i = 0; i < pairs; i++) {
+		snd[i] = open_as(MEMCG_BASE + i);
+		ASSERT_LE(0, snd[i]);
+	}
+	ASSERT_EQ(0, bus1_write_file(CG_RCV "/cgroup.procs", me));
+	for (i = 0; i < pairs; i++) {
+		rcv[i] = open_as(MEMCG_BASE + i);
+		ASSERT_LE(0, rcv[i]);
+	}
+	CPU_ZERO(&cpu);
+	CPU_SET(0, &cpu);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpu), &cpu));
+	ASSERT_EQ(0, bus1_write_file(CG_SND "/cgroup.procs", me));
+	/* One transfer first, so that what is charged ahead is charged already. */
+	ASSERT_EQ(0, bus1_xfer(snd[0], id, rcv[0], &out));
+	id += 0x100;
+
+	r0 = cg_current(CG_RCV);
+	ASSERT_LE(0, r0);
+	for (i = 0; i < pairs; i++) {
+		for (n = 0; (err = bus1_xfer(snd[i], id, rcv[i], &out)) == 0; n++)
+			id += 0x100;
+		total += n;
+		ASSERT_EQ(-EDQUOT, err) TH_LOG("pair %d, after %ld transfers", i, n);
+		if (cg_value(CG_RCV "/memory.events", "max") > 0)
+			break;
+	}
+	r1 = cg_current(CG_RCV);
+	TH_LOG("%ld handles to %d peers (the last took %ld): the destinations' cgroup +%ld KiB",
+	       total, i < pairs ? i + 1 : pairs, n, (r1 - r0) >> 10);
+
+	/* The destinations' cgroup refused, not a handle limit, and killed nobody. */
+	ASSERT_GT(pairs, i) TH_LOG("every pair reached its handle limit");
+	ASSERT_EQ(0, cg_value(CG_RCV "/memory.events", "oom"));
+	ASSERT_EQ(0, cg_value(CG_RCV "/memory.events", "oom_kill"));
+	/* The handles' memory is the destinations'. */
+	ASSERT_LE(total * ENTRY_MIN, r1 - r0);
+
+	for (i = 0; i < pairs; i++) {
+		close(rcv[i]);
+		close(snd[i]);
+	}
+	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.procs", me));
+	ASSERT_EQ(0, rmdir(CG_SND));
+	ASSERT_EQ(0, rmdir(CG_RCV));
+	for (i = 0; i < pairs; i++)
+		ASSERT_EQ(0, user_listed(MEMCG_BASE + i));
+}
+
 TEST_HARNESS_MAIN
