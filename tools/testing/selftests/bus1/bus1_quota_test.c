@@ -1500,6 +1500,45 @@ TEST_F_TIMEOUT(slow, thousand_principals_leave_the_lane, 650)
 #define PAIRS_MAX 80
 #define MEMCG_BASE 40000	/* UIDs MEMCG_BASE.. */
 
+/*
+ * Fresh cgroups for the receivers (CG_RCV, limited to CG_RCV_MAX bytes,
+ * no swap) and the sender (CG_SND), with the memory controller enabled;
+ * cgroup2 is mounted first if it is not. 0, or -errno.
+ */
+static int cg_receiver_sender(void)
+{
+	char max[32];
+	int r;
+
+	if (access(CG_ROOT "/cgroup.controllers", F_OK)) {
+		mkdir(CG_ROOT, 0755);
+		if (mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL))
+			return -errno;
+	}
+	r = bus1_write_file(CG_ROOT "/cgroup.subtree_control", "+memory");
+	if (r)
+		return r;
+	rmdir(CG_RCV);
+	rmdir(CG_SND);
+	if (mkdir(CG_RCV, 0755) || mkdir(CG_SND, 0755))
+		return -errno;
+	(void)bus1_write_file(CG_RCV "/memory.swap.max", "0");
+	snprintf(max, sizeof(max), "%ld", CG_RCV_MAX);
+	return bus1_write_file(CG_RCV "/memory.max", max);
+}
+
+/* Moves the task @pid back to the root cgroup and removes CG_SND and CG_RCV. 0, or -errno. */
+static int cg_remove_receiver_sender(const char *pid)
+{
+	int r = bus1_write_file(CG_ROOT "/cgroup.procs", pid);
+
+	if (r)
+		return r;
+	if (rmdir(CG_SND) || rmdir(CG_RCV))
+		return -errno;
+	return 0;
+}
+
 /* memory.current of the cgroup at @dir, in bytes; -1 if unreadable. */
 static long cg_current(const char *dir)
 {
@@ -1549,18 +1588,7 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 	pairs = CG_RCV_MAX / (ENTRY_MIN * limit) + 2;
 	ASSERT_GE(PAIRS_MAX, pairs) TH_LOG("user_slices_max %ld", limit);
 
-	if (access(CG_ROOT "/cgroup.controllers", F_OK)) {
-		mkdir(CG_ROOT, 0755);
-		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
-	}
-	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
-	rmdir(CG_RCV);
-	rmdir(CG_SND);
-	ASSERT_EQ(0, mkdir(CG_RCV, 0755));
-	ASSERT_EQ(0, mkdir(CG_SND, 0755));
-	(void)bus1_write_file(CG_RCV "/memory.swap.max", "0");
-	snprintf(me, sizeof(me), "%ld", CG_RCV_MAX);
-	ASSERT_EQ(0, bus1_write_file(CG_RCV "/memory.max", me));
+	ASSERT_EQ(0, cg_receiver_sender());
 
 	for (i = 0; i < pairs; i++) {
 		snd[i] = open_as(MEMCG_BASE + i);
@@ -1630,9 +1658,7 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %#x", st);
 	for (i = 0; i < pairs; i++)
 		close(snd[i]);
-	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.procs", me));
-	ASSERT_EQ(0, rmdir(CG_SND));
-	ASSERT_EQ(0, rmdir(CG_RCV));
+	ASSERT_EQ(0, cg_remove_receiver_sender(me));
 	for (i = 0; i < pairs; i++)
 		ASSERT_EQ(0, user_listed(MEMCG_BASE + i));
 }
@@ -1670,18 +1696,7 @@ TEST_F_TIMEOUT(slow, transferred_handles_charge_the_receiver_cgroup, 60)
 	pairs = CG_RCV_MAX / (ENTRY_MIN * (limit / 2)) + 2;
 	ASSERT_GE(PAIRS_MAX, pairs) TH_LOG("user_handles_max %ld", limit);
 
-	if (access(CG_ROOT "/cgroup.controllers", F_OK)) {
-		mkdir(CG_ROOT, 0755);
-		ASSERT_EQ(0, mount("cgroup2", CG_ROOT, "cgroup2", 0, NULL));
-	}
-	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.subtree_control", "+memory"));
-	rmdir(CG_RCV);
-	rmdir(CG_SND);
-	ASSERT_EQ(0, mkdir(CG_RCV, 0755));
-	ASSERT_EQ(0, mkdir(CG_SND, 0755));
-	(void)bus1_write_file(CG_RCV "/memory.swap.max", "0");
-	snprintf(me, sizeof(me), "%ld", CG_RCV_MAX);
-	ASSERT_EQ(0, bus1_write_file(CG_RCV "/memory.max", me));
+	ASSERT_EQ(0, cg_receiver_sender());
 
 	/* Open the destinations inside their cgroup, then leave it for the other one, on one CPU. */
 	snprintf(me, sizeof(me), "%d", getpid());
@@ -1727,9 +1742,7 @@ TEST_F_TIMEOUT(slow, transferred_handles_charge_the_receiver_cgroup, 60)
 		close(rcv[i]);
 		close(snd[i]);
 	}
-	ASSERT_EQ(0, bus1_write_file(CG_ROOT "/cgroup.procs", me));
-	ASSERT_EQ(0, rmdir(CG_SND));
-	ASSERT_EQ(0, rmdir(CG_RCV));
+	ASSERT_EQ(0, cg_remove_receiver_sender(me));
 	for (i = 0; i < pairs; i++)
 		ASSERT_EQ(0, user_listed(MEMCG_BASE + i));
 }
