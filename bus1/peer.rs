@@ -1405,6 +1405,11 @@ mod tests {
         p.lock().limits.ledger.used(quota::HANDLES)
     }
 
+    /// Whether `p` holds no handle, has none charged and has no `NODE_DESTROY` to receive.
+    fn holds_nothing(p: &Arc<Peer>) -> Result<bool> {
+        Ok(p.lock().handles.is_empty() && handles_charged(p) == 0 && node_destroys(p)?.is_empty())
+    }
+
     /// Tears both peers down: the owner's route to itself goes with its teardown.
     fn close(a: &Arc<Peer>, b: &Arc<Peer>) -> Result {
         b.disconnect()?;
@@ -1439,9 +1444,7 @@ mod tests {
         assert!(node_destroys(&b)?.is_empty());
         assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
         // Nothing handed out, nothing left charged, nothing more to receive.
-        assert!(b.lock().handles.is_empty());
-        assert_eq!(handles_charged(&b), 0);
-        assert!(node_destroys(&b)?.is_empty());
+        assert!(holds_nothing(&b)?);
         close(&a, &b)
     }
 
@@ -1454,9 +1457,7 @@ mod tests {
         let t = a.transfer_register(NODE_ID, b.clone())?;
         assert!(t.pending.is_none());
         assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
-        assert!(b.lock().handles.is_empty());
-        assert_eq!(handles_charged(&b), 0);
-        assert!(node_destroys(&b)?.is_empty());
+        assert!(holds_nothing(&b)?);
         close(&a, &b)
     }
 
@@ -1589,9 +1590,7 @@ mod tests {
         // owner. A handle linked now could never be told of the destruction.
         a.flush();
         assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
-        assert!(a.lock().handles.is_empty());
-        assert_eq!(handles_charged(&a), 0);
-        assert!(node_destroys(&a)?.is_empty());
+        assert!(holds_nothing(&a)?);
         a.disconnect()
     }
 
@@ -1604,9 +1603,7 @@ mod tests {
         // `b` flushes its queue, with the notification queued for it, before the link.
         b.flush();
         assert_eq!(t.link(), uapi::BUS1_HANDLE_INVALID);
-        assert!(b.lock().handles.is_empty());
-        assert_eq!(handles_charged(&b), 0);
-        assert!(node_destroys(&b)?.is_empty());
+        assert!(holds_nothing(&b)?);
         close(&a, &b)
     }
 
