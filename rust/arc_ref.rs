@@ -44,7 +44,8 @@ impl<'a, T> ArcRef<'a, T> {
         // it is wrapped in `ManuallyDrop` and never dropped, so no count is given back twice,
         // and it is only reachable through `&self`, bounded by `'a`, for which the borrow
         // guarantees that the count does not reach zero.
-        let arc = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
+        let arc = unsafe { Arc::from_raw(ptr) };
+        let arc = ManuallyDrop::new(arc);
         // INVARIANT: `arc` is never dropped, and lives no longer than `'a`.
         ArcRef {
             arc,
