@@ -54,7 +54,7 @@ manifest_check() {
 # Nothing else can run without the toolchain: the remaining phases are skipped.
 provision() {
 	if "$BUS1_TOP/scripts/provision.sh"; then
-		prebuild_release
+		prebuild
 		return 0
 	fi
 	add 0 1
@@ -67,16 +67,27 @@ provision() {
 # the second core idle, and this build takes that time instead of a phase of
 # its own. The release phase then finds it built, or waits for it on
 # build-kernel.sh's lock (and finishes or repeats it itself if it failed).
-prebuild_release() {
-	local plog=$BUS1_CACHE/logs/prebuild-release.log
+# After it, kunit.py's kernel (bus1 on top of the release build) builds the
+# same way, so the kunit phase finds it built or waits on kunit.sh's lock;
+# on later runs that is the rebuild of what bus1 changed.
+prebuild() {
+	local plog=$BUS1_CACHE/logs/prebuild.log steps=()
 	case " ${BUS1_VARIANTS:-debug release} " in
-	*" debug release "*) ;;
-	*) return 0 ;;
+	*" debug release "*)
+		"$BUS1_TOP/scripts/build-kernel.sh" --cached release >/dev/null 2>&1 ||
+			steps+=("the release kernel") ;;
 	esac
-	"$BUS1_TOP/scripts/build-kernel.sh" --cached release >/dev/null 2>&1 && return 0
+	[ "${BUS1_KUNIT:-yes}" = no ] || steps+=("kunit.py's kernel")
+	[ ${#steps[@]} -gt 0 ] || return 0
 	mkdir -p "$(dirname "$plog")"
-	log "building the release kernel in the background, at the lowest priority (log: $plog)"
-	setsid nice -n 19 "$BUS1_TOP/scripts/build-kernel.sh" release >"$plog" 2>&1 </dev/null &
+	local what=${steps[0]}
+	[ ${#steps[@]} -lt 2 ] || what="$what, then ${steps[1]}"
+	log "building $what in the background, at the lowest priority (log: $plog)"
+	BUS1_KUNIT=${BUS1_KUNIT:-yes} setsid nice -n 19 bash -c '
+		case " ${BUS1_VARIANTS:-debug release} " in
+		*" debug release "*) "$1/scripts/build-kernel.sh" release || exit 1 ;;
+		esac
+		[ "$BUS1_KUNIT" = no ] || "$1/scripts/kunit.sh" --build' prebuild "$BUS1_TOP" >"$plog" 2>&1 </dev/null &
 }
 
 # The alternative runner: the kselftests and KUnit suites under virtme-ng on

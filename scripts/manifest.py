@@ -22,6 +22,10 @@ cannot drift from them unnoticed:
                           the runs under a reloaded module), and
                           last "guest <seconds>" for a guest that runs only
                           them (make vng, scripts/vng.sh)
+  manifest.py --excludes VARIANT
+                          "<program> -T <test> ..." per run under a reloaded
+                          module that leaves cases out on VARIANT (notrun=;
+                          the guest passes the arguments to the harness)
   manifest.py --guest-base
                           its part for boot, KUnit and the leak scan (make
                           stress and make fuzz add their run's timeout)
@@ -84,6 +88,7 @@ class Program:
         self.name = name
         self.cases = []      # names, in source order
         self.skip = {}       # case -> set of variants where SKIP is allowed
+        self.notrun = {}     # case -> set of variants that leave it out (reload runs only)
         self.timeout = None  # seconds (selftest, userspace)
 
     def key(self):
@@ -298,6 +303,14 @@ def load(path=MANIFEST):
                 if not vs <= set(VARIANTS):
                     raise SystemExit(f"{path}:{n}: skip= takes {','.join(VARIANTS)}")
                 cur.skip[words[0]] = vs
+            elif w.startswith("notrun="):
+                vs = set(w[7:].split(","))
+                if not vs <= {"debug", "release"}:
+                    raise SystemExit(f"{path}:{n}: notrun= takes debug,release")
+                if "@" not in cur.name:
+                    raise SystemExit(f"{path}:{n}: notrun= is for a run under a reloaded module "
+                                     "(<program>@<reload>): every case runs at least once per variant")
+                cur.notrun[words[0]] = vs
             else:
                 raise SystemExit(f"{path}:{n}: unknown attribute {w}")
     return progs
@@ -311,13 +324,17 @@ HEADER = """\
 # did not report, any reported case not listed, and any SKIP not allowed here.
 #
 # <kunit|selftest|userspace> <program> [timeout=<seconds>]
-#     <case> [skip=<variant>,...]
+#     <case> [skip=<variant>,...] [notrun=<variant>,...]
 #
 # kunit: a KUnit suite (run by every variant and by kunit.py, "kunit");
 # selftest: a kselftest binary; userspace: a Rust TAP program. timeout= is
 # derived from the cases' declared timeouts (see scripts/manifest.py).
 # skip= is the only hand-written part: the variants (debug, release, kunit)
-# on which that case may report SKIP.
+# on which that case may report SKIP. notrun= is hand-written too, and only
+# in a run under a reloaded module (<program>@<reload>): the variants whose
+# guest leaves that case out of that run (the harness's -T), for a case
+# whose outcome does not depend on the reload's parameters; it still runs
+# there in <program> itself and in every other variant's run.
 """
 
 
@@ -327,8 +344,9 @@ def render(progs):
         attrs = f" timeout={p.timeout}" if p.timeout is not None else ""
         out.append(f"\n{p.kind} {p.name}{attrs}\n")
         for c in p.cases:
-            s = p.skip.get(c)
-            out.append(f"\t{c}" + (f" skip={','.join(v for v in VARIANTS if v in s)}" if s else "") + "\n")
+            s, nr = p.skip.get(c), p.notrun.get(c)
+            out.append(f"\t{c}" + (f" skip={','.join(v for v in VARIANTS if v in s)}" if s else "")
+                       + (f" notrun={','.join(v for v in VARIANTS if v in nr)}" if nr else "") + "\n")
     return "".join(out)
 
 
@@ -352,6 +370,8 @@ def merged(old_progs):
             continue
         common = set.intersection(*[o.skip.get(c, set()) for c in o.cases]) if o.cases else set()
         for c in p.cases:
+            if c in o.notrun:
+                p.notrun[c] = o.notrun[c]
             if c in o.skip:
                 p.skip[c] = o.skip[c]
             elif c not in o.cases and common:
@@ -390,6 +410,28 @@ def diff(have, want):
     return out
 
 
+def excludes(progs, variant):
+    """The kselftest harness arguments that leave out the cases a variant does
+    not run (notrun=): {program: ["-T", test, ...]}. The harness's -T takes a
+    test's name without its fixture, so that name must be unique in the program."""
+    out = {}
+    for p in progs:
+        names = [c for c in p.cases if variant in p.notrun.get(c, ())]
+        if not names:
+            continue
+        if p.kind != "selftest":
+            raise SystemExit(f"{p.name}: notrun= needs a kselftest harness program")
+        args = []
+        for c in names:
+            t = c.rsplit(".", 1)[-1]
+            if sum(x.rsplit(".", 1)[-1] == t for x in p.cases) != 1:
+                raise SystemExit(f"{p.name}: notrun= case {c}: its test name {t} is not unique "
+                                 "in the program, so the harness cannot leave out only it")
+            args += ["-T", t]
+        out[p.name] = args
+    return out
+
+
 def guest_programs(progs):
     return [p for p in progs if p.kind in ("selftest", "userspace") and p.name not in NOT_RUN]
 
@@ -411,6 +453,7 @@ def main():
     g.add_argument("--guest-timeout", action="store_true")
     g.add_argument("--kselftests", action="store_true")
     g.add_argument("--guest-base", action="store_true")
+    g.add_argument("--excludes", metavar="VARIANT", choices=("debug", "release"))
     ap.add_argument("--manifest", default=MANIFEST)
     a = ap.parse_args()
 
@@ -451,6 +494,10 @@ def main():
     if a.timeouts:
         for p in guest_programs(progs):
             print(p.name, p.timeout)
+        return 0
+    if a.excludes:
+        for name, args in excludes(progs, a.excludes).items():
+            print(name, *args)
         return 0
     if a.guest_timeout:
         print(GUEST_BASE + sum(p.timeout for p in guest_programs(progs)))

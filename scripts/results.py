@@ -118,6 +118,9 @@ def judge_cases(v, what, results, prog, variant, allowed_any=None):
         if prog is not None and name not in prog.cases:
             v.fail(f"{what}: case {name} is not in the manifest (scripts/manifest.py --update)")
             continue
+        if prog is not None and variant in prog.notrun.get(name, ()):
+            v.fail(f"{what}: case {name} ran, but the manifest leaves it out on {variant} (notrun=)")
+            continue
         if d == "SKIP":
             allowed = prog.skip.get(name, set()) if prog is not None else (allowed_any or {}).get(name, set())
             if variant in allowed:
@@ -131,7 +134,8 @@ def judge_cases(v, what, results, prog, variant, allowed_any=None):
             v.fail(f"{what}: {name} failed" + (f" ({why})" if why else ""))
         else:
             v.passed += 1
-    missing = [c for c in (prog.cases if prog is not None else []) if c not in seen]
+    missing = [c for c in (prog.cases if prog is not None else [])
+               if c not in seen and variant not in prog.notrun.get(c, ())]
     return missing
 
 

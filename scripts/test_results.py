@@ -48,9 +48,10 @@ def kunit_section(p, variant, drop_case=None, fail_case=None):
     return out
 
 
-def program_section(p, variant, keep=None, plan=None, rc=0, secs=3, skip=(), fail=(), extra=()):
-    """A kselftest or Rust TAP program's output; keep: how many results it prints."""
-    cases = list(p.cases) + list(extra)
+def program_section(p, variant, keep=None, plan=None, rc=0, secs=3, skip=(), fail=(), extra=(), notrun=True):
+    """A kselftest or Rust TAP program's output; keep: how many results it prints;
+    notrun: leave out the cases the manifest says this variant does not run."""
+    cases = [c for c in p.cases if not notrun or variant not in p.notrun.get(c, ())] + list(extra)
     shown = cases if keep is None else cases[:keep]
     dash = "- " if p.kind == "userspace" else ""
     out = [f"@@BEGIN {p.kind} {p.name}", "TAP version 13", f"1..{len(cases) if plan is None else plan}"]
@@ -135,7 +136,7 @@ def check(name, v, want_fail, *needles):
 
 def guest_cases(variant):
     return sum(len(p.cases) for p in MANIFEST if p.kind == "kunit") + \
-        sum(len(p.cases) for p in mf.guest_programs(MANIFEST))
+        sum(len([c for c in p.cases if variant not in p.notrun.get(c, ())]) for p in mf.guest_programs(MANIFEST))
 
 
 def main():
@@ -149,7 +150,7 @@ def main():
         check(f"clean debug run counts {n_cases} cases, {n_debug_skips} skipped", v, True, "never")
     v = judge("release", guest_log("release"))
     check("clean release run passes with the allowed skips", v, False)
-    if v.skipped != n_release_skips or v.passed + v.skipped != n_cases:
+    if v.skipped != n_release_skips or v.passed + v.skipped != guest_cases("release"):
         check(f"clean release run counts {n_release_skips} skips", v, True, "never")
 
     objs = prog("bus1_objects_test")
@@ -165,6 +166,18 @@ def main():
     v = judge("debug", guest_log("debug", sections={objs.name: program_section(objs, "debug", plan=None)[:2] +
                                                     program_section(objs, "debug")[3:]}))
     check("binary without a plan", v, True, "without a TAP plan")
+    # notrun=: a case the manifest leaves out of a reload's run on debug must
+    # not run there, and must still run on release.
+    nr = next(((p, c) for p in MANIFEST for c in p.cases if "debug" in p.notrun.get(c, ())), None)
+    if nr:
+        v = judge("debug", guest_log("debug", sections={nr[0].name: program_section(nr[0], "debug", notrun=False)}))
+        check("a case left out on debug (notrun=) that runs there", v, True,
+              f"case {nr[1]} ran, but the manifest leaves it out on debug")
+        v = judge("release", guest_log("release", sections={nr[0].name: program_section(nr[0], "debug")}))
+        check("a case left out on debug (notrun=) missing on release", v, True, "cases did not report", nr[1])
+        v = judge("debug", guest_log("debug"))
+        if nr[1] in "\n".join(v.problems):
+            check("a case left out on debug (notrun=) is not missing there", v, True, "never")
     v = judge("debug", guest_log("debug", omit=("bus1_message_test",)))
     check("missing selftest binary", v, True, "selftest bus1_message_test: did not run")
     v = judge("debug", guest_log("debug", omit=("bus1_rs_test",)))

@@ -56,6 +56,10 @@ make_initramfs() {
 	[ -n "$cmd" ] && printf '%s\n' "$cmd" >"$root/cmd"
 	# Each program's timeout: at least the sum of its cases' declared timeouts.
 	python3 "$BUS1_TOP/scripts/manifest.py" --timeouts >"$root/tests/timeouts" || die "scripts/tests.manifest unreadable"
+	# The cases this variant leaves out of the runs under a reloaded module
+	# (notrun= in the manifest): harness arguments per program.
+	python3 "$BUS1_TOP/scripts/manifest.py" --excludes "$variant" >"$root/tests/excludes" ||
+		die "scripts/tests.manifest unreadable"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initramfs.cpio.gz"
 }
 
