@@ -133,6 +133,7 @@ impl MiscDevice for Peer {
             uapi::BUS1_CMD_PEER_QUERY => me.cmd_query(arg),
             uapi::BUS1_CMD_PEER_RESET => me.cmd_reset(arg),
             uapi::BUS1_CMD_HANDLE_RELEASE => me.cmd_handle_release(arg),
+            uapi::BUS1_CMD_HANDLE_RELEASE_N => me.cmd_handle_release_n(arg),
             uapi::BUS1_CMD_HANDLE_TRANSFER => me.cmd_handle_transfer(arg),
             uapi::BUS1_CMD_NODES_DESTROY => me.cmd_nodes_destroy(arg),
             uapi::BUS1_CMD_SLICE_RELEASE => me.cmd_slice_release(arg),

@@ -676,9 +676,15 @@ impl<P> HandleMap<P> {
     /// Drops one user reference of the handle to `key`; unlinks and returns the handle when it
     /// was the last one.
     pub(crate) fn release(&mut self, key: &NodeKey) -> Option<Handle<P>> {
+        self.release_n(key, 1)
+    }
+
+    /// Drops `n` user references of the handle to `key`, at most as many as it has; unlinks and
+    /// returns the handle when they were all it had.
+    pub(crate) fn release_n(&mut self, key: &NodeKey, n: u32) -> Option<Handle<P>> {
         let h = self.handles.get_mut(key)?;
-        if h.n_user > 1 {
-            h.n_user -= 1;
+        if h.n_user > n {
+            h.n_user -= n;
             return None;
         }
         let h = self.handles.remove(key)?;

@@ -1130,6 +1130,26 @@ impl Peer {
         let id: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
             .reader()
             .read()?;
+        self.release_handle(id, 1)
+    }
+
+    /// `HANDLE_RELEASE_N`.
+    fn cmd_handle_release_n(self: &Arc<Self>, arg: usize) -> Result<isize> {
+        let r: uapi::HandleReleaseN =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::HandleReleaseN>())
+                .reader()
+                .read()?;
+        if r.flags != 0 || r.n_refs == 0 {
+            return Err(EINVAL);
+        }
+        // More than any handle can have (its references are a `u32`): `EINVAL` below.
+        let n = u32::try_from(r.n_refs).unwrap_or(u32::MAX);
+        self.release_handle(r.handle, n)
+    }
+
+    /// Drops `n` (at least one) user references of the handle `id`, all at once or none
+    /// (`EINVAL` if it has fewer; `EBUSY` if they include an owner handle's pinning one).
+    fn release_handle(self: &Arc<Self>, id: u64, n: u32) -> Result<isize> {
         let node;
         let gone: Option<Handle>;
         {
@@ -1142,14 +1162,17 @@ impl Peer {
             };
             node = h.node.clone();
             let n_user = h.n_user;
+            if n > n_user {
+                return Err(EINVAL);
+            }
             if node.owner_id() == self.id() {
                 let live = inner.nodes.get(&node.serial()).is_some();
-                if live && n_user == 1 {
+                if live && n == n_user {
                     return Err(EBUSY);
                 }
-                let gone = inner.handles.release(&node.key());
-                inner.limits.discharge_handles(1);
-                let wake = live && put_strong(self.id(), inner, node.serial(), None, 1);
+                let gone = inner.handles.release_n(&node.key(), n);
+                inner.limits.discharge_handles(n.into());
+                let wake = live && put_strong(self.id(), inner, node.serial(), None, n.into());
                 drop(guard);
                 drop(gone);
                 if wake {
@@ -1157,8 +1180,8 @@ impl Peer {
                 }
                 return Ok(0);
             }
-            gone = inner.handles.release(&node.key());
-            inner.limits.discharge_handles(1);
+            gone = inner.handles.release_n(&node.key(), n);
+            inner.limits.discharge_handles(n.into());
         }
         drop(gone);
         // A node whose owner is gone is destroyed: nothing to give back.
@@ -1170,7 +1193,7 @@ impl Peer {
             &mut owner.lock(),
             node.serial(),
             Some(self.id()),
-            1,
+            n.into(),
         );
         if wake {
             owner.wake();

@@ -116,6 +116,16 @@ user_struct! {
         pub(crate) dst_handle: u64,
     }
 
+    /// Argument of `HANDLE_RELEASE_N` (extension).
+    pub(crate) struct HandleReleaseN {
+        /// Command flags (must be zero).
+        pub(crate) flags: u64,
+        /// Handle ID in the calling peer.
+        pub(crate) handle: u64,
+        /// Number of user references to drop (at least one, at most as many as it has).
+        pub(crate) n_refs: u64,
+    }
+
     /// Argument of `NODES_DESTROY`.
     pub(crate) struct NodesDestroy {
         /// Command flags.
@@ -251,6 +261,8 @@ pub(crate) const BUS1_CMD_PEER_RESET: u32 = _IOWR::<PeerReset>(BUS1_IOCTL_MAGIC,
 pub(crate) const BUS1_CMD_HANDLE_RELEASE: u32 = _IOWR::<u64>(BUS1_IOCTL_MAGIC, 0x10);
 /// `HANDLE_TRANSFER`.
 pub(crate) const BUS1_CMD_HANDLE_TRANSFER: u32 = _IOWR::<HandleTransfer>(BUS1_IOCTL_MAGIC, 0x11);
+/// `HANDLE_RELEASE_N` (extension): drops several user references of one handle.
+pub(crate) const BUS1_CMD_HANDLE_RELEASE_N: u32 = _IOWR::<HandleReleaseN>(BUS1_IOCTL_MAGIC, 0x12);
 /// `NODES_DESTROY`.
 pub(crate) const BUS1_CMD_NODES_DESTROY: u32 = _IOWR::<NodesDestroy>(BUS1_IOCTL_MAGIC, 0x20);
 /// `SLICE_RELEASE`.
@@ -271,6 +283,8 @@ const _: () = {
     assert!(offset_of!(PeerReset, max_inflight_fds) == 28);
     assert!(size_of::<HandleTransfer>() == 32);
     assert!(offset_of!(HandleTransfer, dst_handle) == 24);
+    assert!(size_of::<HandleReleaseN>() == 24);
+    assert!(offset_of!(HandleReleaseN, n_refs) == 16);
     assert!(size_of::<NodesDestroy>() == 24);
     assert!(offset_of!(NodesDestroy, n_nodes) == 16);
     assert!(size_of::<Send>() == 80);
@@ -288,6 +302,7 @@ const _: () = {
     assert!(BUS1_CMD_PEER_RESET == 0xC0209602);
     assert!(BUS1_CMD_HANDLE_RELEASE == 0xC0089610);
     assert!(BUS1_CMD_HANDLE_TRANSFER == 0xC0209611);
+    assert!(BUS1_CMD_HANDLE_RELEASE_N == 0xC0189612);
     assert!(BUS1_CMD_NODES_DESTROY == 0xC0189620);
     assert!(BUS1_CMD_SLICE_RELEASE == 0xC0089630);
     assert!(BUS1_CMD_SEND == 0xC0509640);

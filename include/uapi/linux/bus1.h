@@ -46,6 +46,17 @@ struct bus1_cmd_handle_transfer {
 	__u64 dst_handle;
 } __attribute__((__aligned__(8)));
 
+/*
+ * Extension: HANDLE_RELEASE_N drops n_refs user references of one handle at
+ * once, all or none: what n_refs HANDLE_RELEASE calls would drop. flags must
+ * be 0; n_refs 0 or more than the handle has fails with EINVAL.
+ */
+struct bus1_cmd_handle_release_n {
+	__u64 flags;
+	__u64 handle;
+	__u64 n_refs;
+} __attribute__((__aligned__(8)));
+
 enum {
 	BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES		= 1ULL <<  0,
 };
@@ -176,6 +187,7 @@ enum {
 	BUS1_CMD_PEER_RESET		= _IOWR(BUS1_IOCTL_MAGIC, 0x02, struct bus1_cmd_peer_reset),
 	BUS1_CMD_HANDLE_RELEASE		= _IOWR(BUS1_IOCTL_MAGIC, 0x10, __u64),
 	BUS1_CMD_HANDLE_TRANSFER	= _IOWR(BUS1_IOCTL_MAGIC, 0x11, struct bus1_cmd_handle_transfer),
+	BUS1_CMD_HANDLE_RELEASE_N	= _IOWR(BUS1_IOCTL_MAGIC, 0x12, struct bus1_cmd_handle_release_n),
 	BUS1_CMD_NODES_DESTROY		= _IOWR(BUS1_IOCTL_MAGIC, 0x20, struct bus1_cmd_nodes_destroy),
 	BUS1_CMD_SLICE_RELEASE		= _IOWR(BUS1_IOCTL_MAGIC, 0x30, __u64),
 	BUS1_CMD_SEND			= _IOWR(BUS1_IOCTL_MAGIC, 0x40, struct bus1_cmd_send),
@@ -192,6 +204,7 @@ enum {
 	typedef char __bus1_size_check_##_t[(sizeof(struct _t) == (_s)) ? 1 : -1]
 __BUS1_ASSERT_SIZE(bus1_cmd_peer_reset, 32);
 __BUS1_ASSERT_SIZE(bus1_cmd_handle_transfer, 32);
+__BUS1_ASSERT_SIZE(bus1_cmd_handle_release_n, 24);
 __BUS1_ASSERT_SIZE(bus1_cmd_nodes_destroy, 24);
 __BUS1_ASSERT_SIZE(bus1_cmd_send, 80);
 __BUS1_ASSERT_SIZE(bus1_cmd_recv, 96);

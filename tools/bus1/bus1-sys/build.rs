@@ -18,6 +18,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
         &["flags", "peer_flags", "max_slices", "max_handles", "max_inflight_bytes", "max_inflight_fds"],
     ),
     ("bus1_cmd_handle_transfer", &["flags", "src_handle", "dst_fd", "dst_handle"]),
+    ("bus1_cmd_handle_release_n", &["flags", "handle", "n_refs"]),
     ("bus1_cmd_nodes_destroy", &["flags", "ptr_nodes", "n_nodes"]),
     (
         "bus1_cmd_send",
@@ -106,6 +107,7 @@ const CONSTS: &[&str] = &[
     "BUS1_CMD_PEER_RESET",
     "BUS1_CMD_HANDLE_RELEASE",
     "BUS1_CMD_HANDLE_TRANSFER",
+    "BUS1_CMD_HANDLE_RELEASE_N",
     "BUS1_CMD_NODES_DESTROY",
     "BUS1_CMD_SLICE_RELEASE",
     "BUS1_CMD_SEND",

@@ -116,6 +116,16 @@ pub struct bus1_cmd_handle_transfer {
     pub dst_handle: u64,
 }
 
+/// Argument of `HANDLE_RELEASE_N` (extension: several user references of one
+/// handle at once).
+#[repr(C, align(8))]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct bus1_cmd_handle_release_n {
+    pub flags: u64,
+    pub handle: u64,
+    pub n_refs: u64,
+}
+
 /// Argument of `NODES_DESTROY`.
 #[repr(C, align(8))]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +278,7 @@ pub const BUS1_CMD_PEER_QUERY: u32 = iowr::<bus1_cmd_peer_reset>(0x01);
 pub const BUS1_CMD_PEER_RESET: u32 = iowr::<bus1_cmd_peer_reset>(0x02);
 pub const BUS1_CMD_HANDLE_RELEASE: u32 = iowr::<u64>(0x10);
 pub const BUS1_CMD_HANDLE_TRANSFER: u32 = iowr::<bus1_cmd_handle_transfer>(0x11);
+pub const BUS1_CMD_HANDLE_RELEASE_N: u32 = iowr::<bus1_cmd_handle_release_n>(0x12);
 pub const BUS1_CMD_NODES_DESTROY: u32 = iowr::<bus1_cmd_nodes_destroy>(0x20);
 pub const BUS1_CMD_SLICE_RELEASE: u32 = iowr::<u64>(0x30);
 pub const BUS1_CMD_SEND: u32 = iowr::<bus1_cmd_send>(0x40);
@@ -278,6 +289,7 @@ pub const BUS1_CMD_TRANSACT: u32 = iowr::<bus1_cmd_transact>(0x60);
 // The header asserts these sizes too; the ABI is 32/64-bit invariant.
 const _: () = assert!(core::mem::size_of::<bus1_cmd_peer_reset>() == 32);
 const _: () = assert!(core::mem::size_of::<bus1_cmd_handle_transfer>() == 32);
+const _: () = assert!(core::mem::size_of::<bus1_cmd_handle_release_n>() == 24);
 const _: () = assert!(core::mem::size_of::<bus1_cmd_nodes_destroy>() == 24);
 const _: () = assert!(core::mem::size_of::<bus1_cmd_send>() == 80);
 const _: () = assert!(core::mem::size_of::<bus1_cmd_recv>() == 96);

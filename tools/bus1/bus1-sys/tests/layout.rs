@@ -80,6 +80,7 @@ fn rust_layout() -> BTreeMap<String, u64> {
     }
     st!(bus1_cmd_peer_reset { flags, peer_flags, max_slices, max_handles, max_inflight_bytes, max_inflight_fds });
     st!(bus1_cmd_handle_transfer { flags, src_handle, dst_fd, dst_handle });
+    st!(bus1_cmd_handle_release_n { flags, handle, n_refs });
     st!(bus1_cmd_nodes_destroy { flags, ptr_nodes, n_nodes });
     st!(bus1_cmd_send {
         flags,
@@ -136,6 +137,7 @@ fn rust_layout() -> BTreeMap<String, u64> {
         BUS1_CMD_PEER_RESET,
         BUS1_CMD_HANDLE_RELEASE,
         BUS1_CMD_HANDLE_TRANSFER,
+        BUS1_CMD_HANDLE_RELEASE_N,
         BUS1_CMD_NODES_DESTROY,
         BUS1_CMD_SLICE_RELEASE,
         BUS1_CMD_SEND,

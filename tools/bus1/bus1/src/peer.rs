@@ -39,6 +39,7 @@ pub(crate) const CMD_PEER_QUERY: Opcode = op(sys::BUS1_CMD_PEER_QUERY);
 pub(crate) const CMD_PEER_RESET: Opcode = op(sys::BUS1_CMD_PEER_RESET);
 pub(crate) const CMD_HANDLE_RELEASE: Opcode = op(sys::BUS1_CMD_HANDLE_RELEASE);
 pub(crate) const CMD_HANDLE_TRANSFER: Opcode = op(sys::BUS1_CMD_HANDLE_TRANSFER);
+pub(crate) const CMD_HANDLE_RELEASE_N: Opcode = op(sys::BUS1_CMD_HANDLE_RELEASE_N);
 pub(crate) const CMD_NODES_DESTROY: Opcode = op(sys::BUS1_CMD_NODES_DESTROY);
 pub(crate) const CMD_SLICE_RELEASE: Opcode = op(sys::BUS1_CMD_SLICE_RELEASE);
 pub(crate) const CMD_SEND: Opcode = op(sys::BUS1_CMD_SEND);
@@ -398,6 +399,17 @@ impl Peer {
         let mut id = h.into().as_raw();
         // SAFETY: HANDLE_RELEASE takes a u64.
         unsafe { ioctl_rw::<CMD_HANDLE_RELEASE, _>(self.fd.as_fd(), &mut id) }
+    }
+
+    /// Drops `n` user references of a handle at once, all or none
+    /// (`HANDLE_RELEASE_N`, a bus1 extension): what `n` calls of
+    /// [`release_handle`](Peer::release_handle) would drop. `EINVAL` if `n`
+    /// is 0 or more than the handle has; `EBUSY` if they would include the
+    /// owner handle's last reference while its node is live.
+    pub fn release_handle_refs(&self, h: impl Into<HandleId>, n: u64) -> io::Result<()> {
+        let mut r = sys::bus1_cmd_handle_release_n { flags: 0, handle: h.into().as_raw(), n_refs: n };
+        // SAFETY: HANDLE_RELEASE_N takes a bus1_cmd_handle_release_n.
+        unsafe { ioctl_rw::<CMD_HANDLE_RELEASE_N, _>(self.fd.as_fd(), &mut r) }
     }
 
     /// Gives the peer behind `dst` a handle to the node `src` names

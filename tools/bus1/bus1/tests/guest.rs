@@ -145,6 +145,26 @@ fn handle_passing_and_release() {
     assert_empty(&a);
 }
 
+/// `release_handle_refs` drops several references at once, all or none.
+fn release_handle_refs_all_or_none() {
+    let (a, b) = (open(), open());
+    let h = link(&b, &a, N1);
+    for _ in 0..3 {
+        assert_eq!(a.transfer(N1, &b).unwrap(), Some(h));
+    }
+    // four references: asking for five or none releases nothing
+    assert_eq!(errno(&b.release_handle_refs(h, 5).unwrap_err()), Errno::INVAL);
+    assert_eq!(errno(&b.release_handle_refs(h, 0).unwrap_err()), Errno::INVAL);
+    b.release_handle_refs(h, 3).unwrap();
+    assert_empty(&a);
+    b.release_handle_refs(h, 1).unwrap();
+    let n = a.recv_timeout(T).unwrap();
+    assert_eq!((n.kind(), n.destination_node()), (MessageKind::NodeRelease, Some(N1)));
+    drop(n);
+    assert_empty(&a);
+    assert_eq!(errno(&b.release_handle_refs(h, 1).unwrap_err()), Errno::NXIO);
+}
+
 fn destroy_notifies_and_unreachable() {
     let (a, b, c) = (open(), open(), open());
     let hb = link(&a, &b, N1);
@@ -674,6 +694,7 @@ fn main() {
         ("bus1_rs_send_to_own_node", send_to_own_node),
         ("bus1_rs_vectored_payload", vectored_payload),
         ("bus1_rs_handle_passing_and_release", handle_passing_and_release),
+        ("bus1_rs_release_handle_refs_all_or_none", release_handle_refs_all_or_none),
         ("bus1_rs_destroy_notifies_and_unreachable", destroy_notifies_and_unreachable),
         ("bus1_rs_multicast_ordered", multicast_ordered),
         ("bus1_rs_multicast_to_self_continues", multicast_to_self_continues),

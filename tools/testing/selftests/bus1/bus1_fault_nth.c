@@ -821,6 +821,19 @@ static int ck_release_last(struct world *w, char *why, size_t len)
 {
 	return NOTES(w, 0, why, len, BUS1_MSG_NODE_RELEASE, NA) && NOTHING(w, 1, why, len);
 }
+/* HANDLE_RELEASE_N of B's last two references, after C's: A is told */
+static int prep_release_n(struct world *w)
+{
+	__u64 h;
+
+	if (prep_release_last(w) || bus1_xfer(w->A, NA, w->B, &h) || h != w->hab)
+		return -1;
+	return 0;
+}
+static int op_release_n(struct world *w)
+{
+	return bus1_release_n(w->B, 0, w->hab, 2);
+}
 
 /* NODES_DESTROY of A's node, which B and C hold; with and without RELEASE_HANDLES */
 static int destroy_na(struct world *w, __u64 flags)
@@ -956,6 +969,8 @@ static const struct fault_op ops[] = {
 	[OP_RELEASE] = { "handle-release", NULL, op_release, NULL, 0, 0, 1, 1 },
 #define OP_RELEASE_LAST 12
 	[OP_RELEASE_LAST] = { "handle-release-last", prep_release_last, op_release, ck_release_last, 0, 0, 1, 1 },
+#define OP_RELEASE_N 19
+	[OP_RELEASE_N] = { "handle-release-n", prep_release_n, op_release_n, ck_release_last, 0, 0, 1, 1 },
 #define OP_DESTROY 13
 	[OP_DESTROY] = { "nodes-destroy", NULL, op_destroy, ck_destroy, 0, 1, 0 },
 #define OP_DESTROY_RELEASE 14
@@ -987,6 +1002,7 @@ TEST_F_TIMEOUT(fault, recv_destroyed_node, 100) { run_op(_metadata, &ops[OP_RECV
 TEST_F_TIMEOUT(fault, slice_release, 30) { run_op(_metadata, &ops[OP_SLICE]); }
 TEST_F_TIMEOUT(fault, handle_release, 30) { run_op(_metadata, &ops[OP_RELEASE]); }
 TEST_F_TIMEOUT(fault, handle_release_last, 30) { run_op(_metadata, &ops[OP_RELEASE_LAST]); }
+TEST_F_TIMEOUT(fault, handle_release_n, 30) { run_op(_metadata, &ops[OP_RELEASE_N]); }
 TEST_F_TIMEOUT(fault, nodes_destroy, 40) { run_op(_metadata, &ops[OP_DESTROY]); }
 TEST_F_TIMEOUT(fault, nodes_destroy_release, 40) { run_op(_metadata, &ops[OP_DESTROY_RELEASE]); }
 TEST_F_TIMEOUT(fault, reset_flush, 30) { run_op(_metadata, &ops[OP_RESET]); }

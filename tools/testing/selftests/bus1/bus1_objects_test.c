@@ -595,6 +595,62 @@ TEST_F(peers, release_after_destroy)
 	ASSERT_EMPTY(self->a);
 }
 
+/*
+ * HANDLE_RELEASE_N (extension) drops several references at once, all or none:
+ * bad input releases nothing, the handle limit gets back exactly what went,
+ * and the owner gets one NODE_RELEASE when the last strong one goes.
+ */
+TEST_F(peers, release_n_all_or_nothing)
+{
+	int i;
+
+	ASSERT_EQ(0, set_max_handles(self->b, 5));
+	for (i = 0; i < 5; i++)
+		ASSERT_XFER(self->a, N1, self->b, RID(1));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N1, self->b, NULL));
+
+	/* bad input: EINVAL, ENXIO, EBUSY as HANDLE_RELEASE; nothing released */
+	ASSERT_EQ(-EINVAL, bus1_release_n(self->b, 1, RID(1), 1));
+	ASSERT_EQ(-EINVAL, bus1_release_n(self->b, 0, RID(1), 0));
+	ASSERT_EQ(-EINVAL, bus1_release_n(self->b, 0, RID(1), 6));
+	ASSERT_EQ(-EINVAL, bus1_release_n(self->b, 0, RID(1), (__u64)-1));
+	ASSERT_EQ(-EINVAL, bus1_release_n(self->b, 0, RID(1), (1ULL << 32) + 1));
+	ASSERT_EQ(-ENXIO, bus1_release_n(self->b, 0, RID(2), 1));
+	ASSERT_EQ(-EBUSY, bus1_release_n(self->b, 0, N5, 1));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N1, self->b, NULL));
+	ASSERT_EMPTY(self->a);
+
+	/* three of five: the handle stays, its limit gets exactly three back */
+	ASSERT_EQ(0, bus1_release_n(self->b, 0, RID(1), 3));
+	ASSERT_EMPTY(self->a);
+	for (i = 0; i < 3; i++)
+		ASSERT_XFER(self->a, N1, self->b, RID(1));
+	ASSERT_EQ(-EDQUOT, bus1_xfer(self->a, N1, self->b, NULL));
+
+	/* all five: the ID is gone, the owner is notified once */
+	ASSERT_EQ(0, bus1_release_n(self->b, 0, RID(1), 5));
+	ASSERT_RELEASE(self->a, N1);
+	ASSERT_EMPTY(self->a);
+	ASSERT_EQ(-ENXIO, bus1_release_n(self->b, 0, RID(1), 1));
+	ASSERT_EQ(-ENXIO, bus1_release(self->b, RID(1)));
+	ASSERT_EMPTY(self->b);
+
+	/* the owner handle: its pinning reference never goes while the node lives */
+	ASSERT_XFER(self->a, N1, SELF, N1);
+	ASSERT_XFER(self->a, N1, SELF, N1);
+	ASSERT_EQ(-EBUSY, bus1_release_n(self->a, 0, N1, 3));
+	ASSERT_EMPTY(self->a);
+	ASSERT_EQ(0, bus1_release_n(self->a, 0, N1, 2));
+	ASSERT_RELEASE(self->a, N1);
+	ASSERT_EMPTY(self->a);
+	ASSERT_EQ(-EBUSY, bus1_release_n(self->a, 0, N1, 1));
+	/* once destroyed, it may */
+	ASSERT_EQ(0, bus1_destroy_node(self->a, N1, 0));
+	ASSERT_DESTROY(self->a, N1, 0);
+	ASSERT_EQ(0, bus1_release_n(self->a, 0, N1, 1));
+	ASSERT_EMPTY(self->a);
+}
+
 /* --- HANDLE_TRANSFER ------------------------------------------------------ */
 
 TEST_F(peers, transfer_flags)
@@ -1514,6 +1570,7 @@ TEST_F(peers, efault_every_struct_ioctl)
 		BUS1_CMD_PEER_RESET,
 		BUS1_CMD_HANDLE_RELEASE,
 		BUS1_CMD_HANDLE_TRANSFER,
+		BUS1_CMD_HANDLE_RELEASE_N,
 		BUS1_CMD_NODES_DESTROY,
 		BUS1_CMD_SLICE_RELEASE,
 		BUS1_CMD_SEND,

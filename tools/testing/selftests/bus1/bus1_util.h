@@ -123,6 +123,14 @@ static inline int bus1_release(int fd, __u64 id)
 	return bus1_errno(ioctl(fd, BUS1_CMD_HANDLE_RELEASE, &id));
 }
 
+/* HANDLE_RELEASE_N (extension) of @n references of handle @id, with @flags. */
+static inline int bus1_release_n(int fd, __u64 flags, __u64 id, __u64 n)
+{
+	struct bus1_cmd_handle_release_n r = { .flags = flags, .handle = id, .n_refs = n };
+
+	return bus1_errno(ioctl(fd, BUS1_CMD_HANDLE_RELEASE_N, &r));
+}
+
 /* NODES_DESTROY of the @n nodes @ids with @flags. */
 static inline int bus1_destroy_nodes(int fd, __u64 flags, const __u64 *ids, __u64 n)
 {
