@@ -52,6 +52,15 @@ struct Slot {
     closed: bool,
 }
 
+/// The most kernel memory an entry takes: one `kmalloc-64` object (the tree links, the key and
+/// the slot), charged with the peer.
+const SLOT_BYTES: usize = 64;
+
+const _: () = assert!(
+    core::mem::size_of::<kernel::bindings::rb_node>() + core::mem::size_of::<(u64, Slot)>()
+        <= SLOT_BYTES
+);
+
 /// Every peer's owner object, by peer ID.
 pub(crate) struct Registry {
     /// Created on first use, because an empty [`RBTree`] cannot be built in a `static`.

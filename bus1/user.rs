@@ -326,6 +326,29 @@ mod tests {
     }
 
     #[test]
+    fn users_file_walks_by_uid() -> Result {
+        let a = UserRef::get(UID + 10)?;
+        let b = UserRef::get(UID + 15)?;
+        let b2 = UserRef::get(UID + 15)?;
+        // The next user at or after a UID, with its number of references, one lookup at a time.
+        let next = |from: u32| next_user(from).map(|(uid, refs, _)| (uid, refs));
+        assert_eq!(next(UID + 10), Some((UID + 10, 1)));
+        assert_eq!(next(UID + 11), Some((UID + 15, 2)));
+        let Some((_, _, user)) = next_user(UID + 15) else {
+            return Err(ENOENT);
+        };
+        assert!(Arc::ptr_eq(&user, b.user()));
+        drop((b, b2));
+        // The file's reference is not a registry reference: the user left the registry.
+        assert!(!registered(UID + 15)?);
+        assert!(next(UID + 11).is_none_or(|(uid, _)| uid > UID + 15));
+        drop(user);
+        drop(a);
+        assert!(next(UID + 10).is_none_or(|(uid, _)| uid > UID + 15));
+        Ok(())
+    }
+
+    #[test]
     fn maxima_from_parameters() -> Result {
         use crate::module_parameters as p;
         use crate::quota::{BYTES, FDS, HANDLES, SLICES};
