@@ -32,10 +32,21 @@
 //!
 //! 4. `User::ledger`, a spinlock over one user's counters and shares, taken only inside the
 //!    `inner` lock of one of that user's peers (every charge goes to the peer and its user at
-//!    once), or under the registry lock to print it. Nothing is taken under it.
+//!    once), or alone by the debugfs file `users` to print it. Nothing is taken under it.
 //! 5. `USERS`, the global registry mutex (UID to user object), taken when a peer is created and
-//!    when a peer object is freed, which may happen while another peer's `inner` is held; under
-//!    it only `User::ledger` is taken (by the debugfs file). It is never taken on the send,
+//!    when a peer object is freed, which may happen while another peer's `inner` is held, and by
+//!    the debugfs file `users` once per user, only to take a reference to it (the user is printed
+//!    after the mutex was released). Nothing is taken under it. It is never taken on the send,
+//!    receive or release path.
+//!
+//! One lock belongs to the registry of peer objects ([`registry`]):
+//!
+//! 6. `PEERS`, the global registry spinlock (peer ID to entry), taken when a peer's `Owner` is
+//!    created and freed (which may happen under any peer's `inner`, wherever the last node or
+//!    the peer goes), at `open(2)` and `release` to attach and detach the peer, and by the
+//!    debugfs file `peers` once per entry, only to copy it out (an `Arc` clone). It is
+//!    innermost: nothing is taken, allocated or freed under it, and the file takes a peer's
+//!    locks (to print it, like fdinfo) only after releasing it. It is never taken on the send,
 //!    receive or release path.
 //!
 //! `Peer::nodes_changed` is a condition variable of `inner`: waited on with only that peer's
@@ -58,8 +69,8 @@
 //! existing pins to go away without holding any lock but its own `Owner::state` spinlock
 //! (released while sleeping), so a pin holder never waits for the disconnecting peer.
 //!
-//! No lock is global: an operation on one peer never takes a lock that serialises unrelated
-//! peers.
+//! No lock is global on any path of an operation on one peer: the two global locks (`USERS`
+//! and `PEERS`) are taken only when a peer is opened, closed or freed, and by debugfs readers.
 //!
 //! # Layers
 //!
@@ -75,9 +86,10 @@
 //! 3. `message`: a queued copy of a message and what it holds, generic over
 //!    [`message::Receiver`] (implemented by `Peer`); imports `node`, `limits`, `quota`.
 //! 4. `node`: nodes, handles, the handle-ID map and [`node::Owner`], what a node keeps of its
-//!    owner, generic over the peer type; imports `uapi`.
+//!    owner, generic over the peer type; imports `uapi` and `registry`.
 //! 5. Leaves: `queue`, `pool`, `limits` (over `quota` and `user`), `quota`, `user`,
-//!    `smallvec`, `uapi`, and the kernel abstractions under `rust/` (`ext`).
+//!    `registry` (which shows peers through the trait [`registry::Listed`], implemented by
+//!    `Peer`), `smallvec`, `uapi`, and the kernel abstractions under `rust/` (`ext`).
 
 #[path = "../rust/mod.rs"]
 mod ext;
@@ -89,6 +101,7 @@ mod pool;
 mod queue;
 mod quota;
 mod recv;
+mod registry;
 mod send;
 mod smallvec;
 mod transaction;
@@ -170,6 +183,8 @@ struct Bus1Module {
     /// The debugfs file `bus1/users` (see [`user::UsersFile`]); removed before the registry can
     /// go away.
     users: Pin<KBox<debugfs::File<user::UsersFile>>>,
+    /// The debugfs file `bus1/peers` (see [`registry::PeersFile`]).
+    peers: Pin<KBox<debugfs::File<registry::PeersFile>>>,
     #[pin]
     misc: MiscDeviceRegistration<peer::Peer>,
 }
@@ -184,8 +199,13 @@ impl kernel::InPlaceModule for Bus1Module {
         ext::global::init_users();
         let dir = debugfs::Dir::new(c"bus1");
         let users = KBox::pin_init(dir.read_only_file(c"users", user::UsersFile), GFP_KERNEL);
+        let peers = KBox::pin_init(
+            dir.read_only_file(c"peers", registry::PeersFile),
+            GFP_KERNEL,
+        );
         try_pin_init!(Self {
             users: users?,
+            peers: peers?,
             misc <- MiscDeviceRegistration::register(options, module),
         })
     }

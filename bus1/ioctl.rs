@@ -102,12 +102,16 @@ impl MiscDevice for Peer {
     type Ptr = Arc<Peer>;
 
     fn open(_file: &File) -> Result<Arc<Peer>> {
-        Peer::new()
+        let peer = Peer::new()?;
+        // Shown in debugfs `bus1/peers` until the file is released.
+        peer.owner.listing().attach(peer.clone());
+        Ok(peer)
     }
 
     fn release(me: Arc<Peer>, _file: &File) {
         // A peer already disconnected by ioctl has nothing left to tear down.
         let _ = me.disconnect();
+        me.owner.listing().detach();
     }
 
     /// Dispatches a command.
@@ -164,67 +168,143 @@ impl MiscDevice for Peer {
     }
 
     fn show_fdinfo(me: ArcBorrow<'_, Peer>, m: &SeqFile, _file: &File) {
-        seq_print!(m, "bus1-peer:\t{:16x}\n", me.id());
-        let (slices, bytes, pages) = me.pool.usage();
-        seq_print!(
-            m,
-            "bus1-pool:\tslices={} bytes={} pages={}\n",
-            slices,
-            bytes,
-            pages
-        );
-        // Copied out first: nothing is printed with a lock held.
-        let mut peer = [(0i64, 0u32); quota::N_RES];
-        let mut user = [(0i64, 0u32); quota::N_RES];
-        let mut top = [(0u32, Charge::default()); FDINFO_SENDERS];
-        // Messages, their in-flight bytes and notifications in the queue, counted under the lock
-        // (linear in the queue's length, which the peer's limits bound).
-        let (mut messages, mut queued_bytes, mut notifications) = (0u64, 0u64, 0u64);
-        let (uid, senders, denied, n_top) = {
-            let inner = me.lock();
-            inner.queue.for_each(|_, e| match e {
-                Event::Data(m) => {
-                    messages += 1;
-                    queued_bytes = queued_bytes.saturating_add(m.charged.0[quota::BYTES]);
-                }
-                Event::Destroy(_) | Event::Release(_) => notifications += 1,
-            });
-            let l = &inner.limits;
-            let u = l.user.user().ledger();
-            for r in 0..quota::N_RES {
-                peer[r] = (l.ledger.used(r), l.ledger.max(r));
-                user[r] = (u.used(r), u.max(r));
-            }
-            (
-                me.uid,
-                l.ledger.senders(),
-                (l.ledger.denied(), u.denied()),
-                l.ledger.top_shares(&mut top),
-            )
+        let r = me.report();
+        seq_print!(m, "{}", format_args!("{}", r));
+    }
+}
+
+/// What fdinfo and debugfs `bus1/peers` show of a peer, copied out under its locks by
+/// [`Peer::report`] and printed by its `Display` implementation with no lock held, so that both
+/// files show the same lines computed the same way.
+pub(crate) struct Report {
+    /// The peer's ID.
+    id: u64,
+    /// Whether the peer was disconnected.
+    disconnected: bool,
+    /// The pool's slices, their bytes and its resident pages.
+    pool: (usize, u64, u64),
+    /// What the queue holds.
+    queue: QueueCounts,
+    /// The principal (global UID).
+    uid: u32,
+    /// The number of senders holding a share of the peer.
+    senders: u64,
+    /// Used and maximum of every resource at the peer.
+    peer: [(i64, u32); quota::N_RES],
+    /// Used and maximum of every resource at its principal.
+    user: [(i64, u32); quota::N_RES],
+    /// Charges refused at the peer and at its principal.
+    denied: (u64, u64),
+    /// The largest shares of the peer, largest first.
+    top: [(u32, Charge); FDINFO_SENDERS],
+    /// How many of `top` are filled.
+    n_top: usize,
+}
+
+/// The entries of a peer's queue, by kind: data messages and their in-flight bytes, and
+/// `NODE_DESTROY` and `NODE_RELEASE` notifications.
+#[derive(Default)]
+struct QueueCounts {
+    /// Data messages.
+    messages: u64,
+    /// Their in-flight bytes (the slice sizes charged until they are received).
+    bytes: u64,
+    /// `NODE_DESTROY` notifications.
+    destroy: u64,
+    /// `NODE_RELEASE` notifications.
+    release: u64,
+}
+
+impl Peer {
+    /// Copies out what fdinfo and debugfs show of the peer.
+    pub(crate) fn report(&self) -> Report {
+        let pool = self.pool.usage();
+        let mut r = Report {
+            id: self.id(),
+            disconnected: self.is_shutdown(),
+            pool,
+            queue: QueueCounts::default(),
+            uid: self.uid,
+            senders: 0,
+            peer: [(0, 0); quota::N_RES],
+            user: [(0, 0); quota::N_RES],
+            denied: (0, 0),
+            top: [(0u32, Charge::default()); FDINFO_SENDERS],
+            n_top: 0,
         };
-        seq_print!(
-            m,
-            "bus1-queue:\tmessages={} bytes={} notifications={}\n",
-            messages,
-            queued_bytes,
-            notifications
-        );
-        seq_print!(m, "bus1-limits:\tsenders={}", senders);
-        for (name, (used, max)) in quota::NAMES.iter().zip(peer.iter()) {
-            seq_print!(m, " {}={}/{}", name, used, max);
-        }
-        seq_print!(m, " denied={}", denied.0);
-        seq_print!(m, "\nbus1-user:\tuid={}", uid_for_current(uid));
-        for (name, (used, max)) in quota::NAMES.iter().zip(user.iter()) {
-            seq_print!(m, " {}={}/{}", name, used, max);
-        }
-        seq_print!(m, " denied={}\n", denied.1);
-        for (sender, c) in top.iter().take(n_top) {
-            seq_print!(m, "bus1-sender:\tuid={}", uid_for_current(*sender));
-            for (name, n) in quota::NAMES.iter().zip(c.0.iter()) {
-                seq_print!(m, " {}={}", name, n);
+        // Counted under the lock (linear in the queue's length, which the peer's limits bound).
+        let inner = self.lock();
+        let q = &mut r.queue;
+        inner.queue.for_each(|_, e| match e {
+            Event::Data(m) => {
+                q.messages += 1;
+                q.bytes = q.bytes.saturating_add(m.charged.0[quota::BYTES]);
             }
-            seq_print!(m, "\n");
+            Event::Destroy(_) => q.destroy += 1,
+            Event::Release(_) => q.release += 1,
+        });
+        let l = &inner.limits;
+        let u = l.user.user().ledger();
+        for res in 0..quota::N_RES {
+            r.peer[res] = (l.ledger.used(res), l.ledger.max(res));
+            r.user[res] = (u.used(res), u.max(res));
         }
+        r.senders = l.ledger.senders();
+        r.denied = (l.ledger.denied(), u.denied());
+        r.n_top = l.ledger.top_shares(&mut r.top);
+        r
+    }
+}
+
+impl core::fmt::Display for Report {
+    /// The lines of fdinfo (`Documentation/bus1/quota.rst`), UIDs in the reader's namespace.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(f, "bus1-peer:\t{:16x}", self.id)?;
+        let state = if self.disconnected {
+            "disconnected"
+        } else {
+            "open"
+        };
+        writeln!(f, "bus1-state:\t{}", state)?;
+        let (slices, bytes, pages) = self.pool;
+        writeln!(
+            f,
+            "bus1-pool:\tslices={} bytes={} pages={}",
+            slices, bytes, pages
+        )?;
+        let q = &self.queue;
+        writeln!(
+            f,
+            "bus1-queue:\tmessages={} bytes={} notifications={} node_destroy={} node_release={}",
+            q.messages,
+            q.bytes,
+            q.destroy + q.release,
+            q.destroy,
+            q.release
+        )?;
+        write!(f, "bus1-limits:\tsenders={}", self.senders)?;
+        for (name, (used, max)) in quota::NAMES.iter().zip(self.peer.iter()) {
+            write!(f, " {}={}/{}", name, used, max)?;
+        }
+        writeln!(f, " denied={}", self.denied.0)?;
+        write!(f, "bus1-user:\tuid={}", uid_for_current(self.uid))?;
+        for (name, (used, max)) in quota::NAMES.iter().zip(self.user.iter()) {
+            write!(f, " {}={}/{}", name, used, max)?;
+        }
+        writeln!(f, " denied={}", self.denied.1)?;
+        for (sender, c) in self.top.iter().take(self.n_top) {
+            write!(f, "bus1-sender:\tuid={}", uid_for_current(*sender))?;
+            for (name, n) in quota::NAMES.iter().zip(c.0.iter()) {
+                write!(f, " {}={}", name, n)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::registry::Listed for Peer {
+    fn report(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&Peer::report(self), f)
     }
 }

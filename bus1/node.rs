@@ -19,6 +19,7 @@
 
 use crate::{
     ext::errno::ESHUTDOWN,
+    registry::Listing,
     uapi::{
         BUS1_HANDLE_FLAG_MANAGED,
         BUS1_HANDLE_FLAG_REMOTE, //
@@ -95,6 +96,8 @@ pub(crate) struct Owner<P> {
     /// Signalled when the last active reference of a shut-down peer is dropped.
     #[pin]
     idle: CondVar,
+    /// The peer's entry in the registry of peer objects, which goes with this object.
+    listing: Listing,
 }
 
 /// An active reference taken with [`Owner::pin`], dropped with the guard.
@@ -107,8 +110,10 @@ impl<P> Drop for Active<'_, P> {
 }
 
 impl<P> Owner<P> {
-    /// Creates the object of the peer with ID `id`, with no route yet.
-    pub(crate) fn new(id: u64) -> Result<Arc<Self>> {
+    /// Creates the object of the peer with ID `id`, charged to `uid`, with no route yet, and
+    /// enters it in the registry of peer objects.
+    pub(crate) fn new(id: u64, uid: u32) -> Result<Arc<Self>> {
+        let listing = Listing::new(id, uid)?;
         Arc::pin_init(
             try_pin_init!(Owner {
                 id,
@@ -121,6 +126,7 @@ impl<P> Owner<P> {
                     "Owner::state"
                 ),
                 idle <- new_condvar!("Owner::idle"),
+                listing,
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -129,6 +135,11 @@ impl<P> Owner<P> {
     /// Returns the peer's ID.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Returns the peer's entry in the registry of peer objects.
+    pub(crate) fn listing(&self) -> &Listing {
+        &self.listing
     }
 
     /// Takes an active reference; fails with `ESHUTDOWN` once the peer was shut down.
@@ -722,7 +733,7 @@ mod tests {
     #[test]
     fn destruction_ties_are_broken_by_the_tag() -> Result {
         let o = 1000;
-        let node = Node::new(Owner::<TestPeer>::new(o)?, 1)?;
+        let node = Node::new(Owner::<TestPeer>::new(o, 0)?, 1)?;
         // Not stamped yet: nothing is ordered after it.
         assert!(!node.destroyed_before(u64::MAX, u64::MAX));
         node.set_destroyed(12);
@@ -738,7 +749,7 @@ mod tests {
 
     #[test]
     fn route_lives_from_connect_to_cut() -> Result {
-        let owner = Owner::<TestPeer>::new(7)?;
+        let owner = Owner::<TestPeer>::new(7, 0)?;
         let peer = Arc::new(TestPeer, GFP_KERNEL)?;
         let node = Node::new(owner.clone(), 1)?;
         assert_eq!(node.key(), (7, 1));
@@ -766,7 +777,7 @@ mod tests {
 
     #[test]
     fn handle_refcounting() -> Result {
-        let owner = Owner::<TestPeer>::new(3)?;
+        let owner = Owner::<TestPeer>::new(3, 0)?;
         let node = Node::new(owner.clone(), 1)?;
         let key = node.key();
         let mut map = HandleMap::new();

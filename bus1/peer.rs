@@ -769,7 +769,7 @@ impl Peer {
         let limits = Limits::new(UserRef::get(uid)?)?;
         let max_ids = Atomic::new(limits.max_handles());
         let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
-        let owner = Owner::new(id)?;
+        let owner = Owner::new(id, uid)?;
         Arc::pin_init(
             try_pin_init!(Peer {
                 owner,

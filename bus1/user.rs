@@ -12,7 +12,8 @@
 //! with its credentials later.
 //!
 //! The registry of users is a global mutex, but it is taken only when a peer is opened and when
-//! a peer object is freed, never on the send or receive path.
+//! a peer object is freed, and by the debugfs file for one lookup at a time, never on the send
+//! or receive path.
 
 #![deny(unsafe_code)]
 
@@ -238,38 +239,54 @@ impl Drop for UserRef {
 
 /// The debugfs file `bus1/users`: every registered user, its usage and maxima, and the share
 /// every sending user holds of it.
+///
+/// The registry mutex is taken once per user, only to find the next UID and take a reference to
+/// its user; each user is printed under its own ledger lock alone, so a reader never stalls the
+/// opening or freeing of peers for longer than one lookup.
 pub(crate) struct UsersFile;
+
+/// The first registered user with a UID of at least `from`, with its number of peer objects.
+fn next_user(from: u32) -> Option<(u32, u64, Arc<User>)> {
+    let reg = users().ok()?;
+    let cursor = reg.tree.as_ref()?.cursor_lower_bound(&from)?;
+    let (&uid, e) = cursor.current();
+    Some((uid, e.refs, e.user.clone()))
+}
 
 impl Writer for UsersFile {
     fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Ok(reg) = users() else {
-            return Ok(());
-        };
-        let Some(tree) = reg.tree.as_ref() else {
-            return Ok(());
-        };
-        for (uid, e) in tree.iter() {
-            let l = e.user.ledger();
-            write!(
-                f,
-                "uid={} peers={} open={} policy={} senders={} denied={}",
-                uid_for_current(*uid),
-                e.refs,
-                e.user.open.load(Relaxed),
-                e.user.policy.name(),
-                l.senders(),
-                l.denied()
-            )?;
-            for (r, name) in NAMES.iter().enumerate() {
-                write!(f, " {}={}/{}", name, l.used(r), l.max(r))?;
-            }
-            writeln!(f)?;
-            for (sender, c) in l.shares() {
-                write!(f, "  sender={}", uid_for_current(*sender))?;
-                for (name, n) in NAMES.iter().zip(c.0.iter()) {
-                    write!(f, " {}={}", name, n)?;
+        let mut from = 0u32;
+        while let Some((uid, refs, user)) = next_user(from) {
+            {
+                let l = user.ledger();
+                write!(
+                    f,
+                    "uid={} peers={} open={} policy={} senders={} denied={}",
+                    uid_for_current(uid),
+                    refs,
+                    user.open.load(Relaxed),
+                    user.policy.name(),
+                    l.senders(),
+                    l.denied()
+                )?;
+                for (r, name) in NAMES.iter().enumerate() {
+                    write!(f, " {}={}/{}", name, l.used(r), l.max(r))?;
                 }
                 writeln!(f)?;
+                for (sender, c) in l.shares() {
+                    write!(f, "  sender={}", uid_for_current(*sender))?;
+                    for (name, n) in NAMES.iter().zip(c.0.iter()) {
+                        write!(f, " {}={}", name, n)?;
+                    }
+                    writeln!(f)?;
+                }
+            }
+            // The reference goes with no lock held: the user may go with it, and its `Arc` is
+            // not a registry reference, so nothing is taken.
+            drop(user);
+            match uid.checked_add(1) {
+                Some(n) => from = n,
+                None => break,
             }
         }
         Ok(())
@@ -305,6 +322,29 @@ mod tests {
         assert!(registered(UID + 1)?);
         drop(c);
         assert!(!registered(UID + 1)?);
+        Ok(())
+    }
+
+    #[test]
+    fn users_file_walks_by_uid() -> Result {
+        let a = UserRef::get(UID + 10)?;
+        let b = UserRef::get(UID + 15)?;
+        let b2 = UserRef::get(UID + 15)?;
+        // The next user at or after a UID, with its number of references, one lookup at a time.
+        let next = |from: u32| next_user(from).map(|(uid, refs, _)| (uid, refs));
+        assert_eq!(next(UID + 10), Some((UID + 10, 1)));
+        assert_eq!(next(UID + 11), Some((UID + 15, 2)));
+        let Some((_, _, user)) = next_user(UID + 15) else {
+            return Err(ENOENT);
+        };
+        assert!(Arc::ptr_eq(&user, b.user()));
+        drop((b, b2));
+        // The file's reference is not a registry reference: the user left the registry.
+        assert!(!registered(UID + 15)?);
+        assert!(next(UID + 11).is_none_or(|(uid, _)| uid > UID + 15));
+        drop(user);
+        drop(a);
+        assert!(next(UID + 10).is_none_or(|(uid, _)| uid > UID + 15));
         Ok(())
     }
 

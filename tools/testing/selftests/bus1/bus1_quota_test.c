@@ -1437,6 +1437,178 @@ TEST(flush_returns_the_shares)
 	ASSERT_EQ(0, user_listed(OTHER + 76));
 }
 
+/* The bus1 lines of @fd's fdinfo (from "bus1-peer:" on) in @out; -1 if there are none. */
+static int fdinfo_bus1(int fd, char *out, size_t len)
+{
+	char buf[4096];
+	const char *p;
+
+	if (fdinfo_text(fd, buf, sizeof(buf)))
+		return -1;
+	p = strstr(buf, "bus1-peer:\t");
+	if (!p)
+		return -1;
+	snprintf(out, len, "%s", p);
+	return 0;
+}
+
+/* The ID of the peer behind @fd, as its fdinfo shows it; 0 if missing. */
+static unsigned long long fdinfo_peer_id(int fd)
+{
+	unsigned long long id;
+	char buf[4096];
+
+	if (fdinfo_bus1(fd, buf, sizeof(buf)) || sscanf(buf, "bus1-peer:\t%llx", &id) != 1)
+		return 0;
+	return id;
+}
+
+/*
+ * The block of peer @id in the text @all of debugfs "bus1/peers" (blocks
+ * separated by an empty line), with its final newline, in @out; "" if the
+ * peer is not listed.
+ */
+static void peers_block(const char *all, unsigned long long id, char *out, size_t len)
+{
+	const char *b = all;
+
+	out[0] = 0;
+	while (b && *b) {
+		const char *end = strstr(b, "\n\n");
+		unsigned long long got;
+		size_t l = end ? (size_t)(end - b) + 1 : strlen(b);
+
+		if (sscanf(b, "bus1-peer:\t%llx", &got) == 1 && got == id) {
+			snprintf(out, len, "%.*s", (int)l, b);
+			return;
+		}
+		b = end ? end + 2 : NULL;
+	}
+}
+
+/* The counts of the "bus1-queue:" line of the text @t; -1 if missing or malformed. */
+static int queue_line(const char *t, long long q[5])
+{
+	const char *l = strstr(t, "bus1-queue:\t");
+
+	if (!l || sscanf(l, "bus1-queue:\tmessages=%lld bytes=%lld notifications=%lld "
+			 "node_destroy=%lld node_release=%lld\n",
+			 &q[0], &q[1], &q[2], &q[3], &q[4]) != 5)
+		return -1;
+	return 0;
+}
+
+/*
+ * The block of @fd's peer in debugfs "bus1/peers" is exactly its fdinfo, and
+ * both show the queue counts @m messages, @b bytes, @d NODE_DESTROY and @r
+ * NODE_RELEASE, parsed from each.
+ */
+#define ASSERT_PEER_BLOCK(all, fd, m, b, d, r) do {				\
+	char fi_[4096], blk_[4096];						\
+	long long want_[5] = { (m), (b), (d) + (r), (d), (r) }, qf_[5], qb_[5];\
+										\
+	ASSERT_EQ(0, fdinfo_bus1(fd, fi_, sizeof(fi_)));			\
+	peers_block(all, fdinfo_peer_id(fd), blk_, sizeof(blk_));		\
+	ASSERT_STREQ(fi_, blk_) TH_LOG("peers:\n%s", all);			\
+	ASSERT_EQ(0, queue_line(fi_, qf_)) TH_LOG("%s", fi_);			\
+	ASSERT_EQ(0, queue_line(blk_, qb_)) TH_LOG("%s", blk_);		\
+	ASSERT_EQ(0, memcmp(want_, qf_, sizeof(want_))) TH_LOG("%s", fi_);	\
+	ASSERT_EQ(0, memcmp(want_, qb_, sizeof(want_))) TH_LOG("%s", blk_);	\
+} while (0)
+
+/*
+ * debugfs "bus1/peers" shows every peer object: an open or disconnected peer
+ * with exactly the lines of its fdinfo (the queue by kind, usage, limits,
+ * shares, denials), a closed peer whose node another peer's handle still
+ * names as "closed" with its principal, and, once everything is closed,
+ * nothing of them.
+ */
+TEST(debugfs_peers_match_fdinfo)
+{
+	static char all[65536];
+	char blk[4096], want[256];
+	unsigned long long ida, ids, idg, idi;
+	int agent, sender, gone, idle;
+	__u64 h1, h2, h3;
+	ssize_t n;
+
+	agent = open_as(OTHER + 80);
+	sender = open_as(OTHER + 81);
+	gone = open_as(OTHER + 80);
+	idle = open_as(OTHER + 81);
+	ASSERT_LE(0, agent);
+	ASSERT_LE(0, sender);
+	ASSERT_LE(0, gone);
+	ASSERT_LE(0, idle);
+	ida = fdinfo_peer_id(agent);
+	ids = fdinfo_peer_id(sender);
+	idg = fdinfo_peer_id(gone);
+	idi = fdinfo_peer_id(idle);
+	ASSERT_NE(0, ida);
+	ASSERT_NE(0, ids);
+	ASSERT_NE(0, idg);
+	ASSERT_NE(0, idi);
+
+	ASSERT_EQ(0, bus1_xfer(agent, N1, sender, &h1));
+	ASSERT_EQ(0, bus1_xfer(agent, N2, sender, &h2));
+	ASSERT_EQ(0, bus1_xfer(gone, N1, sender, &h3));
+	/* The agent: three messages of 8 bytes and a NODE_RELEASE of N2. */
+	ASSERT_EQ(0, send8(sender, h1));
+	ASSERT_EQ(0, send8(sender, h1));
+	ASSERT_EQ(0, send8(sender, h1));
+	ASSERT_EQ(0, bus1_release(sender, h2));
+	/* The sender: a NODE_DESTROY of h3; its handle keeps what is left of "gone". */
+	close(gone);
+	/* Disconnected, still open. */
+	ASSERT_EQ(0, bus1_disconnect(idle));
+
+	n = bus1_read_file("/sys/kernel/debug/bus1/peers", all, sizeof(all));
+	ASSERT_LT(0, n);
+	ASSERT_GT((ssize_t)sizeof(all) - 1, n);
+	ASSERT_PEER_BLOCK(all, agent, 3, 24, 0, 1);
+	ASSERT_PEER_BLOCK(all, sender, 0, 0, 1, 0);
+	ASSERT_PEER_BLOCK(all, idle, 0, 0, 0, 0);
+	peers_block(all, ida, blk, sizeof(blk));
+	ASSERT_NE(NULL, strstr(blk, "\nbus1-state:\topen\n")) TH_LOG("%s", blk);
+	snprintf(want, sizeof(want), "\nbus1-user:\tuid=%d ", OTHER + 80);
+	ASSERT_NE(NULL, strstr(blk, want)) TH_LOG("%s", blk);
+	snprintf(want, sizeof(want), "\nbus1-sender:\tuid=%d slices=3 handles=0 bytes=24 fds=0\n",
+		 OTHER + 81);
+	ASSERT_NE(NULL, strstr(blk, want)) TH_LOG("%s", blk);
+	peers_block(all, idi, blk, sizeof(blk));
+	ASSERT_NE(NULL, strstr(blk, "\nbus1-state:\tdisconnected\n")) TH_LOG("%s", blk);
+	/* Closed: only its ID, state and principal. */
+	peers_block(all, idg, blk, sizeof(blk));
+	snprintf(want, sizeof(want), "bus1-peer:\t%16llx\nbus1-state:\tclosed\nbus1-user:\tuid=%d\n",
+		 idg, OTHER + 80);
+	ASSERT_STREQ(want, blk) TH_LOG("peers:\n%s", all);
+
+	/* The sender's handle to gone's node goes with the sender, and with it the closed peer. */
+	close(sender);
+	n = bus1_read_file("/sys/kernel/debug/bus1/peers", all, sizeof(all));
+	ASSERT_LE(0, n);
+	peers_block(all, idg, blk, sizeof(blk));
+	ASSERT_STREQ("", blk) TH_LOG("peers:\n%s", all);
+	peers_block(all, ida, blk, sizeof(blk));
+	ASSERT_NE(NULL, strstr(blk, "\nbus1-state:\topen\n")) TH_LOG("peers:\n%s", all);
+
+	close(agent);
+	close(idle);
+	n = bus1_read_file("/sys/kernel/debug/bus1/peers", all, sizeof(all));
+	ASSERT_LE(0, n);
+	ASSERT_GT((ssize_t)sizeof(all) - 1, n);
+	peers_block(all, ida, blk, sizeof(blk));
+	ASSERT_STREQ("", blk) TH_LOG("peers:\n%s", all);
+	peers_block(all, ids, blk, sizeof(blk));
+	ASSERT_STREQ("", blk) TH_LOG("peers:\n%s", all);
+	peers_block(all, idi, blk, sizeof(blk));
+	ASSERT_STREQ("", blk) TH_LOG("peers:\n%s", all);
+	snprintf(want, sizeof(want), "\nbus1-user:\tuid=%d", OTHER + 80);
+	ASSERT_EQ(NULL, strstr(all, want)) TH_LOG("peers:\n%s", all);
+	snprintf(want, sizeof(want), "\nbus1-user:\tuid=%d", OTHER + 81);
+	ASSERT_EQ(NULL, strstr(all, want)) TH_LOG("peers:\n%s", all);
+}
+
 /* --- (k) the reserved lane ------------------------------------------------- */
 
 #define MANY 1000
