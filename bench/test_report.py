@@ -26,6 +26,10 @@ BENCH|mcast_send|bus1|2|ns|500.000|600.000|5|500.000|500.000
 BENCH|mcast_send|bus1|4|ns|700.000|800.000|5|700.000|700.000
 BENCH|scale|bus1|1pair_pinned|msg/s|1000.000|900.000|3|900.000|1100.000
 BENCH|scale|bus1|2pairs_pinned|msg/s|1800.000|1700.000|3|1700.000|1900.000
+BENCH|scale|bus1|1pair_pinned_xuid|msg/s|1000.000|900.000|3|900.000|1100.000
+BENCH|scale|bus1|2pairs_pinned_xuid|msg/s|1500.000|1400.000|3|1400.000|1600.000
+BENCH|scale|unix|1pair_pinned|msg/s|2000.000|1900.000|3|1900.000|2100.000
+BENCH|scale|unix|2pairs_pinned|msg/s|3000.000|2900.000|3|2900.000|3100.000
 BENCH-ERROR|cpu|bus1|0|open /dev/bus1: No such file or directory
 noise BENCH-RATIO|rtt|0|bus1_tx|unix|0.900|0.800|1.100|5
 BENCH-RATIO|rtt|0|bus1_tx|binder|0.950|0.900|0.990|5
@@ -65,7 +69,7 @@ class ReportTest(unittest.TestCase):
         self.dir.cleanup()
 
     def test_parse_finds_rows_behind_console_noise(self):
-        self.assertEqual(len(self.rows), 13)
+        self.assertEqual(len(self.rows), 17)
         self.assertEqual(self.rows[("tput", "bus1", "65536")]["median"], 300.0)
         self.assertEqual(self.info["kernel"], "7.2.12")
         self.assertEqual(self.errs[0][:3], ("cpu", "bus1", "0"))
@@ -124,8 +128,9 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(t["64 KiB: wall-clock throughput >= 1.0x AF_UNIX"][4:], (3.0, None, "met"))
         self.assertIsNone(verdict("RTT 1 KiB, TRANSACT <= Rust Binder"))
         self.assertIsNone(verdict("one thread SEND+RECV+release 0 B <= 1.6x AF_UNIX"))
-        # AF_UNIX has no scale rows here.
-        self.assertIsNone(verdict("two independent pairs: bus1's 2-pair/1-pair scaling >= AF_UNIX's (same UID)"))
+        # Cross-UID pairs scale 1.5x, AF_UNIX 1.5x: met, without an interval.
+        self.assertEqual(t["two independent pairs of different UIDs: bus1's 2-pair/1-pair scaling >= AF_UNIX's"][4:],
+                         (1.0, None, "met"))
 
     def test_outputs(self):
         d = report.derived(self.rows)

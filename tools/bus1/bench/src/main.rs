@@ -1144,7 +1144,7 @@ const SCALE_SIZE: usize = KIB;
 /// Runs `groups` independent groups of `senders` senders into one
 /// receiver each, every process of group g pinned to CPU g if `pin_groups`;
 /// returns the aggregate message rate (messages per second).
-fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: bool) -> Res<f64> {
+fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: bool, xuid: bool) -> Res<f64> {
     let go = Gate::new()?;
     let (done_r, done_w) = pipe()?;
     let mut pids = Vec::new();
@@ -1153,10 +1153,14 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
             let cpu = pin_groups.then_some(g % online_cpus());
             match sys {
                 Sys::Bus1 => {
-                    let mut r = bus1::Peer::open()?;
+                    // Cross-UID: group g's senders are charged to one UID and
+                    // its receiver to another, no UID shared between groups.
+                    let uid = SCALE_UID + 2 * g as u32;
+                    let open = |u: u32| if xuid { bus1::Peer::open_as(u) } else { bus1::Peer::open() };
+                    let mut r = open(uid + 1)?;
                     let mut tx = Vec::new();
                     for _ in 0..senders {
-                        let s = bus1::Peer::open()?;
+                        let s = open(uid)?;
                         let h = r.handle_for(&s)?;
                         tx.push((s, h));
                     }
@@ -1301,16 +1305,28 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
     Ok((groups * senders * count) as f64 / ((end - t0) as f64 / 1e9))
 }
 
+/// The first UID of the cross-UID scaling cases (two per group).
+const SCALE_UID: u32 = 60000;
+
 fn fig_scale(o: &Opts) {
     let count = o.n(6000);
     let cpus = online_cpus();
     println!("BENCH-INFO|scale_cpus|{cpus}");
     for (sys, name) in [(Sys::Bus1, "bus1"), (Sys::Unix, "unix")] {
-        // (param, groups, senders per group, pinned)
-        let cases =
-            [("1pair_pinned", 1, 1, true), ("2pairs_pinned", 2, 1, true), ("1to1", 1, 1, false), ("2to1", 1, 2, false)];
-        for (p, g, s, pinned) in cases {
-            figure(o, "scale", name, p, "msg/s", true, || stream(sys, g, s, count, pinned).map(|r| vec![r]));
+        // (param, groups, senders per group, pinned, cross-UID)
+        let mut cases = vec![
+            ("1pair_pinned", 1, 1, true, false),
+            ("2pairs_pinned", 2, 1, true, false),
+            ("1to1", 1, 1, false, false),
+            ("2to1", 1, 2, false, false),
+        ];
+        // bus1 charges by UID; AF_UNIX does not care.
+        if sys == Sys::Bus1 {
+            cases.push(("1pair_pinned_xuid", 1, 1, true, true));
+            cases.push(("2pairs_pinned_xuid", 2, 1, true, true));
+        }
+        for (p, g, s, pinned, xuid) in cases {
+            figure(o, "scale", name, p, "msg/s", true, || stream(sys, g, s, count, pinned, xuid).map(|r| vec![r]));
         }
     }
 }
