@@ -482,16 +482,20 @@ def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
         f.write("\n".join(L) + "\n")
 
 
-def write_png(rows, d, path):
+def write_png(rows, d, ratios, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    colors = {"bus1": "#1f77b4", "bus1_tx": "#17becf", "unix": "#ff7f0e", "pipe": "#2ca02c", "binder": "#d62728",
-              "rbinder": "#9467bd", "futex": "#7f7f7f"}
-    fig, ax = plt.subplots(2, 3, figsize=(16, 9))
+    # One colour per system, the same in every panel.
+    colors = {"bus1": "#1f77b4", "bus1_tx": "#17becf", "bus1_xuid": "#aec7e8", "unix": "#ff7f0e",
+              "pipe": "#2ca02c", "binder": "#d62728", "rbinder": "#9467bd", "futex": "#7f7f7f"}
+    names = {"bus1": "bus1 RFC", "bus1_tx": "bus1 TRANSACT", "bus1_xuid": "bus1 cross-UID", "unix": "AF_UNIX",
+             "pipe": "pipe", "binder": "C binder", "rbinder": "Rust Binder", "futex": "futex"}
+    fig, ax = plt.subplots(2, 3, figsize=(17, 10))
 
-    def bars(axis, fig_name, systems, params, title, ylabel, log=False):
+    def bars(axis, fig_name, systems, params, title, ylabel, log=False, labels=None):
         width = 0.8 / len(systems)
         for i, s in enumerate(systems):
             xs, ys, es = [], [], []
@@ -502,9 +506,10 @@ def write_png(rows, d, path):
                     ys.append(r["median"])
                     es.append(max(0.0, r["tail"] - r["median"]) if fig_name not in RATE_FIGS else 0.0)
             yerr = [[0.0] * len(es), es] if any(es) else None
-            axis.bar(xs, ys, width, label=s, color=colors.get(s), yerr=yerr, capsize=2)
+            if xs:
+                axis.bar(xs, ys, width, label=names.get(s, s), color=colors.get(s), yerr=yerr, capsize=2)
         axis.set_xticks([j + 0.4 - width / 2 for j in range(len(params))])
-        axis.set_xticklabels([SIZES.get(p, p) for p in params])
+        axis.set_xticklabels(labels or [SIZES.get(p, p) for p in params])
         axis.set_title(title)
         axis.set_ylabel(ylabel)
         # A subset run (--only) leaves some panels empty: no log scale there.
@@ -512,48 +517,66 @@ def write_png(rows, d, path):
             axis.set_yscale("log")
         axis.legend(fontsize=8)
 
+    def ratio_panel(axis, groups, systems, title, limits=()):
+        """Paired ratios (median, bar to [min, max]) of `systems` in each
+        group (fig, param, base, label); a dashed line at each target."""
+        width = 0.8 / len(systems)
+        for i, s in enumerate(systems):
+            xs, ys, lo, hi = [], [], [], []
+            for j, (fig_name, p, base, _) in enumerate(groups):
+                r = ratios.get((fig_name, p, s, base))
+                if r:
+                    xs.append(j + i * width)
+                    ys.append(r[0])
+                    lo.append(r[0] - r[1])
+                    hi.append(r[2] - r[0])
+            if xs:
+                axis.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=colors.get(s), label=names.get(s, s))
+                # Ratios are multiplicative: 0.5x and 2x lie as far from 1.0x.
+                axis.set_yscale("log")
+        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))])
+        axis.set_xticklabels([g[3] for g in groups], fontsize=8)
+        axis.axhline(1.0, color="black", lw=0.8)
+        for y, label in limits:
+            axis.axhline(y, color="gray", ls="--", lw=0.8)
+            axis.annotate(label, (len(groups) - 0.5, y), fontsize=7, color="gray", va="bottom", ha="right")
+        axis.set_title(title)
+        axis.set_ylabel("ratio (median, bar to min/max over repetitions)")
+        axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}x"))
+        axis.legend(fontsize=8)
+
     bars(ax[0][0], "rtt", ["bus1", "bus1_tx", "unix", "pipe", "binder", "rbinder", "futex"], ["0", "1024", "65536"],
          "round trip (median, bar to p99)", "µs", log=True)
-    bars(ax[0][1], "tput", ["bus1", "unix"], ["4096", "65536", "1048576"], "one-way throughput", "MiB/s")
-    bars(ax[0][2], "cpu", ["bus1", "unix"], ["0", "1024", "65536"], "send+recv CPU cost, one thread (bar to p99)", "ns", log=True)
+    rtt_groups = [("rtt", p, b, f"{SIZES[p]}\n/ {names[b]}") for p in ("0", "1024") for b in ("unix", "binder", "rbinder")]
+    ratio_panel(ax[0][1], rtt_groups, ["bus1", "bus1_tx"], "round trip, bus1 / comparator (paired)",
+                [(1.25, "RFC target vs AF_UNIX")])
+    cpu_groups = [("cpu", p, "unix", SIZES[p]) for p in ("0", "1024", "65536")]
+    ratio_panel(ax[0][2], cpu_groups, ["bus1", "bus1_tx", "bus1_xuid"], "one thread send + receive, bus1 / AF_UNIX (paired)",
+                [(1.6, "0 B target"), (0.6, "64 KiB target")])
 
     axis = ax[1][0]
     ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
-    for kind, style in (("send", "o-"), ("total", "s-")):
-        ys = [med(rows, f"mcast_{kind}", "bus1", str(n)) for n in ns]
-        axis.plot(ns, ys, style, label=f"bus1 multicast {kind}")
+    for kind, style, label in (("send", "o-", "SEND"), ("total", "s-", "SEND + every RECV/release")):
+        pts = [(n, med(rows, f"mcast_{kind}", "bus1", str(n))) for n in ns]
+        pts = [(n, y / n) for n, y in pts if y is not None]
+        axis.plot([x for x, _ in pts], [y for _, y in pts], style, color=colors["bus1"] if kind == "total" else "#98df8a",
+                  label=f"bus1 multicast, {label}, per destination")
     if d.get("mcast_unicast"):
-        axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast")
+        axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast (SEND + RECV + release)")
+        axis.axhline(0.5 * d["mcast_unicast"], color="gray", ls=":", label="target: 0.5x a unicast")
     if ns:
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
     axis.set_xlabel("destinations")
-    axis.set_ylabel("ns per multicast")
-    axis.set_title("multicast cost vs destinations")
-    axis.legend(fontsize=8)
-
-    axis = ax[1][1]
-    keys = ["send", "poll", "recv", "release"]
-    vals = [med(rows, "ops", "bus1", f"{k}_1024") or 0 for k in keys]
-    uk = ["write", "poll", "read"]
-    uvals = [med(rows, "ops", "unix", f"{k}_1024") or 0 for k in uk]
-    bottom = 0
-    for k, v in zip(keys, vals):
-        axis.bar(0, v, 0.6, bottom=bottom, label=f"bus1 {k}")
-        bottom += v
-    bottom = 0
-    for k, v in zip(uk, uvals):
-        axis.bar(1, v, 0.6, bottom=bottom, label=f"unix {k}", hatch="//")
-        bottom += v
-    axis.set_xticks([0, 1])
-    axis.set_xticklabels(["bus1", "AF_UNIX"])
-    axis.set_ylabel("ns per call")
-    axis.set_title("one 1 KiB message, per syscall")
+    axis.set_ylabel("ns per destination")
+    axis.set_title("multicast: cost per destination")
     axis.legend(fontsize=7)
 
-    bars(ax[1][2], "scale", ["bus1", "unix"], ["1pair_pinned", "2pairs_pinned", "1to1", "2to1"],
-         "scaling, 1 KiB messages", "msg/s")
-    ax[1][2].set_xticklabels(["1 pair", "2 pairs", "1→1", "2→1"])
+    bars(ax[1][1], "tput", ["bus1", "unix"], ["4096", "65536", "1048576"], "one-way throughput (median, p1 not shown)",
+         "MiB/s")
+    bars(ax[1][2], "scale", ["bus1", "unix"], ["1pair_pinned", "2pairs_pinned", "1pair_pinned_xuid", "2pairs_pinned_xuid",
+                                               "1to1", "2to1"],
+         "scaling, 1 KiB messages", "msg/s", labels=["1 pair", "2 pairs", "1 pair\nx-UID", "2 pairs\nx-UID", "1→1", "2→1"])
 
     fig.suptitle("bus1 vs AF_UNIX, pipes, binder (C; Rust in a second boot), futex — release kernel (QEMU TCG, 2 vCPUs)")
     fig.tight_layout()
@@ -579,7 +602,7 @@ def main():
     write_md(rows, info, errs, d, os.path.join(a.out, "bench.md"), os.path.basename(a.log), ratios,
              os.path.basename(a.rbinder_log) if a.rbinder_log else None)
     if not a.no_png:
-        write_png(rows, d, os.path.join(a.out, "bench.png"))
+        write_png(rows, d, ratios, os.path.join(a.out, "bench.png"))
     missing = [k for k, v in d.items() if v is None]
     if missing:
         print(f"report.py: missing figures: {', '.join(missing)}", file=sys.stderr)
