@@ -154,6 +154,9 @@ class ReportTest(unittest.TestCase):
                       "50.0 (60.0) | 0.90x [0.80, 1.10] | 0.95x [0.90, 0.99] | 1.05x [0.98, 1.20] |", md)
         self.assertIn("| RTT 0 B, TRANSACT <= Rust Binder | rtt | 1.05x [0.98, 1.20] | **missed** |", md)
         self.assertIn("| binder of the second boot | rbinder |", md)
+        # The pinned ratio of the same pair next to the unpinned one.
+        self.assertIn("| RTT 1 KiB, TRANSACT <= Rust Binder | rtt | n/a | not measured | 0.70x [0.65, 0.75] | met |",
+                      md)
         # The targets lead: before the first table of results.
         self.assertLess(md.index("## Targets"), md.index("## Round-trip latency"))
         self.assertIn("### round trip, both processes on CPU 0, 1 KiB", md)
