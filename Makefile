@@ -29,7 +29,8 @@
 #   make intree-remove KSRC=...  take it out again
 #   make patches         git format-patch series against the provisioned tree, in build/patches
 #   make man             the bus1(7) man page from Documentation/bus1/bus1.rst, in build/man/bus1.7
-#   make bench           bus1 vs AF_UNIX/pipe/binder/futex in one release guest -> bench/results/
+#   make bench           bus1 vs AF_UNIX/pipe/binder/futex in a release guest, then the round trips
+#                        against Rust Binder in a second (kernel variant rbinder) -> bench/results/
 #   make bench-ab        the module of BENCH_BASE (main) vs this tree's, loaded in turn in one release guest
 #   make clean           remove build products from this tree
 #

@@ -9,6 +9,12 @@ lines (tail = p99 for times, p1 for rates), `BENCH-INFO|key|value` and
 two systems' medians in each repetition (paired, as the repetitions are
 interleaved), summarised over the repetitions. Lines may carry console noise in
 front of the marker, so they are searched, not matched from the start.
+
+Binder rows are named after the guest kernel's implementation: `binder` (C
+binder, in the release kernel) and `rbinder` (Rust Binder, in the second boot
+of `make bench`, whose log is passed with --rbinder-log). From that log only
+the Rust Binder rows and the ratios against Rust Binder are taken, so every
+ratio in the report is paired within one boot.
 """
 import argparse
 import csv
@@ -81,29 +87,61 @@ RATIO_SYSTEMS_CPU = {
     "bus1_xuid": "SEND + RECV + SLICE_RELEASE, receiver of another UID",
 }
 
+# The bases of the paired ratio tables, and the figures they are printed for.
+RATIO_BASES = [("unix", "/ AF_UNIX"), ("binder", "/ C binder"), ("rbinder", "/ Rust Binder"),
+               ("bus1", "/ bus1 RFC")]
+RATIO_FIGS = ("rtt", "rtt_cpu0", "cpu")
+FIG_TITLES = {"rtt": "round trip", "rtt_cpu0": "round trip, both processes on CPU 0",
+              "cpu": "one thread, send + receive"}
+
+
+def merge_rbinder(rows, info, errs, ratios, rpath):
+    """Adds the Rust Binder rows and the ratios against Rust Binder of the
+    second boot's log `rpath` to the first boot's results."""
+    rrows, rinfo, rerrs = parse(rpath)
+    for k, v in rrows.items():
+        if k[1] == "rbinder":
+            rows[k] = v
+    for k, v in parse_ratios(rpath).items():
+        if k[3] == "rbinder":
+            ratios[k] = v
+    errs.extend(e for e in rerrs if e[1] == "rbinder")
+    for k in ("kernel", "binder", "time_total_s"):
+        if k in rinfo:
+            info[f"rbinder_{k}"] = rinfo[k]
+
+
+def iv(r):
+    """A paired ratio as `median [min, max]` (over the repetitions)."""
+    return "n/a" if r is None else f"{r[0]:.2f}x [{r[1]:.2f}, {r[2]:.2f}]"
+
 
 def ratio_md(ratios, a):
     """A table of the paired per-repetition ratios (median [min, max] over the repetitions)."""
+    ratios = {k: v for k, v in ratios.items() if k[0] in RATIO_FIGS}
     if not ratios:
         return
     a("## bus1 call paths against AF_UNIX and binder (paired ratios)")
     a("")
     a("Systems run interleaved (rep 1 of each, then rep 2, ...), so each repetition gives one "
-      "paired ratio of medians; cells are the **median [min, max] over the repetitions**.")
+      "paired ratio of medians; cells are the **median [min, max] over the repetitions**. "
+      "The Rust Binder column comes from the second boot (bus1 and Rust Binder interleaved there).")
     a("")
-    figs = sorted({(f, p) for (f, p, _, _) in ratios}, key=lambda x: (x[0], int(x[1]) if x[1].isdigit() else 0))
+    figs = sorted({(f, p) for (f, p, _, _) in ratios},
+                  key=lambda x: (RATIO_FIGS.index(x[0]), int(x[1]) if x[1].isdigit() else 0))
     for fig, p in figs:
-        a(f"### {fig}, {SIZES.get(p, p)}")
+        bases = [(b, label) for b, label in RATIO_BASES if any(k[0] == fig and k[1] == p and k[3] == b for k in ratios)]
+        a(f"### {FIG_TITLES.get(fig, fig)}, {SIZES.get(p, p)}")
         a("")
-        a("| system | what it does | / AF_UNIX | / binder | / bus1 RFC |")
-        a("|---|---|---|---|---|")
+        a("| system | what it does | " + " | ".join(label for _, label in bases) + " |")
+        a("|---|---|" + "---|" * len(bases))
         for sysname, what in RATIO_SYSTEMS:
             if fig == "cpu":
                 what = RATIO_SYSTEMS_CPU.get(sysname, what)
             cells = []
-            for base in ("unix", "binder", "bus1"):
+            for base, _ in bases:
                 r = ratios.get((fig, p, sysname, base))
-                cells.append("" if r is None else f"{r[0]:.2f}x [{r[1]:.2f}, {r[2]:.2f}]")
+                cells.append("" if r is None else iv(r))
             if any(cells):
                 a(f"| {sysname} | {what} | {' | '.join(cells)} |")
         a("")
@@ -153,14 +191,12 @@ def slope(points):
 
 
 def derived(rows):
-    """The figures the targets are judged on."""
+    """Ratios of pooled medians (the tables' ratio columns and the plot)."""
     d = {}
     for p in ("0", "1024", "65536"):
         b = med(rows, "rtt", "bus1", p)
-        d[f"rtt_unix_{p}"] = ratio(b, med(rows, "rtt", "unix", p))
-        d[f"rtt_binder_{p}"] = ratio(b, med(rows, "rtt", "binder", p))
-        d[f"rtt_pipe_{p}"] = ratio(b, med(rows, "rtt", "pipe", p))
-        d[f"rtt_futex_{p}"] = ratio(b, med(rows, "rtt", "futex", p))
+        for base in ("unix", "binder", "rbinder", "pipe", "futex"):
+            d[f"rtt_{base}_{p}"] = ratio(b, med(rows, "rtt", base, p))
         d[f"cpu_unix_{p}"] = ratio(med(rows, "cpu", "bus1", p), med(rows, "cpu", "unix", p))
     for p in ("4096", "65536", "1048576"):
         d[f"tput_unix_{p}"] = ratio(med(rows, "tput", "bus1", p), med(rows, "tput", "unix", p))
@@ -171,35 +207,114 @@ def derived(rows):
         d[f"mcast_{kind}_slope"] = slope(pts)
     uni = med(rows, "mcast_total", "bus1", "1")
     d["mcast_unicast"] = uni
+    d["mcast_unicast_send"] = med(rows, "mcast_send", "bus1", "1")
     d["mcast_total_ratio"] = ratio(d["mcast_total_slope"], uni)
-    d["mcast_send_ratio"] = ratio(d["mcast_send_slope"], uni)
+    d["mcast_send_ratio"] = ratio(d["mcast_send_slope"], d["mcast_unicast_send"])
     for s in ("bus1", "unix"):
         d[f"scale_pairs_{s}"] = ratio(med(rows, "scale", s, "2pairs_pinned"), med(rows, "scale", s, "1pair_pinned"))
         d[f"scale_fanin_{s}"] = ratio(med(rows, "scale", s, "2to1"), med(rows, "scale", s, "1to1"))
+    d["scale_pairs_bus1_xuid"] = ratio(med(rows, "scale", "bus1", "2pairs_pinned_xuid"),
+                                       med(rows, "scale", "bus1", "1pair_pinned_xuid"))
+    d["scale_pairs_vs_unix"] = ratio(d["scale_pairs_bus1"], d["scale_pairs_unix"])
+    d["scale_pairs_xuid_vs_unix"] = ratio(d["scale_pairs_bus1_xuid"], d["scale_pairs_unix"])
     return d
 
 
-def targets(d):
-    def le(v, lim):
-        return None if v is None else v <= lim
+def verdict(v, lo_hi, limit, higher):
+    """None (no value), "met", "missed", or "met (median)" when the median
+    meets the limit but the interval crosses it."""
+    if v is None:
+        return None
+    if not (v >= limit if higher else v <= limit):
+        return "missed"
+    if lo_hi is None or all((x >= limit) if higher else (x <= limit) for x in lo_hi):
+        return "met"
+    return "met (median)"
 
-    def ge(v, lim):
-        return None if v is None else v >= lim
 
-    return [
-        ("RTT 0 B <= 1.0x AF_UNIX", d["rtt_unix_0"], le(d["rtt_unix_0"], 1.0)),
-        ("RTT 1 KiB <= 1.0x AF_UNIX", d["rtt_unix_1024"], le(d["rtt_unix_1024"], 1.0)),
-        ("RTT 0 B <= binder", d["rtt_binder_0"], le(d["rtt_binder_0"], 1.0)),
-        ("RTT 1 KiB <= binder", d["rtt_binder_1024"], le(d["rtt_binder_1024"], 1.0)),
-        ("throughput 64 KiB >= 1.5x AF_UNIX", d["tput_unix_65536"], ge(d["tput_unix_65536"], 1.5)),
-        ("multicast marginal cost per destination (send+recv) <= 0.5x a unicast",
-         d["mcast_total_ratio"], le(d["mcast_total_ratio"], 0.5)),
-        ("multicast marginal cost per destination (send side only) <= 0.5x a unicast",
-         d["mcast_send_ratio"], le(d["mcast_send_ratio"], 0.5)),
-        ("single-thread send+recv CPU 0 B <= 1.2x AF_UNIX", d["cpu_unix_0"], le(d["cpu_unix_0"], 1.2)),
-        ("single-thread send+recv CPU 1 KiB <= 1.2x AF_UNIX", d["cpu_unix_1024"], le(d["cpu_unix_1024"], 1.2)),
-        ("two independent pairs >= 1.7x one pair", d["scale_pairs_bus1"], ge(d["scale_pairs_bus1"], 1.7)),
-    ]
+def pinned(target, ratios):
+    """The round-trip target's paired ratio with both processes on CPU 0 (the
+    rtt_cpu0 figure) and its verdict, or None for other targets."""
+    name, fig, limit, higher = target[:4]
+    if fig != "rtt":
+        return None
+    p = "0" if " 0 B," in name else "1024"
+    base = "unix" if "AF_UNIX" in name else ("rbinder" if "Rust Binder" in name else "binder")
+    sysname = "bus1_tx" if "TRANSACT" in name else "bus1"
+    r = ratios.get(("rtt_cpu0", p, sysname, base))
+    if r is None:
+        return None
+    return r, verdict(r[0], (r[1], r[2]), limit, higher)
+
+
+def targets(d, ratios):
+    """The targets of issue 19: (name, figure, limit, higher_is_better, value,
+    interval or None, verdict). The value is the median of the paired
+    per-repetition ratios where the figure has them (its interval is their
+    [min, max]), else a ratio of pooled medians without an interval. The
+    verdict is None (not measured), "met", "missed", or "met (median)" when
+    the median meets the limit but the interval crosses it."""
+    out = []
+
+    def add(name, fig, limit, higher, key=None, pooled=None):
+        r = ratios.get(key) if key else None
+        if r is not None:
+            v, lo_hi = r[0], (r[1], r[2])
+        else:
+            v, lo_hi = pooled, None
+        out.append((name, fig, limit, higher, v, lo_hi, verdict(v, lo_hi, limit, higher)))
+
+    for p, size in (("0", "0 B"), ("1024", "1 KiB")):
+        add(f"RTT {size}, TRANSACT <= 1.0x AF_UNIX", "rtt", 1.0, False, ("rtt", p, "bus1_tx", "unix"))
+        add(f"RTT {size}, TRANSACT <= C binder", "rtt", 1.0, False, ("rtt", p, "bus1_tx", "binder"))
+        add(f"RTT {size}, TRANSACT <= Rust Binder", "rtt", 1.0, False, ("rtt", p, "bus1_tx", "rbinder"))
+        add(f"RTT {size}, RFC v1 ABI <= 1.25x AF_UNIX", "rtt", 1.25, False, ("rtt", p, "bus1", "unix"),
+            d.get(f"rtt_unix_{p}"))
+    add("one thread SEND+RECV+release 0 B <= 1.6x AF_UNIX", "cpu", 1.6, False, ("cpu", "0", "bus1", "unix"),
+        d.get("cpu_unix_0"))
+    add("one thread SEND+RECV+release 1 KiB <= 1.0x AF_UNIX", "cpu", 1.0, False, ("cpu", "1024", "bus1", "unix"),
+        d.get("cpu_unix_1024"))
+    add("one thread, one-call path (TRANSACT) 0 B <= 1.2x AF_UNIX", "cpu", 1.2, False, ("cpu", "0", "bus1_tx", "unix"))
+    add("64 KiB: CPU per message <= 0.6x AF_UNIX", "cpu", 0.6, False, ("cpu", "65536", "bus1", "unix"),
+        d.get("cpu_unix_65536"))
+    add("64 KiB: wall-clock throughput >= 1.0x AF_UNIX", "tput", 1.0, True, ("tput", "65536", "bus1", "unix"),
+        d.get("tput_unix_65536"))
+    add("multicast: marginal cost per destination (send + receive) <= 0.5x a unicast", "mcast", 0.5, False,
+        ("mcast", "per_dest", "total", "unicast"), d.get("mcast_total_ratio"))
+    add("two independent pairs of different UIDs: bus1's 2-pair/1-pair scaling >= AF_UNIX's", "scale", 1.0, True,
+        None, d.get("scale_pairs_xuid_vs_unix"))
+    return out
+
+
+def targets_md(d, ratios, a):
+    a("## Targets")
+    a("")
+    a("Ratios of bus1 to the comparator (for throughput and scaling, higher is better). **median "
+      "[min, max]** over the paired repetitions of one boot; a value without an interval is a ratio "
+      "of pooled medians (figures whose systems do not run interleaved). \"met (median)\": the median "
+      "meets the target, but not every repetition does. The round trips are judged as the target "
+      "states them, two processes wherever the scheduler puts them; the last two columns give the "
+      "same ratio with both processes pinned to CPU 0, which does not depend on how fast the host "
+      "runs an idle vCPU again (on a loaded host the unpinned intervals get wide).")
+    a("")
+
+    def res(v):
+        return "not measured" if v is None else ("**missed**" if v == "missed" else v)
+
+    a("| target | figure | measured | result | pinned to CPU 0 | result pinned |")
+    a("|---|---|---|---|---|---|")
+    for t in targets(d, ratios):
+        name, fig, limit, _, v, lo_hi, verdict_ = t
+        # Three decimals where two would show the limit itself.
+        dig = 3 if v is not None and round(v, 2) == limit else 2
+        m = "n/a" if v is None else f"{v:.{dig}f}x" + ("" if lo_hi is None else f" [{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]")
+        pin = pinned(t, ratios)
+        pin_cells = f"{iv(pin[0])} | {res(pin[1])}" if pin else " | "
+        a(f"| {name} | {fig} | {m} | {res(verdict_)} | {pin_cells} |")
+    a("")
+    a("The memory targets (handle <= 128 B, queued message <= 256 B, idle peer <= 4 KiB) are "
+      "measured by `make limits`, not here.")
+    a("")
 
 
 def write_csv(rows, d, path):
@@ -224,88 +339,113 @@ def write_csv(rows, d, path):
                         f"{r['rep_min']:.3f}", f"{r['rep_max']:.3f}", ru, rf])
 
 
-def write_md(rows, info, errs, d, notes, path, log_name, ratios=None):
+def rtt_table(rows, ratios, fig, params, a):
+    a("| payload | bus1 RFC | bus1 TRANSACT | AF_UNIX seqpacket | pipe pair | C binder | Rust Binder | futex floor "
+      "| TRANSACT/AF_UNIX | TRANSACT/C binder | TRANSACT/Rust Binder |")
+    a("|---|---|---|---|---|---|---|---|---|---|---|")
+    for p in params:
+        a(f"| {SIZES[p]} | " + " | ".join(cell(rows, fig, s, p) for s in
+                                           ("bus1", "bus1_tx", "unix", "pipe", "binder", "rbinder", "futex")) + " | "
+          + " | ".join(iv(ratios.get((fig, p, "bus1_tx", b))) for b in ("unix", "binder", "rbinder")) + " |")
+    a("")
+
+
+def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
+    ratios = ratios or {}
     L = []
     a = L.append
-    a("# bus1 benchmark: bus1 vs AF_UNIX, pipes, binder and the futex floor")
+    a("# bus1 benchmark: bus1 vs AF_UNIX, pipes, binder (C and Rust) and the futex floor")
     a("")
-    a(f"Generated by `make bench` ({os.path.basename(__file__)} from `{log_name}`) on "
-      f"{datetime.date.today().isoformat()}. All figures come from **one boot** of the release "
-      "kernel, taken side by side in one run of `bus1-bench`.")
+    boots = f"`{log_name}`" + (f" and `{rlog_name}`" if rlog_name else "")
+    a(f"Generated by `make bench` ({os.path.basename(__file__)} from {boots}) on "
+      f"{datetime.date.today().isoformat()}. Every figure comes from **one boot** of the release kernel "
+      "(C binder), taken side by side in one run of `bus1-bench`"
+      + ("; the Rust Binder rows come from a second boot of the same kernel configuration with Rust "
+         "Binder instead of C binder (Kconfig admits only one), where bus1, AF_UNIX and Rust Binder "
+         "run interleaved again, so every ratio is paired within one boot." if rlog_name else ".")
+      + " How to run it: `bench/README.md`; analysis and earlier runs: `bench/notes.md`.")
     a("")
     a("| setting | value |")
     a("|---|---|")
     guest = "QEMU TCG (no KVM)" if "TCG" in info.get("cpu_model", "") else info.get("cpu_model", "?")
     for k, label in [("kernel", "guest kernel"), ("cpus", "vCPUs"), ("cpu_model", "CPU model"),
-                     ("cpu_clock", "CPU-time clock"), ("reps", "repetitions per figure"),
+                     ("cpu_clock", "CPU-time clock"), ("binder", "binder of the first boot"),
+                     ("rbinder_binder", "binder of the second boot"), ("reps", "repetitions per figure"),
                      ("scale", "iteration scale"), ("vuln_spectre_v2", "spectre_v2 (guest view)"),
-                     ("time_total_s", "benchmark run time in the guest (s)")]:
+                     ("time_total_s", "benchmark run time in the guest (s)"),
+                     ("rbinder_time_total_s", "second boot's run time in the guest (s)")]:
         if k in info:
             a(f"| {label} | {info[k]} |")
     a(f"| machine | {guest} on a 2-core host shared with other work |")
     a("")
-    a("Cells are **median (p99)** over every sample of every repetition; for rates (MiB/s, msg/s) "
-      "the value in parentheses is the **p1** (the slow tail). Ratios divide bus1's median by the "
-      "other system's median. Everything runs under full-system emulation, so absolute numbers are "
-      "10-50x slower than bare metal; the ratios between systems are what carries over, and even "
-      "they overweight syscall entry/exit, which TCG makes disproportionately expensive.")
+
+    targets_md(d, ratios, a)
+
+    if errs:
+        a("## Errors during the run")
+        a("")
+        for e in errs:
+            a(f"- {e[0]} / {e[1]} / {e[2]}: {e[3]}")
+        a("")
+
+    a("Cells below are **median (p99)** over every sample of every repetition; for rates (MiB/s, msg/s) "
+      "the value in parentheses is the **p1** (the slow tail). Everything runs under full-system "
+      "emulation, so absolute numbers are 10-50x slower than bare metal, and the ratios between "
+      "systems do not simply carry over either: TCG makes copies and syscall entry relatively "
+      "expensive and hides cross-CPU cache traffic (`bench/notes.md`).")
     a("")
 
     a("## Round-trip latency (µs), two processes")
     a("")
-    a("| payload | bus1 | AF_UNIX seqpacket | pipe pair | binder | futex floor | bus1/AF_UNIX | bus1/binder | bus1/futex |")
-    a("|---|---|---|---|---|---|---|---|---|")
-    for p in ("0", "1024", "65536"):
-        a(f"| {SIZES[p]} | {cell(rows, 'rtt', 'bus1', p)} | {cell(rows, 'rtt', 'unix', p)} | "
-          f"{cell(rows, 'rtt', 'pipe', p)} | {cell(rows, 'rtt', 'binder', p)} | {cell(rows, 'rtt', 'futex', p)} | "
-          f"{fx(d[f'rtt_unix_{p}'])} | {fx(d[f'rtt_binder_{p}'])} | {fx(d[f'rtt_futex_{p}'])} |")
-    a("")
-    a("bus1: SEND, then poll + RECV + SLICE_RELEASE on each side (RECV never blocks, so a waiting "
-      "receiver must poll); the payload is read in place from the pool. AF_UNIX: send/recv on a "
+    rtt_table(rows, ratios, "rtt", ("0", "1024", "65536"), a)
+    a("bus1 RFC: SEND, then poll + RECV + SLICE_RELEASE on each side; bus1 TRANSACT: one "
+      "`BUS1_CMD_TRANSACT` per side and message (release the last slice, send, wait for and receive "
+      "the next); the payload is read in place from the pool. AF_UNIX: send/recv on a "
       "`SOCK_SEQPACKET` socketpair. Pipe: write/read on two pipes (the 0 B row moves 1 byte: a pipe "
-      "cannot carry an empty message). Binder: one `BINDER_WRITE_READ` (BC_TRANSACTION to the context "
-      "manager, handle 0, waiting for BR_REPLY) per call; the server replies with BC_FREE_BUFFER + "
-      "BC_REPLY and waits for the next call in the same ioctl. Futex: the payload is copied once into "
-      "shared memory per direction and a futex wait/wake hands over the turn.")
+      "cannot carry an empty message). Binder (C or Rust): one `BINDER_WRITE_READ` (BC_TRANSACTION to "
+      "the context manager, handle 0, waiting for BR_REPLY) per call; the server replies with "
+      "BC_FREE_BUFFER + BC_REPLY and waits for the next call in the same ioctl; each case has a "
+      "binderfs device of its own. Futex: the payload is copied once into shared memory per direction "
+      "and a futex wait/wake hands over the turn. Every receiver reads every payload byte. The Rust "
+      "Binder column is from the second boot.")
     a("")
 
     if any(f == "rtt_cpu0" for (f, _, _) in rows):
         a("### The same with both processes pinned to CPU 0 (µs)")
         a("")
-        a("| payload | bus1 | AF_UNIX seqpacket | pipe pair | binder | futex floor | bus1/AF_UNIX | bus1/binder | bus1/futex |")
-        a("|---|---|---|---|---|---|---|---|---|")
-        for p in ("0", "1024"):
-            b = med(rows, "rtt_cpu0", "bus1", p)
-            a(f"| {SIZES[p]} | {cell(rows, 'rtt_cpu0', 'bus1', p)} | {cell(rows, 'rtt_cpu0', 'unix', p)} | "
-              f"{cell(rows, 'rtt_cpu0', 'pipe', p)} | {cell(rows, 'rtt_cpu0', 'binder', p)} | "
-              f"{cell(rows, 'rtt_cpu0', 'futex', p)} | {fx(ratio(b, med(rows, 'rtt_cpu0', 'unix', p)))} | "
-              f"{fx(ratio(b, med(rows, 'rtt_cpu0', 'binder', p)))} | {fx(ratio(b, med(rows, 'rtt_cpu0', 'futex', p)))} |")
-        a("")
+        rtt_table(rows, ratios, "rtt_cpu0", ("0", "1024"), a)
         a("On one CPU every wake-up is a context switch on that CPU, so this isolates each system's own "
           "path from where the scheduler places the woken task.")
         a("")
 
+    ratio_md(ratios, a)
+
     a("## One-way throughput (MiB/s), bus1 vs AF_UNIX")
     a("")
-    a("| message | bus1 | AF_UNIX seqpacket | bus1/AF_UNIX |")
+    a("| message | bus1 | AF_UNIX seqpacket | bus1/AF_UNIX (paired, median [min, max]) |")
     a("|---|---|---|---|")
     for p in ("4096", "65536", "1048576"):
+        r = ratios.get(("tput", p, "bus1", "unix"))
         a(f"| {SIZES[p]} | {cell(rows, 'tput', 'bus1', p, 0)} | {cell(rows, 'tput', 'unix', p, 0)} | "
-          f"{fx(d[f'tput_unix_{p}'])} |")
+          f"{iv(r) if r else fx(d[f'tput_unix_{p}'])} |")
     a("")
     a("A sender process streams messages to a receiver process, which checks every message's sequence "
-      "number; samples are the rates over eighths of each run. Both systems may have 16 MiB in flight "
-      "(bus1's per-user in-flight limit; the socket's buffer is forced to the same). A bus1 sender that "
-      "gets `EDQUOT`/`EXFULL` yields and retries; the bus1 receiver calls RECV until `EAGAIN` and only "
-      "then polls, and reads the sequence number in place from its pool; the AF_UNIX receiver blocks in recv.")
+      "number and reads every byte; samples are the rates over eighths of each run, the first eighth "
+      "(warm-up) dropped; the two systems' repetitions alternate. Both systems may have 16 MiB in "
+      "flight (bus1's per-user in-flight limit; the socket's buffer is forced to the same). A bus1 "
+      "sender that gets `EDQUOT`/`EXFULL` yields and retries; the bus1 receiver calls RECV until "
+      "`EAGAIN` and only then polls; the AF_UNIX receiver blocks in recv.")
     a("")
 
     a("## CPU cost of one send + receive in one thread (ns, CPU-time clock)")
     a("")
-    a("| payload | bus1 SEND+RECV+SLICE_RELEASE | AF_UNIX write+read | bus1/AF_UNIX |")
-    a("|---|---|---|---|")
+    a("| payload | bus1 SEND+RECV+SLICE_RELEASE | bus1 TRANSACT | bus1, receiver of another UID "
+      "| AF_UNIX write+read | bus1/AF_UNIX (paired) |")
+    a("|---|---|---|---|---|---|")
     for p in ("0", "1024", "65536"):
-        a(f"| {SIZES[p]} | {cell(rows, 'cpu', 'bus1', p, 0)} | {cell(rows, 'cpu', 'unix', p, 0)} | {fx(d[f'cpu_unix_{p}'])} |")
+        a(f"| {SIZES[p]} | {cell(rows, 'cpu', 'bus1', p, 0)} | {cell(rows, 'cpu', 'bus1_tx', p, 0)} | "
+          f"{cell(rows, 'cpu', 'bus1_xuid', p, 0)} | {cell(rows, 'cpu', 'unix', p, 0)} | "
+          f"{iv(ratios.get(('cpu', p, 'bus1', 'unix')))} |")
     a("")
 
     a("## Where the time goes: one syscall at a time (ns per call, on the CPU-time clock above)")
@@ -332,10 +472,14 @@ def write_md(rows, info, errs, d, notes, path, log_name, ratios=None):
         a(f"| {n} | {cell(rows, 'mcast_send', 'bus1', str(n), 0)} | {cell(rows, 'mcast_total', 'bus1', str(n), 0)} | "
           f"{fmt(None if t is None else t / n, 0)} |")
     a("")
+    rs = ratios.get(("mcast", "per_dest", "send", "unicast_send"))
+    rt = ratios.get(("mcast", "per_dest", "total", "unicast"))
     a(f"Marginal cost per extra destination (least-squares slope over n = 2..256): "
-      f"SEND alone {fmt(d['mcast_send_slope'], 0)} ns, SEND + receive {fmt(d['mcast_total_slope'], 0)} ns; "
-      f"a unicast (n = 1, SEND + RECV + SLICE_RELEASE) costs {fmt(d['mcast_unicast'], 0)} ns, so the ratios are "
-      f"{fx(d['mcast_send_ratio'])} (send side) and {fx(d['mcast_total_ratio'])} (send + receive). 0-byte payload.")
+      f"SEND alone {fmt(d['mcast_send_slope'], 0)} ns, SEND + receive {fmt(d['mcast_total_slope'], 0)} ns. "
+      f"Against a unicast SEND ({fmt(d['mcast_unicast_send'], 0)} ns) the send side is "
+      f"{iv(rs) if rs else fx(d['mcast_send_ratio'])}; against a unicast SEND + RECV + SLICE_RELEASE "
+      f"({fmt(d['mcast_unicast'], 0)} ns) send + receive is {iv(rt) if rt else fx(d['mcast_total_ratio'])} "
+      "(per repetition, median [min, max]). 0-byte payload.")
     a("")
 
     a("## Scaling (1 KiB messages, msg/s, aggregate)")
@@ -343,50 +487,43 @@ def write_md(rows, info, errs, d, notes, path, log_name, ratios=None):
     a("| case | bus1 | AF_UNIX | bus1/AF_UNIX |")
     a("|---|---|---|---|")
     labels = {"1pair_pinned": "one pair, both on CPU 0", "2pairs_pinned": "two independent pairs, pair i on CPU i",
+              "1pair_pinned_xuid": "one pair, both on CPU 0, sender and receiver of different UIDs",
+              "2pairs_pinned_xuid": "two independent pairs, pair i on CPU i, four UIDs",
               "1to1": "one sender into one receiver (unpinned)", "2to1": "two senders into one receiver (unpinned)"}
     for p, label in labels.items():
-        a(f"| {label} | {cell(rows, 'scale', 'bus1', p, 0)} | {cell(rows, 'scale', 'unix', p, 0)} | "
-          f"{fx(ratio(med(rows, 'scale', 'bus1', p), med(rows, 'scale', 'unix', p)))} |")
+        unix_p = p.replace("_xuid", "")
+        a(f"| {label} | {cell(rows, 'scale', 'bus1', p, 0)} | {cell(rows, 'scale', 'unix', unix_p, 0)} | "
+          f"{fx(ratio(med(rows, 'scale', 'bus1', p), med(rows, 'scale', 'unix', unix_p)))} |")
     a(f"| **two pairs / one pair** | {fx(d['scale_pairs_bus1'])} | {fx(d['scale_pairs_unix'])} | |")
+    a(f"| **two pairs / one pair, different UIDs** | {fx(d['scale_pairs_bus1_xuid'])} | "
+      f"{fx(d['scale_pairs_unix'])} (UIDs do not matter) | |")
     a(f"| **two senders / one sender** | {fx(d['scale_fanin_bus1'])} | {fx(d['scale_fanin_unix'])} | |")
     a("")
     a("With 2 vCPUs, a pair pinned to one CPU against two pairs on one CPU each is the clean test for "
-      "shared state between independent peers (ideal: 2.0x). AF_UNIX fan-in polls two socketpairs.")
+      "shared state between independent peers (ideal: 2.0x). Each repetition gives one sample per case, "
+      "and the systems run one after the other, so these ratios have no paired interval. AF_UNIX "
+      "fan-in polls two socketpairs.")
     a("")
-
-    ratio_md(ratios or {}, a)
-
-    a("## Targets")
-    a("")
-    a("| target | measured | result |")
-    a("|---|---|---|")
-    for name, v, ok in targets(d):
-        a(f"| {name} | {fx(v)} | {'n/a' if ok is None else ('met' if ok else '**missed**')} |")
-    a("")
-    if errs:
-        a("## Errors during the run")
-        a("")
-        for e in errs:
-            a(f"- {e[0]} / {e[1]} / {e[2]}: {e[3]}")
-        a("")
-    if notes:
-        a(notes.rstrip())
-        a("")
     a("Files: `bench.csv` (every row, with `ratio_to_unix` / `ratio_to_futex` for bus1), `bench.png`, "
-      "and `bench.log` (the raw guest output).")
+      "`bench.log` (the raw guest output of the release boot) and `bench-rbinder.log` (the Rust Binder boot).")
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n")
 
 
-def write_png(rows, d, path):
+def write_png(rows, d, ratios, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    colors = {"bus1": "#1f77b4", "unix": "#ff7f0e", "pipe": "#2ca02c", "binder": "#d62728", "futex": "#7f7f7f"}
-    fig, ax = plt.subplots(2, 3, figsize=(16, 9))
+    # One colour per system, the same in every panel.
+    colors = {"bus1": "#1f77b4", "bus1_tx": "#17becf", "bus1_xuid": "#aec7e8", "unix": "#ff7f0e",
+              "pipe": "#2ca02c", "binder": "#d62728", "rbinder": "#9467bd", "futex": "#7f7f7f"}
+    names = {"bus1": "bus1 RFC", "bus1_tx": "bus1 TRANSACT", "bus1_xuid": "bus1 cross-UID", "unix": "AF_UNIX",
+             "pipe": "pipe", "binder": "C binder", "rbinder": "Rust Binder", "futex": "futex"}
+    fig, ax = plt.subplots(2, 3, figsize=(17, 10))
 
-    def bars(axis, fig_name, systems, params, title, ylabel, log=False):
+    def bars(axis, fig_name, systems, params, title, ylabel, log=False, labels=None):
         width = 0.8 / len(systems)
         for i, s in enumerate(systems):
             xs, ys, es = [], [], []
@@ -397,9 +534,10 @@ def write_png(rows, d, path):
                     ys.append(r["median"])
                     es.append(max(0.0, r["tail"] - r["median"]) if fig_name not in RATE_FIGS else 0.0)
             yerr = [[0.0] * len(es), es] if any(es) else None
-            axis.bar(xs, ys, width, label=s, color=colors.get(s), yerr=yerr, capsize=2)
+            if xs:
+                axis.bar(xs, ys, width, label=names.get(s, s), color=colors.get(s), yerr=yerr, capsize=2)
         axis.set_xticks([j + 0.4 - width / 2 for j in range(len(params))])
-        axis.set_xticklabels([SIZES.get(p, p) for p in params])
+        axis.set_xticklabels(labels or [SIZES.get(p, p) for p in params])
         axis.set_title(title)
         axis.set_ylabel(ylabel)
         # A subset run (--only) leaves some panels empty: no log scale there.
@@ -407,80 +545,102 @@ def write_png(rows, d, path):
             axis.set_yscale("log")
         axis.legend(fontsize=8)
 
-    bars(ax[0][0], "rtt", ["bus1", "unix", "pipe", "binder", "futex"], ["0", "1024", "65536"],
+    def ratio_panel(axis, groups, systems, title, limits=()):
+        """Paired ratios (median, bar to [min, max]) of `systems` in each
+        group (fig, param, base, label); a dashed line at each target."""
+        width = 0.8 / len(systems)
+        for i, s in enumerate(systems):
+            xs, ys, lo, hi = [], [], [], []
+            for j, (fig_name, p, base, _) in enumerate(groups):
+                r = ratios.get((fig_name, p, s, base))
+                if r:
+                    xs.append(j + i * width)
+                    ys.append(r[0])
+                    lo.append(r[0] - r[1])
+                    hi.append(r[2] - r[0])
+            if xs:
+                axis.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=colors.get(s), label=names.get(s, s))
+                # Ratios are multiplicative: 0.5x and 2x lie as far from 1.0x.
+                axis.set_yscale("log")
+        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))])
+        axis.set_xticklabels([g[3] for g in groups], fontsize=8)
+        axis.axhline(1.0, color="black", lw=0.8)
+        for y, label in limits:
+            axis.axhline(y, color="gray", ls="--", lw=0.8)
+            axis.annotate(label, (len(groups) - 0.5, y), fontsize=7, color="gray", va="bottom", ha="right")
+        axis.set_title(title)
+        axis.set_ylabel("ratio (median, bar to min/max over repetitions)")
+        axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}x"))
+        axis.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}x"))
+        axis.legend(fontsize=8)
+
+    bars(ax[0][0], "rtt", ["bus1", "bus1_tx", "unix", "pipe", "binder", "rbinder", "futex"], ["0", "1024", "65536"],
          "round trip (median, bar to p99)", "µs", log=True)
-    bars(ax[0][1], "tput", ["bus1", "unix"], ["4096", "65536", "1048576"], "one-way throughput", "MiB/s")
-    bars(ax[0][2], "cpu", ["bus1", "unix"], ["0", "1024", "65536"], "send+recv CPU cost, one thread (bar to p99)", "ns", log=True)
+    # Pinned: the paired ratio that does not depend on the host waking an idle vCPU.
+    rfig = "rtt_cpu0" if any(k[0] == "rtt_cpu0" for k in ratios) else "rtt"
+    rtt_groups = [(rfig, p, b, f"{SIZES[p]}\n/ {names[b]}") for p in ("0", "1024") for b in ("unix", "binder", "rbinder")]
+    ratio_panel(ax[0][1], rtt_groups, ["bus1", "bus1_tx"],
+                "round trip, bus1 / comparator (paired" + (", both on CPU 0)" if rfig == "rtt_cpu0" else ")"),
+                [(1.25, "RFC target vs AF_UNIX")])
+    cpu_groups = [("cpu", p, "unix", SIZES[p]) for p in ("0", "1024", "65536")]
+    ratio_panel(ax[0][2], cpu_groups, ["bus1", "bus1_tx", "bus1_xuid"], "one thread send + receive, bus1 / AF_UNIX (paired)",
+                [(1.6, "0 B target"), (0.6, "64 KiB target")])
 
     axis = ax[1][0]
     ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
-    for kind, style in (("send", "o-"), ("total", "s-")):
-        ys = [med(rows, f"mcast_{kind}", "bus1", str(n)) for n in ns]
-        axis.plot(ns, ys, style, label=f"bus1 multicast {kind}")
+    for kind, style, label in (("send", "o-", "SEND"), ("total", "s-", "SEND + every RECV/release")):
+        pts = [(n, med(rows, f"mcast_{kind}", "bus1", str(n))) for n in ns]
+        pts = [(n, y / n) for n, y in pts if y is not None]
+        axis.plot([x for x, _ in pts], [y for _, y in pts], style, color=colors["bus1"] if kind == "total" else "#98df8a",
+                  label=f"bus1 multicast, {label}, per destination")
     if d.get("mcast_unicast"):
-        axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast")
+        axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast (SEND + RECV + release)")
+        axis.axhline(0.5 * d["mcast_unicast"], color="gray", ls=":", label="target: 0.5x a unicast")
     if ns:
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
     axis.set_xlabel("destinations")
-    axis.set_ylabel("ns per multicast")
-    axis.set_title("multicast cost vs destinations")
-    axis.legend(fontsize=8)
-
-    axis = ax[1][1]
-    keys = ["send", "poll", "recv", "release"]
-    vals = [med(rows, "ops", "bus1", f"{k}_1024") or 0 for k in keys]
-    uk = ["write", "poll", "read"]
-    uvals = [med(rows, "ops", "unix", f"{k}_1024") or 0 for k in uk]
-    bottom = 0
-    for k, v in zip(keys, vals):
-        axis.bar(0, v, 0.6, bottom=bottom, label=f"bus1 {k}")
-        bottom += v
-    bottom = 0
-    for k, v in zip(uk, uvals):
-        axis.bar(1, v, 0.6, bottom=bottom, label=f"unix {k}", hatch="//")
-        bottom += v
-    axis.set_xticks([0, 1])
-    axis.set_xticklabels(["bus1", "AF_UNIX"])
-    axis.set_ylabel("ns per call")
-    axis.set_title("one 1 KiB message, per syscall")
+    axis.set_ylabel("ns per destination")
+    axis.set_title("multicast: cost per destination")
     axis.legend(fontsize=7)
 
-    bars(ax[1][2], "scale", ["bus1", "unix"], ["1pair_pinned", "2pairs_pinned", "1to1", "2to1"],
-         "scaling, 1 KiB messages", "msg/s")
-    ax[1][2].set_xticklabels(["1 pair", "2 pairs", "1→1", "2→1"])
+    bars(ax[1][1], "tput", ["bus1", "unix"], ["4096", "65536", "1048576"], "one-way throughput (median, p1 not shown)",
+         "MiB/s")
+    bars(ax[1][2], "scale", ["bus1", "unix"], ["1pair_pinned", "2pairs_pinned", "1pair_pinned_xuid", "2pairs_pinned_xuid",
+                                               "1to1", "2to1"],
+         "scaling, 1 KiB messages", "msg/s", labels=["1 pair", "2 pairs", "1 pair\nx-UID", "2 pairs\nx-UID", "1→1", "2→1"])
 
-    fig.suptitle("bus1 vs AF_UNIX, pipes, binder, futex — one release-kernel boot (QEMU TCG, 2 vCPUs)")
+    fig.suptitle("bus1 vs AF_UNIX, pipes, binder (C; Rust in a second boot), futex — release kernel (QEMU TCG, 2 vCPUs)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--log", required=True)
+    ap.add_argument("--log", required=True, help="guest output of the release boot (C binder)")
+    ap.add_argument("--rbinder-log", help="guest output of the Rust Binder boot")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--notes")
     ap.add_argument("--no-png", action="store_true")
     a = ap.parse_args()
     rows, info, errs = parse(a.log)
     if not rows:
         sys.exit(f"report.py: no BENCH rows in {a.log}")
+    ratios = parse_ratios(a.log)
+    if a.rbinder_log:
+        merge_rbinder(rows, info, errs, ratios, a.rbinder_log)
     d = derived(rows)
-    notes = ""
-    if a.notes and os.path.exists(a.notes):
-        with open(a.notes) as f:
-            notes = f.read()
     os.makedirs(a.out, exist_ok=True)
     write_csv(rows, d, os.path.join(a.out, "bench.csv"))
-    write_md(rows, info, errs, d, notes, os.path.join(a.out, "bench.md"), os.path.basename(a.log),
-             parse_ratios(a.log))
+    write_md(rows, info, errs, d, os.path.join(a.out, "bench.md"), os.path.basename(a.log), ratios,
+             os.path.basename(a.rbinder_log) if a.rbinder_log else None)
     if not a.no_png:
-        write_png(rows, d, os.path.join(a.out, "bench.png"))
+        write_png(rows, d, ratios, os.path.join(a.out, "bench.png"))
     missing = [k for k, v in d.items() if v is None]
     if missing:
         print(f"report.py: missing figures: {', '.join(missing)}", file=sys.stderr)
-    for name, v, ok in targets(d):
-        print(f"report.py: {name}: {fx(v)} {'n/a' if ok is None else ('met' if ok else 'MISSED')}", file=sys.stderr)
+    for name, _, _, _, v, lo_hi, verdict in targets(d, ratios):
+        iv_s = "" if lo_hi is None else f" [{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]"
+        print(f"report.py: {name}: {fx(v)}{iv_s} {verdict or 'not measured'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# `make bench`: build bus1-bench statically, boot ONE release guest (2 vCPUs)
-# that runs every figure side by side, then write bench/results/bench.{md,csv,png}
-# (and the raw guest output, bench.log) on the host.
+# `make bench`: build bus1-bench statically, boot a release guest (2 vCPUs)
+# that runs every figure side by side (with C binder), then a second guest
+# whose kernel has Rust Binder instead (variant rbinder; the two exclude each
+# other in Kconfig) for the round trips against it, and write
+# bench/results/bench.{md,csv,png} (and the raw guest output, bench.log and
+# bench-rbinder.log) on the host.
 #
 #   scripts/bench.sh [bench args...]      e.g. --reps 3 --scale 0.5 --only rtt,cpu
+#   BENCH_RBINDER=0 scripts/bench.sh      without the Rust Binder boot
 #   BENCH_FROM_LOG=file scripts/bench.sh  only redo the report from a saved log
+#                                         (and its -rbinder.log sibling, if any)
 . "$(dirname "$0")/lib.sh"
 
 export PYTHONDONTWRITEBYTECODE=1
@@ -23,32 +28,58 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>
 		|| die "pip install matplotlib failed (log: $plog)"
 fi
 
+# The round-trip systems of the Rust Binder boot: the binder rows and what
+# their ratios are paired with in that boot.
+RBINDER_SYSTEMS=bus1,bus1_tx,unix,rbinder
+
+# Boots kernel variant $1 with bus1-bench and its arguments $3..., keeping the
+# guest output in $2 once the benchmark has finished.
+bench_guest() {
+	local variant=$1 dest=$2 limit=${BENCH_TIMEOUT:-2400} tmp
+	shift 2
+	log "booting the $variant guest for the benchmark (limit ${limit}s): bus1-bench $*"
+	tmp=$dest.tmp
+	timeout -k 10 "$limit" "$BUS1_TOP/scripts/vm.sh" run "$variant" \
+		"echo BENCH-INFO\|guest_cmdline\|\$(cat /proc/cmdline); timeout $((limit - 60)) /tests/demos/bus1-bench $*" \
+		| tee "$tmp" >&2 || true
+	grep -q 'BENCH-DONE' "$tmp" || die "the benchmark did not finish in the $variant guest (output kept in $tmp)"
+	mv "$tmp" "$dest"
+}
+
+rlog_file=$out/bench-rbinder.log
 if [ -z "${BENCH_FROM_LOG:-}" ]; then
 	bin=$(build_bench)
 
 	# vm.sh puts build/guest/demos/* into the initramfs; the binary is there
-	# only for this boot, so `make run` does not run the benchmark as a demo.
+	# only for these boots, so `make run` does not run the benchmark as a demo.
 	demos=$BUS1_TOP/build/guest/demos
 	mkdir -p "$demos"
 	placed=$demos/bus1-bench
 	cp "$bin" "$placed"
 	trap 'rm -f "$placed"' EXIT
 
-	args=${*:-}
-	limit=${BENCH_TIMEOUT:-2400}
-	log "booting the release guest for the benchmark (limit ${limit}s)"
-	tmp=$out/.bench.log.tmp
-	timeout -k 10 "$limit" "$BUS1_TOP/scripts/vm.sh" run release \
-		"echo BENCH-INFO\|guest_cmdline\|\$(cat /proc/cmdline); timeout $((limit - 60)) /tests/demos/bus1-bench $args" \
-		| tee "$tmp" >&2 || true
+	t0=$(date +%s)
+	bench_guest release "$log_file" "$@"
+	# The Rust Binder boot runs the round trips; a run restricted to other
+	# figures (--only without rtt) skips it, as does BENCH_RBINDER=0.
+	rbinder=${BENCH_RBINDER:-auto}
+	if [ "$rbinder" = auto ]; then
+		rbinder=1
+		case " $* " in *" --only "*) case " $* " in *[\ ,]rtt[\ ,]*) ;; *) rbinder=0 ;; esac ;; esac
+	fi
+	rm -f "$rlog_file"
+	if [ "$rbinder" = 1 ]; then
+		bench_guest rbinder "$rlog_file" "$@" --only rtt --systems "$RBINDER_SYSTEMS"
+	fi
 	rm -f "$placed"
-	grep -q 'BENCH-DONE' "$tmp" || die "the benchmark did not finish (output kept in $tmp)"
-	mv "$tmp" "$log_file"
+	log "the benchmark boots took $(( ($(date +%s) - t0) / 60 )) min"
 else
 	log_file=$BENCH_FROM_LOG
+	rlog_file=${BENCH_FROM_LOG%.log}-rbinder.log
 fi
+rargs=()
+[ -f "$rlog_file" ] && rargs=(--rbinder-log "$rlog_file")
 
 "$venv/bin/python" "$BUS1_TOP/bench/test_report.py" -q >&2 || die "bench/test_report.py failed"
-"$venv/bin/python" "$BUS1_TOP/bench/report.py" --log "$log_file" --out "$out" \
-	--notes "$BUS1_TOP/bench/notes.md"
+"$venv/bin/python" "$BUS1_TOP/bench/report.py" --log "$log_file" "${rargs[@]}" --out "$out"
 log "wrote $out/bench.md, bench.csv, bench.png"

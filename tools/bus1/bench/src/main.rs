@@ -9,9 +9,14 @@
 //! console. Failures print `BENCH-ERROR|figure|system|param|message` and the
 //! run goes on with the next figure.
 //!
-//! Usage: `bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only fig,fig...]`
-//! with figures rtt, cpu, ops, mcast, tput, scale (and rtt_pin: only the
-//! pinned part of rtt).
+//! Usage: `bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only fig,fig...]
+//! [--systems sys,sys...]` with figures rtt, cpu, ops, mcast, tput, scale (and
+//! rtt_pin: only the pinned part of rtt); `--systems` runs only the named
+//! round-trip systems (rtt and rtt_pin).
+//!
+//! The binder rows are named after the kernel's implementation: `binder` for
+//! C binder, `rbinder` for Rust Binder (Kconfig admits only one of them in a
+//! kernel, so `make bench` boots a second kernel for the other).
 //!
 //! Every repetition of every case runs in a child process of its own with a
 //! deadline (`--case-timeout`, 300 s): a case that fails or hangs is
@@ -34,6 +39,8 @@ struct Opts {
     reps: usize,
     scale: f64,
     only: Vec<String>,
+    /// The round-trip systems to run (all if empty).
+    systems: Vec<String>,
     /// Seconds one repetition of one case may take before it is killed.
     case_timeout: u64,
 }
@@ -94,7 +101,16 @@ type Case<'a> = (&'static str, Box<dyn FnMut() -> Res<Vec<f64>> + 'a>);
 /// deadline. Reports every system, then for each pair (system, base) in
 /// `pairs` the paired per-repetition ratio of medians: median, min and max
 /// over the repetitions (`BENCH-RATIO|fig|param|sys|base|median|min|max|reps`).
-fn interleaved(o: &Opts, fig: &str, param: &str, unit: &str, cases: &mut [Case<'_>], pairs: &[(&str, &str)]) {
+/// `higher_is_better` marks rates (their tail is the p1).
+fn interleaved(
+    o: &Opts,
+    fig: &str,
+    param: &str,
+    unit: &str,
+    higher_is_better: bool,
+    cases: &mut [Case<'_>],
+    pairs: &[(&str, &str)],
+) {
     let n = cases.len();
     let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n];
     let mut failed = vec![false; n];
@@ -119,7 +135,7 @@ fn interleaved(o: &Opts, fig: &str, param: &str, unit: &str, cases: &mut [Case<'
         if failed[i] {
             continue;
         }
-        report(fig, cases[i].0, param, unit, &reps[i], false);
+        report(fig, cases[i].0, param, unit, &reps[i], higher_is_better);
         let m = reps[i]
             .iter()
             .map(|r| {
@@ -134,19 +150,26 @@ fn interleaved(o: &Opts, fig: &str, param: &str, unit: &str, cases: &mut [Case<'
         let (Some(x), Some(y)) = (meds.iter().find(|m| m.0 == *a), meds.iter().find(|m| m.0 == *b)) else {
             continue;
         };
-        let mut q: Vec<f64> = x.1.iter().zip(&y.1).map(|(p, q)| p / q).collect();
-        q.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        if q.is_empty() {
-            continue;
-        }
-        println!(
-            "BENCH-RATIO|{fig}|{param}|{a}|{b}|{:.3}|{:.3}|{:.3}|{}",
-            percentile(&q, 0.5),
-            q[0],
-            q[q.len() - 1],
-            q.len()
-        );
+        let q: Vec<f64> = x.1.iter().zip(&y.1).map(|(p, q)| p / q).collect();
+        report_ratio(fig, param, a, b, q);
     }
+}
+
+/// Prints the ratios `q` of `a` to `b`, one per repetition, as median, min
+/// and max (`BENCH-RATIO|fig|param|a|b|median|min|max|reps`).
+fn report_ratio(fig: &str, param: &str, a: &str, b: &str, mut q: Vec<f64>) {
+    q.retain(|x| x.is_finite());
+    q.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if q.is_empty() {
+        return;
+    }
+    println!(
+        "BENCH-RATIO|{fig}|{param}|{a}|{b}|{:.3}|{:.3}|{:.3}|{}",
+        percentile(&q, 0.5),
+        q[0],
+        q[q.len() - 1],
+        q.len()
+    );
 }
 
 fn check_seq(what: &str, got: Option<u64>, want: u64) -> Res<()> {
@@ -461,6 +484,18 @@ fn rtt_pipe(size: usize, iters: usize) -> Res<Vec<f64>> {
     finish(srv, r)
 }
 
+/// The binder implementation of this kernel, as the system's name in the
+/// rows: `rbinder` if Rust Binder registered its character devices,
+/// `binder` otherwise (C binder).
+fn binder_name() -> &'static str {
+    let devices = std::fs::read_to_string("/proc/devices").unwrap_or_default();
+    if devices.lines().any(|l| l.split_whitespace().nth(1) == Some("rust_binder")) {
+        "rbinder"
+    } else {
+        "binder"
+    }
+}
+
 /// A binder round trip on a binderfs device of its own: each case has its
 /// own context manager, so no case depends on the teardown of the last.
 fn rtt_binder(size: usize, iters: usize) -> Res<Vec<f64>> {
@@ -609,8 +644,9 @@ fn rtt_futex(size: usize, iters: usize) -> Res<Vec<f64>> {
     finish(srv, r)
 }
 
-/// The round-trip systems, in the order of the first interleaved round.
-fn rtt_cases<'a>(size: usize, iters: usize, full: bool) -> Vec<Case<'a>> {
+/// The round-trip systems (those `--systems` names, if given), in the order
+/// of the first interleaved round.
+fn rtt_cases<'a>(o: &Opts, size: usize, iters: usize, full: bool) -> Vec<Case<'a>> {
     let mut v: Vec<Case<'a>> = vec![
         ("bus1", Box::new(move || rtt_bus1(size, iters, Mode::Rfc, false))),
         ("bus1_wait", Box::new(move || rtt_bus1(size, iters, Mode::Wait, false))),
@@ -618,12 +654,13 @@ fn rtt_cases<'a>(size: usize, iters: usize, full: bool) -> Vec<Case<'a>> {
         ("bus1_xuid", Box::new(move || rtt_bus1(size, iters, Mode::Rfc, true))),
         ("bus1_tx_xuid", Box::new(move || rtt_bus1(size, iters, Mode::Transact, true))),
         ("unix", Box::new(move || rtt_unix(size, iters))),
-        ("binder", Box::new(move || rtt_binder(size, iters))),
+        (binder_name(), Box::new(move || rtt_binder(size, iters))),
     ];
     if full {
         v.push(("pipe", Box::new(move || rtt_pipe(size, iters))));
         v.push(("futex", Box::new(move || rtt_futex(size, iters))));
     }
+    v.retain(|c| o.systems.is_empty() || o.systems.iter().any(|s| s == c.0));
     v
 }
 
@@ -635,13 +672,15 @@ const RTT_PAIRS: &[(&str, &str)] = &[
     ("bus1_tx_xuid", "unix"),
     ("bus1", "binder"),
     ("bus1_tx", "binder"),
+    ("bus1", "rbinder"),
+    ("bus1_tx", "rbinder"),
     ("bus1_tx", "bus1"),
 ];
 
 fn fig_rtt(o: &Opts) {
     for size in [0, KIB, 64 * KIB] {
         let iters = o.n(if size >= 64 * KIB { 400 } else { 1500 });
-        interleaved(o, "rtt", &size.to_string(), "us", &mut rtt_cases(size, iters, true), RTT_PAIRS);
+        interleaved(o, "rtt", &size.to_string(), "us", false, &mut rtt_cases(o, size, iters, true), RTT_PAIRS);
     }
     fig_rtt_pin(o);
 }
@@ -654,7 +693,7 @@ fn fig_rtt_pin(o: &Opts) {
     pin(0);
     for size in [0, KIB] {
         let iters = o.n(1000);
-        interleaved(o, "rtt_cpu0", &size.to_string(), "us", &mut rtt_cases(size, iters, true), RTT_PAIRS);
+        interleaved(o, "rtt_cpu0", &size.to_string(), "us", false, &mut rtt_cases(o, size, iters, true), RTT_PAIRS);
     }
     unpin();
 }
@@ -764,9 +803,11 @@ fn fig_tput(o: &Opts) {
     for size in [4 * KIB, 64 * KIB, MIB] {
         // About 96 MiB per repetition, at least 64 messages.
         let count = o.n((96 * MIB / size).clamp(64, 8192));
-        let p = size.to_string();
-        figure(o, "tput", "bus1", &p, "MiB/s", true, || tput_bus1(size, count));
-        figure(o, "tput", "unix", &p, "MiB/s", true, || tput_unix(size, count));
+        let mut cases: Vec<Case<'_>> = vec![
+            ("bus1", Box::new(move || tput_bus1(size, count))),
+            ("unix", Box::new(move || tput_unix(size, count))),
+        ];
+        interleaved(o, "tput", &size.to_string(), "MiB/s", true, &mut cases, &[("bus1", "unix")]);
     }
 }
 
@@ -846,7 +887,7 @@ fn fig_cpu(o: &Opts) {
             ("unix", Box::new(move || cpu_unix(size, batches))),
         ];
         let pairs = [("bus1", "unix"), ("bus1_tx", "unix"), ("bus1_xuid", "unix")];
-        interleaved(o, "cpu", &size.to_string(), "ns", &mut cases, &pairs);
+        interleaved(o, "cpu", &size.to_string(), "ns", false, &mut cases, &pairs);
     }
 }
 
@@ -1002,6 +1043,9 @@ fn fig_mcast(o: &Opts) {
         Err(e) => return report_err("mcast", "bus1", "-", &e),
     };
     let buf = payload(0);
+    // Per destination count n: the repetitions' medians of SEND and of the total.
+    let mut send_meds: Vec<(usize, Vec<f64>)> = Vec::new();
+    let mut total_meds: Vec<(usize, Vec<f64>)> = Vec::new();
     for n in [1, 2, 4, 8, 16, 32, 64, 128, 256] {
         let ops = (2048 / n).clamp(8, 256);
         let batches = o.n(10);
@@ -1048,7 +1092,41 @@ fn fig_mcast(o: &Opts) {
         }
         report("mcast_send", "bus1", &p, "ns", &send_reps, false);
         report("mcast_total", "bus1", &p, "ns", &total_reps, false);
+        send_meds.push((n, send_reps.iter().map(|r| median(r)).collect()));
+        total_meds.push((n, total_reps.iter().map(|r| median(r)).collect()));
     }
+    // The marginal cost of a destination (least-squares slope over n >= 2)
+    // against a unicast (n = 1), in each repetition: the send side against
+    // a unicast SEND, send + receive against a unicast SEND + RECV + release.
+    for (kind, base, meds) in [("send", "unicast_send", &send_meds), ("total", "unicast", &total_meds)] {
+        let Some((_, uni)) = meds.iter().find(|m| m.0 == 1) else { continue };
+        let q = (0..uni.len())
+            .map(|r| {
+                let pts: Vec<(f64, f64)> =
+                    meds.iter().filter(|m| m.0 >= 2).filter_map(|m| m.1.get(r).map(|y| (m.0 as f64, *y))).collect();
+                slope(&pts) / uni[r]
+            })
+            .collect();
+        report_ratio("mcast", "per_dest", kind, base, q);
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    percentile(&s, 0.5)
+}
+
+/// Least-squares slope of `(x, y)` points (NaN for fewer than two x values).
+fn slope(pts: &[(f64, f64)]) -> f64 {
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if pts.len() < 2 || sxx == 0.0 {
+        return f64::NAN;
+    }
+    pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx
 }
 
 // --- scaling ---------------------------------------------------------------------
@@ -1066,7 +1144,7 @@ const SCALE_SIZE: usize = KIB;
 /// Runs `groups` independent groups of `senders` senders into one
 /// receiver each, every process of group g pinned to CPU g if `pin_groups`;
 /// returns the aggregate message rate (messages per second).
-fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: bool) -> Res<f64> {
+fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: bool, xuid: bool) -> Res<f64> {
     let go = Gate::new()?;
     let (done_r, done_w) = pipe()?;
     let mut pids = Vec::new();
@@ -1075,10 +1153,14 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
             let cpu = pin_groups.then_some(g % online_cpus());
             match sys {
                 Sys::Bus1 => {
-                    let mut r = bus1::Peer::open()?;
+                    // Cross-UID: group g's senders are charged to one UID and
+                    // its receiver to another, no UID shared between groups.
+                    let uid = SCALE_UID + 2 * g as u32;
+                    let open = |u: u32| if xuid { bus1::Peer::open_as(u) } else { bus1::Peer::open() };
+                    let mut r = open(uid + 1)?;
                     let mut tx = Vec::new();
                     for _ in 0..senders {
-                        let s = bus1::Peer::open()?;
+                        let s = open(uid)?;
                         let h = r.handle_for(&s)?;
                         tx.push((s, h));
                     }
@@ -1223,16 +1305,28 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
     Ok((groups * senders * count) as f64 / ((end - t0) as f64 / 1e9))
 }
 
+/// The first UID of the cross-UID scaling cases (two per group).
+const SCALE_UID: u32 = 60000;
+
 fn fig_scale(o: &Opts) {
     let count = o.n(6000);
     let cpus = online_cpus();
     println!("BENCH-INFO|scale_cpus|{cpus}");
     for (sys, name) in [(Sys::Bus1, "bus1"), (Sys::Unix, "unix")] {
-        // (param, groups, senders per group, pinned)
-        let cases =
-            [("1pair_pinned", 1, 1, true), ("2pairs_pinned", 2, 1, true), ("1to1", 1, 1, false), ("2to1", 1, 2, false)];
-        for (p, g, s, pinned) in cases {
-            figure(o, "scale", name, p, "msg/s", true, || stream(sys, g, s, count, pinned).map(|r| vec![r]));
+        // (param, groups, senders per group, pinned, cross-UID)
+        let mut cases = vec![
+            ("1pair_pinned", 1, 1, true, false),
+            ("2pairs_pinned", 2, 1, true, false),
+            ("1to1", 1, 1, false, false),
+            ("2to1", 1, 2, false, false),
+        ];
+        // bus1 charges by UID; AF_UNIX does not care.
+        if sys == Sys::Bus1 {
+            cases.push(("1pair_pinned_xuid", 1, 1, true, true));
+            cases.push(("2pairs_pinned_xuid", 2, 1, true, true));
+        }
+        for (p, g, s, pinned, xuid) in cases {
+            figure(o, "scale", name, p, "msg/s", true, || stream(sys, g, s, count, pinned, xuid).map(|r| vec![r]));
         }
     }
 }
@@ -1256,10 +1350,11 @@ fn info() {
     }
     println!("BENCH-INFO|bus1|{}", if bus1::available() { "yes" } else { "no" });
     println!("BENCH-INFO|cpu_clock|{}", thread_cpu_clock());
+    println!("BENCH-INFO|binder|{}", binder_name());
 }
 
 fn main() {
-    let mut o = Opts { reps: 5, scale: 1.0, only: Vec::new(), case_timeout: 300 };
+    let mut o = Opts { reps: 5, scale: 1.0, only: Vec::new(), systems: Vec::new(), case_timeout: 300 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_default();
@@ -1267,9 +1362,12 @@ fn main() {
             "--reps" => o.reps = val().parse().unwrap_or(5).max(1),
             "--scale" => o.scale = val().parse().unwrap_or(1.0),
             "--only" => o.only = val().split(',').map(String::from).collect(),
+            "--systems" => o.systems = val().split(',').map(String::from).collect(),
             "--case-timeout" => o.case_timeout = val().parse().unwrap_or(300).max(1),
             "-h" | "--help" => {
-                println!("usage: bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only rtt,rtt_pin,cpu,ops,mcast,tput,scale]");
+                println!(
+                    "usage: bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only rtt,rtt_pin,cpu,ops,mcast,tput,scale] [--systems bus1,bus1_tx,unix,binder,...]"
+                );
                 return;
             }
             _ => {
