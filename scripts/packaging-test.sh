@@ -98,12 +98,26 @@ dkms_conf() {
 
 export CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)-host
 unset RUSTC
+# cargo package verifies bus1 against the bus1-sys it has just packaged,
+# through a temporary local registry whose crates it unpacks under
+# $CARGO_HOME/registry/src/-<hash of that registry>/ and builds in the target
+# directory. A registry crate counts as immutable: one of the same name and
+# version unpacked or built by an earlier run is reused as it is, so bus1
+# would be verified against an older bus1-sys. So the packages build in a
+# target directory of their own, and what earlier runs unpacked and built of
+# the two crates (local registries only, named "-<hash>") goes first; their
+# dependencies stay built.
+pkg_target=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)-package
 cargo_package() {
-	cd "$BUS1_TOP/tools/bus1" && cargo package -p bus1-sys -p bus1 --allow-dirty
+	local home=${CARGO_HOME:-$HOME/.cargo}
+	rm -rf "$home"/registry/src/-*/bus1-sys-[0-9]* "$home"/registry/src/-*/bus1-[0-9]* \
+		"$pkg_target/package" "$pkg_target"/debug/.fingerprint/bus1* "$pkg_target"/debug/deps/*bus1* \
+		"$pkg_target"/debug/build/bus1*
+	cd "$BUS1_TOP/tools/bus1" && cargo package -p bus1-sys -p bus1 --allow-dirty --target-dir "$pkg_target"
 }
 packaged_layout_test() {
 	local d=$tmp/pkg
-	mkdir -p "$d" && tar -xzf "$(ls "$CARGO_TARGET_DIR"/package/bus1-sys-*.crate | sort -V | tail -n1)" -C "$d" &&
+	mkdir -p "$d" && tar -xzf "$(ls "$pkg_target"/package/bus1-sys-*.crate | sort -V | tail -n1)" -C "$d" &&
 		(cd "$d"/bus1-sys-* && cargo test --test layout) >"$tmp/layout.out" 2>&1 ||
 		{ cat "$tmp/layout.out"; return 1; }
 	grep -q '^ok .* layout_matches_c_header$' "$tmp/layout.out"
