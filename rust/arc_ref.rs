@@ -38,12 +38,13 @@ impl<'a, T> ArcRef<'a, T> {
     #[inline]
     pub(crate) fn new(b: ArcBorrow<'a, T>) -> Self {
         let ptr: *const T = &*b;
+        // The `Arc` made below does not take ownership of a count: it is wrapped in
+        // `ManuallyDrop` and never dropped, so no count is given back twice, and it is only
+        // reachable through `&self`, bounded by `'a`, for which the borrow guarantees that the
+        // count does not reach zero.
         // SAFETY: An `ArcBorrow` is only made from an `Arc` (or its raw pointer from
         // `Arc::into_raw` or `Arc::as_ptr`), so `ptr` points to the data of an `Arc` allocation,
-        // as `Arc::from_raw` requires. The `Arc` made here does not take ownership of a count:
-        // it is wrapped in `ManuallyDrop` and never dropped, so no count is given back twice,
-        // and it is only reachable through `&self`, bounded by `'a`, for which the borrow
-        // guarantees that the count does not reach zero.
+        // as `Arc::from_raw` requires; the count is never given back (see above).
         let arc = unsafe { Arc::from_raw(ptr) };
         let arc = ManuallyDrop::new(arc);
         // INVARIANT: `arc` is never dropped, and lives no longer than `'a`.
