@@ -6,6 +6,8 @@
 #        with a command, run only that (as one selftest section) and the leak scan.
 # run:   load bus1 and run the demos (or the given command), printing what happens.
 # shell: interactive busybox shell.
+# BUS1_KVM=no: TCG even where KVM works. BUS1_QEMU_ARGS: more QEMU arguments,
+# split at blanks and added last (scripts/profile.sh: one vCPU, -icount, a TCG plugin).
 . "$(dirname "$0")/lib.sh"
 
 mode=${1:?usage: vm.sh check|run|shell release|debug [cmd]}
@@ -88,6 +90,8 @@ guest() {
 	append="console=ttyS0 kunit.enable=1 bus1.mode=$mode oops=panic panic=-1 printk.time=1"
 	qemu=(qemu-system-x86_64 "${accel[@]}" -smp 2 -m "$mem" -nodefaults -display none -no-reboot
 		-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$work/initramfs.cpio.gz")
+	read -ra extra <<<"${BUS1_QEMU_ARGS:-}"
+	qemu+=("${extra[@]}")
 	console=$work/console.log results=$work/results.log
 	rm -f "$console" "$results"
 

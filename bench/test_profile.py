@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Tests of bench/profile_report.py (make profile's analysis) on a synthetic
+System.map, guest output and plugin output: symbol mapping (KASLR offset,
+module range, data symbols, aliases), the per-iteration counts of the
+measured segments only, the consistency checks, demangling and the report.
+Offline; needs llvm-cxxfilt (LLVM 19, as the build)."""
+import io
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import profile_report as pr  # noqa: E402
+
+# The kernel as linked (System.map) ...
+SYSTEM_MAP = """\
+ffffffff81000000 T _text
+ffffffff81000000 T startup_64
+ffffffff81001000 T do_syscall_64
+ffffffff81001000 T do_syscall_alias
+ffffffff81001100 d some_data
+ffffffff81002000 t memcpy_orig
+ffffffff81003000 W weak_fn
+ffffffff81004000 T _etext
+ffffffff81005000 D after_text
+"""
+# ... and as loaded 2 MiB higher (KASLR), with bus1 at 0xffffffffa0000000.
+OFF = 0x200000
+SEND = "_RNvMs_NtCs1chfcOlto9U_9bus1_main4sendNtNtB6_4peer4Peer13send_prepared"
+IOCTL = "_RNvXs2_NtNtCs1chfcOlto9U_9bus1_main4peer5ioctlNtB7_4PeerNtNtNtB9_3ext10miscdevice10MiscDevice5ioctl"
+GUEST = f"""\
+[    1.000000] random kernel line
+bus1: running: echo PROFILE-INFO kernel $(uname -r); /tests/demos/bus1-profile
+PROFILE-INFO kernel 7.2.12, 1 vCPU
+PROFILE-KSYM ffffffff81200000 T _text
+PROFILE-KSYM ffffffffa0000100 t {SEND}\t[bus1]
+PROFILE-KSYM ffffffffa0000400 r some_rodata\t[bus1]
+PROFILE-KSYM ffffffffa0000800 T {IOCTL}\t[bus1]
+PROFILE-MODULE bus1 8192 0 - Live 0xffffffffa0000000 (O)
+PROFILE-CASE bus1 0 10 2
+PROFILE-CASE unix 0 10 4
+PROFILE-DONE 4
+"""
+K = 0xffffffff81000000 + OFF
+M = 0xffffffffa0000000
+# Segments 1 and 3 (setup and warm-up) are large and must not count.
+INSNS = f"""\
+mark 1
+{K + 0x1000:x} 1000000 7
+{M + 0x100:x} 1000000 9
+mark 2
+{K + 0x1000:x} 10 7
+{K + 0x1008:x} 10 3
+{K + 0x2010:x} 20 5
+{M + 0x100:x} 10 40
+{M + 0x900:x} 5 4
+mark 3
+{M + 0x100:x} 777777 9
+mark 4
+{K + 0x1000:x} 10 6
+{K + 0x3004:x} 10 4
+"""
+
+
+def setup():
+    guest = pr.parse_guest(io.StringIO(GUEST))
+    return guest, pr.parse_insns(io.StringIO(INSNS)), pr.Symbols(io.StringIO(SYSTEM_MAP), guest)
+
+
+class Mapping(unittest.TestCase):
+    def test_kernel_symbols_moved_by_the_guests_text(self):
+        _, _, s = setup()
+        self.assertEqual(("do_syscall_64", False), s.lookup(K + 0x1000))
+        self.assertEqual(("do_syscall_64", False), s.lookup(K + 0x1fff))
+        self.assertEqual(("memcpy_orig", False), s.lookup(K + 0x2000))
+        self.assertEqual(("weak_fn", False), s.lookup(K + 0x3fff))
+        # The first of the aliases at an address (System.map order) names it.
+        self.assertEqual(("_text", False), s.lookup(K + 0xfff))
+
+    def test_data_symbols_do_not_take_code(self):
+        _, _, s = setup()
+        self.assertEqual("do_syscall_64", s.lookup(K + 0x1100)[0])
+        self.assertEqual(SEND, s.lookup(M + 0x500)[0])  # not some_rodata
+
+    def test_first_alias_wins(self):
+        _, _, s = setup()
+        self.assertEqual("do_syscall_64", s.lookup(K + 0x1000)[0])
+
+    def test_outside_text_is_unknown(self):
+        _, _, s = setup()
+        self.assertEqual((pr.UNKNOWN, False), s.lookup(K + 0x4000))  # _etext
+        self.assertEqual((pr.UNKNOWN, False), s.lookup(K - 1))
+        self.assertEqual((pr.UNKNOWN, False), s.lookup(M + 8192))  # past the module
+        self.assertEqual((pr.UNKNOWN, False), s.lookup(M + 0x10))  # module, before its first symbol
+
+    def test_module_symbols(self):
+        _, _, s = setup()
+        self.assertEqual((SEND, True), s.lookup(M + 0x100))
+        self.assertEqual((IOCTL, True), s.lookup(M + 0x1fff))
+
+
+class Segments(unittest.TestCase):
+    def test_per_iteration_counts_of_the_measured_segments(self):
+        r = pr.analyse(*setup())
+        self.assertEqual([("bus1", 0, 10), ("unix", 0, 10)], [(x["case"], x["size"], x["n"]) for x in r])
+        # Segment 2: executions * length per block, over 10 iterations.
+        f = r[0]["funcs"]
+        self.assertEqual((10 * 7 + 10 * 3) / 10, f[("do_syscall_64", False)])
+        self.assertEqual(20 * 5 / 10, f[("memcpy_orig", False)])
+        self.assertEqual(10 * 40 / 10, f[(SEND, True)])
+        self.assertEqual(5 * 4 / 10, f[(IOCTL, True)])
+        self.assertEqual(10 + 10 + 40 + 2, r[0]["total"])
+        self.assertEqual(40 + 2, r[0]["bus1"])
+        # Segment 4.
+        self.assertEqual({("do_syscall_64", False): 6.0, ("weak_fn", False): 4.0}, r[1]["funcs"])
+        self.assertEqual(10, r[1]["total"])
+        self.assertEqual(0, r[1]["bus1"])
+
+    def test_marker_count_must_match(self):
+        guest, marks, syms = setup()
+        del marks[4]
+        with self.assertRaisesRegex(pr.ProfileError, "4 markers, the plugin saw 3"):
+            pr.analyse(guest, marks, syms)
+        guest, marks, syms = setup()
+        marks[5] = []
+        with self.assertRaisesRegex(pr.ProfileError, "4 markers, the plugin saw 5"):
+            pr.analyse(guest, marks, syms)
+
+    def test_unfinished_or_failed_guest(self):
+        guest, marks, syms = setup()
+        guest["done"] = None
+        with self.assertRaisesRegex(pr.ProfileError, "did not finish"):
+            pr.analyse(guest, marks, syms)
+        with self.assertRaisesRegex(pr.ProfileError, "RECV: Bad address"):
+            pr.parse_guest(io.StringIO(GUEST + "PROFILE-ERROR RECV: Bad address\n"))
+
+    def test_guest_lines_elsewhere_are_ignored(self):
+        guest, _, _ = setup()
+        self.assertEqual(["kernel 7.2.12, 1 vCPU"], guest["info"])
+        self.assertEqual((M, 8192), guest["module"])
+
+    def test_bad_plugin_output(self):
+        with self.assertRaisesRegex(pr.ProfileError, "line 2"):
+            pr.parse_insns(io.StringIO("mark 1\nffff 1\n"))
+
+
+class Demangle(unittest.TestCase):
+    def test_rust_and_c_names(self):
+        d = pr.demangle([SEND, IOCTL, "memcpy_orig", SEND + ".llvm.123", "foo.cold"])
+        self.assertEqual("<peer::Peer>::send_prepared", d[SEND])
+        self.assertEqual("<peer::Peer as miscdevice::MiscDevice>::ioctl", d[IOCTL])
+        self.assertEqual("memcpy_orig", d["memcpy_orig"])
+        self.assertEqual("<peer::Peer>::send_prepared.llvm.123", d[SEND + ".llvm.123"])
+        self.assertEqual("foo.cold", d["foo.cold"])
+
+    def test_generic_arguments_shortened(self):
+        v = "_RNvMs0_NtNtCsl7L7n58I0Vr_6kernel5alloc4kvecINtB5_3VecyNtNtB7_9allocator7KmallocE7reserveCs1chfcOlto9U_9bus1_main"
+        self.assertEqual("<kvec::Vec<u64, allocator::Kmalloc>>::reserve", pr.demangle([v])[v])
+
+
+class Report(unittest.TestCase):
+    def test_files_to_markdown(self):
+        with tempfile.TemporaryDirectory() as d:
+            paths = {}
+            for name, text in (("map", SYSTEM_MAP), ("guest", GUEST), ("insns", INSNS)):
+                paths[name] = os.path.join(d, name)
+                with open(paths[name], "w") as f:
+                    f.write(text)
+            out = os.path.join(d, "profile.md")
+            stdout = sys.stdout
+            sys.stdout = io.StringIO()
+            try:
+                rc = pr.main(["--guest-log", paths["guest"], "--insns", paths["insns"],
+                              "--system-map", paths["map"], "--top", "2", "--out", out])
+            finally:
+                sys.stdout = stdout
+            self.assertEqual(0, rc)
+            with open(out) as f:
+                md = f.read()
+        self.assertIn("| bus1 | 0 | 10 | 62 | 42 | 6.20x |", md)
+        self.assertIn("| unix | 0 | 10 | 10 | 0 | 1.00x |", md)
+        self.assertIn("| 40.0 | 64.5% | `<peer::Peer>::send_prepared [bus1]` |", md)
+        self.assertIn("| 10.0 | 16.1% | `do_syscall_64` |", md)
+        self.assertIn("| 12.0 | 19.4% | 2 other functions |", md)
+        self.assertIn("- kernel 7.2.12, 1 vCPU", md)
+
+
+if __name__ == "__main__":
+    quiet = "-q" in sys.argv
+    argv = [a for a in sys.argv if a != "-q"]
+    unittest.main(argv=argv, verbosity=0 if quiet else 2)

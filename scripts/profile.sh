@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# `make profile`: the kernel instructions of the small-message hot path, bus1
+# against AF_UNIX, counted exactly. One release guest (scripts/vm.sh run) with
+# one vCPU under TCG with -icount and the plugin scripts/tcg-insns.c runs
+# bench/profile-loop.c over every case; bench/profile_report.py turns the
+# counts into instructions per iteration, in total and per function, printed
+# and written to bench/results/profile.md.
+#
+#   scripts/profile.sh [-n N] [-w WARMUP] [--sizes 0,1024] [--top K]
+#   PROFILE_FROM=dir scripts/profile.sh [--top K]  only redo the report from a
+#                                  saved run (guest.log and insns.out in dir)
+. "$(dirname "$0")/lib.sh"
+
+export PYTHONDONTWRITEBYTECODE=1
+n=20000 warmup=2000 sizes=0,1024 top=25
+while [ $# -gt 0 ]; do
+	case $1 in
+	-n) n=${2:?}; shift 2 ;;
+	-w) warmup=${2:?}; shift 2 ;;
+	--sizes) sizes=${2:?}; shift 2 ;;
+	--top) top=${2:?}; shift 2 ;;
+	*) die "usage: profile.sh [-n N] [-w WARMUP] [--sizes 0,1024] [--top K]" ;;
+	esac
+done
+
+kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)
+dir=${PROFILE_FROM:-$BUS1_CACHE/profile/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)}
+mkdir -p "$dir"
+
+if [ -z "${PROFILE_FROM:-}" ]; then
+	so=$dir/tcg-insns.so
+	gcc -O2 -Wall -Wextra -Wno-unused-parameter -shared -fPIC -fvisibility=hidden \
+		-o "$so" "$BUS1_TOP/scripts/tcg-insns.c" || die "building the TCG plugin failed"
+	# vm.sh puts build/guest/demos/* into the initramfs; the program is
+	# there only for this boot (as bus1-bench for make bench).
+	demos=$BUS1_TOP/build/guest/demos
+	mkdir -p "$demos"
+	placed=$demos/bus1-profile
+	gcc -O2 -Wall -Wextra -static -I "$BUS1_TOP/include/uapi" -I "$BUS1_TOP/tools/testing/selftests/bus1" \
+		-o "$placed" "$BUS1_TOP/bench/profile-loop.c" || die "building bench/profile-loop.c failed"
+	trap 'rm -f "$placed"' EXIT
+
+	cases=()
+	for s in ${sizes//,/ }; do
+		for c in bus1 bus1_tx unix; do cases+=("$c:$s"); done
+	done
+	# The guest reports where the kernel's text is and bus1's symbols and
+	# range, then runs every case in one process.
+	cmd="echo PROFILE-INFO kernel \$(uname -r), \$(grep -c ^processor /proc/cpuinfo) vCPU, $warmup warm-up iterations per case;"
+	cmd+=" grep -e ' _text\$' -e '\\[bus1\\]\$' /proc/kallsyms | sed 's/^/PROFILE-KSYM /';"
+	cmd+=" echo PROFILE-MODULE \$(grep '^bus1 ' /proc/modules);"
+	cmd+=" /tests/demos/bus1-profile -w $warmup -n $n ${cases[*]}"
+	rm -f "$dir/insns.out" "$dir/guest.log"
+	log "booting the release guest (one vCPU, TCG with -icount and scripts/tcg-insns.c): bus1-profile ${cases[*]}"
+	# One vCPU: the plugin counts without atomics, and no other CPU's
+	# ticks or idle loop add to the count. -icount: the virtual clock counts
+	# instructions (1 ns each), so timer interrupts come at the same
+	# instructions whatever the host does.
+	BUS1_KVM=no BUS1_QEMU_ARGS="-smp 1 -icount shift=0,sleep=off -seed 1 -rtc base=2026-01-01,clock=vm -plugin $so,out=$dir/insns.out" \
+		timeout -k 10 "${PROFILE_TIMEOUT:-1800}" "$BUS1_TOP/scripts/vm.sh" run release "$cmd" \
+		| tee "$dir/guest.log" >&2 || true
+	rm -f "$placed"
+	grep -q '^PROFILE-DONE' "$dir/guest.log" ||
+		die "the profile did not finish in the guest (output kept in $dir/guest.log)"
+fi
+
+python3 "$BUS1_TOP/bench/test_profile.py" -q >&2 || die "bench/test_profile.py failed"
+mkdir -p "$BUS1_TOP/bench/results"
+python3 "$BUS1_TOP/bench/profile_report.py" --guest-log "$dir/guest.log" --insns "$dir/insns.out" \
+	--system-map "$kdir/System.map" --top "$top" --out "$BUS1_TOP/bench/results/profile.md" ||
+	die "bench/profile_report.py failed (inputs in $dir)"
+log "wrote bench/results/profile.md (the run's raw output: $dir)"

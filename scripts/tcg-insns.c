@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A QEMU TCG plugin for `make profile` (scripts/profile.sh): counts the guest
+ * kernel instructions executed, per translation block, and writes them out
+ * each time the guest executes the marker instruction
+ *
+ *	nopl 0x31737562(%rax,%rax,1)		0f 1f 84 00 62 75 73 31
+ *
+ * (a no-op; the displacement spells "bus1") in user space. The output file,
+ * given as `-plugin tcg-insns.so,out=FILE`, holds per marker the line
+ * "mark K" (K = 1, 2, ...) followed by one line "pc executions insns" per
+ * kernel translation block (start address pc, length insns) that ran since
+ * the previous marker, executions the number of times it ran. The
+ * instructions of the segment are then the sum of executions * insns; the
+ * block's start address names the function it belongs to.
+ *
+ * Counting is inline (a 64-bit add per block, not atomic), so the plugin
+ * insists on one vCPU; scripts/profile.sh also runs the guest with -icount,
+ * whose virtual clock counts instructions, so timer interrupts fall at the
+ * same instructions in every run and the counts do not depend on the host.
+ *
+ * Built by scripts/profile.sh with gcc -shared. Debian ships no
+ * qemu-plugin.h, so the declarations below are the subset of QEMU's stable
+ * plugin C API this file uses, as of QEMU_PLUGIN_VERSION 1 (QEMU 4.2 to 8.1;
+ * include/qemu/qemu-plugin.h of QEMU 7.2).
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- QEMU's plugin API, version 1 (include/qemu/qemu-plugin.h) --- */
+typedef uint64_t qemu_plugin_id_t;
+struct qemu_plugin_tb;
+struct qemu_plugin_insn;
+typedef struct qemu_info_t {
+	const char *target_name;
+	struct {
+		int min;
+		int cur;
+	} version;
+	bool system_emulation;
+	union {
+		struct {
+			int smp_vcpus;
+			int max_vcpus;
+		} system;
+	};
+} qemu_info_t;
+enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_CB_R_REGS, QEMU_PLUGIN_CB_RW_REGS };
+enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
+typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
+typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
+typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
+void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
+					      void *ptr, uint64_t imm);
+void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_udata_cb_t cb,
+					    enum qemu_plugin_cb_flags flags, void *userdata);
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
+size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
+size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+#define QEMU_PLUGIN_EXPORT __attribute__((visibility("default")))
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
+/* --- end of the API --- */
+
+/* x86-64: the kernel half of the address space. */
+#define KERNEL_START 0xffff800000000000ull
+
+static const uint8_t marker[] = { 0x0f, 0x1f, 0x84, 0x00, 0x62, 0x75, 0x73, 0x31 };
+
+/*
+ * One entry per (start, length) of a kernel translation block: a block can
+ * be translated again with another length (icount cuts blocks short).
+ */
+struct block {
+	uint64_t pc;
+	uint64_t insns;
+	uint64_t n;	/* executions so far, added to by the translated code */
+	uint64_t last;	/* n at the previous marker */
+};
+
+#define SLOTS (1u << 21)
+static struct block *table;
+static size_t used;
+static FILE *out;
+static unsigned long marks;
+
+static struct block *lookup(uint64_t pc, uint64_t insns)
+{
+	size_t i = (size_t)((pc * 0x9e3779b97f4a7c15ull) >> 43);
+
+	for (;; i++) {
+		struct block *b = &table[i & (SLOTS - 1)];
+
+		if (b->pc == pc && b->insns == insns)
+			return b;
+		if (!b->pc) {
+			/* Full at three quarters: the probe sequences stay short. */
+			if (++used > SLOTS / 4 * 3) {
+				fprintf(stderr, "tcg-insns: more than %u translation blocks\n", SLOTS / 4 * 3);
+				exit(1);
+			}
+			b->pc = pc;
+			b->insns = insns;
+			return b;
+		}
+	}
+}
+
+static void on_marker(unsigned int vcpu, void *udata)
+{
+	fprintf(out, "mark %lu\n", ++marks);
+	for (size_t i = 0; i < SLOTS; i++) {
+		struct block *b = &table[i];
+
+		if (b->n != b->last) {
+			fprintf(out, "%llx %llu %llu\n", (unsigned long long)b->pc,
+				(unsigned long long)(b->n - b->last), (unsigned long long)b->insns);
+			b->last = b->n;
+		}
+	}
+	fflush(out);
+}
+
+static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
+{
+	uint64_t pc = qemu_plugin_tb_vaddr(tb);
+	size_t n = qemu_plugin_tb_n_insns(tb);
+
+	if (pc >= KERNEL_START) {
+		qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64,
+							 &lookup(pc, n)->n, 1);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+
+		if (qemu_plugin_insn_size(insn) == sizeof(marker) &&
+		    !memcmp(qemu_plugin_insn_data(insn), marker, sizeof(marker)))
+			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker, QEMU_PLUGIN_CB_NO_REGS, NULL);
+	}
+}
+
+static void on_qemu_exit(qemu_plugin_id_t id, void *udata)
+{
+	fclose(out);
+}
+
+QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
+{
+	const char *path = NULL;
+
+	for (int i = 0; i < argc; i++)
+		if (!strncmp(argv[i], "out=", 4))
+			path = argv[i] + 4;
+	if (!path) {
+		fprintf(stderr, "tcg-insns: usage: -plugin tcg-insns.so,out=FILE\n");
+		return -1;
+	}
+	if (!info->system_emulation || info->system.max_vcpus != 1) {
+		fprintf(stderr, "tcg-insns: needs system emulation with one vCPU (-smp 1)\n");
+		return -1;
+	}
+	table = calloc(SLOTS, sizeof(*table));
+	out = fopen(path, "w");
+	if (!table || !out) {
+		perror("tcg-insns");
+		return -1;
+	}
+	qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+	qemu_plugin_register_atexit_cb(id, on_qemu_exit, NULL);
+	return 0;
+}
