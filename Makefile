@@ -32,6 +32,8 @@
 #   make bench           bus1 vs AF_UNIX/pipe/binder/futex in a release guest, then the round trips
 #                        against Rust Binder in a second (kernel variant rbinder) -> bench/results/
 #   make bench-ab        the module of BENCH_BASE (main) vs this tree's, loaded in turn in one release guest
+#   make profile         kernel instructions per small message, bus1 vs AF_UNIX, counted exactly under TCG
+#                        (PROFILE_ARGS, e.g. '--sizes 0 --top 40') -> bench/results/profile.md
 #   make clean           remove build products from this tree
 #
 # Variables: KDIR (kernel build dir), LLVM (1 or a suffix like -19), RUSTC (the
@@ -63,7 +65,7 @@ export BUS1_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bus1
 
 .PHONY: all modules modules_install install install-headers install-man install-modules-load packaging-test \
 	check run vm vng clean \
-	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench bench-ab boot-soak
+	provision kernels help intree intree-remove patches kunit clippy stress fuzz man limits bench bench-ab profile boot-soak
 
 all: modules
 
@@ -170,6 +172,10 @@ bench:
 BENCH_BASE ?= main
 bench-ab:
 	@scripts/bench-ab.sh $(BENCH_BASE) $(BENCH_ARGS)
+
+# PROFILE_ARGS is passed to scripts/profile.sh: -n N, -w WARMUP, --sizes 0,1024, --top K.
+profile:
+	@scripts/profile.sh $(PROFILE_ARGS)
 
 clean:
 	rm -rf .tmp_versions Module.symvers modules.order

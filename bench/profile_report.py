@@ -213,9 +213,11 @@ def render(results, top, names, info=()):
     unix = {r["size"]: r["total"] for r in results if r["case"] == "unix"}
     out = ["# Kernel instructions per message", ""]
     out += [
-        "Written by `make profile` (`scripts/profile.sh`, `bench/README.md`): guest kernel instructions",
-        "executed per iteration of one thread's loop, counted exactly by a QEMU TCG plugin in a release",
-        "guest (one vCPU, `-icount shift=0,sleep=off`), so the counts do not depend on the host or its load.",
+        "Written by `make profile` (`scripts/profile.sh`; method in `bench/README.md`): the kernel",
+        "instructions executed per iteration of one thread's loop, counted by a QEMU TCG plugin in a",
+        "release guest with one vCPU under `-icount`, so they do not depend on the host or its load",
+        "(repeated runs agree to 0.1 instruction per iteration). Each repetition of a `rep` string",
+        "instruction counts as one: a 1 KiB user copy (`rep_movs_alternative`) is about 1030.",
         "",
     ]
     out += [f"- {i}" for i in info]
@@ -237,7 +239,7 @@ def render(results, top, names, info=()):
             out.append(f"| {v:.1f} | {100 * v / r['total']:.1f}% | `{label}` |")
         rest = sum(v for _, v in funcs[top:])
         if rest:
-            out.append(f"| {rest:.1f} | {100 * rest / r['total']:.1f}% | {len(funcs) - top} other functions |")
+            out.append(f"| {rest:.1f} | {100 * rest / r['total']:.1f}% | the other {len(funcs) - top} functions |")
     return "\n".join(out) + "\n"
 
 

@@ -24,7 +24,6 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)
 dir=${PROFILE_FROM:-$BUS1_CACHE/profile/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)}
 mkdir -p "$dir"
 
@@ -47,7 +46,8 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	done
 	# The guest reports where the kernel's text is and bus1's symbols and
 	# range, then runs every case in one process.
-	cmd="echo PROFILE-INFO kernel \$(uname -r), \$(grep -c ^processor /proc/cpuinfo) vCPU, $warmup warm-up iterations per case;"
+	qver=$(qemu-system-x86_64 --version | sed -n '1s/ (.*//p')
+	cmd="echo PROFILE-INFO kernel \$(uname -r), \$(grep -c ^processor /proc/cpuinfo) vCPU, $qver, $warmup warm-up iterations per case;"
 	cmd+=" grep -e ' _text\$' -e '\\[bus1\\]\$' /proc/kallsyms | sed 's/^/PROFILE-KSYM /';"
 	cmd+=" echo PROFILE-MODULE \$(grep '^bus1 ' /proc/modules);"
 	cmd+=" /tests/demos/bus1-profile -w $warmup -n $n ${cases[*]}"
@@ -56,7 +56,8 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	# One vCPU: the plugin counts without atomics, and no other CPU's
 	# ticks or idle loop add to the count. -icount: the virtual clock counts
 	# instructions (1 ns each), so timer interrupts come at the same
-	# instructions whatever the host does.
+	# instructions whatever the host does; -seed and a virtual RTC take the
+	# host's random numbers and time of day out of the guest too.
 	BUS1_KVM=no BUS1_QEMU_ARGS="-smp 1 -icount shift=0,sleep=off -seed 1 -rtc base=2026-01-01,clock=vm -plugin $so,out=$dir/insns.out" \
 		timeout -k 10 "${PROFILE_TIMEOUT:-1800}" "$BUS1_TOP/scripts/vm.sh" run release "$cmd" \
 		| tee "$dir/guest.log" >&2 || true
@@ -65,6 +66,7 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 		die "the profile did not finish in the guest (output kept in $dir/guest.log)"
 fi
 
+kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)  # built and cached by now: its System.map
 python3 "$BUS1_TOP/bench/test_profile.py" -q >&2 || die "bench/test_profile.py failed"
 mkdir -p "$BUS1_TOP/bench/results"
 python3 "$BUS1_TOP/bench/profile_report.py" --guest-log "$dir/guest.log" --insns "$dir/insns.out" \
