@@ -182,9 +182,9 @@ def demangle(names, tool=None):
 
 
 TITLES = {
-    "bus1": "bus1: SEND a->b, RECV at b, read, SLICE_RELEASE (two peers)",
-    "bus1_tx": "bus1: one TRANSACT (release the last slice, send to itself, receive), read",
-    "unix": "AF_UNIX SOCK_SEQPACKET: send, recv, read",
+    "bus1": "SEND a->b, RECV at b, read the payload, SLICE_RELEASE at b (two peers)",
+    "bus1_tx": "one TRANSACT (release the last slice, send to itself, receive), read the payload",
+    "unix": "AF_UNIX SOCK_SEQPACKET send, recv (MSG_DONTWAIT), read the payload",
 }
 
 
