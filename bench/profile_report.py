@@ -18,17 +18,16 @@ Inputs:
 A translation block counts for the function its first instruction is in:
 the nearest text symbol at or below it (System.map moved by where the guest
 reports _text, so KASLR does not matter; bus1's own symbols from the guest's
-kallsyms, within the module's range in /proc/modules). Rust symbols are
-demangled with llvm-cxxfilt and their paths shortened to the last two
-components.
+kallsyms, within the module's range in /proc/modules). Rust symbols (v0
+mangling, as the kernel's Rust is built) are demangled here as
+llvm-cxxfilt and rustc-demangle print them, then every path is cut to its
+last two components.
 """
 import argparse
 import bisect
 import collections
 import os
 import re
-import shutil
-import subprocess
 import sys
 
 TEXT_TYPES = set("tTwW")
@@ -143,13 +142,221 @@ def attribute(blocks, syms):
     return c
 
 
-def cxxfilt():
-    """The llvm-cxxfilt of the toolchain (LLVM_SUFFIX, as scripts/lib.sh), or None."""
-    for cand in ("llvm-cxxfilt" + os.environ.get("LLVM_SUFFIX", "-19"), "llvm-cxxfilt"):
-        path = shutil.which(cand) or shutil.which(cand, path="/usr/lib/llvm-19/bin")
-        if path:
-            return path
-    return None
+BASIC = {"a": "i8", "b": "bool", "c": "char", "d": "f64", "e": "str", "f": "f32", "h": "u8", "i": "isize",
+         "j": "usize", "l": "i32", "m": "u32", "n": "i128", "o": "u128", "s": "i16", "t": "u16", "u": "()",
+         "v": "...", "x": "i64", "y": "u64", "z": "!", "p": "_"}
+B62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class _V0:
+    """A Rust v0 symbol (RFC 2603) after its "_R", printed as rustc-demangle and
+    llvm-cxxfilt print it by default (no crate hashes)."""
+
+    def __init__(self, s):
+        self.s, self.i, self.depth, self.bound = s, 0, 0, 0
+
+    def peek(self):
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def next(self):
+        c = self.peek()
+        if not c:
+            raise ValueError("truncated")
+        self.i += 1
+        return c
+
+    def eat(self, c):
+        if self.peek() == c:
+            self.i += 1
+            return True
+        return False
+
+    def b62(self):
+        if self.eat("_"):
+            return 0
+        x = 0
+        while True:
+            c = self.next()
+            if c == "_":
+                return x + 1
+            x = x * 62 + B62.index(c)
+
+    def opt_b62(self, tag):
+        return self.b62() + 1 if self.eat(tag) else 0
+
+    def decimal(self):
+        if self.eat("0"):
+            return 0
+        j = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        if j == self.i:
+            raise ValueError("number expected")
+        return int(self.s[j:self.i])
+
+    def ident(self):
+        dis = self.opt_b62("s")
+        if self.eat("u"):
+            raise ValueError("punycode")
+        n = self.decimal()
+        self.eat("_")
+        name = self.s[self.i:self.i + n]
+        if len(name) != n:
+            raise ValueError("truncated")
+        self.i += n
+        return name, dis
+
+    def backref(self, fn, *args):
+        pos = self.b62()
+        if pos >= self.i - 1 or self.depth > 100:
+            raise ValueError("bad backref")
+        saved, self.i = self.i, pos
+        self.depth += 1
+        try:
+            return fn(*args)
+        finally:
+            self.i, self.depth = saved, self.depth - 1
+
+    def path(self, value):
+        c = self.next()
+        if c == "C":
+            return self.ident()[0]
+        if c == "N":
+            ns = self.next()
+            inner = self.path(value)
+            name, dis = self.ident()
+            if ns.isupper():
+                kind = {"C": "closure", "S": "shim"}.get(ns, ns)
+                return f"{inner}::{{{kind}{':' + name if name else ''}#{dis}}}"
+            return f"{inner}::{name}" if name else inner
+        if c in "MXY":
+            if c != "Y":
+                self.opt_b62("s")
+                self.path(False)  # the impl's own path is not shown
+            t = self.type()
+            if c == "M":
+                return f"<{t}>"
+            return f"<{t} as {self.path(False)}>"
+        if c == "I":
+            p = self.path(value)
+            args = []
+            while not self.eat("E"):
+                args.append(self.generic_arg())
+            return f"{p}{'::' if value else ''}<{', '.join(args)}>"
+        if c == "B":
+            return self.backref(self.path, value)
+        raise ValueError(f"path tag {c!r}")
+
+    def generic_arg(self):
+        if self.eat("L"):
+            return self.lifetime(self.b62())
+        if self.eat("K"):
+            return self.const()
+        return self.type()
+
+    def lifetime(self, n):
+        """Lifetime n: 0 is erased, others count outwards from the innermost bound one."""
+        if n == 0 or n > self.bound:
+            return "'_"
+        d = self.bound - n
+        return "'" + B62[10 + d] if d < 26 else f"'_{d}"
+
+    def binder(self, body):
+        """A "for<'a, ...>" binder, if any, around body()."""
+        n = self.opt_b62("G")
+        if not n:
+            return body()
+        self.bound += n
+        try:
+            names = ", ".join(self.lifetime(k) for k in range(n, 0, -1))
+            return f"for<{names}> " + body()
+        finally:
+            self.bound -= n
+
+    def const(self):
+        if self.eat("B"):
+            return self.backref(self.const)
+        if self.eat("p"):
+            return "_"
+        t = self.next()
+        neg = self.eat("n")
+        j = self.s.index("_", self.i)
+        h, self.i = self.s[self.i:j], j + 1
+        v = int(h, 16) if h else 0
+        if t == "b":
+            return "true" if v else "false"
+        if t == "c":
+            return repr(chr(v))
+        return str(-v if neg else v)
+
+    def fn_sig(self):
+        pre = "unsafe " if self.eat("U") else ""
+        if self.eat("K"):
+            abi = "C" if self.eat("C") else self.ident()[0].replace("_", "-")
+            pre += f'extern "{abi}" '
+        ts = []
+        while not self.eat("E"):
+            ts.append(self.type())
+        ret = self.type()
+        return f"{pre}fn({', '.join(ts)})" + ("" if ret == "()" else f" -> {ret}")
+
+    def dyn_traits(self):
+        traits = []
+        while not self.eat("E"):
+            p = self.path(False)
+            binds = []
+            while self.eat("p"):
+                name = self.ident()[0]
+                binds.append(f"{name} = {self.type()}")
+            if binds:
+                p = p[:-1] + ", " + ", ".join(binds) + ">" if p.endswith(">") else p + "<" + ", ".join(binds) + ">"
+            traits.append(p)
+        return " + ".join(traits)
+
+    def type(self):
+        c = self.next()
+        if c in BASIC:
+            return BASIC[c]
+        if c == "A":
+            t = self.type()
+            return f"[{t}; {self.const()}]"
+        if c == "S":
+            return f"[{self.type()}]"
+        if c == "T":
+            ts = []
+            while not self.eat("E"):
+                ts.append(self.type())
+            return "(" + ", ".join(ts) + ("," if len(ts) == 1 else "") + ")"
+        if c in "RQ":
+            lt = self.lifetime(self.b62()) + " " if self.eat("L") else ""
+            if lt == "'_ ":
+                lt = ""
+            return "&" + lt + ("mut " if c == "Q" else "") + self.type()
+        if c in "PO":
+            return ("*const " if c == "P" else "*mut ") + self.type()
+        if c == "F":
+            return self.binder(self.fn_sig)
+        if c == "D":
+            t = "dyn " + self.binder(self.dyn_traits)
+            if self.eat("L"):
+                self.b62()
+            return t
+        if c == "B":
+            return self.backref(self.type)
+        self.i -= 1
+        return self.path(False)
+
+
+def demangle_v0(sym):
+    if not sym.startswith("_R"):
+        return sym
+    p = _V0(sym[2:])
+    try:
+        if p.peek().isdigit():
+            p.decimal()
+        return p.path(True)
+    except (ValueError, IndexError):
+        return sym
 
 
 PATH = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*::)+[A-Za-z_][A-Za-z0-9_]*")
@@ -162,22 +369,14 @@ def shorten(name):
     return PATH.sub(lambda m: "::".join(m.group(0).split("::")[-2:]), name)
 
 
-def demangle(names, tool=None):
-    """{mangled: readable} for Rust (v0 and legacy) and C++ symbols; C names
-    stay as they are. A suffix after the first '.' (.llvm.N, .cold) is kept."""
-    names = sorted(set(names))
-    heads = [n.split(".", 1)[0] for n in names]
-    tool = tool or cxxfilt()
-    if tool is None:
-        raise ProfileError("llvm-cxxfilt not found (make provision installs LLVM 19)")
-    out = subprocess.run([tool], input="\n".join(heads) + "\n", capture_output=True, text=True, check=True)
-    dem = out.stdout.splitlines()
-    if len(dem) != len(heads):
-        raise ProfileError("llvm-cxxfilt returned %d names for %d" % (len(dem), len(heads)))
+def demangle(names):
+    """{symbol: readable name}: Rust v0 symbols demangled and shortened, other
+    names as they are. A suffix after the first '.' (.llvm.N, .cold) is kept."""
     res = {}
-    for n, h, d in zip(names, heads, dem):
-        s = shorten(d) if d != h else h
-        res[n] = s + n[len(h):]
+    for n in names:
+        head = n.split(".", 1)[0]
+        d = demangle_v0(head)
+        res[n] = (shorten(d) if d != head else head) + n[len(head):]
     return res
 
 
@@ -260,7 +459,7 @@ def main(argv=None):
             syms = Symbols(f, guest)
         results = analyse(guest, marks, syms)
         names = demangle({n for r in results for n, _ in r["funcs"]})
-    except (OSError, ProfileError, subprocess.CalledProcessError) as e:
+    except (OSError, ProfileError) as e:
         print(f"profile_report.py: {e}", file=sys.stderr)
         return 1
     text = render(results, a.top, names, guest["info"])

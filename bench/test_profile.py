@@ -4,7 +4,7 @@
 System.map, guest output and plugin output: symbol mapping (KASLR offset,
 module range, data symbols, aliases), the per-iteration counts of the
 measured segments only, the consistency checks, demangling and the report.
-Offline; needs llvm-cxxfilt (LLVM 19, as the build)."""
+Offline, standard library only."""
 import io
 import os
 import sys
@@ -146,8 +146,46 @@ class Segments(unittest.TestCase):
             pr.parse_insns(io.StringIO("mark 1\nffff 1\n"))
 
 
+# Symbols of bus1.ko and the kernel's Rust, with what llvm-cxxfilt prints for them.
+V0 = {
+    SEND: "<bus1_main::peer::Peer>::send_prepared",
+    IOCTL: "<bus1_main::peer::Peer as bus1_main::ext::miscdevice::MiscDevice>::ioctl",
+    # Const generic argument, backrefs.
+    "_RNvMNtCs1chfcOlto9U_9bus1_main8smallvecINtB2_8SmallVecyKj8_E4pushB4_":
+        "<bus1_main::smallvec::SmallVec<u64, 8>>::push",
+    # Closure.
+    "_RNCNvMs_NtCs1chfcOlto9U_9bus1_main4sendNtNtB8_4peer4Peer8send_one0B8_":
+        "<bus1_main::peer::Peer>::send_one::{closure#0}",
+    # Generic function in value position (::<>), nested closures with empty names ("00").
+    "_RINvMs5_NtCsl7L7n58I0Vr_6kernel5typesINtB6_6OpaqueNtNtCseeCKQ1zEgTH_8bindings12bindings_raw15"
+    "wait_queue_headE8ffi_initNCNCNvMs0_NtNtB8_4sync7condvarNtB22_7CondVar3new00ECs1chfcOlto9U_9bus1_main":
+        "<kernel::types::Opaque<bindings::bindings_raw::wait_queue_head>>::ffi_init::"
+        "<<kernel::sync::condvar::CondVar>::new::{closure#0}::{closure#0}>",
+    # Slice type.
+    "_RINvMNtCs2DxGA1hvVcO_4core5sliceSh8align_tojEB5_": "<[u8]>::align_to::<usize>",
+    # dyn with a binder (for<'a>), bound lifetime, &mut, tuple of one, associated type.
+    "_RNvXs1_NtNtNtCs2DxGA1hvVcO_4core3ops8function5implsQDG_INtB7_5FnMutTQL0_INtNtCs1chfcOlto9U_9bus1_main4"
+    "node9NodeStateNtNtB1d_4peer4PeerNtNtB1d_5queue8QueueKeyINtB2a_9QueueSlotNtB1S_5EventEINtNtB1d_11"
+    "transaction6StagedB1Q_EEEEp6OutputuEL_IBS_TQB18_EE8call_mutB1d_":
+        "<&mut dyn for<'a> core::ops::function::FnMut<(&'a mut bus1_main::node::NodeState<bus1_main::peer::Peer, "
+        "bus1_main::queue::QueueKey, bus1_main::queue::QueueSlot<bus1_main::peer::Event>, "
+        "bus1_main::transaction::Staged<bus1_main::peer::Peer>>,), Output = ()> as core::ops::function::FnMut<"
+        "(&mut bus1_main::node::NodeState<bus1_main::peer::Peer, bus1_main::queue::QueueKey, "
+        "bus1_main::queue::QueueSlot<bus1_main::peer::Event>, bus1_main::transaction::Staged<bus1_main::peer::Peer>>,)>>"
+        "::call_mut",
+}
+
+
 class Demangle(unittest.TestCase):
-    def test_rust_and_c_names(self):
+    def test_v0_as_llvm_cxxfilt_prints_it(self):
+        for sym, want in V0.items():
+            self.assertEqual(want, pr.demangle_v0(sym), sym)
+
+    def test_not_rust_or_malformed_stays(self):
+        for sym in ("memcpy_orig", "_RNvC", "_RNvCs1chfcOlto9U_4bus", "_Rxyz", "_ZN4core3ptr4drop17h0123E"):
+            self.assertEqual(sym, pr.demangle_v0(sym))
+
+    def test_shortened_names_and_suffixes(self):
         d = pr.demangle([SEND, IOCTL, "memcpy_orig", SEND + ".llvm.123", "foo.cold"])
         self.assertEqual("<peer::Peer>::send_prepared", d[SEND])
         self.assertEqual("<peer::Peer as miscdevice::MiscDevice>::ioctl", d[IOCTL])
