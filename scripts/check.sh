@@ -115,12 +115,17 @@ rustfmt_check() {
 	fi
 }
 
+# The runner's offline tests, and those of make profile's analysis.
+runner_tests() {
+	python3 "$BUS1_TOP/scripts/test_results.py" && python3 "$BUS1_TOP/bench/test_profile.py" -q
+}
+
 # The phases of make check, in order; a new one is one line here.
 check_phases() {
 	# The runner itself: the manifest matches the sources, and the judge
 	# passes its own tests on crafted logs.
 	phase "manifest" manifest_check
-	phase "runner tests" by_status runner scripts/test_results.py python3 "$BUS1_TOP/scripts/test_results.py"
+	phase "runner tests" by_status runner "scripts/test_results.py, bench/test_profile.py" runner_tests
 	phase "provision" provision
 	for v in ${BUS1_VARIANTS:-debug release}; do
 		phase "$v guest" counted "$v" "the $v run" "$BUS1_TOP/scripts/vm.sh" check "$v"
