@@ -26,7 +26,6 @@ last two components.
 import argparse
 import bisect
 import collections
-import os
 import re
 import sys
 
