@@ -117,7 +117,7 @@ rustfmt_check() {
 
 # The runner's offline tests, and those of make profile's analysis.
 runner_tests() {
-	python3 "$BUS1_TOP/scripts/test_results.py" && python3 "$BUS1_TOP/bench/test_profile.py" -q
+	python3 "$BUS1_TOP/scripts/test_results.py" && python3 -B "$BUS1_TOP/bench/test_profile.py" -q
 }
 
 # The phases of make check, in order; a new one is one line here.
