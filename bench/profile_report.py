@@ -428,7 +428,7 @@ def render(results, top, names, info=()):
         out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} |")
     for r in results:
         out += ["", f"## {r['case']}, {r['size']} B: {TITLES.get(r['case'], r['case'])}", "",
-                f"{r['total']:.1f} instructions per iteration; the top {top} functions:", "",
+                f"{r['total']:.0f} instructions per iteration; the top {top} functions:", "",
                 "| insns / iteration | share | function |", "|---:|---:|---|"]
         funcs = sorted(r["funcs"].items(), key=lambda kv: (-kv[1], kv[0][0]))
         for (name, mod), v in funcs[:top]:
@@ -437,7 +437,7 @@ def render(results, top, names, info=()):
             out.append(f"| {v:.1f} | {100 * v / r['total']:.1f}% | `{label}` |")
         rest = sum(v for _, v in funcs[top:])
         if rest:
-            out.append(f"| {rest:.1f} | {100 * rest / r['total']:.1f}% | the other {len(funcs) - top} functions |")
+            out.append(f"| {rest:.1f} | {100 * rest / r['total']:.1f}% | all other functions |")
     return "\n".join(out) + "\n"
 
 
