@@ -452,7 +452,11 @@ def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
       "wall clock hides the copy bus1 saves; the CPU time does not. A full bus1 receiver makes the sender "
       "retry (bus1 has no way to block until there is room, where the AF_UNIX sender sleeps): from its "
       "first failed SEND to the attempt that succeeds, the sender's CPU time is waiting, not work, and is "
-      "left out (median share of the bus1 sender's CPU time: " + ", ".join(waits) + ").")
+      "left out (median share of the bus1 sender's CPU time: " + ", ".join(waits) + "). The guest "
+      "measures CPU time on its own clock and, under TCG, has no steal-time accounting: while the host "
+      "does not run a vCPU, the task on it is charged. On a loaded host both systems' rates per "
+      "CPU-second therefore fall towards half their wall-clock rates (two vCPUs that look busy) and "
+      "their ratio towards the wall-clock ratio; wall rate / CPU rate (CPUs busy) shows how far.")
     a("")
 
     a("## CPU cost of one send + receive in one thread (ns, CPU-time clock)")
