@@ -29,7 +29,7 @@ ERR = re.compile(r"BENCH-ERROR\|([^|]+)\|([^|]+)\|([^|]+)\|(.*)$")
 RATIO = re.compile(r"BENCH-RATIO\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|(\d+)")
 
 SIZES = {"0": "0 B", "1024": "1 KiB", "4096": "4 KiB", "65536": "64 KiB", "1048576": "1 MiB"}
-RATE_FIGS = {"tput", "scale"}
+RATE_FIGS = {"tput", "tput_cpu", "scale"}
 
 
 def parse(path):
@@ -200,6 +200,7 @@ def derived(rows):
         d[f"cpu_unix_{p}"] = ratio(med(rows, "cpu", "bus1", p), med(rows, "cpu", "unix", p))
     for p in ("4096", "65536", "1048576"):
         d[f"tput_unix_{p}"] = ratio(med(rows, "tput", "bus1", p), med(rows, "tput", "unix", p))
+        d[f"tput_cpu_unix_{p}"] = ratio(med(rows, "tput_cpu", "bus1", p), med(rows, "tput_cpu", "unix", p))
     ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
     for kind in ("send", "total"):
         pts = [(n, med(rows, f"mcast_{kind}", "bus1", str(n))) for n in ns if n >= 2]
@@ -279,6 +280,10 @@ def targets(d, ratios):
         d.get("cpu_unix_65536"))
     add("64 KiB: wall-clock throughput >= 1.0x AF_UNIX", "tput", 1.0, True, ("tput", "65536", "bus1", "unix"),
         d.get("tput_unix_65536"))
+    # Not one of the issue's targets: the figure it asks to report beside
+    # them, as the CPU time behind the wall-clock throughput.
+    add("64 KiB: throughput per CPU-second >= 1.0x AF_UNIX", "tput_cpu", 1.0, True,
+        ("tput_cpu", "65536", "bus1", "unix"), d.get("tput_cpu_unix_65536"))
     add("multicast: marginal cost per destination (send + receive) <= 0.5x a unicast", "mcast", 0.5, False,
         ("mcast", "per_dest", "total", "unicast"), d.get("mcast_total_ratio"))
     add("two independent pairs of different UIDs: bus1's 2-pair/1-pair scaling >= AF_UNIX's", "scale", 1.0, True,
@@ -313,7 +318,9 @@ def targets_md(d, ratios, a):
         a(f"| {name} | {fig} | {m} | {res(verdict_)} | {pin_cells} |")
     a("")
     a("The memory targets (handle <= 128 B, queued message <= 256 B, idle peer <= 4 KiB) are "
-      "measured by `make limits`, not here.")
+      "measured by `make limits`, not here. \"64 KiB: throughput per CPU-second\" is not one of "
+      "issue 19's targets but the figure it asks to report beside them: the CPU time behind the "
+      "wall-clock throughput (see the throughput table).")
     a("")
 
 
@@ -325,7 +332,7 @@ def write_csv(rows, d, path):
         for r in rows.values():
             ru = rf = ""
             if r["system"] == "bus1":
-                if r["figure"] in ("rtt", "rtt_cpu0", "cpu", "tput"):
+                if r["figure"] in ("rtt", "rtt_cpu0", "cpu", "tput", "tput_cpu"):
                     v = ratio(r["median"], med(rows, r["figure"], "unix", r["param"]))
                     ru = "" if v is None else f"{v:.3f}"
                 if r["figure"] in ("rtt", "rtt_cpu0"):
@@ -420,21 +427,36 @@ def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
 
     ratio_md(ratios, a)
 
-    a("## One-way throughput (MiB/s), bus1 vs AF_UNIX")
+    a("## One-way throughput, bus1 vs AF_UNIX")
     a("")
-    a("| message | bus1 | AF_UNIX seqpacket | bus1/AF_UNIX (paired, median [min, max]) |")
-    a("|---|---|---|---|")
+    a("| message | measure | bus1 | AF_UNIX seqpacket | bus1/AF_UNIX (paired, median [min, max]) |")
+    a("|---|---|---|---|---|")
     for p in ("4096", "65536", "1048576"):
-        r = ratios.get(("tput", p, "bus1", "unix"))
-        a(f"| {SIZES[p]} | {cell(rows, 'tput', 'bus1', p, 0)} | {cell(rows, 'tput', 'unix', p, 0)} | "
-          f"{iv(r) if r else fx(d[f'tput_unix_{p}'])} |")
+        for fig, what in (("tput", "MiB per wall-second"), ("tput_cpu", "MiB per CPU-second (sender + receiver)")):
+            r = ratios.get((fig, p, "bus1", "unix"))
+            a(f"| {SIZES[p]} | {what} | {cell(rows, fig, 'bus1', p, 0)} | {cell(rows, fig, 'unix', p, 0)} | "
+              f"{iv(r) if r else fx(d[f'{fig}_unix_{p}'])} |")
     a("")
+    waits = [(SIZES[p], med(rows, "tput_wait", "bus1", p)) for p in ("4096", "65536", "1048576")]
+    waits = [f"{size} " + ("n/a" if w is None else f"{w:.1f} %") for size, w in waits]
     a("A sender process streams messages to a receiver process, which checks every message's sequence "
       "number and reads every byte; samples are the rates over eighths of each run, the first eighth "
       "(warm-up) dropped; the two systems' repetitions alternate. Both systems may have 16 MiB in "
       "flight (bus1's per-user in-flight limit; the socket's buffer is forced to the same). A bus1 "
       "sender that gets `EDQUOT`/`EXFULL` yields and retries; the bus1 receiver calls RECV until "
       "`EAGAIN` and only then polls; the AF_UNIX receiver blocks in recv.")
+    a("")
+    a("Per CPU-second: the same runs, with the CPU time (`CLOCK_THREAD_CPUTIME_ID`) the sender spent "
+      "sending an eighth's messages plus the time the receiver spent receiving them. On two CPUs the "
+      "AF_UNIX sender's copy into the socket and the receiver's copy out of it run in parallel, so the "
+      "wall clock hides the copy bus1 saves; the CPU time does not. A full bus1 receiver makes the sender "
+      "retry (bus1 has no way to block until there is room, where the AF_UNIX sender sleeps): from its "
+      "first failed SEND to the attempt that succeeds, the sender's CPU time is waiting, not work, and is "
+      "left out (median share of the bus1 sender's CPU time: " + ", ".join(waits) + "). The guest "
+      "measures CPU time on its own clock and, under TCG, has no steal-time accounting: while the host "
+      "does not run a vCPU, the task on it is charged. On a loaded host both systems' rates per "
+      "CPU-second therefore fall towards half their wall-clock rates (two vCPUs that look busy) and "
+      "their ratio towards the wall-clock ratio; wall rate / CPU rate (CPUs busy) shows how far.")
     a("")
 
     a("## CPU cost of one send + receive in one thread (ns, CPU-time clock)")

@@ -19,6 +19,10 @@ BENCH|rtt|futex|0|us|50.000|60.000|10|45.000|55.000
 BENCH|rtt|binder|0|us|250.000|500.000|10|240.000|260.000
 garbage [   2.0] random: crng BENCH|tput|bus1|65536|MiB/s|300.000|250.000|8|290.000|310.000
 BENCH|tput|unix|65536|MiB/s|100.000|90.000|8|95.000|105.000
+BENCH|tput_cpu|bus1|65536|MiB/CPU-s|160.000|150.000|8|155.000|165.000
+BENCH|tput_cpu|unix|65536|MiB/CPU-s|200.000|190.000|8|195.000|205.000
+BENCH-RATIO|tput_cpu|65536|bus1|unix|0.800|0.700|0.900|5
+BENCH|tput_wait|bus1|65536|%|12.500|30.000|8|10.000|15.000
 BENCH|mcast_total|bus1|1|ns|1000.000|1100.000|5|1000.000|1000.000
 BENCH|mcast_total|bus1|2|ns|1400.000|1500.000|5|1400.000|1400.000
 BENCH|mcast_total|bus1|4|ns|2200.000|2300.000|5|2200.000|2200.000
@@ -69,7 +73,7 @@ class ReportTest(unittest.TestCase):
         self.dir.cleanup()
 
     def test_parse_finds_rows_behind_console_noise(self):
-        self.assertEqual(len(self.rows), 17)
+        self.assertEqual(len(self.rows), 20)
         self.assertEqual(self.rows[("tput", "bus1", "65536")]["median"], 300.0)
         self.assertEqual(self.info["kernel"], "7.2.12")
         self.assertEqual(self.errs[0][:3], ("cpu", "bus1", "0"))
@@ -103,6 +107,8 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(d["rtt_futex_0"], 4.0)
         self.assertAlmostEqual(d["rtt_binder_0"], 0.8)
         self.assertAlmostEqual(d["tput_unix_65536"], 3.0)
+        self.assertAlmostEqual(d["tput_cpu_unix_65536"], 0.8)
+        self.assertIsNone(d["tput_cpu_unix_4096"])
         # Slope of 1400 -> 2200 over n = 2..4 is 400 ns per destination.
         self.assertAlmostEqual(d["mcast_total_slope"], 400.0)
         self.assertAlmostEqual(d["mcast_total_ratio"], 0.4)
@@ -126,6 +132,9 @@ class ReportTest(unittest.TestCase):
                          "met (median)")
         # Pooled medians where the log has no paired ratio: 300/100 MiB/s.
         self.assertEqual(t["64 KiB: wall-clock throughput >= 1.0x AF_UNIX"][4:], (3.0, None, "met"))
+        # Per CPU-second: the paired ratio of its own figure, higher is better.
+        self.assertEqual(t["64 KiB: throughput per CPU-second >= 1.0x AF_UNIX"][1:],
+                         ("tput_cpu", 1.0, True, 0.8, (0.7, 0.9), "missed"))
         self.assertIsNone(verdict("RTT 1 KiB, TRANSACT <= Rust Binder"))
         self.assertIsNone(verdict("one thread SEND+RECV+release 0 B <= 1.6x AF_UNIX"))
         # Cross-UID pairs scale 1.5x, AF_UNIX 1.5x: met, without an interval.
@@ -146,6 +155,8 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(rows[("rtt", "bus1", "0")]["ratio_to_unix"], "2.000")
         self.assertEqual(rows[("rtt", "bus1", "0")]["ratio_to_futex"], "4.000")
         self.assertEqual(rows[("tput", "bus1", "65536")]["tail_kind"], "p1")
+        self.assertEqual(rows[("tput_cpu", "bus1", "65536")]["tail_kind"], "p1")
+        self.assertEqual(rows[("tput_cpu", "bus1", "65536")]["ratio_to_unix"], "0.800")
         with open(out_md) as f:
             md = f.read()
         # bus1 RFC, TRANSACT, AF_UNIX, pipe, C binder, Rust Binder, futex, then
@@ -154,6 +165,14 @@ class ReportTest(unittest.TestCase):
                       "50.0 (60.0) | 0.90x [0.80, 1.10] | 0.95x [0.90, 0.99] | 1.05x [0.98, 1.20] |", md)
         self.assertIn("| RTT 0 B, TRANSACT <= Rust Binder | rtt | 1.05x [0.98, 1.20] | **missed** |", md)
         self.assertIn("| binder of the second boot | rbinder |", md)
+        # Throughput per wall-second and per CPU-second, each with its paired ratio where the log has one.
+        self.assertIn("| 64 KiB | MiB per wall-second | 300 (250) | 100 (90) | 3.00x |", md)
+        self.assertIn("| 64 KiB | MiB per CPU-second (sender + receiver) | 160 (150) | 200 (190) | "
+                      "0.80x [0.70, 0.90] |", md)
+        self.assertIn("| 4 KiB | MiB per CPU-second (sender + receiver) | n/a | n/a | n/a |", md)
+        self.assertIn("share of the bus1 sender's CPU time: 4 KiB n/a, 64 KiB 12.5 %", md)
+        self.assertIn("| 64 KiB: throughput per CPU-second >= 1.0x AF_UNIX | tput_cpu | 0.80x [0.70, 0.90] | "
+                      "**missed** |", md)
         # The pinned ratio of the same pair next to the unpinned one.
         self.assertIn("| RTT 1 KiB, TRANSACT <= Rust Binder | rtt | n/a | not measured | 0.70x [0.65, 0.75] | met |",
                       md)

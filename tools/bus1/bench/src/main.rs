@@ -111,6 +111,17 @@ fn interleaved(
     cases: &mut [Case<'_>],
     pairs: &[(&str, &str)],
 ) {
+    let reps = run_interleaved(o, fig, param, cases);
+    report_interleaved(fig, param, unit, higher_is_better, &reps, pairs);
+}
+
+/// The repetitions of one system of an interleaved figure: its name and
+/// the samples of each repetition (None if a repetition failed).
+type SystemReps = (&'static str, Option<Vec<Vec<f64>>>);
+
+/// The running half of [`interleaved`]: every system's repetitions, a
+/// failure reported (`BENCH-ERROR`) and that system dropped from the rest.
+fn run_interleaved(o: &Opts, fig: &str, param: &str, cases: &mut [Case<'_>]) -> Vec<SystemReps> {
     let n = cases.len();
     let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n];
     let mut failed = vec![false; n];
@@ -130,21 +141,24 @@ fn interleaved(
             }
         }
     }
+    cases.iter().zip(reps).zip(failed).map(|((c, r), failed)| (c.0, (!failed).then_some(r))).collect()
+}
+
+/// The reporting half of [`interleaved`]: a row per system, then the paired
+/// ratios of `pairs`.
+fn report_interleaved(
+    fig: &str,
+    param: &str,
+    unit: &str,
+    higher_is_better: bool,
+    reps: &[SystemReps],
+    pairs: &[(&str, &str)],
+) {
     let mut meds: Vec<(&str, Vec<f64>)> = Vec::new();
-    for i in 0..n {
-        if failed[i] {
-            continue;
-        }
-        report(fig, cases[i].0, param, unit, &reps[i], higher_is_better);
-        let m = reps[i]
-            .iter()
-            .map(|r| {
-                let mut s = r.clone();
-                s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-                percentile(&s, 0.5)
-            })
-            .collect();
-        meds.push((cases[i].0, m));
+    for (name, r) in reps {
+        let Some(r) = r else { continue };
+        report(fig, name, param, unit, r, higher_is_better);
+        meds.push((name, r.iter().map(|r| median(r)).collect()));
     }
     for (a, b) in pairs {
         let (Some(x), Some(y)) = (meds.iter().find(|m| m.0 == *a), meds.iter().find(|m| m.0 == *b)) else {
@@ -702,25 +716,97 @@ fn fig_rtt_pin(o: &Opts) {
 
 const WINDOWS: usize = 8;
 
-/// Receiver-side windows: MiB/s over each 1/WINDOWS of the messages.
-struct Windows {
-    size: usize,
+/// Marks one side of a stream takes at its start and at the end of each
+/// 1/WINDOWS of the messages: the wall clock, the CPU time of the calling
+/// thread, and how much of that CPU time the side spent waiting for room at
+/// the receiver (a bus1 sender's retries; always 0 on other sides).
+struct Marks {
     per: usize,
-    t: u64,
-    out: Vec<f64>,
+    wall: Vec<u64>,
+    cpu: Vec<u64>,
+    wait: Vec<u64>,
 }
 
-impl Windows {
-    fn new(size: usize, count: usize, t0: u64) -> Windows {
-        Windows { size, per: (count / WINDOWS).max(1), t: t0, out: Vec::new() }
+impl Marks {
+    /// Takes the start marks.
+    fn new(count: usize) -> Marks {
+        let mut m = Marks { per: (count / WINDOWS).max(1), wall: Vec::new(), cpu: Vec::new(), wait: Vec::new() };
+        m.mark(0);
+        m
     }
-    fn tick(&mut self, i: usize) {
+
+    fn mark(&mut self, waited: u64) {
+        self.wall.push(now_ns());
+        self.cpu.push(thread_cpu_ns());
+        self.wait.push(waited);
+    }
+
+    /// After message `i`: marks the end of a window. `waited` is the CPU time
+    /// spent waiting for room so far.
+    fn tick(&mut self, i: usize, waited: u64) {
         // The end of a window (`is_multiple_of` needs a newer Rust than the workspace's MSRV).
         if (i + 1) - (i + 1) / self.per * self.per == 0 {
-            let t = now_ns();
-            let bytes = (self.per * self.size) as f64;
-            self.out.push(bytes / MIB as f64 / ((t - self.t) as f64 / 1e9));
-            self.t = t;
+            self.mark(waited);
+        }
+    }
+
+    /// The CPU and wait marks, for the other side of the stream.
+    fn send_cpu(&self, fd: RawFd) -> Res<()> {
+        let b: Vec<u8> = self.cpu.iter().chain(&self.wait).flat_map(|x| x.to_ne_bytes()).collect();
+        write_all(fd, &b)
+    }
+
+    /// Reads the CPU and wait marks the sender wrote with [`Marks::send_cpu`]
+    /// (as many as this side took).
+    fn recv_cpu(&self, fd: RawFd) -> Res<(Vec<u64>, Vec<u64>)> {
+        let n = self.cpu.len();
+        let mut b = vec![0u8; 2 * n * 8];
+        read_exact(fd, &mut b).map_err(|e| format!("the sender's CPU marks: {e}"))?;
+        let v: Vec<u64> = b.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
+        Ok((v[..n].to_vec(), v[n..].to_vec()))
+    }
+}
+
+/// The samples of one throughput repetition, three series of one value per
+/// window, the first window (the warm-up: first-touch faults, fresh pool and
+/// socket pages) dropped: MiB per wall-second at the receiver; MiB per
+/// CPU-second of sender and receiver together (the CPU time both spent on the
+/// window's messages, less the sender's waiting for room); and the share of
+/// the sender's CPU time spent waiting for room, in per cent.
+fn tput_samples(size: usize, rx: &Marks, tx_cpu: &[u64], tx_wait: &[u64]) -> Vec<f64> {
+    let mib = (rx.per * size) as f64 / MIB as f64;
+    let d = |v: &[u64], k: usize| (v[k] - v[k - 1]) as f64;
+    let (mut wall, mut cpu, mut wait) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 2..rx.wall.len() {
+        wall.push(mib / (d(&rx.wall, k) / 1e9));
+        cpu.push(mib / ((d(&rx.cpu, k) + d(tx_cpu, k) - d(tx_wait, k)) / 1e9));
+        wait.push(100.0 * d(tx_wait, k) / d(tx_cpu, k));
+    }
+    [wall, cpu, wait].concat()
+}
+
+/// SEND that retries while the receiver is out of quota or pool space (bus1
+/// has no way to block until there is room), adding the CPU time spent
+/// waiting to `waited`: from the first failure to the start of the attempt
+/// that succeeds (the retries and `sched_yield`s; the first failed SEND is
+/// counted as work).
+fn send_waiting(p: &bus1::Peer, dests: &[u64], data: &[u8], waited: &mut u64) -> Res<()> {
+    let mut since = None;
+    loop {
+        let attempt = since.map(|_| thread_cpu_ns());
+        match p.send_raw(dests, data) {
+            Ok(()) => {
+                if let (Some(t0), Some(t1)) = (since, attempt) {
+                    *waited += t1 - t0;
+                }
+                return Ok(());
+            }
+            Err(libc::EDQUOT) | Err(libc::EXFULL) | Err(libc::EINTR) => {
+                since = since.or_else(|| Some(thread_cpu_ns()));
+                // SAFETY: no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+            Err(e) => return Err(format!("SEND: {}", std::io::Error::from_raw_os_error(e))),
         }
     }
 }
@@ -728,20 +814,25 @@ impl Windows {
 fn tput_bus1(size: usize, count: usize) -> Res<Vec<f64>> {
     let (a, mut b, a2b, _) = bus1::pair()?;
     let go = Gate::new()?;
+    let (marks_r, marks_w) = pipe()?;
     let tx = spawn(|| {
+        close(marks_r);
         let mut buf = payload(size);
+        let mut waited = 0;
         go.wait();
-        for i in 0..count as u64 {
-            stamp(&mut buf, i);
-            a.send(&[a2b], &buf)?;
+        let mut m = Marks::new(count);
+        for i in 0..count {
+            stamp(&mut buf, i as u64);
+            send_waiting(&a, &[a2b], &buf, &mut waited)?;
+            m.tick(i, waited);
         }
-        Ok(())
+        m.send_cpu(marks_w)
     })?;
+    close(marks_w);
     let r = (|| {
         b.map()?;
-        let t0 = now_ns();
+        let mut w = Marks::new(count);
         go.open();
-        let mut w = Windows::new(size, count, t0);
         for i in 0..count {
             let m = b.recv_stream()?;
             if m.n_bytes != size as u64 {
@@ -752,11 +843,12 @@ fn tput_bus1(size: usize, count: usize) -> Res<Vec<f64>> {
             let seq = unstamp(data);
             b.release(m.offset)?;
             check_seq("bus1 receiver", seq, i as u64)?;
-            w.tick(i);
+            w.tick(i, 0);
         }
-        // The first window is the warm-up (first-touch faults, fresh pool and socket pages).
-        Ok(w.out.split_off(1.min(w.out.len())))
+        let (tx_cpu, tx_wait) = w.recv_cpu(marks_r)?;
+        Ok(tput_samples(size, &w, &tx_cpu, &tx_wait))
     })();
+    close(marks_r);
     drop(a);
     finish(tx, r)
 }
@@ -767,22 +859,26 @@ fn tput_unix(size: usize, count: usize) -> Res<Vec<f64>> {
     set_sndbuf(s, 8 * MIB);
     set_sndbuf(r_fd, 8 * MIB);
     let go = Gate::new()?;
+    let (marks_r, marks_w) = pipe()?;
     let tx = spawn(|| {
         close(r_fd);
+        close(marks_r);
         let mut buf = payload(size);
         go.wait();
-        for i in 0..count as u64 {
-            stamp(&mut buf, i);
+        let mut m = Marks::new(count);
+        for i in 0..count {
+            stamp(&mut buf, i as u64);
             sq_send(s, &buf)?;
+            m.tick(i, 0);
         }
-        Ok(())
+        m.send_cpu(marks_w)
     })?;
     close(s);
+    close(marks_w);
     let r = (|| {
         let mut buf = payload(size);
-        let t0 = now_ns();
+        let mut w = Marks::new(count);
         go.open();
-        let mut w = Windows::new(size, count, t0);
         for i in 0..count {
             let n = sq_recv(r_fd, &mut buf, 0)?.unwrap_or(0);
             if n != size {
@@ -790,24 +886,48 @@ fn tput_unix(size: usize, count: usize) -> Res<Vec<f64>> {
             }
             consume(&buf[..n]);
             check_seq("unix receiver", unstamp(&buf), i as u64)?;
-            w.tick(i);
+            w.tick(i, 0);
         }
-        // The first window is the warm-up (first-touch faults, fresh pool and socket pages).
-        Ok(w.out.split_off(1.min(w.out.len())))
+        let (tx_cpu, tx_wait) = w.recv_cpu(marks_r)?;
+        Ok(tput_samples(size, &w, &tx_cpu, &tx_wait))
     })();
+    close(marks_r);
     close(r_fd);
     finish(tx, r)
 }
 
+/// One-way throughput, per wall-second (`tput`) and per CPU-second of sender
+/// and receiver together (`tput_cpu`: on two CPUs AF_UNIX's two copies run
+/// in parallel, so the wall clock hides the copy bus1 saves), from the same
+/// interleaved repetitions, so both ratios are paired; and the share of the
+/// bus1 sender's CPU time spent retrying a full receiver (`tput_wait`, left
+/// out of `tput_cpu`).
 fn fig_tput(o: &Opts) {
+    // Without a CPU-time clock `thread_cpu_ns` is the wall clock: no CPU figure then.
+    let cpu_clock = thread_cpu_clock_is_real();
     for size in [4 * KIB, 64 * KIB, MIB] {
         // About 96 MiB per repetition, at least 64 messages.
         let count = o.n((96 * MIB / size).clamp(64, 8192));
+        let p = size.to_string();
         let mut cases: Vec<Case<'_>> = vec![
             ("bus1", Box::new(move || tput_bus1(size, count))),
             ("unix", Box::new(move || tput_unix(size, count))),
         ];
-        interleaved(o, "tput", &size.to_string(), "MiB/s", true, &mut cases, &[("bus1", "unix")]);
+        let reps = run_interleaved(o, "tput", &p, &mut cases);
+        // The three series of `tput_samples`, each a third of every repetition's samples.
+        let series = |s: usize| -> Vec<SystemReps> {
+            let third = |v: &Vec<f64>| v[s * v.len() / 3..(s + 1) * v.len() / 3].to_vec();
+            reps.iter().map(|(name, r)| (*name, r.as_ref().map(|r| r.iter().map(third).collect()))).collect()
+        };
+        report_interleaved("tput", &p, "MiB/s", true, &series(0), &[("bus1", "unix")]);
+        if !cpu_clock {
+            report_err("tput_cpu", "bus1", &p, "no CLOCK_THREAD_CPUTIME_ID (CONFIG_POSIX_TIMERS)");
+            continue;
+        }
+        report_interleaved("tput_cpu", &p, "MiB/CPU-s", true, &series(1), &[("bus1", "unix")]);
+        if let Some((_, Some(r))) = series(2).iter().find(|s| s.0 == "bus1") {
+            report("tput_wait", "bus1", &p, "%", r, false);
+        }
     }
 }
 
@@ -1407,4 +1527,50 @@ fn main() {
     }
     println!("BENCH-INFO|time_total_s|{:.1}", (now_ns() - t0) as f64 / 1e9);
     println!("BENCH-DONE");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Marks (from 1000) after each of the per-window increments `d`.
+    fn acc(d: &[u64]) -> Vec<u64> {
+        let mut v = vec![1000];
+        for x in d {
+            v.push(v[v.len() - 1] + x);
+        }
+        v
+    }
+
+    #[test]
+    fn tput_samples_drop_the_warm_up_and_the_senders_waiting() {
+        const MS: u64 = 1_000_000;
+        // 4 windows of 16 messages of 64 KiB: 1 MiB each; the first is the warm-up.
+        let rx = Marks {
+            per: 16,
+            wall: acc(&[9000 * MS, 500 * MS, 250 * MS, 1000 * MS]),
+            cpu: acc(&[7, 300 * MS, 100 * MS, 500 * MS]),
+            wait: acc(&[0; 4]),
+        };
+        // The sender's CPU time per window, and how much of it was waiting for room.
+        let tx_cpu = acc(&[5, 900 * MS, 400 * MS, 500 * MS]);
+        let tx_wait = acc(&[3, 200 * MS, 0, 250 * MS]);
+        let s = tput_samples(64 * KIB, &rx, &tx_cpu, &tx_wait);
+        // MiB per wall-second, MiB per CPU-second, the sender's waiting share (%).
+        let want = [
+            2.0,
+            4.0,
+            1.0,
+            1.0 / (0.3 + 0.9 - 0.2),
+            1.0 / (0.1 + 0.4),
+            1.0 / (0.5 + 0.5 - 0.25),
+            100.0 * 0.2 / 0.9,
+            0.0,
+            50.0,
+        ];
+        assert_eq!(s.len(), want.len());
+        for (g, w) in s.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9, "{s:?} != {want:?}");
+        }
+    }
 }

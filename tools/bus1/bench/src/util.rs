@@ -65,6 +65,11 @@ pub fn thread_cpu_ns() -> u64 {
     }
 }
 
+/// Whether `thread_cpu_ns` is a CPU-time clock (not the wall-clock fallback).
+pub fn thread_cpu_clock_is_real() -> bool {
+    thread_clock_works()
+}
+
 /// Which clock `thread_cpu_ns` uses.
 pub fn thread_cpu_clock() -> &'static str {
     if thread_clock_works() {
