@@ -28,6 +28,7 @@ use crate::{
             SenderIds, //
         },
     },
+    lazyvec::LazyVec,
     limits::ShareReservations,
     message::SliceLayout,
     peer::{
@@ -196,8 +197,8 @@ impl Peer {
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
         let mut handle_ids = SmallVec::new();
         read_u64s(s.ptr_handles, n_handles, &mut handle_ids)?;
-        let mut nodes: KVec<Option<Arc<Node>>> =
-            KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
+        let mut nodes: LazyVec<Option<Arc<Node>>> =
+            LazyVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
         for &id in handle_ids.iter() {
             let node = op.resolve(id)?;
             nodes.push(Some(node), GFP_KERNEL)?;
@@ -249,7 +250,8 @@ impl Peer {
         errors.reserve(n_dst)?;
         // The first copy is kept apart, so a unicast allocates no list.
         let mut first: Option<Pending> = None;
-        let mut pending: KVec<Pending> = KVec::with_capacity(n_dst.saturating_sub(1), GFP_KERNEL)?;
+        let mut pending: LazyVec<Pending> =
+            LazyVec::with_capacity(n_dst.saturating_sub(1), GFP_KERNEL)?;
         for (i, &id) in dst_ids.iter().enumerate() {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());
@@ -301,7 +303,7 @@ impl Peer {
         tx.reserve_remote(n_copies)?;
         // CAST: A count of destinations fits.
         let cargo = make_cargo(nodes, files, n_copies as u64)?;
-        for mut p in Iterator::chain(Some(first).into_iter(), pending.drain_all()) {
+        for mut p in Iterator::chain(Some(first).into_iter(), pending.take_all()) {
             p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
             // A receiver that shut down since its copy was made is gone with everything it
@@ -379,7 +381,8 @@ fn prepare_copy(
     sender: &SenderIds,
     sender_uid: u32,
 ) -> Result<(KBox<Message>, u64)> {
-    let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
+    let size = layout.size();
+    let c = Charge([1, layout.n_handles, size, layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt, so a unicast takes the receiver's lock once here.
     let mut inner = peer.lock();
@@ -390,7 +393,7 @@ fn prepare_copy(
         }
     }
     // What can never fit is refused before the quota is asked.
-    if layout.size() > peer.pool().size() {
+    if size > peer.pool().size() {
         return Err(EMSGSIZE);
     }
     let shared = if sender_uid == peer.uid() {
@@ -430,7 +433,7 @@ fn prepare_copy(
         },
     );
     // On failure, `msg` gives the slice's charge back with the rest.
-    let off = peer.pool().alloc(layout.size())?;
+    let off = peer.pool().alloc(size)?;
     msg.slice = Some(off);
     Ok((msg, clock))
 }
@@ -463,14 +466,18 @@ fn fill_slice(msg: &Message, vecs: &[uapi::IoVec], secctx: Option<&SecurityCtx>)
 ///
 /// The only failure, out of memory, happens before any reference is taken.
 fn make_cargo(
-    nodes: KVec<Option<Arc<Node>>>,
-    files: KVec<ARef<File>>,
+    nodes: LazyVec<Option<Arc<Node>>>,
+    files: LazyVec<ARef<File>>,
     n: u64,
 ) -> Result<Option<Arc<Cargo>>> {
     if nodes.is_empty() && files.is_empty() {
         return Ok(None);
     }
-    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL_ACCOUNT)?;
+    let cargo = Cargo {
+        nodes: nodes.into_kvec(),
+        files: files.into_kvec(),
+    };
+    let mut cargo = UniqueArc::new(cargo, GFP_KERNEL_ACCOUNT)?;
     for slot in cargo.nodes.iter_mut() {
         if let Some(node) = slot {
             if !get_inflight(node, n) {
@@ -514,10 +521,10 @@ fn read_u64s(ptr: u64, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
 /// peers, `AF_UNIX` sockets and io_uring instances, which could form reference cycles only a
 /// GC could break.
-fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>> {
+fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<LazyVec<ARef<File>>> {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<i32>()).reader();
-    let mut out = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+    let mut out = LazyVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..n {
         let fd: i32 = r.read()?;
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
