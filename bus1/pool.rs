@@ -350,9 +350,10 @@ impl SliceAllocator {
         Ok(page)
     }
 
-    /// Finds the slice starting exactly at `offset`: its slab page and slot, or `None` for a
-    /// large slice. Fails with `ENXIO` if no slice starts there.
-    fn locate(&self, offset: u64) -> Result<Option<(u64, usize, u64)>> {
+    /// Finds the slice starting exactly at `offset`: its slab page, slot and slot size, or
+    /// `None` for a large slice, and whether it is published. Fails with `ENXIO` if no slice
+    /// starts there. One tree walk for a slot, two for a large slice.
+    fn locate(&self, offset: u64) -> Result<(Option<(u64, usize, u64)>, bool)> {
         let page = offset & !(PAGE - 1);
         if let Some(slab) = self.slabs.get(&page) {
             let cs = class_size(slab.class);
@@ -365,29 +366,29 @@ impl SliceAllocator {
             if !test_bit(&slab.allocated, idx) {
                 return Err(ENXIO);
             }
-            return Ok(Some((page, idx, cs)));
+            return Ok((Some((page, idx, cs)), test_bit(&slab.published, idx)));
         }
-        if self.large.get(&offset).is_some() {
-            return Ok(None);
+        match self.large.get(&offset) {
+            Some(l) => Ok((None, l.published)),
+            None => Err(ENXIO),
         }
-        Err(ENXIO)
-    }
-
-    /// Whether the slice at `offset` (which exists) is published.
-    fn is_published(&self, offset: u64) -> Result<bool> {
-        Ok(match self.locate(offset)? {
-            Some((page, idx, _)) => self
-                .slabs
-                .get(&page)
-                .is_some_and(|s| test_bit(&s.published, idx)),
-            None => self.large.get(&offset).is_some_and(|l| l.published),
-        })
     }
 
     /// Frees the slice at `offset`, whatever its publication state. Returns the pages to give
     /// back.
     fn release(&mut self, offset: u64) -> Result<Option<Range<u64>>> {
-        match self.locate(offset)? {
+        let (at, _) = self.locate(offset)?;
+        self.release_located(offset, at)
+    }
+
+    /// Frees the slice at `offset`, which [`Self::locate`] found at `at`. Returns the pages to
+    /// give back.
+    fn release_located(
+        &mut self,
+        offset: u64,
+        at: Option<(u64, usize, u64)>,
+    ) -> Result<Option<Range<u64>>> {
+        match at {
             None => {
                 let l = self.large.remove(&offset).ok_or(ENXIO)?;
                 self.free_pages(offset, l.pages_len, l.free_node);
@@ -430,8 +431,8 @@ impl SliceAllocator {
     /// Frees an unpublished slice (the kernel's path: a message dropped before `RECV`). Returns
     /// the page range, if any, that no slice uses any more and should be given back.
     pub(crate) fn free(&mut self, offset: u64) -> Option<Range<u64>> {
-        match self.is_published(offset) {
-            Ok(false) => self.release(offset).ok().flatten(),
+        match self.locate(offset) {
+            Ok((at, false)) => self.release_located(offset, at).ok().flatten(),
             _ => None,
         }
     }
@@ -439,28 +440,30 @@ impl SliceAllocator {
     /// Marks the slice at `offset` published (`RECV`): from now on only `SLICE_RELEASE` or a
     /// flush frees it.
     pub(crate) fn publish(&mut self, offset: u64) {
-        match self.locate(offset) {
-            Ok(Some((page, idx, _))) => {
-                if let Some(s) = self.slabs.get_mut(&page) {
-                    set_bit(&mut s.published, idx, true);
+        let page = offset & !(PAGE - 1);
+        if let Some(slab) = self.slabs.get_mut(&page) {
+            let cs = class_size(slab.class);
+            let rel = offset - page;
+            if rel.checked_rem(cs) == Some(0) {
+                // CAST: `rel < PAGE`, so the slot index is below 512.
+                let idx = rel.checked_div(cs).unwrap_or(0) as usize;
+                // INVARIANTS: Only an allocated slot is published.
+                if test_bit(&slab.allocated, idx) {
+                    set_bit(&mut slab.published, idx, true);
                 }
             }
-            Ok(None) => {
-                if let Some(l) = self.large.get_mut(&offset) {
-                    l.published = true;
-                }
-            }
-            Err(_) => {}
+        } else if let Some(l) = self.large.get_mut(&offset) {
+            l.published = true;
         }
     }
 
     /// `SLICE_RELEASE`: frees the published slice starting exactly at `offset`; `ENXIO`
     /// otherwise.
     pub(crate) fn release_published(&mut self, offset: u64) -> Result<Option<Range<u64>>> {
-        if !self.is_published(offset)? {
-            return Err(ENXIO);
+        match self.locate(offset)? {
+            (at, true) => self.release_located(offset, at),
+            (_, false) => Err(ENXIO),
         }
-        self.release(offset)
     }
 
     /// Frees every published slice (`RESET` and teardown), handing each page range to give back

@@ -8,6 +8,7 @@
 
 use crate::{
     ext::{errno::ENOTRECOVERABLE, fd::reserve_cloexec},
+    lazyvec::LazyVec,
     message::{
         Receiver,
         SliceLayout, //
@@ -93,13 +94,13 @@ pub(crate) struct RecvArgs {
 /// Resources reserved before a message is dequeued, so that installing it cannot fail.
 struct InstallReservation {
     /// One per carried handle.
-    handles: KVec<(HandleReservation, RBTreeNodeReservation<u64, NodeHolder>)>,
+    handles: LazyVec<(HandleReservation, RBTreeNodeReservation<u64, NodeHolder>)>,
     /// One per carried file, if they are to be installed.
-    fds: KVec<FileDescriptorReservation>,
+    fds: LazyVec<FileDescriptorReservation>,
     /// One per carried node of another peer that was already destroyed, for the
     /// `NODE_DESTROY` the receiver gets with a handle installed after the destruction (see
     /// [`Peer::install_handle`]).
-    destroys: KVec<QueueSlot<Event>>,
+    destroys: LazyVec<QueueSlot<Event>>,
 }
 
 impl InstallReservation {
@@ -116,7 +117,7 @@ impl InstallReservation {
             )?;
         }
         let n_handles = usize::try_from(msg.layout.n_handles)?;
-        let mut handles = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        let mut handles = LazyVec::with_capacity(n_handles, GFP_KERNEL)?;
         for _ in 0..n_handles {
             handles.push(
                 (
@@ -126,10 +127,10 @@ impl InstallReservation {
                 GFP_KERNEL,
             )?;
         }
-        let mut fds = KVec::new();
+        let mut fds = LazyVec::new();
         if install_fds {
             let n_fds = usize::try_from(msg.layout.n_fds)?;
-            fds.reserve(n_fds, GFP_KERNEL)?;
+            fds = LazyVec::with_capacity(n_fds, GFP_KERNEL)?;
             for _ in 0..n_fds {
                 fds.push(reserve_cloexec()?, GFP_KERNEL)?;
             }
@@ -137,7 +138,7 @@ impl InstallReservation {
         // A carried node of another peer may be destroyed before its handle is installed, and
         // the handle then joins the destruction with a notification of its own: its memory is
         // reserved here, so nothing is allocated once the message is dequeued.
-        let mut destroys = KVec::new();
+        let mut destroys = LazyVec::new();
         if let Some(cargo) = &msg.cargo {
             for node in cargo.nodes.iter().flatten() {
                 if node.owner_id() != msg.receiver.id() {
@@ -351,7 +352,7 @@ impl Peer {
         msg.slice = None;
         msg.charged.0[quota::SLICES] = 0;
         if let Some(cargo) = &cargo {
-            for (r, file) in res.fds.drain_all().zip(cargo.files.iter()) {
+            for (r, file) in res.fds.take_all().zip(cargo.files.iter()) {
                 r.fd_install(file.clone());
             }
         }
@@ -368,7 +369,7 @@ impl Peer {
         (ts, tag): (u64, u64),
         hres: HandleReservation,
         holder_res: RBTreeNodeReservation<u64, NodeHolder>,
-        destroys: &mut KVec<QueueSlot<Event>>,
+        destroys: &mut LazyVec<QueueSlot<Event>>,
     ) -> u64 {
         // A node gone from its owner is still delivered if the message is ordered before its
         // destruction.

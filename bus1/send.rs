@@ -28,6 +28,7 @@ use crate::{
             SenderIds, //
         },
     },
+    lazyvec::LazyVec,
     limits::ShareReservations,
     message::SliceLayout,
     peer::{
@@ -52,7 +53,10 @@ use crate::{
     transaction::unicast,
     uapi,
 };
-use core::mem::size_of;
+use core::mem::{
+    size_of,
+    MaybeUninit, //
+};
 use kernel::{
     fs::file::File,
     prelude::*,
@@ -158,7 +162,8 @@ impl Peer {
 
         // The payload description: iovecs are only read here; the data is copied once per
         // destination, straight into its pool.
-        let vecs = read_vecs(s.ptr_vecs, s.n_vecs)?;
+        let mut vecs = SmallVec::new();
+        read_vecs(s.ptr_vecs, s.n_vecs, &mut vecs)?;
         let n_bytes = vecs
             .iter()
             .try_fold(0u64, |acc, v| acc.checked_add(v.len))
@@ -190,9 +195,10 @@ impl Peer {
     ) -> Result<isize> {
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
-        let handle_ids = read_u64s(s.ptr_handles, n_handles)?;
-        let mut nodes: KVec<Option<Arc<Node>>> =
-            KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
+        let mut handle_ids = SmallVec::new();
+        read_u64s(s.ptr_handles, n_handles, &mut handle_ids)?;
+        let mut nodes: LazyVec<Option<Arc<Node>>> =
+            LazyVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
         for &id in handle_ids.iter() {
             let node = op.resolve(id)?;
             nodes.push(Some(node), GFP_KERNEL)?;
@@ -216,9 +222,16 @@ impl Peer {
         if seed {
             // This peer is pinned by the ioctl itself.
             let ctx = secctx.for_receiver(self)?;
-            let (msg, _) = prepare_copy(self, None, with_secctx(layout, ctx), &sender, self.uid())?;
+            let room = KBox::<Message>::new_uninit(GFP_KERNEL_ACCOUNT)?;
+            let (mut msg, _) = prepare_copy(
+                room,
+                self,
+                None,
+                with_secctx(layout, ctx),
+                &sender,
+                self.uid(),
+            )?;
             fill_slice(&msg, vecs, ctx)?;
-            let mut msg = KBox::new(msg, GFP_KERNEL_ACCOUNT)?;
             let cargo = make_cargo(nodes, files, 1)?;
             msg.cargo = cargo;
             msg.inflight = true;
@@ -230,12 +243,15 @@ impl Peer {
         // Destinations, in order: resolve, pin, check, charge, allocate and copy.
         // CAST: `n_destinations` was checked against `i32::MAX`.
         let n_dst = s.n_destinations as usize;
-        let dst_ids = read_u64s(s.ptr_destinations, n_dst)?;
+        let mut dst_ids = SmallVec::new();
+        read_u64s(s.ptr_destinations, n_dst, &mut dst_ids)?;
         let first_dup = first_duplicate(&dst_ids)?;
-        let mut errors: SmallVec<u64, 8> = SmallVec::with_capacity(n_dst)?;
+        let mut errors: SmallVec<u64, 8> = SmallVec::new();
+        errors.reserve(n_dst)?;
         // The first copy is kept apart, so a unicast allocates no list.
         let mut first: Option<Pending> = None;
-        let mut pending: KVec<Pending> = KVec::with_capacity(n_dst.saturating_sub(1), GFP_KERNEL)?;
+        let mut pending: LazyVec<Pending> =
+            LazyVec::with_capacity(n_dst.saturating_sub(1), GFP_KERNEL)?;
         for (i, &id) in dst_ids.iter().enumerate() {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());
@@ -287,7 +303,7 @@ impl Peer {
         tx.reserve_remote(n_copies)?;
         // CAST: A count of destinations fits.
         let cargo = make_cargo(nodes, files, n_copies as u64)?;
-        for mut p in Iterator::chain(Some(first).into_iter(), pending.drain_all()) {
+        for mut p in Iterator::chain(Some(first).into_iter(), pending.take_all()) {
             p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
             // A receiver that shut down since its copy was made is gone with everything it
@@ -329,13 +345,14 @@ impl Peer {
                 let slot = Queue::reserve(sender_gfp())?;
                 let room = KBox::<Message>::new_uninit(sender_gfp())?;
                 let (msg, clock) = prepare_copy(
+                    room,
                     receiver,
                     Some(node.clone()),
                     with_secctx(layout, ctx),
                     sender,
                     self.uid(),
                 )?;
-                Ok((slot, KBox::write(room, msg), clock))
+                Ok((slot, msg, clock))
             })?
         };
         fill_slice(&msg, vecs, ctx)?;
@@ -355,15 +372,17 @@ fn is_per_destination(e: Error) -> bool {
 /// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
 /// the handles and the fds (subject to the quota), and allocates the slice, which stays
 /// unpublished (no flush touches it) until the message is received or dropped. Returns the
-/// copy and the peer's queue clock when it was charged.
+/// copy, built in `room`, and the peer's queue clock when it was charged.
 fn prepare_copy(
+    room: KBox<MaybeUninit<Message>>,
     peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
     layout: SliceLayout,
     sender: &SenderIds,
     sender_uid: u32,
-) -> Result<(Message, u64)> {
-    let c = Charge([1, layout.n_handles, layout.size(), layout.n_fds]);
+) -> Result<(KBox<Message>, u64)> {
+    let size = layout.size();
+    let c = Charge([1, layout.n_handles, size, layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt, so a unicast takes the receiver's lock once here.
     let mut inner = peer.lock();
@@ -374,7 +393,7 @@ fn prepare_copy(
         }
     }
     // What can never fit is refused before the quota is asked.
-    if layout.size() > peer.pool().size() {
+    if size > peer.pool().size() {
         return Err(EMSGSIZE);
     }
     let shared = if sender_uid == peer.uid() {
@@ -396,21 +415,25 @@ fn prepare_copy(
         }
         c
     };
-    // From here on, dropping `msg` gives back what was charged.
-    let mut msg = Message {
-        receiver: peer.clone(),
-        node,
-        slice: None,
-        layout,
-        sender: sender.clone(),
-        cargo: None,
-        sender_uid,
-        charged: c,
-        shared,
-        inflight: false,
-    };
+    // From here on, dropping `msg` gives back what was charged. Built where it stays, as the
+    // message is moved by pointer from here on.
+    let mut msg = KBox::write(
+        room,
+        Message {
+            receiver: peer.clone(),
+            node,
+            slice: None,
+            layout,
+            sender: sender.clone(),
+            cargo: None,
+            sender_uid,
+            charged: c,
+            shared,
+            inflight: false,
+        },
+    );
     // On failure, `msg` gives the slice's charge back with the rest.
-    let off = peer.pool().alloc(layout.size())?;
+    let off = peer.pool().alloc(size)?;
     msg.slice = Some(off);
     Ok((msg, clock))
 }
@@ -443,14 +466,18 @@ fn fill_slice(msg: &Message, vecs: &[uapi::IoVec], secctx: Option<&SecurityCtx>)
 ///
 /// The only failure, out of memory, happens before any reference is taken.
 fn make_cargo(
-    nodes: KVec<Option<Arc<Node>>>,
-    files: KVec<ARef<File>>,
+    nodes: LazyVec<Option<Arc<Node>>>,
+    files: LazyVec<ARef<File>>,
     n: u64,
 ) -> Result<Option<Arc<Cargo>>> {
     if nodes.is_empty() && files.is_empty() {
         return Ok(None);
     }
-    let mut cargo = UniqueArc::new(Cargo { nodes, files }, GFP_KERNEL_ACCOUNT)?;
+    let cargo = Cargo {
+        nodes: nodes.into_kvec(),
+        files: files.into_kvec(),
+    };
+    let mut cargo = UniqueArc::new(cargo, GFP_KERNEL_ACCOUNT)?;
     for slot in cargo.nodes.iter_mut() {
         if let Some(node) = slot {
             if !get_inflight(node, n) {
@@ -461,13 +488,13 @@ fn make_cargo(
     Ok(Some(cargo.into()))
 }
 
-/// Reads `n` iovecs from user address `ptr`.
-fn read_vecs(ptr: u64, n: u64) -> Result<SmallVec<uapi::IoVec, 8>> {
+/// Reads `n` iovecs from user address `ptr` into `vecs`, which is empty.
+fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
     // CAST: `n` was checked against `VEC_MAX`.
     let n = n as usize;
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<uapi::IoVec>()).reader();
-    let mut vecs = SmallVec::with_capacity(n)?;
+    vecs.reserve(n)?;
     for _ in 0..n {
         let v: uapi::IoVec = r.read()?;
         // A negative `ssize_t` length.
@@ -476,28 +503,28 @@ fn read_vecs(ptr: u64, n: u64) -> Result<SmallVec<uapi::IoVec, 8>> {
         }
         vecs.push(v)?;
     }
-    Ok(vecs)
+    Ok(())
 }
 
-/// Reads `n` `u64`s from user address `ptr`.
-fn read_u64s(ptr: u64, n: usize) -> Result<SmallVec<u64, 8>> {
+/// Reads `n` `u64`s from user address `ptr` into `out`, which is empty.
+fn read_u64s(ptr: u64, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
-    let mut out = SmallVec::with_capacity(n)?;
+    out.reserve(n)?;
     for _ in 0..n {
         out.push(r.read::<u64>()?)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
 /// peers, `AF_UNIX` sockets and io_uring instances, which could form reference cycles only a
 /// GC could break.
-fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<KVec<ARef<File>>> {
+fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<LazyVec<ARef<File>>> {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<i32>()).reader();
-    let mut out = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+    let mut out = LazyVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..n {
         let fd: i32 = r.read()?;
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;

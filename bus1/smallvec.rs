@@ -24,13 +24,26 @@ pub(crate) enum SmallVec<T: Copy + Default, const N: usize> {
 }
 
 impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
+    /// Returns an empty vector with the inline room only; allocates nothing.
+    pub(crate) fn new() -> Self {
+        Self::Inline([T::default(); N], 0)
+    }
+
     /// Returns an empty vector with room for `n` values; allocates only if `n > N`.
     pub(crate) fn with_capacity(n: usize) -> Result<Self> {
-        if n <= N {
-            Ok(Self::Inline([T::default(); N], 0))
-        } else {
-            Ok(Self::Heap(KVec::with_capacity(n, GFP_KERNEL)?))
+        let mut v = Self::new();
+        v.reserve(n)?;
+        Ok(v)
+    }
+
+    /// Makes room for `n` values in an empty vector; allocates only if `n > N`. Filling a
+    /// vector the caller made with [`SmallVec::new`] this way builds it in place: the inline
+    /// contents are never moved.
+    pub(crate) fn reserve(&mut self, n: usize) -> Result {
+        if n > N && self.is_empty() {
+            *self = Self::Heap(KVec::with_capacity(n, GFP_KERNEL)?);
         }
+        Ok(())
     }
 
     /// Appends `v`; allocates only once the inline room is used up.
