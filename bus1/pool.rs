@@ -97,6 +97,10 @@ fn set_bit(map: &mut [u64; WORDS], idx: usize, on: bool) {
     }
 }
 
+/// Where a slice lives: its slab's page offset, its slot and the slot size, or `None` for a
+/// large slice.
+type SliceAt = Option<(u64, usize, u64)>;
+
 /// One pool page split into equal slots.
 ///
 /// # Invariants
@@ -353,7 +357,7 @@ impl SliceAllocator {
     /// Finds the slice starting exactly at `offset`: its slab page, slot and slot size, or
     /// `None` for a large slice, and whether it is published. Fails with `ENXIO` if no slice
     /// starts there. One tree walk for a slot, two for a large slice.
-    fn locate(&self, offset: u64) -> Result<(Option<(u64, usize, u64)>, bool)> {
+    fn locate(&self, offset: u64) -> Result<(SliceAt, bool)> {
         let page = offset & !(PAGE - 1);
         if let Some(slab) = self.slabs.get(&page) {
             let cs = class_size(slab.class);
@@ -383,11 +387,7 @@ impl SliceAllocator {
 
     /// Frees the slice at `offset`, which [`Self::locate`] found at `at`. Returns the pages to
     /// give back.
-    fn release_located(
-        &mut self,
-        offset: u64,
-        at: Option<(u64, usize, u64)>,
-    ) -> Result<Option<Range<u64>>> {
+    fn release_located(&mut self, offset: u64, at: SliceAt) -> Result<Option<Range<u64>>> {
         match at {
             None => {
                 let l = self.large.remove(&offset).ok_or(ENXIO)?;
