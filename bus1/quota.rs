@@ -374,17 +374,22 @@ impl Ledger {
             .all(|(&r, &n)| n == 0 || i64::try_from(n).is_ok_and(|n| n <= r))
     }
 
-    /// Charges `c`, which the caller checked [fits](Self::fits).
+    /// Charges `c`, which the caller checked fits ([`Self::fits`], or the quota's rule, which
+    /// admits no more than remains): every amount is at most what remains of it, so plain
+    /// arithmetic cannot overflow. This runs for every message, so it is branch-free.
     pub(crate) fn take(&mut self, c: &Charge) {
         for (r, &n) in self.remaining.iter_mut().zip(c.0.iter()) {
-            *r = r.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
+            // CAST: An admitted amount is at most what remains, an `i64`.
+            *r = r.wrapping_sub(n as i64);
         }
     }
 
-    /// Gives `c` back.
+    /// Gives `c`, which was taken, back: each sum is at most the maximum, a `u32`, so plain
+    /// arithmetic cannot overflow.
     pub(crate) fn give(&mut self, c: &Charge) {
         for (r, &n) in self.remaining.iter_mut().zip(c.0.iter()) {
-            *r = r.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+            // CAST: What was taken fits in an `i64`.
+            *r = r.wrapping_add(n as i64);
         }
     }
 
