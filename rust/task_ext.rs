@@ -171,8 +171,11 @@ pub(crate) fn current_secctx() -> Result<Option<SecurityCtx>> {
 ///
 /// # Invariants
 ///
-/// `uid` and `gid` are global (init user namespace) values; `tgid` and `tid` are the thread
-/// group and thread of the task that had them, `None` only if that task was already exiting.
+/// `uid` and `gid` are global (init user namespace) values; `tgid` is the thread group of the
+/// task that had them, `None` only if that task was already exiting; `tid` is its thread, or
+/// `None` if the task led its thread group (its thread is `tgid`, and most senders are
+/// single-threaded, so one reference is taken and dropped per message instead of two) or was
+/// already exiting.
 #[derive(Clone)]
 pub(crate) struct SenderIds {
     uid: Kuid,
@@ -190,11 +193,16 @@ impl SenderIds {
     pub(crate) fn current() -> Self {
         let (uid, gid) = current_real_ids();
         let task = kernel::current!();
+        let leader = task.pid() == task.group_leader().pid();
         Self {
             uid,
             gid,
             tgid: Pid::of_task(task, bindings::pid_type_PIDTYPE_TGID),
-            tid: Pid::of_task(task, bindings::pid_type_PIDTYPE_PID),
+            tid: if leader {
+                None
+            } else {
+                Pid::of_task(task, bindings::pid_type_PIDTYPE_PID)
+            },
         }
     }
 }
@@ -263,7 +271,10 @@ impl Viewer {
 
     /// Returns the sender's thread id in this view, or 0 if it is not visible there.
     pub(crate) fn tid(&self, sender: &SenderIds) -> u32 {
-        sender.tid.as_ref().map_or(0, |p| p.nr_ns(&self.pid_ns))
+        match &sender.tid {
+            Some(p) => p.nr_ns(&self.pid_ns),
+            None => self.pid(sender),
+        }
     }
 
     /// Returns the opener's accounting principal, a global (init user namespace) UID value.
