@@ -205,8 +205,10 @@ impl Peer {
                     // destroyed by a transaction that has not taken its timestamp yet (that
                     // happens under this lock, with the stamp), so this readable entry is
                     // ordered before it.
-                    let after_destroy = inner.nodes.get(&node.serial()).is_none()
-                        && node.destroyed_before(key.ts(), key.tag());
+                    // Both are read under this lock, which the stamp is taken under; the stamp
+                    // (an atomic load) goes first, as it spares the tree walk for a live node.
+                    let after_destroy = node.destroyed_before(key.ts(), key.tag())
+                        && inner.nodes.get(&node.serial()).is_none();
                     (
                         !flushed && dest.is_some() && !after_destroy,
                         uapi::BUS1_MSG_DATA,
