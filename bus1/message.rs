@@ -57,6 +57,12 @@ pub(crate) fn align8(n: u64) -> u64 {
 
 /// The layout of a data slice: payload, then handle IDs, then file descriptor numbers, then
 /// the sender's security context, each part starting 8-aligned.
+///
+/// # Invariants
+///
+/// `n_bytes` is at most `MAX_RW_COUNT`, `n_handles` and `n_secctx` fit in a `u32` and `n_fds` is
+/// at most `BUS1_FD_MAX` (`SEND` checks them), so every offset is below 2^36 and the offsets are
+/// computed without overflow checks: they are computed for every message.
 #[derive(Clone, Copy)]
 pub(crate) struct SliceLayout {
     /// Payload size.
@@ -70,28 +76,33 @@ pub(crate) struct SliceLayout {
     pub(crate) n_secctx: Option<u64>,
 }
 
+/// Rounds `n`, which is far below `u64::MAX` (see [`SliceLayout`]), up to a multiple of 8.
+fn align8_small(n: u64) -> u64 {
+    n.wrapping_add(7) & !7
+}
+
 impl SliceLayout {
     /// Offset of the handle IDs within the slice.
     pub(crate) fn handles_at(&self) -> u64 {
-        align8(self.n_bytes)
+        align8_small(self.n_bytes)
     }
 
     /// Offset of the file descriptor numbers within the slice.
     pub(crate) fn fds_at(&self) -> u64 {
         self.handles_at()
-            .saturating_add(self.n_handles.saturating_mul(8))
+            .wrapping_add(self.n_handles.wrapping_mul(8))
     }
 
     /// Offset of the security context within the slice.
     pub(crate) fn secctx_at(&self) -> u64 {
         self.fds_at()
-            .saturating_add(align8(self.n_fds.saturating_mul(4)))
+            .wrapping_add(align8_small(self.n_fds.wrapping_mul(4)))
     }
 
     /// Size of the slice; an empty message still takes 8 bytes.
     pub(crate) fn size(&self) -> u64 {
         self.secctx_at()
-            .saturating_add(align8(self.n_secctx.unwrap_or(0)))
+            .wrapping_add(align8_small(self.n_secctx.unwrap_or(0)))
             .max(8)
     }
 }
