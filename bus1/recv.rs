@@ -107,6 +107,14 @@ impl InstallReservation {
     /// Reserves what installing `msg` needs, including the pool pages its handle IDs and fd
     /// numbers will be written to; `EMFILE`, `ENOMEM` and friends leave the message queued.
     fn new(msg: &Message, install_fds: bool) -> Result<Self> {
+        // A message without cargo carries neither handles nor files: nothing to reserve.
+        if msg.cargo.is_none() {
+            return Ok(InstallReservation {
+                handles: LazyVec::new(),
+                fds: LazyVec::new(),
+                destroys: LazyVec::new(),
+            });
+        }
         if let Some(off) = msg.slice {
             let l = &msg.layout;
             let fds_len = if install_fds { 4 * l.n_fds } else { 0 };
