@@ -189,6 +189,9 @@ impl Peer {
             let (key, ev, cont) = inner.queue.front().ok_or(EAGAIN)?;
             let key = *key;
             let flushed = inner.queue.is_flushed(&key);
+            // The data message at the front, kept borrowed for the checks below rather than
+            // looked up again.
+            let mut data = None;
             let (keep, type_, dest) = match ev {
                 Event::Destroy(n) | Event::Release(n) => {
                     let t = if matches!(ev, Event::Destroy(_)) {
@@ -217,6 +220,7 @@ impl Peer {
                     // (an atomic load) goes first, as it spares the tree walk for a live node.
                     let after_destroy = node.destroyed_before(key.ts(), key.tag())
                         && inner.nodes.get(&node.serial()).is_none();
+                    data = Some(&**m);
                     (
                         !flushed && dest.is_some() && !after_destroy,
                         uapi::BUS1_MSG_DATA,
@@ -246,7 +250,7 @@ impl Peer {
                 }
                 return Ok(Received::notification(type_, cont, dest));
             }
-            let Some(Event::Data(msg)) = inner.queue.get(&key) else {
+            let Some(msg) = data else {
                 return Err(ENOTRECOVERABLE());
             };
             if msg.slice_end()? > a.max_offset {
