@@ -109,12 +109,35 @@ impl SenderSecctx {
     }
 }
 
-/// Returns `layout` with room for `secctx` after the file descriptor numbers, if there is one.
-fn with_secctx(layout: SliceLayout, secctx: Option<&SecurityCtx>) -> SliceLayout {
-    SliceLayout {
-        // CAST: A `usize` fits in a `u64`.
-        n_secctx: secctx.map(|c| c.len() as u64),
-        ..layout
+/// A slice layout without a security context, with its size computed once per `SEND`.
+#[derive(Clone, Copy)]
+struct SizedLayout {
+    layout: SliceLayout,
+    size: u64,
+}
+
+impl SizedLayout {
+    fn new(layout: SliceLayout) -> Self {
+        Self {
+            layout,
+            size: layout.size(),
+        }
+    }
+
+    /// Returns the layout and size of a copy with room for `secctx` after the file descriptor
+    /// numbers, if there is one; a copy without one takes the size computed once.
+    fn with_secctx(self, secctx: Option<&SecurityCtx>) -> (SliceLayout, u64) {
+        match secctx {
+            None => (self.layout, self.size),
+            Some(c) => {
+                let layout = SliceLayout {
+                    // CAST: A `usize` fits in a `u64`.
+                    n_secctx: Some(c.len() as u64),
+                    ..self.layout
+                };
+                (layout, layout.size())
+            }
+        }
     }
 }
 
@@ -210,12 +233,12 @@ impl Peer {
         let n_fds = s.n_fds as usize;
         let files = read_files(s.ptr_fds, n_fds, ctx)?;
 
-        let layout = SliceLayout {
+        let layout = SizedLayout::new(SliceLayout {
             n_bytes,
             n_handles: s.n_handles,
             n_fds: s.n_fds,
             n_secctx: None,
-        };
+        });
         let sender = SenderIds::current();
         let mut secctx = SenderSecctx::new();
 
@@ -227,7 +250,7 @@ impl Peer {
                 room,
                 self,
                 None,
-                with_secctx(layout, ctx),
+                layout.with_secctx(ctx),
                 &sender,
                 self.uid(),
             )?;
@@ -257,7 +280,7 @@ impl Peer {
                 return Err(ENOTUNIQ());
             }
             let node = op.resolve(id)?;
-            match self.send_one(&node, layout, vecs, &sender, &mut secctx) {
+            match self.send_one(node, layout, vecs, &sender, &mut secctx) {
                 Ok(p) => {
                     if first.is_none() {
                         first = Some(p);
@@ -327,15 +350,15 @@ impl Peer {
     /// meanwhile gets nothing, and the sender `ESHUTDOWN`, as if it had shut down first.
     fn send_one(
         &self,
-        node: &Arc<Node>,
-        layout: SliceLayout,
+        node: Arc<Node>,
+        layout: SizedLayout,
         vecs: &[uapi::IoVec],
         sender: &SenderIds,
         secctx: &mut SenderSecctx,
     ) -> Result<Pending> {
         let ctx;
         let (slot, msg, clock) = {
-            let dst = PeerActive::acquire_owner(node)?;
+            let dst = PeerActive::acquire_owner(&node)?;
             let receiver = dst.peer();
             ctx = secctx.for_receiver(receiver)?;
             // The queue entry, the share entries and the slice's bookkeeping are the receiver's
@@ -347,8 +370,8 @@ impl Peer {
                 let (msg, clock) = prepare_copy(
                     room,
                     receiver,
-                    Some(node.clone()),
-                    with_secctx(layout, ctx),
+                    Some(node),
+                    layout.with_secctx(ctx),
                     sender,
                     self.uid(),
                 )?;
@@ -371,17 +394,17 @@ fn is_per_destination(e: Error) -> bool {
 /// Prepares a copy for `peer`, which the caller pins, sent by the user `sender_uid`: checks
 /// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
 /// the handles and the fds (subject to the quota), and allocates the slice, which stays
-/// unpublished (no flush touches it) until the message is received or dropped. Returns the
-/// copy, built in `room`, and the peer's queue clock when it was charged.
+/// unpublished (no flush touches it) until the message is received or dropped. `layout` comes
+/// with its size. Returns the copy, built in `room`, and the peer's queue clock when it was
+/// charged.
 fn prepare_copy(
     room: KBox<MaybeUninit<Message>>,
     peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
-    layout: SliceLayout,
+    (layout, size): (SliceLayout, u64),
     sender: &SenderIds,
     sender_uid: u32,
 ) -> Result<(KBox<Message>, u64)> {
-    let size = layout.size();
     let c = Charge([1, layout.n_handles, size, layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt, so a unicast takes the receiver's lock once here.
