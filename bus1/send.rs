@@ -269,8 +269,12 @@ impl Peer {
         let mut dst_ids = SmallVec::new();
         read_u64s(s.ptr_destinations, n_dst, &mut dst_ids)?;
         let first_dup = first_duplicate(&dst_ids)?;
+        // The per-destination errors, kept only if the caller asked for them.
+        let want_errors = s.ptr_errors != 0 && n_dst > 0;
         let mut errors: SmallVec<u64, 8> = SmallVec::new();
-        errors.reserve(n_dst)?;
+        if want_errors {
+            errors.reserve(n_dst)?;
+        }
         // The first copy is kept apart, so a unicast allocates no list.
         let mut first: Option<Pending> = None;
         let mut pending: LazyVec<Pending> =
@@ -287,16 +291,20 @@ impl Peer {
                     } else {
                         pending.push(p, GFP_KERNEL)?;
                     }
-                    errors.push(0)?;
+                    if want_errors {
+                        errors.push(0)?;
+                    }
                 }
                 Err(e) if cont && is_per_destination(e) => {
-                    // CAST: Errno values are small negative integers.
-                    errors.push(u64::from(e.to_errno().unsigned_abs()))?;
+                    if want_errors {
+                        // CAST: Errno values are small negative integers.
+                        errors.push(u64::from(e.to_errno().unsigned_abs()))?;
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
-        if s.ptr_errors != 0 && n_dst > 0 {
+        if want_errors {
             let ptr = usize::try_from(s.ptr_errors).map_err(|_| EFAULT)?;
             let mut w = UserSlice::new(UserPtr::from_addr(ptr), n_dst * size_of::<u64>()).writer();
             for e in errors.iter() {
@@ -529,16 +537,15 @@ fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
     Ok(())
 }
 
-/// Reads `n` `u64`s from user address `ptr` into `out`, which is empty.
+/// Reads `n` `u64`s from user address `ptr` into `out`, which is empty, in one copy.
 fn read_u64s(ptr: u64, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
-    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
-    out.reserve(n)?;
-    for _ in 0..n {
-        out.push(r.read::<u64>()?)?;
+    if len == 0 {
+        return Ok(());
     }
-    Ok(())
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
+    r.read_slice(out.fill_default(n)?.as_mut_bytes())
 }
 
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
