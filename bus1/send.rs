@@ -334,7 +334,7 @@ impl Peer {
         tx.reserve_remote(n_copies)?;
         // CAST: A count of destinations fits.
         let cargo = make_cargo(nodes, files, n_copies as u64)?;
-        for mut p in Iterator::chain(Some(first).into_iter(), pending.take_all()) {
+        let mut stage = |mut p: Pending| {
             p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
             // A receiver that shut down since its copy was made is gone with everything it
@@ -343,6 +343,10 @@ impl Peer {
             if let Ok(dst) = PeerActive::acquire(p.msg.receiver.clone()) {
                 tx.stage_remote_pinned(dst, p.slot, Event::Data(p.msg));
             }
+        };
+        stage(first);
+        for p in pending.into_kvec() {
+            stage(p);
         }
         tx.commit();
         Ok(0)
