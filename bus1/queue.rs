@@ -260,8 +260,10 @@ impl<T> Queue<T> {
             return None;
         }
         let was_readable = self.is_readable();
-        let value = self.entries.get_mut(key)?.take();
-        let node = self.entries.remove_node(key)?;
+        // One search: the entry's value is moved out and its node unlinked for reuse.
+        let mut entry = self.entries.find_mut(key)?;
+        let value = entry.get_mut().take();
+        let node = entry.remove_node();
         let ts = even_ceil(ts).max(even_ceil(key.ts));
         self.sync(ts);
         let new_key = QueueKey {
@@ -351,8 +353,9 @@ impl<T> Queue<T> {
     /// slot, so the caller can queue a replacement entry without allocating.
     pub(crate) fn remove_reuse(&mut self, key: &QueueKey) -> Option<(T, QueueSlot<T>, bool)> {
         let was_readable = self.is_readable();
-        let value = self.entries.get_mut(key)?.take();
-        let node = self.entries.remove_node(key)?;
+        let mut entry = self.entries.find_mut(key)?;
+        let value = entry.get_mut().take();
+        let node = entry.remove_node();
         let slot = QueueSlot {
             res: node.into_reservation(),
         };
@@ -456,12 +459,13 @@ impl<T> Queue<T> {
     /// Dequeues the front entry like [`Queue::pop_front`], and also returns its memory as a new
     /// slot, so the caller can keep it for a later entry.
     pub(crate) fn pop_front_reuse(&mut self) -> Option<(QueueKey, T, QueueSlot<T>)> {
-        let key = *self.entries.cursor_front()?.current().0;
+        let mut cursor = self.entries.cursor_front_mut()?;
+        let key = *cursor.current().0;
         if key.is_staging() {
             return None;
         }
-        let value = self.entries.get_mut(&key)?.take();
-        let node = self.entries.remove_node(&key)?;
+        let value = cursor.current_mut().1.take();
+        let (_, node) = cursor.remove_current();
         self.seen = self.seen.max((key.ts, key.tag));
         let slot = QueueSlot {
             res: node.into_reservation(),
