@@ -288,7 +288,8 @@ impl Peer {
                 Ok(p) => {
                     if first.is_none() {
                         first = Some(p);
-                    } else {
+                    } else if let Err(p) = pending.push_within_capacity(p) {
+                        // Room for every further destination was made above.
                         pending.push(p, GFP_KERNEL)?;
                     }
                     if want_errors {
