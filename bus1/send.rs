@@ -98,6 +98,7 @@ impl SenderSecctx {
 
     /// Returns the context the copy for `receiver` carries: `None` if the receiver did not ask
     /// for one or there is none. Fails only as capturing it does (`ENOMEM` and such).
+    #[inline]
     fn for_receiver(&mut self, receiver: &Peer) -> Result<Option<&SecurityCtx>> {
         if !receiver.wants_secctx() {
             return Ok(None);
@@ -126,6 +127,7 @@ impl SizedLayout {
 
     /// Returns the layout and size of a copy with room for `secctx` after the file descriptor
     /// numbers, if there is one; a copy without one takes the size computed once.
+    #[inline]
     fn with_secctx(self, secctx: Option<&SecurityCtx>) -> (SliceLayout, u64) {
         match secctx {
             None => (self.layout, self.size),
@@ -391,7 +393,10 @@ impl Peer {
                 Ok((slot, msg, clock))
             })?
         };
-        fill_slice(&msg, vecs, ctx)?;
+        // An empty payload without a context (a notification) has nothing to copy.
+        if !vecs.is_empty() || ctx.is_some() {
+            fill_slice(&msg, vecs, ctx)?;
+        }
         if msg.receiver.is_shutdown() {
             return Err(ESHUTDOWN());
         }
