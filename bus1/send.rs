@@ -337,6 +337,11 @@ impl Peer {
         tx.reserve_remote(n_copies)?;
         // CAST: A count of destinations fits.
         let cargo = make_cargo(nodes, files, n_copies as u64)?;
+        // The commit timestamp first, above every receiver's clock when its copy was charged:
+        // each copy then stages and syncs its receiver in one critical section, and commits in
+        // one more.
+        let hint = pending.iter().fold(first.clock, |h, p| h.max(p.clock));
+        tx.timestamp_first(hint);
         let mut stage = |mut p: Pending| {
             p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
