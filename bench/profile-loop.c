@@ -13,14 +13,19 @@
  *   bus1_tx  one peer, the one-call path: TRANSACT releasing the previous
  *            slice, sending to the peer's own node and receiving that
  *            message; read the payload
+ *   bus1_mcast  MCAST_DESTS (8) + 1 peers: one SEND of SIZE bytes from a
+ *            to a node of each of the MCAST_DESTS others, then at each of
+ *            them RECV, read the payload from its pool, SLICE_RELEASE
  *   unix     AF_UNIX SOCK_SEQPACKET pair: send SIZE bytes, recv them
  *            (MSG_DONTWAIT) and read them
  *
  * Per case: set up, WARMUP iterations (default 2000), a marker, N iterations
  * (default 20000), a marker, tear down. It prints per case
- * "PROFILE-CASE <case> <size> <n> <mark>", where <mark> is the number of
- * the marker that ends the measured iterations (markers count from 1 over
- * the whole run), and at the end "PROFILE-DONE <markers>". Every message's
+ * "PROFILE-CASE <case> <size> <n> <mark> <destinations>", where <mark> is
+ * the number of the marker that ends the measured iterations (markers count
+ * from 1 over the whole run) and <destinations> the number of receivers of
+ * each message (1 but for bus1_mcast), and at the end "PROFILE-DONE
+ * <markers>". Every message's
  * length is checked; any failure prints "PROFILE-ERROR ..." and exits 1.
  *
  * Built static by scripts/profile.sh with -I include/uapi and
@@ -31,6 +36,8 @@
 #include <sys/socket.h>
 
 #define SIZE_MAX_PAYLOAD 65536
+/* The destinations of one bus1_mcast SEND. */
+#define MCAST_DESTS 8
 
 static unsigned long markers;
 static uint8_t sendbuf[SIZE_MAX_PAYLOAD];
@@ -150,6 +157,43 @@ static void case_bus1_tx(size_t size, long warmup, long n)
 	bus1_peer_free(a, pool, pool_len);
 }
 
+static void case_bus1_mcast(size_t size, long warmup, long n)
+{
+	int a = bus1_peer_new(), b[MCAST_DESTS], err;
+	const uint8_t *pool[MCAST_DESTS];
+	size_t pool_len[MCAST_DESTS];
+	__u64 h[MCAST_DESTS];
+	struct bus1_cmd_recv r;
+
+	if (a < 0)
+		fail("open /dev/bus1: %s", strerror(errno));
+	for (int k = 0; k < MCAST_DESTS; k++) {
+		b[k] = bus1_peer_new();
+		if (b[k] < 0)
+			fail("open /dev/bus1: %s", strerror(errno));
+		pool[k] = map_pool(b[k], &pool_len[k]);
+		if ((err = bus1_xfer(b[k], 0x100, a, &h[k])))
+			fail("HANDLE_TRANSFER: %s", strerror(-err));
+	}
+	for (long i = 0; i < warmup + n; i++) {
+		if (i == warmup)
+			mark();
+		if ((err = bus1_send(a, 0, h, MCAST_DESTS, NULL, sendbuf, size, NULL, 0, NULL, 0)))
+			fail("SEND: %s", strerror(-err));
+		for (int k = 0; k < MCAST_DESTS; k++) {
+			if ((err = bus1_recv(b[k], 0, (__u64)-1, &r)))
+				fail("RECV at receiver %d: %s", k, strerror(-err));
+			payload_of(pool[k], pool_len[k], &r, size);
+			if ((err = bus1_slice_release(b[k], r.msg.offset)))
+				fail("SLICE_RELEASE: %s", strerror(-err));
+		}
+	}
+	mark();
+	bus1_peer_free(a, NULL, 0);
+	for (int k = 0; k < MCAST_DESTS; k++)
+		bus1_peer_free(b[k], pool[k], pool_len[k]);
+}
+
 static void case_unix(size_t size, long warmup, long n)
 {
 	int sv[2];
@@ -176,10 +220,12 @@ static void case_unix(size_t size, long warmup, long n)
 static const struct {
 	const char *name;
 	void (*run)(size_t size, long warmup, long n);
+	int dests;
 } cases[] = {
-	{ "bus1", case_bus1 },
-	{ "bus1_tx", case_bus1_tx },
-	{ "unix", case_unix },
+	{ "bus1", case_bus1, 1 },
+	{ "bus1_tx", case_bus1_tx, 1 },
+	{ "bus1_mcast", case_bus1_mcast, MCAST_DESTS },
+	{ "unix", case_unix, 1 },
 };
 
 int main(int argc, char **argv)
@@ -214,9 +260,9 @@ int main(int argc, char **argv)
 			if (!strcmp(cases[k].name, name))
 				break;
 		if (k == sizeof(cases) / sizeof(cases[0]))
-			fail("unknown case '%s' (bus1, bus1_tx, unix)", name);
+			fail("unknown case '%s' (bus1, bus1_tx, bus1_mcast, unix)", name);
 		cases[k].run(size, warmup, n);
-		printf("PROFILE-CASE %s %zu %ld %lu\n", name, size, n, markers);
+		printf("PROFILE-CASE %s %zu %ld %lu %d\n", name, size, n, markers, cases[k].dests);
 	}
 	printf("PROFILE-DONE %lu\n", markers);
 	return 0;

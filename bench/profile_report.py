@@ -10,8 +10,9 @@ Inputs:
   before;
 - the guest output: "PROFILE-KSYM <kallsyms line>" for the kernel's _text
   and every bus1 symbol, "PROFILE-MODULE <the bus1 line of /proc/modules>",
-  "PROFILE-CASE <case> <size> <n> <mark>" per case (its n measured
-  iterations end at marker <mark> and begin at the one before it),
+  "PROFILE-CASE <case> <size> <n> <mark> [<destinations>]" per case (its n
+  measured iterations end at marker <mark> and begin at the one before it;
+  each iteration's message goes to <destinations> receivers, 1 if absent),
   "PROFILE-DONE <markers>";
 - the kernel's System.map.
 
@@ -50,8 +51,9 @@ def parse_guest(lines):
             g["ksyms"].append((int(f[0], 16), f[1], f[2], len(f) > 3 and f[3] == "[bus1]"))
         elif kind == "PROFILE-MODULE" and len(f) >= 6 and f[0] == "bus1":
             g["module"] = (int(f[5], 16), int(f[1]))
-        elif kind == "PROFILE-CASE" and len(f) == 4:
-            g["cases"].append({"case": f[0], "size": int(f[1]), "n": int(f[2]), "mark": int(f[3])})
+        elif kind == "PROFILE-CASE" and len(f) in (4, 5):
+            g["cases"].append({"case": f[0], "size": int(f[1]), "n": int(f[2]), "mark": int(f[3]),
+                               "dests": int(f[4]) if len(f) == 5 else 1})
         elif kind == "PROFILE-DONE" and len(f) == 1:
             g["done"] = int(f[0])
         elif kind == "PROFILE-INFO":
@@ -382,8 +384,32 @@ def demangle(names):
 TITLES = {
     "bus1": "SEND a->b, RECV at b, read the payload, SLICE_RELEASE at b (two peers)",
     "bus1_tx": "one TRANSACT (release the last slice, send to itself, receive), read the payload",
+    "bus1_mcast": "one SEND from a to a node of each of {dests} receivers, then at each RECV, read the payload, "
+                  "SLICE_RELEASE",
     "unix": "AF_UNIX SOCK_SEQPACKET send, recv (MSG_DONTWAIT), read the payload",
 }
+
+
+def multicast(results):
+    """Per multicast case (more than one destination), what one more destination costs: the
+    marginal kernel instructions per destination, (multicast - unicast) / (destinations - 1),
+    against the unicast (the `bus1` case of the same size), in total, in bus1.ko and per
+    function, as bus1-bench's mcast figure rates the time of a destination against a unicast."""
+    uni = {r["size"]: r for r in results if r["case"] == "bus1" and r["dests"] == 1}
+    res = []
+    for r in results:
+        if r["dests"] < 2:
+            continue
+        u = uni.get(r["size"])
+        if u is None:
+            raise ProfileError(f"case {r['case']}:{r['size']}: no unicast (bus1) case of that size to compare with")
+        k = r["dests"] - 1
+        funcs = {f: (r["funcs"].get(f, 0) - u["funcs"].get(f, 0)) / k for f in set(r["funcs"]) | set(u["funcs"])}
+        marginal = (r["total"] - u["total"]) / k
+        res.append({"case": r["case"], "size": r["size"], "dests": r["dests"], "unicast": u["total"],
+                    "total": r["total"], "marginal": marginal, "marginal_bus1": (r["bus1"] - u["bus1"]) / k,
+                    "ratio": marginal / u["total"], "funcs": funcs})
+    return res
 
 
 def analyse(guest, marks, syms):
@@ -426,19 +452,44 @@ def render(results, top, names, info=()):
     for r in results:
         ratio = f"{r['total'] / unix[r['size']]:.2f}x" if unix.get(r["size"]) else "-"
         out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} |")
+    mc = multicast(results)
+    if mc:
+        out += ["", "## Multicast: the marginal cost of a destination", "",
+                "One more destination of a SEND, with its RECV, payload read and SLICE_RELEASE: (multicast - "
+                "unicast) / (destinations - 1), the unicast being the `bus1` case of the same size, and that "
+                "against the unicast (the ratio `make bench` rates in time, target at most 0.5x).", "",
+                "| case | size (B) | destinations | unicast | multicast | per destination | in bus1.ko "
+                "| ratio to unicast |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for m in mc:
+            out.append(f"| {m['case']} | {m['size']} | {m['dests']} | {m['unicast']:.0f} | {m['total']:.0f} "
+                       f"| {m['marginal']:.0f} | {m['marginal_bus1']:.0f} | {m['ratio']:.2f}x |")
+        for m in mc:
+            out += ["", f"### {m['case']}, {m['size']} B: per destination, the top {top} functions", "",
+                    "| insns / destination | share | function |", "|---:|---:|---|"]
+            out += func_rows(m["funcs"], m["marginal"], top, names)
     for r in results:
-        out += ["", f"## {r['case']}, {r['size']} B: {TITLES.get(r['case'], r['case'])}", "",
+        title = TITLES.get(r["case"], r["case"]).format(dests=r["dests"])
+        out += ["", f"## {r['case']}, {r['size']} B: {title}", "",
                 f"{r['total']:.0f} instructions per iteration; the top {top} functions:", "",
                 "| insns / iteration | share | function |", "|---:|---:|---|"]
-        funcs = sorted(r["funcs"].items(), key=lambda kv: (-kv[1], kv[0][0]))
-        for (name, mod), v in funcs[:top]:
-            label = names.get(name, name) + (" [bus1]" if mod else "")
-            label = label.replace("|", "\\|")
-            out.append(f"| {v:.1f} | {100 * v / r['total']:.1f}% | `{label}` |")
-        rest = sum(v for _, v in funcs[top:])
-        if rest:
-            out.append(f"| {rest:.1f} | {100 * rest / r['total']:.1f}% | all other functions |")
+        out += func_rows(r["funcs"], r["total"], top, names)
     return "\n".join(out) + "\n"
+
+
+def func_rows(funcs, total, top, names):
+    """The table rows of the `top` functions of `funcs` (by count, largest first), with their
+    share of `total`, then the rest in one row."""
+    funcs = sorted(funcs.items(), key=lambda kv: (-kv[1], kv[0][0]))
+    rows = []
+    for (name, mod), v in funcs[:top]:
+        label = names.get(name, name) + (" [bus1]" if mod else "")
+        label = label.replace("|", "\\|")
+        rows.append(f"| {v:.1f} | {100 * v / total:.1f}% | `{label}` |")
+    rest = sum(v for _, v in funcs[top:])
+    if rest:
+        rows.append(f"| {rest:.1f} | {100 * rest / total:.1f}% | all other functions |")
+    return rows
 
 
 def main(argv=None):

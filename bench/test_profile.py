@@ -63,10 +63,27 @@ mark 4
 {K + 0x3004:x} 10 4
 """
 
+# A multicast case after those two: 8 destinations, segment 6 (segment 5, its setup and
+# warm-up, must not count). Per iteration: send_prepared 180 (40 + 7 * 20), do_syscall_64 31
+# (10 + 7 * 3), memcpy_orig 10 and ioctl 2 as in the unicast, weak_fn 7 (0 + 7 * 1); in all
+# 230, of which 182 in bus1. One more destination: (230 - 62) / 7 = 24, (182 - 42) / 7 = 20
+# in bus1.
+GUEST_MC = GUEST.replace("PROFILE-DONE 4", "PROFILE-CASE bus1_mcast 0 10 6 8\nPROFILE-DONE 6")
+INSNS_MC = INSNS + f"""\
+mark 5
+{M + 0x100:x} 555555 9
+mark 6
+{K + 0x1000:x} 10 31
+{K + 0x2010:x} 20 5
+{K + 0x3000:x} 10 7
+{M + 0x100:x} 10 180
+{M + 0x900:x} 5 4
+"""
 
-def setup():
-    guest = pr.parse_guest(io.StringIO(GUEST))
-    return guest, pr.parse_insns(io.StringIO(INSNS)), pr.Symbols(io.StringIO(SYSTEM_MAP), guest)
+
+def setup(guest=GUEST, insns=INSNS):
+    guest = pr.parse_guest(io.StringIO(guest))
+    return guest, pr.parse_insns(io.StringIO(insns)), pr.Symbols(io.StringIO(SYSTEM_MAP), guest)
 
 
 class Mapping(unittest.TestCase):
@@ -146,6 +163,35 @@ class Segments(unittest.TestCase):
             pr.parse_insns(io.StringIO("mark 1\nffff 1\n"))
 
 
+class Multicast(unittest.TestCase):
+    def test_destinations_default_to_one(self):
+        guest, _, _ = setup(GUEST_MC)
+        self.assertEqual([1, 1, 8], [c["dests"] for c in guest["cases"]])
+
+    def test_marginal_cost_of_a_destination(self):
+        r = pr.analyse(*setup(GUEST_MC, INSNS_MC))
+        self.assertEqual(230, r[2]["total"])
+        [m] = pr.multicast(r)
+        self.assertEqual(("bus1_mcast", 0, 8), (m["case"], m["size"], m["dests"]))
+        self.assertEqual((62, 230), (m["unicast"], m["total"]))
+        self.assertEqual(24, m["marginal"])
+        self.assertEqual(20, m["marginal_bus1"])
+        self.assertAlmostEqual(24 / 62, m["ratio"])
+        self.assertEqual(20, m["funcs"][(SEND, True)])
+        self.assertEqual(3, m["funcs"][("do_syscall_64", False)])
+        self.assertEqual(1, m["funcs"][("weak_fn", False)])
+        self.assertEqual(0, m["funcs"][("memcpy_orig", False)])
+        self.assertEqual(0, m["funcs"][(IOCTL, True)])
+        self.assertEqual(24, sum(m["funcs"].values()))
+
+    def test_only_against_a_unicast_of_the_same_size(self):
+        r = pr.analyse(*setup(GUEST_MC, INSNS_MC))
+        self.assertEqual([], pr.multicast(r[:2]))
+        r[2]["size"] = 1024
+        with self.assertRaisesRegex(pr.ProfileError, "bus1_mcast:1024: no unicast"):
+            pr.multicast(r)
+
+
 # Symbols of bus1.ko and the kernel's Rust, with what llvm-cxxfilt prints for them.
 V0 = {
     SEND: "<bus1_main::peer::Peer>::send_prepared",
@@ -199,10 +245,10 @@ class Demangle(unittest.TestCase):
 
 
 class Report(unittest.TestCase):
-    def test_files_to_markdown(self):
+    def report(self, guest, insns):
         with tempfile.TemporaryDirectory() as d:
             paths = {}
-            for name, text in (("map", SYSTEM_MAP), ("guest", GUEST), ("insns", INSNS)):
+            for name, text in (("map", SYSTEM_MAP), ("guest", guest), ("insns", insns)):
                 paths[name] = os.path.join(d, name)
                 with open(paths[name], "w") as f:
                     f.write(text)
@@ -216,13 +262,30 @@ class Report(unittest.TestCase):
                 sys.stdout = stdout
             self.assertEqual(0, rc)
             with open(out) as f:
-                md = f.read()
+                return f.read()
+
+    def test_files_to_markdown(self):
+        md = self.report(GUEST, INSNS)
         self.assertIn("| bus1 | 0 | 10 | 62 | 42 | 6.20x |", md)
         self.assertIn("| unix | 0 | 10 | 10 | 0 | 1.00x |", md)
         self.assertIn("| 40.0 | 64.5% | `<peer::Peer>::send_prepared [bus1]` |", md)
         self.assertIn("| 10.0 | 16.1% | `do_syscall_64` |", md)
         self.assertIn("| 12.0 | 19.4% | all other functions |", md)
         self.assertIn("- kernel 7.2.12, 1 vCPU", md)
+        self.assertNotIn("Multicast", md)
+
+    def test_multicast_to_markdown(self):
+        md = self.report(GUEST_MC, INSNS_MC)
+        self.assertIn("| bus1_mcast | 0 | 10 | 230 | 182 | 23.00x |", md)
+        self.assertIn("| bus1_mcast | 0 | 8 | 62 | 230 | 24 | 20 | 0.39x |", md)
+        # Per destination: send_prepared, then do_syscall_64, the rest (weak_fn) in one row.
+        self.assertIn("### bus1_mcast, 0 B: per destination, the top 2 functions", md)
+        self.assertIn("| 20.0 | 83.3% | `<peer::Peer>::send_prepared [bus1]` |", md)
+        self.assertIn("| 3.0 | 12.5% | `do_syscall_64` |", md)
+        self.assertIn("| 1.0 | 4.2% | all other functions |", md)
+        # And the case's own table.
+        self.assertIn("## bus1_mcast, 0 B: one SEND from a to a node of each of 8 receivers", md)
+        self.assertIn("| 180.0 | 78.3% | `<peer::Peer>::send_prepared [bus1]` |", md)
 
 
 if __name__ == "__main__":

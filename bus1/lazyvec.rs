@@ -42,6 +42,15 @@ impl<T> LazyVec<T> {
         }
     }
 
+    /// Appends `v` in the room [`LazyVec::with_capacity`] made, without calling the allocator;
+    /// hands `v` back if there is none left.
+    pub(crate) fn push_within_capacity(&mut self, v: T) -> core::result::Result<(), T> {
+        match &mut self.0 {
+            Some(vec) => vec.push_within_capacity(v).map_err(|e| e.0),
+            None => Err(v),
+        }
+    }
+
     /// Removes and returns the last value.
     pub(crate) fn pop(&mut self) -> Option<T> {
         self.0.as_mut()?.pop()
@@ -96,6 +105,20 @@ mod tests {
         assert!(w.0.is_some());
         assert!(w.is_empty());
         assert!(w.into_kvec().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn within_capacity_only() -> Result {
+        // No room made: the value comes back, and nothing was allocated.
+        let mut v: LazyVec<u64> = LazyVec::with_capacity(0, GFP_KERNEL)?;
+        assert_eq!(v.push_within_capacity(1), Err(1));
+        assert!(v.0.is_none());
+        let mut w: LazyVec<u64> = LazyVec::with_capacity(2, GFP_KERNEL)?;
+        assert_eq!(w.push_within_capacity(1), Ok(()));
+        assert_eq!(w.push_within_capacity(2), Ok(()));
+        assert_eq!(w.push_within_capacity(3), Err(3));
+        assert!(w.iter().copied().eq(1..3));
         Ok(())
     }
 }

@@ -98,6 +98,7 @@ impl SenderSecctx {
 
     /// Returns the context the copy for `receiver` carries: `None` if the receiver did not ask
     /// for one or there is none. Fails only as capturing it does (`ENOMEM` and such).
+    #[inline]
     fn for_receiver(&mut self, receiver: &Peer) -> Result<Option<&SecurityCtx>> {
         if !receiver.wants_secctx() {
             return Ok(None);
@@ -109,12 +110,36 @@ impl SenderSecctx {
     }
 }
 
-/// Returns `layout` with room for `secctx` after the file descriptor numbers, if there is one.
-fn with_secctx(layout: SliceLayout, secctx: Option<&SecurityCtx>) -> SliceLayout {
-    SliceLayout {
-        // CAST: A `usize` fits in a `u64`.
-        n_secctx: secctx.map(|c| c.len() as u64),
-        ..layout
+/// A slice layout without a security context, with its size computed once per `SEND`.
+#[derive(Clone, Copy)]
+struct SizedLayout {
+    layout: SliceLayout,
+    size: u64,
+}
+
+impl SizedLayout {
+    fn new(layout: SliceLayout) -> Self {
+        Self {
+            layout,
+            size: layout.size(),
+        }
+    }
+
+    /// Returns the layout and size of a copy with room for `secctx` after the file descriptor
+    /// numbers, if there is one; a copy without one takes the size computed once.
+    #[inline]
+    fn with_secctx(self, secctx: Option<&SecurityCtx>) -> (SliceLayout, u64) {
+        match secctx {
+            None => (self.layout, self.size),
+            Some(c) => {
+                let layout = SliceLayout {
+                    // CAST: A `usize` fits in a `u64`.
+                    n_secctx: Some(c.len() as u64),
+                    ..self.layout
+                };
+                (layout, layout.size())
+            }
+        }
     }
 }
 
@@ -210,12 +235,12 @@ impl Peer {
         let n_fds = s.n_fds as usize;
         let files = read_files(s.ptr_fds, n_fds, ctx)?;
 
-        let layout = SliceLayout {
+        let layout = SizedLayout::new(SliceLayout {
             n_bytes,
             n_handles: s.n_handles,
             n_fds: s.n_fds,
             n_secctx: None,
-        };
+        });
         let sender = SenderIds::current();
         let mut secctx = SenderSecctx::new();
 
@@ -227,7 +252,7 @@ impl Peer {
                 room,
                 self,
                 None,
-                with_secctx(layout, ctx),
+                layout.with_secctx(ctx),
                 &sender,
                 self.uid(),
             )?;
@@ -246,8 +271,12 @@ impl Peer {
         let mut dst_ids = SmallVec::new();
         read_u64s(s.ptr_destinations, n_dst, &mut dst_ids)?;
         let first_dup = first_duplicate(&dst_ids)?;
+        // The per-destination errors, kept only if the caller asked for them.
+        let want_errors = s.ptr_errors != 0 && n_dst > 0;
         let mut errors: SmallVec<u64, 8> = SmallVec::new();
-        errors.reserve(n_dst)?;
+        if want_errors {
+            errors.reserve(n_dst)?;
+        }
         // The first copy is kept apart, so a unicast allocates no list.
         let mut first: Option<Pending> = None;
         let mut pending: LazyVec<Pending> =
@@ -257,23 +286,28 @@ impl Peer {
                 return Err(ENOTUNIQ());
             }
             let node = op.resolve(id)?;
-            match self.send_one(&node, layout, vecs, &sender, &mut secctx) {
+            match self.send_one(node, layout, vecs, &sender, &mut secctx) {
                 Ok(p) => {
                     if first.is_none() {
                         first = Some(p);
-                    } else {
+                    } else if let Err(p) = pending.push_within_capacity(p) {
+                        // Room for every further destination was made above.
                         pending.push(p, GFP_KERNEL)?;
                     }
-                    errors.push(0)?;
+                    if want_errors {
+                        errors.push(0)?;
+                    }
                 }
                 Err(e) if cont && is_per_destination(e) => {
-                    // CAST: Errno values are small negative integers.
-                    errors.push(u64::from(e.to_errno().unsigned_abs()))?;
+                    if want_errors {
+                        // CAST: Errno values are small negative integers.
+                        errors.push(u64::from(e.to_errno().unsigned_abs()))?;
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
-        if s.ptr_errors != 0 && n_dst > 0 {
+        if want_errors {
             let ptr = usize::try_from(s.ptr_errors).map_err(|_| EFAULT)?;
             let mut w = UserSlice::new(UserPtr::from_addr(ptr), n_dst * size_of::<u64>()).writer();
             for e in errors.iter() {
@@ -303,7 +337,12 @@ impl Peer {
         tx.reserve_remote(n_copies)?;
         // CAST: A count of destinations fits.
         let cargo = make_cargo(nodes, files, n_copies as u64)?;
-        for mut p in Iterator::chain(Some(first).into_iter(), pending.take_all()) {
+        // The commit timestamp first, above every receiver's clock when its copy was charged:
+        // each copy then stages and syncs its receiver in one critical section, and commits in
+        // one more.
+        let hint = pending.iter().fold(first.clock, |h, p| h.max(p.clock));
+        tx.timestamp_first(hint);
+        let mut stage = |mut p: Pending| {
             p.msg.cargo = cargo.clone();
             p.msg.inflight = true;
             // A receiver that shut down since its copy was made is gone with everything it
@@ -312,6 +351,10 @@ impl Peer {
             if let Ok(dst) = PeerActive::acquire(p.msg.receiver.clone()) {
                 tx.stage_remote_pinned(dst, p.slot, Event::Data(p.msg));
             }
+        };
+        stage(first);
+        for p in pending.into_kvec() {
+            stage(p);
         }
         tx.commit();
         Ok(0)
@@ -327,15 +370,15 @@ impl Peer {
     /// meanwhile gets nothing, and the sender `ESHUTDOWN`, as if it had shut down first.
     fn send_one(
         &self,
-        node: &Arc<Node>,
-        layout: SliceLayout,
+        node: Arc<Node>,
+        layout: SizedLayout,
         vecs: &[uapi::IoVec],
         sender: &SenderIds,
         secctx: &mut SenderSecctx,
     ) -> Result<Pending> {
         let ctx;
         let (slot, msg, clock) = {
-            let dst = PeerActive::acquire_owner(node)?;
+            let dst = PeerActive::acquire_owner(&node)?;
             let receiver = dst.peer();
             ctx = secctx.for_receiver(receiver)?;
             // The queue entry, the share entries and the slice's bookkeeping are the receiver's
@@ -347,15 +390,18 @@ impl Peer {
                 let (msg, clock) = prepare_copy(
                     room,
                     receiver,
-                    Some(node.clone()),
-                    with_secctx(layout, ctx),
+                    Some(node),
+                    layout.with_secctx(ctx),
                     sender,
                     self.uid(),
                 )?;
                 Ok((slot, msg, clock))
             })?
         };
-        fill_slice(&msg, vecs, ctx)?;
+        // An empty payload without a context (a notification) has nothing to copy.
+        if !vecs.is_empty() || ctx.is_some() {
+            fill_slice(&msg, vecs, ctx)?;
+        }
         if msg.receiver.is_shutdown() {
             return Err(ESHUTDOWN());
         }
@@ -371,17 +417,17 @@ fn is_per_destination(e: Error) -> bool {
 /// Prepares a copy for `peer`, which the caller pins, sent by the user `sender_uid`: checks
 /// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
 /// the handles and the fds (subject to the quota), and allocates the slice, which stays
-/// unpublished (no flush touches it) until the message is received or dropped. Returns the
-/// copy, built in `room`, and the peer's queue clock when it was charged.
+/// unpublished (no flush touches it) until the message is received or dropped. `layout` comes
+/// with its size. Returns the copy, built in `room`, and the peer's queue clock when it was
+/// charged.
 fn prepare_copy(
     room: KBox<MaybeUninit<Message>>,
     peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
-    layout: SliceLayout,
+    (layout, size): (SliceLayout, u64),
     sender: &SenderIds,
     sender_uid: u32,
 ) -> Result<(KBox<Message>, u64)> {
-    let size = layout.size();
     let c = Charge([1, layout.n_handles, size, layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt, so a unicast takes the receiver's lock once here.
@@ -506,16 +552,15 @@ fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
     Ok(())
 }
 
-/// Reads `n` `u64`s from user address `ptr` into `out`, which is empty.
+/// Reads `n` `u64`s from user address `ptr` into `out`, which is empty, in one copy.
 fn read_u64s(ptr: u64, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
-    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
-    out.reserve(n)?;
-    for _ in 0..n {
-        out.push(r.read::<u64>()?)?;
+    if len == 0 {
+        return Ok(());
     }
-    Ok(())
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
+    r.read_slice(out.fill_default(n)?.as_mut_bytes())
 }
 
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1

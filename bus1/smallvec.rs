@@ -46,6 +46,25 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
         Ok(())
     }
 
+    /// Makes an empty vector hold `n` default values, allocating only if `n > N`, and returns
+    /// them for the caller to overwrite in place (with one copy from user space, say).
+    pub(crate) fn fill_default(&mut self, n: usize) -> Result<&mut [T]> {
+        if !self.is_empty() {
+            return Err(EINVAL);
+        }
+        if n > N {
+            *self = Self::Heap(KVec::from_elem(T::default(), n, GFP_KERNEL)?);
+        }
+        match self {
+            Self::Inline(buf, len) => {
+                let out = buf.get_mut(..n).ok_or(EINVAL)?;
+                *len = n;
+                Ok(out)
+            }
+            Self::Heap(heap) => Ok(heap.as_mut_slice()),
+        }
+    }
+
     /// Appends `v`; allocates only once the inline room is used up.
     pub(crate) fn push(&mut self, v: T) -> Result {
         match self {
@@ -106,6 +125,26 @@ mod tests {
         }
         assert_eq!(v.len(), 100);
         assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+        Ok(())
+    }
+
+    #[test]
+    fn filled_in_place() -> Result {
+        let mut v: SmallVec<u64, 4> = SmallVec::new();
+        for (x, y) in v.fill_default(3)?.iter_mut().zip(7..) {
+            *x = y;
+        }
+        assert!(!v.spilled());
+        assert_eq!(&v[..], &[7, 8, 9]);
+        // Only an empty vector is filled.
+        assert!(v.fill_default(1).is_err());
+        let mut w: SmallVec<u64, 4> = SmallVec::new();
+        assert_eq!(w.fill_default(6)?.len(), 6);
+        assert!(w.spilled());
+        assert_eq!(&w[..], &[0; 6]);
+        let mut e: SmallVec<u64, 4> = SmallVec::new();
+        assert!(e.fill_default(0)?.is_empty());
+        assert!(e.is_empty());
         Ok(())
     }
 

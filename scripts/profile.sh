@@ -42,7 +42,7 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 
 	cases=()
 	for s in ${sizes//,/ }; do
-		for c in bus1 bus1_tx unix; do cases+=("$c:$s"); done
+		for c in bus1 bus1_tx bus1_mcast unix; do cases+=("$c:$s"); done
 	done
 	# The guest reports where the kernel's text is and bus1's symbols and
 	# range, then runs every case in one process.
