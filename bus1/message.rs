@@ -50,11 +50,6 @@ use kernel::{
     },
 };
 
-/// Rounds `n` up to a multiple of 8, saturating (sizes are bounded far below `u64::MAX`).
-pub(crate) fn align8(n: u64) -> u64 {
-    n.saturating_add(7) & !7
-}
-
 /// The layout of a data slice: payload, then handle IDs, then file descriptor numbers, then
 /// the sender's security context, each part starting 8-aligned.
 ///
@@ -77,14 +72,14 @@ pub(crate) struct SliceLayout {
 }
 
 /// Rounds `n`, which is far below `u64::MAX` (see [`SliceLayout`]), up to a multiple of 8.
-fn align8_small(n: u64) -> u64 {
+fn align8(n: u64) -> u64 {
     n.wrapping_add(7) & !7
 }
 
 impl SliceLayout {
     /// Offset of the handle IDs within the slice.
     pub(crate) fn handles_at(&self) -> u64 {
-        align8_small(self.n_bytes)
+        align8(self.n_bytes)
     }
 
     /// Offset of the file descriptor numbers within the slice.
@@ -96,13 +91,13 @@ impl SliceLayout {
     /// Offset of the security context within the slice.
     pub(crate) fn secctx_at(&self) -> u64 {
         self.fds_at()
-            .wrapping_add(align8_small(self.n_fds.wrapping_mul(4)))
+            .wrapping_add(align8(self.n_fds.wrapping_mul(4)))
     }
 
     /// Size of the slice; an empty message still takes 8 bytes.
     pub(crate) fn size(&self) -> u64 {
         self.secctx_at()
-            .wrapping_add(align8_small(self.n_secctx.unwrap_or(0)))
+            .wrapping_add(align8(self.n_secctx.unwrap_or(0)))
             .max(8)
     }
 }
