@@ -816,15 +816,21 @@ mod tests {
                 let i = tx.order[pc - n - 1];
                 self.qs[tx.dests[i]].sync(tx.c);
             } else if pc <= 3 * n {
-                let i = tx.order[pc - 2 * n - 1];
-                let key = tx.keys[i].ok_or(EINVAL)?;
-                self.qs[tx.dests[i]]
-                    .commit_staged(&key, tx.c)
-                    .ok_or(EINVAL)?;
+                self.commit_nth(tx, pc - 2 * n - 1)?;
             } else {
                 return Err(EINVAL);
             }
             tx.pc += 1;
+            Ok(())
+        }
+
+        /// Commits the `k`-th destination of `tx` in commit order at its timestamp.
+        fn commit_nth(&mut self, tx: &Tx, k: usize) -> Result {
+            let i = tx.order[k];
+            let key = tx.keys[i].ok_or(EINVAL)?;
+            self.qs[tx.dests[i]]
+                .commit_staged(&key, tx.c)
+                .ok_or(EINVAL)?;
             Ok(())
         }
 
@@ -868,11 +874,7 @@ mod tests {
                     self.qs[tx.dests[i]].sync(tx.c);
                 }
             } else if pc <= 3 * n + 1 {
-                let i = tx.order[pc - 2 * n - 2];
-                let key = tx.keys[i].ok_or(EINVAL)?;
-                self.qs[tx.dests[i]]
-                    .commit_staged(&key, tx.c)
-                    .ok_or(EINVAL)?;
+                self.commit_nth(tx, pc - 2 * n - 2)?;
             } else {
                 return Err(EINVAL);
             }
