@@ -161,7 +161,9 @@ impl MiscDevice for Peer {
             return POLLHUP;
         }
         let mut mask = POLLOUT | POLLWRNORM;
-        if me.lock().queue.is_readable() {
+        // The hint is read after the registration's barrier, as a waker writes it before its
+        // check for sleepers: a poller that misses it is woken.
+        if me.maybe_readable() && me.lock().queue.is_readable() {
             mask |= POLLIN | POLLRDNORM;
         }
         mask

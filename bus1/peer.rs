@@ -268,6 +268,12 @@ pub(crate) struct Peer {
     /// Readers and pollers of the queue. Not a `PollCondVar`, whose destructor waits for an RCU
     /// grace period, which made every close take milliseconds.
     waitq: PollQueue,
+    /// Whether the queue may be readable, so that a `RECV`, a waiting receiver's check or a
+    /// `poll` that finds it false answers without taking `inner`. True whenever the queue is
+    /// readable: [`Peer::wake`], which every transition to readable ends in, sets it before it
+    /// looks for sleepers; only a reader that found the queue unreadable, under `inner`, clears
+    /// it (see [`Peer::note_unreadable`]). False positives cost one locked check.
+    maybe_readable: Atomic<bool>,
     /// The receive pool.
     #[pin]
     pool: Pool,
@@ -791,6 +797,7 @@ impl Peer {
                 peer_flags: Atomic::new(0),
                 nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
+                maybe_readable: Atomic::new(false),
                 pool <- Pool::new(),
                 viewer,
             }),
@@ -849,11 +856,29 @@ impl Peer {
 
     /// Wakes up readers and pollers after the queue became readable or the peer went away.
     pub(crate) fn wake(&self) {
+        // Set before the check for sleepers, whose full barrier orders it before the read of the
+        // wait queue; a waiter orders its enqueueing before its check of the hint the same way,
+        // so either it is woken or it sees the hint.
+        self.maybe_readable.store(true, Relaxed);
         // With the sync hint, as AF_UNIX, pipes and binder do: the waker usually goes on to wait
         // for the answer, so the woken receiver may run on this CPU. Every poll waiter is still
         // woken (they are not exclusive waiters). Nobody waiting: no wait queue lock.
         if self.waitq.has_sleeper() {
             self.waitq.wake_sync();
+        }
+    }
+
+    /// Whether the queue may be readable: false means it is not (see `maybe_readable`).
+    pub(crate) fn maybe_readable(&self) -> bool {
+        self.maybe_readable.load(Relaxed)
+    }
+
+    /// Clears the readable hint if `inner`, the locked state of this peer, has nothing readable.
+    /// A later transition to readable sets it again in [`Peer::wake`], after the lock that this
+    /// caller holds was released, so the hint is never left false on a readable queue.
+    pub(crate) fn note_unreadable(&self, inner: &PeerInner) {
+        if !inner.queue.is_readable() {
+            self.maybe_readable.store(false, Relaxed);
         }
     }
 

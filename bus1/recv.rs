@@ -183,10 +183,18 @@ impl Peer {
         if a.seed {
             return self.recv_seed(a);
         }
+        // Nothing readable: answered without the lock (a waiting receiver checks this before
+        // and after every sleep).
+        if !self.maybe_readable() {
+            return Err(EAGAIN);
+        }
         loop {
             let mut guard = self.lock();
             let inner = &mut *guard;
-            let (key, ev, cont) = inner.queue.front().ok_or(EAGAIN)?;
+            let Some((key, ev, cont)) = inner.queue.front() else {
+                self.note_unreadable(inner);
+                return Err(EAGAIN);
+            };
             let key = *key;
             let flushed = inner.queue.is_flushed(&key);
             // The data message at the front, kept borrowed for the checks below rather than
@@ -245,6 +253,7 @@ impl Peer {
                         }
                     }
                     let popped = pop_front_settled(inner);
+                    self.note_unreadable(inner);
                     drop(guard);
                     drop(popped);
                 }
@@ -268,6 +277,7 @@ impl Peer {
                 // the destructor taking it again.
                 msg.settle_dequeued(&mut inner.limits);
             }
+            self.note_unreadable(inner);
             drop(guard);
             return self.install(msg, (key.ts(), key.tag()), cont, dest, res);
         }
