@@ -49,6 +49,13 @@
 //!    locks (to print it, like fdinfo) only after releasing it. It is never taken on the send,
 //!    receive or release path.
 //!
+//! One more lock belongs to each peer:
+//!
+//! 7. `Spare::pair`, a spinlock over the memory a peer kept of the last message it received
+//!    ([`spare`]), taken by `RECV` to keep it and by a sender to take it (with the receiver's
+//!    memory cgroup made active), with no other bus1 lock held. It is innermost: nothing is
+//!    taken, allocated or freed under it, and it is never taken together with another lock.
+//!
 //! `Peer::nodes_changed` is a condition variable of `inner`: waited on with only that peer's
 //! `inner` held (by an operation of the peer that meets a node another of its operations
 //! created and has not settled, and by a receiver that meets a node of that peer gone but not
@@ -89,7 +96,8 @@
 //!    owner, generic over the peer type; imports `uapi` and `registry`.
 //! 5. Leaves: `queue`, `pool`, `limits` (over `quota` and `user`), `quota`, `user`,
 //!    `registry` (which shows peers through the trait [`registry::Listed`], implemented by
-//!    `Peer`), `smallvec`, `lazyvec`, `uapi`, and the kernel abstractions under `rust/` (`ext`).
+//!    `Peer`), `smallvec`, `lazyvec`, `spare`, `uapi`, and the kernel abstractions under `rust/`
+//!    (`ext`).
 
 #[path = "../rust/mod.rs"]
 mod ext;
@@ -105,6 +113,7 @@ mod recv;
 mod registry;
 mod send;
 mod smallvec;
+mod spare;
 mod transaction;
 mod uapi;
 mod user;

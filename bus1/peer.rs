@@ -66,6 +66,7 @@ use crate::{
         Charge, //
     },
     recv::RecvArgs,
+    spare::Spare,
     transaction::{
         self,
         Participant, //
@@ -274,6 +275,10 @@ pub(crate) struct Peer {
     /// looks for sleepers; only a reader that found the queue unreadable, under `inner`, clears
     /// it (see [`Peer::note_unreadable`]). False positives cost one locked check.
     maybe_readable: Atomic<bool>,
+    /// The queue entry and message memory of the last message received, for the next message
+    /// to this peer (see [`crate::spare`]).
+    #[pin]
+    spare: Spare<QueueSlot<Event>, Message>,
     /// The receive pool.
     #[pin]
     pool: Pool,
@@ -798,6 +803,7 @@ impl Peer {
                 nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
                 maybe_readable: Atomic::new(false),
+                spare <- Spare::new(),
                 pool <- Pool::new(),
                 viewer,
             }),
@@ -847,6 +853,11 @@ impl Peer {
     /// Returns the receive pool.
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Returns the memory kept from the last message received, for the next one.
+    pub(crate) fn spare(&self) -> &Spare<QueueSlot<Event>, Message> {
+        &self.spare
     }
 
     /// Returns how the opener sees other tasks' IDs.
@@ -977,7 +988,9 @@ impl Peer {
             leftover = inner.queue.take_all();
             seed = inner.seed.take();
         }
-        drop((leftover, seed));
+        // No `RECV` can give memory to the spare any more: it needs an active reference.
+        let spare = self.spare.take();
+        drop((leftover, seed, spare));
         // The pool goes now, before the file is closed: a disconnected peer that is still open
         // needs none.
         let freed = self.pool.close();

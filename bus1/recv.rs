@@ -269,7 +269,7 @@ impl Peer {
                 return Ok(self.describe(msg, cont, dest));
             }
             let res = InstallReservation::new(msg, a.install_fds)?;
-            let Some((key, Event::Data(mut msg), cont)) = inner.queue.pop_front() else {
+            let Some((key, Event::Data(mut msg), slot)) = inner.queue.pop_front_reuse() else {
                 return Err(ENOTRECOVERABLE());
             };
             if msg.cargo.is_none() {
@@ -279,7 +279,7 @@ impl Peer {
             }
             self.note_unreadable(inner);
             drop(guard);
-            return self.install(msg, (key.ts(), key.tag()), cont, dest, res);
+            return self.install(msg, Some(slot), (key.ts(), key.tag()), cont, dest, res);
         }
     }
 
@@ -298,8 +298,10 @@ impl Peer {
         drop(guard);
         // The seed is not ordered against anything; its handles are delivered if their nodes
         // are still live.
+        // Its memory was charged to this peer's own memory cgroup, not to the pool's: not kept.
         self.install(
             msg,
+            None,
             (u64::MAX, u64::MAX),
             false,
             uapi::BUS1_HANDLE_INVALID,
@@ -326,10 +328,12 @@ impl Peer {
 
     /// Installs the dequeued message `msg`, committed at `(ts, tag)`: links its handles, writes their
     /// IDs and the file descriptor numbers into the slice, publishes the slice and installs the
-    /// files. Cannot fail after the reservations, except for the copy to the caller.
+    /// files. Cannot fail after the reservations, except for the copy to the caller. The memory
+    /// of the message and of its queue entry `slot` is kept for the next message to this peer.
     fn install(
         self: &Arc<Self>,
         mut msg: KBox<Message>,
+        slot: Option<QueueSlot<Event>>,
         at: (u64, u64),
         cont: bool,
         destination: u64,
@@ -380,7 +384,11 @@ impl Peer {
                 r.fd_install(file.clone());
             }
         }
-        drop(msg);
+        // Dropped here, with no lock held, as everywhere; only the memory is kept.
+        let room = KBox::drop_contents(msg);
+        if let Some(slot) = slot {
+            self.spare().give(slot, room);
+        }
         Ok(out)
     }
 

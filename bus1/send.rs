@@ -385,8 +385,14 @@ impl Peer {
             // to keep, so they are charged to its memory cgroup (and fail with `EDQUOT` when it
             // is full), as its pool pages are.
             receiver.pool().charge_for_sender(|| {
-                let slot = Queue::reserve(sender_gfp())?;
-                let room = KBox::<Message>::new_uninit(sender_gfp())?;
+                // The memory of the last message the receiver received, if it kept it.
+                let (slot, room) = match receiver.spare().take() {
+                    Some(pair) => pair,
+                    None => (
+                        Queue::reserve(sender_gfp())?,
+                        KBox::<Message>::new_uninit(sender_gfp())?,
+                    ),
+                };
                 let (msg, clock) = prepare_copy(
                     room,
                     receiver,
