@@ -15,7 +15,7 @@
 //! Usage: `bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only fig,fig...]
 //! [--systems sys,sys...]` with figures rtt, cpu, ops, mcast, tput, scale (and
 //! rtt_pin: only the pinned part of rtt); `--systems` runs only the named
-//! round-trip systems (rtt and rtt_pin).
+//! round-trip systems (rtt and rtt_pin) and scaling systems (bus1, unix).
 //!
 //! The binder rows are named after the kernel's implementation: `binder` for
 //! C binder, `rbinder` for Rust Binder (Kconfig admits only one of them in a
@@ -1418,14 +1418,16 @@ const SCALE_UID: u32 = 60000;
 
 /// The scaling cases: (system, param, groups, senders per group, every
 /// group pinned to a CPU of its own, cross-UID). bus1 charges by UID; AF_UNIX
-/// does not care, so it has no cross-UID cases.
+/// does not care, so it has no cross-UID cases. In this order, so that the
+/// four runs of one paired ratio of pairs (bus1's two and AF_UNIX's two) run
+/// next to each other in a round.
 const SCALE_CASES: [(Sys, &str, &str, usize, usize, bool, bool); 10] = [
     (Sys::Bus1, "bus1", "1pair_pinned", 1, 1, true, false),
     (Sys::Bus1, "bus1", "2pairs_pinned", 2, 1, true, false),
-    (Sys::Bus1, "bus1", "1pair_pinned_xuid", 1, 1, true, true),
-    (Sys::Bus1, "bus1", "2pairs_pinned_xuid", 2, 1, true, true),
     (Sys::Unix, "unix", "1pair_pinned", 1, 1, true, false),
     (Sys::Unix, "unix", "2pairs_pinned", 2, 1, true, false),
+    (Sys::Bus1, "bus1", "1pair_pinned_xuid", 1, 1, true, true),
+    (Sys::Bus1, "bus1", "2pairs_pinned_xuid", 2, 1, true, true),
     (Sys::Bus1, "bus1", "1to1", 1, 1, false, false),
     (Sys::Bus1, "bus1", "2to1", 1, 2, false, false),
     (Sys::Unix, "unix", "1to1", 1, 1, false, false),
@@ -1438,16 +1440,21 @@ const SCALE_CASES: [(Sys, &str, &str, usize, usize, bool, bool); 10] = [
 /// one pair and that by AF_UNIX's (`BENCH-REPS` carries each case's rate of
 /// every repetition, in round order).
 fn fig_scale(o: &Opts) {
-    let count = o.n(6000);
+    // Messages per sender: 0.2-0.5 s per case on the reference machine,
+    // long against the time slices in which the host runs a vCPU.
+    let count = o.n(20000);
     println!("BENCH-INFO|scale_cpus|{}", online_cpus());
-    let mut cases: Vec<Case<'_>> = SCALE_CASES
+    // `--systems` picks the systems here too.
+    let picked: Vec<_> =
+        SCALE_CASES.iter().filter(|c| o.systems.is_empty() || o.systems.iter().any(|s| s == c.1)).collect();
+    let mut cases: Vec<Case<'_>> = picked
         .iter()
-        .map(|&(sys, name, _, g, s, pinned, xuid)| -> Case<'_> {
+        .map(|&&(sys, name, _, g, s, pinned, xuid)| -> Case<'_> {
             (name, Box::new(move || stream(sys, g, s, count, pinned, xuid).map(|r| vec![r])))
         })
         .collect();
-    let reps = rounds(o, &mut cases, |i, e| report_err("scale", SCALE_CASES[i].1, SCALE_CASES[i].2, e));
-    for (&(_, name, p, ..), r) in SCALE_CASES.iter().zip(reps) {
+    let reps = rounds(o, &mut cases, |i, e| report_err("scale", picked[i].1, picked[i].2, e));
+    for (&&(_, name, p, ..), r) in picked.iter().zip(reps) {
         if let Some(r) = r {
             report("scale", name, p, "msg/s", &r, true);
             println!("{}", reps_line("scale", name, p, &r));
