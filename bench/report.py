@@ -7,8 +7,13 @@ lines (tail = p99 for times, p1 for rates), `BENCH-INFO|key|value` and
 `BENCH-ERROR|figure|system|param|message`, and for interleaved figures
 `BENCH-RATIO|figure|param|system|base|median|min|max|reps`: the ratio of the
 two systems' medians in each repetition (paired, as the repetitions are
-interleaved), summarised over the repetitions. Lines may carry console noise in
-front of the marker, so they are searched, not matched from the start.
+interleaved), summarised over the repetitions. The scaling figure prints
+instead `BENCH-REPS|figure|system|param|m1,m2,...`, every case's median of
+each repetition in round order (every case runs in every round), and this
+report pairs them itself (`scale_ratios`): per repetition, a system's two
+pairs over its one pair, and bus1's of those over AF_UNIX's. Lines may carry
+console noise in front of the marker, so they are searched, not matched from
+the start.
 
 Binder rows are named after the guest kernel's implementation: `binder` (C
 binder, in the release kernel) and `rbinder` (Rust Binder, in the second boot
@@ -19,6 +24,7 @@ ratio in the report is paired within one boot.
 import argparse
 import csv
 import datetime
+import math
 import os
 import re
 import sys
@@ -27,6 +33,7 @@ ROW = re.compile(r"BENCH\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|([-0-9.naNinf]+)\|
 INFO = re.compile(r"BENCH-INFO\|([^|]+)\|(.*)$")
 ERR = re.compile(r"BENCH-ERROR\|([^|]+)\|([^|]+)\|([^|]+)\|(.*)$")
 RATIO = re.compile(r"BENCH-RATIO\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|([-0-9.naNinf]+)\|(\d+)")
+REPS = re.compile(r"BENCH-REPS\|([^|]+)\|([^|]+)\|([^|]+)\|([-0-9.naNinf,]+)")
 
 SIZES = {"0": "0 B", "1024": "1 KiB", "4096": "4 KiB", "65536": "64 KiB", "1048576": "1 MiB"}
 RATE_FIGS = {"tput", "tput_cpu", "scale"}
@@ -58,7 +65,9 @@ def parse(path):
 
 
 def parse_ratios(path):
-    """The BENCH-RATIO lines: {(figure, param, system, base): (median, min, max, reps)}."""
+    """The paired ratios: {(figure, param, system, base): (median, min, max, reps)}
+    of the BENCH-RATIO lines, and the scaling ratios `scale_ratios` pairs
+    from the BENCH-REPS lines."""
     out = {}
     with open(path, errors="replace") as f:
         for line in f:
@@ -67,6 +76,70 @@ def parse_ratios(path):
                 fig, param, sysname, base = m.group(1, 2, 3, 4)
                 out[(fig, param, sysname, base)] = (float(m.group(5)), float(m.group(6)),
                                                     float(m.group(7)), int(m.group(8)))
+    out.update(scale_ratios(parse_reps(path)))
+    return out
+
+
+def parse_reps(path):
+    """The BENCH-REPS lines: {(figure, system, param): [median of each repetition, in round order]}."""
+    out = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = REPS.search(line)
+            if m:
+                out[m.group(1, 2, 3)] = [float(x) for x in m.group(4).split(",") if x]
+    return out
+
+
+def summary(q):
+    """(median, min, max, n) of the per-repetition ratios `q`, the median as
+    bus1-bench takes it (the value of rank ceil(n/2)), or None if none is finite."""
+    q = sorted(x for x in q if math.isfinite(x))
+    if not q:
+        return None
+    return (q[max(1, math.ceil(0.5 * len(q))) - 1], q[0], q[-1], len(q))
+
+
+def per_rep(a, b):
+    """a[r] / b[r] for each repetition r; None unless both have every repetition."""
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return [x / y if y else math.nan for x, y in zip(a, b)]
+
+
+# The scaling ratios: name -> (the case of several, the case of one) for bus1;
+# AF_UNIX, which does not charge by UID, has the same cases without `_xuid`.
+SCALE_FACTORS = {
+    "pairs": ("2pairs_pinned", "1pair_pinned"),
+    "pairs_xuid": ("2pairs_pinned_xuid", "1pair_pinned_xuid"),
+    "fanin": ("2to1", "1to1"),
+}
+SCALE_ONE = {"pairs": "one_pair", "pairs_xuid": "one_pair", "fanin": "one_sender"}
+
+
+def scale_ratios(reps):
+    """The paired scaling ratios of the `scale` figure from its BENCH-REPS
+    lines, each summarised as (median, min, max, n) over the repetitions:
+    ("scale", name, system, "one_pair"/"one_sender"): a system's several
+    over its one, per repetition; ("scale", name, "bus1", "unix"): bus1's
+    scaling over AF_UNIX's in the same repetition, (bus1 2 pairs / bus1 1
+    pair) / (unix 2 pairs / unix 1 pair)."""
+    out = {}
+    for name, (many, one) in SCALE_FACTORS.items():
+        f = {}
+        for s in ("bus1", "unix"):
+            if s == "unix" and name.endswith("_xuid"):
+                m, o = many.replace("_xuid", ""), one.replace("_xuid", "")
+            else:
+                m, o = many, one
+            f[s] = per_rep(reps.get(("scale", s, m)), reps.get(("scale", s, o)))
+            r = summary(f[s]) if f[s] is not None else None
+            if r is not None and not (s == "unix" and name.endswith("_xuid")):
+                out[("scale", name, s, SCALE_ONE[name])] = r
+        q = per_rep(f["bus1"], f["unix"])
+        r = summary(q) if q is not None else None
+        if r is not None:
+            out[("scale", name, "bus1", "unix")] = r
     return out
 
 
@@ -287,7 +360,7 @@ def targets(d, ratios):
     add("multicast: marginal cost per destination (send + receive) <= 0.5x a unicast", "mcast", 0.5, False,
         ("mcast", "per_dest", "total", "unicast"), d.get("mcast_total_ratio"))
     add("two independent pairs of different UIDs: bus1's 2-pair/1-pair scaling >= AF_UNIX's", "scale", 1.0, True,
-        None, d.get("scale_pairs_xuid_vs_unix"))
+        ("scale", "pairs_xuid", "bus1", "unix"), d.get("scale_pairs_xuid_vs_unix"))
     return out
 
 
@@ -516,15 +589,33 @@ def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
         unix_p = p.replace("_xuid", "")
         a(f"| {label} | {cell(rows, 'scale', 'bus1', p, 0)} | {cell(rows, 'scale', 'unix', unix_p, 0)} | "
           f"{fx(ratio(med(rows, 'scale', 'bus1', p), med(rows, 'scale', 'unix', unix_p)))} |")
-    a(f"| **two pairs / one pair** | {fx(d['scale_pairs_bus1'])} | {fx(d['scale_pairs_unix'])} | |")
-    a(f"| **two pairs / one pair, different UIDs** | {fx(d['scale_pairs_bus1_xuid'])} | "
-      f"{fx(d['scale_pairs_unix'])} (UIDs do not matter) | |")
-    a(f"| **two senders / one sender** | {fx(d['scale_fanin_bus1'])} | {fx(d['scale_fanin_unix'])} | |")
+
+    def sc(name, s, base, pooled):
+        """A scaling ratio: paired per repetition where the log has them, else of pooled medians."""
+        r = ratios.get(("scale", name, s, base))
+        return iv(r) if r else fx(pooled)
+
+    a(f"| **two pairs / one pair** | {sc('pairs', 'bus1', 'one_pair', d['scale_pairs_bus1'])} | "
+      f"{sc('pairs', 'unix', 'one_pair', d['scale_pairs_unix'])} | "
+      f"{sc('pairs', 'bus1', 'unix', d['scale_pairs_vs_unix'])} |")
+    a(f"| **two pairs / one pair, different UIDs** | "
+      f"{sc('pairs_xuid', 'bus1', 'one_pair', d['scale_pairs_bus1_xuid'])} | "
+      f"{sc('pairs', 'unix', 'one_pair', d['scale_pairs_unix'])} (UIDs do not matter) | "
+      f"{sc('pairs_xuid', 'bus1', 'unix', d['scale_pairs_xuid_vs_unix'])} |")
+    a(f"| **two senders / one sender** | {sc('fanin', 'bus1', 'one_sender', d['scale_fanin_bus1'])} | "
+      f"{sc('fanin', 'unix', 'one_sender', d['scale_fanin_unix'])} | "
+      f"{sc('fanin', 'bus1', 'unix', ratio(d['scale_fanin_bus1'], d['scale_fanin_unix']))} |")
     a("")
+    paired = any(k[0] == "scale" for k in ratios)
     a("With 2 vCPUs, a pair pinned to one CPU against two pairs on one CPU each is the clean test for "
-      "shared state between independent peers (ideal: 2.0x). Each repetition gives one sample per case, "
-      "and the systems run one after the other, so these ratios have no paired interval. AF_UNIX "
-      "fan-in polls two socketpairs.")
+      "shared state between independent peers (ideal: 2.0x). "
+      + ("Every case of both systems runs once in every repetition (the order rotating), so each "
+         "repetition gives one paired ratio: a system's two pairs over its one pair, and in the last "
+         "column bus1's of those over AF_UNIX's; the bold rows are **median [min, max] over the "
+         "repetitions**. " if paired else
+         "This log has no per-repetition values (`BENCH-REPS`), so the bold rows are ratios of pooled "
+         "medians, without an interval. ")
+      + "AF_UNIX fan-in polls two socketpairs.")
     a("")
     a("Files: `bench.csv` (every row, with `ratio_to_unix` / `ratio_to_futex` for bus1), `bench.png`, "
       "`bench.log` (the raw guest output of the release boot) and `bench-rbinder.log` (the Rust Binder boot).")

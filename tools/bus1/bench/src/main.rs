@@ -7,12 +7,15 @@
 //! (tail = p99 for times, p1 for rates; rep_min/max = range of the
 //! repetitions' medians), which `scripts/bench.sh` collects from the guest
 //! console. Failures print `BENCH-ERROR|figure|system|param|message` and the
-//! run goes on with the next figure.
+//! run goes on with the next figure. Interleaved figures add the paired
+//! per-repetition ratios (`BENCH-RATIO`, see [`interleaved`]); the scaling
+//! figure adds every case's median of each repetition (`BENCH-REPS`, see
+//! [`fig_scale`]), from which the report pairs ratios of ratios.
 //!
 //! Usage: `bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only fig,fig...]
 //! [--systems sys,sys...]` with figures rtt, cpu, ops, mcast, tput, scale (and
 //! rtt_pin: only the pinned part of rtt); `--systems` runs only the named
-//! round-trip systems (rtt and rtt_pin).
+//! round-trip systems (rtt and rtt_pin) and scaling systems (bus1, unix).
 //!
 //! The binder rows are named after the kernel's implementation: `binder` for
 //! C binder, `rbinder` for Rust Binder (Kconfig admits only one of them in a
@@ -66,32 +69,6 @@ fn report_err(fig: &str, sys: &str, param: &str, e: &str) {
     println!("BENCH-ERROR|{fig}|{sys}|{param}|{e}");
 }
 
-/// Runs `rep` `reps` times, each in a child with a deadline ([`run_case`]),
-/// and reports the pooled samples; the first failure is reported and ends
-/// the case.
-fn figure<F: FnMut() -> Res<Vec<f64>>>(
-    o: &Opts,
-    fig: &str,
-    sys: &str,
-    param: &str,
-    unit: &str,
-    higher_is_better: bool,
-    mut rep: F,
-) -> Option<Vec<Vec<f64>>> {
-    let mut all = Vec::new();
-    for _ in 0..o.reps {
-        match run_case(o.case_timeout, &mut rep) {
-            Ok(v) => all.push(v),
-            Err(e) => {
-                report_err(fig, sys, param, &e);
-                return None;
-            }
-        }
-    }
-    report(fig, sys, param, unit, &all, higher_is_better);
-    Some(all)
-}
-
 /// One system of an interleaved figure: its name and one repetition.
 type Case<'a> = (&'static str, Box<dyn FnMut() -> Res<Vec<f64>> + 'a>);
 
@@ -122,6 +99,18 @@ type SystemReps = (&'static str, Option<Vec<Vec<f64>>>);
 /// The running half of [`interleaved`]: every system's repetitions, a
 /// failure reported (`BENCH-ERROR`) and that system dropped from the rest.
 fn run_interleaved(o: &Opts, fig: &str, param: &str, cases: &mut [Case<'_>]) -> Vec<SystemReps> {
+    let names: Vec<&'static str> = cases.iter().map(|c| c.0).collect();
+    let reps = rounds(o, cases, |i, e| report_err(fig, names[i], param, e));
+    names.into_iter().zip(reps).collect()
+}
+
+/// Runs `o.reps` rounds of `cases`: repetition 1 of every case, then
+/// repetition 2, ..., the order rotating each round, each repetition in a
+/// child with a deadline ([`run_case`]). A case that fails is passed to
+/// `on_err` (its index and the message) and left out of the rounds after.
+/// Returns every case's repetitions in round order (None if one failed), so
+/// the r-th repetitions of two cases ran in the same round: paired.
+fn rounds(o: &Opts, cases: &mut [Case<'_>], mut on_err: impl FnMut(usize, &str)) -> Vec<Option<Vec<Vec<f64>>>> {
     let n = cases.len();
     let mut reps: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n];
     let mut failed = vec![false; n];
@@ -131,17 +120,16 @@ fn run_interleaved(o: &Opts, fig: &str, param: &str, cases: &mut [Case<'_>]) -> 
             if failed[i] {
                 continue;
             }
-            let (name, f) = &mut cases[i];
-            match run_case(o.case_timeout, f.as_mut()) {
+            match run_case(o.case_timeout, cases[i].1.as_mut()) {
                 Ok(v) => reps[i].push(v),
                 Err(e) => {
-                    report_err(fig, name, param, &e);
+                    on_err(i, &e);
                     failed[i] = true;
                 }
             }
         }
     }
-    cases.iter().zip(reps).zip(failed).map(|((c, r), failed)| (c.0, (!failed).then_some(r))).collect()
+    reps.into_iter().zip(failed).map(|(r, failed)| (!failed).then_some(r)).collect()
 }
 
 /// The reporting half of [`interleaved`]: a row per system, then the paired
@@ -1428,27 +1416,57 @@ fn stream(sys: Sys, groups: usize, senders: usize, count: usize, pin_groups: boo
 /// The first UID of the cross-UID scaling cases (two per group).
 const SCALE_UID: u32 = 60000;
 
+/// The scaling cases: (system, param, groups, senders per group, every
+/// group pinned to a CPU of its own, cross-UID). bus1 charges by UID; AF_UNIX
+/// does not care, so it has no cross-UID cases. In this order, so that the
+/// four runs of one paired ratio of pairs (bus1's two and AF_UNIX's two) run
+/// next to each other in a round.
+const SCALE_CASES: [(Sys, &str, &str, usize, usize, bool, bool); 10] = [
+    (Sys::Bus1, "bus1", "1pair_pinned", 1, 1, true, false),
+    (Sys::Bus1, "bus1", "2pairs_pinned", 2, 1, true, false),
+    (Sys::Unix, "unix", "1pair_pinned", 1, 1, true, false),
+    (Sys::Unix, "unix", "2pairs_pinned", 2, 1, true, false),
+    (Sys::Bus1, "bus1", "1pair_pinned_xuid", 1, 1, true, true),
+    (Sys::Bus1, "bus1", "2pairs_pinned_xuid", 2, 1, true, true),
+    (Sys::Bus1, "bus1", "1to1", 1, 1, false, false),
+    (Sys::Bus1, "bus1", "2to1", 1, 2, false, false),
+    (Sys::Unix, "unix", "1to1", 1, 1, false, false),
+    (Sys::Unix, "unix", "2to1", 1, 2, false, false),
+];
+
+/// Aggregate message rates of independent pairs and of fan-in. Every case
+/// runs in every round ([`rounds`]), so the r-th repetitions of all cases
+/// are paired: the report divides, per repetition, bus1's two pairs by its
+/// one pair and that by AF_UNIX's (`BENCH-REPS` carries each case's rate of
+/// every repetition, in round order).
 fn fig_scale(o: &Opts) {
-    let count = o.n(6000);
-    let cpus = online_cpus();
-    println!("BENCH-INFO|scale_cpus|{cpus}");
-    for (sys, name) in [(Sys::Bus1, "bus1"), (Sys::Unix, "unix")] {
-        // (param, groups, senders per group, pinned, cross-UID)
-        let mut cases = vec![
-            ("1pair_pinned", 1, 1, true, false),
-            ("2pairs_pinned", 2, 1, true, false),
-            ("1to1", 1, 1, false, false),
-            ("2to1", 1, 2, false, false),
-        ];
-        // bus1 charges by UID; AF_UNIX does not care.
-        if sys == Sys::Bus1 {
-            cases.push(("1pair_pinned_xuid", 1, 1, true, true));
-            cases.push(("2pairs_pinned_xuid", 2, 1, true, true));
-        }
-        for (p, g, s, pinned, xuid) in cases {
-            figure(o, "scale", name, p, "msg/s", true, || stream(sys, g, s, count, pinned, xuid).map(|r| vec![r]));
+    // Messages per sender: 0.2-0.5 s per case on the reference machine,
+    // long against the time slices in which the host runs a vCPU.
+    let count = o.n(20000);
+    println!("BENCH-INFO|scale_cpus|{}", online_cpus());
+    // `--systems` picks the systems here too.
+    let picked: Vec<_> =
+        SCALE_CASES.iter().filter(|c| o.systems.is_empty() || o.systems.iter().any(|s| s == c.1)).collect();
+    let mut cases: Vec<Case<'_>> = picked
+        .iter()
+        .map(|&&(sys, name, _, g, s, pinned, xuid)| -> Case<'_> {
+            (name, Box::new(move || stream(sys, g, s, count, pinned, xuid).map(|r| vec![r])))
+        })
+        .collect();
+    let reps = rounds(o, &mut cases, |i, e| report_err("scale", picked[i].1, picked[i].2, e));
+    for (&&(_, name, p, ..), r) in picked.iter().zip(reps) {
+        if let Some(r) = r {
+            report("scale", name, p, "msg/s", &r, true);
+            println!("{}", reps_line("scale", name, p, &r));
         }
     }
+}
+
+/// `BENCH-REPS|fig|sys|param|m1,m2,...`: the median of each repetition, in
+/// round order, for ratios the report pairs itself.
+fn reps_line(fig: &str, sys: &str, param: &str, reps: &[Vec<f64>]) -> String {
+    let meds: Vec<String> = reps.iter().map(|r| format!("{:.3}", median(r))).collect();
+    format!("BENCH-REPS|{fig}|{sys}|{param}|{}", meds.join(","))
 }
 
 // --- main --------------------------------------------------------------------------
@@ -1540,6 +1558,15 @@ mod tests {
             v.push(v[v.len() - 1] + x);
         }
         v
+    }
+
+    #[test]
+    fn reps_line_keeps_round_order() {
+        let r = vec![vec![3.0], vec![1.0], vec![5.0, 2.0, 9.0]];
+        assert_eq!(
+            reps_line("scale", "bus1", "2pairs_pinned", &r),
+            "BENCH-REPS|scale|bus1|2pairs_pinned|3.000,1.000,5.000"
+        );
     }
 
     #[test]
