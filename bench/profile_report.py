@@ -478,8 +478,10 @@ def render(results, top, names, info=()):
                 "A parent and a child process pass a message back and forth, each reading every byte it "
                 "receives, as `make bench`'s `rtt` figure does. With one vCPU every kernel instruction between "
                 "the markers belongs to the round trips: both processes' system calls, their wake-ups, the "
-                f"scheduler and the context switches. The ratio is to `{RTT_BASE}` at the same size (the ratio "
-                "`make bench` rates in time; targets: `bus1_tx_rtt` at most 1.0x, `bus1_rtt` at most 1.25x).", "",
+                f"scheduler and the context switches. bus1's waits have the 10 s timeout of `make bench` (a timer "
+                "armed and cancelled per wait), AF_UNIX's blocking `recv` none. The ratio is to "
+                f"`{RTT_BASE}` at the same size (the ratio `make bench` rates in time; targets: `bus1_tx_rtt` "
+                "at most 1.0x, `bus1_rtt` at most 1.25x).", "",
                 f"| case | size (B) | round trips | kernel insns / round trip | in bus1.ko | ratio to {RTT_BASE} |",
                 "|---|---:|---:|---:|---:|---:|"]
         for r in rtt:
