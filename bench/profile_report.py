@@ -479,7 +479,9 @@ def render(results, top, names, info=()):
                 "receives, as `make bench`'s `rtt` figure does. With one vCPU every kernel instruction between "
                 "the markers belongs to the round trips: both processes' system calls, their wake-ups, the "
                 f"scheduler and the context switches. bus1's waits have the 10 s timeout of `make bench` (a timer "
-                "armed and cancelled per wait), AF_UNIX's blocking `recv` none. The ratio is to "
+                "armed and cancelled per wait), AF_UNIX's blocking `recv` none. Repeated runs agree to about 0.3%: "
+                "where timer ticks fall, and so now and then which side finds its message already there, moves "
+                "a little between runs; the part in bus1.ko does not. The ratio is to "
                 f"`{RTT_BASE}` at the same size (the ratio `make bench` rates in time; targets: `bus1_tx_rtt` "
                 "at most 1.0x, `bus1_rtt` at most 1.25x).", "",
                 f"| case | size (B) | round trips | kernel insns / round trip | in bus1.ko | ratio to {RTT_BASE} |",
