@@ -93,11 +93,16 @@ static void mark(void)
 
 static void end_child(void);
 
-/* Also ends and reaps the child, and says how it ended (so the first cause shows). */
+/*
+ * The message is formatted before anything is printed (errno intact). In the
+ * parent of a round trip it also ends and reaps the child and says how that
+ * ended, so that the first cause shows.
+ */
 #define fail(...)                                                        \
 	do {                                                             \
-		printf("PROFILE-ERROR %s", role);                        \
-		printf(__VA_ARGS__);                                     \
+		char msg_[512];                                          \
+		snprintf(msg_, sizeof(msg_), __VA_ARGS__);               \
+		printf("PROFILE-ERROR %s%s", role, msg_);                \
 		end_child();                                             \
 		printf("\n");                                            \
 		exit(1);                                                 \
