@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The guest program of `make profile` (scripts/profile.sh): one thread
- * passing small messages through bus1 or AF_UNIX in a loop, between markers
- * that the TCG plugin scripts/tcg-insns.c recognises, so that the kernel
- * instructions of exactly the measured iterations are counted.
+ * The guest program of `make profile` (scripts/profile.sh): small messages
+ * passed through bus1 or AF_UNIX in a loop, by one thread or as round trips
+ * of two processes, between markers that the TCG plugin scripts/tcg-insns.c
+ * recognises, so that the kernel instructions of exactly the measured
+ * iterations are counted.
  *
- *	bus1-profile [-w WARMUP] [-n N] CASE:SIZE...
+ *	bus1-profile [-w WARMUP] [-n N] [-k K] CASE:SIZE...
  *
- * Cases (named as bus1-bench's cpu figure names them):
+ * One-thread cases (named as bus1-bench's cpu figure names them):
  *   bus1     two peers: SEND of SIZE bytes from a to b, RECV at b, read the
  *            payload from b's pool, SLICE_RELEASE at b
  *   bus1_tx  one peer, the one-call path: TRANSACT releasing the previous
@@ -19,30 +20,69 @@
  *   unix     AF_UNIX SOCK_SEQPACKET pair: send SIZE bytes, recv them
  *            (MSG_DONTWAIT) and read them
  *
+ * Round-trip cases (named as bus1-bench's rtt figure names its systems, with
+ * _rtt): a parent and a forked child pass a message of SIZE bytes back and
+ * forth, each reading every byte of what it receives; an iteration is one
+ * round trip of the parent. With one vCPU every kernel instruction between
+ * the markers belongs to the round trips: both processes' system calls,
+ * their wake-ups, the scheduler and the context switches.
+ *   bus1_rtt  RFC v1 ABI, two peers with a handle to each other's node: the
+ *            parent SENDs, then poll()s, RECVs, reads the payload and
+ *            SLICE_RELEASEs; the child poll()s, RECVs, reads, SLICE_RELEASEs
+ *            and SENDs the reply (as bus1-bench's bus1 round trip, with its
+ *            10 s poll timeout)
+ *   bus1_tx_rtt  the same peers, one TRANSACT per message on each side:
+ *            release the previous slice, send to the other, receive with
+ *            BUS1_RECV_FLAG_WAIT (timeout 10 s, as bus1-bench's bus1_tx)
+ *   unix_rtt AF_UNIX SOCK_SEQPACKET pair: the parent sends and recvs
+ *            (blocking), the child recvs and sends
+ * The parent alone executes the markers; the child answers WARMUP + N
+ * messages and is then blocked in its next receive, as after every reply,
+ * until the parent closes its end (EOF, or NODE_DESTROY of the parent's
+ * node), which it checks before it exits 0. Each side holds only its own
+ * socket or peer, so the other's exit wakes it: a child that fails (or dies)
+ * makes the parent's next call fail, and the parent reports the child's
+ * exit status with its PROFILE-ERROR; a parent that fails kills and reaps
+ * the child first. -k K makes the child exit 1 after K replies, to see that
+ * failure path work.
+ *
  * Per case: set up, WARMUP iterations (default 2000), a marker, N iterations
  * (default 20000), a marker, tear down. It prints per case
- * "PROFILE-CASE <case> <size> <n> <mark> <destinations>", where <mark> is
- * the number of the marker that ends the measured iterations (markers count
- * from 1 over the whole run) and <destinations> the number of receivers of
- * each message (1 but for bus1_mcast), and at the end "PROFILE-DONE
- * <markers>". Every message's
- * length is checked; any failure prints "PROFILE-ERROR ..." and exits 1.
+ * "PROFILE-CASE <case> <size> <n> <mark> <destinations> <processes>", where
+ * <mark> is the number of the marker that ends the measured iterations
+ * (markers count from 1 over the whole run), <destinations> the number of
+ * receivers of each message (1 but for bus1_mcast) and <processes> 2 for a
+ * round trip, 1 otherwise; and at the end "PROFILE-DONE <markers>". Every
+ * message's type and length is checked; any failure prints
+ * "PROFILE-ERROR ..." and exits 1.
  *
  * Built static by scripts/profile.sh with -I include/uapi and
  * -I tools/testing/selftests/bus1 (bus1_util.h).
  */
 #include "bus1_util.h"
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #define SIZE_MAX_PAYLOAD 65536
 /* The destinations of one bus1_mcast SEND. */
 #define MCAST_DESTS 8
+/* How long a round trip's receive waits at most, as bus1-bench's (ns, ms). */
+#define WAIT_NS 10000000000ULL
+#define POLL_MS 10000
 
 static unsigned long markers;
 static uint8_t sendbuf[SIZE_MAX_PAYLOAD];
-static uint8_t recvbuf[SIZE_MAX_PAYLOAD];
+/* One byte more than a message: a longer one shows as such, not truncated to the size. */
+static uint8_t recvbuf[SIZE_MAX_PAYLOAD + 1];
 static volatile uint8_t sink;
+/* In the parent, the child of the round-trip case that runs (0: none). */
+static pid_t child;
+/* The prefix of this process's PROFILE-ERROR messages. */
+static const char *role = "";
+/* -k: the child exits 1 after this many replies (negative: never). */
+static long child_quit = -1;
 
 /* The marker: a no-op the plugin knows by its bytes, 0f 1f 84 00 62 75 73 31. */
 static void mark(void)
@@ -51,12 +91,57 @@ static void mark(void)
 	markers++;
 }
 
+static void end_child(void);
+
+/*
+ * The message is formatted before anything is printed (errno intact). In the
+ * parent of a round trip it also ends and reaps the child and says how that
+ * ended, so that the first cause shows.
+ */
 #define fail(...)                                                        \
 	do {                                                             \
-		printf("PROFILE-ERROR " __VA_ARGS__);                    \
+		char msg_[512];                                          \
+		snprintf(msg_, sizeof(msg_), __VA_ARGS__);               \
+		printf("PROFILE-ERROR %s%s", role, msg_);                \
+		end_child();                                             \
 		printf("\n");                                            \
 		exit(1);                                                 \
 	} while (0)
+
+/* How a child ended, from its wait status. */
+static const char *exit_status(int st)
+{
+	static char buf[64];
+
+	if (WIFEXITED(st))
+		snprintf(buf, sizeof(buf), "exited with status %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, sizeof(buf), "was killed by signal %d", WTERMSIG(st));
+	else
+		snprintf(buf, sizeof(buf), "ended with wait status %#x", st);
+	return buf;
+}
+
+/*
+ * The parent's failure path: kills the child if it still runs and reaps it.
+ * A child that had already exited (its failure made the parent's call fail)
+ * keeps its exit status: SIGKILL does not change the status of a process
+ * that is exiting.
+ */
+static void end_child(void)
+{
+	pid_t c = child;
+	int st;
+
+	if (c <= 0)
+		return;
+	child = 0;
+	kill(c, SIGKILL);
+	if (waitpid(c, &st, 0) == c)
+		printf(" (the child %s)", exit_status(st));
+	else
+		printf(" (waitpid: %s)", strerror(errno));
+}
 
 /* Reads every byte, as a receiver that uses the payload does. */
 static void consume(const uint8_t *p, size_t len)
@@ -88,6 +173,15 @@ static void payload_of(const uint8_t *pool, size_t pool_len, const struct bus1_c
 	if (r->msg.offset > pool_len || pool_len - r->msg.offset < size)
 		fail("slice at %llu beyond the mapping", (unsigned long long)r->msg.offset);
 	consume(pool + r->msg.offset, size);
+}
+
+/* A received message's length: exactly @size. */
+static void check_len(const char *what, ssize_t got, size_t size)
+{
+	if (got < 0)
+		fail("%s: %s", what, strerror(errno));
+	if (got != (ssize_t)size)
+		fail("%s: %zd bytes, expected %zu", what, got, size);
 }
 
 static void case_bus1(size_t size, long warmup, long n)
@@ -217,15 +311,245 @@ static void case_unix(size_t size, long warmup, long n)
 	close(sv[1]);
 }
 
+/* Forks the child of a round trip; 0 in the child, its pid in the parent. */
+static pid_t rtt_fork(void)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0)
+		role = "child: ";
+	else
+		child = pid;
+	return pid;
+}
+
+/* In the child, when it has made @replies replies: -k lets it fail here. */
+static void child_check(long replies)
+{
+	if (child_quit >= 0 && replies >= child_quit)
+		fail("exiting after %ld replies (-k)", replies);
+}
+
+/* In the parent, after its side is closed: the child must exit 0. */
+static void reap_child(void)
+{
+	pid_t c = child;
+	int st;
+
+	child = 0;
+	if (waitpid(c, &st, 0) != c)
+		fail("waitpid: %s", strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fail("the child %s", exit_status(st));
+}
+
+/* The notification the child receives once the parent closed its peer. */
+static void node_destroyed(const struct bus1_cmd_recv *r, __u64 handle)
+{
+	if (r->msg.type != BUS1_MSG_NODE_DESTROY || r->msg.destination != handle)
+		fail("after the last round trip: message of type %llu to %#llx, expected NODE_DESTROY of %#llx",
+		     (unsigned long long)r->msg.type, (unsigned long long)r->msg.destination,
+		     (unsigned long long)handle);
+}
+
+/*
+ * Two peers, a and b, with a handle each to a node of the other, a2b at a and
+ * b2a at b. After fork the parent keeps a and the child b, each closing the
+ * other; each maps its own pool only then (a mapping keeps the peer open).
+ */
+static void rtt_peers(int *a, int *b, __u64 *a2b, __u64 *b2a)
+{
+	int err;
+
+	*a = bus1_peer_new();
+	*b = bus1_peer_new();
+	if (*a < 0 || *b < 0)
+		fail("open /dev/bus1: %s", strerror(errno));
+	if ((err = bus1_xfer(*b, 0x100, *a, a2b)) || (err = bus1_xfer(*a, 0x100, *b, b2a)))
+		fail("HANDLE_TRANSFER: %s", strerror(-err));
+}
+
+/* poll() until the peer is readable, then RECV; again if that finds nothing. */
+static void recv_polled(int fd, struct bus1_cmd_recv *r)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		int k = poll(&p, 1, POLL_MS), err;
+
+		if (k == 0)
+			fail("poll: no message in %d ms", POLL_MS);
+		if (k < 0)
+			fail("poll: %s", strerror(errno));
+		err = bus1_recv(fd, 0, (__u64)-1, r);
+		if (err == -EAGAIN)
+			continue;
+		if (err)
+			fail("RECV: %s", strerror(-err));
+		return;
+	}
+}
+
+static void case_bus1_rtt(size_t size, long warmup, long n)
+{
+	int a, b, err;
+	__u64 a2b, b2a;
+	struct bus1_cmd_recv r;
+	const uint8_t *pool;
+	size_t pool_len;
+
+	rtt_peers(&a, &b, &a2b, &b2a);
+	if (rtt_fork() == 0) {
+		close(a);
+		pool = map_pool(b, &pool_len);
+		for (long i = 0; i < warmup + n; i++) {
+			child_check(i);
+			recv_polled(b, &r);
+			payload_of(pool, pool_len, &r, size);
+			if ((err = bus1_slice_release(b, r.msg.offset)))
+				fail("SLICE_RELEASE: %s", strerror(-err));
+			if ((err = bus1_send(b, 0, &b2a, 1, NULL, sendbuf, size, NULL, 0, NULL, 0)))
+				fail("SEND: %s", strerror(-err));
+		}
+		child_check(warmup + n);
+		recv_polled(b, &r);
+		node_destroyed(&r, b2a);
+		exit(0);
+	}
+	close(b);
+	pool = map_pool(a, &pool_len);
+	for (long i = 0; i < warmup + n; i++) {
+		if (i == warmup)
+			mark();
+		if ((err = bus1_send(a, 0, &a2b, 1, NULL, sendbuf, size, NULL, 0, NULL, 0)))
+			fail("SEND: %s", strerror(-err));
+		recv_polled(a, &r);
+		payload_of(pool, pool_len, &r, size);
+		if ((err = bus1_slice_release(a, r.msg.offset)))
+			fail("SLICE_RELEASE: %s", strerror(-err));
+	}
+	mark();
+	bus1_peer_free(a, pool, pool_len);
+	reap_child();
+}
+
+/*
+ * One TRANSACT on @fd: release the slice at @release unless it is
+ * BUS1_OFFSET_INVALID, send @size bytes to @dst unless it is NULL, then
+ * receive with WAIT into t->recv.
+ */
+static void rtt_transact(int fd, __u64 release, const __u64 *dst, size_t size, struct bus1_cmd_transact *t)
+{
+	struct iovec v = { .iov_base = sendbuf, .iov_len = size };
+
+	memset(t, 0, sizeof(*t));
+	t->flags = BUS1_TRANSACT_FLAG_RECV;
+	if (release != BUS1_OFFSET_INVALID) {
+		t->flags |= BUS1_TRANSACT_FLAG_RELEASE;
+		t->release_offset = release;
+	}
+	if (dst) {
+		t->flags |= BUS1_TRANSACT_FLAG_SEND;
+		t->send.ptr_destinations = (__u64)(uintptr_t)dst;
+		t->send.n_destinations = 1;
+		t->send.ptr_vecs = (__u64)(uintptr_t)&v;
+		t->send.n_vecs = size ? 1 : 0;
+	}
+	t->recv.flags = BUS1_RECV_FLAG_WAIT;
+	t->recv.max_offset = (__u64)-1;
+	t->recv.msg.offset = WAIT_NS;
+	if (ioctl(fd, BUS1_CMD_TRANSACT, t) < 0)
+		fail("TRANSACT (stages done %#llx): %s", (unsigned long long)t->done, strerror(errno));
+}
+
+static void case_bus1_tx_rtt(size_t size, long warmup, long n)
+{
+	int a, b;
+	__u64 a2b, b2a, prev = BUS1_OFFSET_INVALID;
+	struct bus1_cmd_transact t;
+	const uint8_t *pool;
+	size_t pool_len;
+
+	rtt_peers(&a, &b, &a2b, &b2a);
+	if (rtt_fork() == 0) {
+		close(a);
+		pool = map_pool(b, &pool_len);
+		rtt_transact(b, BUS1_OFFSET_INVALID, NULL, 0, &t);
+		for (long i = 0; i < warmup + n; i++) {
+			child_check(i);
+			payload_of(pool, pool_len, &t.recv, size);
+			rtt_transact(b, t.recv.msg.offset, &b2a, size, &t);
+		}
+		child_check(warmup + n);
+		node_destroyed(&t.recv, b2a);
+		exit(0);
+	}
+	close(b);
+	pool = map_pool(a, &pool_len);
+	for (long i = 0; i < warmup + n; i++) {
+		if (i == warmup)
+			mark();
+		rtt_transact(a, prev, &a2b, size, &t);
+		payload_of(pool, pool_len, &t.recv, size);
+		prev = t.recv.msg.offset;
+	}
+	mark();
+	bus1_peer_free(a, pool, pool_len);
+	reap_child();
+}
+
+static void case_unix_rtt(size_t size, long warmup, long n)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
+		fail("socketpair: %s", strerror(errno));
+	if (rtt_fork() == 0) {
+		close(sv[0]);
+		for (long i = 0; i < warmup + n; i++) {
+			child_check(i);
+			check_len("recv", recv(sv[1], recvbuf, size + 1, 0), size);
+			consume(recvbuf, size);
+			if (send(sv[1], sendbuf, size, MSG_NOSIGNAL) != (ssize_t)size)
+				fail("send: %s", strerror(errno));
+		}
+		child_check(warmup + n);
+		/* The parent closed its end: end of file. */
+		check_len("recv after the last round trip", recv(sv[1], recvbuf, size + 1, 0), 0);
+		exit(0);
+	}
+	close(sv[1]);
+	for (long i = 0; i < warmup + n; i++) {
+		if (i == warmup)
+			mark();
+		/* MSG_NOSIGNAL: a child that is gone makes it fail with EPIPE. */
+		if (send(sv[0], sendbuf, size, MSG_NOSIGNAL) != (ssize_t)size)
+			fail("send: %s", strerror(errno));
+		check_len("recv", recv(sv[0], recvbuf, size + 1, 0), size);
+		consume(recvbuf, size);
+	}
+	mark();
+	close(sv[0]);
+	reap_child();
+}
+
 static const struct {
 	const char *name;
 	void (*run)(size_t size, long warmup, long n);
 	int dests;
+	int procs;
 } cases[] = {
-	{ "bus1", case_bus1, 1 },
-	{ "bus1_tx", case_bus1_tx, 1 },
-	{ "bus1_mcast", case_bus1_mcast, MCAST_DESTS },
-	{ "unix", case_unix, 1 },
+	{ "bus1", case_bus1, 1, 1 },
+	{ "bus1_tx", case_bus1_tx, 1, 1 },
+	{ "bus1_mcast", case_bus1_mcast, MCAST_DESTS, 1 },
+	{ "unix", case_unix, 1, 1 },
+	{ "bus1_rtt", case_bus1_rtt, 1, 2 },
+	{ "bus1_tx_rtt", case_bus1_tx_rtt, 1, 2 },
+	{ "unix_rtt", case_unix_rtt, 1, 2 },
 };
 
 int main(int argc, char **argv)
@@ -233,7 +557,7 @@ int main(int argc, char **argv)
 	long warmup = 2000, n = 20000;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "w:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "w:n:k:")) != -1) {
 		switch (opt) {
 		case 'w':
 			warmup = atol(optarg);
@@ -241,12 +565,15 @@ int main(int argc, char **argv)
 		case 'n':
 			n = atol(optarg);
 			break;
+		case 'k':
+			child_quit = atol(optarg);
+			break;
 		default:
-			fail("usage: bus1-profile [-w WARMUP] [-n N] CASE:SIZE...");
+			fail("usage: bus1-profile [-w WARMUP] [-n N] [-k K] CASE:SIZE...");
 		}
 	}
 	if (warmup < 0 || n < 1 || optind == argc)
-		fail("usage: bus1-profile [-w WARMUP] [-n N] CASE:SIZE...");
+		fail("usage: bus1-profile [-w WARMUP] [-n N] [-k K] CASE:SIZE...");
 	for (size_t i = 0; i < sizeof(sendbuf); i++)
 		sendbuf[i] = (uint8_t)i;
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -260,9 +587,9 @@ int main(int argc, char **argv)
 			if (!strcmp(cases[k].name, name))
 				break;
 		if (k == sizeof(cases) / sizeof(cases[0]))
-			fail("unknown case '%s' (bus1, bus1_tx, bus1_mcast, unix)", name);
+			fail("unknown case '%s' (bus1, bus1_tx, bus1_mcast, unix, bus1_rtt, bus1_tx_rtt, unix_rtt)", name);
 		cases[k].run(size, warmup, n);
-		printf("PROFILE-CASE %s %zu %ld %lu %d\n", name, size, n, markers, cases[k].dests);
+		printf("PROFILE-CASE %s %zu %ld %lu %d %d\n", name, size, n, markers, cases[k].dests, cases[k].procs);
 	}
 	printf("PROFILE-DONE %lu\n", markers);
 	return 0;

@@ -3,8 +3,8 @@
 """Tests of bench/profile_report.py (make profile's analysis) on a synthetic
 System.map, guest output and plugin output: symbol mapping (KASLR offset,
 module range, data symbols, aliases), the per-iteration counts of the
-measured segments only, the consistency checks, demangling and the report.
-Offline, standard library only."""
+measured segments only, the consistency checks, multicast and round trips,
+demangling and the report. Offline, standard library only."""
 import io
 import os
 import sys
@@ -78,6 +78,28 @@ mark 6
 {K + 0x3000:x} 10 7
 {M + 0x100:x} 10 180
 {M + 0x900:x} 5 4
+"""
+
+# Two round-trip cases (two processes) after the one-thread ones: segments 6 and 8 (5 and 7,
+# their setup and warm-up, must not count). Per round trip: bus1_tx_rtt send_prepared 50,
+# ioctl 6, do_syscall_64 20, memcpy_orig 4, in all 80, of which 56 in bus1; unix_rtt
+# do_syscall_64 16 and weak_fn 4, in all 20. So bus1_tx_rtt is 4.00x unix_rtt, where against
+# the one-thread unix (10) it would be 8.00x.
+GUEST_RTT = GUEST.replace("PROFILE-DONE 4", "PROFILE-CASE bus1_tx_rtt 0 10 6 1 2\n"
+                          "PROFILE-CASE unix_rtt 0 10 8 1 2\nPROFILE-DONE 8")
+INSNS_RTT = INSNS + f"""\
+mark 5
+{M + 0x100:x} 333333 9
+mark 6
+{M + 0x100:x} 10 50
+{M + 0x900:x} 10 6
+{K + 0x1000:x} 20 10
+{K + 0x2000:x} 10 4
+mark 7
+{K + 0x1000:x} 444444 7
+mark 8
+{K + 0x1000:x} 10 16
+{K + 0x3000:x} 20 2
 """
 
 
@@ -192,6 +214,30 @@ class Multicast(unittest.TestCase):
             pr.multicast(r)
 
 
+class RoundTrips(unittest.TestCase):
+    def test_processes_default_to_one(self):
+        guest, _, _ = setup(GUEST_RTT)
+        self.assertEqual([1, 1, 2, 2], [c["procs"] for c in guest["cases"]])
+        self.assertEqual([1, 1, 1, 1], [c["dests"] for c in guest["cases"]])
+
+    def test_per_round_trip_against_the_unix_round_trip(self):
+        r = pr.round_trips(pr.analyse(*setup(GUEST_RTT, INSNS_RTT)))
+        self.assertEqual(["bus1_tx_rtt", "unix_rtt"], [x["case"] for x in r])
+        tx, unix = r
+        self.assertEqual((80, 56, 4.0), (tx["total"], tx["bus1"], tx["ratio"]))
+        self.assertEqual((20, 0, 1.0), (unix["total"], unix["bus1"], unix["ratio"]))
+        self.assertEqual({(SEND, True): 50, (IOCTL, True): 6, ("do_syscall_64", False): 20,
+                          ("memcpy_orig", False): 4}, tx["funcs"])
+
+    def test_only_against_unix_rtt_of_the_same_size(self):
+        r = pr.analyse(*setup(GUEST_RTT, INSNS_RTT))
+        # Without unix_rtt there is no ratio: the one-thread unix is no round trip.
+        self.assertEqual([None], [x["ratio"] for x in pr.round_trips(r[:3])])
+        r[3]["size"] = 1024
+        self.assertEqual([None, 1.0], [x["ratio"] for x in pr.round_trips(r)])
+        self.assertEqual([], pr.round_trips(r[:2]))
+
+
 # Symbols of bus1.ko and the kernel's Rust, with what llvm-cxxfilt prints for them.
 V0 = {
     SEND: "<bus1_main::peer::Peer>::send_prepared",
@@ -273,6 +319,33 @@ class Report(unittest.TestCase):
         self.assertIn("| 12.0 | 19.4% | all other functions |", md)
         self.assertIn("- kernel 7.2.12, 1 vCPU", md)
         self.assertNotIn("Multicast", md)
+
+    def test_round_trips_to_markdown(self):
+        md = self.report(GUEST_RTT, INSNS_RTT)
+        rtt = md[md.index("## Round trips: two processes"):]
+        rtt = rtt[:rtt.index("\n## ")]
+        self.assertIn("| case | size (B) | round trips | kernel insns / round trip | in bus1.ko | ratio to unix_rtt |",
+                      rtt)
+        self.assertIn("| bus1_tx_rtt | 0 | 10 | 80 | 56 | 4.00x |", rtt)
+        self.assertIn("| unix_rtt | 0 | 10 | 20 | 0 | 1.00x |", rtt)
+        # Their functions, per round trip.
+        self.assertIn("## bus1_tx_rtt, 0 B: round trip of two processes, one TRANSACT per message", md)
+        self.assertIn("80 instructions per round trip; the top 2 functions:", md)
+        self.assertIn("| insns / round trip | share | function |", md)
+        self.assertIn("| 50.0 | 62.5% | `<peer::Peer>::send_prepared [bus1]` |", md)
+        self.assertIn("| 20.0 | 25.0% | `do_syscall_64` |", md)
+        self.assertIn("| 10.0 | 12.5% | all other functions |", md)
+        self.assertIn("| 16.0 | 80.0% | `do_syscall_64` |", md)
+
+    def test_round_trips_leave_the_rest_as_it_was(self):
+        """Without the round-trip sections, the report is the one without round trips: no row of
+        theirs in the one-thread table (where bus1_tx_rtt would be 8.00x unix)."""
+        def sections(md):
+            return [s for s in md.split("\n## ")
+                    if not s.startswith(("Round trips", "bus1_tx_rtt", "unix_rtt"))]
+        md = self.report(GUEST_RTT, INSNS_RTT)
+        self.assertEqual(sections(self.report(GUEST, INSNS)), sections(md))
+        self.assertNotIn("8.00x", md)
 
     def test_multicast_to_markdown(self):
         md = self.report(GUEST_MC, INSNS_MC)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # `make profile`: the kernel instructions of the small-message hot path, bus1
-# against AF_UNIX, counted exactly. One release guest (scripts/vm.sh run) with
-# one vCPU under TCG with -icount and the plugin scripts/tcg-insns.c runs
-# bench/profile-loop.c over every case; bench/profile_report.py turns the
-# counts into instructions per iteration, in total and per function, printed
-# and written to bench/results/profile.md.
+# against AF_UNIX, counted exactly: one thread's loop, and round trips of two
+# processes. One release guest (scripts/vm.sh run) with one vCPU under TCG
+# with -icount and the plugin scripts/tcg-insns.c runs bench/profile-loop.c
+# over every case; bench/profile_report.py turns the counts into instructions
+# per iteration (or round trip), in total and per function, printed and
+# written to bench/results/profile.md.
 #
 #   scripts/profile.sh [-n N] [-w WARMUP] [--sizes 0,1024] [--top K]
 #   PROFILE_FROM=dir scripts/profile.sh [--top K]  only redo the report from a
@@ -43,6 +44,11 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	cases=()
 	for s in ${sizes//,/ }; do
 		for c in bus1 bus1_tx bus1_mcast unix; do cases+=("$c:$s"); done
+	done
+	# The round trips (two processes) after all of those, which so run as
+	# they do without them.
+	for s in ${sizes//,/ }; do
+		for c in bus1_rtt bus1_tx_rtt unix_rtt; do cases+=("$c:$s"); done
 	done
 	# The guest reports where the kernel's text is and bus1's symbols and
 	# range, then runs every case in one process.
