@@ -115,7 +115,8 @@ impl Peer {
             t.flags |= BUS1_TRANSACT_FLAG_RECV;
             t.recv.flags = if wait { BUS1_RECV_FLAG_WAIT } else { 0 };
             t.recv.max_offset = u64::MAX;
-            t.recv.msg.offset = if wait { 10_000_000_000 } else { 0 };
+            // No timeout: as every other system's blocking receive (see `wait_readable`).
+            t.recv.msg.offset = 0;
         }
         // SAFETY: every pointer in `t` refers to live memory of the right size.
         if unsafe { libc::ioctl(self.fd, req(BUS1_CMD_TRANSACT), &mut t) } < 0 {
