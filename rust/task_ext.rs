@@ -248,17 +248,33 @@ impl Viewer {
         unsafe { (*self.cred.as_ptr()).user_ns }
     }
 
+    /// Whether the view is the initial user namespace's, whose mapping of kernel IDs is the
+    /// identity for every valid ID.
+    fn in_init_user_ns(&self) -> bool {
+        core::ptr::eq(self.user_ns(), &raw const bindings::init_user_ns)
+    }
+
     /// Returns the sender's real UID in this view, or the overflow UID if it has no mapping
     /// there.
     pub(crate) fn uid(&self, sender: &SenderIds) -> u32 {
+        let kuid = sender.uid.into_raw();
+        // The initial namespace maps every valid ID to itself (`from_kuid()` walking its one
+        // extent), and `(uid_t)-1` is no valid ID: spared per message, the common case.
+        if self.in_init_user_ns() && kuid.val != u32::MAX {
+            return kuid.val;
+        }
         // SAFETY: The credentials hold a reference to their user namespace, so the pointer is
         // valid for as long as `self`.
-        unsafe { bindings::from_kuid_munged(self.user_ns(), sender.uid.into_raw()) }
+        unsafe { bindings::from_kuid_munged(self.user_ns(), kuid) }
     }
 
     /// Returns the sender's real GID in this view, or the overflow GID if it has no mapping
     /// there.
     pub(crate) fn gid(&self, sender: &SenderIds) -> u32 {
+        // As in `uid`.
+        if self.in_init_user_ns() && sender.gid.val != u32::MAX {
+            return sender.gid.val;
+        }
         // SAFETY: As in `uid`.
         unsafe { bindings::from_kgid_munged(self.user_ns(), sender.gid) }
     }
