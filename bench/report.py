@@ -486,7 +486,9 @@ def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
       "the context manager, handle 0, waiting for BR_REPLY) per call; the server replies with "
       "BC_FREE_BUFFER + BC_REPLY and waits for the next call in the same ioctl; each case has a "
       "binderfs device of its own. Futex: the payload is copied once into shared memory per direction "
-      "and a futex wait/wake hands over the turn. Every receiver reads every payload byte. The Rust "
+      "and a futex wait/wake hands over the turn. Every receiver reads every payload byte. No wait has "
+      "a timeout (bus1's poll and WAIT included, like every other system's blocking receive; the case "
+      "deadline ends a case that hangs). The Rust "
       "Binder column is from the second boot.")
     a("")
 
