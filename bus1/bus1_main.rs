@@ -23,10 +23,11 @@
 //! A third lock belongs to the peer's receive pool:
 //!
 //! 3. `Pool::alloc`, a mutex over the pool's slice allocator, held only to allocate, publish or
-//!    free a slice and, when pages become unused, to give them back to the shmem file (which
-//!    takes that file's inode lock inside it). It is innermost: it may be taken with a peer's
-//!    `inner` held, and nothing else is taken under it. Payloads are copied into the pool with
-//!    no bus1 lock held at all.
+//!    free a slice, to pin a slab's page (a page-cache lookup that may allocate the page, with
+//!    `Pool::file` taken for a reference to the file) and, when pages become unused, to give
+//!    them back to the shmem file (which takes that file's inode lock inside it). It may be
+//!    taken with a peer's `inner` held; no other bus1 lock is taken under it but `Pool::file`,
+//!    which is innermost. Payloads are copied into the pool with no bus1 lock held at all.
 //!
 //! Two locks belong to per-user accounting ([`user`]):
 //!

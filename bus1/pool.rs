@@ -25,7 +25,10 @@ use crate::ext::{
         self,
         MemCgroup, //
     },
-    shmem::ShmemFile,
+    shmem::{
+        PinnedPage,
+        ShmemFile, //
+    },
 };
 use core::ops::Range;
 use kernel::{
@@ -121,6 +124,9 @@ struct Slab {
     /// The tree node its page needs in the free map once the slab goes away, so freeing
     /// never allocates.
     free_node: RBTreeNodeReservation<u64, u64>,
+    /// Its page, kept in memory from the first slice to be filled in it until the slab goes away
+    /// (the [`Pool`] pins it), so that filling a slice needs no page-cache lookup.
+    page: Option<Arc<PinnedPage>>,
 }
 
 impl Slab {
@@ -271,6 +277,12 @@ impl SliceAllocator {
     /// Fails with `EMSGSIZE` if the slice can never fit the pool and with `EXFULL` if there is
     /// no room for it now.
     pub(crate) fn alloc(&mut self, size: u64) -> Result<u64> {
+        Ok(self.alloc_in(size)?.0)
+    }
+
+    /// [`Self::alloc`], also returning the pinned-page field of the slab the slice lies in
+    /// (`None` for a large slice), for [`Pool::alloc`] to fill in and use.
+    fn alloc_in(&mut self, size: u64) -> Result<(u64, Option<&mut Option<Arc<PinnedPage>>>)> {
         let size = align8(size).ok_or(EMSGSIZE)?;
         if size > self.size {
             return Err(EMSGSIZE);
@@ -290,7 +302,7 @@ impl SliceAllocator {
             ));
             self.n_slices += 1;
             self.bytes += pages_len;
-            return Ok(off);
+            return Ok((off, None));
         }
         let class = class_of(size);
         let page = match self.partial[class].last() {
@@ -327,7 +339,10 @@ impl SliceAllocator {
         }
         self.n_slices += 1;
         self.bytes += class_size(class);
-        Ok(page + u64::from(idx) * class_size(class))
+        Ok((
+            page + u64::from(idx) * class_size(class),
+            Some(&mut slab.page),
+        ))
     }
 
     /// Carves a new slab of class `class` out of a free page and lists it.
@@ -345,6 +360,7 @@ impl SliceAllocator {
             used: 0,
             listed: true,
             free_node,
+            page: None,
         };
         self.slabs.insert(res.into_node(page, slab));
         self.n_slabs[class] += 1;
@@ -593,13 +609,28 @@ impl Pool {
     }
 
     /// Allocates an unpublished slice of `size` bytes; `EMSGSIZE` or `EXFULL` if it does not fit,
-    /// `ESHUTDOWN` once the pool is closed.
-    pub(crate) fn alloc(&self, size: u64) -> Result<u64> {
-        self.alloc
-            .lock()
-            .as_deref_mut()
-            .ok_or_else(ESHUTDOWN)?
-            .alloc(size)
+    /// `ESHUTDOWN` once the pool is closed. Returns its offset and, if the caller is going to
+    /// `fill` it and it is a slice of a slab, the slab's page, to write the slice through.
+    ///
+    /// A slab's page is pinned by the first slice to be filled in it and stays pinned until the
+    /// slab goes away; pinning allocates the page if it is a hole (slices that are never written,
+    /// empty messages, leave it one). If that fails the slice is still allocated, and filling it
+    /// looks the page up (and fails) as for a large slice.
+    pub(crate) fn alloc(&self, size: u64, fill: bool) -> Result<(u64, Option<Arc<PinnedPage>>)> {
+        let mut guard = self.alloc.lock();
+        let a = guard.as_deref_mut().ok_or_else(ESHUTDOWN)?;
+        let (off, pin) = a.alloc_in(size)?;
+        let Some(pin) = pin.filter(|_| fill) else {
+            return Ok((off, None));
+        };
+        if pin.is_none() {
+            *pin = self
+                .file()
+                .and_then(|f| f.pin_page(off & !(PAGE - 1)))
+                .and_then(|p| Ok(Arc::new(p, sender_gfp())?))
+                .ok();
+        }
+        Ok((off, pin.clone()))
     }
 
     /// Gives back the pages of `r`, which no slice uses any more, unless the pool's free
@@ -718,12 +749,14 @@ impl Pool {
         let freed = self.flush();
         let alloc = self.alloc.lock().take();
         let file = self.file.lock().take();
+        // The slabs' pinned pages go first, so the discard frees them.
+        drop(alloc);
         if let Some(file) = &file {
             // The whole file, so nothing stays resident: the pages of slices still unpublished
             // (none, at disconnect) and the cache alike.
             let _ = file.discard(0, file.size());
         }
-        drop((alloc, file));
+        drop(file);
         freed
     }
 

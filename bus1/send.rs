@@ -23,6 +23,7 @@ use crate::{
             is_unix_socket, //
         },
         miscdevice::device_of_file,
+        shmem::PinnedPage,
         task_ext::{
             current_secctx,
             SenderIds, //
@@ -59,6 +60,7 @@ use core::mem::{
 };
 use kernel::{
     fs::file::File,
+    page::PAGE_SIZE,
     prelude::*,
     security::SecurityCtx,
     sync::{
@@ -248,7 +250,7 @@ impl Peer {
             // This peer is pinned by the ioctl itself.
             let ctx = secctx.for_receiver(self)?;
             let room = KBox::<Message>::new_uninit(GFP_KERNEL_ACCOUNT)?;
-            let (mut msg, _) = prepare_copy(
+            let (mut msg, _, page) = prepare_copy(
                 room,
                 self,
                 None,
@@ -256,7 +258,7 @@ impl Peer {
                 &sender,
                 self.uid(),
             )?;
-            fill_slice(&msg, vecs, ctx)?;
+            fill_slice(&msg, page.as_deref(), vecs, ctx)?;
             let cargo = make_cargo(nodes, files, 1)?;
             msg.cargo = cargo;
             msg.inflight = true;
@@ -377,7 +379,7 @@ impl Peer {
         secctx: &mut SenderSecctx,
     ) -> Result<Pending> {
         let ctx;
-        let (slot, msg, clock) = {
+        let (slot, msg, clock, page) = {
             let dst = PeerActive::acquire_owner(&node)?;
             let receiver = dst.peer();
             ctx = secctx.for_receiver(receiver)?;
@@ -393,7 +395,7 @@ impl Peer {
                         KBox::<Message>::new_uninit(sender_gfp())?,
                     ),
                 };
-                let (msg, clock) = prepare_copy(
+                let (msg, clock, page) = prepare_copy(
                     room,
                     receiver,
                     Some(node),
@@ -401,13 +403,14 @@ impl Peer {
                     sender,
                     self.uid(),
                 )?;
-                Ok((slot, msg, clock))
+                Ok((slot, msg, clock, page))
             })?
         };
         // An empty payload without a context (a notification) has nothing to copy.
         if !vecs.is_empty() || ctx.is_some() {
-            fill_slice(&msg, vecs, ctx)?;
+            fill_slice(&msg, page.as_deref(), vecs, ctx)?;
         }
+        drop(page);
         if msg.receiver.is_shutdown() {
             return Err(ESHUTDOWN());
         }
@@ -424,8 +427,8 @@ fn is_per_destination(e: Error) -> bool {
 /// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
 /// the handles and the fds (subject to the quota), and allocates the slice, which stays
 /// unpublished (no flush touches it) until the message is received or dropped. `layout` comes
-/// with its size. Returns the copy, built in `room`, and the peer's queue clock when it was
-/// charged.
+/// with its size. Returns the copy, built in `room`, the peer's queue clock when it was charged,
+/// and the pool page the slice lies in if it is a slab's (see [`crate::pool::Pool::alloc`]).
 fn prepare_copy(
     room: KBox<MaybeUninit<Message>>,
     peer: &Arc<Peer>,
@@ -433,7 +436,7 @@ fn prepare_copy(
     (layout, size): (SliceLayout, u64),
     sender: &SenderIds,
     sender_uid: u32,
-) -> Result<(KBox<Message>, u64)> {
+) -> Result<(KBox<Message>, u64, Option<Arc<PinnedPage>>)> {
     let c = Charge([1, layout.n_handles, size, layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt, so a unicast takes the receiver's lock once here.
@@ -485,16 +488,28 @@ fn prepare_copy(
         },
     );
     // On failure, `msg` gives the slice's charge back with the rest.
-    let off = peer.pool().alloc(size)?;
+    // Only a slice that is written (a payload or a security context) needs its page.
+    let fill = layout.n_bytes > 0 || layout.n_secctx.is_some_and(|n| n > 0);
+    let (off, page) = peer.pool().alloc(size, fill)?;
     msg.slice = Some(off);
-    Ok((msg, clock))
+    Ok((msg, clock, page))
 }
 
 /// Copies the payload described by `vecs` from the sender's memory into the slice of `msg`, and
 /// `secctx`, which the layout of `msg` has room for, after the file descriptor numbers.
-fn fill_slice(msg: &Message, vecs: &[uapi::IoVec], secctx: Option<&SecurityCtx>) -> Result {
+///
+/// A slice of a slab lies within `page`, its pinned pool page, and is written through it without
+/// a page-cache lookup; a large slice (`page` is `None`) through the pool file.
+fn fill_slice(
+    msg: &Message,
+    page: Option<&PinnedPage>,
+    vecs: &[uapi::IoVec],
+    secctx: Option<&SecurityCtx>,
+) -> Result {
     let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
     let pool = msg.receiver.pool();
+    // CAST: The remainder is below the page size.
+    let in_page = |at: u64| (at % PAGE_SIZE as u64) as usize;
     let mut at = off;
     for v in vecs.iter() {
         if v.len == 0 {
@@ -502,12 +517,19 @@ fn fill_slice(msg: &Message, vecs: &[uapi::IoVec], secctx: Option<&SecurityCtx>)
         }
         let base = usize::try_from(v.base).map_err(|_| EFAULT)?;
         let len = usize::try_from(v.len).map_err(|_| EFAULT)?;
-        pool.write_from_user(at, UserPtr::from_addr(base), len)?;
+        match page {
+            Some(p) => p.write_from_user(in_page(at), UserPtr::from_addr(base), len)?,
+            None => pool.write_from_user(at, UserPtr::from_addr(base), len)?,
+        }
         at += v.len;
     }
     if let Some(ctx) = secctx {
         if !ctx.is_empty() {
-            pool.write_for_sender(off + msg.layout.secctx_at(), ctx.as_bytes())?;
+            let at = off + msg.layout.secctx_at();
+            match page {
+                Some(p) => p.write(in_page(at), ctx.as_bytes())?,
+                None => pool.write_for_sender(at, ctx.as_bytes())?,
+            }
         }
     }
     Ok(())

@@ -178,6 +178,20 @@ void rust_bus1_page_write(struct page *page, size_t offset, const void *src,
 	memcpy_to_page(page, offset, src, len);
 }
 
+/*
+ * Marks a page that was written through a long-held folio reference dirty,
+ * after each write: reclaim may have written it to swap and cleaned it
+ * meanwhile (it cannot free it while the reference is held), and a clean
+ * copy would be dropped instead of written again.
+ */
+void rust_bus1_page_dirtied(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	flush_dcache_folio(folio);
+	folio_mark_dirty(folio);
+}
+
 void rust_bus1_page_read(struct page *page, size_t offset, void *dst,
 			 size_t len)
 {

@@ -22,6 +22,7 @@ struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 				      struct mem_cgroup *memcg);
 struct page *rust_bus1_shmem_find_page(struct file *file, pgoff_t index);
 void rust_bus1_shmem_put_page(struct page *page, bool dirty);
+void rust_bus1_page_dirtied(struct page *page);
 size_t rust_bus1_page_copy_from_user(struct page *page, size_t offset,
 				     const void __user *src, size_t len);
 void rust_bus1_page_write(struct page *page, size_t offset, const void *src,

@@ -71,6 +71,7 @@ extern "C" {
         len: usize,
     );
     fn rust_bus1_page_read(page: *mut bindings::page, offset: usize, dst: *mut c_void, len: usize);
+    fn rust_bus1_page_dirtied(page: *mut bindings::page);
     fn rust_bus1_shmem_punch_hole(
         file: *mut bindings::file,
         offset: bindings::loff_t,
@@ -180,6 +181,29 @@ impl ShmemFile {
                 }
             }
         })
+    }
+
+    /// Returns the page at byte `offset` of the file, allocating a zeroed one for a hole,
+    /// charged like a written page, and keeps it in memory until the returned object is dropped.
+    ///
+    /// For a range that is written again and again (a slab of small slices): writes through the
+    /// [`PinnedPage`] need no page-cache lookup. Fails with `EINVAL` unless `offset` is a
+    /// multiple of the page size within the file, and with `ENOMEM` if no page can be allocated.
+    /// A discard of the page while it is pinned takes it out of the file as usual; the pinned
+    /// page then lives on, out of the file, until it is dropped.
+    pub(crate) fn pin_page(&self, offset: u64) -> Result<PinnedPage> {
+        if offset % PAGE != 0 {
+            return Err(EINVAL);
+        }
+        self.check_range(offset, PAGE_SIZE)?;
+        let index = c_ulong::try_from(offset >> PAGE_SHIFT).map_err(|_| EINVAL)?;
+        let page = PoolPage::get(self, index)?;
+        let pinned = page.page;
+        // The reference moves to the pinned page.
+        core::mem::forget(page);
+        // INVARIANT: `PoolPage::get` returned a page of the file with a folio reference, which
+        // the new object now owns.
+        Ok(PinnedPage { page: pinned })
     }
 
     /// Gives back the pages of `[offset, offset + len)`.
@@ -372,6 +396,71 @@ impl Drop for PoolPage {
     fn drop(&mut self) {
         // SAFETY: By the type invariants, we own a reference to the page's folio, given up here.
         unsafe { rust_bus1_shmem_put_page(self.page.as_ptr(), self.dirty) };
+    }
+}
+
+/// A page of a [`ShmemFile`] kept in memory (see [`ShmemFile::pin_page`]).
+///
+/// # Invariants
+///
+/// `page` points to a page that is, or was until a discard, in the page cache of a shmem file,
+/// and this object owns one reference to the page's folio, so the page stays valid until drop.
+pub(crate) struct PinnedPage {
+    page: NonNull<bindings::page>,
+}
+
+// SAFETY: A folio reference may be held and dropped on any thread.
+unsafe impl Send for PinnedPage {}
+// SAFETY: Writes work on raw addresses through C copy routines and tolerate concurrent accesses
+// (see the module documentation); marking the folio dirty is atomic.
+unsafe impl Sync for PinnedPage {}
+
+impl PinnedPage {
+    /// Copies `len` bytes from the user address `src` (in the current task) to `offset` in the
+    /// page. Fails with `EINVAL` if the range does not lie within the page and with `EFAULT` if
+    /// the user memory cannot be read (the range may then be partially written). Never
+    /// allocates.
+    pub(crate) fn write_from_user(&self, offset: usize, src: UserPtr, len: usize) -> Result {
+        PoolPage::check(offset, len)?;
+        // SAFETY: The page is valid by the type invariants and the range lies within it. The
+        // copy works on raw addresses and tolerates concurrent accesses, and `copy_from_user()`
+        // checks that `src` is a user address.
+        let left = unsafe {
+            rust_bus1_page_copy_from_user(self.page.as_ptr(), offset, src.as_const_ptr(), len)
+        };
+        // Even a failed copy may have written part of the range.
+        self.dirtied();
+        if left != 0 {
+            return Err(EFAULT);
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` in the page; `EINVAL` if the range does not lie within it.
+    pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result {
+        PoolPage::check(offset, data.len())?;
+        // SAFETY: The page is valid by the type invariants and the range lies within it; `data`
+        // is valid for reading `data.len()` bytes. The copy works on raw addresses and tolerates
+        // concurrent accesses to the page.
+        unsafe {
+            rust_bus1_page_write(self.page.as_ptr(), offset, data.as_ptr().cast(), data.len())
+        };
+        self.dirtied();
+        Ok(())
+    }
+
+    /// Marks the page dirty after a write, so reclaim writes it back instead of dropping it.
+    fn dirtied(&self) {
+        // SAFETY: The page is valid by the type invariants.
+        unsafe { rust_bus1_page_dirtied(self.page.as_ptr()) };
+    }
+}
+
+impl Drop for PinnedPage {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants, we own a reference to the page's folio, given up here;
+        // every write already marked it dirty.
+        unsafe { rust_bus1_shmem_put_page(self.page.as_ptr(), false) };
     }
 }
 
@@ -648,6 +737,36 @@ mod tests {
         f.discard(0, SIZE)?;
         assert_eq!(f.resident_pages(), 0);
         assert!(is_zero(&read_vec(&f, 0, 4 * PAGE_SIZE)?));
+        Ok(())
+    }
+
+    #[test]
+    fn pinned_page_writes_without_lookup_and_survives_a_discard() -> Result {
+        let f = pool()?;
+        assert_eq!(f.pin_page(1).err(), Some(EINVAL));
+        assert_eq!(f.pin_page(SIZE).err(), Some(EINVAL));
+
+        // Pinning a hole allocates the page; writes through the pin are the file's bytes.
+        let p = f.pin_page(2 * PAGE)?;
+        assert_eq!(f.resident_pages(), 1);
+        let a = pattern(100, 7)?;
+        p.write(PAGE_SIZE - 100, &a)?;
+        assert!(read_vec(&f, 3 * PAGE - 100, 100)?[..] == a[..]);
+        assert_eq!(p.write(PAGE_SIZE - 99, &a).err(), Some(EINVAL));
+        // A second pin of the same page is the same page.
+        let q = f.pin_page(2 * PAGE)?;
+        q.write(0, &[9])?;
+        assert_eq!(read_vec(&f, 2 * PAGE, 1)?[0], 9);
+        drop(q);
+
+        // A discard takes the page out of the file while it is pinned: the file reads zeros,
+        // and a write through the pin goes to the detached page, freed with the pin.
+        f.discard(2 * PAGE, PAGE)?;
+        assert_eq!(f.resident_pages(), 0);
+        p.write(0, &a)?;
+        assert!(is_zero(&read_vec(&f, 2 * PAGE, PAGE_SIZE)?));
+        drop(p);
+        assert_eq!(f.resident_pages(), 0);
         Ok(())
     }
 
