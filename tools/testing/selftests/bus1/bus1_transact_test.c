@@ -292,6 +292,93 @@ TEST_F(pair, recv_wait_disconnect_eshutdown)
 	ASSERT_GT(LONG_WAIT / 2, w.elapsed_ns);
 }
 
+/* A sender thread of the test below: @n messages (its index, a sequence number) to @dst. */
+struct flood {
+	int fd;
+	__u64 dst;
+	uint32_t index, n;
+	int ret;
+};
+
+static void *flood_fn(void *arg)
+{
+	struct flood *f = arg;
+	uint32_t m[2] = { f->index, 0 };
+
+	for (; m[1] < f->n; m[1]++) {
+		f->ret = bus1_send(f->fd, 0, &f->dst, 1, NULL, m, sizeof(m), NULL, 0, NULL, 0);
+		if (f->ret)
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * A receiver that sleeps in RECV with WAIT, in poll, or tries a plain RECV,
+ * in turn, while two threads send as fast as they can, gets every message
+ * exactly once and each sender's in order, and no wait runs into its
+ * timeout: a wake-up that a waker skipped (it saw no sleeper) or a readable
+ * queue that RECV took for empty would leave a message behind until the
+ * timeout, or forever.
+ */
+TEST_F(pair, waits_and_polls_miss_no_message_of_concurrent_senders)
+{
+	enum { SENDERS = 2, PER_SENDER = 1000 };
+	struct flood f[SENDERS];
+	uint32_t next[SENDERS] = { 0 }, got = 0, empty = 0, m[2];
+	struct pollfd p = { .fd = self->b, .events = POLLIN };
+	struct bus1_cmd_recv r;
+	pthread_t th[SENDERS];
+	int i, ret;
+
+	for (i = 0; i < SENDERS; i++) {
+		f[i] = (struct flood){ .fd = self->a, .dst = self->to_b, .index = i,
+				       .n = PER_SENDER };
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, flood_fn, &f[i]));
+	}
+	for (i = 0; got < SENDERS * PER_SENDER; i++) {
+		switch (i % 3) {
+		case 0:
+			ret = recv_wait(self->b, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r);
+			ASSERT_EQ(0, ret) TH_LOG("WAIT after %u messages: %s", got, strerror(-ret));
+			break;
+		case 1:
+			ret = poll(&p, 1, LONG_WAIT / MS);
+			ASSERT_EQ(1, ret) TH_LOG("poll after %u messages", got);
+			ASSERT_TRUE(p.revents & POLLIN);
+			ret = bus1_recv(self->b, 0, ANY_OFFSET, &r);
+			break;
+		default:
+			ret = bus1_recv(self->b, 0, ANY_OFFSET, &r);
+			if (ret == -EAGAIN) {
+				empty++;
+				continue;
+			}
+			break;
+		}
+		/* One receiver: what poll reported readable is still there for RECV. */
+		ASSERT_EQ(0, ret) TH_LOG("RECV after %u messages: %s", got, strerror(-ret));
+		ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
+		ASSERT_EQ(sizeof(m), r.msg.n_bytes);
+		memcpy(m, self->mb + r.msg.offset, sizeof(m));
+		ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+		ASSERT_GT((uint32_t)SENDERS, m[0]);
+		ASSERT_EQ(next[m[0]], m[1]) TH_LOG("sender %u", m[0]);
+		next[m[0]]++;
+		got++;
+	}
+	for (i = 0; i < SENDERS; i++) {
+		ASSERT_EQ(0, pthread_join(th[i], NULL));
+		ASSERT_EQ(0, f[i].ret);
+		ASSERT_EQ((uint32_t)PER_SENDER, next[i]);
+	}
+	/* Nothing is left, and the queue says so. */
+	ASSERT_EQ(-EAGAIN, bus1_recv(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, poll(&p, 1, 0));
+	ASSERT_EQ(0, pool_slices(self->b));
+	TH_LOG("%u plain RECVs found the queue empty", empty);
+}
+
 /* WAIT with SEED is refused (the seed is never queued); unknown bits stay refused. */
 TEST_F(pair, recv_wait_flags_einval)
 {
