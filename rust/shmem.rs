@@ -197,13 +197,9 @@ impl ShmemFile {
         }
         self.check_range(offset, PAGE_SIZE)?;
         let index = c_ulong::try_from(offset >> PAGE_SHIFT).map_err(|_| EINVAL)?;
-        let page = PoolPage::get(self, index)?;
-        let pinned = page.page;
-        // The reference moves to the pinned page.
-        core::mem::forget(page);
-        // INVARIANT: `PoolPage::get` returned a page of the file with a folio reference, which
-        // the new object now owns.
-        Ok(PinnedPage { page: pinned })
+        Ok(PinnedPage {
+            page: PoolPage::get(self, index)?,
+        })
     }
 
     /// Gives back the pages of `[offset, offset + len)`.
@@ -346,9 +342,20 @@ impl PoolPage {
 
     /// Copies `len` bytes from the user address `src` to `offset` in the page.
     fn copy_from_user(&mut self, offset: usize, src: UserPtr, len: usize) -> Result {
-        Self::check(offset, len)?;
         // Even a failed copy may have written (and zero-filled) part of the range.
         self.dirty = true;
+        self.copy_in(offset, src, len)
+    }
+
+    /// Copies `data` to `offset` in the page.
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result {
+        self.dirty = true;
+        self.write_in(offset, data)
+    }
+
+    /// The copy of [`Self::copy_from_user`], without noting that the page was written.
+    fn copy_in(&self, offset: usize, src: UserPtr, len: usize) -> Result {
+        Self::check(offset, len)?;
         // SAFETY: The page is valid by the type invariants and the range lies within it. The
         // copy works on raw addresses and tolerates concurrent accesses, and `copy_from_user()`
         // checks that `src` is a user address.
@@ -361,10 +368,9 @@ impl PoolPage {
         Ok(())
     }
 
-    /// Copies `data` to `offset` in the page.
-    fn write(&mut self, offset: usize, data: &[u8]) -> Result {
+    /// The copy of [`Self::write`], without noting that the page was written.
+    fn write_in(&self, offset: usize, data: &[u8]) -> Result {
         Self::check(offset, data.len())?;
-        self.dirty = true;
         // SAFETY: The page is valid by the type invariants and the range lies within it; `data`
         // is valid for reading `data.len()` bytes. The copy works on raw addresses and tolerates
         // concurrent accesses to the page.
@@ -399,14 +405,10 @@ impl Drop for PoolPage {
     }
 }
 
-/// A page of a [`ShmemFile`] kept in memory (see [`ShmemFile::pin_page`]).
-///
-/// # Invariants
-///
-/// `page` points to a page that is, or was until a discard, in the page cache of a shmem file,
-/// and this object owns one reference to the page's folio, so the page stays valid until drop.
+/// A page of a [`ShmemFile`] kept in memory (see [`ShmemFile::pin_page`]): a [`PoolPage`] that
+/// is shared and marks the page dirty after every write rather than when it is dropped.
 pub(crate) struct PinnedPage {
-    page: NonNull<bindings::page>,
+    page: PoolPage,
 }
 
 // SAFETY: A folio reference may be held and dropped on any thread.
@@ -421,46 +423,23 @@ impl PinnedPage {
     /// the user memory cannot be read (the range may then be partially written). Never
     /// allocates.
     pub(crate) fn write_from_user(&self, offset: usize, src: UserPtr, len: usize) -> Result {
-        PoolPage::check(offset, len)?;
-        // SAFETY: The page is valid by the type invariants and the range lies within it. The
-        // copy works on raw addresses and tolerates concurrent accesses, and `copy_from_user()`
-        // checks that `src` is a user address.
-        let left = unsafe {
-            rust_bus1_page_copy_from_user(self.page.as_ptr(), offset, src.as_const_ptr(), len)
-        };
+        let r = self.page.copy_in(offset, src, len);
         // Even a failed copy may have written part of the range.
         self.dirtied();
-        if left != 0 {
-            return Err(EFAULT);
-        }
-        Ok(())
+        r
     }
 
     /// Copies `data` to `offset` in the page; `EINVAL` if the range does not lie within it.
     pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result {
-        PoolPage::check(offset, data.len())?;
-        // SAFETY: The page is valid by the type invariants and the range lies within it; `data`
-        // is valid for reading `data.len()` bytes. The copy works on raw addresses and tolerates
-        // concurrent accesses to the page.
-        unsafe {
-            rust_bus1_page_write(self.page.as_ptr(), offset, data.as_ptr().cast(), data.len())
-        };
+        self.page.write_in(offset, data)?;
         self.dirtied();
         Ok(())
     }
 
     /// Marks the page dirty after a write, so reclaim writes it back instead of dropping it.
     fn dirtied(&self) {
-        // SAFETY: The page is valid by the type invariants.
-        unsafe { rust_bus1_page_dirtied(self.page.as_ptr()) };
-    }
-}
-
-impl Drop for PinnedPage {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariants, we own a reference to the page's folio, given up here;
-        // every write already marked it dirty.
-        unsafe { rust_bus1_shmem_put_page(self.page.as_ptr(), false) };
+        // SAFETY: The page is valid by the type invariants of `PoolPage`.
+        unsafe { rust_bus1_page_dirtied(self.page.page.as_ptr()) };
     }
 }
 
