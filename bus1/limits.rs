@@ -144,10 +144,16 @@ impl Limits {
 
     /// Removes `shared` from `sender`'s shares and gives `charged` back, at both levels.
     pub(crate) fn release(&mut self, sender: u32, shared: &Charge, charged: &Charge) {
+        // A user's messages to itself hold no share: no share entry to look up.
+        let shares = !shared.is_zero();
         let mut u = self.user.user().ledger();
-        u.unshare(sender, shared);
+        if shares {
+            u.unshare(sender, shared);
+        }
         u.give(charged);
-        self.ledger.unshare(sender, shared);
+        if shares {
+            self.ledger.unshare(sender, shared);
+        }
         self.ledger.give(charged);
     }
 

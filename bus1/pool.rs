@@ -100,10 +100,6 @@ fn set_bit(map: &mut [u64; WORDS], idx: usize, on: bool) {
     }
 }
 
-/// Where a slice lives: its slab's page offset, its slot and the slot size, or `None` for a
-/// large slice.
-type SliceAt = Option<(u64, usize, u64)>;
-
 /// One pool page split into equal slots.
 ///
 /// # Invariants
@@ -370,87 +366,77 @@ impl SliceAllocator {
         Ok(page)
     }
 
-    /// Finds the slice starting exactly at `offset`: its slab page, slot and slot size, or
-    /// `None` for a large slice, and whether it is published. Fails with `ENXIO` if no slice
-    /// starts there. One tree walk for a slot, two for a large slice.
-    fn locate(&self, offset: u64) -> Result<(SliceAt, bool)> {
+    /// Frees the slice starting exactly at `offset` if `accept` takes its publication state;
+    /// `ENXIO` if no slice starts there or `accept` refuses it. Returns the pages to give back.
+    ///
+    /// A slot of a slab is found, checked and freed in one walk of the slab tree (a second
+    /// one only when its slab goes away); a large slice takes two.
+    fn release_if(
+        &mut self,
+        offset: u64,
+        accept: impl FnOnce(bool) -> bool,
+    ) -> Result<Option<Range<u64>>> {
         let page = offset & !(PAGE - 1);
-        if let Some(slab) = self.slabs.get(&page) {
-            let cs = class_size(slab.class);
-            let rel = offset - page;
-            if rel.checked_rem(cs) != Some(0) {
+        let Some(slab) = self.slabs.get_mut(&page) else {
+            if !accept(self.large.get(&offset).ok_or(ENXIO)?.published) {
                 return Err(ENXIO);
             }
-            // CAST: `rel < PAGE`, so the slot index is below 512.
-            let idx = rel.checked_div(cs).unwrap_or(0) as usize;
-            if !test_bit(&slab.allocated, idx) {
-                return Err(ENXIO);
-            }
-            return Ok((Some((page, idx, cs)), test_bit(&slab.published, idx)));
+            let l = self.large.remove(&offset).ok_or(ENXIO)?;
+            self.free_pages(offset, l.pages_len, l.free_node);
+            self.n_slices -= 1;
+            self.bytes -= l.pages_len;
+            return Ok(Some(offset..offset + l.pages_len));
+        };
+        let class = slab.class;
+        let cs = class_size(class);
+        let rel = offset - page;
+        if rel.checked_rem(cs) != Some(0) {
+            return Err(ENXIO);
         }
-        match self.large.get(&offset) {
-            Some(l) => Ok((None, l.published)),
-            None => Err(ENXIO),
+        // CAST: `rel < PAGE`, so the slot index is below 512.
+        let idx = rel.checked_div(cs).unwrap_or(0) as usize;
+        if !test_bit(&slab.allocated, idx) || !accept(test_bit(&slab.published, idx)) {
+            return Err(ENXIO);
         }
+        set_bit(&mut slab.allocated, idx, false);
+        set_bit(&mut slab.published, idx, false);
+        slab.used -= 1;
+        self.n_slices -= 1;
+        self.bytes -= cs;
+        if !slab.listed {
+            // Cannot fail: the list has room for every slab of its class.
+            slab.listed = self.partial[class].push_within_capacity(page).is_ok();
+        }
+        if slab.used > 0 {
+            return Ok(None);
+        }
+        // Keep one empty slab per class, so a peer that receives and releases one small
+        // message at a time does not allocate and discard a page every time.
+        if self.empty[class] == 0 && slab.listed {
+            self.empty[class] = 1;
+            return Ok(None);
+        }
+        let Some(slab) = self.slabs.remove(&page) else {
+            return Ok(None);
+        };
+        self.n_slabs[class] -= 1;
+        self.partial[class].retain(|p| *p != page);
+        self.free_pages(page, PAGE, slab.free_node);
+        Ok(Some(page..page + PAGE))
     }
 
     /// Frees the slice at `offset`, whatever its publication state. Returns the pages to give
     /// back.
     fn release(&mut self, offset: u64) -> Result<Option<Range<u64>>> {
-        let (at, _) = self.locate(offset)?;
-        self.release_located(offset, at)
-    }
-
-    /// Frees the slice at `offset`, which [`Self::locate`] found at `at`. Returns the pages to
-    /// give back.
-    fn release_located(&mut self, offset: u64, at: SliceAt) -> Result<Option<Range<u64>>> {
-        match at {
-            None => {
-                let l = self.large.remove(&offset).ok_or(ENXIO)?;
-                self.free_pages(offset, l.pages_len, l.free_node);
-                self.n_slices -= 1;
-                self.bytes -= l.pages_len;
-                Ok(Some(offset..offset + l.pages_len))
-            }
-            Some((page, idx, cs)) => {
-                let slab = self.slabs.get_mut(&page).ok_or(ENXIO)?;
-                let class = slab.class;
-                set_bit(&mut slab.allocated, idx, false);
-                set_bit(&mut slab.published, idx, false);
-                slab.used -= 1;
-                self.n_slices -= 1;
-                self.bytes -= cs;
-                if !slab.listed {
-                    // Cannot fail: the list has room for every slab of its class.
-                    slab.listed = self.partial[class].push_within_capacity(page).is_ok();
-                }
-                if slab.used > 0 {
-                    return Ok(None);
-                }
-                // Keep one empty slab per class, so a peer that receives and releases one small
-                // message at a time does not allocate and discard a page every time.
-                if self.empty[class] == 0 && slab.listed {
-                    self.empty[class] = 1;
-                    return Ok(None);
-                }
-                let Some(slab) = self.slabs.remove(&page) else {
-                    return Ok(None);
-                };
-                self.n_slabs[class] -= 1;
-                self.partial[class].retain(|p| *p != page);
-                self.free_pages(page, PAGE, slab.free_node);
-                Ok(Some(page..page + PAGE))
-            }
-        }
+        self.release_if(offset, |_| true)
     }
 
     /// Frees an unpublished slice (the kernel's path: a message dropped before `RECV`). Returns
     /// the page range, if any, that no slice uses any more and should be given back.
     pub(crate) fn free(&mut self, offset: u64) -> Option<Range<u64>> {
-        match self.locate(offset) {
-            Ok((at, false)) => self.release_located(offset, at).ok().flatten(),
-            _ => None,
-        }
+        self.release_if(offset, |published| !published)
+            .ok()
+            .flatten()
     }
 
     /// Marks the slice at `offset` published (`RECV`): from now on only `SLICE_RELEASE` or a
@@ -476,10 +462,7 @@ impl SliceAllocator {
     /// `SLICE_RELEASE`: frees the published slice starting exactly at `offset`; `ENXIO`
     /// otherwise.
     pub(crate) fn release_published(&mut self, offset: u64) -> Result<Option<Range<u64>>> {
-        match self.locate(offset)? {
-            (at, true) => self.release_located(offset, at),
-            (_, false) => Err(ENXIO),
-        }
+        self.release_if(offset, |published| published)
     }
 
     /// Frees every published slice (`RESET` and teardown), handing each page range to give back

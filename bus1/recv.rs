@@ -311,18 +311,15 @@ impl Peer {
 
     /// Describes `msg` without installing anything (`PEEK`).
     fn describe(&self, msg: &Message, cont: bool, destination: u64) -> Received {
+        let viewer = self.viewer();
+        let (pid, tid) = viewer.pid_tid(&msg.sender);
         Received {
             type_: uapi::BUS1_MSG_DATA,
             cont,
             destination,
             offset: msg.slice.unwrap_or(uapi::BUS1_OFFSET_INVALID),
             layout: msg.layout,
-            ids: [
-                self.viewer().uid(&msg.sender),
-                self.viewer().gid(&msg.sender),
-                self.viewer().pid(&msg.sender),
-                self.viewer().tid(&msg.sender),
-            ],
+            ids: [viewer.uid(&msg.sender), viewer.gid(&msg.sender), pid, tid],
         }
     }
 

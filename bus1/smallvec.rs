@@ -17,6 +17,9 @@ use kernel::prelude::*;
 ///
 /// In `Inline(buf, len)`, `len <= N` and `buf[..len]` are the contents.
 pub(crate) enum SmallVec<T: Copy + Default, const N: usize> {
+    /// No contents yet: the inline room is not even initialised, so a vector a call never
+    /// fills (the handles or errors of most `SEND`s) costs nothing.
+    Empty,
     /// Short contents, in place.
     Inline([T; N], usize),
     /// Long contents.
@@ -26,7 +29,7 @@ pub(crate) enum SmallVec<T: Copy + Default, const N: usize> {
 impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
     /// Returns an empty vector with the inline room only; allocates nothing.
     pub(crate) fn new() -> Self {
-        Self::Inline([T::default(); N], 0)
+        Self::Empty
     }
 
     /// Returns an empty vector with room for `n` values; allocates only if `n > N`.
@@ -52,22 +55,28 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
         if !self.is_empty() {
             return Err(EINVAL);
         }
-        if n > N {
-            *self = Self::Heap(KVec::from_elem(T::default(), n, GFP_KERNEL)?);
+        if n == 0 {
+            return Ok(&mut []);
         }
+        *self = if n > N {
+            Self::Heap(KVec::from_elem(T::default(), n, GFP_KERNEL)?)
+        } else {
+            Self::Inline([T::default(); N], n)
+        };
         match self {
-            Self::Inline(buf, len) => {
-                let out = buf.get_mut(..n).ok_or(EINVAL)?;
-                *len = n;
-                Ok(out)
-            }
+            Self::Empty => Ok(&mut []),
+            Self::Inline(buf, len) => buf.get_mut(..*len).ok_or(EINVAL),
             Self::Heap(heap) => Ok(heap.as_mut_slice()),
         }
     }
 
     /// Appends `v`; allocates only once the inline room is used up.
     pub(crate) fn push(&mut self, v: T) -> Result {
+        if let Self::Empty = self {
+            *self = Self::Inline([T::default(); N], 0);
+        }
         match self {
+            Self::Empty => Err(EINVAL),
             Self::Inline(buf, len) => {
                 if let Some(slot) = buf.get_mut(*len) {
                     *slot = v;
@@ -96,6 +105,7 @@ impl<T: Copy + Default, const N: usize> Deref for SmallVec<T, N> {
 
     fn deref(&self) -> &[T] {
         match self {
+            Self::Empty => &[],
             // By the type invariant `len <= N`; an empty slice would only hide a bug.
             Self::Inline(buf, len) => buf.get(..*len).unwrap_or(&[]),
             Self::Heap(heap) => heap,

@@ -287,9 +287,16 @@ impl Viewer {
 
     /// Returns the sender's thread id in this view, or 0 if it is not visible there.
     pub(crate) fn tid(&self, sender: &SenderIds) -> u32 {
+        self.pid_tid(sender).1
+    }
+
+    /// Returns [`Self::pid`] and [`Self::tid`] together: for a sender that leads its thread
+    /// group (no thread pid of its own) the number is looked up once.
+    pub(crate) fn pid_tid(&self, sender: &SenderIds) -> (u32, u32) {
+        let pid = self.pid(sender);
         match &sender.tid {
-            Some(p) => p.nr_ns(&self.pid_ns),
-            None => self.pid(sender),
+            Some(p) => (pid, p.nr_ns(&self.pid_ns)),
+            None => (pid, pid),
         }
     }
 
