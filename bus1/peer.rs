@@ -66,6 +66,7 @@ use crate::{
         Charge, //
     },
     recv::RecvArgs,
+    smallvec::user_sized,
     spare::Spare,
     transaction::{
         self,
@@ -599,7 +600,7 @@ pub(crate) fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
     if ids.len() <= 16 {
         return Ok((1..ids.len()).find(|&i| ids[..i].contains(&ids[i])));
     }
-    let mut sorted = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
+    let mut sorted = KVec::with_capacity(ids.len(), user_sized(GFP_KERNEL))?;
     for (i, id) in ids.iter().enumerate() {
         sorted.push((*id, i), GFP_KERNEL)?;
     }

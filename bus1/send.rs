@@ -50,7 +50,10 @@ use crate::{
         QueueSlot, //
     },
     quota::Charge,
-    smallvec::SmallVec,
+    smallvec::{
+        user_sized,
+        SmallVec, //
+    },
     transaction::unicast,
     uapi,
 };
@@ -225,7 +228,7 @@ impl Peer {
         let mut handle_ids = SmallVec::new();
         read_u64s(s.ptr_handles, n_handles, &mut handle_ids)?;
         let mut nodes: LazyVec<Option<Arc<Node>>> =
-            LazyVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
+            LazyVec::with_capacity(n_handles, user_sized(GFP_KERNEL_ACCOUNT))?;
         for &id in handle_ids.iter() {
             let node = op.resolve(id)?;
             nodes.push(Some(node), GFP_KERNEL)?;
@@ -282,7 +285,7 @@ impl Peer {
         // The first copy is kept apart, so a unicast allocates no list.
         let mut first: Option<Pending> = None;
         let mut pending: LazyVec<Pending> =
-            LazyVec::with_capacity(n_dst.saturating_sub(1), GFP_KERNEL)?;
+            LazyVec::with_capacity(n_dst.saturating_sub(1), user_sized(GFP_KERNEL))?;
         for (i, &id) in dst_ids.iter().enumerate() {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());

@@ -9,7 +9,17 @@
 #![deny(unsafe_code)]
 
 use core::ops::Deref;
-use kernel::prelude::*;
+use kernel::{
+    alloc::{flags::__GFP_NOWARN, Flags},
+    prelude::*,
+};
+
+/// `flags` for an array whose length user space chose (up to `INT_MAX` destinations, say): one
+/// that is too large for the allocator fails with `ENOMEM`, the documented answer, without the
+/// allocator's warning that would blame the kernel for it.
+pub(crate) fn user_sized(flags: Flags) -> Flags {
+    flags | __GFP_NOWARN
+}
 
 /// Up to `N` values inline, more on the heap.
 ///
@@ -44,7 +54,7 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
     /// contents are never moved.
     pub(crate) fn reserve(&mut self, n: usize) -> Result {
         if n > N && self.is_empty() {
-            *self = Self::Heap(KVec::with_capacity(n, GFP_KERNEL)?);
+            *self = Self::Heap(KVec::with_capacity(n, user_sized(GFP_KERNEL))?);
         }
         Ok(())
     }
@@ -59,7 +69,7 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
             return Ok(&mut []);
         }
         *self = if n > N {
-            Self::Heap(KVec::from_elem(T::default(), n, GFP_KERNEL)?)
+            Self::Heap(KVec::from_elem(T::default(), n, user_sized(GFP_KERNEL))?)
         } else {
             Self::Inline([T::default(); N], n)
         };
@@ -89,7 +99,7 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
                 *self = Self::Heap(heap);
                 Ok(())
             }
-            Self::Heap(heap) => Ok(heap.push(v, GFP_KERNEL)?),
+            Self::Heap(heap) => Ok(heap.push(v, user_sized(GFP_KERNEL))?),
         }
     }
 

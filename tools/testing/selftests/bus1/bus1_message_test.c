@@ -492,6 +492,27 @@ TEST_F(bus, send_destinations_over_limit)
 	ASSERT_EMPTY(self->b);
 }
 
+/*
+ * A peer may raise its handle limit to INT_MAX, and then name that many
+ * destinations: the kernel cannot hold the array and says ENOMEM, nothing
+ * is delivered, and the allocator does not warn (the run's splat check
+ * fails on a warning).
+ */
+TEST_F(bus, send_destinations_too_many_to_hold_enomem)
+{
+	__u64 errors[1];
+
+	ASSERT_EQ(0, bus1_reset(self->a, 0, (__u64)-1, KEEP, INT_MAX, KEEP, KEEP));
+	ASSERT_EQ(-ENOMEM, bus1_send(self->a, 0, &self->to_b, INT_MAX, NULL,
+				     "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(-ENOMEM, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, &self->to_b,
+				     INT_MAX, errors, "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EMPTY(self->b);
+	/* The peer still works. */
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "ok"));
+	ASSERT_RECV_STR(self->b, self->mb, N1, "ok");
+}
+
 /* Every user pointer of SEND is checked: EFAULT, nothing delivered. */
 TEST_F(bus, send_efault)
 {
