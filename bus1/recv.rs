@@ -29,7 +29,9 @@ use crate::{
         Queue,
         QueueSlot, //
     },
-    quota, uapi,
+    quota,
+    smallvec::user_sized,
+    uapi,
 };
 use core::mem::size_of;
 use kernel::{
@@ -125,7 +127,8 @@ impl InstallReservation {
             )?;
         }
         let n_handles = usize::try_from(msg.layout.n_handles)?;
-        let mut handles = LazyVec::with_capacity(n_handles, GFP_KERNEL)?;
+        // As many as the sender carried, which its limits bound, not the allocator.
+        let mut handles = LazyVec::with_capacity(n_handles, user_sized(GFP_KERNEL))?;
         for _ in 0..n_handles {
             handles.push(
                 (
@@ -150,7 +153,7 @@ impl InstallReservation {
         if let Some(cargo) = &msg.cargo {
             for node in cargo.nodes.iter().flatten() {
                 if node.owner_id() != msg.receiver.id() {
-                    destroys.push(Queue::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
+                    destroys.push(Queue::reserve(GFP_KERNEL_ACCOUNT)?, user_sized(GFP_KERNEL))?;
                 }
             }
         }
