@@ -24,16 +24,16 @@ bin=$(build_bench)
 # The base module, built from an export of BASE for the same release kernel.
 kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)
 tmp=$(mktemp -d)
-demos=$BUS1_TOP/build/guest/demos
-mkdir -p "$demos"
-trap 'rm -rf "$tmp" "$demos/bus1-bench" "$demos/base-bus1.ko"' EXIT
+demos=$(mktemp -d)
+trap 'rm -rf "$tmp" "$demos"' EXIT
+export BUS1_GUEST_DEMOS=$demos
 git -C "$BUS1_TOP" archive "$base" | tar -x -C "$tmp" || die "git archive $base failed"
 mapfile -t kargs < <(kmake_args)
 log "building the module of $base"
 make -s -C "$kdir" M="$tmp" MO="$tmp/mod" "${kargs[@]}" CONFIG_BUS1=m modules >&2 \
 	|| die "building the module of $base failed"
 
-# vm.sh copies the executables of build/guest/demos into /tests/demos.
+# vm.sh copies $BUS1_GUEST_DEMOS/* into /tests/demos of this boot.
 cp "$bin" "$demos/bus1-bench"
 cp "$tmp/mod/bus1.ko" "$demos/base-bus1.ko"
 chmod +x "$demos/base-bus1.ko"

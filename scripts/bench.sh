@@ -50,13 +50,13 @@ rlog_file=$out/bench-rbinder.log
 if [ -z "${BENCH_FROM_LOG:-}" ]; then
 	bin=$(build_bench)
 
-	# vm.sh puts build/guest/demos/* into the initramfs; the binary is there
-	# only for these boots, so `make run` does not run the benchmark as a demo.
-	demos=$BUS1_TOP/build/guest/demos
-	mkdir -p "$demos"
+	# vm.sh puts $BUS1_GUEST_DEMOS/* into /tests/demos of these boots only, so
+	# neither `make run` nor a check of the same tree meanwhile runs it as a demo.
+	demos=$(mktemp -d)
+	trap 'rm -rf "$demos"' EXIT
+	export BUS1_GUEST_DEMOS=$demos
 	placed=$demos/bus1-bench
 	cp "$bin" "$placed"
-	trap 'rm -f "$placed"' EXIT
 
 	t0=$(date +%s)
 	bench_guest release "$log_file" "$@"
@@ -71,7 +71,6 @@ if [ -z "${BENCH_FROM_LOG:-}" ]; then
 	if [ "$rbinder" = 1 ]; then
 		bench_guest rbinder "$rlog_file" "$@" --only rtt --systems "$RBINDER_SYSTEMS"
 	fi
-	rm -f "$placed"
 	log "the benchmark boots took $(( ($(date +%s) - t0) / 60 )) min"
 else
 	log_file=$BENCH_FROM_LOG

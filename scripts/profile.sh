@@ -32,14 +32,12 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	so=$dir/tcg-insns.so
 	gcc -O2 -Wall -Wextra -Wno-unused-parameter -shared -fPIC -fvisibility=hidden \
 		-o "$so" "$BUS1_TOP/scripts/tcg-insns.c" || die "building the TCG plugin failed"
-	# vm.sh puts build/guest/demos/* into the initramfs; the program is
-	# there only for this boot (as bus1-bench for make bench).
-	demos=$BUS1_TOP/build/guest/demos
-	mkdir -p "$demos"
-	placed=$demos/bus1-profile
+	# vm.sh puts $BUS1_GUEST_DEMOS/* into /tests/demos of this boot only.
+	demos=$(mktemp -d)
+	trap 'rm -rf "$demos"' EXIT
+	export BUS1_GUEST_DEMOS=$demos
 	gcc -O2 -Wall -Wextra -static -I "$BUS1_TOP/include/uapi" -I "$BUS1_TOP/tools/testing/selftests/bus1" \
-		-o "$placed" "$BUS1_TOP/bench/profile-loop.c" || die "building bench/profile-loop.c failed"
-	trap 'rm -f "$placed"' EXIT
+		-o "$demos/bus1-profile" "$BUS1_TOP/bench/profile-loop.c" || die "building bench/profile-loop.c failed"
 
 	cases=()
 	for s in ${sizes//,/ }; do
@@ -67,7 +65,6 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	BUS1_KVM=no BUS1_QEMU_ARGS="-smp 1 -icount shift=0,sleep=off -seed 1 -rtc base=2026-01-01,clock=vm -plugin $so,out=$dir/insns.out" \
 		timeout -k 10 "${PROFILE_TIMEOUT:-1800}" "$BUS1_TOP/scripts/vm.sh" run release "$cmd" \
 		| tee "$dir/guest.log" >&2 || true
-	rm -f "$placed"
 	grep -q '^PROFILE-DONE' "$dir/guest.log" ||
 		die "the profile did not finish in the guest (output kept in $dir/guest.log)"
 fi

@@ -54,6 +54,11 @@ make_initramfs() {
 	llvm-strip$LLVM_SUFFIX --strip-debug -o "$root/lib/modules/bus1.ko" "$ko" || die "cannot strip $ko"
 	find "$work/selftests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$root/tests/selftests/" \;
 	for d in "$BUS1_TOP"/build/guest/demos/* ; do [ -x "$d" ] && cp "$d" "$root/tests/demos/"; done
+	# Programs for this boot only (make profile's and make bench's), kept out of
+	# build/guest/demos so that a check of the same tree meanwhile never sees them.
+	if [ -n "${BUS1_GUEST_DEMOS:-}" ]; then
+		for d in "$BUS1_GUEST_DEMOS"/* ; do [ -f "$d" ] && cp "$d" "$root/tests/demos/"; done
+	fi
 	for d in "$BUS1_TOP"/build/guest/userspace/* ; do [ -x "$d" ] && cp "$d" "$root/tests/userspace/"; done
 	[ -n "$cmd" ] && printf '%s\n' "$cmd" >"$root/cmd"
 	# Each program's timeout: at least the sum of its cases' declared timeouts.
