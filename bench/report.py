@@ -263,6 +263,25 @@ def slope(points):
     return sum((x - mx) * (y - my) for x, y in points) / sxx
 
 
+# How far AF_UNIX's cost in the one-thread loop (the denominator of every
+# "cpu" target) may stray from the sum of its write and read measured one call
+# at a time in the same boot. The two time the same calls on the same sizes;
+# sound runs put the loop at 0.95x to 1.32x the calls (the per-call figure
+# batches its calls, the loop alternates them). A boot
+# that made them disagree 4x (write+read 26.4 us in the loop, 6.3 us by the
+# call, at 1 KiB) judged a target "met" on the inflated denominator.
+CPU_CALLS_AGREE = (2 / 3, 1.5)
+
+
+def cpu_unix_vs_calls(rows, p):
+    """AF_UNIX's write+read in the one-thread loop over its write + read
+    timed one call at a time, both from the same boot, or None."""
+    w, r = med(rows, "ops", "unix", f"write_{p}"), med(rows, "ops", "unix", f"read_{p}")
+    if w is None or r is None:
+        return None
+    return ratio(med(rows, "cpu", "unix", p), w + r)
+
+
 def derived(rows):
     """Ratios of pooled medians (the tables' ratio columns and the plot)."""
     d = {}
@@ -271,6 +290,7 @@ def derived(rows):
         for base in ("unix", "binder", "rbinder", "pipe", "futex"):
             d[f"rtt_{base}_{p}"] = ratio(b, med(rows, "rtt", base, p))
         d[f"cpu_unix_{p}"] = ratio(med(rows, "cpu", "bus1", p), med(rows, "cpu", "unix", p))
+        d[f"cpu_unix_vs_calls_{p}"] = cpu_unix_vs_calls(rows, p)
     for p in ("4096", "65536", "1048576"):
         d[f"tput_unix_{p}"] = ratio(med(rows, "tput", "bus1", p), med(rows, "tput", "unix", p))
         d[f"tput_cpu_unix_{p}"] = ratio(med(rows, "tput_cpu", "bus1", p), med(rows, "tput_cpu", "unix", p))
@@ -336,7 +356,13 @@ def targets(d, ratios):
             v, lo_hi = r[0], (r[1], r[2])
         else:
             v, lo_hi = pooled, None
-        out.append((name, fig, limit, higher, v, lo_hi, verdict(v, lo_hi, limit, higher)))
+        judged = verdict(v, lo_hi, limit, higher)
+        # A "cpu" target is not judged on a denominator its own boot contradicts.
+        if fig == "cpu" and judged is not None:
+            agree = d.get(f"cpu_unix_vs_calls_{key[1]}")
+            if agree is not None and not CPU_CALLS_AGREE[0] <= agree <= CPU_CALLS_AGREE[1]:
+                judged = "suspect"
+        out.append((name, fig, limit, higher, v, lo_hi, judged))
 
     for p, size in (("0", "0 B"), ("1024", "1 KiB")):
         add(f"RTT {size}, TRANSACT <= 1.0x AF_UNIX", "rtt", 1.0, False, ("rtt", p, "bus1_tx", "unix"))
@@ -377,7 +403,7 @@ def targets_md(d, ratios, a):
     a("")
 
     def res(v):
-        return "not measured" if v is None else ("**missed**" if v == "missed" else v)
+        return "not measured" if v is None else (f"**{v}**" if v in ("missed", "suspect") else v)
 
     a("| target | figure | measured | result | pinned to CPU 0 | result pinned |")
     a("|---|---|---|---|---|---|")
@@ -390,6 +416,14 @@ def targets_md(d, ratios, a):
         pin_cells = f"{iv(pin[0])} | {res(pin[1])}" if pin else " | "
         a(f"| {name} | {fig} | {m} | {res(verdict_)} | {pin_cells} |")
     a("")
+    off = [(p, d.get(f"cpu_unix_vs_calls_{p}")) for p in ("0", "1024", "65536")]
+    off = [(p, x) for p, x in off if x is not None and not CPU_CALLS_AGREE[0] <= x <= CPU_CALLS_AGREE[1]]
+    if off:
+        a("**suspect**: in this boot AF_UNIX's write+read in the one-thread loop took " +
+          ", ".join(f"{x:.2f}x its write and read timed one call at a time at {SIZES[p]}" for p, x in off) +
+          f" (they agree within {CPU_CALLS_AGREE[0]:.2f}x to {CPU_CALLS_AGREE[1]:.2f}x in a sound run), so "
+          "the \"cpu\" targets at that size are not judged on it; another boot measures them.")
+        a("")
     a("The memory targets (handle <= 128 B, queued message <= 256 B, idle peer <= 4 KiB) are "
       "measured by `make limits`, not here. \"64 KiB: throughput per CPU-second\" is not one of "
       "issue 19's targets but the figure it asks to report beside them: the CPU time behind the "

@@ -163,6 +163,43 @@ class ReportTest(unittest.TestCase):
         # cross-UID pairs scale 1.5x, AF_UNIX 1.5x: met, without an interval.
         self.assertEqual(t[SCALE_TARGET][4:], (1.0, None, "met"))
 
+    def test_cpu_targets_suspect_when_af_unix_loop_disagrees_with_its_calls(self):
+        # 0 B: AF_UNIX's loop 1000 ns against write 500 + read 450 (1.05x): judged.
+        # 1 KiB: loop 4000 ns against 600 + 400 (4x): not judged, "suspect".
+        log = os.path.join(self.dir.name, "bench-cpu.log")
+        with open(log, "w") as f:
+            f.write("""\
+BENCH|cpu|bus1|0|ns|3000.000|4000.000|150|2900.000|3100.000
+BENCH|cpu|unix|0|ns|1000.000|1500.000|150|950.000|1050.000
+BENCH|cpu|bus1|1024|ns|1600.000|2000.000|150|1500.000|1700.000
+BENCH|cpu|unix|1024|ns|4000.000|4500.000|150|3900.000|4100.000
+BENCH|ops|unix|write_0|ns|500.000|600.000|100|490.000|510.000
+BENCH|ops|unix|read_0|ns|450.000|550.000|100|440.000|460.000
+BENCH|ops|unix|write_1024|ns|600.000|700.000|100|590.000|610.000
+BENCH|ops|unix|read_1024|ns|400.000|500.000|100|390.000|410.000
+BENCH-RATIO|cpu|0|bus1|unix|3.000|2.900|3.100|5
+BENCH-RATIO|cpu|0|bus1_tx|unix|1.100|1.000|1.150|5
+BENCH-RATIO|cpu|1024|bus1|unix|0.400|0.380|0.420|5
+""")
+        rows, _, _ = report.parse(log)
+        ratios = report.parse_ratios(log)
+        d = report.derived(rows)
+        self.assertAlmostEqual(d["cpu_unix_vs_calls_0"], 1000 / 950)
+        self.assertAlmostEqual(d["cpu_unix_vs_calls_1024"], 4.0)
+        t = {x[0]: x for x in report.targets(d, ratios)}
+        self.assertEqual(t["one thread SEND+RECV+release 0 B <= 1.6x AF_UNIX"][6], "missed")
+        self.assertEqual(t["one thread, one-call path (TRANSACT) 0 B <= 1.2x AF_UNIX"][6], "met")
+        # 0.4x would be "met"; its denominator is contradicted.
+        self.assertEqual(t["one thread SEND+RECV+release 1 KiB <= 1.0x AF_UNIX"][4:], (0.4, (0.38, 0.42), "suspect"))
+        out = os.path.join(self.dir.name, "out-cpu")
+        os.makedirs(out)
+        report.write_md(rows, {}, [], d, os.path.join(out, "bench.md"), "bench-cpu.log", ratios)
+        with open(os.path.join(out, "bench.md")) as f:
+            md = f.read()
+        self.assertIn("| one thread SEND+RECV+release 1 KiB <= 1.0x AF_UNIX | cpu | 0.40x [0.38, 0.42] | **suspect** |", md)
+        self.assertIn("4.00x its write and read timed one call at a time at 1 KiB", md)
+        self.assertNotIn("at 0 B (they agree", md)
+
     def test_scale_ratios_paired_per_repetition(self):
         r = report.parse_ratios(self.slog)
         self.assertEqual(report.parse_reps(self.slog)[("scale", "unix", "1pair_pinned")],
