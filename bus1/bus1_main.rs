@@ -89,7 +89,8 @@
 //!    its operations, `impl Peer` blocks split by command, one layer; they may import
 //!    everything below.
 //! 2. `transaction`: the commit protocol over several peers' queues, generic over
-//!    [`transaction::Participant`] (implemented by `Peer`); imports `queue`. Only its KUnit
+//!    [`transaction::Participant`] (implemented by `Peer`); imports `queue` and `smallvec`
+//!    (for [`smallvec::user_sized`], as every layer may). Only its KUnit
 //!    tests use `peer`, to drive the protocol on real peers.
 //! 3. `message`: a queued copy of a message and what it holds, generic over
 //!    [`message::Receiver`] (implemented by `Peer`); imports `node`, `limits`, `quota`.

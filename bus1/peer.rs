@@ -1316,7 +1316,7 @@ impl Peer {
         let ptr = usize::try_from(d.ptr_nodes).map_err(|_| EFAULT)?;
         let len = n.checked_mul(size_of::<u64>()).ok_or(EINVAL)?;
         let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
-        let mut ids = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut ids = KVec::with_capacity(n, user_sized(GFP_KERNEL))?;
         for _ in 0..n {
             ids.push(r.read::<u64>()?, GFP_KERNEL)?;
         }
@@ -1329,14 +1329,14 @@ impl Peer {
     fn nodes_destroy(self: &Arc<Self>, ids: &[u64], release: bool) -> Result {
         let n = ids.len();
         let first_dup = first_duplicate(ids)?;
-        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut slots = KVec::with_capacity(n, user_sized(GFP_KERNEL))?;
         for _ in 0..n {
             slots.push(Queue::<Event>::reserve(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
         }
-        let mut released: KVec<Handle> = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut released: KVec<Handle> = KVec::with_capacity(n, user_sized(GFP_KERNEL))?;
         let mut tx = Transaction::new(self.clone());
         tx.reserve_local(n)?;
-        let mut states = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut states = KVVec::with_capacity(n, user_sized(GFP_KERNEL))?;
         {
             let mut guard = self.lock();
             let inner = &mut *guard;

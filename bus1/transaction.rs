@@ -17,6 +17,7 @@ use crate::queue::{
     QueueKey,
     QueueSlot, //
 };
+use crate::smallvec::user_sized;
 use core::ops::Deref;
 use kernel::{
     prelude::*,
@@ -251,7 +252,7 @@ impl<P: Participant> Transaction<P> {
     /// Reserves room to record `n` entries on the origin's queue, so that
     /// [`Self::stage_local_slot`] cannot fail.
     pub(crate) fn reserve_local(&mut self, n: usize) -> Result {
-        Ok(self.local.reserve(n, GFP_KERNEL)?)
+        Ok(self.local.reserve(n, user_sized(GFP_KERNEL))?)
     }
 
     /// Stages `ev` on the origin's queue in the preallocated `slot`; the caller holds the
@@ -281,7 +282,7 @@ impl<P: Participant> Transaction<P> {
         } else {
             n
         };
-        Ok(self.remote.reserve(n, GFP_KERNEL)?)
+        Ok(self.remote.reserve(n, user_sized(GFP_KERNEL))?)
     }
 
     /// Records a staged remote entry in the room reserved by [`Self::reserve_remote`]; gives it
