@@ -111,9 +111,29 @@ struct page *rust_bus1_shmem_get_page(struct file *file, pgoff_t index,
 				      struct mem_cgroup *memcg)
 {
 	struct address_space *mapping = file->f_mapping;
-	struct mem_cgroup *old = set_active_memcg(memcg);
+	struct mem_cgroup *old;
+	struct folio *folio;
 	struct page *page;
 
+	/*
+	 * A page that is in the page cache and up to date (every page shmem
+	 * allocated for us; a swapped-out page is a swap entry there, not a
+	 * folio) is taken with one RCU lookup and a reference, without the
+	 * folio lock or the memory cgroup switch that allocating needs: a
+	 * large slice is written page after page into pages the pool keeps
+	 * resident. Anything else takes shmem's path below.
+	 */
+	folio = filemap_get_folio(mapping, index);
+	if (!IS_ERR(folio)) {
+		if (folio_test_uptodate(folio)) {
+			page = folio_file_page(folio, index);
+			if (!PageHWPoison(page))
+				return page;
+		}
+		folio_put(folio);
+	}
+
+	old = set_active_memcg(memcg);
 	page = shmem_read_mapping_page_gfp(mapping, index,
 					   mapping_gfp_mask(mapping) |
 					   __GFP_NORETRY | __GFP_NOWARN);
