@@ -27,8 +27,8 @@ pub(crate) fn user_sized(flags: Flags) -> Flags {
 ///
 /// In `Inline(buf, len)`, `len <= N` and `buf[..len]` are the contents.
 pub(crate) enum SmallVec<T: Copy + Default, const N: usize> {
-    /// No contents yet: the inline room is not even initialised, so a vector a call never
-    /// fills (the handles or errors of most `SEND`s) costs nothing.
+    /// No contents and no inline room yet: a vector a call never fills (the handles or errors
+    /// of most `SEND`s) costs no zeroing of `N` values; the first value makes it `Inline`.
     Empty,
     /// Short contents, in place.
     Inline([T; N], usize),
