@@ -224,6 +224,8 @@ static const struct command commands[] = {
 	{ BUS1_CMD_PEER_QUERY, "PEER_QUERY", { EFAULT, EINVAL, ESHUTDOWN } },
 	{ BUS1_CMD_PEER_RESET, "PEER_RESET", { EFAULT, EINVAL, ESHUTDOWN } },
 	{ BUS1_CMD_HANDLE_RELEASE, "HANDLE_RELEASE", { EFAULT, ENXIO, EBUSY, ESHUTDOWN } },
+	/* The extension: HANDLE_RELEASE's errnos, EINVAL for flags and counts. */
+	{ BUS1_CMD_HANDLE_RELEASE_N, "HANDLE_RELEASE_N", { EFAULT, EINVAL, ENXIO, EBUSY, ESHUTDOWN } },
 	{ BUS1_CMD_HANDLE_TRANSFER, "HANDLE_TRANSFER",
 	  { EFAULT, EINVAL, EBADF, EOPNOTSUPP, ESHUTDOWN, ENXIO, EDQUOT, ENOMEM } },
 	{ BUS1_CMD_NODES_DESTROY, "NODES_DESTROY",
@@ -374,8 +376,19 @@ static void op_send(struct worker *w, int fd, int any_fd)
 	      SEND_ARGS(s));
 }
 
-/* A random RFC-layout RECV description in @r; WAIT only if @wait. */
-static void fill_recv(struct worker *w, struct bus1_cmd_recv *r, int wait)
+/*
+ * Whether RECV on @peer may install fds: only if its pool is mapped, where
+ * harvest() finds their numbers to close them. A reopened peer's pool is not
+ * mapped, and the fds it installed would stay open until the process runs
+ * out of descriptors.
+ */
+static int may_install_fds(struct worker *w, int peer)
+{
+	return __atomic_load_n(&w->p->maps[peer], __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* A random RFC-layout RECV description in @r for @peer; WAIT only if @wait. */
+static void fill_recv(struct worker *w, struct bus1_cmd_recv *r, int wait, int peer)
 {
 	memset(r, 0, sizeof(*r));
 	r->flags = rnd(w) % 4 ? BUS1_RECV_FLAG_INSTALL_FDS | (rnd(w) % 4 ? 0 : BUS1_RECV_FLAG_PEEK) :
@@ -390,6 +403,8 @@ static void fill_recv(struct worker *w, struct bus1_cmd_recv *r, int wait)
 	/* Never an unbounded wait: nothing may be left to wake it. */
 	if ((r->flags & BUS1_RECV_FLAG_WAIT) && (!r->msg.offset || r->msg.offset > 2000000))
 		r->msg.offset = 1 + r->msg.offset % 2000000;
+	if (!may_install_fds(w, peer))
+		r->flags &= ~(__u64)BUS1_RECV_FLAG_INSTALL_FDS;
 }
 
 /* Takes what a successful RFC-layout RECV returned. */
@@ -411,6 +426,8 @@ static void op_recv(struct worker *w, int fd, int any_fd, int peer)
 		memset(&r7, 0, sizeof(r7));
 		r7.flags = rnd(w) % 4 ? BUS1_RECV_2017_FLAG_INSTALL_FDS : count(w, 3);
 		r7.max_offset = rnd(w) % 4 ? POOL_MAP : count(w, POOL_MAP);
+		if (!may_install_fds(w, peer))
+			r7.flags &= ~(__u64)BUS1_RECV_2017_FLAG_INSTALL_FDS;
 		ret = ioctl(fd, BUS1_CMD_RECV_2017, &r7);
 		judge(w, command(BUS1_CMD_RECV_2017), fd, any_fd, ret, "flags=%#llx max_offset=%#llx",
 		      (unsigned long long)r7.flags, (unsigned long long)r7.max_offset);
@@ -419,7 +436,7 @@ static void op_recv(struct worker *w, int fd, int any_fd, int peer)
 				(r7.flags & BUS1_RECV_2017_FLAG_INSTALL_FDS) ? r7.msg.n_fds : 0);
 		return;
 	}
-	fill_recv(w, &r, 0);
+	fill_recv(w, &r, 0, peer);
 	arg = rnd(w) % 16 ? &r : (void *)(uintptr_t)pointer(w, sizeof(r));
 	ret = ioctl(fd, BUS1_CMD_RECV, arg);
 	judge(w, command(BUS1_CMD_RECV), fd, any_fd, ret, "arg=%p flags=%#llx max_offset=%#llx", arg,
@@ -441,7 +458,7 @@ static void op_transact(struct worker *w, int fd, int any_fd, int peer)
 				      : count(w, POOL_MAP);
 	t.reserved = rnd(w) % 16 ? 0 : count(w, 1);
 	fill_send(w, &t.send);
-	fill_recv(w, &t.recv, 1);
+	fill_recv(w, &t.recv, 1, peer);
 	ret = ioctl(fd, BUS1_CMD_TRANSACT, &t);
 	judge(w, command(BUS1_CMD_TRANSACT), fd, any_fd, ret,
 	      "flags=%#llx release_offset=%#llx reserved=%#llx send={" SEND_FMT
