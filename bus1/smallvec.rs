@@ -8,7 +8,10 @@
 
 #![deny(unsafe_code)]
 
-use core::ops::Deref;
+use core::ops::{
+    Deref,
+    DerefMut, //
+};
 use kernel::{
     alloc::{flags::__GFP_NOWARN, Flags},
     prelude::*,
@@ -73,20 +76,16 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
         } else {
             Self::Inline([T::default(); N], n)
         };
-        match self {
-            Self::Empty => Ok(&mut []),
-            Self::Inline(buf, len) => buf.get_mut(..*len).ok_or(EINVAL),
-            Self::Heap(heap) => Ok(heap.as_mut_slice()),
-        }
+        Ok(&mut **self)
     }
 
     /// Appends `v`; allocates only once the inline room is used up.
     pub(crate) fn push(&mut self, v: T) -> Result {
-        if let Self::Empty = self {
-            *self = Self::Inline([T::default(); N], 0);
-        }
         match self {
-            Self::Empty => Err(EINVAL),
+            Self::Empty => {
+                *self = Self::Inline([T::default(); N], 0);
+                self.push(v)
+            }
             Self::Inline(buf, len) => {
                 if let Some(slot) = buf.get_mut(*len) {
                     *slot = v;
@@ -118,6 +117,17 @@ impl<T: Copy + Default, const N: usize> Deref for SmallVec<T, N> {
             Self::Empty => &[],
             // By the type invariant `len <= N`; an empty slice would only hide a bug.
             Self::Inline(buf, len) => buf.get(..*len).unwrap_or(&[]),
+            Self::Heap(heap) => heap,
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> DerefMut for SmallVec<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Self::Empty => &mut [],
+            // As in `deref`.
+            Self::Inline(buf, len) => buf.get_mut(..*len).unwrap_or(&mut []),
             Self::Heap(heap) => heap,
         }
     }
