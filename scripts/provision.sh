@@ -27,9 +27,52 @@ done
 # apt would remove anything (to resolve a conflict with an installed
 # package), provisioning stops and says what and why; the real install runs
 # with --no-remove besides.
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+# A machine whose qemu-utils comes from bookworm-backports cannot take the
+# bookworm qemu-system-x86 (qemu-utils breaks the older qemu-system-common).
+# The emulator then comes from bookworm-backports too, at exactly the installed
+# qemu-utils' version, through a private apt configuration (the machine's own
+# sources plus bookworm-backports), so the system's apt sources stay as they are.
+qemu_ver=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+case " $missing " in *" qemu-system-x86 "*)
+	case "$qemu_ver" in *~bpo12*)
+		log "installing qemu-system-x86 $qemu_ver from bookworm-backports, to match the installed qemu-utils"
+		bpo=$BUS1_CACHE/apt-bpo
+		rm -rf "$bpo"; mkdir -p "$bpo"/{sources,lists/partial,cache/archives/partial}
+		cp /etc/apt/sources.list.d/*.sources "$bpo/sources/" 2>/dev/null || true
+		[ -f /etc/apt/sources.list ] && cp /etc/apt/sources.list "$bpo/sources.list"
+		uri=$( { awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/*.sources
+			awk '/^deb / {print $2}' /etc/apt/sources.list; } 2>/dev/null | grep -v security | head -n1 || true)
+		cat > "$bpo/sources/bus1-bpo.sources" <<SRC
+Types: deb
+URIs: ${uri:-http://deb.debian.org/debian}
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+		bopts=(-o "Dir::Etc::SourceList=$bpo/sources.list" -o "Dir::Etc::SourceParts=$bpo/sources"
+			-o "Dir::State::Lists=$bpo/lists" -o "Dir::Cache=$bpo/cache")
+		[ -f "$bpo/sources.list" ] || bopts[1]="Dir::Etc::SourceList=/dev/null"
+		$SUDO apt-get "${bopts[@]}" update >>"$plog" 2>&1 \
+			|| die "apt-get update failed for bookworm-backports (log: $plog)"
+		sim=$(LC_ALL=C apt-get "${bopts[@]}" install -s --no-install-recommends -t bookworm-backports \
+			"qemu-system-x86=$qemu_ver" 2>&1) \
+			|| { printf '%s\n' "$sim" >>"$plog"; die "apt-get cannot install qemu-system-x86=$qemu_ver (log: $plog)"; }
+		printf '%s\n' "$sim" >>"$plog"
+		why=$(printf '%s\n' "$sim" | python3 "$BUS1_TOP/scripts/progress.py" apt-removals qemu-system-x86) \
+			|| die "$why"$'\n'"(apt's simulation is in $plog)"
+		DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${bopts[@]}" install -y --no-remove --no-install-recommends \
+			-t bookworm-backports "qemu-system-x86=$qemu_ver" >>"$plog" 2>&1 \
+			|| die "apt-get install failed for qemu-system-x86=$qemu_ver (log: $plog)"
+		rm -rf "$bpo"
+		missing=$(printf '%s\n' $missing | grep -vx qemu-system-x86 | tr '\n' ' ' | sed 's/ *$//; s/^/ /')
+		[ "$missing" = " " ] && missing=""
+		;;
+	esac
+	;;
+esac
 if [ -n "$missing" ]; then
 	log "installing Debian packages:$missing"
-	SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 	$SUDO apt-get update >>"$plog" 2>&1 || die "apt-get update failed: no network to the Debian registry? (log: $plog)"
 	sim=$(LC_ALL=C apt-get install -s --no-install-recommends -o Debug::pkgProblemResolver=true $missing 2>&1) \
 		|| { printf '%s\n' "$sim" >>"$plog"; die "apt-get cannot install:$missing (log: $plog)"; }
