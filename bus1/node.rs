@@ -18,7 +18,13 @@
 #![deny(unsafe_code)]
 
 use crate::{
-    ext::errno::ESHUTDOWN,
+    ext::{
+        bimap::{
+            BiMap,
+            BiMapReservation, //
+        },
+        errno::ESHUTDOWN,
+    },
     registry::Listing,
     uapi::{
         BUS1_HANDLE_FLAG_MANAGED,
@@ -516,9 +522,9 @@ impl<P, K, S, T> NodeState<P, K, S, T> {
 
 /// A peer's handle to a node.
 ///
-/// A handle is two red-black tree entries of its peer's [`HandleMap`]: the ID map entry and
-/// this value keyed by node. Its fields are as narrow as their ranges allow, so that each entry
-/// fits `kmalloc-64` and a handle costs 128 B (checked at build time below).
+/// A handle is one entry of its peer's [`HandleMap`], found by ID and by node. Its fields are as
+/// narrow as their ranges allow, so that the entry (the links of both trees, both keys and this
+/// value) fits `kmalloc-96` (checked at build time below).
 pub(crate) struct Handle<P> {
     /// The node.
     pub(crate) node: Arc<Node<P>>,
@@ -546,17 +552,16 @@ pub(crate) const fn tree_entry_size<K, V>() -> usize {
     size_of::<kernel::bindings::rb_node>() + size_of::<(K, V)>()
 }
 
-/// The most kernel memory a handle takes in its peer: two `kmalloc-64` objects, the entry of the
-/// ID map and the handle keyed by node.
-pub(crate) const HANDLE_BYTES: usize = 128;
+/// The most kernel memory a handle takes in its peer: one `kmalloc-96` object, linked into the
+/// map by ID and the map by node.
+pub(crate) const HANDLE_BYTES: usize = 96;
 
 /// The most kernel memory a node takes: one `kmalloc-32` object, the node behind its reference
 /// count.
 pub(crate) const NODE_BYTES: usize = 32;
 
 const _: () = assert!(size_of::<u64>() + size_of::<Node<()>>() <= NODE_BYTES);
-const _: () = assert!(tree_entry_size::<u64, NodeKey>() <= HANDLE_BYTES / 2);
-const _: () = assert!(tree_entry_size::<NodeKey, Handle<()>>() <= HANDLE_BYTES / 2);
+const _: () = assert!(BiMap::<u64, NodeKey, Handle<()>>::ENTRY_SIZE <= HANDLE_BYTES);
 
 /// Identifies one operation of a peer that may create nodes on the fly, so it can use the nodes
 /// it created itself while they are still pending (see [`Handle::pending`]). The value is drawn
@@ -569,12 +574,10 @@ pub(crate) fn is_managed_id(id: u64) -> bool {
     id & (BUS1_HANDLE_FLAG_MANAGED | BUS1_HANDLE_FLAG_REMOTE) != 0
 }
 
-/// Preallocated tree nodes for linking one new handle, so the link step cannot fail.
+/// The preallocated memory of one new handle, so the link step cannot fail.
 pub(crate) struct HandleReservation<P> {
-    /// For the ID map.
-    id: RBTreeNodeReservation<u64, NodeKey>,
-    /// For the node map.
-    handle: RBTreeNodeReservation<NodeKey, Handle<P>>,
+    /// The entry of the map by ID and by node.
+    entry: BiMapReservation<u64, NodeKey, Handle<P>>,
 }
 
 impl<P> HandleReservation<P> {
@@ -586,26 +589,23 @@ impl<P> HandleReservation<P> {
     /// Allocates the tree nodes for one handle with the allocation flags `flags`.
     pub(crate) fn with_flags(flags: Flags) -> Result<Self> {
         Ok(HandleReservation {
-            id: RBTreeNodeReservation::new(flags)?,
-            handle: RBTreeNodeReservation::new(flags)?,
+            entry: BiMapReservation::new(flags)?,
         })
     }
 }
 
-/// A peer's handles, by ID and by node.
+/// A peer's handles, by ID and by node: each handle is one entry, found by either key.
 ///
 /// # Invariants
 ///
-/// - `ids` and `handles` describe the same set: `ids[h.id] == k` iff `handles[k] == h`.
+/// - Every handle's `id` is its ID key in `handles`.
 /// - Every linked handle has `n_user > 0`.
 /// - Kernel-assigned IDs are `serial << 3 | MANAGED [| REMOTE]` with serials never reused.
 pub(crate) struct HandleMap<P> {
     /// Last serial used for a kernel-assigned ID.
     last_serial: u64,
-    /// Handle ID to node.
-    ids: RBTree<u64, NodeKey>,
-    /// Node to handle.
-    handles: RBTree<NodeKey, Handle<P>>,
+    /// The handles by ID and by node.
+    handles: BiMap<u64, NodeKey, Handle<P>>,
 }
 
 impl<P> HandleMap<P> {
@@ -613,24 +613,23 @@ impl<P> HandleMap<P> {
     pub(crate) fn new() -> Self {
         HandleMap {
             last_serial: 0,
-            ids: RBTree::new(),
-            handles: RBTree::new(),
+            handles: BiMap::new(),
         }
     }
 
     /// Returns the handle named `id`.
     pub(crate) fn by_id(&self, id: u64) -> Option<&Handle<P>> {
-        self.handles.get(self.ids.get(&id)?)
+        self.handles.get1(&id).map(|(_, h)| h)
     }
 
     /// Returns the handle to the node `key`.
     pub(crate) fn by_node(&self, key: &NodeKey) -> Option<&Handle<P>> {
-        self.handles.get(key)
+        self.handles.get2(key).map(|(_, h)| h)
     }
 
     /// Returns the handle to the node `key` for modification.
     pub(crate) fn by_node_mut(&mut self, key: &NodeKey) -> Option<&mut Handle<P>> {
-        self.handles.get_mut(key)
+        self.handles.get2_mut(key)
     }
 
     /// Returns the number of linked handles.
@@ -650,7 +649,8 @@ impl<P> HandleMap<P> {
     }
 
     /// Links a new handle to `node` with one user reference, named `id` if given (a user-chosen
-    /// ID that must be free) or by a fresh kernel-assigned ID. Returns the ID.
+    /// ID that must be free) or by a fresh kernel-assigned ID. Returns the ID; `EEXIST` if the ID
+    /// or the node has a handle already.
     pub(crate) fn link(
         &mut self,
         node: Arc<Node<P>>,
@@ -663,23 +663,23 @@ impl<P> HandleMap<P> {
             None => self.alloc_id(remote)?,
         };
         let key = node.key();
-        self.ids.insert(res.id.into_node(id, key));
-        self.handles.insert(res.handle.into_node(
-            key,
-            Handle {
-                node,
-                id,
-                n_user: 1,
-                pending: false,
-                destroy_delivered: false,
-            },
-        ));
+        let h = Handle {
+            node,
+            id,
+            n_user: 1,
+            pending: false,
+            destroy_delivered: false,
+        };
+        // INVARIANT: The handle's `id` is its ID key.
+        self.handles
+            .insert(res.entry, id, key, h)
+            .map_err(|_| EEXIST)?;
         Ok(id)
     }
 
     /// Adds one user reference to the handle to `key`; returns its ID.
     pub(crate) fn acquire(&mut self, key: &NodeKey) -> Option<u64> {
-        let h = self.handles.get_mut(key)?;
+        let h = self.handles.get2_mut(key)?;
         h.n_user = h.n_user.saturating_add(1);
         Some(h.id)
     }
@@ -693,19 +693,16 @@ impl<P> HandleMap<P> {
     /// Drops `n` user references of the handle to `key`, at most as many as it has; unlinks and
     /// returns the handle when they were all it had.
     pub(crate) fn release_n(&mut self, key: &NodeKey, n: u32) -> Option<Handle<P>> {
-        let h = self.handles.get_mut(key)?;
+        let h = self.handles.get2_mut(key)?;
         if h.n_user > n {
             h.n_user -= n;
             return None;
         }
-        let h = self.handles.remove(key)?;
-        self.ids.remove(&h.id);
-        Some(h)
+        self.handles.remove2(key).map(|(_, _, h)| h)
     }
 
     /// Unlinks every handle and returns them, keeping the ID serial counter.
-    pub(crate) fn take_all(&mut self) -> RBTree<NodeKey, Handle<P>> {
-        self.ids = RBTree::new();
+    pub(crate) fn take_all(&mut self) -> BiMap<u64, NodeKey, Handle<P>> {
         core::mem::take(&mut self.handles)
     }
 }

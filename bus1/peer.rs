@@ -1028,7 +1028,7 @@ impl Peer {
             }
             let handles = inner.handles.take_all();
             let mut n: u64 = 0;
-            for h in handles.values() {
+            for (_, _, h) in handles.iter() {
                 n = n.saturating_add(h.n_user.into());
             }
             inner.limits.discharge_handles(n);
@@ -1039,7 +1039,7 @@ impl Peer {
         let tx = Transaction::new(self.clone());
         let c = self.destroy_nodes(tx, &mut nodes);
         drop(nodes);
-        for (_, h) in handles.iter() {
+        for (_, _, h) in handles.iter() {
             if h.node.owner_id() == self.id() {
                 continue;
             }

@@ -8,6 +8,7 @@
 //! exported here.
 
 pub(crate) mod arc_ref;
+pub(crate) mod bimap;
 pub(crate) mod errno;
 pub(crate) mod fd;
 pub(crate) mod file_ext;
