@@ -30,7 +30,11 @@ mkdir -p "$dir"
 
 if [ -z "${PROFILE_FROM:-}" ]; then
 	so=$dir/tcg-insns.so
-	gcc -O2 -Wall -Wextra -Wno-unused-parameter -shared -fPIC -fvisibility=hidden \
+	# The plugin API generation of the installed QEMU (see tcg-insns.c).
+	qv=$(qemu-system-x86_64 --version | sed -n '1s/^QEMU emulator version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+	read -r qmajor qminor <<<"${qv:-0 0}"
+	api=1; [ $((qmajor * 100 + qminor)) -ge 901 ] && api=3
+	gcc -O2 -Wall -Wextra -Wno-unused-parameter -shared -fPIC -fvisibility=hidden -DTCG_INSNS_API=$api \
 		-o "$so" "$BUS1_TOP/scripts/tcg-insns.c" || die "building the TCG plugin failed"
 	# vm.sh puts $BUS1_GUEST_DEMOS/* into /tests/demos of this boot only.
 	demos=$(mktemp -d)

@@ -21,8 +21,11 @@
  *
  * Built by scripts/profile.sh with gcc -shared. Debian ships no
  * qemu-plugin.h, so the declarations below are the subset of QEMU's stable
- * plugin C API this file uses, as of QEMU_PLUGIN_VERSION 1 (QEMU 4.2 to 8.1;
- * include/qemu/qemu-plugin.h of QEMU 7.2).
+ * plugin C API this file uses, in the generation the installed QEMU speaks,
+ * which profile.sh passes as TCG_INSNS_API: 1 for QEMU 4.2 to 8.2 (a plain
+ * pointer as the inline counter, instruction bytes by pointer), 3 for QEMU
+ * 9.1 and later (counters in a scoreboard, instruction bytes copied out;
+ * include/qemu/qemu-plugin.h of QEMU 10).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,7 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* --- QEMU's plugin API, version 1 (include/qemu/qemu-plugin.h) --- */
+#ifndef TCG_INSNS_API
+#define TCG_INSNS_API 1
+#endif
+
+/* --- QEMU's plugin API (include/qemu/qemu-plugin.h) --- */
 typedef uint64_t qemu_plugin_id_t;
 struct qemu_plugin_tb;
 struct qemu_plugin_insn;
@@ -54,18 +61,31 @@ typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_
 typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
-void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
-					      void *ptr, uint64_t imm);
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_udata_cb_t cb,
 					    enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
-const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
 size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+#if TCG_INSNS_API >= 3
+struct qemu_plugin_scoreboard;
+typedef struct {
+	struct qemu_plugin_scoreboard *score;
+	size_t offset;
+} qemu_plugin_u64;
+struct qemu_plugin_scoreboard *qemu_plugin_scoreboard_new(size_t element_size);
+void *qemu_plugin_scoreboard_find(struct qemu_plugin_scoreboard *score, unsigned int vcpu_index);
+void qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
+						       qemu_plugin_u64 entry, uint64_t imm);
+size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *insn, void *dest, size_t len);
+#else
+void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
+					      void *ptr, uint64_t imm);
+const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
+#endif
 #define QEMU_PLUGIN_EXPORT __attribute__((visibility("default")))
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = TCG_INSNS_API;
 /* --- end of the API --- */
 
 /* x86-64: the kernel half of the address space. */
@@ -80,12 +100,23 @@ static const uint8_t marker[] = { 0x0f, 0x1f, 0x84, 0x00, 0x62, 0x75, 0x73, 0x31
 struct block {
 	uint64_t pc;
 	uint64_t insns;
-	uint64_t n;	/* executions so far, added to by the translated code */
-	uint64_t last;	/* n at the previous marker */
+	uint64_t last;	/* its counter at the previous marker */
 };
 
 #define SLOTS (1u << 21)
 static struct block *table;
+/*
+ * Executions so far of the block in the same slot of table, added to by the
+ * translated code: a plain array, or (API 3) the one vCPU's entry of a
+ * scoreboard that holds all of them.
+ */
+#if TCG_INSNS_API >= 3
+static struct qemu_plugin_scoreboard *score;
+#define COUNTS ((uint64_t *)qemu_plugin_scoreboard_find(score, 0))
+#else
+static uint64_t *counts;
+#define COUNTS counts
+#endif
 static size_t used;
 static FILE *out;
 static unsigned long marks;
@@ -114,14 +145,16 @@ static struct block *lookup(uint64_t pc, uint64_t insns)
 
 static void on_marker(unsigned int vcpu, void *udata)
 {
+	uint64_t *n = COUNTS;
+
 	fprintf(out, "mark %lu\n", ++marks);
 	for (size_t i = 0; i < SLOTS; i++) {
 		struct block *b = &table[i];
 
-		if (b->n != b->last) {
+		if (n[i] != b->last) {
 			fprintf(out, "%llx %llu %llu\n", (unsigned long long)b->pc,
-				(unsigned long long)(b->n - b->last), (unsigned long long)b->insns);
-			b->last = b->n;
+				(unsigned long long)(n[i] - b->last), (unsigned long long)b->insns);
+			b->last = n[i];
 		}
 	}
 	fflush(out);
@@ -133,16 +166,33 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 	size_t n = qemu_plugin_tb_n_insns(tb);
 
 	if (pc >= KERNEL_START) {
-		qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64,
-							 &lookup(pc, n)->n, 1);
+		size_t slot = (size_t)(lookup(pc, n) - table);
+
+#if TCG_INSNS_API >= 3
+		qemu_plugin_u64 entry = { score, slot * sizeof(uint64_t) };
+
+		qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, QEMU_PLUGIN_INLINE_ADD_U64, entry, 1);
+#else
+		qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &counts[slot], 1);
+#endif
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 
-		if (qemu_plugin_insn_size(insn) == sizeof(marker) &&
-		    !memcmp(qemu_plugin_insn_data(insn), marker, sizeof(marker)))
-			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker, QEMU_PLUGIN_CB_NO_REGS, NULL);
+		if (qemu_plugin_insn_size(insn) != sizeof(marker))
+			continue;
+#if TCG_INSNS_API >= 3
+		uint8_t bytes[sizeof(marker)];
+
+		if (qemu_plugin_insn_data(insn, bytes, sizeof(bytes)) != sizeof(bytes) ||
+		    memcmp(bytes, marker, sizeof(marker)))
+			continue;
+#else
+		if (memcmp(qemu_plugin_insn_data(insn), marker, sizeof(marker)))
+			continue;
+#endif
+		qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker, QEMU_PLUGIN_CB_NO_REGS, NULL);
 	}
 }
 
@@ -167,8 +217,16 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 		return -1;
 	}
 	table = calloc(SLOTS, sizeof(*table));
+#if TCG_INSNS_API >= 3
+	/* One entry per vCPU, each all of the counters (zeroed by QEMU). */
+	score = qemu_plugin_scoreboard_new(SLOTS * sizeof(uint64_t));
+	bool have_counts = score != NULL;
+#else
+	counts = calloc(SLOTS, sizeof(*counts));
+	bool have_counts = counts != NULL;
+#endif
 	out = fopen(path, "w");
-	if (!table || !out) {
+	if (!table || !have_counts || !out) {
 		perror("tcg-insns");
 		return -1;
 	}
