@@ -473,23 +473,20 @@ fn prepare_copy(
         }
         c
     };
-    // From here on, dropping `msg` gives back what was charged. Built where it stays, as the
-    // message is moved by pointer from here on.
-    let mut msg = KBox::write(
-        room,
-        Message {
-            receiver: peer.clone(),
-            node,
-            slice: None,
-            layout,
-            sender: sender.clone(),
-            cargo: None,
-            sender_uid,
-            charged: c,
-            shared,
-            inflight: false,
-        },
-    );
+    // From here on, dropping `msg` gives back what was charged. Built in place, field by field
+    // (no message-sized copy from the stack), as the message is moved by pointer from here on.
+    let Ok(mut msg) = room.write_init(init!(Message {
+        receiver: peer.clone(),
+        node,
+        slice: None,
+        layout,
+        sender: sender.clone(),
+        cargo: None,
+        sender_uid,
+        charged: c,
+        shared,
+        inflight: false,
+    }));
     // On failure, `msg` gives the slice's charge back with the rest.
     // Only a slice that is written (a payload or a security context) needs its page.
     let fill = layout.n_bytes > 0 || layout.n_secctx.is_some_and(|n| n > 0);

@@ -26,7 +26,8 @@ use crate::{
     ext::{
         errno::ESHUTDOWN,
         fd::IoctlContext,
-        poll::WaitTimeout, //
+        poll::WaitTimeout,
+        transmute::read_into, //
     },
     recv::{
         Received,
@@ -37,7 +38,8 @@ use crate::{
 };
 use core::mem::{
     offset_of,
-    size_of, //
+    size_of,
+    MaybeUninit, //
 };
 use kernel::{
     prelude::*,
@@ -107,10 +109,12 @@ impl Peer {
 
     /// `TRANSACT`.
     pub(crate) fn cmd_transact(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
-        let mut t: uapi::Transact =
-            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Transact>())
-                .reader()
-                .read()?;
+        // Read where it stays: the 208-byte argument is not moved after the copy.
+        let mut slot = MaybeUninit::uninit();
+        let t: &mut uapi::Transact = read_into(
+            &mut UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Transact>()).reader(),
+            &mut slot,
+        )?;
         // Every flag of every stage is checked before the first stage has any effect.
         let release = t.flags & uapi::BUS1_TRANSACT_FLAG_RELEASE != 0;
         let send = t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0;
