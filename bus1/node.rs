@@ -581,12 +581,12 @@ pub(crate) struct HandleReservation<P> {
 }
 
 impl<P> HandleReservation<P> {
-    /// Allocates the tree nodes for one handle, charged to the current memory cgroup.
+    /// Allocates the memory of one handle, charged to the current memory cgroup.
     pub(crate) fn new() -> Result<Self> {
         Self::with_flags(GFP_KERNEL_ACCOUNT)
     }
 
-    /// Allocates the tree nodes for one handle with the allocation flags `flags`.
+    /// Allocates the memory of one handle with the allocation flags `flags`.
     pub(crate) fn with_flags(flags: Flags) -> Result<Self> {
         Ok(HandleReservation {
             entry: BiMapReservation::new(flags)?,
