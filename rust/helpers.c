@@ -8,6 +8,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/err.h>
 #include <linux/falloc.h>
+#include <linux/folio_batch.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
@@ -190,6 +191,88 @@ size_t rust_bus1_page_copy_from_user(struct page *page, size_t offset,
 
 	kunmap_local(kaddr);
 	return left;
+}
+
+/*
+ * Copies @len bytes from user memory at @src into @file at byte @pos, with
+ * the effect of rust_bus1_shmem_get_page(), rust_bus1_page_copy_from_user()
+ * and rust_bus1_shmem_put_page(page, true) for each page in turn, but with
+ * the pages that are in the page cache found in one walk of the mapping per
+ * batch of them (filemap_get_folios_contig()), not one lookup per page: a
+ * large slice is written into pages the pool keeps resident. A hole, a
+ * swapped-out page, a folio that is not up to date and a poisoned page take
+ * shmem's path, one page at a time. Returns 0, -EFAULT if the user memory
+ * cannot be read (the range may then be partly written), or the error of a
+ * page that cannot be had.
+ */
+int rust_bus1_shmem_write_user(struct file *file, loff_t pos,
+			       const void __user *src, size_t len,
+			       struct mem_cgroup *memcg)
+{
+	struct address_space *mapping = file->f_mapping;
+	struct folio_batch fbatch;
+
+	folio_batch_init(&fbatch);
+	while (len) {
+		pgoff_t index = pos >> PAGE_SHIFT;
+		pgoff_t first = index, next = index;
+		unsigned int i, nr;
+		struct page *page;
+		size_t off, n, left = 0;
+
+		nr = filemap_get_folios_contig(mapping, &next,
+					       (pos + len - 1) >> PAGE_SHIFT,
+					       &fbatch);
+		for (i = 0; i < nr && len && !left; i++) {
+			struct folio *folio = fbatch.folios[i];
+			bool written = false;
+
+			if (!folio_test_uptodate(folio))
+				break;
+			while (len && folio_contains(folio, index)) {
+				page = folio_file_page(folio, index);
+				if (PageHWPoison(page))
+					break;
+				off = offset_in_page(pos);
+				n = min_t(size_t, PAGE_SIZE - off, len);
+				left = rust_bus1_page_copy_from_user(page, off, src, n);
+				/* Even a failed copy may have written part of the page. */
+				written = true;
+				if (left)
+					break;
+				pos += n;
+				src += n;
+				len -= n;
+				index++;
+			}
+			if (written) {
+				flush_dcache_folio(folio);
+				folio_mark_dirty(folio);
+			}
+			if (folio_contains(folio, index))
+				break;
+		}
+		folio_batch_release(&fbatch);
+		if (left)
+			return -EFAULT;
+		if (!len || index != first)
+			continue;
+
+		/* No page of the cache at @index could be written: shmem's path. */
+		page = rust_bus1_shmem_get_page(file, index, memcg);
+		if (IS_ERR(page))
+			return PTR_ERR(page);
+		off = offset_in_page(pos);
+		n = min_t(size_t, PAGE_SIZE - off, len);
+		left = rust_bus1_page_copy_from_user(page, off, src, n);
+		rust_bus1_shmem_put_page(page, true);
+		if (left)
+			return -EFAULT;
+		pos += n;
+		src += n;
+		len -= n;
+	}
+	return 0;
 }
 
 void rust_bus1_page_write(struct page *page, size_t offset, const void *src,

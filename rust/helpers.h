@@ -25,6 +25,9 @@ void rust_bus1_shmem_put_page(struct page *page, bool dirty);
 void rust_bus1_page_dirtied(struct page *page);
 size_t rust_bus1_page_copy_from_user(struct page *page, size_t offset,
 				     const void __user *src, size_t len);
+int rust_bus1_shmem_write_user(struct file *file, loff_t pos,
+			       const void __user *src, size_t len,
+			       struct mem_cgroup *memcg);
 void rust_bus1_page_write(struct page *page, size_t offset, const void *src,
 			  size_t len);
 void rust_bus1_page_read(struct page *page, size_t offset, void *dst,

@@ -58,6 +58,13 @@ extern "C" {
     ) -> *mut bindings::page;
     fn rust_bus1_shmem_find_page(file: *mut bindings::file, index: c_ulong) -> *mut bindings::page;
     fn rust_bus1_shmem_put_page(page: *mut bindings::page, dirty: bool);
+    fn rust_bus1_shmem_write_user(
+        file: *mut bindings::file,
+        pos: bindings::loff_t,
+        src: *const c_void,
+        len: usize,
+        memcg: *mut bindings::mem_cgroup,
+    ) -> c_int;
     fn rust_bus1_page_copy_from_user(
         page: *mut bindings::page,
         offset: usize,
@@ -146,11 +153,24 @@ impl ShmemFile {
     /// holding a lock that an `mmap` hook or page fault may take.
     ///
     /// Concurrent calls for disjoint ranges do not interfere, even within one page.
+    ///
+    /// The pages in the page cache are found in one walk of the file's mapping per batch of
+    /// them, not looked up one by one.
     pub(crate) fn write_from_user(&self, offset: u64, src: UserPtr, len: usize) -> Result {
         self.check_range(offset, len)?;
-        for_each_chunk(offset, len, |index, in_page, done, n| {
-            let mut page = PoolPage::get(self, index)?;
-            page.copy_from_user(in_page, src.wrapping_byte_add(done), n)
+        // CAST: `check_range` proved that `offset + len` fits the file, whose size is a `loff_t`.
+        let pos = offset as bindings::loff_t;
+        // SAFETY: `self.file` is a valid shmem file, the range lies within it, `memcg_ptr` is null
+        // or a memcg that `self` holds a reference to for the duration of the call, and the copy
+        // checks that `src` is a user address (it tolerates concurrent accesses to the pages).
+        to_result(unsafe {
+            rust_bus1_shmem_write_user(
+                self.file.as_ptr(),
+                pos,
+                src.as_const_ptr(),
+                len,
+                self.memcg_ptr(),
+            )
         })
     }
 
@@ -340,20 +360,14 @@ impl PoolPage {
         }
     }
 
-    /// Copies `len` bytes from the user address `src` to `offset` in the page.
-    fn copy_from_user(&mut self, offset: usize, src: UserPtr, len: usize) -> Result {
-        // Even a failed copy may have written (and zero-filled) part of the range.
-        self.dirty = true;
-        self.copy_in(offset, src, len)
-    }
-
     /// Copies `data` to `offset` in the page.
     fn write(&mut self, offset: usize, data: &[u8]) -> Result {
         self.dirty = true;
         self.write_in(offset, data)
     }
 
-    /// The copy of [`Self::copy_from_user`], without noting that the page was written.
+    /// Copies `len` bytes from the user address `src` to `offset` in the page, without noting
+    /// that the page was written.
     fn copy_in(&self, offset: usize, src: UserPtr, len: usize) -> Result {
         Self::check(offset, len)?;
         // SAFETY: The page is valid by the type invariants and the range lies within it. The

@@ -937,6 +937,67 @@ static long long pool_pages(int fd)
 }
 
 /*
+ * A large slice is written through the pool's resident pages where it can,
+ * the pages a released slice left, and through shmem where they are holes:
+ * a payload over both, at offsets that cross page boundaries, arrives
+ * byte-exact, and a payload whose source faults halfway through is EFAULT
+ * with nothing delivered.
+ */
+TEST_F(bus, payload_large_over_resident_pages_and_holes)
+{
+	size_t first = 64UL << 10, len = first + 12345, head = 5000;
+	uint8_t *buf = malloc(len);
+	struct iovec v[2];
+	struct bus1_cmd_send s;
+	struct bus1_cmd_recv r;
+	uint8_t *src;
+
+	ASSERT_NE(NULL, buf);
+	/* 16 pages from holes, then released: they stay resident. */
+	fill_pattern(buf, first, 3);
+	ASSERT_EQ(0, send_buf(self->a, self->to_b, buf, first));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), buf, first));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+	ASSERT_LE((long long)first / 4096, pool_pages(self->b));
+
+	/* Over the resident pages and 4 holes, in two vectors off page bounds. */
+	fill_pattern(buf, len, 4);
+	v[0].iov_base = buf;
+	v[0].iov_len = head;
+	v[1].iov_base = buf + head;
+	v[1].iov_len = len - head;
+	memset(&s, 0, sizeof(s));
+	s.ptr_destinations = PTR(&self->to_b);
+	s.n_destinations = 1;
+	s.ptr_vecs = PTR(v);
+	s.n_vecs = 2;
+	ASSERT_EQ(0, send_cmd(self->a, &s));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
+	assert_data(_metadata, &r, 0, N1, len, 0, 0);
+	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), buf, len));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+
+	/* The source's ninth page is unmapped: EFAULT, nothing arrives. */
+	src = mmap(NULL, first, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, src);
+	memcpy(src, buf, first);
+	ASSERT_EQ(0, munmap(src + 8 * 4096, 4096));
+	ASSERT_EQ(-EFAULT, send_buf(self->a, self->to_b, src, first));
+	ASSERT_EMPTY(self->b);
+	ASSERT_EQ(0, munmap(src, first));
+
+	/* The pages written before the fault are reused, byte-exact. */
+	fill_pattern(buf, first, 5);
+	ASSERT_EQ(0, send_buf(self->a, self->to_b, buf, first));
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), buf, first));
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+	free(buf);
+}
+
+/*
  * Released pages stay resident for reuse up to pool_cache_kib; what is above
  * is given back. Steady traffic reuses the cached pages instead of growing.
  */
