@@ -65,8 +65,8 @@ SRC
 			-t bookworm-backports "qemu-system-x86=$qemu_ver" >>"$plog" 2>&1 \
 			|| die "apt-get install failed for qemu-system-x86=$qemu_ver (log: $plog)"
 		rm -rf "$bpo"
-		missing=$(printf '%s\n' $missing | grep -vx qemu-system-x86 | tr '\n' ' ' | sed 's/ *$//; s/^/ /')
-		[ "$missing" = " " ] && missing=""
+		missing=$(printf '%s\n' $missing | { grep -vx qemu-system-x86 || true; } | tr '\n' ' ' | sed 's/ *$//')
+		if [ -n "$missing" ]; then missing=" $missing"; fi
 		;;
 	esac
 	;;
