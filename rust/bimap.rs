@@ -278,12 +278,12 @@ impl<K1, K2, V> BiMap<K1, K2, V> {
                 value,
             },
         ));
+        // INVARIANT: The entry is owned by the map and linked into both trees, each ordered by its
+        // key, and neither key was present.
         // SAFETY: `e` is a valid, new entry whose links are in no tree. The slots were found by
         // walks that nothing changed since (the map is borrowed mutably), so each is a null child
         // field of its tree with the right ordering; linking one tree and rebalancing it does not
         // touch the other tree's slot.
-        // INVARIANT: The entry is owned by the map and linked into both trees, each ordered by its
-        // key, and neither key was present.
         unsafe {
             bindings::rb_link_node(addr_of_mut!((*e).links1), s1.parent, s1.link);
             bindings::rb_insert_color(addr_of_mut!((*e).links1), root1);
@@ -300,9 +300,9 @@ impl<K1, K2, V> BiMap<K1, K2, V> {
         K2: Ord,
     {
         let e = self.find2(k2)?;
+        // INVARIANT: The entry leaves both trees together.
         // SAFETY: `e` is an entry of the map, so linked into both trees (type invariants); once
         // unlinked, the map no longer owns it and the `KBox` it was allocated as takes it back.
-        // INVARIANT: The entry leaves both trees together.
         let entry = unsafe {
             bindings::rb_erase(addr_of_mut!((*e).links1), addr_of_mut!(self.root1));
             bindings::rb_erase(addr_of_mut!((*e).links2), addr_of_mut!(self.root2));
