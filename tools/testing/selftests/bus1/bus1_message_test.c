@@ -80,6 +80,19 @@ static int send_buf(int fd, __u64 dst, const void *buf, size_t len)
 	return bus1_send(fd, 0, &dst, 1, NULL, buf, len, NULL, 0, NULL, 0);
 }
 
+/* Unicast of the payload gathered from n vectors. */
+static int send_vecs(int fd, __u64 dst, const struct iovec *v, __u64 n)
+{
+	struct bus1_cmd_send s = {
+		.ptr_destinations = PTR(&dst),
+		.n_destinations = 1,
+		.ptr_vecs = PTR(v),
+		.n_vecs = n,
+	};
+
+	return send_cmd(fd, &s);
+}
+
 static int recv_2017(int fd, __u64 flags, __u64 max_offset,
 		     struct bus1_cmd_recv_2017 *r)
 {
@@ -890,7 +903,6 @@ TEST_F(bus, payload_1024_vecs)
 	static struct iovec v[1024];
 	static uint8_t src[1024 * 8], expect[1024 * 8];
 	struct bus1_cmd_recv r;
-	struct bus1_cmd_send s;
 	size_t total = 0, pos = 0;
 	unsigned int i;
 
@@ -902,12 +914,7 @@ TEST_F(bus, payload_1024_vecs)
 		total += i % 9;
 		pos += 8;
 	}
-	memset(&s, 0, sizeof(s));
-	s.ptr_destinations = PTR(&self->to_b);
-	s.n_destinations = 1;
-	s.ptr_vecs = PTR(v);
-	s.n_vecs = 1024;
-	ASSERT_EQ(0, send_cmd(self->a, &s));
+	ASSERT_EQ(0, send_vecs(self->a, self->to_b, v, 1024));
 	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, total, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), expect, total));
@@ -948,7 +955,6 @@ TEST_F(bus, payload_large_over_resident_pages_and_holes)
 	size_t first = 64UL << 10, len = first + 12345, head = 5000;
 	uint8_t *buf = malloc(len);
 	struct iovec v[2];
-	struct bus1_cmd_send s;
 	struct bus1_cmd_recv r;
 	uint8_t *src;
 
@@ -967,12 +973,7 @@ TEST_F(bus, payload_large_over_resident_pages_and_holes)
 	v[0].iov_len = head;
 	v[1].iov_base = buf + head;
 	v[1].iov_len = len - head;
-	memset(&s, 0, sizeof(s));
-	s.ptr_destinations = PTR(&self->to_b);
-	s.n_destinations = 1;
-	s.ptr_vecs = PTR(v);
-	s.n_vecs = 2;
-	ASSERT_EQ(0, send_cmd(self->a, &s));
+	ASSERT_EQ(0, send_vecs(self->a, self->to_b, v, 2));
 	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
 	assert_data(_metadata, &r, 0, N1, len, 0, 0);
 	ASSERT_EQ(0, memcmp(SLICE(self->mb, &r), buf, len));
@@ -1039,15 +1040,9 @@ TEST_F(bus, payload_empty)
 {
 	struct iovec v[3] = { { (void *)"x", 0 }, { NULL, 0 }, { (void *)"y", 0 } };
 	struct bus1_cmd_recv r1, r2;
-	struct bus1_cmd_send s;
 
 	ASSERT_EQ(0, send_buf(self->a, self->to_b, NULL, 0));
-	memset(&s, 0, sizeof(s));
-	s.ptr_destinations = PTR(&self->to_b);
-	s.n_destinations = 1;
-	s.ptr_vecs = PTR(v);
-	s.n_vecs = 3;
-	ASSERT_EQ(0, send_cmd(self->a, &s));
+	ASSERT_EQ(0, send_vecs(self->a, self->to_b, v, 3));
 
 	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r1));
 	assert_data(_metadata, &r1, 0, N1, 0, 0, 0);
