@@ -29,6 +29,17 @@ impl<T> LazyVec<T> {
         Ok(Self(Some(KVec::with_capacity(n, flags)?)))
     }
 
+    /// Makes room for `n` more values, allocating as [`KVec::reserve`] does.
+    pub(crate) fn reserve(&mut self, n: usize, flags: Flags) -> Result {
+        match &mut self.0 {
+            Some(vec) => Ok(vec.reserve(n, flags)?),
+            None => {
+                *self = Self::with_capacity(n, flags)?;
+                Ok(())
+            }
+        }
+    }
+
     /// Appends `v`, allocating as [`KVec::push`] does.
     pub(crate) fn push(&mut self, v: T, flags: Flags) -> Result {
         match &mut self.0 {
@@ -101,6 +112,16 @@ mod tests {
         assert_eq!(v.pop(), Some(2));
         assert!(v.take_all().eq(0..2));
         assert!(v.0.is_none());
+        // Room made by `reserve` is used without the allocator.
+        let mut r: LazyVec<u64> = LazyVec::new();
+        r.reserve(0, GFP_KERNEL)?;
+        assert!(r.0.is_none());
+        r.reserve(1, GFP_KERNEL)?;
+        assert_eq!(r.push_within_capacity(7), Ok(()));
+        assert_eq!(r.push_within_capacity(8), Err(8));
+        r.reserve(1, GFP_KERNEL)?;
+        assert_eq!(r.push_within_capacity(8), Ok(()));
+        assert!(r.iter().copied().eq(7..9));
         let w: LazyVec<u64> = LazyVec::with_capacity(4, GFP_KERNEL)?;
         assert!(w.0.is_some());
         assert!(w.is_empty());

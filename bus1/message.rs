@@ -142,7 +142,7 @@ pub(crate) struct Message<P: Receiver> {
     pub(crate) slice: Option<u64>,
     /// The slice layout.
     pub(crate) layout: SliceLayout,
-    /// Who sent it.
+    /// Who sent it, in the receiver's view (translated when it was sent).
     pub(crate) sender: SenderIds,
     /// Handles and files.
     pub(crate) cargo: Option<Arc<Cargo<P>>>,
@@ -176,7 +176,7 @@ impl<P: Receiver> Message<P> {
 
     /// Returns the end of the slice, for `RECV`'s `max_offset` check.
     pub(crate) fn slice_end(&self) -> Result<u64> {
-        let off = self.slice.ok_or(ENOTRECOVERABLE())?;
+        let off = self.slice.ok_or_else(ENOTRECOVERABLE)?;
         Ok(off.saturating_add(self.layout.size()))
     }
 }

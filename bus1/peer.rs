@@ -38,6 +38,7 @@ use crate::{
             Viewer, //
         },
     },
+    lazyvec::LazyVec,
     limits::Limits,
     message::{
         self,
@@ -638,8 +639,8 @@ pub(crate) struct NodeOp<'a> {
     peer: &'a Arc<Peer>,
     /// The operation's token, drawn on its first creation.
     token: OpToken,
-    /// The nodes it created.
-    created: KVec<Arc<Node>>,
+    /// The nodes it created; most operations create none, and then allocate nothing for them.
+    created: LazyVec<Arc<Node>>,
 }
 
 impl<'a> NodeOp<'a> {
@@ -648,7 +649,7 @@ impl<'a> NodeOp<'a> {
         NodeOp {
             peer,
             token: OpToken::default(),
-            created: KVec::new(),
+            created: LazyVec::new(),
         }
     }
 
@@ -695,7 +696,7 @@ impl<'a> NodeOp<'a> {
                 }
             }
         }
-        self.created.clear();
+        self.created = LazyVec::new();
     }
 }
 
@@ -704,7 +705,7 @@ impl Drop for NodeOp<'_> {
         if self.token.0 == 0 {
             return;
         }
-        for node in self.created.drain_all() {
+        for node in self.created.take_all() {
             self.peer.undo_create(&node);
         }
         {

@@ -220,7 +220,7 @@ impl Peer {
                     (!flushed && dest.is_some(), t, dest)
                 }
                 Event::Data(m) => {
-                    let node = m.node().ok_or(ENOTRECOVERABLE())?;
+                    let node = m.node().ok_or_else(ENOTRECOVERABLE)?;
                     let dest = inner.handles.by_node(&node.key()).map(|h| h.id);
                     // Ordered after the node's destruction, on the full (timestamp, tag) key:
                     // dropped. A node that is gone from its owner but not yet stamped is being
@@ -314,15 +314,14 @@ impl Peer {
 
     /// Describes `msg` without installing anything (`PEEK`).
     fn describe(&self, msg: &Message, cont: bool, destination: u64) -> Received {
-        let viewer = self.viewer();
-        let (pid, tid) = viewer.pid_tid(&msg.sender);
+        let s = msg.sender;
         Received {
             type_: uapi::BUS1_MSG_DATA,
             cont,
             destination,
             offset: msg.slice.unwrap_or(uapi::BUS1_OFFSET_INVALID),
             layout: msg.layout,
-            ids: [viewer.uid(&msg.sender), viewer.gid(&msg.sender), pid, tid],
+            ids: [s.uid, s.gid, s.pid, s.tid],
         }
     }
 
@@ -340,7 +339,7 @@ impl Peer {
         mut res: InstallReservation,
     ) -> Result<Received> {
         let out = self.describe(&msg, cont, destination);
-        let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
+        let off = msg.slice.ok_or_else(ENOTRECOVERABLE)?;
         let layout = msg.layout;
         let cargo = msg.cargo.clone();
         let mut delivered: u64 = 0;

@@ -246,7 +246,6 @@ impl Peer {
             n_fds: s.n_fds,
             n_secctx: None,
         });
-        let sender = SenderIds::current();
         let mut secctx = SenderSecctx::new();
 
         if seed {
@@ -258,7 +257,7 @@ impl Peer {
                 self,
                 None,
                 layout.with_secctx(ctx),
-                &sender,
+                self.viewer().current_sender(),
                 self.uid(),
             )?;
             fill_slice(&msg, page.as_deref(), vecs, ctx)?;
@@ -291,7 +290,7 @@ impl Peer {
                 return Err(ENOTUNIQ());
             }
             let node = op.resolve(id)?;
-            match self.send_one(node, layout, vecs, &sender, &mut secctx) {
+            match self.send_one(node, layout, vecs, &mut secctx) {
                 Ok(p) => {
                     if first.is_none() {
                         first = Some(p);
@@ -378,7 +377,6 @@ impl Peer {
         node: Arc<Node>,
         layout: SizedLayout,
         vecs: &[uapi::IoVec],
-        sender: &SenderIds,
         secctx: &mut SenderSecctx,
     ) -> Result<Pending> {
         let ctx;
@@ -403,7 +401,9 @@ impl Peer {
                     receiver,
                     Some(node),
                     layout.with_secctx(ctx),
-                    sender,
+                    // In the receiver's view, which is fixed when it was opened: what
+                    // translating at `RECV` would show, with no reference to the sender's pids.
+                    receiver.viewer().current_sender(),
                     self.uid(),
                 )?;
                 Ok((slot, msg, clock, page))
@@ -437,7 +437,7 @@ fn prepare_copy(
     peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
     (layout, size): (SliceLayout, u64),
-    sender: &SenderIds,
+    sender: SenderIds,
     sender_uid: u32,
 ) -> Result<(KBox<Message>, u64, Option<Arc<PinnedPage>>)> {
     let c = Charge([1, layout.n_handles, size, layout.n_fds]);
@@ -480,7 +480,7 @@ fn prepare_copy(
         node,
         slice: None,
         layout,
-        sender: sender.clone(),
+        sender,
         cargo: None,
         sender_uid,
         charged: c,
@@ -506,7 +506,7 @@ fn fill_slice(
     vecs: &[uapi::IoVec],
     secctx: Option<&SecurityCtx>,
 ) -> Result {
-    let off = msg.slice.ok_or(ENOTRECOVERABLE())?;
+    let off = msg.slice.ok_or_else(ENOTRECOVERABLE)?;
     let pool = msg.receiver.pool();
     // CAST: The remainder is below the page size.
     let in_page = |at: u64| (at % PAGE_SIZE as u64) as usize;

@@ -2,11 +2,13 @@
 
 //! Sender identity: who sent a message, as seen by whoever receives it.
 //!
-//! A sender's ids are captured when it sends ([`SenderIds`]) and translated when the message is
-//! received, into the namespaces of the receiving peer's opener ([`Viewer`]). This is the split
-//! `SCM_CREDENTIALS` and `SO_PEERCRED` use as well: ids are global kernel values until the
-//! moment they are shown to someone, and only the receiver knows which namespaces to show them
-//! in.
+//! A sender's ids are what the sending task has when it sends, shown in the namespaces of the
+//! receiving peer's opener ([`Viewer`], fixed when the peer was opened): the sender translates
+//! them, per receiver, as it sends ([`Viewer::current_sender`]), and the message keeps the
+//! numbers ([`SenderIds`]). As the view cannot change and a `struct pid` keeps its numbers for
+//! its whole life, that is the answer translating at `RECV` would give (the split
+//! `SCM_CREDENTIALS` and `SO_PEERCRED` use), without a reference to the sender's `struct pid`
+//! in every queued message.
 //!
 //! The sender's LSM security context ([`current_secctx`]) is the one exception: it is a string
 //! the security module chose, the same in every namespace, and it is captured only when a
@@ -30,80 +32,12 @@ use kernel::{
     pid_namespace::PidNamespace,
     prelude::*,
     security::SecurityCtx,
-    sync::aref::{
-        ARef,
-        AlwaysRefCounted, //
-    },
+    sync::aref::ARef,
     task::{
         Kuid,
         Task, //
-    },
-    types::Opaque, //
+    }, //
 };
-
-/// Wraps the kernel's `struct pid`: the identity of a task or thread group in every pid
-/// namespace it is visible in.
-///
-/// A reference keeps the numbers readable after the task has exited and been reaped; by then
-/// they may have been reused for a new task (which gets a new `struct pid`).
-///
-/// Not to be confused with [`kernel::task::Pid`], which is a plain number (`pid_t`).
-///
-/// # Invariants
-///
-/// Instances are always reference-counted: `get_pid()` (or `get_task_pid()`) keeps the
-/// allocation valid until the matching `put_pid()`.
-#[repr(transparent)]
-struct Pid(Opaque<bindings::pid>);
-
-// SAFETY: `put_pid()` may be called from any thread, so ownership of a reference may move
-// between threads.
-unsafe impl Send for Pid {}
-
-// SAFETY: Through a shared reference only `level` and `numbers` are read, which never change
-// after the `struct pid` is allocated, and the reference count is changed, which is atomic.
-unsafe impl Sync for Pid {}
-
-impl Pid {
-    /// Returns the `struct pid` of `task` for `kind` (`PIDTYPE_PID` for the thread,
-    /// `PIDTYPE_TGID` for its thread group), or `None` if the task has already been detached
-    /// from it because it is exiting.
-    fn of_task(task: &Task, kind: bindings::pid_type) -> Option<ARef<Self>> {
-        // SAFETY: `task` is valid by the type invariants of `Task`; `get_task_pid()` reads the
-        // pid under RCU and returns it with a new reference, or NULL.
-        let pid = unsafe { bindings::get_task_pid(task.as_ptr(), kind) };
-        // INVARIANT: `get_task_pid()` took the reference that the `ARef` now owns.
-        // SAFETY: `pid` is non-null (checked by `NonNull::new`) and carries a reference we own;
-        // `Pid` is a transparent wrapper of `struct pid`.
-        core::ptr::NonNull::new(pid).map(|pid| unsafe { ARef::from_raw(pid.cast()) })
-    }
-
-    /// Returns the number of this pid in `ns`, or 0 if it is not visible there.
-    fn nr_ns(&self, ns: &PidNamespace) -> u32 {
-        // SAFETY: Both pointers are valid by the type invariants; `pid_nr_ns()` only reads
-        // fields that never change and compares, without dereferencing, the namespace pointers
-        // stored in the pid.
-        let nr = unsafe { bindings::pid_nr_ns(self.0.get(), ns.as_ptr()) };
-        // A pid number is never negative; 0 is already the "not visible" answer.
-        u32::try_from(nr).unwrap_or(0)
-    }
-}
-
-// SAFETY: The type invariants guarantee that `Pid` is always reference-counted.
-unsafe impl AlwaysRefCounted for Pid {
-    #[inline]
-    fn inc_ref(&self) {
-        // SAFETY: The existence of a shared reference means the count is non-zero; this is
-        // `get_pid()`, which is `static inline` and thus not in the bindings.
-        unsafe { bindings::refcount_inc(&raw mut (*self.0.get()).count) };
-    }
-
-    #[inline]
-    unsafe fn dec_ref(obj: core::ptr::NonNull<Self>) {
-        // SAFETY: The caller owns a reference; `Pid` is a transparent wrapper of `struct pid`.
-        unsafe { bindings::put_pid(obj.cast().as_ptr()) };
-    }
-}
 
 /// Returns the real UID and GID from the current task's subjective credentials (C
 /// `current_uid()` and `current_gid()`).
@@ -159,52 +93,23 @@ pub(crate) fn current_secctx() -> Result<Option<SecurityCtx>> {
     }
 }
 
-/// What a receiver needs to describe the sender of a message: its real UID and GID, and its
-/// thread group and thread.
+/// The sender of a message as its receiver is shown it: the real UID and GID the sending task
+/// had when it sent, its thread group (process) ID and its thread ID, in the namespaces of the
+/// receiving peer's opener ([`Viewer::current_sender`]).
 ///
-/// Captured on every SEND, so it is cheap: two ids copied and two references taken, no
-/// allocation. Cloning (one copy per destination of a multicast) takes two more references.
-///
-/// The ids are those the sending task had at the time of capture; later credential changes of
-/// the sender do not affect them. The pids stay readable after the sender has exited, as with
-/// `SO_PEERCRED`.
-///
-/// # Invariants
-///
-/// `uid` and `gid` are global (init user namespace) values; `tgid` is the thread group of the
-/// task that had them, `None` only if that task was already exiting; `tid` is its thread, or
-/// `None` if the task led its thread group (its thread is `tgid`, and most senders are
-/// single-threaded, so one reference is taken and dropped per message instead of two) or was
-/// already exiting.
-#[derive(Clone)]
+/// Plain numbers: later credential changes of the sender do not affect them, and they stay
+/// readable after the sender has exited, as with `SO_PEERCRED`. An ID the view has no mapping
+/// for is the overflow UID or GID, a pid it cannot see is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SenderIds {
-    uid: Kuid,
-    gid: bindings::kgid_t,
-    tgid: Option<ARef<Pid>>,
-    tid: Option<ARef<Pid>>,
-}
-
-impl SenderIds {
-    /// Captures the identity of the current task.
-    ///
-    /// The real UID and GID come from the subjective credentials (`current_cred()`), as for
-    /// `SCM_CREDENTIALS`; they differ from the objective ones only while the kernel acts on a
-    /// task's behalf with overridden credentials, which an ioctl from user space never does.
-    pub(crate) fn current() -> Self {
-        let (uid, gid) = current_real_ids();
-        let task = kernel::current!();
-        let leader = task.pid() == task.group_leader().pid();
-        Self {
-            uid,
-            gid,
-            tgid: Pid::of_task(task, bindings::pid_type_PIDTYPE_TGID),
-            tid: if leader {
-                None
-            } else {
-                Pid::of_task(task, bindings::pid_type_PIDTYPE_PID)
-            },
-        }
-    }
+    /// Real UID.
+    pub(crate) uid: u32,
+    /// Real GID.
+    pub(crate) gid: u32,
+    /// Thread group (process) ID.
+    pub(crate) pid: u32,
+    /// Thread ID.
+    pub(crate) tid: u32,
 }
 
 /// The receiving peer's view of senders: the user namespace and pid namespace of whoever opened
@@ -254,10 +159,10 @@ impl Viewer {
         core::ptr::eq(self.user_ns(), &raw const bindings::init_user_ns)
     }
 
-    /// Returns the sender's real UID in this view, or the overflow UID if it has no mapping
+    /// Returns the global UID `kuid` in this view, or the overflow UID if it has no mapping
     /// there.
-    pub(crate) fn uid(&self, sender: &SenderIds) -> u32 {
-        let kuid = sender.uid.into_raw();
+    fn uid_of(&self, kuid: Kuid) -> u32 {
+        let kuid = kuid.into_raw();
         // The initial namespace maps every valid ID to itself (`from_kuid()` walking its one
         // extent), and `(uid_t)-1` is no valid ID: spared per message, the common case.
         if self.in_init_user_ns() && kuid.val != u32::MAX {
@@ -268,35 +173,49 @@ impl Viewer {
         unsafe { bindings::from_kuid_munged(self.user_ns(), kuid) }
     }
 
-    /// Returns the sender's real GID in this view, or the overflow GID if it has no mapping
+    /// Returns the global GID `kgid` in this view, or the overflow GID if it has no mapping
     /// there.
-    pub(crate) fn gid(&self, sender: &SenderIds) -> u32 {
-        // As in `uid`.
-        if self.in_init_user_ns() && sender.gid.val != u32::MAX {
-            return sender.gid.val;
+    fn gid_of(&self, kgid: bindings::kgid_t) -> u32 {
+        // As in `uid_of`.
+        if self.in_init_user_ns() && kgid.val != u32::MAX {
+            return kgid.val;
         }
-        // SAFETY: As in `uid`.
-        unsafe { bindings::from_kgid_munged(self.user_ns(), sender.gid) }
+        // SAFETY: As in `uid_of`.
+        unsafe { bindings::from_kgid_munged(self.user_ns(), kgid) }
     }
 
-    /// Returns the sender's thread-group id (process id) in this view, or 0 if it is not
-    /// visible there.
-    pub(crate) fn pid(&self, sender: &SenderIds) -> u32 {
-        sender.tgid.as_ref().map_or(0, |p| p.nr_ns(&self.pid_ns))
+    /// Returns the number of `task`'s pid of type `kind` (`PIDTYPE_TGID` for its thread group,
+    /// `PIDTYPE_PID` for the thread) in this view, or 0 if it is not visible there or the task
+    /// is already detached from it (exiting).
+    fn task_nr(&self, task: &Task, kind: bindings::pid_type) -> u32 {
+        // SAFETY: `task` is valid by the type invariants of `Task`, and `pid_ns` by those of
+        // `ARef`; `__task_pid_nr_ns()` reads the task's pid under RCU itself.
+        let nr = unsafe { bindings::__task_pid_nr_ns(task.as_ptr(), kind, self.pid_ns.as_ptr()) };
+        // A pid number is never negative; 0 is already the "not visible" answer.
+        u32::try_from(nr).unwrap_or(0)
     }
 
-    /// Returns the sender's thread id in this view, or 0 if it is not visible there.
-    pub(crate) fn tid(&self, sender: &SenderIds) -> u32 {
-        self.pid_tid(sender).1
-    }
-
-    /// Returns [`Self::pid`] and [`Self::tid`] together: for a sender that leads its thread
-    /// group (no thread pid of its own) the number is looked up once.
-    pub(crate) fn pid_tid(&self, sender: &SenderIds) -> (u32, u32) {
-        let pid = self.pid(sender);
-        match &sender.tid {
-            Some(p) => (pid, p.nr_ns(&self.pid_ns)),
-            None => (pid, pid),
+    /// Returns the current task, the sender of a message to a peer of this view, as the peer is
+    /// shown it.
+    ///
+    /// The real UID and GID come from the subjective credentials (`current_cred()`), as for
+    /// `SCM_CREDENTIALS`; they differ from the objective ones only while the kernel acts on a
+    /// task's behalf with overridden credentials, which an ioctl from user space never does.
+    pub(crate) fn current_sender(&self) -> SenderIds {
+        let (uid, gid) = current_real_ids();
+        let task = kernel::current!();
+        let pid = self.task_nr(task, bindings::pid_type_PIDTYPE_TGID);
+        // Most senders lead their thread group: their thread is the group, looked up once.
+        let tid = if task.pid() == task.group_leader().pid() {
+            pid
+        } else {
+            self.task_nr(task, bindings::pid_type_PIDTYPE_PID)
+        };
+        SenderIds {
+            uid: self.uid_of(uid),
+            gid: self.gid_of(gid),
+            pid,
+            tid,
         }
     }
 
@@ -365,19 +284,16 @@ mod tests {
         assert!(Kuid::current_euid() != current!().uid());
 
         let viewer = Viewer::current()?;
-        let first = SenderIds::current();
-        assert_eq!(viewer.uid(&first), 1234);
-        assert_eq!(viewer.gid(&first), 5678);
+        let first = viewer.current_sender();
+        assert_eq!((first.uid, first.gid), (1234, 5678));
         // In the initial user namespace, the principal is the real UID.
         assert_eq!(viewer.principal(), 1234);
 
         // Later credential changes affect neither the captured sender nor the pinned viewer.
         set_real_ids(4321, 8765)?;
-        let second = SenderIds::current();
-        assert_eq!(viewer.uid(&first), 1234);
-        assert_eq!(viewer.gid(&first), 5678);
-        assert_eq!(viewer.uid(&second), 4321);
-        assert_eq!(viewer.gid(&second), 8765);
+        let second = viewer.current_sender();
+        assert_eq!((first.uid, first.gid), (1234, 5678));
+        assert_eq!((second.uid, second.gid), (4321, 8765));
         assert_eq!(viewer.principal(), 1234);
         assert_eq!(Viewer::current()?.principal(), 4321);
 
@@ -387,7 +303,7 @@ mod tests {
     #[test]
     fn pids_match_the_task() -> Result {
         let viewer = Viewer::current()?;
-        let sender = SenderIds::current();
+        let sender = viewer.current_sender();
         let task = current!();
         // A KUnit case runs in a kthread, which leads its own thread group, so tid and tgid are
         // equal here; only a multi-threaded sender (a selftest) tells them apart.
@@ -395,33 +311,19 @@ mod tests {
         let tid = task.pid() as u32;
         let tgid = task.group_leader().pid() as u32;
         assert_ne!(tid, 0);
-        assert_eq!(viewer.tid(&sender), tid);
-        assert_eq!(viewer.pid(&sender), tgid);
-        assert_eq!(
-            Ok(viewer.pid(&sender)),
-            u32::try_from(task.tgid_nr_ns(None))
-        );
-
-        // A clone holds references of its own.
-        let clone = sender.clone();
-        drop(sender);
-        assert_eq!(viewer.tid(&clone), tid);
-        assert_eq!(viewer.pid(&clone), tgid);
+        assert_eq!(sender.tid, tid);
+        assert_eq!(sender.pid, tgid);
+        assert_eq!(Ok(sender.pid), u32::try_from(task.tgid_nr_ns(None)));
         Ok(())
     }
 
     #[test]
     fn unmapped_ids_are_munged() -> Result {
         // `INVALID_UID`/`INVALID_GID` are the only ids without a mapping in the initial user
-        // namespace, the only one a KUnit case can reach; a sender whose thread had already
-        // exited has no pids.
-        let sender = SenderIds {
-            uid: Kuid::from_raw(bindings::kuid_t { val: u32::MAX }),
-            gid: bindings::kgid_t { val: u32::MAX },
-            tgid: None,
-            tid: None,
-        };
+        // namespace, the only one a KUnit case can reach.
+        set_real_ids(u32::MAX, u32::MAX)?;
         let viewer = Viewer::current()?;
+        let sender = viewer.current_sender();
         // SAFETY: The overflow ids are statics that live forever; sysctl may write them
         // concurrently, hence volatile reads (C `READ_ONCE()`).
         let (overflowuid, overflowgid) = unsafe {
@@ -431,11 +333,9 @@ mod tests {
             )
         };
         // CAST: The overflow ids are limited to 0..=65534 by their sysctl.
-        assert_eq!(viewer.uid(&sender), overflowuid as u32);
-        assert_eq!(viewer.gid(&sender), overflowgid as u32);
-        assert_ne!(viewer.uid(&sender), u32::MAX);
-        assert_eq!(viewer.pid(&sender), 0);
-        assert_eq!(viewer.tid(&sender), 0);
-        Ok(())
+        assert_eq!(sender.uid, overflowuid as u32);
+        assert_eq!(sender.gid, overflowgid as u32);
+        assert_ne!(sender.uid, u32::MAX);
+        set_real_ids(0, 0)
     }
 }

@@ -1253,6 +1253,123 @@ TEST_F(bus, recv_creds_real_ids)
 	assert_creds(_metadata, &r, 1234, 2345, pid, pid);
 }
 
+/* A value of /proc/sys/kernel/@name, or -1. */
+static long proc_kernel_value(const char *name)
+{
+	char path[64], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/sys/kernel/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	return strtol(buf, NULL, 10);
+}
+
+/*
+ * The sender's IDs are shown in the namespaces of whoever opened the
+ * receiving peer, not the sender's: a sender in a child pid namespace (pid 1
+ * there) is reported to a receiver of the parent namespace by its pid there;
+ * a receiver opened in a new pid and user namespace (no ID mapped) sees the
+ * sender of the parent namespaces as pid 0 and the overflow UID and GID.
+ */
+TEST_F(bus, recv_creds_in_the_receivers_namespaces)
+{
+	long overflowuid = proc_kernel_value("overflowuid");
+	long overflowgid = proc_kernel_value("overflowgid");
+	struct bus1_cmd_recv r;
+	int c2p[2], p2c[2];
+	__u32 seen[4];
+	pid_t pid, inner;
+	__u64 id;
+
+	if (geteuid() != 0)
+		SKIP(return, "needs root for a new pid namespace");
+	ASSERT_LE(0, overflowuid);
+	ASSERT_LE(0, overflowgid);
+
+	/* The sender is pid 1 of a child pid namespace. */
+	ASSERT_EQ(0, pipe(c2p));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		if (unshare(CLONE_NEWPID))
+			_exit(2);
+		inner = fork();
+		if (inner < 0)
+			_exit(3);
+		if (inner == 0) {
+			if (getpid() != 1)
+				_exit(4);
+			_exit(bus1_send_str(self->a, self->to_b, "ns") ? 5 : 0);
+		}
+		if (write(c2p[1], &inner, sizeof(inner)) != sizeof(inner))
+			_exit(6);
+		_exit(wait_child(inner));
+	}
+	ASSERT_EQ((ssize_t)sizeof(inner), read(c2p[0], &inner, sizeof(inner)));
+	ASSERT_EQ(0, wait_child(pid));
+	ASSERT_NE(1, inner);
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
+	assert_data(_metadata, &r, 0, N1, 2, 0, 0);
+	assert_creds(_metadata, &r, getuid(), getgid(), inner, inner);
+	close(c2p[0]);
+	close(c2p[1]);
+
+	/* The receiver is opened in a new pid and user namespace. */
+	ASSERT_EQ(0, pipe(c2p));
+	ASSERT_EQ(0, pipe(p2c));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		if (unshare(CLONE_NEWUSER | CLONE_NEWPID))
+			_exit(2);
+		inner = fork();
+		if (inner < 0)
+			_exit(3);
+		if (inner == 0) {
+			int rfd = bus1_peer_new();
+			char go;
+
+			if (rfd < 0 || bus1_xfer(rfd, N1, self->a, &id))
+				_exit(4);
+			if (write(c2p[1], &id, sizeof(id)) != sizeof(id) ||
+			    read(p2c[0], &go, 1) != 1)
+				_exit(5);
+			if (bus1_recv_poisoned(rfd, 0, ANY_OFFSET, &r) ||
+			    r.msg.n_bytes != 2)
+				_exit(6);
+			seen[0] = r.msg.uid;
+			seen[1] = r.msg.gid;
+			seen[2] = r.msg.pid;
+			seen[3] = r.msg.tid;
+			if (write(c2p[1], seen, sizeof(seen)) != sizeof(seen))
+				_exit(7);
+			_exit(0);
+		}
+		_exit(wait_child(inner));
+	}
+	ASSERT_EQ((ssize_t)sizeof(id), read(c2p[0], &id, sizeof(id)));
+	ASSERT_EQ(0, bus1_send_str(self->a, id, "ns"));
+	ASSERT_EQ(1, write(p2c[1], "g", 1));
+	ASSERT_EQ((ssize_t)sizeof(seen), read(c2p[0], seen, sizeof(seen)));
+	ASSERT_EQ(0, wait_child(pid));
+	EXPECT_EQ((__u32)overflowuid, seen[0]);
+	EXPECT_EQ((__u32)overflowgid, seen[1]);
+	EXPECT_EQ(0u, seen[2]);
+	EXPECT_EQ(0u, seen[3]);
+	close(c2p[0]);
+	close(c2p[1]);
+	close(p2c[0]);
+	close(p2c[1]);
+}
+
 /*
  * max_offset below the slice end is ERANGE and keeps the message; the
  * slice end counts the 8-byte padding.
