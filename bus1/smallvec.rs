@@ -31,8 +31,11 @@ pub(crate) fn user_sized(flags: Flags) -> Flags {
 /// In `Inline(buf, len)`, `len <= N` and `buf[..len]` are the contents.
 pub(crate) enum SmallVec<T: Copy + Default, const N: usize> {
     /// No contents and no inline room yet: a vector a call never fills (the handles or errors
-    /// of most `SEND`s) costs no zeroing of `N` values; the first value makes it `Inline`.
+    /// of most `SEND`s) costs no zeroing of `N` values; the first value makes it `One`.
     Empty,
+    /// Exactly one value, the common case (one destination, one iovec, one handle), which
+    /// needs no zeroing of `N` values either; the second value makes it `Inline`.
+    One(T),
     /// Short contents, in place.
     Inline([T; N], usize),
     /// Long contents.
@@ -73,6 +76,8 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
         }
         *self = if n > N {
             Self::Heap(KVec::from_elem(T::default(), n, user_sized(GFP_KERNEL))?)
+        } else if n == 1 {
+            Self::One(T::default())
         } else {
             Self::Inline([T::default(); N], n)
         };
@@ -80,10 +85,17 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
     }
 
     /// Appends `v`; allocates only once the inline room is used up.
+    #[inline]
     pub(crate) fn push(&mut self, v: T) -> Result {
         match self {
             Self::Empty => {
+                *self = Self::One(v);
+                Ok(())
+            }
+            Self::One(first) => {
+                let first = *first;
                 *self = Self::Inline([T::default(); N], 0);
+                self.push(first)?;
                 self.push(v)
             }
             Self::Inline(buf, len) => {
@@ -112,9 +124,11 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
 impl<T: Copy + Default, const N: usize> Deref for SmallVec<T, N> {
     type Target = [T];
 
+    #[inline]
     fn deref(&self) -> &[T] {
         match self {
             Self::Empty => &[],
+            Self::One(v) => core::slice::from_ref(v),
             // By the type invariant `len <= N`; an empty slice would only hide a bug.
             Self::Inline(buf, len) => buf.get(..*len).unwrap_or(&[]),
             Self::Heap(heap) => heap,
@@ -123,9 +137,11 @@ impl<T: Copy + Default, const N: usize> Deref for SmallVec<T, N> {
 }
 
 impl<T: Copy + Default, const N: usize> DerefMut for SmallVec<T, N> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [T] {
         match self {
             Self::Empty => &mut [],
+            Self::One(v) => core::slice::from_mut(v),
             // As in `deref`.
             Self::Inline(buf, len) => buf.get_mut(..*len).unwrap_or(&mut []),
             Self::Heap(heap) => heap,
@@ -175,6 +191,24 @@ mod tests {
         let mut e: SmallVec<u64, 4> = SmallVec::new();
         assert!(e.fill_default(0)?.is_empty());
         assert!(e.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn one_value_needs_no_inline_room() -> Result {
+        let mut v: SmallVec<u64, 4> = SmallVec::new();
+        v.push(7)?;
+        assert!(matches!(v, SmallVec::One(7)));
+        v[0] = 8;
+        assert_eq!(&v[..], &[8]);
+        // The second value moves the first into the inline room, in order.
+        v.push(9)?;
+        assert!(matches!(v, SmallVec::Inline(_, 2)));
+        assert_eq!(&v[..], &[8, 9]);
+        let mut w: SmallVec<u64, 4> = SmallVec::new();
+        w.fill_default(1)?[0] = 5;
+        assert!(matches!(w, SmallVec::One(5)));
+        assert_eq!(&w[..], &[5]);
         Ok(())
     }
 
