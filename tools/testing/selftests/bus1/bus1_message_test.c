@@ -1257,18 +1257,10 @@ TEST_F(bus, recv_creds_real_ids)
 static long proc_kernel_value(const char *name)
 {
 	char path[64], buf[32];
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/sys/kernel/%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (bus1_read_file(path, buf, sizeof(buf)) <= 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
 	return strtol(buf, NULL, 10);
 }
 
