@@ -294,16 +294,19 @@ def derived(rows):
     for p in ("4096", "65536", "1048576"):
         d[f"tput_unix_{p}"] = ratio(med(rows, "tput", "bus1", p), med(rows, "tput", "unix", p))
         d[f"tput_cpu_unix_{p}"] = ratio(med(rows, "tput_cpu", "bus1", p), med(rows, "tput_cpu", "unix", p))
-    ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
-    for kind in ("send", "total"):
-        pts = [(n, med(rows, f"mcast_{kind}", "bus1", str(n))) for n in ns if n >= 2]
-        pts = [(x, y) for x, y in pts if y is not None]
-        d[f"mcast_{kind}_slope"] = slope(pts)
-    uni = med(rows, "mcast_total", "bus1", "1")
-    d["mcast_unicast"] = uni
-    d["mcast_unicast_send"] = med(rows, "mcast_send", "bus1", "1")
-    d["mcast_total_ratio"] = ratio(d["mcast_total_slope"], uni)
-    d["mcast_send_ratio"] = ratio(d["mcast_send_slope"], d["mcast_unicast_send"])
+    ns = sorted({int(p) for (f, s, p) in rows if f == "mcast_total"})
+    # The RFC receive (RECV + SLICE_RELEASE, system bus1) and the one-call
+    # receive (TRANSACT, system bus1_tx; keys with the suffix _tx).
+    for sysname, sfx in (("bus1", ""), ("bus1_tx", "_tx")):
+        for kind in ("send", "total"):
+            pts = [(n, med(rows, f"mcast_{kind}", sysname, str(n))) for n in ns if n >= 2]
+            pts = [(x, y) for x, y in pts if y is not None]
+            d[f"mcast_{kind}{sfx}_slope"] = slope(pts)
+        uni = med(rows, "mcast_total", sysname, "1")
+        d[f"mcast_unicast{sfx}"] = uni
+        d[f"mcast_unicast_send{sfx}"] = med(rows, "mcast_send", sysname, "1")
+        d[f"mcast_total{sfx}_ratio"] = ratio(d[f"mcast_total{sfx}_slope"], uni)
+        d[f"mcast_send{sfx}_ratio"] = ratio(d[f"mcast_send{sfx}_slope"], d[f"mcast_unicast_send{sfx}"])
     for s in ("bus1", "unix"):
         d[f"scale_pairs_{s}"] = ratio(med(rows, "scale", s, "2pairs_pinned"), med(rows, "scale", s, "1pair_pinned"))
         d[f"scale_fanin_{s}"] = ratio(med(rows, "scale", s, "2to1"), med(rows, "scale", s, "1to1"))
@@ -385,6 +388,8 @@ def targets(d, ratios):
         ("tput_cpu", "65536", "bus1", "unix"), d.get("tput_cpu_unix_65536"))
     add("multicast: marginal cost per destination (send + receive) <= 0.5x a unicast", "mcast", 0.5, False,
         ("mcast", "per_dest", "total", "unicast"), d.get("mcast_total_ratio"))
+    add("multicast, one-call receive (TRANSACT): marginal cost per destination <= 0.5x a unicast", "mcast", 0.5,
+        False, ("mcast", "per_dest", "total_tx", "unicast_tx"), d.get("mcast_total_tx_ratio"))
     add("two independent pairs of different UIDs: bus1's 2-pair/1-pair scaling >= AF_UNIX's", "scale", 1.0, True,
         ("scale", "pairs_xuid", "bus1", "unix"), d.get("scale_pairs_xuid_vs_unix"))
     return out
@@ -595,23 +600,37 @@ def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
 
     a("## Multicast: one SEND to n destinations, then every destination receives (ns, CPU-time clock)")
     a("")
-    a("| destinations | SEND | SEND + all RECV/SLICE_RELEASE | per destination (total/n) |")
-    a("|---|---|---|---|")
-    ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
+    a("Each destination takes its copy either with the RFC v1 calls (RECV, then SLICE_RELEASE) or "
+      "with one `TRANSACT` that releases its previous copy and receives the next (the one-call "
+      "receive); the two alternate within every repetition, and each is compared with a unicast "
+      "(n = 1) received the same way.")
+    a("")
+    a("| destinations | SEND | SEND + all RECV/SLICE_RELEASE | per destination (total/n) | "
+      "SEND, one-call receive | SEND + all TRANSACT receives | per destination (total/n) |")
+    a("|---|---|---|---|---|---|---|")
+    ns = sorted({int(p) for (f, s, p) in rows if f == "mcast_total"})
     for n in ns:
-        t = med(rows, "mcast_total", "bus1", str(n))
-        a(f"| {n} | {cell(rows, 'mcast_send', 'bus1', str(n), 0)} | {cell(rows, 'mcast_total', 'bus1', str(n), 0)} | "
-          f"{fmt(None if t is None else t / n, 0)} |")
+        cells = []
+        for sysname in ("bus1", "bus1_tx"):
+            t = med(rows, "mcast_total", sysname, str(n))
+            cells.append(f"{cell(rows, 'mcast_send', sysname, str(n), 0)} | "
+                         f"{cell(rows, 'mcast_total', sysname, str(n), 0)} | {fmt(None if t is None else t / n, 0)}")
+        a(f"| {n} | {cells[0]} | {cells[1]} |")
     a("")
-    rs = ratios.get(("mcast", "per_dest", "send", "unicast_send"))
-    rt = ratios.get(("mcast", "per_dest", "total", "unicast"))
-    a(f"Marginal cost per extra destination (least-squares slope over n = 2..256): "
-      f"SEND alone {fmt(d['mcast_send_slope'], 0)} ns, SEND + receive {fmt(d['mcast_total_slope'], 0)} ns. "
-      f"Against a unicast SEND ({fmt(d['mcast_unicast_send'], 0)} ns) the send side is "
-      f"{iv(rs) if rs else fx(d['mcast_send_ratio'])}; against a unicast SEND + RECV + SLICE_RELEASE "
-      f"({fmt(d['mcast_unicast'], 0)} ns) send + receive is {iv(rt) if rt else fx(d['mcast_total_ratio'])} "
-      "(per repetition, median [min, max]). 0-byte payload.")
-    a("")
+    for sfx, how in (("", "SEND + RECV + SLICE_RELEASE"), ("_tx", "SEND + one TRANSACT (release + receive)")):
+        if d.get(f"mcast_unicast{sfx}") is None:
+            continue
+        rs = ratios.get(("mcast", "per_dest", f"send{sfx}", f"unicast_send{sfx}"))
+        rt = ratios.get(("mcast", "per_dest", f"total{sfx}", f"unicast{sfx}"))
+        a(f"{'One-call receive' if sfx else 'RFC v1 receive'}: marginal cost per extra destination "
+          f"(least-squares slope over n = 2..256): "
+          f"SEND alone {fmt(d[f'mcast_send{sfx}_slope'], 0)} ns, SEND + receive {fmt(d[f'mcast_total{sfx}_slope'], 0)} ns. "
+          f"Against a unicast SEND ({fmt(d[f'mcast_unicast_send{sfx}'], 0)} ns) the send side is "
+          f"{iv(rs) if rs else fx(d[f'mcast_send{sfx}_ratio'])}; against a unicast {how} "
+          f"({fmt(d[f'mcast_unicast{sfx}'], 0)} ns) send + receive is "
+          f"{iv(rt) if rt else fx(d[f'mcast_total{sfx}_ratio'])} "
+          "(per repetition, median [min, max]). 0-byte payload.")
+        a("")
 
     a("## Scaling (1 KiB messages, msg/s, aggregate)")
     a("")
@@ -736,15 +755,20 @@ def write_png(rows, d, ratios, path):
                 [(1.6, "0 B target"), (0.6, "64 KiB target")])
 
     axis = ax[1][0]
-    ns = sorted(int(p) for (f, s, p) in rows if f == "mcast_total")
-    for kind, style, label in (("send", "o-", "SEND"), ("total", "s-", "SEND + every RECV/release")):
-        pts = [(n, med(rows, f"mcast_{kind}", "bus1", str(n))) for n in ns]
+    ns = sorted({int(p) for (f, s, p) in rows if f == "mcast_total"})
+    for sysname, kind, style, label in (("bus1", "send", "o-", "SEND"), ("bus1", "total", "s-", "SEND + every RECV/release"),
+                                        ("bus1_tx", "total", "^-", "SEND + every one-call receive")):
+        pts = [(n, med(rows, f"mcast_{kind}", sysname, str(n))) for n in ns]
         pts = [(n, y / n) for n, y in pts if y is not None]
-        axis.plot([x for x, _ in pts], [y for _, y in pts], style, color=colors["bus1"] if kind == "total" else "#98df8a",
+        color = colors[sysname] if kind == "total" else "#98df8a"
+        axis.plot([x for x, _ in pts], [y for _, y in pts], style, color=color,
                   label=f"bus1 multicast, {label}, per destination")
     if d.get("mcast_unicast"):
         axis.axhline(d["mcast_unicast"], color="gray", ls="--", label="one unicast (SEND + RECV + release)")
         axis.axhline(0.5 * d["mcast_unicast"], color="gray", ls=":", label="target: 0.5x a unicast")
+    if d.get("mcast_unicast_tx"):
+        axis.axhline(d["mcast_unicast_tx"], color=colors["bus1_tx"], ls="--", lw=0.8,
+                     label="one unicast, one-call receive")
     if ns:
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")

@@ -28,6 +28,10 @@ BENCH|mcast_total|bus1|2|ns|1400.000|1500.000|5|1400.000|1400.000
 BENCH|mcast_total|bus1|4|ns|2200.000|2300.000|5|2200.000|2200.000
 BENCH|mcast_send|bus1|2|ns|500.000|600.000|5|500.000|500.000
 BENCH|mcast_send|bus1|4|ns|700.000|800.000|5|700.000|700.000
+BENCH|mcast_total|bus1_tx|1|ns|800.000|900.000|5|800.000|800.000
+BENCH|mcast_total|bus1_tx|2|ns|1100.000|1200.000|5|1100.000|1100.000
+BENCH|mcast_total|bus1_tx|4|ns|1700.000|1800.000|5|1700.000|1700.000
+BENCH|mcast_send|bus1_tx|1|ns|400.000|500.000|5|400.000|400.000
 BENCH|scale|bus1|1pair_pinned|msg/s|1000.000|900.000|3|900.000|1100.000
 BENCH|scale|bus1|2pairs_pinned|msg/s|1800.000|1700.000|3|1700.000|1900.000
 BENCH|scale|bus1|1pair_pinned_xuid|msg/s|1000.000|900.000|3|900.000|1100.000
@@ -39,6 +43,7 @@ noise BENCH-RATIO|rtt|0|bus1_tx|unix|0.900|0.800|1.100|5
 BENCH-RATIO|rtt|0|bus1_tx|binder|0.950|0.900|0.990|5
 BENCH-RATIO|rtt|0|bus1|unix|1.200|1.100|1.300|5
 BENCH-RATIO|mcast|per_dest|total|unicast|0.450|0.400|0.550|5
+BENCH-RATIO|mcast|per_dest|total_tx|unicast_tx|0.520|0.510|0.530|5
 BENCH-INFO|binder|binder
 """
 
@@ -95,7 +100,7 @@ class ReportTest(unittest.TestCase):
         self.dir.cleanup()
 
     def test_parse_finds_rows_behind_console_noise(self):
-        self.assertEqual(len(self.rows), 20)
+        self.assertEqual(len(self.rows), 24)
         self.assertEqual(self.rows[("tput", "bus1", "65536")]["median"], 300.0)
         self.assertEqual(self.info["kernel"], "7.2.12")
         self.assertEqual(self.errs[0][:3], ("cpu", "bus1", "0"))
@@ -134,6 +139,11 @@ class ReportTest(unittest.TestCase):
         # Slope of 1400 -> 2200 over n = 2..4 is 400 ns per destination.
         self.assertAlmostEqual(d["mcast_total_slope"], 400.0)
         self.assertAlmostEqual(d["mcast_total_ratio"], 0.4)
+        # The one-call receive against its own unicast: 300 ns over 800 ns.
+        self.assertAlmostEqual(d["mcast_total_tx_slope"], 300.0)
+        self.assertAlmostEqual(d["mcast_total_tx_ratio"], 0.375)
+        self.assertAlmostEqual(d["mcast_unicast_send_tx"], 400.0)
+        self.assertIsNone(d["mcast_send_tx_slope"])
         self.assertAlmostEqual(d["scale_pairs_bus1"], 1.8)
         self.assertIsNone(d["cpu_unix_0"])
 
@@ -152,6 +162,9 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(t["RTT 0 B, RFC v1 ABI <= 1.25x AF_UNIX"][4:], (1.2, (1.1, 1.3), "met (median)"))
         self.assertEqual(verdict("multicast: marginal cost per destination (send + receive) <= 0.5x a unicast"),
                          "met (median)")
+        # The one-call receive is judged on its own paired ratio, not the pooled 0.375x.
+        self.assertEqual(t["multicast, one-call receive (TRANSACT): marginal cost per destination <= 0.5x a unicast"][4:],
+                         (0.52, (0.51, 0.53), "missed"))
         # Pooled medians where the log has no paired ratio: 300/100 MiB/s.
         self.assertEqual(t["64 KiB: wall-clock throughput >= 1.0x AF_UNIX"][4:], (3.0, None, "met"))
         # Per CPU-second: the paired ratio of its own figure, higher is better.

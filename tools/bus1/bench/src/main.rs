@@ -1133,8 +1133,28 @@ fn fig_ops(o: &Opts) {
 
 // --- multicast -------------------------------------------------------------------
 
+/// How each destination of the multicast figure takes its copy.
+#[derive(Clone, Copy)]
+enum McastRecv {
+    /// RFC v1: RECV, then SLICE_RELEASE of the copy (two calls).
+    Rfc,
+    /// One `TRANSACT` that releases the destination's previous copy and receives the next.
+    OneCall,
+}
+
+impl McastRecv {
+    /// The system name the figure's rows carry.
+    fn system(self) -> &'static str {
+        match self {
+            McastRecv::Rfc => "bus1",
+            McastRecv::OneCall => "bus1_tx",
+        }
+    }
+}
+
 fn fig_mcast(o: &Opts) {
     const MAX: usize = 256;
+    const MODES: [McastRecv; 2] = [McastRecv::Rfc, McastRecv::OneCall];
     let setup = || -> Res<(bus1::Peer, Vec<bus1::Peer>, Vec<u64>)> {
         let a = bus1::Peer::open()?;
         let mut rx = Vec::with_capacity(MAX);
@@ -1151,72 +1171,121 @@ fn fig_mcast(o: &Opts) {
         Err(e) => return report_err("mcast", "bus1", "-", &e),
     };
     let buf = payload(0);
-    // Per destination count n: the repetitions' medians of SEND and of the total.
-    let mut send_meds: Vec<(usize, Vec<f64>)> = Vec::new();
-    let mut total_meds: Vec<(usize, Vec<f64>)> = Vec::new();
+    // The copy each destination still holds in the one-call mode: released by its next TRANSACT.
+    let mut held: Vec<Option<u64>> = vec![None; MAX];
+    // Per receive mode and destination count n: the repetitions' medians of SEND and of the total.
+    let mut send_meds: [Vec<(usize, Vec<f64>)>; 2] = [Vec::new(), Vec::new()];
+    let mut total_meds: [Vec<(usize, Vec<f64>)>; 2] = [Vec::new(), Vec::new()];
     for n in [1, 2, 4, 8, 16, 32, 64, 128, 256] {
         let ops = (2048 / n).clamp(8, 256);
         let batches = o.n(10);
-        let mut send_reps = Vec::new();
-        let mut total_reps = Vec::new();
+        let mut send_reps: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
+        let mut total_reps: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
         let mut err = None;
-        for _ in 0..o.reps {
-            let mut send_v = Vec::new();
-            let mut total_v = Vec::new();
-            let r = (|| -> Res<()> {
-                for b in 0..=batches {
-                    let (mut ts, mut tt) = (0u64, 0u64);
-                    for _ in 0..ops {
-                        let t0 = thread_cpu_ns();
+        // The two modes alternate within each repetition, so their ratios are paired.
+        'reps: for _ in 0..o.reps {
+            for (k, mode) in MODES.into_iter().enumerate() {
+                let mut send_v = Vec::new();
+                let mut total_v = Vec::new();
+                let r = (|| -> Res<()> {
+                    // One SEND to the first n destinations, and every copy taken.
+                    let mut op = |mut timed_send: Option<&mut u64>| -> Res<()> {
+                        let t0 = timed_send.as_ref().map(|_| thread_cpu_ns());
                         a.send(&h[..n], &buf[..0])?;
-                        let t1 = thread_cpu_ns();
-                        for r in &rx[..n] {
-                            let m = r.try_recv()?.ok_or("RECV: multicast copy missing")?;
-                            r.release(m.offset)?;
+                        if let (Some(ts), Some(t0)) = (timed_send.as_deref_mut(), t0) {
+                            *ts += thread_cpu_ns() - t0;
                         }
-                        let t2 = thread_cpu_ns();
-                        ts += t1 - t0;
-                        tt += t2 - t0;
+                        for (r, prev) in rx[..n].iter().zip(&mut held) {
+                            match mode {
+                                McastRecv::Rfc => {
+                                    let m = r.try_recv()?.ok_or("RECV: multicast copy missing")?;
+                                    r.release(m.offset)?;
+                                }
+                                McastRecv::OneCall => {
+                                    let m = r
+                                        .transact(prev.take(), None, true, false)?
+                                        .ok_or("TRANSACT: multicast copy missing")?;
+                                    *prev = Some(m.offset);
+                                }
+                            }
+                        }
+                        Ok(())
+                    };
+                    // The warm-up, then batches that alternate: the total read only at the
+                    // batch's ends (no clock read among the operations it times), and SEND
+                    // alone, timed per operation, less what reading the clock twice costs.
+                    for _ in 0..ops {
+                        op(None)?;
                     }
-                    // Batch 0 is the warm-up.
-                    if b > 0 {
-                        send_v.push(ts as f64 / ops as f64);
-                        total_v.push(tt as f64 / ops as f64);
+                    let pair = clock_pair_ns();
+                    for _ in 0..batches {
+                        let t0 = thread_cpu_ns();
+                        for _ in 0..ops {
+                            op(None)?;
+                        }
+                        total_v.push((thread_cpu_ns() - t0) as f64 / ops as f64);
+                        let mut ts = 0u64;
+                        for _ in 0..ops {
+                            op(Some(&mut ts))?;
+                        }
+                        send_v.push(ts as f64 / ops as f64 - pair);
                     }
+                    Ok(())
+                })();
+                if let Err(e) = r {
+                    err = Some((mode, e));
+                    break 'reps;
                 }
-                Ok(())
-            })();
-            if let Err(e) = r {
-                err = Some(e);
-                break;
+                send_reps[k].push(send_v);
+                total_reps[k].push(total_v);
             }
-            send_reps.push(send_v);
-            total_reps.push(total_v);
         }
         let p = n.to_string();
-        if let Some(e) = err {
-            report_err("mcast", "bus1", &p, &e);
+        if let Some((mode, e)) = err {
+            report_err("mcast", mode.system(), &p, &e);
             continue;
         }
-        report("mcast_send", "bus1", &p, "ns", &send_reps, false);
-        report("mcast_total", "bus1", &p, "ns", &total_reps, false);
-        send_meds.push((n, send_reps.iter().map(|r| median(r)).collect()));
-        total_meds.push((n, total_reps.iter().map(|r| median(r)).collect()));
+        for (k, mode) in MODES.into_iter().enumerate() {
+            report("mcast_send", mode.system(), &p, "ns", &send_reps[k], false);
+            report("mcast_total", mode.system(), &p, "ns", &total_reps[k], false);
+            send_meds[k].push((n, send_reps[k].iter().map(|r| median(r)).collect()));
+            total_meds[k].push((n, total_reps[k].iter().map(|r| median(r)).collect()));
+        }
     }
     // The marginal cost of a destination (least-squares slope over n >= 2)
-    // against a unicast (n = 1), in each repetition: the send side against
-    // a unicast SEND, send + receive against a unicast SEND + RECV + release.
-    for (kind, base, meds) in [("send", "unicast_send", &send_meds), ("total", "unicast", &total_meds)] {
-        let Some((_, uni)) = meds.iter().find(|m| m.0 == 1) else { continue };
-        let q = (0..uni.len())
-            .map(|r| {
-                let pts: Vec<(f64, f64)> =
-                    meds.iter().filter(|m| m.0 >= 2).filter_map(|m| m.1.get(r).map(|y| (m.0 as f64, *y))).collect();
-                slope(&pts) / uni[r]
-            })
-            .collect();
-        report_ratio("mcast", "per_dest", kind, base, q);
+    // against a unicast (n = 1) of the same receive mode, in each repetition:
+    // the send side against a unicast SEND, send + receive against a unicast
+    // SEND and its receive.
+    for (k, mode) in MODES.into_iter().enumerate() {
+        let suffix = match mode {
+            McastRecv::Rfc => "",
+            McastRecv::OneCall => "_tx",
+        };
+        for (kind, base, meds) in [("send", "unicast_send", &send_meds[k]), ("total", "unicast", &total_meds[k])] {
+            let Some((_, uni)) = meds.iter().find(|m| m.0 == 1) else { continue };
+            let q = (0..uni.len())
+                .map(|r| {
+                    let pts: Vec<(f64, f64)> =
+                        meds.iter().filter(|m| m.0 >= 2).filter_map(|m| m.1.get(r).map(|y| (m.0 as f64, *y))).collect();
+                    slope(&pts) / uni[r]
+                })
+                .collect();
+            report_ratio("mcast", "per_dest", &format!("{kind}{suffix}"), &format!("{base}{suffix}"), q);
+        }
     }
+}
+
+/// What a timing of the thread CPU clock around an operation adds to it: the
+/// mean difference of two back-to-back readings (the end of one `clock_gettime`
+/// and the start of the next).
+fn clock_pair_ns() -> f64 {
+    const N: u64 = 1000;
+    let mut sum = 0u64;
+    for _ in 0..N {
+        let t0 = thread_cpu_ns();
+        sum += thread_cpu_ns() - t0;
+    }
+    sum as f64 / N as f64
 }
 
 fn median(v: &[f64]) -> f64 {
