@@ -115,6 +115,44 @@ impl SenderSecctx {
     }
 }
 
+/// The sender's IDs for one `SEND`, translated into each receiver's view. Receivers that share a
+/// view (the same user and pid namespace, as the peers of one system mostly do) share one
+/// translation: a multicast translates once per view, not once per destination.
+///
+/// The sending task's IDs cannot change during its `SEND` (only a task changes its own
+/// credentials, and it is in this call), so a translation holds for the whole `SEND`.
+struct SenderViews {
+    /// Whether further destinations may come: only then is a translation kept.
+    multi: bool,
+    /// The receiver last translated for, which keeps its view alive for the comparison, and
+    /// the IDs in that view.
+    last: Option<(Arc<Peer>, SenderIds)>,
+}
+
+impl SenderViews {
+    fn new(n_destinations: usize) -> Self {
+        Self {
+            multi: n_destinations > 1,
+            last: None,
+        }
+    }
+
+    /// Returns the sender's IDs as `receiver` is shown them.
+    #[inline]
+    fn for_receiver(&mut self, receiver: &Arc<Peer>) -> SenderIds {
+        if let Some((peer, ids)) = &self.last {
+            if peer.viewer().same_view(receiver.viewer()) {
+                return *ids;
+            }
+        }
+        let ids = receiver.viewer().current_sender();
+        if self.multi {
+            self.last = Some((receiver.clone(), ids));
+        }
+        ids
+    }
+}
+
 /// A slice layout without a security context, with its size computed once per `SEND`.
 #[derive(Clone, Copy)]
 struct SizedLayout {
@@ -285,12 +323,13 @@ impl Peer {
         let mut first: Option<Pending> = None;
         let mut pending: LazyVec<Pending> =
             LazyVec::with_capacity(n_dst.saturating_sub(1), user_sized(GFP_KERNEL))?;
+        let mut views = SenderViews::new(n_dst);
         for (i, &id) in dst_ids.iter().enumerate() {
             if first_dup == Some(i) {
                 return Err(ENOTUNIQ());
             }
             let node = op.resolve(id)?;
-            match self.send_one(node, layout, vecs, &mut secctx) {
+            match self.send_one(node, layout, vecs, &mut secctx, &mut views) {
                 Ok(p) => {
                     if first.is_none() {
                         first = Some(p);
@@ -378,12 +417,16 @@ impl Peer {
         layout: SizedLayout,
         vecs: &[uapi::IoVec],
         secctx: &mut SenderSecctx,
+        views: &mut SenderViews,
     ) -> Result<Pending> {
         let ctx;
         let (slot, msg, clock, page) = {
             let dst = PeerActive::acquire_owner(&node)?;
             let receiver = dst.peer();
             ctx = secctx.for_receiver(receiver)?;
+            // In the receiver's view, which is fixed when it was opened: what translating at
+            // `RECV` would show, with no reference to the sender's pids.
+            let sender = views.for_receiver(receiver);
             // The queue entry, the share entries and the slice's bookkeeping are the receiver's
             // to keep, so they are charged to its memory cgroup (and fail with `EDQUOT` when it
             // is full), as its pool pages are.
@@ -401,9 +444,7 @@ impl Peer {
                     receiver,
                     Some(node),
                     layout.with_secctx(ctx),
-                    // In the receiver's view, which is fixed when it was opened: what
-                    // translating at `RECV` would show, with no reference to the sender's pids.
-                    receiver.viewer().current_sender(),
+                    sender,
                     self.uid(),
                 )?;
                 Ok((slot, msg, clock, page))

@@ -159,6 +159,13 @@ impl Viewer {
         core::ptr::eq(self.user_ns(), &raw const bindings::init_user_ns)
     }
 
+    /// Whether `other` shows every task and every ID as this view does: the same user namespace
+    /// and the same pid namespace.
+    pub(crate) fn same_view(&self, other: &Viewer) -> bool {
+        core::ptr::eq(self.user_ns(), other.user_ns())
+            && core::ptr::eq(self.pid_ns.as_ptr(), other.pid_ns.as_ptr())
+    }
+
     /// Returns the global UID `kuid` in this view, or the overflow UID if it has no mapping
     /// there.
     fn uid_of(&self, kuid: Kuid) -> u32 {
@@ -272,6 +279,18 @@ mod tests {
         // SAFETY: `new` came from `prepare_creds()` and its reference is handed over. Nothing in
         // this kthread overrides its credentials, so `cred == real_cred` as required.
         unsafe { bindings::commit_creds(new) };
+        Ok(())
+    }
+
+    #[test]
+    fn a_view_is_its_namespaces() -> Result {
+        // Two captures of one task's view are the same view: the same namespaces, though
+        // distinct objects.
+        let a = Viewer::current()?;
+        let b = Viewer::current()?;
+        assert!(a.same_view(&b));
+        assert!(b.same_view(&a));
+        assert!(a.same_view(&a));
         Ok(())
     }
 

@@ -1269,7 +1269,9 @@ static long proc_kernel_value(const char *name)
  * receiving peer, not the sender's: a sender in a child pid namespace (pid 1
  * there) is reported to a receiver of the parent namespace by its pid there;
  * a receiver opened in a new pid and user namespace (no ID mapped) sees the
- * sender of the parent namespaces as pid 0 and the overflow UID and GID.
+ * sender of the parent namespaces as pid 0 and the overflow UID and GID. A
+ * multicast to receivers of both views shows each copy in its own view,
+ * whatever the order of the destinations.
  */
 TEST_F(bus, recv_creds_in_the_receivers_namespaces)
 {
@@ -1277,9 +1279,10 @@ TEST_F(bus, recv_creds_in_the_receivers_namespaces)
 	long overflowgid = proc_kernel_value("overflowgid");
 	struct bus1_cmd_recv r;
 	int c2p[2], p2c[2];
+	__u64 id, to_c, dst[3];
 	__u32 seen[4];
 	pid_t pid, inner;
-	__u64 id;
+	int c;
 
 	if (geteuid() != 0)
 		SKIP(return, "needs root for a new pid namespace");
@@ -1348,7 +1351,14 @@ TEST_F(bus, recv_creds_in_the_receivers_namespaces)
 		_exit(wait_child(inner));
 	}
 	ASSERT_EQ((ssize_t)sizeof(id), read(c2p[0], &id, sizeof(id)));
-	ASSERT_EQ(0, bus1_send_str(self->a, id, "ns"));
+	/* One multicast: the parent's view, the new namespaces', the parent's again. */
+	c = bus1_peer_new();
+	ASSERT_LE(0, c);
+	ASSERT_EQ(0, bus1_xfer(c, N1, self->a, &to_c));
+	dst[0] = self->to_b;
+	dst[1] = id;
+	dst[2] = to_c;
+	ASSERT_EQ(0, bus1_send(self->a, 0, dst, 3, NULL, "ns", 2, NULL, 0, NULL, 0));
 	ASSERT_EQ(1, write(p2c[1], "g", 1));
 	ASSERT_EQ((ssize_t)sizeof(seen), read(c2p[0], seen, sizeof(seen)));
 	ASSERT_EQ(0, wait_child(pid));
@@ -1356,6 +1366,13 @@ TEST_F(bus, recv_creds_in_the_receivers_namespaces)
 	EXPECT_EQ((__u32)overflowgid, seen[1]);
 	EXPECT_EQ(0u, seen[2]);
 	EXPECT_EQ(0u, seen[3]);
+	ASSERT_EQ(0, bus1_recv_poisoned(self->b, 0, ANY_OFFSET, &r));
+	assert_data(_metadata, &r, 0, N1, 2, 0, 0);
+	assert_creds(_metadata, &r, getuid(), getgid(), getpid(), gettid());
+	ASSERT_EQ(0, bus1_recv_poisoned(c, 0, ANY_OFFSET, &r));
+	assert_data(_metadata, &r, 0, N1, 2, 0, 0);
+	assert_creds(_metadata, &r, getuid(), getgid(), getpid(), gettid());
+	close(c);
 	close(c2p[0]);
 	close(c2p[1]);
 	close(p2c[0]);
