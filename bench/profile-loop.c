@@ -17,6 +17,11 @@
  *   bus1_mcast  MCAST_DESTS (8) + 1 peers: one SEND of SIZE bytes from a
  *            to a node of each of the MCAST_DESTS others, then at each of
  *            them RECV, read the payload from its pool, SLICE_RELEASE
+ *   bus1_recv1  as bus1, but b takes each message with one TRANSACT that
+ *            releases the slice of its previous message and receives (the
+ *            one-call receive); read the payload
+ *   bus1_mcast_recv1  as bus1_mcast, each receiver with the one-call
+ *            receive of bus1_recv1
  *   unix     AF_UNIX SOCK_SEQPACKET pair: send SIZE bytes, recv them
  *            (MSG_DONTWAIT) and read them
  *
@@ -51,7 +56,7 @@
  * "PROFILE-CASE <case> <size> <n> <mark> <destinations> <processes>", where
  * <mark> is the number of the marker that ends the measured iterations
  * (markers count from 1 over the whole run), <destinations> the number of
- * receivers of each message (1 but for bus1_mcast) and <processes> 2 for a
+ * receivers of each message (1 but for the bus1_mcast cases) and <processes> 2 for a
  * round trip, 1 otherwise; and at the end "PROFILE-DONE <markers>". Every
  * message's type and length is checked; any failure prints
  * "PROFILE-ERROR ..." and exits 1.
@@ -256,17 +261,46 @@ static void case_bus1_tx(size_t size, long warmup, long n)
 	bus1_peer_free(a, pool, pool_len);
 }
 
-static void case_bus1_mcast(size_t size, long warmup, long n)
+/*
+ * Takes the next message of receiver @fd into @r with one TRANSACT that
+ * releases the slice of the receiver's previous message (*@prev, if
+ * *@have_prev) and receives.
+ */
+static void recv_one_call(int fd, __u64 *prev, bool *have_prev, struct bus1_cmd_recv *r)
+{
+	struct bus1_cmd_transact t;
+
+	memset(&t, 0, sizeof(t));
+	t.flags = BUS1_TRANSACT_FLAG_RECV;
+	if (*have_prev) {
+		t.flags |= BUS1_TRANSACT_FLAG_RELEASE;
+		t.release_offset = *prev;
+	}
+	t.recv.max_offset = (__u64)-1;
+	if (ioctl(fd, BUS1_CMD_TRANSACT, &t) < 0)
+		fail("TRANSACT (stages done %#llx): %s", (unsigned long long)t.done, strerror(errno));
+	*r = t.recv;
+	*prev = r->msg.offset;
+	*have_prev = true;
+}
+
+/*
+ * One SEND of @size bytes from a to a node of each of @dests receivers, then
+ * at each receiver its message, read from its pool: with RECV and
+ * SLICE_RELEASE, or if @one_call with recv_one_call().
+ */
+static void send_and_receive(size_t size, long warmup, long n, int dests, bool one_call)
 {
 	int a = bus1_peer_new(), b[MCAST_DESTS], err;
 	const uint8_t *pool[MCAST_DESTS];
 	size_t pool_len[MCAST_DESTS];
-	__u64 h[MCAST_DESTS];
+	__u64 h[MCAST_DESTS], prev[MCAST_DESTS];
+	bool have_prev[MCAST_DESTS] = { false };
 	struct bus1_cmd_recv r;
 
 	if (a < 0)
 		fail("open /dev/bus1: %s", strerror(errno));
-	for (int k = 0; k < MCAST_DESTS; k++) {
+	for (int k = 0; k < dests; k++) {
 		b[k] = bus1_peer_new();
 		if (b[k] < 0)
 			fail("open /dev/bus1: %s", strerror(errno));
@@ -277,9 +311,14 @@ static void case_bus1_mcast(size_t size, long warmup, long n)
 	for (long i = 0; i < warmup + n; i++) {
 		if (i == warmup)
 			mark();
-		if ((err = bus1_send(a, 0, h, MCAST_DESTS, NULL, sendbuf, size, NULL, 0, NULL, 0)))
+		if ((err = bus1_send(a, 0, h, dests, NULL, sendbuf, size, NULL, 0, NULL, 0)))
 			fail("SEND: %s", strerror(-err));
-		for (int k = 0; k < MCAST_DESTS; k++) {
+		for (int k = 0; k < dests; k++) {
+			if (one_call) {
+				recv_one_call(b[k], &prev[k], &have_prev[k], &r);
+				payload_of(pool[k], pool_len[k], &r, size);
+				continue;
+			}
 			if ((err = bus1_recv(b[k], 0, (__u64)-1, &r)))
 				fail("RECV at receiver %d: %s", k, strerror(-err));
 			payload_of(pool[k], pool_len[k], &r, size);
@@ -289,8 +328,23 @@ static void case_bus1_mcast(size_t size, long warmup, long n)
 	}
 	mark();
 	bus1_peer_free(a, NULL, 0);
-	for (int k = 0; k < MCAST_DESTS; k++)
+	for (int k = 0; k < dests; k++)
 		bus1_peer_free(b[k], pool[k], pool_len[k]);
+}
+
+static void case_bus1_mcast(size_t size, long warmup, long n)
+{
+	send_and_receive(size, warmup, n, MCAST_DESTS, false);
+}
+
+static void case_bus1_recv1(size_t size, long warmup, long n)
+{
+	send_and_receive(size, warmup, n, 1, true);
+}
+
+static void case_bus1_mcast_recv1(size_t size, long warmup, long n)
+{
+	send_and_receive(size, warmup, n, MCAST_DESTS, true);
 }
 
 static void case_unix(size_t size, long warmup, long n)
@@ -549,6 +603,8 @@ static const struct {
 	{ "bus1", case_bus1, 1, 1 },
 	{ "bus1_tx", case_bus1_tx, 1, 1 },
 	{ "bus1_mcast", case_bus1_mcast, MCAST_DESTS, 1 },
+	{ "bus1_recv1", case_bus1_recv1, 1, 1 },
+	{ "bus1_mcast_recv1", case_bus1_mcast_recv1, MCAST_DESTS, 1 },
 	{ "unix", case_unix, 1, 1 },
 	{ "bus1_rtt", case_bus1_rtt, 1, 2 },
 	{ "bus1_tx_rtt", case_bus1_tx_rtt, 1, 2 },
@@ -590,7 +646,8 @@ int main(int argc, char **argv)
 			if (!strcmp(cases[k].name, name))
 				break;
 		if (k == sizeof(cases) / sizeof(cases[0]))
-			fail("unknown case '%s' (bus1, bus1_tx, bus1_mcast, unix, bus1_rtt, bus1_tx_rtt, unix_rtt)", name);
+			fail("unknown case '%s' (bus1, bus1_tx, bus1_mcast, bus1_recv1, bus1_mcast_recv1, unix, bus1_rtt, "
+			     "bus1_tx_rtt, unix_rtt)", name);
 		cases[k].run(size, warmup, n);
 		printf("PROFILE-CASE %s %zu %ld %lu %d %d\n", name, size, n, markers, cases[k].dests, cases[k].procs);
 	}

@@ -389,6 +389,10 @@ TITLES = {
     "bus1_tx": "one TRANSACT (release the last slice, send to itself, receive), read the payload",
     "bus1_mcast": "one SEND from a to a node of each of {dests} receivers, then at each RECV, read the payload, "
                   "SLICE_RELEASE",
+    "bus1_recv1": "SEND a->b, then b takes it with one TRANSACT (release the last slice, receive), read the "
+                  "payload (two peers)",
+    "bus1_mcast_recv1": "one SEND from a to a node of each of {dests} receivers, then at each one TRANSACT "
+                        "(release the last slice, receive), read the payload",
     "unix": "AF_UNIX SOCK_SEQPACKET send, recv (MSG_DONTWAIT), read the payload",
     "bus1_rtt": "round trip of two processes, RFC v1: each side SEND, then poll, RECV, read the payload, "
                 "SLICE_RELEASE",
@@ -399,25 +403,30 @@ TITLES = {
 }
 # The round trip every round trip is rated against, at the same size.
 RTT_BASE = "unix_rtt"
+# The unicast each multicast case is rated against (its receivers take their
+# copies the same way), at the same size.
+MCAST_BASE = {"bus1_mcast": "bus1", "bus1_mcast_recv1": "bus1_recv1"}
 
 
 def multicast(results):
     """Per multicast case (more than one destination), what one more destination costs: the
     marginal kernel instructions per destination, (multicast - unicast) / (destinations - 1),
-    against the unicast (the `bus1` case of the same size), in total, in bus1.ko and per
-    function, as bus1-bench's mcast figure rates the time of a destination against a unicast."""
-    uni = {r["size"]: r for r in results if r["case"] == "bus1" and r["dests"] == 1}
+    against the unicast whose receiver takes its message the same way (`MCAST_BASE`: the
+    `bus1` case for `bus1_mcast`) of the same size, in total, in bus1.ko and per function, as
+    bus1-bench's mcast figure rates the time of a destination against a unicast."""
+    uni = {(r["case"], r["size"]): r for r in results if r["dests"] == 1}
     res = []
     for r in results:
         if r["dests"] < 2:
             continue
-        u = uni.get(r["size"])
+        base = MCAST_BASE.get(r["case"], "bus1")
+        u = uni.get((base, r["size"]))
         if u is None:
-            raise ProfileError(f"case {r['case']}:{r['size']}: no unicast (bus1) case of that size to compare with")
+            raise ProfileError(f"case {r['case']}:{r['size']}: no unicast ({base}) case of that size to compare with")
         k = r["dests"] - 1
         funcs = {f: (r["funcs"].get(f, 0) - u["funcs"].get(f, 0)) / k for f in set(r["funcs"]) | set(u["funcs"])}
         marginal = (r["total"] - u["total"]) / k
-        res.append({"case": r["case"], "size": r["size"], "dests": r["dests"], "unicast": u["total"],
+        res.append({"case": r["case"], "size": r["size"], "dests": r["dests"], "base": base, "unicast": u["total"],
                     "total": r["total"], "marginal": marginal, "marginal_bus1": (r["bus1"] - u["bus1"]) / k,
                     "ratio": marginal / u["total"], "funcs": funcs})
     return res
@@ -492,14 +501,16 @@ def render(results, top, names, info=()):
     mc = multicast(results)
     if mc:
         out += ["", "## Multicast: the marginal cost of a destination", "",
-                "One more destination of a SEND, with its RECV, payload read and SLICE_RELEASE: (multicast - "
-                "unicast) / (destinations - 1), the unicast being the `bus1` case of the same size, and that "
-                "against the unicast (the ratio `make bench` rates in time, target at most 0.5x).", "",
-                "| case | size (B) | destinations | unicast | multicast | per destination | in bus1.ko "
-                "| ratio to unicast |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "One more destination of a SEND, with its receive and payload read: (multicast - unicast) / "
+                "(destinations - 1), the unicast being the case of the same size whose receiver takes its "
+                "message the same way (`bus1`: RECV and SLICE_RELEASE; `bus1_recv1`: one TRANSACT that "
+                "releases the last slice and receives), and that against the unicast (the ratio `make bench` "
+                "rates in time, target at most 0.5x).", "",
+                "| case | size (B) | destinations | unicast | unicast insns | multicast | per destination "
+                "| in bus1.ko | ratio to unicast |",
+                "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         for m in mc:
-            out.append(f"| {m['case']} | {m['size']} | {m['dests']} | {m['unicast']:.0f} | {m['total']:.0f} "
+            out.append(f"| {m['case']} | {m['size']} | {m['dests']} | {m['base']} | {m['unicast']:.0f} | {m['total']:.0f} "
                        f"| {m['marginal']:.0f} | {m['marginal_bus1']:.0f} | {m['ratio']:.2f}x |")
         for m in mc:
             out += ["", f"### {m['case']}, {m['size']} B: per destination, the top {top} functions", "",

@@ -206,6 +206,22 @@ class Multicast(unittest.TestCase):
         self.assertEqual(0, m["funcs"][(IOCTL, True)])
         self.assertEqual(24, sum(m["funcs"].values()))
 
+    def test_against_the_unicast_received_the_same_way(self):
+        """A multicast whose receivers take their copies with one TRANSACT is rated against the
+        unicast received that way (bus1_recv1), never against bus1, though both are there."""
+        r = pr.analyse(*setup(GUEST_MC, INSNS_MC))
+        recv1 = dict(r[0], case="bus1_recv1", total=50, bus1=35)
+        mc1 = dict(r[2], case="bus1_mcast_recv1", total=190, bus1=140)
+        [m, m1] = pr.multicast(r + [recv1, mc1])
+        self.assertEqual(("bus1_mcast", "bus1", 62), (m["case"], m["base"], m["unicast"]))
+        self.assertEqual(("bus1_mcast_recv1", "bus1_recv1", 50), (m1["case"], m1["base"], m1["unicast"]))
+        self.assertEqual(20, m1["marginal"])
+        self.assertEqual(15, m1["marginal_bus1"])
+        self.assertAlmostEqual(0.4, m1["ratio"])
+        # Without its own unicast it is not rated at all.
+        with self.assertRaisesRegex(pr.ProfileError, "bus1_mcast_recv1:0: no unicast \\(bus1_recv1\\)"):
+            pr.multicast(r + [mc1])
+
     def test_only_against_a_unicast_of_the_same_size(self):
         r = pr.analyse(*setup(GUEST_MC, INSNS_MC))
         self.assertEqual([], pr.multicast(r[:2]))
@@ -350,7 +366,7 @@ class Report(unittest.TestCase):
     def test_multicast_to_markdown(self):
         md = self.report(GUEST_MC, INSNS_MC)
         self.assertIn("| bus1_mcast | 0 | 10 | 230 | 182 | 23.00x |", md)
-        self.assertIn("| bus1_mcast | 0 | 8 | 62 | 230 | 24 | 20 | 0.39x |", md)
+        self.assertIn("| bus1_mcast | 0 | 8 | bus1 | 62 | 230 | 24 | 20 | 0.39x |", md)
         # Per destination: send_prepared, then do_syscall_64, the rest (weak_fn) in one row.
         self.assertIn("### bus1_mcast, 0 B: per destination, the top 2 functions", md)
         self.assertIn("| 20.0 | 83.3% | `<peer::Peer>::send_prepared [bus1]` |", md)

@@ -45,7 +45,7 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 
 	cases=()
 	for s in ${sizes//,/ }; do
-		for c in bus1 bus1_tx bus1_mcast unix; do cases+=("$c:$s"); done
+		for c in bus1 bus1_tx bus1_mcast bus1_recv1 bus1_mcast_recv1 unix; do cases+=("$c:$s"); done
 	done
 	# The round trips (two processes) after all of those, which so run as
 	# they do without them.
