@@ -32,6 +32,9 @@ BENCH|mcast_total|bus1_tx|1|ns|800.000|900.000|5|800.000|800.000
 BENCH|mcast_total|bus1_tx|2|ns|1100.000|1200.000|5|1100.000|1100.000
 BENCH|mcast_total|bus1_tx|4|ns|1700.000|1800.000|5|1700.000|1700.000
 BENCH|mcast_send|bus1_tx|1|ns|400.000|500.000|5|400.000|400.000
+BENCH|mem|bus1|further_handle|B|225.000|225.000|1|225.000|225.000
+BENCH|mem|bus1|queued_message|B|249.000|249.000|1|249.000|249.000
+BENCH|mem|bus1|idle_peer|B|2684.000|2684.000|1|2684.000|2684.000
 BENCH|scale|bus1|1pair_pinned|msg/s|1000.000|900.000|3|900.000|1100.000
 BENCH|scale|bus1|2pairs_pinned|msg/s|1800.000|1700.000|3|1700.000|1900.000
 BENCH|scale|bus1|1pair_pinned_xuid|msg/s|1000.000|900.000|3|900.000|1100.000
@@ -100,7 +103,7 @@ class ReportTest(unittest.TestCase):
         self.dir.cleanup()
 
     def test_parse_finds_rows_behind_console_noise(self):
-        self.assertEqual(len(self.rows), 24)
+        self.assertEqual(len(self.rows), 27)
         self.assertEqual(self.rows[("tput", "bus1", "65536")]["median"], 300.0)
         self.assertEqual(self.info["kernel"], "7.2.12")
         self.assertEqual(self.errs[0][:3], ("cpu", "bus1", "0"))
@@ -165,6 +168,11 @@ class ReportTest(unittest.TestCase):
         # The one-call receive is judged on its own paired ratio, not the pooled 0.375x.
         self.assertEqual(t["multicast, one-call receive (TRANSACT): marginal cost per destination <= 0.5x a unicast"][4:],
                          (0.52, (0.51, 0.53), "missed"))
+        # Memory: bytes against bytes, no interval; at or below the limit is met.
+        self.assertEqual(t["memory: a further handle to a node, in all (handle, holder entry, reserved "
+                           "NODE_DESTROY) <= 128 B"][1:], ("mem", 128, False, 225.0, None, "missed"))
+        self.assertEqual(verdict("memory: a queued message (queue entry and message) <= 256 B"), "met")
+        self.assertEqual(verdict("memory: an idle peer <= 4096 B"), "met")
         # Pooled medians where the log has no paired ratio: 300/100 MiB/s.
         self.assertEqual(t["64 KiB: wall-clock throughput >= 1.0x AF_UNIX"][4:], (3.0, None, "met"))
         # Per CPU-second: the paired ratio of its own figure, higher is better.
@@ -175,6 +183,19 @@ class ReportTest(unittest.TestCase):
         # Without per-repetition values (an older log) the pooled medians:
         # cross-UID pairs scale 1.5x, AF_UNIX 1.5x: met, without an interval.
         self.assertEqual(t[SCALE_TARGET][4:], (1.0, None, "met"))
+
+    def test_memory_targets_in_bytes(self):
+        lines = []
+        report.targets_md(report.derived(self.rows), report.parse_ratios(self.log), lines.append)
+        self.assertTrue(any(x.startswith("| memory: an idle peer <= 4096 B | mem | 2684 B | met |") for x in lines),
+                        lines)
+        # Exactly at the limit is met; a run without the figure is not measured.
+        rows = dict(self.rows)
+        rows[("mem", "bus1", "queued_message")] = dict(rows[("mem", "bus1", "queued_message")], median=256.0)
+        del rows[("mem", "bus1", "idle_peer")]
+        t = {x[0]: x for x in report.targets(report.derived(rows), {})}
+        self.assertEqual(t["memory: a queued message (queue entry and message) <= 256 B"][6], "met")
+        self.assertIsNone(t["memory: an idle peer <= 4096 B"][6])
 
     def test_cpu_targets_suspect_when_af_unix_loop_disagrees_with_its_calls(self):
         # 0 B: AF_UNIX's loop 1000 ns against write 500 + read 450 (1.05x): judged.

@@ -9,6 +9,10 @@
 #
 #   scripts/bench.sh [bench args...]      e.g. --reps 3 --scale 0.5 --only rtt,cpu
 #   BENCH_RBINDER=0 scripts/bench.sh      without the Rust Binder boot
+#   BENCH_MEM=0|1 scripts/bench.sh        without (or, with --only, with) the
+#                                         memory targets, which bus1_limits
+#                                         --memory measures first in the
+#                                         release guest (default: full runs)
 #   BENCH_FROM_LOG=file scripts/bench.sh  only redo the report from a saved log
 #                                         (and its -rbinder.log sibling, if any)
 . "$(dirname "$0")/lib.sh"
@@ -33,14 +37,15 @@ fi
 RBINDER_SYSTEMS=bus1,bus1_tx,unix,rbinder
 
 # Boots kernel variant $1 with bus1-bench and its arguments $3..., keeping the
-# guest output in $2 once the benchmark has finished.
+# guest output in $2 once the benchmark has finished. $pre runs in the guest
+# before the benchmark.
 bench_guest() {
 	local variant=$1 dest=$2 limit=${BENCH_TIMEOUT:-2400} tmp
 	shift 2
-	log "booting the $variant guest for the benchmark (limit ${limit}s): bus1-bench $*"
+	log "booting the $variant guest for the benchmark (limit ${limit}s): ${pre:+$pre; }bus1-bench $*"
 	tmp=$dest.tmp
 	timeout -k 10 "$limit" "$BUS1_TOP/scripts/vm.sh" run "$variant" \
-		"echo BENCH-INFO\|guest_cmdline\|\$(cat /proc/cmdline); timeout $((limit - 60)) /tests/demos/bus1-bench $*" \
+		"echo BENCH-INFO\|guest_cmdline\|\$(cat /proc/cmdline); ${pre:+$pre; }timeout $((limit - 60)) /tests/demos/bus1-bench $*" \
 		| tee "$tmp" >&2 || true
 	grep -q 'BENCH-DONE' "$tmp" || die "the benchmark did not finish in the $variant guest (output kept in $tmp)"
 	mv "$tmp" "$dest"
@@ -58,8 +63,19 @@ if [ -z "${BENCH_FROM_LOG:-}" ]; then
 	placed=$demos/bus1-bench
 	cp "$bin" "$placed"
 
+	# The memory targets (bus1_limits --memory: idle peer, queued message,
+	# further handle), in the fresh release guest before the benchmark: a full
+	# run measures them, a run restricted with --only only with BENCH_MEM=1.
+	mem=${BENCH_MEM:-auto}
+	if [ "$mem" = auto ]; then
+		mem=1
+		case " $* " in *" --only "*) mem=0 ;; esac
+	fi
+	pre=
+	[ "$mem" = 1 ] && pre="timeout 600 /tests/selftests/bus1_limits --memory"
 	t0=$(date +%s)
 	bench_guest release "$log_file" "$@"
+	pre=
 	# The Rust Binder boot runs the round trips; a run restricted to other
 	# figures (--only without rtt) skips it, as does BENCH_RBINDER=0.
 	rbinder=${BENCH_RBINDER:-auto}
