@@ -1270,8 +1270,8 @@ static long proc_kernel_value(const char *name)
  * there) is reported to a receiver of the parent namespace by its pid there;
  * a receiver opened in a new pid and user namespace (no ID mapped) sees the
  * sender of the parent namespaces as pid 0 and the overflow UID and GID. A
- * multicast to receivers of both views shows each copy in its own view,
- * whatever the order of the destinations.
+ * multicast to receivers of both views (the parent's, the new namespaces',
+ * the parent's again) shows each copy in its own view.
  */
 TEST_F(bus, recv_creds_in_the_receivers_namespaces)
 {
