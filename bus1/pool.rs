@@ -134,13 +134,18 @@ impl Slab {
 }
 
 /// A slice of more than [`SLAB_MAX`] bytes, which owns whole pages.
+///
+/// # Invariants
+///
+/// `free_node` is `Some` while the slice is in [`SliceAllocator::large`]; it is taken only as
+/// the slice is removed, so that its tree node can be kept as well.
 struct Large {
     /// Bytes reserved: the request rounded up to whole pages.
     pages_len: u64,
     /// Whether `RECV` published it.
     published: bool,
     /// The tree node its pages need in the free map once it is freed.
-    free_node: RBTreeNodeReservation<u64, u64>,
+    free_node: Option<RBTreeNodeReservation<u64, u64>>,
 }
 
 /// The offsets of one pool: which are allocated, which are published.
@@ -155,6 +160,8 @@ struct Large {
 /// - `partial[c]` has room for every slab of class `c` (`n_slabs[c]`), so listing a slab again
 ///   when a slot is freed never allocates; every slab and large slice holds the tree node its
 ///   pages will need in `free`. Freeing a slice never allocates.
+/// - `spare_large` and `spare_free` hold at most one tree node each, kept from freed slices for
+///   the next large slice.
 pub(crate) struct SliceAllocator {
     /// Pool size.
     size: u64,
@@ -176,6 +183,12 @@ pub(crate) struct SliceAllocator {
     bytes: u64,
     /// Bytes of the pages taken out of `free` (by slabs and large slices).
     page_bytes: u64,
+    /// The tree node of the last large slice freed, for the next one: a peer that receives large
+    /// messages one at a time allocates and frees no tree node per message.
+    spare_large: Option<RBTreeNodeReservation<u64, Large>>,
+    /// A free-map tree node that a freed range did not need (it joined a free neighbour), for
+    /// the next large slice.
+    spare_free: Option<RBTreeNodeReservation<u64, u64>>,
 }
 
 impl SliceAllocator {
@@ -198,6 +211,8 @@ impl SliceAllocator {
             n_slices: 0,
             bytes: 0,
             page_bytes: 0,
+            spare_large: None,
+            spare_free: None,
         })
     }
 
@@ -232,6 +247,8 @@ impl SliceAllocator {
                 // Reuse the tree node for the rest of the range.
                 let rest = node.into_reservation().into_node(start + len, flen - len);
                 self.free.insert(rest);
+            } else if self.spare_free.is_none() {
+                self.spare_free = Some(node.into_reservation());
             }
             return Ok(start);
         }
@@ -239,13 +256,16 @@ impl SliceAllocator {
     }
 
     /// Gives back the pages `[start, start + len)`, merging them with free neighbours; `node`
-    /// is the tree node for the range if it has no free neighbour.
+    /// is the tree node for the range if it has no free neighbour. A tree node that the merge
+    /// leaves over is kept as the spare (if there is none yet).
     fn free_pages(&mut self, start: u64, len: u64, node: RBTreeNodeReservation<u64, u64>) {
         self.page_bytes -= len;
         let mut len = len;
-        // The free range right after, if adjacent.
-        if let Some(next) = self.free.remove(&(start + len)) {
-            len += next;
+        // The free range right after, if adjacent: it joins this one, and its node is left over.
+        let mut left_over = None;
+        if let Some(next) = self.free.find_mut(&(start + len)) {
+            len += *next.get();
+            left_over = Some(next.remove_node().into_reservation());
         }
         // The free range right before, if adjacent: the last range starting below `start`.
         let prev = match self.free.cursor_lower_bound(&start) {
@@ -255,17 +275,27 @@ impl SliceAllocator {
                 (s, l)
             }),
         };
-        if let Some((ps, pl)) = prev {
-            if ps + pl == start {
-                if let Some(v) = self.free.get_mut(&ps) {
+        let merged = match prev {
+            Some((ps, pl)) if ps + pl == start => match self.free.get_mut(&ps) {
+                Some(v) => {
                     *v = pl + len;
-                    return;
+                    true
                 }
-            }
+                None => false,
+            },
+            _ => false,
+        };
+        // Only a range with no free neighbour before it needs a tree node; it was reserved when
+        // the pages were taken.
+        let unused = if merged {
+            Some(node)
+        } else {
+            self.free.insert(node.into_node(start, len));
+            None
+        };
+        if self.spare_free.is_none() {
+            self.spare_free = unused.or(left_over);
         }
-        // Only a range with no free neighbour needs a tree node; it was reserved when the pages
-        // were taken.
-        self.free.insert(node.into_node(start, len));
     }
 
     /// Returns the offset of a new, unpublished slice of at least `size` bytes.
@@ -285,15 +315,35 @@ impl SliceAllocator {
         }
         if size > SLAB_MAX {
             let pages_len = size.checked_add(PAGE - 1).ok_or(EMSGSIZE)? & !(PAGE - 1);
-            let free_node = RBTreeNodeReservation::new(sender_gfp())?;
-            let res = RBTreeNodeReservation::new(sender_gfp())?;
-            let off = self.alloc_pages(pages_len)?;
+            let free_node = match self.spare_free.take() {
+                Some(r) => r,
+                None => RBTreeNodeReservation::new(sender_gfp())?,
+            };
+            let res = match self.spare_large.take() {
+                Some(r) => r,
+                None => match RBTreeNodeReservation::new(sender_gfp()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.spare_free = Some(free_node);
+                        return Err(e);
+                    }
+                },
+            };
+            let off = match self.alloc_pages(pages_len) {
+                Ok(off) => off,
+                Err(e) => {
+                    // No room now: the nodes wait for the next large slice.
+                    self.spare_free = Some(free_node);
+                    self.spare_large = Some(res);
+                    return Err(e);
+                }
+            };
             self.large.insert(res.into_node(
                 off,
                 Large {
                     pages_len,
                     published: false,
-                    free_node,
+                    free_node: Some(free_node),
                 },
             ));
             self.n_slices += 1;
@@ -378,14 +428,25 @@ impl SliceAllocator {
     ) -> Result<Option<Range<u64>>> {
         let page = offset & !(PAGE - 1);
         let Some(slab) = self.slabs.get_mut(&page) else {
-            if !accept(self.large.get(&offset).ok_or(ENXIO)?.published) {
+            let mut entry = self.large.find_mut(&offset).ok_or(ENXIO)?;
+            let l = entry.get_mut();
+            if !accept(l.published) {
                 return Err(ENXIO);
             }
-            let l = self.large.remove(&offset).ok_or(ENXIO)?;
-            self.free_pages(offset, l.pages_len, l.free_node);
+            let pages_len = l.pages_len;
+            let free_node = l.free_node.take();
+            // The slice's own tree node is kept for the next large slice.
+            let node = entry.remove_node().into_reservation();
+            if self.spare_large.is_none() {
+                self.spare_large = Some(node);
+            }
+            // INVARIANTS: Taken only here, as the slice leaves the tree.
+            if let Some(free_node) = free_node {
+                self.free_pages(offset, pages_len, free_node);
+            }
             self.n_slices -= 1;
-            self.bytes -= l.pages_len;
-            return Ok(Some(offset..offset + l.pages_len));
+            self.bytes -= pages_len;
+            return Ok(Some(offset..offset + pages_len));
         };
         let class = slab.class;
         let cs = class_size(class);
@@ -844,6 +905,35 @@ mod tests {
                 assert!(a.free(off).is_some());
             }
         }
+        assert_eq!(a.allocated_bytes(), 0);
+        assert_eq!(a.alloc(size)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_freed_large_slice_leaves_its_nodes_for_the_next() -> Result {
+        let size = 1 << 20;
+        let len = 64 << 10;
+        let mut a = SliceAllocator::new(size)?;
+        let s = a.alloc(len)?;
+        assert!(a.spare_large.is_none() && a.spare_free.is_none());
+        // Its pages join the free rest of the pool, so its free-map node is not needed either.
+        a.publish(s);
+        assert_eq!(a.release_published(s)?, Some(s..s + len));
+        assert!(a.spare_large.is_some() && a.spare_free.is_some());
+        // The next large slice takes both instead of allocating.
+        let t = a.alloc(len)?;
+        assert_eq!(t, s);
+        assert!(a.spare_large.is_none() && a.spare_free.is_none());
+        assert_eq!(a.free(t), Some(t..t + len));
+        // A large slice that finds no room keeps its nodes for the next one.
+        let whole = a.alloc(size)?;
+        // It took both spares, and the free map's last node is left over.
+        assert!(a.spare_large.is_none() && a.spare_free.is_some());
+        assert_eq!(a.alloc(len), Err(EXFULL()));
+        assert!(a.spare_large.is_some() && a.spare_free.is_some());
+        // With no free neighbour, the whole pool's range takes its own node again.
+        assert_eq!(a.free(whole), Some(0..size));
         assert_eq!(a.allocated_bytes(), 0);
         assert_eq!(a.alloc(size)?, 0);
         Ok(())
