@@ -1150,6 +1150,14 @@ impl McastRecv {
             McastRecv::OneCall => "bus1_tx",
         }
     }
+
+    /// The suffix of the figure's ratio keys (`total`, `unicast`, ...).
+    fn ratio_suffix(self) -> &'static str {
+        match self {
+            McastRecv::Rfc => "",
+            McastRecv::OneCall => "_tx",
+        }
+    }
 }
 
 fn fig_mcast(o: &Opts) {
@@ -1257,10 +1265,7 @@ fn fig_mcast(o: &Opts) {
     // the send side against a unicast SEND, send + receive against a unicast
     // SEND and its receive.
     for (k, mode) in MODES.into_iter().enumerate() {
-        let suffix = match mode {
-            McastRecv::Rfc => "",
-            McastRecv::OneCall => "_tx",
-        };
+        let suffix = mode.ratio_suffix();
         for (kind, base, meds) in [("send", "unicast_send", &send_meds[k]), ("total", "unicast", &total_meds[k])] {
             let Some((_, uni)) = meds.iter().find(|m| m.0 == 1) else { continue };
             let q = (0..uni.len())
