@@ -11,7 +11,12 @@
 //! Each peer has two locks:
 //!
 //! 1. `Peer::inner`, a mutex over everything the peer owns ([`peer::PeerInner`]): its queue,
-//!    its handle-ID map, the owner-side state of its live nodes and its limits;
+//!    its handle-ID map, the owner-side state of its live nodes, its limits and its receive
+//!    pool's slice allocator ([`pool::Slices`]). Allocating, publishing and freeing a slice
+//!    therefore happen under it, with the charge, the dequeue or the discharge that goes with
+//!    them: pinning a slab's page (a page-cache lookup that may allocate the page) and giving
+//!    pages that became unused back to the shmem file (which takes that file's inode lock
+//!    inside it) too. Payloads are copied into the pool with no bus1 lock held at all;
 //! 2. `Owner::state`, a spinlock in the peer's [`node::Owner`] (the small object its nodes pin)
 //!    over the route from the peer's nodes to it, held only to read, set or cut the route (an
 //!    `Arc` clone or take: no peer is dropped under it), to mark the peer disconnected and wait
@@ -22,12 +27,9 @@
 //!
 //! A third lock belongs to the peer's receive pool:
 //!
-//! 3. `Pool::alloc`, a mutex over the pool's slice allocator, held only to allocate, publish or
-//!    free a slice, to pin a slab's page (a page-cache lookup that may allocate the page, with
-//!    `Pool::file` taken for a reference to the file) and, when pages become unused, to give
-//!    them back to the shmem file (which takes that file's inode lock inside it). It may be
-//!    taken with a peer's `inner` held; no other bus1 lock is taken under it but `Pool::file`,
-//!    which is innermost. Payloads are copied into the pool with no bus1 lock held at all.
+//! 3. `Pool::file`, a spinlock over the reference to the pool's shmem file, held only to take
+//!    a reference to the file or to take it away at disconnect. It is innermost: nothing is
+//!    taken, allocated or freed under it.
 //!
 //! Two locks belong to per-user accounting ([`user`]):
 //!

@@ -220,11 +220,10 @@ struct QueueCounts {
 impl Peer {
     /// Copies out what fdinfo and debugfs show of the peer.
     pub(crate) fn report(&self) -> Report {
-        let pool = self.pool.usage();
         let mut r = Report {
             id: self.id(),
             disconnected: self.is_shutdown(),
-            pool,
+            pool: (0, 0, self.pool.resident_pages()),
             queue: QueueCounts::default(),
             uid: self.uid,
             senders: 0,
@@ -236,6 +235,7 @@ impl Peer {
         };
         // Counted under the lock (linear in the queue's length, which the peer's limits bound).
         let inner = self.lock();
+        (r.pool.0, r.pool.1) = inner.slices.usage();
         let q = &mut r.queue;
         inner.queue.for_each(|_, e| match e {
             Event::Data(m) => {

@@ -105,11 +105,10 @@ impl SliceLayout {
 /// What dropping a message needs of the peers it involves: its receiver, whose pool holds the
 /// slice and whose limits were charged, and the owners of the nodes it carries.
 pub(crate) trait Receiver: Sized {
-    /// Frees the unpublished slice at `off` in the peer's pool.
-    fn free_slice(&self, off: u64);
-    /// Gives `charged` back to the peer and its user, `shared` of it being the share of the
-    /// sending user `sender_uid`. Takes the peer's lock.
-    fn discharge(&self, sender_uid: u32, shared: &Charge, charged: &Charge);
+    /// Frees the unpublished slice `slice`, if any, in the peer's pool and gives `charged` back
+    /// to the peer and its user, `shared` of it being the share of the sending user
+    /// `sender_uid`. Takes the peer's lock once.
+    fn give_back(&self, slice: Option<u64>, sender_uid: u32, shared: &Charge, charged: &Charge);
     /// Drops `n` in-flight strong references on `node`, queueing a release notification on its
     /// owner if they were the last strong references. Takes the owner's lock; never allocates.
     fn put_inflight(node: &Node<Self>, n: u64);
@@ -174,6 +173,15 @@ impl<P: Receiver> Message<P> {
         self.shared = Charge::default();
     }
 
+    /// Takes the slice out of the copy for its publication (`RECV`) and returns its offset: the
+    /// published slice keeps its charge until `SLICE_RELEASE`, which the copy no longer holds.
+    pub(crate) fn take_slice(&mut self) -> Option<u64> {
+        let off = self.slice.take()?;
+        // INVARIANTS: A published slice is no longer the copy's to free or discharge.
+        self.charged.0[quota::SLICES] = 0;
+        Some(off)
+    }
+
     /// Returns the end of the slice, for `RECV`'s `max_offset` check.
     pub(crate) fn slice_end(&self) -> Result<u64> {
         let off = self.slice.ok_or_else(ENOTRECOVERABLE)?;
@@ -183,12 +191,10 @@ impl<P: Receiver> Message<P> {
 
 impl<P: Receiver> Drop for Message<P> {
     fn drop(&mut self) {
-        if let Some(off) = self.slice.take() {
-            self.receiver.free_slice(off);
-        }
-        if !self.charged.is_zero() || !self.shared.is_zero() {
+        let slice = self.slice.take();
+        if slice.is_some() || !self.charged.is_zero() || !self.shared.is_zero() {
             self.receiver
-                .discharge(self.sender_uid, &self.shared, &self.charged);
+                .give_back(slice, self.sender_uid, &self.shared, &self.charged);
         }
         if self.inflight {
             if let Some(cargo) = &self.cargo {

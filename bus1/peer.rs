@@ -55,7 +55,9 @@ use crate::{
     },
     pool::{
         sender_gfp,
-        Pool, //
+        Pool,
+        PoolSize,
+        Slices, //
     },
     queue::{
         Queue,
@@ -231,6 +233,8 @@ pub(crate) struct PeerInner {
     /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and every peer pays for
     /// the room it takes here.
     pub(crate) seed: Option<KBox<Message>>,
+    /// Which parts of the receive pool are in use (see [`Pool`]).
+    pub(crate) slices: Slices,
     /// Last node serial handed out.
     last_node: u64,
     /// Last [`OpToken`] handed out.
@@ -573,12 +577,12 @@ impl Drop for PendingHandle {
 }
 
 impl Receiver for Peer {
-    fn free_slice(&self, off: u64) {
-        self.pool.free(off);
-    }
-
-    fn discharge(&self, sender_uid: u32, shared: &Charge, charged: &Charge) {
-        self.lock().limits.release(sender_uid, shared, charged);
+    fn give_back(&self, slice: Option<u64>, sender_uid: u32, shared: &Charge, charged: &Charge) {
+        let mut inner = self.lock();
+        if let Some(off) = slice {
+            self.pool.free(&mut inner.slices, off);
+        }
+        inner.limits.release(sender_uid, shared, charged);
     }
 
     fn put_inflight(node: &Node, n: u64) {
@@ -783,6 +787,8 @@ impl Peer {
         let max_ids = Atomic::new(limits.max_handles());
         let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
         let owner = Owner::new(id, uid)?;
+        let pool_size = PoolSize::current();
+        let slices = Slices::new(pool_size)?;
         Arc::pin_init(
             try_pin_init!(Peer {
                 owner,
@@ -797,6 +803,7 @@ impl Peer {
                         last_op: 0,
                         creating: 0,
                         seed: None,
+                        slices,
                     },
                     "Peer::inner"
                 ),
@@ -806,7 +813,7 @@ impl Peer {
                 waitq,
                 maybe_readable: Atomic::new(false),
                 spare <- Spare::new(),
-                pool <- Pool::new(),
+                pool <- Pool::new(pool_size),
                 viewer,
             }),
             GFP_KERNEL_ACCOUNT,
@@ -995,9 +1002,9 @@ impl Peer {
         drop((leftover, seed, spare));
         // The pool goes now, before the file is closed: a disconnected peer that is still open
         // needs none.
-        let freed = self.pool.close();
         {
             let mut inner = self.lock();
+            let freed = self.pool.close(&mut inner.slices);
             inner.limits.discharge_slices(freed);
             inner.limits.close();
         }
@@ -1061,8 +1068,9 @@ impl Peer {
         drop(handles);
         let flushed = self.lock().queue.flush_detach(c, self.id());
         drop(flushed);
-        let freed = self.pool.flush();
-        self.lock().limits.discharge_slices(freed);
+        let mut inner = self.lock();
+        let freed = self.pool.flush(&mut inner.slices);
+        inner.limits.discharge_slices(freed);
     }
 
     /// Completes the destruction of `nodes`, node states already removed from this peer (with

@@ -10,7 +10,8 @@
 //! freed large slice or an emptied slab gives back exactly its own pages, and no page holding a
 //! live slice is ever discarded.
 //!
-//! [`Pool`] pairs the allocator with the [`ShmemFile`] the slices live in.
+//! [`Pool`] is the [`ShmemFile`] the slices live in; its allocator, [`Slices`], is kept under
+//! the peer's lock.
 
 #![deny(unsafe_code)]
 
@@ -34,7 +35,7 @@ use core::ops::Range;
 use kernel::{
     alloc::Flags,
     mm::virt::VmaNew,
-    new_mutex, new_spinlock,
+    new_spinlock,
     prelude::*,
     rbtree::{
         RBTree,
@@ -43,7 +44,6 @@ use kernel::{
     sync::{
         aref::ARef,
         Arc,
-        Mutex,
         SpinLock, //
     },
     uaccess::UserPtr,
@@ -581,28 +581,86 @@ impl SliceAllocator {
     }
 }
 
-/// A peer's receive pool: the slice allocator and the shmem file behind it.
+/// The slice allocator of a peer's pool, kept in the peer's lock-protected state
+/// (`Peer::inner`) rather than under a lock of its own: a message's charge and its slice are
+/// taken, its dequeue and its publication made, and a slice's release and its discharge given,
+/// each in one critical section of the lock they need anyway.
 ///
-/// The allocator's mutex is held only to pick, publish or free a slice (and to give freed pages
-/// back, so a page cannot be handed out again while it is being discarded); payloads are copied
-/// into the file without it, so concurrent senders into one receiver copy in parallel.
+/// `None` once the pool is closed. Boxed, so that a closed pool does not keep the allocator's
+/// room inside its peer.
+pub(crate) struct Slices(Option<KBox<SliceAllocator>>);
+
+impl Slices {
+    /// The allocator of a pool of `size` bytes (see [`PoolSize`]).
+    pub(crate) fn new(size: PoolSize) -> Result<Self> {
+        Ok(Slices(Some(KBox::new(
+            SliceAllocator::new(size.bytes)?,
+            GFP_KERNEL_ACCOUNT,
+        )?)))
+    }
+
+    /// Marks the slice at `offset` published (`RECV`): from now on only `SLICE_RELEASE` or a
+    /// flush frees it.
+    pub(crate) fn publish(&mut self, offset: u64) {
+        if let Some(a) = self.0.as_deref_mut() {
+            a.publish(offset);
+        }
+    }
+
+    /// Returns the number of slices and their bytes, for fdinfo.
+    pub(crate) fn usage(&self) -> (usize, u64) {
+        match self.0.as_deref() {
+            Some(a) => (a.n_slices(), a.allocated_bytes()),
+            None => (0, 0),
+        }
+    }
+}
+
+/// The size of a peer's pool and of its cache of free resident pages, from the module
+/// parameters when the peer is opened.
+#[derive(Clone, Copy)]
+pub(crate) struct PoolSize {
+    /// The pool's size in bytes.
+    bytes: u64,
+    /// How many bytes of free pages may stay resident (the `pool_cache_kib` parameter).
+    cache: u64,
+}
+
+impl PoolSize {
+    /// Reads the `pool_size_mib` and `pool_cache_kib` module parameters.
+    pub(crate) fn current() -> Self {
+        let mib = u64::from(*crate::module_parameters::pool_size_mib.value());
+        // Out-of-range parameters fall back to the default rather than failing every open.
+        let mib = if (1..=4095).contains(&mib) { mib } else { 512 };
+        PoolSize {
+            bytes: mib << 20,
+            cache: u64::from(*crate::module_parameters::pool_cache_kib.value()) << 10,
+        }
+    }
+}
+
+/// A peer's receive pool: the shmem file its slices live in, the memory cgroup that pays for
+/// what the peer keeps, and, through the [`Slices`] its peer keeps under its lock, which parts
+/// of the file are in use.
+///
+/// The operations that pick, publish or free a slice take the peer's [`Slices`], so they run
+/// under the peer's lock (as does giving freed pages back, so a page cannot be handed out
+/// again while it is being discarded); payloads are copied into the file without it, so
+/// concurrent senders into one receiver copy in parallel. Every `slices` argument is the
+/// allocator of this pool's peer.
 ///
 /// [`Pool::close`], at disconnect, gives everything back: every page of the file, the file
 /// itself and the allocator. A disconnected peer can outlive its file by far, pinned by handles
 /// other peers hold to its nodes, and then costs only its own small object (which keeps its
 /// reference to the memory cgroup until it is freed at close).
 ///
-/// Lock order: `Peer::inner` may be held when taking `Pool::alloc`, never the other way round;
-/// `Pool::file` is innermost and only held to take a reference to the file or to take it away.
+/// Lock order: `Pool::file` is innermost and only held to take a reference to the file or to
+/// take it away.
 #[pin_data]
 pub(crate) struct Pool {
     /// The memory; `None` once the pool is closed.
     #[pin]
     file: SpinLock<Option<Arc<ShmemFile>>>,
-    /// Which parts of it are in use; `None` once the pool is closed. Boxed, so that a closed
-    /// pool does not keep the allocator's room inside its peer.
-    #[pin]
-    alloc: Mutex<Option<KBox<SliceAllocator>>>,
     /// The pool's size in bytes.
     size: u64,
     /// How many bytes of free pages may stay resident (the `pool_cache_kib` parameter).
@@ -614,13 +672,9 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Creates a pool of the size set by the `pool_size_mib` module parameter.
-    pub(crate) fn new() -> impl PinInit<Self, Error> {
-        let mib = u64::from(*crate::module_parameters::pool_size_mib.value());
-        // Out-of-range parameters fall back to the default rather than failing every open.
-        let mib = if (1..=4095).contains(&mib) { mib } else { 512 };
-        let size = mib << 20;
-        let cache = u64::from(*crate::module_parameters::pool_cache_kib.value()) << 10;
+    /// Creates a pool of `pool_size` bytes.
+    pub(crate) fn new(pool_size: PoolSize) -> impl PinInit<Self, Error> {
+        let PoolSize { bytes: size, cache } = pool_size;
         let memcg = MemCgroup::current();
         try_pin_init!(Pool {
             // shmem reports a failed inode allocation as `ENOSPC`; for a peer it is memory.
@@ -631,10 +685,6 @@ impl Pool {
                     GFP_KERNEL_ACCOUNT,
                 )?),
                 "Pool::file"
-            ),
-            alloc <- new_mutex!(
-                Some(KBox::new(SliceAllocator::new(size)?, GFP_KERNEL_ACCOUNT)?),
-                "Pool::alloc"
             ),
             size,
             cache,
@@ -660,9 +710,13 @@ impl Pool {
     /// slab goes away; pinning allocates the page if it is a hole (slices that are never written,
     /// empty messages, leave it one). If that fails the slice is still allocated, and filling it
     /// looks the page up (and fails) as for a large slice.
-    pub(crate) fn alloc(&self, size: u64, fill: bool) -> Result<(u64, Option<Arc<PinnedPage>>)> {
-        let mut guard = self.alloc.lock();
-        let a = guard.as_deref_mut().ok_or_else(ESHUTDOWN)?;
+    pub(crate) fn alloc(
+        &self,
+        slices: &mut Slices,
+        size: u64,
+        fill: bool,
+    ) -> Result<(u64, Option<Arc<PinnedPage>>)> {
+        let a = slices.0.as_deref_mut().ok_or_else(ESHUTDOWN)?;
         let (off, pin) = a.alloc_in(size)?;
         let Some(pin) = pin.filter(|_| fill) else {
             return Ok((off, None));
@@ -697,9 +751,8 @@ impl Pool {
     }
 
     /// Frees the unpublished slice at `offset`, giving back pages no slice uses any more.
-    pub(crate) fn free(&self, offset: u64) {
-        let mut guard = self.alloc.lock();
-        let Some(a) = guard.as_deref_mut() else {
+    pub(crate) fn free(&self, slices: &mut Slices, offset: u64) {
+        let Some(a) = slices.0.as_deref_mut() else {
             return;
         };
         if let Some(r) = a.free(offset) {
@@ -752,17 +805,9 @@ impl Pool {
         self.file()?.write(offset, data)
     }
 
-    /// Publishes the slice at `offset` to user space; it is never written again.
-    pub(crate) fn publish(&self, offset: u64) {
-        if let Some(a) = self.alloc.lock().as_deref_mut() {
-            a.publish(offset);
-        }
-    }
-
     /// `SLICE_RELEASE`: frees the published slice at exactly `offset` (`ENXIO` otherwise).
-    pub(crate) fn release(&self, offset: u64) -> Result {
-        let mut guard = self.alloc.lock();
-        let a = guard.as_deref_mut().ok_or(ENXIO)?;
+    pub(crate) fn release(&self, slices: &mut Slices, offset: u64) -> Result {
+        let a = slices.0.as_deref_mut().ok_or(ENXIO)?;
         if let Some(r) = a.release_published(offset)? {
             self.give_back(a, r);
         }
@@ -770,9 +815,8 @@ impl Pool {
     }
 
     /// Frees every published slice (reset and teardown); returns how many were freed.
-    pub(crate) fn flush(&self) -> u64 {
-        let mut guard = self.alloc.lock();
-        let Some(a) = guard.as_deref_mut() else {
+    pub(crate) fn flush(&self, slices: &mut Slices) -> u64 {
+        let Some(a) = slices.0.as_deref_mut() else {
             return 0;
         };
         let file = self.file().ok();
@@ -789,9 +833,9 @@ impl Pool {
     /// (the resident cache included), and drops the file and the allocator. Returns how many
     /// published slices were freed. Allocates nothing; later calls find nothing to do, and
     /// every other operation on a closed pool fails or does nothing.
-    pub(crate) fn close(&self) -> u64 {
-        let freed = self.flush();
-        let alloc = self.alloc.lock().take();
+    pub(crate) fn close(&self, slices: &mut Slices) -> u64 {
+        let freed = self.flush(slices);
+        let alloc = slices.0.take();
         let file = self.file.lock().take();
         // The slabs' pinned pages go first, so the discard frees them.
         drop(alloc);
@@ -809,14 +853,9 @@ impl Pool {
         self.file()?.mmap(vma)
     }
 
-    /// Returns the number of slices, their bytes and the resident pages, for fdinfo.
-    pub(crate) fn usage(&self) -> (usize, u64, u64) {
-        let (slices, bytes) = match self.alloc.lock().as_deref() {
-            Some(a) => (a.n_slices(), a.allocated_bytes()),
-            None => (0, 0),
-        };
-        let pages = self.file().map_or(0, |f| f.resident_pages());
-        (slices, bytes, pages)
+    /// Returns the number of resident pages, for fdinfo.
+    pub(crate) fn resident_pages(&self) -> u64 {
+        self.file().map_or(0, |f| f.resident_pages())
     }
 }
 

@@ -176,8 +176,9 @@ impl Peer {
 
     /// `SLICE_RELEASE` of `offset` (also the release stage of `TRANSACT`).
     pub(crate) fn slice_release(&self, offset: u64) -> Result<isize> {
-        self.pool().release(offset)?;
-        self.lock().limits.discharge_slices(1);
+        let mut inner = self.lock();
+        self.pool().release(&mut inner.slices, offset)?;
+        inner.limits.discharge_slices(1);
         Ok(0)
     }
 
@@ -271,15 +272,25 @@ impl Peer {
             if a.peek {
                 return Ok(self.describe(msg, cont, dest));
             }
+            if msg.cargo.is_none() {
+                // Nothing to install: the copy is settled and its slice published as it is
+                // dequeued, under this lock, which spares taking it again.
+                let Some((_, Event::Data(mut msg), slot)) = inner.queue.pop_front_reuse() else {
+                    return Err(ENOTRECOVERABLE());
+                };
+                msg.settle_dequeued(&mut inner.limits);
+                let out = self.describe(&msg, cont, dest);
+                let off = msg.take_slice().ok_or_else(ENOTRECOVERABLE)?;
+                inner.slices.publish(off);
+                self.note_unreadable(inner);
+                drop(guard);
+                self.keep_memory(msg, Some(slot));
+                return Ok(out);
+            }
             let res = InstallReservation::new(msg, a.install_fds)?;
-            let Some((key, Event::Data(mut msg), slot)) = inner.queue.pop_front_reuse() else {
+            let Some((key, Event::Data(msg), slot)) = inner.queue.pop_front_reuse() else {
                 return Err(ENOTRECOVERABLE());
             };
-            if msg.cargo.is_none() {
-                // Nothing is left to decide at install: settling now, under this lock, spares
-                // the destructor taking it again.
-                msg.settle_dequeued(&mut inner.limits);
-            }
             self.note_unreadable(inner);
             drop(guard);
             return self.install(msg, Some(slot), (key.ts(), key.tag()), cont, dest, res);
@@ -375,20 +386,25 @@ impl Peer {
         // the rest: the in-flight bytes and fds, and the sender's share.
         let h = &mut msg.charged.0[quota::HANDLES];
         *h = h.saturating_sub(delivered);
-        self.pool().publish(off);
-        msg.slice = None;
-        msg.charged.0[quota::SLICES] = 0;
+        if let Some(off) = msg.take_slice() {
+            self.lock().slices.publish(off);
+        }
         if let Some(cargo) = &cargo {
             for (r, file) in res.fds.take_all().zip(cargo.files.iter()) {
                 r.fd_install(file.clone());
             }
         }
-        // Dropped here, with no lock held, as everywhere; only the memory is kept.
+        self.keep_memory(msg, slot);
+        Ok(out)
+    }
+
+    /// Drops the received copy `msg`, with no lock held, as everywhere, and keeps its memory
+    /// and that of its queue entry `slot` for the next message to this peer.
+    fn keep_memory(&self, msg: KBox<Message>, slot: Option<QueueSlot<Event>>) {
         let room = KBox::drop_contents(msg);
         if let Some(slot) = slot {
             self.spare().give(slot, room);
         }
-        Ok(out)
     }
 
     /// Gives this peer a user reference to `node`, carried by a message committed at

@@ -483,7 +483,7 @@ fn prepare_copy(
 ) -> Result<(KBox<Message>, u64, Option<Arc<PinnedPage>>)> {
     let c = Charge([1, layout.n_handles, size, layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
-    // attempt, so a unicast takes the receiver's lock once here.
+    // attempt and the slice's allocation, so a unicast takes the receiver's lock once here.
     let mut inner = peer.lock();
     let clock = inner.queue.clock();
     if let Some(n) = &node {
@@ -499,27 +499,39 @@ fn prepare_copy(
         // A user's messages to itself are bounded by its own limits only: the quota protects a
         // receiver from other users.
         inner.limits.charge(&c)?;
-        drop(inner);
         Charge::default()
     } else {
         // A message from a sender that holds no share here needs share entries; they are
         // allocated unlocked, only once the charge is known to be allowed.
-        let charged = inner.limits.charge_quota(sender_uid, &c, None)?;
-        drop(inner);
-        if !charged {
+        if !inner.limits.charge_quota(sender_uid, &c, None)? {
+            drop(inner);
             let res = ShareReservations::new(sender_gfp())?;
-            if !peer.lock().limits.charge_quota(sender_uid, &c, Some(res))? {
+            inner = peer.lock();
+            if !inner.limits.charge_quota(sender_uid, &c, Some(res))? {
                 return Err(ENOTRECOVERABLE());
             }
         }
         c
     };
-    // From here on, dropping `msg` gives back what was charged. Built in place, field by field
-    // (no message-sized copy from the stack), as the message is moved by pointer from here on.
-    let Ok(mut msg) = room.write_init(init!(Message {
+    // Only a slice that is written (a payload or a security context) needs its page.
+    let fill = layout.n_bytes > 0 || layout.n_secctx.is_some_and(|n| n > 0);
+    // Under the lock of the charge: a slice that does not fit gives the charge back before
+    // anyone could see it.
+    let (off, page) = match peer.pool().alloc(&mut inner.slices, size, fill) {
+        Ok(slice) => slice,
+        Err(e) => {
+            inner.limits.release(sender_uid, &shared, &c);
+            return Err(e);
+        }
+    };
+    drop(inner);
+    // From here on, dropping `msg` gives back what was charged and the slice. Built in place,
+    // field by field (no message-sized copy from the stack), as the message is moved by
+    // pointer from here on.
+    let Ok(msg) = room.write_init(init!(Message {
         receiver: peer.clone(),
         node,
-        slice: None,
+        slice: Some(off),
         layout,
         sender,
         cargo: None,
@@ -528,11 +540,6 @@ fn prepare_copy(
         shared,
         inflight: false,
     }));
-    // On failure, `msg` gives the slice's charge back with the rest.
-    // Only a slice that is written (a payload or a security context) needs its page.
-    let fill = layout.n_bytes > 0 || layout.n_secctx.is_some_and(|n| n > 0);
-    let (off, page) = peer.pool().alloc(size, fill)?;
-    msg.slice = Some(off);
     Ok((msg, clock, page))
 }
 
