@@ -778,6 +778,11 @@ impl Transfer<'_> {
 impl Peer {
     /// Creates a new peer with a fresh ID, as seen by the current task.
     pub(crate) fn new() -> Result<Arc<Self>> {
+        Self::with_pool(PoolSize::current())
+    }
+
+    /// [`Self::new`] with a pool of `pool_size` rather than the module parameters'.
+    pub(crate) fn with_pool(pool_size: PoolSize) -> Result<Arc<Self>> {
         let id = PEER_IDS.fetch_add(1, Relaxed) + 1;
         let viewer = Viewer::current()?;
         // The accounting principal: the real UID, or the owner of the user namespace it is
@@ -787,7 +792,6 @@ impl Peer {
         let max_ids = Atomic::new(limits.max_handles());
         let waitq = PollQueue::new(c"Peer::waitq", kernel::static_lock_class!())?;
         let owner = Owner::new(id, uid)?;
-        let pool_size = PoolSize::current();
         let slices = Slices::new(pool_size)?;
         Arc::pin_init(
             try_pin_init!(Peer {

@@ -627,6 +627,11 @@ pub(crate) struct PoolSize {
 }
 
 impl PoolSize {
+    /// A pool of `bytes` (rounded down to whole pages) that keeps no free page resident.
+    pub(crate) fn with_bytes(bytes: u64) -> Self {
+        PoolSize { bytes, cache: 0 }
+    }
+
     /// Reads the `pool_size_mib` and `pool_cache_kib` module parameters.
     pub(crate) fn current() -> Self {
         let mib = u64::from(*crate::module_parameters::pool_size_mib.value());

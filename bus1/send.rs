@@ -657,3 +657,70 @@ fn read_files(ptr: u64, n: usize, ctx: &IoctlContext) -> Result<LazyVec<ARef<Fil
     }
     Ok(out)
 }
+
+#[kunit_tests(bus1_send)]
+mod tests {
+    use super::*;
+    use crate::{
+        ext::errno::EXFULL,
+        pool::PoolSize,
+        quota::N_RES, //
+    };
+
+    /// A UID no real test task uses, for a sender of another user.
+    const OTHER: u32 = 0x7fff_0054;
+
+    /// What `peer` has charged, at the peer and at its user's level, and the share entries at
+    /// both levels.
+    fn accounts(peer: &Peer) -> ([i64; N_RES], [i64; N_RES], (usize, usize)) {
+        let inner = peer.lock();
+        let l = &inner.limits;
+        let u = l.user.user().ledger();
+        (
+            core::array::from_fn(|r| l.ledger.used(r)),
+            core::array::from_fn(|r| u.used(r)),
+            (l.ledger.entries(), u.entries()),
+        )
+    }
+
+    /// Prepares a copy of `size` payload bytes for `peer` from the user `uid`, as `SEND` does for
+    /// one destination (with no node to check).
+    fn copy(peer: &Arc<Peer>, size: u64, uid: u32) -> Result<KBox<Message>> {
+        let layout = SliceLayout {
+            n_bytes: size,
+            n_handles: 0,
+            n_fds: 0,
+            n_secctx: None,
+        };
+        let ids = SenderIds {
+            uid,
+            gid: uid,
+            pid: 0,
+            tid: 0,
+        };
+        let room = KBox::<Message>::new_uninit(GFP_KERNEL)?;
+        let (msg, _, _) = prepare_copy(room, peer, None, (layout, layout.size()), ids, uid)?;
+        Ok(msg)
+    }
+
+    #[test]
+    fn a_slice_that_does_not_fit_gives_the_charge_back() -> Result {
+        let peer = Peer::with_pool(PoolSize::with_bytes(1 << 20))?;
+        let first = copy(&peer, 600 << 10, peer.uid())?;
+        let before = accounts(&peer);
+        // Charged, then refused by the pool: the charge is given back in the same critical
+        // section, for the peer's own user and for another user, whose share entries, made for
+        // this charge, go with it.
+        assert_eq!(copy(&peer, 600 << 10, peer.uid()).err(), Some(EXFULL()));
+        assert!(accounts(&peer) == before);
+        assert_eq!(copy(&peer, 600 << 10, OTHER).err(), Some(EXFULL()));
+        assert!(accounts(&peer) == before);
+        // With the first slice freed, the same copy fits.
+        drop(first);
+        let second = copy(&peer, 600 << 10, OTHER)?;
+        assert_eq!(accounts(&peer).2, (1, 1));
+        drop(second);
+        assert_eq!(accounts(&peer).2, (0, 0));
+        peer.disconnect()
+    }
+}
