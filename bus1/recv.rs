@@ -274,14 +274,16 @@ impl Peer {
             }
             if msg.cargo.is_none() {
                 // Nothing to install: the copy is settled and its slice published as it is
-                // dequeued, under this lock, which spares taking it again.
+                // dequeued, under this lock, which spares taking it again. Nothing fails from
+                // the dequeue on, so the copy is not dropped under the lock.
+                let out = self.describe(msg, cont, dest);
                 let Some((_, Event::Data(mut msg), slot)) = inner.queue.pop_front_reuse() else {
                     return Err(ENOTRECOVERABLE());
                 };
                 msg.settle_dequeued(&mut inner.limits);
-                let out = self.describe(&msg, cont, dest);
-                let off = msg.take_slice().ok_or_else(ENOTRECOVERABLE)?;
-                inner.slices.publish(off);
+                if let Some(off) = msg.take_slice() {
+                    inner.slices.publish(off);
+                }
                 self.note_unreadable(inner);
                 drop(guard);
                 self.keep_memory(msg, Some(slot));
