@@ -6,8 +6,10 @@ function.
 
 Inputs:
 - the plugin's output (scripts/tcg-insns.c): per marker "mark K", then
-  "pc executions insns" per kernel translation block run since the marker
-  before;
+  "pc executions insns locked" per kernel translation block run since the
+  marker before (locked: how many of its instructions are locked, atomic
+  read-modify-writes; absent from the output of older versions of the
+  plugin, which then reports no locked counts);
 - the guest output: "PROFILE-KSYM <kallsyms line>" for the kernel's _text
   and every bus1 symbol, "PROFILE-MODULE <the bus1 line of /proc/modules>",
   "PROFILE-CASE <case> <size> <n> <mark> [<destinations> [<processes>]]"
@@ -67,7 +69,8 @@ def parse_guest(lines):
 
 
 def parse_insns(lines):
-    """The plugin's output: {mark: [(pc, executions, insns), ...]}."""
+    """The plugin's output: {mark: [(pc, executions, insns, locked), ...]}, locked None where
+    the line has no such column."""
     marks, cur = {}, None
     for no, line in enumerate(lines, 1):
         f = line.split()
@@ -75,8 +78,8 @@ def parse_insns(lines):
             continue
         if f[0] == "mark" and len(f) == 2:
             cur = marks.setdefault(int(f[1]), [])
-        elif len(f) == 3 and cur is not None:
-            cur.append((int(f[0], 16), int(f[1]), int(f[2])))
+        elif len(f) in (3, 4) and cur is not None:
+            cur.append((int(f[0], 16), int(f[1]), int(f[2]), int(f[3]) if len(f) == 4 else None))
         else:
             raise ProfileError(f"plugin output line {no}: cannot parse {line.strip()!r}")
     return marks
@@ -139,11 +142,18 @@ class Symbols:
 
 
 def attribute(blocks, syms):
-    """Instructions per (function, in_bus1) of one segment."""
-    c = collections.Counter()
-    for pc, n, insns in blocks:
-        c[syms.lookup(pc)] += n * insns
-    return c
+    """Instructions and locked instructions per (function, in_bus1) of one segment; the
+    second is None if a block has no locked count."""
+    c, locked = collections.Counter(), collections.Counter()
+    known = True
+    for pc, n, insns, lk in blocks:
+        f = syms.lookup(pc)
+        c[f] += n * insns
+        if lk is None:
+            known = False
+        elif lk:
+            locked[f] += n * lk
+    return c, (locked if known else None)
 
 
 BASIC = {"a": "i8", "b": "bool", "c": "char", "d": "f64", "e": "str", "f": "f32", "h": "u8", "i": "isize",
@@ -426,9 +436,12 @@ def multicast(results):
         k = r["dests"] - 1
         funcs = {f: (r["funcs"].get(f, 0) - u["funcs"].get(f, 0)) / k for f in set(r["funcs"]) | set(u["funcs"])}
         marginal = (r["total"] - u["total"]) / k
+        locked = None
+        if r["locked"] is not None and u["locked"] is not None:
+            locked = (r["locked"] - u["locked"]) / k
         res.append({"case": r["case"], "size": r["size"], "dests": r["dests"], "base": base, "unicast": u["total"],
                     "total": r["total"], "marginal": marginal, "marginal_bus1": (r["bus1"] - u["bus1"]) / k,
-                    "ratio": marginal / u["total"], "funcs": funcs})
+                    "ratio": marginal / u["total"], "funcs": funcs, "locked": locked})
     return res
 
 
@@ -445,11 +458,16 @@ def analyse(guest, marks, syms):
     for c in guest["cases"]:
         if c["mark"] - 1 not in marks or c["mark"] not in marks:
             raise ProfileError(f"case {c['case']}:{c['size']}: no marker {c['mark']} or the one before it")
-        per = attribute(marks[c["mark"]], syms)
+        per, locked = attribute(marks[c["mark"]], syms)
         n = c["n"]
         total = sum(per.values())
-        res.append(dict(c, total=total / n, bus1=sum(v for (_, m), v in per.items() if m) / n,
-                        funcs={k: v / n for k, v in per.items()}))
+        r = dict(c, total=total / n, bus1=sum(v for (_, m), v in per.items() if m) / n,
+                 funcs={k: v / n for k, v in per.items()}, locked=None, locked_bus1=None, locked_funcs={})
+        if locked is not None:
+            r.update(locked=sum(locked.values()) / n,
+                     locked_bus1=sum(v for (_, m), v in locked.items() if m) / n,
+                     locked_funcs={k: v / n for k, v in locked.items()})
+        res.append(r)
     return res
 
 
@@ -472,16 +490,22 @@ def render(results, top, names, info=()):
         "release guest with one vCPU under `-icount`, so they do not depend on the host or its load",
         "(repeated runs agree to 0.1 instruction per iteration). Each repetition of a `rep` string",
         "instruction counts as one: a 1 KiB user copy (`rep_movs_alternative`) is about 1030.",
+        "\"Locked\" counts the locked instructions among them, the atomic read-modify-writes of",
+        "reference counts, locks and flags (and the full barriers written as a locked add): what a",
+        "kernel on several CPUs executes with a LOCK prefix, including those the guest's one-CPU",
+        "kernel patched to run unlocked (`scripts/tcg-insns.c`, `is_locked()`).",
         "",
     ]
     out += [f"- {i}" for i in info]
     if info:
         out.append("")
-    out += ["| case | size (B) | iterations | kernel insns / iteration | in bus1.ko | ratio to unix |",
-            "|---|---:|---:|---:|---:|---:|"]
+    out += ["| case | size (B) | iterations | kernel insns / iteration | in bus1.ko | ratio to unix "
+            "| locked / iteration | in bus1.ko |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         ratio = f"{r['total'] / unix[r['size']]:.2f}x" if unix.get(r["size"]) else "-"
-        out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} |")
+        out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} "
+                   f"| {count(r['locked'])} | {count(r['locked_bus1'])} |")
     if rtt:
         out += ["", "## Round trips: two processes", "",
                 "A parent and a child process pass a message back and forth, each reading every byte it "
@@ -493,11 +517,13 @@ def render(results, top, names, info=()):
                 "a little between runs; the part in bus1.ko does not. The ratio is to "
                 f"`{RTT_BASE}` at the same size (the ratio `make bench` rates in time; targets: `bus1_tx_rtt` "
                 "at most 1.0x, `bus1_rtt` at most 1.25x).", "",
-                f"| case | size (B) | round trips | kernel insns / round trip | in bus1.ko | ratio to {RTT_BASE} |",
-                "|---|---:|---:|---:|---:|---:|"]
+                f"| case | size (B) | round trips | kernel insns / round trip | in bus1.ko | ratio to {RTT_BASE} "
+                "| locked / round trip | in bus1.ko |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rtt:
             ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
-            out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} |")
+            out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} "
+                       f"| {count(r['locked'])} | {count(r['locked_bus1'])} |")
     mc = multicast(results)
     if mc:
         out += ["", "## Multicast: the marginal cost of a destination", "",
@@ -507,11 +533,11 @@ def render(results, top, names, info=()):
                 "releases the last slice and receives), and that against the unicast (the ratio `make bench` "
                 "rates in time, target at most 0.5x).", "",
                 "| case | size (B) | destinations | unicast | unicast insns | multicast | per destination "
-                "| in bus1.ko | ratio to unicast |",
-                "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+                "| in bus1.ko | ratio to unicast | locked / destination |",
+                "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
         for m in mc:
             out.append(f"| {m['case']} | {m['size']} | {m['dests']} | {m['base']} | {m['unicast']:.0f} | {m['total']:.0f} "
-                       f"| {m['marginal']:.0f} | {m['marginal_bus1']:.0f} | {m['ratio']:.2f}x |")
+                       f"| {m['marginal']:.0f} | {m['marginal_bus1']:.0f} | {m['ratio']:.2f}x | {count(m['locked'])} |")
         for m in mc:
             out += ["", f"### {m['case']}, {m['size']} B: per destination, the top {top} functions", "",
                     "| insns / destination | share | function |", "|---:|---:|---|"]
@@ -523,7 +549,22 @@ def render(results, top, names, info=()):
                 f"{r['total']:.0f} instructions per {per}; the top {top} functions:", "",
                 f"| insns / {per} | share | function |", "|---:|---:|---|"]
         out += func_rows(r["funcs"], r["total"], top, names)
+        if r["locked"]:
+            # Every function with at least 0.05 per iteration (the rest are interrupts that
+            # happened to fall into the segment).
+            shown = {k: v for k, v in r["locked_funcs"].items() if v >= 0.05}
+            rest = r["locked"] - sum(shown.values())
+            out += ["", f"{r['locked']:.1f} locked instructions per {per}; by function:", "",
+                    f"| locked / {per} | share | function |", "|---:|---:|---|"]
+            out += func_rows(shown, r["locked"], len(shown), names)
+            if rest >= 0.05:
+                out.append(f"| {rest:.1f} | {100 * rest / r['locked']:.1f}% | all other functions |")
     return "\n".join(out) + "\n"
+
+
+def count(v):
+    """A per-iteration count of locked instructions, or "-" if the plugin did not count them."""
+    return "-" if v is None else f"{v:.1f}"
 
 
 def func_rows(funcs, total, top, names):

@@ -102,6 +102,26 @@ mark 8
 {K + 0x3000:x} 20 2
 """
 
+# INSNS with the plugin's count of locked instructions per block. Segment 2 per iteration:
+# do_syscall_64 1 (10 * 1 / 10), send_prepared 3 (10 * 3 / 10), ioctl 1 (5 * 2 / 10): 5 in
+# all, 4 in bus1. Segment 4: do_syscall_64 2.
+INSNS_LOCKED = f"""\
+mark 1
+{K + 0x1000:x} 1000000 7 1
+{M + 0x100:x} 1000000 9 9
+mark 2
+{K + 0x1000:x} 10 7 1
+{K + 0x1008:x} 10 3 0
+{K + 0x2010:x} 20 5 0
+{M + 0x100:x} 10 40 3
+{M + 0x900:x} 5 4 2
+mark 3
+{M + 0x100:x} 777777 9 9
+mark 4
+{K + 0x1000:x} 10 6 2
+{K + 0x3004:x} 10 4 0
+"""
+
 
 def setup(guest=GUEST, insns=INSNS):
     guest = pr.parse_guest(io.StringIO(guest))
@@ -183,6 +203,42 @@ class Segments(unittest.TestCase):
     def test_bad_plugin_output(self):
         with self.assertRaisesRegex(pr.ProfileError, "line 2"):
             pr.parse_insns(io.StringIO("mark 1\nffff 1\n"))
+        with self.assertRaisesRegex(pr.ProfileError, "line 2"):
+            pr.parse_insns(io.StringIO("mark 1\nffff 1 2 3 4\n"))
+
+
+class Locked(unittest.TestCase):
+    def test_locked_per_iteration_and_function(self):
+        r = pr.analyse(*setup(GUEST, INSNS_LOCKED))
+        self.assertEqual((5, 4), (r[0]["locked"], r[0]["locked_bus1"]))
+        self.assertEqual({(SEND, True): 3, (IOCTL, True): 1, ("do_syscall_64", False): 1}, r[0]["locked_funcs"])
+        self.assertEqual((2, 0), (r[1]["locked"], r[1]["locked_bus1"]))
+        # The instructions are counted as without the column.
+        plain = pr.analyse(*setup())
+        self.assertEqual([x["funcs"] for x in plain], [x["funcs"] for x in r])
+
+    def test_unknown_without_the_column(self):
+        r = pr.analyse(*setup())
+        self.assertEqual((None, None, {}), (r[0]["locked"], r[0]["locked_bus1"], r[0]["locked_funcs"]))
+        # One block without its count makes the segment's count unknown, not smaller.
+        mixed = INSNS_LOCKED.replace(f"{M + 0x900:x} 5 4 2", f"{M + 0x900:x} 5 4")
+        r = pr.analyse(*setup(GUEST, mixed))
+        self.assertEqual((None, None), (r[0]["locked"], r[0]["locked_bus1"]))
+        self.assertEqual(2, r[1]["locked"])
+
+    def test_per_destination_of_a_multicast(self):
+        insns = INSNS_LOCKED + f"""\
+mark 5
+{M + 0x100:x} 555555 9 9
+mark 6
+{K + 0x1000:x} 10 31 1
+{M + 0x100:x} 10 180 17
+"""
+        [m] = pr.multicast(pr.analyse(*setup(GUEST_MC, insns)))
+        # (1 + 17 - 5) / 7 per further destination.
+        self.assertEqual(13 / 7, m["locked"])
+        [m] = pr.multicast(pr.analyse(*setup(GUEST_MC, INSNS_MC)))
+        self.assertIsNone(m["locked"])
 
 
 class Multicast(unittest.TestCase):
@@ -328,13 +384,28 @@ class Report(unittest.TestCase):
 
     def test_files_to_markdown(self):
         md = self.report(GUEST, INSNS)
-        self.assertIn("| bus1 | 0 | 10 | 62 | 42 | 6.20x |", md)
-        self.assertIn("| unix | 0 | 10 | 10 | 0 | 1.00x |", md)
+        self.assertIn("| bus1 | 0 | 10 | 62 | 42 | 6.20x | - | - |", md)
+        self.assertIn("| unix | 0 | 10 | 10 | 0 | 1.00x | - | - |", md)
+        self.assertNotIn("locked instructions per", md)
         self.assertIn("| 40.0 | 64.5% | `<peer::Peer>::send_prepared [bus1]` |", md)
         self.assertIn("| 10.0 | 16.1% | `do_syscall_64` |", md)
         self.assertIn("| 12.0 | 19.4% | all other functions |", md)
         self.assertIn("- kernel 7.2.12, 1 vCPU", md)
         self.assertNotIn("Multicast", md)
+
+    def test_locked_to_markdown(self):
+        md = self.report(GUEST, INSNS_LOCKED)
+        self.assertIn("| bus1 | 0 | 10 | 62 | 42 | 6.20x | 5.0 | 4.0 |", md)
+        self.assertIn("| unix | 0 | 10 | 10 | 0 | 1.00x | 2.0 | 0.0 |", md)
+        self.assertIn("5.0 locked instructions per iteration; by function:", md)
+        self.assertIn("| locked / iteration | share | function |", md)
+        self.assertIn("| 3.0 | 60.0% | `<peer::Peer>::send_prepared [bus1]` |", md)
+        self.assertIn("| 2.0 | 100.0% | `do_syscall_64` |", md)
+        # Only the functions that have them.
+        locked = md[md.index("5.0 locked instructions per iteration"):]
+        locked = locked[:locked.index("\n## ")]
+        self.assertNotIn("memcpy_orig", locked)
+        self.assertNotIn("all other functions", locked)
 
     def test_round_trips_to_markdown(self):
         md = self.report(GUEST_RTT, INSNS_RTT)

@@ -115,9 +115,17 @@ rustfmt_check() {
 	fi
 }
 
-# The runner's offline tests, and those of make profile's analysis.
+# The runner's offline tests, and those of make profile's analysis and of its
+# TCG plugin's decoder of locked instructions (scripts/tcg-insns.c).
 runner_tests() {
-	python3 "$BUS1_TOP/scripts/test_results.py" && python3 -B "$BUS1_TOP/bench/test_profile.py" -q
+	local t rc
+	t=$(mktemp -d) || return 1
+	python3 "$BUS1_TOP/scripts/test_results.py" && python3 -B "$BUS1_TOP/bench/test_profile.py" -q &&
+		cc -O2 -Wall -Wextra -Wno-unused-parameter -DTCG_INSNS_TEST -o "$t/tcg-insns-test" \
+			"$BUS1_TOP/scripts/tcg-insns.c" && "$t/tcg-insns-test"
+	rc=$?
+	rm -rf "$t"
+	return $rc
 }
 
 # The phases of make check, in order; a new one is one line here.
@@ -125,7 +133,7 @@ check_phases() {
 	# The runner itself: the manifest matches the sources, and the judge
 	# passes its own tests on crafted logs.
 	phase "manifest" manifest_check
-	phase "runner tests" by_status runner "scripts/test_results.py, bench/test_profile.py" runner_tests
+	phase "runner tests" by_status runner "scripts/test_results.py, bench/test_profile.py, scripts/tcg-insns.c" runner_tests
 	phase "provision" provision
 	for v in ${BUS1_VARIANTS:-debug release}; do
 		phase "$v guest" counted "$v" "the $v run" "$BUS1_TOP/scripts/vm.sh" check "$v"

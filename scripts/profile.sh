@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # `make profile`: the kernel instructions of the small-message hot path, bus1
-# against AF_UNIX, counted exactly: one thread's loop, and round trips of two
+# against AF_UNIX, counted exactly, and of them the locked ones (atomic
+# read-modify-writes): one thread's loop, and round trips of two
 # processes. One release guest (scripts/vm.sh run) with one vCPU under TCG
 # with -icount and the plugin scripts/tcg-insns.c runs bench/profile-loop.c
 # over every case; bench/profile_report.py turns the counts into instructions
@@ -36,6 +37,10 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	api=1; [ $((qmajor * 100 + qminor)) -ge 901 ] && api=3
 	gcc -O2 -Wall -Wextra -Wno-unused-parameter -shared -fPIC -fvisibility=hidden -DTCG_INSNS_API=$api \
 		-o "$so" "$BUS1_TOP/scripts/tcg-insns.c" || die "building the TCG plugin failed"
+	# Its decoder of locked instructions, on known encodings first.
+	gcc -O2 -Wall -Wextra -Wno-unused-parameter -DTCG_INSNS_TEST -o "$dir/tcg-insns-test" \
+		"$BUS1_TOP/scripts/tcg-insns.c" || die "building the TCG plugin's test failed"
+	"$dir/tcg-insns-test" || die "the TCG plugin's decoder of locked instructions failed its test"
 	# vm.sh puts $BUS1_GUEST_DEMOS/* into /tests/demos of this boot only.
 	demos=$(mktemp -d)
 	trap 'rm -rf "$demos"' EXIT

@@ -8,11 +8,13 @@
  *
  * (a no-op; the displacement spells "bus1") in user space. The output file,
  * given as `-plugin tcg-insns.so,out=FILE`, holds per marker the line
- * "mark K" (K = 1, 2, ...) followed by one line "pc executions insns" per
- * kernel translation block (start address pc, length insns) that ran since
- * the previous marker, executions the number of times it ran. The
- * instructions of the segment are then the sum of executions * insns; the
- * block's start address names the function it belongs to.
+ * "mark K" (K = 1, 2, ...) followed by one line "pc executions insns locked"
+ * per kernel translation block (start address pc, length insns, of which
+ * locked are locked instructions, see is_locked()) that ran since the
+ * previous marker, executions the number of times it ran. The instructions
+ * of the segment are then the sum of executions * insns, its locked ones the
+ * sum of executions * locked; the block's start address names the function
+ * it belongs to.
  *
  * Counting is inline (a 64-bit add per block, not atomic), so the plugin
  * insists on one vCPU; scripts/profile.sh also runs the guest with -icount,
@@ -88,6 +90,75 @@ const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = TCG_INSNS_API;
 /* --- end of the API --- */
 
+/*
+ * Whether the x86-64 instruction @b (@len bytes) is locked: an atomic
+ * read-modify-write of memory (or a full barrier, `lock addl $0,(%rsp)`).
+ * That is an instruction with a LOCK prefix; XCHG with a memory operand,
+ * which is locked without one; or one of the instructions LOCK applies to,
+ * with a memory operand, whose LOCK prefix a kernel on one CPU patched into
+ * a DS segment override (alternatives_smp_unlock(), which the guest's single
+ * vCPU triggers): a kernel on several CPUs executes it locked. In 64-bit
+ * code a DS override does nothing else; the one other use of 0x3e, the
+ * NOTRACK of an indirect call or jump (FF /2, /4), is not among them.
+ */
+static bool is_locked(const uint8_t *b, size_t len)
+{
+	bool lock = false, ds = false;
+	size_t i = 0;
+	uint8_t op, modrm;
+	unsigned int reg;
+
+	for (; i < len; i++) {
+		switch (b[i]) {
+		case 0xf0:
+			lock = true;
+			continue;
+		case 0x3e:
+			ds = true;
+			continue;
+		case 0xf2: case 0xf3: case 0x2e: case 0x36: case 0x26:
+		case 0x64: case 0x65: case 0x66: case 0x67:
+			continue;
+		}
+		break;
+	}
+	if (lock)
+		return true;
+	if (i < len && (b[i] & 0xf0) == 0x40)	/* REX */
+		i++;
+	if (i + 1 >= len)
+		return false;
+	op = b[i];
+	if (op == 0x0f) {
+		if (i + 2 >= len)
+			return false;
+		op = b[i + 1];
+		modrm = b[i + 2];
+		reg = (modrm >> 3) & 7;
+		if (!ds || modrm >> 6 == 3)
+			return false;
+		/* BTS, BTR, BTC, CMPXCHG, XADD; BT* imm8; CMPXCHG8B/16B. */
+		return op == 0xab || op == 0xb3 || op == 0xbb || op == 0xb0 || op == 0xb1 ||
+		       op == 0xc0 || op == 0xc1 || (op == 0xba && reg >= 5) || (op == 0xc7 && reg == 1);
+	}
+	modrm = b[i + 1];
+	reg = (modrm >> 3) & 7;
+	if (modrm >> 6 == 3)
+		return false;
+	if (op == 0x86 || op == 0x87)	/* XCHG */
+		return true;
+	if (!ds)
+		return false;
+	/* ADD, OR, ADC, SBB, AND, SUB, XOR to memory (not CMP). */
+	if (op < 0x38 && (op & 7) <= 1)
+		return true;
+	/* Their immediate forms (group 1, not CMP); NOT, NEG; INC, DEC. */
+	return ((op == 0x80 || op == 0x81 || op == 0x83) && reg != 7) ||
+	       ((op == 0xf6 || op == 0xf7) && (reg == 2 || reg == 3)) ||
+	       ((op == 0xfe || op == 0xff) && reg <= 1);
+}
+
+#ifndef TCG_INSNS_TEST
 /* x86-64: the kernel half of the address space. */
 #define KERNEL_START 0xffff800000000000ull
 
@@ -100,6 +171,7 @@ static const uint8_t marker[] = { 0x0f, 0x1f, 0x84, 0x00, 0x62, 0x75, 0x73, 0x31
 struct block {
 	uint64_t pc;
 	uint64_t insns;
+	uint64_t locked;	/* how many of them are locked (is_locked()) */
 	uint64_t last;	/* its counter at the previous marker */
 };
 
@@ -152,12 +224,28 @@ static void on_marker(unsigned int vcpu, void *udata)
 		struct block *b = &table[i];
 
 		if (n[i] != b->last) {
-			fprintf(out, "%llx %llu %llu\n", (unsigned long long)b->pc,
-				(unsigned long long)(n[i] - b->last), (unsigned long long)b->insns);
+			fprintf(out, "%llx %llu %llu %llu\n", (unsigned long long)b->pc,
+				(unsigned long long)(n[i] - b->last), (unsigned long long)b->insns,
+				(unsigned long long)b->locked);
 			b->last = n[i];
 		}
 	}
 	fflush(out);
+}
+
+/* The bytes of @insn (at most @len) in @buf; returns how many. */
+static size_t insn_bytes(struct qemu_plugin_insn *insn, uint8_t *buf, size_t len)
+{
+#if TCG_INSNS_API >= 3
+	return qemu_plugin_insn_data(insn, buf, len);
+#else
+	size_t n = qemu_plugin_insn_size(insn);
+
+	if (n > len)
+		n = len;
+	memcpy(buf, qemu_plugin_insn_data(insn), n);
+	return n;
+#endif
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -166,7 +254,18 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 	size_t n = qemu_plugin_tb_n_insns(tb);
 
 	if (pc >= KERNEL_START) {
-		size_t slot = (size_t)(lookup(pc, n) - table);
+		struct block *b = lookup(pc, n);
+		size_t slot = (size_t)(b - table);
+		uint64_t locked = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			uint8_t bytes[16];
+			size_t len = insn_bytes(qemu_plugin_tb_get_insn(tb, i), bytes, sizeof(bytes));
+
+			locked += is_locked(bytes, len);
+		}
+		/* A block translated again has the same instructions. */
+		b->locked = locked;
 
 #if TCG_INSNS_API >= 3
 		qemu_plugin_u64 entry = { score, slot * sizeof(uint64_t) };
@@ -234,3 +333,50 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	qemu_plugin_register_atexit_cb(id, on_qemu_exit, NULL);
 	return 0;
 }
+#endif /* !TCG_INSNS_TEST */
+
+#ifdef TCG_INSNS_TEST
+/*
+ * scripts/profile.sh builds this file once more with -DTCG_INSNS_TEST and
+ * runs it before the guest: is_locked() on instructions as the compilers
+ * and the kernel's alternatives lay them out.
+ */
+static const struct {
+	const char *what;
+	uint8_t len, locked, b[15];
+} cases[] = {
+	{ "lock cmpxchg %rdx,(%rdi)", 5, 1, { 0xf0, 0x48, 0x0f, 0xb1, 0x17 } },
+	{ "the same, LOCK patched to DS", 5, 1, { 0x3e, 0x48, 0x0f, 0xb1, 0x17 } },
+	{ "cmpxchg %rdx,(%rdi), no prefix", 4, 0, { 0x48, 0x0f, 0xb1, 0x17 } },
+	{ "lock xadd %eax,(%rdi) after an operand-size prefix", 5, 1, { 0x66, 0xf0, 0x0f, 0xc1, 0x07 } },
+	{ "lock addl $0,(%rsp) (smp_mb)", 5, 1, { 0xf0, 0x83, 0x04, 0x24, 0x00 } },
+	{ "ds incl (%rdi) (patched LOCK)", 3, 1, { 0x3e, 0xff, 0x07 } },
+	{ "notrack call *(%rdi)", 3, 0, { 0x3e, 0xff, 0x17 } },
+	{ "xchg %eax,(%rdi)", 2, 1, { 0x87, 0x07 } },
+	{ "xchg %eax,%eax", 2, 0, { 0x87, 0xc0 } },
+	{ "ds add %rax,(%rdi) (patched LOCK)", 4, 1, { 0x3e, 0x48, 0x01, 0x07 } },
+	{ "ds add (%rdi),%rax (to a register)", 4, 0, { 0x3e, 0x48, 0x03, 0x07 } },
+	{ "ds cmpl $0,(%rdi)", 4, 0, { 0x3e, 0x83, 0x3f, 0x00 } },
+	{ "ds btsl $3,(%rdi) (patched LOCK)", 5, 1, { 0x3e, 0x0f, 0xba, 0x2f, 0x03 } },
+	{ "ds btl $3,(%rdi)", 5, 0, { 0x3e, 0x0f, 0xba, 0x27, 0x03 } },
+	{ "ds decl %eax (a register)", 3, 0, { 0x3e, 0xff, 0xc8 } },
+	{ "mov (%rdi),%rax", 3, 0, { 0x48, 0x8b, 0x07 } },
+	{ "the profile marker (nopl)", 8, 0, { 0x0f, 0x1f, 0x84, 0x00, 0x62, 0x75, 0x73, 0x31 } },
+	{ "a lone prefix", 1, 0, { 0x3e } },
+};
+
+int main(void)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (is_locked(cases[i].b, cases[i].len) != cases[i].locked) {
+			fprintf(stderr, "tcg-insns test: %s: %s, expected %s\n", cases[i].what,
+				cases[i].locked ? "not locked" : "locked",
+				cases[i].locked ? "locked" : "not locked");
+			bad = 1;
+		}
+	}
+	return bad;
+}
+#endif
