@@ -11,12 +11,13 @@
 //! Each peer has two locks:
 //!
 //! 1. `Peer::inner`, a mutex over everything the peer owns ([`peer::PeerInner`]): its queue,
-//!    its handle-ID map, the owner-side state of its live nodes, its limits and its receive
-//!    pool's slice allocator ([`pool::Slices`]). Allocating, publishing and freeing a slice
-//!    therefore happen under it, with the charge, the dequeue or the discharge that goes with
-//!    them: pinning a slab's page (a page-cache lookup that may allocate the page) and giving
-//!    pages that became unused back to the shmem file (which takes that file's inode lock
-//!    inside it) too. Payloads are copied into the pool with no bus1 lock held at all;
+//!    its handle-ID map, the owner-side state of its live nodes, its limits, its receive
+//!    pool's slice allocator ([`pool::Slices`]) and the memory it kept of the last message it
+//!    received ([`spare`]). Allocating, publishing and freeing a slice therefore happen under
+//!    it, with the charge, the dequeue or the discharge that goes with them: pinning a slab's
+//!    page (a page-cache lookup that may allocate the page) and giving pages that became
+//!    unused back to the shmem file (which takes that file's inode lock inside it) too.
+//!    Payloads are copied into the pool with no bus1 lock held at all;
 //! 2. `Owner::state`, a spinlock in the peer's [`node::Owner`] (the small object its nodes pin)
 //!    over the route from the peer's nodes to it, held only to read, set or cut the route (an
 //!    `Arc` clone or take: no peer is dropped under it), to mark the peer disconnected and wait
@@ -51,13 +52,6 @@
 //!    innermost: nothing is taken, allocated or freed under it, and the file takes a peer's
 //!    locks (to print it, like fdinfo) only after releasing it. It is never taken on the send,
 //!    receive or release path.
-//!
-//! One more lock belongs to each peer:
-//!
-//! 7. `Spare::pair`, a spinlock over the memory a peer kept of the last message it received
-//!    ([`spare`]), taken by `RECV` to keep it and by a sender to take it (with the receiver's
-//!    memory cgroup made active), with no other bus1 lock held. It is innermost: nothing is
-//!    taken, allocated or freed under it, and it is never taken together with another lock.
 //!
 //! `Peer::nodes_changed` is a condition variable of `inner`: waited on with only that peer's
 //! `inner` held (by an operation of the peer that meets a node another of its operations

@@ -41,6 +41,7 @@ use crate::{
         Charge, //
     },
 };
+use core::mem::MaybeUninit;
 use kernel::{
     fs::file::File,
     prelude::*,
@@ -180,6 +181,19 @@ impl<P: Receiver> Message<P> {
         // INVARIANTS: A published slice is no longer the copy's to free or discharge.
         self.charged.0[quota::SLICES] = 0;
         Some(off)
+    }
+
+    /// Returns the memory of a received copy that holds nothing of its receiver any more (its
+    /// slice published, nothing charged, no in-flight references), whose drop therefore takes
+    /// none of the receiver's locks; `Err` with the copy otherwise, to be dropped with no lock
+    /// held.
+    pub(crate) fn into_room(this: KBox<Self>) -> Result<KBox<MaybeUninit<Self>>, KBox<Self>> {
+        // A copy without cargo holds no in-flight references, whatever its flag says.
+        let inflight = this.inflight && this.cargo.is_some();
+        if this.slice.is_some() || !this.charged.is_zero() || !this.shared.is_zero() || inflight {
+            return Err(this);
+        }
+        Ok(KBox::drop_contents(this))
     }
 
     /// Returns the end of the slice, for `RECV`'s `max_offset` check.

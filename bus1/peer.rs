@@ -235,6 +235,9 @@ pub(crate) struct PeerInner {
     pub(crate) seed: Option<KBox<Message>>,
     /// Which parts of the receive pool are in use (see [`Pool`]).
     pub(crate) slices: Slices,
+    /// The queue entry and message memory of the last message received, for the next message
+    /// to this peer (see [`crate::spare`]).
+    pub(crate) spare: Spare<QueueSlot<Event>, Message>,
     /// Last node serial handed out.
     last_node: u64,
     /// Last [`OpToken`] handed out.
@@ -281,10 +284,6 @@ pub(crate) struct Peer {
     /// looks for sleepers; only a reader that found the queue unreadable, under `inner`, clears
     /// it (see [`Peer::note_unreadable`]). False positives cost one locked check.
     maybe_readable: Atomic<bool>,
-    /// The queue entry and message memory of the last message received, for the next message
-    /// to this peer (see [`crate::spare`]).
-    #[pin]
-    spare: Spare<QueueSlot<Event>, Message>,
     /// The receive pool.
     #[pin]
     pool: Pool,
@@ -808,6 +807,7 @@ impl Peer {
                         creating: 0,
                         seed: None,
                         slices,
+                        spare: Spare::new(),
                     },
                     "Peer::inner"
                 ),
@@ -816,7 +816,6 @@ impl Peer {
                 nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
                 maybe_readable: Atomic::new(false),
-                spare <- Spare::new(),
                 pool <- Pool::new(pool_size),
                 viewer,
             }),
@@ -866,11 +865,6 @@ impl Peer {
     /// Returns the receive pool.
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// Returns the memory kept from the last message received, for the next one.
-    pub(crate) fn spare(&self) -> &Spare<QueueSlot<Event>, Message> {
-        &self.spare
     }
 
     /// Returns how the opener sees other tasks' IDs.
@@ -994,15 +988,16 @@ impl Peer {
         // Nobody can pin the peer any more, so nothing new can arrive in the queue.
         let leftover;
         let seed;
+        let spare;
         {
             let mut inner = self.lock();
             // Values that cannot be collected are dropped under the lock, which is fine too;
             // collecting just keeps the lock short.
             leftover = inner.queue.take_all();
             seed = inner.seed.take();
+            // No `RECV` can give memory to the spare any more: it needs an active reference.
+            spare = inner.spare.take();
         }
-        // No `RECV` can give memory to the spare any more: it needs an active reference.
-        let spare = self.spare.take();
         drop((leftover, seed, spare));
         // The pool goes now, before the file is closed: a disconnected peer that is still open
         // needs none.

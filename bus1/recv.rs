@@ -284,9 +284,15 @@ impl Peer {
                 if let Some(off) = msg.take_slice() {
                     inner.slices.publish(off);
                 }
+                // Its memory is kept for the next message to this peer, in this critical
+                // section too: the copy holds nothing of this peer any more.
+                let (unkept, undropped) = match Message::into_room(msg) {
+                    Ok(room) => (inner.spare.give(slot, room), None),
+                    Err(msg) => (None, Some((msg, slot))),
+                };
                 self.note_unreadable(inner);
                 drop(guard);
-                self.keep_memory(msg, Some(slot));
+                drop((unkept, undropped));
                 return Ok(out);
             }
             let res = InstallReservation::new(msg, a.install_fds)?;
@@ -388,25 +394,24 @@ impl Peer {
         // the rest: the in-flight bytes and fds, and the sender's share.
         let h = &mut msg.charged.0[quota::HANDLES];
         *h = h.saturating_sub(delivered);
-        if let Some(off) = msg.take_slice() {
-            self.lock().slices.publish(off);
-        }
+        let off = msg.take_slice();
         if let Some(cargo) = &cargo {
             for (r, file) in res.fds.take_all().zip(cargo.files.iter()) {
                 r.fd_install(file.clone());
             }
         }
-        self.keep_memory(msg, slot);
-        Ok(out)
-    }
-
-    /// Drops the received copy `msg`, with no lock held, as everywhere, and keeps its memory
-    /// and that of its queue entry `slot` for the next message to this peer.
-    fn keep_memory(&self, msg: KBox<Message>, slot: Option<QueueSlot<Event>>) {
+        // Dropped with no lock held, as everywhere: it gives back the rest of its charge.
         let room = KBox::drop_contents(msg);
-        if let Some(slot) = slot {
-            self.spare().give(slot, room);
+        // The slice is published, and the memory kept for the next message to this peer, in
+        // one critical section.
+        let mut inner = self.lock();
+        if let Some(off) = off {
+            inner.slices.publish(off);
         }
+        let unkept = slot.and_then(|slot| inner.spare.give(slot, room));
+        drop(inner);
+        drop(unkept);
+        Ok(out)
     }
 
     /// Gives this peer a user reference to `node`, carried by a message committed at

@@ -31,7 +31,10 @@ use crate::{
     },
     lazyvec::LazyVec,
     limits::ShareReservations,
-    message::SliceLayout,
+    message::{
+        Receiver,
+        SliceLayout, //
+    },
     peer::{
         first_duplicate,
         get_inflight,
@@ -290,8 +293,8 @@ impl Peer {
             // This peer is pinned by the ioctl itself.
             let ctx = secctx.for_receiver(self)?;
             let room = KBox::<Message>::new_uninit(GFP_KERNEL_ACCOUNT)?;
-            let (mut msg, _, page) = prepare_copy(
-                room,
+            let Prepared { mut msg, page, .. } = prepare_copy(
+                Room::Own(room),
                 self,
                 None,
                 layout.with_secctx(ctx),
@@ -420,7 +423,12 @@ impl Peer {
         views: &mut SenderViews,
     ) -> Result<Pending> {
         let ctx;
-        let (slot, msg, clock, page) = {
+        let Prepared {
+            msg,
+            slot,
+            clock,
+            page,
+        } = {
             let dst = PeerActive::acquire_owner(&node)?;
             let receiver = dst.peer();
             ctx = secctx.for_receiver(receiver)?;
@@ -431,25 +439,17 @@ impl Peer {
             // to keep, so they are charged to its memory cgroup (and fail with `EDQUOT` when it
             // is full), as its pool pages are.
             receiver.pool().charge_for_sender(|| {
-                // The memory of the last message the receiver received, if it kept it.
-                let (slot, room) = match receiver.spare().take() {
-                    Some(pair) => pair,
-                    None => (
-                        Queue::reserve(sender_gfp())?,
-                        KBox::<Message>::new_uninit(sender_gfp())?,
-                    ),
-                };
-                let (msg, clock, page) = prepare_copy(
-                    room,
+                prepare_copy(
+                    Room::Queued,
                     receiver,
                     Some(node),
                     layout.with_secctx(ctx),
                     sender,
                     self.uid(),
-                )?;
-                Ok((slot, msg, clock, page))
+                )
             })?
         };
+        let slot = slot.ok_or_else(ENOTRECOVERABLE)?;
         // An empty payload without a context (a notification) has nothing to copy.
         if !vecs.is_empty() || ctx.is_some() {
             fill_slice(&msg, page.as_deref(), vecs, ctx)?;
@@ -467,20 +467,42 @@ fn is_per_destination(e: Error) -> bool {
     e == EHOSTUNREACH() || e == ESHUTDOWN() || e == EDQUOT() || e == crate::ext::errno::EXFULL()
 }
 
+/// A copy [`prepare_copy`] made.
+struct Prepared {
+    /// The copy, charged, with its slice.
+    msg: KBox<Message>,
+    /// Its queue entry, for [`Room::Queued`].
+    slot: Option<QueueSlot<Event>>,
+    /// The receiver's queue clock when the copy was charged.
+    clock: u64,
+    /// The pool page the slice lies in, if it is a slab's.
+    page: Option<Arc<PinnedPage>>,
+}
+
+/// Where [`prepare_copy`] builds a copy.
+enum Room {
+    /// In memory the caller allocated (the seed, which is not queued).
+    Own(KBox<MaybeUninit<Message>>),
+    /// With its queue entry: in the memory of the last message the receiver received, if it
+    /// kept it, else in memory allocated for the receiver.
+    Queued,
+}
+
 /// Prepares a copy for `peer`, which the caller pins, sent by the user `sender_uid`: checks
 /// that the destination node is live, charges the peer and its user a slice, the slice's bytes,
 /// the handles and the fds (subject to the quota), and allocates the slice, which stays
 /// unpublished (no flush touches it) until the message is received or dropped. `layout` comes
-/// with its size. Returns the copy, built in `room`, the peer's queue clock when it was charged,
-/// and the pool page the slice lies in if it is a slab's (see [`crate::pool::Pool::alloc`]).
+/// with its size. Returns the copy, built as `room` says, with its queue entry for
+/// [`Room::Queued`], the peer's queue clock when it was charged, and the pool page the slice
+/// lies in if it is a slab's (see [`crate::pool::Pool::alloc`]).
 fn prepare_copy(
-    room: KBox<MaybeUninit<Message>>,
+    room: Room,
     peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
     (layout, size): (SliceLayout, u64),
     sender: SenderIds,
     sender_uid: u32,
-) -> Result<(KBox<Message>, u64, Option<Arc<PinnedPage>>)> {
+) -> Result<Prepared> {
     let c = Charge([1, layout.n_handles, size, layout.n_fds]);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt and the slice's allocation, so a unicast takes the receiver's lock once here.
@@ -524,7 +546,24 @@ fn prepare_copy(
             return Err(e);
         }
     };
+    // The memory of the last message the peer received, if it kept it, in the same critical
+    // section.
+    let kept = match room {
+        Room::Queued => inner.spare.take(),
+        Room::Own(_) => None,
+    };
     drop(inner);
+    let (slot, room) = match (room, kept) {
+        (Room::Own(room), _) => (None, room),
+        (Room::Queued, Some((slot, room))) => (Some(slot), room),
+        (Room::Queued, None) => match new_pair() {
+            Ok((slot, room)) => (Some(slot), room),
+            Err(e) => {
+                peer.give_back(Some(off), sender_uid, &shared, &c);
+                return Err(e);
+            }
+        },
+    };
     // From here on, dropping `msg` gives back what was charged and the slice. Built in place,
     // field by field (no message-sized copy from the stack), as the message is moved by
     // pointer from here on.
@@ -540,7 +579,21 @@ fn prepare_copy(
         shared,
         inflight: false,
     }));
-    Ok((msg, clock, page))
+    Ok(Prepared {
+        msg,
+        slot,
+        clock,
+        page,
+    })
+}
+
+/// Allocates a queue entry and the memory of a message for a receiver whose memory cgroup is
+/// active (see [`crate::pool::Pool::charge_for_sender`]).
+fn new_pair() -> Result<(QueueSlot<Event>, KBox<MaybeUninit<Message>>)> {
+    Ok((
+        Queue::reserve(sender_gfp())?,
+        KBox::<Message>::new_uninit(sender_gfp())?,
+    ))
 }
 
 /// Copies the payload described by `vecs` from the sender's memory into the slice of `msg`, and
@@ -698,9 +751,32 @@ mod tests {
             pid: 0,
             tid: 0,
         };
-        let room = KBox::<Message>::new_uninit(GFP_KERNEL)?;
-        let (msg, _, _) = prepare_copy(room, peer, None, (layout, layout.size()), ids, uid)?;
-        Ok(msg)
+        let room = Room::Own(KBox::<Message>::new_uninit(GFP_KERNEL)?);
+        Ok(prepare_copy(room, peer, None, (layout, layout.size()), ids, uid)?.msg)
+    }
+
+    #[test]
+    fn a_received_copy_without_cargo_leaves_its_memory() -> Result {
+        let peer = Peer::with_pool(PoolSize::with_bytes(1 << 20))?;
+        // As SEND queues a unicast: in flight, with no cargo to hold references for.
+        let mut msg = copy(&peer, 8, peer.uid())?;
+        msg.inflight = true;
+        // Charged, with its slice: its memory cannot be taken yet.
+        let Err(mut msg) = Message::into_room(msg) else {
+            return Err(EINVAL);
+        };
+        // As RECV leaves it: settled, its slice published. Then it holds nothing, and its
+        // memory is there for the next message.
+        let off = {
+            let mut inner = peer.lock();
+            msg.settle_dequeued(&mut inner.limits);
+            let off = msg.take_slice().ok_or(EINVAL)?;
+            inner.slices.publish(off);
+            off
+        };
+        assert!(Message::into_room(msg).is_ok());
+        peer.slice_release(off)?;
+        peer.disconnect()
     }
 
     #[test]

@@ -13,47 +13,51 @@
 #![deny(unsafe_code)]
 
 use core::mem::MaybeUninit;
-use kernel::{new_spinlock, prelude::*, sync::SpinLock};
+use kernel::prelude::*;
 
 /// At most one spare pair of a slot `S` and the memory of an `M`.
 ///
-/// The lock is innermost: nothing is taken, allocated or freed under it (a pair that does not
-/// fit is dropped after the lock was released).
-#[pin_data]
+/// It has no lock of its own: it lives in its peer's lock-protected state, where a sender
+/// takes it in the critical section that charges the peer, and `RECV` keeps it in the one that
+/// dequeues the message.
 pub(crate) struct Spare<S, M> {
-    #[pin]
-    pair: SpinLock<Option<(S, KBox<MaybeUninit<M>>)>>,
+    pair: Option<(S, KBox<MaybeUninit<M>>)>,
 }
 
-impl<S: Unpin, M> Spare<S, M> {
-    /// Returns an initialiser for an empty spare.
-    pub(crate) fn new() -> impl PinInit<Self> {
-        pin_init!(Spare {
-            pair <- new_spinlock!(None, "Spare::pair"),
-        })
+impl<S, M> Spare<S, M> {
+    /// Returns an empty spare.
+    pub(crate) fn new() -> Self {
+        Spare { pair: None }
     }
 
     /// Takes the spare pair, if there is one.
-    pub(crate) fn take(&self) -> Option<(S, KBox<MaybeUninit<M>>)> {
-        self.pair.lock().take()
+    pub(crate) fn take(&mut self) -> Option<(S, KBox<MaybeUninit<M>>)> {
+        self.pair.take()
     }
 
-    /// Keeps `slot` and `room` as the spare pair if there is none yet; drops them otherwise.
-    pub(crate) fn give(&self, slot: S, room: KBox<MaybeUninit<M>>) {
-        let mut pair = self.pair.lock();
-        if pair.is_none() {
-            *pair = Some((slot, room));
-            return;
+    /// Keeps `slot` and `room` as the spare pair if there is none yet; returns them otherwise,
+    /// for the caller to free once it released its lock.
+    #[must_use]
+    pub(crate) fn give(
+        &mut self,
+        slot: S,
+        room: KBox<MaybeUninit<M>>,
+    ) -> Option<(S, KBox<MaybeUninit<M>>)> {
+        if self.pair.is_some() {
+            return Some((slot, room));
         }
-        drop(pair);
-        drop((slot, room));
+        self.pair = Some((slot, room));
+        None
     }
 }
 
 #[kunit_tests(bus1_spare)]
 mod tests {
     use super::*;
-    use kernel::sync::Arc;
+    use kernel::{
+        new_spinlock,
+        sync::{Arc, SpinLock},
+    };
 
     /// A slot that counts its drops.
     struct Counted(Arc<SpinLock<u32>>);
@@ -65,19 +69,21 @@ mod tests {
     }
 
     #[test]
-    fn keeps_one_pair_and_drops_the_rest() -> Result {
+    fn keeps_one_pair_and_hands_back_the_rest() -> Result {
         let drops = Arc::pin_init(new_spinlock!(0u32), GFP_KERNEL)?;
-        let spare = KBox::pin_init(Spare::<Counted, [u64; 4]>::new(), GFP_KERNEL)?;
+        let mut spare = Spare::<Counted, [u64; 4]>::new();
         assert!(spare.take().is_none());
 
         let room = KBox::<[u64; 4]>::new_uninit(GFP_KERNEL)?;
         let kept = core::ptr::from_ref(&*room).cast::<u8>();
-        spare.give(Counted(drops.clone()), room);
-        // A second pair while one is kept: dropped, the first stays.
-        spare.give(
+        assert!(spare.give(Counted(drops.clone()), room).is_none());
+        // A second pair while one is kept: handed back, the first stays.
+        let back = spare.give(
             Counted(drops.clone()),
             KBox::<[u64; 4]>::new_uninit(GFP_KERNEL)?,
         );
+        assert!(back.is_some());
+        drop(back);
         assert_eq!(*drops.lock(), 1);
 
         // The kept pair comes back, the same memory, and only once.
@@ -88,7 +94,7 @@ mod tests {
         assert_eq!(*drops.lock(), 2);
 
         // A pair kept when the spare goes is dropped with it.
-        spare.give(Counted(drops.clone()), room);
+        assert!(spare.give(Counted(drops.clone()), room).is_none());
         drop(spare);
         assert_eq!(*drops.lock(), 3);
         Ok(())
