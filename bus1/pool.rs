@@ -666,10 +666,8 @@ pub(crate) struct Pool {
     /// The memory; `None` once the pool is closed.
     #[pin]
     file: SpinLock<Option<Arc<ShmemFile>>>,
-    /// The pool's size in bytes.
-    size: u64,
-    /// How many bytes of free pages may stay resident (the `pool_cache_kib` parameter).
-    cache: u64,
+    /// The pool's size and its cache of free resident pages.
+    size: PoolSize,
     /// The memory cgroup of the peer's opener, which pays for the pool's pages and for what
     /// senders make the kernel keep for the peer; `None` without memory cgroups. Held as long as
     /// the peer object, so charging it never needs to take anything.
@@ -679,27 +677,25 @@ pub(crate) struct Pool {
 impl Pool {
     /// Creates a pool of `pool_size` bytes.
     pub(crate) fn new(pool_size: PoolSize) -> impl PinInit<Self, Error> {
-        let PoolSize { bytes: size, cache } = pool_size;
         let memcg = MemCgroup::current();
         try_pin_init!(Pool {
             // shmem reports a failed inode allocation as `ENOSPC`; for a peer it is memory.
             file <- new_spinlock!(
                 Some(Arc::new(
-                    ShmemFile::new(c"bus1-peer", size, memcg.clone())
+                    ShmemFile::new(c"bus1-peer", pool_size.bytes, memcg.clone())
                         .map_err(|e| if e == ENOSPC { ENOMEM } else { e })?,
                     GFP_KERNEL_ACCOUNT,
                 )?),
                 "Pool::file"
             ),
-            size,
-            cache,
+            size: pool_size,
             memcg,
         })
     }
 
     /// Returns the pool's size: no slice can be larger.
     pub(crate) fn size(&self) -> u64 {
-        self.size
+        self.size.bytes
     }
 
     /// Returns a reference to the file; `ESHUTDOWN` once the pool is closed.
@@ -748,7 +744,7 @@ impl Pool {
             return;
         };
         let resident = file.resident_pages().saturating_mul(PAGE);
-        if resident.saturating_sub(a.page_bytes()) <= self.cache {
+        if resident.saturating_sub(a.page_bytes()) <= self.size.cache {
             return;
         }
         // Best effort: pages that cannot be discarded now are reused later.

@@ -118,14 +118,8 @@ rustfmt_check() {
 # The runner's offline tests, and those of make profile's analysis and of its
 # TCG plugin's decoder of locked instructions (scripts/tcg-insns.c).
 runner_tests() {
-	local t rc
-	t=$(mktemp -d) || return 1
 	python3 "$BUS1_TOP/scripts/test_results.py" && python3 -B "$BUS1_TOP/bench/test_profile.py" -q &&
-		cc -O2 -Wall -Wextra -Wno-unused-parameter -DTCG_INSNS_TEST -o "$t/tcg-insns-test" \
-			"$BUS1_TOP/scripts/tcg-insns.c" && "$t/tcg-insns-test"
-	rc=$?
-	rm -rf "$t"
-	return $rc
+		test_tcg_insns
 }
 
 # The phases of make check, in order; a new one is one line here.

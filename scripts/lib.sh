@@ -162,6 +162,18 @@ heartbeat_record() {
 	mv "$BUS1_CACHE/timings/$2.objects.tmp" "$BUS1_CACHE/timings/$2.objects"
 }
 
+# Builds the decoder of locked instructions of make profile's TCG plugin
+# (scripts/tcg-insns.c) as a test program and runs it on its known encodings.
+test_tcg_insns() {
+	local t rc
+	t=$(mktemp -d) || return 1
+	cc -O2 -Wall -Wextra -Wno-unused-parameter -DTCG_INSNS_TEST -o "$t/tcg-insns-test" \
+		"$BUS1_TOP/scripts/tcg-insns.c" && "$t/tcg-insns-test"
+	rc=$?
+	rm -rf "$t"
+	return $rc
+}
+
 fmt_secs() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
 
 # Output of package managers (apt, cargo, pip) goes to a log file: logfile

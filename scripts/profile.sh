@@ -38,9 +38,7 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	gcc -O2 -Wall -Wextra -Wno-unused-parameter -shared -fPIC -fvisibility=hidden -DTCG_INSNS_API=$api \
 		-o "$so" "$BUS1_TOP/scripts/tcg-insns.c" || die "building the TCG plugin failed"
 	# Its decoder of locked instructions, on known encodings first.
-	gcc -O2 -Wall -Wextra -Wno-unused-parameter -DTCG_INSNS_TEST -o "$dir/tcg-insns-test" \
-		"$BUS1_TOP/scripts/tcg-insns.c" || die "building the TCG plugin's test failed"
-	"$dir/tcg-insns-test" || die "the TCG plugin's decoder of locked instructions failed its test"
+	test_tcg_insns || die "the TCG plugin's decoder of locked instructions failed its test"
 	# vm.sh puts $BUS1_GUEST_DEMOS/* into /tests/demos of this boot only.
 	demos=$(mktemp -d)
 	trap 'rm -rf "$demos"' EXIT
