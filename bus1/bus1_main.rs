@@ -94,11 +94,12 @@
 //!    owner, generic over the peer type; imports `uapi` and `registry`.
 //! 5. Leaves: `queue`, `pool`, `limits` (over `quota` and `user`), `quota`, `user`,
 //!    `registry` (which shows peers through the trait [`registry::Listed`], implemented by
-//!    `Peer`), `smallvec`, `lazyvec`, `spare`, `uapi`, and the kernel abstractions under `rust/`
-//!    (`ext`).
+//!    `Peer`), `smallvec`, `lazyvec`, `heapsort`, `spare`, `uapi`, and the kernel abstractions
+//!    under `rust/` (`ext`).
 
 #[path = "../rust/mod.rs"]
 mod ext;
+mod heapsort;
 mod lazyvec;
 mod limits;
 mod message;

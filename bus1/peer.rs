@@ -608,7 +608,7 @@ pub(crate) fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
     for (i, id) in ids.iter().enumerate() {
         sorted.push((*id, i), GFP_KERNEL)?;
     }
-    sorted.sort_unstable();
+    crate::heapsort::sort(&mut sorted);
     let mut first = None;
     for w in sorted.windows(2) {
         if let [(a, _), (b, idx)] = w {

@@ -881,7 +881,8 @@ mod tests {
     /// assert on the result, so a bad slice fails the KUnit case (helpers defined before the
     /// first test would see the core `assert!`, a kernel BUG).
     fn bad_slice(slices: &mut KVec<(u64, u64)>, size: u64) -> Option<(u64, u64)> {
-        slices.sort_unstable_by_key(|s| s.0);
+        // By offset (then size, which no two slices at one offset can differ in).
+        crate::heapsort::sort(slices);
         let mut end = 0;
         for &(off, len) in slices.iter() {
             if off % 8 != 0 || off < end || off.checked_add(len).is_none_or(|e| e > size) {
