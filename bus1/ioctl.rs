@@ -9,32 +9,49 @@
 
 use super::*;
 use crate::ext::arc_ref::ArcRef;
+use core::mem::{
+    offset_of,
+    MaybeUninit, //
+};
 
 impl Peer {
-    /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`).
+    /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`). Only the input is read: the
+    /// message description is output (but for the timeout of `WAIT`), and only it is written.
     fn cmd_recv(self: &Arc<Self>, arg: usize) -> Result<isize> {
-        let (mut r, mut w) =
-            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Recv>()).reader_writer();
-        let mut rv: uapi::Recv = r.read()?;
-        self.recv_v1(&mut rv)?;
+        let input: uapi::RecvInput =
+            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::RecvInput>())
+                .reader()
+                .read()?;
+        let timeout = read_wait_timeout(arg, input.flags)?;
+        check_readable::<uapi::Recv>(arg)?;
+        let mut slot = MaybeUninit::uninit();
+        let msg = self.recv_v1(&input, timeout, &mut slot)?;
         // As upstream: the message is already dequeued, so a fault here loses it.
-        w.write(&rv)?;
+        let at = arg.wrapping_add(offset_of!(uapi::Recv, msg));
+        UserSlice::new(UserPtr::from_addr(at), size_of::<uapi::RecvMsg>())
+            .writer()
+            .write(msg)?;
         Ok(0)
     }
 
-    /// `RECV` with the RFC v1 layout and its argument already read; fills in `rv.msg` (also the
-    /// receive stage of `TRANSACT`).
-    pub(crate) fn recv_v1(self: &Arc<Self>, rv: &mut uapi::Recv) -> Result {
-        check_recv_flags(rv.flags)?;
+    /// `RECV` with the RFC v1 layout, its input already read and `timeout` the timeout of `WAIT`
+    /// (also the receive stage of `TRANSACT`); returns the message description, written into
+    /// `out` (not moved after it is built).
+    pub(crate) fn recv_v1<'a>(
+        self: &Arc<Self>,
+        input: &uapi::RecvInput,
+        timeout: u64,
+        out: &'a mut MaybeUninit<uapi::RecvMsg>,
+    ) -> Result<&'a uapi::RecvMsg> {
+        check_recv_flags(input.flags)?;
         let args = RecvArgs {
-            peek: rv.flags & uapi::BUS1_RECV_FLAG_PEEK != 0,
-            seed: rv.flags & uapi::BUS1_RECV_FLAG_SEED != 0,
-            install_fds: rv.flags & uapi::BUS1_RECV_FLAG_INSTALL_FDS != 0,
-            max_offset: rv.max_offset,
+            peek: input.flags & uapi::BUS1_RECV_FLAG_PEEK != 0,
+            seed: input.flags & uapi::BUS1_RECV_FLAG_SEED != 0,
+            install_fds: input.flags & uapi::BUS1_RECV_FLAG_INSTALL_FDS != 0,
+            max_offset: input.max_offset,
         };
-        let m = if rv.flags & uapi::BUS1_RECV_FLAG_WAIT != 0 {
-            // On input, `msg.offset` is the timeout.
-            self.recv_wait(args, rv.msg.offset)?
+        let m = if input.flags & uapi::BUS1_RECV_FLAG_WAIT != 0 {
+            self.recv_wait(args, timeout)?
         } else {
             self.recv(args)?
         };
@@ -45,7 +62,7 @@ impl Peer {
         if m.layout.n_secctx.is_some() {
             flags |= uapi::BUS1_MSG_FLAG_HAS_SECCTX;
         }
-        rv.msg = uapi::RecvMsg {
+        Ok(out.write(uapi::RecvMsg {
             type_: m.type_,
             flags,
             destination: m.destination,
@@ -58,8 +75,7 @@ impl Peer {
             n_handles: m.layout.n_handles,
             n_fds: m.layout.n_fds,
             n_secctx: m.layout.n_secctx.unwrap_or(0),
-        };
-        Ok(())
+        }))
     }
 
     /// `RECV` with the 2017 layout (72 bytes, no metadata, no `PEEK`, renumbered flags). It has
@@ -95,6 +111,33 @@ impl Peer {
         w.write(&rv)?;
         Ok(0)
     }
+}
+
+/// Reads the timeout of an RFC v1 `RECV` with `WAIT` (its `msg.offset`, on input) from the
+/// `uapi::Recv` at user address `recv`; `0` (none) without `WAIT`, which reads nothing.
+pub(super) fn read_wait_timeout(recv: usize, flags: u64) -> Result<u64> {
+    if flags & uapi::BUS1_RECV_FLAG_WAIT == 0 {
+        return Ok(0);
+    }
+    let at = recv.wrapping_add(offset_of!(uapi::Recv, msg) + offset_of!(uapi::RecvMsg, offset));
+    UserSlice::new(UserPtr::from_addr(at), size_of::<u64>())
+        .reader()
+        .read()
+}
+
+/// Reads the last byte of the argument `T` at user address `arg`, whose first bytes were read.
+///
+/// An argument (at most a page) spans at most two pages, and its first and last bytes lie on
+/// them: with both read, one that cannot be read in full fails with `EFAULT` before the
+/// command has any effect, as a read of all of it would, while the output fields between are
+/// not copied in.
+pub(super) fn check_readable<T>(arg: usize) -> Result {
+    const { assert!(size_of::<T>() > 0 && size_of::<T>() <= kernel::page::PAGE_SIZE) };
+    let last = arg.checked_add(size_of::<T>() - 1).ok_or(EFAULT)?;
+    UserSlice::new(UserPtr::from_addr(last), 1)
+        .reader()
+        .read::<u8>()
+        .map(|_| ())
 }
 
 #[vtable]

@@ -21,7 +21,13 @@
 //! the timeout (nanoseconds, rounded up to scheduler ticks; `0` is none) runs out. `WAIT`
 //! waits even on an `O_NONBLOCK` file: the flag is the explicit request.
 
-use super::Peer;
+use super::{
+    ioctl::{
+        check_readable,
+        read_wait_timeout, //
+    },
+    Peer, //
+};
 use crate::{
     ext::{
         errno::ESHUTDOWN,
@@ -109,16 +115,23 @@ impl Peer {
 
     /// `TRANSACT`.
     pub(crate) fn cmd_transact(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
-        // Read where it stays: the 208-byte argument is not moved after the copy.
+        // Only the input is read (the receive stage's message description is output, but for
+        // the timeout of `WAIT`), where it stays: the 128 bytes are not moved after the copy.
         let mut slot = MaybeUninit::uninit();
-        let t: &mut uapi::Transact = read_into(
-            &mut UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Transact>()).reader(),
+        let t: &uapi::TransactInput = read_into(
+            &mut UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::TransactInput>()).reader(),
             &mut slot,
         )?;
-        // Every flag of every stage is checked before the first stage has any effect.
-        let release = t.flags & uapi::BUS1_TRANSACT_FLAG_RELEASE != 0;
         let send = t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0;
         let recv = t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0;
+        let at_recv = arg.wrapping_add(offset_of!(uapi::Transact, recv));
+        let timeout = if recv {
+            read_wait_timeout(at_recv, t.recv.flags)?
+        } else {
+            0
+        };
+        check_readable::<uapi::Transact>(arg)?;
+        // Every flag of every stage is checked before the first stage has any effect.
         if t.flags & !TRANSACT_FLAGS != 0 || t.reserved != 0 {
             return Err(EINVAL);
         }
@@ -130,35 +143,47 @@ impl Peer {
         }
 
         let mut done = 0u64;
-        let res: Result = (|| {
-            if release {
-                self.slice_release(t.release_offset)?;
-                done |= uapi::BUS1_TRANSACT_FLAG_RELEASE;
-            }
-            if send {
-                self.send(&t.send, ctx)?;
-                done |= uapi::BUS1_TRANSACT_FLAG_SEND;
-            }
-            if recv {
-                self.recv_v1(&mut t.recv)?;
-                done |= uapi::BUS1_TRANSACT_FLAG_RECV;
-            }
-            Ok(())
-        })();
+        let res = self.transact_stages(t, timeout, at_recv, ctx, &mut done);
 
-        // `done` is written back in every case; the message description only when received
-        // (as for `RECV`, a fault here loses the dequeued message).
+        // `done` is written back in every case.
         let base = arg.wrapping_add(offset_of!(uapi::Transact, done));
         UserSlice::new(UserPtr::from_addr(base), size_of::<u64>())
             .writer()
             .write(&done)?;
         res?;
-        if recv {
-            let at = arg.wrapping_add(offset_of!(uapi::Transact, recv));
-            UserSlice::new(UserPtr::from_addr(at), size_of::<uapi::Recv>())
-                .writer()
-                .write(&t.recv)?;
-        }
         Ok(0)
+    }
+
+    /// Runs the stages of the `TRANSACT` `t`, whose receive stage's `uapi::Recv` is at user
+    /// address `at_recv`, adding each one that completes to `done`. Inlined: called once, with
+    /// many arguments to pass.
+    #[inline(always)]
+    fn transact_stages(
+        self: &Arc<Self>,
+        t: &uapi::TransactInput,
+        timeout: u64,
+        at_recv: usize,
+        ctx: &IoctlContext,
+        done: &mut u64,
+    ) -> Result {
+        if t.flags & uapi::BUS1_TRANSACT_FLAG_RELEASE != 0 {
+            self.slice_release(t.release_offset)?;
+            *done |= uapi::BUS1_TRANSACT_FLAG_RELEASE;
+        }
+        if t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0 {
+            self.send(&t.send, ctx)?;
+            *done |= uapi::BUS1_TRANSACT_FLAG_SEND;
+        }
+        if t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0 {
+            let mut slot = MaybeUninit::uninit();
+            let msg = self.recv_v1(&t.recv, timeout, &mut slot)?;
+            *done |= uapi::BUS1_TRANSACT_FLAG_RECV;
+            // As for `RECV`, a fault here loses the dequeued message.
+            let at = at_recv.wrapping_add(offset_of!(uapi::Recv, msg));
+            UserSlice::new(UserPtr::from_addr(at), size_of::<uapi::RecvMsg>())
+                .writer()
+                .write(msg)?;
+        }
+        Ok(())
     }
 }

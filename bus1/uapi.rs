@@ -198,6 +198,15 @@ user_struct! {
         pub(crate) msg: RecvMsg,
     }
 
+    /// What `RECV` reads of its argument: the fields of [`Recv`] before the message
+    /// description, which it only writes (but for the timeout of `WAIT`, read on its own).
+    pub(crate) struct RecvInput {
+        /// Command flags.
+        pub(crate) flags: u64,
+        /// End of the caller's pool mapping.
+        pub(crate) max_offset: u64,
+    }
+
     /// The message description returned by the 2017 `RECV`.
     pub(crate) struct RecvMsg2017 {
         /// Message type (`BUS1_MSG_*`).
@@ -240,6 +249,23 @@ user_struct! {
         pub(crate) send: Send,
         /// The receive stage, as the argument of `RECV` (input and output).
         pub(crate) recv: Recv,
+    }
+
+    /// What `TRANSACT` reads of its argument: the fields of [`Transact`] before the receive
+    /// stage's message description.
+    pub(crate) struct TransactInput {
+        /// Stages to run (`BUS1_TRANSACT_FLAG_*`), in the order release, send, receive.
+        pub(crate) flags: u64,
+        /// Pool offset of the slice the release stage gives back.
+        pub(crate) release_offset: u64,
+        /// Stages that completed (output).
+        pub(crate) done: u64,
+        /// Must be zero.
+        pub(crate) reserved: u64,
+        /// The send stage, as the argument of `SEND`.
+        pub(crate) send: Send,
+        /// The receive stage's input.
+        pub(crate) recv: RecvInput,
     }
 
     /// A `struct iovec` as passed by 64-bit user space.
@@ -316,4 +342,9 @@ const _: () = {
     assert!(offset_of!(Transact, send) == 32);
     assert!(offset_of!(Transact, recv) == 112);
     assert!(BUS1_CMD_TRANSACT == 0xC0D09660);
+    // The inputs are the fields before the message descriptions.
+    assert!(size_of::<RecvInput>() == offset_of!(Recv, msg));
+    assert!(offset_of!(TransactInput, send) == offset_of!(Transact, send));
+    assert!(offset_of!(TransactInput, recv) == offset_of!(Transact, recv));
+    assert!(size_of::<TransactInput>() == offset_of!(Transact, recv) + offset_of!(Recv, msg));
 };

@@ -101,6 +101,12 @@ static long long pool_slices(int fd)
 	return bus1_fdinfo_value(fd, "bus1-limits:", "slices", NULL);
 }
 
+/* The data messages queued on peer @fd (from fdinfo). */
+static long long queued(int fd)
+{
+	return bus1_fdinfo_value(fd, "bus1-queue:", "messages", NULL);
+}
+
 static __u64 now_ns(void)
 {
 	struct timespec ts;
@@ -515,6 +521,62 @@ TEST_F(pair, transact_flags_einval_no_effect)
 	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
 	ASSERT_EQ(0, bus1_slice_release(self->b, off));
 	ASSERT_EQ(0, pool_slices(self->b));
+}
+
+/*
+ * RECV and TRANSACT copy in only their input (the message description is
+ * output, but for the timeout of WAIT), yet an argument whose last byte
+ * cannot be read still fails with EFAULT before anything happens, as a copy
+ * of all of it would: the queued message stays queued, and TRANSACT neither
+ * releases nor sends.
+ */
+TEST_F(pair, unreadable_argument_tail_efault_no_effect)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct bus1_cmd_transact *tp;
+	struct bus1_cmd_recv r, *rp;
+	struct tx x;
+	__u64 off;
+	char *m;
+	int i;
+
+	m = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	ASSERT_EQ(0, mprotect(m + page, page, PROT_NONE));
+	/* Every byte on the first page, the last one on the second. */
+	rp = (void *)(m + page - sizeof(*rp) + 1);
+	tp = (void *)(m + page - sizeof(*tp) + 1);
+
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "held"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "queued"));
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	off = r.msg.offset;
+	ASSERT_EQ(2, pool_slices(self->b));
+
+	for (i = 0; i < 2; i++) {
+		__u64 flags = i ? BUS1_RECV_FLAG_WAIT : 0;
+
+		memset(rp, 0, sizeof(*rp) - 1);
+		rp->flags = flags;
+		rp->max_offset = ANY_OFFSET;
+		rp->msg.offset = MS;
+		ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->b, BUS1_CMD_RECV, rp))) TH_LOG("%d", i);
+		ASSERT_EQ(1, queued(self->b)) TH_LOG("%d", i);
+
+		tx_init(&x, STAGE_ALL, off, self->to_a, "never", flags, MS);
+		memcpy(tp, &x.t, sizeof(*tp) - 1);
+		ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->b, BUS1_CMD_TRANSACT, tp))) TH_LOG("%d", i);
+		ASSERT_EQ((__u64)0xdeadbeef, tp->done) TH_LOG("%d", i);
+		ASSERT_EQ(2, pool_slices(self->b)) TH_LOG("%d", i);
+		ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r)) TH_LOG("%d", i);
+		ASSERT_EQ(1, queued(self->b)) TH_LOG("%d", i);
+	}
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "queued");
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, off));
+	ASSERT_EQ(0, pool_slices(self->b));
+	ASSERT_EQ(0, munmap(m, 2 * page));
 }
 
 /*

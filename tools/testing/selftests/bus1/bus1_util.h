@@ -239,8 +239,9 @@ static inline int bus1_recv_poisoned(int fd, __u64 flags, __u64 max_offset,
 }
 
 /*
- * The value of " @key=" on the fdinfo line of @fd that starts with @line
- * ("bus1-pool:", "bus1-limits:", "bus1-user:"); with @max, also the maximum
+ * The value of @key (" @key=" or, first on its line, "\t@key=") on the fdinfo
+ * line of @fd that starts with @line ("bus1-pool:", "bus1-limits:",
+ * "bus1-queue:", "bus1-user:"); with @max, also the maximum
  * after a '/'. -1 if missing.
  */
 static inline long long bus1_fdinfo_value(int fd, const char *line, const char *key,
@@ -265,8 +266,13 @@ static inline long long bus1_fdinfo_value(int fd, const char *line, const char *
 	if (!l)
 		return -1;
 	end = strchr(l, '\n');
-	snprintf(k, sizeof(k), " %s=", key);
+	/* The first key of a line follows a tab, the others a space. */
+	snprintf(k, sizeof(k), "\t%s=", key);
 	p = strstr(l, k);
+	if (!p || (end && p > end)) {
+		k[0] = ' ';
+		p = strstr(l, k);
+	}
 	if (!p || (end && p > end))
 		return -1;
 	if (sscanf(p + strlen(k), "%lld/%lld", &used, &m) < 1)
