@@ -1544,10 +1544,10 @@ TEST(debugfs_peers_match_fdinfo)
 	ids = fdinfo_peer_id(sender);
 	idg = fdinfo_peer_id(gone);
 	idi = fdinfo_peer_id(idle);
-	ASSERT_NE(0, ida);
-	ASSERT_NE(0, ids);
-	ASSERT_NE(0, idg);
-	ASSERT_NE(0, idi);
+	ASSERT_NE((__u64)0, ida);
+	ASSERT_NE((__u64)0, ids);
+	ASSERT_NE((__u64)0, idg);
+	ASSERT_NE((__u64)0, idi);
 
 	ASSERT_EQ(0, bus1_xfer(agent, N1, sender, &h1));
 	ASSERT_EQ(0, bus1_xfer(agent, N2, sender, &h2));
