@@ -15,8 +15,9 @@ use core::mem::{
 };
 
 impl Peer {
-    /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`). Only the input is read: the
-    /// message description is output (but for the timeout of `WAIT`), and only it is written.
+    /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`). Only the input is read (the
+    /// message description is output, but for the timeout of `WAIT`), and only the description
+    /// is written.
     fn cmd_recv(self: &Arc<Self>, arg: usize) -> Result<isize> {
         let input: uapi::RecvInput =
             UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::RecvInput>())
