@@ -462,6 +462,7 @@ def analyse(guest, marks, syms):
         n = c["n"]
         total = sum(per.values())
         r = dict(c, total=total / n, bus1=sum(v for (_, m), v in per.items() if m) / n,
+                 blocks=sum(e for _, e, _, _ in marks[c["mark"]]) / n,
                  funcs={k: v / n for k, v in per.items()}, locked=None, locked_bus1=None, locked_funcs={})
         if locked is not None:
             r.update(locked=sum(locked.values()) / n,
@@ -494,18 +495,22 @@ def render(results, top, names, info=()):
         "reference counts, locks and flags (and the full barriers written as a locked add): what a",
         "kernel on several CPUs executes with a LOCK prefix, including those the guest's one-CPU",
         "kernel patched to run unlocked (`scripts/tcg-insns.c`, `is_locked()`).",
+        "\"Blocks\" counts the translation blocks QEMU executed for them, the unit it dispatches",
+        "(instructions up to a branch; a `rep` instruction is one per repetition): under TCG, the",
+        "time `make bench` measures follows the blocks more closely than the instructions",
+        "(`bench/notes.md`).",
         "",
     ]
     out += [f"- {i}" for i in info]
     if info:
         out.append("")
     out += ["| case | size (B) | iterations | kernel insns / iteration | in bus1.ko | ratio to unix "
-            "| locked / iteration | in bus1.ko |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| locked / iteration | in bus1.ko | blocks / iteration |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         ratio = f"{r['total'] / unix[r['size']]:.2f}x" if unix.get(r["size"]) else "-"
         out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} "
-                   f"| {count(r['locked'])} | {count(r['locked_bus1'])} |")
+                   f"| {count(r['locked'])} | {count(r['locked_bus1'])} | {r['blocks']:.0f} |")
     if rtt:
         out += ["", "## Round trips: two processes", "",
                 "A parent and a child process pass a message back and forth, each reading every byte it "
@@ -518,12 +523,12 @@ def render(results, top, names, info=()):
                 f"`{RTT_BASE}` at the same size (the ratio `make bench` rates in time; targets: `bus1_tx_rtt` "
                 "at most 1.0x, `bus1_rtt` at most 1.25x).", "",
                 f"| case | size (B) | round trips | kernel insns / round trip | in bus1.ko | ratio to {RTT_BASE} "
-                "| locked / round trip | in bus1.ko |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "| locked / round trip | in bus1.ko | blocks / round trip |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rtt:
             ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
             out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} "
-                       f"| {count(r['locked'])} | {count(r['locked_bus1'])} |")
+                       f"| {count(r['locked'])} | {count(r['locked_bus1'])} | {r['blocks']:.0f} |")
     mc = multicast(results)
     if mc:
         out += ["", "## Multicast: the marginal cost of a destination", "",
