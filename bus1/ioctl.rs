@@ -23,13 +23,13 @@ impl Peer {
             UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::RecvInput>())
                 .reader()
                 .read()?;
-        let timeout = read_wait_timeout(arg, input.flags)?;
+        let msg_at = arg.wrapping_add(offset_of!(uapi::Recv, msg));
+        let timeout = read_wait_timeout(msg_at, input.flags)?;
         check_readable::<uapi::Recv>(arg)?;
         let mut slot = MaybeUninit::uninit();
         let msg = self.recv_v1(&input, timeout, &mut slot)?;
         // As upstream: the message is already dequeued, so a fault here loses it.
-        let at = arg.wrapping_add(offset_of!(uapi::Recv, msg));
-        UserSlice::new(UserPtr::from_addr(at), size_of::<uapi::RecvMsg>())
+        UserSlice::new(UserPtr::from_addr(msg_at), size_of::<uapi::RecvMsg>())
             .writer()
             .write(msg)?;
         Ok(0)
@@ -114,13 +114,13 @@ impl Peer {
     }
 }
 
-/// Reads the timeout of an RFC v1 `RECV` with `WAIT` (its `msg.offset`, on input) from the
-/// `uapi::Recv` at user address `recv`; `0` (none) without `WAIT`, which reads nothing.
-pub(super) fn read_wait_timeout(recv: usize, flags: u64) -> Result<u64> {
+/// Reads the timeout of an RFC v1 `RECV` with `WAIT` (`msg.offset`, on input) from the message
+/// description at user address `msg`; `0` (none) without `WAIT`, which reads nothing.
+pub(super) fn read_wait_timeout(msg: usize, flags: u64) -> Result<u64> {
     if flags & uapi::BUS1_RECV_FLAG_WAIT == 0 {
         return Ok(0);
     }
-    let at = recv.wrapping_add(offset_of!(uapi::Recv, msg) + offset_of!(uapi::RecvMsg, offset));
+    let at = msg.wrapping_add(offset_of!(uapi::RecvMsg, offset));
     UserSlice::new(UserPtr::from_addr(at), size_of::<u64>())
         .reader()
         .read()

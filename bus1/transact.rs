@@ -124,9 +124,9 @@ impl Peer {
         )?;
         let send = t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0;
         let recv = t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0;
-        let at_recv = arg.wrapping_add(offset_of!(uapi::Transact, recv));
+        let msg_at = arg.wrapping_add(offset_of!(uapi::Transact, msg));
         let timeout = if recv {
-            read_wait_timeout(at_recv, t.recv.flags)?
+            read_wait_timeout(msg_at, t.recv.flags)?
         } else {
             0
         };
@@ -143,10 +143,10 @@ impl Peer {
         }
 
         let mut done = 0u64;
-        let res = self.transact_stages(t, timeout, at_recv, ctx, &mut done);
+        let res = self.transact_stages(t, timeout, msg_at, ctx, &mut done);
 
         // `done` is written back in every case.
-        let base = arg.wrapping_add(offset_of!(uapi::Transact, done));
+        let base = arg.wrapping_add(offset_of!(uapi::Transact, input.done));
         UserSlice::new(UserPtr::from_addr(base), size_of::<u64>())
             .writer()
             .write(&done)?;
@@ -154,15 +154,15 @@ impl Peer {
         Ok(0)
     }
 
-    /// Runs the stages of the `TRANSACT` `t`, whose receive stage's `uapi::Recv` is at user
-    /// address `at_recv`, adding each one that completes to `done`. Inlined: called once, with
+    /// Runs the stages of the `TRANSACT` `t`, whose receive stage's message description is at
+    /// user address `msg_at`, adding each one that completes to `done`. Inlined: called once, with
     /// many arguments to pass.
     #[inline(always)]
     fn transact_stages(
         self: &Arc<Self>,
         t: &uapi::TransactInput,
         timeout: u64,
-        at_recv: usize,
+        msg_at: usize,
         ctx: &IoctlContext,
         done: &mut u64,
     ) -> Result {
@@ -179,8 +179,7 @@ impl Peer {
             let msg = self.recv_v1(&t.recv, timeout, &mut slot)?;
             *done |= uapi::BUS1_TRANSACT_FLAG_RECV;
             // As for `RECV`, a fault here loses the dequeued message.
-            let at = at_recv.wrapping_add(offset_of!(uapi::Recv, msg));
-            UserSlice::new(UserPtr::from_addr(at), size_of::<uapi::RecvMsg>())
+            UserSlice::new(UserPtr::from_addr(msg_at), size_of::<uapi::RecvMsg>())
                 .writer()
                 .write(msg)?;
         }

@@ -188,18 +188,16 @@ user_struct! {
         pub(crate) n_secctx: u64,
     }
 
-    /// Argument of `RECV`.
+    /// Argument of `RECV` (`struct bus1_cmd_recv`): its input, then the message description.
     pub(crate) struct Recv {
-        /// Command flags.
-        pub(crate) flags: u64,
-        /// End of the caller's pool mapping.
-        pub(crate) max_offset: u64,
-        /// The received message (output).
+        /// What `RECV` reads: `flags` and `max_offset`.
+        pub(crate) input: RecvInput,
+        /// The received message (output; with `WAIT`, `offset` is the timeout on input, read on
+        /// its own).
         pub(crate) msg: RecvMsg,
     }
 
-    /// What `RECV` reads of its argument: the fields of [`Recv`] before the message
-    /// description, which it only writes (but for the timeout of `WAIT`, read on its own).
+    /// The input of `RECV`, the fields of `struct bus1_cmd_recv` before `msg`.
     pub(crate) struct RecvInput {
         /// Command flags.
         pub(crate) flags: u64,
@@ -235,30 +233,22 @@ user_struct! {
         pub(crate) msg: RecvMsg2017,
     }
 
-    /// Argument of `TRANSACT`: a `SLICE_RELEASE`, a `SEND` and a `RECV` in one call.
+    /// Argument of `TRANSACT` (`struct bus1_cmd_transact`): a `SLICE_RELEASE`, a `SEND` and a
+    /// `RECV` in one call; its input, then the receive stage's message description.
     pub(crate) struct Transact {
-        /// Stages to run (`BUS1_TRANSACT_FLAG_*`), in the order release, send, receive.
-        pub(crate) flags: u64,
-        /// Pool offset of the slice the release stage gives back.
-        pub(crate) release_offset: u64,
-        /// Stages that completed (output, written back also on failure).
-        pub(crate) done: u64,
-        /// Must be zero.
-        pub(crate) reserved: u64,
-        /// The send stage, as the argument of `SEND`.
-        pub(crate) send: Send,
-        /// The receive stage, as the argument of `RECV` (input and output).
-        pub(crate) recv: Recv,
+        /// What `TRANSACT` reads (and `done`, which it writes).
+        pub(crate) input: TransactInput,
+        /// The receive stage's message (output, as `RECV`'s `msg`).
+        pub(crate) msg: RecvMsg,
     }
 
-    /// What `TRANSACT` reads of its argument: the fields of [`Transact`] before the receive
-    /// stage's message description.
+    /// The fields of `struct bus1_cmd_transact` before `recv.msg`.
     pub(crate) struct TransactInput {
         /// Stages to run (`BUS1_TRANSACT_FLAG_*`), in the order release, send, receive.
         pub(crate) flags: u64,
         /// Pool offset of the slice the release stage gives back.
         pub(crate) release_offset: u64,
-        /// Stages that completed (output).
+        /// Stages that completed (output, written back also on failure).
         pub(crate) done: u64,
         /// Must be zero.
         pub(crate) reserved: u64,
@@ -338,13 +328,9 @@ const _: () = {
     assert!(offset_of!(Recv2017, msg) + offset_of!(RecvMsg2017, n_fds) == 64);
     assert!(BUS1_CMD_RECV_2017 == 0xC0489650);
     assert!(size_of::<Transact>() == 208);
-    assert!(offset_of!(Transact, done) == 16);
-    assert!(offset_of!(Transact, send) == 32);
-    assert!(offset_of!(Transact, recv) == 112);
+    assert!(offset_of!(Transact, input.done) == 16);
+    assert!(offset_of!(Transact, input.send) == 32);
+    assert!(offset_of!(Transact, input.recv) == 112);
+    assert!(offset_of!(Transact, msg) == 112 + 16);
     assert!(BUS1_CMD_TRANSACT == 0xC0D09660);
-    // The inputs are the fields before the message descriptions.
-    assert!(size_of::<RecvInput>() == offset_of!(Recv, msg));
-    assert!(offset_of!(TransactInput, send) == offset_of!(Transact, send));
-    assert!(offset_of!(TransactInput, recv) == offset_of!(Transact, recv));
-    assert!(size_of::<TransactInput>() == offset_of!(Transact, recv) + offset_of!(Recv, msg));
 };
