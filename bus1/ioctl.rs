@@ -120,10 +120,7 @@ pub(super) fn read_wait_timeout(msg: usize, flags: u64) -> Result<u64> {
     if flags & uapi::BUS1_RECV_FLAG_WAIT == 0 {
         return Ok(0);
     }
-    let at = msg.wrapping_add(offset_of!(uapi::RecvMsg, offset));
-    UserSlice::new(UserPtr::from_addr(at), size_of::<u64>())
-        .reader()
-        .read()
+    UserPtr::from_addr(msg.wrapping_add(offset_of!(uapi::RecvMsg, offset))).get()
 }
 
 /// Reads the last byte of the argument `T` at user address `arg`, whose first bytes were read.
@@ -135,10 +132,7 @@ pub(super) fn read_wait_timeout(msg: usize, flags: u64) -> Result<u64> {
 pub(super) fn check_readable<T>(arg: usize) -> Result {
     const { assert!(size_of::<T>() > 0 && size_of::<T>() <= kernel::page::PAGE_SIZE) };
     let last = arg.checked_add(size_of::<T>() - 1).ok_or(EFAULT)?;
-    UserSlice::new(UserPtr::from_addr(last), 1)
-        .reader()
-        .read::<u8>()
-        .map(|_| ())
+    UserPtr::from_addr(last).get::<u8>().map(|_| ())
 }
 
 #[vtable]

@@ -37,6 +37,7 @@ use crate::{
             uid_for_current,
             Viewer, //
         },
+        uaccess_ext::UserPtrExt,
     },
     lazyvec::LazyVec,
     limits::Limits,
@@ -599,8 +600,18 @@ impl Receiver for Peer {
 }
 
 /// Returns the index of the first ID that repeats an earlier one.
+#[inline]
 pub(crate) fn first_duplicate(ids: &[u64]) -> Result<Option<usize>> {
-    // Few IDs (every unicast): compare pairwise rather than allocate and sort.
+    // One ID (every unicast) repeats nothing: answered inline, without a call.
+    if ids.len() < 2 {
+        return Ok(None);
+    }
+    first_duplicate_of_many(ids)
+}
+
+/// [`first_duplicate`] of two IDs or more.
+fn first_duplicate_of_many(ids: &[u64]) -> Result<Option<usize>> {
+    // Few IDs: compare pairwise rather than allocate and sort.
     if ids.len() <= 16 {
         return Ok((1..ids.len()).find(|&i| ids[..i].contains(&ids[i])));
     }
@@ -1174,10 +1185,7 @@ impl Peer {
 
     /// `HANDLE_RELEASE`.
     fn cmd_handle_release(self: &Arc<Self>, arg: usize) -> Result<isize> {
-        let id: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
-            .reader()
-            .read()?;
-        self.release_handle(id, 1)
+        self.release_handle(UserPtr::from_addr(arg).get()?, 1)
     }
 
     /// `HANDLE_RELEASE_N`.

@@ -7,7 +7,11 @@
 #![deny(unsafe_code)]
 
 use crate::{
-    ext::{errno::ENOTRECOVERABLE, fd::reserve_cloexec},
+    ext::{
+        errno::ENOTRECOVERABLE,
+        fd::reserve_cloexec,
+        uaccess_ext::UserPtrExt, //
+    },
     lazyvec::LazyVec,
     message::{
         Receiver,
@@ -33,16 +37,12 @@ use crate::{
     smallvec::user_sized,
     uapi,
 };
-use core::mem::size_of;
 use kernel::{
     fs::file::FileDescriptorReservation,
     prelude::*,
     rbtree::RBTreeNodeReservation,
     sync::Arc,
-    uaccess::{
-        UserPtr,
-        UserSlice, //
-    },
+    uaccess::UserPtr, //
 };
 
 /// The receiver-side description of a received message.
@@ -168,10 +168,7 @@ impl InstallReservation {
 impl Peer {
     /// `SLICE_RELEASE`.
     pub(crate) fn cmd_slice_release(&self, arg: usize) -> Result<isize> {
-        let offset: u64 = UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
-            .reader()
-            .read()?;
-        self.slice_release(offset)
+        self.slice_release(UserPtr::from_addr(arg).get()?)
     }
 
     /// `SLICE_RELEASE` of `offset` (also the release stage of `TRANSACT`).

@@ -28,6 +28,7 @@ use crate::{
             current_secctx,
             SenderIds, //
         },
+        uaccess_ext::UserPtrExt,
     },
     lazyvec::LazyVec,
     limits::ShareReservations,
@@ -681,15 +682,22 @@ fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
     Ok(())
 }
 
-/// Reads `n` `u64`s from user address `ptr` into `out`, which is empty, in one copy.
+/// Reads `n` `u64`s from user address `ptr` into `out`, which is empty: one access for one
+/// (the destination of every unicast), else one copy.
 fn read_u64s(ptr: u64, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
-    let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
-    if len == 0 {
-        return Ok(());
+    match n {
+        0 => Ok(()),
+        1 => {
+            *out = SmallVec::One(UserPtr::from_addr(ptr).get()?);
+            Ok(())
+        }
+        _ => {
+            let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
+            let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
+            r.read_slice(out.fill_default(n)?.as_mut_bytes())
+        }
     }
-    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
-    r.read_slice(out.fill_default(n)?.as_mut_bytes())
 }
 
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1

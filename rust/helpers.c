@@ -326,6 +326,26 @@ int rust_bus1_shmem_mmap(struct file *file, struct vm_area_struct *vma)
 }
 
 /*
+ * One integer read from user space (rust/uaccess_ext.rs): get_user() is a
+ * macro. Where unaligned loads are not efficient, an unaligned address is
+ * copied with copy_from_user() instead, which takes any alignment, so the
+ * Rust side accepts any address on every architecture.
+ */
+int rust_bus1_get_user_u8(u8 *dst, const void __user *src)
+{
+	return get_user(*dst, (const u8 __user *)src);
+}
+
+int rust_bus1_get_user_u64(u64 *dst, const void __user *src)
+{
+#ifndef CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS
+	if (!IS_ALIGNED((unsigned long)src, sizeof(*dst)))
+		return copy_from_user(dst, src, sizeof(*dst)) ? -EFAULT : 0;
+#endif
+	return get_user(*dst, (const u64 __user *)src);
+}
+
+/*
  * Whether @file is an io_uring instance (rust/file_ext.rs).
  * io_is_uring_fops(), which SCM_RIGHTS uses, is not exported to modules.
  * io_uring_get_file() creates every ring file on the anon_inode filesystem

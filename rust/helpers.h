@@ -46,6 +46,10 @@ struct mem_cgroup *rust_bus1_set_active_memcg(struct mem_cgroup *memcg);
 /* rust/file_ext.rs */
 bool rust_bus1_file_is_io_uring(struct file *file);
 
+/* rust/uaccess_ext.rs */
+int rust_bus1_get_user_u8(u8 *dst, const void __user *src);
+int rust_bus1_get_user_u64(u64 *dst, const void __user *src);
+
 /* rust/poll.rs */
 struct wait_queue_head *rust_bus1_waitq_new(const char *name,
 					    struct lock_class_key *key);
@@ -55,7 +59,7 @@ int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 			 bool (*cond)(void *data), void *data, long *timeout);
 long rust_bus1_timeout_jiffies(u64 ns);
 
-/* Test support for rust/shmem.rs, only built with built-in KUnit. */
+/* Test support for rust/shmem.rs and rust/uaccess_ext.rs, only built with built-in KUnit. */
 struct file *rust_bus1_test_anon_file(const struct file_operations *fops,
 				      void *priv);
 int rust_bus1_test_vm_mmap(struct file *file, size_t len, bool writable,

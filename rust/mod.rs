@@ -21,3 +21,4 @@ pub(crate) mod poll;
 pub(crate) mod shmem;
 pub(crate) mod task_ext;
 pub(crate) mod transmute;
+pub(crate) mod uaccess_ext;

@@ -460,6 +460,7 @@ impl PinnedPage {
 #[kunit_tests(bus1_shmem)]
 mod tests {
     use super::*;
+    use crate::ext::uaccess_ext::test_support::vm_mmap;
     use core::marker::PhantomData;
     use kernel::{
         current,
@@ -476,13 +477,6 @@ mod tests {
             fops: *const bindings::file_operations,
             private: *mut c_void,
         ) -> *mut bindings::file;
-        fn rust_bus1_test_vm_mmap(
-            file: *mut bindings::file,
-            len: usize,
-            writable: bool,
-            shared: bool,
-            addr: *mut c_ulong,
-        ) -> c_int;
         fn rust_bus1_test_fput_sync(file: *mut bindings::file);
     }
 
@@ -512,19 +506,6 @@ mod tests {
 
     fn is_zero(v: &[u8]) -> bool {
         v.iter().all(|&b| b == 0)
-    }
-
-    /// Maps `len` bytes of `file` (anonymous memory if null) into the test thread.
-    fn vm_mmap(
-        file: *mut bindings::file,
-        len: usize,
-        writable: bool,
-        shared: bool,
-    ) -> Result<usize> {
-        let mut addr: c_ulong = 0;
-        // SAFETY: `file` is null or a valid file, and `addr` is valid for writing.
-        to_result(unsafe { rust_bus1_test_vm_mmap(file, len, writable, shared, &mut addr) })?;
-        Ok(addr)
     }
 
     fn user_read(addr: usize, len: usize) -> Result<KVec<u8>> {
