@@ -27,11 +27,7 @@ impl Peer {
         let timeout = read_wait_timeout(msg_at, input.flags)?;
         check_readable::<uapi::Recv>(arg)?;
         let mut slot = MaybeUninit::uninit();
-        let msg = self.recv_v1(&input, timeout, &mut slot)?;
-        // As upstream: the message is already dequeued, so a fault here loses it.
-        UserSlice::new(UserPtr::from_addr(msg_at), size_of::<uapi::RecvMsg>())
-            .writer()
-            .write(msg)?;
+        write_recv_msg(msg_at, self.recv_v1(&input, timeout, &mut slot)?)?;
         Ok(0)
     }
 
@@ -121,6 +117,15 @@ pub(super) fn read_wait_timeout(msg: usize, flags: u64) -> Result<u64> {
         return Ok(0);
     }
     UserPtr::from_addr(msg.wrapping_add(offset_of!(uapi::RecvMsg, offset))).get()
+}
+
+/// Writes the description of a received message to user address `msg_at` (`RECV` and the
+/// receive stage of `TRANSACT`). As upstream: the message is already dequeued, so a fault here
+/// loses it.
+pub(super) fn write_recv_msg(msg_at: usize, msg: &uapi::RecvMsg) -> Result {
+    UserSlice::new(UserPtr::from_addr(msg_at), size_of::<uapi::RecvMsg>())
+        .writer()
+        .write(msg)
 }
 
 /// Reads the last byte of the argument `T` at user address `arg`, whose first bytes were read.

@@ -24,7 +24,8 @@
 use super::{
     ioctl::{
         check_readable,
-        read_wait_timeout, //
+        read_wait_timeout,
+        write_recv_msg, //
     },
     Peer, //
 };
@@ -177,11 +178,9 @@ impl Peer {
         if t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0 {
             let mut slot = MaybeUninit::uninit();
             let msg = self.recv_v1(&t.recv, timeout, &mut slot)?;
+            // Received: `done` says so even if the copy out faults.
             *done |= uapi::BUS1_TRANSACT_FLAG_RECV;
-            // As for `RECV`, a fault here loses the dequeued message.
-            UserSlice::new(UserPtr::from_addr(msg_at), size_of::<uapi::RecvMsg>())
-                .writer()
-                .write(msg)?;
+            write_recv_msg(msg_at, msg)?;
         }
         Ok(())
     }
