@@ -44,9 +44,12 @@
 SHELL := /bin/bash
 TOP := $(CURDIR)
 KDIR ?= /lib/modules/$(shell uname -r)/build
-# The provisioned Debian toolchain (clang-19, /usr/bin/rustc) when present,
-# otherwise the unsuffixed LLVM and the rustc on PATH (pass the kernel's own).
-LLVM ?= $(if $(shell command -v clang-19),-19,1)
+# The Clang the kernel was built with (CONFIG_CLANG_VERSION), by its version
+# suffix when installed so (Debian's clang-22), otherwise the unsuffixed LLVM;
+# the provisioned rustc (/usr/bin/rustc) when present, otherwise the one on
+# PATH (pass the kernel's own).
+KCLANG_MAJOR := $(shell sed -n 's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/\1/p' "$(KDIR)/.config" 2>/dev/null)
+LLVM ?= $(if $(and $(KCLANG_MAJOR),$(shell command -v clang-$(KCLANG_MAJOR))),-$(KCLANG_MAJOR),1)
 RUSTC ?= $(if $(wildcard /usr/bin/rustc),/usr/bin/rustc,rustc)
 CLIPPY_DRIVER ?= $(if $(wildcard /usr/bin/clippy-driver),/usr/bin/clippy-driver,clippy-driver)
 PREFIX ?= /usr

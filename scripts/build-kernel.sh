@@ -54,7 +54,7 @@ src=$(ls -d "$BUS1_CACHE"/src/linux-"$KVER_SERIES"* 2>/dev/null | sort -V | tail
 kver=$(basename "$src")
 
 key=$( { echo "$kver"; cat "${frags[@]}";
-	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
+	"$KRUSTC" --version; "clang$LLVM_SUFFIX" --version | head -n1; } | sha256sum | cut -c1-16)
 # The build directory is a direct subdirectory of the source tree, so Kbuild
 # uses the relative srctree "..": no absolute path of this machine gets into
 # the objects' command lines, and kunit.sh can copy the release build next to

@@ -44,7 +44,7 @@ top=$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)
 extra=(CONFIG_BLK_DEV_INITRD=y CONFIG_DEVTMPFS=y)
 rel=$("$BUS1_TOP/scripts/build-kernel.sh" release) || die "no release kernel to start kunit.py's build from"
 key=$( { basename "$rel"; cat "$BUS1_TOP/bus1/.kunitconfig"; printf '%s\n' "${extra[@]}";
-	"$KRUSTC" --version; clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
+	"$KRUSTC" --version; "clang$LLVM_SUFFIX" --version | head -n1; } | sha256sum | cut -c1-16)
 tree=$BUS1_CACHE/intree/$top/$kver
 # kunit.py's build directory: a direct subdirectory of the tree (relative
 # srctree, as for the release build it is copied from). $meta prefixes the

@@ -6,14 +6,18 @@ set -euo pipefail
 BUS1_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUS1_CACHE=${BUS1_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bus1}
 KVER_SERIES=${KVER_SERIES:-7.2}
-LLVM_SUFFIX=${LLVM_SUFFIX:--19}
+# The LLVM of the kernel's rustc (rustc-web is linked against Debian's
+# libllvm22): with Clang of the same LLVM, CONFIG_RUST_INLINE_HELPERS can
+# link the C helpers' bitcode into the Rust code (release.config).
+LLVM_VERSION=${LLVM_VERSION:-22}
+LLVM_SUFFIX=-$LLVM_VERSION
 # The rustup toolchain on PATH has no rust-src; the kernel needs Debian's.
 KRUSTC=${KRUSTC:-/usr/bin/rustc}
 # clippy-driver built with that rustc (rust-web-clippy), not rustup's.
 KCLIPPY=${KCLIPPY:-/usr/bin/clippy-driver}
 BINDGEN_ROOT=$BUS1_CACHE/bindgen
-export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
-export PATH=$BINDGEN_ROOT/bin:/usr/lib/llvm-19/bin:$PATH
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-$LLVM_VERSION/lib}
+export PATH=$BINDGEN_ROOT/bin:/usr/lib/llvm-$LLVM_VERSION/bin:$PATH
 
 die() { printf 'bus1: error: %s\n' "$*" >&2; exit 1; }
 log() { printf 'bus1: %s\n' "$*" >&2; }

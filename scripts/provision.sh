@@ -5,12 +5,12 @@
 # every download goes to a temporary path that is renamed when complete.
 . "$(dirname "$0")/lib.sh"
 
-PKGS="rustc-web rust-web-src clang-19 lld-19 llvm-19 libclang-19-dev \
+PKGS="rustc-web rust-web-src clang-$LLVM_VERSION lld-$LLVM_VERSION llvm-$LLVM_VERSION libclang-$LLVM_VERSION-dev \
 qemu-system-x86 busybox-static bc flex bison libelf-dev libssl-dev cpio kmod \
 xz-utils python3-docutils python3-venv rust-web-clippy"
 
-stamp=$BUS1_CACHE/provisioned-v2
-[ -f "$stamp" ] && [ -x "$BINDGEN_ROOT/bin/bindgen" ] && \
+stamp=$BUS1_CACHE/provisioned-v3
+[ -f "$stamp" ] && [ -x "$BINDGEN_ROOT/bin/bindgen" ] && command -v "clang$LLVM_SUFFIX" >/dev/null && \
 	ls "$BUS1_CACHE"/src/linux-"$KVER_SERIES"*/Makefile >/dev/null 2>&1 && exit 0
 
 need_space "$BUS1_CACHE" 12
@@ -82,7 +82,7 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-remove --no-install-recommends $missing \
 		>>"$plog" 2>&1 || die "apt-get install failed for:$missing (log: $plog)"
 fi
-for t in "$KRUSTC" clang-19 ld.lld-19 llvm-ar-19 qemu-system-x86_64 busybox bc flex bison cpio; do
+for t in "$KRUSTC" clang$LLVM_SUFFIX ld.lld$LLVM_SUFFIX llvm-ar$LLVM_SUFFIX llvm-link$LLVM_SUFFIX qemu-system-x86_64 busybox bc flex bison cpio; do
 	command -v "$t" >/dev/null || [ -x "$t" ] || die "missing tool after provisioning: $t"
 done
 [ -d /usr/lib/rustlib/src/rust/library ] || die "missing rust-src (package rust-web-src)"
