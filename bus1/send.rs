@@ -236,6 +236,7 @@ impl Peer {
         // destination, straight into its pool.
         let mut vecs = SmallVec::new();
         read_vecs(s.ptr_vecs, s.n_vecs, &mut vecs)?;
+        // A negative `ssize_t` length is above `MAX_PAYLOAD` as well.
         let n_bytes = vecs
             .iter()
             .try_fold(0u64, |acc, v| acc.checked_add(v.len))
@@ -669,15 +670,20 @@ fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
     // CAST: `n` was checked against `VEC_MAX`.
     let n = n as usize;
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
-    let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<uapi::IoVec>()).reader();
-    vecs.reserve(n)?;
-    for _ in 0..n {
-        let v: uapi::IoVec = r.read()?;
-        // A negative `ssize_t` length.
-        if v.len > i64::MAX as u64 {
-            return Err(EMSGSIZE);
+    if n == 1 {
+        // The common case, one buffer: two integer reads, no copy call.
+        let base = UserPtr::from_addr(ptr);
+        let len = UserPtr::from_addr(ptr.checked_add(size_of::<u64>()).ok_or(EFAULT)?);
+        *vecs = SmallVec::One(uapi::IoVec {
+            base: base.get()?,
+            len: len.get()?,
+        });
+    } else if n > 1 {
+        let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<uapi::IoVec>()).reader();
+        vecs.reserve(n)?;
+        for _ in 0..n {
+            vecs.push(r.read()?)?;
         }
-        vecs.push(v)?;
     }
     Ok(())
 }

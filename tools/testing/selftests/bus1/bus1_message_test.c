@@ -551,6 +551,10 @@ TEST_F(bus, send_efault)
 	s.ptr_vecs = PTR(bad);
 	s.n_vecs = 1;
 	ASSERT_EQ(-EFAULT, send_cmd(self->a, &s));
+	/* one iovec straddling the end of a mapping: its base is readable */
+	memcpy(bad - 8, &v[0].iov_base, 8);
+	s.ptr_vecs = PTR(bad - 8);
+	ASSERT_EQ(-EFAULT, send_cmd(self->a, &s));
 	s.ptr_vecs = PTR(v);
 	s.n_vecs = 2;
 	ASSERT_EQ(-EFAULT, send_cmd(self->a, &s));
