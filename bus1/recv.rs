@@ -180,15 +180,22 @@ impl Peer {
     }
 
     /// Receives the front of the queue (or the seed) as described by `a`.
+    #[inline]
     pub(crate) fn recv(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
         if a.seed {
             return self.recv_seed(a);
         }
-        // Nothing readable: answered without the lock (a waiting receiver checks this before
-        // and after every sleep).
+        // Nothing readable: answered without the lock, and inline, without the call into the
+        // receive path and its frame (a waiting receiver checks this before and after every
+        // sleep).
         if !self.maybe_readable() {
             return Err(EAGAIN);
         }
+        self.recv_front(a)
+    }
+
+    /// [`Self::recv`] from the queue, which may be readable.
+    fn recv_front(self: &Arc<Self>, a: RecvArgs) -> Result<Received> {
         loop {
             let mut guard = self.lock();
             let inner = &mut *guard;
