@@ -673,7 +673,8 @@ fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
     if n == 1 {
         // The common case, one buffer: two integer reads, no copy call.
         let base = UserPtr::from_addr(ptr);
-        let len = UserPtr::from_addr(ptr.checked_add(size_of::<u64>()).ok_or(EFAULT)?);
+        // An address that wraps is not user memory: reading it fails with `EFAULT`.
+        let len = UserPtr::from_addr(ptr.wrapping_add(size_of::<u64>()));
         *vecs = SmallVec::One(uapi::IoVec {
             base: base.get()?,
             len: len.get()?,

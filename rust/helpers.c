@@ -194,6 +194,20 @@ size_t rust_bus1_page_copy_from_user(struct page *page, size_t offset,
 }
 
 /*
+ * Marks @folio dirty after a write into it. A folio that is dirty already
+ * needs no second mark, as in unpin_user_pages_dirty_lock(): only writeback
+ * cleans it, and the test comes after the write, so a folio cleaned before it
+ * is marked again. It spares the address space operation's indirect call per
+ * copy.
+ */
+static void folio_dirtied(struct folio *folio)
+{
+	flush_dcache_folio(folio);
+	if (!folio_test_dirty(folio))
+		folio_mark_dirty(folio);
+}
+
+/*
  * Copies @len bytes from user memory at @src into @file at byte @pos, with
  * the effect of rust_bus1_shmem_get_page(), rust_bus1_page_copy_from_user()
  * and rust_bus1_shmem_put_page(page, true) for each page in turn, but with
@@ -245,12 +259,8 @@ int rust_bus1_shmem_write_user(struct file *file, loff_t pos,
 				len -= n;
 				index++;
 			}
-			if (written) {
-				flush_dcache_folio(folio);
-				/* As in rust_bus1_page_dirtied(). */
-				if (!folio_test_dirty(folio))
-					folio_mark_dirty(folio);
-			}
+			if (written)
+				folio_dirtied(folio);
 			if (folio_contains(folio, index))
 				break;
 		}
@@ -291,17 +301,7 @@ void rust_bus1_page_write(struct page *page, size_t offset, const void *src,
  */
 void rust_bus1_page_dirtied(struct page *page)
 {
-	struct folio *folio = page_folio(page);
-
-	flush_dcache_folio(folio);
-	/*
-	 * A folio that is dirty already needs no second mark, as in
-	 * unpin_user_pages_dirty_lock(): only writeback cleans it, and the test
-	 * comes after the write, so a folio cleaned before it is marked again.
-	 * It spares the address space operation's indirect call per copy.
-	 */
-	if (!folio_test_dirty(folio))
-		folio_mark_dirty(folio);
+	folio_dirtied(page_folio(page));
 }
 
 void rust_bus1_page_read(struct page *page, size_t offset, void *dst,
