@@ -21,7 +21,9 @@ impl<T> LazyVec<T> {
         Self(None)
     }
 
-    /// Returns an empty vector with room for `n` values; allocates only if `n > 0`.
+    /// Returns an empty vector with room for `n` values; allocates only if `n > 0`. Inline:
+    /// `SEND` asks for room for the destinations after the first, none for a unicast.
+    #[inline(always)]
     pub(crate) fn with_capacity(n: usize, flags: Flags) -> Result<Self> {
         if n == 0 {
             return Ok(Self::new());

@@ -648,6 +648,8 @@ fn first_duplicate_of_many(ids: &[u64]) -> Result<Option<usize>> {
 /// - `created` lists every node this operation created that it has not undone; they are
 ///   pending (their owner handle is `pending`) until settled.
 /// - While `created` is not empty, the peer's `creating` is `token`.
+/// - `token` is drawn before a node is created, so an operation whose token is 0 created none
+///   and has nothing to settle or undo.
 pub(crate) struct NodeOp<'a> {
     /// The peer.
     peer: &'a Arc<Peer>,
@@ -701,7 +703,17 @@ impl<'a> NodeOp<'a> {
 
     /// Makes the nodes the operation created usable by every other operation: it has passed
     /// its point of no return.
-    pub(crate) fn settle(mut self) {
+    #[inline]
+    pub(crate) fn settle(self) {
+        // An operation that created no node (the common case) drew no token: nothing to make
+        // usable, and nothing to undo on drop.
+        if self.token.0 != 0 {
+            self.settle_created();
+        }
+    }
+
+    /// [`Self::settle`] for an operation that created nodes.
+    fn settle_created(mut self) {
         if !self.created.is_empty() {
             let mut inner = self.peer.lock();
             for node in self.created.iter() {
@@ -715,10 +727,19 @@ impl<'a> NodeOp<'a> {
 }
 
 impl Drop for NodeOp<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if self.token.0 == 0 {
-            return;
+        // Inline: most operations create no node and drew no token.
+        if self.token.0 != 0 {
+            self.undo();
         }
+    }
+}
+
+impl NodeOp<'_> {
+    /// Undoes the nodes the operation created and did not settle, and lets other operations
+    /// create nodes again.
+    fn undo(&mut self) {
         for node in self.created.take_all() {
             self.peer.undo_create(&node);
         }

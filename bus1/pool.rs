@@ -125,12 +125,10 @@ struct Slab {
     page: Option<Arc<PinnedPage>>,
 }
 
-impl Slab {
-    /// Number of slots.
-    fn slots(&self) -> u32 {
-        // CAST: At most 512.
-        (PAGE.checked_div(class_size(self.class)).unwrap_or(0)) as u32
-    }
+/// Number of slots of a slab of class `class`.
+fn class_slots(class: usize) -> u32 {
+    // CAST: At most 512.
+    (PAGE.checked_div(class_size(class)).unwrap_or(0)) as u32
 }
 
 /// A slice of more than [`SLAB_MAX`] bytes, which owns whole pages.
@@ -359,7 +357,9 @@ impl SliceAllocator {
             return Err(EXFULL());
         };
         let mut slot = None;
-        let slots = slab.slots();
+        // The slab's class is `class` (it is on `partial[class]`), so the count follows from the
+        // local value, once.
+        let slots = class_slots(class);
         for (w, word) in slab.allocated.iter_mut().enumerate() {
             if *word != u64::MAX {
                 let bit = word.trailing_ones();
@@ -379,7 +379,7 @@ impl SliceAllocator {
             self.empty[class] = self.empty[class].saturating_sub(1);
         }
         slab.used += 1;
-        if slab.used == slab.slots() {
+        if slab.used == slots {
             slab.listed = false;
             self.partial[class].pop();
         }

@@ -296,7 +296,14 @@ impl Peer {
                 };
                 self.note_unreadable(inner);
                 drop(guard);
-                drop((unkept, undropped));
+                // Both are usually `None` (the spare was taken by the send of this copy, and a
+                // copy without cargo holds nothing): checked here, not in a call to their drop.
+                if let Some(unkept) = unkept {
+                    drop(unkept);
+                }
+                if let Some(undropped) = undropped {
+                    drop(undropped);
+                }
                 return Ok(out);
             }
             let res = InstallReservation::new(msg, a.install_fds)?;

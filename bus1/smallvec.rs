@@ -124,7 +124,7 @@ impl<T: Copy + Default, const N: usize> SmallVec<T, N> {
 impl<T: Copy + Default, const N: usize> Deref for SmallVec<T, N> {
     type Target = [T];
 
-    #[inline]
+    #[inline(always)]
     fn deref(&self) -> &[T] {
         match self {
             Self::Empty => &[],

@@ -119,10 +119,7 @@ impl Peer {
         // Only the input is read (the receive stage's message description is output, but for
         // the timeout of `WAIT`), where it stays: the 128 bytes are not moved after the copy.
         let mut slot = MaybeUninit::uninit();
-        let t: &uapi::TransactInput = read_into(
-            &mut UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::TransactInput>()).reader(),
-            &mut slot,
-        )?;
+        let t: &uapi::TransactInput = read_into(UserPtr::from_addr(arg), &mut slot)?;
         let send = t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0;
         let recv = t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0;
         let msg_at = arg.wrapping_add(offset_of!(uapi::Transact, msg));

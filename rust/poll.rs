@@ -199,6 +199,10 @@ impl PollQueue {
         let r = unsafe {
             rust_bus1_waitq_wait(self.wq.as_ptr(), wait_cond::<F>, data, &mut timeout.jiffies)
         };
+        // The condition came true, the common answer: no call into the errno mapping.
+        if r == 0 {
+            return Ok(());
+        }
         kernel::error::to_result(r)
     }
 }

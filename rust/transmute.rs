@@ -8,9 +8,11 @@ use core::mem::{
     MaybeUninit, //
 };
 use kernel::{
+    bindings,
+    ffi::c_void,
     prelude::*,
     transmute::FromBytes,
-    uaccess::UserSliceReader, //
+    uaccess::UserPtr, //
 };
 
 /// Declares `#[repr(C)]` structs made only of [`FromBytes`] + [`AsBytes`] fields, and implements
@@ -56,22 +58,32 @@ macro_rules! user_struct {
 }
 pub(crate) use user_struct;
 
-/// Reads a `T` from `reader` into `slot` and returns it there.
+/// Reads a `T` at the user address `ptr` into `slot` and returns it there; `EFAULT` if it cannot
+/// be read in full.
 ///
 /// Like [`UserSliceReader::read`], but the value is written where the caller keeps it: a large
 /// argument struct is not copied again (returned by value, it is moved into the caller's frame
-/// with a `memcpy`).
-pub(crate) fn read_into<'a, T: FromBytes>(
-    reader: &mut UserSliceReader,
-    slot: &'a mut MaybeUninit<T>,
-) -> Result<&'a mut T> {
-    // SAFETY: `slot` is valid for writing `size_of::<T>()` bytes, each of which may be left
-    // uninitialised as a `MaybeUninit<u8>`; the slice borrows `slot` exclusively.
-    let bytes = unsafe {
-        core::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<MaybeUninit<u8>>(), size_of::<T>())
+/// with a `memcpy`). Generic, as `read` is, so it is compiled into its caller: no call into the
+/// `kernel` crate's `UserSliceReader::read_raw()` and its slice bookkeeping around the copy.
+///
+/// [`UserSliceReader::read`]: kernel::uaccess::UserSliceReader::read
+#[inline]
+pub(crate) fn read_into<T: FromBytes>(ptr: UserPtr, slot: &mut MaybeUninit<T>) -> Result<&mut T> {
+    // SAFETY: `slot` is valid for writing `size_of::<T>()` bytes; `_copy_from_user()` checks that
+    // `ptr` is a user address range and reads it with fault handling, and returns the number of
+    // bytes it could not copy. As in `UserSliceReader::read`, the `_copy_from_user` variant skips
+    // the `check_object_size()` of the kernel buffer, as C does for a compile-time length.
+    let left = unsafe {
+        bindings::_copy_from_user(
+            slot.as_mut_ptr().cast::<c_void>(),
+            ptr.as_const_ptr(),
+            size_of::<T>(),
+        )
     };
-    reader.read_raw(bytes)?;
-    // SAFETY: `read_raw` succeeded, so every byte of `slot` is initialised, and any byte pattern
-    // is a valid `T` (`T: FromBytes`).
+    if left != 0 {
+        return Err(EFAULT);
+    }
+    // SAFETY: The copy succeeded, so every byte of `slot` is initialised, and any byte pattern is
+    // a valid `T` (`T: FromBytes`).
     Ok(unsafe { slot.assume_init_mut() })
 }

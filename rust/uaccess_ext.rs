@@ -17,7 +17,6 @@ use core::ffi::{
     c_void, //
 };
 use kernel::{
-    error::to_result,
     prelude::*,
     uaccess::UserPtr, //
 };
@@ -77,7 +76,12 @@ impl UserPtrExt for UserPtr {
     fn get<T: GetUser>(self) -> Result<T> {
         let mut v = T::default();
         // SAFETY: `v` is a local `T`, valid for writing.
-        to_result(unsafe { T::get_user(&mut v, self.as_const_ptr()) })?;
+        let r = unsafe { T::get_user(&mut v, self.as_const_ptr()) };
+        // `get_user()` fails with `-EFAULT` alone: answered here, without the call into
+        // `to_result()` that maps any errno (once per `SEND` and per `SLICE_RELEASE`).
+        if r != 0 {
+            return Err(EFAULT);
+        }
         Ok(v)
     }
 }
@@ -88,6 +92,7 @@ pub(crate) mod test_support {
     use super::*;
     use kernel::{
         bindings,
+        error::to_result,
         ffi::c_ulong, //
     };
 
