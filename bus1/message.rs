@@ -189,8 +189,9 @@ impl<P: Receiver> Message<P> {
     /// held.
     pub(crate) fn into_room(this: KBox<Self>) -> Result<KBox<MaybeUninit<Self>>, KBox<Self>> {
         // A copy without cargo holds no in-flight references, whatever its flag says.
-        let inflight = this.inflight && this.cargo.is_some();
-        if this.slice.is_some() || !this.charged.is_zero() || !this.shared.is_zero() || inflight {
+        let inflight = this.inflight & this.cargo.is_some();
+        // Tested all at once (`|`, not `||`): four tests cost less than a branch each.
+        if this.slice.is_some() | !this.charged.is_zero() | !this.shared.is_zero() | inflight {
             return Err(this);
         }
         Ok(KBox::drop_contents(this))
@@ -206,7 +207,8 @@ impl<P: Receiver> Message<P> {
 impl<P: Receiver> Drop for Message<P> {
     fn drop(&mut self) {
         let slice = self.slice.take();
-        if slice.is_some() || !self.charged.is_zero() || !self.shared.is_zero() {
+        // As in `into_room`: tested at once.
+        if slice.is_some() | !self.charged.is_zero() | !self.shared.is_zero() {
             self.receiver
                 .give_back(slice, self.sender_uid, &self.shared, &self.charged);
         }

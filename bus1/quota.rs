@@ -52,9 +52,10 @@ impl Charge {
         c
     }
 
-    /// Whether no resource is charged.
+    /// Whether no resource is charged. One test of all amounts together, not one branch per
+    /// resource: every message asks it of its charges, and at their release.
     pub(crate) fn is_zero(&self) -> bool {
-        self.0.iter().all(|&x| x == 0)
+        self.0.iter().fold(0, |acc, &x| acc | x) == 0
     }
 }
 
