@@ -107,11 +107,18 @@ impl SenderSecctx {
 
     /// Returns the context the copy for `receiver` carries: `None` if the receiver did not ask
     /// for one or there is none. Fails only as capturing it does (`ENOMEM` and such).
-    #[inline]
+    ///
+    /// Most receivers ask for none: that answer is inline, the capture is not.
+    #[inline(always)]
     fn for_receiver(&mut self, receiver: &Peer) -> Result<Option<&SecurityCtx>> {
         if !receiver.wants_secctx() {
             return Ok(None);
         }
+        self.captured()
+    }
+
+    /// Returns the context, captured on the first call.
+    fn captured(&mut self) -> Result<Option<&SecurityCtx>> {
         if self.ctx.is_none() {
             self.ctx = Some(current_secctx()?);
         }
@@ -641,7 +648,9 @@ fn fill_slice(
 /// Takes `n` in-flight references on every live carried node and wraps the cargo for sharing;
 /// a message with neither handles nor files has none, and allocates nothing for it.
 ///
-/// The only failure, out of memory, happens before any reference is taken.
+/// The only failure, out of memory, happens before any reference is taken. Inline, for the
+/// answer of a message without either; the cargo is built out of line.
+#[inline(always)]
 fn make_cargo(
     nodes: LazyVec<Option<Arc<Node>>>,
     files: LazyVec<ARef<File>>,
@@ -650,6 +659,15 @@ fn make_cargo(
     if nodes.is_empty() && files.is_empty() {
         return Ok(None);
     }
+    build_cargo(nodes, files, n).map(Some)
+}
+
+/// [`make_cargo`] for a message with handles or files.
+fn build_cargo(
+    nodes: LazyVec<Option<Arc<Node>>>,
+    files: LazyVec<ARef<File>>,
+    n: u64,
+) -> Result<Arc<Cargo>> {
     let cargo = Cargo {
         nodes: nodes.into_kvec(),
         files: files.into_kvec(),
@@ -662,7 +680,7 @@ fn make_cargo(
             }
         }
     }
-    Ok(Some(cargo.into()))
+    Ok(cargo.into())
 }
 
 /// Reads `n` iovecs from user address `ptr` into `vecs`, which is empty.
@@ -690,7 +708,9 @@ fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
 }
 
 /// Reads `n` `u64`s from user address `ptr` into `out`, which is empty: one access for one
-/// (the destination of every unicast), else one copy.
+/// (the destination of every unicast), else one copy. Inline, as most `SEND`s read none (the
+/// handles) and one (the destination).
+#[inline(always)]
 fn read_u64s(ptr: u64, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     match n {
@@ -699,12 +719,15 @@ fn read_u64s(ptr: u64, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
             *out = SmallVec::One(UserPtr::from_addr(ptr).get()?);
             Ok(())
         }
-        _ => {
-            let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
-            let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
-            r.read_slice(out.fill_default(n)?.as_mut_bytes())
-        }
+        _ => read_u64s_copy(ptr, n, out),
     }
+}
+
+/// [`read_u64s`] of more than one value: one copy.
+fn read_u64s_copy(ptr: usize, n: usize, out: &mut SmallVec<u64, 8>) -> Result {
+    let len = n.checked_mul(size_of::<u64>()).ok_or(EMSGSIZE)?;
+    let mut r = UserSlice::new(UserPtr::from_addr(ptr), len).reader();
+    r.read_slice(out.fill_default(n)?.as_mut_bytes())
 }
 
 /// Reads `n` file descriptors from user address `ptr` and takes their files, refusing bus1
