@@ -724,19 +724,7 @@ impl<'a> NodeOp<'a> {
         }
         self.created = LazyVec::new();
     }
-}
 
-impl Drop for NodeOp<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        // Inline: most operations create no node and drew no token.
-        if self.token.0 != 0 {
-            self.undo();
-        }
-    }
-}
-
-impl NodeOp<'_> {
     /// Undoes the nodes the operation created and did not settle, and lets other operations
     /// create nodes again.
     fn undo(&mut self) {
@@ -750,6 +738,16 @@ impl NodeOp<'_> {
             }
         }
         self.peer.nodes_changed.notify_all();
+    }
+}
+
+impl Drop for NodeOp<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Inline: most operations create no node and drew no token.
+        if self.token.0 != 0 {
+            self.undo();
+        }
     }
 }
 
