@@ -580,6 +580,57 @@ TEST_F(pair, unreadable_argument_tail_efault_no_effect)
 }
 
 /*
+ * The input of TRANSACT is copied in one piece: an input that cannot be read
+ * in full fails with EFAULT before any stage runs, whichever part of it is
+ * unreadable (its start, its end, all of it): nothing is released, sent or
+ * received.
+ */
+TEST_F(pair, unreadable_input_efault_no_effect)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct bus1_cmd_recv r;
+	struct tx x;
+	char *m, *args[4];
+	__u64 off;
+	int i;
+
+	/* Readable, unreadable, readable. */
+	m = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, m);
+	ASSERT_EQ(0, mprotect(m + page, page, PROT_NONE));
+
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "held"));
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "queued"));
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	off = r.msg.offset;
+	ASSERT_EQ(2, pool_slices(self->b));
+	tx_init(&x, STAGE_ALL, off, self->to_a, "never", 0, 0);
+	/* Its first 16 bytes (flags, release offset) readable, the rest not. */
+	memcpy(m + page - 16, &x.t, 16);
+	args[0] = m + page - 16;
+	/* Its first 16 bytes unreadable, the rest (its last byte too) readable. */
+	memcpy(m + 2 * page, (char *)&x.t + 16, sizeof(x.t) - 16);
+	args[1] = m + 2 * page - 16;
+	/* All of it unmapped. */
+	args[2] = m + page;
+	args[3] = NULL;
+
+	for (i = 0; i < 4; i++) {
+		ASSERT_EQ(-EFAULT, bus1_errno(ioctl(self->b, BUS1_CMD_TRANSACT, args[i])))
+			TH_LOG("%d", i);
+		ASSERT_EQ(2, pool_slices(self->b)) TH_LOG("%d", i);
+		ASSERT_EQ(1, queued(self->b)) TH_LOG("%d", i);
+		ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r)) TH_LOG("%d", i);
+	}
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &r));
+	ASSERT_PAYLOAD(self->mb, &r, "queued");
+	ASSERT_EQ(0, bus1_slice_release(self->b, r.msg.offset));
+	ASSERT_EQ(0, bus1_slice_release(self->b, off));
+	ASSERT_EQ(0, pool_slices(self->b));
+	ASSERT_EQ(0, munmap(m, 3 * page));
+}
+
+/*
  * A failing stage stops the call with its errno; done tells which stages
  * completed: a bad release offset (ENXIO) sends nothing, a bad destination
  * (ENXIO) after a good release keeps the release.
