@@ -6,10 +6,11 @@ function.
 
 Inputs:
 - the plugin's output (scripts/tcg-insns.c): per marker "mark K", then
-  "pc executions insns locked" per kernel translation block run since the
-  marker before (locked: how many of its instructions are locked, atomic
-  read-modify-writes; absent from the output of older versions of the
-  plugin, which then reports no locked counts);
+  "pc executions insns locked accesses" per kernel translation block run
+  since the marker before (locked: how many of its instructions are locked,
+  atomic read-modify-writes; accesses: the memory accesses of those
+  executions; each absent from the output of older versions of the plugin,
+  which then reports no such counts);
 - the guest output: "PROFILE-KSYM <kallsyms line>" for the kernel's _text
   and every bus1 symbol, "PROFILE-MODULE <the bus1 line of /proc/modules>",
   "PROFILE-CASE <case> <size> <n> <mark> [<destinations> [<processes>]]"
@@ -69,8 +70,8 @@ def parse_guest(lines):
 
 
 def parse_insns(lines):
-    """The plugin's output: {mark: [(pc, executions, insns, locked), ...]}, locked None where
-    the line has no such column."""
+    """The plugin's output: {mark: [(pc, executions, insns, locked, accesses), ...]}, locked and
+    accesses None where the line has no such column."""
     marks, cur = {}, None
     for no, line in enumerate(lines, 1):
         f = line.split()
@@ -78,8 +79,9 @@ def parse_insns(lines):
             continue
         if f[0] == "mark" and len(f) == 2:
             cur = marks.setdefault(int(f[1]), [])
-        elif len(f) in (3, 4) and cur is not None:
-            cur.append((int(f[0], 16), int(f[1]), int(f[2]), int(f[3]) if len(f) == 4 else None))
+        elif len(f) in (3, 4, 5) and cur is not None:
+            cur.append((int(f[0], 16), int(f[1]), int(f[2]), int(f[3]) if len(f) >= 4 else None,
+                        int(f[4]) if len(f) == 5 else None))
         else:
             raise ProfileError(f"plugin output line {no}: cannot parse {line.strip()!r}")
     return marks
@@ -146,7 +148,7 @@ def attribute(blocks, syms):
     second is None if a block has no locked count."""
     c, locked = collections.Counter(), collections.Counter()
     known = True
-    for pc, n, insns, lk in blocks:
+    for pc, n, insns, lk, _ in blocks:
         f = syms.lookup(pc)
         c[f] += n * insns
         if lk is None:
@@ -462,14 +464,25 @@ def analyse(guest, marks, syms):
         n = c["n"]
         total = sum(per.values())
         r = dict(c, total=total / n, bus1=sum(v for (_, m), v in per.items() if m) / n,
-                 blocks=sum(e for _, e, _, _ in marks[c["mark"]]) / n,
-                 funcs={k: v / n for k, v in per.items()}, locked=None, locked_bus1=None, locked_funcs={})
+                 blocks=sum(e for _, e, _, _, _ in marks[c["mark"]]) / n,
+                 funcs={k: v / n for k, v in per.items()}, locked=None, locked_bus1=None, locked_funcs={},
+                 **accesses(marks[c["mark"]], syms, n))
         if locked is not None:
             r.update(locked=sum(locked.values()) / n,
                      locked_bus1=sum(v for (_, m), v in locked.items() if m) / n,
                      locked_funcs={k: v / n for k, v in locked.items()})
         res.append(r)
     return res
+
+
+def accesses(blocks, syms, n):
+    """The memory accesses per iteration of a segment of `n` iterations, in all and in bus1.ko,
+    both None if a block has no such count."""
+    if any(a is None for *_, a in blocks):
+        return {"accesses": None, "accesses_bus1": None}
+    total = sum(a for *_, a in blocks)
+    ours = sum(a for pc, *_, a in blocks if syms.lookup(pc)[1])
+    return {"accesses": total / n, "accesses_bus1": ours / n}
 
 
 def round_trips(results):
@@ -499,18 +512,22 @@ def render(results, top, names, info=()):
         "(instructions up to a branch; a `rep` instruction is one per repetition): under TCG, the",
         "time `make bench` measures follows the blocks more closely than the instructions",
         "(`bench/notes.md`).",
+        "\"Accesses\" counts their loads and stores of memory as QEMU's soft MMU serves them, the",
+        "stack's included (a `rep movsb` repetition is a load and a store, so a user copy costs two",
+        "per byte): the other unit of TCG's time.",
         "",
     ]
     out += [f"- {i}" for i in info]
     if info:
         out.append("")
     out += ["| case | size (B) | iterations | kernel insns / iteration | in bus1.ko | ratio to unix "
-            "| locked / iteration | in bus1.ko | blocks / iteration |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| locked / iteration | in bus1.ko | blocks / iteration | accesses / iteration | in bus1.ko |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         ratio = f"{r['total'] / unix[r['size']]:.2f}x" if unix.get(r["size"]) else "-"
         out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} "
-                   f"| {count(r['locked'])} | {count(r['locked_bus1'])} | {r['blocks']:.0f} |")
+                   f"| {count(r['locked'])} | {count(r['locked_bus1'])} | {r['blocks']:.0f} "
+                   f"| {whole(r['accesses'])} | {whole(r['accesses_bus1'])} |")
     if rtt:
         out += ["", "## Round trips: two processes", "",
                 "A parent and a child process pass a message back and forth, each reading every byte it "
@@ -523,12 +540,13 @@ def render(results, top, names, info=()):
                 f"`{RTT_BASE}` at the same size (the ratio `make bench` rates in time; targets: `bus1_tx_rtt` "
                 "at most 1.0x, `bus1_rtt` at most 1.25x).", "",
                 f"| case | size (B) | round trips | kernel insns / round trip | in bus1.ko | ratio to {RTT_BASE} "
-                "| locked / round trip | in bus1.ko | blocks / round trip |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "| locked / round trip | in bus1.ko | blocks / round trip | accesses / round trip | in bus1.ko |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rtt:
             ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
             out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} "
-                       f"| {count(r['locked'])} | {count(r['locked_bus1'])} | {r['blocks']:.0f} |")
+                       f"| {count(r['locked'])} | {count(r['locked_bus1'])} | {r['blocks']:.0f} "
+                       f"| {whole(r['accesses'])} | {whole(r['accesses_bus1'])} |")
     mc = multicast(results)
     if mc:
         out += ["", "## Multicast: the marginal cost of a destination", "",
@@ -570,6 +588,11 @@ def render(results, top, names, info=()):
 def count(v):
     """A per-iteration count of locked instructions, or "-" if the plugin did not count them."""
     return "-" if v is None else f"{v:.1f}"
+
+
+def whole(v):
+    """A per-iteration count of memory accesses, or "-" if the plugin did not count them."""
+    return "-" if v is None else f"{v:.0f}"
 
 
 def func_rows(funcs, total, top, names):

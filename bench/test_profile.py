@@ -122,6 +122,26 @@ mark 4
 {K + 0x3004:x} 10 4 0
 """
 
+# INSNS_LOCKED with the plugin's count of memory accesses per block (of all its executions).
+# Segment 2 per iteration: (30 + 0 + 100 + 50 + 10) / 10 = 19 in all, (50 + 10) / 10 = 6 in
+# bus1. Segment 4: 20 / 10 = 2 in all, none in bus1.
+INSNS_ACCESSES = f"""\
+mark 1
+{K + 0x1000:x} 1000000 7 1 5000000
+{M + 0x100:x} 1000000 9 9 3000000
+mark 2
+{K + 0x1000:x} 10 7 1 30
+{K + 0x1008:x} 10 3 0 0
+{K + 0x2010:x} 20 5 0 100
+{M + 0x100:x} 10 40 3 50
+{M + 0x900:x} 5 4 2 10
+mark 3
+{M + 0x100:x} 777777 9 9 1234567
+mark 4
+{K + 0x1000:x} 10 6 2 20
+{K + 0x3004:x} 10 4 0 0
+"""
+
 
 def setup(guest=GUEST, insns=INSNS):
     guest = pr.parse_guest(io.StringIO(guest))
@@ -209,7 +229,7 @@ class Segments(unittest.TestCase):
         with self.assertRaisesRegex(pr.ProfileError, "line 2"):
             pr.parse_insns(io.StringIO("mark 1\nffff 1\n"))
         with self.assertRaisesRegex(pr.ProfileError, "line 2"):
-            pr.parse_insns(io.StringIO("mark 1\nffff 1 2 3 4\n"))
+            pr.parse_insns(io.StringIO("mark 1\nffff 1 2 3 4 5\n"))
 
 
 class Locked(unittest.TestCase):
@@ -230,6 +250,24 @@ class Locked(unittest.TestCase):
         r = pr.analyse(*setup(GUEST, mixed))
         self.assertEqual((None, None), (r[0]["locked"], r[0]["locked_bus1"]))
         self.assertEqual(2, r[1]["locked"])
+
+    def test_accesses_per_iteration(self):
+        r = pr.analyse(*setup(GUEST, INSNS_ACCESSES))
+        self.assertEqual([(19, 6), (2, 0)], [(x["accesses"], x["accesses_bus1"]) for x in r])
+        # The instructions and the locked ones are counted as without the column.
+        locked = pr.analyse(*setup(GUEST, INSNS_LOCKED))
+        self.assertEqual([(x["funcs"], x["locked_funcs"]) for x in locked],
+                         [(x["funcs"], x["locked_funcs"]) for x in r])
+
+    def test_accesses_unknown_without_the_column(self):
+        for insns in (INSNS, INSNS_LOCKED):
+            r = pr.analyse(*setup(GUEST, insns))
+            self.assertEqual([(None, None)] * 2, [(x["accesses"], x["accesses_bus1"]) for x in r])
+        # One block without its count makes the segment's count unknown, not smaller.
+        mixed = INSNS_ACCESSES.replace(f"{M + 0x900:x} 5 4 2 10", f"{M + 0x900:x} 5 4 2")
+        r = pr.analyse(*setup(GUEST, mixed))
+        self.assertEqual((None, None), (r[0]["accesses"], r[0]["accesses_bus1"]))
+        self.assertEqual(2, r[1]["accesses"])
 
     def test_per_destination_of_a_multicast(self):
         insns = INSNS_LOCKED + f"""\
@@ -397,6 +435,14 @@ class Report(unittest.TestCase):
         self.assertIn("| 12.0 | 19.4% | all other functions |", md)
         self.assertIn("- kernel 7.2.12, 1 vCPU", md)
         self.assertNotIn("Multicast", md)
+
+    def test_accesses_to_markdown(self):
+        md = self.report(GUEST, INSNS_ACCESSES)
+        self.assertIn("| accesses / iteration | in bus1.ko |", md)
+        self.assertIn("| bus1 | 0 | 10 | 62 | 42 | 6.20x | 5.0 | 4.0 | 6 | 19 | 6 |", md)
+        self.assertIn("| unix | 0 | 10 | 10 | 0 | 1.00x | 2.0 | 0.0 | 2 | 2 | 0 |", md)
+        md = self.report(GUEST, INSNS_LOCKED)
+        self.assertIn("| bus1 | 0 | 10 | 62 | 42 | 6.20x | 5.0 | 4.0 | 6 | - | - |", md)
 
     def test_locked_to_markdown(self):
         md = self.report(GUEST, INSNS_LOCKED)

@@ -8,15 +8,19 @@
  *
  * (a no-op; the displacement spells "bus1") in user space. The output file,
  * given as `-plugin tcg-insns.so,out=FILE`, holds per marker the line
- * "mark K" (K = 1, 2, ...) followed by one line "pc executions insns locked"
- * per kernel translation block (start address pc, length insns, of which
- * locked are locked instructions, see is_locked()) that ran since the
- * previous marker, executions the number of times it ran. The instructions
- * of the segment are then the sum of executions * insns, its locked ones the
- * sum of executions * locked; the block's start address names the function
- * it belongs to.
+ * "mark K" (K = 1, 2, ...) followed by one line
+ * "pc executions insns locked accesses" per kernel translation block (start
+ * address pc, length insns, of which locked are locked instructions, see
+ * is_locked()) that ran since the previous marker, executions the number of
+ * times it ran, accesses the guest memory accesses its executions made (each
+ * load and each store, of data, the stack included, as QEMU's soft MMU serves
+ * them; a `rep movsb` repetition is a load and a store). The instructions of
+ * the segment are then the sum of executions * insns, its locked ones the sum
+ * of executions * locked, its memory accesses the sum of accesses; the
+ * block's start address names the function it belongs to.
  *
- * Counting is inline (a 64-bit add per block, not atomic), so the plugin
+ * Counting is inline (a 64-bit add per block and per memory access, not
+ * atomic), so the plugin
  * insists on one vCPU; scripts/profile.sh also runs the guest with -icount,
  * whose virtual clock counts instructions, so timer interrupts fall at the
  * same instructions in every run and the counts do not depend on the host.
@@ -59,6 +63,7 @@ typedef struct qemu_info_t {
 } qemu_info_t;
 enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_CB_R_REGS, QEMU_PLUGIN_CB_RW_REGS };
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
+enum qemu_plugin_mem_rw { QEMU_PLUGIN_MEM_R = 1, QEMU_PLUGIN_MEM_W, QEMU_PLUGIN_MEM_RW };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
@@ -80,10 +85,14 @@ struct qemu_plugin_scoreboard *qemu_plugin_scoreboard_new(size_t element_size);
 void *qemu_plugin_scoreboard_find(struct qemu_plugin_scoreboard *score, unsigned int vcpu_index);
 void qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
 						       qemu_plugin_u64 entry, uint64_t imm);
+void qemu_plugin_register_vcpu_mem_inline_per_vcpu(struct qemu_plugin_insn *insn, enum qemu_plugin_mem_rw rw,
+						   enum qemu_plugin_op op, qemu_plugin_u64 entry, uint64_t imm);
 size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *insn, void *dest, size_t len);
 #else
 void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
 					      void *ptr, uint64_t imm);
+void qemu_plugin_register_vcpu_mem_inline(struct qemu_plugin_insn *insn, enum qemu_plugin_mem_rw rw,
+					  enum qemu_plugin_op op, void *ptr, uint64_t imm);
 const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
 #endif
 #define QEMU_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -173,21 +182,25 @@ struct block {
 	uint64_t insns;
 	uint64_t locked;	/* how many of them are locked (is_locked()) */
 	uint64_t last;	/* its counter at the previous marker */
+	uint64_t last_accesses;	/* its memory access counter at the previous marker */
 };
 
 #define SLOTS (1u << 21)
 static struct block *table;
 /*
- * Executions so far of the block in the same slot of table, added to by the
- * translated code: a plain array, or (API 3) the one vCPU's entry of a
- * scoreboard that holds all of them.
+ * Executions so far of the block in the same slot of table, and the memory
+ * accesses of those executions, added to by the translated code: plain
+ * arrays, or (API 3) the one vCPU's entry of a scoreboard that holds all of
+ * them (the executions first, then the accesses).
  */
 #if TCG_INSNS_API >= 3
 static struct qemu_plugin_scoreboard *score;
 #define COUNTS ((uint64_t *)qemu_plugin_scoreboard_find(score, 0))
+#define ACCESSES (COUNTS + SLOTS)
 #else
-static uint64_t *counts;
+static uint64_t *counts, *accesses;
 #define COUNTS counts
+#define ACCESSES accesses
 #endif
 static size_t used;
 static FILE *out;
@@ -217,17 +230,18 @@ static struct block *lookup(uint64_t pc, uint64_t insns)
 
 static void on_marker(unsigned int vcpu, void *udata)
 {
-	uint64_t *n = COUNTS;
+	uint64_t *n = COUNTS, *a = ACCESSES;
 
 	fprintf(out, "mark %lu\n", ++marks);
 	for (size_t i = 0; i < SLOTS; i++) {
 		struct block *b = &table[i];
 
 		if (n[i] != b->last) {
-			fprintf(out, "%llx %llu %llu %llu\n", (unsigned long long)b->pc,
+			fprintf(out, "%llx %llu %llu %llu %llu\n", (unsigned long long)b->pc,
 				(unsigned long long)(n[i] - b->last), (unsigned long long)b->insns,
-				(unsigned long long)b->locked);
+				(unsigned long long)b->locked, (unsigned long long)(a[i] - b->last_accesses));
 			b->last = n[i];
+			b->last_accesses = a[i];
 		}
 	}
 	fflush(out);
@@ -258,18 +272,29 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 		size_t slot = (size_t)(b - table);
 		uint64_t locked = 0;
 
+#if TCG_INSNS_API >= 3
+		qemu_plugin_u64 entry = { score, slot * sizeof(uint64_t) };
+		qemu_plugin_u64 acc = { score, (SLOTS + slot) * sizeof(uint64_t) };
+#endif
 		for (size_t i = 0; i < n; i++) {
+			struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 			uint8_t bytes[16];
-			size_t len = insn_bytes(qemu_plugin_tb_get_insn(tb, i), bytes, sizeof(bytes));
+			size_t len = insn_bytes(insn, bytes, sizeof(bytes));
 
 			locked += is_locked(bytes, len);
+			/* Called for each load and store the instruction makes, none if it makes none. */
+#if TCG_INSNS_API >= 3
+			qemu_plugin_register_vcpu_mem_inline_per_vcpu(insn, QEMU_PLUGIN_MEM_RW,
+								      QEMU_PLUGIN_INLINE_ADD_U64, acc, 1);
+#else
+			qemu_plugin_register_vcpu_mem_inline(insn, QEMU_PLUGIN_MEM_RW, QEMU_PLUGIN_INLINE_ADD_U64,
+							     &accesses[slot], 1);
+#endif
 		}
 		/* A block translated again has the same instructions. */
 		b->locked = locked;
 
 #if TCG_INSNS_API >= 3
-		qemu_plugin_u64 entry = { score, slot * sizeof(uint64_t) };
-
 		qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, QEMU_PLUGIN_INLINE_ADD_U64, entry, 1);
 #else
 		qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &counts[slot], 1);
@@ -318,11 +343,12 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	table = calloc(SLOTS, sizeof(*table));
 #if TCG_INSNS_API >= 3
 	/* One entry per vCPU, each all of the counters (zeroed by QEMU). */
-	score = qemu_plugin_scoreboard_new(SLOTS * sizeof(uint64_t));
+	score = qemu_plugin_scoreboard_new(2 * SLOTS * sizeof(uint64_t));
 	bool have_counts = score != NULL;
 #else
 	counts = calloc(SLOTS, sizeof(*counts));
-	bool have_counts = counts != NULL;
+	accesses = calloc(SLOTS, sizeof(*accesses));
+	bool have_counts = counts != NULL && accesses != NULL;
 #endif
 	out = fopen(path, "w");
 	if (!table || !have_counts || !out) {
