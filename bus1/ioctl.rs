@@ -283,7 +283,7 @@ impl Peer {
         inner.queue.for_each(|_, e| match e {
             Event::Data(m) => {
                 q.messages += 1;
-                q.bytes = q.bytes.saturating_add(m.charged.0[quota::BYTES]);
+                q.bytes = q.bytes.saturating_add(m.charged().0[quota::BYTES]);
             }
             Event::Destroy(_) => q.destroy += 1,
             Event::Release(_) => q.release += 1,

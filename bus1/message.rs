@@ -36,10 +36,7 @@ use crate::{
     ext::{errno::ENOTRECOVERABLE, task_ext::SenderIds},
     limits::Limits,
     node::Node,
-    quota::{
-        self,
-        Charge, //
-    },
+    quota::Charge,
 };
 use core::mem::MaybeUninit;
 use kernel::{
@@ -125,13 +122,20 @@ pub(crate) struct Cargo<P> {
 
 /// One copy of a data message, queued on (or, for the seed, stored in) its receiver.
 ///
+/// What the copy holds charged is not stored as a [`Charge`] but as what is left of the charge
+/// of its layout ([`Message::charge`]), which keeps the copy within `kmalloc-128`.
+///
 /// # Invariants
 ///
 /// - `slice` is allocated in `receiver`'s pool and not published, if it is `Some`.
-/// - `charged` is charged to `receiver` and its user; `shared` is part of `sender_uid`'s share
-///   at both levels.
-/// - `charged[SLICES]` is 0 once the slice was published (it is then charged until
-///   `SLICE_RELEASE`), 1 before.
+/// - `size` is `layout.size()`.
+/// - [`Message::charged`] is charged to `receiver` and its user: the slice while
+///   `slice_charged`, `handles_charged` handle references, and the in-flight bytes and file
+///   descriptors of the layout while `rest_charged`. If `shared`, [`Message::charge`] is part of
+///   `sender_uid`'s share at both levels.
+/// - `slice_charged` is false once the slice was published (it is then charged until
+///   `SLICE_RELEASE`), true before.
+/// - `handles_charged` is at most `layout.n_handles`.
 /// - If `inflight`, every live node in `cargo` holds one strong reference for this copy.
 pub(crate) struct Message<P: Receiver> {
     /// The peer whose pool holds the slice and whose limits were charged.
@@ -142,21 +146,70 @@ pub(crate) struct Message<P: Receiver> {
     pub(crate) slice: Option<u64>,
     /// The slice layout.
     pub(crate) layout: SliceLayout,
+    /// The slice's size, `layout.size()`, which is also its charge in in-flight bytes.
+    pub(crate) size: u64,
     /// Who sent it, in the receiver's view (translated when it was sent).
     pub(crate) sender: SenderIds,
     /// Handles and files.
     pub(crate) cargo: Option<Arc<Cargo<P>>>,
+    /// The handle references still charged: the layout's, less those `RECV` delivered.
+    pub(crate) handles_charged: u64,
     /// The sending user (global UID).
     pub(crate) sender_uid: u32,
-    /// What this copy holds of the receiver's resources.
-    pub(crate) charged: Charge,
-    /// What of that counts as the sending user's share.
-    pub(crate) shared: Charge,
+    /// Whether the slice is charged.
+    pub(crate) slice_charged: bool,
+    /// Whether the in-flight bytes and file descriptors are charged.
+    pub(crate) rest_charged: bool,
+    /// Whether the charge of the layout counts as the sending user's share.
+    pub(crate) shared: bool,
     /// Whether the carried nodes hold this copy's in-flight references.
     pub(crate) inflight: bool,
 }
 
 impl<P: Receiver> Message<P> {
+    /// The charge of a copy with `layout`, whose slice takes `size` bytes (`layout.size()`): one
+    /// slice, its handle references, its size in in-flight bytes and its file descriptors.
+    pub(crate) fn charge_of(layout: &SliceLayout, size: u64) -> Charge {
+        Charge([1, layout.n_handles, size, layout.n_fds])
+    }
+
+    /// What the copy holds charged now, but its slice if `slice` is false.
+    fn charged_but(&self, slice: bool) -> Charge {
+        let (bytes, fds) = if self.rest_charged {
+            (self.size, self.layout.n_fds)
+        } else {
+            (0, 0)
+        };
+        Charge([
+            u64::from(slice & self.slice_charged),
+            self.handles_charged,
+            bytes,
+            fds,
+        ])
+    }
+
+    /// What the copy holds charged now.
+    pub(crate) fn charged(&self) -> Charge {
+        self.charged_but(true)
+    }
+
+    /// What of the copy's charge counts as its sender's share now: all of the charge it was
+    /// sent with, or nothing.
+    fn shared(&self) -> Charge {
+        if self.shared {
+            Self::charge_of(&self.layout, self.size)
+        } else {
+            Charge::default()
+        }
+    }
+
+    /// Whether the copy holds anything charged or shared.
+    fn holds_charge(&self) -> bool {
+        // A copy's in-flight bytes are never zero (a slice takes at least 8 bytes), so its rest
+        // is charged exactly while `rest_charged`.
+        self.slice_charged || self.handles_charged != 0 || self.rest_charged || self.shared
+    }
+
     /// Returns the destination node.
     pub(crate) fn node(&self) -> Option<&Arc<Node<P>>> {
         self.node.as_ref()
@@ -165,13 +218,11 @@ impl<P: Receiver> Message<P> {
     /// Gives back what a dequeued copy without cargo holds, except its slice: its in-flight
     /// bytes and the sender's share. `limits` are the receiver's, whose lock the caller holds.
     pub(crate) fn settle_dequeued(&mut self, limits: &mut Limits) {
-        let slices = Charge::one(quota::SLICES, self.charged.0[quota::SLICES]);
-        let mut rest = self.charged;
-        rest.0[quota::SLICES] = 0;
-        limits.release(self.sender_uid, &self.shared, &rest);
+        limits.release(self.sender_uid, &self.shared(), &self.charged_but(false));
         // INVARIANTS: What is left charged is the slice, until it is published.
-        self.charged = slices;
-        self.shared = Charge::default();
+        self.handles_charged = 0;
+        self.rest_charged = false;
+        self.shared = false;
     }
 
     /// Takes the slice out of the copy for its publication (`RECV`) and returns its offset: the
@@ -179,7 +230,7 @@ impl<P: Receiver> Message<P> {
     pub(crate) fn take_slice(&mut self) -> Option<u64> {
         let off = self.slice.take()?;
         // INVARIANTS: A published slice is no longer the copy's to free or discharge.
-        self.charged.0[quota::SLICES] = 0;
+        self.slice_charged = false;
         Some(off)
     }
 
@@ -190,8 +241,7 @@ impl<P: Receiver> Message<P> {
     pub(crate) fn into_room(this: KBox<Self>) -> Result<KBox<MaybeUninit<Self>>, KBox<Self>> {
         // A copy without cargo holds no in-flight references, whatever its flag says.
         let inflight = this.inflight & this.cargo.is_some();
-        // Tested all at once (`|`, not `||`): four tests cost less than a branch each.
-        if this.slice.is_some() | !this.charged.is_zero() | !this.shared.is_zero() | inflight {
+        if this.slice.is_some() | this.holds_charge() | inflight {
             return Err(this);
         }
         Ok(KBox::drop_contents(this))
@@ -200,7 +250,7 @@ impl<P: Receiver> Message<P> {
     /// Returns the end of the slice, for `RECV`'s `max_offset` check.
     pub(crate) fn slice_end(&self) -> Result<u64> {
         let off = self.slice.ok_or_else(ENOTRECOVERABLE)?;
-        Ok(off.saturating_add(self.layout.size()))
+        Ok(off.saturating_add(self.size))
     }
 }
 
@@ -208,9 +258,9 @@ impl<P: Receiver> Drop for Message<P> {
     fn drop(&mut self) {
         let slice = self.slice.take();
         // As in `into_room`: tested at once.
-        if slice.is_some() | !self.charged.is_zero() | !self.shared.is_zero() {
+        if slice.is_some() | self.holds_charge() {
             self.receiver
-                .give_back(slice, self.sender_uid, &self.shared, &self.charged);
+                .give_back(slice, self.sender_uid, &self.shared(), &self.charged());
         }
         if self.inflight {
             if let Some(cargo) = &self.cargo {

@@ -163,7 +163,7 @@ pub(crate) enum Event {
 const QUEUE_ENTRY_BYTES: usize = 64;
 
 /// The most kernel memory a queued message takes: its queue entry and the boxed message.
-const QUEUED_MESSAGE_BYTES: usize = 256;
+const QUEUED_MESSAGE_BYTES: usize = 192;
 
 const _: () = assert!(node::tree_entry_size::<QueueKey, Option<Event>>() <= QUEUE_ENTRY_BYTES);
 const _: () = assert!(size_of::<Message>() <= QUEUED_MESSAGE_BYTES - QUEUE_ENTRY_BYTES);

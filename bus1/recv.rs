@@ -33,7 +33,6 @@ use crate::{
         Queue,
         QueueSlot, //
     },
-    quota,
     smallvec::user_sized,
     uapi,
 };
@@ -403,8 +402,7 @@ impl Peer {
         // Undelivered handles give their charge back; delivered ones keep it as user refs.
         // The published slice keeps its charge until `SLICE_RELEASE`. Dropping `msg` returns
         // the rest: the in-flight bytes and fds, and the sender's share.
-        let h = &mut msg.charged.0[quota::HANDLES];
-        *h = h.saturating_sub(delivered);
+        msg.handles_charged = msg.handles_charged.saturating_sub(delivered);
         let off = msg.take_slice();
         if let Some(cargo) = &cargo {
             for (r, file) in res.fds.take_all().zip(cargo.files.iter()) {

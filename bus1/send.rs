@@ -512,7 +512,7 @@ fn prepare_copy(
     sender: SenderIds,
     sender_uid: u32,
 ) -> Result<Prepared> {
-    let c = Charge([1, layout.n_handles, size, layout.n_fds]);
+    let c = Message::charge_of(&layout, size);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt and the slice's allocation, so a unicast takes the receiver's lock once here.
     let mut inner = peer.lock();
@@ -581,11 +581,14 @@ fn prepare_copy(
         node,
         slice: Some(off),
         layout,
+        size,
         sender,
         cargo: None,
+        handles_charged: layout.n_handles,
         sender_uid,
-        charged: c,
-        shared,
+        slice_charged: true,
+        rest_charged: true,
+        shared: !shared.is_zero(),
         inflight: false,
     }));
     Ok(Prepared {
