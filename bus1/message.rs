@@ -217,6 +217,10 @@ impl<P: Receiver> Message<P> {
 
     /// Gives back what a dequeued copy without cargo holds, except its slice: its in-flight
     /// bytes and the sender's share. `limits` are the receiver's, whose lock the caller holds.
+    ///
+    /// Inline: once per `RECV`, in its critical section; as a call its two charges were built in
+    /// memory for the callee (`make profile`: 9 instructions more per message).
+    #[inline(always)]
     pub(crate) fn settle_dequeued(&mut self, limits: &mut Limits) {
         limits.release(self.sender_uid, &self.shared(), &self.charged_but(false));
         // INVARIANTS: What is left charged is the slice, until it is published.
