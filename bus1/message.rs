@@ -279,6 +279,141 @@ impl<P: Receiver> Drop for Message<P> {
 #[kunit_tests(bus1_message)]
 mod tests {
     use super::*;
+    use kernel::sync::atomic::{ordering::Relaxed, Atomic};
+
+    /// A receiver that records what the last dropped copy gave back: the slice (`u64::MAX` for
+    /// none), the sending user, the share and the charge; `calls` counts the calls.
+    struct Recorder {
+        calls: Atomic<u64>,
+        last: [Atomic<u64>; 10],
+    }
+
+    impl Receiver for Recorder {
+        fn give_back(
+            &self,
+            slice: Option<u64>,
+            sender_uid: u32,
+            shared: &Charge,
+            charged: &Charge,
+        ) {
+            self.calls.store(self.calls.load(Relaxed) + 1, Relaxed);
+            let (s, c) = (shared.0, charged.0);
+            let vals = [
+                slice.unwrap_or(u64::MAX),
+                u64::from(sender_uid),
+                s[0],
+                s[1],
+                s[2],
+                s[3],
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+            ];
+            for (a, v) in self.last.iter().zip(vals) {
+                a.store(v, Relaxed);
+            }
+        }
+
+        fn put_inflight(_node: &Node<Self>, _n: u64) {}
+    }
+
+    impl Recorder {
+        fn new() -> Result<Arc<Self>> {
+            Ok(Arc::new(
+                Recorder {
+                    calls: Atomic::new(0),
+                    last: core::array::from_fn(|_| Atomic::new(0)),
+                },
+                GFP_KERNEL,
+            )?)
+        }
+
+        /// The number of calls so far and what the last one gave back.
+        fn given(&self) -> (u64, [u64; 10]) {
+            (
+                self.calls.load(Relaxed),
+                core::array::from_fn(|i| self.last[i].load(Relaxed)),
+            )
+        }
+    }
+
+    /// A copy of 5 payload bytes, 2 handles and 1 file descriptor to `r`, as `SEND` builds it
+    /// (from user 7 to a peer of another user if `shared`).
+    fn copy(r: &Arc<Recorder>, shared: bool) -> Message<Recorder> {
+        let layout = SliceLayout {
+            n_bytes: 5,
+            n_handles: 2,
+            n_fds: 1,
+            n_secctx: None,
+        };
+        Message {
+            receiver: r.clone(),
+            node: None,
+            slice: Some(4096),
+            layout,
+            size: layout.size(),
+            sender: SenderIds {
+                uid: 0,
+                gid: 0,
+                pid: 0,
+                tid: 0,
+            },
+            cargo: None,
+            handles_charged: layout.n_handles,
+            sender_uid: 7,
+            slice_charged: true,
+            rest_charged: true,
+            shared,
+            inflight: false,
+        }
+    }
+
+    /// What a copy holds, derived from its flags, against the charge of its layout (one slice,
+    /// 2 handles, 32 bytes: 8 of payload, 16 of handle IDs and 8 for the fd) at each step: as
+    /// sent, as `RECV` leaves it with one of its two handles delivered and its slice published,
+    /// and what its drop gives back then.
+    #[test]
+    fn a_copy_gives_back_what_it_still_holds() -> Result {
+        let r = Recorder::new()?;
+        let full = [1, 2, 32, 1];
+        // Dropped unreceived: the slice and the whole charge, and the share if cross-user.
+        for shared in [false, true] {
+            let m = copy(&r, shared);
+            assert_eq!(m.charged().0, full);
+            assert_eq!(m.shared().0, if shared { full } else { [0; 4] });
+            drop(m);
+            let share = if shared { full } else { [0; 4] };
+            let (calls, last) = r.given();
+            assert_eq!(last[..2], [4096, 7]);
+            assert_eq!(last[2..6], share);
+            assert_eq!(last[6..], full);
+            assert_eq!(calls, if shared { 2 } else { 1 });
+        }
+        // Received with one handle delivered: the slice is published (no longer the copy's),
+        // the delivered handle stays charged as the receiver's reference; the drop gives back
+        // the other handle, the in-flight bytes and fd, and the whole share.
+        let mut m = copy(&r, true);
+        m.handles_charged -= 1;
+        assert_eq!(m.take_slice(), Some(4096));
+        assert_eq!(m.charged().0, [0, 1, 32, 1]);
+        drop(m);
+        let (calls, last) = r.given();
+        assert_eq!(calls, 3);
+        assert_eq!(last[..2], [u64::MAX, 7]);
+        assert_eq!(last[2..6], full);
+        assert_eq!(last[6..], [0, 1, 32, 1]);
+        // Nothing left: no call, and its memory can be kept.
+        let mut m = copy(&r, false);
+        m.handles_charged = 0;
+        m.rest_charged = false;
+        assert!(m.take_slice().is_some());
+        assert!(!m.holds_charge());
+        let b = KBox::new(m, GFP_KERNEL)?;
+        assert!(Message::into_room(b).is_ok());
+        assert_eq!(r.given().0, 3);
+        Ok(())
+    }
 
     #[test]
     fn secctx_follows_the_fds_8_aligned() {
