@@ -123,7 +123,7 @@ pub(crate) struct Cargo<P> {
 /// One copy of a data message, queued on (or, for the seed, stored in) its receiver.
 ///
 /// What the copy holds charged is not stored as a [`Charge`] but as what is left of the charge
-/// of its layout ([`Message::charge`]), which keeps the copy within `kmalloc-128`.
+/// of its layout ([`Message::charge_of`]), which keeps the copy within `kmalloc-128`.
 ///
 /// # Invariants
 ///
@@ -131,8 +131,8 @@ pub(crate) struct Cargo<P> {
 /// - `size` is `layout.size()`.
 /// - [`Message::charged`] is charged to `receiver` and its user: the slice while
 ///   `slice_charged`, `handles_charged` handle references, and the in-flight bytes and file
-///   descriptors of the layout while `rest_charged`. If `shared`, [`Message::charge`] is part of
-///   `sender_uid`'s share at both levels.
+///   descriptors of the layout while `rest_charged`. If `shared`, the charge of the layout and
+///   `size` ([`Message::charge_of`]) is part of `sender_uid`'s share at both levels.
 /// - `slice_charged` is false once the slice was published (it is then charged until
 ///   `SLICE_RELEASE`), true before.
 /// - `handles_charged` is at most `layout.n_handles`.
