@@ -146,7 +146,9 @@ pub(crate) struct Message<P: Receiver> {
     pub(crate) slice: Option<u64>,
     /// The slice layout.
     pub(crate) layout: SliceLayout,
-    /// The slice's size, `layout.size()`, which is also its charge in in-flight bytes.
+    /// The slice's size, `layout.size()`, which is also its charge in in-flight bytes. Kept
+    /// (it fits the copy's `kmalloc-128`) so that `RECV`'s range check, the settling and the
+    /// drop do not compute it again from the layout.
     pub(crate) size: u64,
     /// Who sent it, in the receiver's view (translated when it was sent).
     pub(crate) sender: SenderIds,
