@@ -19,15 +19,13 @@ impl Peer {
     /// message description is output, but for the timeout of `WAIT`), and only the description
     /// is written.
     fn cmd_recv(self: &Arc<Self>, arg: usize) -> Result<isize> {
-        let input: uapi::RecvInput =
-            UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::RecvInput>())
-                .reader()
-                .read()?;
+        let mut input = MaybeUninit::uninit();
+        let input: &uapi::RecvInput = UserPtr::from_addr(arg).read_into(&mut input)?;
         let msg_at = arg.wrapping_add(offset_of!(uapi::Recv, msg));
         let timeout = read_wait_timeout(msg_at, input.flags)?;
         check_readable::<uapi::Recv>(arg)?;
         let mut slot = MaybeUninit::uninit();
-        write_recv_msg(msg_at, self.recv_v1(&input, timeout, &mut slot)?)?;
+        write_recv_msg(msg_at, self.recv_v1(input, timeout, &mut slot)?)?;
         Ok(0)
     }
 
@@ -123,9 +121,7 @@ pub(super) fn read_wait_timeout(msg: usize, flags: u64) -> Result<u64> {
 /// receive stage of `TRANSACT`). As upstream: the message is already dequeued, so a fault here
 /// loses it.
 pub(super) fn write_recv_msg(msg_at: usize, msg: &uapi::RecvMsg) -> Result {
-    UserSlice::new(UserPtr::from_addr(msg_at), size_of::<uapi::RecvMsg>())
-        .writer()
-        .write(msg)
+    UserPtr::from_addr(msg_at).write_from(msg)
 }
 
 /// Reads the last byte of the argument `T` at user address `arg`, whose first bytes were read.

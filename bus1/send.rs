@@ -211,10 +211,9 @@ struct Pending {
 impl Peer {
     /// `SEND`.
     pub(crate) fn cmd_send(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
-        let s: uapi::Send = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::Send>())
-            .reader()
-            .read()?;
-        self.send(&s, ctx)
+        let mut slot = MaybeUninit::uninit();
+        let s: &uapi::Send = UserPtr::from_addr(arg).read_into(&mut slot)?;
+        self.send(s, ctx)
     }
 
     /// `SEND` with its argument already read (also the send stage of `TRANSACT`).

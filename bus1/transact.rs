@@ -34,7 +34,7 @@ use crate::{
         errno::ESHUTDOWN,
         fd::IoctlContext,
         poll::WaitTimeout,
-        transmute::read_into, //
+        uaccess_ext::UserPtrExt, //
     },
     recv::{
         Received,
@@ -45,16 +45,12 @@ use crate::{
 };
 use core::mem::{
     offset_of,
-    size_of,
     MaybeUninit, //
 };
 use kernel::{
     prelude::*,
     sync::Arc,
-    uaccess::{
-        UserPtr,
-        UserSlice, //
-    },
+    uaccess::UserPtr, //
 };
 
 /// The flags RFC v1 `RECV` knows, with the `WAIT` extension.
@@ -119,7 +115,7 @@ impl Peer {
         // Only the input is read (the receive stage's message description is output, but for
         // the timeout of `WAIT`), where it stays: the 128 bytes are not moved after the copy.
         let mut slot = MaybeUninit::uninit();
-        let t: &uapi::TransactInput = read_into(UserPtr::from_addr(arg), &mut slot)?;
+        let t: &uapi::TransactInput = UserPtr::from_addr(arg).read_into(&mut slot)?;
         let send = t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0;
         let recv = t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0;
         let msg_at = arg.wrapping_add(offset_of!(uapi::Transact, msg));
@@ -145,9 +141,7 @@ impl Peer {
 
         // `done` is written back in every case.
         let base = arg.wrapping_add(offset_of!(uapi::Transact, input.done));
-        UserSlice::new(UserPtr::from_addr(base), size_of::<u64>())
-            .writer()
-            .write(&done)?;
+        UserPtr::from_addr(base).write_from(&done)?;
         res?;
         Ok(0)
     }

@@ -355,6 +355,50 @@ int rust_bus1_get_user_u64(u64 *dst, const void __user *src)
 }
 
 /*
+ * A small ioctl argument copied a 64-bit word at a time (rust/uaccess_ext.rs),
+ * as kernel/rseq.c reads its user structure: copy_from_user() and
+ * copy_to_user() are out-of-line string copies whose start-up costs more than
+ * the few words of an argument. Where unaligned loads are not efficient, an
+ * unaligned user address takes the string copy instead. A fault returns
+ * -EFAULT with the destination partly written; the caller discards it.
+ */
+int rust_bus1_read_user_words(u64 *dst, const void __user *src, size_t words)
+{
+	const u64 __user *s = src;
+	size_t i;
+
+#ifndef CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS
+	if (!IS_ALIGNED((unsigned long)src, sizeof(u64)))
+		return copy_from_user(dst, src, words * sizeof(u64)) ? -EFAULT : 0;
+#endif
+	scoped_user_read_access_size(s, words * sizeof(u64), efault) {
+		for (i = 0; i < words; i++)
+			unsafe_get_user(dst[i], &s[i], efault);
+	}
+	return 0;
+efault:
+	return -EFAULT;
+}
+
+int rust_bus1_write_user_words(void __user *dst, const u64 *src, size_t words)
+{
+	u64 __user *d = dst;
+	size_t i;
+
+#ifndef CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS
+	if (!IS_ALIGNED((unsigned long)dst, sizeof(u64)))
+		return copy_to_user(dst, src, words * sizeof(u64)) ? -EFAULT : 0;
+#endif
+	scoped_user_write_access_size(d, words * sizeof(u64), efault) {
+		for (i = 0; i < words; i++)
+			unsafe_put_user(src[i], &d[i], efault);
+	}
+	return 0;
+efault:
+	return -EFAULT;
+}
+
+/*
  * Whether @file is an io_uring instance (rust/file_ext.rs).
  * io_is_uring_fops(), which SCM_RIGHTS uses, is not exported to modules.
  * io_uring_get_file() creates every ring file on the anon_inode filesystem

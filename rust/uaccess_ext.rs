@@ -1,29 +1,58 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Reading one integer from user space with `get_user()`.
+//! Small reads and writes of user memory: one integer with `get_user()`, a small argument struct
+//! a word at a time.
 //!
 //! The `kernel` crate reads user memory through [`UserSliceReader`], which calls
 //! `_copy_from_user()`: an out-of-line call with its fault-injection and instrumentation checks
-//! and a string copy, however small the value. An ioctl argument that is a single integer (an
-//! ID, an offset, a timeout) is what C drivers read with `get_user()`, a single access with its
-//! fault fixup; [`UserPtrExt::get`] is that for Rust.
+//! and a string copy (`rep movsb` on x86), however small the value. An ioctl argument that is a
+//! single integer (an ID, an offset, a timeout) is what C drivers read with `get_user()`, a single
+//! access with its fault fixup; [`UserPtrExt::get`] is that for Rust. An argument struct of a few
+//! words is what C reads with `unsafe_get_user()` in a user access scope (`kernel/rseq.c`):
+//! one access per word, no string copy and its start-up; [`UserPtrExt::read_into`] and
+//! [`UserPtrExt::write_from`] are that for Rust.
 //!
 //! C header: [`include/linux/uaccess.h`](srctree/include/linux/uaccess.h).
 //!
 //! [`UserSliceReader`]: kernel::uaccess::UserSliceReader
 
-use core::ffi::{
-    c_int,
-    c_void, //
+use core::{
+    ffi::{
+        c_int,
+        c_void, //
+    },
+    mem::{
+        align_of,
+        size_of,
+        MaybeUninit, //
+    },
 };
 use kernel::{
     prelude::*,
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
     uaccess::UserPtr, //
 };
 
 extern "C" {
     fn rust_bus1_get_user_u8(dst: *mut u8, src: *const c_void) -> c_int;
     fn rust_bus1_get_user_u64(dst: *mut u64, src: *const c_void) -> c_int;
+    fn rust_bus1_read_user_words(dst: *mut u64, src: *const c_void, words: usize) -> c_int;
+    fn rust_bus1_write_user_words(dst: *mut c_void, src: *const u64, words: usize) -> c_int;
+}
+
+/// The largest struct copied a word at a time; a larger one is better served by the string copy.
+const WORDS_MAX: usize = 32;
+
+/// The number of 64-bit words of `T`, which must be whole words, word-aligned and at most
+/// [`WORDS_MAX`] of them (evaluated at compile time, so a `T` that is not fails the build).
+const fn words_of<T>() -> usize {
+    assert!(size_of::<T>() % size_of::<u64>() == 0);
+    assert!(align_of::<T>() % align_of::<u64>() == 0);
+    assert!(size_of::<T>() <= WORDS_MAX * size_of::<u64>());
+    size_of::<T>() / size_of::<u64>()
 }
 
 mod private {
@@ -63,12 +92,24 @@ impl_get_user! {
     u64 => rust_bus1_get_user_u64,
 }
 
-/// Extension of [`UserPtr`]: single reads.
+/// Extension of [`UserPtr`]: single reads, and small structs a word at a time.
 pub(crate) trait UserPtrExt {
     /// Reads one `T` at this user address, as `get_user()` does: `EFAULT` if it is not a user
     /// address or cannot be read (not mapped, not readable, or a fault that cannot be served).
     /// Any alignment is accepted, as `copy_from_user()` accepts it.
     fn get<T: GetUser>(self) -> Result<T>;
+
+    /// Reads a `T` at this user address into `slot`, a 64-bit word at a time, and returns it
+    /// there: a large argument struct is not moved again after the copy. `EFAULT` as
+    /// [`UserPtrExt::get`], if any of it cannot be read; `slot` then holds no value. `T` must be
+    /// whole words, word-aligned and small (at most 256 bytes), which the build checks. Any
+    /// alignment of the user address is accepted.
+    fn read_into<T: FromBytes>(self, slot: &mut MaybeUninit<T>) -> Result<&mut T>;
+
+    /// Writes `v` to this user address a 64-bit word at a time, with the constraints of
+    /// [`UserPtrExt::read_into`]. `EFAULT` if any of it cannot be written; what could be is
+    /// written, as with `copy_to_user()`.
+    fn write_from<T: AsBytes>(self, v: &T) -> Result;
 }
 
 impl UserPtrExt for UserPtr {
@@ -83,6 +124,42 @@ impl UserPtrExt for UserPtr {
             return Err(EFAULT);
         }
         Ok(v)
+    }
+
+    #[inline]
+    fn read_into<T: FromBytes>(self, slot: &mut MaybeUninit<T>) -> Result<&mut T> {
+        let words = const { words_of::<T>() };
+        // SAFETY: `slot` is valid for writing `size_of::<T>()` bytes, which are `words` whole,
+        // aligned `u64` (checked by `words_of()`); the helper checks that `self` is a user address
+        // range and reads it with fault handling, so any address is allowed.
+        let r = unsafe {
+            rust_bus1_read_user_words(slot.as_mut_ptr().cast::<u64>(), self.as_const_ptr(), words)
+        };
+        if r != 0 {
+            return Err(EFAULT);
+        }
+        // SAFETY: The copy succeeded, so every word and hence every byte of `slot` is initialised,
+        // and any byte pattern is a valid `T` (`T: FromBytes`).
+        Ok(unsafe { slot.assume_init_mut() })
+    }
+
+    #[inline]
+    fn write_from<T: AsBytes>(self, v: &T) -> Result {
+        let words = const { words_of::<T>() };
+        // SAFETY: `v` is valid for reading `size_of::<T>()` bytes, which are `words` whole, aligned
+        // `u64` (checked by `words_of()`), all initialised (`T: AsBytes`); the helper checks that
+        // `self` is a user address range and writes it with fault handling.
+        let r = unsafe {
+            rust_bus1_write_user_words(
+                self.as_mut_ptr(),
+                core::ptr::from_ref(v).cast::<u64>(),
+                words,
+            )
+        };
+        if r != 0 {
+            return Err(EFAULT);
+        }
+        Ok(())
     }
 }
 
@@ -184,6 +261,95 @@ mod tests {
         assert_eq!(UserPtr::from_addr(0).get::<u64>(), Err(EFAULT));
         assert_eq!(UserPtr::from_addr(usize::MAX - 3).get::<u64>(), Err(EFAULT));
         assert_eq!(UserPtr::from_addr(usize::MAX).get::<u8>(), Err(EFAULT));
+        Ok(())
+    }
+
+    /// Four words: a struct as `read_into()` and `write_from()` take it.
+    type Words = [u64; 4];
+
+    #[test]
+    fn reads_a_struct_at_any_alignment() -> Result {
+        let addr = mapped()?;
+        // Aligned, unaligned, across the boundary of the two pages, and ending at the end.
+        for off in [0, 8, 1, 7, PAGE - 16, PAGE - 13, 2 * PAGE - 32] {
+            let mut slot = MaybeUninit::<Words>::uninit();
+            let got = *UserPtr::from_addr(addr + off).read_into(&mut slot)?;
+            let want: Words = core::array::from_fn(|i| expected_u64(off + 8 * i));
+            assert_eq!(got, want);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn writes_a_struct_at_any_alignment_and_nothing_else() -> Result {
+        let addr = mapped()?;
+        for off in [0, 8, 3, PAGE - 12, 2 * PAGE - 32] {
+            let v: Words = core::array::from_fn(|i| 0x0101_0101_0101_0101 * (i as u64 + 2));
+            UserPtr::from_addr(addr + off).write_from(&v)?;
+            let mut back = [0u8; 34];
+            let start = off.saturating_sub(1);
+            let len = (off + 33).min(2 * PAGE) - start;
+            UserSlice::new(UserPtr::from_addr(addr + start), len)
+                .reader()
+                .read_slice(&mut back[..len])?;
+            for (i, b) in back[..len].iter().enumerate() {
+                let at = start + i;
+                // CAST: Truncation is intended (the pattern of `mapped()`).
+                let want = if at < off || at >= off + 32 {
+                    (at as u8).wrapping_mul(7).wrapping_add(1)
+                } else {
+                    // CAST: The word index is below 4.
+                    ((at - off) / 8 + 2) as u8
+                };
+                assert_eq!(*b, want);
+            }
+            // Restore the pattern for the next offset.
+            for at in off..off + 32 {
+                // CAST: Truncation is intended.
+                let p = (at as u8).wrapping_mul(7).wrapping_add(1);
+                UserSlice::new(UserPtr::from_addr(addr + at), 1).writer().write(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_struct_fails_on_kernel_unmapped_and_read_only_memory() -> Result {
+        let addr = mapped()?;
+        // The page after the mapping is not mapped (the first mapping of this mm is its top).
+        assert_eq!(UserPtr::from_addr(addr + 2 * PAGE).get::<u8>(), Err(EFAULT));
+        let mut slot = MaybeUninit::<Words>::uninit();
+        // A struct that runs past the mapping fails as a whole.
+        for off in [2 * PAGE - 24, 2 * PAGE - 1, 2 * PAGE] {
+            assert_eq!(
+                UserPtr::from_addr(addr + off).read_into(&mut slot).err(),
+                Some(EFAULT)
+            );
+            assert_eq!(
+                UserPtr::from_addr(addr + off).write_from(&[7u64; 4]),
+                Err(EFAULT)
+            );
+        }
+        // A kernel address is neither read nor written, though it is valid kernel memory.
+        let mut local: Words = [0x5a5a_5a5a_5a5a_5a5a; 4];
+        let kernel_addr = core::ptr::from_mut(&mut local) as usize;
+        assert_eq!(
+            UserPtr::from_addr(kernel_addr).read_into(&mut slot).err(),
+            Some(EFAULT)
+        );
+        assert_eq!(UserPtr::from_addr(kernel_addr).write_from(&[7u64; 4]), Err(EFAULT));
+        // SAFETY: `local` is a live local; the volatile read keeps the compiler from assuming it
+        // unchanged across the calls above.
+        assert_eq!(unsafe { core::ptr::read_volatile(&local) }, [0x5a5a_5a5a_5a5a_5a5a; 4]);
+        // The page at zero and the top of the address space.
+        for a in [0, usize::MAX - 15] {
+            assert_eq!(UserPtr::from_addr(a).read_into(&mut slot).err(), Some(EFAULT));
+            assert_eq!(UserPtr::from_addr(a).write_from(&[7u64; 4]), Err(EFAULT));
+        }
+        // A read-only mapping is read, not written.
+        let ro = vm_mmap(core::ptr::null_mut(), PAGE, false, false)?;
+        assert_eq!(*UserPtr::from_addr(ro).read_into(&mut slot)?, [0u64; 4]);
+        assert_eq!(UserPtr::from_addr(ro).write_from(&[7u64; 4]), Err(EFAULT));
         Ok(())
     }
 }
