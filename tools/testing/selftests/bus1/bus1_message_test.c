@@ -844,6 +844,37 @@ TEST_F(bus, send_continue_partial)
 	ASSERT_EMPTY(self->c);
 }
 
+/*
+ * One destination with CONTINUE: a destroyed one is skipped and the SEND
+ * succeeds with nothing sent, with or without a payload and ptr_errors (a
+ * unicast without handles or files takes a path of its own in the kernel).
+ */
+TEST_F(bus, send_continue_unicast_skipped)
+{
+	__u64 err = 0xdead;
+
+	ASSERT_EQ(0, bus1_destroy_node(self->c, N1, 0));
+	ASSERT_DESTROY(self->c, N1);
+	ASSERT_DESTROY(self->a, self->to_c);
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, &self->to_c, 1,
+			       NULL, "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, &self->to_c, 1,
+			       NULL, NULL, 0, NULL, 0, NULL, 0));
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, &self->to_c, 1,
+			       &err, "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EQ((__u64)EHOSTUNREACH, err);
+	ASSERT_EQ(-EHOSTUNREACH, bus1_send(self->a, 0, &self->to_c, 1, NULL,
+					   "x", 1, NULL, 0, NULL, 0));
+	ASSERT_EMPTY(self->a);
+	ASSERT_EMPTY(self->b);
+	ASSERT_EMPTY(self->c);
+	/* The next unicast is delivered. */
+	ASSERT_EQ(0, bus1_send(self->a, BUS1_SEND_FLAG_CONTINUE, &self->to_b, 1,
+			       NULL, "y", 1, NULL, 0, NULL, 0));
+	ASSERT_RECV_STR(self->b, self->mb, N1, "y");
+	ASSERT_EMPTY(self->b);
+}
+
 /* On success every slot of ptr_errors is 0. */
 TEST_F(bus, send_errors_zeroed)
 {
