@@ -3,17 +3,17 @@
 """Summarises the guest output of scripts/bench-ab.sh.
 
 The output holds runs of bus1-bench, each after a line `BENCH-AB|base` or
-`BENCH-AB|new`, in rounds of one base and one new run. Per figure of unit ns:
-the median and range of the runs' medians for each module, their ratio, and
-the paired difference (new minus base) within each round, with how many rounds
-were faster with the new module. Rows of 0 (a clock that did not advance) are
-left out.
+`BENCH-AB|new`, in rounds of one base and one new run. Per figure of unit ns or
+us (the round trips), in its unit: the median and range of the runs' medians
+for each module, their ratio, and the paired difference (new minus base) within
+each round, with how many rounds were faster with the new module. Rows of 0 (a
+clock that did not advance) are left out.
 """
 import re
 import statistics as st
 import sys
 
-ROW = re.compile(r"BENCH\|(\w+)\|(\w+)\|(\w+)\|ns\|([\d.]+)\|[\d.]+\|\d+\|[\d.]+\|[\d.]+")
+ROW = re.compile(r"BENCH\|(\w+)\|(\w+)\|(\w+)\|(ns|us)\|([\d.]+)\|[\d.]+\|\d+\|[\d.]+\|[\d.]+")
 
 
 def parse(path):
@@ -26,8 +26,8 @@ def parse(path):
                 runs.append((m.group(1), {}))
                 continue
             m = ROW.fullmatch(line)
-            if m and runs and float(m.group(4)) > 0:
-                runs[-1][1][m.group(1, 2, 3)] = float(m.group(4))
+            if m and runs and float(m.group(5)) > 0:
+                runs[-1][1][m.group(1, 2, 3, 4)] = float(m.group(5))
     return runs
 
 
@@ -49,8 +49,10 @@ def main():
         if not b or not n or not diffs:
             continue
         mb, mn = st.median(b), st.median(n)
-        print(f"{'/'.join(k):26} {mb:9.0f} [{min(b):6.0f}, {max(b):6.0f}] {mn:9.0f} [{min(n):6.0f}, {max(n):6.0f}]"
-              f" {mn / mb:8.3f}  {st.median(diffs):+.0f} ns, {sum(x < 0 for x in diffs)}/{len(diffs)} faster")
+        # Round trips are reported in us, with a tenth's precision.
+        p = 1 if k[3] == "us" else 0
+        print(f"{'/'.join(k[:3]):26} {mb:9.{p}f} [{min(b):6.{p}f}, {max(b):6.{p}f}] {mn:9.{p}f} [{min(n):6.{p}f}, {max(n):6.{p}f}]"
+              f" {mn / mb:8.3f}  {st.median(diffs):+.{p}f} {k[3]}, {sum(x < 0 for x in diffs)}/{len(diffs)} faster")
 
 
 if __name__ == "__main__":
