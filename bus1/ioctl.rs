@@ -17,13 +17,13 @@ use core::mem::{
 impl Peer {
     /// `RECV` with the RFC v1 layout (96 bytes, metadata, `PEEK`). Only the input is read (the
     /// message description is output, but for the timeout of `WAIT`), and only the description
-    /// is written.
+    /// is written; an argument that cannot be read in full fails before anything is received.
     fn cmd_recv(self: &Arc<Self>, arg: usize) -> Result<isize> {
         let mut input = MaybeUninit::uninit();
-        let input: &uapi::RecvInput = UserPtr::from_addr(arg).read_into(&mut input)?;
+        let input: &uapi::RecvInput =
+            UserPtr::from_addr(arg).read_head_into(size_of::<uapi::Recv>(), &mut input)?;
         let msg_at = arg.wrapping_add(offset_of!(uapi::Recv, msg));
         let timeout = read_wait_timeout(msg_at, input.flags)?;
-        check_readable::<uapi::Recv>(arg)?;
         let mut slot = MaybeUninit::uninit();
         write_recv_msg(msg_at, self.recv_v1(input, timeout, &mut slot)?)?;
         Ok(0)
@@ -122,18 +122,6 @@ pub(super) fn read_wait_timeout(msg: usize, flags: u64) -> Result<u64> {
 /// loses it.
 pub(super) fn write_recv_msg(msg_at: usize, msg: &uapi::RecvMsg) -> Result {
     UserPtr::from_addr(msg_at).write_from(msg)
-}
-
-/// Reads the last byte of the argument `T` at user address `arg`, whose first bytes were read.
-///
-/// An argument (at most a page) spans at most two pages, and its first and last bytes lie on
-/// them: with both read, one that cannot be read in full fails with `EFAULT` before the
-/// command has any effect, as a read of all of it would, while the output fields between are
-/// not copied in.
-pub(super) fn check_readable<T>(arg: usize) -> Result {
-    const { assert!(size_of::<T>() > 0 && size_of::<T>() <= kernel::page::PAGE_SIZE) };
-    let last = arg.checked_add(size_of::<T>() - 1).ok_or(EFAULT)?;
-    UserPtr::from_addr(last).get::<u8>().map(|_| ())
 }
 
 #[vtable]

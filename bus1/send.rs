@@ -272,8 +272,7 @@ impl Peer {
         n_bytes: u64,
         op: &mut NodeOp<'_>,
     ) -> Result<isize> {
-        if s.n_destinations == 1 && s.n_handles == 0 && s.n_fds == 0 && s.ptr_errors == 0 && !seed
-        {
+        if s.n_destinations == 1 && s.n_handles == 0 && s.n_fds == 0 && s.ptr_errors == 0 && !seed {
             return self.send_plain_unicast(s.ptr_destinations, cont, vecs, n_bytes, op);
         }
         // Carried handles, resolved in the sender; duplicates are allowed.

@@ -23,7 +23,6 @@
 
 use super::{
     ioctl::{
-        check_readable,
         read_wait_timeout,
         write_recv_msg, //
     },
@@ -115,7 +114,8 @@ impl Peer {
         // Only the input is read (the receive stage's message description is output, but for
         // the timeout of `WAIT`), where it stays: the 128 bytes are not moved after the copy.
         let mut slot = MaybeUninit::uninit();
-        let t: &uapi::TransactInput = UserPtr::from_addr(arg).read_into(&mut slot)?;
+        let t: &uapi::TransactInput =
+            UserPtr::from_addr(arg).read_head_into(size_of::<uapi::Transact>(), &mut slot)?;
         let send = t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0;
         let recv = t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0;
         let msg_at = arg.wrapping_add(offset_of!(uapi::Transact, msg));
@@ -124,7 +124,6 @@ impl Peer {
         } else {
             0
         };
-        check_readable::<uapi::Transact>(arg)?;
         // Every flag of every stage is checked before the first stage has any effect.
         if t.flags & !TRANSACT_FLAGS != 0 || t.reserved != 0 {
             return Err(EINVAL);

@@ -361,19 +361,32 @@ int rust_bus1_get_user_u64(u64 *dst, const void __user *src)
  * the few words of an argument. Where unaligned loads are not efficient, an
  * unaligned user address takes the string copy instead. A fault returns
  * -EFAULT with the destination partly written; the caller discards it.
+ *
+ * A read takes the first @words of an argument of @len bytes (at least the
+ * words' bytes, at most a page) and, in the same scope, reads its last byte:
+ * the argument spans at most two pages, on which its first and last bytes
+ * lie, so one that cannot be read in full fails here, not after its output
+ * was produced.
  */
-int rust_bus1_read_user_words(u64 *dst, const void __user *src, size_t words)
+int rust_bus1_read_user_words(u64 *dst, const void __user *src, size_t words,
+			      size_t len)
 {
 	const u64 __user *s = src;
 	size_t i;
+	u8 last __maybe_unused;
 
 #ifndef CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS
 	if (!IS_ALIGNED((unsigned long)src, sizeof(u64)))
-		return copy_from_user(dst, src, words * sizeof(u64)) ? -EFAULT : 0;
+		return copy_from_user(dst, src, words * sizeof(u64)) ||
+		       get_user(last, (const u8 __user *)src + len - 1) ?
+		       -EFAULT : 0;
 #endif
-	scoped_user_read_access_size(s, words * sizeof(u64), efault) {
+	scoped_user_read_access_size(s, len, efault) {
 		for (i = 0; i < words; i++)
 			unsafe_get_user(dst[i], &s[i], efault);
+		if (len > words * sizeof(u64))
+			unsafe_get_user(last, (const u8 __user *)s + len - 1,
+					efault);
 	}
 	return 0;
 efault:

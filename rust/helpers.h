@@ -49,7 +49,8 @@ bool rust_bus1_file_is_io_uring(struct file *file);
 /* rust/uaccess_ext.rs */
 int rust_bus1_get_user_u8(u8 *dst, const void __user *src);
 int rust_bus1_get_user_u64(u64 *dst, const void __user *src);
-int rust_bus1_read_user_words(u64 *dst, const void __user *src, size_t words);
+int rust_bus1_read_user_words(u64 *dst, const void __user *src, size_t words,
+			      size_t len);
 int rust_bus1_write_user_words(void __user *dst, const u64 *src, size_t words);
 
 /* rust/poll.rs */

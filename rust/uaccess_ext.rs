@@ -39,7 +39,12 @@ use kernel::{
 extern "C" {
     fn rust_bus1_get_user_u8(dst: *mut u8, src: *const c_void) -> c_int;
     fn rust_bus1_get_user_u64(dst: *mut u64, src: *const c_void) -> c_int;
-    fn rust_bus1_read_user_words(dst: *mut u64, src: *const c_void, words: usize) -> c_int;
+    fn rust_bus1_read_user_words(
+        dst: *mut u64,
+        src: *const c_void,
+        words: usize,
+        len: usize,
+    ) -> c_int;
     fn rust_bus1_write_user_words(dst: *mut c_void, src: *const u64, words: usize) -> c_int;
 }
 
@@ -106,6 +111,14 @@ pub(crate) trait UserPtrExt {
     /// alignment of the user address is accepted.
     fn read_into<T: FromBytes>(self, slot: &mut MaybeUninit<T>) -> Result<&mut T>;
 
+    /// Reads the `T` at the start of an argument of `len` bytes at this user address into
+    /// `slot`, as [`UserPtrExt::read_into`], and checks that all of the argument can be read:
+    /// `EFAULT` otherwise. An in/out argument whose output fields are not read in (they are
+    /// written later) so fails before the command has any effect, as a read of all of it would.
+    /// `len` is at least `size_of::<T>()` and at most a page: such an argument spans at most two
+    /// pages, on which its first and last bytes lie, and both are read.
+    fn read_head_into<T: FromBytes>(self, len: usize, slot: &mut MaybeUninit<T>) -> Result<&mut T>;
+
     /// Writes `v` to this user address a 64-bit word at a time, with the constraints of
     /// [`UserPtrExt::read_into`]. `EFAULT` if any of it cannot be written; what could be is
     /// written, as with `copy_to_user()`.
@@ -128,12 +141,25 @@ impl UserPtrExt for UserPtr {
 
     #[inline]
     fn read_into<T: FromBytes>(self, slot: &mut MaybeUninit<T>) -> Result<&mut T> {
+        self.read_head_into(size_of::<T>(), slot)
+    }
+
+    #[inline]
+    fn read_head_into<T: FromBytes>(self, len: usize, slot: &mut MaybeUninit<T>) -> Result<&mut T> {
         let words = const { words_of::<T>() };
+        if len < size_of::<T>() || len > kernel::page::PAGE_SIZE {
+            return Err(EINVAL);
+        }
         // SAFETY: `slot` is valid for writing `size_of::<T>()` bytes, which are `words` whole,
         // aligned `u64` (checked by `words_of()`); the helper checks that `self` is a user address
-        // range and reads it with fault handling, so any address is allowed.
+        // range of `len` bytes and reads it with fault handling, so any address is allowed.
         let r = unsafe {
-            rust_bus1_read_user_words(slot.as_mut_ptr().cast::<u64>(), self.as_const_ptr(), words)
+            rust_bus1_read_user_words(
+                slot.as_mut_ptr().cast::<u64>(),
+                self.as_const_ptr(),
+                words,
+                len,
+            )
         };
         if r != 0 {
             return Err(EFAULT);
@@ -307,9 +333,43 @@ mod tests {
             for at in off..off + 32 {
                 // CAST: Truncation is intended.
                 let p = (at as u8).wrapping_mul(7).wrapping_add(1);
-                UserSlice::new(UserPtr::from_addr(addr + at), 1).writer().write(&p)?;
+                UserSlice::new(UserPtr::from_addr(addr + at), 1)
+                    .writer()
+                    .write(&p)?;
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_head_read_checks_the_whole_argument() -> Result {
+        let addr = mapped()?;
+        // The page after the mapping is not mapped (the first mapping of this mm is its top).
+        assert_eq!(UserPtr::from_addr(addr + 2 * PAGE).get::<u8>(), Err(EFAULT));
+        let mut slot = MaybeUninit::<Words>::uninit();
+        // The head is read whatever the rest holds, up to an argument that ends with the mapping.
+        let at = 2 * PAGE - 100;
+        let got = *UserPtr::from_addr(addr + at).read_head_into(100, &mut slot)?;
+        let want: Words = core::array::from_fn(|i| expected_u64(at + 8 * i));
+        assert_eq!(got, want);
+        // An argument one byte longer, whose head is readable, fails as a whole.
+        assert_eq!(
+            UserPtr::from_addr(addr + at)
+                .read_head_into(101, &mut slot)
+                .err(),
+            Some(EFAULT)
+        );
+        // A length below the head's or above a page is refused before anything is read.
+        assert_eq!(
+            UserPtr::from_addr(addr).read_head_into(31, &mut slot).err(),
+            Some(EINVAL)
+        );
+        assert_eq!(
+            UserPtr::from_addr(addr)
+                .read_head_into(PAGE + 1, &mut slot)
+                .err(),
+            Some(EINVAL)
+        );
         Ok(())
     }
 
@@ -337,13 +397,22 @@ mod tests {
             UserPtr::from_addr(kernel_addr).read_into(&mut slot).err(),
             Some(EFAULT)
         );
-        assert_eq!(UserPtr::from_addr(kernel_addr).write_from(&[7u64; 4]), Err(EFAULT));
+        assert_eq!(
+            UserPtr::from_addr(kernel_addr).write_from(&[7u64; 4]),
+            Err(EFAULT)
+        );
         // SAFETY: `local` is a live local; the volatile read keeps the compiler from assuming it
         // unchanged across the calls above.
-        assert_eq!(unsafe { core::ptr::read_volatile(&local) }, [0x5a5a_5a5a_5a5a_5a5a; 4]);
+        assert_eq!(
+            unsafe { core::ptr::read_volatile(&local) },
+            [0x5a5a_5a5a_5a5a_5a5a; 4]
+        );
         // The page at zero and the top of the address space.
         for a in [0, usize::MAX - 15] {
-            assert_eq!(UserPtr::from_addr(a).read_into(&mut slot).err(), Some(EFAULT));
+            assert_eq!(
+                UserPtr::from_addr(a).read_into(&mut slot).err(),
+                Some(EFAULT)
+            );
             assert_eq!(UserPtr::from_addr(a).write_from(&[7u64; 4]), Err(EFAULT));
         }
         // A read-only mapping is read, not written.
