@@ -403,10 +403,8 @@ mod tests {
         );
         // SAFETY: `local` is a live local; the volatile read keeps the compiler from assuming it
         // unchanged across the calls above.
-        assert_eq!(
-            unsafe { core::ptr::read_volatile(&local) },
-            [0x5a5a_5a5a_5a5a_5a5a; 4]
-        );
+        let after = unsafe { core::ptr::read_volatile(&local) };
+        assert_eq!(after, [0x5a5a_5a5a_5a5a_5a5a; 4]);
         // The page at zero and the top of the address space.
         for a in [0, usize::MAX - 15] {
             assert_eq!(
