@@ -727,14 +727,10 @@ fn read_vecs(ptr: u64, n: u64, vecs: &mut SmallVec<uapi::IoVec, 8>) -> Result {
     let n = n as usize;
     let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
     if n == 1 {
-        // The common case, one buffer: two integer reads, no copy call.
-        let base = UserPtr::from_addr(ptr);
-        // An address that wraps is not user memory: reading it fails with `EFAULT`.
-        let len = UserPtr::from_addr(ptr.wrapping_add(size_of::<u64>()));
-        *vecs = SmallVec::One(uapi::IoVec {
-            base: base.get()?,
-            len: len.get()?,
-        });
+        // The common case, one buffer: its two words read in one user access scope, no copy
+        // call.
+        let mut slot = MaybeUninit::uninit();
+        *vecs = SmallVec::One(*UserPtr::from_addr(ptr).read_into(&mut slot)?);
     } else if n > 1 {
         let mut r = UserSlice::new(UserPtr::from_addr(ptr), n * size_of::<uapi::IoVec>()).reader();
         vecs.reserve(n)?;
