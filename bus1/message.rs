@@ -172,7 +172,7 @@ impl<P: Receiver> Message<P> {
     /// The charge of a copy with `layout`, whose slice takes `size` bytes (`layout.size()`): one
     /// slice, its handle references, its size in in-flight bytes and its file descriptors.
     pub(crate) fn charge_of(layout: &SliceLayout, size: u64) -> Charge {
-        Charge([1, layout.n_handles, size, layout.n_fds])
+        Charge::new(1, layout.n_handles, size, layout.n_fds)
     }
 
     /// What the copy holds charged now, but its slice if `slice` is false.
@@ -182,12 +182,12 @@ impl<P: Receiver> Message<P> {
         } else {
             (0, 0)
         };
-        Charge([
+        Charge::new(
             u64::from(slice & self.slice_charged),
             self.handles_charged,
             bytes,
             fds,
-        ])
+        )
     }
 
     /// What the copy holds charged now.

@@ -43,6 +43,17 @@ pub(crate) const NAMES: [&str; N_RES] = ["slices", "handles", "bytes", "fds"];
 pub(crate) struct Charge(pub(crate) [u64; N_RES]);
 
 impl Charge {
+    /// A charge of `slices` slices, `handles` handle references, `bytes` in-flight bytes and
+    /// `fds` file descriptors, each at its resource's index.
+    pub(crate) const fn new(slices: u64, handles: u64, bytes: u64, fds: u64) -> Self {
+        let mut c = [0; N_RES];
+        c[SLICES] = slices;
+        c[HANDLES] = handles;
+        c[BYTES] = bytes;
+        c[FDS] = fds;
+        Charge(c)
+    }
+
     /// `n` units of resource `res` and nothing else.
     pub(crate) fn one(res: usize, n: u64) -> Self {
         let mut c = Charge::default();

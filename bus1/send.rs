@@ -272,8 +272,14 @@ impl Peer {
         n_bytes: u64,
         op: &mut NodeOp<'_>,
     ) -> Result<isize> {
+        let layout = SizedLayout::new(SliceLayout {
+            n_bytes,
+            n_handles: s.n_handles,
+            n_fds: s.n_fds,
+            n_secctx: None,
+        });
         if s.n_destinations == 1 && s.n_handles == 0 && s.n_fds == 0 && s.ptr_errors == 0 && !seed {
-            return self.send_plain_unicast(s.ptr_destinations, cont, vecs, n_bytes, op);
+            return self.send_plain_unicast(s.ptr_destinations, cont, vecs, layout, op);
         }
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
@@ -291,13 +297,6 @@ impl Peer {
         // CAST: `n_fds` was checked against `BUS1_FD_MAX`.
         let n_fds = s.n_fds as usize;
         let files = read_files(s.ptr_fds, n_fds, ctx)?;
-
-        let layout = SizedLayout::new(SliceLayout {
-            n_bytes,
-            n_handles: s.n_handles,
-            n_fds: s.n_fds,
-            n_secctx: None,
-        });
         let mut secctx = SenderSecctx::new();
 
         if seed {
@@ -418,7 +417,7 @@ impl Peer {
     }
 
     /// [`Peer::send_prepared`] of the most common message: one destination, whose ID is at user
-    /// address `ptr`, no handles, no files, no error array. The same steps in the same order as
+    /// address `ptr`, no handles, no files (`layout` has none), no error array. The same steps in the same order as
     /// the general path, without the lists it keeps for handles, files and further destinations,
     /// and their drops (about 30 branches of a small message's `SEND`).
     fn send_plain_unicast(
@@ -426,15 +425,9 @@ impl Peer {
         ptr: u64,
         cont: bool,
         vecs: &[uapi::IoVec],
-        n_bytes: u64,
+        layout: SizedLayout,
         op: &mut NodeOp<'_>,
     ) -> Result<isize> {
-        let layout = SizedLayout::new(SliceLayout {
-            n_bytes,
-            n_handles: 0,
-            n_fds: 0,
-            n_secctx: None,
-        });
         let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
         let node = op.resolve(UserPtr::from_addr(ptr).get()?)?;
         let mut secctx = SenderSecctx::new();

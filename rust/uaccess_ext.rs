@@ -247,6 +247,14 @@ mod tests {
         Ok(addr)
     }
 
+    /// [`mapped`], checking that the page after the two is not mapped (the first mapping of the
+    /// test's mm is its top), so an access that runs past them faults.
+    fn mapped_at_top() -> Result<usize> {
+        let addr = mapped()?;
+        assert_eq!(UserPtr::from_addr(addr + 2 * PAGE).get::<u8>(), Err(EFAULT));
+        Ok(addr)
+    }
+
     /// What the pattern of [`mapped`] holds at `off`, read as a little- or big-endian `u64` as
     /// the CPU reads it.
     fn expected_u64(off: usize) -> u64 {
@@ -343,9 +351,7 @@ mod tests {
 
     #[test]
     fn a_head_read_checks_the_whole_argument() -> Result {
-        let addr = mapped()?;
-        // The page after the mapping is not mapped (the first mapping of this mm is its top).
-        assert_eq!(UserPtr::from_addr(addr + 2 * PAGE).get::<u8>(), Err(EFAULT));
+        let addr = mapped_at_top()?;
         let mut slot = MaybeUninit::<Words>::uninit();
         // The head is read whatever the rest holds, up to an argument that ends with the mapping.
         let at = 2 * PAGE - 100;
@@ -375,9 +381,7 @@ mod tests {
 
     #[test]
     fn a_struct_fails_on_kernel_unmapped_and_read_only_memory() -> Result {
-        let addr = mapped()?;
-        // The page after the mapping is not mapped (the first mapping of this mm is its top).
-        assert_eq!(UserPtr::from_addr(addr + 2 * PAGE).get::<u8>(), Err(EFAULT));
+        let addr = mapped_at_top()?;
         let mut slot = MaybeUninit::<Words>::uninit();
         // A struct that runs past the mapping fails as a whole.
         for off in [2 * PAGE - 24, 2 * PAGE - 1, 2 * PAGE] {
