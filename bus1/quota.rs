@@ -379,11 +379,19 @@ impl Ledger {
     }
 
     /// Whether `c` fits into what remains.
+    ///
+    /// An amount fits if it is at most what remains, clamped at zero: zero always fits, also
+    /// where a lowered maximum left less than nothing, and any other amount then does not. This
+    /// runs twice for every message, so it is branch-free: the four comparisons are combined,
+    /// not taken one after another.
     pub(crate) fn fits(&self, c: &Charge) -> bool {
-        self.remaining
+        let over = self
+            .remaining
             .iter()
             .zip(c.0.iter())
-            .all(|(&r, &n)| n == 0 || i64::try_from(n).is_ok_and(|n| n <= r))
+            // CAST: `max(0)` leaves a non-negative `i64`, which a `u64` holds.
+            .fold(0u8, |acc, (&r, &n)| acc | u8::from(n > r.max(0) as u64));
+        over == 0
     }
 
     /// Charges `c`, which the caller checked fits ([`Self::fits`], or the quota's rule, which
@@ -768,5 +776,27 @@ mod tests {
         assert!(l.fits(&Charge::one(SLICES, 1)));
         assert!(!l.fits(&Charge::one(SLICES, 2)));
         assert!(!l.fits(&Charge::one(SLICES, u64::MAX)));
+    }
+
+    #[test]
+    fn fits_checks_every_resource() {
+        let mut l = Ledger::new([4, 4, 4, 4]);
+        assert!(l.fits(&Charge([4, 4, 4, 4])));
+        // Any one resource over what remains refuses the whole charge, the last one too.
+        for r in 0..N_RES {
+            let mut c = Charge([4, 4, 4, 4]);
+            c.0[r] = 5;
+            assert!(!l.fits(&c));
+            c.0[r] = u64::MAX;
+            assert!(!l.fits(&c));
+        }
+        // Below zero after a lowered maximum, nothing but zero fits.
+        l.take(&Charge::one(FDS, 3));
+        l.set_max(FDS, 1);
+        let mut c = Charge([4, 4, 4, 4]);
+        c.0[FDS] = 0;
+        assert!(l.fits(&c));
+        assert!(l.fits(&Charge::default()));
+        assert!(!l.fits(&Charge::one(FDS, 1)));
     }
 }

@@ -159,6 +159,12 @@ impl Viewer {
         core::ptr::eq(self.user_ns(), &raw const bindings::init_user_ns)
     }
 
+    /// Whether the view is the initial pid namespace's, where a task's number is its global
+    /// pid.
+    fn in_init_pid_ns(&self) -> bool {
+        core::ptr::eq(self.pid_ns.as_ptr(), &raw const bindings::init_pid_ns)
+    }
+
     /// Whether `other` shows every task and every ID as this view does: the same user namespace
     /// and the same pid namespace.
     pub(crate) fn same_view(&self, other: &Viewer) -> bool {
@@ -211,12 +217,22 @@ impl Viewer {
     pub(crate) fn current_sender(&self) -> SenderIds {
         let (uid, gid) = current_real_ids();
         let task = kernel::current!();
-        let pid = self.task_nr(task, bindings::pid_type_PIDTYPE_TGID);
-        // Most senders lead their thread group: their thread is the group, looked up once.
-        let tid = if task.pid() == task.group_leader().pid() {
-            pid
+        let (pid, tid) = if self.in_init_pid_ns() {
+            // The initial namespace numbers every task by its global pid, which the task and its
+            // group leader hold themselves: no lookup of the task's pid structures, which
+            // answers the same for a task that is running (it is attached to them until it has
+            // exited), the common case, per message.
+            // CAST: Pid numbers are positive.
+            (task.group_leader().pid() as u32, task.pid() as u32)
         } else {
-            self.task_nr(task, bindings::pid_type_PIDTYPE_PID)
+            let pid = self.task_nr(task, bindings::pid_type_PIDTYPE_TGID);
+            // Most senders lead their thread group: their thread is the group, looked up once.
+            let tid = if task.pid() == task.group_leader().pid() {
+                pid
+            } else {
+                self.task_nr(task, bindings::pid_type_PIDTYPE_PID)
+            };
+            (pid, tid)
         };
         SenderIds {
             uid: self.uid_of(uid),
