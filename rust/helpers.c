@@ -471,6 +471,24 @@ bool rust_bus1_waitq_has_sleeper(struct wait_queue_head *wq)
 }
 
 /*
+ * woken_wake_function() that also unlinks the entry of a waiter it woke from
+ * its sleep, as autoremove_wake_function() does, and as there last: once the
+ * waiter sees its entry unlinked (list_empty_careful() in finish_wait()), the
+ * waker no longer touches it, and the waiter may leave without the queue's
+ * lock. An entry whose task was running stays linked, with WQ_FLAG_WOKEN set
+ * for wait_woken().
+ */
+static int rust_bus1_woken_unlink(struct wait_queue_entry *wq_entry,
+				  unsigned int mode, int sync, void *key)
+{
+	int ret = woken_wake_function(wq_entry, mode, sync, key);
+
+	if (ret)
+		list_del_init_careful(&wq_entry->entry);
+	return ret;
+}
+
+/*
  * Waits on @wq until @cond(@data) holds, for RECV with BUS1_RECV_FLAG_WAIT.
  * @cond runs in TASK_RUNNING and may sleep (it takes the peer mutex): the
  * wait_woken() pattern keeps a wake-up that comes between the check and the
@@ -479,21 +497,38 @@ bool rust_bus1_waitq_has_sleeper(struct wait_queue_head *wq)
  * restarted, like epoll_wait()) or -ETIMEDOUT.
  *
  * Wakers skip the wake-up when wq_has_sleeper() finds nobody: the barrier
- * after add_wait_queue() (whose spin_unlock() orders only what comes before
- * it) makes the entry visible before the first check reads the condition;
- * wait_woken() ends with a full barrier before each later check.
+ * after the entry is linked (add_wait_queue()'s spin_unlock() orders only
+ * what comes before it) makes the entry visible before the next check reads
+ * the condition.
+ *
+ * A wake-up from the sleep unlinks the entry (rust_bus1_woken_unlink()): a
+ * waiter whose condition then holds, the common case, leaves without taking
+ * the queue's lock. One that finds nothing (another waiter took the message)
+ * links its entry again before it checks once more and sleeps. That happens
+ * under the queue's lock, which a waker holds for its whole wake-up: without
+ * it, the waiter could see its entry still linked by a waker that woke it but
+ * has not unlinked it yet, and sleep unlinked.
  */
 int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 			 bool (*cond)(void *data), void *data, long *timeout)
 {
-	DEFINE_WAIT_FUNC(wait, woken_wake_function);
+	DEFINE_WAIT_FUNC(wait, rust_bus1_woken_unlink);
+	bool slept = false;
+	unsigned long flags;
 	int ret = 0;
 
 	add_wait_queue(wq, &wait);
 	smp_mb(); /* pairs with wq_has_sleeper() in rust_bus1_waitq_has_sleeper() */
-	for (;;) {
-		if (cond(data))
-			break;
+	while (!cond(data)) {
+		if (slept) {
+			spin_lock_irqsave(&wq->lock, flags);
+			if (list_empty(&wait.entry))
+				__add_wait_queue(wq, &wait);
+			spin_unlock_irqrestore(&wq->lock, flags);
+			smp_mb(); /* as above */
+			slept = false;
+			continue;
+		}
 		if (signal_pending(current)) {
 			ret = -EINTR;
 			break;
@@ -503,8 +538,10 @@ int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 			break;
 		}
 		*timeout = wait_woken(&wait, TASK_INTERRUPTIBLE, *timeout);
+		slept = true;
 	}
-	remove_wait_queue(wq, &wait);
+	/* Takes the queue's lock only if the entry is still linked. */
+	finish_wait(wq, &wait);
 	return ret;
 }
 

@@ -385,6 +385,103 @@ TEST_F(pair, waits_and_polls_miss_no_message_of_concurrent_senders)
 	TH_LOG("%u plain RECVs found the queue empty", empty);
 }
 
+/* A waiter of the test below: takes messages until it takes an empty one. */
+struct taker {
+	int fd;
+	const uint8_t *pool;
+	uint32_t rounds;
+	uint32_t *taken;		/* per message, shared */
+	uint32_t *total;		/* messages taken by all, shared */
+	pid_t tid;			/* atomic */
+	int exited;			/* atomic */
+	int ret;
+	__u64 longest_ns;		/* the longest of its waits */
+};
+
+static void *taker_fn(void *arg)
+{
+	struct taker *t = arg;
+	struct bus1_cmd_recv r;
+	uint32_t seq;
+	__u64 t0;
+
+	__atomic_store_n(&t->tid, gettid(), __ATOMIC_RELEASE);
+	for (;;) {
+		t0 = now_ns();
+		t->ret = recv_wait(t->fd, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r);
+		if (now_ns() - t0 > t->longest_ns)
+			t->longest_ns = now_ns() - t0;
+		if (t->ret)
+			break;
+		if (r.msg.n_bytes != sizeof(seq)) {
+			t->ret = bus1_slice_release(t->fd, r.msg.offset);
+			break;
+		}
+		memcpy(&seq, t->pool + r.msg.offset, sizeof(seq));
+		t->ret = bus1_slice_release(t->fd, r.msg.offset);
+		if (!t->ret && seq >= t->rounds)
+			t->ret = -ERANGE;
+		if (t->ret)
+			break;
+		__atomic_fetch_add(&t->taken[seq], 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(t->total, 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&t->exited, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Threads waiting in RECV with WAIT on one peer share its messages: each send
+ * wakes every sleeper, one takes the message, and the others find nothing and
+ * wait again, to be woken by the next send. Every waiter sleeps before each
+ * send, so every send has losers. Each message is taken exactly once and no
+ * wait lasts until its timeout: a loser that went back to sleep where no send
+ * wakes it would sleep until the timeout ends its wait.
+ */
+TEST_F(pair, waiters_that_find_nothing_wait_again)
+{
+	enum { WAITERS = 3, ROUNDS = 40 };
+	uint32_t taken[ROUNDS] = { 0 }, total = 0, seq;
+	struct taker t[WAITERS];
+	pthread_t th[WAITERS];
+	int i, gone;
+
+	for (i = 0; i < WAITERS; i++) {
+		t[i] = (struct taker){ .fd = self->b, .pool = self->mb, .rounds = ROUNDS,
+				       .taken = taken, .total = &total };
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, taker_fn, &t[i]));
+	}
+	for (seq = 0; seq < ROUNDS; seq++) {
+		for (i = 0; i < WAITERS; i++) {
+			while (!__atomic_load_n(&t[i].tid, __ATOMIC_ACQUIRE))
+				sched_yield();
+			ASSERT_TRUE(thread_sleeps(t[i].tid)) TH_LOG("waiter %d, round %u", i, seq);
+		}
+		ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, &seq, sizeof(seq),
+				       NULL, 0, NULL, 0));
+		/* Taken by one of them, unless one of them failed. */
+		for (gone = 0; __atomic_load_n(&total, __ATOMIC_ACQUIRE) != seq + 1 && !gone;) {
+			for (i = 0; i < WAITERS; i++)
+				gone |= __atomic_load_n(&t[i].exited, __ATOMIC_ACQUIRE);
+			sched_yield();
+		}
+		ASSERT_EQ(seq + 1, __atomic_load_n(&total, __ATOMIC_ACQUIRE));
+	}
+	/* One empty message ends each waiter, which takes no other after it. */
+	for (i = 0; i < WAITERS; i++)
+		ASSERT_EQ(0, bus1_send(self->a, 0, &self->to_b, 1, NULL, NULL, 0, NULL, 0,
+				       NULL, 0));
+	for (i = 0; i < WAITERS; i++) {
+		ASSERT_EQ(0, pthread_join(th[i], NULL));
+		ASSERT_EQ(0, t[i].ret) TH_LOG("waiter %d: %s", i, strerror(-t[i].ret));
+		ASSERT_GT(LONG_WAIT / 2, t[i].longest_ns)
+			TH_LOG("waiter %d slept off the queue", i);
+	}
+	for (seq = 0; seq < ROUNDS; seq++)
+		ASSERT_EQ(1, taken[seq]) TH_LOG("message %u", seq);
+	ASSERT_EQ(0, pool_slices(self->b));
+}
+
 /* WAIT with SEED is refused (the seed is never queued); unknown bits stay refused. */
 TEST_F(pair, recv_wait_flags_einval)
 {
