@@ -478,7 +478,7 @@ TEST_F(pair, waiters_that_find_nothing_wait_again)
 			TH_LOG("waiter %d slept off the queue", i);
 	}
 	for (seq = 0; seq < ROUNDS; seq++)
-		ASSERT_EQ(1, taken[seq]) TH_LOG("message %u", seq);
+		ASSERT_EQ(1U, taken[seq]) TH_LOG("message %u", seq);
 	ASSERT_EQ(0, pool_slices(self->b));
 }
 
