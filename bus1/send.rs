@@ -417,9 +417,9 @@ impl Peer {
     }
 
     /// [`Peer::send_prepared`] of the most common message: one destination, whose ID is at user
-    /// address `ptr`, no handles, no files (`layout` has none), no error array. The same steps in the same order as
-    /// the general path, without the lists it keeps for handles, files and further destinations,
-    /// and their drops (about 30 branches of a small message's `SEND`).
+    /// address `ptr`, no handles, no files (`layout` has none), no error array. The same steps in
+    /// the same order as the general path, without the lists it keeps for handles, files and
+    /// further destinations, and their drops (about 30 branches of a small message's `SEND`).
     fn send_plain_unicast(
         self: &Arc<Self>,
         ptr: u64,

@@ -545,14 +545,15 @@ int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 	return ret;
 }
 
-/* Jiffies for a relative timeout in ns, rounded up; 0 ns means none. */
+/*
+ * Jiffies for a relative timeout of @ns > 0 ns, rounded up. No timeout (0 ns)
+ * is MAX_SCHEDULE_TIMEOUT, which WaitTimeout::from_ns() in rust/poll.rs sets
+ * without a call.
+ */
 long rust_bus1_timeout_jiffies(u64 ns)
 {
-	u64 j;
+	u64 j = nsecs_to_jiffies64(ns);
 
-	if (!ns)
-		return MAX_SCHEDULE_TIMEOUT;
-	j = nsecs_to_jiffies64(ns);
 	if (jiffies_to_nsecs(j) < ns)
 		j++;
 	return j >= MAX_SCHEDULE_TIMEOUT ? MAX_SCHEDULE_TIMEOUT - 1 : (long)j;

@@ -104,7 +104,8 @@ pub(crate) struct WaitTimeout {
 impl WaitTimeout {
     /// A timeout of `ns` nanoseconds from now, rounded up to whole scheduler ticks; `0` is none.
     pub(crate) fn from_ns(ns: u64) -> Self {
-        // No timeout, the common case: answered here rather than in a call.
+        // No timeout, the common case: answered here rather than in a call (the helper converts
+        // only a timeout there is).
         if ns == 0 {
             return WaitTimeout {
                 jiffies: kernel::task::MAX_SCHEDULE_TIMEOUT,

@@ -403,14 +403,15 @@ static void *taker_fn(void *arg)
 	struct taker *t = arg;
 	struct bus1_cmd_recv r;
 	uint32_t seq;
-	__u64 t0;
+	__u64 t0, took;
 
 	__atomic_store_n(&t->tid, gettid(), __ATOMIC_RELEASE);
 	for (;;) {
 		t0 = now_ns();
 		t->ret = recv_wait(t->fd, BUS1_RECV_FLAG_WAIT, LONG_WAIT, &r);
-		if (now_ns() - t0 > t->longest_ns)
-			t->longest_ns = now_ns() - t0;
+		took = now_ns() - t0;
+		if (took > t->longest_ns)
+			t->longest_ns = took;
 		if (t->ret)
 			break;
 		if (r.msg.n_bytes != sizeof(seq)) {
