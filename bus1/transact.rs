@@ -80,33 +80,24 @@ impl Peer {
     /// `RECV` that first waits until the queue is readable, for at most `timeout_ns` (`0`: no
     /// timeout). Fails with `EINTR`, `ETIMEDOUT`, or `ESHUTDOWN` once the peer was disconnected.
     pub(crate) fn recv_wait(self: &Arc<Self>, a: RecvArgs, timeout_ns: u64) -> Result<Received> {
-        // A message that is already queued is received without touching the wait queue.
-        match self.recv(a) {
-            Err(e) if e == EAGAIN => {}
-            r => return r,
-        }
-        // Otherwise each check of the wait is a `RECV` attempt: a receiver that sleeps locks its
-        // queue once per check, and one that loses a race for the message (`EAGAIN`) sleeps
-        // again, on what is left of the timeout.
         let mut timeout = WaitTimeout::from_ns(timeout_ns);
-        let mut got = None;
-        self.waitq.wait_until(
-            || {
-                if self.is_shutdown() {
-                    got = Some(Err(ESHUTDOWN()));
-                    return true;
-                }
-                match self.recv(a) {
-                    Err(e) if e == EAGAIN => false,
-                    r => {
-                        got = Some(r);
-                        true
-                    }
-                }
-            },
-            &mut timeout,
-        )?;
-        got.unwrap_or(Err(EAGAIN))
+        loop {
+            // A message that is already queued is received without touching the wait queue, and
+            // a receive is never inside the wait: its result is returned where it is built,
+            // not moved out of the wait's condition.
+            match self.recv(a) {
+                Err(e) if e == EAGAIN => {}
+                r => return r,
+            }
+            // The wait ends once the queue may be readable (the hint that `RECV` checks first,
+            // without the lock) or the peer was shut down. A receiver that then loses the race
+            // for the message (`EAGAIN` again) waits again, on what is left of the timeout.
+            self.waitq
+                .wait_until(|| self.is_shutdown() || self.maybe_readable(), &mut timeout)?;
+            if self.is_shutdown() {
+                return Err(ESHUTDOWN());
+            }
+        }
     }
 
     /// `TRANSACT`.

@@ -490,7 +490,7 @@ static int rust_bus1_woken_unlink(struct wait_queue_entry *wq_entry,
 
 /*
  * Waits on @wq until @cond(@data) holds, for RECV with BUS1_RECV_FLAG_WAIT.
- * @cond runs in TASK_RUNNING and may sleep (it takes the peer mutex): the
+ * @cond runs in TASK_RUNNING and may sleep (take a mutex): the
  * wait_woken() pattern keeps a wake-up that comes between the check and the
  * sleep (WQ_FLAG_WOKEN). *@timeout is in jiffies (MAX_SCHEDULE_TIMEOUT: none)
  * and is updated to what is left. Returns 0, -EINTR on a signal (never
