@@ -17,7 +17,10 @@
 //!   stages completed before it.
 //!
 //! A wait ends with `EINTR` when a signal arrives and is never restarted (as `epoll_wait()`):
-//! a restarted `TRANSACT` would release and send a second time. It ends with `ETIMEDOUT` when
+//! a restarted `TRANSACT` would release and send a second time. For the same reason a signal
+//! that interrupts the send stage (waiting for another call that is creating nodes) after the
+//! release stage completed ends the call with `EINTR`; with no stage completed it is restarted
+//! as `SEND` is. It ends with `ETIMEDOUT` when
 //! the timeout (nanoseconds, rounded up to scheduler ticks; `0` is none) runs out. `WAIT`
 //! waits even on an `O_NONBLOCK` file: the flag is the explicit request.
 
@@ -127,7 +130,14 @@ impl Peer {
         }
 
         let mut done = 0u64;
-        let res = self.transact_stages(t, timeout, msg_at, ctx, &mut done);
+        let mut res = self.transact_stages(t, timeout, msg_at, ctx, &mut done);
+        // A completed stage is not undone, so a call that completed one is never restarted: a
+        // signal that interrupts a later stage (`SEND` waiting for another call of this peer
+        // that is creating nodes) ends it with `EINTR`, as a restart would run the completed
+        // stages again (release a slice twice, send twice).
+        if done != 0 && matches!(res, Err(e) if e == ERESTARTSYS) {
+            res = Err(EINTR);
+        }
 
         // `done` is written back in every case.
         let base = arg.wrapping_add(offset_of!(uapi::Transact, input.done));

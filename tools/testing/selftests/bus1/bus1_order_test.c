@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -428,6 +429,109 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 	/* A is unharmed: V's node is gone, so A is told. */
 	ASSERT_EQ(1, drain_destroys(self->a, to_v, &other));
 	ASSERT_EQ(0, other);
+	munmap(area, page);
+	close(uffd);
+}
+
+/* A TRANSACT on its own thread, for the test below. */
+struct transact_call {
+	int fd;
+	struct bus1_cmd_transact t;
+	int ret;
+	pid_t tid;
+	int returned;
+};
+
+static void *transact_call_fn(void *arg)
+{
+	struct transact_call *c = arg;
+
+	__atomic_store_n(&c->tid, gettid(), __ATOMIC_RELEASE);
+	c->ret = bus1_errno(ioctl(c->fd, BUS1_CMD_TRANSACT, &c->t));
+	__atomic_store_n(&c->returned, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * A TRANSACT whose send stage waits for another call of the same peer that is
+ * creating nodes, after its release stage completed, is not restarted by a
+ * signal with SA_RESTART: a restart would release the slice a second time
+ * (ENXIO, with done reporting nothing). It fails with EINTR, done reports the
+ * release, and the slice was released exactly once.
+ */
+TEST_F(order, transact_interrupted_after_its_release_is_not_restarted)
+{
+	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
+	long page = sysconf(_SC_PAGESIZE);
+	struct stalled_send s;
+	struct transact_call c;
+	struct bus1_cmd_recv r;
+	__u64 to_a = INV, to_b = INV, off;
+	__u64 handles[1] = { N1 };
+	pthread_t ts, tt;
+	char *area;
+	int uffd;
+
+	uffd = uffd_open();
+	if (uffd < 0)
+		SKIP(return, "userfaultfd unavailable: %s", strerror(-uffd));
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+
+	/* A can send to B, and holds a received slice to release. */
+	ASSERT_EQ(0, bus1_xfer(self->b, N2, self->a, &to_b));
+	ASSERT_EQ(0, bus1_xfer(self->a, 0x300, self->b, &to_a));
+	ASSERT_EQ(0, bus1_send_str(self->b, to_a, "slice"));
+	ASSERT_EQ(0, bus1_recv(self->a, 0, ANY_OFFSET, &r));
+	ASSERT_EQ(BUS1_MSG_DATA, r.msg.type);
+	off = r.msg.offset;
+
+	/* A SEND of A creates N1 and stops in its copy, N1 pending. */
+	area = uffd_missing_page(uffd, page);
+	ASSERT_NE(NULL, area);
+	memset(&s, 0, sizeof(s));
+	s.fd = self->a;
+	s.dst = &to_b;
+	s.n_dst = 1;
+	s.handles = handles;
+	s.n_handles = 1;
+	s.buf = area;
+	s.len = 64;
+	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
+	ASSERT_EQ(0, uffd_wait_fault(uffd));
+
+	/* Another thread of A: release the slice, then send N1, which waits for the SEND. */
+	memset(&c, 0, sizeof(c));
+	c.fd = self->a;
+	c.t.flags = BUS1_TRANSACT_FLAG_RELEASE | BUS1_TRANSACT_FLAG_SEND;
+	c.t.release_offset = off;
+	c.t.done = 0xdeadbeef;
+	c.t.send.ptr_destinations = (__u64)(uintptr_t)&to_b;
+	c.t.send.n_destinations = 1;
+	c.t.send.ptr_handles = (__u64)(uintptr_t)handles;
+	c.t.send.n_handles = 1;
+	ASSERT_EQ(0, pthread_create(&tt, NULL, transact_call_fn, &c));
+	while (!__atomic_load_n(&c.tid, __ATOMIC_ACQUIRE))
+		sched_yield();
+	ASSERT_EQ(0, bus1_wait_asleep(c.tid, "", &c.returned))
+		TH_LOG("the TRANSACT returned %d without waiting", c.ret);
+
+	ASSERT_EQ(0, pthread_kill(tt, SIGUSR1));
+	ASSERT_EQ(0, pthread_join(tt, NULL));
+	ASSERT_EQ(-EINTR, c.ret);
+	ASSERT_EQ(BUS1_TRANSACT_FLAG_RELEASE, c.t.done);
+	/* Released once: the offset is gone now. */
+	ASSERT_EQ(-ENXIO, bus1_slice_release(self->a, off));
+
+	ASSERT_EQ(0, uffd_fill(uffd, area, page, 'z'));
+	ASSERT_EQ(0, pthread_join(ts, NULL));
+	ASSERT_EQ(0, s.ret);
+	signal(SIGUSR1, SIG_DFL);
 	munmap(area, page);
 	close(uffd);
 }
