@@ -367,6 +367,11 @@ int rust_bus1_get_user_u64(u64 *dst, const void __user *src)
  * the argument spans at most two pages, on which its first and last bytes
  * lie, so one that cannot be read in full fails here, not after its output
  * was produced.
+ *
+ * Both move four words per round, then the rest one at a time: an argument
+ * is up to 32 words, and each round ends with a taken branch (TRANSACT reads
+ * 16 words and writes 11 per call). The write's rounds are tested at the
+ * bottom, as the compiler lays out the read's but not the write's by itself.
  */
 int rust_bus1_read_user_words(u64 *dst, const void __user *src, size_t words,
 			      size_t len)
@@ -382,7 +387,13 @@ int rust_bus1_read_user_words(u64 *dst, const void __user *src, size_t words,
 		       -EFAULT : 0;
 #endif
 	scoped_user_read_access_size(s, len, efault) {
-		for (i = 0; i < words; i++)
+		for (i = 0; i + 4 <= words; i += 4) {
+			unsafe_get_user(dst[i], &s[i], efault);
+			unsafe_get_user(dst[i + 1], &s[i + 1], efault);
+			unsafe_get_user(dst[i + 2], &s[i + 2], efault);
+			unsafe_get_user(dst[i + 3], &s[i + 3], efault);
+		}
+		for (; i < words; i++)
 			unsafe_get_user(dst[i], &s[i], efault);
 		if (len > words * sizeof(u64))
 			unsafe_get_user(last, (const u8 __user *)s + len - 1,
@@ -403,7 +414,17 @@ int rust_bus1_write_user_words(void __user *dst, const u64 *src, size_t words)
 		return copy_to_user(dst, src, words * sizeof(u64)) ? -EFAULT : 0;
 #endif
 	scoped_user_write_access_size(d, words * sizeof(u64), efault) {
-		for (i = 0; i < words; i++)
+		i = 0;
+		if (words >= 4) {
+			do {
+				unsafe_put_user(src[i], &d[i], efault);
+				unsafe_put_user(src[i + 1], &d[i + 1], efault);
+				unsafe_put_user(src[i + 2], &d[i + 2], efault);
+				unsafe_put_user(src[i + 3], &d[i + 3], efault);
+				i += 4;
+			} while (i + 4 <= words);
+		}
+		for (; i < words; i++)
 			unsafe_put_user(src[i], &d[i], efault);
 	}
 	return 0;

@@ -349,6 +349,45 @@ mod tests {
         Ok(())
     }
 
+    /// Writes `N` words at an aligned offset and at one across the two pages, reads them back
+    /// into a slot holding something else, and checks the words on either side are the
+    /// pattern's. Offsets move down as `N` grows, so a smaller `N` never wrote a word checked
+    /// for a larger one.
+    fn words_round_trip<const N: usize>(addr: usize) -> Result {
+        for off in [8, PAGE - 8 * N.div_ceil(2)] {
+            // CAST: The index is below 32.
+            let v: [u64; N] = core::array::from_fn(|i| 0x0102_0304_0506_0708 * (i as u64 + 1));
+            UserPtr::from_addr(addr + off).write_from(&v)?;
+            let mut slot = MaybeUninit::new([u64::MAX; N]);
+            assert_eq!(*UserPtr::from_addr(addr + off).read_into(&mut slot)?, v);
+            let before = UserPtr::from_addr(addr + off - 8).get::<u64>()?;
+            assert_eq!(before, expected_u64(off - 8));
+            let after = UserPtr::from_addr(addr + off + 8 * N).get::<u64>()?;
+            assert_eq!(after, expected_u64(off + 8 * N));
+        }
+        Ok(())
+    }
+
+    /// The helpers move four words per round and the rest one at a time: every remainder, one
+    /// round and several, up to the largest argument.
+    #[test]
+    fn moves_every_number_of_words() -> Result {
+        let addr = mapped()?;
+        words_round_trip::<1>(addr)?;
+        words_round_trip::<2>(addr)?;
+        words_round_trip::<3>(addr)?;
+        words_round_trip::<4>(addr)?;
+        words_round_trip::<5>(addr)?;
+        words_round_trip::<6>(addr)?;
+        words_round_trip::<7>(addr)?;
+        words_round_trip::<8>(addr)?;
+        words_round_trip::<10>(addr)?;
+        words_round_trip::<16>(addr)?;
+        words_round_trip::<19>(addr)?;
+        words_round_trip::<32>(addr)?;
+        Ok(())
+    }
+
     #[test]
     fn a_head_read_checks_the_whole_argument() -> Result {
         let addr = mapped_at_top()?;
