@@ -217,25 +217,33 @@ impl Peer {
     }
 
     /// `SEND` with its argument already read (also the send stage of `TRANSACT`).
+    #[allow(
+        clippy::needless_bitwise_bool,
+        reason = "one branch on every check: a valid argument takes no branch per check"
+    )]
     pub(crate) fn send(self: &Arc<Self>, s: &uapi::Send, ctx: &IoctlContext) -> Result<isize> {
-        if s.flags & !SEND_FLAGS != 0 {
-            return Err(EINVAL);
-        }
-        if s.n_destinations > i32::MAX as u64 || s.n_vecs > VEC_MAX || s.n_fds > uapi::BUS1_FD_MAX {
-            return Err(EMSGSIZE);
-        }
-        if s.n_destinations > u64::from(self.max_ids()) {
-            return Err(EINVAL);
-        }
-        // Bounded before anything is sized by it: a message can never carry more handles than
-        // the sender may hold, nor more than any receiver's user may be charged.
-        if s.n_handles > u64::from(self.max_ids().min(crate::user::handles_max())) {
-            return Err(EINVAL);
-        }
         let seed = s.flags & uapi::BUS1_SEND_FLAG_SEED != 0;
         let cont = s.flags & uapi::BUS1_SEND_FLAG_CONTINUE != 0;
-        if seed && (cont || s.n_destinations != 0) {
-            return Err(EINVAL);
+        // Every check is evaluated, and one branch taken on all of them (`|`, not `||`): a valid
+        // argument, the common case, passes them in one block. A failing one answers with the
+        // error of the first check that fails, in this order.
+        let unknown_flags = s.flags & !SEND_FLAGS != 0;
+        let too_large = (s.n_destinations > i32::MAX as u64)
+            | (s.n_vecs > VEC_MAX)
+            | (s.n_fds > uapi::BUS1_FD_MAX);
+        let invalid = (s.n_destinations > u64::from(self.max_ids()))
+            // Bounded before anything is sized by it: a message can never carry more handles
+            // than the sender may hold, nor more than any receiver's user may be charged.
+            | (s.n_handles > u64::from(self.max_ids().min(crate::user::handles_max())))
+            | (seed & (cont | (s.n_destinations != 0)));
+        if unknown_flags | too_large | invalid {
+            return Err(if unknown_flags {
+                EINVAL
+            } else if too_large {
+                EMSGSIZE
+            } else {
+                EINVAL
+            });
         }
 
         // The payload description: iovecs are only read here; the data is copied once per
@@ -262,6 +270,10 @@ impl Peer {
 
     /// The part of `SEND` after the argument checks; `op` resolves the IDs.
     #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::needless_bitwise_bool,
+        reason = "one branch on every check: a valid argument takes no branch per check"
+    )]
     fn send_prepared(
         self: &Arc<Self>,
         s: &uapi::Send,
@@ -278,7 +290,8 @@ impl Peer {
             n_fds: s.n_fds,
             n_secctx: None,
         });
-        if s.n_destinations == 1 && s.n_handles == 0 && s.n_fds == 0 && s.ptr_errors == 0 && !seed {
+        // One branch on all four fields (see `send()`).
+        if (s.n_destinations == 1) & ((s.n_handles | s.n_fds | s.ptr_errors) == 0) & !seed {
             return self.send_plain_unicast(s.ptr_destinations, cont, vecs, layout, op);
         }
         // Carried handles, resolved in the sender; duplicates are allowed.

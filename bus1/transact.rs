@@ -69,14 +69,22 @@ const TRANSACT_FLAGS: u64 = uapi::BUS1_TRANSACT_FLAG_RELEASE
 /// Checks the flags of an RFC v1 `RECV`: known, and `WAIT` not with `SEED` (the seed is not
 /// queued, so there is nothing to wait for).
 pub(crate) fn check_recv_flags(flags: u64) -> Result {
-    if flags & !RECV_FLAGS != 0 {
-        return Err(EINVAL);
+    if recv_flags_valid(flags) {
+        Ok(())
+    } else {
+        Err(EINVAL)
     }
+}
+
+/// [`check_recv_flags`] as a `bool`, for a caller that combines it with other checks.
+#[inline(always)]
+#[allow(
+    clippy::needless_bitwise_bool,
+    reason = "one branch on both checks, as its callers combine theirs"
+)]
+fn recv_flags_valid(flags: u64) -> bool {
     let wait_seed = uapi::BUS1_RECV_FLAG_WAIT | uapi::BUS1_RECV_FLAG_SEED;
-    if flags & wait_seed == wait_seed {
-        return Err(EINVAL);
-    }
-    Ok(())
+    (flags & !RECV_FLAGS == 0) & (flags & wait_seed != wait_seed)
 }
 
 impl Peer {
@@ -104,6 +112,10 @@ impl Peer {
     }
 
     /// `TRANSACT`.
+    #[allow(
+        clippy::needless_bitwise_bool,
+        reason = "one branch on every check: a valid argument takes no branch per check"
+    )]
     pub(crate) fn cmd_transact(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
         // Only the input is read (the receive stage's message description is output, but for
         // the timeout of `WAIT`), where it stays: the 128 bytes are not moved after the copy.
@@ -118,15 +130,14 @@ impl Peer {
         } else {
             0
         };
-        // Every flag of every stage is checked before the first stage has any effect.
-        if t.flags & !TRANSACT_FLAGS != 0 || t.reserved != 0 {
+        // Every flag of every stage is checked before the first stage has any effect, with one
+        // branch on all of them (`|`, not `||`), as `SEND` checks its argument.
+        let invalid = (t.flags & !TRANSACT_FLAGS != 0)
+            | (t.reserved != 0)
+            | (send & (t.send.flags & !SEND_FLAGS != 0))
+            | (recv & !recv_flags_valid(t.recv.flags));
+        if invalid {
             return Err(EINVAL);
-        }
-        if send && t.send.flags & !SEND_FLAGS != 0 {
-            return Err(EINVAL);
-        }
-        if recv {
-            check_recv_flags(t.recv.flags)?;
         }
 
         let mut done = 0u64;
