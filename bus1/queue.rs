@@ -466,17 +466,21 @@ impl<T> Queue<T> {
     }
 
     /// Dequeues the front entry if it can be dequeued; see [`Queue::front`].
+    ///
+    /// The entry is removed by its key rather than at a cursor, here and in
+    /// [`Queue::pop_front_reuse`]: removing at a cursor looks up both neighbours of the entry
+    /// (`rb_prev()` and `rb_next()`) for a cursor that would be dropped, which costs more than
+    /// walking down to the front again.
     pub(crate) fn pop_front(&mut self) -> Option<(QueueKey, T, bool)> {
-        let cursor = self.entries.cursor_front_mut()?;
-        let key = *cursor.current().0;
+        let mut iter = self.entries.iter();
+        let key = *iter.next()?.0;
         if key.is_staging() {
             return None;
         }
-        let cont = cursor
-            .peek_next()
+        let cont = iter
+            .next()
             .is_some_and(|(next, _)| next.ts == key.ts && next.tag == key.tag);
-        let (_, node) = cursor.remove_current();
-        let (key, value) = node.to_key_value();
+        let (key, value) = self.entries.remove_node(&key)?.to_key_value();
         self.seen = self.seen.max((key.ts, key.tag));
         Some((key, value?, cont))
     }
@@ -484,13 +488,14 @@ impl<T> Queue<T> {
     /// Dequeues the front entry like [`Queue::pop_front`], and also returns its memory as a new
     /// slot, so the caller can keep it for a later entry.
     pub(crate) fn pop_front_reuse(&mut self) -> Option<(QueueKey, T, QueueSlot<T>)> {
-        let mut cursor = self.entries.cursor_front_mut()?;
+        let cursor = self.entries.cursor_front()?;
         let key = *cursor.current().0;
         if key.is_staging() {
             return None;
         }
-        let value = cursor.current_mut().1.take();
-        let (_, node) = cursor.remove_current();
+        let mut entry = self.entries.find_mut(&key)?;
+        let value = entry.get_mut().take();
+        let node = entry.remove_node();
         self.seen = self.seen.max((key.ts, key.tag));
         let slot = QueueSlot {
             res: node.into_reservation(),
