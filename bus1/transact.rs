@@ -93,20 +93,22 @@ impl Peer {
     pub(crate) fn recv_wait(self: &Arc<Self>, a: RecvArgs, timeout_ns: u64) -> Result<Received> {
         let mut timeout = WaitTimeout::from_ns(timeout_ns);
         loop {
-            // A message that is already queued is received without touching the wait queue, and
-            // a receive is never inside the wait: its result is returned where it is built,
-            // not moved out of the wait's condition.
+            // The queue may be readable (the hint that `RECV` checks first, without the lock):
+            // try to receive. Otherwise wait until it may be, or the peer was shut down; a
+            // receive would only find out again that there is nothing.
+            if !self.maybe_readable() {
+                self.waitq
+                    .wait_until(|| self.is_shutdown() || self.maybe_readable(), &mut timeout)?;
+                if self.is_shutdown() {
+                    return Err(ESHUTDOWN());
+                }
+            }
+            // The receive is never inside the wait: its result is returned where it is built,
+            // not moved out of the wait's condition. A receiver that loses the race for the
+            // message (`EAGAIN`) waits again, on what is left of the timeout.
             match self.recv(a) {
                 Err(e) if e == EAGAIN => {}
                 r => return r,
-            }
-            // The wait ends once the queue may be readable (the hint that `RECV` checks first,
-            // without the lock) or the peer was shut down. A receiver that then loses the race
-            // for the message (`EAGAIN` again) waits again, on what is left of the timeout.
-            self.waitq
-                .wait_until(|| self.is_shutdown() || self.maybe_readable(), &mut timeout)?;
-            if self.is_shutdown() {
-                return Err(ESHUTDOWN());
             }
         }
     }
