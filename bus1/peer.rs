@@ -675,8 +675,19 @@ impl<'a> NodeOp<'a> {
     /// another operation has nodes pending, is waited for; the wait is interruptible, as that
     /// operation may be copying from user memory.
     pub(crate) fn resolve(&mut self, id: u64) -> Result<Arc<Node>> {
+        self.resolve_after(id, |_| Ok(()))
+    }
+
+    /// [`Self::resolve`], with `first` run on the peer's locked state before anything else, in
+    /// the same critical section; its error fails the call.
+    pub(crate) fn resolve_after(
+        &mut self,
+        id: u64,
+        first: impl FnOnce(&mut PeerInner) -> Result,
+    ) -> Result<Arc<Node>> {
         let peer = self.peer;
         let mut inner = peer.lock();
+        first(&mut inner)?;
         loop {
             let mine = |op: u64| op == 0 || op == self.token.0;
             // A pending handle is the creating operation's.

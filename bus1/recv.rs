@@ -164,18 +164,77 @@ impl InstallReservation {
     }
 }
 
+/// The release stage of a `TRANSACT` that also sends, handed to its send stage: resolving the
+/// destination takes this peer's lock anyway, so the release runs in that critical section,
+/// first, instead of in one of its own. Everything the send does before it only reads its
+/// arguments, so the release still comes first in every effect; a send that fails before it, or
+/// takes a path without that section (carried handles or files, several destinations, the
+/// seed), leaves it pending, and it runs standalone ([`ReleaseFirst::run`]).
+pub(crate) struct ReleaseFirst {
+    /// The offset to release, while the release is pending.
+    offset: Option<u64>,
+    /// Whether the release ran and succeeded.
+    released: bool,
+}
+
+impl ReleaseFirst {
+    /// No release (`SEND`, or a `TRANSACT` without the release stage).
+    pub(crate) fn none() -> Self {
+        Self {
+            offset: None,
+            released: false,
+        }
+    }
+
+    /// A release of the slice at `offset`, pending.
+    pub(crate) fn new(offset: u64) -> Self {
+        Self {
+            offset: Some(offset),
+            released: false,
+        }
+    }
+
+    /// Runs the release if it is pending, under `inner`, the caller's lock of `peer`.
+    pub(crate) fn run_locked(&mut self, peer: &Peer, inner: &mut PeerInner) -> Result {
+        if let Some(offset) = self.offset.take() {
+            peer.slice_release_locked(inner, offset)?;
+            self.released = true;
+        }
+        Ok(())
+    }
+
+    /// Runs the release if it is pending, taking the lock of `peer`.
+    pub(crate) fn run(&mut self, peer: &Peer) -> Result {
+        if let Some(offset) = self.offset.take() {
+            peer.slice_release(offset)?;
+            self.released = true;
+        }
+        Ok(())
+    }
+
+    /// Whether the release ran and succeeded.
+    pub(crate) fn released(&self) -> bool {
+        self.released
+    }
+}
+
 impl Peer {
     /// `SLICE_RELEASE`.
     pub(crate) fn cmd_slice_release(&self, arg: usize) -> Result<isize> {
         self.slice_release(UserPtr::from_addr(arg).get()?)
     }
 
-    /// `SLICE_RELEASE` of `offset` (also the release stage of `TRANSACT`).
+    /// `SLICE_RELEASE` of `offset` (also the release stage of `TRANSACT` without a send stage).
     pub(crate) fn slice_release(&self, offset: u64) -> Result<isize> {
-        let mut inner = self.lock();
+        self.slice_release_locked(&mut self.lock(), offset)?;
+        Ok(0)
+    }
+
+    /// [`Self::slice_release`] under `inner`, the caller's lock of this peer.
+    fn slice_release_locked(&self, inner: &mut PeerInner, offset: u64) -> Result {
         self.pool().release(&mut inner.slices, offset)?;
         inner.limits.discharge_slices(1);
-        Ok(0)
+        Ok(())
     }
 
     /// Receives the front of the queue (or the seed) as described by `a`.

@@ -54,6 +54,7 @@ use crate::{
         QueueSlot, //
     },
     quota::Charge,
+    recv::ReleaseFirst,
     smallvec::{
         user_sized,
         SmallVec, //
@@ -213,15 +214,21 @@ impl Peer {
     pub(crate) fn cmd_send(self: &Arc<Self>, arg: usize, ctx: &IoctlContext) -> Result<isize> {
         let mut slot = MaybeUninit::uninit();
         let s: &uapi::Send = UserPtr::from_addr(arg).read_into(&mut slot)?;
-        self.send(s, ctx)
+        self.send(s, ctx, &mut ReleaseFirst::none())
     }
 
-    /// `SEND` with its argument already read (also the send stage of `TRANSACT`).
+    /// `SEND` with its argument already read (also the send stage of `TRANSACT`), running
+    /// `first` before its first effect (see [`ReleaseFirst`]).
     #[allow(
         clippy::needless_bitwise_bool,
         reason = "one branch on every check: a valid argument takes no branch per check"
     )]
-    pub(crate) fn send(self: &Arc<Self>, s: &uapi::Send, ctx: &IoctlContext) -> Result<isize> {
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        s: &uapi::Send,
+        ctx: &IoctlContext,
+        first: &mut ReleaseFirst,
+    ) -> Result<isize> {
         let seed = s.flags & uapi::BUS1_SEND_FLAG_SEED != 0;
         let cont = s.flags & uapi::BUS1_SEND_FLAG_CONTINUE != 0;
         // Every check is evaluated, and one branch taken on all of them (`|`, not `||`): a valid
@@ -261,7 +268,7 @@ impl Peer {
         // succeeds (other operations of this peer wait before using them), and undone if it
         // fails.
         let mut op = NodeOp::new(self);
-        let res = self.send_prepared(s, ctx, seed, cont, &vecs, n_bytes, &mut op);
+        let res = self.send_prepared(s, ctx, seed, cont, &vecs, n_bytes, &mut op, first);
         if res.is_ok() {
             op.settle();
         }
@@ -283,6 +290,7 @@ impl Peer {
         vecs: &[uapi::IoVec],
         n_bytes: u64,
         op: &mut NodeOp<'_>,
+        first: &mut ReleaseFirst,
     ) -> Result<isize> {
         let layout = SizedLayout::new(SliceLayout {
             n_bytes,
@@ -292,8 +300,10 @@ impl Peer {
         });
         // One branch on all four fields (see `send()`).
         if (s.n_destinations == 1) & ((s.n_handles | s.n_fds | s.ptr_errors) == 0) & !seed {
-            return self.send_plain_unicast(s.ptr_destinations, cont, vecs, layout, op);
+            return self.send_plain_unicast(s.ptr_destinations, cont, vecs, layout, op, first);
         }
+        // Nothing of this path has had an effect yet: the release comes first.
+        first.run(self)?;
         // Carried handles, resolved in the sender; duplicates are allowed.
         let n_handles = usize::try_from(s.n_handles).map_err(|_| EMSGSIZE)?;
         let mut handle_ids = SmallVec::new();
@@ -440,9 +450,13 @@ impl Peer {
         vecs: &[uapi::IoVec],
         layout: SizedLayout,
         op: &mut NodeOp<'_>,
+        first: &mut ReleaseFirst,
     ) -> Result<isize> {
         let ptr = usize::try_from(ptr).map_err(|_| EFAULT)?;
-        let node = op.resolve(UserPtr::from_addr(ptr).get()?)?;
+        let id = UserPtr::from_addr(ptr).get()?;
+        // The release comes first, in the critical section of this peer that resolving the
+        // destination takes anyway.
+        let node = op.resolve_after(id, |inner| first.run_locked(self, inner))?;
         let mut secctx = SenderSecctx::new();
         let mut views = SenderViews::new(1);
         let p = match self.send_one(node, layout, vecs, &mut secctx, &mut views) {

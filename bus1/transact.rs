@@ -40,7 +40,8 @@ use crate::{
     },
     recv::{
         Received,
-        RecvArgs, //
+        RecvArgs,
+        ReleaseFirst, //
     },
     send::SEND_FLAGS,
     uapi,
@@ -171,13 +172,26 @@ impl Peer {
         ctx: &IoctlContext,
         done: &mut u64,
     ) -> Result {
-        if t.flags & uapi::BUS1_TRANSACT_FLAG_RELEASE != 0 {
+        let release = t.flags & uapi::BUS1_TRANSACT_FLAG_RELEASE != 0;
+        if t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0 {
+            // The release runs inside the send stage, before the send's first effect (see
+            // `ReleaseFirst`), or after a send that failed before reaching it: it comes first
+            // in every effect, and its error is the call's.
+            let mut first = if release {
+                ReleaseFirst::new(t.release_offset)
+            } else {
+                ReleaseFirst::none()
+            };
+            let res = self.send(&t.send, ctx, &mut first);
+            first.run(self)?;
+            if first.released() {
+                *done |= uapi::BUS1_TRANSACT_FLAG_RELEASE;
+            }
+            res?;
+            *done |= uapi::BUS1_TRANSACT_FLAG_SEND;
+        } else if release {
             self.slice_release(t.release_offset)?;
             *done |= uapi::BUS1_TRANSACT_FLAG_RELEASE;
-        }
-        if t.flags & uapi::BUS1_TRANSACT_FLAG_SEND != 0 {
-            self.send(&t.send, ctx)?;
-            *done |= uapi::BUS1_TRANSACT_FLAG_SEND;
         }
         if t.flags & uapi::BUS1_TRANSACT_FLAG_RECV != 0 {
             let mut slot = MaybeUninit::uninit();

@@ -758,6 +758,64 @@ TEST_F(pair, transact_stage_failure_done)
 }
 
 /*
+ * The release stage comes first whatever the send stage does: a send that
+ * fails before its first effect (EMSGSIZE for too many iovecs, EFAULT for an
+ * unreadable destination array) keeps a good release (done = RELEASE, the
+ * slice gone), and a bad release fails the call with its own ENXIO even when
+ * the send's argument is bad too (done = 0, the slice kept). The same with
+ * carried handles, which take the send's general path.
+ */
+TEST_F(pair, transact_release_first_when_the_send_fails_early)
+{
+	struct bus1_cmd_recv held, r;
+	__u64 handle = self->to_a;
+	struct tx x;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "held"));
+		ASSERT_EQ(0, recv_wait(self->b, 0, 0, &held));
+		ASSERT_EQ(1, pool_slices(self->b));
+
+		/* Bad release and bad send: the release's error, nothing done. */
+		tx_init(&x, STAGE_ALL, 1ULL << 40, self->to_a, "never", 0, 0);
+		if (i == 0) {
+			x.t.send.n_vecs = 1025;
+		} else if (i == 1) {
+			x.t.send.ptr_destinations = 8;
+		} else {
+			x.t.send.ptr_handles = 8;
+			x.t.send.n_handles = 1;
+		}
+		ASSERT_EQ(-ENXIO, transact(self->b, &x));
+		ASSERT_EQ((__u64)0, x.t.done);
+		ASSERT_EQ(1, pool_slices(self->b));
+
+		/* Good release, bad send: released, then the send's error. */
+		x.t.release_offset = held.msg.offset;
+		x.t.done = 0xdeadbeef;
+		ASSERT_EQ(i == 0 ? -EMSGSIZE : -EFAULT, transact(self->b, &x));
+		ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_RELEASE, x.t.done);
+		ASSERT_EQ(0, pool_slices(self->b));
+		ASSERT_EQ(-ENXIO, bus1_slice_release(self->b, held.msg.offset));
+		ASSERT_EQ(-EAGAIN, recv_wait(self->a, 0, 0, &r));
+	}
+
+	/* A good release with a send that carries a handle: both done. */
+	ASSERT_EQ(0, bus1_send_str(self->a, self->to_b, "held"));
+	ASSERT_EQ(0, recv_wait(self->b, 0, 0, &held));
+	tx_init(&x, BUS1_TRANSACT_FLAG_RELEASE | BUS1_TRANSACT_FLAG_SEND, held.msg.offset,
+		self->to_a, "with a handle", 0, 0);
+	x.t.send.ptr_handles = PTR(&handle);
+	x.t.send.n_handles = 1;
+	ASSERT_EQ(0, transact(self->b, &x));
+	ASSERT_EQ((__u64)(BUS1_TRANSACT_FLAG_RELEASE | BUS1_TRANSACT_FLAG_SEND), x.t.done);
+	ASSERT_EQ(0, pool_slices(self->b));
+	ASSERT_EQ(0, recv_wait(self->a, 0, 0, &r));
+	ASSERT_PAYLOAD(self->ma, &r, "with a handle");
+}
+
+/*
  * The send stage commits before the wait: a TRANSACT whose wait times out
  * (ETIMEDOUT) has sent (done = SEND), and its message is charged and
  * delivered.
