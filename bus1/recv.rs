@@ -164,12 +164,12 @@ impl InstallReservation {
     }
 }
 
-/// The release stage of a `TRANSACT` that also sends, handed to its send stage: resolving the
-/// destination takes this peer's lock anyway, so the release runs in that critical section,
-/// first, instead of in one of its own. Everything the send does before it only reads its
-/// arguments, so the release still comes first in every effect; a send that fails before it, or
-/// takes a path without that section (carried handles or files, several destinations, the
-/// seed), leaves it pending, and it runs standalone ([`ReleaseFirst::run`]).
+/// The release stage of a `TRANSACT` that also sends, handed to its send stage. A unicast
+/// without handles or files takes this peer's lock to resolve its destination anyway, so the
+/// release runs first in that critical section instead of in one of its own; any other send
+/// runs it standalone before its first effect ([`ReleaseFirst::run`]). Everything a send does
+/// before that only reads its arguments, so the release still comes first in every effect; a
+/// send that fails earlier leaves it pending, and the caller runs it after the send.
 pub(crate) struct ReleaseFirst {
     /// The offset to release, while the release is pending.
     offset: Option<u64>,

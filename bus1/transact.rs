@@ -16,13 +16,16 @@
 //!   before any stage runs; a failing stage stops the call, and `done` tells user space which
 //!   stages completed before it.
 //!
+//! The release stage runs inside the send stage when there is one ([`ReleaseFirst`]), in the
+//! critical section that resolves the destination, and still before anything the send does.
+//!
 //! A wait ends with `EINTR` when a signal arrives and is never restarted (as `epoll_wait()`):
 //! a restarted `TRANSACT` would release and send a second time. For the same reason a signal
 //! that interrupts the send stage (waiting for another call that is creating nodes) after the
 //! release stage completed ends the call with `EINTR`; with no stage completed it is restarted
-//! as `SEND` is. It ends with `ETIMEDOUT` when
-//! the timeout (nanoseconds, rounded up to scheduler ticks; `0` is none) runs out. `WAIT`
-//! waits even on an `O_NONBLOCK` file: the flag is the explicit request.
+//! as `SEND` is. A wait ends with `ETIMEDOUT` when the timeout (nanoseconds, rounded up to
+//! scheduler ticks; `0` is none) runs out. `WAIT` waits even on an `O_NONBLOCK` file: the flag
+//! is the explicit request.
 
 use super::{
     ioctl::{
