@@ -351,8 +351,8 @@ mod tests {
 
     /// Writes `N` words at an aligned offset and at one across the two pages, reads them back
     /// into a slot holding something else, and checks the words on either side are the
-    /// pattern's. Offsets move down as `N` grows, so a smaller `N` never wrote a word checked
-    /// for a larger one.
+    /// pattern's. A smaller `N` never wrote a word checked for a larger one: at the aligned
+    /// offset its words end earlier, across the pages they start later and end earlier.
     fn words_round_trip<const N: usize>(addr: usize) -> Result {
         for off in [8, PAGE - 8 * N.div_ceil(2)] {
             // CAST: The index is below 32.

@@ -199,6 +199,25 @@ static void *stalled_send_fn(void *arg)
 	return NULL;
 }
 
+/*
+ * Starts @t sending @len bytes of the unfaulted page @area from peer @fd to
+ * @n_dst destinations, carrying @n_handles handles: it stops in the copy.
+ */
+static int stalled_send_start(pthread_t *t, struct stalled_send *s, int fd, const __u64 *dst,
+			      __u64 n_dst, const __u64 *handles, __u64 n_handles, void *area,
+			      size_t len)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->dst = dst;
+	s->n_dst = n_dst;
+	s->handles = handles;
+	s->n_handles = n_handles;
+	s->buf = area;
+	s->len = len;
+	return pthread_create(t, NULL, stalled_send_fn, s);
+}
+
 struct xfer_call {
 	int from, to;
 	__u64 src, out;
@@ -315,15 +334,7 @@ TEST_F(order, node_created_by_failing_send_is_invisible)
 	 */
 	dst[0] = to_b;
 	dst[1] = ((__u64)77 << 3) | BUS1_HANDLE_FLAG_MANAGED | BUS1_HANDLE_FLAG_REMOTE;
-	memset(&s, 0, sizeof(s));
-	s.fd = self->a;
-	s.dst = dst;
-	s.n_dst = 2;
-	s.handles = handles;
-	s.n_handles = 1;
-	s.buf = area;
-	s.len = 64;
-	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
+	ASSERT_EQ(0, stalled_send_start(&ts, &s, self->a, dst, 2, handles, 1, area, 64));
 
 	/* The sender is in the window: N1 exists, the copy is stopped. */
 	ASSERT_EQ(0, uffd_wait_fault(uffd));
@@ -405,13 +416,7 @@ TEST_F(order, close_does_not_wait_for_a_stalled_sender)
 	area = uffd_missing_page(uffd, page);
 	ASSERT_NE(NULL, area);
 
-	memset(&s, 0, sizeof(s));
-	s.fd = self->a;
-	s.dst = &to_v;
-	s.n_dst = 1;
-	s.buf = area;
-	s.len = 128;
-	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
+	ASSERT_EQ(0, stalled_send_start(&ts, &s, self->a, &to_v, 1, NULL, 0, area, 128));
 	ASSERT_EQ(0, uffd_wait_fault(uffd));
 
 	/* The sender is stuck in the copy; V closes. */
@@ -494,15 +499,7 @@ TEST_F(order, transact_interrupted_after_its_release_is_not_restarted)
 	/* A SEND of A creates N1 and stops in its copy, N1 pending. */
 	area = uffd_missing_page(uffd, page);
 	ASSERT_NE(NULL, area);
-	memset(&s, 0, sizeof(s));
-	s.fd = self->a;
-	s.dst = &to_b;
-	s.n_dst = 1;
-	s.handles = handles;
-	s.n_handles = 1;
-	s.buf = area;
-	s.len = 64;
-	ASSERT_EQ(0, pthread_create(&ts, NULL, stalled_send_fn, &s));
+	ASSERT_EQ(0, stalled_send_start(&ts, &s, self->a, &to_b, 1, handles, 1, area, 64));
 	ASSERT_EQ(0, uffd_wait_fault(uffd));
 
 	/* Another thread of A: release the slice, then send N1, which waits for the SEND. */
