@@ -24,21 +24,22 @@ impl Peer {
             UserPtr::from_addr(arg).read_head_into(size_of::<uapi::Recv>(), &mut input)?;
         let msg_at = arg.wrapping_add(offset_of!(uapi::Recv, msg));
         let timeout = read_wait_timeout(msg_at, input.flags)?;
+        check_recv_flags(input.flags)?;
         let mut slot = MaybeUninit::uninit();
         write_recv_msg(msg_at, self.recv_v1(input, timeout, &mut slot)?)?;
         Ok(0)
     }
 
-    /// `RECV` with the RFC v1 layout, its input already read and `timeout` the timeout of `WAIT`
-    /// (also the receive stage of `TRANSACT`); returns the message description, written into
-    /// `out` (not moved after it is built).
+    /// `RECV` with the RFC v1 layout, its input already read and its flags checked
+    /// ([`check_recv_flags`], by `RECV` and by `TRANSACT` with the other stages' flags), and
+    /// `timeout` the timeout of `WAIT` (also the receive stage of `TRANSACT`); returns the
+    /// message description, written into `out` (not moved after it is built).
     pub(crate) fn recv_v1<'a>(
         self: &Arc<Self>,
         input: &uapi::RecvInput,
         timeout: u64,
         out: &'a mut MaybeUninit<uapi::RecvMsg>,
     ) -> Result<&'a uapi::RecvMsg> {
-        check_recv_flags(input.flags)?;
         let args = RecvArgs {
             peek: input.flags & uapi::BUS1_RECV_FLAG_PEEK != 0,
             seed: input.flags & uapi::BUS1_RECV_FLAG_SEED != 0,

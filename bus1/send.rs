@@ -238,10 +238,11 @@ impl Peer {
         let too_large = (s.n_destinations > i32::MAX as u64)
             | (s.n_vecs > VEC_MAX)
             | (s.n_fds > uapi::BUS1_FD_MAX);
-        let invalid = (s.n_destinations > u64::from(self.max_ids()))
+        let max_ids = self.max_ids();
+        let invalid = (s.n_destinations > u64::from(max_ids))
             // Bounded before anything is sized by it: a message can never carry more handles
             // than the sender may hold, nor more than any receiver's user may be charged.
-            | (s.n_handles > u64::from(self.max_ids().min(crate::user::handles_max())))
+            | (s.n_handles > u64::from(max_ids.min(crate::user::handles_max())))
             | (seed & (cont | (s.n_destinations != 0)));
         if unknown_flags | too_large | invalid {
             return Err(if unknown_flags {
