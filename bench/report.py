@@ -163,8 +163,9 @@ RATIO_SYSTEMS_CPU = {
 # The bases of the paired ratio tables, and the figures they are printed for.
 RATIO_BASES = [("unix", "/ AF_UNIX"), ("binder", "/ C binder"), ("rbinder", "/ Rust Binder"),
                ("bus1", "/ bus1 RFC")]
-RATIO_FIGS = ("rtt", "rtt_cpu0", "cpu")
+RATIO_FIGS = ("rtt", "rtt_cpu0", "rtt_cpu01", "cpu")
 FIG_TITLES = {"rtt": "round trip", "rtt_cpu0": "round trip, both processes on CPU 0",
+              "rtt_cpu01": "round trip, client on CPU 0, server on CPU 1",
               "cpu": "one thread, send + receive"}
 
 
@@ -341,16 +342,17 @@ def verdict(v, lo_hi, limit, higher):
     return "met (median)"
 
 
-def pinned(target, ratios):
-    """The round-trip target's paired ratio with both processes on CPU 0 (the
-    rtt_cpu0 figure) and its verdict, or None for other targets."""
+def pinned(target, ratios, pfig="rtt_cpu0"):
+    """The round-trip target's paired ratio with the processes pinned as the
+    figure `pfig` pins them (rtt_cpu0: both on CPU 0; rtt_cpu01: the client on
+    CPU 0, the server on CPU 1) and its verdict, or None for other targets."""
     name, fig, limit, higher = target[:4]
     if fig != "rtt":
         return None
     p = "0" if " 0 B," in name else "1024"
     base = "unix" if "AF_UNIX" in name else ("rbinder" if "Rust Binder" in name else "binder")
     sysname = "bus1_tx" if "TRANSACT" in name else "bus1"
-    r = ratios.get(("rtt_cpu0", p, sysname, base))
+    r = ratios.get((pfig, p, sysname, base))
     if r is None:
         return None
     return r, verdict(r[0], (r[1], r[2]), limit, higher)
@@ -427,22 +429,27 @@ def targets_md(d, ratios, a):
       "[min, max]** over the paired repetitions of one boot; a value without an interval is a ratio "
       "of pooled medians (figures whose systems do not run interleaved). \"met (median)\": the median "
       "meets the target, but not every repetition does. The round trips are judged as the target "
-      "states them, two processes wherever the scheduler puts them; the last two columns give the "
+      "states them, two processes wherever the scheduler puts them; the last four columns give the "
       "same ratio with both processes pinned to CPU 0, which does not depend on how fast the host "
-      "runs an idle vCPU again (on a loaded host the unpinned intervals get wide).")
+      "runs an idle vCPU again (on a loaded host the unpinned intervals get wide), and with the "
+      "client pinned to CPU 0 and the server to CPU 1, where every wake-up crosses CPUs in every "
+      "repetition alike, whichever placement the scheduler would have picked.")
     a("")
 
     def res(v):
         return "not measured" if v is None else (f"**{v}**" if v in ("missed", "suspect") else v)
 
-    a("| target | figure | measured | result | pinned to CPU 0 | result pinned |")
-    a("|---|---|---|---|---|---|")
+    a("| target | figure | measured | result | pinned to CPU 0 | result pinned | pinned to CPUs 0 and 1 "
+      "| result across CPUs |")
+    a("|---|---|---|---|---|---|---|---|")
     for t in targets(d, ratios):
         name, fig, limit, _, v, lo_hi, verdict_ = t
         m = value_str(fig, v, lo_hi, limit)
-        pin = pinned(t, ratios)
-        pin_cells = f"{iv(pin[0])} | {res(pin[1])}" if pin else " | "
-        a(f"| {name} | {fig} | {m} | {res(verdict_)} | {pin_cells} |")
+        pin_cells = []
+        for pfig in ("rtt_cpu0", "rtt_cpu01"):
+            pin = pinned(t, ratios, pfig)
+            pin_cells.append(f"{iv(pin[0])} | {res(pin[1])}" if pin else " | ")
+        a(f"| {name} | {fig} | {m} | {res(verdict_)} | " + " | ".join(pin_cells) + " |")
     a("")
     off = [(p, d.get(f"cpu_unix_vs_calls_{p}")) for p in ("0", "1024", "65536")]
     off = [(p, x) for p, x in off if x is not None and not CPU_CALLS_AGREE[0] <= x <= CPU_CALLS_AGREE[1]]
@@ -471,10 +478,10 @@ def write_csv(rows, d, path):
         for r in rows.values():
             ru = rf = ""
             if r["system"] == "bus1":
-                if r["figure"] in ("rtt", "rtt_cpu0", "cpu", "tput", "tput_cpu"):
+                if r["figure"] in ("rtt", "rtt_cpu0", "rtt_cpu01", "cpu", "tput", "tput_cpu"):
                     v = ratio(r["median"], med(rows, r["figure"], "unix", r["param"]))
                     ru = "" if v is None else f"{v:.3f}"
-                if r["figure"] in ("rtt", "rtt_cpu0"):
+                if r["figure"] in ("rtt", "rtt_cpu0", "rtt_cpu01"):
                     v = ratio(r["median"], med(rows, r["figure"], "futex", r["param"]))
                     rf = "" if v is None else f"{v:.3f}"
                 if r["figure"] == "scale":
@@ -564,6 +571,16 @@ def write_md(rows, info, errs, d, path, log_name, ratios=None, rlog_name=None):
         rtt_table(rows, ratios, "rtt_cpu0", ("0", "1024"), a)
         a("On one CPU every wake-up is a context switch on that CPU, so this isolates each system's own "
           "path from where the scheduler places the woken task.")
+        a("")
+
+    if any(f == "rtt_cpu01" for (f, _, _) in rows):
+        a("### The same with the client pinned to CPU 0 and the server to CPU 1 (µs)")
+        a("")
+        rtt_table(rows, ratios, "rtt_cpu01", ("0", "1024"), a)
+        a("Every wake-up crosses CPUs: the woken side's vCPU is idle, so each round trip waits twice for "
+          "the host to run an idle vCPU again, as the unpinned round trips do whenever the two "
+          "processes are apart; here they always are, so the ratios do not depend on the scheduler's "
+          "placement in a repetition.")
         a("")
 
     ratio_md(ratios, a)

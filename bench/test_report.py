@@ -47,6 +47,9 @@ BENCH-RATIO|rtt|0|bus1_tx|binder|0.950|0.900|0.990|5
 BENCH-RATIO|rtt|0|bus1|unix|1.200|1.100|1.300|5
 BENCH-RATIO|mcast|per_dest|total|unicast|0.450|0.400|0.550|5
 BENCH-RATIO|mcast|per_dest|total_tx|unicast_tx|0.520|0.510|0.530|5
+BENCH|rtt_cpu01|bus1_tx|0|us|102.000|150.000|10|100.000|104.000
+BENCH|rtt_cpu01|unix|0|us|100.000|140.000|10|98.000|102.000
+BENCH-RATIO|rtt_cpu01|0|bus1_tx|unix|1.020|0.990|1.040|5
 BENCH-INFO|binder|binder
 """
 
@@ -103,7 +106,7 @@ class ReportTest(unittest.TestCase):
         self.dir.cleanup()
 
     def test_parse_finds_rows_behind_console_noise(self):
-        self.assertEqual(len(self.rows), 27)
+        self.assertEqual(len(self.rows), 29)
         self.assertEqual(self.rows[("tput", "bus1", "65536")]["median"], 300.0)
         self.assertEqual(self.info["kernel"], "7.2.12")
         self.assertEqual(self.errs[0][:3], ("cpu", "bus1", "0"))
@@ -320,6 +323,13 @@ BENCH-RATIO|cpu|1024|bus1|unix|0.400|0.380|0.420|5
         # The pinned ratio of the same pair next to the unpinned one.
         self.assertIn("| RTT 1 KiB, TRANSACT <= Rust Binder | rtt | n/a | not measured | 0.70x [0.65, 0.75] | met |",
                       md)
+        # Pinned across CPUs: the last two columns, beside the (absent) ratio on CPU 0.
+        self.assertIn("| RTT 0 B, TRANSACT <= 1.0x AF_UNIX | rtt | 0.90x [0.80, 1.10] | met (median) |  |  | "
+                      "1.02x [0.99, 1.04] | **missed** |", md)
+        self.assertIn("### The same with the client pinned to CPU 0 and the server to CPU 1 (µs)", md)
+        self.assertIn("| 0 B | n/a | 102.0 (150.0) | 100.0 (140.0) | n/a | n/a | n/a | n/a | 1.02x [0.99, 1.04] | "
+                      "n/a | n/a |", md)
+        self.assertIn("### round trip, client on CPU 0, server on CPU 1, 0 B", md)
         # The targets lead: before the first table of results.
         self.assertLess(md.index("## Targets"), md.index("## Round-trip latency"))
         self.assertIn("### round trip, both processes on CPU 0, 1 KiB", md)

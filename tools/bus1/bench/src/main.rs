@@ -14,7 +14,7 @@
 //!
 //! Usage: `bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only fig,fig...]
 //! [--systems sys,sys...]` with figures rtt, cpu, ops, mcast, tput, scale (and
-//! rtt_pin: only the pinned part of rtt); `--systems` runs only the named
+//! rtt_pin: only the pinned parts of rtt, on one CPU and across two); `--systems` runs only the named
 //! round-trip systems (rtt and rtt_pin) and scaling systems (bus1, unix).
 //!
 //! The binder rows are named after the kernel's implementation: `binder` for
@@ -691,12 +691,24 @@ fn fig_rtt(o: &Opts) {
 /// this separates the systems' own costs from where the scheduler puts the
 /// woken task (all of them wake with a sync hint, binder hands off to a
 /// specific thread), and from how fast an idle vCPU is woken on a busy host.
+///
+/// Then the same with the client on CPU 0 and the server on CPU 1: every
+/// wake-up crosses CPUs, in every repetition alike, so the ratios do not
+/// depend on which placement the scheduler happened to pick in a repetition
+/// (only on how fast the host runs an idle vCPU again).
 fn fig_rtt_pin(o: &Opts) {
     pin(0);
-    for size in [0, KIB] {
-        let iters = o.n(1000);
-        interleaved(o, "rtt_cpu0", &size.to_string(), "us", false, &mut rtt_cases(o, size, iters, true), RTT_PAIRS);
+    for (fig, server_cpu) in [("rtt_cpu0", None), ("rtt_cpu01", Some(1))] {
+        if server_cpu.is_some_and(|c| c >= online_cpus()) {
+            continue;
+        }
+        pin_children(server_cpu);
+        for size in [0, KIB] {
+            let iters = o.n(1000);
+            interleaved(o, fig, &size.to_string(), "us", false, &mut rtt_cases(o, size, iters, true), RTT_PAIRS);
+        }
     }
+    pin_children(None);
     unpin();
 }
 

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Result type of every measurement: errors carry a short context string.
 pub type Res<T> = Result<T, String>;
@@ -301,17 +302,35 @@ impl Drop for Gate {
     }
 }
 
+/// The CPU [`spawn`]'s children pin themselves to, if any (`usize::MAX`: none).
+static CHILD_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Makes the children [`spawn`] starts from now on pin themselves to `cpu` before they run
+/// (`None`: they stay where they were started, as their parent's affinity allows).
+pub fn pin_children(cpu: Option<usize>) {
+    CHILD_CPU.store(cpu.unwrap_or(usize::MAX), Ordering::Relaxed);
+}
+
 /// Runs `f` in a forked child, which exits with its return value (0 = ok).
+/// The child pins itself to the CPU [`pin_children`] names, if any, first; a
+/// child that cannot fails.
 ///
 /// The benchmark is single-threaded, so forking is safe.
 pub fn spawn<F: FnOnce() -> Res<()>>(f: F) -> Res<libc::pid_t> {
+    let cpu = CHILD_CPU.load(Ordering::Relaxed);
     // SAFETY: fork in a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
-        let code = match f() {
+        let pinned = || {
+            if cpu != usize::MAX && !pin(cpu) {
+                return Err(format!("cannot pin to CPU {cpu}: {}", io::Error::last_os_error()));
+            }
+            f()
+        };
+        let code = match pinned() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("bus1-bench: child: {e}");
