@@ -10,7 +10,12 @@ Inputs:
   since the marker before (locked: how many of its instructions are locked,
   atomic read-modify-writes; accesses: the memory accesses of those
   executions; each absent from the output of older versions of the plugin,
-  which then reports no such counts);
+  which then reports no such counts); with the phase split, each "mark K"
+  line is followed by "phase serial tail wakes switches serial_blocks
+  tail_blocks", the plugin's running totals of the instructions from a
+  switch into a task until it calls try_to_wake_up() and from there until
+  the next switch, of both events, and of the translation blocks of each
+  phase;
 - the guest output: "PROFILE-KSYM <kallsyms line>" for the kernel's _text
   and every bus1 symbol, "PROFILE-MODULE <the bus1 line of /proc/modules>",
   "PROFILE-CASE <case> <size> <n> <mark> [<destinations> [<processes>]]"
@@ -79,12 +84,30 @@ def parse_insns(lines):
             continue
         if f[0] == "mark" and len(f) == 2:
             cur = marks.setdefault(int(f[1]), [])
+        elif f[0] == "phase":
+            continue
         elif len(f) in (3, 4, 5) and cur is not None:
             cur.append((int(f[0], 16), int(f[1]), int(f[2]), int(f[3]) if len(f) >= 4 else None,
                         int(f[4]) if len(f) == 5 else None))
         else:
             raise ProfileError(f"plugin output line {no}: cannot parse {line.strip()!r}")
     return marks
+
+
+def parse_phases(lines):
+    """The phase lines of the plugin's output: {mark: (serial, tail, wakes, switches,
+    serial_blocks, tail_blocks)}, the plugin's running totals at each marker; empty if the
+    plugin did not split phases."""
+    phases, cur = {}, None
+    for no, line in enumerate(lines, 1):
+        f = line.split()
+        if f and f[0] == "mark" and len(f) == 2:
+            cur = int(f[1])
+        elif f and f[0] == "phase":
+            if len(f) != 7 or cur is None:
+                raise ProfileError(f"plugin output line {no}: cannot parse {line.strip()!r}")
+            phases[cur] = tuple(int(x) for x in f[1:])
+    return phases
 
 
 class Symbols:
@@ -110,6 +133,8 @@ class Symbols:
         if not guest_text:
             raise ProfileError("the guest output has no PROFILE-KSYM line for _text")
         off = guest_text[0] - text
+        # The phase split's addresses come from System.map as it is.
+        self.moved = off != 0
         self.kernel_range = (text + off, etext + off)
         if guest["module"] is None:
             raise ProfileError("the guest output has no PROFILE-MODULE line (bus1 not loaded?)")
@@ -447,8 +472,13 @@ def multicast(results):
     return res
 
 
-def analyse(guest, marks, syms):
-    """Per case: total, bus1.ko part and per-function instructions per iteration."""
+def analyse(guest, marks, syms, phases=None):
+    """Per case: total, bus1.ko part and per-function instructions per iteration; for a round
+    trip with the plugin's phase split (`phases`, see parse_phases), the serial part and the
+    tail per round trip, and the wake-ups and switches, None without it (or when the kernel did
+    not run where System.map says, where the split's addresses came from)."""
+    if syms.moved:
+        phases = None
     if guest["done"] is None:
         raise ProfileError("the guest program did not finish (no PROFILE-DONE)")
     if not guest["cases"]:
@@ -467,6 +497,12 @@ def analyse(guest, marks, syms):
                  blocks=sum(e for _, e, _, _, _ in marks[c["mark"]]) / n,
                  funcs={k: v / n for k, v in per.items()}, locked=None, locked_bus1=None, locked_funcs={},
                  **accesses(marks[c["mark"]], syms, n))
+        r.update(serial=None, tail=None, wakes=None, switches=None, serial_blocks=None, tail_blocks=None)
+        a, b = (phases or {}).get(c["mark"] - 1), (phases or {}).get(c["mark"])
+        if c["procs"] == 2 and a and b:
+            r.update(serial=(b[0] - a[0]) / n, tail=(b[1] - a[1]) / n, wakes=(b[2] - a[2]) / n,
+                     switches=(b[3] - a[3]) / n, serial_blocks=(b[4] - a[4]) / n,
+                     tail_blocks=(b[5] - a[5]) / n)
         if locked is not None:
             r.update(locked=sum(locked.values()) / n,
                      locked_bus1=sum(v for (_, m), v in locked.items() if m) / n,
@@ -547,6 +583,32 @@ def render(results, top, names, info=()):
             out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['total']:.0f} | {r['bus1']:.0f} | {ratio} "
                        f"| {count(r['locked'])} | {count(r['locked_bus1'])} | {r['blocks']:.0f} "
                        f"| {whole(r['accesses'])} | {whole(r['accesses_bus1'])} |")
+    split = [r for r in rtt if r["serial"] is not None]
+    if split:
+        base = {r["size"]: r for r in split if r["case"] == RTT_BASE}
+        out += ["", "### The serial part of a round trip", "",
+                "The same round trips split where a process calls `try_to_wake_up()` for the other and "
+                "where a switch into a process begins (`__switch_to_asm()`): the serial part runs from a "
+                "switch into a process until it wakes the other one (its return from the wait, the receive, "
+                "its way back to user space and into the next call, the send up to the wake-up), the tail from "
+                "that wake-up until the switch out (the rest of the waker's call, its way to sleep, the "
+                "scheduler). On one CPU, both count; on two CPUs, the two sides' serial parts run one after "
+                "the other, and each tail overlaps with the other side's serial part, so the serial part is "
+                "what a round trip across CPUs is made of, besides the wake-ups of idle CPUs. A system "
+                "whose woken side runs before the waker reaches its wait needs no wake-up for the answer "
+                "(fewer than 2 per round trip): the waker's remaining way to its wait then counts as serial "
+                "after it is switched in again.", "",
+                f"| case | size (B) | serial insns / round trip | ratio to {RTT_BASE} | tail insns / round trip "
+                f"| serial blocks / round trip | ratio to {RTT_BASE} | tail blocks / round trip "
+                "| wake-ups / round trip | switches / round trip |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in split:
+            u = base.get(r["size"])
+            ratio = f"{r['serial'] / u['serial']:.2f}x" if u else "-"
+            bratio = f"{r['serial_blocks'] / u['serial_blocks']:.2f}x" if u else "-"
+            out.append(f"| {r['case']} | {r['size']} | {r['serial']:.0f} | {ratio} | {r['tail']:.0f} "
+                       f"| {r['serial_blocks']:.0f} | {bratio} | {r['tail_blocks']:.0f} "
+                       f"| {r['wakes']:.2f} | {r['switches']:.2f} |")
     mc = multicast(results)
     if mc:
         out += ["", "## Multicast: the marginal cost of a destination", "",
@@ -622,10 +684,11 @@ def main(argv=None):
         with open(a.guest_log, errors="replace") as f:
             guest = parse_guest(f)
         with open(a.insns) as f:
-            marks = parse_insns(f)
+            lines = f.readlines()
+        marks, phases = parse_insns(lines), parse_phases(lines)
         with open(a.system_map) as f:
             syms = Symbols(f, guest)
-        results = analyse(guest, marks, syms)
+        results = analyse(guest, marks, syms, phases)
         names = demangle({n for r in results for n, _ in r["funcs"]})
     except (OSError, ProfileError) as e:
         print(f"profile_report.py: {e}", file=sys.stderr)

@@ -102,6 +102,21 @@ mark 8
 {K + 0x3000:x} 20 2
 """
 
+# The round trips with the plugin's phase split: its running totals (serial, tail, wake-ups,
+# switches, serial blocks, tail blocks) after every marker. Per round trip, bus1_tx_rtt: serial
+# (1600 - 1000) / 10 = 60, tail (2250 - 2000) / 10 = 25, 2 wake-ups and 2 switches, 12 serial
+# and 5 tail blocks; unix_rtt: serial 40, tail 30, 1.9 wake-ups, 2 switches, 16 serial and 6
+# tail blocks. So bus1_tx_rtt's serial part is 1.50x unix_rtt's in instructions, 0.75x in
+# blocks. The split's
+# addresses come from System.map as it is, so it counts only with the kernel where System.map
+# says: GUEST_RTT_FIXED, not GUEST_RTT (moved by KASLR).
+GUEST_RTT_FIXED = GUEST_RTT.replace("PROFILE-KSYM ffffffff81200000 T _text", "PROFILE-KSYM ffffffff81000000 T _text")
+PHASES = {1: "0 0 0 0 0 0", 2: "100 100 1 1 9 9", 3: "500 900 3 3 50 90", 4: "600 1000 4 4 60 100",
+          5: "1000 2000 5 5 100 200", 6: "1600 2250 25 25 220 250", 7: "1700 2300 27 27 230 260",
+          8: "2100 2600 46 47 390 320"}
+INSNS_RTT_PHASES = "".join(line + (f"\nphase {PHASES[int(line.split()[1])]}" if line.startswith("mark ") else "") + "\n"
+                           for line in INSNS_RTT.splitlines())
+
 # INSNS with the plugin's count of locked instructions per block. Segment 2 per iteration:
 # do_syscall_64 1 (10 * 1 / 10), send_prepared 3 (10 * 3 / 10), ioctl 1 (5 * 2 / 10): 5 in
 # all, 4 in bus1. Segment 4: do_syscall_64 2.
@@ -344,6 +359,31 @@ class RoundTrips(unittest.TestCase):
         self.assertEqual({(SEND, True): 50, (IOCTL, True): 6, ("do_syscall_64", False): 20,
                           ("memcpy_orig", False): 4}, tx["funcs"])
 
+    def test_serial_part_and_tail_per_round_trip(self):
+        guest, marks, syms = setup(GUEST_RTT_FIXED, INSNS_RTT_PHASES)
+        phases = pr.parse_phases(io.StringIO(INSNS_RTT_PHASES))
+        self.assertEqual((1600, 2250, 25, 25, 220, 250), phases[6])
+        r = pr.analyse(guest, marks, syms, phases)
+        # Only the round trips; the block counts are the same as without the split.
+        self.assertEqual([None, None], [x["serial"] for x in r[:2]])
+        tx, unix = r[2:]
+        self.assertEqual((60, 25, 2, 2, 12, 5), (tx["serial"], tx["tail"], tx["wakes"], tx["switches"],
+                                                 tx["serial_blocks"], tx["tail_blocks"]))
+        self.assertEqual((40, 30, 1.9, 2, 16, 6), (unix["serial"], unix["tail"], unix["wakes"], unix["switches"],
+                                                   unix["serial_blocks"], unix["tail_blocks"]))
+        self.assertEqual((80, 20), (tx["total"], unix["total"]))
+
+    def test_no_split_where_the_kernel_moved(self):
+        guest, marks, syms = setup(GUEST_RTT, INSNS_RTT_PHASES)
+        r = pr.analyse(guest, marks, syms, pr.parse_phases(io.StringIO(INSNS_RTT_PHASES)))
+        self.assertEqual([None] * 4, [x["serial"] for x in r])
+        self.assertEqual(80, r[2]["total"])
+
+    def test_bad_phase_line(self):
+        for bad in ("mark 1\nphase 1 2 3 4\n", "phase 1 2 3 4 5 6\nmark 1\n"):
+            with self.assertRaisesRegex(pr.ProfileError, "line [12]: cannot parse"):
+                pr.parse_phases(io.StringIO(bad))
+
     def test_only_against_unix_rtt_of_the_same_size(self):
         r = pr.analyse(*setup(GUEST_RTT, INSNS_RTT))
         # Without unix_rtt there is no ratio: the one-thread unix is no round trip.
@@ -474,6 +514,19 @@ class Report(unittest.TestCase):
         self.assertIn("| 20.0 | 25.0% | `do_syscall_64` |", md)
         self.assertIn("| 10.0 | 12.5% | all other functions |", md)
         self.assertIn("| 16.0 | 80.0% | `do_syscall_64` |", md)
+
+    def test_serial_part_to_markdown(self):
+        md = self.report(GUEST_RTT_FIXED, INSNS_RTT_PHASES)
+        split = md[md.index("### The serial part of a round trip"):]
+        split = split[:split.index("\n## ")]
+        self.assertIn("| case | size (B) | serial insns / round trip | ratio to unix_rtt | tail insns / round trip "
+                      "| serial blocks / round trip | ratio to unix_rtt | tail blocks / round trip "
+                      "| wake-ups / round trip | switches / round trip |", split)
+        self.assertIn("| bus1_tx_rtt | 0 | 60 | 1.50x | 25 | 12 | 0.75x | 5 | 2.00 | 2.00 |", split)
+        self.assertIn("| unix_rtt | 0 | 40 | 1.00x | 30 | 16 | 1.00x | 6 | 1.90 | 2.00 |", split)
+        # Without the split, or with the kernel moved, no such table.
+        self.assertNotIn("### The serial part", self.report(GUEST_RTT_FIXED, INSNS_RTT))
+        self.assertNotIn("### The serial part", self.report(GUEST_RTT, INSNS_RTT_PHASES))
 
     def test_round_trips_leave_the_rest_as_it_was(self):
         """Without the round-trip sections, the report is the one without round trips: no row of

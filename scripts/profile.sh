@@ -29,6 +29,8 @@ done
 dir=${PROFILE_FROM:-$BUS1_CACHE/profile/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)}
 mkdir -p "$dir"
 
+kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)  # built and cached: its System.map
+
 if [ -z "${PROFILE_FROM:-}" ]; then
 	so=$dir/tcg-insns.so
 	# The plugin API generation of the installed QEMU (see tcg-insns.c).
@@ -69,14 +71,21 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	# instructions (1 ns each), so timer interrupts come at the same
 	# instructions whatever the host does; -seed and a virtual RTC take the
 	# host's random numbers and time of day out of the guest too.
-	BUS1_KVM=no BUS1_QEMU_ARGS="-smp 1 -icount shift=0,sleep=off -seed 1 -rtc base=2026-01-01,clock=vm -plugin $so,out=$dir/insns.out" \
+	# Where the wake-up of a task and the switch into one begin, for the
+	# plugin's split of the round trips into serial part and tail: the
+	# release kernel is not relocatable, so its System.map says where they run.
+	wake=$(awk '$3 == "try_to_wake_up" { print $1 }' "$kdir/System.map")
+	switch=$(awk '$3 == "__switch_to_asm" { print $1 }' "$kdir/System.map")
+	[ -n "$wake" ] && [ -n "$switch" ] ||
+		die "no try_to_wake_up or __switch_to_asm in $kdir/System.map"
+	plugin="$so,out=$dir/insns.out,wake=$wake,switch=$switch"
+	BUS1_KVM=no BUS1_QEMU_ARGS="-smp 1 -icount shift=0,sleep=off -seed 1 -rtc base=2026-01-01,clock=vm -plugin $plugin" \
 		timeout -k 10 "${PROFILE_TIMEOUT:-1800}" "$BUS1_TOP/scripts/vm.sh" run release "$cmd" \
 		| tee "$dir/guest.log" >&2 || true
 	grep -q '^PROFILE-DONE' "$dir/guest.log" ||
 		die "the profile did not finish in the guest (output kept in $dir/guest.log)"
 fi
 
-kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)  # built and cached by now: its System.map
 python3 "$BUS1_TOP/bench/test_profile.py" -q >&2 || die "bench/test_profile.py failed"
 mkdir -p "$BUS1_TOP/bench/results"
 python3 "$BUS1_TOP/bench/profile_report.py" --guest-log "$dir/guest.log" --insns "$dir/insns.out" \

@@ -19,6 +19,17 @@
  * of executions * locked, its memory accesses the sum of accesses; the
  * block's start address names the function it belongs to.
  *
+ * With `wake=ADDR,switch=ADDR` (the kernel's try_to_wake_up() and
+ * __switch_to_asm(), where they run), each "mark K" line is followed by
+ * "phase serial tail wakes switches serial_blocks tail_blocks": the kernel
+ * instructions so far from a switch into a task until that task calls
+ * try_to_wake_up() (serial), and from that call until the next switch
+ * (tail), how many calls and switches there were, and the translation
+ * blocks executed in each phase. In a round trip of two processes on two CPUs, the
+ * serial parts of the two sides run one after the other, while a tail (the
+ * rest of the waker's call after its wake-up, its way to sleep) overlaps
+ * with the woken side.
+ *
  * Counting is inline (a 64-bit add per block and per memory access, not
  * atomic), so the plugin
  * insists on one vCPU; scripts/profile.sh also runs the guest with -icount,
@@ -68,6 +79,7 @@ typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_
 typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
+uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_udata_cb_t cb,
 					    enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
@@ -206,6 +218,47 @@ static size_t used;
 static FILE *out;
 static unsigned long marks;
 
+/*
+ * The phase split (see the top of this file): the kernel instructions run so
+ * far, added to by the translated code (TOTAL), and what of them went to
+ * each phase up to the last phase change (phase_insns; the rest, since
+ * phase_mark, goes to the current phase).
+ */
+#if TCG_INSNS_API >= 3
+#define TOTAL (COUNTS[2 * SLOTS])
+#define TOTAL_BLOCKS (COUNTS[2 * SLOTS + 1])
+#else
+static uint64_t total, total_blocks;
+#define TOTAL total
+#define TOTAL_BLOCKS total_blocks
+#endif
+static uint64_t wake_pc, switch_pc;
+static int phase;
+static uint64_t phase_insns[2], phase_blocks[2], phase_mark, phase_mark_blocks, wakes, switches;
+
+static void phase_to(int p)
+{
+	uint64_t now = TOTAL, now_blocks = TOTAL_BLOCKS;
+
+	phase_insns[phase] += now - phase_mark;
+	phase_blocks[phase] += now_blocks - phase_mark_blocks;
+	phase_mark = now;
+	phase_mark_blocks = now_blocks;
+	phase = p;
+}
+
+static void on_wake(unsigned int vcpu, void *udata)
+{
+	wakes++;
+	phase_to(1);
+}
+
+static void on_switch(unsigned int vcpu, void *udata)
+{
+	switches++;
+	phase_to(0);
+}
+
 static struct block *lookup(uint64_t pc, uint64_t insns)
 {
 	size_t i = (size_t)((pc * 0x9e3779b97f4a7c15ull) >> 43);
@@ -233,6 +286,13 @@ static void on_marker(unsigned int vcpu, void *udata)
 	uint64_t *n = COUNTS, *a = ACCESSES;
 
 	fprintf(out, "mark %lu\n", ++marks);
+	if (wake_pc && switch_pc) {
+		phase_to(phase);
+		fprintf(out, "phase %llu %llu %llu %llu %llu %llu\n",
+			(unsigned long long)phase_insns[0], (unsigned long long)phase_insns[1],
+			(unsigned long long)wakes, (unsigned long long)switches,
+			(unsigned long long)phase_blocks[0], (unsigned long long)phase_blocks[1]);
+	}
 	for (size_t i = 0; i < SLOTS; i++) {
 		struct block *b = &table[i];
 
@@ -280,6 +340,16 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 			struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 			uint8_t bytes[16];
 			size_t len = insn_bytes(insn, bytes, sizeof(bytes));
+			uint64_t va = qemu_plugin_insn_vaddr(insn);
+
+			/*
+			 * Each block's instructions were added at its start: a phase that
+			 * changes within a block gets the block's rest too (a few).
+			 */
+			if (va && va == wake_pc)
+				qemu_plugin_register_vcpu_insn_exec_cb(insn, on_wake, QEMU_PLUGIN_CB_NO_REGS, NULL);
+			if (va && va == switch_pc)
+				qemu_plugin_register_vcpu_insn_exec_cb(insn, on_switch, QEMU_PLUGIN_CB_NO_REGS, NULL);
 
 			locked += is_locked(bytes, len);
 			/* Called for each load and store the instruction makes, none if it makes none. */
@@ -296,8 +366,19 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 
 #if TCG_INSNS_API >= 3
 		qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, QEMU_PLUGIN_INLINE_ADD_U64, entry, 1);
+		if (wake_pc && switch_pc) {
+			qemu_plugin_u64 all = { score, 2 * SLOTS * sizeof(uint64_t) };
+			qemu_plugin_u64 blocks = { score, (2 * SLOTS + 1) * sizeof(uint64_t) };
+
+			qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, QEMU_PLUGIN_INLINE_ADD_U64, all, n);
+			qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, QEMU_PLUGIN_INLINE_ADD_U64, blocks, 1);
+		}
 #else
 		qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &counts[slot], 1);
+		if (wake_pc && switch_pc) {
+			qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &total, n);
+			qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &total_blocks, 1);
+		}
 #endif
 		return;
 	}
@@ -332,8 +413,12 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	for (int i = 0; i < argc; i++)
 		if (!strncmp(argv[i], "out=", 4))
 			path = argv[i] + 4;
+		else if (!strncmp(argv[i], "wake=", 5))
+			wake_pc = strtoull(argv[i] + 5, NULL, 16);
+		else if (!strncmp(argv[i], "switch=", 7))
+			switch_pc = strtoull(argv[i] + 7, NULL, 16);
 	if (!path) {
-		fprintf(stderr, "tcg-insns: usage: -plugin tcg-insns.so,out=FILE\n");
+		fprintf(stderr, "tcg-insns: usage: -plugin tcg-insns.so,out=FILE[,wake=ADDR,switch=ADDR]\n");
 		return -1;
 	}
 	if (!info->system_emulation || info->system.max_vcpus != 1) {
@@ -342,8 +427,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	}
 	table = calloc(SLOTS, sizeof(*table));
 #if TCG_INSNS_API >= 3
-	/* One entry per vCPU, each all of the counters (zeroed by QEMU). */
-	score = qemu_plugin_scoreboard_new(2 * SLOTS * sizeof(uint64_t));
+	/* One entry per vCPU, each all of the counters and the total (zeroed by QEMU). */
+	score = qemu_plugin_scoreboard_new((2 * SLOTS + 2) * sizeof(uint64_t));
 	bool have_counts = score != NULL;
 #else
 	counts = calloc(SLOTS, sizeof(*counts));
