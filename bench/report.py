@@ -22,6 +22,7 @@ the Rust Binder rows and the ratios against Rust Binder are taken, so every
 ratio in the report is paired within one boot.
 """
 import argparse
+import collections
 import csv
 import datetime
 import math
@@ -422,12 +423,25 @@ def value_str(fig, v, lo_hi=None, limit=None):
     return f"{v:.{dig}f}x" + ("" if lo_hi is None else f" [{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]")
 
 
+def confidence(n):
+    """The confidence of [min, max] of `n` independent samples as an interval for their
+    distribution's median: each sample is below the median with probability 1/2, so the median
+    lies outside [min, max] only if all `n` fall on one side of it."""
+    return 1 - 2 ** (1 - n)
+
+
 def targets_md(d, ratios, a):
     a("## Targets")
     a("")
+    counts = collections.Counter(r[3] for r in ratios.values() if len(r) > 3 and r[3] > 1)
+    n = counts.most_common(1)[0][0] if counts else None
+    conf = ("" if n is None else
+            f" With n repetitions whose paired ratios are independent, [min, max] holds the median paired "
+            f"ratio with probability 1 - 2^(1-n), whatever their distribution: a confidence interval from "
+            f"order statistics, {100 * confidence(n):.1f} % for the n = {n} of most figures of this run.")
     a("Ratios of bus1 to the comparator (for throughput and scaling, higher is better). **median "
       "[min, max]** over the paired repetitions of one boot; a value without an interval is a ratio "
-      "of pooled medians (figures whose systems do not run interleaved). \"met (median)\": the median "
+      "of pooled medians (figures whose systems do not run interleaved)." + conf + " \"met (median)\": the median "
       "meets the target, but not every repetition does. The round trips are judged as the target "
       "states them, two processes wherever the scheduler puts them; the last four columns give the "
       "same ratio with both processes pinned to CPU 0, which does not depend on how fast the host "

@@ -187,6 +187,17 @@ class ReportTest(unittest.TestCase):
         # cross-UID pairs scale 1.5x, AF_UNIX 1.5x: met, without an interval.
         self.assertEqual(t[SCALE_TARGET][4:], (1.0, None, "met"))
 
+    def test_interval_confidence_from_order_statistics(self):
+        self.assertEqual(report.confidence(5), 0.9375)
+        self.assertEqual(report.confidence(2), 0.5)
+        lines = []
+        report.targets_md(report.derived(self.rows), report.parse_ratios(self.log), lines.append)
+        self.assertTrue(any("93.8 % for the n = 5 of most figures" in x for x in lines), lines)
+        # No paired ratios, no claim.
+        lines = []
+        report.targets_md(report.derived(self.rows), {}, lines.append)
+        self.assertFalse(any("order statistics" in x for x in lines), lines)
+
     def test_memory_targets_in_bytes(self):
         lines = []
         report.targets_md(report.derived(self.rows), report.parse_ratios(self.log), lines.append)
