@@ -25,10 +25,10 @@
  * instructions so far from a switch into a task until that task calls
  * try_to_wake_up() (serial), and from that call until the next switch
  * (tail), how many calls and switches there were, and the translation
- * blocks executed in each phase. In a round trip of two processes on two CPUs, the
- * serial parts of the two sides run one after the other, while a tail (the
- * rest of the waker's call after its wake-up, its way to sleep) overlaps
- * with the woken side.
+ * blocks executed in each phase. In a round trip of two processes on two
+ * CPUs, the serial parts of the two sides run one after the other, while a
+ * tail (the rest of the waker's call after its wake-up, its way to sleep)
+ * overlaps with the woken side.
  *
  * Counting is inline (a 64-bit add per block and per memory access, not
  * atomic), so the plugin

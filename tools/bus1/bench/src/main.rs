@@ -14,8 +14,9 @@
 //!
 //! Usage: `bus1-bench [--reps N] [--scale F] [--case-timeout S] [--only fig,fig...]
 //! [--systems sys,sys...]` with figures rtt, cpu, ops, mcast, tput, scale (and
-//! rtt_pin: only the pinned parts of rtt, on one CPU and across two); `--systems` runs only the named
-//! round-trip systems (rtt and rtt_pin) and scaling systems (bus1, unix).
+//! rtt_pin: only the pinned parts of rtt, on one CPU and across two);
+//! `--systems` runs only the named round-trip systems (rtt and rtt_pin) and
+//! scaling systems (bus1, unix).
 //!
 //! The binder rows are named after the kernel's implementation: `binder` for
 //! C binder, `rbinder` for Rust Binder (Kconfig admits only one of them in a
