@@ -493,7 +493,7 @@ TEST_F(order, transact_interrupted_after_its_release_is_not_restarted)
 	ASSERT_EQ(0, bus1_xfer(self->a, 0x300, self->b, &to_a));
 	ASSERT_EQ(0, bus1_send_str(self->b, to_a, "slice"));
 	ASSERT_EQ(0, bus1_recv(self->a, 0, ANY_OFFSET, &r));
-	ASSERT_EQ(BUS1_MSG_DATA, r.msg.type);
+	ASSERT_EQ((__u64)BUS1_MSG_DATA, r.msg.type);
 	off = r.msg.offset;
 
 	/* A SEND of A creates N1 and stops in its copy, N1 pending. */
@@ -521,7 +521,7 @@ TEST_F(order, transact_interrupted_after_its_release_is_not_restarted)
 	ASSERT_EQ(0, pthread_kill(tt, SIGUSR1));
 	ASSERT_EQ(0, pthread_join(tt, NULL));
 	ASSERT_EQ(-EINTR, c.ret);
-	ASSERT_EQ(BUS1_TRANSACT_FLAG_RELEASE, c.t.done);
+	ASSERT_EQ((__u64)BUS1_TRANSACT_FLAG_RELEASE, c.t.done);
 	/* Released once: the offset is gone now. */
 	ASSERT_EQ(-ENXIO, bus1_slice_release(self->a, off));
 
