@@ -37,7 +37,7 @@ build_module() {
 build_selftests() {
 	mkdir -p "$work/selftests"
 	make -s -C "$BUS1_TOP/tools/testing/selftests/bus1" KSFT_LIB="$ksrc/tools/testing/selftests/lib.mk" \
-		OUTPUT="$work/selftests" USERLDFLAGS=-static >&2 || die "selftest build failed"
+		OUTPUT="$work/selftests" USERCFLAGS=-Werror USERLDFLAGS=-static >&2 || die "selftest build failed"
 }
 
 build_userspace() {

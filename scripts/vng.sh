@@ -39,7 +39,7 @@ make -s -C "$kdir" M="$BUS1_TOP" MO="$work/mod" "${args[@]}" CONFIG_BUS1=m modul
 [ -f "$work/mod/bus1.ko" ] || die "module build produced no bus1.ko"
 mkdir -p "$work/selftests"
 make -s -C "$BUS1_TOP/tools/testing/selftests/bus1" KSFT_LIB="$ksrc/tools/testing/selftests/lib.mk" \
-	OUTPUT="$work/selftests" USERLDFLAGS=-static >&2 || die "selftest build failed"
+	OUTPUT="$work/selftests" USERCFLAGS=-Werror USERLDFLAGS=-static >&2 || die "selftest build failed"
 
 out=$work/vng
 rm -rf "$out"; mkdir -p "$out"
