@@ -122,6 +122,16 @@ runner_tests() {
 		test_tcg_insns
 }
 
+# The benchmark's report generator (bench/report.py) and bus1-bench's own
+# tests (statistics, message stamps, pinned children), on the host: what
+# make bench and make bench-ab rest on.
+bench_tests() {
+	python3 -B "$BUS1_TOP/bench/test_report.py" &&
+		(cd "$BUS1_TOP/tools/bus1" &&
+			CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)-host \
+			cargo test -q -p bus1-bench)
+}
+
 # The phases of make check, in order; a new one is one line here.
 check_phases() {
 	# The runner itself: the manifest matches the sources, and the judge
@@ -145,6 +155,7 @@ check_phases() {
 	# Packaging: install targets, depmod, make help, dkms.conf, cargo package
 	# and the crates' doc tests (compile_fail borrow rule), on the host.
 	phase "packaging" counted packaging "make packaging-test" "$BUS1_TOP/scripts/packaging-test.sh"
+	phase "bench tests" by_status bench "bench/test_report.py, cargo test -p bus1-bench" bench_tests
 }
 
 run_phases check check_phases

@@ -480,6 +480,23 @@ mod tests {
     }
 
     #[test]
+    fn children_pin_where_told() {
+        // CPU 0 exists everywhere; the child checks where it runs.
+        pin_children(Some(0));
+        // SAFETY: sched_getcpu has no memory-safety preconditions.
+        let on0 = spawn(|| match unsafe { libc::sched_getcpu() } {
+            0 => Ok(()),
+            c => Err(format!("on CPU {c}")),
+        });
+        // A CPU no machine has: the child fails before it runs its work.
+        pin_children(Some(libc::CPU_SETSIZE as usize - 1));
+        let nowhere = spawn(|| Ok(()));
+        pin_children(None);
+        assert_eq!(on0.and_then(reap), Ok(()));
+        assert!(nowhere.and_then(reap).is_err());
+    }
+
+    #[test]
     fn stamps_round_trip() {
         let mut b = payload(16);
         stamp(&mut b, 0x1122_3344_5566_7788);
