@@ -575,6 +575,9 @@ def check_sh_tests():
         }
         os.makedirs(os.path.join(tmp, "bench"))
         stubs["../bench/test_profile.py"] = "import sys; sys.exit(0)\n"
+        stubs["../bench/test_report.py"] = "import sys; sys.exit(0)\n"
+        # The bench tests phase runs cargo in tools/bus1.
+        os.makedirs(os.path.join(tmp, "tools", "bus1"))
         for name, text in stubs.items():
             with open(os.path.join(sd, name), "w") as f:
                 f.write(text)
@@ -584,9 +587,11 @@ def check_sh_tests():
         open(os.path.join(cache, "src", "linux-7.2.0", ".rustfmt.toml"), "w").close()
         bindir = os.path.join(tmp, "bin")
         os.makedirs(bindir)
-        with open(os.path.join(bindir, "rustfmt"), "w") as f:
-            f.write("#!/bin/sh\nexit 0\n")
-        os.chmod(os.path.join(bindir, "rustfmt"), 0o755)
+        for tool, text in (("rustfmt", "#!/bin/sh\nexit 0\n"),
+                           ("cargo", "#!/bin/sh\n[ \"$STUB_FAIL\" != bench ]\n")):
+            with open(os.path.join(bindir, tool), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(bindir, tool), 0o755)
         env = dict(os.environ, BUS1_CACHE=cache, PATH=bindir + ":" + os.environ["PATH"], STUB_FAIL="")
         # make check runs these tests inside its own phase: its position, start and step log
         # must not leak into the stub run's phases.
@@ -595,40 +600,46 @@ def check_sh_tests():
 
         r, lines = check_sh(tmp, env)
         # manifest 1, runner 1, debug 3+1 skip, release 3+1 skip, vng 1, kunit 5, rustfmt 1, clippy 1,
-        # packaging 4
+        # packaging 4, bench tests 1
         expect("check.sh: last line and exit status (stub phases)",
-               lines[-1] == "20 passed, 0 failed, 2 skipped" and r.returncode == 0, "\n".join(lines[-15:]))
-        heads = [l for l in lines if re.match(r"^\[\d+/10 \d\d:\d\d:\d\d \+\d\d:\d\d\] ", l)]
-        expect("check.sh: ten numbered phases, the first run without ETA",
-               len(heads) == 10 and "no ETA on the first run" in heads[0] and
-               heads[3].split("] ")[1].startswith("debug guest: "), "\n".join(heads))
-        steps = [l for l in lines if re.match(r"^  \[4/10 > [12]/2 ", l)]
+               lines[-1] == "21 passed, 0 failed, 2 skipped" and r.returncode == 0, "\n".join(lines[-15:]))
+        heads = [l for l in lines if re.match(r"^\[\d+/11 \d\d:\d\d:\d\d \+\d\d:\d\d\] ", l)]
+        expect("check.sh: eleven numbered phases, the first run without ETA",
+               len(heads) == 11 and "no ETA on the first run" in heads[0] and
+               heads[3].split("] ")[1].startswith("debug guest: ") and
+               heads[10].split("] ")[1].startswith("bench tests: "), "\n".join(heads))
+        steps = [l for l in lines if re.match(r"^  \[4/11 > [12]/2 ", l)]
         expect("check.sh: a run inside a phase shows its steps", len(steps) == 2, "\n".join(lines))
         t = lines.index(next(l for l in lines if l.startswith("bus1: phase timings")))
         expect("check.sh: the timing table before the last lines, with the steps",
                t < len(lines) - 2 and "debug guest" in lines[t + 5] and "bus1.ko" in lines[t + 6] and
-               lines[t + 16].strip().startswith("total"), "\n".join(lines[t:]))
+               lines[t + 17].strip().startswith("total"), "\n".join(lines[t:]))
 
         r, lines = check_sh(tmp, env)
-        heads = [l for l in lines if re.match(r"^\[\d+/10 ", l)]
+        heads = [l for l in lines if re.match(r"^\[\d+/11 ", l)]
         expect("check.sh: the second run has an ETA", all(": ETA " in h for h in heads), "\n".join(heads))
 
         r, lines = check_sh(tmp, dict(env, STUB_FAIL="debug"))
         expect("check.sh: a guest run without a result fails, the others still run",
                "FAIL [debug] the debug run produced no result (build or boot failure above)" in lines and
-               lines[-1] == "17 passed, 1 failed, 1 skipped" and r.returncode == 1 and
+               lines[-1] == "18 passed, 1 failed, 1 skipped" and r.returncode == 1 and
                any(re.search(r"^\s+4\s+debug guest\s.*exit 1$", l) for l in lines) and
                any(re.search(r"^\s+bus1\.ko\s.*exit 1$", l) for l in lines), "\n".join(lines))
 
         r, lines = check_sh(tmp, dict(env, STUB_FAIL="vng"))
         expect("check.sh: a failed vng run is one failure",
                "FAIL [vng] make vng (release kernel under virtme-ng) (output above)" in lines and
-               lines[-1] == "19 passed, 1 failed, 2 skipped" and r.returncode == 1, "\n".join(lines))
+               lines[-1] == "20 passed, 1 failed, 2 skipped" and r.returncode == 1, "\n".join(lines))
+
+        r, lines = check_sh(tmp, dict(env, STUB_FAIL="bench"))
+        expect("check.sh: failed bench tests are one failure",
+               "FAIL [bench] bench/test_report.py, cargo test -p bus1-bench (output above)" in lines and
+               lines[-1] == "20 passed, 1 failed, 2 skipped" and r.returncode == 1, "\n".join(lines))
 
         r, lines = check_sh(tmp, dict(env, STUB_FAIL="provision"))
         expect("check.sh: without provisioning nothing else runs",
                lines[-1] == "2 passed, 1 failed, 0 skipped" and r.returncode == 1 and
-               sum(1 for l in lines if "not run" in l) == 7, "\n".join(lines))
+               sum(1 for l in lines if "not run" in l) == 8, "\n".join(lines))
 
 
 def fail_verdict(msg):
