@@ -343,7 +343,7 @@ def verdict(v, lo_hi, limit, higher):
     return "met (median)"
 
 
-def pinned(target, ratios, pfig="rtt_cpu0"):
+def pinned(target, ratios, pfig):
     """The round-trip target's paired ratio with the processes pinned as the
     figure `pfig` pins them (rtt_cpu0: both on CPU 0; rtt_cpu01: the client on
     CPU 0, the server on CPU 1) and its verdict, or None for other targets."""

@@ -11,7 +11,7 @@ boots=${BOOTS:-20}
 variant=${VARIANT:-debug}
 "$BUS1_TOP/scripts/provision.sh"
 kdir=$("$BUS1_TOP/scripts/build-kernel.sh" "$variant")
-work=$BUS1_CACHE/work/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)/soak-$(basename "$kdir")
+work=$BUS1_CACHE/work/$(tree_id)/soak-$(basename "$kdir")
 mkdir -p "$work"
 root=$work/initramfs
 rm -rf "$root"

@@ -14,7 +14,7 @@
 
 ws=$BUS1_TOP/tools/bus1
 target=x86_64-unknown-linux-gnu
-export CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)
+export CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(tree_id)
 # The rustup toolchain's cargo (the kernel's Debian rustc has no std for
 # static user-space builds of crates.io dependencies).
 unset RUSTC

@@ -128,7 +128,7 @@ runner_tests() {
 bench_tests() {
 	python3 -B "$BUS1_TOP/bench/test_report.py" &&
 		(cd "$BUS1_TOP/tools/bus1" &&
-			CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)-host \
+			CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(tree_id)-host \
 			cargo test -q -p bus1-bench)
 }
 

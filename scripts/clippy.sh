@@ -10,7 +10,7 @@
 "$BUS1_TOP/scripts/provision.sh"
 kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)
 [ -x "$KCLIPPY" ] || die "missing $KCLIPPY (Debian package rust-web-clippy)"
-work=$BUS1_CACHE/work/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)/clippy-$(basename "$kdir")
+work=$BUS1_CACHE/work/$(tree_id)/clippy-$(basename "$kdir")
 mkdir -p "$work"
 exec 9>"$work.lock"
 flock 9

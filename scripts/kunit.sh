@@ -37,7 +37,7 @@ start=$(date +%s)
 src=$(ls -d "$BUS1_CACHE"/src/linux-"$KVER_SERIES"* 2>/dev/null | sort -V | tail -n1)
 [ -n "$src" ] && [ -f "$src/Makefile" ] || die "no kernel source under $BUS1_CACHE/src (run scripts/provision.sh)"
 kver=$(basename "$src")
-top=$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)
+top=$(tree_id)
 
 # Options the /dev/bus1 boot needs on top of the .kunitconfig (an initramfs
 # and devtmpfs); kunit.py's x86_64 config adds the serial console.

@@ -27,6 +27,10 @@ kmake_args() {
 	printf '%s\n' "LLVM=$LLVM_SUFFIX" "RUSTC=$KRUSTC" "BINDGEN=$BINDGEN_ROOT/bin/bindgen"
 }
 
+# This checkout's name in the caches: 8 hex digits of its path, so two
+# checkouts on one machine keep their module, cargo and profile work apart.
+tree_id() { printf %s "$BUS1_TOP" | sha256sum | cut -c1-8; }
+
 # The cached kernel of variant $1 (built if missing) and this checkout's work
 # directory for it (module and selftest objects, guest logs), locked on fd 9:
 # one guest and one module build per tree and kernel at a time. Sets kdir,
@@ -34,7 +38,7 @@ kmake_args() {
 guest_work() {
 	kdir=$("$BUS1_TOP/scripts/build-kernel.sh" "$1")
 	ksrc=$(readlink -f "$kdir/source")
-	work=$BUS1_CACHE/work/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)/$1-$(basename "$kdir")
+	work=$BUS1_CACHE/work/$(tree_id)/$1-$(basename "$kdir")
 	mkdir -p "$work"
 	exec 9>"$work.lock"
 	flock 9

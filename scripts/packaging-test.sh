@@ -96,7 +96,7 @@ dkms_conf() {
 		{ echo "dkms.conf: $PACKAGE_NAME ${BUILT_MODULE_NAME[0]} $PACKAGE_VERSION, Makefile $ver"; exit 1; })
 }
 
-export CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)-host
+export CARGO_TARGET_DIR=$BUS1_CACHE/cargo-target/$(tree_id)-host
 unset RUSTC
 # cargo package verifies bus1 against the bus1-sys it has just packaged,
 # through a temporary local registry whose crates it unpacks under
@@ -107,7 +107,7 @@ unset RUSTC
 # target directory of their own, and what earlier runs unpacked and built of
 # the two crates (local registries only, named "-<hash>") goes first; their
 # dependencies stay built.
-pkg_target=$BUS1_CACHE/cargo-target/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)-package
+pkg_target=$BUS1_CACHE/cargo-target/$(tree_id)-package
 cargo_package() {
 	local home=${CARGO_HOME:-$HOME/.cargo}
 	rm -rf "$home"/registry/src/-*/bus1-sys-[0-9]* "$home"/registry/src/-*/bus1-[0-9]* \

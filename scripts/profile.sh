@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-dir=${PROFILE_FROM:-$BUS1_CACHE/profile/$(printf %s "$BUS1_TOP" | sha256sum | cut -c1-8)}
+dir=${PROFILE_FROM:-$BUS1_CACHE/profile/$(tree_id)}
 mkdir -p "$dir"
 
 kdir=$("$BUS1_TOP/scripts/build-kernel.sh" release)  # built and cached: its System.map
