@@ -49,7 +49,8 @@
  * makes the parent's next call fail, and the parent reports the child's
  * exit status with its PROFILE-ERROR; a parent that fails kills and reaps
  * the child first. -k K makes the child exit 1 after K replies, to see that
- * failure path work.
+ * failure path work. -x runs the parent on CPU 0 and the child on CPU 1
+ * (the guest of the cache-line count has two vCPUs).
  *
  * Per case: set up, WARMUP iterations (default 2000), a marker, N iterations
  * (default 20000), a marker, tear down. It prints per case
@@ -64,7 +65,9 @@
  * Built static by scripts/profile.sh with -I include/uapi and
  * -I tools/testing/selftests/bus1 (bus1_util.h).
  */
+#define _GNU_SOURCE
 #include "bus1_util.h"
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -93,6 +96,8 @@ static pid_t child;
 static const char *role = "";
 /* -k: the child exits 1 after this many replies (negative: never). */
 static long child_quit = -1;
+/* -x: a round trip's parent runs on CPU 0 and its child on CPU 1. */
+static int apart;
 
 /* The marker: a no-op the plugin knows by its bytes, 0f 1f 84 00 62 75 73 31. */
 static void mark(void)
@@ -383,6 +388,14 @@ static pid_t rtt_fork(void)
 		role = "child: ";
 	else
 		child = pid;
+	if (apart) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(pid == 0, &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			fail("sched_setaffinity to CPU %d: %s", pid == 0, strerror(errno));
+	}
 	return pid;
 }
 
@@ -616,7 +629,7 @@ int main(int argc, char **argv)
 	long warmup = 2000, n = 20000;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "w:n:k:")) != -1) {
+	while ((opt = getopt(argc, argv, "w:n:k:x")) != -1) {
 		switch (opt) {
 		case 'w':
 			warmup = atol(optarg);
@@ -627,12 +640,15 @@ int main(int argc, char **argv)
 		case 'k':
 			child_quit = atol(optarg);
 			break;
+		case 'x':
+			apart = 1;
+			break;
 		default:
-			fail("usage: bus1-profile [-w WARMUP] [-n N] [-k K] CASE:SIZE...");
+			fail("usage: bus1-profile [-w WARMUP] [-n N] [-k K] [-x] CASE:SIZE...");
 		}
 	}
 	if (warmup < 0 || n < 1 || optind == argc)
-		fail("usage: bus1-profile [-w WARMUP] [-n N] [-k K] CASE:SIZE...");
+		fail("usage: bus1-profile [-w WARMUP] [-n N] [-k K] [-x] CASE:SIZE...");
 	for (size_t i = 0; i < sizeof(sendbuf); i++)
 		sendbuf[i] = (uint8_t)i;
 	setvbuf(stdout, NULL, _IOLBF, 0);

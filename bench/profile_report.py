@@ -24,7 +24,12 @@ Inputs:
   1 if absent; <processes> is 2 for a round trip of two processes, where an
   iteration is one round trip, and 1 if absent),
   "PROFILE-DONE <markers>";
-- the kernel's System.map.
+- the kernel's System.map;
+- optionally, of a second guest with two vCPUs that ran the round trips with
+  the parent on CPU 0 and the child on CPU 1, its output and the output of
+  the cache-line plugin (scripts/tcg-lines.c): per marker "mark K", then
+  "total loads stores", then "pc loads stores" per instruction (pc 1: user
+  space) that moved cache lines between the CPUs since the marker before.
 
 A translation block counts for the function its first instruction is in:
 the nearest text symbol at or below it (System.map moved by where the guest
@@ -108,6 +113,69 @@ def parse_phases(lines):
                 raise ProfileError(f"plugin output line {no}: cannot parse {line.strip()!r}")
             phases[cur] = tuple(int(x) for x in f[1:])
     return phases
+
+
+def parse_lines(lines):
+    """The cache-line plugin's output: {mark: [(pc, loads, stores), ...]}, with pc 1 for user
+    space; the "total" lines must agree with the sum of the rest."""
+    marks, totals, cur = {}, {}, None
+    for no, line in enumerate(lines, 1):
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "mark" and len(f) == 2:
+            cur = int(f[1])
+            marks[cur] = []
+        elif f[0] == "total" and len(f) == 3 and cur is not None:
+            totals[cur] = (int(f[1]), int(f[2]))
+        elif len(f) == 3 and cur is not None:
+            marks[cur].append((int(f[0], 16), int(f[1]), int(f[2])))
+        else:
+            raise ProfileError(f"cache-line output line {no}: cannot parse {line.strip()!r}")
+    for m, rows in marks.items():
+        got = (sum(r[1] for r in rows), sum(r[2] for r in rows))
+        if totals.get(m) != got:
+            raise ProfileError(f"cache-line output, mark {m}: total {totals.get(m)}, its lines add up to {got}")
+    return marks
+
+
+USER = "[user space]"
+
+
+def check_marks(guest, marks, who):
+    """That `who`'s program finished, that the plugin saw every marker it executed, and that
+    each case's segment is there."""
+    if guest["done"] is None:
+        raise ProfileError(f"{who} program did not finish (no PROFILE-DONE)")
+    have = max(marks) if marks else 0
+    if have != guest["done"] or sorted(marks) != list(range(1, have + 1)):
+        raise ProfileError(f"{who} executed {guest['done']} markers, the plugin saw {have}")
+    for c in guest["cases"]:
+        if c["mark"] - 1 not in marks or c["mark"] not in marks:
+            raise ProfileError(f"case {c['case']}:{c['size']}: no marker {c['mark']} or the one before it")
+
+
+def analyse_lines(guest, marks, syms):
+    """Per round-trip case of the two-CPU guest: the cache lines moved between the CPUs per
+    round trip (by loads, by stores), the part that bus1.ko's instructions moved, and per
+    function."""
+    check_marks(guest, marks, "the two-CPU guest")
+    res = []
+    for c in guest["cases"]:
+        if c["procs"] != 2:
+            continue
+        n, per = c["n"], collections.Counter()
+        loads = stores = 0
+        for pc, ld, st in marks[c["mark"]]:
+            per[(USER, False) if pc == 1 else syms.lookup(pc)] += ld + st
+            loads += ld
+            stores += st
+        res.append(dict(c, lines=(loads + stores) / n, loads=loads / n, stores=stores / n,
+                        bus1=sum(v for (_, m), v in per.items() if m) / n,
+                        funcs={k: v / n for k, v in per.items()}))
+    if not res:
+        raise ProfileError("the two-CPU guest output lists no round trip")
+    return res
 
 
 class Symbols:
@@ -479,17 +547,11 @@ def analyse(guest, marks, syms, phases=None):
     not run where System.map says, where the split's addresses came from)."""
     if syms.moved:
         phases = None
-    if guest["done"] is None:
-        raise ProfileError("the guest program did not finish (no PROFILE-DONE)")
+    check_marks(guest, marks, "the guest")
     if not guest["cases"]:
         raise ProfileError("the guest output lists no case")
-    have = max(marks) if marks else 0
-    if have != guest["done"] or sorted(marks) != list(range(1, have + 1)):
-        raise ProfileError(f"the guest executed {guest['done']} markers, the plugin saw {have}")
     res = []
     for c in guest["cases"]:
-        if c["mark"] - 1 not in marks or c["mark"] not in marks:
-            raise ProfileError(f"case {c['case']}:{c['size']}: no marker {c['mark']} or the one before it")
         per, locked = attribute(marks[c["mark"]], syms)
         n = c["n"]
         total = sum(per.values())
@@ -529,7 +591,7 @@ def round_trips(results):
             for r in results if r["procs"] == 2]
 
 
-def render(results, top, names, info=()):
+def render(results, top, names, info=(), lines=()):
     rtt = round_trips(results)
     results = [r for r in results if r["procs"] == 1]
     unix = {r["size"]: r["total"] for r in results if r["case"] == "unix"}
@@ -609,6 +671,29 @@ def render(results, top, names, info=()):
             out.append(f"| {r['case']} | {r['size']} | {r['serial']:.0f} | {ratio} | {r['tail']:.0f} "
                        f"| {r['serial_blocks']:.0f} | {bratio} | {r['tail_blocks']:.0f} "
                        f"| {r['wakes']:.2f} | {r['switches']:.2f} |")
+    if lines:
+        base = {r["size"]: r["lines"] for r in lines if r["case"] == RTT_BASE}
+        out += ["", "## Round trips across two CPUs: cache lines moved", "",
+                "The round trips once more, in a guest with two vCPUs, the parent on CPU 0 and the child on "
+                "CPU 1 (as `make bench`'s `rtt_cpu01` figure runs them), through a model of the two CPUs' caches "
+                "(`scripts/tcg-lines.c`): every load and store of the guest, by physical address, in 64-byte "
+                "lines that never leave a cache, counting each access that needs a line from the other CPU (a "
+                "load of a line the other CPU holds and this one does not; a store to a line the other CPU "
+                "holds). That is the data the two sides share, which each round trip moves across and back: "
+                "on real hardware each such move is a cache miss served from the other core, which the "
+                "instruction counts above do not see, and which a round trip on one CPU does not pay. "
+                "Counted per instruction and attributed to its function (user space as one).", "",
+                f"| case | size (B) | round trips | lines moved / round trip | by loads | by stores | in bus1.ko "
+                f"| ratio to {RTT_BASE} |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in lines:
+            ratio = f"{r['lines'] / base[r['size']]:.2f}x" if base.get(r["size"]) else "-"
+            out.append(f"| {r['case']} | {r['size']} | {r['n']} | {r['lines']:.1f} | {r['loads']:.1f} "
+                       f"| {r['stores']:.1f} | {r['bus1']:.1f} | {ratio} |")
+        for r in lines:
+            out += ["", f"### {r['case']}, {r['size']} B across two CPUs: lines moved by function", "",
+                    "| lines / round trip | share | function |", "|---:|---:|---|"]
+            out += func_rows(r["funcs"], r["lines"], top, names)
     mc = multicast(results)
     if mc:
         out += ["", "## Multicast: the marginal cost of a destination", "",
@@ -678,8 +763,12 @@ def main(argv=None):
     ap.add_argument("--insns", required=True, help="the plugin's output")
     ap.add_argument("--system-map", required=True)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--lines-log", help="the output of the two-CPU guest")
+    ap.add_argument("--lines", help="the cache-line plugin's output of that guest")
     ap.add_argument("--out", help="also write the report here")
     a = ap.parse_args(argv)
+    if bool(a.lines_log) != bool(a.lines):
+        ap.error("--lines-log and --lines go together")
     try:
         with open(a.guest_log, errors="replace") as f:
             guest = parse_guest(f)
@@ -689,11 +778,19 @@ def main(argv=None):
         with open(a.system_map) as f:
             syms = Symbols(f, guest)
         results = analyse(guest, marks, syms, phases)
-        names = demangle({n for r in results for n, _ in r["funcs"]})
+        lines = []
+        if a.lines:
+            with open(a.lines_log, errors="replace") as f:
+                guest2 = parse_guest(f)
+            with open(a.lines) as f:
+                lmarks = parse_lines(f)
+            with open(a.system_map) as f:
+                lines = analyse_lines(guest2, lmarks, Symbols(f, guest2))
+        names = demangle({n for r in results + lines for n, _ in r["funcs"]})
     except (OSError, ProfileError) as e:
         print(f"profile_report.py: {e}", file=sys.stderr)
         return 1
-    text = render(results, a.top, names, guest["info"])
+    text = render(results, a.top, names, guest["info"], lines)
     sys.stdout.write(text)
     if a.out:
         with open(a.out, "w") as f:

@@ -158,6 +158,33 @@ mark 4
 """
 
 
+# The two-CPU guest: its own output (the round trips only, segments 2 and 4) and the
+# cache-line plugin's. Per round trip, bus1_tx_rtt: send_prepared 3 + 2 = 5, ioctl 1,
+# do_syscall_64 2, user space 2: 10 lines (4 by loads, 6 by stores), 6 in bus1; unix_rtt:
+# do_syscall_64 4 (its two instructions add up), 4 in all. So 2.50x.
+GUEST_LINES = GUEST.replace("PROFILE-INFO kernel 7.2.12, 1 vCPU\n", "").replace(
+    "PROFILE-CASE bus1 0 10 2\nPROFILE-CASE unix 0 10 4\n",
+    "PROFILE-CASE bus1_tx_rtt 0 10 2 1 2\nPROFILE-CASE unix_rtt 0 10 4 1 2\n")
+LINES = f"""\
+mark 1
+total 5000 5000
+{K + 0x1000:x} 5000 5000
+mark 2
+total 40 60
+{M + 0x100:x} 30 20
+{M + 0x900:x} 0 10
+{K + 0x1000:x} 10 10
+1 0 20
+mark 3
+total 0 7
+{M + 0x100:x} 0 7
+mark 4
+total 20 20
+{K + 0x1000:x} 10 10
+{K + 0x1008:x} 10 10
+"""
+
+
 def setup(guest=GUEST, insns=INSNS):
     guest = pr.parse_guest(io.StringIO(guest))
     return guest, pr.parse_insns(io.StringIO(insns)), pr.Symbols(io.StringIO(SYSTEM_MAP), guest)
@@ -445,20 +472,55 @@ class Demangle(unittest.TestCase):
         self.assertEqual("<kvec::Vec<u64, allocator::Kmalloc>>::reserve", pr.demangle([v])[v])
 
 
+class CacheLines(unittest.TestCase):
+    def analyse(self, lines=LINES, guest=GUEST_LINES):
+        g = pr.parse_guest(io.StringIO(guest))
+        return pr.analyse_lines(g, pr.parse_lines(io.StringIO(lines)), pr.Symbols(io.StringIO(SYSTEM_MAP), g))
+
+    def test_lines_per_round_trip_of_the_measured_segments(self):
+        tx, unix = self.analyse()
+        self.assertEqual(("bus1_tx_rtt", 10, 4, 6, 6), (tx["case"], tx["lines"], tx["loads"], tx["stores"], tx["bus1"]))
+        self.assertEqual({(SEND, True): 5, (IOCTL, True): 1, ("do_syscall_64", False): 2, (pr.USER, False): 2},
+                         tx["funcs"])
+        self.assertEqual(("unix_rtt", 4, 0, {("do_syscall_64", False): 4}),
+                         (unix["case"], unix["lines"], unix["bus1"], unix["funcs"]))
+
+    def test_totals_must_agree_with_the_lines(self):
+        with self.assertRaisesRegex(pr.ProfileError, "mark 2: total \\(40, 61\\), its lines add up to \\(40, 60\\)"):
+            pr.parse_lines(io.StringIO(LINES.replace("total 40 60", "total 40 61")))
+
+    def test_bad_lines(self):
+        for bad in ("ffff 1 2\n", "mark 1\nffff 1\n", "mark 1\ntotal 1\n"):
+            with self.assertRaisesRegex(pr.ProfileError, "line [12]: cannot parse"):
+                pr.parse_lines(io.StringIO(bad))
+
+    def test_marker_count_must_match(self):
+        with self.assertRaisesRegex(pr.ProfileError, "executed 4 markers, the plugin saw 3"):
+            self.analyse(LINES[:LINES.index("mark 4")])
+        with self.assertRaisesRegex(pr.ProfileError, "no PROFILE-DONE"):
+            self.analyse(guest=GUEST_LINES.replace("PROFILE-DONE 4\n", ""))
+
+    def test_only_round_trips(self):
+        with self.assertRaisesRegex(pr.ProfileError, "lists no round trip"):
+            self.analyse(guest=GUEST)
+
+
 class Report(unittest.TestCase):
-    def report(self, guest, insns):
+    def report(self, guest, insns, lines=None):
         with tempfile.TemporaryDirectory() as d:
             paths = {}
-            for name, text in (("map", SYSTEM_MAP), ("guest", guest), ("insns", insns)):
+            for name, text in (("map", SYSTEM_MAP), ("guest", guest), ("insns", insns),
+                               ("guest2", GUEST_LINES), ("lines", lines or "")):
                 paths[name] = os.path.join(d, name)
                 with open(paths[name], "w") as f:
                     f.write(text)
             out = os.path.join(d, "profile.md")
+            extra = ["--lines-log", paths["guest2"], "--lines", paths["lines"]] if lines else []
             stdout = sys.stdout
             sys.stdout = io.StringIO()
             try:
                 rc = pr.main(["--guest-log", paths["guest"], "--insns", paths["insns"],
-                              "--system-map", paths["map"], "--top", "2", "--out", out])
+                              "--system-map", paths["map"], "--top", "2", "--out", out] + extra)
             finally:
                 sys.stdout = stdout
             self.assertEqual(0, rc)
@@ -475,6 +537,16 @@ class Report(unittest.TestCase):
         self.assertIn("| 12.0 | 19.4% | all other functions |", md)
         self.assertIn("- kernel 7.2.12, 1 vCPU", md)
         self.assertNotIn("Multicast", md)
+
+    def test_cache_lines_to_markdown(self):
+        self.assertNotIn("cache lines moved", self.report(GUEST, INSNS))
+        md = self.report(GUEST, INSNS, LINES)
+        self.assertIn("## Round trips across two CPUs: cache lines moved", md)
+        self.assertIn("| bus1_tx_rtt | 0 | 10 | 10.0 | 4.0 | 6.0 | 6.0 | 2.50x |", md)
+        self.assertIn("| unix_rtt | 0 | 10 | 4.0 | 2.0 | 2.0 | 0.0 | 1.00x |", md)
+        self.assertIn("### bus1_tx_rtt, 0 B across two CPUs: lines moved by function", md)
+        self.assertIn("| 5.0 | 50.0% | `<peer::Peer>::send_prepared [bus1]` |", md)
+        self.assertIn("| 2.0 | 20.0% | `[user space]` |", md)
 
     def test_accesses_to_markdown(self):
         md = self.report(GUEST, INSNS_ACCESSES)

@@ -116,10 +116,11 @@ rustfmt_check() {
 }
 
 # The runner's offline tests, and those of make profile's analysis and of its
-# TCG plugin's decoder of locked instructions (scripts/tcg-insns.c).
+# TCG plugins' decoder of locked instructions (scripts/tcg-insns.c) and cache
+# model (scripts/tcg-lines.c).
 runner_tests() {
 	python3 "$BUS1_TOP/scripts/test_results.py" && python3 -B "$BUS1_TOP/bench/test_profile.py" -q &&
-		test_tcg_insns
+		test_tcg_insns && test_tcg_lines
 }
 
 # The benchmark's report generator (bench/report.py) and bus1-bench's own
@@ -137,7 +138,7 @@ check_phases() {
 	# The runner itself: the manifest matches the sources, and the judge
 	# passes its own tests on crafted logs.
 	phase "manifest" manifest_check
-	phase "runner tests" by_status runner "scripts/test_results.py, bench/test_profile.py, scripts/tcg-insns.c" runner_tests
+	phase "runner tests" by_status runner "scripts/test_results.py, bench/test_profile.py, scripts/tcg-insns.c, scripts/tcg-lines.c" runner_tests
 	phase "provision" provision
 	for v in ${BUS1_VARIANTS:-debug release}; do
 		phase "$v guest" counted "$v" "the $v run" "$BUS1_TOP/scripts/vm.sh" check "$v"

@@ -170,17 +170,23 @@ heartbeat_record() {
 	mv "$BUS1_CACHE/timings/$2.objects.tmp" "$BUS1_CACHE/timings/$2.objects"
 }
 
-# Builds the decoder of locked instructions of make profile's TCG plugin
-# (scripts/tcg-insns.c) as a test program and runs it on its known encodings.
-test_tcg_insns() {
+# Builds one of make profile's TCG plugins, scripts/$1.c, as a test program
+# (with -D$2) and runs it.
+test_tcg_plugin() {
 	local t rc
 	t=$(mktemp -d) || return 1
-	cc -O2 -Wall -Wextra -Wno-unused-parameter -DTCG_INSNS_TEST -o "$t/tcg-insns-test" \
-		"$BUS1_TOP/scripts/tcg-insns.c" && "$t/tcg-insns-test"
+	cc -O2 -Wall -Wextra -Wno-unused-parameter -D"$2" -o "$t/$1-test" "$BUS1_TOP/scripts/$1.c" &&
+		"$t/$1-test"
 	rc=$?
 	rm -rf "$t"
 	return $rc
 }
+
+# The decoder of locked instructions of scripts/tcg-insns.c on known encodings.
+test_tcg_insns() { test_tcg_plugin tcg-insns TCG_INSNS_TEST; }
+
+# The cache model of scripts/tcg-lines.c on known sequences of accesses.
+test_tcg_lines() { test_tcg_plugin tcg-lines TCG_LINES_TEST; }
 
 fmt_secs() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
 

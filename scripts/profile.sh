@@ -7,7 +7,9 @@
 # with -icount and the plugin scripts/tcg-insns.c runs bench/profile-loop.c
 # over every case; bench/profile_report.py turns the counts into instructions
 # per iteration (or round trip), in total and per function, printed and
-# written to bench/results/profile.md.
+# written to bench/results/profile.md. A second guest with two vCPUs runs the
+# round trips once more across the two CPUs, with scripts/tcg-lines.c
+# counting the cache lines they move between them.
 #
 #   scripts/profile.sh [-n N] [-w WARMUP] [--sizes 0,1024] [--top K]
 #   PROFILE_FROM=dir scripts/profile.sh [--top K]  only redo the report from a
@@ -84,11 +86,35 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 		| tee "$dir/guest.log" >&2 || true
 	grep -q '^PROFILE-DONE' "$dir/guest.log" ||
 		die "the profile did not finish in the guest (output kept in $dir/guest.log)"
+
+	# The round trips across two CPUs: the same program, its parent pinned to
+	# CPU 0 and its child to CPU 1 (-x), in a guest of two vCPUs that -icount
+	# runs in turn in one thread, as the cache-line model needs.
+	lso=$dir/tcg-lines.so
+	gcc -O2 -Wall -Wextra -Wno-unused-parameter -shared -fPIC -fvisibility=hidden \
+		-o "$lso" "$BUS1_TOP/scripts/tcg-lines.c" || die "building the TCG plugin tcg-lines.c failed"
+	test_tcg_lines || die "the cache model of the TCG plugin tcg-lines.c failed its test"
+	rcases=()
+	for s in ${sizes//,/ }; do
+		for c in bus1_rtt bus1_tx_rtt unix_rtt; do rcases+=("$c:$s"); done
+	done
+	cmd="grep -e ' _text\$' -e '\\[bus1\\]\$' /proc/kallsyms | sed 's/^/PROFILE-KSYM /';"
+	cmd+=" echo PROFILE-MODULE \$(grep '^bus1 ' /proc/modules);"
+	cmd+=" /tests/demos/bus1-profile -x -w 500 -n 2000 ${rcases[*]}"
+	rm -f "$dir/lines.out" "$dir/guest-lines.log"
+	log "booting the release guest (two vCPUs, TCG with -icount and scripts/tcg-lines.c): bus1-profile -x ${rcases[*]}"
+	BUS1_KVM=no BUS1_QEMU_ARGS="-smp 2 -icount shift=0,sleep=off -seed 1 -rtc base=2026-01-01,clock=vm -plugin $lso,out=$dir/lines.out" \
+		timeout -k 10 "${PROFILE_TIMEOUT:-1800}" "$BUS1_TOP/scripts/vm.sh" run release "$cmd" \
+		| tee "$dir/guest-lines.log" >&2 || true
+	grep -q '^PROFILE-DONE' "$dir/guest-lines.log" ||
+		die "the two-CPU profile did not finish in the guest (output kept in $dir/guest-lines.log)"
 fi
 
 python3 "$BUS1_TOP/bench/test_profile.py" -q >&2 || die "bench/test_profile.py failed"
 mkdir -p "$BUS1_TOP/bench/results"
+lines=()
+[ -f "$dir/lines.out" ] && lines=(--lines-log "$dir/guest-lines.log" --lines "$dir/lines.out")
 python3 "$BUS1_TOP/bench/profile_report.py" --guest-log "$dir/guest.log" --insns "$dir/insns.out" \
-	--system-map "$kdir/System.map" --top "$top" --out "$BUS1_TOP/bench/results/profile.md" ||
+	--system-map "$kdir/System.map" --top "$top" "${lines[@]}" --out "$BUS1_TOP/bench/results/profile.md" ||
 	die "bench/profile_report.py failed (inputs in $dir)"
 log "wrote bench/results/profile.md (the run's raw output: $dir)"

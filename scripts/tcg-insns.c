@@ -37,8 +37,9 @@
  * same instructions in every run and the counts do not depend on the host.
  *
  * Built by scripts/profile.sh with gcc -shared. Debian ships no
- * qemu-plugin.h, so the declarations below are the subset of QEMU's stable
- * plugin C API this file uses, in the generation the installed QEMU speaks,
+ * qemu-plugin.h, so the declarations below (and in tcg-plugin.h) are the
+ * subset of QEMU's stable plugin C API this file uses, in the generation the
+ * installed QEMU speaks,
  * which profile.sh passes as TCG_INSNS_API: 1 for QEMU 4.2 to 8.2 (a plain
  * pointer as the inline counter, instruction bytes by pointer), 3 for QEMU
  * 9.1 and later (counters in a scoreboard, instruction bytes copied out;
@@ -54,39 +55,9 @@
 #define TCG_INSNS_API 1
 #endif
 
-/* --- QEMU's plugin API (include/qemu/qemu-plugin.h) --- */
-typedef uint64_t qemu_plugin_id_t;
-struct qemu_plugin_tb;
-struct qemu_plugin_insn;
-typedef struct qemu_info_t {
-	const char *target_name;
-	struct {
-		int min;
-		int cur;
-	} version;
-	bool system_emulation;
-	union {
-		struct {
-			int smp_vcpus;
-			int max_vcpus;
-		} system;
-	};
-} qemu_info_t;
-enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_CB_R_REGS, QEMU_PLUGIN_CB_RW_REGS };
+/* --- QEMU's plugin API: the shared part, then this plugin's generations --- */
+#include "tcg-plugin.h"
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
-enum qemu_plugin_mem_rw { QEMU_PLUGIN_MEM_R = 1, QEMU_PLUGIN_MEM_W, QEMU_PLUGIN_MEM_RW };
-typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
-typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
-typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
-void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
-uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
-void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, qemu_plugin_vcpu_udata_cb_t cb,
-					    enum qemu_plugin_cb_flags flags, void *userdata);
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
-size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
-uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
-struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
-size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
 #if TCG_INSNS_API >= 3
 struct qemu_plugin_scoreboard;
 typedef struct {
@@ -107,7 +78,6 @@ void qemu_plugin_register_vcpu_mem_inline(struct qemu_plugin_insn *insn, enum qe
 					  enum qemu_plugin_op op, void *ptr, uint64_t imm);
 const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
 #endif
-#define QEMU_PLUGIN_EXPORT __attribute__((visibility("default")))
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = TCG_INSNS_API;
 /* --- end of the API --- */
 

@@ -561,7 +561,7 @@ def check_sh_tests():
         os.makedirs(sd)
         # The profile plugin's decoder test is compiled and run for real (it takes well under a
         # second).
-        for f in ("check.sh", "lib.sh", "progress.py", "tcg-insns.c"):
+        for f in ("check.sh", "lib.sh", "progress.py", "tcg-insns.c", "tcg-lines.c", "tcg-plugin.h"):
             shutil.copy(os.path.join(HERE, f), sd)
         stubs = {
             "manifest.py": "import sys; sys.exit(0)\n",
