@@ -48,13 +48,17 @@ impl ShareReservations {
 /// Every charge goes to both levels, all or nothing: the peer's [`Ledger`] (limits set through
 /// `PEER_RESET`) and its user's (module parameters). The user's ledger is locked inside this
 /// peer's `inner` lock.
+///
+/// What every charge reads comes first, the user and then the peer's ledger (see
+/// [`crate::peer::PeerInner`]).
+#[repr(C)]
 pub(crate) struct Limits {
     /// The user this peer is charged to.
     pub(crate) user: UserRef,
-    /// This peer's place among its user's open peers, given back at disconnect.
-    open: Option<OpenPeer>,
     /// This peer's accounts.
     pub(crate) ledger: Ledger,
+    /// This peer's place among its user's open peers, given back at disconnect.
+    open: Option<OpenPeer>,
 }
 
 impl Limits {

@@ -222,23 +222,35 @@ impl NodeSet for KVVec<OwnedNode> {
 /// - `limits` counts every handle in `handles` (by user references) and every slice of the pool.
 /// - Nothing is dropped under the lock that takes other locks in its destructor (messages);
 ///   queue operations hand such values out.
+///
+/// # Layout
+///
+/// A message's sender and its receiver, usually on two CPUs, both write what a message
+/// changes here: the queue, the spare entry, the slices and the charges. Each cache line that
+/// both touch moves to the other CPU and back once per message, so those fields come first,
+/// right after the lock (see [`Peer`]) in the order of `queue` (the clock and the entries'
+/// root first), `spare`, `slices`, `nodes` (which a sender reads) and `limits` (the user and
+/// the peer's remaining charges first), and fill the peer's first three cache lines (on a kernel
+/// without lock debugging, whose mutex is 24 bytes), where in the compiler's order they took
+/// five.
+#[repr(C)]
 pub(crate) struct PeerInner {
     /// Notifications for this peer.
     pub(crate) queue: Queue<Event>,
+    /// The queue entry and message memory of the last message received, for the next message
+    /// to this peer (see [`crate::spare`]).
+    pub(crate) spare: Spare<QueueSlot<Event>, Message>,
+    /// Which parts of the receive pool are in use (see [`Pool`]).
+    pub(crate) slices: Slices,
+    /// Live nodes owned by this peer, by serial.
+    pub(crate) nodes: RBTree<u64, OwnedNode>,
     /// Resource limits.
     pub(crate) limits: Limits,
     /// This peer's handles.
     pub(crate) handles: node::HandleMap<Peer>,
-    /// Live nodes owned by this peer, by serial.
-    pub(crate) nodes: RBTree<u64, OwnedNode>,
     /// The seed message, set by `SEND` with `SEED`. Boxed: it is rare, and every peer pays for
     /// the room it takes here.
     pub(crate) seed: Option<KBox<Message>>,
-    /// Which parts of the receive pool are in use (see [`Pool`]).
-    pub(crate) slices: Slices,
-    /// The queue entry and message memory of the last message received, for the next message
-    /// to this peer (see [`crate::spare`]).
-    pub(crate) spare: Spare<QueueSlot<Event>, Message>,
     /// Last node serial handed out.
     last_node: u64,
     /// Last [`OpToken`] handed out.
@@ -254,37 +266,45 @@ pub(crate) struct PeerInner {
 /// - `owner` is this peer's [`Owner`]: its ID, its lifetime state (active references and the
 ///   shutdown flag) and, from the first node's creation until the teardown destroyed every node,
 ///   the route from the peer's nodes back to the peer.
+///
+/// # Layout
+///
+/// `maybe_readable`, which every message's sender sets and its receiver clears, and the lock
+/// come first, so that they share the object's first cache line with its reference count and
+/// the first fields of [`PeerInner`]; the rest, which a message only reads, stays out of the
+/// lines that move between a sender's and a receiver's CPU.
+#[repr(C)]
 #[pin_data]
 pub(crate) struct Peer {
-    /// Diagnostic ID (shown in fdinfo; also orders nodes and tags transactions), lifetime state
-    /// and the route from the peer's nodes; what a node of the peer pins.
-    owner: Arc<Owner<Peer>>,
-    /// The UID the peer is charged to (global value), which is also the sending user for its
-    /// messages.
-    uid: u32,
-    /// Everything the peer owns.
-    #[pin]
-    inner: Mutex<PeerInner>,
-    /// Signalled, after the state changed under `inner`, when a node created on the fly settles
-    /// (its creating operation finished or undid it) and when a destruction of this peer's nodes
-    /// is stamped. Waited on with `inner` held, so a change cannot be missed.
-    #[pin]
-    nodes_changed: CondVar,
-    /// A copy of the peer's handle limit, which also bounds the ID arrays of `SEND`, readable
-    /// without taking `inner`; written under `inner` by `PEER_RESET`.
-    max_ids: Atomic<u32>,
-    /// Peer flags set by `PEER_RESET`, readable without taking `inner` (`SEND` reads
-    /// `WANT_SECCTX` of each receiver before it takes the receiver's lock); written under `inner`.
-    peer_flags: Atomic<u64>,
-    /// Readers and pollers of the queue. Not a `PollCondVar`, whose destructor waits for an RCU
-    /// grace period, which made every close take milliseconds.
-    waitq: PollQueue,
     /// Whether the queue may be readable, so that a `RECV`, a waiting receiver's check or a
     /// `poll` that finds it false answers without taking `inner`. True whenever the queue is
     /// readable: [`Peer::wake`], which every transition to readable ends in, sets it before it
     /// looks for sleepers; only a reader that found the queue unreadable, under `inner`, clears
     /// it (see [`Peer::note_unreadable`]). False positives cost one locked check.
     maybe_readable: Atomic<bool>,
+    /// Everything the peer owns.
+    #[pin]
+    inner: Mutex<PeerInner>,
+    /// Diagnostic ID (shown in fdinfo; also orders nodes and tags transactions), lifetime state
+    /// and the route from the peer's nodes; what a node of the peer pins.
+    owner: Arc<Owner<Peer>>,
+    /// The UID the peer is charged to (global value), which is also the sending user for its
+    /// messages.
+    uid: u32,
+    /// A copy of the peer's handle limit, which also bounds the ID arrays of `SEND`, readable
+    /// without taking `inner`; written under `inner` by `PEER_RESET`.
+    max_ids: Atomic<u32>,
+    /// Signalled, after the state changed under `inner`, when a node created on the fly settles
+    /// (its creating operation finished or undid it) and when a destruction of this peer's nodes
+    /// is stamped. Waited on with `inner` held, so a change cannot be missed.
+    #[pin]
+    nodes_changed: CondVar,
+    /// Peer flags set by `PEER_RESET`, readable without taking `inner` (`SEND` reads
+    /// `WANT_SECCTX` of each receiver before it takes the receiver's lock); written under `inner`.
+    peer_flags: Atomic<u64>,
+    /// Readers and pollers of the queue. Not a `PollCondVar`, whose destructor waits for an RCU
+    /// grace period, which made every close take milliseconds.
+    waitq: PollQueue,
     /// The receive pool.
     #[pin]
     pool: Pool,

@@ -106,17 +106,23 @@ fn set_bit(map: &mut [u64; WORDS], idx: usize, on: bool) {
 ///
 /// `used` is the number of bits set in `allocated`; `published` is a subset of `allocated`; no
 /// bit at or beyond `PAGE / class_size(class)` is set.
+///
+/// The fields are in the order of their use: a sender allocating a slot and the receiver freeing
+/// it both write `used` and the first words of `allocated`, and find the slab by its tree key just
+/// before them, so those share the first cache line of the tree node (links, key, then these);
+/// `published` is the receiver's alone.
+#[repr(C)]
 struct Slab {
+    /// Number of allocated slots.
+    used: u32,
+    /// Whether the slab is on its class's list of slabs with free slots.
+    listed: bool,
     /// The size class.
     class: usize,
     /// Allocated slots.
     allocated: [u64; WORDS],
     /// Published slots.
     published: [u64; WORDS],
-    /// Number of allocated slots.
-    used: u32,
-    /// Whether the slab is on its class's list of slabs with free slots.
-    listed: bool,
     /// The tree node its page needs in the free map once the slab goes away, so freeing
     /// never allocates.
     free_node: RBTreeNodeReservation<u64, u64>,

@@ -129,20 +129,23 @@ impl<T> QueueSlot<T> {
 ///   [`Queue::commit_synthetic`] refuses entries at or before `flush` as well: they could only
 ///   be dropped.
 /// - Every value in `entries` is `Some`.
+///
+/// The fields every message's commit and dequeue use come first (see [`crate::peer::PeerInner`]).
+#[repr(C)]
 pub(crate) struct Queue<T> {
     /// The Lamport clock; always even.
     clock: u64,
-    /// `(ts, tag)` of the last flush: entries ordered at or before it are flushed. The tag
-    /// matters on ties: a transaction committed at the flush's timestamp with a larger tag is
-    /// ordered after the flush on every queue.
-    flush: (u64, u64),
+    /// The entries. Every value is `Some`; `Option` only lets [`Queue::commit_staged`] move a
+    /// value out of a node while reusing the node's memory.
+    entries: RBTree<QueueKey, Option<T>>,
     /// The ID of the next inserted entry.
     next_id: u64,
     /// `(ts, tag)` of the last entry [popped](Queue::pop_front): what the owner observed last.
     seen: (u64, u64),
-    /// The entries. Every value is `Some`; `Option` only lets [`Queue::commit_staged`] move a
-    /// value out of a node while reusing the node's memory.
-    entries: RBTree<QueueKey, Option<T>>,
+    /// `(ts, tag)` of the last flush: entries ordered at or before it are flushed. The tag
+    /// matters on ties: a transaction committed at the flush's timestamp with a larger tag is
+    /// ordered after the flush on every queue.
+    flush: (u64, u64),
 }
 
 impl<T> Queue<T> {

@@ -238,11 +238,15 @@ pub(crate) type ShareReservation = RBTreeNodeReservation<u32, Charge>;
 /// - `remaining[r] == max[r] - (everything charged of r)`; negative only after `max` was lowered.
 /// - `senders` is the number of entries of `shares` that are not zero.
 /// - Every share is part of what is charged, so no share exceeds `max - remaining`.
+///
+/// Every charge and discharge writes `remaining`, which comes first (see
+/// [`crate::peer::PeerInner`]).
+#[repr(C)]
 pub(crate) struct Ledger {
-    /// The maxima.
-    max: [u32; N_RES],
     /// What remains of the maxima.
     remaining: [i64; N_RES],
+    /// The maxima.
+    max: [u32; N_RES],
     /// What each sending principal (by global UID) holds here. An entry is inserted, from a
     /// reservation, when a charge on a principal's behalf succeeds and it has none, and removed
     /// when its share drops to zero; there is one per principal holding a share here, plus at
