@@ -533,7 +533,16 @@ static int rust_bus1_woken_unlink(struct wait_queue_entry *wq_entry,
 int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 			 bool (*cond)(void *data), void *data, long *timeout)
 {
-	DEFINE_WAIT_FUNC(wait, rust_bus1_woken_unlink);
+	/*
+	 * DEFINE_WAIT_FUNC(), in one cache line of its own: the waker, usually
+	 * on another CPU, writes the entry, and each line of it moves there and
+	 * back per wake-up.
+	 */
+	struct wait_queue_entry wait __aligned(SMP_CACHE_BYTES) = {
+		.private = current,
+		.func = rust_bus1_woken_unlink,
+		.entry = LIST_HEAD_INIT(wait.entry),
+	};
 	bool slept = false;
 	unsigned long flags;
 	int ret = 0;
