@@ -79,7 +79,7 @@ use crate::{
     uapi,
     user::UserRef,
 };
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 use kernel::{
     fs::{
         File,
@@ -311,6 +311,22 @@ pub(crate) struct Peer {
     /// How the opener sees other tasks' IDs.
     viewer: Viewer,
 }
+
+// What a message writes in its receiver (see `# Layout` of `PeerInner` and `Peer`) ends within
+// the first three 64-byte cache lines of the `Arc`'s object, whose reference count (8 bytes with
+// its padding) comes before the `Peer`: the readable hint, the lock, then `PeerInner` up to the
+// end of the peer's remaining charges (first in `Ledger`). With lock debugging the lock is
+// larger, and so is the prefix.
+#[cfg(not(CONFIG_DEBUG_LOCK_ALLOC))]
+const _: () = assert!(
+    8 + offset_of!(Peer, inner)
+        + size_of::<kernel::bindings::mutex>()
+        + offset_of!(PeerInner, limits)
+        + offset_of!(Limits, ledger)
+        + size_of::<[i64; crate::quota::N_RES]>()
+        <= 3 * 64
+);
+const _: () = assert!(offset_of!(Peer, maybe_readable) < offset_of!(Peer, inner));
 
 /// An active reference on a peer: while it exists, the peer is not torn down.
 pub(crate) struct PeerActive {

@@ -131,6 +131,17 @@ struct Slab {
     page: Option<Arc<PinnedPage>>,
 }
 
+// `used` and the first word of `allocated` lie in the first cache line of the slab's tree node,
+// after the node's links and key (see `Slab`).
+const _: () = assert!(
+    core::mem::offset_of!(Slab, used) < core::mem::offset_of!(Slab, allocated)
+        && core::mem::size_of::<kernel::bindings::rb_node>()
+            + core::mem::size_of::<u64>()
+            + core::mem::offset_of!(Slab, allocated)
+            + core::mem::size_of::<u64>()
+            <= 64
+);
+
 /// Number of slots of a slab of class `class`.
 fn class_slots(class: usize) -> u32 {
     // CAST: At most 512.

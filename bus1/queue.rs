@@ -148,6 +148,12 @@ pub(crate) struct Queue<T> {
     flush: (u64, u64),
 }
 
+// The clock and the entries' root come first (see `Queue`).
+const _: () = assert!(
+    core::mem::offset_of!(Queue<()>, clock) == 0
+        && core::mem::offset_of!(Queue<()>, entries) == core::mem::size_of::<u64>()
+);
+
 impl<T> Queue<T> {
     /// Creates an empty queue with its clock at 0.
     pub(crate) fn new() -> Self {

@@ -264,6 +264,8 @@ pub(crate) struct Ledger {
     lane_used: [u64; N_RES],
 }
 
+const _: () = assert!(core::mem::offset_of!(Ledger, remaining) == 0);
+
 impl Ledger {
     /// An empty ledger with the given maxima.
     pub(crate) fn new(max: [u32; N_RES]) -> Self {
