@@ -171,12 +171,25 @@ struct Large {
 ///   `[0, size)`; together with the pages of `slabs` and `large` they cover the pool exactly.
 /// - Every slab on `partial[c]` has class `c`, a free slot and `listed` set, and every slab with
 ///   a free slot and `listed` set is on it exactly once.
-/// - `empty[c]` counts the slabs of class `c` with no allocated slot (at most one is kept).
+/// - Of the slabs of class `c`, at most one has no allocated slot, and `freed.kept[c]` is its
+///   page if there is one; otherwise `freed.kept[c]` is [`NO_SLAB`] or the page of a slab of
+///   class `c`.
+/// - `taken` counts every slice allocated and its bytes, `freed.given` every slice freed and
+///   its bytes: the difference is what is allocated.
 /// - `partial[c]` has room for every slab of class `c` (`n_slabs[c]`), so listing a slab again
 ///   when a slot is freed never allocates; every slab and large slice holds the tree node its
 ///   pages will need in `free`. Freeing a slice never allocates.
 /// - `spare_large` and `spare_free` hold at most one tree node each, kept from freed slices for
 ///   the next large slice.
+///
+/// # Layout
+///
+/// A message's sender allocates its slice and its receiver frees it, usually on two CPUs. What
+/// only allocating writes (`taken`) and what only freeing writes (`given`, `kept`) lie in
+/// cache lines of their own, behind the fields both read and rarely write, so that a message
+/// moves no line of the allocator itself between the two (the object is a `kmalloc-512` one,
+/// aligned to its size; build-time assertions below keep the offsets).
+#[repr(C)]
 pub(crate) struct SliceAllocator {
     /// Pool size.
     size: u64,
@@ -186,16 +199,6 @@ pub(crate) struct SliceAllocator {
     slabs: RBTree<u64, Slab>,
     /// Large slices by offset.
     large: RBTree<u64, Large>,
-    /// Per class, page offsets of slabs with free slots; the last one is used first.
-    partial: [KVec<u64>; N_CLASSES],
-    /// Per class, empty slabs kept for reuse.
-    empty: [u32; N_CLASSES],
-    /// Per class, slabs.
-    n_slabs: [usize; N_CLASSES],
-    /// Allocated slices.
-    n_slices: usize,
-    /// Bytes of allocated slices (slot or page-rounded sizes).
-    bytes: u64,
     /// Bytes of the pages taken out of `free` (by slabs and large slices).
     page_bytes: u64,
     /// The tree node of the last large slice freed, for the next one: a peer that receives large
@@ -204,7 +207,58 @@ pub(crate) struct SliceAllocator {
     /// A free-map tree node that a freed range did not need (it joined a free neighbour), for
     /// the next large slice.
     spare_free: Option<RBTreeNodeReservation<u64, u64>>,
+    /// Per class, page offsets of slabs with free slots; the last one is used first.
+    partial: [KVec<u64>; N_CLASSES],
+    /// Per class, slabs.
+    n_slabs: [usize; N_CLASSES],
+    /// Slices allocated, and their bytes (slot or page-rounded sizes).
+    taken: SliceCount,
+    /// What freeing writes.
+    freed: Freed,
 }
+
+/// What only freeing a slice writes in a [`SliceAllocator`], in cache lines of its own.
+#[repr(C, align(64))]
+struct Freed {
+    /// Slices freed, and their bytes.
+    given: SliceCount,
+    /// Per class, the page of the slab with no allocated slot that is kept for reuse, or
+    /// [`NO_SLAB`].
+    kept: [u64; N_CLASSES],
+}
+
+/// A running count of slices and of their bytes, modulo 2^64: only the difference of two counts
+/// is used, which the wrapping arithmetic keeps exact.
+#[derive(Clone, Copy, Default)]
+struct SliceCount {
+    /// Slices.
+    n: usize,
+    /// Their bytes.
+    bytes: u64,
+}
+
+impl SliceCount {
+    /// Counts one slice of `bytes` bytes.
+    fn add(&mut self, bytes: u64) {
+        self.n = self.n.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(bytes);
+    }
+}
+
+/// [`Freed::kept`] of a class with no slab kept: no page starts there.
+const NO_SLAB: u64 = u64::MAX;
+
+// `taken` lies in a cache line of its own as far as freeing goes: not the one of the slab
+// tree's root, which freeing reads, nor `freed`'s; and the allocator stays one `kmalloc-512`
+// object.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    let taken = offset_of!(SliceAllocator, taken) / 64;
+    assert!(taken != offset_of!(SliceAllocator, slabs) / 64);
+    assert!(taken != offset_of!(SliceAllocator, freed) / 64);
+    assert!((offset_of!(SliceAllocator, taken) + size_of::<SliceCount>() - 1) / 64 == taken);
+    assert!(size_of::<SliceAllocator>() <= 512);
+};
 
 impl SliceAllocator {
     /// Creates the allocator of a pool of `size` bytes (rounded down to whole pages).
@@ -220,25 +274,27 @@ impl SliceAllocator {
             free,
             slabs: RBTree::new(),
             large: RBTree::new(),
-            partial: [const { KVec::new() }; N_CLASSES],
-            empty: [0; N_CLASSES],
-            n_slabs: [0; N_CLASSES],
-            n_slices: 0,
-            bytes: 0,
             page_bytes: 0,
             spare_large: None,
             spare_free: None,
+            partial: [const { KVec::new() }; N_CLASSES],
+            n_slabs: [0; N_CLASSES],
+            taken: SliceCount::default(),
+            freed: Freed {
+                given: SliceCount::default(),
+                kept: [NO_SLAB; N_CLASSES],
+            },
         })
     }
 
     /// Number of allocated slices.
     pub(crate) fn n_slices(&self) -> usize {
-        self.n_slices
+        self.taken.n.wrapping_sub(self.freed.given.n)
     }
 
     /// Bytes of allocated slices.
     pub(crate) fn allocated_bytes(&self) -> u64 {
-        self.bytes
+        self.taken.bytes.wrapping_sub(self.freed.given.bytes)
     }
 
     /// Bytes of the pages slabs and large slices occupy: every other resident page of the pool
@@ -361,8 +417,7 @@ impl SliceAllocator {
                     free_node: Some(free_node),
                 },
             ));
-            self.n_slices += 1;
-            self.bytes += pages_len;
+            self.taken.add(pages_len);
             return Ok((off, None));
         }
         let class = class_of(size);
@@ -392,16 +447,12 @@ impl SliceAllocator {
         let Some(idx) = slot else {
             return Err(EXFULL());
         };
-        if slab.used == 0 {
-            self.empty[class] = self.empty[class].saturating_sub(1);
-        }
         slab.used += 1;
         if slab.used == slots {
             slab.listed = false;
             self.partial[class].pop();
         }
-        self.n_slices += 1;
-        self.bytes += class_size(class);
+        self.taken.add(class_size(class));
         Ok((
             page + u64::from(idx) * class_size(class),
             Some(&mut slab.page),
@@ -429,7 +480,6 @@ impl SliceAllocator {
         self.n_slabs[class] += 1;
         // Cannot fail: room was reserved above.
         let _ = self.partial[class].push_within_capacity(page);
-        self.empty[class] += 1;
         Ok(page)
     }
 
@@ -461,8 +511,7 @@ impl SliceAllocator {
             if let Some(free_node) = free_node {
                 self.free_pages(offset, pages_len, free_node);
             }
-            self.n_slices -= 1;
-            self.bytes -= pages_len;
+            self.freed.given.add(pages_len);
             return Ok(Some(offset..offset + pages_len));
         };
         let class = slab.class;
@@ -479,8 +528,7 @@ impl SliceAllocator {
         set_bit(&mut slab.allocated, idx, false);
         set_bit(&mut slab.published, idx, false);
         slab.used -= 1;
-        self.n_slices -= 1;
-        self.bytes -= cs;
+        self.freed.given.add(cs);
         if !slab.listed {
             // Cannot fail: the list has room for every slab of its class.
             slab.listed = self.partial[class].push_within_capacity(page).is_ok();
@@ -489,10 +537,19 @@ impl SliceAllocator {
             return Ok(None);
         }
         // Keep one empty slab per class, so a peer that receives and releases one small
-        // message at a time does not allocate and discard a page every time.
-        if self.empty[class] == 0 && slab.listed {
-            self.empty[class] = 1;
+        // message at a time does not allocate and discard a page every time. Allocating from
+        // the kept slab does not tell: it would write a line that freeing writes too, for every
+        // message. So a slab that becomes empty is kept unless the kept one is still empty.
+        let listed = slab.listed;
+        let kept = self.freed.kept[class];
+        if listed && (kept == page || self.slabs.get(&kept).is_none_or(|k| k.used != 0)) {
+            if kept != page {
+                self.freed.kept[class] = page;
+            }
             return Ok(None);
+        }
+        if kept == page {
+            self.freed.kept[class] = NO_SLAB;
         }
         let Some(slab) = self.slabs.remove(&page) else {
             return Ok(None);
@@ -933,6 +990,45 @@ mod tests {
         }
         assert_eq!(a.n_slices(), 0);
         assert_eq!(a.allocated_bytes(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn one_empty_slab_per_class_is_kept() -> Result {
+        let mut a = SliceAllocator::new(16 * PAGE)?;
+        // One slot taken and given back again and again: its slab stays, empty.
+        for _ in 0..3 {
+            let off = a.alloc(8)?;
+            assert_eq!(a.free(off), None);
+            assert_eq!(a.page_bytes(), PAGE);
+        }
+        // Fill that slab and take one slot of a second one.
+        let mut first = KVec::new();
+        for _ in 0..class_slots(0) {
+            first.push(a.alloc(8)?, GFP_KERNEL)?;
+        }
+        let second = a.alloc(8)?;
+        assert_eq!(a.page_bytes(), 2 * PAGE);
+        assert_ne!(second & !(PAGE - 1), first[0] & !(PAGE - 1));
+        // The second empties first and is kept (the kept first slab is in use); when the first
+        // empties too, it goes, as the second is still empty.
+        assert_eq!(a.free(second), None);
+        let (last, rest) = first.split_last().ok_or(EINVAL)?;
+        for &off in rest {
+            assert_eq!(a.free(off), None);
+        }
+        let page = first[0] & !(PAGE - 1);
+        assert_eq!(a.free(*last), Some(page..page + PAGE));
+        assert_eq!(a.page_bytes(), PAGE);
+        // The kept one serves the next slot; emptied again, it stays.
+        let off = a.alloc(8)?;
+        assert_eq!(off & !(PAGE - 1), second & !(PAGE - 1));
+        assert_eq!(a.free(off), None);
+        // Another class keeps its own.
+        let big = a.alloc(16)?;
+        assert_eq!(a.free(big), None);
+        assert_eq!(a.page_bytes(), 2 * PAGE);
+        assert_eq!((a.n_slices(), a.allocated_bytes()), (0, 0));
         Ok(())
     }
 
