@@ -61,6 +61,7 @@ use crate::{
         Slices, //
     },
     queue::{
+        Clock,
         Queue,
         QueueKey,
         QueueSlot, //
@@ -228,8 +229,7 @@ impl NodeSet for KVVec<OwnedNode> {
 /// A message's sender and its receiver, usually on two CPUs, both write what a message
 /// changes here: the queue, the spare entry, the slices and the charges. Each cache line that
 /// both touch moves to the other CPU and back once per message, so those fields come first,
-/// right after the lock (see [`Peer`]) in the order of `queue` (the clock and the entries'
-/// root first), `spare`, `slices`, `nodes` (which a sender reads) and `limits` (the user and
+/// right after the lock (see [`Peer`]) in the order of `queue` (the entries' root first), `spare`, `slices`, `nodes` (which a sender reads) and `limits` (the user and
 /// the peer's remaining charges first), and fill the peer's first three cache lines (on a kernel
 /// without lock debugging, whose mutex is 24 bytes), where in the compiler's order they took
 /// five.
@@ -269,8 +269,8 @@ pub(crate) struct PeerInner {
 ///
 /// # Layout
 ///
-/// `maybe_readable`, which every message's sender sets and its receiver clears, and the lock
-/// come first, so that they share the object's first cache line with its reference count and
+/// `maybe_readable`, which every message's sender sets and its receiver clears, the clock,
+/// which both advance, and the lock come first, so that they share the object's first cache line with its reference count and
 /// the first fields of [`PeerInner`]; the rest, which a message only reads, stays out of the
 /// lines that move between a sender's and a receiver's CPU.
 #[repr(C)]
@@ -282,6 +282,10 @@ pub(crate) struct Peer {
     /// looks for sleepers; only a reader that found the queue unreadable, under `inner`, clears
     /// it (see [`Peer::note_unreadable`]). False positives cost one locked check.
     maybe_readable: Atomic<bool>,
+    /// The Lamport clock of the peer's queue (see [`crate::queue`]): synced by every message
+    /// committed there, under `inner`, and ticked by the peer's own sends, under the
+    /// destination's lock (see [`crate::transaction::unicast`]).
+    clock: Clock,
     /// Everything the peer owns.
     #[pin]
     inner: Mutex<PeerInner>,
@@ -314,9 +318,9 @@ pub(crate) struct Peer {
 
 // What a message writes in its receiver (see `# Layout` of `PeerInner` and `Peer`) ends within
 // the first three 64-byte cache lines of the `Arc`'s object, whose reference count (8 bytes with
-// its padding) comes before the `Peer`: the readable hint, the lock, then `PeerInner` up to the
-// end of the peer's remaining charges (first in `Ledger`). With lock debugging the lock is
-// larger, and so is the prefix.
+// its padding) comes before the `Peer`: the readable hint, the clock, the lock, then `PeerInner`
+// up to the end of the peer's remaining charges (first in `Ledger`). With lock debugging the
+// lock is larger, and so is the prefix.
 #[cfg(not(CONFIG_DEBUG_LOCK_ALLOC))]
 const _: () = assert!(
     8 + offset_of!(Peer, inner)
@@ -326,7 +330,10 @@ const _: () = assert!(
         + size_of::<[i64; crate::quota::N_RES]>()
         <= 3 * 64
 );
-const _: () = assert!(offset_of!(Peer, maybe_readable) < offset_of!(Peer, inner));
+const _: () = assert!(
+    offset_of!(Peer, maybe_readable) < offset_of!(Peer, inner)
+        && offset_of!(Peer, clock) < offset_of!(Peer, inner)
+);
 
 /// An active reference on a peer: while it exists, the peer is not torn down.
 pub(crate) struct PeerActive {
@@ -378,8 +385,8 @@ impl Participant for Peer {
         Peer::wake(self)
     }
 
-    fn pin(this: &Arc<Self>) -> Option<PeerActive> {
-        PeerActive::acquire(this.clone()).ok()
+    fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     fn is_shut_down(&self) -> bool {
@@ -399,7 +406,7 @@ impl Drop for PeerActive {
 /// Queues a release notification, in the memory the node keeps for it, when the count drops to
 /// zero: this never allocates. Returns whether the owner's queue became readable.
 pub(crate) fn put_strong(
-    owner_id: u64,
+    owner: &Peer,
     inner: &mut PeerInner,
     serial: u64,
     holder: Option<u64>,
@@ -412,9 +419,12 @@ pub(crate) fn put_strong(
     let Some(slot) = st.put(holder, n) else {
         return false;
     };
-    let (key, wake) = inner
-        .queue
-        .commit_unstaged(slot, owner_id, Event::Release(st.node.clone()));
+    let (key, wake) = inner.queue.commit_unstaged(
+        &owner.clock,
+        slot,
+        owner.id(),
+        Event::Release(st.node.clone()),
+    );
     st.release_queued(key);
     wake
 }
@@ -605,7 +615,7 @@ impl Drop for PendingHandle {
             return;
         };
         let holder = self.remote.then(|| self.peer.id());
-        let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), holder, 1);
+        let wake = put_strong(&owner, &mut owner.lock(), node.serial(), holder, 1);
         if wake {
             owner.wake();
         }
@@ -628,7 +638,7 @@ impl Receiver for Peer {
         };
         // A message is dropped where nothing can fail (a flush, a close, or the undoing of a
         // failed send); the owner's `NODE_RELEASE` uses the memory the node keeps for it.
-        let wake = put_strong(owner.id(), &mut owner.lock(), node.serial(), None, n);
+        let wake = put_strong(&owner, &mut owner.lock(), node.serial(), None, n);
         if wake {
             owner.wake();
         }
@@ -893,6 +903,7 @@ impl Peer {
                 nodes_changed <- new_condvar!("Peer::nodes_changed"),
                 waitq,
                 maybe_readable: Atomic::new(false),
+                clock: Clock::new(),
                 pool <- Pool::new(pool_size),
                 viewer,
             }),
@@ -932,6 +943,11 @@ impl Peer {
     /// Locks the peer's state.
     pub(crate) fn lock(&self) -> MutexGuard<'_, PeerInner> {
         self.inner.lock()
+    }
+
+    /// Returns the peer's Lamport clock, which orders what its queue receives and what it sends.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Returns what the peer's nodes keep of it.
@@ -1027,7 +1043,7 @@ impl Peer {
             let mut inner = self.lock();
             st = inner.nodes.remove(&node.serial());
             if st.is_some() {
-                let c = inner.queue.tick();
+                let c = self.clock.tick();
                 node.set_destroyed(c);
             }
             h = inner.handles.release(&node.key());
@@ -1131,7 +1147,7 @@ impl Peer {
                 continue;
             };
             let wake = put_strong(
-                owner.id(),
+                &owner,
                 &mut owner.lock(),
                 h.node.serial(),
                 Some(self.id()),
@@ -1142,7 +1158,7 @@ impl Peer {
             }
         }
         drop(handles);
-        let flushed = self.lock().queue.flush_detach(c, self.id());
+        let flushed = self.lock().queue.flush_detach(&self.clock, c, self.id());
         drop(flushed);
         let mut inner = self.lock();
         let freed = self.pool.flush(&mut inner.slices);
@@ -1293,7 +1309,7 @@ impl Peer {
                 }
                 let gone = inner.handles.release_n(&node.key(), n);
                 inner.limits.discharge_handles(n.into());
-                let wake = live && put_strong(self.id(), inner, node.serial(), None, n.into());
+                let wake = live && put_strong(self, inner, node.serial(), None, n.into());
                 drop(guard);
                 drop(gone);
                 if wake {
@@ -1310,7 +1326,7 @@ impl Peer {
             return Ok(0);
         };
         let wake = put_strong(
-            owner.id(),
+            &owner,
             &mut owner.lock(),
             node.serial(),
             Some(self.id()),
@@ -1622,7 +1638,7 @@ mod tests {
             let node = new_node(&a)?;
             // A message carrying the node, committed before anything below.
             assert!(get_inflight(&node, 1));
-            let at = (a.lock().queue.clock(), a.id());
+            let at = (a.clock().get(), a.id());
             let carried = register_carried(&b, &node)?;
             assert!(matches!(carried, Carried::Live(_)));
             a.nodes_destroy(&[NODE_ID], false)?;
@@ -1650,7 +1666,7 @@ mod tests {
             let (a, b) = (Peer::new()?, Peer::new()?);
             let node = new_node(&a)?;
             assert!(get_inflight(&node, 1));
-            let before = (a.lock().queue.clock(), a.id());
+            let before = (a.clock().get(), a.id());
             a.nodes_destroy(&[NODE_ID], false)?;
             let (c, tag) = node.destruction().ok_or(EINVAL)?;
             let at = if ordered_before { before } else { (c + 2, tag) };

@@ -22,7 +22,7 @@
 //!
 //! 1. `T = 0`; for every destination: `key_i = Di.stage(slot_i, tag, T, v_i)`,
 //!    `T = key_i.clock()`.
-//! 2. `O.sync(T)`; `C = O.tick()`.
+//! 2. `C = O.tick_after(T)`.
 //! 3. For every destination: `Di.sync(C)`. Nothing of the transaction is visible yet.
 //! 4. For every destination: `Di.commit_staged(&key_i, C)`; wake up readers if it says the
 //!    queue became readable.
@@ -31,6 +31,14 @@
 //! lock-protected state and every method expects the caller to hold that lock. Methods that
 //! insert entries take a [`QueueSlot`] allocated beforehand, so no queue operation ever
 //! allocates memory.
+//!
+//! The clock is not part of the [`Queue`]: it is a [`Clock`] of its own, an atomic word beside
+//! the lock, which the queue's methods take as an argument. Under the queue's lock it only
+//! moves forward like any clock; without it, a peer's own sends tick it
+//! ([`Clock::tick_after`]), so that a send can take its commit timestamp in the critical section
+//! of the destination's lock, above the destination's clock read there, instead of in one of
+//! its own. Every change is a compare-and-exchange that only raises the value, so concurrent
+//! ticks and syncs compose: each tick is unique and above every value the clock had before.
 
 #![deny(unsafe_code)]
 
@@ -40,6 +48,10 @@ use kernel::{
     rbtree::{
         RBTree,
         RBTreeNodeReservation, //
+    },
+    sync::atomic::{
+        ordering::Relaxed,
+        Atomic, //
     },
 };
 
@@ -53,6 +65,75 @@ const TS_MAX: u64 = u64::MAX - 1;
 /// Rounds `ts` up to an even timestamp, saturating at [`TS_MAX`].
 fn even_ceil(ts: u64) -> u64 {
     ts.saturating_add(ts & 1).min(TS_MAX)
+}
+
+/// A peer's Lamport clock: always even, only ever raised.
+///
+/// Read and synced under the owner's queue lock by everything that queues there, and ticked by
+/// the owner's own sends without that lock (see the module documentation).
+///
+/// # Invariants
+///
+/// The value is even and at most [`TS_MAX`], and never decreases: every change is a
+/// compare-and-exchange from a value to a larger one.
+pub(crate) struct Clock(Atomic<u64>);
+
+impl Clock {
+    /// Creates a clock at 0.
+    pub(crate) const fn new() -> Self {
+        Self(Atomic::new(0))
+    }
+
+    /// Returns the current value (always even).
+    ///
+    /// A value read under the owner's queue lock is at least everything committed or staged
+    /// there so far; the owner's concurrent ticks may have raised it since.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// Raises the value to `f(old)` if that is larger, and returns the old value and the new
+    /// one. Each tick and sync is one such step: the compare-and-exchange makes concurrent
+    /// changes compose, and is skipped where the value already suffices (a sync to a timestamp
+    /// the clock has passed writes nothing).
+    fn raise(&self, f: impl Fn(u64) -> u64) -> (u64, u64) {
+        let mut old = self.get();
+        loop {
+            let new = f(old);
+            if new <= old {
+                return (old, old);
+            }
+            match self.0.cmpxchg(old, new, Relaxed) {
+                Ok(_) => return (old, new),
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Moves the clock forward to at least `ts` and returns the new value.
+    ///
+    /// Timestamps passed around are even; an odd `ts` is rounded up.
+    pub(crate) fn sync(&self, ts: u64) -> u64 {
+        let ts = even_ceil(ts);
+        self.raise(|old| old.max(ts)).1
+    }
+
+    /// Advances the clock by one tick and returns the new, even value.
+    ///
+    /// The caller owns the returned value and its odd successor as timestamps.
+    pub(crate) fn tick(&self) -> u64 {
+        self.tick_after(0)
+    }
+
+    /// Syncs the clock to `ts` and advances it by one tick, in one step: returns a value above
+    /// both `ts` and every value the clock had before, which no other tick of this clock
+    /// returns.
+    pub(crate) fn tick_after(&self, ts: u64) -> u64 {
+        let ts = even_ceil(ts);
+        // Cannot saturate in practice, see `TS_MAX`; a saturated clock returns `TS_MAX` again.
+        self.raise(|old| old.max(ts).saturating_add(2).min(TS_MAX))
+            .1
+    }
 }
 
 /// The sort key of a queue entry.
@@ -113,14 +194,16 @@ impl<T> QueueSlot<T> {
     }
 }
 
-/// A peer's queue: a Lamport clock, a flush mark and the entries ordered by [`QueueKey`].
+/// A peer's queue: a flush mark and the entries ordered by [`QueueKey`], with the peer's
+/// [`Clock`] beside it, which every method that orders an entry takes.
 ///
 /// The queue has no lock of its own; the owner serialises all calls.
 ///
 /// # Invariants
 ///
-/// - `clock` is even, and at least the timestamp of every committed entry and the clock value
-///   every staging entry was staged at: whatever is committed or staged later orders after them.
+/// - The queue's clock (the one [`Clock`] every call on it is given) is at least the timestamp
+///   of every committed entry and the clock value every staging entry was staged at: whatever
+///   is committed or staged later orders after them.
 /// - A staging entry has an odd timestamp; it only ever moves to a larger, even one.
 /// - Every entry ordered before the leftmost staging entry is committed; only the leftmost
 ///   entry is dequeued, so the owner observes entries in key order.
@@ -133,8 +216,6 @@ impl<T> QueueSlot<T> {
 /// The fields every message's commit and dequeue use come first (see [`crate::peer::PeerInner`]).
 #[repr(C)]
 pub(crate) struct Queue<T> {
-    /// The Lamport clock; always even.
-    clock: u64,
     /// The entries. Every value is `Some`; `Option` only lets [`Queue::commit_staged`] move a
     /// value out of a node while reusing the node's memory.
     entries: RBTree<QueueKey, Option<T>>,
@@ -148,17 +229,13 @@ pub(crate) struct Queue<T> {
     flush: (u64, u64),
 }
 
-// The clock and the entries' root come first (see `Queue`).
-const _: () = assert!(
-    core::mem::offset_of!(Queue<()>, clock) == 0
-        && core::mem::offset_of!(Queue<()>, entries) == core::mem::size_of::<u64>()
-);
+// The entries' root comes first (see `Queue`).
+const _: () = assert!(core::mem::offset_of!(Queue<()>, entries) == 0);
 
 impl<T> Queue<T> {
-    /// Creates an empty queue with its clock at 0.
+    /// Creates an empty queue.
     pub(crate) fn new() -> Self {
         Self {
-            clock: 0,
             flush: (0, 0),
             next_id: 0,
             seen: (0, 0),
@@ -171,11 +248,6 @@ impl<T> Queue<T> {
     /// This does not look at any queue, so call it before taking the queue's lock.
     pub(crate) fn reserve(flags: Flags) -> Result<QueueSlot<T>> {
         QueueSlot::new(flags)
-    }
-
-    /// Returns the current clock value (always even).
-    pub(crate) fn clock(&self) -> u64 {
-        self.clock
     }
 
     /// Returns `(ts, tag)` of the last flush (`(0, 0)` if the queue was never flushed).
@@ -202,23 +274,6 @@ impl<T> Queue<T> {
         self.entries
             .cursor_front()
             .is_some_and(|c| !c.current().0.is_staging())
-    }
-
-    /// Advances the clock by one tick and returns the new, even value.
-    ///
-    /// The caller owns the returned value and its odd successor as timestamps.
-    pub(crate) fn tick(&mut self) -> u64 {
-        // Cannot saturate in practice, see `TS_MAX`.
-        self.clock = self.clock.saturating_add(2).min(TS_MAX);
-        self.clock
-    }
-
-    /// Moves the clock forward to at least `ts` and returns the new clock value.
-    ///
-    /// Timestamps passed around are even; an odd `ts` is rounded up.
-    pub(crate) fn sync(&mut self, ts: u64) -> u64 {
-        self.clock = self.clock.max(even_ceil(ts));
-        self.clock
     }
 
     /// Allocates the ID for the next entry.
@@ -250,8 +305,15 @@ impl<T> Queue<T> {
     /// `key.clock()` is the value to stage at on the next destination and to sync the origin to.
     ///
     /// The entry blocks everything ordered after it until [`Queue::commit_staged`] is called.
-    pub(crate) fn stage(&mut self, slot: QueueSlot<T>, tag: u64, ts: u64, value: T) -> QueueKey {
-        let t = self.sync(ts);
+    pub(crate) fn stage(
+        &mut self,
+        clock: &Clock,
+        slot: QueueSlot<T>,
+        tag: u64,
+        ts: u64,
+        value: T,
+    ) -> QueueKey {
+        let t = clock.sync(ts);
         // `t` is even and at most `TS_MAX`, so `t | 1 == t + 1` and does not overflow.
         self.insert(slot, t | 1, tag, value)
     }
@@ -266,18 +328,19 @@ impl<T> Queue<T> {
     /// commit timestamp. Returns the entry's key and whether it staged below `c`.
     pub(crate) fn stage_at(
         &mut self,
+        clock: &Clock,
         slot: QueueSlot<T>,
         tag: u64,
         c: u64,
         value: T,
     ) -> (QueueKey, bool) {
         let c = even_ceil(c);
-        if self.clock < c {
+        let (old, _) = clock.raise(|old| old.max(c));
+        if old < c {
             // `c` is even and above the even clock, so `c - 1` is odd and above the clock too.
-            self.clock = c;
             (self.insert(slot, c - 1, tag, value), true)
         } else {
-            (self.stage(slot, tag, c, value), false)
+            (self.stage(clock, slot, tag, c, value), false)
         }
     }
 
@@ -289,7 +352,12 @@ impl<T> Queue<T> {
     ///
     /// Returns the new key and whether the queue went from unreadable to readable (so readers
     /// must be woken up), or [`None`] if `key` is not a staging entry of this queue.
-    pub(crate) fn commit_staged(&mut self, key: &QueueKey, ts: u64) -> Option<(QueueKey, bool)> {
+    pub(crate) fn commit_staged(
+        &mut self,
+        clock: &Clock,
+        key: &QueueKey,
+        ts: u64,
+    ) -> Option<(QueueKey, bool)> {
         if !key.is_staging() {
             return None;
         }
@@ -299,7 +367,7 @@ impl<T> Queue<T> {
         let value = entry.get_mut().take();
         let node = entry.remove_node();
         let ts = even_ceil(ts).max(even_ceil(key.ts));
-        self.sync(ts);
+        clock.sync(ts);
         let new_key = QueueKey {
             ts,
             tag: key.tag,
@@ -319,12 +387,13 @@ impl<T> Queue<T> {
     /// staging entry). Returns its key and whether the queue went from unreadable to readable.
     pub(crate) fn commit_unstaged(
         &mut self,
+        clock: &Clock,
         slot: QueueSlot<T>,
         tag: u64,
         value: T,
     ) -> (QueueKey, bool) {
         let was_readable = self.is_readable();
-        let ts = self.tick();
+        let ts = clock.tick();
         let key = self.insert(slot, ts, tag, value);
         (key, !was_readable && self.is_readable())
     }
@@ -347,13 +416,14 @@ impl<T> Queue<T> {
     /// handed back. Returns the key and whether the queue became readable.
     pub(crate) fn commit_synthetic(
         &mut self,
+        clock: &Clock,
         slot: QueueSlot<T>,
         ts: u64,
         tag: u64,
         value: T,
     ) -> Result<(QueueKey, bool), (QueueSlot<T>, T)> {
         let ts = even_ceil(ts);
-        self.sync(ts);
+        clock.sync(ts);
         if !self.may_join(ts, tag) {
             return Err((slot, value));
         }
@@ -402,9 +472,9 @@ impl<T> Queue<T> {
     /// Removes every committed entry ordered at or before `(ts, tag)` and hands its value to
     /// `f`; staging entries stay, whatever their timestamp. Raises the flush mark to
     /// `(ts, tag)` and syncs the clock to `ts`.
-    pub(crate) fn flush(&mut self, ts: u64, tag: u64, mut f: impl FnMut(T)) {
+    pub(crate) fn flush(&mut self, clock: &Clock, ts: u64, tag: u64, mut f: impl FnMut(T)) {
         self.flush = self.flush.max((ts, tag));
-        self.sync(ts);
+        clock.sync(ts);
         let mut cursor = self.entries.cursor_front_mut();
         while let Some(c) = cursor {
             let key = *c.current().0;
@@ -427,10 +497,10 @@ impl<T> Queue<T> {
     /// Like [`Queue::flush`], but moves the flushed entries into a new queue instead of handing
     /// them out, reusing their memory: nothing is allocated and nothing is dropped, so the caller
     /// can drop the result after releasing its lock when the values' destructors take locks.
-    pub(crate) fn flush_detach(&mut self, ts: u64, tag: u64) -> Queue<T> {
+    pub(crate) fn flush_detach(&mut self, clock: &Clock, ts: u64, tag: u64) -> Queue<T> {
         let mut out = Queue::new();
         self.flush = self.flush.max((ts, tag));
-        self.sync(ts);
+        clock.sync(ts);
         let mut cursor = self.entries.cursor_front_mut();
         while let Some(c) = cursor {
             let key = *c.current().0;
@@ -551,64 +621,65 @@ mod tests {
 
     #[test]
     fn tick_and_sync() -> Result {
-        let mut q = Queue::<u64>::new();
-        assert_eq!(q.clock(), 0);
-        assert_eq!(q.tick(), 2);
-        assert_eq!(q.tick(), 4);
-        assert_eq!(q.clock(), 4);
+        let clk = Clock::new();
+        assert_eq!(clk.get(), 0);
+        assert_eq!(clk.tick(), 2);
+        assert_eq!(clk.tick(), 4);
+        assert_eq!(clk.get(), 4);
         // Syncing never moves the clock backwards.
-        assert_eq!(q.sync(2), 4);
-        assert_eq!(q.sync(4), 4);
-        assert_eq!(q.sync(10), 10);
-        assert_eq!(q.clock(), 10);
-        assert_eq!(q.tick(), 12);
+        assert_eq!(clk.sync(2), 4);
+        assert_eq!(clk.sync(4), 4);
+        assert_eq!(clk.sync(10), 10);
+        assert_eq!(clk.get(), 10);
+        assert_eq!(clk.tick(), 12);
         // Odd values are rounded up, the clock stays even.
-        assert_eq!(q.sync(15), 16);
+        assert_eq!(clk.sync(15), 16);
         // The clock saturates instead of overflowing.
-        assert_eq!(q.sync(u64::MAX), TS_MAX);
-        assert_eq!(q.tick(), TS_MAX);
-        assert_eq!(q.clock() & 1, 0);
+        assert_eq!(clk.sync(u64::MAX), TS_MAX);
+        assert_eq!(clk.tick(), TS_MAX);
+        assert_eq!(clk.get() & 1, 0);
         Ok(())
     }
 
     #[test]
     fn stage_is_odd_and_commit_is_even() -> Result {
         let mut q = Queue::<u64>::new();
-        q.tick();
+        let clk = Clock::new();
+        clk.tick();
         // Staging syncs to the carried clock first.
-        let k = q.stage(slot()?, 7, 10, 1);
+        let k = q.stage(&clk, slot()?, 7, 10, 1);
         assert!(k.is_staging());
         assert_eq!(k.ts(), 11);
         assert_eq!(k.clock(), 10);
         assert_eq!(k.tag(), 7);
-        assert_eq!(q.clock(), 10);
+        assert_eq!(clk.get(), 10);
         // Staging below the clock stamps just above the clock.
-        let k2 = q.stage(slot()?, 8, 4, 2);
+        let k2 = q.stage(&clk, slot()?, 8, 4, 2);
         assert_eq!(k2.ts(), 11);
         assert!(k2 > k);
 
-        let (c, readable) = q.commit_staged(&k, 12).ok_or(EINVAL)?;
+        let (c, readable) = q.commit_staged(&clk, &k, 12).ok_or(EINVAL)?;
         assert!(!c.is_staging());
         assert_eq!(c.ts(), 12);
         assert_eq!(c.clock(), 12);
         assert_eq!(c.tag(), 7);
-        assert_eq!(q.clock(), 12);
+        assert_eq!(clk.get(), 12);
         // k2 still blocks the queue.
         assert!(!readable);
         // The old key is gone, committing twice fails, and committed keys cannot be committed.
         assert!(q.get(&k).is_none());
-        assert!(q.commit_staged(&k, 12).is_none());
-        assert!(q.commit_staged(&c, 14).is_none());
+        assert!(q.commit_staged(&clk, &k, 12).is_none());
+        assert!(q.commit_staged(&clk, &c, 14).is_none());
         assert_eq!(q.get(&c).copied(), Some(1));
 
         // A commit timestamp below the staging stamp is raised above it.
-        let (c2, readable) = q.commit_staged(&k2, 4).ok_or(EINVAL)?;
+        let (c2, readable) = q.commit_staged(&clk, &k2, 4).ok_or(EINVAL)?;
         assert!(readable);
         assert_eq!(c2.ts(), 12);
         assert!(c2 > c);
 
         // Unstaged commits take a fresh tick.
-        let (u, readable) = q.commit_unstaged(slot()?, 9, 3);
+        let (u, readable) = q.commit_unstaged(&clk, slot()?, 9, 3);
         assert!(!readable);
         assert_eq!(u.ts(), 14);
         assert!(!u.is_staging());
@@ -618,48 +689,50 @@ mod tests {
     #[test]
     fn stage_at_a_known_timestamp() -> Result {
         let mut q = Queue::<u64>::new();
-        let (before, _) = q.commit_unstaged(slot()?, 1, 10);
+        let clk = Clock::new();
+        let (before, _) = q.commit_unstaged(&clk, slot()?, 1, 10);
         assert_eq!(before.ts(), 2);
         // Below the clock-to-be: staged just below it, the clock synced to it.
-        let (k, on_time) = q.stage_at(slot()?, 7, 8, 20);
+        let (k, on_time) = q.stage_at(&clk, slot()?, 7, 8, 20);
         assert!(on_time);
         assert!(k.is_staging());
         assert_eq!((k.ts(), k.tag()), (7, 7));
-        assert_eq!(q.clock(), 8);
+        assert_eq!(clk.get(), 8);
         assert!(k > before);
         // It blocks what comes after it, and whatever is queued now orders after `c`.
-        let (after, _) = q.commit_unstaged(slot()?, 2, 30);
+        let (after, _) = q.commit_unstaged(&clk, slot()?, 2, 30);
         assert_eq!(after.ts(), 10);
         assert_eq!(q.pop_front().map(|e| e.1), Some(10));
         assert!(q.pop_front().is_none());
         // Committed at `c` with no sync, ahead of the later entry.
-        let (c, readable) = q.commit_staged(&k, 8).ok_or(EINVAL)?;
+        let (c, readable) = q.commit_staged(&clk, &k, 8).ok_or(EINVAL)?;
         assert!(readable);
         assert_eq!(c.ts(), 8);
-        assert_eq!(q.clock(), 10);
+        assert_eq!(clk.get(), 10);
         assert_eq!(q.pop_front().map(|e| e.1), Some(20));
         assert_eq!(q.pop_front().map(|e| e.1), Some(30));
         // The clock has reached `c`: staged above the clock instead, as `stage` does.
-        let (late, on_time) = q.stage_at(slot()?, 7, 10, 40);
+        let (late, on_time) = q.stage_at(&clk, slot()?, 7, 10, 40);
         assert!(!on_time);
         assert_eq!(late.ts(), 11);
-        assert_eq!(q.clock(), 10);
+        assert_eq!(clk.get(), 10);
         Ok(())
     }
 
     #[test]
     fn staging_front_hides_committed() -> Result {
         let mut q = Queue::<u64>::new();
+        let clk = Clock::new();
         assert!(q.is_empty());
         assert!(!q.is_readable());
         assert!(q.front().is_none());
         assert!(q.pop_front().is_none());
 
-        let s = q.stage(slot()?, 1, 0, 10);
+        let s = q.stage(&clk, slot()?, 1, 0, 10);
         assert!(!q.is_empty());
         assert!(!q.is_readable());
         // A committed entry behind the staging one stays hidden.
-        let (u, readable) = q.commit_unstaged(slot()?, 2, 20);
+        let (u, readable) = q.commit_unstaged(&clk, slot()?, 2, 20);
         assert!(!readable);
         assert!(u > s);
         assert!(!q.is_readable());
@@ -668,8 +741,8 @@ mod tests {
         *q.get_mut(&u).ok_or(EINVAL)? = 21;
 
         // Committing the staging entry to a timestamp behind `u` exposes `u` first.
-        let c = q.clock() + 2;
-        let (s, readable) = q.commit_staged(&s, c).ok_or(EINVAL)?;
+        let c = clk.get() + 2;
+        let (s, readable) = q.commit_staged(&clk, &s, c).ok_or(EINVAL)?;
         assert!(readable);
         assert!(q.is_readable());
         let (key, value, cont) = q.front().ok_or(EINVAL)?;
@@ -690,18 +763,19 @@ mod tests {
     #[test]
     fn continue_flag() -> Result {
         let mut q = Queue::<u64>::new();
+        let clk = Clock::new();
         // One transaction (tag 5) with two entries on this queue, plus another transaction at
         // the same commit timestamp with a larger tag.
-        let a = q.stage(slot()?, 5, 0, 1);
-        let b = q.stage(slot()?, 5, a.clock(), 2);
-        let o = q.stage(slot()?, 6, 0, 3);
-        let c = q.sync(b.clock()) + 2;
-        let (_, r0) = q.commit_staged(&o, c).ok_or(EINVAL)?;
-        let (_, r1) = q.commit_staged(&b, c).ok_or(EINVAL)?;
+        let a = q.stage(&clk, slot()?, 5, 0, 1);
+        let b = q.stage(&clk, slot()?, 5, a.clock(), 2);
+        let o = q.stage(&clk, slot()?, 6, 0, 3);
+        let c = clk.sync(b.clock()) + 2;
+        let (_, r0) = q.commit_staged(&clk, &o, c).ok_or(EINVAL)?;
+        let (_, r1) = q.commit_staged(&clk, &b, c).ok_or(EINVAL)?;
         // `a` still blocks.
         assert!(!r0 && !r1);
         assert!(q.front().is_none());
-        let (_, r2) = q.commit_staged(&a, c).ok_or(EINVAL)?;
+        let (_, r2) = q.commit_staged(&clk, &a, c).ok_or(EINVAL)?;
         assert!(r2);
         let (_, _, cont) = q.front().ok_or(EINVAL)?;
         assert!(cont);
@@ -756,6 +830,9 @@ mod tests {
         fresh_hint: bool,
         /// With the timestamp taken first: whether a destination's clock had passed it.
         late: bool,
+        /// A unicast committed in one step under its destination's lock, with a tick of the
+        /// origin's clock synced to the destination's (`transaction::commit_unicast`).
+        unicast: bool,
     }
 
     impl Tx {
@@ -774,6 +851,7 @@ mod tests {
                 first: false,
                 fresh_hint: false,
                 late: false,
+                unicast: false,
             };
             // Element-wise copies; `copy_from_slice()` would add a panicking length check.
             for (d, s) in tx.dests.iter_mut().zip(dests) {
@@ -786,6 +864,9 @@ mod tests {
         }
 
         fn steps(&self) -> usize {
+            if self.unicast {
+                return 1;
+            }
             3 * self.n + 1 + usize::from(self.first)
         }
 
@@ -797,6 +878,7 @@ mod tests {
     /// Queues plus what each receiver dequeued, in order.
     struct Sim {
         qs: [Queue<u64>; NQ],
+        clocks: [Clock; NQ],
         logs: [[u64; MAX_LOG]; NQ],
         lens: [usize; NQ],
     }
@@ -805,6 +887,7 @@ mod tests {
         fn new() -> Self {
             Sim {
                 qs: core::array::from_fn(|_| Queue::new()),
+                clocks: core::array::from_fn(|_| Clock::new()),
                 logs: [[0; MAX_LOG]; NQ],
                 lens: [0; NQ],
             }
@@ -812,23 +895,24 @@ mod tests {
 
         /// Runs the next step of `tx`.
         fn step(&mut self, tx: &mut Tx) -> Result {
+            if tx.unicast {
+                return self.step_unicast(tx);
+            }
             if tx.first {
                 return self.step_first(tx);
             }
             let n = tx.n;
             let pc = tx.pc;
             if pc < n {
-                let q = &mut self.qs[tx.dests[pc]];
-                let key = q.stage(slot()?, tx.tag, tx.t, tx.idx);
+                let d = tx.dests[pc];
+                let key = self.qs[d].stage(&self.clocks[d], slot()?, tx.tag, tx.t, tx.idx);
                 tx.t = key.clock();
                 tx.keys[pc] = Some(key);
             } else if pc == n {
-                let o = &mut self.qs[tx.origin];
-                o.sync(tx.t);
-                tx.c = o.tick();
+                tx.c = self.clocks[tx.origin].tick_after(tx.t);
             } else if pc <= 2 * n {
                 let i = tx.order[pc - n - 1];
-                self.qs[tx.dests[i]].sync(tx.c);
+                self.clocks[tx.dests[i]].sync(tx.c);
             } else if pc <= 3 * n {
                 self.commit_nth(tx, pc - 2 * n - 1)?;
             } else {
@@ -838,12 +922,32 @@ mod tests {
             Ok(())
         }
 
+        /// Runs `tx`, a unicast, in its one step: what `transaction::commit_unicast` does under
+        /// the destination's lock.
+        fn step_unicast(&mut self, tx: &mut Tx) -> Result {
+            let d = tx.dests[0];
+            let (q, clk) = (&mut self.qs[d], &self.clocks[d]);
+            tx.c = if d == tx.origin {
+                q.commit_unstaged(clk, slot()?, tx.tag, tx.idx).0.ts()
+            } else {
+                let c = self.clocks[tx.origin].tick_after(clk.get());
+                // Above the destination's clock: it always joins.
+                q.commit_synthetic(clk, slot()?, c, tx.tag, tx.idx)
+                    .map_err(|_| EINVAL)?
+                    .0
+                    .ts()
+            };
+            tx.pc += 1;
+            Ok(())
+        }
+
         /// Commits the `k`-th destination of `tx` in commit order at its timestamp.
         fn commit_nth(&mut self, tx: &Tx, k: usize) -> Result {
             let i = tx.order[k];
             let key = tx.keys[i].ok_or(EINVAL)?;
-            self.qs[tx.dests[i]]
-                .commit_staged(&key, tx.c)
+            let d = tx.dests[i];
+            self.qs[d]
+                .commit_staged(&self.clocks[d], &key, tx.c)
                 .ok_or(EINVAL)?;
             Ok(())
         }
@@ -856,21 +960,20 @@ mod tests {
                 let hint = if tx.fresh_hint {
                     tx.dests[..n]
                         .iter()
-                        .map(|&d| self.qs[d].clock())
+                        .map(|&d| self.clocks[d].get())
                         .max()
                         .unwrap_or(0)
                 } else {
                     0
                 };
-                let o = &mut self.qs[tx.origin];
-                o.sync(hint);
-                tx.c = o.tick();
+                tx.c = self.clocks[tx.origin].tick_after(hint);
             } else if pc <= n {
-                let q = &mut self.qs[tx.dests[pc - 1]];
+                let d = tx.dests[pc - 1];
+                let (q, clk) = (&mut self.qs[d], &self.clocks[d]);
                 let key = if tx.late {
-                    q.stage(slot()?, tx.tag, tx.t, tx.idx)
+                    q.stage(clk, slot()?, tx.tag, tx.t, tx.idx)
                 } else {
-                    let (key, on_time) = q.stage_at(slot()?, tx.tag, tx.c, tx.idx);
+                    let (key, on_time) = q.stage_at(clk, slot()?, tx.tag, tx.c, tx.idx);
                     tx.late = !on_time;
                     key
                 };
@@ -878,14 +981,12 @@ mod tests {
                 tx.keys[pc - 1] = Some(key);
             } else if pc == n + 1 {
                 if tx.late {
-                    let o = &mut self.qs[tx.origin];
-                    o.sync(tx.t);
-                    tx.c = o.tick();
+                    tx.c = self.clocks[tx.origin].tick_after(tx.t);
                 }
             } else if pc <= 2 * n + 1 {
                 if tx.late {
                     let i = tx.order[pc - n - 2];
-                    self.qs[tx.dests[i]].sync(tx.c);
+                    self.clocks[tx.dests[i]].sync(tx.c);
                 }
             } else if pc <= 3 * n + 1 {
                 self.commit_nth(tx, pc - 2 * n - 2)?;
@@ -1037,26 +1138,36 @@ mod tests {
     fn multicast_order_random() -> Result {
         // Four transactions to random subsets of queues 0..3 from random origins (possibly one
         // of the destinations), random step scheduling, receivers dequeuing at random times.
-        random_schedules(false).map(|_| ())
+        random_schedules(false, false).map(|_| ())
+    }
+
+    #[test]
+    fn unicast_order_random() -> Result {
+        // The same, with about half of the transactions to one destination committed in one
+        // step, the unicast's, among multicasts that take their timestamp first or not.
+        let (_, _, unicasts) = random_schedules(true, true)?;
+        assert!(unicasts > 0);
+        Ok(())
     }
 
     #[test]
     fn multicast_order_random_timestamp_first() -> Result {
         // The same, with about half of the transactions taking their commit timestamp first,
         // from a fresh or a stale hint.
-        let (on_time, late) = random_schedules(true)?;
+        let (on_time, late, _) = random_schedules(true, false)?;
         // Both ways to commit occurred, so the checks were not vacuous.
         assert!(on_time > 0 && late > 0);
         Ok(())
     }
 
     /// Runs random schedules of four transactions, some taking their commit timestamp first if
-    /// `first`, and checks each. Returns how many of those committed at the timestamp taken
-    /// first and how many took a new one.
-    fn random_schedules(first: bool) -> Result<(u32, u32)> {
+    /// `first`, some to one destination committed as unicasts if `unicast`, and checks each.
+    /// Returns how many of those taking their timestamp first committed at it and how many took
+    /// a new one, and how many unicasts ran.
+    fn random_schedules(first: bool, unicast: bool) -> Result<(u32, u32, u32)> {
         const NTX: usize = 4;
         let mut rng = Rng(0x6275_7331);
-        let (mut on_time, mut late) = (0, 0);
+        let (mut on_time, mut late, mut unicasts) = (0, 0, 0);
         for _ in 0..1000 {
             let mut txs = [Tx::new(0, 0, 0, &[], &[]); NTX];
             for (i, tx) in txs.iter_mut().enumerate() {
@@ -1074,6 +1185,11 @@ mod tests {
                 if first {
                     tx.first = rng.below(2) == 0;
                     tx.fresh_hint = rng.below(2) == 0;
+                }
+                if unicast && n == 1 && rng.below(2) == 0 {
+                    tx.unicast = true;
+                    tx.first = false;
+                    unicasts += 1;
                 }
             }
             let mut sim = Sim::new();
@@ -1106,7 +1222,7 @@ mod tests {
                 }
             }
         }
-        Ok((on_time, late))
+        Ok((on_time, late, unicasts))
     }
 
     #[test]
@@ -1145,7 +1261,7 @@ mod tests {
         }
         assert!(z.c > x.c);
         // So is a release notification queued on an X receiver afterwards.
-        let (r, _) = sim.qs[0].commit_unstaged(slot()?, 0, 4);
+        let (r, _) = sim.qs[0].commit_unstaged(&sim.clocks[0], slot()?, 0, 4);
         assert!(r.ts() > x.c);
         Ok(())
     }
@@ -1157,19 +1273,20 @@ mod tests {
     #[test]
     fn flush_breaks_ties_on_the_tag() -> Result {
         let mut q = Queue::<u64>::new();
+        let clk = Clock::new();
         // Two transactions committed elsewhere at the very timestamp the flush commits at, one
         // ordered before the flush (smaller tag) and one after it (larger tag).
-        let mark = q.clock() + 10;
+        let mark = clk.get() + 10;
         let before = q
-            .commit_synthetic(slot()?, mark, FLUSHER - 1, 1)
+            .commit_synthetic(&clk, slot()?, mark, FLUSHER - 1, 1)
             .map_err(|_| EINVAL)?
             .0;
         let after = q
-            .commit_synthetic(slot()?, mark, FLUSHER + 1, 2)
+            .commit_synthetic(&clk, slot()?, mark, FLUSHER + 1, 2)
             .map_err(|_| EINVAL)?
             .0;
         let mut dropped = KVec::new();
-        q.flush(mark, FLUSHER, |v| {
+        q.flush(&clk, mark, FLUSHER, |v| {
             let _ = dropped.push(v, GFP_KERNEL);
         });
         assert_eq!(&dropped[..], &[1]);
@@ -1180,12 +1297,15 @@ mod tests {
         assert!(!q.may_join(mark, FLUSHER - 1));
         assert!(!q.may_join(mark, FLUSHER));
         assert!(q.may_join(mark, FLUSHER + 1));
-        assert!(q.commit_synthetic(slot()?, mark, FLUSHER - 1, 3).is_err());
+        assert!(q
+            .commit_synthetic(&clk, slot()?, mark, FLUSHER - 1, 3)
+            .is_err());
         // The same on the detaching variant.
         let mut q = Queue::<u64>::new();
-        let _ = q.commit_synthetic(slot()?, mark, FLUSHER + 1, 2);
-        let _ = q.commit_synthetic(slot()?, mark, FLUSHER - 1, 1);
-        let mut out = q.flush_detach(mark, FLUSHER);
+        let clk = Clock::new();
+        let _ = q.commit_synthetic(&clk, slot()?, mark, FLUSHER + 1, 2);
+        let _ = q.commit_synthetic(&clk, slot()?, mark, FLUSHER - 1, 1);
+        let mut out = q.flush_detach(&clk, mark, FLUSHER);
         assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(1));
         assert!(out.is_empty());
         assert_eq!(q.pop_front().map(|(_, v, _)| v), Some(2));
@@ -1195,13 +1315,14 @@ mod tests {
     #[test]
     fn flush_detach_moves_what_flush_drops() -> Result {
         let mut q = Queue::<u64>::new();
-        let (a, _) = q.commit_unstaged(slot()?, 1, 1);
-        let s = q.stage(slot()?, 2, 0, 2);
-        let (b, _) = q.commit_unstaged(slot()?, 3, 3);
-        let mark = q.tick();
-        let (after, _) = q.commit_unstaged(slot()?, 4, 4);
+        let clk = Clock::new();
+        let (a, _) = q.commit_unstaged(&clk, slot()?, 1, 1);
+        let s = q.stage(&clk, slot()?, 2, 0, 2);
+        let (b, _) = q.commit_unstaged(&clk, slot()?, 3, 3);
+        let mark = clk.tick();
+        let (after, _) = q.commit_unstaged(&clk, slot()?, 4, 4);
 
-        let mut out = q.flush_detach(mark, FLUSHER);
+        let mut out = q.flush_detach(&clk, mark, FLUSHER);
         // The detached queue holds exactly the committed entries at or below the mark, in order.
         assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(1));
         assert_eq!(out.pop_front().map(|(_, v, _)| v), Some(3));
@@ -1212,10 +1333,10 @@ mod tests {
         assert_eq!(q.get(&after).copied(), Some(4));
 
         // `take_all` empties the queue, staging entries included, and keeps the clock.
-        let clock = q.clock();
+        let clock = clk.get();
         let mut all = q.take_all();
         assert!(q.is_empty());
-        assert_eq!(q.clock(), clock);
+        assert_eq!(clk.get(), clock);
         assert_eq!(all.remove(&s).map(|(v, _)| v), Some(2));
         assert_eq!(all.remove(&after).map(|(v, _)| v), Some(4));
         assert!(all.is_empty());
@@ -1225,17 +1346,18 @@ mod tests {
     #[test]
     fn flush_keeps_staging() -> Result {
         let mut q = Queue::<u64>::new();
-        let (a, _) = q.commit_unstaged(slot()?, 1, 1);
-        let s = q.stage(slot()?, 2, 0, 2);
-        let (b, _) = q.commit_unstaged(slot()?, 3, 3);
-        let mark = q.tick();
-        let (after, _) = q.commit_unstaged(slot()?, 4, 4);
-        let s_late = q.stage(slot()?, 5, 0, 5);
+        let clk = Clock::new();
+        let (a, _) = q.commit_unstaged(&clk, slot()?, 1, 1);
+        let s = q.stage(&clk, slot()?, 2, 0, 2);
+        let (b, _) = q.commit_unstaged(&clk, slot()?, 3, 3);
+        let mark = clk.tick();
+        let (after, _) = q.commit_unstaged(&clk, slot()?, 4, 4);
+        let s_late = q.stage(&clk, slot()?, 5, 0, 5);
         assert!(a.ts() < s.ts() && s.ts() < b.ts() && b.ts() <= mark && mark < after.ts());
 
         let mut dropped = [0u64; 4];
         let mut n = 0;
-        q.flush(mark, FLUSHER, |v| {
+        q.flush(&clk, mark, FLUSHER, |v| {
             if let Some(d) = dropped.get_mut(n) {
                 *d = v;
             }
@@ -1253,27 +1375,27 @@ mod tests {
         assert!(!q.is_flushed(&after));
 
         // The old staging entry commits at or below the mark: it is logically flushed.
-        let (sc, _) = q.commit_staged(&s, mark).ok_or(EINVAL)?;
+        let (sc, _) = q.commit_staged(&clk, &s, mark).ok_or(EINVAL)?;
         assert!(q.is_flushed(&sc));
         // Flushing again at the mark drops it; the flush mark never goes backwards.
         let mut n = 0;
-        q.flush(0, FLUSHER, |_| n += 1);
+        q.flush(&clk, 0, FLUSHER, |_| n += 1);
         assert_eq!(n, 0);
         assert_eq!(q.flush_mark(), (mark, FLUSHER));
-        q.flush(mark, FLUSHER, |v| {
+        q.flush(&clk, mark, FLUSHER, |v| {
             assert_eq!(v, 2);
             n += 1;
         });
         assert_eq!(n, 1);
         // Flushing past everything drops `after` but keeps the staging entry.
-        let end = q.clock() + 100;
-        q.flush(end, FLUSHER, |v| {
+        let end = clk.get() + 100;
+        q.flush(&clk, end, FLUSHER, |v| {
             assert_eq!(v, 4);
             n += 1;
         });
         assert_eq!(n, 2);
         assert_eq!(q.flush_mark(), (end, FLUSHER));
-        assert!(q.clock() >= end);
+        assert!(clk.get() >= end);
         assert!(q.get(&after).is_none());
         assert_eq!(q.get(&s_late).copied(), Some(5));
         assert!(q.front().is_none());
@@ -1285,25 +1407,28 @@ mod tests {
     #[test]
     fn commit_synthetic_after_observed() -> Result {
         let mut q = Queue::<u64>::new();
+        let clk = Clock::new();
         // Nothing observed yet: joining an empty queue makes the entry the readable front.
-        let (k0, woke) = q.commit_synthetic(slot()?, 10, 7, 1).map_err(|_| EINVAL)?;
+        let (k0, woke) = q
+            .commit_synthetic(&clk, slot()?, 10, 7, 1)
+            .map_err(|_| EINVAL)?;
         assert!(woke);
         assert!(!k0.is_staging());
         // The clock was synced: later commits order after it.
-        assert_eq!(q.clock(), 10);
-        let (f, _) = q.commit_unstaged(slot()?, 5, 2);
+        assert_eq!(clk.get(), 10);
+        let (f, _) = q.commit_unstaged(&clk, slot()?, 5, 2);
         assert_eq!(f.ts(), 12);
         assert!(f > k0);
         assert!(q.pop_front().is_some_and(|(k, v, _)| k == k0 && v == 1));
         // Before or equal to what was popped: refused.
-        let (sl, v) = match q.commit_synthetic(slot()?, 10, 7, 3) {
+        let (sl, v) = match q.commit_synthetic(&clk, slot()?, 10, 7, 3) {
             Ok(_) => return Err(EINVAL),
             Err(r) => r,
         };
         assert_eq!(v, 3);
         assert!(!q.may_join(8, 100));
         // After what was popped but before the unread front: inserted ahead of it.
-        let (k, woke) = q.commit_synthetic(sl, 10, 8, 4).map_err(|_| EINVAL)?;
+        let (k, woke) = q.commit_synthetic(&clk, sl, 10, 8, 4).map_err(|_| EINVAL)?;
         assert!(!woke);
         assert!(k < f);
         assert!(q.pop_front().is_some_and(|(pk, pv, _)| pk == k && pv == 4));
@@ -1314,8 +1439,11 @@ mod tests {
 
         // Behind a staging front it is accepted but stays hidden.
         let mut q2 = Queue::<u64>::new();
-        let s = q2.stage(slot()?, 1, 0, 5);
-        let (k3, woke) = q2.commit_synthetic(slot()?, 2, 1, 6).map_err(|_| EINVAL)?;
+        let clk2 = Clock::new();
+        let s = q2.stage(&clk2, slot()?, 1, 0, 5);
+        let (k3, woke) = q2
+            .commit_synthetic(&clk2, slot()?, 2, 1, 6)
+            .map_err(|_| EINVAL)?;
         assert!(!woke);
         assert!(k3 > s);
         assert!(q2.front().is_none());
@@ -1329,9 +1457,10 @@ mod tests {
     #[test]
     fn remove_and_drain() -> Result {
         let mut q: Queue<u64> = Queue::default();
-        let s = q.stage(Queue::reserve(GFP_KERNEL)?, 1, 0, 1);
-        let (a, _) = q.commit_unstaged(slot()?, 2, 2);
-        let (b, _) = q.commit_unstaged(slot()?, 3, 3);
+        let clk = Clock::new();
+        let s = q.stage(&clk, Queue::reserve(GFP_KERNEL)?, 1, 0, 1);
+        let (a, _) = q.commit_unstaged(&clk, slot()?, 2, 2);
+        let (b, _) = q.commit_unstaged(&clk, slot()?, 3, 3);
 
         // Removing the staging front unblocks the queue.
         assert!(!q.is_readable());
@@ -1344,10 +1473,10 @@ mod tests {
         assert_eq!(v, 2);
         assert!(!readable);
         assert!(q.remove_reuse(&a).is_none());
-        let (r, _) = q.commit_unstaged(sl, 4, 4);
+        let (r, _) = q.commit_unstaged(&clk, sl, 4, 4);
         assert!(r > b);
 
-        let s2 = q.stage(slot()?, 5, 0, 5);
+        let s2 = q.stage(&clk, slot()?, 5, 0, 5);
         let mut seen = [0u64; 4];
         let mut n = 0;
         q.drain(|k, v| {

@@ -597,10 +597,10 @@ impl Peer {
         let mut woke = false;
         if linked && id != uapi::BUS1_HANDLE_INVALID {
             if let Some((c, otag)) = node.destruction() {
-                if let Ok((_, w)) =
-                    inner
-                        .queue
-                        .commit_synthetic(destroy, c, otag, Event::Destroy(node.clone()))
+                let ev = Event::Destroy(node.clone());
+                if let Ok((_, w)) = inner
+                    .queue
+                    .commit_synthetic(self.clock(), destroy, c, otag, ev)
                 {
                     woke = w;
                 }

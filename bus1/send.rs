@@ -59,7 +59,10 @@ use crate::{
         user_sized,
         SmallVec, //
     },
-    transaction::unicast,
+    transaction::{
+        commit_unicast,
+        unicast, //
+    },
     uapi,
 };
 use core::mem::{
@@ -327,14 +330,18 @@ impl Peer {
             // This peer is pinned by the ioctl itself.
             let ctx = secctx.for_receiver(self)?;
             let room = KBox::<Message>::new_uninit(GFP_KERNEL_ACCOUNT)?;
-            let Prepared { mut msg, page, .. } = prepare_copy(
+            let Copied::Built(Prepared { mut msg, page, .. }) = prepare_copy(
                 Room::Own(room),
                 self,
                 None,
                 layout.with_secctx(ctx),
                 self.viewer().current_sender(),
                 self.uid(),
-            )?;
+            )?
+            else {
+                // Only a queued copy is ever committed.
+                return Err(ENOTRECOVERABLE());
+            };
             fill_slice(&msg, page.as_deref(), vecs, ctx)?;
             let cargo = make_cargo(nodes, files, 1)?;
             msg.cargo = cargo;
@@ -366,8 +373,8 @@ impl Peer {
                 return Err(ENOTUNIQ());
             }
             let node = op.resolve(id)?;
-            match self.send_one(node, layout, vecs, &mut secctx, &mut views) {
-                Ok(p) => {
+            match self.send_one(node, layout, vecs, &mut secctx, &mut views, None) {
+                Ok(Copied::Built(p)) => {
                     if first.is_none() {
                         first = Some(p);
                     } else if let Err(p) = pending.push_within_capacity(p) {
@@ -378,6 +385,8 @@ impl Peer {
                         errors.push(0)?;
                     }
                 }
+                // Not asked for: only a copy built with its origin given is committed.
+                Ok(Copied::Committed) => return Err(ENOTRECOVERABLE()),
                 Err(e) if cont && is_per_destination(e) => {
                     if want_errors {
                         // CAST: Errno values are small negative integers.
@@ -407,7 +416,7 @@ impl Peer {
             p.msg.cargo = cargo;
             p.msg.inflight = true;
             let dst = p.msg.receiver.clone();
-            unicast(&**self, &dst, p.clock, p.slot, Event::Data(p.msg));
+            unicast(&**self, &dst, p.slot, Event::Data(p.msg));
             return Ok(0);
         }
 
@@ -460,14 +469,15 @@ impl Peer {
         let node = op.resolve_after(id, |inner| first.run_locked(self, inner))?;
         let mut secctx = SenderSecctx::new();
         let mut views = SenderViews::new(1);
-        let p = match self.send_one(node, layout, vecs, &mut secctx, &mut views) {
-            Ok(p) => p,
+        let p = match self.send_one(node, layout, vecs, &mut secctx, &mut views, Some(self)) {
+            Ok(Copied::Built(p)) => p,
+            Ok(Copied::Committed) => return Ok(0),
             Err(e) if cont && is_per_destination(e) => return Ok(0),
             Err(e) => return Err(e),
         };
         // No cargo: the copy holds no in-flight references (see `Message`).
         let dst = p.msg.receiver.clone();
-        unicast(&**self, &dst, p.clock, p.slot, Event::Data(p.msg));
+        unicast(&**self, &dst, p.slot, Event::Data(p.msg));
         Ok(0)
     }
 
@@ -479,6 +489,10 @@ impl Peer {
     /// in), so it holds nothing the receiver's teardown waits for: the allocated, unpublished
     /// slice is the sender's until the message is staged or dropped. A receiver that shut down
     /// meanwhile gets nothing, and the sender `ESHUTDOWN`, as if it had shut down first.
+    ///
+    /// With `unicast`, the origin of a message that has no other destination, a copy with
+    /// nothing to write into its slice may be committed in the critical section that charges
+    /// it (see [`prepare_copy`]).
     fn send_one(
         &self,
         node: Arc<Node>,
@@ -486,14 +500,10 @@ impl Peer {
         vecs: &[uapi::IoVec],
         secctx: &mut SenderSecctx,
         views: &mut SenderViews,
-    ) -> Result<Pending> {
+        unicast: Option<&Peer>,
+    ) -> Result<Copied<Pending>> {
         let ctx;
-        let Prepared {
-            msg,
-            slot,
-            clock,
-            page,
-        } = {
+        let prepared = {
             let dst = PeerActive::acquire_owner(&node)?;
             let receiver = dst.peer();
             ctx = secctx.for_receiver(receiver)?;
@@ -505,7 +515,7 @@ impl Peer {
             // is full), as its pool pages are.
             receiver.pool().charge_for_sender(|| {
                 prepare_copy(
-                    Room::Queued,
+                    Room::Queued(unicast),
                     receiver,
                     Some(node),
                     layout.with_secctx(ctx),
@@ -513,6 +523,15 @@ impl Peer {
                     self.uid(),
                 )
             })?
+        };
+        let Prepared {
+            msg,
+            slot,
+            clock,
+            page,
+        } = match prepared {
+            Copied::Built(p) => p,
+            Copied::Committed => return Ok(Copied::Committed),
         };
         let slot = slot.ok_or_else(ENOTRECOVERABLE)?;
         // An empty payload without a context (a notification) has nothing to copy.
@@ -523,13 +542,21 @@ impl Peer {
         if msg.receiver.is_shutdown() {
             return Err(ESHUTDOWN());
         }
-        Ok(Pending { slot, msg, clock })
+        Ok(Copied::Built(Pending { slot, msg, clock }))
     }
 }
 
 /// Whether `e` concerns one destination only, so `SEND_FLAG_CONTINUE` skips that destination.
 fn is_per_destination(e: Error) -> bool {
     e == EHOSTUNREACH() || e == ESHUTDOWN() || e == EDQUOT() || e == crate::ext::errno::EXFULL()
+}
+
+/// What became of a copy.
+enum Copied<T> {
+    /// Built, to be filled (if it has anything to write) and queued by the caller.
+    Built(T),
+    /// Queued, committed in the critical section that charged it.
+    Committed,
 }
 
 /// A copy [`prepare_copy`] made.
@@ -545,12 +572,14 @@ struct Prepared {
 }
 
 /// Where [`prepare_copy`] builds a copy.
-enum Room {
+enum Room<'a> {
     /// In memory the caller allocated (the seed, which is not queued).
     Own(KBox<MaybeUninit<Message>>),
     /// With its queue entry: in the memory of the last message the receiver received, if it
-    /// kept it, else in memory allocated for the receiver.
-    Queued,
+    /// kept it, else in memory allocated for the receiver. With the origin of a unicast, a copy
+    /// that has nothing to write into its slice and finds that memory kept is committed in the
+    /// critical section that charges it.
+    Queued(Option<&'a Peer>),
 }
 
 /// Prepares a copy for `peer`, which the caller pins, sent by the user `sender_uid`: checks
@@ -559,20 +588,21 @@ enum Room {
 /// unpublished (no flush touches it) until the message is received or dropped. `layout` comes
 /// with its size. Returns the copy, built as `room` says, with its queue entry for
 /// [`Room::Queued`], the peer's queue clock when it was charged, and the pool page the slice
-/// lies in if it is a slab's (see [`crate::pool::Pool::alloc`]).
+/// lies in if it is a slab's (see [`crate::pool::Pool::alloc`]); or, for [`Room::Queued`] with
+/// the origin of a unicast, nothing, if it committed the copy.
 fn prepare_copy(
-    room: Room,
+    room: Room<'_>,
     peer: &Arc<Peer>,
     node: Option<Arc<Node>>,
     (layout, size): (SliceLayout, u64),
     sender: SenderIds,
     sender_uid: u32,
-) -> Result<Prepared> {
+) -> Result<Copied<Prepared>> {
     let c = Message::charge_of(&layout, size);
     // The destination node must be live; checked under the same lock as the first charge
     // attempt and the slice's allocation, so a unicast takes the receiver's lock once here.
     let mut inner = peer.lock();
-    let clock = inner.queue.clock();
+    let clock = peer.clock().get();
     if let Some(n) = &node {
         if inner.nodes.get(&n.serial()).is_none() {
             return Err(EHOSTUNREACH());
@@ -614,45 +644,79 @@ fn prepare_copy(
     // The memory of the last message the peer received, if it kept it, in the same critical
     // section.
     let kept = match room {
-        Room::Queued => inner.spare.take(),
+        Room::Queued(_) => inner.spare.take(),
         Room::Own(_) => None,
     };
-    drop(inner);
-    let (slot, room) = match (room, kept) {
-        (Room::Own(room), _) => (None, room),
-        (Room::Queued, Some((slot, room))) => (Some(slot), room),
-        (Room::Queued, None) => match new_pair() {
-            Ok((slot, room)) => (Some(slot), room),
-            Err(e) => {
-                peer.give_back(Some(off), sender_uid, &shared, &c);
-                return Err(e);
-            }
-        },
-    };
-    // From here on, dropping `msg` gives back what was charged and the slice. Built in place,
-    // field by field (no message-sized copy from the stack), as the message is moved by
+    // From here on, dropping the message gives back what was charged and the slice. Built in
+    // place, field by field (no message-sized copy from the stack), as the message is moved by
     // pointer from here on.
-    let Ok(msg) = room.write_init(init!(Message {
-        receiver: peer.clone(),
-        node,
-        slice: Some(off),
-        layout,
-        size,
-        sender,
-        cargo: None,
-        handles_charged: layout.n_handles,
-        sender_uid,
-        slice_charged: true,
-        rest_charged: true,
-        shared: !shared.is_zero(),
-        inflight: false,
-    }));
-    Ok(Prepared {
-        msg,
+    let is_shared = !shared.is_zero();
+    let build = move |room: KBox<MaybeUninit<Message>>| {
+        let Ok(msg) = room.write_init(init!(Message {
+            receiver: peer.clone(),
+            node,
+            slice: Some(off),
+            layout,
+            size,
+            sender,
+            cargo: None,
+            handles_charged: layout.n_handles,
+            sender_uid,
+            slice_charged: true,
+            rest_charged: true,
+            shared: is_shared,
+            inflight: false,
+        }));
+        msg
+    };
+    let (slot, room) = match (room, kept) {
+        (Room::Own(room), _) => {
+            drop(inner);
+            (None, room)
+        }
+        (Room::Queued(Some(origin)), Some((slot, room))) if !fill => {
+            // Nothing to write into the slice, and the memory for the message at hand: the copy
+            // is complete and committed here, as `unicast` would commit it in a critical
+            // section of its own (which is where it goes if the copy has to be filled first).
+            let msg = build(room);
+            let res = commit_unicast(origin, peer, &mut inner.queue, slot, Event::Data(msg));
+            drop(inner);
+            return match res {
+                Ok((_, wake)) => {
+                    if wake {
+                        peer.wake();
+                    }
+                    Ok(Copied::Committed)
+                }
+                // The receiver shut down (the only refusal, see `commit_unicast`); the copy is
+                // dropped unlocked, which gives its charge back.
+                Err(refused) => {
+                    drop(refused);
+                    Err(ESHUTDOWN())
+                }
+            };
+        }
+        (Room::Queued(_), Some((slot, room))) => {
+            drop(inner);
+            (Some(slot), room)
+        }
+        (Room::Queued(_), None) => {
+            drop(inner);
+            match new_pair() {
+                Ok((slot, room)) => (Some(slot), room),
+                Err(e) => {
+                    peer.give_back(Some(off), sender_uid, &shared, &c);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    Ok(Copied::Built(Prepared {
+        msg: build(room),
         slot,
         clock,
         page,
-    })
+    }))
 }
 
 /// Allocates a queue entry and the memory of a message for a receiver whose memory cgroup is
@@ -845,7 +909,81 @@ mod tests {
             tid: 0,
         };
         let room = Room::Own(KBox::<Message>::new_uninit(GFP_KERNEL)?);
-        Ok(prepare_copy(room, peer, None, (layout, layout.size()), ids, uid)?.msg)
+        match prepare_copy(room, peer, None, (layout, layout.size()), ids, uid)? {
+            Copied::Built(p) => Ok(p.msg),
+            Copied::Committed => Err(EINVAL),
+        }
+    }
+
+    /// Prepares a copy of `size` payload bytes for `peer` from `origin` as the single
+    /// destination of a unicast, as `SEND` does when the message has no other destination.
+    fn unicast_copy(origin: &Peer, peer: &Arc<Peer>, size: u64) -> Result<Copied<Prepared>> {
+        let layout = SliceLayout {
+            n_bytes: size,
+            n_handles: 0,
+            n_fds: 0,
+            n_secctx: None,
+        };
+        let uid = origin.uid();
+        let ids = SenderIds {
+            uid,
+            gid: uid,
+            pid: 0,
+            tid: 0,
+        };
+        let room = Room::Queued(Some(origin));
+        prepare_copy(room, peer, None, (layout, layout.size()), ids, uid)
+    }
+
+    /// Gives `peer` the memory of a received message to keep, as `RECV` does.
+    fn keep_pair(peer: &Peer) -> Result {
+        let (slot, room) = (Queue::reserve(GFP_KERNEL)?, KBox::new_uninit(GFP_KERNEL)?);
+        let refused = peer.lock().spare.give(slot, room);
+        drop(refused);
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_unicast_commits_in_the_section_that_charges_it() -> Result {
+        let a = Peer::new()?;
+        let b = Peer::with_pool(PoolSize::with_bytes(1 << 20))?;
+        // Nothing kept: the memory is allocated unlocked, and the copy built for the caller to
+        // queue in a critical section of its own.
+        let Copied::Built(p) = unicast_copy(&a, &b, 0)? else {
+            return Err(EINVAL);
+        };
+        drop(p);
+        // A payload to write: built, to be filled first, memory kept or not.
+        keep_pair(&b)?;
+        let Copied::Built(p) = unicast_copy(&a, &b, 8)? else {
+            return Err(EINVAL);
+        };
+        drop(p);
+        assert!(b.lock().queue.is_empty());
+        // Nothing to write and the memory kept: committed as it is charged, readable at once,
+        // in the order of a unicast (above both clocks, tagged with the origin).
+        keep_pair(&b)?;
+        for _ in 0..3 {
+            b.clock().tick();
+        }
+        let before = a.clock().get().max(b.clock().get());
+        let Copied::Committed = unicast_copy(&a, &b, 0)? else {
+            return Err(EINVAL);
+        };
+        assert!(b.maybe_readable());
+        let popped = b.lock().queue.pop_front();
+        let (key, ev, _) = popped.ok_or(EINVAL)?;
+        assert_eq!((key.ts(), key.tag()), (before + 2, a.id()));
+        assert!(a.clock().get() >= key.ts() && b.clock().get() >= key.ts());
+        // The kept memory went into it.
+        assert!(b.lock().spare.take().is_none());
+        drop(ev);
+        b.disconnect()?;
+        // A receiver that shut down refuses it, and the charge is given back.
+        keep_pair(&b)?;
+        assert!(matches!(unicast_copy(&a, &b, 0), Err(e) if e == ESHUTDOWN()));
+        assert!(accounts(&b).0.iter().all(|&n| n == 0));
+        a.disconnect()
     }
 
     #[test]

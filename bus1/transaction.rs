@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 use crate::queue::{
+    Clock,
     Queue,
     QueueKey,
     QueueSlot, //
@@ -34,121 +35,83 @@ pub(crate) trait Participant: Sized {
     fn id(&self) -> u64;
     /// Calls `f` on the peer's queue, under the peer's lock (and no other lock).
     fn with_queue<R>(&self, f: impl FnOnce(&mut Queue<Self::Entry>) -> R) -> R;
+    /// The peer's clock, which every call on its queue is given.
+    fn clock(&self) -> &Clock;
     /// Wakes up the peer's readers after its queue became readable.
     fn wake(&self);
-    /// Pins the peer; fails once it was shut down. May be called under the peer's own lock.
-    fn pin(this: &Arc<Self>) -> Option<Self::Pin>;
     /// Whether the peer was shut down. Called under the peer's lock: a peer that is not shut
     /// down then cannot empty its queue for the last time before that lock is dropped, so an
     /// entry queued under it is removed by its teardown.
     fn is_shut_down(&self) -> bool;
 }
 
-/// What [`unicast`] did under the destination's lock.
-enum UnicastStep<P: Participant> {
-    /// Committed at the timestamp taken first; whether the queue became readable.
-    Committed(bool),
-    /// The destination's clock had passed that timestamp: staged instead, pinned until commit.
-    Staged(P::Pin, QueueKey),
-    /// The destination was shut down: the entry is handed back, to be dropped unlocked.
-    Refused(QueueSlot<P::Entry>, P::Entry),
-}
-
 /// Sends `ev` to the queue of `dst` alone, as a transaction of `origin`, in the preallocated
-/// `slot`; `hint` is a value the destination's clock had before (read when the entry was
-/// charged). Returns the commit timestamp, or `None` if `dst` was shut down (the entry is
-/// dropped, which nobody can tell from a delivery followed by the receiver's flush).
+/// `slot`, in one critical section of the destination's lock (see [`commit_unicast`]). Returns
+/// the commit timestamp, or `None` if `dst` was shut down (the entry is dropped, which nobody can
+/// tell from a delivery followed by the receiver's flush).
 ///
-/// The commit timestamp is taken first: `C = O.sync(hint); O.tick()`. Then, in **one** critical
-/// section of the destination's lock, if the destination's clock is below `C`, the entry is
-/// inserted committed at `(C, tag)` and the clock synced to `C`. That is the protocol's four
-/// rounds with nothing in between to observe: the entry would have staged at the destination's
-/// clock plus one, below `C`; `C` is a tick of the origin's clock, unique with the tag; and
-/// both clocks are at least `C` once the entry is visible. If the destination's clock has
-/// passed `C` (another transaction committed there since `hint` was read), the entry is staged
-/// in that same critical section and the protocol goes on as for several destinations.
-///
-/// A destination that is the origin itself takes one critical section: a fresh tick there.
-/// The destination needs no pin: it is checked under its own lock to be not shut down, and only
-/// a staged entry, which outlives the critical section, pins it. The caller keeps `dst` alive
-/// for the wake-up after the lock is dropped.
+/// The destination needs no pin: it is checked under its own lock to be not shut down. The
+/// caller keeps `dst` alive for the wake-up after the lock is dropped.
 pub(crate) fn unicast<P: Participant>(
     origin: &P,
     dst: &Arc<P>,
-    hint: u64,
     slot: QueueSlot<P::Entry>,
     ev: P::Entry,
 ) -> Option<u64> {
-    let tag = origin.id();
-    if dst.id() == tag {
-        let res = dst.with_queue(|q| {
-            if dst.is_shut_down() {
-                return Err((slot, ev));
-            }
-            let (key, wake) = q.commit_unstaged(slot, tag, ev);
-            Ok((key.ts(), wake))
-        });
-        return match res {
-            Ok((c, wake)) => {
-                if wake {
-                    dst.wake();
-                }
-                Some(c)
-            }
-            Err(refused) => {
-                drop(refused);
-                None
-            }
-        };
-    }
-    let c = origin.with_queue(|q| {
-        q.sync(hint);
-        q.tick()
-    });
-    let step = dst.with_queue(|q| -> UnicastStep<P> {
-        if dst.is_shut_down() {
-            return UnicastStep::Refused(slot, ev);
-        }
-        if q.clock() < c {
-            // `c` is above the clock, hence above everything the owner took off the queue: the
-            // join always succeeds.
-            return match q.commit_synthetic(slot, c, tag, ev) {
-                Ok((_, wake)) => UnicastStep::Committed(wake),
-                Err((slot, ev)) => UnicastStep::Refused(slot, ev),
-            };
-        }
-        match P::pin(dst) {
-            Some(pin) => UnicastStep::Staged(pin, q.stage(slot, tag, c, ev)),
-            None => UnicastStep::Refused(slot, ev),
-        }
-    });
-    match step {
-        UnicastStep::Committed(wake) => {
+    let res = dst.with_queue(|q| commit_unicast(origin, dst, q, slot, ev));
+    match res {
+        Ok((c, wake)) => {
             if wake {
                 dst.wake();
             }
             Some(c)
         }
-        UnicastStep::Staged(dst, key) => {
-            let c = origin.with_queue(|q| {
-                q.sync(key.clock());
-                q.tick()
-            });
-            let s: Staged<P> = Staged { dst, key };
-            let wake = s.dst.with_queue(|q| {
-                q.sync(c);
-                q.commit_staged(&s.key, c).is_some_and(|(_, w)| w)
-            });
-            if wake {
-                s.dst.wake();
-            }
-            Some(c)
-        }
-        UnicastStep::Refused(slot, ev) => {
-            drop((slot, ev));
+        Err(refused) => {
+            drop(refused);
             None
         }
     }
+}
+
+/// An entry a shut-down destination refused: its slot and value, to be dropped unlocked.
+pub(crate) type Refused<P> = (
+    QueueSlot<<P as Participant>::Entry>,
+    <P as Participant>::Entry,
+);
+
+/// Commits `ev` in `slot` on `q`, the queue of `dst`, whose lock the caller holds, as a
+/// transaction of `origin` with no other destination. Returns the commit timestamp and whether
+/// the queue became readable, or hands `slot` and `ev` back if `dst` was shut down, for the
+/// caller to drop once it has released the lock.
+///
+/// Nothing of the origin is locked: the commit timestamp is a tick of the origin's clock synced
+/// to the destination's clock read here, `C = O.tick_after(D.clock)`, and the entry is inserted
+/// committed at `(C, tag)`, the destination's clock synced to `C`. That is the protocol's four
+/// rounds with nothing in between to observe: the entry would have staged at the destination's
+/// clock plus one, below `C`; `C` is a tick of the origin's clock, unique with the tag, and above
+/// everything the origin dequeued before (its clock was synced to those entries when they were
+/// committed); and both clocks are at least `C` once the entry is visible. As `C` is above the
+/// destination's clock, hence above the last entry its owner took off the queue and its last
+/// flush, the entry always joins. A destination that is the origin itself takes a fresh tick.
+pub(crate) fn commit_unicast<P: Participant>(
+    origin: &P,
+    dst: &P,
+    q: &mut Queue<P::Entry>,
+    slot: QueueSlot<P::Entry>,
+    ev: P::Entry,
+) -> core::result::Result<(u64, bool), Refused<P>> {
+    if dst.is_shut_down() {
+        return Err((slot, ev));
+    }
+    let tag = origin.id();
+    let clock = dst.clock();
+    if dst.id() == tag {
+        let (key, wake) = q.commit_unstaged(clock, slot, tag, ev);
+        return Ok((key.ts(), wake));
+    }
+    let c = origin.clock().tick_after(clock.get());
+    let (key, wake) = q.commit_synthetic(clock, slot, c, tag, ev)?;
+    Ok((key.ts(), wake))
 }
 
 /// One staged entry on a remote peer's queue.
@@ -198,9 +161,10 @@ pub(crate) struct Transaction<P: Participant> {
 impl<P: Participant> Staged<P> {
     /// Commits the entry at `c` and wakes up the destination's readers if it became readable.
     fn commit(&self, c: u64) {
-        let wake = self
-            .dst
-            .with_queue(|q| q.commit_staged(&self.key, c).is_some_and(|(_, w)| w));
+        let wake = self.dst.with_queue(|q| {
+            q.commit_staged(self.dst.clock(), &self.key, c)
+                .is_some_and(|(_, w)| w)
+        });
         if wake {
             self.dst.wake();
         }
@@ -235,10 +199,7 @@ impl<P: Participant> Transaction<P> {
             kernel::warn_on!(true);
             return;
         }
-        self.early = Some(self.origin.with_queue(|q| {
-            q.sync(hint);
-            q.tick()
-        }));
+        self.early = Some(self.origin.clock().tick_after(hint));
     }
 
     /// Returns the tag identifying the transaction on every queue.
@@ -265,12 +226,13 @@ impl<P: Participant> Transaction<P> {
     ) {
         // The origin's clock has passed an early timestamp.
         self.early = None;
-        let key = queue.stage(slot, self.tag(), self.ts, ev);
+        let clock = self.origin.clock();
+        let key = queue.stage(clock, slot, self.tag(), self.ts, ev);
         self.ts = self.ts.max(key.clock());
         if self.local.push_within_capacity(key).is_err() {
             // Not reserved (a bug): commit right away rather than block the queue forever.
             kernel::warn_on!(true);
-            let _ = queue.commit_staged(&key, key.clock().saturating_add(2));
+            let _ = queue.commit_staged(clock, &key, key.clock().saturating_add(2));
         }
     }
 
@@ -311,8 +273,8 @@ impl<P: Participant> Transaction<P> {
     ) {
         let (tag, ts, early) = (self.tag(), self.ts, self.early);
         let (key, on_time) = dst.with_queue(|q| match early {
-            Some(c) => q.stage_at(slot, tag, c, ev),
-            None => (q.stage(slot, tag, ts, ev), false),
+            Some(c) => q.stage_at(dst.clock(), slot, tag, c, ev),
+            None => (q.stage(dst.clock(), slot, tag, ts, ev), false),
         });
         if !on_time {
             self.early = None;
@@ -321,9 +283,9 @@ impl<P: Participant> Transaction<P> {
         if let Err(s) = self.record_remote(Staged { dst, key }) {
             // Not reserved (a bug): commit right away rather than block the queue forever.
             kernel::warn_on!(true);
-            let _ = s
-                .dst
-                .with_queue(|q| q.commit_staged(&s.key, s.key.clock().saturating_add(2)));
+            let _ = s.dst.with_queue(|q| {
+                q.commit_staged(s.dst.clock(), &s.key, s.key.clock().saturating_add(2))
+            });
         }
     }
 
@@ -341,7 +303,7 @@ impl<P: Participant> Transaction<P> {
         // Detached entries commit with a new timestamp.
         self.early = None;
         let (tag, ts) = (self.tag(), self.ts);
-        let key = dst.with_queue(|q| q.stage(slot, tag, ts, ev));
+        let key = dst.with_queue(|q| q.stage(dst.clock(), slot, tag, ts, ev));
         self.ts = self.ts.max(key.clock());
         Staged { dst, key }
     }
@@ -382,9 +344,8 @@ impl<P: Participant> Transaction<P> {
         stamp: impl FnOnce(u64),
     ) -> u64 {
         let ts = self.ts;
-        let c = self.origin.with_queue(|q| {
-            q.sync(ts);
-            let c = q.tick();
+        let c = self.origin.with_queue(|_| {
+            let c = self.origin.clock().tick_after(ts);
             stamp(c);
             c
         });
@@ -395,8 +356,8 @@ impl<P: Participant> Transaction<P> {
         if self.local.is_empty() && self.remote.is_empty() && !any_detached {
             if let Some(s) = &self.first {
                 let wake = s.dst.with_queue(|q| {
-                    q.sync(c);
-                    q.commit_staged(&s.key, c).is_some_and(|(_, w)| w)
+                    q.commit_staged(s.dst.clock(), &s.key, c)
+                        .is_some_and(|(_, w)| w)
                 });
                 if wake {
                     s.dst.wake();
@@ -405,18 +366,18 @@ impl<P: Participant> Transaction<P> {
             return c;
         }
         // Nothing is visible before every destination's clock has passed `c`, so any reaction
-        // to the transaction is ordered after it.
+        // to the transaction is ordered after it. A clock needs no lock to be raised.
         for s in self.remotes() {
-            s.dst.with_queue(|q| q.sync(c));
+            s.dst.clock().sync(c);
         }
         detached(&mut |s| {
-            s.dst.with_queue(|q| q.sync(c));
+            s.dst.clock().sync(c);
         });
         if !self.local.is_empty() {
             let wake = self.origin.with_queue(|q| {
                 let mut wake = false;
                 for key in self.local.iter() {
-                    if let Some((_, w)) = q.commit_staged(key, c) {
+                    if let Some((_, w)) = q.commit_staged(self.origin.clock(), key, c) {
                         wake |= w;
                     }
                 }
@@ -469,7 +430,7 @@ mod tests {
         let node = Node::new(b.owner().clone(), 1)?;
         // The origin's clock is ahead of the destination's.
         for _ in 0..5 {
-            a.lock().queue.tick();
+            a.clock().tick();
         }
         let mut tx = Transaction::new(a.clone());
         stage(&mut tx, &b, &node)?;
@@ -480,26 +441,19 @@ mod tests {
         assert_eq!((key.ts(), key.tag()), (c, a.id()));
         assert!(c > 10);
         // Both clocks passed the commit: anything either queue commits later orders after it.
-        assert!(a.lock().queue.clock() >= c && b.lock().queue.clock() >= c);
+        assert!(a.clock().get() >= c && b.clock().get() >= c);
         // The entry names a node of `b`: take it out, or the two would keep each other alive.
         let popped = b.lock().queue.pop_front();
         drop(popped);
         Ok(())
     }
 
-    /// Sends a notification of `node` from `a` to `b` alone with the clock hint `hint`, and
-    /// returns the commit timestamp and the key it got on `b` (taken out of `b`'s queue, as the
-    /// entry names a node of `b`).
-    fn send_unicast(
-        a: &Arc<Peer>,
-        b: &Arc<Peer>,
-        node: &Arc<Node>,
-        hint: u64,
-    ) -> Result<(u64, QueueKey)> {
+    /// Sends a notification of `node` from `a` to `b` alone, and returns the commit timestamp
+    /// and the key it got on `b` (taken out of `b`'s queue, as the entry names a node of `b`).
+    fn send_unicast(a: &Arc<Peer>, b: &Arc<Peer>, node: &Arc<Node>) -> Result<(u64, QueueKey)> {
         let c = unicast(
             &**a,
             b,
-            hint,
             Queue::reserve(GFP_KERNEL)?,
             Event::Release(node.clone()),
         )
@@ -516,32 +470,32 @@ mod tests {
         let b = Peer::new()?;
         let node = Node::new(b.owner().clone(), 1)?;
         for _ in 0..5 {
-            b.lock().queue.tick();
+            b.clock().tick();
         }
-        // The hint is the receiver's clock: the origin's tick passes it, so the entry is
-        // committed directly at that tick.
-        let (c, key) = send_unicast(&a, &b, &node, 10)?;
+        // The origin (at 0) ticks past the receiver's clock (10), read in the critical section
+        // that commits: the entry is committed directly at that tick.
+        let (c, key) = send_unicast(&a, &b, &node)?;
         assert_eq!((key.ts(), key.tag(), c), (12, a.id(), 12));
-        assert!(a.lock().queue.clock() >= c && b.lock().queue.clock() >= c);
+        assert!(a.clock().get() >= c && b.clock().get() >= c);
         Ok(())
     }
 
     #[test]
-    fn unicast_stages_when_the_receiver_clock_passed_the_tick() -> Result {
+    fn unicast_commits_above_the_origin_clock() -> Result {
         let a = Peer::new()?;
         let b = Peer::new()?;
         let node = Node::new(b.owner().clone(), 1)?;
         for _ in 0..5 {
-            b.lock().queue.tick();
+            a.clock().tick();
         }
-        // A stale hint: the origin's tick (2) is below the receiver's clock (10), so the entry
-        // must not be committed there; it stages at 11 and commits above it.
-        let (c, key) = send_unicast(&a, &b, &node, 0)?;
-        assert_eq!((key.ts(), key.tag()), (c, a.id()));
-        assert!(c > 10);
-        assert!(a.lock().queue.clock() >= c && b.lock().queue.clock() >= c);
-        // The pin taken for the staged entry is gone: the receiver can be torn down.
-        b.disconnect()?;
+        // The receiver's clock (0) is behind the origin's (10): the entry orders after
+        // everything the origin has seen, and the receiver's clock follows.
+        let (c, key) = send_unicast(&a, &b, &node)?;
+        assert_eq!((key.ts(), key.tag(), c), (12, a.id(), 12));
+        assert_eq!((a.clock().get(), b.clock().get()), (12, 12));
+        // A second one orders after the first on both clocks.
+        let (c2, _) = send_unicast(&a, &b, &node)?;
+        assert_eq!(c2, 14);
         Ok(())
     }
 
@@ -551,7 +505,7 @@ mod tests {
         let b = Peer::new()?;
         let node = Node::new(b.owner().clone(), 1)?;
         b.disconnect()?;
-        assert!(send_unicast(&a, &b, &node, 0).is_err());
+        assert!(send_unicast(&a, &b, &node).is_err());
         assert!(b.lock().queue.is_empty());
         Ok(())
     }
@@ -560,8 +514,8 @@ mod tests {
     fn unicast_to_itself_takes_one_tick() -> Result {
         let a = Peer::new()?;
         let own = Node::new(a.owner().clone(), 1)?;
-        a.lock().queue.tick();
-        let (c, key) = send_unicast(&a, &a, &own, 0)?;
+        a.clock().tick();
+        let (c, key) = send_unicast(&a, &a, &own)?;
         assert_eq!((key.ts(), key.tag(), c), (4, a.id(), 4));
         Ok(())
     }
@@ -607,11 +561,11 @@ mod tests {
         let c_peer = Peer::new()?;
         let node = Node::new(a.owner().clone(), 1)?;
         for _ in 0..5 {
-            b.lock().queue.tick();
+            b.clock().tick();
         }
         // One lock at a time.
-        let hint_b = b.lock().queue.clock();
-        let hint = hint_b.max(c_peer.lock().queue.clock());
+        let hint_b = b.clock().get();
+        let hint = hint_b.max(c_peer.clock().get());
         let mut tx = Transaction::new(a.clone());
         tx.timestamp_first(hint);
         let early = tx.early.ok_or(EINVAL)?;
@@ -621,14 +575,14 @@ mod tests {
         // Staged below it, blocking, with both clocks already at it.
         assert_eq!(tx.early, Some(early));
         assert!(front(&b).is_none() && front(&c_peer).is_none());
-        assert_eq!(b.lock().queue.clock(), early);
-        assert_eq!(c_peer.lock().queue.clock(), early);
+        assert_eq!(b.clock().get(), early);
+        assert_eq!(c_peer.clock().get(), early);
         assert_eq!(tx.commit(), early);
         for p in [&b, &c_peer] {
             let key = front(p).ok_or(EINVAL)?;
             assert_eq!((key.ts(), key.tag()), (early, a.id()));
         }
-        assert!(a.lock().queue.clock() >= early);
+        assert!(a.clock().get() >= early);
         Ok(())
     }
 
@@ -643,7 +597,7 @@ mod tests {
         tx.timestamp_first(0);
         let early = tx.early.ok_or(EINVAL)?;
         for _ in 0..5 {
-            b.lock().queue.tick();
+            b.clock().tick();
         }
         stage(&mut tx, &c_peer, &node)?;
         assert_eq!(tx.early, Some(early));
@@ -655,7 +609,7 @@ mod tests {
         for p in [&b, &c_peer] {
             let key = front(p).ok_or(EINVAL)?;
             assert_eq!((key.ts(), key.tag()), (c, a.id()));
-            assert!(p.lock().queue.clock() >= c);
+            assert!(p.clock().get() >= c);
         }
         Ok(())
     }
