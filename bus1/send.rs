@@ -647,41 +647,52 @@ fn prepare_copy(
         Room::Queued(_) => inner.spare.take(),
         Room::Own(_) => None,
     };
-    // From here on, dropping the message gives back what was charged and the slice. Built in
-    // place, field by field (no message-sized copy from the stack), as the message is moved by
-    // pointer from here on.
-    let is_shared = !shared.is_zero();
-    let build = move |room: KBox<MaybeUninit<Message>>| {
-        let Ok(msg) = room.write_init(init!(Message {
-            receiver: peer.clone(),
-            node,
-            slice: Some(off),
-            layout,
-            size,
-            sender,
-            cargo: None,
-            handles_charged: layout.n_handles,
-            sender_uid,
-            slice_charged: true,
-            rest_charged: true,
-            shared: is_shared,
-            inflight: false,
-        }));
-        msg
+    // Nothing to write into the slice, and the memory for the message at hand: the copy is
+    // complete once built, and the origin of a unicast commits it in this critical section, as
+    // `unicast` would commit it in one of its own (which is where a copy goes that has to be
+    // filled first, or built in memory allocated unlocked).
+    let locked = match (&room, &kept) {
+        (Room::Queued(Some(origin)), Some(_)) if !fill => Some((*origin, inner)),
+        _ => {
+            drop(inner);
+            None
+        }
     };
     let (slot, room) = match (room, kept) {
-        (Room::Own(room), _) => {
-            drop(inner);
-            (None, room)
-        }
-        (Room::Queued(Some(origin)), Some((slot, room))) if !fill => {
-            // Nothing to write into the slice, and the memory for the message at hand: the copy
-            // is complete and committed here, as `unicast` would commit it in a critical
-            // section of its own (which is where it goes if the copy has to be filled first).
-            let msg = build(room);
+        (Room::Own(room), _) => (None, room),
+        (Room::Queued(_), Some((slot, room))) => (Some(slot), room),
+        // Never `locked`, which needs the kept memory.
+        (Room::Queued(_), None) => match new_pair() {
+            Ok((slot, room)) => (Some(slot), room),
+            Err(e) => {
+                peer.give_back(Some(off), sender_uid, &shared, &c);
+                return Err(e);
+            }
+        },
+    };
+    // From here on, dropping `msg` gives back what was charged and the slice. Built in place,
+    // field by field (no message-sized copy from the stack), as the message is moved by
+    // pointer from here on.
+    let Ok(msg) = room.write_init(init!(Message {
+        receiver: peer.clone(),
+        node,
+        slice: Some(off),
+        layout,
+        size,
+        sender,
+        cargo: None,
+        handles_charged: layout.n_handles,
+        sender_uid,
+        slice_charged: true,
+        rest_charged: true,
+        shared: !shared.is_zero(),
+        inflight: false,
+    }));
+    match (locked, slot) {
+        (Some((origin, mut inner)), Some(slot)) => {
             let res = commit_unicast(origin, peer, &mut inner.queue, slot, Event::Data(msg));
             drop(inner);
-            return match res {
+            match res {
                 Ok((_, wake)) => {
                     if wake {
                         peer.wake();
@@ -694,29 +705,19 @@ fn prepare_copy(
                     drop(refused);
                     Err(ESHUTDOWN())
                 }
-            };
-        }
-        (Room::Queued(_), Some((slot, room))) => {
-            drop(inner);
-            (Some(slot), room)
-        }
-        (Room::Queued(_), None) => {
-            drop(inner);
-            match new_pair() {
-                Ok((slot, room)) => (Some(slot), room),
-                Err(e) => {
-                    peer.give_back(Some(off), sender_uid, &shared, &c);
-                    return Err(e);
-                }
             }
         }
-    };
-    Ok(Copied::Built(Prepared {
-        msg: build(room),
-        slot,
-        clock,
-        page,
-    }))
+        // `locked` always comes with a slot: here the lock is released already.
+        (locked, slot) => {
+            drop(locked);
+            Ok(Copied::Built(Prepared {
+                msg,
+                slot,
+                clock,
+                page,
+            }))
+        }
+    }
 }
 
 /// Allocates a queue entry and the memory of a message for a receiver whose memory cgroup is
