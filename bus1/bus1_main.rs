@@ -68,6 +68,9 @@
 //! node's strong count by locking the owner, not while holding its own lock. Transactions stage,
 //! sync and commit on each destination queue under that destination's lock only.
 //!
+//! A peer's Lamport clock ([`queue::Clock`]) is no lock but an atomic word beside `inner`, only
+//! ever raised: a sender ticks its own clock under the destination's `inner`, not its own.
+//!
 //! Instead of holding a remote peer's lock, an operation pins the remote peer with an active
 //! reference; disconnecting marks the peer first (so no new pins succeed) and then waits for
 //! existing pins to go away without holding any lock but its own `Owner::state` spinlock
