@@ -717,4 +717,172 @@ TEST(multicast_partial_overlap_is_one_order)
 	}
 }
 
+#define UC_THREADS 3	/* two threads of one peer, one of another */
+#define UC_MSGS 400	/* per sending thread, half to each receiver */
+
+struct uc_sender {
+	int fd;
+	int idx;
+	const __u64 *dst;	/* the handles of R0 and R1 */
+	pid_t tid;
+	int err;
+};
+
+static void *uc_send_fn(void *arg)
+{
+	struct uc_sender *u = arg;
+	int j;
+
+	u->tid = gettid();
+	for (j = 0; j < UC_MSGS; j++) {
+		/* Threads 0 and 2 send to R0, R1, R0, ...; thread 1 to R1, R0, ... */
+		u->err = bus1_send(u->fd, 0, &u->dst[(u->idx + j) % 2], 1, NULL, NULL, 0,
+				   NULL, 0, NULL, 0);
+		if (u->err)
+			break;
+	}
+	return NULL;
+}
+
+struct uc_receiver {
+	int fd;
+	pid_t log[UC_THREADS * UC_MSGS / 2];
+	int n;
+	int err;
+};
+
+static void *uc_recv_fn(void *arg)
+{
+	struct uc_receiver *r = arg;
+	struct bus1_cmd_recv m;
+
+	/* Receiving while the senders send keeps the memory of each message for the next. */
+	while (r->n < UC_THREADS * UC_MSGS / 2) {
+		memset(&m, 0, sizeof(m));
+		m.flags = BUS1_RECV_FLAG_WAIT;
+		m.max_offset = ANY_OFFSET;
+		/* A message that never comes fails the test here, not at the harness's timeout. */
+		m.msg.offset = 60ULL * 1000 * 1000 * 1000;
+		r->err = bus1_errno(ioctl(r->fd, BUS1_CMD_RECV, &m));
+		if (r->err)
+			break;
+		if (m.msg.type != BUS1_MSG_DATA || m.msg.n_bytes) {
+			r->err = EBADMSG;
+			break;
+		}
+		r->log[r->n++] = m.msg.tid;
+		r->err = bus1_slice_release(r->fd, m.msg.offset);
+		if (r->err)
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * Two threads of one peer and a thread of another send empty unicasts to two
+ * receivers in crossed orders, while the receivers take them as they come (so
+ * each keeps the memory of a message for the next): such a message is
+ * committed in the critical section of its receiver that charges it, with a
+ * tick of its sender's clock taken under that receiver's lock, synced to the
+ * receiver's clock, which the other sender moves too. Every message must
+ * arrive, and the receivers' orders and each thread's program order must form
+ * no cycle: one global order.
+ */
+TEST(unicasts_of_one_peer_from_two_threads_are_one_order)
+{
+	static int succ[UC_THREADS * UC_MSGS][2], n_succ[UC_THREADS * UC_MSGS];
+	static int indeg[UC_THREADS * UC_MSGS], queue[UC_THREADS * UC_MSGS];
+	static struct uc_receiver rcv[2];
+	struct uc_sender snd[UC_THREADS];
+	pthread_t ts[UC_THREADS], tr[2];
+	const uint8_t *pool[2];
+	int s, q, i, j, head = 0, tail = 0, seen = 0;
+	__u64 dst[2], dst_q[2];
+
+	memset(n_succ, 0, sizeof(n_succ));
+	memset(indeg, 0, sizeof(indeg));
+	s = bus1_peer_new();
+	ASSERT_LE(0, s);
+	q = bus1_peer_new();
+	ASSERT_LE(0, q);
+	for (i = 0; i < 2; i++) {
+		rcv[i].fd = bus1_peer_new();
+		ASSERT_LE(0, rcv[i].fd);
+		pool[i] = bus1_pool_map(rcv[i].fd, POOL_SIZE);
+		ASSERT_NE(NULL, pool[i]);
+		rcv[i].n = 0;
+		rcv[i].err = 0;
+		ASSERT_EQ(0, bus1_xfer(rcv[i].fd, N1, s, &dst[i]));
+		ASSERT_EQ(0, bus1_xfer(rcv[i].fd, N1, q, &dst_q[i]));
+	}
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&tr[i], NULL, uc_recv_fn, &rcv[i]));
+	for (i = 0; i < UC_THREADS; i++) {
+		snd[i] = (struct uc_sender){ .fd = i < 2 ? s : q, .idx = i, .dst = i < 2 ? dst : dst_q };
+		ASSERT_EQ(0, pthread_create(&ts[i], NULL, uc_send_fn, &snd[i]));
+	}
+	for (i = 0; i < UC_THREADS; i++) {
+		ASSERT_EQ(0, pthread_join(ts[i], NULL));
+		ASSERT_EQ(0, snd[i].err);
+	}
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, pthread_join(tr[i], NULL));
+		ASSERT_EQ(0, rcv[i].err);
+	}
+
+	/*
+	 * Message (t, j) is thread t's j-th send, index t * UC_MSGS + j. The
+	 * messages are empty, so the k-th one of thread t at receiver r is taken
+	 * as the k-th that t sent there, j = 2k + (t + r) % 2; what is checked is
+	 * the order across threads and receivers, which a cycle through threads'
+	 * program orders and both receivers' orders would break.
+	 */
+	for (i = 0; i < 2; i++) {
+		int k[UC_THREADS] = { 0 }, prev = -1;
+
+		for (j = 0; j < rcv[i].n; j++) {
+			int t, v;
+
+			for (t = 0; t < UC_THREADS && snd[t].tid != rcv[i].log[j]; t++)
+				;
+			ASSERT_GT(UC_THREADS, t);
+			v = t * UC_MSGS + 2 * k[t]++ + (t + i) % 2;
+			ASSERT_GT(UC_THREADS * UC_MSGS, v);
+			if (prev >= 0) {
+				succ[prev][n_succ[prev]++] = v;
+				indeg[v]++;
+			}
+			prev = v;
+		}
+		for (j = 0; j < UC_THREADS; j++)
+			ASSERT_EQ(UC_MSGS / 2, k[j]);
+	}
+	for (i = 0; i < UC_THREADS; i++)
+		for (j = 0; j + 1 < UC_MSGS; j++) {
+			succ[i * UC_MSGS + j][n_succ[i * UC_MSGS + j]++] = i * UC_MSGS + j + 1;
+			indeg[i * UC_MSGS + j + 1]++;
+		}
+	for (i = 0; i < UC_THREADS * UC_MSGS; i++)
+		if (!indeg[i])
+			queue[tail++] = i;
+	while (head < tail) {
+		int v = queue[head++];
+
+		seen++;
+		for (j = 0; j < n_succ[v]; j++)
+			if (!--indeg[succ[v][j]])
+				queue[tail++] = succ[v][j];
+	}
+	ASSERT_EQ(UC_THREADS * UC_MSGS, seen)
+		TH_LOG("%d messages are on a cycle of the receivers' and threads' orders",
+		       UC_THREADS * UC_MSGS - seen);
+
+	for (i = 0; i < 2; i++) {
+		munmap((void *)pool[i], POOL_SIZE);
+		close(rcv[i].fd);
+	}
+	close(s);
+	close(q);
+}
+
 TEST_HARNESS_MAIN
