@@ -597,6 +597,50 @@ TEST_F_TIMEOUT(order, crossing_creations_do_not_deadlock, 40)
 	ASSERT_EQ(0, other);
 }
 
+/*
+ * A precedence graph over n messages, for the one-order tests: @succ holds
+ * each message's successors, @width per message, @n_succ how many, @indeg
+ * its predecessors.
+ */
+static void pg_edge(int *succ, int width, int *n_succ, int *indeg, int u, int v)
+{
+	succ[u * width + n_succ[u]++] = v;
+	indeg[v]++;
+}
+
+/* Adds the program order of @senders senders of @msgs messages each. */
+static void pg_program_order(int *succ, int width, int *n_succ, int *indeg, int senders,
+			     int msgs)
+{
+	int i, j;
+
+	for (i = 0; i < senders; i++)
+		for (j = 0; j + 1 < msgs; j++)
+			pg_edge(succ, width, n_succ, indeg, i * msgs + j, i * msgs + j + 1);
+}
+
+/*
+ * Kahn's algorithm, with @queue room for @n messages: returns how many
+ * messages come out, all @n exactly if no message is on a cycle.
+ */
+static int pg_sorted(const int *succ, int width, const int *n_succ, int *indeg, int *queue,
+		     int n)
+{
+	int i, j, head = 0, tail = 0;
+
+	for (i = 0; i < n; i++)
+		if (!indeg[i])
+			queue[tail++] = i;
+	while (head < tail) {
+		int v = queue[head++];
+
+		for (j = 0; j < n_succ[v]; j++)
+			if (!--indeg[succ[v * width + j]])
+				queue[tail++] = succ[v * width + j];
+	}
+	return head;
+}
+
 #define MC_SENDERS 3
 #define MC_MSGS 200
 
@@ -637,7 +681,7 @@ TEST(multicast_partial_overlap_is_one_order)
 	static int queue[MC_SENDERS * MC_MSGS];
 	struct mc_sender snd[MC_SENDERS];
 	pthread_t t[MC_SENDERS];
-	int r[MC_SENDERS], i, j, head = 0, tail = 0, seen = 0;
+	int r[MC_SENDERS], i, j, seen;
 	const uint8_t *pool[MC_SENDERS];
 
 	memset(n_succ, 0, sizeof(n_succ));
@@ -677,10 +721,8 @@ TEST(multicast_partial_overlap_is_one_order)
 			ASSERT_GT(MC_SENDERS, (int)p[0]);
 			ASSERT_GT(MC_MSGS, (int)p[1]);
 			v = p[0] * MC_MSGS + p[1];
-			if (prev >= 0) {
-				succ[prev][n_succ[prev]++] = v;
-				indeg[v]++;
-			}
+			if (prev >= 0)
+				pg_edge(&succ[0][0], 2 * MC_SENDERS + 1, n_succ, indeg, prev, v);
 			prev = v;
 			n++;
 			ASSERT_EQ(0, bus1_errno(ioctl(r[i], BUS1_CMD_SLICE_RELEASE, &m.msg.offset)));
@@ -688,24 +730,11 @@ TEST(multicast_partial_overlap_is_one_order)
 		/* Every message of both senders of this receiver, exactly once. */
 		ASSERT_EQ(2 * MC_MSGS, n);
 	}
-	for (i = 0; i < MC_SENDERS; i++)
-		for (j = 0; j + 1 < MC_MSGS; j++) {
-			succ[i * MC_MSGS + j][n_succ[i * MC_MSGS + j]++] = i * MC_MSGS + j + 1;
-			indeg[i * MC_MSGS + j + 1]++;
-		}
+	pg_program_order(&succ[0][0], 2 * MC_SENDERS + 1, n_succ, indeg, MC_SENDERS, MC_MSGS);
 
 	/* Kahn's algorithm: every message must come out. */
-	for (i = 0; i < MC_SENDERS * MC_MSGS; i++)
-		if (!indeg[i])
-			queue[tail++] = i;
-	while (head < tail) {
-		int v = queue[head++];
-
-		seen++;
-		for (j = 0; j < n_succ[v]; j++)
-			if (!--indeg[succ[v][j]])
-				queue[tail++] = succ[v][j];
-	}
+	seen = pg_sorted(&succ[0][0], 2 * MC_SENDERS + 1, n_succ, indeg, queue,
+			 MC_SENDERS * MC_MSGS);
 	ASSERT_EQ(MC_SENDERS * MC_MSGS, seen)
 		TH_LOG("%d messages are on a cycle of the receivers' orders",
 		       MC_SENDERS * MC_MSGS - seen);
@@ -796,7 +825,7 @@ TEST(unicasts_of_one_peer_from_two_threads_are_one_order)
 	struct uc_sender snd[UC_THREADS];
 	pthread_t ts[UC_THREADS], tr[2];
 	const uint8_t *pool[2];
-	int s, q, i, j, head = 0, tail = 0, seen = 0;
+	int s, q, i, j, seen;
 	__u64 dst[2], dst_q[2];
 
 	memset(n_succ, 0, sizeof(n_succ));
@@ -848,31 +877,15 @@ TEST(unicasts_of_one_peer_from_two_threads_are_one_order)
 			ASSERT_GT(UC_THREADS, t);
 			v = t * UC_MSGS + 2 * k[t]++ + (t + i) % 2;
 			ASSERT_GT(UC_THREADS * UC_MSGS, v);
-			if (prev >= 0) {
-				succ[prev][n_succ[prev]++] = v;
-				indeg[v]++;
-			}
+			if (prev >= 0)
+				pg_edge(&succ[0][0], 2, n_succ, indeg, prev, v);
 			prev = v;
 		}
 		for (j = 0; j < UC_THREADS; j++)
 			ASSERT_EQ(UC_MSGS / 2, k[j]);
 	}
-	for (i = 0; i < UC_THREADS; i++)
-		for (j = 0; j + 1 < UC_MSGS; j++) {
-			succ[i * UC_MSGS + j][n_succ[i * UC_MSGS + j]++] = i * UC_MSGS + j + 1;
-			indeg[i * UC_MSGS + j + 1]++;
-		}
-	for (i = 0; i < UC_THREADS * UC_MSGS; i++)
-		if (!indeg[i])
-			queue[tail++] = i;
-	while (head < tail) {
-		int v = queue[head++];
-
-		seen++;
-		for (j = 0; j < n_succ[v]; j++)
-			if (!--indeg[succ[v][j]])
-				queue[tail++] = succ[v][j];
-	}
+	pg_program_order(&succ[0][0], 2, n_succ, indeg, UC_THREADS, UC_MSGS);
+	seen = pg_sorted(&succ[0][0], 2, n_succ, indeg, queue, UC_THREADS * UC_MSGS);
 	ASSERT_EQ(UC_THREADS * UC_MSGS, seen)
 		TH_LOG("%d messages are on a cycle of the receivers' and threads' orders",
 		       UC_THREADS * UC_MSGS - seen);
