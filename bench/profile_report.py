@@ -15,7 +15,8 @@ Inputs:
   tail_blocks", the plugin's running totals of the instructions from a
   switch into a task until it calls try_to_wake_up() and from there until
   the next switch, of both events, and of the translation blocks of each
-  phase;
+  phase; and each block line has a sixth column, how many of its executions
+  began in the serial part;
 - the guest output: "PROFILE-KSYM <kallsyms line>" for the kernel's _text
   and every bus1 symbol, "PROFILE-MODULE <the bus1 line of /proc/modules>",
   "PROFILE-CASE <case> <size> <n> <mark> [<destinations> [<processes>]]"
@@ -91,11 +92,24 @@ def parse_insns(lines):
             cur = marks.setdefault(int(f[1]), [])
         elif f[0] == "phase":
             continue
-        elif len(f) in (3, 4, 5) and cur is not None:
+        elif len(f) in (3, 4, 5, 6) and cur is not None:
             cur.append((int(f[0], 16), int(f[1]), int(f[2]), int(f[3]) if len(f) >= 4 else None,
-                        int(f[4]) if len(f) == 5 else None))
+                        int(f[4]) if len(f) >= 5 else None))
         else:
             raise ProfileError(f"plugin output line {no}: cannot parse {line.strip()!r}")
+    return marks
+
+
+def parse_serial(lines):
+    """The serial-part executions of the plugin's output (the sixth column of a block line):
+    {mark: [(pc, serial executions, insns), ...]}; empty if the plugin did not count them."""
+    marks, cur = {}, None
+    for line in lines:
+        f = line.split()
+        if f and f[0] == "mark" and len(f) == 2:
+            cur = int(f[1])
+        elif len(f) == 6 and cur is not None:
+            marks.setdefault(cur, []).append((int(f[0], 16), int(f[5]), int(f[2])))
     return marks
 
 
@@ -540,13 +554,15 @@ def multicast(results):
     return res
 
 
-def analyse(guest, marks, syms, phases=None):
+def analyse(guest, marks, syms, phases=None, serial=None):
     """Per case: total, bus1.ko part and per-function instructions per iteration; for a round
     trip with the plugin's phase split (`phases`, see parse_phases), the serial part and the
     tail per round trip, and the wake-ups and switches, None without it (or when the kernel did
-    not run where System.map says, where the split's addresses came from)."""
+    not run where System.map says, where the split's addresses came from); with the serial
+    executions of each block (`serial`, see parse_serial), the serial part by function, which
+    must add up to the phase split's serial part."""
     if syms.moved:
-        phases = None
+        phases = serial = None
     check_marks(guest, marks, "the guest")
     if not guest["cases"]:
         raise ProfileError("the guest output lists no case")
@@ -559,12 +575,23 @@ def analyse(guest, marks, syms, phases=None):
                  blocks=sum(e for _, e, _, _, _ in marks[c["mark"]]) / n,
                  funcs={k: v / n for k, v in per.items()}, locked=None, locked_bus1=None, locked_funcs={},
                  **accesses(marks[c["mark"]], syms, n))
-        r.update(serial=None, tail=None, wakes=None, switches=None, serial_blocks=None, tail_blocks=None)
+        r.update(serial=None, tail=None, wakes=None, switches=None, serial_blocks=None, tail_blocks=None,
+                 serial_funcs=None)
         a, b = (phases or {}).get(c["mark"] - 1), (phases or {}).get(c["mark"])
         if c["procs"] == 2 and a and b:
             r.update(serial=(b[0] - a[0]) / n, tail=(b[1] - a[1]) / n, wakes=(b[2] - a[2]) / n,
                      switches=(b[3] - a[3]) / n, serial_blocks=(b[4] - a[4]) / n,
                      tail_blocks=(b[5] - a[5]) / n)
+            if (serial or {}).get(c["mark"]):
+                per_serial = collections.Counter()
+                for pc, e, insns in serial[c["mark"]]:
+                    if e:
+                        per_serial[syms.lookup(pc)] += e * insns
+                got = sum(per_serial.values())
+                if got != b[0] - a[0]:
+                    raise ProfileError(f"mark {c['mark']}: the blocks' serial executions add up to {got} "
+                                       f"instructions, the phase split counted {b[0] - a[0]}")
+                r["serial_funcs"] = {k: v / n for k, v in per_serial.items()}
         if locked is not None:
             r.update(locked=sum(locked.values()) / n,
                      locked_bus1=sum(v for (_, m), v in locked.items() if m) / n,
@@ -671,6 +698,15 @@ def render(results, top, names, info=(), lines=()):
             out.append(f"| {r['case']} | {r['size']} | {r['serial']:.0f} | {ratio} | {r['tail']:.0f} "
                        f"| {r['serial_blocks']:.0f} | {bratio} | {r['tail_blocks']:.0f} "
                        f"| {r['wakes']:.2f} | {r['switches']:.2f} |")
+        for r in split:
+            if not r["serial_funcs"]:
+                continue
+            ours = sum(v for (_, m), v in r["serial_funcs"].items() if m)
+            out += ["", f"#### {r['case']}, {r['size']} B: the serial part by function", "",
+                    f"{r['serial']:.0f} instructions per round trip in the serial part, {ours:.0f} of them in "
+                    f"bus1.ko; the top {top} functions (a block counts for the part it began in):", "",
+                    "| serial insns / round trip | share | function |", "|---:|---:|---|"]
+            out += func_rows(r["serial_funcs"], r["serial"], top, names)
     if lines:
         base = {r["size"]: r["lines"] for r in lines if r["case"] == RTT_BASE}
         out += ["", "## Round trips across two CPUs: cache lines moved", "",
@@ -774,10 +810,10 @@ def main(argv=None):
             guest = parse_guest(f)
         with open(a.insns) as f:
             lines = f.readlines()
-        marks, phases = parse_insns(lines), parse_phases(lines)
+        marks, phases, serial = parse_insns(lines), parse_phases(lines), parse_serial(lines)
         with open(a.system_map) as f:
             syms = Symbols(f, guest)
-        results = analyse(guest, marks, syms, phases)
+        results = analyse(guest, marks, syms, phases, serial)
         lines = []
         if a.lines:
             with open(a.lines_log, errors="replace") as f:
@@ -786,7 +822,7 @@ def main(argv=None):
                 lmarks = parse_lines(f)
             with open(a.system_map) as f:
                 lines = analyse_lines(guest2, lmarks, Symbols(f, guest2))
-        names = demangle({n for r in results + lines for n, _ in r["funcs"]})
+        names = demangle({n for r in results + lines for n, _ in list(r["funcs"]) + list(r.get("serial_funcs") or {})})
     except (OSError, ProfileError) as e:
         print(f"profile_report.py: {e}", file=sys.stderr)
         return 1

@@ -117,6 +117,34 @@ PHASES = {1: "0 0 0 0 0 0", 2: "100 100 1 1 9 9", 3: "500 900 3 3 50 90", 4: "60
 INSNS_RTT_PHASES = "".join(line + (f"\nphase {PHASES[int(line.split()[1])]}" if line.startswith("mark ") else "") + "\n"
                            for line in INSNS_RTT.splitlines())
 
+# The round trips with the split and each block's serial executions (the sixth column; the
+# locked and access counts before it are zero). bus1_tx_rtt, segment 6: send_prepared's 10
+# executions and 10 of do_syscall_64's 20 began in the serial part, 500 + 100 = 600
+# instructions, as the split counted (1600 - 1000); per round trip 50 in send_prepared
+# (bus1.ko) and 10 in do_syscall_64. unix_rtt, segment 8: 8 * 16 + 11 * 2 = 150 (1850 - 1700):
+# 12.8 and 2.2 per round trip.
+# GUEST_RTT_FIXED runs the kernel where System.map says.
+KF = 0xffffffff81000000
+PHASES_SERIAL = {**PHASES, 8: "1850 2600 46 47 390 320"}
+INSNS_RTT_SERIAL = INSNS + f"""\
+mark 5
+phase {PHASES_SERIAL[5]}
+{M + 0x100:x} 333333 9 0 0 333333
+mark 6
+phase {PHASES_SERIAL[6]}
+{M + 0x100:x} 10 50 0 0 10
+{M + 0x900:x} 10 6 0 0 0
+{KF + 0x1000:x} 20 10 0 0 10
+{KF + 0x2000:x} 10 4 0 0 0
+mark 7
+phase {PHASES_SERIAL[7]}
+{KF + 0x1000:x} 444444 7 0 0 0
+mark 8
+phase {PHASES_SERIAL[8]}
+{KF + 0x1000:x} 10 16 0 0 8
+{KF + 0x3000:x} 20 2 0 0 11
+"""
+
 # INSNS with the plugin's count of locked instructions per block. Segment 2 per iteration:
 # do_syscall_64 1 (10 * 1 / 10), send_prepared 3 (10 * 3 / 10), ioctl 1 (5 * 2 / 10): 5 in
 # all, 4 in bus1. Segment 4: do_syscall_64 2.
@@ -271,7 +299,7 @@ class Segments(unittest.TestCase):
         with self.assertRaisesRegex(pr.ProfileError, "line 2"):
             pr.parse_insns(io.StringIO("mark 1\nffff 1\n"))
         with self.assertRaisesRegex(pr.ProfileError, "line 2"):
-            pr.parse_insns(io.StringIO("mark 1\nffff 1 2 3 4 5\n"))
+            pr.parse_insns(io.StringIO("mark 1\nffff 1 2 3 4 5 6\n"))
 
 
 class Locked(unittest.TestCase):
@@ -399,6 +427,29 @@ class RoundTrips(unittest.TestCase):
         self.assertEqual((40, 30, 1.9, 2, 16, 6), (unix["serial"], unix["tail"], unix["wakes"], unix["switches"],
                                                    unix["serial_blocks"], unix["tail_blocks"]))
         self.assertEqual((80, 20), (tx["total"], unix["total"]))
+
+    def test_serial_part_by_function(self):
+        guest, marks, syms = setup(GUEST_RTT_FIXED, INSNS_RTT_SERIAL)
+        lines = io.StringIO(INSNS_RTT_SERIAL).readlines()
+        serial = pr.parse_serial(lines)
+        self.assertEqual([(M + 0x100, 10, 50), (M + 0x900, 0, 6), (KF + 0x1000, 10, 10), (KF + 0x2000, 0, 4)],
+                         serial[6])
+        r = pr.analyse(guest, marks, syms, pr.parse_phases(lines), serial)
+        self.assertEqual([None, None], [x["serial_funcs"] for x in r[:2]])
+        tx, unix = r[2:]
+        self.assertEqual((60, 15), (tx["serial"], unix["serial"]))
+        self.assertEqual({(SEND, True): 50, ("do_syscall_64", False): 10}, tx["serial_funcs"])
+        self.assertEqual({("do_syscall_64", False): 12.8, ("weak_fn", False): 2.2}, unix["serial_funcs"])
+        # Without the sixth column, no attribution; the rest as before.
+        r = pr.analyse(guest, marks, syms, pr.parse_phases(lines))
+        self.assertEqual((None, 60), (r[2]["serial_funcs"], r[2]["serial"]))
+
+    def test_serial_executions_must_add_up_to_the_split(self):
+        bad = INSNS_RTT_SERIAL.replace(f"{KF + 0x3000:x} 20 2 0 0 11", f"{KF + 0x3000:x} 20 2 0 0 12")
+        guest, marks, syms = setup(GUEST_RTT_FIXED, bad)
+        lines = io.StringIO(bad).readlines()
+        with self.assertRaisesRegex(pr.ProfileError, "mark 8: the blocks' serial executions add up to 152"):
+            pr.analyse(guest, marks, syms, pr.parse_phases(lines), pr.parse_serial(lines))
 
     def test_no_split_where_the_kernel_moved(self):
         guest, marks, syms = setup(GUEST_RTT, INSNS_RTT_PHASES)
@@ -596,9 +647,22 @@ class Report(unittest.TestCase):
                       "| wake-ups / round trip | switches / round trip |", split)
         self.assertIn("| bus1_tx_rtt | 0 | 60 | 1.50x | 25 | 12 | 0.75x | 5 | 2.00 | 2.00 |", split)
         self.assertIn("| unix_rtt | 0 | 40 | 1.00x | 30 | 16 | 1.00x | 6 | 1.90 | 2.00 |", split)
+        self.assertNotIn("the serial part by function", md)
         # Without the split, or with the kernel moved, no such table.
         self.assertNotIn("### The serial part", self.report(GUEST_RTT_FIXED, INSNS_RTT))
         self.assertNotIn("### The serial part", self.report(GUEST_RTT, INSNS_RTT_PHASES))
+
+    def test_serial_part_by_function_to_markdown(self):
+        md = self.report(GUEST_RTT_FIXED, INSNS_RTT_SERIAL)
+        part = md[md.index("#### bus1_tx_rtt, 0 B: the serial part by function"):]
+        part = part[:part.index("\n## ")]
+        self.assertIn("60 instructions per round trip in the serial part, 50 of them in bus1.ko; the top 2 "
+                      "functions", part)
+        self.assertIn("| serial insns / round trip | share | function |", part)
+        self.assertIn("| 50.0 | 83.3% | `<peer::Peer>::send_prepared [bus1]` |", part)
+        self.assertIn("| 10.0 | 16.7% | `do_syscall_64` |", part)
+        self.assertIn("#### unix_rtt, 0 B: the serial part by function", part)
+        self.assertIn("| 12.8 | 85.3% | `do_syscall_64` |", part)
 
     def test_round_trips_leave_the_rest_as_it_was(self):
         """Without the round-trip sections, the report is the one without round trips: no row of

@@ -28,7 +28,10 @@
  * blocks executed in each phase. In a round trip of two processes on two
  * CPUs, the serial parts of the two sides run one after the other, while a
  * tail (the rest of the waker's call after its wake-up, its way to sleep)
- * overlaps with the woken side.
+ * overlaps with the woken side. With the split and API 3, each block line
+ * has a sixth column: how many of its executions began in the serial part
+ * (a conditional callback on the phase, so the split is by block, as the
+ * totals are).
  *
  * Counting is inline (a 64-bit add per block and per memory access, not
  * atomic), so the plugin
@@ -70,6 +73,19 @@ void qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(struct qemu_plugin_tb *tb
 						       qemu_plugin_u64 entry, uint64_t imm);
 void qemu_plugin_register_vcpu_mem_inline_per_vcpu(struct qemu_plugin_insn *insn, enum qemu_plugin_mem_rw rw,
 						   enum qemu_plugin_op op, qemu_plugin_u64 entry, uint64_t imm);
+enum qemu_plugin_cond {
+	QEMU_PLUGIN_COND_NEVER,
+	QEMU_PLUGIN_COND_ALWAYS,
+	QEMU_PLUGIN_COND_EQ,
+	QEMU_PLUGIN_COND_NE,
+	QEMU_PLUGIN_COND_LT,
+	QEMU_PLUGIN_COND_LE,
+	QEMU_PLUGIN_COND_GT,
+	QEMU_PLUGIN_COND_GE,
+};
+void qemu_plugin_register_vcpu_tb_exec_cond_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
+					       enum qemu_plugin_cb_flags flags, enum qemu_plugin_cond cond,
+					       qemu_plugin_u64 entry, uint64_t imm, void *userdata);
 size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *insn, void *dest, size_t len);
 #else
 void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
@@ -165,6 +181,7 @@ struct block {
 	uint64_t locked;	/* how many of them are locked (is_locked()) */
 	uint64_t last;	/* its counter at the previous marker */
 	uint64_t last_accesses;	/* its memory access counter at the previous marker */
+	uint64_t last_serial;	/* its serial-part executions at the previous marker */
 };
 
 #define SLOTS (1u << 21)
@@ -197,6 +214,9 @@ static unsigned long marks;
 #if TCG_INSNS_API >= 3
 #define TOTAL (COUNTS[2 * SLOTS])
 #define TOTAL_BLOCKS (COUNTS[2 * SLOTS + 1])
+/* The current phase, which the serial executions' callbacks are conditional on. */
+#define PHASE (COUNTS[2 * SLOTS + 2])
+#define PHASE_OFFSET ((2 * SLOTS + 2) * sizeof(uint64_t))
 #else
 static uint64_t total, total_blocks;
 #define TOTAL total
@@ -205,6 +225,9 @@ static uint64_t total, total_blocks;
 static uint64_t wake_pc, switch_pc;
 static int phase;
 static uint64_t phase_insns[2], phase_blocks[2], phase_mark, phase_mark_blocks, wakes, switches;
+
+/* Executions of each block that began in the serial part (API 3). */
+static uint64_t *serial;
 
 static void phase_to(int p)
 {
@@ -215,7 +238,17 @@ static void phase_to(int p)
 	phase_mark = now;
 	phase_mark_blocks = now_blocks;
 	phase = p;
+#if TCG_INSNS_API >= 3
+	PHASE = (uint64_t)p;
+#endif
 }
+
+#if TCG_INSNS_API >= 3
+static void on_serial_block(unsigned int vcpu, void *udata)
+{
+	serial[(uintptr_t)udata]++;
+}
+#endif
 
 static void on_wake(unsigned int vcpu, void *udata)
 {
@@ -267,9 +300,14 @@ static void on_marker(unsigned int vcpu, void *udata)
 		struct block *b = &table[i];
 
 		if (n[i] != b->last) {
-			fprintf(out, "%llx %llu %llu %llu %llu\n", (unsigned long long)b->pc,
+			fprintf(out, "%llx %llu %llu %llu %llu", (unsigned long long)b->pc,
 				(unsigned long long)(n[i] - b->last), (unsigned long long)b->insns,
 				(unsigned long long)b->locked, (unsigned long long)(a[i] - b->last_accesses));
+			if (serial) {
+				fprintf(out, " %llu", (unsigned long long)(serial[i] - b->last_serial));
+				b->last_serial = serial[i];
+			}
+			fputc('\n', out);
 			b->last = n[i];
 			b->last_accesses = a[i];
 		}
@@ -340,8 +378,13 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 			qemu_plugin_u64 all = { score, 2 * SLOTS * sizeof(uint64_t) };
 			qemu_plugin_u64 blocks = { score, (2 * SLOTS + 1) * sizeof(uint64_t) };
 
+			qemu_plugin_u64 now = { score, PHASE_OFFSET };
+
 			qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, QEMU_PLUGIN_INLINE_ADD_U64, all, n);
 			qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, QEMU_PLUGIN_INLINE_ADD_U64, blocks, 1);
+			/* Counted only when the block begins in the serial part (phase 0). */
+			qemu_plugin_register_vcpu_tb_exec_cond_cb(tb, on_serial_block, QEMU_PLUGIN_CB_NO_REGS,
+								  QEMU_PLUGIN_COND_EQ, now, 0, (void *)(uintptr_t)slot);
 		}
 #else
 		qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &counts[slot], 1);
@@ -397,9 +440,13 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	}
 	table = calloc(SLOTS, sizeof(*table));
 #if TCG_INSNS_API >= 3
-	/* One entry per vCPU, each all of the counters and the total (zeroed by QEMU). */
-	score = qemu_plugin_scoreboard_new((2 * SLOTS + 2) * sizeof(uint64_t));
+	/* One entry per vCPU, each all of the counters, the totals and the phase (zeroed by QEMU). */
+	score = qemu_plugin_scoreboard_new((2 * SLOTS + 3) * sizeof(uint64_t));
 	bool have_counts = score != NULL;
+	if (wake_pc && switch_pc) {
+		serial = calloc(SLOTS, sizeof(*serial));
+		have_counts = have_counts && serial != NULL;
+	}
 #else
 	counts = calloc(SLOTS, sizeof(*counts));
 	accesses = calloc(SLOTS, sizeof(*accesses));
