@@ -332,15 +332,17 @@ def derived(rows):
 
 
 def verdict(v, lo_hi, limit, higher):
-    """None (no value), "met", "missed", or "met (median)" when the median
-    meets the limit but the interval crosses it."""
+    """None (no value), "met" or "missed" when the whole interval does, and
+    "met (median)" or "missed (median)" when only the median does: the
+    interval crosses the limit."""
     if v is None:
         return None
-    if not (v >= limit if higher else v <= limit):
-        return "missed"
-    if lo_hi is None or all((x >= limit) if higher else (x <= limit) for x in lo_hi):
-        return "met"
-    return "met (median)"
+
+    def meets(x):
+        return x >= limit if higher else x <= limit
+
+    whole = lo_hi is None or all(meets(x) for x in lo_hi) or not any(meets(x) for x in lo_hi)
+    return ("met" if meets(v) else "missed") + ("" if whole else " (median)")
 
 
 def pinned(target, ratios, pfig):
@@ -364,8 +366,8 @@ def targets(d, ratios):
     interval or None, verdict). The value is the median of the paired
     per-repetition ratios where the figure has them (its interval is their
     [min, max]), else a ratio of pooled medians without an interval. The
-    verdict is None (not measured), "met", "missed", or "met (median)" when
-    the median meets the limit but the interval crosses it."""
+    verdict is None (not measured), "met", "missed", or "met (median)" or
+    "missed (median)" when the interval crosses the limit (see verdict)."""
     out = []
 
     def add(name, fig, limit, higher, key=None, pooled=None):
@@ -442,7 +444,8 @@ def targets_md(d, ratios, a):
     a("Ratios of bus1 to the comparator (for throughput and scaling, higher is better). **median "
       "[min, max]** over the paired repetitions of one boot; a value without an interval is a ratio "
       "of pooled medians (figures whose systems do not run interleaved)." + conf + " \"met (median)\": the median "
-      "meets the target, but not every repetition does. The round trips are judged as the target "
+      "meets the target, but not every repetition does; \"missed (median)\": the median misses it, but not "
+      "every repetition does. The round trips are judged as the target "
       "states them, two processes wherever the scheduler puts them; the last four columns give the "
       "same ratio with both processes pinned to CPU 0, which does not depend on how fast the host "
       "runs an idle vCPU again (on a loaded host the unpinned intervals get wide), and with the "
@@ -451,7 +454,7 @@ def targets_md(d, ratios, a):
     a("")
 
     def res(v):
-        return "not measured" if v is None else (f"**{v}**" if v in ("missed", "suspect") else v)
+        return "not measured" if v is None else (f"**{v}**" if v.startswith(("missed", "suspect")) else v)
 
     a("| target | figure | measured | result | pinned to CPU 0 | result pinned | pinned to CPUs 0 and 1 "
       "| result across CPUs |")

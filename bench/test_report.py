@@ -164,7 +164,8 @@ class ReportTest(unittest.TestCase):
         # Paired ratios: the value and interval of the repetitions.
         self.assertEqual(t["RTT 0 B, TRANSACT <= 1.0x AF_UNIX"][4:], (0.9, (0.8, 1.1), "met (median)"))
         self.assertEqual(verdict("RTT 0 B, TRANSACT <= C binder"), "met")
-        self.assertEqual(t["RTT 0 B, TRANSACT <= Rust Binder"][4:], (1.05, (0.98, 1.2), "missed"))
+        # The median misses, one repetition meets: the interval crosses the limit.
+        self.assertEqual(t["RTT 0 B, TRANSACT <= Rust Binder"][4:], (1.05, (0.98, 1.2), "missed (median)"))
         self.assertEqual(t["RTT 0 B, RFC v1 ABI <= 1.25x AF_UNIX"][4:], (1.2, (1.1, 1.3), "met (median)"))
         self.assertEqual(verdict("multicast: marginal cost per destination (send + receive) <= 0.5x a unicast"),
                          "met (median)")
@@ -186,6 +187,21 @@ class ReportTest(unittest.TestCase):
         # Without per-repetition values (an older log) the pooled medians:
         # cross-UID pairs scale 1.5x, AF_UNIX 1.5x: met, without an interval.
         self.assertEqual(t[SCALE_TARGET][4:], (1.0, None, "met"))
+
+    def test_verdict_by_median_and_interval(self):
+        # At most the limit: the whole interval, the median only, or neither.
+        self.assertEqual("met", report.verdict(0.9, (0.8, 1.0), 1.0, False))
+        self.assertEqual("met (median)", report.verdict(0.9, (0.8, 1.1), 1.0, False))
+        self.assertEqual("missed (median)", report.verdict(1.05, (0.98, 1.2), 1.0, False))
+        self.assertEqual("missed", report.verdict(1.05, (1.01, 1.2), 1.0, False))
+        # At least the limit (throughput, scaling).
+        self.assertEqual("met", report.verdict(1.2, (1.0, 1.3), 1.0, True))
+        self.assertEqual("met (median)", report.verdict(1.2, (0.9, 1.3), 1.0, True))
+        self.assertEqual("missed (median)", report.verdict(0.9, (0.8, 1.1), 1.0, True))
+        self.assertEqual("missed", report.verdict(0.9, (0.8, 0.95), 1.0, True))
+        # Without an interval (pooled medians, bytes) only the value counts; without a value, none.
+        self.assertEqual("missed", report.verdict(225.0, None, 128, False))
+        self.assertIsNone(report.verdict(None, None, 1.0, False))
 
     def test_interval_confidence_from_order_statistics(self):
         self.assertEqual(report.confidence(5), 0.9375)
@@ -321,7 +337,7 @@ BENCH-RATIO|cpu|1024|bus1|unix|0.400|0.380|0.420|5
         # TRANSACT against AF_UNIX, C binder and Rust Binder (paired).
         self.assertIn("| 0 B | 200.0 (400.0) | n/a | 100.0 (300.0) | n/a | 250.0 (500.0) | 240.0 (480.0) | "
                       "50.0 (60.0) | 0.90x [0.80, 1.10] | 0.95x [0.90, 0.99] | 1.05x [0.98, 1.20] |", md)
-        self.assertIn("| RTT 0 B, TRANSACT <= Rust Binder | rtt | 1.05x [0.98, 1.20] | **missed** |", md)
+        self.assertIn("| RTT 0 B, TRANSACT <= Rust Binder | rtt | 1.05x [0.98, 1.20] | **missed (median)** |", md)
         self.assertIn("| binder of the second boot | rbinder |", md)
         # Throughput per wall-second and per CPU-second, each with its paired ratio where the log has one.
         self.assertIn("| 64 KiB | MiB per wall-second | 300 (250) | 100 (90) | 3.00x |", md)
@@ -336,7 +352,7 @@ BENCH-RATIO|cpu|1024|bus1|unix|0.400|0.380|0.420|5
                       md)
         # Pinned across CPUs: the last two columns, beside the (absent) ratio on CPU 0.
         self.assertIn("| RTT 0 B, TRANSACT <= 1.0x AF_UNIX | rtt | 0.90x [0.80, 1.10] | met (median) |  |  | "
-                      "1.02x [0.99, 1.04] | **missed** |", md)
+                      "1.02x [0.99, 1.04] | **missed (median)** |", md)
         self.assertIn("### The same with the client pinned to CPU 0 and the server to CPU 1 (µs)", md)
         self.assertIn("| 0 B | n/a | 102.0 (150.0) | 100.0 (140.0) | n/a | n/a | n/a | n/a | 1.02x [0.99, 1.04] | "
                       "n/a | n/a |", md)
