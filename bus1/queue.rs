@@ -47,6 +47,7 @@ use kernel::{
     prelude::*,
     rbtree::{
         RBTree,
+        RBTreeNode,
         RBTreeNodeReservation, //
     },
     sync::atomic::{
@@ -473,6 +474,35 @@ impl<T> Queue<T> {
     /// `f`; staging entries stay, whatever their timestamp. Raises the flush mark to
     /// `(ts, tag)` and syncs the clock to `ts`.
     pub(crate) fn flush(&mut self, clock: &Clock, ts: u64, tag: u64, mut f: impl FnMut(T)) {
+        self.flush_nodes(clock, ts, tag, |node| {
+            if let (_, Some(value)) = node.to_key_value() {
+                f(value);
+            }
+        });
+    }
+
+    /// Like [`Queue::flush`], but moves the flushed entries into a new queue instead of handing
+    /// them out, reusing their memory: nothing is allocated and nothing is dropped, so the caller
+    /// can drop the result after releasing its lock when the values' destructors take locks.
+    pub(crate) fn flush_detach(&mut self, clock: &Clock, ts: u64, tag: u64) -> Queue<T> {
+        let mut out = Queue::new();
+        self.flush_nodes(clock, ts, tag, |node| {
+            // Keys are unique, so nothing is displaced.
+            let _ = out.entries.insert(node);
+        });
+        out
+    }
+
+    /// The flush of [`Queue::flush`] and [`Queue::flush_detach`]: raises the mark, syncs the
+    /// clock and removes every committed entry ordered at or before `(ts, tag)`, handing each
+    /// tree node to `f`.
+    fn flush_nodes(
+        &mut self,
+        clock: &Clock,
+        ts: u64,
+        tag: u64,
+        mut f: impl FnMut(RBTreeNode<QueueKey, Option<T>>),
+    ) {
         self.flush = self.flush.max((ts, tag));
         clock.sync(ts);
         let mut cursor = self.entries.cursor_front_mut();
@@ -488,35 +518,8 @@ impl<T> Queue<T> {
             let (neighbour, node) = c.remove_current();
             // `remove_current()` falls back to the previous entry if there is no next one.
             cursor = neighbour.filter(|n| *n.current().0 > key);
-            if let (_, Some(value)) = node.to_key_value() {
-                f(value);
-            }
+            f(node);
         }
-    }
-
-    /// Like [`Queue::flush`], but moves the flushed entries into a new queue instead of handing
-    /// them out, reusing their memory: nothing is allocated and nothing is dropped, so the caller
-    /// can drop the result after releasing its lock when the values' destructors take locks.
-    pub(crate) fn flush_detach(&mut self, clock: &Clock, ts: u64, tag: u64) -> Queue<T> {
-        let mut out = Queue::new();
-        self.flush = self.flush.max((ts, tag));
-        clock.sync(ts);
-        let mut cursor = self.entries.cursor_front_mut();
-        while let Some(c) = cursor {
-            let key = *c.current().0;
-            if (key.ts, key.tag) > (ts, tag) {
-                break;
-            }
-            if key.is_staging() {
-                cursor = c.move_next();
-                continue;
-            }
-            let (neighbour, node) = c.remove_current();
-            cursor = neighbour.filter(|n| *n.current().0 > key);
-            // Keys are unique, so nothing is displaced.
-            let _ = out.entries.insert(node);
-        }
-        out
     }
 
     /// Removes every entry, staging or committed, into a new queue, without allocating or
