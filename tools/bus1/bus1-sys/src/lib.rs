@@ -215,35 +215,7 @@ pub struct bus1_cmd_transact {
     pub recv: bus1_cmd_recv,
 }
 
-/// `_IOC(dir, type, nr, size)` of the architecture (asm-generic layout, or
-/// the powerpc/mips/sparc one with 3 direction bits and 13 size bits).
-pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
-    #[cfg(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "mips32r6",
-        target_arch = "mips64r6",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    ))]
-    const DIR_SHIFT: u32 = 29;
-    #[cfg(not(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "mips32r6",
-        target_arch = "mips64r6",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    )))]
-    const DIR_SHIFT: u32 = 30;
-    (dir << DIR_SHIFT) | ((size as u32) << 16) | (ty << 8) | nr
-}
-
-/// `_IOC_READ | _IOC_WRITE` of the architecture.
+/// The `_IOC` layout of the architectures with 3 direction bits and 13 size bits.
 #[cfg(any(
     target_arch = "powerpc",
     target_arch = "powerpc64",
@@ -254,8 +226,12 @@ pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
     target_arch = "sparc",
     target_arch = "sparc64"
 ))]
-pub const IOC_READ_WRITE: u32 = 2 | 4;
-/// `_IOC_READ | _IOC_WRITE` of the architecture.
+mod ioc_layout {
+    pub const DIR_SHIFT: u32 = 29;
+    pub const READ_WRITE: u32 = 2 | 4;
+}
+
+/// The asm-generic `_IOC` layout: 2 direction bits and 14 size bits.
 #[cfg(not(any(
     target_arch = "powerpc",
     target_arch = "powerpc64",
@@ -266,7 +242,19 @@ pub const IOC_READ_WRITE: u32 = 2 | 4;
     target_arch = "sparc",
     target_arch = "sparc64"
 )))]
-pub const IOC_READ_WRITE: u32 = 1 | 2;
+mod ioc_layout {
+    pub const DIR_SHIFT: u32 = 30;
+    pub const READ_WRITE: u32 = 1 | 2;
+}
+
+/// `_IOC(dir, type, nr, size)` of the architecture (asm-generic layout, or
+/// the powerpc/mips/sparc one with 3 direction bits and 13 size bits).
+pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
+    (dir << ioc_layout::DIR_SHIFT) | ((size as u32) << 16) | (ty << 8) | nr
+}
+
+/// `_IOC_READ | _IOC_WRITE` of the architecture.
+pub const IOC_READ_WRITE: u32 = ioc_layout::READ_WRITE;
 
 /// `_IOWR(BUS1_IOCTL_MAGIC, nr, T)`.
 pub const fn iowr<T>(nr: u32) -> u32 {
