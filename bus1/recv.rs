@@ -231,6 +231,8 @@ impl Peer {
     }
 
     /// [`Self::slice_release`] under `inner`, the caller's lock of this peer.
+    // Inlined: on every message's path, where a call would cost about as much as the body.
+    #[inline(always)]
     fn slice_release_locked(&self, inner: &mut PeerInner, offset: u64) -> Result {
         self.pool().release(&mut inner.slices, offset)?;
         inner.limits.discharge_slices(1);
