@@ -440,8 +440,11 @@ class RoundTrips(unittest.TestCase):
         self.assertEqual((60, 15), (tx["serial"], unix["serial"]))
         self.assertEqual({(SEND, True): 50, ("do_syscall_64", False): 10}, tx["serial_funcs"])
         self.assertEqual({("do_syscall_64", False): 12.8, ("weak_fn", False): 2.2}, unix["serial_funcs"])
-        # Without the sixth column, no attribution; the rest as before.
-        r = pr.analyse(guest, marks, syms, pr.parse_phases(lines))
+        # A plugin output without the sixth column: no attribution; the split as before.
+        plain = io.StringIO(INSNS_RTT_PHASES).readlines()
+        self.assertEqual({}, pr.parse_serial(plain))
+        guest, marks, syms = setup(GUEST_RTT_FIXED, INSNS_RTT_PHASES)
+        r = pr.analyse(guest, marks, syms, pr.parse_phases(plain), pr.parse_serial(plain))
         self.assertEqual((None, 60), (r[2]["serial_funcs"], r[2]["serial"]))
 
     def test_serial_executions_must_add_up_to_the_split(self):
