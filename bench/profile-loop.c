@@ -39,6 +39,10 @@
  *   bus1_tx_rtt  the same peers, one TRANSACT per message on each side:
  *            release the previous slice, send to the other, receive with
  *            BUS1_RECV_FLAG_WAIT (no timeout, as bus1-bench's bus1_tx)
+ *   bus1_tx_xuid_rtt  as bus1_tx_rtt, the child's peer opened as user
+ *            OTHER_UID (65534, as bus1-bench's bus1_tx_xuid): every message
+ *            is charged through the uid-to-uid quota, the path between
+ *            services of different users
  *   unix_rtt AF_UNIX SOCK_SEQPACKET pair: the parent sends and recvs
  *            (blocking), the child recvs and sends
  * The parent alone executes the markers; the child answers WARMUP + N
@@ -84,6 +88,8 @@
  */
 #define WAIT_NS 0ULL
 #define POLL_MS -1
+/* The user of the child's peer in bus1_tx_xuid_rtt. */
+#define OTHER_UID 65534
 
 static unsigned long markers;
 static uint8_t sendbuf[SIZE_MAX_PAYLOAD];
@@ -429,20 +435,45 @@ static void node_destroyed(const struct bus1_cmd_recv *r, __u64 handle)
 }
 
 /*
- * Two peers, a and b, with a handle each to a node of the other, a2b at a and
- * b2a at b. After fork the parent keeps a and the child b, each closing the
- * other; each maps its own pool only then (a mapping keeps the peer open).
+ * Opens a peer as user @uid (0: as this process's user): a peer is charged
+ * to the user that opened it.
  */
-static void rtt_peers(int *a, int *b, __u64 *a2b, __u64 *b2a)
+static int peer_new_as(uid_t uid)
+{
+	int fd;
+
+	if (!uid)
+		return bus1_peer_new();
+	if (setresuid(uid, uid, 0))
+		fail("setresuid(%u): %s", (unsigned)uid, strerror(errno));
+	fd = bus1_peer_new();
+	/* The saved UID 0 allows the way back. */
+	if (setresuid(0, 0, 0))
+		fail("setresuid back to 0: %s", strerror(errno));
+	return fd;
+}
+
+/*
+ * Two peers, a and b, with a handle each to a node of the other, a2b at a and
+ * b2a at b; b opened as user @b_uid (0: this process's). After fork the
+ * parent keeps a and the child b, each closing the other; each maps its own
+ * pool only then (a mapping keeps the peer open).
+ */
+static void rtt_peers_as(int *a, int *b, __u64 *a2b, __u64 *b2a, uid_t b_uid)
 {
 	int err;
 
 	*a = bus1_peer_new();
-	*b = bus1_peer_new();
+	*b = peer_new_as(b_uid);
 	if (*a < 0 || *b < 0)
 		fail("open /dev/bus1: %s", strerror(errno));
 	if ((err = bus1_xfer(*b, 0x100, *a, a2b)) || (err = bus1_xfer(*a, 0x100, *b, b2a)))
 		fail("HANDLE_TRANSFER: %s", strerror(-err));
+}
+
+static void rtt_peers(int *a, int *b, __u64 *a2b, __u64 *b2a)
+{
+	rtt_peers_as(a, b, a2b, b2a, 0);
 }
 
 /* poll() until the peer is readable, then RECV; again if that finds nothing. */
@@ -536,7 +567,8 @@ static void rtt_transact(int fd, __u64 release, const __u64 *dst, size_t size, s
 		fail("TRANSACT (stages done %#llx): %s", (unsigned long long)t->done, strerror(errno));
 }
 
-static void case_bus1_tx_rtt(size_t size, long warmup, long n)
+/* bus1_tx_rtt, the child's peer opened as @b_uid. */
+static void tx_rtt_as(size_t size, long warmup, long n, uid_t b_uid)
 {
 	int a, b;
 	__u64 a2b, b2a, prev = BUS1_OFFSET_INVALID;
@@ -544,7 +576,7 @@ static void case_bus1_tx_rtt(size_t size, long warmup, long n)
 	const uint8_t *pool;
 	size_t pool_len;
 
-	rtt_peers(&a, &b, &a2b, &b2a);
+	rtt_peers_as(&a, &b, &a2b, &b2a, b_uid);
 	if (rtt_fork() == 0) {
 		close(a);
 		pool = map_pool(b, &pool_len);
@@ -570,6 +602,16 @@ static void case_bus1_tx_rtt(size_t size, long warmup, long n)
 	mark();
 	bus1_peer_free(a, pool, pool_len);
 	reap_child();
+}
+
+static void case_bus1_tx_rtt(size_t size, long warmup, long n)
+{
+	tx_rtt_as(size, warmup, n, 0);
+}
+
+static void case_bus1_tx_xuid_rtt(size_t size, long warmup, long n)
+{
+	tx_rtt_as(size, warmup, n, OTHER_UID);
 }
 
 static void case_unix_rtt(size_t size, long warmup, long n)
@@ -621,6 +663,7 @@ static const struct {
 	{ "unix", case_unix, 1, 1 },
 	{ "bus1_rtt", case_bus1_rtt, 1, 2 },
 	{ "bus1_tx_rtt", case_bus1_tx_rtt, 1, 2 },
+	{ "bus1_tx_xuid_rtt", case_bus1_tx_xuid_rtt, 1, 2 },
 	{ "unix_rtt", case_unix_rtt, 1, 2 },
 };
 
@@ -663,7 +706,7 @@ int main(int argc, char **argv)
 				break;
 		if (k == sizeof(cases) / sizeof(cases[0]))
 			fail("unknown case '%s' (bus1, bus1_tx, bus1_mcast, bus1_recv1, bus1_mcast_recv1, unix, bus1_rtt, "
-			     "bus1_tx_rtt, unix_rtt)", name);
+			     "bus1_tx_rtt, bus1_tx_xuid_rtt, unix_rtt)", name);
 		cases[k].run(size, warmup, n);
 		printf("PROFILE-CASE %s %zu %ld %lu %d %d\n", name, size, n, markers, cases[k].dests, cases[k].procs);
 	}

@@ -517,6 +517,8 @@ TITLES = {
                 "SLICE_RELEASE",
     "bus1_tx_rtt": "round trip of two processes, one TRANSACT per message on each side (release the last "
                    "slice, send to the other, receive with WAIT), read the payload",
+    "bus1_tx_xuid_rtt": "bus1_tx_rtt between peers of two users, each message charged through the "
+                        "uid-to-uid quota",
     "unix_rtt": "round trip of two processes, AF_UNIX SOCK_SEQPACKET: each side send, blocking recv, read the "
                 "payload",
 }

@@ -57,7 +57,7 @@ if [ -z "${PROFILE_FROM:-}" ]; then
 	# The round trips (two processes) after all of those, which so run as
 	# they do without them.
 	for s in ${sizes//,/ }; do
-		for c in bus1_rtt bus1_tx_rtt unix_rtt; do cases+=("$c:$s"); done
+		for c in bus1_rtt bus1_tx_rtt bus1_tx_xuid_rtt unix_rtt; do cases+=("$c:$s"); done
 	done
 	# The guest reports where the kernel's text is and bus1's symbols and
 	# range, then runs every case in one process.
