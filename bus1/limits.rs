@@ -117,8 +117,9 @@ impl Limits {
     /// levels and to fairness among the principal's peers ([`quota::sibling_allows`]).
     ///
     /// Returns `Ok(false)`, changing nothing, if the charge is allowed but share entries for
-    /// `sender` are missing and `res` is [`None`]: the caller allocates them unlocked and tries
-    /// again. A refused charge fails first, so it never needs entries.
+    /// `sender` are missing, `res` is [`None`] and no memory for them is kept (see
+    /// [`Ledger::unshare`]): the caller allocates them unlocked and tries again. A refused
+    /// charge fails first, so it never needs entries.
     pub(crate) fn charge_quota(
         &mut self,
         sender: u32,
@@ -137,11 +138,19 @@ impl Limits {
             return Err(EDQUOT());
         }
         if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
-            let Some(res) = res else {
-                return Ok(false);
-            };
-            self.ledger.add_entry(sender, res.peer);
-            u.add_entry(sender, res.user);
+            match res {
+                Some(res) => {
+                    self.ledger.add_entry(sender, res.peer);
+                    u.add_entry(sender, res.user);
+                }
+                // The memory kept from entries removed before, where both levels have it
+                // (checked first, so nothing changes otherwise).
+                None if self.ledger.can_add_kept_entry(sender) && u.can_add_kept_entry(sender) => {
+                    self.ledger.add_kept_entry(sender);
+                    u.add_kept_entry(sender);
+                }
+                None => return Ok(false),
+            }
         }
         u.take_shared(sender, c);
         self.ledger.take_shared(sender, c);
@@ -222,6 +231,24 @@ mod tests {
         l.release(SENDER, &c, &c);
         assert_eq!(entries(&l), (1, 1));
         // Both entries go with the last of the share.
+        l.release(SENDER, &c, &c);
+        assert_eq!(entries(&l), (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn next_share_takes_the_kept_entries() -> Result {
+        let mut l = Limits::new(UserRef::get(RECEIVER)?)?;
+        let c = Charge([1, 0, 8, 0]);
+        let res = ShareReservations::new(GFP_KERNEL)?;
+        assert_eq!(l.charge_quota(SENDER, &c, Some(res)), Ok(true));
+        l.release(SENDER, &c, &c);
+        assert_eq!(entries(&l), (0, 0));
+        // A request and its answer: the sender's next charge finds the memory of its entries
+        // at both levels, and needs no reservation.
+        assert_eq!(l.charge_quota(SENDER, &c, None), Ok(true));
+        assert_eq!(entries(&l), (1, 1));
+        assert_eq!(l.ledger.share(SENDER), c);
         l.release(SENDER, &c, &c);
         assert_eq!(entries(&l), (0, 0));
         Ok(())

@@ -238,6 +238,8 @@ pub(crate) type ShareReservation = RBTreeNodeReservation<u32, Charge>;
 /// - `remaining[r] == max[r] - (everything charged of r)`; negative only after `max` was lowered.
 /// - `senders` is the number of entries of `shares` that are not zero.
 /// - Every share is part of what is charged, so no share exceeds `max - remaining`.
+/// - `kept` is the memory of at most one entry, that of an entry removed before, and holds
+///   no share.
 ///
 /// Every charge and discharge writes `remaining`, which comes first (see
 /// [`crate::peer::PeerInner`]).
@@ -252,6 +254,12 @@ pub(crate) struct Ledger {
     /// when its share drops to zero; there is one per principal holding a share here, plus at
     /// most one that is being charged.
     shares: RBTree<u32, Charge>,
+    /// The memory of the last entry removed, kept for the next one to insert: a principal whose
+    /// messages are each received before the next is sent (a request and its answer) would
+    /// otherwise have its entry freed at every receive and allocated again at every send, where
+    /// the allocation also makes the sender drop the receiver's lock and charge a second time.
+    /// One entry at most, so what a ledger keeps stays bounded by the principals holding a share.
+    kept: Option<ShareReservation>,
     /// Senders with a non-zero share.
     senders: u64,
     /// Charges refused here (`EDQUOT`), for fdinfo and debugfs.
@@ -273,6 +281,7 @@ impl Ledger {
             max,
             remaining: max.map(i64::from),
             shares: RBTree::new(),
+            kept: None,
             senders: 0,
             denied: 0,
             lane_grain: max.map(|m| (u64::from(m) / LANE_GRAIN_DIVISOR).max(1)),
@@ -431,6 +440,25 @@ impl Ledger {
         }
     }
 
+    /// Whether [`Self::add_kept_entry`] would give `uid` an entry: it has one, or the memory of
+    /// one is kept.
+    pub(crate) fn can_add_kept_entry(&self, uid: u32) -> bool {
+        self.kept.is_some() || self.has_entry(uid)
+    }
+
+    /// Adds a zero share entry for `uid` in the memory kept from a removed entry, unless it has
+    /// one. Returns whether `uid` has an entry now.
+    pub(crate) fn add_kept_entry(&mut self, uid: u32) -> bool {
+        if self.has_entry(uid) {
+            return true;
+        }
+        let Some(res) = self.kept.take() else {
+            return false;
+        };
+        self.shares.insert(res.into_node(uid, Charge::default()));
+        true
+    }
+
     /// The share `uid` holds here (zero without an entry).
     pub(crate) fn share(&self, uid: u32) -> Charge {
         self.shares.get(&uid).copied().unwrap_or_default()
@@ -447,7 +475,11 @@ impl Ledger {
         };
         (0..N_RES).all(|r| {
             let (s, n_c) = (share.0[r], c.0[r]);
-            allows(policy, self.elastic_remaining(r), s, n_c, n) || self.lane_admits(r, s, n_c)
+            // A resource not charged is allowed (as `allows` says), tested first: a message
+            // charges two of the four resources, and the rule's arithmetic is skipped for the rest.
+            n_c == 0
+                || allows(policy, self.elastic_remaining(r), s, n_c, n)
+                || self.lane_admits(r, s, n_c)
         })
     }
 
@@ -468,17 +500,21 @@ impl Ledger {
             self.senders = self.senders.saturating_add(1);
         }
         for r in 0..N_RES {
-            self.lane_moved(r, old.0[r], new.0[r]);
+            // Only what the charge moved (a message charges two of the four resources).
+            if c.0[r] != 0 {
+                self.lane_moved(r, old.0[r], new.0[r]);
+            }
         }
     }
 
     /// Removes `c` from `uid`'s share; what remains is unchanged (the caller gives back what is
     /// no longer charged at all). A share that drops to zero loses its entry, so a ledger holds
-    /// entries only for the senders that hold something now.
+    /// entries only for the senders that hold something now; the entry's memory is kept for the
+    /// next one (see `kept`), unless some is kept already.
     ///
-    /// Frees memory but never allocates; the caller drops the returned entry, if any, where
-    /// it likes (it may hold a spinlock: freeing does not sleep).
-    pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) -> Option<Charge> {
+    /// Never allocates; the caller drops the returned memory, if any, where it likes (it may
+    /// hold a spinlock: freeing does not sleep).
+    pub(crate) fn unshare(&mut self, uid: u32, c: &Charge) -> Option<ShareReservation> {
         let s = self.shares.get_mut(&uid)?;
         let old = *s;
         for (x, &n) in s.0.iter_mut().zip(c.0.iter()) {
@@ -486,7 +522,10 @@ impl Ledger {
         }
         let new = *s;
         for r in 0..N_RES {
-            self.lane_moved(r, old.0[r], new.0[r]);
+            // Only what the release moved (see `take_shared`).
+            if c.0[r] != 0 {
+                self.lane_moved(r, old.0[r], new.0[r]);
+            }
         }
         if !new.is_zero() {
             return None;
@@ -494,7 +533,12 @@ impl Ledger {
         if !old.is_zero() {
             self.senders = self.senders.saturating_sub(1);
         }
-        self.shares.remove(&uid)
+        let res = self.shares.remove_node(&uid)?.into_reservation();
+        if self.kept.is_none() {
+            self.kept = Some(res);
+            return None;
+        }
+        Some(res)
     }
 
     /// The number of share entries, zero or not.
@@ -641,13 +685,42 @@ mod tests {
         assert_eq!(l.entries(), 1);
         assert!(l.unshare(7, &c).is_none());
         assert_eq!(l.entries(), 1);
-        assert!(l.unshare(7, &c).is_some());
+        // The entry goes with the last of the share; its memory is kept, not handed back.
+        assert!(l.unshare(7, &c).is_none());
         assert_eq!(l.entries(), 0);
         assert_eq!(l.senders(), 0);
-        // An entry that never held anything goes at the first unshare as well.
+        // An entry that never held anything goes at the first unshare as well; with memory
+        // kept already, its own is handed back to be freed: one kept at most.
         l.add_entry(8, RBTreeNodeReservation::new(GFP_KERNEL)?);
         assert!(l.unshare(8, &Charge::default()).is_some());
         assert_eq!(l.entries(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn removed_entry_is_kept_for_the_next() -> Result {
+        let mut l = Ledger::new([10, 100, 1000, 10]);
+        let c = Charge([1, 0, 8, 0]);
+        // Nothing kept yet: a principal without an entry needs memory for one.
+        assert!(!l.can_add_kept_entry(7));
+        assert!(!l.add_kept_entry(7));
+        assert_eq!(l.entries(), 0);
+        l.add_entry(7, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        l.take_shared(7, &c);
+        assert!(l.unshare(7, &c).is_none());
+        // The next principal, or the same one again, gets its entry in the kept memory.
+        assert!(l.can_add_kept_entry(8));
+        assert!(l.add_kept_entry(8));
+        assert_eq!(l.entries(), 1);
+        l.take_shared(8, &c);
+        assert_eq!((l.senders(), l.share(8)), (1, c));
+        // One kept entry only: a third principal needs memory of its own.
+        assert!(!l.can_add_kept_entry(9));
+        assert!(!l.add_kept_entry(9));
+        // A principal with an entry can always have it.
+        assert!(l.can_add_kept_entry(8));
+        assert!(l.add_kept_entry(8));
+        assert_eq!(l.entries(), 1);
         Ok(())
     }
 
