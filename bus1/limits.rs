@@ -253,4 +253,24 @@ mod tests {
         assert_eq!(entries(&l), (0, 0));
         Ok(())
     }
+
+    #[test]
+    fn kept_entries_serve_only_both_levels_at_once() -> Result {
+        // Two peers of one user: the user's ledger keeps what the first peer's share left.
+        let mut first = Limits::new(UserRef::get(RECEIVER)?)?;
+        let mut second = Limits::new(UserRef::get(RECEIVER)?)?;
+        let c = Charge([1, 0, 8, 0]);
+        let res = ShareReservations::new(GFP_KERNEL)?;
+        assert_eq!(first.charge_quota(SENDER, &c, Some(res)), Ok(true));
+        first.release(SENDER, &c, &c);
+        // The second peer's ledger keeps nothing: the charge needs a reservation, and the
+        // user's kept memory is not taken for half of the pair.
+        assert_eq!(second.charge_quota(SENDER, &c, None), Ok(false));
+        assert_eq!(entries(&second), (0, 0));
+        let res = ShareReservations::new(GFP_KERNEL)?;
+        assert_eq!(second.charge_quota(SENDER, &c, Some(res)), Ok(true));
+        assert_eq!(entries(&second), (1, 1));
+        second.release(SENDER, &c, &c);
+        Ok(())
+    }
 }
