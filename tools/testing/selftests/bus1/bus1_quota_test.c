@@ -1848,8 +1848,8 @@ TEST_F_TIMEOUT(slow, queued_messages_charge_the_receiver_cgroup, 60)
  * destinations' cgroup refuses (memory.events "max") rather than a handle
  * limit.
  */
-/* Up to 10 s. */
-TEST_F_TIMEOUT(slow, transferred_handles_charge_the_receiver_cgroup, 60)
+/* Up to 59 s. */
+TEST_F_TIMEOUT(slow, transferred_handles_charge_the_receiver_cgroup, 300)
 {
 	static int snd[PAIRS_MAX], rcv[PAIRS_MAX];
 	long limit = bus1_module_param("user_handles_max"), total = 0, n = 0;
