@@ -117,7 +117,7 @@ impl Limits {
     /// levels and to fairness among the principal's peers ([`quota::sibling_allows`]).
     ///
     /// Returns `Ok(false)`, changing nothing, if the charge is allowed but share entries for
-    /// `sender` are missing, `res` is [`None`] and no memory for them is kept (see
+    /// `sender` are missing, `res` is [`None`] and no idle entries are kept (see
     /// [`Ledger::unshare`]): the caller allocates them unlocked and tries again. A refused
     /// charge fails first, so it never needs entries.
     pub(crate) fn charge_quota(
@@ -129,22 +129,29 @@ impl Limits {
         let user = self.user.user();
         let mut u = user.ledger();
         let p = user.policy();
-        if !u.quota_allows(p, sender, c)
-            || !self.ledger.quota_allows(p, sender, c)
-            || !quota::sibling_allows(p, &u, sender, &self.ledger.share(sender), c)
+        // One lookup of the sender's entry per level serves the three rules and tells whether
+        // entries are missing.
+        let (user_entry, peer_entry) = (u.entry(sender), self.ledger.entry(sender));
+        let (user_share, peer_share) = (
+            user_entry.unwrap_or_default(),
+            peer_entry.unwrap_or_default(),
+        );
+        if !u.share_allows(p, &user_share, c)
+            || !self.ledger.share_allows(p, &peer_share, c)
+            || !quota::sibling_allows(p, &u, &user_share, &peer_share, c)
         {
             self.ledger.note_denied();
             u.note_denied();
             return Err(EDQUOT());
         }
-        if !self.ledger.has_entry(sender) || !u.has_entry(sender) {
+        if user_entry.is_none() || peer_entry.is_none() {
             match res {
                 Some(res) => {
                     self.ledger.add_entry(sender, res.peer);
                     u.add_entry(sender, res.user);
                 }
-                // The memory kept from entries removed before, where both levels have it
-                // (checked first, so nothing changes otherwise).
+                // The idle entries kept from shares that dropped to zero, where both levels have
+                // one (checked first, so nothing changes otherwise).
                 None if self.ledger.can_add_kept_entry(sender) && u.can_add_kept_entry(sender) => {
                     self.ledger.add_kept_entry(sender);
                     u.add_kept_entry(sender);
@@ -207,10 +214,16 @@ mod tests {
     /// UIDs no real test task uses.
     const RECEIVER: u32 = 0x7fff_0052;
     const SENDER: u32 = 0x7fff_0053;
+    const OTHER: u32 = 0x7fff_0054;
 
     /// The number of share entries at the peer and at the user level.
     fn entries(l: &Limits) -> (usize, usize) {
         (l.ledger.entries(), l.user.user().ledger().entries())
+    }
+
+    /// The number of senders holding a share at the peer and at the user level.
+    fn senders(l: &Limits) -> (u64, u64) {
+        (l.ledger.senders(), l.user.user().ledger().senders())
     }
 
     #[test]
@@ -230,9 +243,10 @@ mod tests {
         assert_eq!(l.charge_quota(SENDER, &c, None), Ok(true));
         l.release(SENDER, &c, &c);
         assert_eq!(entries(&l), (1, 1));
-        // Both entries go with the last of the share.
+        // The last of the share leaves both entries idle, holding nothing.
         l.release(SENDER, &c, &c);
-        assert_eq!(entries(&l), (0, 0));
+        assert_eq!(entries(&l), (1, 1));
+        assert_eq!(senders(&l), (0, 0));
         Ok(())
     }
 
@@ -243,14 +257,18 @@ mod tests {
         let res = ShareReservations::new(GFP_KERNEL)?;
         assert_eq!(l.charge_quota(SENDER, &c, Some(res)), Ok(true));
         l.release(SENDER, &c, &c);
-        assert_eq!(entries(&l), (0, 0));
-        // A request and its answer: the sender's next charge finds the memory of its entries
-        // at both levels, and needs no reservation.
+        assert_eq!((entries(&l), senders(&l)), ((1, 1), (0, 0)));
+        // A request and its answer: the sender's next charge finds its idle entries at both
+        // levels, and needs no reservation.
         assert_eq!(l.charge_quota(SENDER, &c, None), Ok(true));
-        assert_eq!(entries(&l), (1, 1));
+        assert_eq!((entries(&l), senders(&l)), ((1, 1), (1, 1)));
         assert_eq!(l.ledger.share(SENDER), c);
         l.release(SENDER, &c, &c);
-        assert_eq!(entries(&l), (0, 0));
+        // Another sender's charge takes the idle entries' memory.
+        assert_eq!(l.charge_quota(OTHER, &c, None), Ok(true));
+        assert_eq!((entries(&l), senders(&l)), ((1, 1), (1, 1)));
+        assert_eq!(l.ledger.share(OTHER), c);
+        l.release(OTHER, &c, &c);
         Ok(())
     }
 
@@ -263,10 +281,10 @@ mod tests {
         let res = ShareReservations::new(GFP_KERNEL)?;
         assert_eq!(first.charge_quota(SENDER, &c, Some(res)), Ok(true));
         first.release(SENDER, &c, &c);
-        // The second peer's ledger keeps nothing: the charge needs a reservation, and the
-        // user's kept memory is not taken for half of the pair.
+        // The second peer's ledger has no entry idle: the charge needs a reservation, and
+        // changes nothing, the user's idle entry included, without it.
         assert_eq!(second.charge_quota(SENDER, &c, None), Ok(false));
-        assert_eq!(entries(&second), (0, 0));
+        assert_eq!((entries(&second), senders(&second)), ((0, 1), (0, 0)));
         let res = ShareReservations::new(GFP_KERNEL)?;
         assert_eq!(second.charge_quota(SENDER, &c, Some(res)), Ok(true));
         assert_eq!(entries(&second), (1, 1));

@@ -178,24 +178,24 @@ pub(crate) fn guaranteed_after(policy: Policy, budget: u64, k: u64) -> u64 {
 }
 
 /// Fairness among the receiving peers of one principal: the part of what a sender may hold at a
-/// principal's level ([`Ledger::quota_allows`] of its ledger) that one of the principal's peers
+/// principal's level ([`Ledger::share_allows`] of its ledger) that one of the principal's peers
 /// may hold, as a divisor. With 2, a peer that never reads takes at most half of what a sender
 /// may give the principal, and its sibling peers keep the other half.
 pub(crate) const SIBLING_DIVISOR: u64 = 2;
 
-/// Whether `uid`, holding `peer_share` at one receiving peer, may add `c` to it there, given the
-/// ledger `user` of the peer's principal: after the charge the peer's share of each resource
-/// must stay within `1 / (SIBLING_DIVISOR * A(n))` of what is unused at the principal plus the
-/// sender's share there, `n` counting the principal's sending principals as in
-/// [`Ledger::quota_allows`].
+/// Whether a sender holding `share` at the level of a principal (its ledger `user`) and
+/// `peer_share` at one of the principal's peers may add `c` to the latter: after the charge the
+/// peer's share of each resource must stay within `1 / (SIBLING_DIVISOR * A(n))` of what is
+/// unused at the principal plus the sender's share there, `n` counting the principal's sending
+/// principals as in [`Ledger::share_allows`]. The shares are passed in, as the caller looked
+/// them up for the quota's rule already.
 pub(crate) fn sibling_allows(
     policy: Policy,
     user: &Ledger,
-    uid: u32,
+    share: &Charge,
     peer_share: &Charge,
     c: &Charge,
 ) -> bool {
-    let share = user.shares.get(&uid).copied().unwrap_or_default();
     let n = if share.is_zero() {
         user.senders.saturating_add(1)
     } else {
@@ -238,8 +238,8 @@ pub(crate) type ShareReservation = RBTreeNodeReservation<u32, Charge>;
 /// - `remaining[r] == max[r] - (everything charged of r)`; negative only after `max` was lowered.
 /// - `senders` is the number of entries of `shares` that are not zero.
 /// - Every share is part of what is charged, so no share exceeds `max - remaining`.
-/// - `kept` is the memory of at most one entry, that of an entry removed before, and holds
-///   no share.
+/// - `idle`, if set, names an entry of `shares` that holds nothing: besides it, a ledger holds a
+///   zero entry only for a principal it is charging.
 ///
 /// Every charge and discharge writes `remaining`, which comes first (see
 /// [`crate::peer::PeerInner`]).
@@ -251,15 +251,17 @@ pub(crate) struct Ledger {
     max: [u32; N_RES],
     /// What each sending principal (by global UID) holds here. An entry is inserted, from a
     /// reservation, when a charge on a principal's behalf succeeds and it has none, and removed
-    /// when its share drops to zero; there is one per principal holding a share here, plus at
-    /// most one that is being charged.
+    /// when its share drops to zero, but for the one kept idle (`idle`); there is one per
+    /// principal holding a share here, plus the idle one, plus at most one that is being charged.
     shares: RBTree<u32, Charge>,
-    /// The memory of the last entry removed, kept for the next one to insert: a principal whose
-    /// messages are each received before the next is sent (a request and its answer) would
-    /// otherwise have its entry freed at every receive and allocated again at every send, where
-    /// the allocation also makes the sender drop the receiver's lock and charge a second time.
-    /// One entry at most, so what a ledger keeps stays bounded by the principals holding a share.
-    kept: Option<ShareReservation>,
+    /// The principal whose entry stayed when its share dropped to zero, kept for the next
+    /// charge: a principal whose messages are each received before the next is sent (a request
+    /// and its answer) would otherwise have its entry removed and freed at every receive and
+    /// allocated and inserted again at every send, where the allocation also makes the sender
+    /// drop the receiver's lock and charge a second time. The same principal's next charge finds
+    /// its entry in place; another principal's moves the entry's memory to its own key. One
+    /// entry at most, so what a ledger keeps stays bounded by the principals holding a share.
+    idle: Option<u32>,
     /// Senders with a non-zero share.
     senders: u64,
     /// Charges refused here (`EDQUOT`), for fdinfo and debugfs.
@@ -281,7 +283,7 @@ impl Ledger {
             max,
             remaining: max.map(i64::from),
             shares: RBTree::new(),
-            kept: None,
+            idle: None,
             senders: 0,
             denied: 0,
             lane_grain: max.map(|m| (u64::from(m) / LANE_GRAIN_DIVISOR).max(1)),
@@ -440,34 +442,50 @@ impl Ledger {
         }
     }
 
-    /// Whether [`Self::add_kept_entry`] would give `uid` an entry: it has one, or the memory of
-    /// one is kept.
+    /// Whether [`Self::add_kept_entry`] would give `uid` an entry: it has one, or an idle entry
+    /// is kept.
     pub(crate) fn can_add_kept_entry(&self, uid: u32) -> bool {
-        self.kept.is_some() || self.has_entry(uid)
+        self.idle.is_some() || self.has_entry(uid)
     }
 
-    /// Adds a zero share entry for `uid` in the memory kept from a removed entry, unless it has
-    /// one. Returns whether `uid` has an entry now.
+    /// Gives `uid` a zero share entry in the memory of the idle one, unless it has an entry.
+    /// Returns whether `uid` has an entry now.
     pub(crate) fn add_kept_entry(&mut self, uid: u32) -> bool {
         if self.has_entry(uid) {
             return true;
         }
-        let Some(res) = self.kept.take() else {
+        let Some(node) = self
+            .idle
+            .take()
+            .and_then(|idle| self.shares.remove_node(&idle))
+        else {
             return false;
         };
-        self.shares.insert(res.into_node(uid, Charge::default()));
+        self.shares
+            .insert(node.into_reservation().into_node(uid, Charge::default()));
         true
+    }
+
+    /// The share entry of `uid`, if it has one: its share (possibly zero).
+    pub(crate) fn entry(&self, uid: u32) -> Option<Charge> {
+        self.shares.get(&uid).copied()
     }
 
     /// The share `uid` holds here (zero without an entry).
     pub(crate) fn share(&self, uid: u32) -> Charge {
-        self.shares.get(&uid).copied().unwrap_or_default()
+        self.entry(uid).unwrap_or_default()
     }
 
-    /// Whether `uid` may take `c` under `policy`: it fits, and at every resource the rule holds.
-    /// A sender without an entry holds nothing.
+    /// [`Self::share_allows`] for `uid`, looking its share up (a sender without an entry holds
+    /// nothing). For tests of the rule; a charge looks the share up once for all its rules.
+    #[cfg(CONFIG_KUNIT)]
     pub(crate) fn quota_allows(&self, policy: Policy, uid: u32, c: &Charge) -> bool {
-        let share = self.shares.get(&uid).copied().unwrap_or_default();
+        self.share_allows(policy, &self.share(uid), c)
+    }
+
+    /// Whether a sender holding `share` here may take `c` under `policy`: it fits, and at every
+    /// resource the rule holds.
+    pub(crate) fn share_allows(&self, policy: Policy, share: &Charge, c: &Charge) -> bool {
         let n = if share.is_zero() {
             self.senders.saturating_add(1)
         } else {
@@ -483,7 +501,7 @@ impl Ledger {
         })
     }
 
-    /// Charges `c` to `uid`'s share and to what remains, after [`Self::quota_allows`] said yes.
+    /// Charges `c` to `uid`'s share and to what remains, after [`Self::share_allows`] said yes.
     ///
     /// The entry must exist ([`Self::add_entry`]); without one, only the plain charge is made.
     pub(crate) fn take_shared(&mut self, uid: u32, c: &Charge) {
@@ -498,6 +516,10 @@ impl Ledger {
         let new = *s;
         if old.is_zero() && !new.is_zero() {
             self.senders = self.senders.saturating_add(1);
+            // The idle entry holds a share again.
+            if self.idle == Some(uid) {
+                self.idle = None;
+            }
         }
         for r in 0..N_RES {
             // Only what the charge moved (a message charges two of the four resources).
@@ -509,8 +531,8 @@ impl Ledger {
 
     /// Removes `c` from `uid`'s share; what remains is unchanged (the caller gives back what is
     /// no longer charged at all). A share that drops to zero loses its entry, so a ledger holds
-    /// entries only for the senders that hold something now; the entry's memory is kept for the
-    /// next one (see `kept`), unless some is kept already.
+    /// entries only for the senders that hold something now, but for one: the entry stays, idle,
+    /// for the next charge (see `idle`), unless another one is idle already.
     ///
     /// Never allocates; the caller drops the returned memory, if any, where it likes (it may
     /// hold a spinlock: freeing does not sleep).
@@ -533,12 +555,14 @@ impl Ledger {
         if !old.is_zero() {
             self.senders = self.senders.saturating_sub(1);
         }
-        let res = self.shares.remove_node(&uid)?.into_reservation();
-        if self.kept.is_none() {
-            self.kept = Some(res);
+        if self.idle.is_none() {
+            self.idle = Some(uid);
             return None;
         }
-        Some(res)
+        if self.idle == Some(uid) {
+            return None;
+        }
+        Some(self.shares.remove_node(&uid)?.into_reservation())
     }
 
     /// The number of share entries, zero or not.
@@ -685,42 +709,72 @@ mod tests {
         assert_eq!(l.entries(), 1);
         assert!(l.unshare(7, &c).is_none());
         assert_eq!(l.entries(), 1);
-        // The entry goes with the last of the share; its memory is kept, not handed back.
+        // The last of the share leaves the entry in place, idle: it holds nothing, and the
+        // ledger counts no sender.
         assert!(l.unshare(7, &c).is_none());
-        assert_eq!(l.entries(), 0);
-        assert_eq!(l.senders(), 0);
-        // An entry that never held anything goes at the first unshare as well; with memory
-        // kept already, its own is handed back to be freed: one kept at most.
+        assert_eq!((l.entries(), l.senders(), l.shares().count()), (1, 0, 0));
+        // An entry that never held anything goes at the first unshare; with another entry
+        // idle already, its memory is handed back to be freed: one idle entry at most.
         l.add_entry(8, RBTreeNodeReservation::new(GFP_KERNEL)?);
         assert!(l.unshare(8, &Charge::default()).is_some());
-        assert_eq!(l.entries(), 0);
+        assert_eq!(l.entries(), 1);
+        assert!(l.has_entry(7) && !l.has_entry(8));
         Ok(())
     }
 
     #[test]
-    fn removed_entry_is_kept_for_the_next() -> Result {
+    fn idle_entry_is_kept_for_the_next() -> Result {
         let mut l = Ledger::new([10, 100, 1000, 10]);
         let c = Charge([1, 0, 8, 0]);
-        // Nothing kept yet: a principal without an entry needs memory for one.
+        // Nothing idle yet: a principal without an entry needs memory for one.
         assert!(!l.can_add_kept_entry(7));
         assert!(!l.add_kept_entry(7));
         assert_eq!(l.entries(), 0);
         l.add_entry(7, RBTreeNodeReservation::new(GFP_KERNEL)?);
         l.take_shared(7, &c);
         assert!(l.unshare(7, &c).is_none());
-        // The next principal, or the same one again, gets its entry in the kept memory.
+        // The same principal finds its entry in place.
+        assert!(l.can_add_kept_entry(7));
+        assert!(l.add_kept_entry(7));
+        assert_eq!(l.entries(), 1);
+        l.take_shared(7, &c);
+        assert_eq!((l.senders(), l.share(7)), (1, c));
+        assert!(l.unshare(7, &c).is_none());
+        // The next principal gets its entry in the idle one's memory.
         assert!(l.can_add_kept_entry(8));
         assert!(l.add_kept_entry(8));
         assert_eq!(l.entries(), 1);
+        assert!(!l.has_entry(7));
         l.take_shared(8, &c);
         assert_eq!((l.senders(), l.share(8)), (1, c));
-        // One kept entry only: a third principal needs memory of its own.
+        // One idle entry only, and none now: a third principal needs memory of its own.
         assert!(!l.can_add_kept_entry(9));
         assert!(!l.add_kept_entry(9));
         // A principal with an entry can always have it.
         assert!(l.can_add_kept_entry(8));
         assert!(l.add_kept_entry(8));
         assert_eq!(l.entries(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn charged_idle_entry_is_idle_no_more() -> Result {
+        let mut l = Ledger::new([10, 100, 1000, 10]);
+        let c = Charge([1, 0, 8, 0]);
+        l.add_entry(7, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        l.take_shared(7, &c);
+        assert!(l.unshare(7, &c).is_none());
+        // Charged again in place, 7's entry holds a share: the next share to drop to zero,
+        // 8's, is the one that stays idle.
+        l.take_shared(7, &c);
+        l.add_entry(8, RBTreeNodeReservation::new(GFP_KERNEL)?);
+        l.take_shared(8, &c);
+        assert!(l.unshare(8, &c).is_none());
+        assert_eq!((l.entries(), l.senders()), (2, 1));
+        // With 8's idle, 7's entry goes with its share.
+        assert!(l.unshare(7, &c).is_some());
+        assert_eq!((l.entries(), l.senders()), (1, 0));
+        assert!(l.has_entry(8) && !l.has_entry(7));
         Ok(())
     }
 
@@ -732,14 +786,15 @@ mod tests {
         // A(1) = 2: the sender may take 500 at the principal, one peer 250 of it.
         let one = |n| Charge::one(SLICES, n);
         assert!(u.quota_allows(p, 9, &one(500)));
-        assert!(sibling_allows(p, &u, 9, &Charge::default(), &one(250)));
-        assert!(!sibling_allows(p, &u, 9, &Charge::default(), &one(251)));
+        let none = Charge::default();
+        assert!(sibling_allows(p, &u, &u.share(9), &none, &one(250)));
+        assert!(!sibling_allows(p, &u, &u.share(9), &none, &one(251)));
         // After the first peer took its 250, a sibling still gets a part of the rest.
         u.add_entry(9, RBTreeNodeReservation::new(GFP_KERNEL)?);
         u.take_shared(9, &one(250));
-        assert!(!sibling_allows(p, &u, 9, &one(250), &one(1)));
+        assert!(!sibling_allows(p, &u, &u.share(9), &one(250), &one(1)));
         assert!(u.quota_allows(p, 9, &one(125)));
-        assert!(sibling_allows(p, &u, 9, &Charge::default(), &one(125)));
+        assert!(sibling_allows(p, &u, &u.share(9), &none, &one(125)));
         Ok(())
     }
 

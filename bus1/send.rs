@@ -881,16 +881,16 @@ mod tests {
     /// A UID no real test task uses, for a sender of another user.
     const OTHER: u32 = 0x7fff_0054;
 
-    /// What `peer` has charged, at the peer and at its user's level, and the share entries at
-    /// both levels.
-    fn accounts(peer: &Peer) -> ([i64; N_RES], [i64; N_RES], (usize, usize)) {
+    /// What `peer` has charged, at the peer and at its user's level, and the number of senders
+    /// holding a share at both levels.
+    fn accounts(peer: &Peer) -> ([i64; N_RES], [i64; N_RES], (u64, u64)) {
         let inner = peer.lock();
         let l = &inner.limits;
         let u = l.user.user().ledger();
         (
             core::array::from_fn(|r| l.ledger.used(r)),
             core::array::from_fn(|r| u.used(r)),
-            (l.ledger.entries(), u.entries()),
+            (l.ledger.senders(), u.senders()),
         )
     }
 
@@ -1017,8 +1017,8 @@ mod tests {
         let first = copy(&peer, 600 << 10, peer.uid())?;
         let before = accounts(&peer);
         // Charged, then refused by the pool: the charge is given back in the same critical
-        // section, for the peer's own user and for another user, whose share entries, made for
-        // this charge, go with it.
+        // section, for the peer's own user and for another user, whose share, made for this
+        // charge, goes with it.
         assert_eq!(copy(&peer, 600 << 10, peer.uid()).err(), Some(EXFULL()));
         assert!(accounts(&peer) == before);
         assert_eq!(copy(&peer, 600 << 10, OTHER).err(), Some(EXFULL()));
