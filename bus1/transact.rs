@@ -24,8 +24,8 @@
 //! that interrupts the send stage (waiting for another call that is creating nodes) after the
 //! release stage completed ends the call with `EINTR`; with no stage completed it is restarted
 //! as `SEND` is. A wait ends with `ETIMEDOUT` when the timeout (nanoseconds, rounded up to
-//! scheduler ticks; `0` is none) runs out. `WAIT` waits even on an `O_NONBLOCK` file: the flag
-//! is the explicit request.
+//! scheduler ticks plus the tick under way, so never early; `0` is none) runs out. `WAIT`
+//! waits even on an `O_NONBLOCK` file: the flag is the explicit request.
 
 use super::{
     ioctl::{

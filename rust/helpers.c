@@ -576,9 +576,12 @@ int rust_bus1_waitq_wait(struct wait_queue_head *wq,
 }
 
 /*
- * Jiffies for a relative timeout of @ns > 0 ns, rounded up. No timeout (0 ns)
- * is MAX_SCHEDULE_TIMEOUT, which WaitTimeout::from_ns() in rust/poll.rs sets
- * without a call.
+ * Jiffies for a relative timeout of @ns > 0 ns: rounded up, plus one for the
+ * tick under way. A wait of j jiffies ends at the j-th tick from the current
+ * one, which may be about to end, so only j - 1 whole ticks are certain, and
+ * they must cover @ns (as the kernel's own msecs_to_jiffies() + 1 idiom). No
+ * timeout (0 ns) is MAX_SCHEDULE_TIMEOUT, which WaitTimeout::from_ns() in
+ * rust/poll.rs sets without a call.
  */
 long rust_bus1_timeout_jiffies(u64 ns)
 {
@@ -586,6 +589,7 @@ long rust_bus1_timeout_jiffies(u64 ns)
 
 	if (jiffies_to_nsecs(j) < ns)
 		j++;
+	j++;
 	return j >= MAX_SCHEDULE_TIMEOUT ? MAX_SCHEDULE_TIMEOUT - 1 : (long)j;
 }
 

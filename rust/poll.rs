@@ -102,7 +102,8 @@ pub(crate) struct WaitTimeout {
 }
 
 impl WaitTimeout {
-    /// A timeout of `ns` nanoseconds from now, rounded up to whole scheduler ticks; `0` is none.
+    /// A timeout of `ns` nanoseconds from now, rounded up to whole scheduler ticks, plus the tick
+    /// under way, so that a wait never ends before `ns` passed; `0` is none.
     pub(crate) fn from_ns(ns: u64) -> Self {
         // No timeout, the common case: answered here rather than in a call (the helper converts
         // only a timeout there is).
@@ -218,5 +219,39 @@ impl Drop for PollQueue {
     fn drop(&mut self) {
         // SAFETY: `wq` came from `rust_bus1_waitq_new()` and is freed only here, once.
         unsafe { rust_bus1_waitq_free(self.wq.as_ptr()) };
+    }
+}
+
+#[kunit_tests(bus1_poll)]
+mod tests {
+    use super::*;
+    use kernel::time::{
+        msecs_to_jiffies,
+        NSEC_PER_SEC, //
+    };
+
+    #[test]
+    fn a_timeout_outlasts_the_tick_under_way() {
+        // Ticks per second.
+        // CAST: `HZ`, a small positive number.
+        let hz = msecs_to_jiffies(1000) as u64;
+        // CAST: A positive constant.
+        let sec = NSEC_PER_SEC as u64;
+        let tick = sec / hz;
+        for ns in [1, tick - 1, tick, tick + 1, 50_000_000, 3 * tick, sec] {
+            let t = WaitTimeout::from_ns(ns);
+            // CAST: A timeout in jiffies is positive.
+            let j = t.jiffies as u64;
+            // A wait of `j` jiffies ends at the `j`-th tick from the one under way, which may be
+            // about to end: only `j - 1` whole ticks are certain, and they must cover `ns`.
+            assert!(j >= 1 && (j - 1) * sec >= ns * hz);
+            // And no tick more than that takes.
+            assert!(j < 2 || (j - 2) * sec < ns * hz);
+        }
+        // No timeout is none.
+        assert_eq!(
+            WaitTimeout::from_ns(0).jiffies,
+            kernel::task::MAX_SCHEDULE_TIMEOUT
+        );
     }
 }
